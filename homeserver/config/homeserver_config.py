@@ -1,0 +1,325 @@
+"""`HomeserverConfig`: the whole config file, and `load_config` that reads it.
+
+Top-level options keep Synapse's names and meanings, and each maps one-to-one to a
+field of `HomeserverConfig` (nested YAML sections to nested dataclasses).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, cast
+
+import yaml
+
+from homeserver.config._reader import (
+    ConfigError,
+    IPNetwork,
+    Reader,
+    int_between,
+    list_of,
+    one_of,
+    to_bool,
+    to_cidr,
+    to_duration_ms,
+    to_http_url,
+    to_non_negative_int,
+    to_nonempty_str,
+    to_path,
+    to_server_name,
+    to_size,
+)
+from homeserver.config.database import DatabaseConfig, database_override
+from homeserver.config.sections import (
+    DEFAULT_LISTENERS,
+    DEFAULT_THUMBNAIL_SIZES,
+    CachesConfig,
+    ListenerConfig,
+    LoginRateLimits,
+    OldSigningKey,
+    PresenceConfig,
+    PushConfig,
+    RateLimitConfig,
+    RedisConfig,
+    ThumbnailSize,
+    TrustedKeyServer,
+    parse_listeners,
+    parse_old_signing_keys,
+    parse_thumbnail_sizes,
+)
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ROOM_VERSIONS: Final = tuple(str(n) for n in range(1, 13))
+# The spec: "Servers SHOULD use room version 12 as the default room version".
+DEFAULT_ROOM_VERSION: Final = "12"
+
+# Synapse's default ip_range_blacklist: addresses a homeserver must not be made to
+# connect to (loopback, private networks, CGNAT, link-local, test nets, multicast ...).
+DEFAULT_IP_RANGE_BLACKLIST: Final = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+)
+# Always blocked whatever the config says (as in Synapse).
+ALWAYS_BLACKLISTED: Final = ("0.0.0.0/32", "::/128")
+
+
+DEFAULT_RC_MESSAGE: Final = RateLimitConfig(per_second=0.2, burst_count=10)
+DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
+
+
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(to_cidr(cidr) for cidr in cidrs)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeserverConfig:
+    """Every setting of the homeserver. Sizes are in bytes, durations in milliseconds,
+    paths as written in the file (relative ones are relative to the working directory)."""
+
+    server_name: str
+    public_baseurl: str | None = None
+    client_base_url: str | None = None
+    serve_server_wellknown: bool = False
+    listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    signing_key_path: Path = Path("data/signing.key")
+    old_signing_keys: Mapping[str, OldSigningKey] = field(default_factory=dict)
+    key_refresh_interval: int = 86_400_000
+    log_level: LogLevel = "INFO"
+    # registration and login
+    enable_registration: bool = False
+    enable_registration_without_verification: bool = False
+    registration_requires_token: bool = False
+    registration_shared_secret: str | None = field(default=None, repr=False)
+    allow_guest_access: bool = False
+    bcrypt_rounds: int = 12
+    # rate limits
+    rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE
+    rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
+    rc_login: LoginRateLimits = field(default_factory=LoginRateLimits)
+    # rooms
+    default_room_version: str = DEFAULT_ROOM_VERSION
+    allow_public_rooms_without_auth: bool = False
+    allow_public_rooms_over_federation: bool = False
+    # request limits
+    max_request_body_size: int = 1024**2
+    # media
+    enable_media_repo: bool = True
+    media_store_path: Path = Path("data/media_store")
+    max_upload_size: int = 50 * 1024**2
+    max_image_pixels: int = 32 * 1024**2
+    dynamic_thumbnails: bool = False
+    thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
+    url_preview_enabled: bool = False
+    unauthenticated_media_allowed_before: int | None = None
+    # VoIP
+    turn_uris: tuple[str, ...] = ()
+    turn_shared_secret: str | None = field(default=None, repr=False)
+    turn_user_lifetime: int = 3_600_000
+    turn_allow_guests: bool = True
+    # presence, push, caches, redis
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    caches: CachesConfig = field(default_factory=CachesConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    # federation and outbound requests
+    federation_verify_certificates: bool = True
+    federation_domain_whitelist: tuple[str, ...] | None = None
+    federation_ip_range_whitelist: tuple[IPNetwork, ...] = ()
+    ip_range_blacklist: tuple[IPNetwork, ...] = _networks(
+        DEFAULT_IP_RANGE_BLACKLIST + ALWAYS_BLACKLISTED
+    )
+    ip_range_whitelist: tuple[IPNetwork, ...] = ()
+    trusted_key_servers: tuple[TrustedKeyServer, ...] = ()
+    suppress_key_server_warning: bool = False
+    tls_certificate_path: Path | None = None
+    tls_private_key_path: Path | None = None
+
+    @property
+    def client_base_url_effective(self) -> str:
+        """The base URL clients should use (``m.homeserver`` in /.well-known/matrix/client)."""
+        return self.client_base_url or self.public_baseurl or f"https://{self.server_name}/"
+
+    @staticmethod
+    def parse(reader: Reader, environ: Mapping[str, str] | None = None) -> HomeserverConfig:
+        """Read the top-level mapping; errors are recorded in `reader.errors`."""
+        server_name = reader.require("server_name", to_server_name) or "invalid.invalid"
+        default_key_path = Path("data") / f"{server_name.replace(':', '_')}.signing.key"
+
+        database = DatabaseConfig.parse(reader.child("database"))
+        try:
+            database = database_override(os.environ if environ is None else environ) or database
+        except ConfigError as error:
+            reader.errors.extend(error.errors)
+
+        listeners = parse_listeners(reader)
+        tls_certificate_path = reader.optional("tls_certificate_path", to_path)
+        tls_private_key_path = reader.optional("tls_private_key_path", to_path)
+        if tls_certificate_path is None or tls_private_key_path is None:
+            for index, listener in enumerate(listeners):
+                if listener.tls:
+                    reader.error(
+                        f"listeners[{index}].tls",
+                        "tls_certificate_path and tls_private_key_path must be set "
+                        "when a listener has tls: true",
+                    )
+
+        ip_blacklist = reader.get(
+            "ip_range_blacklist", list_of(to_cidr), _networks(DEFAULT_IP_RANGE_BLACKLIST)
+        )
+        ip_blacklist += tuple(
+            net for net in _networks(ALWAYS_BLACKLISTED) if net not in ip_blacklist
+        )
+
+        config = HomeserverConfig(
+            server_name=server_name,
+            public_baseurl=reader.optional("public_baseurl", to_http_url),
+            client_base_url=reader.optional("client_base_url", to_http_url),
+            serve_server_wellknown=reader.get("serve_server_wellknown", to_bool, False),
+            listeners=listeners,
+            database=database,
+            signing_key_path=reader.get("signing_key_path", to_path, default_key_path),
+            old_signing_keys=parse_old_signing_keys(reader),
+            key_refresh_interval=reader.get("key_refresh_interval", to_duration_ms, 86_400_000),
+            log_level=cast(
+                "LogLevel",
+                reader.get(
+                    "log_level",
+                    one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", case_insensitive=True),
+                    "INFO",
+                ),
+            ),
+            enable_registration=reader.get("enable_registration", to_bool, False),
+            enable_registration_without_verification=reader.get(
+                "enable_registration_without_verification", to_bool, False
+            ),
+            registration_requires_token=reader.get("registration_requires_token", to_bool, False),
+            registration_shared_secret=reader.optional(
+                "registration_shared_secret", to_nonempty_str
+            ),
+            allow_guest_access=reader.get("allow_guest_access", to_bool, False),
+            bcrypt_rounds=reader.get("bcrypt_rounds", int_between(4, 31), 12),
+            rc_message=RateLimitConfig.parse(reader.child("rc_message"), DEFAULT_RC_MESSAGE),
+            rc_registration=RateLimitConfig.parse(
+                reader.child("rc_registration"), DEFAULT_RC_REGISTRATION
+            ),
+            rc_login=LoginRateLimits.parse(reader.child("rc_login")),
+            default_room_version=reader.get(
+                "default_room_version", one_of(*ROOM_VERSIONS), DEFAULT_ROOM_VERSION
+            ),
+            allow_public_rooms_without_auth=reader.get(
+                "allow_public_rooms_without_auth", to_bool, False
+            ),
+            allow_public_rooms_over_federation=reader.get(
+                "allow_public_rooms_over_federation", to_bool, False
+            ),
+            max_request_body_size=reader.get("max_request_body_size", to_size, 1024**2),
+            enable_media_repo=reader.get("enable_media_repo", to_bool, True),
+            media_store_path=reader.get("media_store_path", to_path, Path("data/media_store")),
+            max_upload_size=reader.get("max_upload_size", to_size, 50 * 1024**2),
+            max_image_pixels=reader.get("max_image_pixels", to_size, 32 * 1024**2),
+            dynamic_thumbnails=reader.get("dynamic_thumbnails", to_bool, False),
+            thumbnail_sizes=parse_thumbnail_sizes(reader),
+            url_preview_enabled=reader.get("url_preview_enabled", to_bool, False),
+            unauthenticated_media_allowed_before=reader.optional(
+                "unauthenticated_media_allowed_before", to_non_negative_int
+            ),
+            turn_uris=reader.get("turn_uris", list_of(to_nonempty_str), ()),
+            turn_shared_secret=reader.optional("turn_shared_secret", to_nonempty_str),
+            turn_user_lifetime=reader.get("turn_user_lifetime", to_duration_ms, 3_600_000),
+            turn_allow_guests=reader.get("turn_allow_guests", to_bool, True),
+            presence=PresenceConfig.parse(reader.child("presence")),
+            push=PushConfig.parse(reader.child("push")),
+            caches=CachesConfig.parse(reader.child("caches")),
+            redis=RedisConfig.parse(reader.child("redis")),
+            federation_verify_certificates=reader.get(
+                "federation_verify_certificates", to_bool, True
+            ),
+            federation_domain_whitelist=reader.optional(
+                "federation_domain_whitelist", list_of(to_server_name)
+            ),
+            federation_ip_range_whitelist=reader.get(
+                "federation_ip_range_whitelist", list_of(to_cidr), ()
+            ),
+            ip_range_blacklist=ip_blacklist,
+            ip_range_whitelist=reader.get("ip_range_whitelist", list_of(to_cidr), ()),
+            trusted_key_servers=tuple(
+                TrustedKeyServer.parse(child)
+                for child in reader.children("trusted_key_servers") or ()
+            ),
+            suppress_key_server_warning=reader.get("suppress_key_server_warning", to_bool, False),
+            tls_certificate_path=tls_certificate_path,
+            tls_private_key_path=tls_private_key_path,
+        )
+        if config.enable_registration and not (
+            config.enable_registration_without_verification or config.registration_requires_token
+        ):
+            reader.error(
+                "enable_registration",
+                "open registration without any verification lets anyone create accounts; "
+                "also set registration_requires_token: true, or "
+                "enable_registration_without_verification: true if you really want that",
+            )
+        reader.finish()
+        return config
+
+
+def parse_config(raw: object, environ: Mapping[str, str] | None = None) -> HomeserverConfig:
+    """Validate an already-parsed YAML document. Raises ConfigError listing every problem."""
+    errors: list[str] = []
+    reader = Reader(raw, "", errors)
+    config = HomeserverConfig.parse(reader, environ)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> HomeserverConfig:
+    """Read and validate the YAML config file at `path`.
+
+    `environ` is where ``HOMESERVER_DATABASE_URL`` is looked up (None: ``os.environ``;
+    pass ``{}`` to ignore the environment). Raises ConfigError with a one-line
+    message for a missing or unreadable file, invalid YAML or invalid settings.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {os.fspath(path)}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {os.fspath(path)}: {error}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"invalid YAML in {os.fspath(path)}: {_yaml_problem(error)}") from None
+    return parse_config(raw, environ)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A short description of a YAML syntax error with its (1-based) line and column."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"

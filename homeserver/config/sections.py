@@ -1,0 +1,362 @@
+"""The nested sections of the config file, each a frozen dataclass that reads itself.
+
+Every ``parse`` function takes the `Reader` of its mapping, records errors under the
+section's key path and returns the section (with defaults where a value was bad, so
+that parsing goes on and reports every error at once).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, cast
+
+from homeserver.config._reader import (
+    Invalid,
+    Reader,
+    describe,
+    int_between,
+    list_of,
+    one_of,
+    to_bool,
+    to_int,
+    to_ip_address,
+    to_nonempty_str,
+    to_port,
+    to_positive_float,
+    to_server_name,
+    to_str,
+)
+
+# --- listeners ----------------------------------------------------------------------
+
+ResourceName = Literal["client", "federation", "keys", "media", "health", "openid"]
+RESOURCE_NAMES: tuple[ResourceName, ...] = (
+    "client",
+    "federation",
+    "keys",
+    "media",
+    "health",
+    "openid",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerResource:
+    """One entry of a listener's ``resources``: which APIs it serves."""
+
+    names: tuple[ResourceName, ...]
+    compress: bool = False
+
+    @staticmethod
+    def parse(reader: Reader) -> ListenerResource:
+        names = reader.require("names", list_of(one_of(*RESOURCE_NAMES))) or ()
+        if not names and reader.has("names"):
+            reader.error("names", "at least one resource name is required")
+        compress = reader.get("compress", to_bool, False)
+        reader.finish()
+        return ListenerResource(names=cast("tuple[ResourceName, ...]", names), compress=compress)
+
+
+DEFAULT_RESOURCES: tuple[ListenerResource, ...] = (
+    ListenerResource(names=("client", "federation", "keys", "media")),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """One HTTP listener (``listeners[i]``)."""
+
+    port: int
+    bind_addresses: tuple[str, ...] = ("127.0.0.1",)
+    type: Literal["http"] = "http"
+    tls: bool = False
+    x_forwarded: bool = False
+    resources: tuple[ListenerResource, ...] = DEFAULT_RESOURCES
+
+    def serves(self, name: ResourceName) -> bool:
+        """Whether any resource of this listener has `name`."""
+        return any(name in resource.names for resource in self.resources)
+
+    def compresses(self, name: ResourceName) -> bool:
+        return any(name in r.names and r.compress for r in self.resources)
+
+    @staticmethod
+    def parse(reader: Reader) -> ListenerConfig:
+        port = reader.require("port", to_port) or 8008
+        default_addresses: tuple[str, ...] = ("127.0.0.1",)
+        bind_addresses = reader.get("bind_addresses", list_of(to_ip_address), default_addresses)
+        if not bind_addresses:
+            reader.error("bind_addresses", "at least one address is required")
+            bind_addresses = default_addresses
+        reader.get("type", one_of("http"), "http")
+        tls = reader.get("tls", to_bool, False)
+        x_forwarded = reader.get("x_forwarded", to_bool, False)
+        children = reader.children("resources")
+        if children is None:
+            reader.error("resources", "this option is required")
+            resources: tuple[ListenerResource, ...] = ()
+        else:
+            resources = tuple(ListenerResource.parse(child) for child in children)
+            if not resources:
+                reader.error("resources", "at least one resource is required")
+        reader.finish()
+        return ListenerConfig(
+            port=port,
+            bind_addresses=bind_addresses,
+            tls=tls,
+            x_forwarded=x_forwarded,
+            resources=resources,
+        )
+
+
+DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (ListenerConfig(port=8008),)
+
+
+def parse_listeners(reader: Reader) -> tuple[ListenerConfig, ...]:
+    children = reader.children("listeners")
+    if children is None:
+        return DEFAULT_LISTENERS
+    listeners = tuple(ListenerConfig.parse(child) for child in children)
+    if not listeners:
+        reader.error("listeners", "at least one listener is required")
+        return DEFAULT_LISTENERS
+    seen: dict[tuple[str, int], int] = {}
+    for index, listener in enumerate(listeners):
+        for address in listener.bind_addresses:
+            first = seen.setdefault((address, listener.port), index)
+            if first != index:
+                reader.error(
+                    f"listeners[{index}].port",
+                    f"{address}:{listener.port} is already used by listeners[{first}]",
+                )
+    return listeners
+
+
+# --- rate limits --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """A token bucket: `burst_count` actions at once, refilled at `per_second`."""
+
+    per_second: float
+    burst_count: float
+
+    @staticmethod
+    def parse(reader: Reader, default: RateLimitConfig) -> RateLimitConfig:
+        per_second = reader.get("per_second", to_positive_float, default.per_second)
+        burst_count = reader.get("burst_count", to_positive_float, default.burst_count)
+        reader.finish()
+        return RateLimitConfig(per_second=per_second, burst_count=burst_count)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRateLimits:
+    """``rc_login``: logins per client address, per account, and failed attempts per account."""
+
+    address: RateLimitConfig = RateLimitConfig(per_second=0.003, burst_count=5)
+    account: RateLimitConfig = RateLimitConfig(per_second=0.003, burst_count=5)
+    failed_attempts: RateLimitConfig = RateLimitConfig(per_second=0.17, burst_count=3)
+
+    @staticmethod
+    def parse(reader: Reader) -> LoginRateLimits:
+        defaults = LoginRateLimits()
+        limits = LoginRateLimits(
+            address=RateLimitConfig.parse(reader.child("address"), defaults.address),
+            account=RateLimitConfig.parse(reader.child("account"), defaults.account),
+            failed_attempts=RateLimitConfig.parse(
+                reader.child("failed_attempts"), defaults.failed_attempts
+            ),
+        )
+        reader.finish()
+        return limits
+
+
+# --- media --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ThumbnailSize:
+    """One pre-generated thumbnail size (``thumbnail_sizes[i]``)."""
+
+    width: int
+    height: int
+    method: Literal["crop", "scale"]
+
+    @staticmethod
+    def parse(reader: Reader) -> ThumbnailSize:
+        width = reader.require("width", _positive_int) or 1
+        height = reader.require("height", _positive_int) or 1
+        method = reader.require("method", one_of("crop", "scale")) or "scale"
+        reader.finish()
+        return ThumbnailSize(
+            width=width, height=height, method=cast("Literal['crop', 'scale']", method)
+        )
+
+
+def _positive_int(value: object) -> int:
+    return int_between(1, 1_000_000)(value)
+
+
+DEFAULT_THUMBNAIL_SIZES: tuple[ThumbnailSize, ...] = (
+    ThumbnailSize(32, 32, "crop"),
+    ThumbnailSize(96, 96, "crop"),
+    ThumbnailSize(320, 240, "scale"),
+    ThumbnailSize(640, 480, "scale"),
+    ThumbnailSize(800, 600, "scale"),
+)
+
+
+def parse_thumbnail_sizes(reader: Reader) -> tuple[ThumbnailSize, ...]:
+    children = reader.children("thumbnail_sizes")
+    if children is None:
+        return DEFAULT_THUMBNAIL_SIZES
+    return tuple(ThumbnailSize.parse(child) for child in children)
+
+
+# --- federation keys ----------------------------------------------------------------
+
+_KEY_ID = re.compile(r"ed25519:[a-zA-Z0-9_]+")
+
+
+def to_verify_key(value: object) -> str:
+    """An ed25519 public key in (unpadded) base64, as in the spec's key responses."""
+    text = to_str(value)
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise Invalid(f"expected an ed25519 public key in base64, got {describe(value)}")
+    return text
+
+
+def _key_map(reader: Reader, key: str) -> Mapping[str, str] | None:
+    """A mapping of key IDs ("ed25519:abc") to base64 public keys."""
+    if not reader.has(key):
+        reader.raw(key)
+        return None
+    keys = reader.child(key)
+    result: dict[str, str] = {}
+    for key_id in keys.keys():
+        if not _KEY_ID.fullmatch(key_id):
+            keys.error(key_id, 'expected a key ID like "ed25519:abc123"')
+            keys.raw(key_id)
+            continue
+        verify_key = keys.require(key_id, to_verify_key)
+        if verify_key is not None:
+            result[key_id] = verify_key
+    return MappingProxyType(result)
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedKeyServer:
+    """A notary server trusted to vouch for other servers' keys (``trusted_key_servers[i]``).
+    `verify_keys` pins its own keys (key ID -> base64); None means fetch them directly."""
+
+    server_name: str
+    verify_keys: Mapping[str, str] | None = None
+
+    @staticmethod
+    def parse(reader: Reader) -> TrustedKeyServer:
+        server_name = reader.require("server_name", to_server_name) or ""
+        verify_keys = _key_map(reader, "verify_keys")
+        reader.finish()
+        return TrustedKeyServer(server_name=server_name, verify_keys=verify_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class OldSigningKey:
+    """A signing key this server used in the past (``old_signing_keys.<key_id>``), still
+    published so that events it signed can be verified."""
+
+    key_id: str
+    key: str
+    expired_ts: int
+
+    @staticmethod
+    def parse(reader: Reader, key_id: str) -> OldSigningKey:
+        key = reader.require("key", to_verify_key) or ""
+        expired_ts = reader.require("expired_ts", to_int) or 0
+        reader.finish()
+        return OldSigningKey(key_id=key_id, key=key, expired_ts=expired_ts)
+
+
+def parse_old_signing_keys(reader: Reader) -> Mapping[str, OldSigningKey]:
+    keys = reader.child("old_signing_keys")
+    result: dict[str, OldSigningKey] = {}
+    for key_id in keys.keys():
+        if not _KEY_ID.fullmatch(key_id):
+            keys.error(key_id, 'expected a key ID like "ed25519:abc123"')
+            keys.raw(key_id)
+            continue
+        result[key_id] = OldSigningKey.parse(keys.child(key_id), key_id)
+    return MappingProxyType(result)
+
+
+# --- small sections -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    """``presence``: whether presence is tracked and sent at all."""
+
+    enabled: bool = True
+
+    @staticmethod
+    def parse(reader: Reader) -> PresenceConfig:
+        enabled = reader.get("enabled", to_bool, True)
+        reader.finish()
+        return PresenceConfig(enabled=enabled)
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    """``push``: whether push notifications carry the message content."""
+
+    include_content: bool = True
+
+    @staticmethod
+    def parse(reader: Reader) -> PushConfig:
+        include_content = reader.get("include_content", to_bool, True)
+        reader.finish()
+        return PushConfig(include_content=include_content)
+
+
+@dataclass(frozen=True, slots=True)
+class CachesConfig:
+    """``caches``: every in-memory cache's size is multiplied by `global_factor`."""
+
+    global_factor: float = 0.5
+
+    @staticmethod
+    def parse(reader: Reader) -> CachesConfig:
+        global_factor = reader.get("global_factor", to_positive_float, 0.5)
+        reader.finish()
+        return CachesConfig(global_factor=global_factor)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """``redis``: pub/sub between several processes sharing one database."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = 6379
+    password: str | None = field(default=None, repr=False)
+
+    @staticmethod
+    def parse(reader: Reader) -> RedisConfig:
+        config = RedisConfig(
+            enabled=reader.get("enabled", to_bool, False),
+            host=reader.get("host", to_nonempty_str, "localhost"),
+            port=reader.get("port", to_port, 6379),
+            password=reader.optional("password", to_str),
+        )
+        reader.finish()
+        return config

@@ -1,0 +1,327 @@
+"""The commented YAML config file: `config.example.yaml` and what `generate_config` writes.
+
+Both come from `render_config`, so they cannot drift apart (a test compares them).
+Every option is listed with a comment; options that have a value by default are
+written with that default, options that are unset by default are commented out.
+"""
+
+from __future__ import annotations
+
+import json
+from string import Template
+
+_OPEN_REGISTRATION = """\
+# Anyone who can reach the server may register, without email, captcha or token.
+# That is for a private test setup only: on a public server use
+# registration_requires_token, or keep enable_registration false and create
+# accounts with the register-user command.
+enable_registration: true
+enable_registration_without_verification: true"""
+
+_CLOSED_REGISTRATION = """\
+# Allow anyone who can reach the server to register (default false). Open
+# registration also needs registration_requires_token: true, or
+# enable_registration_without_verification: true (only for private test setups).
+enable_registration: false
+enable_registration_without_verification: false"""
+
+_TEMPLATE = Template("""\
+# Configuration of a Matrix homeserver. Option names and meanings follow Synapse.
+# Sizes are bytes or strings like "100K", "50M", "1G" (powers of 1024); durations
+# are milliseconds or strings like "30s", "5m", "1h", "1d", "1w", "1y". Relative
+# paths are relative to the working directory of the server process.
+
+## Server ##
+
+# The domain in user IDs (@alice:$bare_server_name) and room aliases. It cannot be
+# changed once users exist. A hostname, IPv4 address or [IPv6 address], with an
+# optional :port.
+server_name: $server_name
+
+# The public URL of the client API, if it differs from https://<server_name>/
+# (for example behind a reverse proxy). Default: unset.
+#public_baseurl: https://matrix.example.com/
+
+# The base URL advertised to clients in /.well-known/matrix/client. Default: unset,
+# meaning public_baseurl, or else https://<server_name>/.
+#client_base_url: https://matrix.example.com/
+
+# Serve /.well-known/matrix/server, telling other servers to reach this one on the
+# port of the first federation listener (default false).
+serve_server_wellknown: false
+
+# Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).
+log_level: INFO
+
+# Where the server listens. Default: one listener on 127.0.0.1:8008 serving
+# client, federation, keys and media.
+listeners:
+    # The TCP port (required).
+  - port: 8008
+    # Addresses to bind (default ["127.0.0.1"]). Use "::" or "0.0.0.0" for all.
+    bind_addresses: ["127.0.0.1"]
+    # Only "http" is supported (default "http").
+    type: http
+    # Serve HTTPS with tls_certificate_path / tls_private_key_path (default false).
+    # Usually TLS is done by a reverse proxy instead.
+    tls: false
+    # Trust X-Forwarded-For / X-Forwarded-Proto from a reverse proxy (default false).
+    x_forwarded: false
+    # Which APIs this listener serves. names: any of client, federation, keys,
+    # media, health, openid. compress: gzip responses (default false).
+    resources:
+      - names: [client, federation, keys, media]
+        compress: false
+
+# Certificate chain and private key (PEM) for listeners with tls: true.
+# Default: unset; required if any listener has tls: true.
+#tls_certificate_path: /etc/matrix/tls.crt
+#tls_private_key_path: /etc/matrix/tls.key
+
+## Database ##
+
+# sqlite3 (the default: nothing else to run) or psycopg (PostgreSQL; psycopg2 is
+# accepted as an alias). The environment variable HOMESERVER_DATABASE_URL
+# (postgresql://user:password@host:5432/dbname) overrides this section.
+database:
+  name: sqlite3
+  args:
+    # The SQLite file (default data/homeserver.db).
+    database: $database_path
+# For PostgreSQL:
+#database:
+#  name: psycopg
+#  args:
+#    user: synapse_user          # default: libpq's default
+#    password: secretpassword    # default: none
+#    dbname: homeserver          # alias: database
+#    host: 127.0.0.1             # default 127.0.0.1 (a directory means a Unix socket)
+#    port: 5432                  # default 5432
+#    sslmode: prefer             # default: libpq's default
+#    cp_min: 2                   # connection pool size, default 2 to 10
+#    cp_max: 10
+
+# Caches held in memory: every cache's size is multiplied by global_factor
+# (default 0.5).
+caches:
+  global_factor: 0.5
+
+# Redis, for several processes sharing one PostgreSQL database (default off).
+redis:
+  enabled: false
+  host: localhost
+  port: 6379
+  #password: secret
+
+## Signing keys ##
+
+# The ed25519 key this server signs events and requests with. It is created at
+# start-up if missing. Default: data/<server_name, ':' replaced by '_'>.signing.key
+signing_key_path: $signing_key_path
+
+# Keys this server used before, still published so that old signatures can be
+# verified: key ID -> {key: <base64 public key>, expired_ts: <ms timestamp>}.
+# Default: none.
+#old_signing_keys:
+#  "ed25519:auto": {key: "l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ", expired_ts: 1576767829750}
+
+# How long other servers may cache this server's keys (default 1d).
+key_refresh_interval: 1d
+
+## Registration and login ##
+
+$registration
+
+# Require a registration token (created with the admin command) to register
+# (default false).
+registration_requires_token: false
+
+# A shared secret that lets admin tools (such as the register-user command)
+# create accounts whatever enable_registration says. Default: unset.
+$registration_shared_secret
+
+# Allow guest accounts (default false).
+allow_guest_access: false
+
+# bcrypt cost of stored password hashes, 4 to 31 (default 12).
+bcrypt_rounds: 12
+
+## Rate limits ##
+# Token buckets: burst_count actions at once, refilled at per_second.
+
+# Messages sent, per user (default 0.2 per second, burst 10).
+rc_message:
+  per_second: 0.2
+  burst_count: 10
+
+# Registrations, per client address (default 0.17 per second, burst 3).
+rc_registration:
+  per_second: 0.17
+  burst_count: 3
+
+# Logins: per client address, per account, and failed attempts per account.
+rc_login:
+  address:
+    per_second: 0.003
+    burst_count: 5
+  account:
+    per_second: 0.003
+    burst_count: 5
+  failed_attempts:
+    per_second: 0.17
+    burst_count: 3
+
+## Rooms ##
+
+# Room version of new rooms, "1" to "12" (default "12", as the spec recommends).
+default_room_version: "12"
+
+# Let clients list the public room directory without an access token
+# (default false).
+allow_public_rooms_without_auth: false
+
+# Let other servers list this server's public room directory (default false).
+allow_public_rooms_over_federation: false
+
+# Largest JSON request body accepted by the client and federation APIs; media
+# uploads are limited by max_upload_size instead (default 1M).
+max_request_body_size: 1M
+
+## Presence and push ##
+
+presence:
+  # Track and share online/offline status (default true).
+  enabled: true
+
+push:
+  # Include the message content in push notifications (default true).
+  include_content: true
+
+## Media ##
+
+# Serve the media repository (default true).
+enable_media_repo: true
+
+# Where uploaded and remote media are stored (default data/media_store).
+media_store_path: $media_store_path
+
+# Largest upload accepted (default 50M).
+max_upload_size: 50M
+
+# Largest image (in pixels) that will be thumbnailed (default 32M).
+max_image_pixels: 32M
+
+# Make thumbnails of any requested size on demand, not only thumbnail_sizes
+# (default false).
+dynamic_thumbnails: false
+
+# Thumbnails generated for each uploaded image. method: crop or scale.
+thumbnail_sizes:
+  - {width: 32, height: 32, method: crop}
+  - {width: 96, height: 96, method: crop}
+  - {width: 320, height: 240, method: scale}
+  - {width: 640, height: 480, method: scale}
+  - {width: 800, height: 600, method: scale}
+
+# Generate URL previews for links (default false). Fetches obey ip_range_blacklist.
+url_preview_enabled: false
+
+# Media uploaded before this time (ms since the epoch) stays available on the
+# legacy unauthenticated /_matrix/media/* download endpoints. Default: unset,
+# meaning those endpoints serve nothing new.
+#unauthenticated_media_allowed_before: 1725148800000
+
+## VoIP ##
+
+# TURN servers handed to clients for calls, with the shared secret of their
+# REST API (coturn's static-auth-secret). Default: none.
+turn_uris: []
+#turn_uris: ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp"]
+#turn_shared_secret: "a secret"
+# How long TURN credentials are valid (default 1h).
+turn_user_lifetime: 1h
+# Whether guests may use the TURN servers (default true).
+turn_allow_guests: true
+
+## Federation ##
+
+# Check the TLS certificates of other servers (default true). Only for tests.
+federation_verify_certificates: true
+
+# Federate only with these server names. Default: unset (federate with everyone).
+#federation_domain_whitelist: [example.com, example.org]
+
+# IP ranges that federation may reach even if ip_range_blacklist blocks them
+# (default none).
+federation_ip_range_whitelist: []
+
+# IP ranges the server never connects to for federation, URL previews and
+# other outbound requests. 0.0.0.0 and :: are always blocked.
+# Default: loopback, private, CGNAT, link-local, test, multicast and site-local
+# ranges, as below.
+ip_range_blacklist:
+  - "127.0.0.0/8"
+  - "10.0.0.0/8"
+  - "172.16.0.0/12"
+  - "192.168.0.0/16"
+  - "100.64.0.0/10"
+  - "192.0.0.0/24"
+  - "169.254.0.0/16"
+  - "192.88.99.0/24"
+  - "198.18.0.0/15"
+  - "192.0.2.0/24"
+  - "198.51.100.0/24"
+  - "203.0.113.0/24"
+  - "224.0.0.0/4"
+  - "::1/128"
+  - "fe80::/10"
+  - "fc00::/7"
+  - "2001:db8::/32"
+  - "ff00::/8"
+  - "fec0::/10"
+
+# Exceptions to ip_range_blacklist for all outbound requests (default none).
+ip_range_whitelist: []
+
+# Notary servers trusted to vouch for other servers' signing keys. verify_keys
+# (optional) pins the notary's own keys. Default: none.
+trusted_key_servers: []
+#trusted_key_servers:
+#  - server_name: matrix.org
+#    verify_keys:
+#      "ed25519:auto": "Noi6WqcDj0QmPxCNQqgezwTlBKrfqehY1u2FyWP9uYw"
+
+# Silence the warning logged when matrix.org is a trusted key server
+# (default false).
+suppress_key_server_warning: false
+""")
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(value)
+
+
+def render_config(
+    *,
+    server_name: str,
+    database_path: str,
+    signing_key_path: str,
+    media_store_path: str,
+    registration_shared_secret: str | None,
+    open_registration: bool,
+) -> str:
+    """The text of a config file with every option documented."""
+    if registration_shared_secret is None:
+        secret_line = '#registration_shared_secret: "<a long random string>"'
+    else:
+        secret_line = f"registration_shared_secret: {_yaml_str(registration_shared_secret)}"
+    return _TEMPLATE.substitute(
+        server_name=_yaml_str(server_name),
+        bare_server_name=server_name,
+        database_path=_yaml_str(database_path),
+        signing_key_path=_yaml_str(signing_key_path),
+        media_store_path=_yaml_str(media_store_path),
+        registration=_OPEN_REGISTRATION if open_registration else _CLOSED_REGISTRATION,
+        registration_shared_secret=secret_line,
+    )
