@@ -55,7 +55,7 @@ class ListenerResource:
     @staticmethod
     def parse(reader: Reader) -> ListenerResource:
         names = reader.require("names", list_of(one_of(*RESOURCE_NAMES))) or ()
-        if not names and reader.has("names"):
+        if reader.raw("names") == []:
             reader.error("names", "at least one resource name is required")
         compress = reader.get("compress", to_bool, False)
         reader.finish()
