@@ -322,6 +322,18 @@ def test_empty_listeners(tmp_path: Path) -> None:
     )
 
 
+def test_bad_port_is_not_also_reported_as_a_clash(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        minimal("""
+            listeners:
+              - {port: 8008, resources: [{names: [client]}]}
+              - {port: x, resources: [{names: [federation]}]}
+        """),
+    )
+    assert message == 'listeners[1].port: expected an integer, got "x"'
+
+
 def test_duplicate_listener(tmp_path: Path) -> None:
     message = error_of(
         tmp_path,
@@ -384,7 +396,9 @@ def test_bad_log_level_and_room_version(tmp_path: Path) -> None:
     message = error_of(tmp_path, minimal("log_level: LOUD\ndefault_room_version: 13\n"))
     first, second = message.split("; ")
     assert first.startswith('log_level: expected one of "DEBUG"')
-    assert second.startswith("default_room_version: expected a string, got 13")
+    assert second.startswith('default_room_version: expected one of "1", "2"')
+    assert second.endswith('got "13"')
+    assert load_text(tmp_path, minimal("default_room_version: 11\n")).default_room_version == "11"
 
 
 def test_bad_bcrypt_rounds(tmp_path: Path) -> None:
@@ -500,7 +514,7 @@ def test_postgres_defaults(tmp_path: Path) -> None:
 
 
 def test_postgres_errors(tmp_path: Path) -> None:
-    assert error_of(tmp_path, minimal("database: {name: mysql}\n")).startswith(
+    assert error_of(tmp_path, minimal("database: {name: mysql, args: {user: x}}\n")) == (
         'database.name: expected one of "sqlite3", "psycopg", "psycopg2", got "mysql"'
     )
     assert error_of(

@@ -94,7 +94,12 @@ class DatabaseConfig:
 
     @staticmethod
     def parse(reader: Reader) -> DatabaseConfig:
+        errors_before = len(reader.errors)
         name = reader.get("name", one_of("sqlite3", "psycopg", "psycopg2"), "sqlite3")
+        if len(reader.errors) > errors_before:
+            reader.raw("args")  # which arguments are valid depends on the engine
+            reader.finish()
+            return DatabaseConfig()
         args = reader.child("args")
         if name == "sqlite3":
             path = args.get("database", to_path, DEFAULT_SQLITE_PATH)

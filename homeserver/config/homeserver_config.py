@@ -86,6 +86,13 @@ DEFAULT_RC_MESSAGE: Final = RateLimitConfig(per_second=0.2, burst_count=10)
 DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
 
 
+def _to_room_version(value: object) -> str:
+    """A room version identifier; a bare YAML number (12) is taken as the string "12"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return one_of(*ROOM_VERSIONS)(value)
+
+
 def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(to_cidr(cidr) for cidr in cidrs)
 
@@ -224,7 +231,7 @@ class HomeserverConfig:
             ),
             rc_login=LoginRateLimits.parse(reader.child("rc_login")),
             default_room_version=reader.get(
-                "default_room_version", one_of(*ROOM_VERSIONS), DEFAULT_ROOM_VERSION
+                "default_room_version", _to_room_version, DEFAULT_ROOM_VERSION
             ),
             allow_public_rooms_without_auth=reader.get(
                 "allow_public_rooms_without_auth", to_bool, False

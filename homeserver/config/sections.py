@@ -118,6 +118,7 @@ DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (ListenerConfig(port=8008),)
 
 
 def parse_listeners(reader: Reader) -> tuple[ListenerConfig, ...]:
+    errors_before = len(reader.errors)
     children = reader.children("listeners")
     if children is None:
         return DEFAULT_LISTENERS
@@ -125,6 +126,8 @@ def parse_listeners(reader: Reader) -> tuple[ListenerConfig, ...]:
     if not listeners:
         reader.error("listeners", "at least one listener is required")
         return DEFAULT_LISTENERS
+    if len(reader.errors) > errors_before:
+        return listeners  # ports may be placeholders: do not report clashes between them
     seen: dict[tuple[str, int], int] = {}
     for index, listener in enumerate(listeners):
         for address in listener.bind_addresses:
