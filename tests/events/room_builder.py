@@ -166,11 +166,14 @@ class RoomBuilder:
         self.join_rules(self.creator, "public" if public else "invite")
         return self
 
-    def member(self, sender: str, target: str, membership: str, **extra: Any) -> Event:
-        return self.add("m.room.member", sender, {"membership": membership, **extra}, target)
+    def member(
+        self, sender: str, target: str, membership: str, *, check: bool = True, **extra: Any
+    ) -> Event:
+        content = {"membership": membership, **extra}
+        return self.add("m.room.member", sender, content, target, check=check)
 
-    def join(self, user: str, **extra: Any) -> Event:
-        return self.member(user, user, "join", **extra)
+    def join(self, user: str, *, check: bool = True, **extra: Any) -> Event:
+        return self.member(user, user, "join", check=check, **extra)
 
     def invite(self, sender: str, target: str) -> Event:
         return self.member(sender, target, "invite")
