@@ -1,0 +1,60 @@
+"""The user's own account: whoami, password change, deactivation."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.context import ClientContext
+from client_api.versions import json_response
+from homeserver.auth import require_not_guest
+from homeserver.http.body import get_bool, get_str, json_object
+
+PASSWORD_FLOWS = [["m.login.password"]]
+
+
+class AccountHandlers:
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+
+    async def whoami(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/account/whoami."""
+        requester = await self._ctx.requester(request)
+        return json_response(
+            {
+                "user_id": requester.user_id,
+                "device_id": requester.device_id,
+                "is_guest": requester.is_guest,
+            }
+        )
+
+    async def change_password(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/account/password (UIA: m.login.password)."""
+        requester = await self._ctx.requester(request)
+        require_not_guest(requester)
+        body = await json_object(request)
+        new_password = self._ctx.accounts.check_password_shape(get_str(body, "new_password"))
+        logout_devices = get_bool(body, "logout_devices", True)
+        result = await self._ctx.uia.authenticate(
+            "POST /account/password", body, PASSWORD_FLOWS, user_id=requester.user_id
+        )
+        await self._ctx.accounts.change_password(
+            requester.user_id,
+            new_password,
+            keep_device=requester.device_id,
+            logout_devices=logout_devices,
+        )
+        await self._ctx.uia.finish(result.session_id)
+        return json_response({})
+
+    async def deactivate(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/account/deactivate (UIA: m.login.password)."""
+        requester = await self._ctx.requester(request)
+        require_not_guest(requester)
+        body = await json_object(request, allow_empty=True)
+        get_bool(body, "erase", False)
+        result = await self._ctx.uia.authenticate(
+            "POST /account/deactivate", body, PASSWORD_FLOWS, user_id=requester.user_id
+        )
+        await self._ctx.accounts.deactivate(requester.user_id)
+        await self._ctx.uia.finish(result.session_id)
+        return json_response({"id_server_unbind_result": "no-support"})

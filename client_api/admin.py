@@ -1,0 +1,172 @@
+"""Admin endpoints in Synapse's shape, so existing admin tooling works.
+
+- ``/_synapse/admin/v1/register``: shared-secret registration (HMAC-SHA1 over
+  nonce, user, password, admin flag), as Synapse's ``register_new_matrix_user`` uses.
+- ``/_synapse/admin/v1/registration_tokens``: create, list, read, update, delete
+  registration tokens (admins only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+from typing import Any
+
+from aiohttp import web
+
+from client_api.context import ClientContext
+from client_api.register import session_body
+from client_api.versions import json_response
+from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
+from homeserver.http.body import get_bool, get_int, get_str, json_object
+from storage.registration_tokens import RegistrationToken
+
+NONCE_LIFETIME_MS = 60_000
+TOKEN_ALPHABET = string.ascii_letters + string.digits + "._~-"
+
+
+def registration_mac(secret: str, nonce: str, user: str, password: str, admin: bool) -> str:
+    """The HMAC that shared-secret registration expects (Synapse's format)."""
+    mac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha1)
+    mac.update(nonce.encode("utf-8"))
+    mac.update(b"\x00")
+    mac.update(user.encode("utf-8"))
+    mac.update(b"\x00")
+    mac.update(password.encode("utf-8"))
+    mac.update(b"\x00")
+    mac.update(b"admin" if admin else b"notadmin")
+    return mac.hexdigest()
+
+
+def token_json(token: RegistrationToken) -> dict[str, Any]:
+    return {
+        "token": token.token,
+        "uses_allowed": token.uses_allowed,
+        "pending": token.pending,
+        "completed": token.completed,
+        "expiry_time": token.expiry_time,
+    }
+
+
+class AdminHandlers:
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+        self._nonces: dict[str, int] = {}
+
+    # -- shared-secret registration ------------------------------------------------
+
+    async def get_register_nonce(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/register."""
+        if not self._ctx.config.registration_shared_secret:
+            raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+        now = self._ctx.clock.time_ms()
+        self._nonces = {n: ts for n, ts in self._nonces.items() if now - ts < NONCE_LIFETIME_MS}
+        nonce = secrets.token_hex(32)
+        self._nonces[nonce] = now
+        return json_response({"nonce": nonce})
+
+    async def register_with_shared_secret(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/register."""
+        secret = self._ctx.config.registration_shared_secret
+        if not secret:
+            raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+        body = await json_object(request)
+        nonce = get_str(body, "nonce")
+        username = get_str(body, "username")
+        password = get_str(body, "password")
+        admin = get_bool(body, "admin", False)
+        mac = get_str(body, "mac")
+        displayname = get_str(body, "displayname", None)
+        issued = self._nonces.pop(nonce, None)
+        if issued is None or self._ctx.clock.time_ms() - issued >= NONCE_LIFETIME_MS:
+            raise MatrixError(400, "M_UNKNOWN", "unrecognised nonce")
+        expected = registration_mac(secret, nonce, username, password, admin)
+        if not hmac.compare_digest(expected, mac):
+            raise Forbidden("HMAC incorrect")
+        self._ctx.accounts.check_password_shape(password)
+        user_id, session = await self._ctx.accounts.register(
+            username.lower(), password, admin=admin, displayname=displayname
+        )
+        response = session_body(user_id, session)
+        response["home_server"] = self._ctx.server_name
+        return json_response(response)
+
+    # -- registration tokens ------------------------------------------------------
+
+    async def _require_admin(self, request: web.Request) -> None:
+        requester = await self._ctx.requester(request)
+        record = await self._ctx.stores.accounts.get_user(requester.user_id)
+        if record is None or not record.is_admin:
+            raise Forbidden("You are not a server admin")
+
+    async def list_registration_tokens(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/registration_tokens."""
+        await self._require_admin(request)
+        tokens = await self._ctx.stores.registration_tokens.list_all()
+        valid = request.query.get("valid")
+        now = self._ctx.clock.time_ms()
+        if valid is not None:
+            want = valid == "true"
+            tokens = [t for t in tokens if t.is_valid(now) == want]
+        return json_response({"registration_tokens": [token_json(t) for t in tokens]})
+
+    async def create_registration_token(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/registration_tokens/new."""
+        await self._require_admin(request)
+        body = await json_object(request, allow_empty=True)
+        token = get_str(body, "token", None)
+        length = get_int(body, "length", 16)
+        uses_allowed = get_int(body, "uses_allowed", None)
+        expiry_time = get_int(body, "expiry_time", None)
+        if token is None:
+            if not 0 < length <= 64:
+                raise InvalidParam("length must be between 1 and 64")
+            token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
+        elif not token or len(token) > 64 or any(c not in TOKEN_ALPHABET for c in token):
+            raise InvalidParam("token must be 1-64 characters from [A-Za-z0-9._~-]")
+        if uses_allowed is not None and uses_allowed < 0:
+            raise InvalidParam("uses_allowed must be a non-negative integer or null")
+        if expiry_time is not None and expiry_time < self._ctx.clock.time_ms():
+            raise InvalidParam("expiry_time must not be in the past")
+        if not await self._ctx.stores.registration_tokens.create(token, uses_allowed, expiry_time):
+            raise MatrixError(400, "M_INVALID_PARAM", f"Token already exists: {token}")
+        created = await self._ctx.stores.registration_tokens.get(token)
+        assert created is not None
+        return json_response(token_json(created))
+
+    async def get_registration_token(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/registration_tokens/{token}."""
+        await self._require_admin(request)
+        token = await self._ctx.stores.registration_tokens.get(request.match_info["token"])
+        if token is None:
+            raise NotFound("No such registration token")
+        return json_response(token_json(token))
+
+    async def update_registration_token(self, request: web.Request) -> web.Response:
+        """PUT /_synapse/admin/v1/registration_tokens/{token}."""
+        await self._require_admin(request)
+        name = request.match_info["token"]
+        body = await json_object(request, allow_empty=True)
+        current = await self._ctx.stores.registration_tokens.get(name)
+        if current is None:
+            raise NotFound("No such registration token")
+        uses_allowed = body.get("uses_allowed", current.uses_allowed)
+        expiry_time = body.get("expiry_time", current.expiry_time)
+        for key, value in (("uses_allowed", uses_allowed), ("expiry_time", expiry_time)):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
+                raise BadJson(f"'{key}' must be a non-negative integer or null")
+        await self._ctx.stores.registration_tokens.update(name, uses_allowed, expiry_time)
+        updated = await self._ctx.stores.registration_tokens.get(name)
+        assert updated is not None
+        return json_response(token_json(updated))
+
+    async def delete_registration_token(self, request: web.Request) -> web.Response:
+        """DELETE /_synapse/admin/v1/registration_tokens/{token}."""
+        await self._require_admin(request)
+        if not await self._ctx.stores.registration_tokens.delete(request.match_info["token"]):
+            raise NotFound("No such registration token")
+        return json_response({})

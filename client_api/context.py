@@ -1,0 +1,56 @@
+"""What client API handlers are given: settings and services, built by server.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from homeserver.accounts import AccountService
+from homeserver.auth import Authenticator, Requester
+from homeserver.clock import Clock
+from homeserver.config import HomeserverConfig
+from homeserver.errors import MissingToken
+from homeserver.profiles import ProfileService
+from homeserver.ratelimit import RateLimiter
+from homeserver.sessions import SessionService
+from homeserver.uia import UserInteractiveAuth
+from storage.stores import Stores
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    config: HomeserverConfig
+    clock: Clock
+    stores: Stores
+    authenticator: Authenticator
+    accounts: AccountService
+    sessions: SessionService
+    uia: UserInteractiveAuth
+    limiter: RateLimiter
+    profiles: ProfileService
+
+    @property
+    def server_name(self) -> str:
+        return self.config.server_name
+
+    async def requester(self, request: web.Request) -> Requester:
+        """Authenticate the request's access token (header, or the deprecated query parameter)."""
+        token = access_token_of(request)
+        if token is None:
+            raise MissingToken()
+        return await self.authenticator.authenticate(token)
+
+
+def access_token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    return request.query.get("access_token") or None
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""

@@ -1,0 +1,84 @@
+"""Device management (client-server API: Device management)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from client_api.account import PASSWORD_FLOWS
+from client_api.context import ClientContext
+from client_api.versions import json_response
+from homeserver.errors import NotFound
+from homeserver.http.body import get_str, get_str_list, json_object
+from storage.devices import DeviceRecord
+
+
+def device_json(device: DeviceRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {"device_id": device.device_id}
+    if device.display_name is not None:
+        body["display_name"] = device.display_name
+    if device.last_seen_ts is not None:
+        body["last_seen_ts"] = device.last_seen_ts
+    if device.last_seen_ip is not None:
+        body["last_seen_ip"] = device.last_seen_ip
+    return body
+
+
+class DeviceHandlers:
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+
+    async def get_devices(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/devices."""
+        requester = await self._ctx.requester(request)
+        devices = await self._ctx.stores.devices.get_devices(requester.user_id)
+        return json_response({"devices": [device_json(d) for d in devices]})
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/devices/{deviceId}."""
+        requester = await self._ctx.requester(request)
+        device = await self._ctx.stores.devices.get_device(
+            requester.user_id, request.match_info["deviceId"]
+        )
+        if device is None:
+            raise NotFound("Device not found")
+        return json_response(device_json(device))
+
+    async def update_device(self, request: web.Request) -> web.Response:
+        """PUT /_matrix/client/v3/devices/{deviceId}."""
+        requester = await self._ctx.requester(request)
+        body = await json_object(request)
+        display_name = get_str(body, "display_name", None)
+        changed = await self._ctx.stores.devices.set_display_name(
+            requester.user_id, request.match_info["deviceId"], display_name
+        )
+        if not changed:
+            raise NotFound("Device not found")
+        return json_response({})
+
+    async def delete_device(self, request: web.Request) -> web.Response:
+        """DELETE /_matrix/client/v3/devices/{deviceId} (UIA)."""
+        requester = await self._ctx.requester(request)
+        device_id = request.match_info["deviceId"]
+        body = await json_object(request, allow_empty=True)
+        if await self._ctx.stores.devices.get_device(requester.user_id, device_id) is None:
+            raise NotFound("Device not found")
+        result = await self._ctx.uia.authenticate(
+            f"DELETE /devices/{device_id}", body, PASSWORD_FLOWS, user_id=requester.user_id
+        )
+        await self._ctx.sessions.delete_devices(requester.user_id, [device_id])
+        await self._ctx.uia.finish(result.session_id)
+        return json_response({})
+
+    async def delete_devices(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/delete_devices (UIA)."""
+        requester = await self._ctx.requester(request)
+        body = await json_object(request)
+        device_ids = get_str_list(body, "devices")
+        result = await self._ctx.uia.authenticate(
+            "POST /delete_devices", body, PASSWORD_FLOWS, user_id=requester.user_id
+        )
+        await self._ctx.sessions.delete_devices(requester.user_id, list(device_ids))
+        await self._ctx.uia.finish(result.session_id)
+        return json_response({})

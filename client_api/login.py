@@ -1,0 +1,101 @@
+"""Login, token refresh and logout (client-server API: Login, Logout, Refreshing access tokens)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from client_api.context import ClientContext, client_ip
+from client_api.register import session_body
+from client_api.versions import json_response
+from homeserver.errors import Forbidden, MatrixError
+from homeserver.http.body import get_bool, get_dict, get_str, json_object
+from homeserver.ratelimit import RateLimit
+
+
+def login_identifier(body: dict[str, Any]) -> str:
+    """The user named by ``identifier`` (m.id.user) or the deprecated ``user`` field."""
+    identifier = get_dict(body, "identifier", None)
+    if identifier is not None:
+        id_type = get_str(identifier, "type")
+        if id_type != "m.id.user":
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown identifier type {id_type}")
+        return str(get_str(identifier, "user"))
+    user = get_str(body, "user", None)
+    if user is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing identifier")
+    return str(user)
+
+
+class LoginHandlers:
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+        rc = ctx.config.rc_login
+        self._address_limit = RateLimit(rc.address.per_second, rc.address.burst_count)
+        ctx.uia.register_stage("m.login.password", self._password_stage)
+
+    async def _password_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
+        if user_id is None:
+            raise Forbidden("Password authentication needs a logged-in user")
+        password = auth.get("password")
+        if not isinstance(password, str):
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
+        claimed = login_identifier(auth)
+        authenticated = await self._ctx.accounts.check_password(claimed, password, "")
+        if authenticated != user_id:
+            raise Forbidden("Invalid username or password")
+        return authenticated
+
+    async def get_login_flows(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/login."""
+        return json_response({"flows": [{"type": "m.login.password"}]})
+
+    async def login(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/login."""
+        body = await json_object(request)
+        self._ctx.limiter.check("login_address", client_ip(request), self._address_limit)
+        login_type = get_str(body, "type")
+        if login_type != "m.login.password":
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
+        identifier = login_identifier(body)
+        password = get_str(body, "password")
+        device_id = get_str(body, "device_id", None)
+        display_name = get_str(body, "initial_device_display_name", None)
+        refreshable = get_bool(body, "refresh_token", False)
+        user_id = await self._ctx.accounts.check_password(identifier, password, client_ip(request))
+        session = await self._ctx.accounts.login(
+            user_id, device_id=device_id, device_display_name=display_name, refreshable=refreshable
+        )
+        response = session_body(user_id, session)
+        response["home_server"] = self._ctx.server_name
+        return json_response(response)
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/refresh."""
+        body = await json_object(request)
+        token = get_str(body, "refresh_token")
+        session = await self._ctx.sessions.refresh(token)
+        return json_response(
+            {
+                "access_token": session.access_token,
+                "refresh_token": session.refresh_token,
+                "expires_in_ms": session.expires_in_ms,
+            }
+        )
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/logout: the token's device goes with it."""
+        requester = await self._ctx.requester(request)
+        await self._ctx.sessions.delete_devices(requester.user_id, [requester.device_id])
+        return json_response({})
+
+    async def logout_all(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/logout/all."""
+        requester = await self._ctx.requester(request)
+        devices = await self._ctx.stores.devices.get_devices(requester.user_id)
+        ids = [d.device_id for d in devices]
+        if requester.device_id not in ids:
+            ids.append(requester.device_id)
+        await self._ctx.sessions.delete_devices(requester.user_id, ids)
+        return json_response({})

@@ -1,0 +1,139 @@
+"""Account registration (client-server API: Account registration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from client_api.context import ClientContext, client_ip
+from client_api.versions import json_response
+from homeserver.errors import BadJson, Forbidden, MatrixError
+from homeserver.http.body import get_bool, get_str, json_object
+from homeserver.ratelimit import RateLimit
+from homeserver.sessions import Session
+
+TOKEN_STAGE = "m.login.registration_token"
+
+
+def session_body(user_id: str, session: Session | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_id": user_id}
+    if session is not None:
+        body["access_token"] = session.access_token
+        body["device_id"] = session.device_id
+        if session.refresh_token is not None:
+            body["refresh_token"] = session.refresh_token
+            body["expires_in_ms"] = session.expires_in_ms
+    return body
+
+
+class RegisterHandlers:
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+        cfg = ctx.config
+        self._limit = RateLimit(cfg.rc_registration.per_second, cfg.rc_registration.burst_count)
+        ctx.uia.register_stage("m.login.dummy", self._dummy_stage)
+        ctx.uia.register_stage(TOKEN_STAGE, self._token_stage)
+
+    def _flows(self) -> list[list[str]]:
+        if self._ctx.config.registration_requires_token:
+            return [[TOKEN_STAGE]]
+        return [["m.login.dummy"]]
+
+    async def _dummy_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
+        return True
+
+    async def _token_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
+        token = auth.get("token")
+        if not isinstance(token, str):
+            raise MatrixError(401, "M_MISSING_PARAM", "Missing registration token")
+        record = await self._ctx.stores.registration_tokens.get(token)
+        if record is None or not record.is_valid(self._ctx.clock.time_ms()):
+            raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token")
+        return token
+
+    async def register(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/register."""
+        cfg = self._ctx.config
+        kind = request.query.get("kind", "user")
+        body = await json_object(request)
+        if kind not in ("user", "guest"):
+            raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
+        self._ctx.limiter.check("register", client_ip(request), self._limit)
+        refreshable = get_bool(body, "refresh_token", False)
+        device_name = get_str(body, "initial_device_display_name", None)
+        if kind == "guest":
+            if not cfg.allow_guest_access:
+                raise Forbidden("Guest access is disabled", errcode="M_GUEST_ACCESS_FORBIDDEN")
+            localpart = await self._ctx.accounts.generate_localpart()
+            user_id, session = await self._ctx.accounts.register(
+                localpart,
+                None,
+                guest=True,
+                device_display_name=device_name,
+                refreshable=refreshable,
+            )
+            return json_response(session_body(user_id, session))
+        if not cfg.enable_registration or not (
+            cfg.enable_registration_without_verification or cfg.registration_requires_token
+        ):
+            # Without email/captcha stages, open registration must be allowed explicitly.
+            raise Forbidden("Registration has been disabled")
+        # Check the parameters before starting UIA, so a client learns of a bad
+        # username or password on its first request.
+        username = get_str(body, "username", None)
+        if username is not None:
+            username = username.lower()
+            await self._check_available(username)
+        password = body.get("password")
+        if password is not None:
+            self._ctx.accounts.check_password_shape(password)
+        for key in ("device_id", "initial_device_display_name"):
+            get_str(body, key, None)
+        result = await self._ctx.uia.authenticate("POST /register", body, self._flows())
+        params = result.clientdict
+        username = params.get("username")
+        if username is None:
+            username = await self._ctx.accounts.generate_localpart()
+        elif not isinstance(username, str):
+            raise BadJson("'username' must be a string")
+        password = params.get("password")
+        if password is not None:
+            password = self._ctx.accounts.check_password_shape(password)
+        inhibit_login = params.get("inhibit_login", False)
+        if not isinstance(inhibit_login, bool):
+            raise BadJson("'inhibit_login' must be a boolean")
+        user_id, session = await self._ctx.accounts.register(
+            username.lower(),
+            password,
+            login=not inhibit_login,
+            device_id=params.get("device_id"),
+            device_display_name=params.get("initial_device_display_name"),
+            refreshable=bool(params.get("refresh_token", False)),
+            registration_token=result.completed.get(TOKEN_STAGE),
+        )
+        await self._ctx.uia.finish(result.session_id)
+        return json_response(session_body(user_id, session))
+
+    async def _check_available(self, localpart: str) -> None:
+        if not await self._ctx.accounts.is_available(localpart):
+            raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
+
+    async def get_available(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/register/available."""
+        self._ctx.limiter.check("register", client_ip(request), self._limit)
+        username = request.query.get("username")
+        if not username:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing username")
+        await self._check_available(username.lower())
+        return json_response({"available": True})
+
+    async def get_token_validity(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v1/register/m.login.registration_token/validity."""
+        self._ctx.limiter.check("register", client_ip(request), self._limit)
+        token = request.query.get("token")
+        if not token:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
+        record = await self._ctx.stores.registration_tokens.get(token)
+        valid = record is not None and record.is_valid(self._ctx.clock.time_ms())
+        return json_response({"valid": valid})

@@ -1,0 +1,87 @@
+"""The one table of client API routes: (method, path, handler).
+
+Paths are written without the ``/_matrix/client/{version}`` prefix where they live
+under it; ``CLIENT_PREFIXES`` lists the versions each is served at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from client_api.account import AccountHandlers
+from client_api.admin import AdminHandlers
+from client_api.context import ClientContext
+from client_api.devices import DeviceHandlers
+from client_api.login import LoginHandlers
+from client_api.profile import ProfileHandlers
+from client_api.register import RegisterHandlers
+from client_api.versions import DiscoveryHandlers
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Route = tuple[str, str, Handler]
+
+CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+
+
+def client_routes(
+    ctx: ClientContext, room_versions: dict[str, str], default_room_version: str
+) -> list[Route]:
+    discovery = DiscoveryHandlers(ctx, room_versions, default_room_version)
+    register = RegisterHandlers(ctx)
+    login = LoginHandlers(ctx)
+    account = AccountHandlers(ctx)
+    devices = DeviceHandlers(ctx)
+    profile = ProfileHandlers(ctx)
+    admin = AdminHandlers(ctx)
+
+    versioned: list[Route] = [
+        ("GET", "/capabilities", discovery.get_capabilities),
+        ("POST", "/register", register.register),
+        ("GET", "/register/available", register.get_available),
+        ("GET", "/login", login.get_login_flows),
+        ("POST", "/login", login.login),
+        ("POST", "/refresh", login.refresh),
+        ("POST", "/logout", login.logout),
+        ("POST", "/logout/all", login.logout_all),
+        ("GET", "/account/whoami", account.whoami),
+        ("POST", "/account/password", account.change_password),
+        ("POST", "/account/deactivate", account.deactivate),
+        ("GET", "/devices", devices.get_devices),
+        ("GET", "/devices/{deviceId}", devices.get_device),
+        ("PUT", "/devices/{deviceId}", devices.update_device),
+        ("DELETE", "/devices/{deviceId}", devices.delete_device),
+        ("POST", "/delete_devices", devices.delete_devices),
+        ("GET", "/profile/{userId}", profile.get_profile),
+        ("GET", "/profile/{userId}/{keyName}", profile.get_profile_field),
+        ("PUT", "/profile/{userId}/{keyName}", profile.set_profile_field),
+        ("DELETE", "/profile/{userId}/{keyName}", profile.delete_profile_field),
+    ]
+    routes: list[Route] = [
+        (method, prefix + path, handler)
+        for prefix in CLIENT_PREFIXES
+        for method, path, handler in versioned
+    ]
+    routes += [
+        ("GET", "/_matrix/client/versions", discovery.get_versions),
+        ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),
+        ("GET", "/.well-known/matrix/server", discovery.get_wellknown_server),
+        (
+            "GET",
+            "/_matrix/client/v1/register/m.login.registration_token/validity",
+            register.get_token_validity,
+        ),
+        ("GET", "/_synapse/admin/v1/register", admin.get_register_nonce),
+        ("POST", "/_synapse/admin/v1/register", admin.register_with_shared_secret),
+        ("GET", "/_synapse/admin/v1/registration_tokens", admin.list_registration_tokens),
+        ("POST", "/_synapse/admin/v1/registration_tokens/new", admin.create_registration_token),
+        ("GET", "/_synapse/admin/v1/registration_tokens/{token}", admin.get_registration_token),
+        ("PUT", "/_synapse/admin/v1/registration_tokens/{token}", admin.update_registration_token),
+        (
+            "DELETE",
+            "/_synapse/admin/v1/registration_tokens/{token}",
+            admin.delete_registration_token,
+        ),
+    ]
+    return routes

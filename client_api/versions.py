@@ -1,0 +1,64 @@
+"""Server discovery and feature negotiation: versions, .well-known, capabilities."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.context import ClientContext
+from homeserver.http.middleware import compact_dumps
+
+# Spec versions whose client-server API this server implements.
+SUPPORTED_VERSIONS = [f"v1.{minor}" for minor in range(1, 13)]
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=compact_dumps)
+
+
+class DiscoveryHandlers:
+    def __init__(
+        self, ctx: ClientContext, room_versions: dict[str, str], default_room_version: str
+    ) -> None:
+        self._ctx = ctx
+        self._room_versions = room_versions
+        self._default_room_version = default_room_version
+
+    async def get_versions(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/versions (client-server API: Support)."""
+        return json_response({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
+
+    async def get_wellknown_client(self, request: web.Request) -> web.Response:
+        """GET /.well-known/matrix/client (client-server API: Server discovery)."""
+        base = self._ctx.config.client_base_url or self._ctx.config.public_baseurl
+        if base is None:
+            base = f"https://{self._ctx.server_name}/"
+        return json_response({"m.homeserver": {"base_url": base}})
+
+    async def get_wellknown_server(self, request: web.Request) -> web.Response:
+        """GET /.well-known/matrix/server (server-server API: Server discovery)."""
+        if not self._ctx.config.serve_server_wellknown:
+            raise web.HTTPNotFound()
+        host = self._ctx.server_name
+        if ":" not in host.rsplit("]", 1)[-1]:
+            host = f"{host}:443"
+        return json_response({"m.server": host})
+
+    async def get_capabilities(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/capabilities."""
+        await self._ctx.requester(request)
+        return json_response(
+            {
+                "capabilities": {
+                    "m.change_password": {"enabled": True},
+                    "m.room_versions": {
+                        "default": self._default_room_version,
+                        "available": self._room_versions,
+                    },
+                    "m.set_displayname": {"enabled": True},
+                    "m.set_avatar_url": {"enabled": True},
+                    "m.3pid_changes": {"enabled": False},
+                    "m.get_login_token": {"enabled": False},
+                    "m.profile_fields": {"enabled": True},
+                }
+            }
+        )

@@ -1,0 +1,165 @@
+"""Command line: run the server, generate a config, register a user, manage registration tokens.
+
+    python -m homeserver --config FILE                     run until SIGINT/SIGTERM
+    python -m homeserver generate-config --server-name NAME --config FILE
+    python -m homeserver register-user --config FILE USER [--password P] [--admin]
+    python -m homeserver registration-token --config FILE [--uses N] [--expiry-ts MS] [TOKEN]
+
+Every problem (bad arguments, a missing file, an invalid config) is one line on
+stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from homeserver.config import ConfigError, HomeserverConfig, generate_config, load_config
+from homeserver.errors import MatrixError
+from storage.migrations import SchemaError
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="homeserver", description="A Matrix homeserver.")
+    parser.add_argument("--config", "-c", help="path of the YAML config file")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the homeserver (the default)")
+    run.add_argument("--config", "-c", dest="sub_config")
+
+    gen = commands.add_parser("generate-config", help="write a new config and signing key")
+    gen.add_argument("--server-name", required=True)
+    gen.add_argument("--config", "-c", dest="sub_config", required=True)
+
+    reg = commands.add_parser("register-user", help="create a user in the database")
+    reg.add_argument("--config", "-c", dest="sub_config")
+    reg.add_argument("user", help="localpart or full user ID")
+    reg.add_argument("--password", "-p")
+    reg.add_argument("--admin", action="store_true")
+
+    tok = commands.add_parser("registration-token", help="create a registration token")
+    tok.add_argument("--config", "-c", dest="sub_config")
+    tok.add_argument("token", nargs="?", help="the token (random if omitted)")
+    tok.add_argument("--uses", type=int, default=None, help="how many registrations it allows")
+    tok.add_argument("--expiry-ts", type=int, default=None, help="expiry, ms since the epoch")
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    path = getattr(args, "sub_config", None) or args.config
+    if not path:
+        raise UsageError("--config FILE is required")
+    return str(path)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    quiet_driver_loggers()
+
+
+def quiet_driver_loggers() -> None:
+    """Drivers log statement arguments (token and password hashes) at DEBUG: never show them."""
+    for noisy in ("aiosqlite", "psycopg", "psycopg.pool"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+
+
+async def _register_user(config: HomeserverConfig, user: str, password: str, admin: bool) -> str:
+    from homeserver.server import Homeserver
+
+    server = await Homeserver.build(config)
+    try:
+        localpart = user
+        if user.startswith("@"):
+            localpart, _, server_name = user[1:].partition(":")
+            if server_name != config.server_name:
+                raise UsageError(f"{user} is not a user of {config.server_name}")
+        user_id, _ = await server.client.accounts.register(
+            localpart, password, admin=admin, login=False
+        )
+        return user_id
+    finally:
+        await server.close()
+
+
+async def _create_token(
+    config: HomeserverConfig, token: str, uses: int | None, expiry: int | None
+) -> str:
+    from homeserver.server import Homeserver
+
+    server = await Homeserver.build(config)
+    try:
+        if not await server.stores.registration_tokens.create(token, uses, expiry):
+            raise UsageError(f"registration token {token} already exists")
+        return token
+    finally:
+        await server.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (UsageError, ConfigError, SchemaError) as exc:
+        print(f"homeserver: {exc}", file=sys.stderr)
+        return 1
+    except MatrixError as exc:
+        print(f"homeserver: {exc.errcode}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"homeserver: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    if command == "generate-config":
+        generate_config(args.server_name, Path(args.sub_config))
+        print(f"wrote {args.sub_config}")
+        return 0
+    config = load_config(_config_path(args))
+    configure_logging(config.log_level)
+    if command == "run":
+        from homeserver.server import run
+
+        asyncio.run(run(config))
+        return 0
+    if command == "register-user":
+        password = args.password
+        if password is None:
+            if not sys.stdin.isatty():
+                raise UsageError("--password is required when not on a terminal")
+            password = getpass.getpass("Password: ")
+        user_id = asyncio.run(_register_user(config, args.user, password, args.admin))
+        print(f"registered {user_id}")
+        return 0
+    if command == "registration-token":
+        token = args.token or secrets.token_urlsafe(12)
+        print(asyncio.run(_create_token(config, token, args.uses, args.expiry_ts)))
+        return 0
+    raise UsageError(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

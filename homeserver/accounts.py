@@ -1,0 +1,231 @@
+"""Accounts: registration, password login, password change and deactivation."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.clock import Clock
+from homeserver.errors import BadJson, Forbidden, MatrixError
+from homeserver.passwords import MAX_PASSWORD_BYTES, PasswordHasher
+from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.sessions import Session, SessionService
+from storage.database import IntegrityError, Transaction
+from storage.stores import Stores
+
+# The grammar for user IDs that a server creates (appendices: user identifiers).
+_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+MAX_USER_ID_BYTES = 255
+
+# Called (outside any transaction) after an account was deactivated, e.g. to leave rooms.
+DeactivationHook = Callable[[str], Awaitable[None]]
+
+
+class InvalidUsername(MatrixError):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "M_INVALID_USERNAME", message)
+
+
+class UserInUse(MatrixError):
+    def __init__(self) -> None:
+        super().__init__(400, "M_USER_IN_USE", "User ID already taken.")
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    address: RateLimit
+    account: RateLimit
+    failed_attempts: RateLimit
+
+
+class AccountService:
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        sessions: SessionService,
+        hasher: PasswordHasher,
+        limiter: RateLimiter,
+        login_limits: LoginLimits,
+        clock: Clock,
+    ) -> None:
+        self.server_name = server_name
+        self._stores = stores
+        self._sessions = sessions
+        self._hasher = hasher
+        self._limiter = limiter
+        self._login_limits = login_limits
+        self._clock = clock
+        self.deactivation_hooks: list[DeactivationHook] = []
+
+    # -- user IDs --------------------------------------------------------------
+
+    def user_id_for(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    def check_new_localpart(self, localpart: str) -> str:
+        """Validate a requested localpart; return the user ID it gives."""
+        if not localpart:
+            raise InvalidUsername("User ID cannot be empty")
+        if not _LOCALPART.match(localpart):
+            raise InvalidUsername("User ID can only contain characters a-z, 0-9, or '=_-./+'")
+        user_id = self.user_id_for(localpart)
+        if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+            raise InvalidUsername(f"User ID may not be longer than {MAX_USER_ID_BYTES} bytes")
+        return user_id
+
+    async def is_available(self, localpart: str) -> bool:
+        user_id = self.check_new_localpart(localpart)
+        return not await self._stores.accounts.get_user_case_insensitive(user_id)
+
+    async def generate_localpart(self) -> str:
+        while True:
+            candidate = str(secrets.randbelow(10**9))
+            if not await self._stores.accounts.get_user(self.user_id_for(candidate)):
+                return candidate
+
+    @staticmethod
+    def check_password_shape(password: Any) -> str:
+        if not isinstance(password, str):
+            raise BadJson("'password' must be a string")
+        if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+            raise MatrixError(
+                400, "M_WEAK_PASSWORD", f"Password longer than {MAX_PASSWORD_BYTES} bytes"
+            )
+        if not password:
+            raise MatrixError(400, "M_WEAK_PASSWORD", "Password is empty")
+        return password
+
+    # -- registration ------------------------------------------------------------
+
+    async def register(
+        self,
+        localpart: str,
+        password: str | None,
+        *,
+        admin: bool = False,
+        guest: bool = False,
+        displayname: str | None = None,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        refreshable: bool = False,
+        registration_token: str | None = None,
+    ) -> tuple[str, Session | None]:
+        """Create an account (and, unless told not to, a first session) atomically."""
+        user_id = self.check_new_localpart(localpart)
+        if await self._stores.accounts.get_user_case_insensitive(user_id):
+            raise UserInUse()
+        password_hash = await self._hasher.hash(password) if password is not None else None
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> Session | None:
+            if (
+                registration_token is not None
+                and not await self._stores.registration_tokens.consume_txn(
+                    txn, registration_token, now
+                )
+            ):
+                raise Forbidden("Registration token is no longer valid", errcode="M_UNAUTHORIZED")
+            await self._stores.accounts.create_user_txn(
+                txn,
+                user_id,
+                password_hash,
+                created_ts=now,
+                is_admin=admin,
+                is_guest=guest,
+                displayname=displayname if displayname is not None else localpart,
+            )
+            if not login:
+                return None
+            return await self._sessions.create_session_txn(
+                txn, user_id, device_id, device_display_name, refreshable=refreshable
+            )
+
+        try:
+            session = await self._stores.db.run_transaction("register_user", txn_func)
+        except IntegrityError as exc:
+            raise UserInUse() from exc
+        return user_id, session
+
+    # -- login -----------------------------------------------------------------
+
+    async def resolve_login_user(self, identifier: str) -> str | None:
+        """A login name (localpart or full user ID) to an existing user ID."""
+        user_id = identifier if identifier.startswith("@") else self.user_id_for(identifier)
+        record = await self._stores.accounts.get_user(user_id)
+        if record is not None:
+            return user_id
+        matches = await self._stores.accounts.get_user_case_insensitive(user_id)
+        return matches[0] if len(matches) == 1 else None
+
+    async def check_password(self, identifier: str, password: str, address: str) -> str:
+        """Return the user ID if the password is right; M_FORBIDDEN otherwise."""
+        limits = self._login_limits
+        failures_key = identifier.lower()
+        if not self._limiter.would_allow("login_failed", failures_key, limits.failed_attempts):
+            self._limiter.check("login_failed", failures_key, limits.failed_attempts)
+        user_id = await self.resolve_login_user(identifier)
+        record = await self._stores.accounts.get_user(user_id) if user_id else None
+        if record is not None:
+            self._limiter.check("login_account", record.user_id, limits.account)
+        ok = record is not None and await self._hasher.verify(password, record.password_hash)
+        if record is None or not ok:
+            self._limiter.check("login_failed", failures_key, limits.failed_attempts)
+            raise Forbidden("Invalid username or password")
+        if record.deactivated:
+            raise Forbidden("This account has been deactivated", errcode="M_USER_DEACTIVATED")
+        return record.user_id
+
+    async def login(
+        self,
+        user_id: str,
+        *,
+        device_id: str | None,
+        device_display_name: str | None,
+        refreshable: bool,
+    ) -> Session:
+        async def txn_func(txn: Transaction) -> tuple[Session, list[str]]:
+            revoked: list[str] = []
+            if device_id is not None:
+                # Logging in with an existing device ID replaces that device's old tokens.
+                revoked = await self._stores.tokens.delete_tokens_for_devices_txn(
+                    txn, user_id, [device_id]
+                )
+            session = await self._sessions.create_session_txn(
+                txn, user_id, device_id, device_display_name, refreshable=refreshable
+            )
+            return session, revoked
+
+        session, revoked = await self._stores.db.run_transaction("login", txn_func)
+        self._sessions.forget_tokens(revoked)
+        return session
+
+    # -- password and deactivation ------------------------------------------------
+
+    async def change_password(
+        self, user_id: str, new_password: str, *, keep_device: str | None, logout_devices: bool
+    ) -> None:
+        new_hash = await self._hasher.hash(new_password)
+
+        async def txn_func(txn: Transaction) -> list[str]:
+            await self._stores.accounts.set_password_hash_txn(txn, user_id, new_hash)
+            if logout_devices:
+                return await self._sessions.delete_other_devices_txn(txn, user_id, keep_device)
+            return []
+
+        revoked = await self._stores.db.run_transaction("change_password", txn_func)
+        self._sessions.forget_tokens(revoked)
+
+    async def deactivate(self, user_id: str) -> None:
+        async def txn_func(txn: Transaction) -> list[str]:
+            await self._stores.accounts.set_deactivated_txn(txn, user_id)
+            return await self._sessions.delete_other_devices_txn(txn, user_id, None)
+
+        revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)
+        self._sessions.forget_tokens(revoked)
+        for hook in self.deactivation_hooks:
+            await hook(user_id)

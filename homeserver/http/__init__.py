@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the client and federation APIs: middleware and body parsing."""

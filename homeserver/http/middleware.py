@@ -1,0 +1,92 @@
+"""aiohttp middleware: Matrix errors, CORS, request size limits and the request log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from homeserver.errors import MatrixError, TooLarge, Unrecognized
+
+logger = logging.getLogger("homeserver.access")
+error_logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    "Access-Control-Expose-Headers": "ETag, Content-Disposition, Retry-After",
+}
+
+_SECRET_PARAMS = frozenset({"access_token", "token", "password"})
+
+
+def error_response(error: MatrixError) -> web.Response:
+    response = web.json_response(error.to_json(), status=error.status, dumps=compact_dumps)
+    response.headers.update(error.headers)
+    return response
+
+
+def compact_dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loggable_path(request: web.Request) -> str:
+    """The path and query with every secret parameter's value hidden."""
+    if not request.query_string:
+        return request.path
+    query = [(k, "<redacted>" if k in _SECRET_PARAMS else v) for k, v in request.query.items()]
+    return f"{request.path}?{urlencode(query)}"
+
+
+def make_middlewares(max_body_size: int) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+    @web.middleware
+    async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.monotonic()
+        response: web.StreamResponse
+        try:
+            if request.method == "OPTIONS":
+                response = web.Response(status=204)
+            elif (request.content_length or 0) > max_body_size and not _streams_body(request):
+                raise TooLarge(f"Request body larger than {max_body_size} bytes")
+            else:
+                response = await handler(request)
+        except MatrixError as exc:
+            response = error_response(exc)
+        except web.HTTPRequestEntityTooLarge:
+            response = error_response(TooLarge())
+        except web.HTTPMethodNotAllowed:
+            response = error_response(Unrecognized("Unrecognized request", status=405))
+        except web.HTTPNotFound:
+            response = error_response(Unrecognized())
+        except web.HTTPException as exc:
+            response = error_response(MatrixError(exc.status, "M_UNKNOWN", exc.reason))
+        except Exception:
+            error_logger.exception("request %s %s failed", request.method, request.path)
+            response = error_response(MatrixError(500, "M_UNKNOWN", "Internal server error"))
+        if not response.prepared:
+            for key, value in CORS_HEADERS.items():
+                response.headers.setdefault(key, value)
+        elapsed_ms = (time.monotonic() - start) * 1000
+        logger.info(
+            "%s %s %s %d %.1fms",
+            request.remote,
+            request.method,
+            loggable_path(request),
+            response.status,
+            elapsed_ms,
+        )
+        return response
+
+    return [matrix_middleware]
+
+
+def _streams_body(request: web.Request) -> bool:
+    """Media uploads stream their bodies and enforce their own limit."""
+    return request.path.startswith("/_matrix/media/")

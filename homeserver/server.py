@@ -1,0 +1,162 @@
+"""The composition root: builds storage, services and routes once, starts listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from signedjson.types import SigningKey
+
+from client_api.context import ClientContext
+from client_api.routes import Route, client_routes
+from homeserver.accounts import AccountService, LoginLimits
+from homeserver.auth import Authenticator
+from homeserver.clock import Clock
+from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
+from homeserver.http.middleware import make_middlewares
+from homeserver.passwords import PasswordHasher
+from homeserver.profiles import ProfileService
+from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.sessions import SessionService
+from homeserver.uia import UserInteractiveAuth
+from storage.connect import open_postgres, open_sqlite
+from storage.database import Database
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+async def open_database(config: HomeserverConfig) -> Database:
+    db_config = config.database
+    if db_config.engine == "postgres":
+        assert db_config.pg is not None
+        return await open_postgres(
+            db_config.postgres_conninfo(),
+            min_size=db_config.pg.cp_min,
+            max_size=db_config.pg.cp_max,
+        )
+    assert db_config.sqlite_path is not None
+    return await open_sqlite(Path(db_config.sqlite_path))
+
+
+def _limit(cfg: object) -> RateLimit:
+    return RateLimit(getattr(cfg, "per_second"), getattr(cfg, "burst_count"))  # noqa: B009
+
+
+@dataclass
+class Homeserver:
+    """Every long-lived part of one homeserver process, built once."""
+
+    config: HomeserverConfig
+    clock: Clock
+    db: Database
+    signing_key: SigningKey
+    stores: Stores
+    client: ClientContext
+    _runners: list[web.AppRunner] = field(default_factory=list)
+
+    @classmethod
+    async def build(
+        cls, config: HomeserverConfig, *, clock: Clock | None = None, db: Database | None = None
+    ) -> Homeserver:
+        clock = clock or Clock()
+        signing_key = load_or_create_signing_key(Path(config.signing_key_path))
+        db = db or await open_database(config)
+        stores = Stores.over(db)
+        authenticator = Authenticator(stores, clock)
+        sessions = SessionService(stores, authenticator, clock)
+        limiter = RateLimiter(clock)
+        rc = config.rc_login
+        accounts = AccountService(
+            config.server_name,
+            stores,
+            sessions,
+            PasswordHasher(config.bcrypt_rounds),
+            limiter,
+            LoginLimits(_limit(rc.address), _limit(rc.account), _limit(rc.failed_attempts)),
+            clock,
+        )
+        client = ClientContext(
+            config=config,
+            clock=clock,
+            stores=stores,
+            authenticator=authenticator,
+            accounts=accounts,
+            sessions=sessions,
+            uia=UserInteractiveAuth(stores, clock),
+            limiter=limiter,
+            profiles=ProfileService(config.server_name, stores),
+        )
+        return cls(config, clock, db, signing_key, stores, client)
+
+    def routes_for(self, resources: set[str]) -> list[Route]:
+        routes: list[Route] = []
+        if "client" in resources:
+            routes += client_routes(self.client, room_versions(), self.config.default_room_version)
+        return routes
+
+    def make_app(self, resources: set[str]) -> web.Application:
+        app = web.Application(
+            middlewares=make_middlewares(self.config.max_request_body_size),
+            client_max_size=self.config.max_request_body_size,
+        )
+        for method, path, handler in self.routes_for(resources):
+            app.router.add_route(method, path, handler)
+        return app
+
+    async def start_listeners(self) -> None:
+        for listener in self.config.listeners:
+            await self._start_listener(listener)
+
+    async def _start_listener(self, listener: ListenerConfig) -> None:
+        resources = {name for res in listener.resources for name in res.names}
+        runner = web.AppRunner(
+            self.make_app(resources), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        for address in listener.bind_addresses:
+            site = web.TCPSite(runner, address, listener.port)
+            await site.start()
+            logger.info(
+                "listening on %s:%d for %s", address, listener.port, ", ".join(sorted(resources))
+            )
+
+    async def close(self) -> None:
+        """Stop listening, let open requests finish, then close the database."""
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        await self.db.close()
+
+
+def room_versions() -> dict[str, str]:
+    """The room versions this server supports and their stability."""
+    from homeserver.events import KNOWN_ROOM_VERSIONS
+
+    return {
+        version_id: "stable" if version.stable else "unstable"
+        for version_id, version in KNOWN_ROOM_VERSIONS.items()
+    }
+
+
+async def run(config: HomeserverConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    server = await Homeserver.build(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start_listeners()
+        logger.info("homeserver %s started", config.server_name)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        await server.close()

@@ -1,0 +1,160 @@
+"""Sessions: devices with their access and refresh tokens (login, refresh, logout)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from homeserver.auth import Authenticator, new_token, token_hash
+from homeserver.clock import Clock
+from homeserver.errors import UnknownToken
+from storage.database import Transaction
+from storage.stores import Stores
+
+DEVICE_ID_ALPHABET = string.ascii_uppercase
+
+
+def new_device_id() -> str:
+    return "".join(secrets.choice(DEVICE_ID_ALPHABET) for _ in range(10))
+
+
+@dataclass(frozen=True)
+class Session:
+    user_id: str
+    device_id: str
+    access_token: str
+    refresh_token: str | None
+    expires_in_ms: int | None
+
+
+# Called (inside the transaction) when devices are removed, e.g. to drop their keys.
+DeviceRemovedHook = Callable[[Transaction, str, list[str]], Awaitable[None]]
+
+
+class SessionService:
+    def __init__(
+        self,
+        stores: Stores,
+        authenticator: Authenticator,
+        clock: Clock,
+        *,
+        refreshable_token_lifetime_ms: int = 5 * 60 * 1000,
+    ) -> None:
+        self._stores = stores
+        self._authenticator = authenticator
+        self._clock = clock
+        self._lifetime_ms = refreshable_token_lifetime_ms
+        self.device_removed_hooks: list[DeviceRemovedHook] = []
+
+    async def create_session_txn(
+        self,
+        txn: Transaction,
+        user_id: str,
+        device_id: str | None,
+        display_name: str | None,
+        *,
+        refreshable: bool,
+    ) -> Session:
+        """Make (or reuse) a device and give it a new access token."""
+        now = self._clock.time_ms()
+        device_id = device_id or new_device_id()
+        await self._stores.devices.ensure_device_txn(txn, user_id, device_id, display_name, now)
+        access_token = new_token("syt")
+        refresh_token: str | None = None
+        expires_ts: int | None = None
+        refresh_hash: str | None = None
+        if refreshable:
+            refresh_token = new_token("syr")
+            refresh_hash = token_hash(refresh_token)
+            expires_ts = now + self._lifetime_ms
+            await self._stores.tokens.add_refresh_token_txn(
+                txn, refresh_hash, user_id, device_id, now
+            )
+        await self._stores.tokens.add_access_token_txn(
+            txn,
+            token_hash(access_token),
+            user_id,
+            device_id,
+            created_ts=now,
+            expires_ts=expires_ts,
+            refresh_token_hash=refresh_hash,
+        )
+        return Session(
+            user_id,
+            device_id,
+            access_token,
+            refresh_token,
+            self._lifetime_ms if refreshable else None,
+        )
+
+    async def refresh(self, refresh_token: str) -> Session:
+        """Exchange a refresh token for a new access and refresh token pair."""
+        old_hash = token_hash(refresh_token)
+
+        async def txn_func(txn: Transaction) -> tuple[Session, list[str]]:
+            record = await self._stores.tokens.get_refresh_token_txn(txn, old_hash)
+            if record is None:
+                raise UnknownToken("Unknown refresh token")
+            revoked: list[str] = []
+            if record.next_token_hash is not None:
+                # A retry: the successor was never used; replace it.
+                revoked += await self._stores.tokens.delete_refresh_token_txn(
+                    txn, record.next_token_hash
+                )
+            revoked += await self._stores.tokens.delete_predecessor_txn(txn, old_hash)
+            now = self._clock.time_ms()
+            new_refresh = new_token("syr")
+            new_hash = token_hash(new_refresh)
+            await self._stores.tokens.add_refresh_token_txn(
+                txn, new_hash, record.user_id, record.device_id, now
+            )
+            revoked += await self._stores.tokens.replace_refresh_token_txn(txn, old_hash, new_hash)
+            access = new_token("syt")
+            await self._stores.tokens.add_access_token_txn(
+                txn,
+                token_hash(access),
+                record.user_id,
+                record.device_id,
+                created_ts=now,
+                expires_ts=now + self._lifetime_ms,
+                refresh_token_hash=new_hash,
+            )
+            session = Session(
+                record.user_id, record.device_id, access, new_refresh, self._lifetime_ms
+            )
+            return session, revoked
+
+        session, revoked = await self._stores.db.run_transaction("refresh_token", txn_func)
+        self._authenticator.forget(revoked)
+        return session
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Remove devices and every token they hold."""
+
+        async def txn_func(txn: Transaction) -> list[str]:
+            return await self.delete_devices_txn(txn, user_id, device_ids)
+
+        revoked = await self._stores.db.run_transaction("delete_devices", txn_func)
+        self._authenticator.forget(revoked)
+
+    def forget_tokens(self, token_hashes: list[str]) -> None:
+        """Tell the token cache about tokens revoked by a committed transaction."""
+        self._authenticator.forget(token_hashes)
+
+    async def delete_devices_txn(
+        self, txn: Transaction, user_id: str, device_ids: list[str]
+    ) -> list[str]:
+        revoked = await self._stores.tokens.delete_tokens_for_devices_txn(txn, user_id, device_ids)
+        await self._stores.devices.delete_devices_txn(txn, user_id, device_ids)
+        for hook in self.device_removed_hooks:
+            await hook(txn, user_id, device_ids)
+        return revoked
+
+    async def delete_other_devices_txn(
+        self, txn: Transaction, user_id: str, keep_device_id: str | None
+    ) -> list[str]:
+        rows = await txn.fetchall("SELECT device_id FROM devices WHERE user_id = $1", user_id)
+        others = [r[0] for r in rows if r[0] != keep_device_id]
+        return await self.delete_devices_txn(txn, user_id, others)

@@ -1,0 +1,140 @@
+"""User-interactive authentication (the spec's UIA session/flows/completed protocol).
+
+An endpoint protected by UIA calls ``UserInteractiveAuth.authenticate`` with the
+flows it accepts. The first request (without ``auth``) gets 401 with a new
+session; each later request completes one stage; once every stage of one flow is
+done the caller gets the stored request parameters and goes ahead, then deletes the
+session. Sessions are bound to the request (method and path) that started them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.clock import Clock
+from homeserver.errors import MatrixError
+from storage.stores import Stores
+
+SESSION_LIFETIME_MS = 30 * 60 * 1000
+SECRET_KEYS = frozenset({"password", "new_password"})
+
+# A stage checker gets the ``auth`` dict and the session's user (if any); it returns
+# a JSON-able result to record, or raises MatrixError to refuse the stage.
+StageChecker = Callable[[dict[str, Any], str | None], Awaitable[Any]]
+
+
+class UiaRequired(MatrixError):
+    """401 carrying the UIA state: flows, params, session, completed (and an error)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(401, body.get("errcode", ""), body.get("error", ""), extra=body)
+        self.body = body
+
+    def to_json(self) -> dict[str, Any]:
+        return self.body
+
+
+@dataclass
+class UiaResult:
+    session_id: str
+    clientdict: dict[str, Any]
+    completed: dict[str, Any] = field(default_factory=dict)
+
+
+class UserInteractiveAuth:
+    def __init__(self, stores: Stores, clock: Clock) -> None:
+        self._stores = stores
+        self._clock = clock
+        self._checkers: dict[str, StageChecker] = {}
+
+    def register_stage(self, stage: str, checker: StageChecker) -> None:
+        self._checkers[stage] = checker
+
+    async def authenticate(
+        self,
+        request_key: str,
+        body: dict[str, Any],
+        flows: list[list[str]],
+        *,
+        user_id: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> UiaResult:
+        """Return once a flow is complete; otherwise raise UiaRequired (401)."""
+        params = params or {}
+        auth = body.get("auth")
+        # Secrets are never stored with the session: the client sends them again.
+        clientdict = {k: v for k, v in body.items() if k != "auth"}
+        stored = {k: v for k, v in clientdict.items() if k not in SECRET_KEYS}
+        if auth is None:
+            session_id = await self._new_session(request_key, stored, user_id)
+            raise UiaRequired(self._state(session_id, flows, params, {}))
+        if not isinstance(auth, dict):
+            raise MatrixError(400, "M_BAD_JSON", "'auth' must be an object")
+        session_id = auth.get("session")
+        if session_id is None:
+            # Some clients send a stage straight away; start a session for it.
+            session_id = await self._new_session(request_key, stored, user_id)
+        if not isinstance(session_id, str):
+            raise MatrixError(400, "M_BAD_JSON", "'auth.session' must be a string")
+        session = await self._stores.uia.get_session(session_id)
+        now = self._clock.time_ms()
+        if session is None or now - session.created_ts > SESSION_LIFETIME_MS:
+            raise MatrixError(400, "M_UNKNOWN", "Unknown or expired session ID")
+        if session.request != request_key or session.user_id != user_id:
+            raise MatrixError(
+                403,
+                "M_FORBIDDEN",
+                "Requested operation has changed during the UI authentication session.",
+            )
+        completed = dict(session.completed)
+        stage = auth.get("type")
+        if stage is not None:
+            allowed = {s for flow in flows for s in flow}
+            checker = self._checkers.get(stage) if isinstance(stage, str) else None
+            if stage not in allowed or checker is None:
+                state = self._state(session_id, flows, params, completed)
+                state.update(errcode="M_UNRECOGNIZED", error=f"Unrecognised login type {stage}")
+                raise UiaRequired(state)
+            try:
+                result = await checker(auth, user_id)
+            except MatrixError as exc:
+                if exc.status == 429:
+                    raise
+                state = self._state(session_id, flows, params, completed)
+                state.update(errcode=exc.errcode, error=exc.message)
+                raise UiaRequired(state) from exc
+            async with self._stores.db.transaction("uia_complete_stage") as txn:
+                await self._stores.uia.mark_stage_complete_txn(txn, session_id, stage, result)
+            completed[stage] = result
+        for flow in flows:
+            if all(s in completed for s in flow):
+                merged = {**session.clientdict, **clientdict}
+                return UiaResult(session_id, merged, completed)
+        raise UiaRequired(self._state(session_id, flows, params, completed))
+
+    async def finish(self, session_id: str) -> None:
+        async with self._stores.db.transaction("uia_finish") as txn:
+            await self._stores.uia.delete_session_txn(txn, session_id)
+
+    async def _new_session(
+        self, request_key: str, clientdict: dict[str, Any], user_id: str | None
+    ) -> str:
+        session_id = secrets.token_urlsafe(24)
+        now = self._clock.time_ms()
+        await self._stores.uia.delete_older_than(now - SESSION_LIFETIME_MS)
+        await self._stores.uia.create_session(session_id, now, request_key, clientdict, user_id)
+        return session_id
+
+    @staticmethod
+    def _state(
+        session_id: str, flows: list[list[str]], params: dict[str, Any], completed: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "flows": [{"stages": flow} for flow in flows],
+            "params": params,
+            "session": session_id,
+            "completed": sorted(completed),
+        }

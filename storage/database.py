@@ -1,0 +1,160 @@
+"""The one async database interface, shared by both engines.
+
+SQL is written once, with numbered placeholders ``$1, $2, ...``; each engine
+translates them (SQLite to ``?NNN``, PostgreSQL to ``%s`` in order of use).
+
+Every unit of work is a named transaction::
+
+    async with db.transaction("register_user") as txn:
+        await txn.execute("INSERT INTO users (user_id) VALUES ($1)", user_id)
+
+``run_transaction(name, func)`` does the same and retries ``func`` when the engine
+reports a serialization failure, deadlock or busy database, so functions passed to
+it must be safe to run again. Helpers that run inside a transaction are suffixed
+``_txn``. Callbacks registered with ``txn.call_after_commit`` run only once the
+transaction is durable (notifier wake-ups, cache updates).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Engine = Literal["sqlite", "postgres"]
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+class RetryableError(Exception):
+    """Raised by an engine for a conflict that a retry of the transaction may solve."""
+
+
+class IntegrityError(Exception):
+    """A uniqueness or foreign-key constraint was violated."""
+
+
+def translate_numbered(sql: str, style: str) -> tuple[str, list[int] | None]:
+    """Rewrite ``$n`` placeholders for an engine.
+
+    Returns the new SQL and, for positional styles that cannot reuse an argument,
+    the order in which the caller's arguments must be passed (0-based indexes).
+    """
+    if style == "sqlite":
+        return _PLACEHOLDER.sub(lambda m: "?" + m.group(1), sql), None
+    order: list[int] = []
+
+    def repl(m: re.Match[str]) -> str:
+        order.append(int(m.group(1)) - 1)
+        return "%s"
+
+    escaped = sql.replace("%", "%%")
+    return _PLACEHOLDER.sub(repl, escaped), order
+
+
+class Transaction(abc.ABC):
+    """One open transaction on one connection."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._after_commit: list[Callable[[], None]] = []
+
+    def call_after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (synchronously) once this transaction has committed."""
+        self._after_commit.append(callback)
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; return the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments."""
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        """Run a query; return every row."""
+
+    @abc.abstractmethod
+    async def execute_script(self, script: str) -> None:
+        """Run several statements (a migration's DDL) inside this transaction."""
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetchall(sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        row = await self.fetchone(sql, *args)
+        return None if row is None else row[0]
+
+    def _run_after_commit(self) -> None:
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:
+                logger.exception("after-commit callback of %s failed", self.name)
+
+
+class Database(abc.ABC):
+    """An open database: a pool of connections of one engine."""
+
+    engine: Engine
+    max_retries = 5
+
+    @abc.abstractmethod
+    def transaction(
+        self, name: str, *, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Transaction]:
+        """Open a transaction; it commits when the block exits normally."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close every connection."""
+
+    async def run_transaction(
+        self,
+        name: str,
+        func: Callable[[Transaction], Awaitable[T]],
+        *,
+        readonly: bool = False,
+    ) -> T:
+        """Run ``func`` in a transaction, retrying it on transient conflicts."""
+        delay = 0.01
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with self.transaction(name, readonly=readonly) as txn:
+                    return await func(txn)
+            except RetryableError:
+                if attempt == self.max_retries:
+                    raise
+                logger.info("transaction %s conflicted; retry %d", name, attempt + 1)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+    # Conveniences for single queries, each in its own short transaction.
+
+    async def fetchall(self, name: str, sql: str, *args: Any) -> list[Row]:
+        async with self.transaction(name, readonly=True) as txn:
+            return await txn.fetchall(sql, *args)
+
+    async def fetchone(self, name: str, sql: str, *args: Any) -> Row | None:
+        async with self.transaction(name, readonly=True) as txn:
+            return await txn.fetchone(sql, *args)
+
+    async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
+        async with self.transaction(name, readonly=True) as txn:
+            return await txn.fetchval(sql, *args)
+
+    async def execute(self, name: str, sql: str, *args: Any) -> int:
+        async with self.transaction(name) as txn:
+            return await txn.execute(sql, *args)

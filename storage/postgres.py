@@ -1,0 +1,140 @@
+"""The PostgreSQL engine: psycopg 3 with psycopg_pool.
+
+Transactions run at READ COMMITTED (PostgreSQL's default); stores that need a
+stronger guarantee take row locks (``SELECT ... FOR UPDATE``) or rely on unique
+constraints. Serialization failures and deadlocks surface as ``RetryableError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool
+
+from storage.database import (
+    Database,
+    IntegrityError,
+    RetryableError,
+    Row,
+    Transaction,
+    translate_numbered,
+)
+
+
+@lru_cache(maxsize=4096)
+def _sql(sql: str) -> tuple[str, tuple[int, ...]]:
+    text, order = translate_numbered(sql, "postgres")
+    return text, tuple(order or ())
+
+
+def _args(order: tuple[int, ...], args: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(args[i] for i in order)
+
+
+def _map_error(exc: psycopg.Error) -> Exception:
+    if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+        return RetryableError(str(exc))
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        return IntegrityError(str(exc))
+    return exc
+
+
+class PostgresTransaction(Transaction):
+    def __init__(self, name: str, conn: psycopg.AsyncConnection[Any]) -> None:
+        super().__init__(name)
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        text, order = _sql(sql)
+        try:
+            cur = await self._conn.execute(text, _args(order, args), prepare=True)
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+        return cur.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        text, order = _sql(sql)
+        params = [_args(order, r) for r in rows]
+        if not params:
+            return
+        try:
+            async with self._conn.cursor() as cur:
+                await cur.executemany(text, params)
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        text, order = _sql(sql)
+        try:
+            cur = await self._conn.execute(text, _args(order, args), prepare=True)
+            rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+        return [tuple(r) for r in rows]
+
+    async def execute_script(self, script: str) -> None:
+        try:
+            await self._conn.execute(script.encode())  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+
+
+class PostgresDatabase(Database):
+    engine = "postgres"
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls,
+        conninfo: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 10,
+        search_path: str | None = None,
+    ) -> PostgresDatabase:
+        """Connect a pool. ``search_path`` isolates a schema (used by tests)."""
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if search_path is not None:
+            kwargs["options"] = f"-c search_path={search_path}"
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=False
+        )
+        await pool.open(wait=True, timeout=30)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(
+        self, name: str, *, readonly: bool = False
+    ) -> AsyncIterator[PostgresTransaction]:
+        async with self._pool.connection() as conn:
+            txn = PostgresTransaction(name, conn)
+            try:
+                await conn.execute("BEGIN READ ONLY" if readonly else "BEGIN")
+                yield txn
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("ROLLBACK")
+                raise
+            if readonly:
+                await conn.execute("ROLLBACK")
+                return
+            await asyncio.shield(self._commit(conn, txn))
+
+    async def _commit(self, conn: psycopg.AsyncConnection[Any], txn: PostgresTransaction) -> None:
+        try:
+            await conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+        txn._run_after_commit()

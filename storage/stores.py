@@ -1,0 +1,33 @@
+"""All stores over one database, composed as attributes (one store per concern)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.accounts import AccountStore
+from storage.database import Database
+from storage.devices import DeviceStore
+from storage.registration_tokens import RegistrationTokenStore
+from storage.tokens import TokenStore
+from storage.uia import UiaStore
+
+
+@dataclass(frozen=True)
+class Stores:
+    db: Database
+    accounts: AccountStore
+    devices: DeviceStore
+    tokens: TokenStore
+    registration_tokens: RegistrationTokenStore
+    uia: UiaStore
+
+    @classmethod
+    def over(cls, db: Database) -> Stores:
+        return cls(
+            db=db,
+            accounts=AccountStore(db),
+            devices=DeviceStore(db),
+            tokens=TokenStore(db),
+            registration_tokens=RegistrationTokenStore(db),
+            uia=UiaStore(db),
+        )

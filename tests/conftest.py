@@ -1,0 +1,140 @@
+"""Shared fixtures: a database of each engine for every storage-touching test.
+
+PostgreSQL tests use one database per test run (``hs_test_<random>``), dropped at
+the end, and a fresh schema per test inside it, so runs and tests never see each
+other. Set ``HOMESERVER_TEST_PG`` to a libpq conninfo to point them elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from homeserver.clock import FakeClock
+from homeserver.config import HomeserverConfig, parse_config
+from homeserver.server import Homeserver
+from storage.connect import open_postgres, open_sqlite
+from storage.database import Database
+
+PG_ADMIN = os.environ.get(
+    "HOMESERVER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database for this test run; yields its conninfo."""
+    name = f"hs_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.replace("dbname=postgres", "")
+    yield f"{base} dbname={name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Database]:
+    """A freshly migrated database of the parametrised engine."""
+    if engine == "sqlite":
+        db = await open_sqlite(tmp_path / "homeserver.db")
+    else:
+        conninfo = request.getfixturevalue("pg_database")
+        schema = f"t_{secrets.token_hex(6)}"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        db = await open_postgres(conninfo, min_size=1, max_size=4, search_path=schema)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+# -- a homeserver behind a real aiohttp test server ---------------------------------
+
+
+UNLIMITED = {"per_second": 1000, "burst_count": 1000}
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:
+    """A test config: open registration, fast bcrypt, no rate limits unless asked."""
+    raw: dict[str, Any] = {
+        "server_name": "test.local",
+        "listeners": [{"port": 8008, "resources": [{"names": ["client"]}]}],
+        "signing_key_path": str(tmp_path / "signing.key"),
+        "media_store_path": str(tmp_path / "media"),
+        "enable_registration": True,
+        "enable_registration_without_verification": True,
+        "bcrypt_rounds": 4,
+        "rc_message": UNLIMITED,
+        "rc_registration": UNLIMITED,
+        "rc_login": {"address": UNLIMITED, "account": UNLIMITED, "failed_attempts": UNLIMITED},
+    }
+    raw.update(overrides)
+    return parse_config(raw, environ={})
+
+
+@dataclasses.dataclass
+class HomeserverHarness:
+    server: Homeserver
+    client: TestClient[Any, Any]
+    clock: FakeClock
+
+    async def register(
+        self, localpart: str, password: str = "correct horse", **extra: Any
+    ) -> dict[str, Any]:
+        """Register through the API (two-step UIA with m.login.dummy); return the response."""
+        body = {"username": localpart, "password": password, **extra}
+        first = await self.client.post("/_matrix/client/v3/register", json=body)
+        assert first.status == 401, await first.text()
+        session = (await first.json())["session"]
+        body["auth"] = {"type": "m.login.dummy", "session": session}
+        second = await self.client.post("/_matrix/client/v3/register", json=body)
+        assert second.status == 200, await second.text()
+        return dict(await second.json())
+
+
+HarnessFactory = Callable[..., Awaitable[HomeserverHarness]]
+
+
+@pytest.fixture
+async def make_homeserver(database: Database, tmp_path: Path) -> AsyncIterator[HarnessFactory]:
+    """Build a homeserver over the parametrised database, served by a test server."""
+    started: list[HomeserverHarness] = []
+
+    async def factory(**overrides: Any) -> HomeserverHarness:
+        config = make_config(tmp_path, **overrides)
+        clock = FakeClock()
+        server = await Homeserver.build(config, clock=clock, db=database)
+        app = server.make_app({"client", "federation", "keys", "media"})
+        test_server = TestServer(app)
+        await test_server.start_server(access_log=None)
+        client: TestClient[Any, Any] = TestClient(test_server)
+        await client.start_server()
+        harness = HomeserverHarness(server, client, clock)
+        started.append(harness)
+        return harness
+
+    yield factory
+    for harness in started:
+        await harness.client.close()
+
+
+@pytest.fixture
+async def hs(make_homeserver: HarnessFactory) -> HomeserverHarness:
+    return await make_homeserver()
