@@ -17,6 +17,7 @@ they are made (pass ``check=False`` to make events the rules reject).
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ from homeserver.events import (
 )
 
 StateKey = tuple[str, str]
+
+_V1_EVENT_IDS = itertools.count(1)
 
 
 def signing_key_for(server_name: str) -> SigningKey:
@@ -133,7 +136,7 @@ class RoomBuilder:
             signing_key=signing_key_for(server),
             origin_server_ts=self.clock if ts is None else ts,
             reference_hashes=ref_hashes,
-            v1_event_id=f"${self.clock}:{server}",
+            v1_event_id=f"${next(_V1_EVENT_IDS)}:{server}",
         )
         if event_type == "m.room.create" and rv.room_id_from_create_event:
             self.room_id = event.room_id

@@ -134,7 +134,7 @@ def test_aliases_only_before_v6() -> None:
     content = {"aliases": ["#a:x"]}
     for rv in OLD:
         assert redact(_event("m.room.aliases", content), rv)["content"] == content
-    for rv in V6_7 + [V["8"]] + V9_10 + NEW:
+    for rv in [*V6_7, V["8"], *V9_10, *NEW]:
         assert redact(_event("m.room.aliases", content), rv)["content"] == {}
 
 
