@@ -16,6 +16,7 @@ they are made (pass ``check=False`` to make events the rules reject).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Mapping, Sequence
@@ -40,12 +41,14 @@ StateKey = tuple[str, str]
 _V1_EVENT_IDS = itertools.count(1)
 
 
+@functools.cache
 def signing_key_for(server_name: str) -> SigningKey:
     """The deterministic test signing key of ``server_name`` (key ID ``ed25519:1``)."""
     seed = hashlib.sha256(server_name.encode()).digest()
     return decode_signing_key_base64("ed25519", "1", encode_base64(seed))
 
 
+@functools.cache
 def key_lookup(server_name: str, key_id: str) -> ServerKey | None:
     """A key lookup serving every server's test key."""
     if key_id != "ed25519:1":
