@@ -11,8 +11,15 @@ from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.errors import MissingToken
+from homeserver.notifier import Notifier
 from homeserver.profiles import ProfileService
 from homeserver.ratelimit import RateLimiter
+from homeserver.rooms.creation import RoomCreationService
+from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.persister import EventPersister
+from homeserver.rooms.serializer import EventSerializer
+from homeserver.rooms.state_resolution import StateResolver
 from homeserver.sessions import SessionService
 from homeserver.uia import UserInteractiveAuth
 from storage.stores import Stores
@@ -29,6 +36,13 @@ class ClientContext:
     uia: UserInteractiveAuth
     limiter: RateLimiter
     profiles: ProfileService
+    notifier: Notifier
+    persister: EventPersister
+    creator: EventCreator
+    resolver: StateResolver
+    serializer: EventSerializer
+    membership: MembershipService
+    room_creation: RoomCreationService
 
     @property
     def server_name(self) -> str:

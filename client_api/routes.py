@@ -15,8 +15,10 @@ from client_api.admin import AdminHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
 from client_api.login import LoginHandlers
+from client_api.membership import MembershipHandlers
 from client_api.profile import ProfileHandlers
 from client_api.register import RegisterHandlers
+from client_api.rooms import RoomHandlers
 from client_api.versions import DiscoveryHandlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,6 +37,8 @@ def client_routes(
     devices = DeviceHandlers(ctx)
     profile = ProfileHandlers(ctx)
     admin = AdminHandlers(ctx)
+    rooms = RoomHandlers(ctx)
+    membership = MembershipHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -57,6 +61,18 @@ def client_routes(
         ("GET", "/profile/{userId}/{keyName}", profile.get_profile_field),
         ("PUT", "/profile/{userId}/{keyName}", profile.set_profile_field),
         ("DELETE", "/profile/{userId}/{keyName}", profile.delete_profile_field),
+        ("POST", "/createRoom", rooms.create_room),
+        ("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", rooms.send_message),
+        ("GET", "/rooms/{roomId}/state", rooms.get_state),
+        ("GET", "/rooms/{roomId}/state/{eventType}", rooms.get_state_event),
+        ("GET", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", rooms.get_state_event),
+        ("PUT", "/rooms/{roomId}/state/{eventType}", rooms.set_state),
+        ("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey:.*}", rooms.set_state),
+        ("POST", "/join/{roomIdOrAlias}", membership.join),
+        ("POST", "/rooms/{roomId}/join", membership.join),
+        ("POST", "/rooms/{roomId}/invite", membership.invite),
+        ("POST", "/rooms/{roomId}/leave", membership.leave),
+        ("GET", "/joined_rooms", membership.joined_rooms),
     ]
     routes: list[Route] = [
         (method, prefix + path, handler)

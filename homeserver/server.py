@@ -11,17 +11,30 @@ from pathlib import Path
 from aiohttp import web
 from signedjson.types import SigningKey
 
+from client_api.admin_media import media_admin_routes
 from client_api.context import ClientContext
+from client_api.media import media_routes
 from client_api.routes import Route, client_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
 from homeserver.http.middleware import make_middlewares
+from homeserver.media.preview import url_previewer_from_config
+from homeserver.media.service import MediaService, media_service_from_config
+from homeserver.notifier import Notifier
 from homeserver.passwords import PasswordHasher
 from homeserver.profiles import ProfileService
 from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.rooms.creation import RoomCreationService
+from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.lanes import RoomLanes
+from homeserver.rooms.membership import MembershipService
+from homeserver.rooms.persister import EventPersister
+from homeserver.rooms.serializer import EventSerializer
+from homeserver.rooms.state_resolution import StateResolver
 from homeserver.sessions import SessionService
+from homeserver.streams import StreamIdGenerator
 from homeserver.uia import UserInteractiveAuth
 from storage.connect import open_postgres, open_sqlite
 from storage.database import Database
@@ -59,6 +72,7 @@ class Homeserver:
     signing_key: SigningKey
     stores: Stores
     client: ClientContext
+    media: MediaService
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -82,6 +96,23 @@ class Homeserver:
             LoginLimits(_limit(rc.address), _limit(rc.account), _limit(rc.failed_attempts)),
             clock,
         )
+        notifier = Notifier()
+        resolver = StateResolver(stores)
+        persister = EventPersister(
+            stores,
+            notifier,
+            resolver,
+            clock,
+            StreamIdGenerator(await stores.events.max_stream_ordering()),
+            StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
+        )
+        creator = EventCreator(
+            config.server_name, signing_key, stores, persister, RoomLanes(), clock
+        )
+        membership = MembershipService(config.server_name, stores, creator)
+        room_creation = RoomCreationService(
+            config.server_name, stores, creator, membership, config.default_room_version
+        )
         client = ClientContext(
             config=config,
             clock=clock,
@@ -92,13 +123,25 @@ class Homeserver:
             uia=UserInteractiveAuth(stores, clock),
             limiter=limiter,
             profiles=ProfileService(config.server_name, stores),
+            notifier=notifier,
+            persister=persister,
+            creator=creator,
+            resolver=resolver,
+            serializer=EventSerializer(stores, clock),
+            membership=membership,
+            room_creation=room_creation,
         )
-        return cls(config, clock, db, signing_key, stores, client)
+        media = media_service_from_config(config, stores.media, clock)
+        return cls(config, clock, db, signing_key, stores, client, media)
 
     def routes_for(self, resources: set[str]) -> list[Route]:
         routes: list[Route] = []
         if "client" in resources:
             routes += client_routes(self.client, room_versions(), self.config.default_room_version)
+            routes += media_admin_routes(self.client, self.media)
+        if "media" in resources and self.config.enable_media_repo:
+            previewer = url_previewer_from_config(self.config, self.media)
+            routes += media_routes(self.client, self.media, previewer)
         return routes
 
     def make_app(self, resources: set[str]) -> web.Application:

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from storage.accounts import AccountStore
 from storage.database import Database
 from storage.devices import DeviceStore
+from storage.events import EventStore
+from storage.media import MediaStore
 from storage.registration_tokens import RegistrationTokenStore
+from storage.rooms import RoomStore
+from storage.state import StateStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
 
@@ -20,6 +24,10 @@ class Stores:
     tokens: TokenStore
     registration_tokens: RegistrationTokenStore
     uia: UiaStore
+    media: MediaStore
+    events: EventStore
+    state: StateStore
+    rooms: RoomStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -30,4 +38,8 @@ class Stores:
             tokens=TokenStore(db),
             registration_tokens=RegistrationTokenStore(db),
             uia=UiaStore(db),
+            media=MediaStore(db),
+            events=EventStore(db),
+            state=StateStore(db),
+            rooms=RoomStore(db),
         )

@@ -1,0 +1,120 @@
+"""The one notifier: wakes exactly the long-polls a committed change touches.
+
+A waiting /sync registers for its user and for each room the user is in. A new
+room event wakes the listeners of that room (and of users named by it, such as the
+target of a membership change); user-scoped streams (to-device, account data ...)
+wake that user's listeners. A per-room "last changed at" map lets a sync tell,
+without a query, whether anything happened in its rooms since its token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Collection
+
+# Called with (room_id, stream_ordering, users) after a room event commits, so other
+# processes (via Redis) or other parts (push) can react.
+RoomEventListener = Callable[[str, int, Collection[str]], Awaitable[None] | None]
+
+
+class _Waiter:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._by_room: dict[str, set[_Waiter]] = defaultdict(set)
+        self._by_user: dict[str, set[_Waiter]] = defaultdict(set)
+        self._room_last_change: dict[str, int] = {}
+        self._user_last_change: dict[str, int] = {}
+        self._user_change_counter = 0
+
+    # -- publishing -----------------------------------------------------------------
+
+    def on_room_event(
+        self, room_id: str, stream_ordering: int, users: Collection[str] = ()
+    ) -> None:
+        """A room event committed at ``stream_ordering``; ``users`` are directly affected."""
+        if stream_ordering > self._room_last_change.get(room_id, 0):
+            self._room_last_change[room_id] = stream_ordering
+        self._wake(self._by_room.get(room_id, ()))
+        for user_id in users:
+            self.on_user_change(user_id)
+
+    def on_user_change(self, user_id: str) -> None:
+        """Something in one of the user's own streams changed."""
+        self._user_change_counter += 1
+        self._user_last_change[user_id] = self._user_change_counter
+        self._wake(self._by_user.get(user_id, ()))
+
+    def on_rooms_change(self, room_ids: Collection[str]) -> None:
+        """An ephemeral change (typing, receipts) in rooms: wake their listeners."""
+        for room_id in room_ids:
+            self._wake(self._by_room.get(room_id, ()))
+
+    @staticmethod
+    def _wake(waiters: Collection[_Waiter]) -> None:
+        for waiter in list(waiters):
+            waiter.event.set()
+
+    # -- querying -------------------------------------------------------------------
+
+    def room_changed_since(self, room_id: str, stream_ordering: int) -> bool:
+        """False when the room certainly had no new event after ``stream_ordering``."""
+        last = self._room_last_change.get(room_id)
+        return last is None or last > stream_ordering
+
+    def rooms_changed_since(self, room_ids: Collection[str], stream_ordering: int) -> list[str]:
+        return [r for r in room_ids if self.room_changed_since(r, stream_ordering)]
+
+    def seed_room(self, room_id: str, stream_ordering: int) -> None:
+        """Record a room's latest position known from storage (at start-up or first use)."""
+        if stream_ordering > self._room_last_change.get(room_id, 0):
+            self._room_last_change[room_id] = stream_ordering
+
+    def knows_room(self, room_id: str) -> bool:
+        return room_id in self._room_last_change
+
+    # -- waiting --------------------------------------------------------------------
+
+    async def wait(
+        self,
+        user_id: str,
+        room_ids: Collection[str],
+        timeout_s: float,
+        is_ready: Callable[[], bool] | None = None,
+    ) -> None:
+        """Sleep until a change touches the user or one of ``room_ids``, or the timeout.
+
+        ``is_ready`` is checked after registering (no await in between), so a change
+        that committed just before the wait is not missed.
+        """
+        if timeout_s <= 0:
+            return
+        waiter = _Waiter()
+        self._by_user[user_id].add(waiter)
+        for room_id in room_ids:
+            self._by_room[room_id].add(waiter)
+        try:
+            if is_ready is not None and is_ready():
+                return
+            try:
+                await asyncio.wait_for(waiter.event.wait(), timeout_s)
+            except TimeoutError:
+                pass
+        finally:
+            self._discard(self._by_user, user_id, waiter)
+            for room_id in room_ids:
+                self._discard(self._by_room, room_id, waiter)
+
+    @staticmethod
+    def _discard(index: dict[str, set[_Waiter]], key: str, waiter: _Waiter) -> None:
+        waiters = index.get(key)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del index[key]

@@ -1,0 +1,179 @@
+"""Membership changes by local users: join, invite, leave, kick, ban, unban, knock.
+
+The authorization rules of the event core decide what is allowed; this service
+builds the right membership event (profile fields, reasons, ``is_direct``, the
+authorising user of a restricted join, stripped state for invitees and knockers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from homeserver.errors import Forbidden, MatrixError, NotFound
+from homeserver.events import PowerLevels, server_name_of
+from homeserver.rooms.creator import EventCreator, TxnKey
+from storage.events import StoredEvent
+from storage.stores import Stores
+
+# State keys copied, stripped, into invites and knocks (client-server: stripped state).
+STRIPPED_STATE_KEYS = [
+    ("m.room.create", ""),
+    ("m.room.join_rules", ""),
+    ("m.room.canonical_alias", ""),
+    ("m.room.avatar", ""),
+    ("m.room.name", ""),
+    ("m.room.encryption", ""),
+    ("m.room.topic", ""),
+]
+
+# Called to join a room this server is not in (federation installs one).
+RemoteJoin = Callable[[str, str, list[str], dict[str, Any]], Awaitable[str]]
+
+
+class MembershipService:
+    def __init__(self, server_name: str, stores: Stores, creator: EventCreator) -> None:
+        self._server_name = server_name
+        self._stores = stores
+        self._creator = creator
+        self.remote_join: RemoteJoin | None = None
+
+    def is_mine(self, user_id: str) -> bool:
+        return server_name_of(user_id) == self._server_name
+
+    async def _profile_content(self, user_id: str) -> dict[str, Any]:
+        profile = await self._stores.accounts.get_profile(user_id)
+        content: dict[str, Any] = {}
+        if profile is not None:
+            if profile[0] is not None:
+                content["displayname"] = profile[0]
+            if profile[1] is not None:
+                content["avatar_url"] = profile[1]
+        return content
+
+    async def membership_of(self, room_id: str, user_id: str) -> str | None:
+        state = await self._stores.state.get_current_state(room_id)
+        event_id = state.get(("m.room.member", user_id))
+        if event_id is None:
+            return None
+        stored = await self._stores.events.get_event(event_id)
+        return None if stored is None else stored.event.membership
+
+    async def join(
+        self,
+        user_id: str,
+        room_id: str,
+        *,
+        reason: str | None = None,
+        servers: list[str] | None = None,
+        txn: TxnKey | None = None,
+        third_party_signed: dict[str, Any] | None = None,
+    ) -> StoredEvent | str:
+        """Join a room; returns the join event (or the room ID after a remote join)."""
+        if not await self._stores.rooms.room_exists(room_id) or not await self._in_room(room_id):
+            if self.remote_join is None:
+                raise NotFound("Unknown room")
+            content = await self._profile_content(user_id)
+            if reason is not None:
+                content["reason"] = reason
+            return await self.remote_join(user_id, room_id, servers or [], content)
+        content = {"membership": "join", **await self._profile_content(user_id)}
+        if reason is not None:
+            content["reason"] = reason
+        authoriser = await self._restricted_join_authoriser(user_id, room_id)
+        if authoriser is not None:
+            content["join_authorised_via_users_server"] = authoriser
+        async with self._stores.db.transaction("unforget_room") as t:
+            await self._stores.rooms.unforget_room_txn(t, user_id, room_id)
+        return await self._creator.send(
+            room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
+        )
+
+    async def creator_join(self, user_id: str, room_id: str) -> StoredEvent:
+        """The creator's join right after m.room.create (createRoom step 2)."""
+        content = {"membership": "join", **await self._profile_content(user_id)}
+        return await self._creator.send(
+            room_id, "m.room.member", user_id, content, state_key=user_id
+        )
+
+    async def _in_room(self, room_id: str) -> bool:
+        """Whether any local user is joined (so this server can make events in the room)."""
+        members = await self._stores.state.current_members(room_id)
+        return any(m == "join" and self.is_mine(u) for u, m in members.items())
+
+    async def _restricted_join_authoriser(self, user_id: str, room_id: str) -> str | None:
+        """For a restricted join, a local member who may invite, if the user qualifies."""
+        rv = await self._creator.room_version(room_id)
+        if not rv.restricted_joins:
+            return None
+        state = await self._stores.state.get_current_state(room_id)
+        events = await self._creator.state_events(state)
+        join_rules = events.get(("m.room.join_rules", ""))
+        rule = join_rules.content.get("join_rule") if join_rules is not None else None
+        if rule not in ("restricted", "knock_restricted"):
+            return None
+        current = events.get(("m.room.member", user_id))
+        if current is not None and current.membership in ("join", "invite"):
+            return None
+        allowed = False
+        allow = join_rules.content.get("allow") if join_rules is not None else None
+        for entry in allow if isinstance(allow, list) else []:
+            if not isinstance(entry, dict) or entry.get("type") != "m.room_membership":
+                continue
+            other = entry.get("room_id")
+            if isinstance(other, str) and await self.membership_of(other, user_id) == "join":
+                allowed = True
+                break
+        if not allowed:
+            raise Forbidden("You do not belong to any of the rooms required to join this room")
+        levels = PowerLevels(
+            events.get(("m.room.create", "")), events.get(("m.room.power_levels", "")), rv
+        )
+        candidates = sorted(
+            (u for (t, u), e in state.items() if t == "m.room.member" and self.is_mine(u)),
+        )
+        for candidate in candidates:
+            member = events.get(("m.room.member", candidate))
+            if (
+                member is not None
+                and member.membership == "join"
+                and levels.user_level(candidate) >= levels.invite
+            ):
+                return candidate
+        raise MatrixError(
+            400, "M_UNABLE_TO_AUTHORISE_JOIN", "No local user can authorise this join"
+        )
+
+    async def change(
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        membership: str,
+        *,
+        reason: str | None = None,
+        is_direct: bool | None = None,
+        txn: TxnKey | None = None,
+    ) -> StoredEvent:
+        """Invite, leave, kick (leave of another), ban, unban (leave of a banned user), knock."""
+        if not await self._stores.rooms.room_exists(room_id):
+            raise NotFound("Unknown room")
+        content: dict[str, Any] = {"membership": membership}
+        if membership in ("knock",) or (membership == "invite" and self.is_mine(target)):
+            content.update(
+                await self._profile_content(target if membership == "invite" else sender)
+            )
+        if reason is not None:
+            content["reason"] = reason
+        if is_direct is not None and membership == "invite":
+            content["is_direct"] = is_direct
+        stripped = STRIPPED_STATE_KEYS if membership in ("invite", "knock") else None
+        return await self._creator.send(
+            room_id,
+            "m.room.member",
+            sender,
+            content,
+            state_key=target,
+            txn=txn,
+            stripped_state_keys=stripped,
+        )

@@ -1,0 +1,203 @@
+"""Persisting room events: one transaction per event, visible only after it commits.
+
+The caller holds the room's lane (``RoomLanes``) and hands over the event with its
+``EventContext``: the state before it, and whether it was rejected, soft-failed or
+is an outlier. In one transaction the persister stores the event and its edges, the
+state group after it (a delta over the one before), membership rows, applies a
+redaction, and moves the forward extremities and the current state. After the
+commit it updates the caches and wakes the notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from homeserver.clock import Clock
+from homeserver.events import Event
+from homeserver.notifier import Notifier
+from homeserver.rooms.state_resolution import StateResolver
+from homeserver.streams import StreamIdGenerator
+from storage.database import Transaction
+from storage.events import StoredEvent
+from storage.state import StateMap
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+# Called after an event committed (push evaluation, federation sending, ...).
+PersistedHook = Callable[[StoredEvent], Awaitable[None]]
+
+
+@dataclass
+class EventContext:
+    """What is known of an event when it is persisted."""
+
+    state_before: StateMap
+    state_group_before: int | None = None
+    rejected_reason: str | None = None
+    soft_failed: bool = False
+    outlier: bool = False
+    backfilled: bool = False
+    txn_device_id: str | None = None
+    txn_id: str | None = None
+    # stripped state to keep for an invite or knock membership event
+    stripped_state: list[dict[str, object]] | None = None
+    extra_notify: list[str] = field(default_factory=list)
+
+
+class EventPersister:
+    def __init__(
+        self,
+        stores: Stores,
+        notifier: Notifier,
+        resolver: StateResolver,
+        clock: Clock,
+        events_stream: StreamIdGenerator,
+        backfill_stream: StreamIdGenerator,
+    ) -> None:
+        self._stores = stores
+        self._notifier = notifier
+        self._resolver = resolver
+        self._clock = clock
+        self.events_stream = events_stream
+        self._backfill_stream = backfill_stream
+        self.persisted_hooks: list[PersistedHook] = []
+
+    async def persist(self, event: Event, context: EventContext) -> StoredEvent:
+        """Store ``event``; the caller holds the room's lane."""
+        in_timeline = not context.outlier
+        stream: StreamIdGenerator | None = None
+        position: int | None = None
+        if in_timeline:
+            stream = self._backfill_stream if context.backfilled else self.events_stream
+            position = stream.allocate()
+        try:
+            stored = await self._stores.db.run_transaction(
+                "persist_event", lambda txn: self._persist_txn(txn, event, context, position)
+            )
+        finally:
+            if stream is not None and position is not None:
+                stream.finish(position)
+        if position is not None and not context.backfilled and stored.rejected_reason is None:
+            users = list(context.extra_notify)
+            if event.type == "m.room.member" and event.state_key is not None:
+                users.append(event.state_key)
+            self._notifier.on_room_event(event.room_id, position, users)
+        for hook in self.persisted_hooks:
+            try:
+                await hook(stored)
+            except Exception:
+                logger.exception("after-persist hook failed for %s", event.event_id)
+        return stored
+
+    async def _persist_txn(
+        self, txn: Transaction, event: Event, context: EventContext, position: int | None
+    ) -> StoredEvent:
+        stores = self._stores
+        room_id = event.room_id
+        state_key = event.state_tuple
+        accepted = context.rejected_reason is None
+        group_before = context.state_group_before
+        if group_before is None and not context.outlier:
+            group_before = await stores.state.store_state_group_txn(
+                txn, room_id, context.state_before
+            )
+        group_after = group_before
+        state_after = context.state_before
+        if state_key is not None and accepted and not context.outlier:
+            state_after = dict(context.state_before)
+            state_after[state_key] = event.event_id
+            group_after = await stores.state.store_state_group_txn(
+                txn, room_id, state_after, prev_group=group_before, prev_state=context.state_before
+            )
+        stored = await stores.events.insert_event_txn(
+            txn,
+            event,
+            stream_ordering=position,
+            received_ts=self._clock.time_ms(),
+            state_group=group_after,
+            outlier=context.outlier,
+            rejected_reason=context.rejected_reason,
+            soft_failed=context.soft_failed,
+            txn_device_id=context.txn_device_id,
+            txn_id=context.txn_id,
+            replaces_state=context.state_before.get(state_key) if state_key is not None else None,
+        )
+        if accepted and event.type == "m.room.member" and event.state_key is not None:
+            await stores.rooms.insert_membership_txn(txn, event, position)
+            if context.stripped_state is not None:
+                await stores.rooms.store_stripped_state_txn(
+                    txn, event.event_id, context.stripped_state
+                )
+        if accepted and not context.soft_failed and event.redacts is not None:
+            await self._apply_redaction_txn(txn, event, context.state_before)
+        if accepted:
+            # A redaction may have arrived before the event it redacts.
+            for redaction_id in await stores.events.redactions_of_txn(txn, event.event_id):
+                redaction = await stores.events.get_event(redaction_id)
+                if redaction is not None and await self._resolver.may_redact(
+                    redaction.event, event, context.state_before
+                ):
+                    await stores.events.set_redacted_by_txn(txn, event.event_id, redaction_id)
+        if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
+            await self._update_extremities_and_state_txn(txn, event, state_after)
+        return stored
+
+    async def _apply_redaction_txn(
+        self, txn: Transaction, redaction: Event, state: StateMap
+    ) -> None:
+        """Apply a redaction when its sender may redact the target (rooms: redactions)."""
+        target_id = redaction.redacts
+        assert target_id is not None
+        target = await self._stores.events.get_event(target_id)
+        if target is None or target.event.room_id != redaction.room_id:
+            return  # applied if the target arrives later (see _persist_txn)
+        if await self._resolver.may_redact(redaction, target.event, state):
+            await self._stores.events.set_redacted_by_txn(txn, target_id, redaction.event_id)
+
+    async def _update_extremities_and_state_txn(
+        self, txn: Transaction, event: Event, state_after: StateMap
+    ) -> None:
+        stores = self._stores
+        room_id = event.room_id
+        old_extremities = await stores.events.get_forward_extremities_txn(txn, room_id)
+        referenced = await stores.events.is_referenced_txn(txn, event.event_id)
+        new_extremities = [e for e in old_extremities if e not in set(event.prev_event_ids)]
+        if not referenced:
+            new_extremities.append(event.event_id)
+        await stores.events.set_forward_extremities_txn(
+            txn,
+            room_id,
+            remove=[e for e in old_extremities if e not in new_extremities],
+            add=[e for e in new_extremities if e not in old_extremities],
+        )
+        old_state = await stores.state.get_current_state(room_id)
+        if new_extremities == [event.event_id]:
+            new_state = state_after
+        else:
+            new_state = await self._resolver.resolve_extremities(room_id, new_extremities, txn)
+        if new_state == old_state:
+            return
+        memberships = await self._memberships_of(new_state, old_state, event)
+        await stores.state.set_current_state_txn(txn, room_id, old_state, new_state, memberships)
+
+    async def _memberships_of(
+        self, new_state: StateMap, old_state: StateMap, event: Event
+    ) -> dict[str, str]:
+        changed = [
+            e
+            for (t, _k), e in new_state.items()
+            if t == "m.room.member" and old_state.get((t, _k)) != e
+        ]
+        result: dict[str, str] = {}
+        if event.event_id in changed and event.membership is not None:
+            result[event.event_id] = event.membership
+        others = [e for e in changed if e not in result]
+        if others:
+            for event_id, stored in (await self._stores.events.get_events(others)).items():
+                membership = stored.event.membership
+                if membership is not None:
+                    result[event_id] = membership
+        return result

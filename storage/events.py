@@ -1,0 +1,367 @@
+"""Events of rooms: the PDUs, their DAG edges, stream positions and forward extremities."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.events import KNOWN_ROOM_VERSIONS, Event
+from storage.database import Database, Transaction
+
+_EVENT_COLUMNS = (
+    "event_id, room_id, stream_ordering, depth, json, outlier, rejected_reason,"
+    " soft_failed, state_group, redacted_by, replaces_state, txn_device_id, txn_id"
+)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as this server holds it, with its local metadata."""
+
+    event: Event
+    stream_ordering: int | None
+    outlier: bool
+    rejected_reason: str | None
+    soft_failed: bool
+    state_group: int | None
+    redacted_by: str | None
+    replaces_state: str | None = None
+    txn_device_id: str | None = None
+    txn_id: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+    @property
+    def depth(self) -> int:
+        return self.event.depth
+
+
+def _relation(event: Event) -> tuple[str | None, str | None]:
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, dict):
+        return None, None
+    target, rel_type = relates.get("event_id"), relates.get("rel_type")
+    if isinstance(target, str) and isinstance(rel_type, str):
+        return target, rel_type
+    return None, None
+
+
+class EventStore:
+    def __init__(self, db: Database, cache_size: int = 50_000) -> None:
+        self.db = db
+        self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
+        self._cache_size = cache_size
+        self._room_versions: dict[str, str] = {}
+
+    # -- positions ---------------------------------------------------------------
+
+    async def max_stream_ordering(self) -> int:
+        value = await self.db.fetchval("max_stream", "SELECT MAX(stream_ordering) FROM events")
+        return int(value or 0)
+
+    async def min_stream_ordering(self) -> int:
+        value = await self.db.fetchval("min_stream", "SELECT MIN(stream_ordering) FROM events")
+        return min(int(value or 0), 0)
+
+    # -- writing -----------------------------------------------------------------
+
+    async def insert_event_txn(
+        self,
+        txn: Transaction,
+        event: Event,
+        *,
+        stream_ordering: int | None,
+        received_ts: int,
+        state_group: int | None,
+        outlier: bool = False,
+        rejected_reason: str | None = None,
+        soft_failed: bool = False,
+        txn_device_id: str | None = None,
+        txn_id: str | None = None,
+        replaces_state: str | None = None,
+    ) -> StoredEvent:
+        relates_to, rel_type = _relation(event)
+        await txn.execute(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key,"
+            " sender, origin_server_ts, received_ts, json, outlier, rejected_reason,"
+            " soft_failed, state_group, relates_to_id, rel_type, txn_device_id, txn_id, redacts,"
+            " replaces_state)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+            " $18, $19, $20)",
+            event.event_id,
+            event.room_id,
+            stream_ordering,
+            event.depth,
+            event.type,
+            event.state_key,
+            event.sender,
+            event.origin_server_ts,
+            received_ts,
+            json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
+            outlier,
+            rejected_reason,
+            soft_failed,
+            state_group,
+            relates_to,
+            rel_type,
+            txn_device_id,
+            txn_id,
+            event.redacts,
+            replaces_state,
+        )
+        await txn.executemany(
+            "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(event.event_id, p) for p in dict.fromkeys(event.prev_event_ids)],
+        )
+        await txn.executemany(
+            "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(event.event_id, a) for a in dict.fromkeys(event.auth_event_ids)],
+        )
+        stored = StoredEvent(
+            event,
+            stream_ordering,
+            outlier,
+            rejected_reason,
+            soft_failed,
+            state_group,
+            None,
+            replaces_state,
+            txn_device_id,
+            txn_id,
+        )
+        txn.call_after_commit(lambda: self._remember(stored))
+        return stored
+
+    async def de_outlier_txn(
+        self, txn: Transaction, event_id: str, stream_ordering: int, state_group: int | None
+    ) -> None:
+        """An outlier becomes part of the timeline (its state is now known)."""
+        await txn.execute(
+            "UPDATE events SET outlier = FALSE, stream_ordering = $2, state_group = $3"
+            " WHERE event_id = $1",
+            event_id,
+            stream_ordering,
+            state_group,
+        )
+        txn.call_after_commit(lambda: self._forget(event_id))
+
+    async def set_redacted_by_txn(self, txn: Transaction, event_id: str, redaction_id: str) -> None:
+        await txn.execute(
+            "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",
+            event_id,
+            redaction_id,
+        )
+        txn.call_after_commit(lambda: self._forget(event_id))
+
+    async def redactions_of_txn(self, txn: Transaction, event_id: str) -> list[str]:
+        """Accepted redactions already stored that target ``event_id``."""
+        rows = await txn.fetchall(
+            "SELECT event_id FROM events WHERE redacts = $1 AND rejected_reason IS NULL"
+            " AND NOT soft_failed",
+            event_id,
+        )
+        return [r[0] for r in rows]
+
+    async def get_forward_extremities_txn(self, txn: Transaction, room_id: str) -> list[str]:
+        rows = await txn.fetchall(
+            "SELECT event_id FROM forward_extremities WHERE room_id = $1", room_id
+        )
+        return [r[0] for r in rows]
+
+    async def is_referenced_txn(self, txn: Transaction, event_id: str) -> bool:
+        """True when an event we hold already cites ``event_id`` as a prev_event."""
+        row = await txn.fetchone(
+            "SELECT 1 FROM event_edges e JOIN events v ON v.event_id = e.event_id"
+            " WHERE e.prev_event_id = $1 AND NOT v.outlier LIMIT 1",
+            event_id,
+        )
+        return row is not None
+
+    async def set_forward_extremities_txn(
+        self, txn: Transaction, room_id: str, remove: Iterable[str], add: Iterable[str]
+    ) -> None:
+        await txn.executemany(
+            "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2",
+            [(room_id, e) for e in remove],
+        )
+        await txn.executemany(
+            "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(room_id, e) for e in add],
+        )
+
+    # -- reading -----------------------------------------------------------------
+
+    def _remember(self, stored: StoredEvent) -> None:
+        self._cache[stored.event_id] = stored
+        self._cache.move_to_end(stored.event_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _forget(self, event_id: str) -> None:
+        self._cache.pop(event_id, None)
+
+    def remember_room_version(self, room_id: str, version: str) -> None:
+        self._room_versions[room_id] = version
+
+    async def room_version_id(self, room_id: str) -> str | None:
+        version = self._room_versions.get(room_id)
+        if version is None:
+            version = await self.db.fetchval(
+                "get_room_version", "SELECT room_version FROM rooms WHERE room_id = $1", room_id
+            )
+            if version is not None:
+                self._room_versions[room_id] = version
+        return version
+
+    def _from_row(self, row: tuple[Any, ...], room_version: str) -> StoredEvent:
+        (event_id, _room, stream, _depth, raw, outlier, rejected, soft, group, redacted_by) = row[
+            :10
+        ]
+        event = Event(json.loads(raw), KNOWN_ROOM_VERSIONS[room_version], event_id=event_id)
+        return StoredEvent(
+            event,
+            None if stream is None else int(stream),
+            bool(outlier),
+            rejected,
+            bool(soft),
+            None if group is None else int(group),
+            redacted_by,
+            row[10],
+            row[11],
+            row[12],
+        )
+
+    async def _rows_to_events(self, rows: list[tuple[Any, ...]]) -> list[StoredEvent]:
+        result: list[StoredEvent] = []
+        for row in rows:
+            version = await self.room_version_id(row[1])
+            if version is None or version not in KNOWN_ROOM_VERSIONS:
+                continue
+            stored = self._from_row(row, version)
+            self._remember(stored)
+            result.append(stored)
+        return result
+
+    async def get_events(self, event_ids: Collection[str]) -> dict[str, StoredEvent]:
+        """The events we hold among ``event_ids`` (cached)."""
+        found: dict[str, StoredEvent] = {}
+        missing: list[str] = []
+        for event_id in event_ids:
+            cached = self._cache.get(event_id)
+            if cached is not None:
+                found[event_id] = cached
+            else:
+                missing.append(event_id)
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "get_events",
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})",
+                *chunk,
+            )
+            for stored in await self._rows_to_events(rows):
+                found[stored.event_id] = stored
+        return found
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def get_event_id_for_txn(self, sender: str, device_id: str, txn_id: str) -> str | None:
+        value = await self.db.fetchval(
+            "get_event_for_txn",
+            "SELECT event_id FROM events WHERE sender = $1 AND txn_device_id = $2 AND txn_id = $3",
+            sender,
+            device_id,
+            txn_id,
+        )
+        return None if value is None else str(value)
+
+    async def get_forward_extremities(self, room_id: str) -> list[str]:
+        rows = await self.db.fetchall(
+            "get_forward_extremities",
+            "SELECT event_id FROM forward_extremities WHERE room_id = $1",
+            room_id,
+        )
+        return [r[0] for r in rows]
+
+    async def room_events_between(
+        self, room_ids: Collection[str], after: int, upto: int, limit: int
+    ) -> list[StoredEvent]:
+        """The latest ``limit`` timeline events of ``room_ids`` in (after, upto], oldest first."""
+        if not room_ids:
+            return []
+        ids = list(room_ids)
+        marks = ", ".join(f"${i + 4}" for i in range(len(ids)))
+        rows = await self.db.fetchall(
+            "room_events_between",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2"
+            f" AND NOT outlier AND NOT soft_failed AND rejected_reason IS NULL"
+            f" AND room_id IN ({marks}) ORDER BY stream_ordering DESC LIMIT $3",
+            after,
+            upto,
+            limit,
+            *ids,
+        )
+        events = await self._rows_to_events(rows)
+        events.reverse()
+        return events
+
+    async def paginate_room(
+        self,
+        room_id: str,
+        *,
+        depth: int,
+        stream: int,
+        backwards: bool,
+        limit: int,
+        to_depth: int | None = None,
+        to_stream: int | None = None,
+    ) -> list[StoredEvent]:
+        """Timeline events in topological order (depth, stream) from a position.
+
+        Backwards: events strictly before (depth, stream), newest first. Forwards:
+        events strictly after it, oldest first. ``to_*`` bounds the other end.
+        """
+        if backwards:
+            cond = "(depth < $2 OR (depth = $2 AND stream_ordering < $3))"
+            bound = "AND (depth > $5 OR (depth = $5 AND stream_ordering >= $6))"
+            order = "DESC"
+        else:
+            cond = "(depth > $2 OR (depth = $2 AND stream_ordering > $3))"
+            bound = "AND (depth < $5 OR (depth = $5 AND stream_ordering <= $6))"
+            order = "ASC"
+        if to_depth is None or to_stream is None:
+            bound = "AND $5 = $5 AND $6 = $6"
+        rows = await self.db.fetchall(
+            "paginate_room",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = $1 AND {cond} {bound}"
+            " AND stream_ordering IS NOT NULL AND NOT outlier AND NOT soft_failed"
+            " AND rejected_reason IS NULL"
+            f" ORDER BY depth {order}, stream_ordering {order} LIMIT $4",
+            room_id,
+            depth,
+            stream,
+            limit,
+            to_depth if to_depth is not None else 0,
+            to_stream if to_stream is not None else 0,
+        )
+        return await self._rows_to_events(rows)
+
+    async def topological_position(self, stream_position: int, room_id: str) -> tuple[int, int]:
+        """The (depth, stream) position of the latest event of the room at or before a stream position."""
+        row = await self.db.fetchone(
+            "topological_position",
+            "SELECT depth, stream_ordering FROM events WHERE room_id = $1 AND stream_ordering <= $2"
+            " AND NOT outlier ORDER BY stream_ordering DESC LIMIT 1",
+            room_id,
+            stream_position,
+        )
+        if row is None:
+            return 0, 0
+        return int(row[0]), int(row[1])

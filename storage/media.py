@@ -1,0 +1,291 @@
+"""Media repository metadata: local uploads, cached remote media and their thumbnails.
+
+The bytes are not here: rows name them by SHA-256 and the service keeps them on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.database import Database, Row, Transaction
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    origin: str
+    media_id: str
+    user_id: str | None
+    content_type: str | None
+    upload_name: str | None
+    size: int | None
+    sha256: str | None
+    created_ts: int
+    unused_expires_ts: int | None
+    quarantined: bool
+    last_access_ts: int
+
+    @property
+    def uploaded(self) -> bool:
+        """Whether the content is there (False for a created ID awaiting its upload)."""
+        return self.sha256 is not None
+
+
+@dataclass(frozen=True)
+class ThumbnailRecord:
+    origin: str
+    media_id: str
+    width: int
+    height: int
+    method: str
+    animated: bool
+    content_type: str
+    size: int
+    sha256: str
+
+
+_MEDIA_COLUMNS = (
+    "origin, media_id, user_id, content_type, upload_name, size, sha256, created_ts,"
+    " unused_expires_ts, quarantined, last_access_ts"
+)
+_THUMBNAIL_COLUMNS = "origin, media_id, width, height, method, animated, content_type, size, sha256"
+
+
+def _media(row: Row) -> MediaRecord:
+    values = list(row)
+    values[9] = bool(values[9])
+    return MediaRecord(*values)
+
+
+def _thumbnail(row: Row) -> ThumbnailRecord:
+    values = list(row)
+    values[5] = bool(values[5])
+    return ThumbnailRecord(*values)
+
+
+class MediaStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- media rows -------------------------------------------------------------------
+
+    async def get_media(self, origin: str, media_id: str) -> MediaRecord | None:
+        row = await self.db.fetchone(
+            "get_media",
+            f"SELECT {_MEDIA_COLUMNS} FROM media WHERE origin = $1 AND media_id = $2",
+            origin,
+            media_id,
+        )
+        return None if row is None else _media(row)
+
+    async def insert_media(
+        self,
+        origin: str,
+        media_id: str,
+        *,
+        user_id: str | None,
+        content_type: str | None,
+        upload_name: str | None,
+        size: int,
+        sha256: str,
+        now_ms: int,
+    ) -> bool:
+        """Record media whose content is stored; False if the ID is already taken."""
+        changed = await self.db.execute(
+            "insert_media",
+            "INSERT INTO media (origin, media_id, user_id, content_type, upload_name, size,"
+            " sha256, created_ts, last_access_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
+            " ON CONFLICT (origin, media_id) DO NOTHING",
+            origin,
+            media_id,
+            user_id,
+            content_type,
+            upload_name,
+            size,
+            sha256,
+            now_ms,
+        )
+        return changed > 0
+
+    async def create_pending(
+        self, origin: str, media_id: str, user_id: str, now_ms: int, expires_ts: int
+    ) -> None:
+        """Reserve an ID for a later upload (POST /create)."""
+        await self.db.execute(
+            "create_pending_media",
+            "INSERT INTO media (origin, media_id, user_id, created_ts, unused_expires_ts,"
+            " last_access_ts) VALUES ($1, $2, $3, $4, $5, $4)",
+            origin,
+            media_id,
+            user_id,
+            now_ms,
+            expires_ts,
+        )
+
+    async def pending_uploads(self, user_id: str, now_ms: int) -> list[int]:
+        """The expiry times of the user's reserved IDs that still await their upload."""
+        rows = await self.db.fetchall(
+            "get_pending_uploads",
+            "SELECT unused_expires_ts FROM media WHERE user_id = $1 AND sha256 IS NULL"
+            " AND unused_expires_ts > $2 ORDER BY unused_expires_ts",
+            user_id,
+            now_ms,
+        )
+        return [int(r[0]) for r in rows]
+
+    async def complete_pending(
+        self,
+        origin: str,
+        media_id: str,
+        *,
+        user_id: str,
+        content_type: str | None,
+        upload_name: str | None,
+        size: int,
+        sha256: str,
+        now_ms: int,
+    ) -> bool:
+        """Attach content to a reserved ID; False if it has content already or expired."""
+        changed = await self.db.execute(
+            "complete_pending_media",
+            "UPDATE media SET content_type = $4, upload_name = $5, size = $6, sha256 = $7,"
+            " created_ts = $8, last_access_ts = $8, unused_expires_ts = NULL"
+            " WHERE origin = $1 AND media_id = $2 AND user_id = $3 AND sha256 IS NULL"
+            " AND unused_expires_ts > $8",
+            origin,
+            media_id,
+            user_id,
+            content_type,
+            upload_name,
+            size,
+            sha256,
+            now_ms,
+        )
+        return changed > 0
+
+    async def delete_expired_pending(self, now_ms: int) -> int:
+        return await self.db.execute(
+            "delete_expired_pending_media",
+            "DELETE FROM media WHERE sha256 IS NULL AND unused_expires_ts <= $1",
+            now_ms,
+        )
+
+    async def touch(self, origin: str, media_id: str, now_ms: int) -> None:
+        await self.db.execute(
+            "touch_media",
+            "UPDATE media SET last_access_ts = $3 WHERE origin = $1 AND media_id = $2",
+            origin,
+            media_id,
+            now_ms,
+        )
+
+    async def set_quarantined(self, origin: str, media_id: str, quarantined: bool) -> bool:
+        changed = await self.db.execute(
+            "set_media_quarantined",
+            "UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2",
+            origin,
+            media_id,
+            quarantined,
+        )
+        return changed > 0
+
+    async def delete_media(self, origin: str, media_id: str) -> list[str] | None:
+        """Delete the media and its thumbnails; the digests they used, or None if unknown."""
+
+        async def txn_func(txn: Transaction) -> list[str] | None:
+            return await self._delete_media_txn(txn, origin, media_id)
+
+        return await self.db.run_transaction("delete_media", txn_func)
+
+    async def _delete_media_txn(
+        self, txn: Transaction, origin: str, media_id: str
+    ) -> list[str] | None:
+        row = await txn.fetchone(
+            "SELECT sha256 FROM media WHERE origin = $1 AND media_id = $2", origin, media_id
+        )
+        if row is None:
+            return None
+        digests = {
+            r[0]
+            for r in await txn.fetchall(
+                "SELECT sha256 FROM media_thumbnails WHERE origin = $1 AND media_id = $2",
+                origin,
+                media_id,
+            )
+        }
+        if row[0] is not None:
+            digests.add(row[0])
+        await txn.execute(
+            "DELETE FROM media_thumbnails WHERE origin = $1 AND media_id = $2", origin, media_id
+        )
+        await txn.execute("DELETE FROM media WHERE origin = $1 AND media_id = $2", origin, media_id)
+        return sorted(digests)
+
+    async def remote_media_last_accessed_before(
+        self, local_origin: str, before_ts: int
+    ) -> list[tuple[str, str]]:
+        rows = await self.db.fetchall(
+            "get_remote_media_before",
+            "SELECT origin, media_id FROM media WHERE origin <> $1 AND last_access_ts < $2",
+            local_origin,
+            before_ts,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def is_blob_referenced(self, sha256: str) -> bool:
+        row = await self.db.fetchone(
+            "is_media_blob_referenced",
+            "SELECT 1 FROM media WHERE sha256 = $1"
+            " UNION ALL SELECT 1 FROM media_thumbnails WHERE sha256 = $1",
+            sha256,
+        )
+        return row is not None
+
+    # -- thumbnails -------------------------------------------------------------------
+
+    async def get_thumbnail(
+        self, origin: str, media_id: str, width: int, height: int, method: str, animated: bool
+    ) -> ThumbnailRecord | None:
+        row = await self.db.fetchone(
+            "get_media_thumbnail",
+            f"SELECT {_THUMBNAIL_COLUMNS} FROM media_thumbnails WHERE origin = $1"
+            " AND media_id = $2 AND width = $3 AND height = $4 AND method = $5"
+            " AND animated = $6",
+            origin,
+            media_id,
+            width,
+            height,
+            method,
+            animated,
+        )
+        return None if row is None else _thumbnail(row)
+
+    async def insert_thumbnail(self, thumbnail: ThumbnailRecord, now_ms: int) -> bool:
+        """Record a generated thumbnail; False if an equal one was recorded meanwhile
+        or the media is gone."""
+
+        async def txn_func(txn: Transaction) -> bool:
+            exists = await txn.fetchval(
+                "SELECT 1 FROM media WHERE origin = $1 AND media_id = $2",
+                thumbnail.origin,
+                thumbnail.media_id,
+            )
+            if not exists:
+                return False
+            changed = await txn.execute(
+                f"INSERT INTO media_thumbnails ({_THUMBNAIL_COLUMNS}, created_ts)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                " ON CONFLICT (origin, media_id, width, height, method, animated) DO NOTHING",
+                thumbnail.origin,
+                thumbnail.media_id,
+                thumbnail.width,
+                thumbnail.height,
+                thumbnail.method,
+                thumbnail.animated,
+                thumbnail.content_type,
+                thumbnail.size,
+                thumbnail.sha256,
+                now_ms,
+            )
+            return changed > 0
+
+        return await self.db.run_transaction("insert_media_thumbnail", txn_func)

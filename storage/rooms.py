@@ -1,0 +1,169 @@
+"""Rooms: the room table, memberships, invite state, aliases, the directory, filters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from homeserver.events import Event
+from storage.database import Database, Transaction
+
+
+class RoomStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_room_txn(
+        self, txn: Transaction, room_id: str, room_version: str, creator: str | None, ts: int
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts)"
+            " VALUES ($1, $2, $3, FALSE, $4) ON CONFLICT (room_id) DO NOTHING",
+            room_id,
+            room_version,
+            creator,
+            ts,
+        )
+
+    async def room_exists(self, room_id: str) -> bool:
+        return (
+            await self.db.fetchval("room_exists", "SELECT 1 FROM rooms WHERE room_id = $1", room_id)
+            is not None
+        )
+
+    # -- memberships -----------------------------------------------------------------
+
+    async def insert_membership_txn(
+        self, txn: Transaction, event: Event, stream: int | None
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO room_memberships (event_id, room_id, user_id, sender, membership, stream_ordering)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            event.event_id,
+            event.room_id,
+            event.state_key,
+            event.sender,
+            event.membership,
+            stream,
+        )
+
+    async def store_stripped_state_txn(
+        self, txn: Transaction, event_id: str, stripped: list[dict[str, Any]]
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO invite_state (event_id, stripped_state) VALUES ($1, $2)"
+            " ON CONFLICT (event_id) DO UPDATE SET stripped_state = excluded.stripped_state",
+            event_id,
+            json.dumps(stripped),
+        )
+
+    async def get_stripped_state(self, event_id: str) -> list[dict[str, Any]]:
+        raw = await self.db.fetchval(
+            "get_stripped_state",
+            "SELECT stripped_state FROM invite_state WHERE event_id = $1",
+            event_id,
+        )
+        return [] if raw is None else list(json.loads(raw))
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        await self.db.execute(
+            "forget_room",
+            "INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            user_id,
+            room_id,
+        )
+
+    async def unforget_room_txn(self, txn: Transaction, user_id: str, room_id: str) -> None:
+        await txn.execute(
+            "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
+        )
+
+    async def forgotten_rooms(self, user_id: str) -> set[str]:
+        rows = await self.db.fetchall(
+            "forgotten_rooms", "SELECT room_id FROM forgotten_rooms WHERE user_id = $1", user_id
+        )
+        return {r[0] for r in rows}
+
+    # -- aliases and the directory ---------------------------------------------------
+
+    async def create_alias(
+        self, alias: str, room_id: str, creator: str, servers: list[str]
+    ) -> bool:
+        changed = await self.db.execute(
+            "create_alias",
+            "INSERT INTO room_aliases (alias, room_id, creator, servers) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (alias) DO NOTHING",
+            alias,
+            room_id,
+            creator,
+            json.dumps(servers),
+        )
+        return changed > 0
+
+    async def get_alias(self, alias: str) -> tuple[str, list[str], str] | None:
+        """room_id, servers and creator of an alias."""
+        row = await self.db.fetchone(
+            "get_alias",
+            "SELECT room_id, servers, creator FROM room_aliases WHERE alias = $1",
+            alias,
+        )
+        return None if row is None else (row[0], list(json.loads(row[1])), row[2])
+
+    async def delete_alias(self, alias: str) -> bool:
+        return (
+            await self.db.execute(
+                "delete_alias", "DELETE FROM room_aliases WHERE alias = $1", alias
+            )
+            > 0
+        )
+
+    async def aliases_for_room(self, room_id: str) -> list[str]:
+        rows = await self.db.fetchall(
+            "aliases_for_room",
+            "SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias",
+            room_id,
+        )
+        return [r[0] for r in rows]
+
+    async def set_public(self, room_id: str, public: bool) -> None:
+        await self.db.execute(
+            "set_room_public", "UPDATE rooms SET is_public = $2 WHERE room_id = $1", room_id, public
+        )
+
+    async def is_public(self, room_id: str) -> bool:
+        value = await self.db.fetchval(
+            "is_room_public", "SELECT is_public FROM rooms WHERE room_id = $1", room_id
+        )
+        return bool(value)
+
+    async def public_room_ids(self) -> list[str]:
+        rows = await self.db.fetchall(
+            "public_room_ids",
+            "SELECT room_id FROM rooms WHERE is_public ORDER BY created_ts, room_id",
+        )
+        return [r[0] for r in rows]
+
+    # -- filters -----------------------------------------------------------------------
+
+    async def add_filter(self, user_id: str, filter_json: dict[str, Any]) -> int:
+        async with self.db.transaction("add_filter") as txn:
+            current = await txn.fetchval(
+                "SELECT MAX(filter_id) FROM user_filters WHERE user_id = $1", user_id
+            )
+            filter_id = int(current if current is not None else -1) + 1
+            await txn.execute(
+                "INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES ($1, $2, $3)",
+                user_id,
+                filter_id,
+                json.dumps(filter_json),
+            )
+        return filter_id
+
+    async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:
+        raw = await self.db.fetchval(
+            "get_filter",
+            "SELECT filter_json FROM user_filters WHERE user_id = $1 AND filter_id = $2",
+            user_id,
+            filter_id,
+        )
+        return None if raw is None else dict(json.loads(raw))

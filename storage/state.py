@@ -1,0 +1,188 @@
+"""Room state: state groups stored as deltas, and the current state of each room.
+
+A state group is the full state of a room at some point. It is stored either as a
+full snapshot or as a delta over a previous group; chains of deltas are bounded so a
+lookup reads at most ``MAX_CHAIN`` groups. Groups never change once written, so
+resolved groups are cached freely.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+
+from storage.database import Database, Transaction
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+MAX_CHAIN = 50
+
+
+class StateStore:
+    def __init__(self, db: Database, cache_size: int = 2_000) -> None:
+        self.db = db
+        self._groups: OrderedDict[int, StateMap] = OrderedDict()
+        self._cache_size = cache_size
+        self._next_group: int | None = None
+        self._current: dict[str, StateMap] = {}
+
+    # -- state groups -------------------------------------------------------------
+
+    async def _allocate_group(self) -> int:
+        if self._next_group is None:
+            value = await self.db.fetchval("max_state_group", "SELECT MAX(id) FROM state_groups")
+            self._next_group = int(value or 0) + 1
+        group = self._next_group
+        self._next_group += 1
+        return group
+
+    async def store_state_group_txn(
+        self,
+        txn: Transaction,
+        room_id: str,
+        state: Mapping[StateKey, str],
+        *,
+        prev_group: int | None = None,
+        prev_state: Mapping[StateKey, str] | None = None,
+    ) -> int:
+        """Store ``state`` as a new group (a delta over ``prev_group`` when given)."""
+        group = await self._allocate_group()
+        chain = 0
+        if prev_group is not None and prev_state is not None:
+            row = await txn.fetchone(
+                "SELECT chain_length FROM state_groups WHERE id = $1", prev_group
+            )
+            chain = int(row[0]) + 1 if row is not None else MAX_CHAIN + 1
+        if prev_group is None or prev_state is None or chain > MAX_CHAIN:
+            await txn.execute(
+                "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1, $2, NULL, 0)",
+                group,
+                room_id,
+            )
+            entries: list[tuple[int, str, str, str | None]] = [
+                (group, t, k, e) for (t, k), e in state.items()
+            ]
+        else:
+            await txn.execute(
+                "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1, $2, $3, $4)",
+                group,
+                room_id,
+                prev_group,
+                chain,
+            )
+            entries = [
+                (group, t, k, e) for (t, k), e in state.items() if prev_state.get((t, k)) != e
+            ]
+            entries += [(group, t, k, None) for (t, k) in prev_state if (t, k) not in state]
+        await txn.executemany(
+            "INSERT INTO state_group_entries (state_group, type, state_key, event_id) VALUES ($1, $2, $3, $4)",
+            entries,
+        )
+        snapshot = dict(state)
+        txn.call_after_commit(lambda: self._remember(group, snapshot))
+        return group
+
+    def _remember(self, group: int, state: StateMap) -> None:
+        self._groups[group] = state
+        if len(self._groups) > self._cache_size:
+            self._groups.popitem(last=False)
+
+    async def get_state(self, group: int) -> StateMap:
+        """The full state of a group (do not mutate the result)."""
+        cached = self._groups.get(group)
+        if cached is not None:
+            self._groups.move_to_end(group)
+            return cached
+        async with self.db.transaction("get_state_group", readonly=True) as txn:
+            chain: list[int] = []
+            current: int | None = group
+            base: StateMap = {}
+            while current is not None:
+                hit = self._groups.get(current)
+                if hit is not None:
+                    base = dict(hit)
+                    break
+                chain.append(current)
+                current = await txn.fetchval(
+                    "SELECT prev_group FROM state_groups WHERE id = $1", current
+                )
+            for member in reversed(chain):
+                rows = await txn.fetchall(
+                    "SELECT type, state_key, event_id FROM state_group_entries WHERE state_group = $1",
+                    member,
+                )
+                for t, k, e in rows:
+                    if e is None:
+                        base.pop((t, k), None)
+                    else:
+                        base[(t, k)] = e
+        self._remember(group, base)
+        return base
+
+    async def get_state_for_groups(self, groups: Collection[int]) -> dict[int, StateMap]:
+        return {g: await self.get_state(g) for g in set(groups)}
+
+    # -- current state ------------------------------------------------------------
+
+    async def get_current_state(self, room_id: str) -> StateMap:
+        """The room's current state (cached; do not mutate the result)."""
+        cached = self._current.get(room_id)
+        if cached is not None:
+            return cached
+        rows = await self.db.fetchall(
+            "get_current_state",
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1",
+            room_id,
+        )
+        state = {(t, k): e for t, k, e in rows}
+        self._current[room_id] = state
+        return state
+
+    async def set_current_state_txn(
+        self,
+        txn: Transaction,
+        room_id: str,
+        old: Mapping[StateKey, str],
+        new: Mapping[StateKey, str],
+        memberships: Mapping[str, str],
+    ) -> None:
+        """Write the difference between ``old`` and ``new`` current state.
+
+        ``memberships`` gives the membership of each member event ID in ``new``.
+        """
+        removed = [k for k in old if k not in new]
+        changed = [(k, e) for k, e in new.items() if old.get(k) != e]
+        await txn.executemany(
+            "DELETE FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3",
+            [(room_id, t, k) for t, k in removed],
+        )
+        await txn.executemany(
+            "INSERT INTO current_state (room_id, type, state_key, event_id, membership)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, type, state_key)"
+            " DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+            [(room_id, t, k, e, memberships.get(e)) for (t, k), e in changed],
+        )
+        snapshot = dict(new)
+        txn.call_after_commit(lambda: self._current.__setitem__(room_id, snapshot))
+
+    def forget_current_state(self, room_id: str) -> None:
+        self._current.pop(room_id, None)
+
+    async def rooms_for_user(self, user_id: str) -> dict[str, str]:
+        """room_id -> membership, for every room where the user has a current membership."""
+        rows = await self.db.fetchall(
+            "rooms_for_user",
+            "SELECT room_id, membership FROM current_state WHERE state_key = $1 AND type = 'm.room.member'",
+            user_id,
+        )
+        return {r: m for r, m in rows}
+
+    async def current_members(self, room_id: str) -> dict[str, str]:
+        """user_id -> membership in the room's current state."""
+        rows = await self.db.fetchall(
+            "current_members",
+            "SELECT state_key, membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member'",
+            room_id,
+        )
+        return {u: m for u, m in rows}
