@@ -57,6 +57,8 @@ class EventStore:
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
         self._cache_size = cache_size
         self._room_versions: dict[str, str] = {}
+        # room -> forward extremities, kept in step with committed writes
+        self._extremities: dict[str, list[str]] = {}
 
     # -- positions ---------------------------------------------------------------
 
@@ -168,6 +170,9 @@ class EventStore:
         return [r[0] for r in rows]
 
     async def get_forward_extremities_txn(self, txn: Transaction, room_id: str) -> list[str]:
+        cached = self._extremities.get(room_id)
+        if cached is not None:
+            return list(cached)
         rows = await txn.fetchall(
             "SELECT event_id FROM forward_extremities WHERE room_id = $1", room_id
         )
@@ -183,8 +188,14 @@ class EventStore:
         return row is not None
 
     async def set_forward_extremities_txn(
-        self, txn: Transaction, room_id: str, remove: Iterable[str], add: Iterable[str]
+        self,
+        txn: Transaction,
+        room_id: str,
+        remove: Iterable[str],
+        add: Iterable[str],
+        result: Iterable[str] | None = None,
     ) -> None:
+        """Move the room's forward extremities; ``result`` is the full set afterwards."""
         await txn.executemany(
             "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = $2",
             [(room_id, e) for e in remove],
@@ -193,6 +204,12 @@ class EventStore:
             "INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             [(room_id, e) for e in add],
         )
+        # Writes to a room are serialized by its lane: the cache follows the commit
+        # (and only the commit path fills it, so no reader can plant a stale value).
+        self._extremities.pop(room_id, None)
+        if result is not None:
+            final = list(result)
+            txn.call_after_commit(lambda: self._extremities.__setitem__(room_id, final))
 
     # -- reading -----------------------------------------------------------------
 
@@ -283,6 +300,9 @@ class EventStore:
         return None if value is None else str(value)
 
     async def get_forward_extremities(self, room_id: str) -> list[str]:
+        cached = self._extremities.get(room_id)
+        if cached is not None:
+            return list(cached)
         rows = await self.db.fetchall(
             "get_forward_extremities",
             "SELECT event_id FROM forward_extremities WHERE room_id = $1",

@@ -119,6 +119,7 @@ class EventCreator:
                 txn_device_id=txn.device_id if txn else None,
                 txn_id=txn.txn_id if txn else None,
                 stripped_state=stripped,
+                local=True,
             )
             return await self._persister.persist(event, context)
 
@@ -159,7 +160,7 @@ class EventCreator:
             raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")
         self._stores.events.remember_room_version(new_room_id, room_version.identifier)
         async with self.lanes.lane(new_room_id):
-            return await self._persister.persist(event, EventContext(state_before={}))
+            return await self._persister.persist(event, EventContext(state_before={}, local=True))
 
     async def _build(
         self, builder: EventBuilder, room_id: str, state: StateMap

@@ -45,6 +45,8 @@ class EventContext:
     # stripped state to keep for an invite or knock membership event
     stripped_state: list[dict[str, object]] | None = None
     extra_notify: list[str] = field(default_factory=list)
+    # created here just now (not received): no earlier event can cite or redact it
+    local: bool = False
 
 
 class EventPersister:
@@ -133,8 +135,9 @@ class EventPersister:
                 )
         if accepted and not context.soft_failed and event.redacts is not None:
             await self._apply_redaction_txn(txn, event, context.state_before)
-        if accepted:
-            # A redaction may have arrived before the event it redacts.
+        if accepted and not context.local:
+            # A redaction may have arrived before the event it redacts (a new local
+            # event's ID is a fresh hash: nothing can have redacted it yet).
             for redaction_id in await stores.events.redactions_of_txn(txn, event.event_id):
                 redaction = await stores.events.get_event(redaction_id)
                 if redaction is not None and await self._resolver.may_redact(
@@ -142,7 +145,7 @@ class EventPersister:
                 ):
                     await stores.events.set_redacted_by_txn(txn, event.event_id, redaction_id)
         if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
-            await self._update_extremities_and_state_txn(txn, event, state_after)
+            await self._update_extremities_and_state_txn(txn, event, state_after, context.local)
         return stored
 
     async def _apply_redaction_txn(
@@ -158,12 +161,13 @@ class EventPersister:
             await self._stores.events.set_redacted_by_txn(txn, target_id, redaction.event_id)
 
     async def _update_extremities_and_state_txn(
-        self, txn: Transaction, event: Event, state_after: StateMap
+        self, txn: Transaction, event: Event, state_after: StateMap, local: bool
     ) -> None:
         stores = self._stores
         room_id = event.room_id
         old_extremities = await stores.events.get_forward_extremities_txn(txn, room_id)
-        referenced = await stores.events.is_referenced_txn(txn, event.event_id)
+        # A new local event cannot be cited yet; a received one may already be.
+        referenced = not local and await stores.events.is_referenced_txn(txn, event.event_id)
         new_extremities = [e for e in old_extremities if e not in set(event.prev_event_ids)]
         if not referenced:
             new_extremities.append(event.event_id)
@@ -172,6 +176,7 @@ class EventPersister:
             room_id,
             remove=[e for e in old_extremities if e not in new_extremities],
             add=[e for e in new_extremities if e not in old_extremities],
+            result=new_extremities,
         )
         old_state = await stores.state.get_current_state(room_id)
         if new_extremities == [event.event_id]:
