@@ -71,12 +71,12 @@ class MediaHandlers:
     async def upload(self, request: web.Request) -> web.Response:
         """POST /_matrix/media/v3/upload (Content repository: uploadContent)."""
         requester = await self._ctx.requester(request)
-        self._media.check_declared_length(request.content_length)
         content_uri = await self._media.upload(
             requester.user_id,
             _body_chunks(request),
             content_type=request.headers.get("Content-Type"),
             filename=_upload_filename(request),
+            content_length=request.content_length,
         )
         return json_response({"content_uri": content_uri})
 
@@ -89,17 +89,14 @@ class MediaHandlers:
     async def upload_to(self, request: web.Request) -> web.Response:
         """PUT /_matrix/media/v3/upload/{serverName}/{mediaId} (uploadContentToMXC)."""
         requester = await self._ctx.requester(request)
-        server_name = request.match_info["serverName"]
-        media_id = request.match_info["mediaId"]
-        await self._media.check_can_upload_to(requester.user_id, server_name, media_id)
-        self._media.check_declared_length(request.content_length)
         await self._media.upload_to(
             requester.user_id,
-            server_name,
-            media_id,
+            request.match_info["serverName"],
+            request.match_info["mediaId"],
             _body_chunks(request),
             content_type=request.headers.get("Content-Type"),
             filename=_upload_filename(request),
+            content_length=request.content_length,
         )
         return json_response({})
 

@@ -129,8 +129,13 @@ class MediaService:
         *,
         content_type: str | None,
         filename: str | None,
+        content_length: int | None = None,
     ) -> str:
-        """Store new content (POST /_matrix/media/v3/upload); return its mxc:// URI."""
+        """Store new content (POST /_matrix/media/v3/upload); return its mxc:// URI.
+
+        A declared ``content_length`` over the limit is refused before anything is read.
+        """
+        self.check_declared_length(content_length)
         media_id = new_media_id()
         now = self._clock.time_ms()
 
@@ -186,9 +191,14 @@ class MediaService:
         *,
         content_type: str | None,
         filename: str | None,
+        content_length: int | None = None,
     ) -> None:
-        """Upload content to a reserved ID (PUT /_matrix/media/v3/upload/{serverName}/{mediaId})."""
+        """Upload content to a reserved ID (PUT /_matrix/media/v3/upload/{serverName}/{mediaId}).
+
+        Refuses (404, 403, 409, then 413 for a declared length) before reading anything.
+        """
         await self.check_can_upload_to(user_id, server_name, media_id)
+        self.check_declared_length(content_length)
         staged = await self._files.stage(chunks, self.limits.max_upload_size, self._too_large())
 
         async def record(staged: StagedBlob) -> bool:

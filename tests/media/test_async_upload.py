@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.media.helpers import auth, download_path, error_of, png_bytes, user_token
 
 DAY_MS = 24 * 3600 * 1000
@@ -127,8 +127,10 @@ async def test_pending_uploads_are_limited(hs: HomeserverHarness) -> None:
     await create(hs, await user_token(hs, "bob"))
 
 
-async def test_put_over_the_limit_is_413_and_keeps_the_id_usable(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(max_upload_size=100)  # type: ignore[operator]
+async def test_put_over_the_limit_is_413_and_keeps_the_id_usable(
+    make_homeserver: HarnessFactory,
+) -> None:
+    hs: HomeserverHarness = await make_homeserver(max_upload_size=100)
     token = await user_token(hs)
     media_id, _ = await create(hs, token)
     response = await hs.client.put(put_path(media_id), data=b"x" * 101, headers=auth(token))

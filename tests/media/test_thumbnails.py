@@ -9,7 +9,7 @@ import zlib
 from PIL import Image
 
 from homeserver.media.thumbnailer import TargetSize, crop_box, scaled_size, select_size
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.media.helpers import (
     animated_gif_bytes,
     auth,
@@ -112,8 +112,8 @@ async def test_small_image_is_served_as_its_own_thumbnail(hs: HomeserverHarness)
     assert response.headers["Content-Type"] == "image/png"
 
 
-async def test_dynamic_thumbnails_use_the_requested_size(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(dynamic_thumbnails=True)  # type: ignore[operator]
+async def test_dynamic_thumbnails_use_the_requested_size(make_homeserver: HarnessFactory) -> None:
+    hs: HomeserverHarness = await make_homeserver(dynamic_thumbnails=True)
     token = await user_token(hs)
     media_id = await upload(hs, token, png_bytes(400, 400), "image/png")
     image, _ = await fetch_image(hs, token, thumb_path(media_id, 50, 70, "crop"))
@@ -172,8 +172,8 @@ async def test_decompression_bomb_is_refused_with_413(hs: HomeserverHarness) -> 
         assert await error_of(response) == (413, "M_TOO_LARGE"), (width, height)
 
 
-async def test_image_over_max_image_pixels_is_refused(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(max_image_pixels=10_000)  # type: ignore[operator]
+async def test_image_over_max_image_pixels_is_refused(make_homeserver: HarnessFactory) -> None:
+    hs: HomeserverHarness = await make_homeserver(max_image_pixels=10_000)
     token = await user_token(hs)
     media_id = await upload(hs, token, png_bytes(200, 200), "image/png")
     response = await hs.client.get(thumb_path(media_id, 32, 32, "crop"), headers=auth(token))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
 
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.media.helpers import (
     auth,
     download_path,
@@ -124,9 +125,9 @@ async def test_identical_uploads_share_one_file(hs: HomeserverHarness) -> None:
 
 
 async def test_upload_over_the_limit_by_content_length_is_413(
-    make_homeserver: object,
+    make_homeserver: HarnessFactory,
 ) -> None:
-    hs: HomeserverHarness = await make_homeserver(max_upload_size=1000)  # type: ignore[operator]
+    hs: HomeserverHarness = await make_homeserver(max_upload_size=1000)
     token = await user_token(hs)
     response = await hs.client.post(
         "/_matrix/media/v3/upload", data=b"x" * 1001, headers=auth(token)
@@ -135,11 +136,11 @@ async def test_upload_over_the_limit_by_content_length_is_413(
     assert stored_blobs(hs) == []
 
 
-async def test_streamed_upload_over_the_limit_is_413(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(max_upload_size=100_000)  # type: ignore[operator]
+async def test_streamed_upload_over_the_limit_is_413(make_homeserver: HarnessFactory) -> None:
+    hs: HomeserverHarness = await make_homeserver(max_upload_size=100_000)
     token = await user_token(hs)
 
-    async def body():  # type: ignore[no-untyped-def]
+    async def body() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield b"y" * 10_000
 
@@ -150,8 +151,8 @@ async def test_streamed_upload_over_the_limit_is_413(make_homeserver: object) ->
     assert not tmp.exists() or list(tmp.iterdir()) == []
 
 
-async def test_upload_at_the_limit_is_accepted(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(max_upload_size=1000)  # type: ignore[operator]
+async def test_upload_at_the_limit_is_accepted(make_homeserver: HarnessFactory) -> None:
+    hs: HomeserverHarness = await make_homeserver(max_upload_size=1000)
     token = await user_token(hs)
     await upload(hs, token, b"z" * 1000)
 
@@ -200,8 +201,8 @@ async def test_authenticated_endpoints_refuse_anonymous_requests(hs: HomeserverH
     assert await error_of(response) == (401, "M_UNKNOWN_TOKEN")
 
 
-async def test_media_config(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(max_upload_size=12345)  # type: ignore[operator]
+async def test_media_config(make_homeserver: HarnessFactory) -> None:
+    hs: HomeserverHarness = await make_homeserver(max_upload_size=12345)
     token = await user_token(hs)
     for path in ("/_matrix/client/v1/media/config", "/_matrix/media/v3/config"):
         response = await hs.client.get(path, headers=auth(token))
@@ -260,12 +261,10 @@ async def test_legacy_download_is_frozen_by_default(hs: HomeserverHarness) -> No
 
 
 async def test_legacy_download_serves_media_from_before_the_freeze(
-    make_homeserver: object,
+    make_homeserver: HarnessFactory,
 ) -> None:
     freeze = 1_700_000_100_000  # the FakeClock starts 100 s before this
-    hs: HomeserverHarness = await make_homeserver(  # type: ignore[operator]
-        unauthenticated_media_allowed_before=freeze
-    )
+    hs: HomeserverHarness = await make_homeserver(unauthenticated_media_allowed_before=freeze)
     token = await user_token(hs)
     data = png_bytes(8, 8)
     old = await upload(hs, token, data, "image/png")
@@ -287,8 +286,8 @@ async def test_uncached_remote_media_without_federation_is_404(hs: HomeserverHar
     assert await error_of(response) == (404, "M_NOT_FOUND")
 
 
-async def test_media_repo_disabled_serves_no_media_routes(make_homeserver: object) -> None:
-    hs: HomeserverHarness = await make_homeserver(enable_media_repo=False)  # type: ignore[operator]
+async def test_media_repo_disabled_serves_no_media_routes(make_homeserver: HarnessFactory) -> None:
+    hs: HomeserverHarness = await make_homeserver(enable_media_repo=False)
     token = await user_token(hs)
     response = await hs.client.get("/_matrix/client/v1/media/config", headers=auth(token))
     assert await error_of(response) == (404, "M_UNRECOGNIZED")
