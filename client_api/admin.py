@@ -19,6 +19,7 @@ from aiohttp import web
 from client_api.context import ClientContext
 from client_api.register import session_body
 from client_api.versions import json_response
+from homeserver.auth import Requester
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
 from homeserver.http.body import get_bool, get_int, get_str, json_object
 from storage.registration_tokens import RegistrationToken
@@ -48,6 +49,15 @@ def token_json(token: RegistrationToken) -> dict[str, Any]:
         "completed": token.completed,
         "expiry_time": token.expiry_time,
     }
+
+
+async def require_admin(ctx: ClientContext, request: web.Request) -> Requester:
+    """Authenticate the request and require a server admin (M_FORBIDDEN otherwise)."""
+    requester = await ctx.requester(request)
+    record = await ctx.stores.accounts.get_user(requester.user_id)
+    if record is None or not record.is_admin:
+        raise Forbidden("You are not a server admin")
+    return requester
 
 
 class AdminHandlers:
@@ -96,10 +106,7 @@ class AdminHandlers:
     # -- registration tokens ------------------------------------------------------
 
     async def _require_admin(self, request: web.Request) -> None:
-        requester = await self._ctx.requester(request)
-        record = await self._ctx.stores.accounts.get_user(requester.user_id)
-        if record is None or not record.is_admin:
-            raise Forbidden("You are not a server admin")
+        await require_admin(self._ctx, request)
 
     async def list_registration_tokens(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/registration_tokens."""

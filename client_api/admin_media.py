@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.admin import AdminHandlers
+from client_api.admin import require_admin
 from client_api.context import ClientContext
 from client_api.routes import Route
 from client_api.versions import json_response
@@ -21,12 +21,12 @@ from homeserver.media.service import MediaService
 
 class MediaAdminHandlers:
     def __init__(self, ctx: ClientContext, media: MediaService) -> None:
-        self._admin = AdminHandlers(ctx)
+        self._ctx = ctx
         self._media = media
 
     async def quarantine(self, request: web.Request) -> web.Response:
         """POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}."""
-        await self._admin._require_admin(request)
+        await require_admin(self._ctx, request)
         await self._media.set_quarantined(
             request.match_info["serverName"], request.match_info["mediaId"], True
         )
@@ -34,7 +34,7 @@ class MediaAdminHandlers:
 
     async def unquarantine(self, request: web.Request) -> web.Response:
         """POST /_synapse/admin/v1/media/unquarantine/{serverName}/{mediaId}."""
-        await self._admin._require_admin(request)
+        await require_admin(self._ctx, request)
         await self._media.set_quarantined(
             request.match_info["serverName"], request.match_info["mediaId"], False
         )
@@ -42,14 +42,14 @@ class MediaAdminHandlers:
 
     async def delete_media(self, request: web.Request) -> web.Response:
         """DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}."""
-        await self._admin._require_admin(request)
+        await require_admin(self._ctx, request)
         media_id = request.match_info["mediaId"]
         await self._media.delete_local(request.match_info["serverName"], media_id)
         return json_response({"deleted_media": [media_id], "total": 1})
 
     async def purge_media_cache(self, request: web.Request) -> web.Response:
         """POST /_synapse/admin/v1/purge_media_cache?before_ts=<ms>."""
-        await self._admin._require_admin(request)
+        await require_admin(self._ctx, request)
         if "before_ts" not in request.query:
             raise MissingParam("Missing query parameter: before_ts")
         before_ts = query_int(request, "before_ts", 0)
