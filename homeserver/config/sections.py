@@ -23,6 +23,7 @@ from homeserver.config._reader import (
     list_of,
     one_of,
     to_bool,
+    to_duration_ms,
     to_int,
     to_ip_address,
     to_nonempty_str,
@@ -307,15 +308,23 @@ def parse_old_signing_keys(reader: Reader) -> Mapping[str, OldSigningKey]:
 
 @dataclass(frozen=True, slots=True)
 class PresenceConfig:
-    """``presence``: whether presence is tracked and sent at all."""
+    """``presence``: whether presence is tracked and sent, and its timeouts (ms)."""
 
     enabled: bool = True
+    # online -> unavailable after this long without activity
+    idle_timeout: int = 300_000
+    # -> offline this long after the end of the user's last /sync
+    offline_timeout: int = 30_000
 
     @staticmethod
     def parse(reader: Reader) -> PresenceConfig:
         enabled = reader.get("enabled", to_bool, True)
+        idle_timeout = reader.get("idle_timeout", to_duration_ms, 300_000)
+        offline_timeout = reader.get("offline_timeout", to_duration_ms, 30_000)
         reader.finish()
-        return PresenceConfig(enabled=enabled)
+        return PresenceConfig(
+            enabled=enabled, idle_timeout=idle_timeout, offline_timeout=offline_timeout
+        )
 
 
 @dataclass(frozen=True, slots=True)

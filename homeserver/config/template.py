@@ -192,6 +192,10 @@ max_request_body_size: 1M
 presence:
   # Track and share online/offline status (default true).
   enabled: true
+  # Online users become "unavailable" after this long without activity (default 5m).
+  idle_timeout: 5m
+  # Users become "offline" this long after their last /sync ended (default 30s).
+  offline_timeout: 30s
 
 push:
   # Include the message content in push notifications (default true).
