@@ -28,11 +28,17 @@ from homeserver.profiles import ProfileService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.directory import DirectoryService
+from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
+from homeserver.rooms.member_lists import MemberListService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persister import EventPersister
+from homeserver.rooms.relations import RelationsService
+from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
+from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.streams import StreamIdGenerator
 from homeserver.uia import UserInteractiveAuth
@@ -110,9 +116,13 @@ class Homeserver:
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
         membership = MembershipService(config.server_name, stores, creator)
+        persister.persisted_hooks.append(membership.on_event_persisted)
         room_creation = RoomCreationService(
             config.server_name, stores, creator, membership, config.default_room_version
         )
+        visibility = HistoryVisibility(stores)
+        history = RoomHistory(stores, visibility)
+        relations = RelationsService(stores, visibility, history)
         client = ClientContext(
             config=config,
             clock=clock,
@@ -127,9 +137,15 @@ class Homeserver:
             persister=persister,
             creator=creator,
             resolver=resolver,
-            serializer=EventSerializer(stores, clock),
+            serializer=EventSerializer(stores, clock, relations),
             membership=membership,
             room_creation=room_creation,
+            members=MemberListService(stores),
+            room_events=RoomEventService(config.server_name, stores, creator),
+            directory=DirectoryService(config.server_name, stores, creator),
+            visibility=visibility,
+            history=history,
+            relations=relations,
         )
         media = media_service_from_config(config, stores.media, clock)
         return cls(config, clock, db, signing_key, stores, client, media)
@@ -158,7 +174,7 @@ class Homeserver:
             await self._start_listener(listener)
 
     async def _start_listener(self, listener: ListenerConfig) -> None:
-        resources = {name for res in listener.resources for name in res.names}
+        resources: set[str] = {name for res in listener.resources for name in res.names}
         runner = web.AppRunner(
             self.make_app(resources), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
         )

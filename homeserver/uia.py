@@ -69,8 +69,8 @@ class UserInteractiveAuth:
         clientdict = {k: v for k, v in body.items() if k != "auth"}
         stored = {k: v for k, v in clientdict.items() if k not in SECRET_KEYS}
         if auth is None:
-            session_id = await self._new_session(request_key, stored, user_id)
-            raise UiaRequired(self._state(session_id, flows, params, {}))
+            new_id = await self._new_session(request_key, stored, user_id)
+            raise UiaRequired(self._state(new_id, flows, params, {}))
         if not isinstance(auth, dict):
             raise MatrixError(400, "M_BAD_JSON", "'auth' must be an object")
         session_id = auth.get("session")

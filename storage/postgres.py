@@ -81,7 +81,7 @@ class PostgresTransaction(Transaction):
 
     async def execute_script(self, script: str) -> None:
         try:
-            await self._conn.execute(script.encode())  # type: ignore[arg-type]
+            await self._conn.execute(script.encode())
         except psycopg.Error as exc:
             raise _map_error(exc) from exc
 
