@@ -16,10 +16,13 @@ from homeserver.profiles import ProfileService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persister import EventPersister
+from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
+from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.uia import UserInteractiveAuth
 from storage.stores import Stores
@@ -43,6 +46,9 @@ class ClientContext:
     serializer: EventSerializer
     membership: MembershipService
     room_creation: RoomCreationService
+    visibility: HistoryVisibility
+    history: RoomHistory
+    relations: RelationsService
 
     @property
     def server_name(self) -> str:

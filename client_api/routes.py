@@ -16,8 +16,10 @@ from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
+from client_api.messages import MessageHandlers
 from client_api.profile import ProfileHandlers
 from client_api.register import RegisterHandlers
+from client_api.relations import RelationHandlers
 from client_api.rooms import RoomHandlers
 from client_api.versions import DiscoveryHandlers
 
@@ -39,6 +41,8 @@ def client_routes(
     admin = AdminHandlers(ctx)
     rooms = RoomHandlers(ctx)
     membership = MembershipHandlers(ctx)
+    messages = MessageHandlers(ctx)
+    relations = RelationHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -73,13 +77,21 @@ def client_routes(
         ("POST", "/rooms/{roomId}/invite", membership.invite),
         ("POST", "/rooms/{roomId}/leave", membership.leave),
         ("GET", "/joined_rooms", membership.joined_rooms),
+        ("GET", "/rooms/{roomId}/messages", messages.get_messages),
+        ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),
     ]
     routes: list[Route] = [
         (method, prefix + path, handler)
         for prefix in CLIENT_PREFIXES
         for method, path, handler in versioned
     ]
+    v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
+        ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),
+        ("GET", v1_rooms + "/relations/{eventId}", relations.get_relations),
+        ("GET", v1_rooms + "/relations/{eventId}/{relType}", relations.get_relations),
+        ("GET", v1_rooms + "/relations/{eventId}/{relType}/{eventType}", relations.get_relations),
+        ("GET", v1_rooms + "/threads", relations.get_threads),
         ("GET", "/_matrix/client/versions", discovery.get_versions),
         ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),
         ("GET", "/.well-known/matrix/server", discovery.get_wellknown_server),

@@ -385,3 +385,46 @@ class EventStore:
         if row is None:
             return 0, 0
         return int(row[0]), int(row[1])
+
+    # -- history reads (pagination, context, visibility) -------------------------
+
+    async def last_join_stream(self, room_id: str, user_id: str) -> int | None:
+        """Stream position of the user's latest join to the room (None: never joined)."""
+        value = await self.db.fetchval(
+            "last_join_stream",
+            "SELECT MAX(stream_ordering) FROM room_memberships"
+            " WHERE user_id = $1 AND room_id = $2 AND membership = 'join'",
+            user_id,
+            room_id,
+        )
+        return None if value is None else int(value)
+
+    async def latest_topological_position(self, room_id: str) -> tuple[int, int] | None:
+        """(depth, stream) of the topologically last timeline event of the room."""
+        row = await self.db.fetchone(
+            "latest_topological_position",
+            "SELECT depth, stream_ordering FROM events WHERE room_id = $1"
+            " AND stream_ordering IS NOT NULL AND NOT outlier"
+            " ORDER BY depth DESC, stream_ordering DESC LIMIT 1",
+            room_id,
+        )
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    async def events_by_timestamp(
+        self, room_id: str, ts: int, *, forwards: bool, limit: int
+    ) -> list[StoredEvent]:
+        """Timeline events at or after (forwards) / at or before ``ts``, closest first."""
+        cond, order = (
+            ("origin_server_ts >= $2", "ASC") if forwards else ("origin_server_ts <= $2", "DESC")
+        )
+        rows = await self.db.fetchall(
+            "events_by_timestamp",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = $1 AND {cond}"
+            " AND stream_ordering IS NOT NULL AND NOT outlier AND NOT soft_failed"
+            " AND rejected_reason IS NULL"
+            f" ORDER BY origin_server_ts {order}, stream_ordering {order} LIMIT $3",
+            room_id,
+            ts,
+            limit,
+        )
+        return await self._rows_to_events(rows)

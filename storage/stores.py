@@ -10,6 +10,7 @@ from storage.devices import DeviceStore
 from storage.events import EventStore
 from storage.media import MediaStore
 from storage.registration_tokens import RegistrationTokenStore
+from storage.relations import RelationStore
 from storage.rooms import RoomStore
 from storage.state import StateStore
 from storage.tokens import TokenStore
@@ -28,6 +29,7 @@ class Stores:
     events: EventStore
     state: StateStore
     rooms: RoomStore
+    relations: RelationStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -42,4 +44,5 @@ class Stores:
             events=EventStore(db),
             state=StateStore(db),
             rooms=RoomStore(db),
+            relations=RelationStore(db),
         )

@@ -1,0 +1,230 @@
+"""Which events of a room a user may see (client-server API: "Room History Visibility").
+
+The decision itself is pure (``may_see``, ``is_event_visible``): it takes the
+``history_visibility`` in force at the event, the user's membership at the event and
+whether the user joined the room at some point after the event. ``HistoryVisibility``
+gathers those facts for many events at once: the state group of each event (the
+state *after* it) is resolved once per group, the few state events it names are
+fetched in bulk, and per-group answers are cached (groups never change).
+
+"At the event" uses the state after the event. It differs from the state before
+the event only for the event's own state key, and the spec covers exactly those
+two cases: for ``m.room.history_visibility`` events and for the user's own
+``m.room.member`` events the user may see the event if the value before *or*
+after it allows them to.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from homeserver.errors import Forbidden
+from storage.events import StoredEvent
+from storage.stores import Stores
+
+WORLD_READABLE = "world_readable"
+SHARED = "shared"
+INVITED = "invited"
+JOINED = "joined"
+KNOWN_VISIBILITIES = (WORLD_READABLE, SHARED, INVITED, JOINED)
+
+HISTORY_VISIBILITY = "m.room.history_visibility"
+MEMBER = "m.room.member"
+
+
+def visibility_value(raw: object) -> str:
+    """A ``history_visibility`` value; absent or not understood means ``shared``."""
+    return raw if isinstance(raw, str) and raw in KNOWN_VISIBILITIES else SHARED
+
+
+def may_see(visibility: str, membership: str | None, joined_after: bool) -> bool:
+    """The four rules of "Server behaviour" in the history visibility module.
+
+    ``visibility``: the room's history_visibility at the event; ``membership``: the
+    user's membership at the event (None if they had none); ``joined_after``: the
+    user joined the room at some point after the event was sent.
+    """
+    if visibility == WORLD_READABLE:
+        return True
+    if membership == "join":
+        return True
+    if visibility == SHARED and joined_after:
+        return True
+    return membership == "invite" and visibility == INVITED
+
+
+def is_event_visible(
+    *,
+    visibilities: Iterable[str],
+    memberships: Iterable[str | None],
+    joined_after: bool,
+) -> bool:
+    """Visible when any of the candidate values allows it.
+
+    Normally each iterable holds one value (the value at the event). For a
+    history_visibility event ``visibilities`` holds the values before and after it;
+    for the user's own membership event ``memberships`` holds both.
+    """
+    member_values = list(memberships)
+    return any(
+        may_see(visibility, membership, joined_after)
+        for visibility in visibilities
+        for membership in member_values
+    )
+
+
+@dataclass(frozen=True)
+class RoomAccess:
+    """How a user may read a room's history now."""
+
+    membership: str | None  # current membership, None when only peeking
+    member_event: StoredEvent | None  # the current membership event
+    world_readable: bool
+
+    @property
+    def joined(self) -> bool:
+        return self.membership == "join"
+
+    @property
+    def departed(self) -> bool:
+        """The user left or was banned: history stops at their membership event."""
+        return self.membership in ("leave", "ban") and self.member_event is not None
+
+
+class HistoryVisibility:
+    """Filters events by what a user may see; batches and caches state lookups."""
+
+    def __init__(self, stores: Stores, cache_size: int = 20_000) -> None:
+        self._stores = stores
+        self._cache_size = cache_size
+        # state group -> history_visibility event ID in it (None: no such event)
+        self._hv_by_group: OrderedDict[int, str | None] = OrderedDict()
+
+    # -- room access ------------------------------------------------------------------
+
+    async def room_access(self, user_id: str, room_id: str) -> RoomAccess:
+        """The user's standing in the room; M_FORBIDDEN when they may not read it at all.
+
+        Joined users read the room; users who left or were banned read what they
+        could see before; anyone may read a room whose current history visibility is
+        ``world_readable``. An unknown room is M_FORBIDDEN too (it does not reveal
+        whether the room exists).
+        """
+        state = await self._stores.state.get_current_state(room_id)
+        if not state:
+            raise Forbidden("You are not allowed to view this room")
+        member_id = state.get((MEMBER, user_id))
+        member = await self._stores.events.get_event(member_id) if member_id else None
+        membership = member.event.membership if member is not None else None
+        world_readable = await self._current_visibility(state) == WORLD_READABLE
+        access = RoomAccess(membership, member, world_readable)
+        if access.joined or access.departed or world_readable:
+            return access
+        raise Forbidden("You are not allowed to view this room")
+
+    async def _current_visibility(self, state: dict[tuple[str, str], str]) -> str:
+        event_id = state.get((HISTORY_VISIBILITY, ""))
+        if event_id is None:
+            return SHARED
+        stored = await self._stores.events.get_event(event_id)
+        if stored is None:
+            return SHARED
+        return visibility_value(stored.event.content.get("history_visibility"))
+
+    # -- filtering --------------------------------------------------------------------
+
+    async def filter_events_for_user(
+        self, user_id: str, events: Sequence[StoredEvent]
+    ) -> list[StoredEvent]:
+        """The events of ``events`` that ``user_id`` may see, in the same order.
+
+        Outliers and events without known state are never visible; events of
+        several rooms may be mixed.
+        """
+        candidates = [e for e in events if e.state_group is not None and not e.outlier]
+        if not candidates:
+            return []
+        groups = {e.state_group for e in candidates if e.state_group is not None}
+        hv_ids = await self._hv_ids(groups)
+        member_ids = await self._member_ids(groups, user_id)
+        wanted = {i for i in hv_ids.values() if i} | {i for i in member_ids.values() if i}
+        # The values before a history_visibility change or the user's own membership change.
+        for stored in candidates:
+            if stored.replaces_state and self._own_or_hv(stored, user_id):
+                wanted.add(stored.replaces_state)
+        fetched = await self._stores.events.get_events(wanted) if wanted else {}
+        last_join = {}
+        for room_id in {e.event.room_id for e in candidates}:
+            last_join[room_id] = await self._stores.events.last_join_stream(room_id, user_id)
+
+        visible: list[StoredEvent] = []
+        for stored in candidates:
+            assert stored.state_group is not None
+            hv_event = fetched.get(hv_ids[stored.state_group] or "")
+            visibilities = {
+                visibility_value(hv_event.event.content.get("history_visibility"))
+                if hv_event
+                else SHARED
+            }
+            member_event = fetched.get(member_ids[stored.state_group] or "")
+            memberships = {member_event.event.membership if member_event else None}
+            before = fetched.get(stored.replaces_state) if stored.replaces_state else None
+            event = stored.event
+            if event.type == HISTORY_VISIBILITY and event.state_key == "":
+                visibilities.add(
+                    visibility_value(before.event.content.get("history_visibility"))
+                    if before
+                    else SHARED
+                )
+            elif event.type == MEMBER and event.state_key == user_id:
+                memberships.add(before.event.membership if before else None)
+            joined = last_join[event.room_id]
+            joined_after = (
+                joined is not None
+                and stored.stream_ordering is not None
+                and joined > stored.stream_ordering
+            )
+            if is_event_visible(
+                visibilities=visibilities, memberships=memberships, joined_after=joined_after
+            ):
+                visible.append(stored)
+        return visible
+
+    async def may_see_event(self, user_id: str, stored: StoredEvent) -> bool:
+        """Whether ``user_id`` may see this one event (for single event reads)."""
+        return bool(await self.filter_events_for_user(user_id, [stored]))
+
+    @staticmethod
+    def _own_or_hv(stored: StoredEvent, user_id: str) -> bool:
+        event = stored.event
+        return (event.type == HISTORY_VISIBILITY and event.state_key == "") or (
+            event.type == MEMBER and event.state_key == user_id
+        )
+
+    async def _hv_ids(self, groups: set[int | None]) -> dict[int, str | None]:
+        result: dict[int, str | None] = {}
+        for group in groups:
+            if group is None:
+                continue
+            if group in self._hv_by_group:
+                self._hv_by_group.move_to_end(group)
+                result[group] = self._hv_by_group[group]
+                continue
+            state = await self._stores.state.get_state(group)
+            value = state.get((HISTORY_VISIBILITY, ""))
+            result[group] = value
+            self._hv_by_group[group] = value
+            if len(self._hv_by_group) > self._cache_size:
+                self._hv_by_group.popitem(last=False)
+        return result
+
+    async def _member_ids(self, groups: set[int | None], user_id: str) -> dict[int, str | None]:
+        result: dict[int, str | None] = {}
+        for group in groups:
+            if group is None:
+                continue
+            state = await self._stores.state.get_state(group)
+            result[group] = state.get((MEMBER, user_id))
+        return result
