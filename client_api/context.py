@@ -16,10 +16,13 @@ from homeserver.profiles import ProfileService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.history import RoomHistory
+from homeserver.rooms.member_lists import MemberListService
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persister import EventPersister
 from homeserver.rooms.relations import RelationsService
+from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.visibility import HistoryVisibility
@@ -46,6 +49,9 @@ class ClientContext:
     serializer: EventSerializer
     membership: MembershipService
     room_creation: RoomCreationService
+    members: MemberListService
+    room_events: RoomEventService
+    directory: DirectoryService
     visibility: HistoryVisibility
     history: RoomHistory
     relations: RelationsService

@@ -1,4 +1,4 @@
-"""Room membership endpoints (client-server API: Room membership)."""
+"""Room membership endpoints (client-server API: "Room membership")."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.errors import BadJson, NotFound
-from homeserver.events import InvalidIdentifier, RoomAlias, is_valid_user_id
+from homeserver.errors import BadJson, InvalidParam
+from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_str, json_object
+from homeserver.rooms.member_lists import MEMBERSHIPS
 from storage.events import StoredEvent
 
 
@@ -16,59 +17,134 @@ class MembershipHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
 
-    async def _resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
-        if room_id_or_alias.startswith("#"):
-            try:
-                RoomAlias.parse(room_id_or_alias)
-            except InvalidIdentifier as exc:
-                raise BadJson(f"Invalid room alias: {exc}") from exc
-            found = await self._ctx.stores.rooms.get_alias(room_id_or_alias)
-            if found is None:
-                raise NotFound("Room alias not found")
-            return found[0], found[1]
-        if not room_id_or_alias.startswith("!"):
-            raise BadJson("Expected a room ID or alias")
-        return room_id_or_alias, []
+    async def _resolve_room(self, request: web.Request) -> tuple[str, list[str]]:
+        """The room of ``{roomIdOrAlias}`` (or ``{roomId}``) and the servers to try for it."""
+        target = request.match_info.get("roomIdOrAlias") or request.match_info["roomId"]
+        servers: list[str] = []
+        if target.startswith("#"):
+            room_id, servers = await self._ctx.directory.resolve_alias(target)
+        elif target.startswith("!"):
+            room_id = target
+        else:
+            raise InvalidParam("Expected a room ID or alias")
+        servers = (
+            servers + request.query.getall("via", []) + request.query.getall("server_name", [])
+        )
+        return room_id, list(dict.fromkeys(servers))
 
     async def join(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join."""
         requester = await self._ctx.requester(request)
         body = await json_object(request, allow_empty=True)
-        target = request.match_info.get("roomIdOrAlias") or request.match_info["roomId"]
-        room_id, servers = await self._resolve_room(target)
-        servers += request.query.getall("via", []) + request.query.getall("server_name", [])
+        reason = get_str(body, "reason", None)
+        room_id, servers = await self._resolve_room(request)
         result = await self._ctx.membership.join(
-            requester.user_id, room_id, reason=get_str(body, "reason", None), servers=servers
+            requester.user_id, room_id, reason=reason, servers=servers
         )
         joined = result.event.room_id if isinstance(result, StoredEvent) else result
         return json_response({"room_id": joined})
 
-    async def _change(
-        self, request: web.Request, membership: str, *, target_key: str | None
-    ) -> web.Response:
+    async def knock(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/knock/{roomIdOrAlias}."""
         requester = await self._ctx.requester(request)
-        body = await json_object(request, allow_empty=target_key is None)
-        room_id = request.match_info["roomId"]
-        target = requester.user_id
-        if target_key is not None:
-            target = get_str(body, target_key)
-            if not is_valid_user_id(target):
-                raise BadJson(f"Invalid user ID: {target}")
-        await self._ctx.membership.change(
-            requester.user_id, room_id, target, membership, reason=get_str(body, "reason", None)
+        body = await json_object(request, allow_empty=True)
+        reason = get_str(body, "reason", None)
+        room_id, servers = await self._resolve_room(request)
+        result = await self._ctx.membership.knock(
+            requester.user_id, room_id, reason=reason, servers=servers
         )
-        return json_response({})
+        knocked = result.event.room_id if isinstance(result, StoredEvent) else result
+        return json_response({"room_id": knocked})
+
+    async def _target_and_reason(self, request: web.Request) -> tuple[str, str, str | None]:
+        body = await json_object(request)
+        target = get_str(body, "user_id")
+        if not is_valid_user_id(target):
+            raise BadJson(f"Invalid user ID: {target}")
+        return request.match_info["roomId"], target, get_str(body, "reason", None)
 
     async def invite(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/rooms/{roomId}/invite."""
-        return await self._change(request, "invite", target_key="user_id")
+        requester = await self._ctx.requester(request)
+        room_id, target, reason = await self._target_and_reason(request)
+        await self._ctx.membership.change(
+            requester.user_id, room_id, target, "invite", reason=reason
+        )
+        return json_response({})
+
+    async def kick(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/kick."""
+        requester = await self._ctx.requester(request)
+        room_id, target, reason = await self._target_and_reason(request)
+        await self._ctx.membership.kick(requester.user_id, room_id, target, reason=reason)
+        return json_response({})
+
+    async def ban(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/ban."""
+        requester = await self._ctx.requester(request)
+        room_id, target, reason = await self._target_and_reason(request)
+        await self._ctx.membership.ban(requester.user_id, room_id, target, reason=reason)
+        return json_response({})
+
+    async def unban(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/unban."""
+        requester = await self._ctx.requester(request)
+        room_id, target, reason = await self._target_and_reason(request)
+        await self._ctx.membership.unban(requester.user_id, room_id, target, reason=reason)
+        return json_response({})
 
     async def leave(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/rooms/{roomId}/leave."""
-        return await self._change(request, "leave", target_key=None)
+        requester = await self._ctx.requester(request)
+        body = await json_object(request, allow_empty=True)
+        reason = get_str(body, "reason", None)
+        await self._ctx.membership.change(
+            requester.user_id,
+            request.match_info["roomId"],
+            requester.user_id,
+            "leave",
+            reason=reason,
+        )
+        return json_response({})
+
+    async def forget(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v3/rooms/{roomId}/forget."""
+        requester = await self._ctx.requester(request)
+        await json_object(request, allow_empty=True)
+        await self._ctx.membership.forget(requester.user_id, request.match_info["roomId"])
+        return json_response({})
 
     async def joined_rooms(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/joined_rooms."""
         requester = await self._ctx.requester(request)
         rooms = await self._ctx.stores.state.rooms_for_user(requester.user_id)
         return json_response({"joined_rooms": sorted(r for r, m in rooms.items() if m == "join")})
+
+    async def get_members(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/members."""
+        requester = await self._ctx.requester(request)
+        filters = {}
+        for key in ("membership", "not_membership"):
+            value = request.query.get(key)
+            if value is not None and value not in MEMBERSHIPS:
+                raise InvalidParam(f"'{key}' must be one of {', '.join(MEMBERSHIPS)}")
+            filters[key] = value
+        events = await self._ctx.members.members(
+            requester.user_id,
+            request.match_info["roomId"],
+            at=request.query.get("at"),
+            membership=filters["membership"],
+            not_membership=filters["not_membership"],
+        )
+        chunk = await self._ctx.serializer.serialize(
+            events, user_id=requester.user_id, device_id=requester.device_id
+        )
+        return json_response({"chunk": chunk})
+
+    async def joined_members(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/joined_members."""
+        requester = await self._ctx.requester(request)
+        joined = await self._ctx.members.joined_members(
+            requester.user_id, request.match_info["roomId"]
+        )
+        return json_response({"joined": joined})

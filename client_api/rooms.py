@@ -8,12 +8,13 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.errors import BadJson, Forbidden, NotFound
+from homeserver.errors import BadJson, InvalidParam, NotFound
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_bool, get_dict, get_list, get_str, get_str_list, json_object
 from homeserver.ratelimit import RateLimit
 from homeserver.rooms.creation import RoomCreationRequest
 from homeserver.rooms.creator import TxnKey
+from homeserver.rooms.member_lists import MEMBERSHIPS
 
 
 def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
@@ -70,12 +71,19 @@ class RoomHandlers:
         content = await json_object(request, allow_empty=False)
         room_id = request.match_info["roomId"]
         self._ctx.limiter.check("message", requester.user_id, self._message_limit)
+        txn = TxnKey(requester.device_id, request.match_info["txnId"])
+        if request.match_info["eventType"] == "m.room.redaction":
+            # Redactions through /send (spec v1.18): ``redacts`` is in the content.
+            stored = await self._ctx.room_events.redact(
+                requester.user_id, room_id, get_str(content, "redacts"), content=content, txn=txn
+            )
+            return json_response({"event_id": stored.event_id})
         stored = await self._ctx.creator.send(
             room_id,
             request.match_info["eventType"],
             requester.user_id,
             content,
-            txn=TxnKey(requester.device_id, request.match_info["txnId"]),
+            txn=txn,
         )
         return json_response({"event_id": stored.event_id})
 
@@ -87,34 +95,26 @@ class RoomHandlers:
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
         if event_type == "m.room.member":
-            raise Forbidden("Use the membership endpoints to change membership")
+            if not is_valid_user_id(state_key):
+                raise InvalidParam(f"Invalid user ID: {state_key}")
+            if get_str(content, "membership") not in MEMBERSHIPS:
+                raise BadJson("Unknown membership")
+            stored = await self._ctx.membership.set_member_state(
+                requester.user_id, room_id, state_key, content
+            )
+            return json_response({"event_id": stored.event_id})
+        if event_type == "m.room.canonical_alias" and state_key == "":
+            await self._ctx.directory.check_canonical_alias(room_id, content)
         stored = await self._ctx.creator.send(
             room_id, event_type, requester.user_id, content, state_key=state_key
         )
         return json_response({"event_id": stored.event_id})
 
-    async def _visible_state(self, user_id: str, room_id: str) -> dict[tuple[str, str], str]:
-        """The state a user may read: current if joined, else as of when they left."""
-        state = await self._ctx.stores.state.get_current_state(room_id)
-        member_id = state.get(("m.room.member", user_id))
-        if member_id is None:
-            raise Forbidden("You are not a member of this room")
-        member = await self._ctx.stores.events.get_event(member_id)
-        if member is None:
-            raise Forbidden("You are not a member of this room")
-        if member.event.membership == "join":
-            return state
-        if member.event.membership in ("leave", "ban") and member.state_group is not None:
-            return dict(await self._ctx.stores.state.get_state(member.state_group))
-        raise Forbidden("You are not a member of this room")
-
     async def get_state(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/rooms/{roomId}/state."""
         requester = await self._ctx.requester(request)
         room_id = request.match_info["roomId"]
-        if not await self._ctx.stores.rooms.room_exists(room_id):
-            raise Forbidden("You are not a member of this room")
-        state = await self._visible_state(requester.user_id, room_id)
+        state = await self._ctx.members.visible_state(requester.user_id, room_id)
         events = await self._ctx.stores.events.get_events(list(state.values()))
         ordered = [events[e] for e in state.values() if e in events]
         return json_response(await self._ctx.serializer.serialize(ordered))
@@ -123,9 +123,7 @@ class RoomHandlers:
         """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}."""
         requester = await self._ctx.requester(request)
         room_id = request.match_info["roomId"]
-        if not await self._ctx.stores.rooms.room_exists(room_id):
-            raise Forbidden("You are not a member of this room")
-        state = await self._visible_state(requester.user_id, room_id)
+        state = await self._ctx.members.visible_state(requester.user_id, room_id)
         key = (request.match_info["eventType"], request.match_info.get("stateKey", ""))
         event_id = state.get(key)
         stored = await self._ctx.stores.events.get_event(event_id) if event_id else None
@@ -135,3 +133,36 @@ class RoomHandlers:
             return json_response(await self._ctx.serializer.serialize_one(stored))
         serialized = await self._ctx.serializer.serialize_one(stored)
         return json_response(serialized["content"])
+
+    async def get_event(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}."""
+        requester = await self._ctx.requester(request)
+        stored = await self._ctx.room_events.get_event(
+            requester.user_id, request.match_info["roomId"], request.match_info["eventId"]
+        )
+        return json_response(
+            await self._ctx.serializer.serialize_one(
+                stored, user_id=requester.user_id, device_id=requester.device_id
+            )
+        )
+
+    async def redact(self, request: web.Request) -> web.Response:
+        """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}."""
+        requester = await self._ctx.requester(request)
+        body = await json_object(request, allow_empty=True)
+        reason = get_str(body, "reason", None)
+        event_id = request.match_info["eventId"]
+        if not event_id.startswith("$"):
+            raise InvalidParam(f"Invalid event ID: {event_id}")
+        self._ctx.limiter.check("message", requester.user_id, self._message_limit)
+        content = dict(body)
+        if reason is None:
+            content.pop("reason", None)
+        stored = await self._ctx.room_events.redact(
+            requester.user_id,
+            request.match_info["roomId"],
+            event_id,
+            content=content,
+            txn=TxnKey(requester.device_id, request.match_info["txnId"]),
+        )
+        return json_response({"event_id": stored.event_id})

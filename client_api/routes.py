@@ -14,6 +14,7 @@ from client_api.account import AccountHandlers
 from client_api.admin import AdminHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
+from client_api.directory import DirectoryHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
 from client_api.messages import MessageHandlers
@@ -41,6 +42,7 @@ def client_routes(
     admin = AdminHandlers(ctx)
     rooms = RoomHandlers(ctx)
     membership = MembershipHandlers(ctx)
+    directory = DirectoryHandlers(ctx)
     messages = MessageHandlers(ctx)
     relations = RelationHandlers(ctx)
 
@@ -79,6 +81,23 @@ def client_routes(
         ("GET", "/joined_rooms", membership.joined_rooms),
         ("GET", "/rooms/{roomId}/messages", messages.get_messages),
         ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),
+        ("POST", "/knock/{roomIdOrAlias}", membership.knock),
+        ("POST", "/rooms/{roomId}/kick", membership.kick),
+        ("POST", "/rooms/{roomId}/ban", membership.ban),
+        ("POST", "/rooms/{roomId}/unban", membership.unban),
+        ("POST", "/rooms/{roomId}/forget", membership.forget),
+        ("GET", "/rooms/{roomId}/members", membership.get_members),
+        ("GET", "/rooms/{roomId}/joined_members", membership.joined_members),
+        ("GET", "/rooms/{roomId}/event/{eventId}", rooms.get_event),
+        ("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", rooms.redact),
+        ("GET", "/directory/room/{roomAlias}", directory.get_room_alias),
+        ("PUT", "/directory/room/{roomAlias}", directory.set_room_alias),
+        ("DELETE", "/directory/room/{roomAlias}", directory.delete_room_alias),
+        ("GET", "/rooms/{roomId}/aliases", directory.get_local_aliases),
+        ("GET", "/directory/list/room/{roomId}", directory.get_visibility),
+        ("PUT", "/directory/list/room/{roomId}", directory.set_visibility),
+        ("GET", "/publicRooms", directory.get_public_rooms),
+        ("POST", "/publicRooms", directory.query_public_rooms),
     ]
     routes: list[Route] = [
         (method, prefix + path, handler)

@@ -47,6 +47,19 @@ class RoomStore:
             stream,
         )
 
+    async def has_been_joined(self, user_id: str, room_id: str) -> bool:
+        """Whether the user was ever joined to the room (by the membership history)."""
+        return (
+            await self.db.fetchval(
+                "has_been_joined",
+                "SELECT 1 FROM room_memberships WHERE user_id = $1 AND room_id = $2"
+                " AND membership = 'join' LIMIT 1",
+                user_id,
+                room_id,
+            )
+            is not None
+        )
+
     async def store_stripped_state_txn(
         self, txn: Transaction, event_id: str, stripped: list[dict[str, Any]]
     ) -> None:
@@ -77,6 +90,32 @@ class RoomStore:
         await txn.execute(
             "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
         )
+
+    async def is_forgotten(self, user_id: str, room_id: str) -> bool:
+        return (
+            await self.db.fetchval(
+                "is_room_forgotten",
+                "SELECT 1 FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
+                user_id,
+                room_id,
+            )
+            is not None
+        )
+
+    async def state_group_at(self, room_id: str, stream: int) -> int | None:
+        """The state group after the room's latest accepted event at or before ``stream``.
+
+        Used for member lists "at" a sync or pagination token.
+        """
+        value = await self.db.fetchval(
+            "state_group_at",
+            "SELECT state_group FROM events WHERE room_id = $1 AND stream_ordering <= $2"
+            " AND NOT outlier AND NOT soft_failed AND rejected_reason IS NULL"
+            " AND state_group IS NOT NULL ORDER BY stream_ordering DESC LIMIT 1",
+            room_id,
+            stream,
+        )
+        return None if value is None else int(value)
 
     async def forgotten_rooms(self, user_id: str) -> set[str]:
         rows = await self.db.fetchall(

@@ -27,7 +27,7 @@ STRIPPED_STATE_KEYS = [
     ("m.room.topic", ""),
 ]
 
-# Called to join a room this server is not in (federation installs one).
+# Called to join or knock on a room this server is not in (federation installs them).
 RemoteJoin = Callable[[str, str, list[str], dict[str, Any]], Awaitable[str]]
 
 
@@ -37,6 +37,7 @@ class MembershipService:
         self._stores = stores
         self._creator = creator
         self.remote_join: RemoteJoin | None = None
+        self.remote_knock: RemoteJoin | None = None
 
     def is_mine(self, user_id: str) -> bool:
         return server_name_of(user_id) == self._server_name
@@ -83,8 +84,6 @@ class MembershipService:
         authoriser = await self._restricted_join_authoriser(user_id, room_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
-        async with self._stores.db.transaction("unforget_room") as t:
-            await self._stores.rooms.unforget_room_txn(t, user_id, room_id)
         return await self._creator.send(
             room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
         )
@@ -167,6 +166,18 @@ class MembershipService:
             content["reason"] = reason
         if is_direct is not None and membership == "invite":
             content["is_direct"] = is_direct
+        return await self._send_member(sender, room_id, target, content, txn=txn)
+
+    async def _send_member(
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        content: dict[str, Any],
+        *,
+        txn: TxnKey | None = None,
+    ) -> StoredEvent:
+        membership = content.get("membership")
         stripped = STRIPPED_STATE_KEYS if membership in ("invite", "knock") else None
         return await self._creator.send(
             room_id,
@@ -177,3 +188,92 @@ class MembershipService:
             txn=txn,
             stripped_state_keys=stripped,
         )
+
+    async def kick(
+        self, sender: str, room_id: str, target: str, *, reason: str | None = None
+    ) -> StoredEvent:
+        """POST /rooms/{roomId}/kick: the target must be in the room (joined, invited, knocking)."""
+        if not await self._stores.rooms.room_exists(room_id):
+            raise NotFound("Unknown room")
+        if await self.membership_of(room_id, target) not in ("join", "invite", "knock"):
+            raise Forbidden("The target user is not in the room")
+        return await self.change(sender, room_id, target, "leave", reason=reason)
+
+    async def ban(
+        self, sender: str, room_id: str, target: str, *, reason: str | None = None
+    ) -> StoredEvent:
+        """POST /rooms/{roomId}/ban: anyone may be banned, in the room or not."""
+        return await self.change(sender, room_id, target, "ban", reason=reason)
+
+    async def unban(
+        self, sender: str, room_id: str, target: str, *, reason: str | None = None
+    ) -> StoredEvent:
+        """POST /rooms/{roomId}/unban: only a banned user can be unbanned."""
+        if not await self._stores.rooms.room_exists(room_id):
+            raise NotFound("Unknown room")
+        if await self.membership_of(room_id, target) != "ban":
+            raise Forbidden("The target user is not banned")
+        return await self.change(sender, room_id, target, "leave", reason=reason)
+
+    async def knock(
+        self,
+        user_id: str,
+        room_id: str,
+        *,
+        reason: str | None = None,
+        servers: list[str] | None = None,
+    ) -> StoredEvent | str:
+        """POST /knock/{roomIdOrAlias} (client-server: Knocking on rooms)."""
+        if not await self._stores.rooms.room_exists(room_id) or not await self._in_room(room_id):
+            if self.remote_knock is None:
+                raise NotFound("Unknown room")
+            content = await self._profile_content(user_id)
+            if reason is not None:
+                content["reason"] = reason
+            return await self.remote_knock(user_id, room_id, servers or [], content)
+        if await self.membership_of(room_id, user_id) in ("join", "invite", "ban"):
+            raise Forbidden("You are already in, invited to or banned from this room")
+        return await self.change(user_id, room_id, user_id, "knock", reason=reason)
+
+    async def set_member_state(
+        self, sender: str, room_id: str, target: str, content: dict[str, Any]
+    ) -> StoredEvent:
+        """PUT /rooms/{roomId}/state/m.room.member/{userId}: a member event as the client wrote it.
+
+        Used for per-room display names and avatars, and for membership changes made
+        through the state endpoint; restricted joins still get their authorising user.
+        """
+        if not await self._stores.rooms.room_exists(room_id):
+            raise NotFound("Unknown room")
+        content = dict(content)
+        if content.get("membership") == "join" and target == sender:
+            content.pop("join_authorised_via_users_server", None)
+            authoriser = await self._restricted_join_authoriser(sender, room_id)
+            if authoriser is not None:
+                content["join_authorised_via_users_server"] = authoriser
+        return await self._send_member(sender, room_id, target, content)
+
+    async def forget(self, user_id: str, room_id: str) -> None:
+        """POST /rooms/{roomId}/forget: only once the user has left (or was banned)."""
+        membership = await self.membership_of(room_id, user_id)
+        if membership in ("join", "invite", "knock"):
+            raise MatrixError(400, "M_UNKNOWN", f"User {user_id} is in room {room_id}")
+        if membership is None:
+            if not await self._stores.rooms.room_exists(room_id):
+                raise NotFound("Unknown room")
+            return  # never a member: nothing to forget
+        await self._stores.rooms.forget_room(user_id, room_id)
+
+    async def on_event_persisted(self, stored: StoredEvent) -> None:
+        """After-persist hook: joining, being invited or knocking un-forgets a room."""
+        event = stored.event
+        if (
+            event.type == "m.room.member"
+            and event.state_key is not None
+            and event.membership in ("join", "invite", "knock")
+            and stored.rejected_reason is None
+            and not stored.outlier
+            and self.is_mine(event.state_key)
+        ):
+            async with self._stores.db.transaction("unforget_room") as t:
+                await self._stores.rooms.unforget_room_txn(t, event.state_key, event.room_id)
