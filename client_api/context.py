@@ -27,6 +27,7 @@ from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sync.service import SyncService
 from homeserver.uia import UserInteractiveAuth
 from storage.stores import Stores
 
@@ -55,6 +56,7 @@ class ClientContext:
     visibility: HistoryVisibility
     history: RoomHistory
     relations: RelationsService
+    sync: SyncService
 
     @property
     def server_name(self) -> str:

@@ -14,6 +14,7 @@ from client_api.account import AccountHandlers
 from client_api.admin import AdminHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
+from client_api.filters import FilterHandlers
 from client_api.directory import DirectoryHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
@@ -22,6 +23,7 @@ from client_api.profile import ProfileHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
 from client_api.rooms import RoomHandlers
+from client_api.sync import SyncHandlers
 from client_api.versions import DiscoveryHandlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,6 +44,8 @@ def client_routes(
     admin = AdminHandlers(ctx)
     rooms = RoomHandlers(ctx)
     membership = MembershipHandlers(ctx)
+    sync = SyncHandlers(ctx)
+    filters = FilterHandlers(ctx)
     directory = DirectoryHandlers(ctx)
     messages = MessageHandlers(ctx)
     relations = RelationHandlers(ctx)
@@ -79,6 +83,9 @@ def client_routes(
         ("POST", "/rooms/{roomId}/invite", membership.invite),
         ("POST", "/rooms/{roomId}/leave", membership.leave),
         ("GET", "/joined_rooms", membership.joined_rooms),
+        ("GET", "/sync", sync.sync),
+        ("POST", "/user/{userId}/filter", filters.define_filter),
+        ("GET", "/user/{userId}/filter/{filterId}", filters.get_filter),
         ("GET", "/rooms/{roomId}/messages", messages.get_messages),
         ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),
         ("POST", "/knock/{roomIdOrAlias}", membership.knock),

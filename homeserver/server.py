@@ -40,6 +40,7 @@ from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sync.service import SyncService
 from homeserver.streams import StreamIdGenerator
 from homeserver.uia import UserInteractiveAuth
 from storage.connect import open_postgres, open_sqlite
@@ -146,6 +147,9 @@ class Homeserver:
             visibility=visibility,
             history=history,
             relations=relations,
+            sync=SyncService(
+                stores, notifier, persister.events_stream, EventSerializer(stores, clock, relations)
+            ),
         )
         media = media_service_from_config(config, stores.media, clock)
         return cls(config, clock, db, signing_key, stores, client, media)

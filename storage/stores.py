@@ -8,11 +8,17 @@ from storage.accounts import AccountStore
 from storage.database import Database
 from storage.devices import DeviceStore
 from storage.events import EventStore
+from storage.federation_queue import FederationQueueStore
 from storage.media import MediaStore
 from storage.registration_tokens import RegistrationTokenStore
+from storage.push_actions import PushActionStore
+from storage.push_rules import PushRuleStore
+from storage.pushers import PusherStore
 from storage.relations import RelationStore
 from storage.rooms import RoomStore
+from storage.server_keys import ServerKeyStore
 from storage.state import StateStore
+from storage.sync import SyncStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
 
@@ -28,8 +34,14 @@ class Stores:
     media: MediaStore
     events: EventStore
     state: StateStore
+    sync: SyncStore
     rooms: RoomStore
     relations: RelationStore
+    push_rules: PushRuleStore
+    pushers: PusherStore
+    push_actions: PushActionStore
+    server_keys: ServerKeyStore
+    federation_queue: FederationQueueStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -43,6 +55,12 @@ class Stores:
             media=MediaStore(db),
             events=EventStore(db),
             state=StateStore(db),
+            sync=SyncStore(db),
             rooms=RoomStore(db),
             relations=RelationStore(db),
+            push_rules=PushRuleStore(db),
+            pushers=PusherStore(db),
+            push_actions=PushActionStore(db),
+            server_keys=ServerKeyStore(db),
+            federation_queue=FederationQueueStore(db),
         )
