@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from client_api.admin_media import media_admin_routes
 from client_api.context import ClientContext
 from client_api.media import media_routes
 from client_api.routes import Route, client_routes
+from federation.context import FederationContext
+from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
@@ -80,6 +83,7 @@ class Homeserver:
     stores: Stores
     client: ClientContext
     media: MediaService
+    federation: FederationContext
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -152,7 +156,8 @@ class Homeserver:
             ),
         )
         media = media_service_from_config(config, stores.media, clock)
-        return cls(config, clock, db, signing_key, stores, client, media)
+        federation = FederationContext.build(config, clock, signing_key, stores)
+        return cls(config, clock, db, signing_key, stores, client, media, federation)
 
     def routes_for(self, resources: set[str]) -> list[Route]:
         routes: list[Route] = []
@@ -162,6 +167,11 @@ class Homeserver:
         if "media" in resources and self.config.enable_media_repo:
             previewer = url_previewer_from_config(self.config, self.media)
             routes += media_routes(self.client, self.media, previewer)
+        if "federation" in resources:
+            media = self.media if self.config.enable_media_repo else None
+            routes += federation_routes(self.federation, media)
+        if "keys" in resources:
+            routes += key_routes(self.federation)
         return routes
 
     def make_app(self, resources: set[str]) -> web.Application:
@@ -184,18 +194,27 @@ class Homeserver:
         )
         await runner.setup()
         self._runners.append(runner)
+        tls = self._tls_context() if listener.tls else None
         for address in listener.bind_addresses:
-            site = web.TCPSite(runner, address, listener.port)
+            site = web.TCPSite(runner, address, listener.port, ssl_context=tls)
             await site.start()
             logger.info(
                 "listening on %s:%d for %s", address, listener.port, ", ".join(sorted(resources))
             )
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The server TLS context of ``tls: true`` listeners (federation needs HTTPS)."""
+        assert self.config.tls_certificate_path and self.config.tls_private_key_path
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_certificate_path, self.config.tls_private_key_path)
+        return context
 
     async def close(self) -> None:
         """Stop listening, let open requests finish, then close the database."""
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        await self.federation.close()
         await self.db.close()
 
 
