@@ -79,6 +79,14 @@ class Notifier:
     def knows_room(self, room_id: str) -> bool:
         return room_id in self._room_last_change
 
+    def user_change_position(self, user_id: str) -> int:
+        """A marker that moves whenever ``on_user_change`` touches the user (0 if never).
+
+        Caches keyed by user (such as /sync's memberships of a user) compare it to
+        know whether they are still valid, with no race against a commit.
+        """
+        return self._user_last_change.get(user_id, 0)
+
     # -- waiting --------------------------------------------------------------------
 
     async def wait(

@@ -1,0 +1,44 @@
+"""GET /sync (client-server API: "Syncing")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from client_api.context import ClientContext
+from client_api.versions import json_response
+from homeserver.errors import InvalidParam
+from homeserver.http.body import query_bool, query_int
+from homeserver.streams import SyncToken
+from homeserver.sync.service import PRESENCE_STATES, SyncRequest
+
+# Long-polls are capped so a client cannot hold a request open for hours.
+MAX_TIMEOUT_MS = 5 * 60 * 1000
+
+
+class SyncHandlers:
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
+
+    async def sync(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v3/sync (operation sync)."""
+        requester = await self._ctx.requester(request)
+        query = request.query
+        since_raw = query.get("since")
+        since = SyncToken.parse(since_raw) if since_raw else None
+        set_presence = query.get("set_presence", "online")
+        if set_presence not in PRESENCE_STATES:
+            raise InvalidParam("set_presence must be one of " + ", ".join(PRESENCE_STATES))
+        sync_filter = await self._ctx.sync.resolve_filter(requester.user_id, query.get("filter"))
+        body = await self._ctx.sync.sync(
+            SyncRequest(
+                user_id=requester.user_id,
+                device_id=requester.device_id,
+                since=since,
+                filter=sync_filter,
+                full_state=query_bool(request, "full_state", False),
+                timeout_ms=query_int(request, "timeout", 0, maximum=MAX_TIMEOUT_MS),
+                set_presence=set_presence,
+                use_state_after=query_bool(request, "use_state_after", False),
+            )
+        )
+        return json_response(body)

@@ -1,0 +1,99 @@
+"""A user's membership history per room, as /sync needs it, and its cache.
+
+Sync decides from these rows, bounded by stream positions, which section a room
+belongs to (join, invite, knock, leave), whether it was newly joined or left
+between two tokens, and from where its timeline may start. The cache of a user's
+rows is valid while the notifier's per-user marker has not moved: every membership
+change of the user wakes that user in the notifier right after it commits.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from homeserver.notifier import Notifier
+from storage.sync import MembershipRow, SyncStore
+
+LEFT = ("leave", "ban")
+
+
+class RoomMemberships:
+    """The user's membership events in one room, oldest first."""
+
+    __slots__ = ("_streams", "room_id", "rows")
+
+    def __init__(self, room_id: str, rows: Sequence[MembershipRow]) -> None:
+        self.room_id = room_id
+        self.rows = list(rows)
+        self._streams = [r.stream for r in self.rows]
+
+    def _index_at(self, position: int) -> int:
+        return bisect.bisect_right(self._streams, position) - 1
+
+    def at(self, position: int) -> MembershipRow | None:
+        """The user's membership event in force at ``position`` (None if none yet)."""
+        index = self._index_at(position)
+        return self.rows[index] if index >= 0 else None
+
+    def between(self, after: int, upto: int) -> list[MembershipRow]:
+        """The membership events in (after, upto]."""
+        return self.rows[self._index_at(after) + 1 : self._index_at(upto) + 1]
+
+    def join_streak_start(self, position: int) -> MembershipRow | None:
+        """The first join of the unbroken run of joins in force at ``position``, or, when
+        the user has left by then, of the run just before leaving (None if there was none).
+        """
+        index = self._index_at(position)
+        if index < 0:
+            return None
+        if self.rows[index].membership != "join":
+            index -= 1
+        first: MembershipRow | None = None
+        while index >= 0 and self.rows[index].membership == "join":
+            first = self.rows[index]
+            index -= 1
+        return first
+
+
+def visible_timeline_floor(history: RoomMemberships, upto: int) -> int | None:
+    """The stream position after which the user may see the room's timeline (history
+    visibility stand-in: only events from when the user was joined).
+
+    Returns None when the user was not joined for the membership in force at ``upto``
+    (an invite rejected, a knock withdrawn): then only their own membership event is
+    theirs to see. This is the one place to switch to ``homeserver.rooms.visibility``.
+    """
+    first_join = history.join_streak_start(upto)
+    return None if first_join is None else first_join.stream - 1
+
+
+class MembershipCache:
+    """Users' membership histories by room, refreshed when the notifier says the
+    user changed (bounded LRU)."""
+
+    def __init__(self, store: SyncStore, notifier: Notifier, max_users: int = 10_000) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._max_users = max_users
+        self._entries: OrderedDict[str, tuple[int, dict[str, RoomMemberships]]] = OrderedDict()
+
+    async def get(self, user_id: str) -> dict[str, RoomMemberships]:
+        mark = self._notifier.user_change_position(user_id)
+        cached = self._entries.get(user_id)
+        if cached is not None and cached[0] == mark:
+            self._entries.move_to_end(user_id)
+            return cached[1]
+        rows = await self._store.membership_history(user_id)
+        by_room: dict[str, list[MembershipRow]] = {}
+        for row in rows:
+            by_room.setdefault(row.room_id, []).append(row)
+        histories = {room: RoomMemberships(room, r) for room, r in by_room.items()}
+        # ``mark`` was read before the query: a change committed meanwhile moved the
+        # marker, so this entry is refreshed on the next use.
+        self._entries[user_id] = (mark, histories)
+        self._entries.move_to_end(user_id)
+        while len(self._entries) > self._max_users:
+            self._entries.popitem(last=False)
+        return histories

@@ -1,0 +1,461 @@
+"""The rooms part of /sync (client-server API: "Syncing", GET /sync ``rooms``).
+
+Work is batched across rooms: the user's memberships come from a cache; rooms whose
+membership did not change are only looked at when the notifier says they changed
+since the token; timelines of all rooms come from one statement, their events from
+one ``get_events``; the state groups needed (timeline start, end, ``since``) are
+resolved together; state events of all rooms are fetched and serialized at once.
+
+State of a room in the response (spec: the ``state`` note in "Syncing"):
+initial, full-state or newly joined: the full state at the start of the timeline;
+otherwise the difference between the state at ``since`` and at the start of the
+timeline, both read from state groups. With ``use_state_after`` the end of the
+timeline replaces its start and timeline events are not left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.notifier import Notifier
+from homeserver.rooms.client_format import strip_for_filter
+from homeserver.rooms.serializer import EventSerializer
+from homeserver.sync.extensions import SyncPass, UnreadCounter
+from homeserver.sync.filters import RoomEventFilter
+from homeserver.sync.memberships import (
+    LEFT,
+    MembershipCache,
+    RoomMemberships,
+    visible_timeline_floor,
+)
+from homeserver.sync.result import LeftRoom
+from storage.events import StoredEvent
+from storage.state import StateKey, StateMap
+from storage.stores import Stores
+from storage.sync import MembershipRow, SyncStore
+
+MEMBER = "m.room.member"
+# A selective timeline filter reads older events in batches of this size, this often.
+_REFILL_BATCH = 100
+_REFILL_ROUNDS = 5
+
+
+@dataclass
+class RoomPlan:
+    """What to compute for one room of the response."""
+
+    room_id: str
+    joined: bool  # False: the leave section
+    after: int  # the timeline holds events in (after, upto]
+    upto: int
+    full_state: bool  # state from nothing, not a delta from ``since``
+    since: int | None
+    no_state: bool = False  # never joined: only the user's own membership event
+    timeline: list[StoredEvent] = field(default_factory=list)
+    limited: bool = False
+    start_state: StateMap = field(default_factory=dict)
+    end_state: StateMap = field(default_factory=dict)
+    since_state: StateMap = field(default_factory=dict)
+    state_ids: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _view(stored: StoredEvent) -> dict[str, Any]:
+    """The fields filters look at."""
+    event = stored.event
+    return {
+        "type": event.type,
+        "sender": event.sender,
+        "room_id": event.room_id,
+        "content": event.content,
+    }
+
+
+def _is_trivial(f: RoomEventFilter) -> bool:
+    return (
+        f.types is None
+        and not f.not_types
+        and f.senders is None
+        and not f.not_senders
+        and f.rooms is None
+        and not f.not_rooms
+        and f.contains_url is None
+    )
+
+
+def state_before(stored: StoredEvent, state_after: StateMap) -> StateMap:
+    """The state before an event, from the state after it (a state event replaced one key)."""
+    key = stored.event.state_tuple
+    if key is None or state_after.get(key) != stored.event_id:
+        return state_after
+    before = dict(state_after)
+    if stored.replaces_state is not None:
+        before[key] = stored.replaces_state
+    else:
+        before.pop(key, None)
+    return before
+
+
+class RoomSyncer:
+    def __init__(
+        self,
+        stores: Stores,
+        sync_store: SyncStore,
+        memberships: MembershipCache,
+        notifier: Notifier,
+        serializer: EventSerializer,
+    ) -> None:
+        self._stores = stores
+        self._sync_store = sync_store
+        self._memberships = memberships
+        self._notifier = notifier
+        self._serializer = serializer
+        self.unread_counter: UnreadCounter | None = None
+
+    async def fill(self, sync: SyncPass, *, use_state_after: bool) -> None:
+        upto = sync.now.events
+        since = None if sync.since is None else min(sync.since.events, upto)
+        histories = await self._memberships.get(sync.user_id)
+        plans, continuing, stripped = self._plan(sync, histories, since, upto)
+        if continuing and since is not None:
+            plans += await self._changed_rooms(continuing, since, upto)
+        plans = await self._drop_forgotten(sync.user_id, plans)
+        await self._fetch_timelines(
+            plans, sync.filter.room.timeline, sync.filter.room.timeline_limit
+        )
+        await self._load_state(plans, use_state_after=use_state_after)
+        await self._summaries(sync.user_id, [p for p in plans if p.joined])
+        self._choose_state(sync, plans, use_state_after=use_state_after)
+        await self._render(sync, plans, stripped, use_state_after=use_state_after)
+
+    # -- which rooms ------------------------------------------------------------------
+
+    def _plan(
+        self,
+        sync: SyncPass,
+        histories: dict[str, RoomMemberships],
+        since: int | None,
+        upto: int,
+    ) -> tuple[list[RoomPlan], list[str], list[MembershipRow]]:
+        room_filter = sync.filter.room
+        from_scratch = since is None or sync.full_state
+        plans: list[RoomPlan] = []
+        continuing: list[str] = []
+        stripped: list[MembershipRow] = []
+        for room_id, history in histories.items():
+            if not room_filter.allows_room(room_id):
+                continue
+            current = history.at(upto)
+            if current is None:
+                continue
+            floor = visible_timeline_floor(history, upto)
+            membership = current.membership
+            if membership == "join":
+                assert floor is not None
+                sync.joined_room_ids.append(room_id)
+                at_since = history.at(since) if since is not None else None
+                newly = since is not None and (
+                    at_since is None
+                    or at_since.membership != "join"
+                    or any(r.membership != "join" for r in history.between(since, upto))
+                )
+                if from_scratch or newly:
+                    after = floor if since is None else max(floor, since)
+                    plans.append(RoomPlan(room_id, True, after, upto, True, since))
+                else:
+                    continuing.append(room_id)
+            elif membership in ("invite", "knock"):
+                if from_scratch or (since is not None and current.stream > since):
+                    stripped.append(current)
+            elif membership in LEFT:
+                if from_scratch and not room_filter.include_leave:
+                    continue
+                if not from_scratch and since is not None and current.stream <= since:
+                    continue
+                plans.append(self._leave_plan(history, current, floor, since, sync.full_state))
+        return plans, continuing, stripped
+
+    @staticmethod
+    def _leave_plan(
+        history: RoomMemberships,
+        left: MembershipRow,
+        floor: int | None,
+        since: int | None,
+        full_state: bool,
+    ) -> RoomPlan:
+        if floor is None:  # never joined: a rejected invite or knock, a ban before joining
+            return RoomPlan(left.room_id, False, left.stream - 1, left.stream, True, since, True)
+        delta = False
+        if since is not None and not full_state:
+            at_since = history.at(since)
+            between = history.between(since, left.stream)
+            delta = (
+                at_since is not None
+                and at_since.membership == "join"
+                and all(r.membership == "join" for r in between[:-1])
+            )
+        after = floor if since is None else max(floor, since)
+        return RoomPlan(left.room_id, False, after, left.stream, not delta, since)
+
+    async def _changed_rooms(self, rooms: list[str], since: int, upto: int) -> list[RoomPlan]:
+        """Joined rooms with events after ``since`` (the notifier, seeded on first use)."""
+        unknown = [r for r in rooms if not self._notifier.knows_room(r)]
+        if unknown:
+            for room_id, position in (await self._sync_store.latest_positions(unknown)).items():
+                self._notifier.seed_room(room_id, position)
+        changed = self._notifier.rooms_changed_since(rooms, since)
+        return [RoomPlan(r, True, since, upto, False, since) for r in changed]
+
+    async def _drop_forgotten(self, user_id: str, plans: list[RoomPlan]) -> list[RoomPlan]:
+        if all(p.joined for p in plans):
+            return plans
+        forgotten = await self._stores.rooms.forgotten_rooms(user_id)
+        return [p for p in plans if p.joined or p.room_id not in forgotten]
+
+    # -- timelines --------------------------------------------------------------------
+
+    async def _fetch_timelines(
+        self, plans: list[RoomPlan], timeline_filter: RoomEventFilter, limit: int
+    ) -> None:
+        if timeline_filter.matches_nothing:
+            return
+        wanted = [p for p in plans if p.after < p.upto]
+        found = await self._sync_store.latest_events(
+            [(p.room_id, p.after, p.upto) for p in wanted], limit + 1
+        )
+        ids = [e.event_id for events in found.values() for e in events]
+        stored = await self._stores.events.get_events(ids) if ids else {}
+        trivial = _is_trivial(timeline_filter)
+        for plan in wanted:
+            positions = found.get(plan.room_id, [])
+            events = [stored[e.event_id] for e in positions if e.event_id in stored]
+            more = len(positions) > limit
+            if trivial:
+                plan.limited = more
+                plan.timeline = events[-limit:]
+                continue
+            kept = [e for e in events if timeline_filter.matches(_view(e))]
+            oldest = positions[0].stream if positions else plan.after
+            rounds = 0
+            while more and len(kept) <= limit and rounds < _REFILL_ROUNDS:
+                older = await self._stores.events.room_events_between(
+                    [plan.room_id], plan.after, oldest - 1, _REFILL_BATCH
+                )
+                more = len(older) == _REFILL_BATCH
+                if older:
+                    oldest = older[0].stream_ordering or oldest
+                kept = [e for e in older if timeline_filter.matches(_view(e))] + kept
+                rounds += 1
+            plan.limited = len(kept) > limit or more
+            plan.timeline = kept[-limit:]
+
+    # -- state ------------------------------------------------------------------------
+
+    async def _load_state(self, plans: list[RoomPlan], *, use_state_after: bool) -> None:
+        empty = [p for p in plans if not p.timeline and not p.no_state]
+        deltas = [p for p in plans if not p.full_state and p.since is not None]
+        at_upto = await self._sync_store.latest_events([(p.room_id, 0, p.upto) for p in empty], 1)
+        at_since = await self._sync_store.latest_events(
+            [(p.room_id, 0, p.since) for p in deltas if p.since is not None], 1
+        )
+        groups: set[int] = set()
+        for positions in (*at_upto.values(), *at_since.values()):
+            groups.update(e.state_group for e in positions if e.state_group is not None)
+        for plan in plans:
+            if plan.timeline:
+                for stored in (plan.timeline[0], plan.timeline[-1]):
+                    if stored.state_group is not None:
+                        groups.add(stored.state_group)
+        maps = await self._sync_store.state_groups(groups)
+
+        def group_state(positions: Sequence[Any]) -> StateMap:
+            if not positions or positions[-1].state_group is None:
+                return {}
+            return maps.get(positions[-1].state_group, {})
+
+        for plan in plans:
+            if plan.timeline:
+                first, last = plan.timeline[0], plan.timeline[-1]
+                first_after = maps.get(first.state_group, {}) if first.state_group else {}
+                plan.start_state = state_before(first, first_after)
+                plan.end_state = maps.get(last.state_group, {}) if last.state_group else {}
+            elif not plan.no_state:
+                plan.start_state = plan.end_state = group_state(at_upto.get(plan.room_id, []))
+            if not plan.full_state:
+                plan.since_state = group_state(at_since.get(plan.room_id, []))
+
+    def _choose_state(
+        self, sync: SyncPass, plans: list[RoomPlan], *, use_state_after: bool
+    ) -> None:
+        state_filter = sync.filter.room.state
+        if state_filter.matches_nothing:
+            return
+        for plan in plans:
+            if plan.no_state:
+                continue
+            target = plan.end_state if use_state_after else plan.start_state
+            if plan.full_state:
+                section: dict[StateKey, str] = dict(target)
+            else:
+                section = {k: e for k, e in target.items() if plan.since_state.get(k) != e}
+            if state_filter.lazy_load_members:
+                section = self._lazy_members(sync.user_id, plan, target, section)
+            timeline_ids = set() if use_state_after else {e.event_id for e in plan.timeline}
+            plan.state_ids = [
+                event_id
+                for (event_type, _key), event_id in sorted(section.items())
+                if state_filter.allows_type(event_type) and event_id not in timeline_ids
+            ]
+
+    @staticmethod
+    def _lazy_members(
+        user_id: str, plan: RoomPlan, target: StateMap, section: dict[StateKey, str]
+    ) -> dict[StateKey, str]:
+        """Lazy-loading members: only the members of timeline senders (and heroes and
+        the user on a full-state entry); a delta keeps the members that changed in the
+        gap. Senders' members are sent every time (allowed redundancy)."""
+        wanted = {e.event.sender for e in plan.timeline}
+        if plan.full_state:
+            wanted.add(user_id)
+            wanted.update(plan.summary.get("m.heroes", ()))
+        result = {k: e for k, e in section.items() if k[0] != MEMBER or not plan.full_state}
+        for sender in wanted:
+            event_id = target.get((MEMBER, sender))
+            if event_id is not None:
+                result[(MEMBER, sender)] = event_id
+        return result
+
+    # -- summaries --------------------------------------------------------------------
+
+    async def _summaries(self, user_id: str, plans: list[RoomPlan]) -> None:
+        """``summary`` (spec: m.heroes only when the room has no name nor canonical alias)."""
+        if not plans:
+            return
+        naming = [
+            e
+            for p in plans
+            for key in (("m.room.name", ""), ("m.room.canonical_alias", ""))
+            if (e := p.end_state.get(key)) is not None
+        ]
+        named_events = await self._stores.events.get_events(naming) if naming else {}
+        counts = await self._sync_store.member_counts([p.room_id for p in plans])
+        unnamed = [p for p in plans if not self._has_name(p.end_state, named_events)]
+        heroes = await self._sync_store.heroes([p.room_id for p in unnamed], user_id)
+        for plan in plans:
+            joined, invited = counts.get(plan.room_id, (0, 0))
+            plan.summary = {"m.joined_member_count": joined, "m.invited_member_count": invited}
+            if plan.room_id in heroes:
+                plan.summary["m.heroes"] = heroes[plan.room_id]
+
+    @staticmethod
+    def _has_name(state: StateMap, events: dict[str, StoredEvent]) -> bool:
+        for key, field_name in (
+            (("m.room.name", ""), "name"),
+            (("m.room.canonical_alias", ""), "alias"),
+        ):
+            event_id = state.get(key)
+            stored = events.get(event_id) if event_id is not None else None
+            if (
+                stored is not None
+                and stored.redacted_by is None
+                and stored.event.content.get(field_name)
+            ):
+                return True
+        return False
+
+    # -- rendering --------------------------------------------------------------------
+
+    async def _render(
+        self,
+        sync: SyncPass,
+        plans: list[RoomPlan],
+        stripped: list[MembershipRow],
+        *,
+        use_state_after: bool,
+    ) -> None:
+        state_filter = sync.filter.room.state
+        wanted_ids = {e for p in plans for e in p.state_ids} | {r.event_id for r in stripped}
+        fetched = await self._stores.events.get_events(wanted_ids) if wanted_ids else {}
+        batch: list[StoredEvent] = []
+        slices: dict[str, tuple[int, int, int]] = {}
+        for plan in plans:
+            state = [
+                fetched[e]
+                for e in plan.state_ids
+                if e in fetched and state_filter.matches(_view(fetched[e]))
+            ]
+            start = len(batch)
+            batch += plan.timeline
+            batch += state
+            slices[plan.room_id] = (start, start + len(plan.timeline), len(batch))
+        rendered = await self._format(sync, batch)
+        unread = await self._unread(sync.user_id, [p.room_id for p in plans if p.joined])
+        thread_counts = sync.filter.room.timeline.unread_thread_notifications
+        for plan in plans:
+            start, middle, end = slices[plan.room_id]
+            first_pos = plan.timeline[0].stream_ordering if plan.timeline else None
+            prev_batch = sync.now.with_stream(
+                "events", (first_pos - 1) if first_pos is not None else plan.upto
+            ).serialize()
+            if plan.joined:
+                room = sync.result.joined_room(plan.room_id)
+                room.always_send = plan.full_state
+                room.summary = plan.summary
+                if plan.room_id in unread:
+                    room.unread_notifications = unread[plan.room_id]
+                if thread_counts:
+                    room.unread_thread_notifications = {}
+            else:
+                room = sync.result.leave[plan.room_id] = LeftRoom()
+            room.timeline = rendered[start:middle]
+            room.limited = plan.limited
+            room.prev_batch = prev_batch
+            room.state = rendered[middle:end]
+            room.state_is_after = use_state_after
+        await self._render_stripped(sync, stripped, fetched)
+
+    async def _render_stripped(
+        self, sync: SyncPass, rows: list[MembershipRow], fetched: dict[str, StoredEvent]
+    ) -> None:
+        """Invites and knocks: the stripped state kept for the membership event, then
+        the membership event itself."""
+        if not rows:
+            return
+        kept = await self._sync_store.stripped_states([r.event_id for r in rows])
+        events = [fetched[r.event_id] for r in rows if r.event_id in fetched]
+        rendered = await self._serializer.serialize(
+            events, user_id=sync.user_id, device_id=sync.device_id, include_room_id=False
+        )
+        for stored, body in zip(events, rendered, strict=True):
+            unsigned = body.get("unsigned", {})
+            carried = unsigned.pop("invite_room_state", None) or unsigned.pop(
+                "knock_room_state", None
+            )
+            state = kept.get(stored.event_id) or (carried if isinstance(carried, list) else [])
+            target = (
+                sync.result.invite if stored.event.membership == "invite" else sync.result.knock
+            )
+            target[stored.event.room_id] = [*state, body]
+
+    async def _format(self, sync: SyncPass, events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
+        fields = sync.filter.event_fields
+        if sync.filter.event_format == "federation":
+            return [strip_for_filter(dict(e.event.pdu), fields) for e in events]
+        return await self._serializer.serialize(
+            events,
+            user_id=sync.user_id,
+            device_id=sync.device_id,
+            include_room_id=False,
+            fields=fields,
+        )
+
+    async def _unread(self, user_id: str, room_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        if self.unread_counter is None:
+            return {}
+        counts = await self.unread_counter.unread_counts(user_id, list(room_ids))
+        return {
+            room: {"highlight_count": c.highlight_count, "notification_count": c.notification_count}
+            for room, c in counts.items()
+        }

@@ -1,0 +1,252 @@
+"""Batched reads for /sync: one statement for many rooms, never one per room.
+
+Per-room "latest N events in a range" is a UNION ALL of small indexed subqueries
+(each uses ``events_room_stream``), which both engines run without scanning a
+room's whole history; state groups of many rooms are resolved with one recursive
+query for the delta chains and one for their entries, and cached (groups never change).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database
+from storage.state import StateMap
+
+_CHUNK = 100  # rooms per UNION ALL statement
+_IN_CHUNK = 500  # values per IN (...) list
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    """One of the user's membership events, in the room-events stream."""
+
+    room_id: str
+    event_id: str
+    membership: str
+    stream: int
+
+
+@dataclass(frozen=True)
+class EventPosition:
+    room_id: str
+    event_id: str
+    stream: int
+    state_group: int | None
+
+
+def _marks(start: int, count: int) -> str:
+    return ", ".join(f"${start + i}" for i in range(count))
+
+
+class SyncStore:
+    def __init__(self, db: Database, group_cache_size: int = 10_000) -> None:
+        self.db = db
+        self._groups: OrderedDict[int, StateMap] = OrderedDict()
+        self._group_cache_size = group_cache_size
+
+    # -- memberships -----------------------------------------------------------------
+
+    async def membership_history(self, user_id: str) -> list[MembershipRow]:
+        """Every accepted timeline membership event of the user, oldest first."""
+        rows = await self.db.fetchall(
+            "sync_membership_history",
+            "SELECT m.room_id, m.event_id, m.membership, m.stream_ordering"
+            " FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+            " WHERE m.user_id = $1 AND m.stream_ordering IS NOT NULL"
+            " AND NOT e.soft_failed AND NOT e.outlier AND e.rejected_reason IS NULL"
+            " ORDER BY m.stream_ordering",
+            user_id,
+        )
+        return [MembershipRow(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    # -- events per room -------------------------------------------------------------
+
+    async def latest_events(
+        self, ranges: Sequence[tuple[str, int, int]], limit: int
+    ) -> dict[str, list[EventPosition]]:
+        """For each (room, after, upto): its latest ``limit`` timeline events in
+        (after, upto], oldest first. Rejected, soft-failed and outlier events are left out.
+        """
+        result: dict[str, list[EventPosition]] = {room: [] for room, _a, _u in ranges}
+        for start in range(0, len(ranges), _CHUNK):
+            chunk = ranges[start : start + _CHUNK]
+            parts = []
+            args: list[Any] = [limit]
+            for i, (room_id, after, upto) in enumerate(chunk):
+                base = 2 + 3 * i
+                parts.append(
+                    "SELECT * FROM (SELECT room_id, event_id, stream_ordering, state_group"
+                    f" FROM events WHERE room_id = ${base} AND stream_ordering > ${base + 1}"
+                    f" AND stream_ordering <= ${base + 2} AND NOT outlier AND NOT soft_failed"
+                    " AND rejected_reason IS NULL ORDER BY stream_ordering DESC LIMIT $1)"
+                    f" AS r{i}"
+                )
+                args += [room_id, after, upto]
+            rows = await self.db.fetchall("sync_latest_events", " UNION ALL ".join(parts), *args)
+            for room_id, event_id, stream, group in rows:
+                result[room_id].append(
+                    EventPosition(
+                        room_id, event_id, int(stream), None if group is None else int(group)
+                    )
+                )
+        for events in result.values():
+            events.sort(key=lambda e: e.stream)
+        return result
+
+    async def latest_positions(self, room_ids: Collection[str]) -> dict[str, int]:
+        """The stream position of each room's latest timeline event (for the notifier)."""
+        found = await self.latest_events([(r, 0, 2**62) for r in room_ids], 1)
+        return {room: events[-1].stream for room, events in found.items() if events}
+
+    # -- state groups ----------------------------------------------------------------
+
+    async def state_groups(self, groups: Collection[int]) -> dict[int, StateMap]:
+        """The full state of each group (do not mutate the results)."""
+        result: dict[int, StateMap] = {}
+        missing: list[int] = []
+        for group in set(groups):
+            cached = self._groups.get(group)
+            if cached is not None:
+                self._groups.move_to_end(group)
+                result[group] = cached
+            else:
+                missing.append(group)
+        if not missing:
+            return result
+        prev: dict[int, int | None] = {}
+        async with self.db.transaction("sync_state_groups", readonly=True) as txn:
+            for start in range(0, len(missing), _IN_CHUNK):
+                chunk = missing[start : start + _IN_CHUNK]
+                rows = await txn.fetchall(
+                    "WITH RECURSIVE chain(id, prev_group) AS ("
+                    f" SELECT id, prev_group FROM state_groups WHERE id IN ({_marks(1, len(chunk))})"
+                    " UNION SELECT g.id, g.prev_group FROM state_groups g"
+                    " JOIN chain c ON g.id = c.prev_group)"
+                    " SELECT id, prev_group FROM chain",
+                    *chunk,
+                )
+                for group_id, prev_group in rows:
+                    prev[int(group_id)] = None if prev_group is None else int(prev_group)
+            deltas: dict[int, list[tuple[str, str, str | None]]] = {g: [] for g in prev}
+            ids = list(prev)
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                rows = await txn.fetchall(
+                    "SELECT state_group, type, state_key, event_id FROM state_group_entries"
+                    f" WHERE state_group IN ({_marks(1, len(chunk))})",
+                    *chunk,
+                )
+                for group_id, event_type, state_key, event_id in rows:
+                    deltas[int(group_id)].append((event_type, state_key, event_id))
+        resolved: dict[int, StateMap] = {}
+
+        def resolve(group: int) -> StateMap:
+            chain: list[int] = []
+            current: int | None = group
+            base: StateMap = {}
+            while current is not None:
+                known = resolved.get(current) or self._groups.get(current)
+                if known is not None:
+                    base = dict(known)
+                    break
+                chain.append(current)
+                current = prev.get(current)
+            for member in reversed(chain):
+                for event_type, state_key, event_id in deltas.get(member, ()):
+                    if event_id is None:
+                        base.pop((event_type, state_key), None)
+                    else:
+                        base[(event_type, state_key)] = event_id
+                resolved[member] = dict(base)
+            return base
+
+        for group in missing:
+            state = resolve(group)
+            result[group] = state
+            self._remember(group, state)
+        return result
+
+    def _remember(self, group: int, state: StateMap) -> None:
+        self._groups[group] = state
+        self._groups.move_to_end(group)
+        while len(self._groups) > self._group_cache_size:
+            self._groups.popitem(last=False)
+
+    # -- summaries -------------------------------------------------------------------
+
+    async def member_counts(self, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """(joined, invited) member counts of each room's current state."""
+        counts = {room: (0, 0) for room in room_ids}
+        ids = list(room_ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = await self.db.fetchall(
+                "sync_member_counts",
+                "SELECT room_id, membership, COUNT(*) FROM current_state"
+                f" WHERE type = 'm.room.member' AND room_id IN ({_marks(1, len(chunk))})"
+                " AND membership IN ('join', 'invite') GROUP BY room_id, membership",
+                *chunk,
+            )
+            for room_id, membership, count in rows:
+                joined, invited = counts[room_id]
+                if membership == "join":
+                    joined = int(count)
+                else:
+                    invited = int(count)
+                counts[room_id] = (joined, invited)
+        return counts
+
+    async def heroes(
+        self, room_ids: Collection[str], exclude_user: str, limit: int = 5
+    ) -> dict[str, list[str]]:
+        """Up to ``limit`` members of each room other than ``exclude_user`` for
+        ``m.heroes``: joined or invited ones by stream order, else left or banned ones.
+        """
+        result: dict[str, list[str]] = {room: [] for room in room_ids}
+        ids = list(room_ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = await self.db.fetchall(
+                "sync_heroes",
+                "SELECT room_id, state_key, active FROM (SELECT c.room_id, c.state_key,"
+                " CASE WHEN c.membership IN ('join', 'invite') THEN 1 ELSE 0 END AS active,"
+                " ROW_NUMBER() OVER (PARTITION BY c.room_id,"
+                " CASE WHEN c.membership IN ('join', 'invite') THEN 1 ELSE 0 END"
+                " ORDER BY e.stream_ordering) AS rn"
+                " FROM current_state c JOIN events e ON e.event_id = c.event_id"
+                " WHERE c.type = 'm.room.member' AND c.state_key <> $1"
+                f" AND c.room_id IN ({_marks(3, len(chunk))})) AS h WHERE rn <= $2"
+                " ORDER BY room_id, active DESC, rn",
+                exclude_user,
+                limit,
+                *chunk,
+            )
+            by_room: dict[str, dict[int, list[str]]] = {}
+            for room_id, user_id, active in rows:
+                by_room.setdefault(room_id, {}).setdefault(int(active), []).append(user_id)
+            for room_id, groups in by_room.items():
+                result[room_id] = groups.get(1) or groups.get(0) or []
+        return result
+
+    # -- invites and knocks ------------------------------------------------------------
+
+    async def stripped_states(self, event_ids: Collection[str]) -> dict[str, list[dict[str, Any]]]:
+        """The stripped state kept for each invite or knock membership event."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        ids = list(event_ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = await self.db.fetchall(
+                "sync_stripped_states",
+                "SELECT event_id, stripped_state FROM invite_state"
+                f" WHERE event_id IN ({_marks(1, len(chunk))})",
+                *chunk,
+            )
+            for event_id, raw in rows:
+                result[event_id] = list(json.loads(raw))
+        return result
