@@ -10,6 +10,7 @@ from homeserver.accounts import AccountService
 from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.e2ee import E2ee
 from homeserver.errors import MissingToken
 from homeserver.notifier import Notifier
 from homeserver.profiles import ProfileService
@@ -56,6 +57,7 @@ class ClientContext:
     visibility: HistoryVisibility
     history: RoomHistory
     relations: RelationsService
+    e2ee: E2ee
     sync: SyncService
 
     @property

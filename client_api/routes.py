@@ -16,12 +16,14 @@ from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
 from client_api.filters import FilterHandlers
 from client_api.directory import DirectoryHandlers
+from client_api.keys import KeyHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
 from client_api.messages import MessageHandlers
 from client_api.profile import ProfileHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
+from client_api.room_keys import RoomKeyHandlers
 from client_api.rooms import RoomHandlers
 from client_api.sync import SyncHandlers
 from client_api.versions import DiscoveryHandlers
@@ -44,6 +46,8 @@ def client_routes(
     admin = AdminHandlers(ctx)
     rooms = RoomHandlers(ctx)
     membership = MembershipHandlers(ctx)
+    keys = KeyHandlers(ctx)
+    room_keys = RoomKeyHandlers(ctx)
     sync = SyncHandlers(ctx)
     filters = FilterHandlers(ctx)
     directory = DirectoryHandlers(ctx)
@@ -83,6 +87,26 @@ def client_routes(
         ("POST", "/rooms/{roomId}/invite", membership.invite),
         ("POST", "/rooms/{roomId}/leave", membership.leave),
         ("GET", "/joined_rooms", membership.joined_rooms),
+        ("POST", "/keys/upload", keys.upload_keys),
+        ("POST", "/keys/query", keys.query_keys),
+        ("POST", "/keys/claim", keys.claim_keys),
+        ("GET", "/keys/changes", keys.get_keys_changes),
+        ("POST", "/keys/device_signing/upload", keys.upload_device_signing_keys),
+        ("POST", "/keys/signatures/upload", keys.upload_signatures),
+        ("POST", "/room_keys/version", room_keys.create_version),
+        ("GET", "/room_keys/version", room_keys.get_version),
+        ("GET", "/room_keys/version/{version}", room_keys.get_version),
+        ("PUT", "/room_keys/version/{version}", room_keys.update_version),
+        ("DELETE", "/room_keys/version/{version}", room_keys.delete_version),
+        ("PUT", "/room_keys/keys", room_keys.put_keys),
+        ("GET", "/room_keys/keys", room_keys.get_keys),
+        ("DELETE", "/room_keys/keys", room_keys.delete_keys),
+        ("PUT", "/room_keys/keys/{roomId}", room_keys.put_keys),
+        ("GET", "/room_keys/keys/{roomId}", room_keys.get_keys),
+        ("DELETE", "/room_keys/keys/{roomId}", room_keys.delete_keys),
+        ("PUT", "/room_keys/keys/{roomId}/{sessionId}", room_keys.put_keys),
+        ("GET", "/room_keys/keys/{roomId}/{sessionId}", room_keys.get_keys),
+        ("DELETE", "/room_keys/keys/{roomId}/{sessionId}", room_keys.delete_keys),
         ("GET", "/sync", sync.sync),
         ("POST", "/user/{userId}/filter", filters.define_filter),
         ("GET", "/user/{userId}/filter/{filterId}", filters.get_filter),

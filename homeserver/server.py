@@ -22,6 +22,8 @@ from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
+from homeserver.e2ee import E2ee
+from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.http.middleware import make_middlewares
 from homeserver.media.preview import url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
@@ -128,6 +130,7 @@ class Homeserver:
         visibility = HistoryVisibility(stores)
         history = RoomHistory(stores, visibility)
         relations = RelationsService(stores, visibility, history)
+        e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
         client = ClientContext(
             config=config,
             clock=clock,
@@ -151,10 +154,12 @@ class Homeserver:
             visibility=visibility,
             history=history,
             relations=relations,
+            e2ee=e2ee,
             sync=SyncService(
                 stores, notifier, persister.events_stream, EventSerializer(stores, clock, relations)
             ),
         )
+        client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
         media = media_service_from_config(config, stores.media, clock)
         federation = FederationContext.build(config, clock, signing_key, stores)
         return cls(config, clock, db, signing_key, stores, client, media, federation)

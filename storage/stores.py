@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from storage.accounts import AccountStore
 from storage.database import Database
 from storage.devices import DeviceStore
+from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
 from storage.federation_queue import FederationQueueStore
+from storage.key_backup import KeyBackupStore
 from storage.media import MediaStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.push_actions import PushActionStore
@@ -36,6 +38,8 @@ class Stores:
     state: StateStore
     sync: SyncStore
     rooms: RoomStore
+    e2e_keys: E2eKeyStore
+    key_backup: KeyBackupStore
     relations: RelationStore
     push_rules: PushRuleStore
     pushers: PusherStore
@@ -57,6 +61,8 @@ class Stores:
             state=StateStore(db),
             sync=SyncStore(db),
             rooms=RoomStore(db),
+            e2e_keys=E2eKeyStore(db),
+            key_backup=KeyBackupStore(db),
             relations=RelationStore(db),
             push_rules=PushRuleStore(db),
             pushers=PusherStore(db),

@@ -93,6 +93,34 @@ class DirectoryService:
         if creator != user_id and not await self.may_change_room_list(user_id, room_id):
             raise Forbidden("You may not delete this alias")
         await self._stores.rooms.delete_alias(alias)
+        await self._drop_from_canonical_alias(user_id, room_id, alias)
+
+    async def _drop_from_canonical_alias(self, user_id: str, room_id: str, alias: str) -> None:
+        """Remove a deleted alias from m.room.canonical_alias, if the user may send it.
+
+        The spec lets servers do this and still succeed when the user may not.
+        """
+        key = ("m.room.canonical_alias", "")
+        event = (await self._state_events(room_id, [key])).get(key)
+        if event is None:
+            return
+        content = dict(event.content)
+        changed = False
+        if content.get("alias") == alias:
+            del content["alias"]
+            changed = True
+        alt = content.get("alt_aliases")
+        if isinstance(alt, list) and alias in alt:
+            content["alt_aliases"] = [a for a in alt if a != alias]
+            changed = True
+        if not changed:
+            return
+        try:
+            await self._creator.send(
+                room_id, "m.room.canonical_alias", user_id, content, state_key=""
+            )
+        except MatrixError:
+            pass  # the alias is gone either way
 
     async def local_aliases(self, user_id: str, room_id: str) -> list[str]:
         """GET /rooms/{roomId}/aliases: for members, or anyone if the room is world_readable."""

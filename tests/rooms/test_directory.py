@@ -43,6 +43,24 @@ async def test_alias_lifecycle(hs: HomeserverHarness) -> None:
     assert (await alice.request("GET", f"/rooms/{room}/aliases"))["aliases"] == ["#cats:test.local"]
 
 
+async def test_deleting_an_alias_updates_the_canonical_alias(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    room = await alice.create_room(room_alias_name="main")
+    await alice.request("PUT", _alias_path("#alt:test.local"), {"room_id": room})
+    await alice.request(
+        "PUT",
+        f"/rooms/{room}/state/m.room.canonical_alias/",
+        {"alias": "#main:test.local", "alt_aliases": ["#alt:test.local"]},
+    )
+    await alice.request("DELETE", _alias_path("#alt:test.local"))
+    assert await alice.state(room, "m.room.canonical_alias") == {
+        "alias": "#main:test.local",
+        "alt_aliases": [],
+    }
+    await alice.request("DELETE", _alias_path("#main:test.local"))
+    assert await alice.state(room, "m.room.canonical_alias") == {"alt_aliases": []}
+
+
 async def test_server_admin_may_delete_any_alias(hs: HomeserverHarness) -> None:
     alice = await make_user(hs, "alice")
     admin = await make_user(hs, "admin")

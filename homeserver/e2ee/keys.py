@@ -1,0 +1,341 @@
+"""Device keys, one-time keys and fallback keys: upload, query and claim.
+
+Spec: client-server "End-to-End Encryption" > "Key management API" (``/keys/upload``,
+``/keys/query``, ``/keys/claim``), "One-time and fallback keys", "Extensions to
+/sync"; server-server "End-to-End Encryption" (``/user/keys/query``,
+``/user/keys/claim``) and "Device Management" (``/user/devices/{userId}``), which
+federation serves with :meth:`query_local_keys`, :meth:`claim_local_keys` and
+:meth:`user_devices`.
+
+Remote users are asked through two hooks that federation sets:
+
+- ``remote_key_query(server_name, {user_id: [device_id, ...]}, timeout_ms)`` returns
+  that server's ``/user/keys/query`` response body;
+- ``remote_key_claim(server_name, {user_id: {device_id: algorithm}}, timeout_ms)``
+  returns its ``/user/keys/claim`` response body.
+
+A hook that is unset or raises records the server under ``failures``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from homeserver.clock import Clock
+from homeserver.e2ee.cross_signing import visible_signatures
+from homeserver.e2ee.device_lists import DeviceListService
+from homeserver.e2ee.validation import check_device_keys, check_one_time_key
+from homeserver.errors import InvalidParam
+from homeserver.events import server_name_of
+from storage.database import Transaction
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+RemoteKeyQuery = Callable[[str, dict[str, list[str]], int], Awaitable[dict[str, Any]]]
+RemoteKeyClaim = Callable[[str, dict[str, dict[str, str]], int], Awaitable[dict[str, Any]]]
+
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+def _failure(exc: BaseException | None) -> dict[str, Any]:
+    if exc is None:
+        return {"status": 503, "message": "Federation is not available"}
+    status = getattr(exc, "status", 503)
+    return {"status": status if isinstance(status, int) else 503, "message": str(exc)}
+
+
+class E2eKeyService:
+    def __init__(
+        self, server_name: str, stores: Stores, device_lists: DeviceListService, clock: Clock
+    ) -> None:
+        self._server_name = server_name
+        self._stores = stores
+        self._device_lists = device_lists
+        self._clock = clock
+        self.remote_key_query: RemoteKeyQuery | None = None
+        self.remote_key_claim: RemoteKeyClaim | None = None
+
+    def is_mine(self, user_id: str) -> bool:
+        try:
+            return server_name_of(user_id) == self._server_name
+        except ValueError:
+            return False
+
+    # -- upload -----------------------------------------------------------------------
+
+    async def upload(
+        self,
+        user_id: str,
+        device_id: str,
+        device_keys: dict[str, Any] | None,
+        one_time_keys: dict[str, Any],
+        fallback_keys: dict[str, Any],
+    ) -> dict[str, int]:
+        """``POST /keys/upload``: store what is valid, all or nothing; return OTK counts."""
+        if device_keys is not None:
+            check_device_keys(device_keys, user_id, device_id)
+        fallback_algorithms = [name.partition(":")[0] for name in fallback_keys]
+        if len(set(fallback_algorithms)) != len(fallback_algorithms):
+            raise InvalidParam("fallback_keys: at most one key per algorithm")
+
+        async def txn_func(txn: Transaction) -> dict[str, int]:
+            keys_store = self._stores.e2e_keys
+            existing = await keys_store.get_device_keys_txn(txn, user_id, device_id)
+            stored = existing
+            if device_keys is not None:
+                stored = device_keys
+                if existing is None or existing != device_keys:
+                    if existing is not None and existing.get("keys") != device_keys.get("keys"):
+                        raise InvalidParam(
+                            f"Device keys for {device_id} already exist and differ; "
+                            "log in as a new device to change identity keys"
+                        )
+                    now = self._clock.time_ms()
+                    await keys_store.set_device_keys_txn(txn, user_id, device_id, device_keys, now)
+                    await self._device_lists.record_change_txn(txn, user_id, [device_id])
+            ed25519 = None
+            if stored is not None:
+                ed25519 = stored.get("keys", {}).get(f"ed25519:{device_id}")
+            await self._store_one_time_keys_txn(txn, user_id, device_id, one_time_keys, ed25519)
+            for name, key in fallback_keys.items():
+                algorithm, key_id = check_one_time_key(
+                    name, key, user_id, device_id, ed25519, "fallback_keys"
+                )
+                await keys_store.set_fallback_key_txn(
+                    txn, user_id, device_id, algorithm, key_id, key
+                )
+            counts = await keys_store.count_one_time_keys_txn(txn, user_id, device_id)
+            return {"signed_curve25519": 0, **counts}
+
+        return await self._stores.db.run_transaction("upload_keys", txn_func)
+
+    async def _store_one_time_keys_txn(
+        self,
+        txn: Transaction,
+        user_id: str,
+        device_id: str,
+        one_time_keys: dict[str, Any],
+        ed25519: str | None,
+    ) -> None:
+        checked: dict[tuple[str, str], Any] = {}
+        for name, key in one_time_keys.items():
+            algorithm, key_id = check_one_time_key(
+                name, key, user_id, device_id, ed25519, "one_time_keys"
+            )
+            checked[(algorithm, key_id)] = key
+        held = await self._stores.e2e_keys.get_one_time_keys_txn(
+            txn, user_id, device_id, list(checked)
+        )
+        new: list[tuple[str, str, Any]] = []
+        for (algorithm, key_id), key in checked.items():
+            old = held.get((algorithm, key_id))
+            if old is None:
+                new.append((algorithm, key_id, key))
+            elif json.loads(old) != key:
+                raise InvalidParam(f"One-time key {algorithm}:{key_id} already exists and differs")
+        if new:
+            await self._stores.e2e_keys.add_one_time_keys_txn(
+                txn, user_id, device_id, new, self._clock.time_ms()
+            )
+
+    # -- query ------------------------------------------------------------------------
+
+    async def query(
+        self, requester: str, device_keys: Mapping[str, list[str]], timeout_ms: int
+    ) -> dict[str, Any]:
+        """``POST /keys/query``: local users from storage, remote ones through the hook."""
+        local = {u: d for u, d in device_keys.items() if self.is_mine(u)}
+        result = await self.query_local_keys(local, requester)
+        result["failures"] = {}
+        by_server: dict[str, dict[str, list[str]]] = defaultdict(dict)
+        for user_id, devices in device_keys.items():
+            if not self.is_mine(user_id):
+                try:
+                    by_server[server_name_of(user_id)][user_id] = list(devices)
+                except ValueError:
+                    continue
+        if by_server:
+            answers = await asyncio.gather(
+                *(self._ask_remote_query(s, q, timeout_ms) for s, q in by_server.items())
+            )
+            for server, (body, failure) in zip(by_server, answers, strict=True):
+                if failure is not None:
+                    result["failures"][server] = failure
+                    continue
+                for section in ("device_keys", "master_keys", "self_signing_keys"):
+                    value = body.get(section)
+                    if isinstance(value, dict):
+                        result[section].update(
+                            {u: v for u, v in value.items() if u in by_server[server]}
+                        )
+        return result
+
+    async def _ask_remote_query(
+        self, server: str, query: dict[str, list[str]], timeout_ms: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if self.remote_key_query is None:
+            return {}, _failure(None)
+        try:
+            return await self.remote_key_query(server, query, timeout_ms), None
+        except Exception as exc:
+            logger.info("key query to %s failed: %s", server, exc)
+            return {}, _failure(exc)
+
+    async def query_local_keys(
+        self, device_keys: Mapping[str, list[str]], requester: str | None
+    ) -> dict[str, Any]:
+        """Keys of local users; user-signing keys only for the requester themself.
+
+        Federation's ``/user/keys/query`` passes ``requester=None``.
+        """
+        out: dict[str, Any] = {
+            "device_keys": {},
+            "master_keys": {},
+            "self_signing_keys": {},
+        }
+        if requester is not None:
+            out["user_signing_keys"] = {}
+        store = self._stores.e2e_keys
+        for user_id, wanted in device_keys.items():
+            if not self.is_mine(user_id):
+                continue
+            signatures = visible_signatures(await store.get_signatures_for_user(user_id), requester)
+            devices: dict[str, Any] = {}
+            for stored in await store.get_user_device_keys(user_id, wanted):
+                keys = dict(stored.keys)
+                _merge_signatures(keys, signatures.get(stored.device_id, {}))
+                if stored.display_name is not None:
+                    keys["unsigned"] = {"device_display_name": stored.display_name}
+                devices[stored.device_id] = keys
+            out["device_keys"][user_id] = devices
+            cross = await store.get_cross_signing_keys(user_id)
+            if "master" in cross:
+                master = dict(cross["master"])
+                ((_, public_key),) = master["keys"].items()
+                _merge_signatures(master, signatures.get(public_key, {}))
+                out["master_keys"][user_id] = master
+            if "self_signing" in cross:
+                out["self_signing_keys"][user_id] = cross["self_signing"]
+            if "user_signing" in cross and requester == user_id:
+                out["user_signing_keys"][user_id] = cross["user_signing"]
+        return out
+
+    async def user_devices(self, user_id: str) -> dict[str, Any]:
+        """Federation ``GET /user/devices/{userId}`` body for a local user."""
+        stored = {d.device_id: d for d in await self._stores.e2e_keys.get_user_device_keys(user_id)}
+        devices = []
+        for device in await self._stores.devices.get_devices(user_id):
+            entry: dict[str, Any] = {"device_id": device.device_id}
+            if device.device_id in stored:
+                entry["keys"] = stored[device.device_id].keys
+            if device.display_name is not None:
+                entry["device_display_name"] = device.display_name
+            devices.append(entry)
+        body: dict[str, Any] = {
+            "user_id": user_id,
+            "stream_id": await self._stores.e2e_keys.user_device_list_position(user_id),
+            "devices": devices,
+        }
+        cross = await self._stores.e2e_keys.get_cross_signing_keys(user_id)
+        if "master" in cross:
+            body["master_key"] = cross["master"]
+        if "self_signing" in cross:
+            body["self_signing_key"] = cross["self_signing"]
+        return body
+
+    # -- claim ------------------------------------------------------------------------
+
+    async def claim(
+        self, one_time_keys: Mapping[str, Mapping[str, str]], timeout_ms: int
+    ) -> dict[str, Any]:
+        """``POST /keys/claim``: each one-time key is handed out at most once."""
+        local = {u: d for u, d in one_time_keys.items() if self.is_mine(u)}
+        claimed = await self.claim_local_keys(local)
+        failures: dict[str, Any] = {}
+        by_server: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+        for user_id, devices in one_time_keys.items():
+            if not self.is_mine(user_id):
+                try:
+                    by_server[server_name_of(user_id)][user_id] = dict(devices)
+                except ValueError:
+                    continue
+        if by_server:
+            answers = await asyncio.gather(
+                *(self._ask_remote_claim(s, q, timeout_ms) for s, q in by_server.items())
+            )
+            for server, (body, failure) in zip(by_server, answers, strict=True):
+                if failure is not None:
+                    failures[server] = failure
+                    continue
+                keys = body.get("one_time_keys")
+                if isinstance(keys, dict):
+                    claimed.update({u: v for u, v in keys.items() if u in by_server[server]})
+        return {"one_time_keys": claimed, "failures": failures}
+
+    async def _ask_remote_claim(
+        self, server: str, query: dict[str, dict[str, str]], timeout_ms: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if self.remote_key_claim is None:
+            return {}, _failure(None)
+        try:
+            return await self.remote_key_claim(server, query, timeout_ms), None
+        except Exception as exc:
+            logger.info("key claim to %s failed: %s", server, exc)
+            return {}, _failure(exc)
+
+    async def claim_local_keys(
+        self, one_time_keys: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Claim keys of local devices: a one-time key, else the fallback key (marked used).
+
+        Devices are claimed in a fixed order so concurrent claims over PostgreSQL
+        take row locks in the same order.
+        """
+        wanted = sorted(
+            (u, d, alg)
+            for u, devices in one_time_keys.items()
+            if self.is_mine(u)
+            for d, alg in devices.items()
+        )
+
+        async def txn_func(txn: Transaction) -> dict[str, dict[str, dict[str, Any]]]:
+            store = self._stores.e2e_keys
+            out: dict[str, dict[str, dict[str, Any]]] = {}
+            for user_id, device_id, algorithm in wanted:
+                got = await store.claim_one_time_key_txn(txn, user_id, device_id, algorithm)
+                if got is None:
+                    got = await store.claim_fallback_key_txn(txn, user_id, device_id, algorithm)
+                if got is not None:
+                    key_id, key = got
+                    out.setdefault(user_id, {})[device_id] = {f"{algorithm}:{key_id}": key}
+            return out
+
+        if not wanted:
+            return {}
+        return await self._stores.db.run_transaction("claim_one_time_keys", txn_func)
+
+    # -- for /sync --------------------------------------------------------------------
+
+    async def device_one_time_keys_count(self, user_id: str, device_id: str) -> dict[str, int]:
+        """``device_one_time_keys_count`` of /sync (signed_curve25519 always present)."""
+        counts = await self._stores.e2e_keys.count_one_time_keys(user_id, device_id)
+        return {"signed_curve25519": 0, **counts}
+
+    async def device_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
+        """``device_unused_fallback_key_types`` of /sync."""
+        return await self._stores.e2e_keys.unused_fallback_key_types(user_id, device_id)
+
+
+def _merge_signatures(obj: dict[str, Any], extra: Mapping[str, Mapping[str, str]]) -> None:
+    if not extra:
+        return
+    sigs = {u: dict(s) for u, s in obj.get("signatures", {}).items()}
+    for signer, by_key in extra.items():
+        sigs.setdefault(signer, {}).update(by_key)
+    obj["signatures"] = sigs

@@ -1,0 +1,101 @@
+"""The device list stream: /keys/changes, device deletion, joins and leaves, /sync."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import HomeserverHarness
+from tests.e2ee.helpers import changes, current_token, login_again, make_device, query
+from tests.rooms.helpers import make_user
+
+
+async def test_changes_for_users_sharing_a_room(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    bob = await make_user(hs, "bob")
+    carol = await make_device(hs, "carol")
+    room = await bob.create_room(preset="public_chat")
+    await alice.user.join(room)
+    start = current_token(hs)
+    await alice.upload(device_keys=alice.device_keys())
+    await carol.upload(device_keys=carol.device_keys())  # shares no room with bob
+    end = current_token(hs)
+    assert await changes(bob, start, end) == {"changed": [alice.user_id], "left": []}
+    # alice sees her own change
+    assert alice.user_id in (await changes(alice.user, start, end))["changed"]
+    # nothing between end and end; OTK uploads are not device list changes
+    await alice.upload(one_time_keys=alice.one_time_keys(3))
+    assert await changes(bob, end, current_token(hs)) == {"changed": [], "left": []}
+
+
+async def test_deleting_a_device_drops_its_keys_and_is_a_change(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await bob.create_room(preset="public_chat")
+    await alice.user.join(room)
+    await alice.upload(device_keys=alice.device_keys(), one_time_keys=alice.one_time_keys(2))
+    start = current_token(hs)
+    path = f"/devices/{alice.device_id}"
+    first = await alice.user.request("DELETE", path, {}, expect=401)
+    other = await login_again(hs, alice.user)
+    await other.request(
+        "DELETE",
+        path,
+        {
+            "auth": {
+                "type": "m.login.password",
+                "session": first["session"],
+                "identifier": {"type": "m.id.user", "user": alice.user_id},
+                "password": "correct horse",
+            }
+        },
+    )
+    assert (await query(bob, alice.user_id))["device_keys"][alice.user_id] == {}
+    assert await changes(bob, start, current_token(hs)) == {"changed": [alice.user_id], "left": []}
+    claim = {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}}
+    assert (await bob.request("POST", "/keys/claim", claim))["one_time_keys"] == {}
+
+
+async def test_joining_makes_changed_and_leaving_makes_left(hs: HomeserverHarness) -> None:
+    bob = await make_user(hs, "bob")
+    dave = await make_device(hs, "dave")
+    await dave.upload(device_keys=dave.device_keys())
+    room = await bob.create_room(preset="public_chat")
+    before_join = current_token(hs)
+    await dave.user.join(room)
+    after_join = current_token(hs)
+    assert await changes(bob, before_join, after_join) == {"changed": [dave.user_id], "left": []}
+    # and from dave's side: bob is newly shared
+    assert (await changes(dave.user, before_join, after_join))["changed"] == [bob.user_id]
+    await dave.user.leave(room)
+    after_leave = current_token(hs)
+    assert await changes(bob, after_join, after_leave) == {"changed": [], "left": [dave.user_id]}
+    # still sharing another room: not "left"
+    other = await bob.create_room(preset="public_chat")
+    await dave.user.join(other)
+    await dave.user.join(room)
+    rejoined = current_token(hs)
+    await dave.user.leave(room)
+    assert (await changes(bob, rejoined, current_token(hs)))["left"] == []
+
+
+async def test_sync_carries_device_lists_and_key_counts(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    bob = await make_device(hs, "bob")
+    room = await bob.user.create_room(preset="public_chat")
+    await alice.user.join(room)
+    await bob.upload(
+        device_keys=bob.device_keys(),
+        one_time_keys=bob.one_time_keys(4),
+        fallback_keys=bob.one_time_keys(1, fallback=True),
+    )
+    initial = await bob.user.sync(timeout=0)
+    assert initial["device_one_time_keys_count"] == {"signed_curve25519": 4}
+    assert initial["device_unused_fallback_key_types"] == ["signed_curve25519"]
+    since = initial["next_batch"]
+
+    waiting = asyncio.create_task(bob.user.sync(since=since, timeout=10_000))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await alice.upload(device_keys=alice.device_keys())
+    incremental = await asyncio.wait_for(waiting, 5)
+    assert incremental["device_lists"] == {"changed": [alice.user_id], "left": []}
