@@ -113,9 +113,7 @@ class RoomKeyHandlers:
         version = _version_param(request)
         room_id = request.match_info.get("roomId")
         session_id = request.match_info.get("sessionId")
-        keys = await self._ctx.e2ee.backup.get_keys(
-            requester.user_id, version, room_id, session_id
-        )
+        keys = await self._ctx.e2ee.backup.get_keys(requester.user_id, version, room_id, session_id)
         if session_id is not None:
             if not keys:
                 raise NotFound("Key not found.")

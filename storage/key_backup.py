@@ -47,9 +47,7 @@ _KEY_COLUMNS = (
 
 
 def _key(row: tuple[Any, ...]) -> BackedUpKey:
-    return BackedUpKey(
-        row[0], row[1], int(row[2]), int(row[3]), bool(row[4]), json.loads(row[5])
-    )
+    return BackedUpKey(row[0], row[1], int(row[2]), int(row[3]), bool(row[4]), json.loads(row[5]))
 
 
 class KeyBackupStore:

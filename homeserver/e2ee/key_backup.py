@@ -123,7 +123,9 @@ class KeyBackupService:
         if version is None or number is not None:
             info = await self._stores.key_backup.get_version_txn(txn, user_id, number)
         if info is None or info.deleted:
-            raise NotFound("No current backup version" if version is None else "Unknown backup version")
+            raise NotFound(
+                "No current backup version" if version is None else "Unknown backup version"
+            )
         return info
 
     # -- keys -------------------------------------------------------------------------

@@ -34,9 +34,9 @@ class DeviceListSyncExtension:
             extra["device_one_time_keys_count"] = await self._keys.device_one_time_keys_count(
                 sync.user_id, sync.device_id
             )
-            extra["device_unused_fallback_key_types"] = (
-                await self._keys.device_unused_fallback_key_types(sync.user_id, sync.device_id)
-            )
+            extra[
+                "device_unused_fallback_key_types"
+            ] = await self._keys.device_unused_fallback_key_types(sync.user_id, sync.device_id)
         if sync.since is None:
             return
         changes = await self._device_lists.device_lists(sync.user_id, sync.since, sync.now)

@@ -91,7 +91,9 @@ def check_device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any]
     for key_id in key_map:
         algorithm, sep, key_device = key_id.partition(":")
         if not sep or not algorithm or key_device != device_id:
-            raise InvalidParam(f"device_keys.keys: key ID {key_id!r} is not <algorithm>:{device_id}")
+            raise InvalidParam(
+                f"device_keys.keys: key ID {key_id!r} is not <algorithm>:{device_id}"
+            )
     _signatures_shape(keys, "device_keys")
     ed_key_id = f"ed25519:{device_id}"
     ed_key = key_map.get(ed_key_id)

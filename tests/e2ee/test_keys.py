@@ -74,11 +74,11 @@ async def test_remote_hooks_are_used(hs: HomeserverHarness) -> None:
     keys = hs.server.client.e2ee.keys
     asked = []
 
-    async def remote_query(server: str, q: dict, timeout: int) -> dict:
+    async def remote_query(server: str, q: dict, timeout_ms: int) -> dict:
         asked.append((server, q))
         return {"device_keys": {"@carol:elsewhere.example": {"D": {"x": 1}}}}
 
-    async def remote_claim(server: str, q: dict, timeout: int) -> dict:
+    async def remote_claim(server: str, q: dict, timeout_ms: int) -> dict:
         return {"one_time_keys": {"@carol:elsewhere.example": {"D": {"curve25519:1": "k"}}}}
 
     keys.remote_key_query = remote_query
@@ -103,9 +103,7 @@ async def test_concurrent_claims_hand_out_each_key_once(hs: HomeserverHarness) -
     results = await asyncio.gather(
         *(claimers[i % 3].request("POST", "/keys/claim", claim) for i in range(20))
     )
-    names = [
-        next(iter(r["one_time_keys"][alice.user_id][alice.device_id])) for r in results
-    ]
+    names = [next(iter(r["one_time_keys"][alice.user_id][alice.device_id])) for r in results]
     handed_otks = [n for n in names if n in otks]
     assert sorted(handed_otks) == sorted(otks)  # each exactly once
     assert names.count(next(iter(fallback))) == 8
@@ -115,9 +113,9 @@ async def test_device_keys_must_be_signed_and_match_requester(hs: HomeserverHarn
     alice = await make_device(hs, "alice")
     bob = await make_user(hs, "bob")
     forged = alice.device_keys()
-    forged["keys"][f"curve25519:{alice.device_id}"] = "AAAA" + forged["keys"][
-        f"curve25519:{alice.device_id}"
-    ][4:]
+    forged["keys"][f"curve25519:{alice.device_id}"] = (
+        "AAAA" + forged["keys"][f"curve25519:{alice.device_id}"][4:]
+    )
     body = await alice.upload(expect=400, device_keys=forged)
     assert body["errcode"] == "M_INVALID_SIGNATURE"
     unsigned = alice.device_keys()
