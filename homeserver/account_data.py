@@ -1,0 +1,251 @@
+"""Account data, room tags and ignored users (client-server API: Client Config,
+Room Tagging, Ignoring Users).
+
+Each write takes the next position of the account-data stream and wakes the user's
+long-polls; /sync reads what changed between two positions (``for_sync``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.errors import BadJson, MatrixError, NotFound
+from homeserver.notifier import Notifier
+from homeserver.streams import StreamIdGenerator
+from homeserver.sync.extensions import SyncPass
+from homeserver.sync.result import SyncResult
+from storage.account_data import AccountDataStore
+
+# Types the server manages: clients read them but cannot set them (405 M_BAD_JSON).
+SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
+IGNORED_USER_LIST = "m.ignored_user_list"
+TAG = "m.tag"
+FULLY_READ = "m.fully_read"
+MAX_TAG_BYTES = 255
+
+
+@dataclass
+class AccountDataSync:
+    """What /sync shows of account data: global events and events per room."""
+
+    global_events: list[dict[str, Any]] = field(default_factory=list)
+    room_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class AccountDataService:
+    def __init__(
+        self, store: AccountDataStore, notifier: Notifier, stream: StreamIdGenerator
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._stream = stream
+        self._ignored: dict[str, frozenset[str]] = {}
+        # user -> position of their latest write in this process
+        self._user_last: dict[str, int] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def current_position(self) -> int:
+        return self._stream.current()
+
+    # -- writing --------------------------------------------------------------------
+
+    async def set_by_client(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> None:
+        """PUT .../account_data/{type}: anything but the server-managed types."""
+        if data_type in SERVER_MANAGED_TYPES:
+            raise MatrixError(
+                405, "M_BAD_JSON", f"Cannot set {data_type} through this API"
+            )
+        if data_type == IGNORED_USER_LIST:
+            ignored = content.get("ignored_users", {})
+            if not isinstance(ignored, dict):
+                raise BadJson("'ignored_users' must be an object")
+        await self.put(user_id, room_id, data_type, content)
+
+    async def put(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> int:
+        """Store one entry (no checks: for the server's own types too); its position."""
+        async with self._locks[user_id]:
+            position = self._stream.allocate()
+            try:
+                await self._store.put(user_id, room_id, data_type, content, position)
+            finally:
+                self._stream.finish(position)
+            if room_id is None and data_type == IGNORED_USER_LIST:
+                self._ignored[user_id] = _ignored_of(content)
+            self._user_last[user_id] = position
+        self._notifier.on_user_change(user_id)
+        return position
+
+    async def update(
+        self,
+        user_id: str,
+        room_id: str | None,
+        data_type: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        """Read-modify-write one entry atomically; ``change`` returns None to keep it."""
+        async with self._locks[user_id]:
+            position = self._stream.allocate()
+            try:
+                new = await self._store.update(user_id, room_id, data_type, change, position)
+            finally:
+                self._stream.finish(position)
+            if new is not None:
+                self._user_last[user_id] = position
+        if new is not None:
+            self._notifier.on_user_change(user_id)
+        return new
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get(self, user_id: str, room_id: str | None, data_type: str) -> dict[str, Any]:
+        content = await self._store.get(user_id, room_id, data_type)
+        if content is None:
+            raise NotFound("Account data not found")
+        return content
+
+    async def ignored_users(self, user_id: str) -> frozenset[str]:
+        """The users ``user_id`` ignores (``m.ignored_user_list``), cached."""
+        cached = self._ignored.get(user_id)
+        if cached is not None:
+            return cached
+        content = await self._store.get(user_id, None, IGNORED_USER_LIST)
+        ignored = _ignored_of(content or {})
+        self._ignored.setdefault(user_id, ignored)
+        return ignored
+
+    # -- tags (m.tag room account data) ----------------------------------------------
+
+    async def get_tags(self, user_id: str, room_id: str) -> dict[str, Any]:
+        content = await self._store.get(user_id, room_id, TAG)
+        tags = (content or {}).get("tags", {})
+        return tags if isinstance(tags, dict) else {}
+
+    async def set_tag(self, user_id: str, room_id: str, tag: str, info: dict[str, Any]) -> None:
+        if len(tag.encode()) > MAX_TAG_BYTES:
+            raise MatrixError(400, "M_INVALID_PARAM", "Tag names are at most 255 bytes")
+        order = info.get("order")
+        if order is not None and (isinstance(order, bool) or not isinstance(order, int | float)):
+            raise BadJson("'order' must be a number")
+
+        def add(current: dict[str, Any] | None) -> dict[str, Any]:
+            tags = dict(_tags_of(current))
+            tags[tag] = info
+            return {**(current or {}), "tags": tags}
+
+        await self.update(user_id, room_id, TAG, add)
+
+    async def remove_tag(self, user_id: str, room_id: str, tag: str) -> None:
+        def remove(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            tags = _tags_of(current)
+            if tag not in tags:
+                return None
+            return {**(current or {}), "tags": {k: v for k, v in tags.items() if k != tag}}
+
+        await self.update(user_id, room_id, TAG, remove)
+
+    # -- /sync ----------------------------------------------------------------------
+
+    def has_updates(self, user_id: str, since: int) -> bool:
+        return self._user_last.get(user_id, 0) > since
+
+    async def for_sync(
+        self, user_id: str, since: int | None, upto: int, room_ids: set[str] | None = None
+    ) -> AccountDataSync:
+        """Account data that changed in (since, upto] (everything when ``since`` is None),
+        split into global events and per-room events (rooms limited to ``room_ids``)."""
+        result = AccountDataSync()
+        if since is not None and since >= upto:
+            return result
+        for record in await self._store.changed_for_user(user_id, since, upto):
+            event = {"type": record.data_type, "content": record.content}
+            if record.room_id is None:
+                result.global_events.append(event)
+            elif room_ids is None or record.room_id in room_ids:
+                result.room_events.setdefault(record.room_id, []).append(event)
+        return result
+
+
+def _ignored_of(content: dict[str, Any]) -> frozenset[str]:
+    ignored = content.get("ignored_users", {})
+    return frozenset(ignored) if isinstance(ignored, dict) else frozenset()
+
+
+def _tags_of(content: dict[str, Any] | None) -> dict[str, Any]:
+    tags = (content or {}).get("tags", {})
+    return tags if isinstance(tags, dict) else {}
+
+
+class AccountDataSyncExtension:
+    """``account_data`` of /sync (top level and per joined room); also hides what the
+    user's ``m.ignored_user_list`` asks to hide: non-state timeline events of ignored
+    senders and invites from them (client-server API: Ignoring Users)."""
+
+    stream = "account_data"
+
+    def __init__(self, service: AccountDataService) -> None:
+        self._service = service
+
+    def current_position(self) -> int:
+        return self._service.current_position()
+
+    def has_updates(self, user_id: str, room_ids: Collection[str], since: int) -> bool:
+        return self._service.has_updates(user_id, since)
+
+    async def contribute(self, sync: SyncPass) -> None:
+        joined = set(sync.joined_room_ids)
+        data = await self._service.for_sync(
+            sync.user_id,
+            sync.since_position(self.stream),
+            sync.upto_position(self.stream),
+            joined | set(sync.result.leave),
+        )
+        global_filter = sync.filter.account_data
+        sync.result.account_data.extend(
+            e for e in data.global_events if global_filter.allows_type(e["type"])
+        )
+        room_filter = sync.filter.room.account_data
+        for room_id, events in data.room_events.items():
+            kept = [e for e in events if room_filter.allows_type(e["type"])]
+            if not kept or not room_filter.allows_room(room_id):
+                continue
+            if room_id in joined:
+                sync.result.joined_room(room_id).account_data.extend(kept)
+            else:
+                sync.result.leave[room_id].account_data.extend(kept)
+        ignored = await self._service.ignored_users(sync.user_id)
+        if ignored:
+            hide_ignored(sync.result, sync.user_id, ignored)
+
+
+def hide_ignored(result: SyncResult, user_id: str, ignored: frozenset[str]) -> None:
+    """Drop non-state timeline events sent by ignored users and their invites."""
+    for room in [*result.join.values(), *result.leave.values()]:
+        room.timeline = [
+            e for e in room.timeline if "state_key" in e or e.get("sender") not in ignored
+        ]
+    for room_id, stripped in list(result.invite.items()):
+        inviter = _inviter(stripped, user_id)
+        if inviter is not None and inviter in ignored:
+            del result.invite[room_id]
+
+
+def _inviter(stripped: list[dict[str, Any]], user_id: str) -> str | None:
+    for event in stripped:
+        content = event.get("content")
+        if (
+            event.get("type") == "m.room.member"
+            and event.get("state_key") == user_id
+            and isinstance(content, dict)
+            and content.get("membership") == "invite"
+        ):
+            sender = event.get("sender")
+            return sender if isinstance(sender, str) else None
+    return None

@@ -1,0 +1,120 @@
+"""The non-room streams built together: presence, receipts, typing, account data,
+to-device; their /sync extensions and the background ticker of their timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from homeserver.account_data import AccountDataService, AccountDataSyncExtension
+from homeserver.clock import Clock
+from homeserver.config import HomeserverConfig
+from homeserver.notifier import Notifier
+from homeserver.presence import PresenceService, PresenceSyncExtension
+from homeserver.receipts import ReceiptService, ReceiptsSyncExtension
+from homeserver.rooms.persister import EventPersister
+from homeserver.streams import StreamIdGenerator
+from homeserver.sync.extensions import SyncExtension
+from homeserver.to_device import ToDeviceService, ToDeviceSyncExtension
+from homeserver.typing import TypingService, TypingSyncExtension
+from storage.events import StoredEvent
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 1.0
+
+
+@dataclass
+class EphemeralServices:
+    presence: PresenceService
+    receipts: ReceiptService
+    typing: TypingService
+    account_data: AccountDataService
+    to_device: ToDeviceService
+    _ticker: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    async def build(
+        cls,
+        config: HomeserverConfig,
+        stores: Stores,
+        notifier: Notifier,
+        persister: EventPersister,
+        clock: Clock,
+    ) -> EphemeralServices:
+        """Build every service with its stream seeded from the database."""
+        account_data = AccountDataService(
+            stores.account_data,
+            notifier,
+            StreamIdGenerator(await stores.account_data.max_stream_id()),
+        )
+        receipts = ReceiptService(
+            stores,
+            notifier,
+            StreamIdGenerator(await stores.receipts.max_stream_id()),
+            clock,
+            account_data,
+        )
+        presence = PresenceService(
+            config.presence,
+            config.server_name,
+            stores,
+            notifier,
+            clock,
+            StreamIdGenerator(await stores.presence.max_stream_id()),
+        )
+        await presence.load()
+        to_device = ToDeviceService(
+            config.server_name,
+            stores,
+            notifier,
+            StreamIdGenerator(await stores.to_device.max_stream_id()),
+            clock,
+        )
+        services = cls(presence, receipts, TypingService(stores, notifier, clock), account_data, to_device)
+        persister.persisted_hooks.append(services.on_event_persisted)
+        return services
+
+    def sync_extensions(self) -> list[SyncExtension]:
+        return [
+            AccountDataSyncExtension(self.account_data),
+            ReceiptsSyncExtension(self.receipts),
+            TypingSyncExtension(self.typing),
+            PresenceSyncExtension(self.presence),
+            ToDeviceSyncExtension(self.to_device),
+        ]
+
+    async def on_event_persisted(self, stored: StoredEvent) -> None:
+        """A sender stops typing, and is active, when their event is persisted."""
+        await self.typing.on_event_persisted(stored)
+        if stored.stream_ordering is not None and stored.stream_ordering > 0:
+            await self.presence.bump_active(stored.event.sender)
+
+    async def tick(self) -> None:
+        """Expire typing and apply presence timeouts (tests call this with a FakeClock)."""
+        self.typing.tick()
+        await self.presence.tick()
+
+    def start(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        with contextlib.suppress(Exception):
+            await self.presence.flush()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("ephemeral tick failed")

@@ -1,0 +1,240 @@
+"""Read receipts and read markers (client-server API: Receipts, Read and unread markers).
+
+A receipt is an "up to" marker per (room, receipt type, user, thread). It only moves
+forward: a receipt for an event at or before the current one (in stream order) is
+ignored. Each stored receipt takes the next position of the receipts stream and wakes
+the room's long-polls; /sync shows them as ``m.receipt`` in each room's ``ephemeral``,
+``m.read.private`` only to its owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+from homeserver.account_data import FULLY_READ, AccountDataService
+from homeserver.clock import Clock
+from homeserver.errors import Forbidden, InvalidParam, NotFound
+from homeserver.notifier import Notifier
+from homeserver.streams import StreamIdGenerator
+from homeserver.sync.extensions import SyncPass
+from storage.events import StoredEvent
+from storage.receipts import ReceiptRecord
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+READ = "m.read"
+READ_PRIVATE = "m.read.private"
+RECEIPT_TYPES = frozenset({READ, READ_PRIVATE})
+MAIN_THREAD = "main"
+
+# Told of each new read receipt of a local user (push: notification counts).
+ReadReceiptListener = Callable[[str, str, str, str | None], Awaitable[None]]
+
+
+class ReceiptService:
+    def __init__(
+        self,
+        stores: Stores,
+        notifier: Notifier,
+        stream: StreamIdGenerator,
+        clock: Clock,
+        account_data: AccountDataService,
+    ) -> None:
+        self._stores = stores
+        self._notifier = notifier
+        self._stream = stream
+        self._clock = clock
+        self._account_data = account_data
+        # room -> position of its latest receipt, for receipts after start-up
+        self._room_last: dict[str, int] = {}
+        self._started_at = stream.current()
+        # push rules' on_read_receipt(user_id, room_id, event_id, thread_id) is added here
+        self.read_receipt_listeners: list[ReadReceiptListener] = []
+
+    def current_position(self) -> int:
+        return self._stream.current()
+
+    # -- writing --------------------------------------------------------------------
+
+    async def send_receipt(
+        self,
+        user_id: str,
+        room_id: str,
+        receipt_type: str,
+        event_id: str,
+        thread_id: str | None = None,
+    ) -> None:
+        """POST /rooms/{roomId}/receipt/{receiptType}/{eventId} (m.read, m.read.private)."""
+        if receipt_type not in RECEIPT_TYPES:
+            raise InvalidParam(f"Unknown receipt type: {receipt_type}")
+        await self._require_joined(user_id, room_id)
+        stored = await self._event_in_room(room_id, event_id)
+        _check_thread(stored, thread_id)
+        await self._store_receipt(user_id, room_id, receipt_type, stored, thread_id)
+
+    async def set_read_markers(
+        self,
+        user_id: str,
+        room_id: str,
+        fully_read: str | None,
+        read: str | None,
+        read_private: str | None,
+    ) -> None:
+        """POST /rooms/{roomId}/read_markers: the fully read marker and/or read receipts."""
+        await self._require_joined(user_id, room_id)
+        events: dict[str, StoredEvent] = {}
+        for event_id in (fully_read, read, read_private):
+            if event_id is not None and event_id not in events:
+                events[event_id] = await self._event_in_room(room_id, event_id)
+        if read is not None:
+            await self._store_receipt(user_id, room_id, READ, events[read], None)
+        if read_private is not None:
+            await self._store_receipt(user_id, room_id, READ_PRIVATE, events[read_private], None)
+        if fully_read is not None:
+            await self._move_fully_read(user_id, room_id, events[fully_read])
+
+    async def _store_receipt(
+        self,
+        user_id: str,
+        room_id: str,
+        receipt_type: str,
+        stored: StoredEvent,
+        thread_id: str | None,
+    ) -> None:
+        assert stored.stream_ordering is not None
+        position = self._stream.allocate()
+        try:
+            changed = await self._stores.receipts.upsert_if_newer(
+                room_id,
+                receipt_type,
+                user_id,
+                thread_id,
+                stored.event_id,
+                stored.stream_ordering,
+                self._clock.time_ms(),
+                position,
+            )
+        finally:
+            self._stream.finish(position)
+        if not changed:
+            return
+        self._room_last[room_id] = position
+        self._notifier.on_rooms_change([room_id])
+        for listener in self.read_receipt_listeners:
+            try:
+                await listener(user_id, room_id, stored.event_id, thread_id)
+            except Exception:
+                logger.exception("read receipt listener failed for %s", stored.event_id)
+
+    async def _move_fully_read(self, user_id: str, room_id: str, stored: StoredEvent) -> None:
+        """Set m.fully_read room account data, only ever forward (as Synapse does)."""
+        current = await self._stores.account_data.get(user_id, room_id, FULLY_READ)
+        current_id = (current or {}).get("event_id")
+        if isinstance(current_id, str):
+            if current_id == stored.event_id:
+                return
+            before = await self._stores.events.get_event(current_id)
+            if (
+                before is not None
+                and before.stream_ordering is not None
+                and stored.stream_ordering is not None
+                and before.stream_ordering > stored.stream_ordering
+            ):
+                return
+        await self._account_data.put(user_id, room_id, FULLY_READ, {"event_id": stored.event_id})
+
+    async def _require_joined(self, user_id: str, room_id: str) -> None:
+        rooms = await self._stores.state.rooms_for_user(user_id)
+        if rooms.get(room_id) != "join":
+            raise Forbidden("You are not joined to this room")
+
+    async def _event_in_room(self, room_id: str, event_id: str) -> StoredEvent:
+        stored = await self._stores.events.get_event(event_id)
+        if stored is None or stored.event.room_id != room_id or stored.stream_ordering is None:
+            raise NotFound("Event not found in this room")
+        return stored
+
+    # -- /sync ----------------------------------------------------------------------
+
+    def has_updates(self, room_ids: Collection[str], since: int) -> bool:
+        if self._stream.current() <= since:
+            return False
+        return any(self._room_last.get(r, 0) > since for r in room_ids)
+
+    async def receipts_for_sync(
+        self, user_id: str, room_ids: Collection[str], since: int | None, upto: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """room_id -> [one ``m.receipt`` event] with the receipts of ``room_ids`` that
+        changed in (since, upto]; all of them when ``since`` is None (initial sync)."""
+        if since is not None and since >= upto:
+            return {}
+        if since is not None and since >= self._started_at:
+            rooms = [r for r in room_ids if self._room_last.get(r, 0) > since]
+        else:
+            rooms = list(room_ids)
+        if not rooms:
+            return {}
+        records = await self._stores.receipts.for_rooms(rooms, since, upto)
+        return receipt_events(records, user_id)
+
+
+def receipt_events(records: list[ReceiptRecord], user_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Fold receipt rows into one ``m.receipt`` event per room; private receipts of
+    other users are left out."""
+    contents: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.receipt_type == READ_PRIVATE and r.user_id != user_id:
+            continue
+        data: dict[str, Any] = {"ts": r.ts}
+        if r.thread_id is not None:
+            data["thread_id"] = r.thread_id
+        by_event = contents.setdefault(r.room_id, {}).setdefault(r.event_id, {})
+        by_event.setdefault(r.receipt_type, {})[r.user_id] = data
+    return {
+        room_id: [{"type": "m.receipt", "content": content}]
+        for room_id, content in contents.items()
+    }
+
+
+def _check_thread(stored: StoredEvent, thread_id: str | None) -> None:
+    """400 M_INVALID_PARAM when the event is not in the thread the receipt names."""
+    if thread_id is None:
+        return
+    relates = stored.event.content.get("m.relates_to")
+    in_thread: str | None = None
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.thread":
+        target = relates.get("event_id")
+        in_thread = target if isinstance(target, str) else None
+    if thread_id == MAIN_THREAD:
+        if in_thread is not None:
+            raise InvalidParam("The event is in a thread, not the main timeline")
+    elif stored.event_id != thread_id and in_thread != thread_id:
+        raise InvalidParam("The event is not related to the thread")
+
+
+class ReceiptsSyncExtension:
+    """``m.receipt`` in ``ephemeral`` of each joined room of /sync."""
+
+    stream = "receipts"
+
+    def __init__(self, service: ReceiptService) -> None:
+        self._service = service
+
+    def current_position(self) -> int:
+        return self._service.current_position()
+
+    def has_updates(self, user_id: str, room_ids: Collection[str], since: int) -> bool:
+        return self._service.has_updates(room_ids, since)
+
+    async def contribute(self, sync: SyncPass) -> None:
+        by_room = await self._service.receipts_for_sync(
+            sync.user_id,
+            sync.joined_room_ids,
+            sync.since_position(self.stream),
+            sync.upto_position(self.stream),
+        )
+        for room_id, events in by_room.items():
+            sync.result.joined_room(room_id).ephemeral.extend(events)

@@ -1,0 +1,141 @@
+"""Typing notifications (client-server API: Typing Notifications).
+
+Held in memory only: room -> {user: expiry (ms)}. Every change takes the next
+position of the typing stream (in memory, restarting at 0 with the process; a token
+whose typing position is ahead of the current one counts as 0) and wakes the room's
+long-polls. ``tick()`` expires timed-out typists (a background task calls it every
+second; tests call it after moving the FakeClock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from homeserver.clock import Clock
+from homeserver.errors import Forbidden
+from homeserver.notifier import Notifier
+from homeserver.sync.extensions import SyncPass
+from storage.events import StoredEvent
+from storage.stores import Stores
+
+MAX_TIMEOUT_MS = 120_000
+DEFAULT_TIMEOUT_MS = 30_000
+
+
+class TypingService:
+    def __init__(self, stores: Stores, notifier: Notifier, clock: Clock) -> None:
+        self._stores = stores
+        self._notifier = notifier
+        self._clock = clock
+        self._typing: dict[str, dict[str, int]] = {}
+        self._room_serial: dict[str, int] = {}
+        self._position = 0
+
+    def current_position(self) -> int:
+        return self._position
+
+    async def set_typing(self, user_id: str, room_id: str, typing: bool, timeout_ms: int) -> None:
+        """PUT /rooms/{roomId}/typing/{userId}; the user must be joined."""
+        rooms = await self._stores.state.rooms_for_user(user_id)
+        if rooms.get(room_id) != "join":
+            raise Forbidden("You are not joined to this room")
+        if typing:
+            self.started_typing(user_id, room_id, min(max(timeout_ms, 0), MAX_TIMEOUT_MS))
+        else:
+            self.stopped_typing(user_id, room_id)
+
+    def started_typing(self, user_id: str, room_id: str, timeout_ms: int) -> None:
+        typists = self._typing.setdefault(room_id, {})
+        was_typing = user_id in typists
+        typists[user_id] = self._clock.time_ms() + timeout_ms
+        if not was_typing:
+            self._changed([room_id])
+
+    def stopped_typing(self, user_id: str, room_id: str) -> None:
+        typists = self._typing.get(room_id)
+        if typists is None or user_id not in typists:
+            return
+        del typists[user_id]
+        if not typists:
+            del self._typing[room_id]
+        self._changed([room_id])
+
+    def tick(self) -> None:
+        """Expire every typist whose timeout has passed."""
+        now = self._clock.time_ms()
+        changed: list[str] = []
+        for room_id, typists in list(self._typing.items()):
+            expired = [u for u, until in typists.items() if until <= now]
+            for user_id in expired:
+                del typists[user_id]
+            if expired:
+                changed.append(room_id)
+            if not typists:
+                del self._typing[room_id]
+        if changed:
+            self._changed(changed)
+
+    async def on_event_persisted(self, stored: StoredEvent) -> None:
+        """A user who sends a message has stopped typing (persister hook)."""
+        event = stored.event
+        if not event.is_state and event.room_id in self._typing:
+            self.stopped_typing(event.sender, event.room_id)
+
+    def _changed(self, room_ids: list[str]) -> None:
+        self._position += 1
+        for room_id in room_ids:
+            self._room_serial[room_id] = self._position
+        self._notifier.on_rooms_change(room_ids)
+
+    def typing_users(self, room_id: str) -> list[str]:
+        return sorted(self._typing.get(room_id, {}))
+
+    # -- /sync ----------------------------------------------------------------------
+
+    def has_updates(self, room_ids: Collection[str], since: int) -> bool:
+        if since > self._position:
+            since = 0
+        return any(self._room_serial.get(r, 0) > since for r in room_ids)
+
+    def typing_for_sync(
+        self, room_ids: Collection[str], since: int | None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """room_id -> [``m.typing``] for rooms whose typists changed after ``since``
+        (rooms with typists when ``since`` is None or from before a restart)."""
+        if since is not None and since > self._position:
+            since = 0  # a token from before a restart
+        result: dict[str, list[dict[str, Any]]] = {}
+        for room_id in room_ids:
+            serial = self._room_serial.get(room_id)
+            if serial is None:
+                continue
+            if since is None:
+                if room_id not in self._typing:
+                    continue
+            elif serial <= since:
+                continue
+            result[room_id] = [{"type": "m.typing", "content": {"user_ids": self.typing_users(room_id)}}]
+        return result
+
+
+class TypingSyncExtension:
+    """``m.typing`` in ``ephemeral`` of each joined room of /sync."""
+
+    stream = "typing"
+
+    def __init__(self, service: TypingService) -> None:
+        self._service = service
+
+    def current_position(self) -> int:
+        return self._service.current_position()
+
+    def has_updates(self, user_id: str, room_ids: Collection[str], since: int) -> bool:
+        return self._service.has_updates(room_ids, since)
+
+    async def contribute(self, sync: SyncPass) -> None:
+        by_room = self._service.typing_for_sync(
+            sync.joined_room_ids, sync.since_position(self.stream)
+        )
+        for room_id, events in by_room.items():
+            sync.result.joined_room(room_id).ephemeral.extend(events)

@@ -1,0 +1,126 @@
+"""Account data of local users, global (room_id '') and per room (client-server API:
+Client Config), including tags (``m.tag``) and the fully read marker (``m.fully_read``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database, Transaction
+
+GLOBAL = ""
+
+
+@dataclass(frozen=True)
+class AccountDataRecord:
+    room_id: str | None
+    data_type: str
+    content: dict[str, Any]
+    stream_id: int
+
+
+def _record(row: tuple[object, ...]) -> AccountDataRecord:
+    room = str(row[0])
+    return AccountDataRecord(
+        None if room == GLOBAL else room,
+        str(row[1]),
+        json.loads(str(row[2])),
+        int(row[3]),  # type: ignore[call-overload]
+    )
+
+
+class AccountDataStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def max_stream_id(self) -> int:
+        value = await self.db.fetchval(
+            "account_data_max_stream", "SELECT MAX(stream_id) FROM account_data"
+        )
+        return int(value or 0)
+
+    async def get(self, user_id: str, room_id: str | None, data_type: str) -> dict[str, Any] | None:
+        value = await self.db.fetchval(
+            "get_account_data",
+            "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2"
+            " AND data_type = $3",
+            user_id,
+            GLOBAL if room_id is None else room_id,
+            data_type,
+        )
+        return None if value is None else dict(json.loads(str(value)))
+
+    async def put(
+        self,
+        user_id: str,
+        room_id: str | None,
+        data_type: str,
+        content: dict[str, Any],
+        stream_id: int,
+    ) -> None:
+        await self.db.run_transaction(
+            "put_account_data",
+            lambda txn: self.put_txn(txn, user_id, room_id, data_type, content, stream_id),
+        )
+
+    async def update(
+        self,
+        user_id: str,
+        room_id: str | None,
+        data_type: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+        stream_id: int,
+    ) -> dict[str, Any] | None:
+        """Read-modify-write one entry in a transaction; ``change`` returning None keeps it."""
+
+        async def txn_func(txn: Transaction) -> dict[str, Any] | None:
+            value = await txn.fetchval(
+                "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2"
+                " AND data_type = $3",
+                user_id,
+                GLOBAL if room_id is None else room_id,
+                data_type,
+            )
+            current = None if value is None else dict(json.loads(str(value)))
+            new = change(current)
+            if new is not None:
+                await self.put_txn(txn, user_id, room_id, data_type, new, stream_id)
+            return new
+
+        return await self.db.run_transaction("update_account_data", txn_func)
+
+    async def put_txn(
+        self,
+        txn: Transaction,
+        user_id: str,
+        room_id: str | None,
+        data_type: str,
+        content: dict[str, Any],
+        stream_id: int,
+    ) -> None:
+        await txn.execute(
+            "INSERT INTO account_data (user_id, room_id, data_type, content, stream_id)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, room_id, data_type)"
+            " DO UPDATE SET content = excluded.content, stream_id = excluded.stream_id",
+            user_id,
+            GLOBAL if room_id is None else room_id,
+            data_type,
+            json.dumps(content),
+            stream_id,
+        )
+
+    async def changed_for_user(
+        self, user_id: str, since: int | None, upto: int
+    ) -> list[AccountDataRecord]:
+        """The user's account data changed in (since, upto] (everything if since is None)."""
+        rows = await self.db.fetchall(
+            "account_data_for_user",
+            "SELECT room_id, data_type, content, stream_id FROM account_data"
+            " WHERE user_id = $1 AND stream_id > $2 AND stream_id <= $3 ORDER BY stream_id",
+            user_id,
+            -1 if since is None else since,
+            upto,
+        )
+        return [_record(r) for r in rows]
