@@ -1,0 +1,206 @@
+"""Cross-signing keys (UIA rules, shapes, signatures by the master key) and
+/keys/signatures/upload, seen through /keys/query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from signedjson.types import SigningKey
+
+from tests.conftest import HomeserverHarness
+from tests.e2ee.helpers import (
+    KeyedDevice,
+    changes,
+    current_token,
+    make_device,
+    query,
+    signed,
+    signing_key_named_by_public_key,
+)
+from tests.rooms.helpers import make_user
+
+
+class CrossSigning:
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.master, self.master_pub = signing_key_named_by_public_key()
+        self.ssk, self.ssk_pub = signing_key_named_by_public_key()
+        self.usk, self.usk_pub = signing_key_named_by_public_key()
+
+    def key(self, usage: str, public: str, signer: SigningKey | None = None) -> dict[str, Any]:
+        body = {"user_id": self.user_id, "usage": [usage], "keys": {f"ed25519:{public}": public}}
+        return signed(body, self.user_id, signer) if signer is not None else body
+
+    def upload_body(self) -> dict[str, Any]:
+        return {
+            "master_key": self.key("master", self.master_pub),
+            "self_signing_key": self.key("self_signing", self.ssk_pub, self.master),
+            "user_signing_key": self.key("user_signing", self.usk_pub, self.master),
+        }
+
+
+def password_auth(session: str, user_id: str) -> dict[str, Any]:
+    return {
+        "type": "m.login.password",
+        "session": session,
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": "correct horse",
+    }
+
+
+async def setup(hs: HomeserverHarness, name: str) -> tuple[KeyedDevice, CrossSigning]:
+    device = await make_device(hs, name)
+    await device.upload(device_keys=device.device_keys())
+    cs = CrossSigning(device.user_id)
+    await device.user.request("POST", "/keys/device_signing/upload", cs.upload_body())
+    return device, cs
+
+
+async def test_first_upload_needs_no_uia_and_replacing_does(hs: HomeserverHarness) -> None:
+    alice, cs = await setup(hs, "alice")
+    # repeating the same keys is idempotent, without UIA
+    await alice.user.request("POST", "/keys/device_signing/upload", cs.upload_body())
+    new = CrossSigning(alice.user_id)
+    body = new.upload_body()
+    challenge = await alice.user.request("POST", "/keys/device_signing/upload", body, expect=401)
+    assert ["m.login.password"] in [f["stages"] for f in challenge["flows"]]
+    body["auth"] = password_auth(challenge["session"], alice.user_id)
+    await alice.user.request("POST", "/keys/device_signing/upload", body)
+    result = await query(alice.user, alice.user_id)
+    assert result["master_keys"][alice.user_id]["keys"] == {
+        f"ed25519:{new.master_pub}": new.master_pub
+    }
+
+
+async def test_query_shows_keys_and_user_signing_only_to_owner(hs: HomeserverHarness) -> None:
+    alice, _ = await setup(hs, "alice")
+    bob = await make_user(hs, "bob")
+    own = await query(alice.user, alice.user_id)
+    assert own["master_keys"][alice.user_id]["usage"] == ["master"]
+    assert own["self_signing_keys"][alice.user_id]["usage"] == ["self_signing"]
+    assert own["user_signing_keys"][alice.user_id]["usage"] == ["user_signing"]
+    theirs = await query(bob, alice.user_id)
+    assert alice.user_id in theirs["master_keys"]
+    assert alice.user_id in theirs["self_signing_keys"]
+    assert theirs["user_signing_keys"] == {}
+
+
+async def test_bad_cross_signing_uploads(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    cs = CrossSigning(alice.user_id)
+    path = "/keys/device_signing/upload"
+    # self-signing key without any master key
+    body = await alice.user.request(
+        "POST", path, {"self_signing_key": cs.upload_body()["self_signing_key"]}, expect=400
+    )
+    assert body["errcode"] == "M_MISSING_PARAM"
+    # self-signing key signed by something else
+    bad = cs.upload_body()
+    bad["self_signing_key"] = cs.key("self_signing", cs.ssk_pub, cs.usk)
+    body = await alice.user.request("POST", path, bad, expect=400)
+    assert body["errcode"] == "M_INVALID_SIGNATURE"
+    wrong_usage = cs.upload_body()
+    wrong_usage["master_key"]["usage"] = ["self_signing"]
+    body = await alice.user.request("POST", path, wrong_usage, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
+    two_keys = cs.upload_body()
+    two_keys["master_key"]["keys"]["ed25519:other"] = "other"
+    body = await alice.user.request("POST", path, two_keys, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
+    other_user = cs.upload_body()
+    other_user["master_key"]["user_id"] = "@bob:test.local"
+    body = await alice.user.request("POST", path, other_user, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
+    body = await alice.user.request("POST", path, {"master_key": "x"}, expect=400)
+    assert body["errcode"] == "M_BAD_JSON"
+    # nothing was stored by the failed requests
+    assert (await query(alice.user, alice.user_id))["master_keys"] == {}
+
+
+async def test_device_signature_by_self_signing_key(hs: HomeserverHarness) -> None:
+    alice, cs = await setup(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await bob.create_room(preset="public_chat")
+    await alice.user.join(room)
+    start = current_token(hs)
+    device_keys = alice.device_keys()
+    del device_keys["signatures"]
+    signed_device = signed(device_keys, alice.user_id, cs.ssk)
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {alice.user_id: {alice.device_id: signed_device}}
+    )
+    assert result["failures"] == {}
+    seen = await query(bob, alice.user_id)
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert f"ed25519:{cs.ssk_pub}" in sigs and f"ed25519:{alice.device_id}" in sigs
+    assert alice.user_id in (await changes(bob, start, current_token(hs)))["changed"]
+
+
+async def test_bad_signatures_are_reported_as_failures(hs: HomeserverHarness) -> None:
+    alice, cs = await setup(hs, "alice")
+    device_keys = alice.device_keys()
+    del device_keys["signatures"]
+    by_wrong_key = signed(device_keys, alice.user_id, cs.usk)
+    tampered = signed(device_keys, alice.user_id, cs.ssk)
+    tampered["algorithms"] = ["changed"]
+    result = await alice.user.request(
+        "POST",
+        "/keys/signatures/upload",
+        {alice.user_id: {alice.device_id: by_wrong_key, "NOSUCHDEVICE": tampered}},
+    )
+    failures = result["failures"][alice.user_id]
+    assert failures[alice.device_id]["errcode"] == "M_INVALID_SIGNATURE"
+    assert failures["NOSUCHDEVICE"]["errcode"] == "M_NOT_FOUND"
+    # nothing was added
+    seen = await query(alice.user, alice.user_id)
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert list(sigs) == [f"ed25519:{alice.device_id}"]
+
+
+async def test_master_key_signed_by_device_and_by_other_user(hs: HomeserverHarness) -> None:
+    alice, alice_cs = await setup(hs, "alice")
+    bob, bob_cs = await setup(hs, "bob")
+    # alice's device signs her own master key
+    master = alice_cs.key("master", alice_cs.master_pub)
+    by_device = signed(master, alice.user_id, alice.key)
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {alice.user_id: {alice_cs.master_pub: by_device}}
+    )
+    assert result["failures"] == {}
+    seen_by_bob = await query(bob.user, alice.user_id)
+    master_sigs = seen_by_bob["master_keys"][alice.user_id]["signatures"][alice.user_id]
+    assert f"ed25519:{alice.device_id}" in master_sigs
+
+    # alice's user-signing key signs bob's master key: only alice sees it
+    start = current_token(hs)
+    bob_master = signed(bob_cs.key("master", bob_cs.master_pub), alice.user_id, alice_cs.usk)
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {bob.user_id: {bob_cs.master_pub: bob_master}}
+    )
+    assert result["failures"] == {}
+    for_alice = await query(alice.user, bob.user_id)
+    assert alice.user_id in for_alice["master_keys"][bob.user_id]["signatures"]
+    for_bob = await query(bob.user, bob.user_id)
+    assert alice.user_id not in for_bob["master_keys"][bob.user_id].get("signatures", {})
+    end = current_token(hs)
+    assert bob.user_id in (await changes(alice.user, start, end))["changed"]
+    assert (await changes(bob.user, start, end))["changed"] == []
+
+    # signing bob's self-signing key (not a master key) with the user-signing key fails
+    bob_ssk = signed(
+        bob_cs.key("self_signing", bob_cs.ssk_pub, bob_cs.master), alice.user_id, alice_cs.usk
+    )
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {bob.user_id: {bob_cs.ssk_pub: bob_ssk}}
+    )
+    assert result["failures"][bob.user_id][bob_cs.ssk_pub]["errcode"] == "M_INVALID_SIGNATURE"
+
+
+async def test_signatures_upload_bad_body(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    body = await alice.user.request(
+        "POST", "/keys/signatures/upload", {alice.user_id: "x"}, expect=400
+    )
+    assert body["errcode"] == "M_BAD_JSON"
+    body = await alice.user.request("POST", "/keys/signatures/upload", {"x": {}}, expect=400)
+    assert body["errcode"] == "M_INVALID_PARAM"
