@@ -203,11 +203,9 @@ class HistoryVisibility:
             event.type == MEMBER and event.state_key == user_id
         )
 
-    async def _hv_ids(self, groups: set[int | None]) -> dict[int, str | None]:
+    async def _hv_ids(self, groups: set[int]) -> dict[int, str | None]:
         result: dict[int, str | None] = {}
         for group in groups:
-            if group is None:
-                continue
             if group in self._hv_by_group:
                 self._hv_by_group.move_to_end(group)
                 result[group] = self._hv_by_group[group]
@@ -220,11 +218,9 @@ class HistoryVisibility:
                 self._hv_by_group.popitem(last=False)
         return result
 
-    async def _member_ids(self, groups: set[int | None], user_id: str) -> dict[int, str | None]:
+    async def _member_ids(self, groups: set[int], user_id: str) -> dict[int, str | None]:
         result: dict[int, str | None] = {}
         for group in groups:
-            if group is None:
-                continue
             state = await self._stores.state.get_state(group)
             result[group] = state.get((MEMBER, user_id))
         return result

@@ -28,7 +28,7 @@ async def room_with_messages(hs: HomeserverHarness, count: int) -> tuple[User, s
 
 
 async def test_backwards_from_the_end_and_round_trip(hs: HomeserverHarness) -> None:
-    alice, room_id, ids = await room_with_messages(hs, 12)
+    alice, room_id, _ids = await room_with_messages(hs, 12)
     page = await messages(alice, room_id, dir="b", limit=5)
     assert bodies(page["chunk"]) == ["m11", "m10", "m9", "m8", "m7"]
     assert page["start"] and page["end"]
@@ -46,7 +46,7 @@ async def test_backwards_from_the_end_and_round_trip(hs: HomeserverHarness) -> N
 
 
 async def test_forwards_from_the_start(hs: HomeserverHarness) -> None:
-    alice, room_id, ids = await room_with_messages(hs, 3)
+    alice, room_id, _ids = await room_with_messages(hs, 3)
     page = await messages(alice, room_id, dir="f", limit=100)
     assert page["chunk"][0]["type"] == "m.room.create"
     assert bodies(page["chunk"]) == ["m0", "m1", "m2"]
@@ -59,7 +59,7 @@ async def test_forwards_from_the_start(hs: HomeserverHarness) -> None:
 
 
 async def test_to_token_bounds_the_page(hs: HomeserverHarness) -> None:
-    alice, room_id, ids = await room_with_messages(hs, 6)
+    alice, room_id, _ids = await room_with_messages(hs, 6)
     first = await messages(alice, room_id, dir="b", limit=2)
     second = await messages(alice, room_id, dir="b", limit=2, **{"from": first["end"]})
     # Backwards from the end to the end of page 2: exactly pages 1 and 2.
@@ -151,7 +151,7 @@ async def test_bad_parameters(hs: HomeserverHarness, params: dict[str, str], err
 
 
 async def test_access(hs: HomeserverHarness) -> None:
-    alice, room_id, _ = await room_with_messages(hs, 1)
+    _alice, room_id, _ = await room_with_messages(hs, 1)
     eve = await make_user(hs, "eve")
     err = await messages(eve, room_id, expect=403, dir="b")
     assert err["errcode"] == "M_FORBIDDEN"
