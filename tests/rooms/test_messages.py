@@ -176,3 +176,19 @@ async def test_bundled_edit_on_messages(hs: HomeserverHarness) -> None:
     original = next(e for e in page["chunk"] if e["event_id"] == ids[0])
     assert original["content"]["body"] == "m0"  # content is not replaced
     assert original["unsigned"]["m.relations"]["m.replace"]["event_id"] == edit
+
+
+async def test_paginating_from_sync_prev_batch(hs: HomeserverHarness) -> None:
+    alice, room_id, ids = await room_with_messages(hs, 6)
+    sync = await alice.sync(filter=json.dumps({"room": {"timeline": {"limit": 3}}}))
+    room = sync["rooms"]["join"][room_id]
+    timeline = [e["event_id"] for e in room["timeline"]["events"]]
+    assert timeline == ids[3:]
+    page = await messages(
+        alice, room_id, dir="b", limit=3, **{"from": room["timeline"]["prev_batch"]}
+    )
+    assert [e["event_id"] for e in page["chunk"]] == [ids[2], ids[1], ids[0]]
+    # Forwards from next_batch: nothing yet, then what was sent since.
+    later = await alice.send(room_id, "later")
+    page = await messages(alice, room_id, dir="f", **{"from": sync["next_batch"]})
+    assert [e["event_id"] for e in page["chunk"]] == [later]
