@@ -17,6 +17,8 @@ MAX_DISPLAYNAME_LENGTH = 256
 
 # Called after a displayname or avatar change (e.g. to update room memberships).
 ProfileChangeHook = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Reads the profile of a user of another server (federation installs one).
+RemoteProfileLookup = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 class ProfileService:
@@ -24,12 +26,15 @@ class ProfileService:
         self._server_name = server_name
         self._stores = stores
         self.change_hooks: list[ProfileChangeHook] = []
+        self.remote_lookup: RemoteProfileLookup | None = None
 
     def is_mine(self, user_id: str) -> bool:
         return user_id.partition(":")[2] == self._server_name
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
         """The whole profile; M_NOT_FOUND for unknown users."""
+        if not self.is_mine(user_id) and self.remote_lookup is not None:
+            return await self.remote_lookup(user_id)
         row = await self._stores.db.fetchone(
             "get_full_profile",
             "SELECT p.displayname, p.avatar_url, p.extra FROM profiles p JOIN users u USING (user_id)"

@@ -12,11 +12,13 @@ from pathlib import Path
 from aiohttp import web
 from signedjson.types import SigningKey
 
+from client_api.admin_federation import federation_admin_routes
 from client_api.admin_media import media_admin_routes
 from client_api.context import ClientContext
 from client_api.media import media_routes
 from client_api.routes import Route, client_routes
 from federation.context import FederationContext
+from federation.event_services import FederationEventServices, event_routes
 from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
@@ -86,6 +88,7 @@ class Homeserver:
     client: ClientContext
     media: MediaService
     federation: FederationContext
+    federation_events: FederationEventServices | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -162,19 +165,45 @@ class Homeserver:
         client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
         media = media_service_from_config(config, stores.media, clock)
         federation = FederationContext.build(config, clock, signing_key, stores)
-        return cls(config, clock, db, signing_key, stores, client, media, federation)
+        federation_events = FederationEventServices.build(
+            config.server_name,
+            stores,
+            federation.client,
+            federation.keyring,
+            clock,
+            persister=persister,
+            lanes=creator.lanes,
+            resolver=resolver,
+            profiles=client.profiles,
+            directory=client.directory,
+            allow_public_rooms=config.allow_public_rooms_over_federation,
+        )
+        return cls(
+            config,
+            clock,
+            db,
+            signing_key,
+            stores,
+            client,
+            media,
+            federation,
+            federation_events=federation_events,
+        )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
         routes: list[Route] = []
         if "client" in resources:
             routes += client_routes(self.client, room_versions(), self.config.default_room_version)
             routes += media_admin_routes(self.client, self.media)
+            routes += federation_admin_routes(self.client, self.stores.federation_queue)
         if "media" in resources and self.config.enable_media_repo:
             previewer = url_previewer_from_config(self.config, self.media)
             routes += media_routes(self.client, self.media, previewer)
         if "federation" in resources:
             media = self.media if self.config.enable_media_repo else None
             routes += federation_routes(self.federation, media)
+            if self.federation_events is not None:
+                routes += event_routes(self.federation.authenticator, self.federation_events)
         if "keys" in resources:
             routes += key_routes(self.federation)
         return routes

@@ -10,6 +10,7 @@ from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
 from storage.federation_queue import FederationQueueStore
+from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
 from storage.media import MediaStore
 from storage.registration_tokens import RegistrationTokenStore
@@ -46,6 +47,7 @@ class Stores:
     push_actions: PushActionStore
     server_keys: ServerKeyStore
     federation_queue: FederationQueueStore
+    federation_queue: FederationQueueStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -68,5 +70,6 @@ class Stores:
             pushers=PusherStore(db),
             push_actions=PushActionStore(db),
             server_keys=ServerKeyStore(db),
+            federation_queue=FederationQueueStore(db),
             federation_queue=FederationQueueStore(db),
         )

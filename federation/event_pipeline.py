@@ -1,0 +1,408 @@
+"""The inbound PDU pipeline: s2s "Checks performed on receipt of a PDU", steps 4-6,
+after :mod:`federation.pdu_checks` did steps 1-3.
+
+For each new event of a room we hold, inside the room's lane:
+
+* a replay of an event we already hold is a no-op;
+* auth events: missing ones are fetched from the origin (``/event_auth``, else
+  ``/event``), checked and stored as outliers; ``check_auth_events`` and
+  ``check_auth`` against them, else the event is stored as *rejected*;
+* the state before the event: resolved from its prev events' states
+  (``StateResolver``). Unknown prev events are asked for with
+  ``/get_missing_events`` (at most ``MAX_MISSING_EVENTS``) and processed first; if the
+  gap stays open, the state comes from ``/state_ids`` (missing events from
+  ``/event`` or ``/state``, each checked and stored as an outlier). ``check_auth``
+  against that state, else *rejected*;
+* ``check_auth`` against the room's current state, else stored *soft-failed* (not
+  shown to clients, not a forward extremity).
+
+Rejected events are stored with their reason and do not change the state
+(s2s "Rejection"). Remote input never raises out of :meth:`receive_room_pdus`: each
+PDU gets an error string or None.
+
+For the membership handshakes, :meth:`persist_outliers` checks and stores a batch of
+events (an auth chain, a room's state) and :meth:`persist_with_state` stores an event
+with a state given by a resident server (``send_join``'s answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from federation.event_fetch import MAX_MISSING_EVENTS, RemoteEventFetcher
+from federation.pdu_checks import CheckedPdu, EventSignatureVerifier, check_pdus
+from homeserver.clock import Clock
+from homeserver.events import (
+    KNOWN_ROOM_VERSIONS,
+    AuthError,
+    Event,
+    RoomVersion,
+    auth_state_from_events,
+    auth_types_for_event,
+    check_auth,
+    check_auth_events,
+)
+from homeserver.rooms.lanes import RoomLanes
+from homeserver.rooms.persister import EventContext, EventPersister
+from homeserver.rooms.state_resolution import StateResolver
+from storage.events import StoredEvent
+from storage.state import StateMap
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+# Above this many unknown state events, ask for /state at once instead of /event each.
+MAX_SINGLE_EVENT_FETCHES = 50
+FETCH_CONCURRENCY = 10
+
+
+class FederationEventPipeline:
+    """Checks and persists events received from other servers."""
+
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        verifier: EventSignatureVerifier,
+        fetcher: RemoteEventFetcher,
+        persister: EventPersister,
+        lanes: RoomLanes,
+        resolver: StateResolver,
+        clock: Clock,
+    ) -> None:
+        self.server_name = server_name
+        self._stores = stores
+        self._verifier = verifier
+        self._fetcher = fetcher
+        self._persister = persister
+        self.lanes = lanes
+        self._resolver = resolver
+        self._clock = clock
+
+    # -- public entry points ------------------------------------------------------------
+
+    async def room_version(self, room_id: str) -> RoomVersion | None:
+        """The version of a room we hold (None: unknown room or version)."""
+        version_id = await self._stores.events.room_version_id(room_id)
+        return KNOWN_ROOM_VERSIONS.get(version_id) if version_id else None
+
+    async def ensure_room(self, room_id: str, room_version: RoomVersion, creator: str) -> None:
+        """Create the room row for a room first known through federation (a join)."""
+        async with self._stores.db.transaction("ensure_federated_room") as txn:
+            await self._stores.rooms.create_room_txn(
+                txn, room_id, room_version.identifier, creator, self._clock.time_ms()
+            )
+        self._stores.events.remember_room_version(room_id, room_version.identifier)
+
+    async def receive_room_pdus(
+        self, origin: str, room_id: str, pdus: Sequence[Any]
+    ) -> dict[str, str | None]:
+        """Process PDUs of one room sent by ``origin`` (``/send``); event ID -> error.
+
+        PDUs of an unknown room, or whose event ID cannot be determined, are left out
+        when no ID can be given for them.
+        """
+        rv = await self.room_version(room_id)
+        results: dict[str, str | None] = {}
+        if rv is None:
+            for pdu in pdus:
+                raw = pdu.get("event_id") if isinstance(pdu, dict) else None
+                if isinstance(raw, str):
+                    results[raw] = "Unknown room"
+            return results
+        checked = await check_pdus(self._verifier, pdus, rv)
+        events: list[Event] = []
+        for item in checked:
+            if isinstance(item, CheckedPdu):
+                if item.event.room_id == room_id:
+                    events.append(item.event)
+                else:
+                    results[item.event.event_id] = "Event is not in the room it was sent for"
+            elif item.event_id is not None:
+                results[item.event_id] = item.reason
+        events.sort(key=lambda e: e.depth)
+        async with self.lanes.lane(room_id):
+            for event in events:
+                try:
+                    results[event.event_id] = await self._process_new(origin, event, True)
+                except Exception:
+                    logger.exception("processing %s from %s failed", event.event_id, origin)
+                    results[event.event_id] = "Internal error processing the event"
+        return results
+
+    async def persist_outliers(
+        self, origin: str, room_id: str, pdus: Sequence[Any]
+    ) -> dict[str, StoredEvent]:
+        """Check (steps 1-4) and store PDUs as outliers: an auth chain or a state.
+
+        Returns every event of the batch that is now held (accepted or rejected),
+        by event ID. Events failing steps 1-2, or whose auth events are unknown,
+        are left out. Takes the room's lane.
+        """
+        rv = await self.room_version(room_id)
+        if rv is None:
+            return {}
+        async with self.lanes.lane(room_id):
+            return await self._persist_outliers_locked(origin, room_id, rv, pdus)
+
+    async def persist_with_state(
+        self,
+        origin: str,
+        room_id: str,
+        pdu: Mapping[str, Any],
+        state_pdus: Sequence[Any],
+        auth_chain_pdus: Sequence[Any],
+    ) -> tuple[StoredEvent | None, str | None]:
+        """Store an event with the state before it given by ``origin`` (send_join).
+
+        The auth chain and the state are checked and stored as outliers first; the
+        event is then checked against its auth events and against that state and
+        persisted into the timeline. Returns (the stored event, None) or (None or the
+        rejected event, the reason).
+        """
+        rv = await self.room_version(room_id)
+        if rv is None:
+            return None, "Unknown room"
+        checked = await check_pdus(self._verifier, [pdu], rv)
+        item = checked[0]
+        if not isinstance(item, CheckedPdu):
+            return None, item.reason
+        event = item.event
+        async with self.lanes.lane(room_id):
+            held = await self._persist_outliers_locked(
+                origin, room_id, rv, list(auth_chain_pdus) + list(state_pdus)
+            )
+            state: StateMap = {}
+            for stored in held.values():
+                key = stored.event.state_tuple
+                if key is not None and stored.rejected_reason is None:
+                    state[key] = stored.event_id
+            # Only events the resident named as state count as state (not the chain).
+            named = {Event.from_pdu(p, rv).event_id for p in state_pdus if isinstance(p, dict)}
+            state = {k: e for k, e in state.items() if e in named}
+            error = await self._check_and_persist(origin, event, state)
+            stored_event = await self._stores.events.get_event(event.event_id)
+            return stored_event, error
+
+    # -- one new event ------------------------------------------------------------------
+
+    async def _process_new(self, origin: str, event: Event, fetch_missing: bool) -> str | None:
+        """Steps 4-6 for one event; the caller holds the lane. Returns an error or None."""
+        if await self._stores.events.get_event(event.event_id) is not None:
+            return None  # a replay of an event we hold
+        state = await self._state_before(origin, event, fetch_missing)
+        if state is None:
+            return "Could not determine the state before the event"
+        return await self._check_and_persist(origin, event, state)
+
+    async def _check_and_persist(self, origin: str, event: Event, state: StateMap) -> str | None:
+        if await self._stores.events.get_event(event.event_id) is not None:
+            return None
+        auth_events = await self._auth_events(origin, event)
+        if auth_events is None:
+            return "Could not fetch the event's auth events"
+        rejected = await self._check_against_auth_events(event, auth_events)
+        if rejected is None:
+            rejected = self._check(event, await self._auth_state(event, state), "state")
+        soft_failed = False
+        if rejected is None:
+            current = await self._stores.state.get_current_state(event.room_id)
+            if current != state and self._check(
+                event, await self._auth_state(event, current), "current state"
+            ):
+                logger.info("soft-failing %s from %s", event.event_id, origin)
+                soft_failed = True
+        await self._persister.persist(
+            event,
+            EventContext(
+                state_before=dict(state), rejected_reason=rejected, soft_failed=soft_failed
+            ),
+        )
+        if rejected is not None:
+            logger.info("rejected %s from %s: %s", event.event_id, origin, rejected)
+            return f"Event rejected: {rejected}"
+        return None
+
+    @staticmethod
+    def _check(event: Event, auth_state: Mapping[tuple[str, str], Event], what: str) -> str | None:
+        try:
+            check_auth(event, auth_state)
+        except AuthError as exc:
+            return f"not allowed by the {what} ({exc.rule}): {exc}"
+        return None
+
+    async def _create_event(self, event: Event) -> Event | None:
+        """The room's create event when the version does not cite it (v12)."""
+        if not event.room_version.room_id_from_create_event or event.type == "m.room.create":
+            return None
+        stored = await self._stores.events.get_event("$" + event.room_id[1:])
+        return None if stored is None else stored.event
+
+    async def _check_against_auth_events(
+        self, event: Event, auth_events: Sequence[Event]
+    ) -> str | None:
+        try:
+            check_auth_events(event, auth_events)
+            state = auth_state_from_events(auth_events, await self._create_event(event))
+            check_auth(event, state)
+        except AuthError as exc:
+            return f"not allowed by its auth events ({exc.rule}): {exc}"
+        return None
+
+    async def _auth_state(self, event: Event, state: StateMap) -> dict[tuple[str, str], Event]:
+        keys = auth_types_for_event(
+            event.room_version, event.type, event.sender, event.state_key, event.content
+        ) | {("m.room.create", "")}
+        wanted = {k: state[k] for k in keys if k in state}
+        stored = await self._stores.events.get_events(list(wanted.values()))
+        return {k: stored[e].event for k, e in wanted.items() if e in stored}
+
+    # -- auth events --------------------------------------------------------------------
+
+    async def _auth_events(self, origin: str, event: Event) -> list[Event] | None:
+        """The event's auth events (with rejection marks), fetching missing ones."""
+        ids = list(dict.fromkeys(event.auth_event_ids))
+        stored = await self._stores.events.get_events(ids)
+        missing = [i for i in ids if i not in stored]
+        if missing:
+            chain = await self._fetcher.event_auth(origin, event.room_id, event.event_id)
+            if not chain:
+                chain = await self._fetch_each(origin, missing)
+            await self._persist_outliers_locked(origin, event.room_id, event.room_version, chain)
+            stored = await self._stores.events.get_events(ids)
+            if any(i not in stored for i in ids):
+                return None
+        return [
+            stored[i].event.with_rejection(stored[i].rejected_reason)
+            if stored[i].rejected_reason
+            else stored[i].event
+            for i in ids
+        ]
+
+    async def _fetch_each(self, origin: str, event_ids: Sequence[str]) -> list[dict[str, Any]]:
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def one(event_id: str) -> dict[str, Any] | None:
+            async with limit:
+                return await self._fetcher.event(origin, event_id)
+
+        answers = await asyncio.gather(*(one(e) for e in event_ids))
+        return [a for a in answers if a is not None]
+
+    async def _persist_outliers_locked(
+        self, origin: str, room_id: str, rv: RoomVersion, pdus: Sequence[Any]
+    ) -> dict[str, StoredEvent]:
+        checked = await check_pdus(self._verifier, pdus, rv)
+        events = {
+            c.event.event_id: c.event
+            for c in checked
+            if isinstance(c, CheckedPdu) and c.event.room_id == room_id
+        }
+        held = await self._stores.events.get_events(list(events))
+        for event in _auth_order(events.values()):
+            if event.event_id in held:
+                continue
+            auth = await self._stores.events.get_events(list(event.auth_event_ids))
+            if any(a not in auth for a in event.auth_event_ids):
+                logger.info("outlier %s from %s: unknown auth events", event.event_id, origin)
+                continue
+            auth_events = [
+                s.event.with_rejection(s.rejected_reason) if s.rejected_reason else s.event
+                for s in auth.values()
+            ]
+            rejected = await self._check_against_auth_events(event, auth_events)
+            held[event.event_id] = await self._persister.persist(
+                event, EventContext(state_before={}, outlier=True, rejected_reason=rejected)
+            )
+        return held
+
+    # -- the state before an event ------------------------------------------------------
+
+    async def _state_before(
+        self, origin: str, event: Event, fetch_missing: bool
+    ) -> StateMap | None:
+        prev_ids = list(dict.fromkeys(event.prev_event_ids))
+        if not prev_ids:
+            return {} if event.type == "m.room.create" else None
+        usable = await self._usable_prevs(prev_ids)
+        if len(usable) < len(prev_ids) and fetch_missing:
+            await self._fetch_missing_prevs(origin, event)
+            usable = await self._usable_prevs(prev_ids)
+        if len(usable) == len(prev_ids):
+            return await self._resolver.state_after_events(event.room_id, usable)
+        return await self._state_from_remote(origin, event)
+
+    async def _usable_prevs(self, prev_ids: Sequence[str]) -> list[str]:
+        stored = await self._stores.events.get_events(prev_ids)
+        return [e for e, s in stored.items() if not s.outlier and s.state_group is not None]
+
+    async def _fetch_missing_prevs(self, origin: str, event: Event) -> None:
+        """``/get_missing_events`` between our forward extremities and the event."""
+        room_id = event.room_id
+        extremities = await self._stores.events.get_forward_extremities(room_id)
+        known = await self._stores.events.get_events(extremities)
+        min_depth = min((s.depth for s in known.values()), default=0)
+        pdus = await self._fetcher.missing_events(
+            origin, room_id, extremities, [event.event_id], min_depth, MAX_MISSING_EVENTS
+        )
+        checked = await check_pdus(self._verifier, pdus, event.room_version)
+        missing = [
+            c.event for c in checked if isinstance(c, CheckedPdu) and c.event.room_id == room_id
+        ]
+        for prev in sorted(missing, key=lambda e: e.depth):
+            if prev.event_id == event.event_id:
+                continue
+            error = await self._process_new(origin, prev, False)
+            if error is not None:
+                logger.info("missing event %s from %s: %s", prev.event_id, origin, error)
+
+    async def _state_from_remote(self, origin: str, event: Event) -> StateMap | None:
+        """The state before ``event`` as ``origin`` gives it (``/state_ids``)."""
+        room_id = event.room_id
+        remote = await self._fetcher.state_ids(origin, room_id, event.event_id)
+        if remote is None:
+            return None
+        wanted = list(dict.fromkeys(remote.state_ids + remote.auth_chain_ids))
+        held = await self._stores.events.get_events(wanted)
+        missing = [e for e in wanted if e not in held]
+        if missing:
+            if len(missing) > MAX_SINGLE_EVENT_FETCHES:
+                full = await self._fetcher.state(origin, room_id, event.event_id)
+                pdus = full.pdus if full is not None else []
+            else:
+                pdus = await self._fetch_each(origin, missing)
+            await self._persist_outliers_locked(origin, room_id, event.room_version, pdus)
+            held = await self._stores.events.get_events(remote.state_ids)
+        state: StateMap = {}
+        for event_id in remote.state_ids:
+            stored = held.get(event_id)
+            if stored is None:
+                logger.info("state event %s from %s is unavailable", event_id, origin)
+                return None
+            key = stored.event.state_tuple
+            if key is not None and stored.rejected_reason is None:
+                state[key] = event_id
+        return state
+
+
+def _auth_order(events: Sequence[Event] | Any) -> list[Event]:
+    """Events ordered so each comes after the batch's events it cites as auth events."""
+    pending = {e.event_id: e for e in sorted(events, key=lambda e: e.depth)}
+    ordered: list[Event] = []
+    done: set[str] = set()
+    while pending:
+        ready = [
+            e
+            for e in pending.values()
+            if all(a in done or a not in pending for a in e.auth_event_ids)
+        ]
+        if not ready:  # a cycle: fall back to depth order
+            ready = list(pending.values())
+        for e in ready:
+            ordered.append(e)
+            done.add(e.event_id)
+            del pending[e.event_id]
+    return ordered

@@ -1,0 +1,97 @@
+"""The federation event services (inbound pipeline, transactions, sender, reads,
+queries), built once by the composition root, and their routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from federation.auth import FederationAuthenticator
+from federation.client import FederationClient
+from federation.event_fetch import RemoteEventFetcher
+from federation.event_pipeline import FederationEventPipeline
+from federation.keyring import KeyRing
+from federation.queries import QueryHandlers, RemoteQueries
+from federation.room_reads import RoomReadHandlers, ServerVisibility
+from federation.routes import FEDERATION_V1, Route
+from federation.sender import FederationSender
+from federation.server_acl import CurrentStateAclReader, ServerAclChecker
+from federation.transactions import TransactionHandler
+from homeserver.clock import Clock
+from homeserver.profiles import ProfileService
+from homeserver.rooms.directory import DirectoryService
+from homeserver.rooms.lanes import RoomLanes
+from homeserver.rooms.persister import EventPersister
+from homeserver.rooms.state_resolution import StateResolver
+from storage.stores import Stores
+
+
+@dataclass
+class FederationEventServices:
+    acl: ServerAclChecker
+    pipeline: FederationEventPipeline
+    transactions: TransactionHandler
+    sender: FederationSender
+    visibility: ServerVisibility
+    reads: RoomReadHandlers
+    queries: QueryHandlers
+    remote: RemoteQueries
+
+    @classmethod
+    def build(
+        cls,
+        server_name: str,
+        stores: Stores,
+        client: FederationClient,
+        keyring: KeyRing,
+        clock: Clock,
+        *,
+        persister: EventPersister,
+        lanes: RoomLanes,
+        resolver: StateResolver,
+        profiles: ProfileService,
+        directory: DirectoryService,
+        allow_public_rooms: bool,
+    ) -> FederationEventServices:
+        acl = ServerAclChecker(CurrentStateAclReader(stores))
+        pipeline = FederationEventPipeline(
+            server_name,
+            stores,
+            keyring,
+            RemoteEventFetcher(client),
+            persister,
+            lanes,
+            resolver,
+            clock,
+        )
+        transactions = TransactionHandler(pipeline, stores.federation_queue, acl, clock)
+        sender = FederationSender(server_name, stores, client, clock)
+        transactions.origin_activity.append(sender.on_remote_activity)
+        persister.persisted_hooks.append(sender.on_event_persisted)
+        visibility = ServerVisibility(stores)
+        reads = RoomReadHandlers(server_name, stores, acl, visibility, clock)
+        queries = QueryHandlers(server_name, stores, profiles, directory, allow_public_rooms)
+        remote = RemoteQueries(client)
+        directory.remote_alias_lookup = remote.lookup_alias
+        profiles.remote_lookup = remote.lookup_profile
+        return cls(acl, pipeline, transactions, sender, visibility, reads, queries, remote)
+
+
+def event_routes(auth: FederationAuthenticator, services: FederationEventServices) -> list[Route]:
+    """The federation routes of the event services (all X-Matrix authenticated)."""
+    a = auth.authenticated
+    reads = services.reads
+    queries = services.queries
+    v1 = FEDERATION_V1
+    return [
+        ("PUT", f"{v1}/send/{{txnId}}", a(services.transactions.on_send_transaction)),
+        ("GET", f"{v1}/event/{{eventId}}", a(reads.on_get_event)),
+        ("GET", f"{v1}/state/{{roomId}}", a(reads.on_get_state)),
+        ("GET", f"{v1}/state_ids/{{roomId}}", a(reads.on_get_state_ids)),
+        ("GET", f"{v1}/event_auth/{{roomId}}/{{eventId}}", a(reads.on_get_event_auth)),
+        ("GET", f"{v1}/backfill/{{roomId}}", a(reads.on_backfill)),
+        ("POST", f"{v1}/get_missing_events/{{roomId}}", a(reads.on_get_missing_events)),
+        ("GET", f"{v1}/query/directory", a(queries.on_query_directory)),
+        ("GET", f"{v1}/query/profile", a(queries.on_query_profile)),
+        ("GET", f"{v1}/publicRooms", a(queries.on_get_public_rooms)),
+        ("POST", f"{v1}/publicRooms", a(queries.on_post_public_rooms)),
+    ]

@@ -1,0 +1,300 @@
+"""The outbound federation sender: one persisted queue per destination (s2s
+"Transactions").
+
+Local events (``on_event_persisted``, a ``persisted_hooks`` entry) go to every other
+server with a joined member in the room, and to the target's server of a membership
+event (an invite, a kick); EDUs are queued by their producers with :meth:`send_edu`
+(optionally coalesced by key, e.g. typing per room). Each destination is drained by
+one task at a time, in queue order, in transactions of at most 50 PDUs and 100 EDUs
+(``PUT /send/{txnId}``); rows are deleted only after the 200, so a destination that
+was down, or a restart of this server, loses nothing.
+
+A failed transaction puts the destination in backoff: the retry interval starts at
+``INITIAL_BACKOFF_MS``, doubles per failure up to ``MAX_BACKOFF_MS``, with jitter,
+and is stored (``federation_destinations``, served by the admin API). A destination
+is tried again when its backoff has passed (:meth:`retry_due`, called by a ticker
+and callable by tests after moving a FakeClock) or at once when it sends us a
+transaction (:meth:`on_remote_activity`: it is evidently back). A transaction the
+destination refuses with a 4xx (other than 429) would never succeed: it is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from federation.errors import FederationError
+from homeserver.clock import Clock
+from homeserver.events import Event, server_name_of
+from storage.events import StoredEvent
+from storage.federation_queue import QueuedEdu, QueuedPdu
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS_PER_TXN = 50
+MAX_EDUS_PER_TXN = 100
+INITIAL_BACKOFF_MS = 10_000
+MAX_BACKOFF_MS = 24 * 3600 * 1000
+BACKOFF_JITTER = 0.2
+TICK_S = 5.0
+SEND_TIMEOUT_S = 60.0
+
+
+class TransactionTransport(Protocol):
+    """What sending needs of ``federation.client.FederationClient``."""
+
+    async def put_json(
+        self,
+        destination: str,
+        path: str,
+        body: Any,
+        query: Any = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> Any: ...
+
+
+class FederationSender:
+    """Per-destination outbound queues with batching and backoff."""
+
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        transport: TransactionTransport,
+        clock: Clock,
+        *,
+        rng: random.Random | None = None,
+        initial_backoff_ms: int = INITIAL_BACKOFF_MS,
+        max_backoff_ms: int = MAX_BACKOFF_MS,
+    ) -> None:
+        self.server_name = server_name
+        self._stores = stores
+        self._queue = stores.federation_queue
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._initial_backoff_ms = initial_backoff_ms
+        self._max_backoff_ms = max_backoff_ms
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._retry_at: dict[str, int] = {}
+        self._txn_counter = 0
+        self._ticker: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Future[None]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, *, ticker: bool = True) -> None:
+        """Resume the queues left by an earlier run (respecting stored backoff)."""
+        await self.retry_due()
+        if ticker and self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick())
+
+    async def stop(self) -> None:
+        tasks = list(self._running.values())
+        if self._ticker is not None:
+            tasks.append(self._ticker)
+            self._ticker = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                await self.retry_due()
+            except Exception:
+                logger.exception("federation sender retry tick failed")
+
+    async def wait_idle(self) -> None:
+        """Wait until no destination is being drained (for tests and shutdown)."""
+        while self._running:
+            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+
+    # -- producers ----------------------------------------------------------------------
+
+    async def send_pdu(
+        self, event: Event, destinations: Iterable[str], stream_ordering: int | None = None
+    ) -> None:
+        """Queue ``event`` for each of ``destinations`` (this server is skipped)."""
+        dests = sorted({d for d in destinations if d != self.server_name})
+        if not dests:
+            return
+        await self._queue.queue_pdu(
+            dests, event.event_id, event.room_id, stream_ordering, self._clock.time_ms()
+        )
+        for dest in dests:
+            self._wake(dest)
+
+    async def send_edu(
+        self, destination: str, edu_type: str, content: dict[str, Any], key: str | None = None
+    ) -> None:
+        """Queue an EDU; with ``key``, it replaces a queued EDU of the same type and key."""
+        if destination == self.server_name:
+            return
+        await self._queue.queue_edu(destination, edu_type, content, key, self._clock.time_ms())
+        self._wake(destination)
+
+    async def on_event_persisted(self, stored: StoredEvent) -> None:
+        """The ``persisted_hooks`` entry: send accepted timeline events of local users."""
+        if (
+            stored.outlier
+            or stored.rejected_reason is not None
+            or stored.soft_failed
+            or stored.stream_ordering is None
+            or stored.stream_ordering < 0
+        ):
+            return
+        event = stored.event
+        try:
+            if server_name_of(event.sender) != self.server_name:
+                return
+        except ValueError:
+            return
+        await self.send_pdu(event, await self.destinations_for(event), stored.stream_ordering)
+
+    async def destinations_for(self, event: Event) -> set[str]:
+        """Servers with a joined member in the room now, plus a membership target's."""
+        members = await self._stores.state.current_members(event.room_id)
+        servers = {_server(user) for user, membership in members.items() if membership == "join"}
+        if event.type == "m.room.member" and event.state_key:
+            servers.add(_server(event.state_key))
+        servers.discard(None)
+        servers.discard(self.server_name)
+        return {s for s in servers if s is not None}
+
+    # -- remote state -------------------------------------------------------------------
+
+    def on_remote_activity(self, destination: str) -> None:
+        """``destination`` just talked to us: if it was in backoff, try it now."""
+        if destination in self._retry_at:
+            self._retry_at.pop(destination, None)
+            task = asyncio.ensure_future(self._resume(destination))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _resume(self, destination: str) -> None:
+        health = await self._queue.get_health(destination)
+        if health is not None and health.retry_interval:
+            await self._queue.clear_backoff(destination)
+        self._wake(destination)
+
+    async def retry_due(self) -> None:
+        """Start draining every destination with queued items whose backoff passed."""
+        now = self._clock.time_ms()
+        for dest in await self._queue.destinations_with_queue():
+            if dest not in self._retry_at:
+                health = await self._queue.get_health(dest)
+                if health is not None and health.retry_interval:
+                    self._retry_at[dest] = health.retry_last_ts + health.retry_interval
+            if self._retry_at.get(dest, 0) <= now:
+                self._retry_at.pop(dest, None)
+                self._wake(dest)
+
+    def in_backoff(self, destination: str) -> bool:
+        return self._retry_at.get(destination, 0) > self._clock.time_ms()
+
+    # -- draining -----------------------------------------------------------------------
+
+    def _wake(self, destination: str) -> None:
+        if destination in self._running:
+            self._again.add(destination)
+            return
+        if self.in_backoff(destination):
+            return
+        task = asyncio.create_task(self._drain(destination))
+        self._running[destination] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._running.get(destination) is task:
+                del self._running[destination]
+            if destination in self._again:
+                self._again.discard(destination)
+                self._wake(destination)
+
+        task.add_done_callback(done)
+
+    async def _drain(self, destination: str) -> None:
+        try:
+            while True:
+                self._again.discard(destination)
+                pdus = await self._queue.next_pdus(destination, MAX_PDUS_PER_TXN)
+                edus = await self._queue.next_edus(destination, MAX_EDUS_PER_TXN)
+                if not pdus and not edus:
+                    return
+                if not await self._send_one(destination, pdus, edus):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("federation queue of %s failed", destination)
+            await self._backoff(destination)
+
+    async def _send_one(
+        self, destination: str, pdus: list[QueuedPdu], edus: list[QueuedEdu]
+    ) -> bool:
+        """Send one transaction; True when its rows are done with (sent or dropped)."""
+        body = await self._transaction_body(pdus, edus)
+        self._txn_counter += 1
+        txn_id = f"{self._clock.time_ms()}_{self._txn_counter}"
+        try:
+            await self._transport.put_json(
+                destination,
+                f"/_matrix/federation/v1/send/{txn_id}",
+                body,
+                timeout_s=SEND_TIMEOUT_S,
+            )
+        except FederationError as exc:
+            if exc.retryable:
+                logger.info("transaction to %s failed, backing off: %s", destination, exc)
+                await self._backoff(destination)
+                return False
+            logger.warning("%s refused a transaction, dropping it: %s", destination, exc)
+        last = max((p.stream_ordering for p in pdus if p.stream_ordering is not None), default=None)
+        await self._queue.remove_sent(destination, [p.id for p in pdus], [e.id for e in edus], last)
+        self._retry_at.pop(destination, None)
+        return True
+
+    async def _transaction_body(
+        self, pdus: list[QueuedPdu], edus: list[QueuedEdu]
+    ) -> dict[str, Any]:
+        stored = await self._stores.events.get_events([p.event_id for p in pdus])
+        pdu_json: list[dict[str, Any]] = []
+        for queued in pdus:
+            event = stored.get(queued.event_id)
+            if event is None:
+                continue
+            pdu = event.event.redacted_pdu() if event.redacted_by else event.event.pdu
+            pdu_json.append(dict(pdu))
+        body: dict[str, Any] = {
+            "origin": self.server_name,
+            "origin_server_ts": self._clock.time_ms(),
+            "pdus": pdu_json,
+        }
+        if edus:
+            body["edus"] = [{"edu_type": e.edu_type, "content": e.content} for e in edus]
+        return body
+
+    async def _backoff(self, destination: str) -> None:
+        now = self._clock.time_ms()
+        health = await self._queue.get_health(destination)
+        previous = health.retry_interval if health is not None else 0
+        interval = (
+            self._initial_backoff_ms if not previous else min(previous * 2, self._max_backoff_ms)
+        )
+        failure_ts = health.failure_ts if health is not None and health.failure_ts else now
+        await self._queue.set_backoff(destination, now, interval, failure_ts)
+        jitter = 1 + self._rng.uniform(-BACKOFF_JITTER, BACKOFF_JITTER)
+        self._retry_at[destination] = now + int(interval * jitter)
+
+
+def _server(user_id: str) -> str | None:
+    _local, sep, server = user_id.partition(":")
+    return server if sep else None
