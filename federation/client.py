@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 15.0
 WELL_KNOWN_TIMEOUT_S = 10.0
+WELL_KNOWN_MAX_REDIRECTS = 5
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1024 * 1024
 USER_AGENT = "homeserver/0.1 (federation)"
 
@@ -291,13 +292,37 @@ class FederationClient:
     # -- well-known --------------------------------------------------------------------
 
     async def fetch_well_known(self, hostname: str) -> HttpAnswer:
-        """``GET https://<hostname>/.well-known/matrix/server`` (unsigned, redirects
-        followed by aiohttp up to 10 hops, each through the filtering resolver)."""
+        """``GET https://<hostname>/.well-known/matrix/server`` (unsigned).
+
+        Redirects are followed here, hop by hop, so that each target is checked
+        against the address policy (names by the filtering resolver, IP literals
+        here) and loops are cut (a URL seen before, or more than
+        ``WELL_KNOWN_MAX_REDIRECTS`` hops). Raises on failure.
+        """
         url = URL.build(scheme="https", host=hostname, path="/.well-known/matrix/server")
+        return await self.fetch_well_known_url(url, hostname)
+
+    async def fetch_well_known_url(self, url: URL, hostname: str) -> HttpAnswer:
+        """:meth:`fetch_well_known` from a given first URL (tests use other ports)."""
+        seen = {url}
         async with asyncio.timeout(WELL_KNOWN_TIMEOUT_S):
-            async with self.session().get(url, allow_redirects=True, max_redirects=10) as resp:
-                body = await _read_capped(resp, WELL_KNOWN_MAX_BYTES + 1, hostname)
-                return HttpAnswer(resp.status, dict(resp.headers), body)
+            for _ in range(WELL_KNOWN_MAX_REDIRECTS + 1):
+                host = url.host or ""
+                if url.scheme != "https" or (
+                    ip_literal(host) is not None and not self._addresses.allows(host)
+                ):
+                    raise FederationDenied(hostname, f"well-known redirect to {url} refused")
+                async with self.session().get(url, allow_redirects=False) as resp:
+                    location = resp.headers.get("Location")
+                    if resp.status in (301, 302, 303, 307, 308) and location:
+                        url = url.join(URL(location))
+                        if url in seen:
+                            raise FederationError(hostname, "well-known redirect loop")
+                        seen.add(url)
+                        continue
+                    body = await _read_capped(resp, WELL_KNOWN_MAX_BYTES + 1, hostname)
+                    return HttpAnswer(resp.status, dict(resp.headers), body)
+        raise FederationError(hostname, "too many well-known redirects")
 
 
 class _SessionWellKnownFetcher:
