@@ -14,6 +14,7 @@ from homeserver.e2ee import E2ee
 from homeserver.errors import MissingToken
 from homeserver.notifier import Notifier
 from homeserver.profiles import ProfileService
+from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
@@ -57,6 +58,7 @@ class ClientContext:
     visibility: HistoryVisibility
     history: RoomHistory
     relations: RelationsService
+    push: PushService
     e2ee: E2ee
     sync: SyncService
 

@@ -20,7 +20,10 @@ from client_api.keys import KeyHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
 from client_api.messages import MessageHandlers
+from client_api.notifications import NotificationHandlers
 from client_api.profile import ProfileHandlers
+from client_api.pushers import PusherHandlers
+from client_api.pushrules import PushRuleHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
@@ -53,9 +56,24 @@ def client_routes(
     directory = DirectoryHandlers(ctx)
     messages = MessageHandlers(ctx)
     relations = RelationHandlers(ctx)
+    pushrules = PushRuleHandlers(ctx)
+    pushers = PusherHandlers(ctx)
+    notifications = NotificationHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
+        ("GET", "/pushrules/", pushrules.get_push_rules),
+        ("GET", "/pushrules/global/", pushrules.get_push_rules_global),
+        ("GET", "/pushrules/global/{kind}/{ruleId}", pushrules.get_push_rule),
+        ("PUT", "/pushrules/global/{kind}/{ruleId}", pushrules.set_push_rule),
+        ("DELETE", "/pushrules/global/{kind}/{ruleId}", pushrules.delete_push_rule),
+        ("GET", "/pushrules/global/{kind}/{ruleId}/enabled", pushrules.get_enabled),
+        ("PUT", "/pushrules/global/{kind}/{ruleId}/enabled", pushrules.set_enabled),
+        ("GET", "/pushrules/global/{kind}/{ruleId}/actions", pushrules.get_actions),
+        ("PUT", "/pushrules/global/{kind}/{ruleId}/actions", pushrules.set_actions),
+        ("GET", "/pushers", pushers.get_pushers),
+        ("POST", "/pushers/set", pushers.set_pusher),
+        ("GET", "/notifications", notifications.get_notifications),
         ("POST", "/register", register.register),
         ("GET", "/register/available", register.get_available),
         ("GET", "/login", login.get_login_flows),

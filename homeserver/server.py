@@ -32,6 +32,8 @@ from homeserver.media.service import MediaService, media_service_from_config
 from homeserver.notifier import Notifier
 from homeserver.passwords import PasswordHasher
 from homeserver.profiles import ProfileService
+from homeserver.push.notifications import SyncUnreadCounter
+from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
@@ -133,6 +135,7 @@ class Homeserver:
         visibility = HistoryVisibility(stores)
         history = RoomHistory(stores, visibility)
         relations = RelationsService(stores, visibility, history)
+        push = PushService.build(config, stores, notifier, persister, clock)
         e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
         client = ClientContext(
             config=config,
@@ -157,12 +160,14 @@ class Homeserver:
             visibility=visibility,
             history=history,
             relations=relations,
+            push=push,
             e2ee=e2ee,
             sync=SyncService(
                 stores, notifier, persister.events_stream, EventSerializer(stores, clock, relations)
             ),
         )
         client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
+        client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         media = media_service_from_config(config, stores.media, clock)
         federation = FederationContext.build(config, clock, signing_key, stores)
         federation_events = FederationEventServices.build(
@@ -215,7 +220,16 @@ class Homeserver:
         )
         for method, path, handler in self.routes_for(resources):
             app.router.add_route(method, path, handler)
+        app.on_startup.append(self._start_background)
+        app.on_cleanup.append(self._stop_background)
         return app
+
+    async def _start_background(self, _app: web.Application) -> None:
+        """Start background work (idempotent: every listener's app calls it)."""
+        await self.client.push.start()
+
+    async def _stop_background(self, _app: web.Application) -> None:
+        await self.client.push.stop()
 
     async def start_listeners(self) -> None:
         for listener in self.config.listeners:

@@ -1,0 +1,147 @@
+"""Talking to push gateways (Push Gateway API: POST /_matrix/push/v1/notify).
+
+``NotificationBuilder`` shapes the ``notification`` object of one event for one
+pusher; ``PushGatewayClient`` POSTs it through a session that only reaches allowed
+addresses (``ip_range_blacklist`` / ``ip_range_whitelist``), with the same address
+filter and resolver as URL previews and federation (homeserver/media/preview.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from homeserver.media.preview import AddressFilter, BlockedAddress, FilteringResolver
+from homeserver.push.rules import tweaks_of
+from storage.push_actions import PushAction
+from storage.pushers import PusherRecord
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+GATEWAY_TIMEOUT_S = 15.0
+NOTIFY_PATH = "/_matrix/push/v1/notify"
+
+
+class GatewayError(Exception):
+    """The gateway could not be reached or answered with an error: retry later."""
+
+
+class PushGatewayClient:
+    def __init__(self, addresses: AddressFilter, timeout_s: float = GATEWAY_TIMEOUT_S) -> None:
+        self._addresses = addresses
+        self._timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def notify(self, url: str, body: Mapping[str, Any]) -> list[str]:
+        """POST ``body``; return the pushkeys the gateway rejected."""
+        try:
+            self._check_literal_host(url)
+            if self._session is None or self._session.closed:
+                self._session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(resolver=FilteringResolver(self._addresses)),
+                    timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                )
+            async with self._session.post(url, json=body) as resp:
+                if resp.status // 100 != 2:
+                    raise GatewayError(f"{url} answered {resp.status}")
+                answer = await resp.json(content_type=None)
+        except GatewayError:
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            raise GatewayError(f"{url}: {exc!r}") from exc
+        rejected = answer.get("rejected") if isinstance(answer, dict) else None
+        if not isinstance(rejected, list):
+            return []
+        return [key for key in rejected if isinstance(key, str)]
+
+    def _check_literal_host(self, url: str) -> None:
+        """aiohttp skips the resolver for IP literals: check those here."""
+        host = (URL(url).host or "").strip("[]")
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return  # a name: the filtering resolver checks every address
+        if not self._addresses.allows(host):
+            raise BlockedAddress(f"{host} is a blocked address")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class NotificationBuilder:
+    """The ``notification`` of a push for one event (Push Gateway API: notify)."""
+
+    def __init__(self, stores: Stores, include_content: bool) -> None:
+        self._stores = stores
+        self._include_content = include_content
+
+    async def build(
+        self, pusher: PusherRecord, action: PushAction, unread: int
+    ) -> dict[str, Any] | None:
+        stored = await self._stores.events.get_event(action.event_id)
+        if stored is None:
+            return None
+        event = stored.event
+        tweaks = tweaks_of(action.actions)
+        data = {k: v for k, v in pusher.data.items() if k != "url"}
+        device: dict[str, Any] = {
+            "app_id": pusher.app_id,
+            "pushkey": pusher.pushkey,
+            "pushkey_ts": pusher.pushkey_ts,
+            "data": data,
+            "tweaks": tweaks,
+        }
+        high = (
+            event.type == "m.room.encrypted"
+            or bool(tweaks.get("highlight"))
+            or bool(tweaks.get("sound"))
+        )
+        notification: dict[str, Any] = {
+            "event_id": event.event_id,
+            "room_id": event.room_id,
+            "prio": "high" if high else "low",
+            "counts": {"unread": unread} if unread else {},
+            "devices": [device],
+        }
+        if data.get("format") == "event_id_only":
+            return notification
+        notification["type"] = event.type
+        notification["sender"] = event.sender
+        if event.type == "m.room.member" and event.state_key is not None:
+            notification["user_is_target"] = event.state_key == pusher.user_id
+        if self._include_content and event.content:
+            notification["content"] = dict(event.content)
+        notification.update(await self._room_details(stored.state_group, event.sender))
+        return notification
+
+    async def _room_details(self, state_group: int | None, sender: str) -> dict[str, str]:
+        if state_group is None:
+            return {}
+        state = await self._stores.state.get_state(state_group)
+        keys = {
+            "sender_display_name": ("m.room.member", sender),
+            "room_name": ("m.room.name", ""),
+            "room_alias": ("m.room.canonical_alias", ""),
+        }
+        ids = {name: state[key] for name, key in keys.items() if key in state}
+        events = await self._stores.events.get_events(list(ids.values()))
+        field_of = {
+            "sender_display_name": "displayname",
+            "room_name": "name",
+            "room_alias": "alias",
+        }
+        details: dict[str, str] = {}
+        for name, event_id in ids.items():
+            stored = events.get(event_id)
+            value = stored.event.content.get(field_of[name]) if stored is not None else None
+            if isinstance(value, str) and value:
+                details[name] = value
+        return details

@@ -1,0 +1,392 @@
+"""Evaluating push rules for new events, unread counts and the notification list.
+
+Client-server API, Push Notifications: "Server behaviour" (push rules of every local
+user in the room but the sender), "Receiving notifications" (unread counts per room
+and per thread), "Marking notifications as read", and getNotifications.
+
+Durability without slowing the send path: the persister's after-commit hook only
+wakes a background worker. The worker evaluates events in room-event stream order,
+from a position kept in the database, up to the stream's ``current()`` (every event
+below it has committed), and stores each batch's push actions together with the new
+position in ONE transaction. A crash after an event commits loses nothing: at
+start-up the worker resumes from the stored position. Readers of counts
+(``unread_counts``, ``notifications``) first wait (briefly, bounded) until evaluation
+has caught up with the stream, so an event and the count it raises appear in the
+same /sync response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+from homeserver.clock import Clock
+from homeserver.errors import InvalidParam
+from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, parse_power_level
+from homeserver.push.conditions import MessageContext, Recipient
+from homeserver.push.rules_service import PushRulesService
+from homeserver.streams import StreamIdGenerator
+from homeserver.sync.extensions import UnreadCount
+from storage.events import StoredEvent
+from storage.push_actions import UNTHREADED, Notification, PushAction
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+MAIN_THREAD = "main"
+THREAD_HOPS = 3
+BATCH_SIZE = 100
+CATCH_UP_TIMEOUT_S = 5.0
+ROOM_STATE_CACHE = 512
+STOP_TIMEOUT_S = 5.0
+
+NotifiedCallback = Callable[[set[str]], None]
+
+
+@dataclass(frozen=True)
+class UnreadCounts:
+    """A room's unread notifications: totals over every thread, the main timeline
+    (``main``) and each thread by its root event ID (``per_thread``)."""
+
+    notification: int = 0
+    highlight: int = 0
+    main: tuple[int, int] = (0, 0)
+    per_thread: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoomPushState:
+    """What push evaluation needs of a room at one state group."""
+
+    local_joined: tuple[str, ...]
+    member_count: int
+    display_names: Mapping[str, str | None]
+    power_levels: PowerLevels | None
+    notification_levels: Mapping[str, int]
+
+
+class PushEvaluator:
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        rules: PushRulesService,
+        events_stream: StreamIdGenerator,
+        clock: Clock,
+    ) -> None:
+        self._suffix = ":" + server_name
+        self._stores = stores
+        self._rules = rules
+        self._stream = events_stream
+        self._clock = clock
+        self._position: int | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._room_states: OrderedDict[int, RoomPushState] = OrderedDict()
+        # told which users got new notifications (the pushers)
+        self.on_notified: list[NotifiedCallback] = []
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker; it first catches up on events persisted while down."""
+        if self._stopping:
+            return
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop between batches (never cancel a transaction half-way, unless stuck)."""
+        self._stopping = True
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(worker), STOP_TIMEOUT_S)
+        except TimeoutError:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+    async def on_event_persisted(self, stored: StoredEvent) -> None:
+        """The persister's after-commit hook: wake the worker, return at once."""
+        if stored.stream_ordering is not None and stored.stream_ordering > 0:
+            self.start()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self.catch_up()
+            except Exception:
+                logger.exception("push evaluation failed; retrying")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def catch_up(self, target: int | None = None) -> None:
+        """Evaluate every committed event up to ``target`` (default: the stream's current)."""
+        target = self._stream.current() if target is None else target
+        async with self._lock:
+            if self._position is None:
+                self._position = await self._stores.push_actions.evaluation_position()
+            while self._position < target and not self._stopping:
+                batch = await self._stores.push_actions.events_to_evaluate(
+                    self._position, target, BATCH_SIZE
+                )
+                new_position = batch[-1][1] if len(batch) == BATCH_SIZE else target
+                events = await self._stores.events.get_events([e for e, _ in batch])
+                actions: list[PushAction] = []
+                for event_id, _ in batch:
+                    stored = events.get(event_id)
+                    if stored is not None:
+                        actions += await self.evaluate_event(stored)
+                await self._stores.push_actions.add_actions(actions, new_position)
+                self._position = new_position
+                users = {a.user_id for a in actions}
+                if users:
+                    for callback in self.on_notified:
+                        callback(users)
+
+    async def wait_until_evaluated(self) -> None:
+        """Wait (bounded) until every event committed so far has been evaluated."""
+        target = self._stream.current()
+        if self._position is not None and self._position >= target:
+            return
+        try:
+            await asyncio.wait_for(self.catch_up(target), CATCH_UP_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("push evaluation is behind; counts may lag")
+
+    # -- evaluating one event -------------------------------------------------------------
+
+    async def evaluate_event(self, stored: StoredEvent) -> list[PushAction]:
+        """The push actions ``stored`` gives each local recipient who is notified."""
+        event = stored.event
+        if stored.state_group is None or stored.stream_ordering is None:
+            return []
+        room = await self.room_state(event.room_id, stored.state_group)
+        recipients = [u for u in room.local_joined if u != event.sender]
+        invitee = event.state_key
+        if (
+            event.type == "m.room.member"
+            and event.membership == "invite"
+            and invitee is not None
+            and invitee.endswith(self._suffix)
+            and invitee != event.sender
+            and invitee not in recipients
+        ):
+            recipients.append(invitee)
+        if not recipients:
+            return []
+        message = MessageContext.of(
+            event.pdu,
+            room_member_count=room.member_count,
+            sender_power_level=(
+                room.power_levels.user_level(event.sender) if room.power_levels else 0
+            ),
+            notification_levels=room.notification_levels,
+        )
+        rulesets = await self._rules.compiled_for_users(recipients)
+        result: list[PushAction] = []
+        thread_id: str | None = None
+        now = self._clock.time_ms()
+        for user_id in recipients:
+            rule = rulesets[user_id].evaluate(
+                message, Recipient(user_id, room.display_names.get(user_id))
+            )
+            if rule is None or not rule.notify:
+                continue
+            if thread_id is None:
+                thread_id = await self.thread_of(event)
+            result.append(
+                PushAction(
+                    user_id,
+                    event.event_id,
+                    event.room_id,
+                    stored.stream_ordering,
+                    thread_id,
+                    list(rule.actions),
+                    rule.highlight,
+                    now,
+                )
+            )
+        return result
+
+    async def thread_of(self, event: Event) -> str:
+        """The thread root an event belongs to, following relations at most 3 hops."""
+        current: Event | None = event
+        for _ in range(THREAD_HOPS):
+            if current is None:
+                break
+            relates = current.content.get("m.relates_to")
+            if not isinstance(relates, Mapping):
+                break
+            target = relates.get("event_id")
+            if not isinstance(target, str):
+                break
+            if relates.get("rel_type") == "m.thread":
+                return target
+            parent = await self._stores.events.get_event(target)
+            current = parent.event if parent is not None else None
+        return MAIN_THREAD
+
+    async def room_state(self, room_id: str, state_group: int) -> RoomPushState:
+        cached = self._room_states.get(state_group)
+        if cached is not None:
+            self._room_states.move_to_end(state_group)
+            return cached
+        state = await self._stores.state.get_state(state_group)
+        wanted = {k: e for k, e in state.items() if k[0] == "m.room.member"} | {
+            k: state[k] for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in state
+        }
+        events = await self._stores.events.get_events(list(wanted.values()))
+        joined: list[str] = []
+        names: dict[str, str | None] = {}
+        for (event_type, user_id), event_id in wanted.items():
+            member = events.get(event_id)
+            if event_type != "m.room.member" or member is None:
+                continue
+            if member.event.membership == "join":
+                joined.append(user_id)
+                if user_id.endswith(self._suffix):
+                    name = member.event.content.get("displayname")
+                    names[user_id] = name if isinstance(name, str) else None
+        power_levels, levels = await self._power_levels(room_id, state, events)
+        room = RoomPushState(
+            tuple(u for u in joined if u.endswith(self._suffix)),
+            len(joined),
+            names,
+            power_levels,
+            levels,
+        )
+        self._room_states[state_group] = room
+        while len(self._room_states) > ROOM_STATE_CACHE:
+            self._room_states.popitem(last=False)
+        return room
+
+    async def _power_levels(
+        self,
+        room_id: str,
+        state: Mapping[tuple[str, str], str],
+        events: Mapping[str, StoredEvent],
+    ) -> tuple[PowerLevels | None, dict[str, int]]:
+        version_id = await self._stores.events.room_version_id(room_id)
+        version = KNOWN_ROOM_VERSIONS.get(version_id or "")
+        if version is None:
+            return None, {}
+        create = events.get(state.get(("m.room.create", ""), ""))
+        power = events.get(state.get(("m.room.power_levels", ""), ""))
+        levels: dict[str, int] = {}
+        if power is not None:
+            raw = power.event.content.get("notifications")
+            if isinstance(raw, Mapping):
+                for key, value in raw.items():
+                    parsed = parse_power_level(value, version)
+                    if parsed is not None:
+                        levels[key] = parsed
+        return (
+            PowerLevels(create.event if create else None, power.event if power else None, version),
+            levels,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def on_read_receipt(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None
+    ) -> None:
+        """A read receipt (m.read or m.read.private): notifications at or before the event
+        are read, in ``thread_id`` only (``"main"`` or a thread root), or in every thread
+        of the room when the receipt is unthreaded (None)."""
+        stored = await self._stores.events.get_event(event_id)
+        if stored is None or stored.stream_ordering is None or stored.event.room_id != room_id:
+            return
+        await self._stores.push_actions.mark_read(
+            user_id,
+            room_id,
+            thread_id if thread_id is not None else UNTHREADED,
+            stored.stream_ordering,
+        )
+        for callback in self.on_notified:
+            callback({user_id})
+
+    async def unread_counts(
+        self, user_id: str, room_ids: Collection[str]
+    ) -> dict[str, UnreadCounts]:
+        """Unread notification and highlight counts of each room (for /sync)."""
+        await self.wait_until_evaluated()
+        wanted = set(room_ids)
+        per_room: dict[str, dict[str, tuple[int, int]]] = {r: {} for r in wanted}
+        for (
+            room_id,
+            thread_id,
+            notes,
+            highlights,
+        ) in await self._stores.push_actions.unread_by_thread(user_id):
+            if room_id in wanted:
+                per_room[room_id][thread_id] = (notes, highlights)
+        result = {}
+        for room_id, threads in per_room.items():
+            main = threads.pop(MAIN_THREAD, (0, 0))
+            result[room_id] = UnreadCounts(
+                notification=main[0] + sum(n for n, _ in threads.values()),
+                highlight=main[1] + sum(h for _, h in threads.values()),
+                main=main,
+                per_thread=threads,
+            )
+        return result
+
+    async def unread_total(self, user_id: str) -> int:
+        """The user's unread notifications across every room (push ``counts.unread``)."""
+        return await self._stores.push_actions.unread_total(user_id)
+
+    async def notifications(
+        self, user_id: str, from_token: str | None, limit: int, only_highlight: bool
+    ) -> tuple[list[Notification], str | None]:
+        """A page of the user's notifications, newest first, and the next page's token."""
+        before: int | None = None
+        if from_token is not None:
+            try:
+                before = int(from_token)
+            except ValueError as exc:
+                raise InvalidParam("Invalid 'from' token") from exc
+        await self.wait_until_evaluated()
+        page = await self._stores.push_actions.notifications(user_id, before, limit, only_highlight)
+        next_token = str(page[-1].action.stream_ordering) if len(page) == limit else None
+        return page, next_token
+
+
+@dataclass(frozen=True)
+class ThreadedUnreadCount(UnreadCount):
+    """Room totals for /sync's ``unread_notifications``, with the split by thread for
+    ``unread_thread_notifications``: ``main`` (the room-level counts when the filter
+    asks for thread counts) and ``per_thread`` (thread root -> (notifications, highlights))."""
+
+    main: tuple[int, int] = (0, 0)
+    per_thread: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class SyncUnreadCounter:
+    """The ``UnreadCounter`` /sync calls (homeserver/sync/extensions.py)."""
+
+    def __init__(self, evaluator: PushEvaluator) -> None:
+        self._evaluator = evaluator
+
+    async def unread_counts(
+        self, user_id: str, room_ids: Collection[str]
+    ) -> dict[str, UnreadCount]:
+        counts = await self._evaluator.unread_counts(user_id, room_ids)
+        return {
+            room_id: ThreadedUnreadCount(c.notification, c.highlight, c.main, c.per_thread)
+            for room_id, c in counts.items()
+        }

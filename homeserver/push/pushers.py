@@ -1,0 +1,322 @@
+"""HTTP pushers (client-server API: Push Notifications, postPusher/getPushers; Push
+Gateway API: "Homeserver behaviour").
+
+Each pusher is a persisted queue: its ``last_stream_ordering`` is how far the user's
+notifications (``event_push_actions``) were delivered. One task per pusher sends the
+user's unread notifications after that position, in order, one POST per event, and
+moves the position only after the gateway accepted it. When the gateway fails, the
+pusher backs off exponentially (by the injected clock) and retries the same
+notification; after failing for a day it skips it, as Synapse does. Pushkeys the
+gateway ``rejected`` remove the pusher. At start-up every pusher resumes from its
+stored position, so nothing is lost across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from yarl import URL
+
+from homeserver.clock import Clock
+from homeserver.errors import InvalidParam
+from homeserver.push.gateway import (
+    NOTIFY_PATH,
+    GatewayError,
+    NotificationBuilder,
+    PushGatewayClient,
+)
+from homeserver.push.notifications import PushEvaluator
+from homeserver.streams import StreamIdGenerator
+from storage.pushers import PusherRecord
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+INITIAL_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 3600.0
+GIVE_UP_AFTER_MS = 24 * 3600 * 1000
+MAX_WAIT_S = 60.0
+FETCH_LIMIT = 20
+MAX_PUSHKEY_BYTES = 512
+MAX_APP_ID_CHARS = 64
+STOP_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class PusherRequest:
+    """A validated postPusher body whose ``kind`` is not null."""
+
+    app_id: str
+    pushkey: str
+    kind: str
+    app_display_name: str
+    device_display_name: str
+    profile_tag: str | None
+    lang: str
+    data: dict[str, Any]
+    append: bool
+
+
+def check_pusher_request(request: PusherRequest) -> None:
+    """Semantic checks of postPusher (M_INVALID_PARAM)."""
+    if len(request.pushkey.encode()) > MAX_PUSHKEY_BYTES:
+        raise InvalidParam(f"'pushkey' is longer than {MAX_PUSHKEY_BYTES} bytes")
+    if len(request.app_id) > MAX_APP_ID_CHARS:
+        raise InvalidParam(f"'app_id' is longer than {MAX_APP_ID_CHARS} characters")
+    if request.kind != "http":
+        raise InvalidParam(f"Unsupported pusher kind: {request.kind}")
+    url = request.data.get("url")
+    if not isinstance(url, str):
+        raise InvalidParam("'data.url' is required for http pushers")
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise InvalidParam("'data.url' is not a URL") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidParam("'data.url' must be an http(s) URL")
+    if parsed.path != NOTIFY_PATH:
+        raise InvalidParam(f"'data.url' must have the path {NOTIFY_PATH}")
+    fmt = request.data.get("format")
+    if fmt is not None and fmt != "event_id_only":
+        raise InvalidParam("'data.format' must be 'event_id_only' when given")
+
+
+def pusher_json(pusher: PusherRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "pushkey": pusher.pushkey,
+        "kind": pusher.kind,
+        "app_id": pusher.app_id,
+        "app_display_name": pusher.app_display_name,
+        "device_display_name": pusher.device_display_name,
+        "lang": pusher.lang,
+        "data": pusher.data,
+    }
+    if pusher.profile_tag is not None:
+        body["profile_tag"] = pusher.profile_tag
+    return body
+
+
+class HttpPusher:
+    """The delivery queue of one pusher."""
+
+    def __init__(self, pool: PusherPool, record: PusherRecord) -> None:
+        self.record = record
+        self._pool = pool
+        self._wake = asyncio.Event()
+        self._backoff_s = 0.0
+        self._next_attempt_ms: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop at the next safe point (a request to a gateway may be cut short)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sleep(self, seconds: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _run(self) -> None:
+        clock = self._pool.clock
+        while self._task is not None:
+            if self._next_attempt_ms is not None:
+                remaining_ms = self._next_attempt_ms - clock.time_ms()
+                if remaining_ms > 0:
+                    await self._sleep(min(remaining_ms / 1000, MAX_WAIT_S))
+                    continue
+            self._wake.clear()
+            try:
+                more = await self._deliver_some()
+            except Exception:
+                logger.exception("pusher %s/%s failed", self.record.app_id, self.record.user_id)
+                more = False
+                self._fail()
+            if self._task is None:
+                return  # removed
+            if not more and self._next_attempt_ms is None:
+                await self._sleep(None)
+
+    async def _deliver_some(self) -> bool:
+        """Send the next notifications; True when there may be more right away."""
+        pool, record = self._pool, self.record
+        actions = await pool.stores.push_actions.unread_after(
+            record.user_id, record.last_stream_ordering, FETCH_LIMIT
+        )
+        for action in actions:
+            if self._task is None:
+                return False  # stopping
+            unread = await pool.evaluator.unread_total(record.user_id)
+            body = await pool.builder.build(record, action, unread)
+            if body is not None:
+                try:
+                    rejected = await pool.client.notify(record.data["url"], {"notification": body})
+                except GatewayError as exc:
+                    logger.info("push to %s failed: %s", record.data.get("url"), exc)
+                    if self._give_up():
+                        await self._advance(action.stream_ordering)
+                        continue
+                    self._fail()
+                    await pool.stores.pushers.set_delivery_state(
+                        record.key, record.last_stream_ordering, record.failing_since_ms
+                    )
+                    return False
+                if record.pushkey in rejected:
+                    logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
+                    await pool.remove(record.user_id, record.app_id, record.pushkey)
+                    return False
+            await self._advance(action.stream_ordering)
+        return len(actions) == FETCH_LIMIT
+
+    def _fail(self) -> None:
+        now = self._pool.clock.time_ms()
+        self.failures += 1
+        self._backoff_s = min(max(self._backoff_s * 2, INITIAL_BACKOFF_S), MAX_BACKOFF_S)
+        self._next_attempt_ms = now + int(self._backoff_s * 1000)
+        if self.record.failing_since_ms is None:
+            self.record = _with(self.record, failing_since_ms=now)
+
+    def _give_up(self) -> bool:
+        since = self.record.failing_since_ms
+        return since is not None and self._pool.clock.time_ms() - since > GIVE_UP_AFTER_MS
+
+    async def _advance(self, position: int) -> None:
+        self.record = _with(self.record, last_stream_ordering=position, failing_since_ms=None)
+        self._backoff_s = 0.0
+        self._next_attempt_ms = None
+        await self._pool.stores.pushers.set_delivery_state(self.record.key, position, None)
+
+    @property
+    def next_attempt_ms(self) -> int | None:
+        return self._next_attempt_ms
+
+
+def _with(record: PusherRecord, **changes: Any) -> PusherRecord:
+    from dataclasses import replace
+
+    return replace(record, **changes)
+
+
+class PusherPool:
+    """Every pusher of this server and its delivery task."""
+
+    def __init__(
+        self,
+        stores: Stores,
+        clock: Clock,
+        evaluator: PushEvaluator,
+        client: PushGatewayClient,
+        builder: NotificationBuilder,
+        events_stream: StreamIdGenerator,
+    ) -> None:
+        self.stores = stores
+        self.clock = clock
+        self.evaluator = evaluator
+        self.client = client
+        self.builder = builder
+        self._stream = events_stream
+        self._pushers: dict[tuple[str, str, str], HttpPusher] = {}
+        self._running = False
+        evaluator.on_notified.append(self.on_notified)
+
+    async def start(self) -> None:
+        """Load every pusher and resume its queue from the stored position."""
+        if self._running:
+            return
+        self._running = True
+        for record in await self.stores.pushers.all_pushers():
+            self._add(record)
+
+    async def stop(self) -> None:
+        self._running = False
+        pushers, self._pushers = list(self._pushers.values()), {}
+        for pusher in pushers:
+            await pusher.stop()
+        await self.client.close()
+
+    def _add(self, record: PusherRecord) -> None:
+        old = self._pushers.get(record.key)
+        if old is not None:
+            old.record = record
+            old.wake()
+            return
+        pusher = HttpPusher(self, record)
+        self._pushers[record.key] = pusher
+        if self._running:
+            pusher.start()
+
+    def on_notified(self, user_ids: set[str]) -> None:
+        for key, pusher in self._pushers.items():
+            if key[0] in user_ids:
+                pusher.wake()
+
+    def wake_all(self) -> None:
+        """Re-check every queue now (after the clock moved, in tests)."""
+        for pusher in self._pushers.values():
+            pusher.wake()
+
+    def pusher(self, user_id: str, app_id: str, pushkey: str) -> HttpPusher | None:
+        return self._pushers.get((user_id, app_id, pushkey))
+
+    # -- the API -----------------------------------------------------------------------------
+
+    async def get_pushers(self, user_id: str) -> list[PusherRecord]:
+        return await self.stores.pushers.get_pushers(user_id)
+
+    async def set_pusher(self, user_id: str, device_id: str | None, request: PusherRequest) -> None:
+        check_pusher_request(request)
+        record = PusherRecord(
+            user_id=user_id,
+            app_id=request.app_id,
+            pushkey=request.pushkey,
+            kind=request.kind,
+            device_id=device_id,
+            app_display_name=request.app_display_name,
+            device_display_name=request.device_display_name,
+            profile_tag=request.profile_tag,
+            lang=request.lang,
+            data=request.data,
+            pushkey_ts=self.clock.time_ms() // 1000,
+            # a new pusher delivers what is notified from now on
+            last_stream_ordering=self._stream.current(),
+        )
+        stored, *removed = await self.stores.pushers.upsert_pusher(
+            record, remove_others=not request.append
+        )
+        for other in removed:
+            await self._drop(other.key)
+        self._add(stored)
+
+    async def remove(self, user_id: str, app_id: str, pushkey: str) -> None:
+        await self.stores.pushers.delete_pusher(user_id, app_id, pushkey)
+        await self._drop((user_id, app_id, pushkey))
+
+    async def _drop(self, key: tuple[str, str, str]) -> None:
+        pusher = self._pushers.pop(key, None)
+        if pusher is None:
+            return
+        if pusher._task is asyncio.current_task():
+            pusher._task = None  # the pusher removes itself: its loop ends
+        else:
+            await pusher.stop()

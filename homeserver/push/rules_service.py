@@ -1,0 +1,141 @@
+"""Reading and changing a user's push rules (client-server API: Push Rules: API).
+
+Compiled rulesets are cached per user (bounded) and dropped whenever the user changes
+a rule; users who changed nothing share the compiled default ruleset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, defaultdict
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from homeserver.errors import NotFound
+from homeserver.notifier import Notifier
+from homeserver.push.default_rules import DEFAULT_RULES
+from homeserver.push.rules import (
+    CompiledRuleset,
+    check_kind,
+    check_new_rule_id,
+    compile_ruleset,
+    find_rule_json,
+    parse_actions,
+    parse_rule_body,
+    place_rule,
+    ruleset_json,
+)
+from storage.push_rules import PushRuleStore
+
+RULE_NOT_FOUND = "The push rule was not found."
+
+
+class PushRulesService:
+    def __init__(self, store: PushRuleStore, notifier: Notifier, cache_size: int = 20_000) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
+        self._cache_size = cache_size
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # -- evaluation side -----------------------------------------------------------------
+
+    async def compiled_for_users(self, user_ids: Collection[str]) -> dict[str, CompiledRuleset]:
+        """Each user's compiled ruleset (one query for every user not cached)."""
+        result: dict[str, CompiledRuleset] = {}
+        missing: list[str] = []
+        for user_id in user_ids:
+            cached = self._compiled.get(user_id)
+            if cached is None:
+                missing.append(user_id)
+            else:
+                self._compiled.move_to_end(user_id)
+                result[user_id] = cached
+        if missing:
+            for user_id, stored in (await self._store.get_rules_for_users(missing)).items():
+                compiled = compile_ruleset(stored)
+                result[user_id] = compiled
+                self._compiled[user_id] = compiled
+            while len(self._compiled) > self._cache_size:
+                self._compiled.popitem(last=False)
+        return result
+
+    def _changed(self, user_id: str) -> None:
+        self._compiled.pop(user_id, None)
+        # m.push_rules is account data: wake the user's long-polls.
+        self._notifier.on_user_change(user_id)
+
+    # -- API side -------------------------------------------------------------------------
+
+    async def ruleset(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The ``global`` ruleset (also the content of the ``m.push_rules`` account data)."""
+        return ruleset_json(user_id, await self._store.get_rules(user_id))
+
+    async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
+        check_kind(kind)
+        rule = find_rule_json(user_id, await self._store.get_rules(user_id), kind, rule_id)
+        if rule is None:
+            raise NotFound(RULE_NOT_FOUND)
+        return rule
+
+    async def set_rule(
+        self,
+        user_id: str,
+        kind: str,
+        rule_id: str,
+        body: Mapping[str, Any],
+        *,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> None:
+        check_kind(kind)
+        check_new_rule_id(kind, rule_id)
+        new = parse_rule_body(kind, rule_id, body)
+        async with self._locks[user_id]:
+            stored = await self._store.get_rules(user_id)
+            placed = place_rule(stored.rules, new, before=before, after=after)
+            await self._store.replace_kind(user_id, kind, placed)
+            self._changed(user_id)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        """Server-default rules cannot be deleted: like any rule the user did not
+        define, they are M_NOT_FOUND here."""
+        check_kind(kind)
+        async with self._locks[user_id]:
+            if not await self._store.delete_rule(user_id, kind, rule_id):
+                raise NotFound(RULE_NOT_FOUND)
+            self._changed(user_id)
+
+    async def get_enabled(self, user_id: str, kind: str, rule_id: str) -> bool:
+        return bool((await self.get_rule(user_id, kind, rule_id))["enabled"])
+
+    async def get_actions(self, user_id: str, kind: str, rule_id: str) -> list[Any]:
+        return list((await self.get_rule(user_id, kind, rule_id))["actions"])
+
+    async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
+        check_kind(kind)
+        async with self._locks[user_id]:
+            if self._is_default(kind, rule_id):
+                await self._store.set_default_enabled(user_id, rule_id, enabled)
+            elif not await self._store.set_user_rule_enabled(user_id, kind, rule_id, enabled):
+                raise NotFound(RULE_NOT_FOUND)
+            self._changed(user_id)
+
+    async def set_actions(self, user_id: str, kind: str, rule_id: str, raw: object) -> None:
+        check_kind(kind)
+        actions = parse_actions(raw)
+        async with self._locks[user_id]:
+            if self._is_default(kind, rule_id):
+                await self._store.set_default_actions(user_id, rule_id, actions)
+            elif not await self._store.set_user_rule_actions(user_id, kind, rule_id, actions):
+                raise NotFound(RULE_NOT_FOUND)
+            self._changed(user_id)
+
+    @staticmethod
+    def _is_default(kind: str, rule_id: str) -> bool:
+        entry = DEFAULT_RULES.get(rule_id)
+        if entry is not None and entry[0] == kind:
+            return True
+        if rule_id.startswith("."):
+            raise NotFound(RULE_NOT_FOUND)
+        return False

@@ -1,0 +1,57 @@
+"""The push services built together: rules, evaluation and counts, pushers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.clock import Clock
+from homeserver.config import HomeserverConfig
+from homeserver.media.preview import AddressFilter
+from homeserver.notifier import Notifier
+from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
+from homeserver.push.notifications import PushEvaluator
+from homeserver.push.pushers import PusherPool
+from homeserver.push.rules_service import PushRulesService
+from homeserver.rooms.persister import EventPersister
+from storage.stores import Stores
+
+
+@dataclass(frozen=True)
+class PushService:
+    rules: PushRulesService
+    evaluator: PushEvaluator
+    pushers: PusherPool
+
+    @classmethod
+    def build(
+        cls,
+        config: HomeserverConfig,
+        stores: Stores,
+        notifier: Notifier,
+        persister: EventPersister,
+        clock: Clock,
+    ) -> PushService:
+        rules = PushRulesService(stores.push_rules, notifier)
+        evaluator = PushEvaluator(config.server_name, stores, rules, persister.events_stream, clock)
+        persister.persisted_hooks.append(evaluator.on_event_persisted)
+        client = PushGatewayClient(
+            AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist)
+        )
+        pushers = PusherPool(
+            stores,
+            clock,
+            evaluator,
+            client,
+            NotificationBuilder(stores, config.push.include_content),
+            persister.events_stream,
+        )
+        return cls(rules, evaluator, pushers)
+
+    async def start(self) -> None:
+        """Resume evaluation and every pusher's queue from their stored positions."""
+        self.evaluator.start()
+        await self.pushers.start()
+
+    async def stop(self) -> None:
+        await self.pushers.stop()
+        await self.evaluator.stop()

@@ -1,0 +1,189 @@
+"""Notifications: the push actions events got for each user, read positions, and the
+position up to which push rules were evaluated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage.database import Database, Transaction
+
+UNTHREADED = ""  # the thread_id of a read position set by an unthreaded receipt
+
+
+@dataclass(frozen=True, slots=True)
+class PushAction:
+    user_id: str
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    thread_id: str
+    actions: list[Any]
+    highlight: bool
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    action: PushAction
+    read: bool
+
+
+# An action is unread when it is after both the unthreaded read position and the
+# read position of its own thread.
+_UNREAD_JOIN = (
+    " LEFT JOIN push_read_positions u ON u.user_id = a.user_id AND u.room_id = a.room_id"
+    " AND u.thread_id = ''"
+    " LEFT JOIN push_read_positions t ON t.user_id = a.user_id AND t.room_id = a.room_id"
+    " AND t.thread_id = a.thread_id"
+)
+_READ_UPTO = (
+    "CASE WHEN COALESCE(u.stream_ordering, 0) > COALESCE(t.stream_ordering, 0)"
+    " THEN COALESCE(u.stream_ordering, 0) ELSE COALESCE(t.stream_ordering, 0) END"
+)
+_ACTION_COLUMNS = (
+    "a.user_id, a.event_id, a.room_id, a.stream_ordering, a.thread_id, a.actions, a.highlight, a.ts"
+)
+
+
+def _action(row: Sequence[Any]) -> PushAction:
+    user_id, event_id, room_id, stream, thread_id, actions, highlight, ts = row[:8]
+    return PushAction(
+        user_id,
+        event_id,
+        room_id,
+        int(stream),
+        thread_id,
+        json.loads(actions),
+        bool(highlight),
+        int(ts),
+    )
+
+
+class PushActionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- evaluation ------------------------------------------------------------------
+
+    async def evaluation_position(self) -> int:
+        value = await self.db.fetchval(
+            "push_evaluation_position",
+            "SELECT stream_ordering FROM push_evaluation_position WHERE singleton = 1",
+        )
+        return int(value or 0)
+
+    async def events_to_evaluate(self, after: int, upto: int, limit: int) -> list[tuple[str, int]]:
+        """(event_id, stream_ordering) of timeline events in (after, upto], in order."""
+        rows = await self.db.fetchall(
+            "events_to_evaluate",
+            "SELECT event_id, stream_ordering FROM events"
+            " WHERE stream_ordering > $1 AND stream_ordering <= $2"
+            " AND rejected_reason IS NULL AND NOT soft_failed AND NOT outlier"
+            " ORDER BY stream_ordering LIMIT $3",
+            after,
+            upto,
+            limit,
+        )
+        return [(e, int(s)) for e, s in rows]
+
+    async def add_actions(self, actions: Sequence[PushAction], position: int) -> None:
+        """Store the actions of evaluated events and move the evaluation position (atomic)."""
+
+        async def txn_func(txn: Transaction) -> None:
+            await txn.executemany(
+                "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering,"
+                " thread_id, actions, highlight, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT DO NOTHING",
+                [
+                    (
+                        a.user_id,
+                        a.event_id,
+                        a.room_id,
+                        a.stream_ordering,
+                        a.thread_id,
+                        json.dumps(a.actions, separators=(",", ":")),
+                        a.highlight,
+                        a.ts,
+                    )
+                    for a in actions
+                ],
+            )
+            await txn.execute(
+                "UPDATE push_evaluation_position SET stream_ordering = $1"
+                " WHERE singleton = 1 AND stream_ordering < $1",
+                position,
+            )
+
+        await self.db.run_transaction("add_push_actions", txn_func)
+
+    # -- read positions ----------------------------------------------------------------
+
+    async def mark_read(self, user_id: str, room_id: str, thread_id: str, position: int) -> None:
+        """Move a read position forward (never back: the furthest receipt wins)."""
+        await self.db.execute(
+            "mark_push_actions_read",
+            "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE"
+            " SET stream_ordering = excluded.stream_ordering"
+            " WHERE push_read_positions.stream_ordering < excluded.stream_ordering",
+            user_id,
+            room_id,
+            thread_id,
+            position,
+        )
+
+    # -- counts and lists ----------------------------------------------------------------
+
+    async def unread_by_thread(self, user_id: str) -> list[tuple[str, str, int, int]]:
+        """(room_id, thread_id, notifications, highlights) of the user's unread actions."""
+        rows = await self.db.fetchall(
+            "unread_push_counts",
+            "SELECT a.room_id, a.thread_id, COUNT(*),"
+            " SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)"
+            f" FROM event_push_actions a {_UNREAD_JOIN}"
+            f" WHERE a.user_id = $1 AND a.stream_ordering > {_READ_UPTO}"
+            " GROUP BY a.room_id, a.thread_id",
+            user_id,
+        )
+        return [(r, t, int(n), int(h or 0)) for r, t, n, h in rows]
+
+    async def unread_total(self, user_id: str) -> int:
+        value = await self.db.fetchval(
+            "unread_push_total",
+            f"SELECT COUNT(*) FROM event_push_actions a {_UNREAD_JOIN}"
+            f" WHERE a.user_id = $1 AND a.stream_ordering > {_READ_UPTO}",
+            user_id,
+        )
+        return int(value or 0)
+
+    async def unread_after(self, user_id: str, after: int, limit: int) -> list[PushAction]:
+        """The user's unread notifications after a stream position, oldest first (pushers)."""
+        rows = await self.db.fetchall(
+            "unread_push_actions_after",
+            f"SELECT {_ACTION_COLUMNS} FROM event_push_actions a {_UNREAD_JOIN}"
+            f" WHERE a.user_id = $1 AND a.stream_ordering > $2 AND a.stream_ordering > {_READ_UPTO}"
+            " ORDER BY a.stream_ordering LIMIT $3",
+            user_id,
+            after,
+            limit,
+        )
+        return [_action(r) for r in rows]
+
+    async def notifications(
+        self, user_id: str, before: int | None, limit: int, only_highlight: bool
+    ) -> list[Notification]:
+        """The user's notifications, newest first, before a stream position (/notifications)."""
+        rows = await self.db.fetchall(
+            "get_notifications",
+            f"SELECT {_ACTION_COLUMNS}, {_READ_UPTO} FROM event_push_actions a {_UNREAD_JOIN}"
+            " WHERE a.user_id = $1 AND a.stream_ordering < $2"
+            + (" AND a.highlight" if only_highlight else "")
+            + " ORDER BY a.stream_ordering DESC LIMIT $3",
+            user_id,
+            before if before is not None else 2**62,
+            limit,
+        )
+        return [Notification(_action(r), int(r[3]) <= int(r[8])) for r in rows]
