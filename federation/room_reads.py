@@ -25,6 +25,7 @@ from aiohttp import web
 from federation.server_acl import ServerAclChecker
 from homeserver.clock import Clock
 from homeserver.errors import BadJson, Forbidden, MissingParam, NotFound
+from homeserver.events import KNOWN_ROOM_VERSIONS
 from homeserver.http.body import get_int, get_str_list, json_object, query_int
 from homeserver.http.middleware import compact_dumps
 from homeserver.rooms.visibility import HISTORY_VISIBILITY, MEMBER, visibility_value
@@ -176,8 +177,9 @@ class RoomReadHandlers:
 
     async def on_get_state_ids(self, origin: str, request: web.Request) -> web.Response:
         """GET /_matrix/federation/v1/state_ids/{roomId} (s2s: getRoomStateIds)."""
-        state = await self._state_before(origin, request.match_info["roomId"], request)
-        chain = await self.auth_chain(list(state.values()))
+        room_id = request.match_info["roomId"]
+        state = await self._state_before(origin, room_id, request)
+        chain = await self.auth_chain(list(state.values()), room_id)
         return web.json_response(
             {"pdu_ids": sorted(state.values()), "auth_chain_ids": [s.event_id for s in chain]},
             dumps=compact_dumps,
@@ -185,9 +187,10 @@ class RoomReadHandlers:
 
     async def on_get_state(self, origin: str, request: web.Request) -> web.Response:
         """GET /_matrix/federation/v1/state/{roomId} (s2s: getRoomState)."""
-        state = await self._state_before(origin, request.match_info["roomId"], request)
+        room_id = request.match_info["roomId"]
+        state = await self._state_before(origin, room_id, request)
         events = await self._stores.events.get_events(list(state.values()))
-        chain = await self.auth_chain(list(state.values()))
+        chain = await self.auth_chain(list(state.values()), room_id)
         return web.json_response(
             {
                 "pdus": [_pdu(s, True) for s in events.values()],
@@ -201,15 +204,25 @@ class RoomReadHandlers:
         room_id = request.match_info["roomId"]
         await self._room_access(origin, room_id)
         stored = await self._event_in_room(room_id, request.match_info["eventId"])
-        chain = await self.auth_chain(list(stored.event.auth_event_ids))
+        chain = await self.auth_chain(list(stored.event.auth_event_ids), room_id)
         return web.json_response(
             {"auth_chain": [_pdu(s, True) for s in chain]}, dumps=compact_dumps
         )
 
-    async def auth_chain(self, event_ids: Sequence[str]) -> list[StoredEvent]:
-        """The events and their auth events, recursively (ordered by depth)."""
+    async def auth_chain(
+        self, event_ids: Sequence[str], room_id: str | None = None
+    ) -> list[StoredEvent]:
+        """The events and their auth events, recursively (ordered by depth).
+
+        From room version 12 events no longer cite the create event; it is added
+        to the chain of a ``room_id`` so the receiver can check the chain.
+        """
         seen: dict[str, StoredEvent] = {}
         todo = list(dict.fromkeys(event_ids))
+        version = await self._stores.events.room_version_id(room_id) if room_id else None
+        rv = KNOWN_ROOM_VERSIONS.get(version) if version else None
+        if room_id is not None and rv is not None and rv.room_id_from_create_event:
+            todo.append("$" + room_id[1:])
         while todo:
             found = await self._stores.events.get_events(todo)
             todo = []

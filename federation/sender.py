@@ -115,8 +115,9 @@ class FederationSender:
 
     async def wait_idle(self) -> None:
         """Wait until no destination is being drained (for tests and shutdown)."""
-        while self._running:
-            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        while self._running or self._side_tasks:
+            pending = [*self._running.values(), *self._side_tasks]
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # -- producers ----------------------------------------------------------------------
 

@@ -28,8 +28,8 @@ from federation.event_pipeline import FederationEventPipeline
 from federation.pdu_checks import pdu_event_id
 from federation.server_acl import ServerAclChecker
 from homeserver.clock import Clock
-from homeserver.events import KNOWN_ROOM_VERSIONS, Event
 from homeserver.errors import BadJson
+from homeserver.events import KNOWN_ROOM_VERSIONS, Event
 from homeserver.http.body import json_object
 from homeserver.http.middleware import compact_dumps
 from storage.federation_queue import FederationQueueStore

@@ -104,7 +104,7 @@ async def test_hash_mismatch_stores_the_redacted_copy(federation_servers: Server
 
 async def test_events_not_allowed_by_auth_are_rejected(federation_servers: ServerFactory) -> None:
     a, b = await federation_servers(2)
-    room_id, alice, _bob = await share_room(a, b)
+    room_id, _alice, _bob = await share_room(a, b)
     # eve (on a, correctly signed) was never in the room.
     eve = f"@eve:{a.server_name}"
     event = await build_pdu(a.server, room_id, "m.room.message", eve, {"body": "let me in"})
