@@ -32,7 +32,7 @@ from homeserver.e2ee.device_lists import DeviceListService
 from homeserver.e2ee.validation import check_device_keys, check_one_time_key
 from homeserver.errors import InvalidParam
 from homeserver.events import server_name_of
-from storage.database import Transaction
+from storage.database import IntegrityError, Transaction
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,11 @@ class E2eKeyService:
             counts = await keys_store.count_one_time_keys_txn(txn, user_id, device_id)
             return {"signed_curve25519": 0, **counts}
 
-        return await self._stores.db.run_transaction("upload_keys", txn_func)
+        try:
+            return await self._stores.db.run_transaction("upload_keys", txn_func)
+        except IntegrityError:
+            # A concurrent upload inserted the same key IDs first: compare with those.
+            return await self._stores.db.run_transaction("upload_keys", txn_func)
 
     async def _store_one_time_keys_txn(
         self,

@@ -208,3 +208,11 @@ async def test_bad_requests(hs: HomeserverHarness) -> None:
         "GET", "/keys/changes", params={"from": "bad", "to": "s0"}, expect=400
     )
     assert body["errcode"] == "M_UNKNOWN"
+
+
+async def test_concurrent_uploads_of_the_same_keys(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    await alice.upload(device_keys=alice.device_keys())
+    otks = alice.one_time_keys(5)
+    results = await asyncio.gather(*(alice.upload(one_time_keys=otks) for _ in range(4)))
+    assert all(r["one_time_key_counts"]["signed_curve25519"] == 5 for r in results)
