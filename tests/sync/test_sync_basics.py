@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import HomeserverHarness
-from tests.rooms.helpers import make_user
+from tests.rooms.helpers import User, make_user
 
 
 def _types(events: list[dict[str, Any]]) -> list[str]:
@@ -37,7 +37,9 @@ async def test_initial_sync_shape(hs: HomeserverHarness) -> None:
     timeline_ids = {e["event_id"] for e in timeline["events"]}
     assert not state_ids & timeline_ids
     all_types = _types(room["state"]["events"]) + _types(timeline["events"])
-    assert {"m.room.create", "m.room.member", "m.room.power_levels", "m.room.name"} <= set(all_types)
+    assert {"m.room.create", "m.room.member", "m.room.power_levels", "m.room.name"} <= set(
+        all_types
+    )
     assert body["account_data"] == {"events": []}
     assert body["presence"] == {"events": []}
 
@@ -237,7 +239,9 @@ async def test_sync_tokens_survive_a_restart(make_homeserver: Any) -> None:
     second = await make_homeserver()
     alice.hs = second
     body = await alice.sync(since=since)
-    bodies = [e["content"].get("body") for e in body["rooms"]["join"][room_id]["timeline"]["events"]]
+    bodies = [
+        e["content"].get("body") for e in body["rooms"]["join"][room_id]["timeline"]["events"]
+    ]
     assert bodies == ["before restart"]
     since = body["next_batch"]
     event_id = await alice.send(room_id, "after restart")
@@ -245,3 +249,58 @@ async def test_sync_tokens_survive_a_restart(make_homeserver: Any) -> None:
     assert [e["event_id"] for e in body["rooms"]["join"][room_id]["timeline"]["events"]] == [
         event_id
     ]
+
+
+async def test_knock_section(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(
+        name="Knockable",
+        initial_state=[
+            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
+        ],
+    )
+    since = (await bob.sync())["next_batch"]
+    await bob.request("POST", f"/knock/{room_id}", {})
+    body = await bob.sync(since=since)
+    knock = body["rooms"]["knock"][room_id]["knock_state"]["events"]
+    assert knock[-1]["content"]["membership"] == "knock"
+    assert knock[-1]["state_key"] == bob.user_id
+    assert ("m.room.name", "") in [(e["type"], e["state_key"]) for e in knock]
+    assert room_id not in body["rooms"]["join"]
+
+
+async def test_transaction_id_only_for_the_sending_device(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "mine")
+    login = await hs.client.post(
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "correct horse",
+        },
+    )
+    other = User(hs, alice.user_id, (await login.json())["access_token"], "other")
+    mine = (await alice.sync())["rooms"]["join"][room_id]["timeline"]["events"][-1]
+    theirs = (await other.sync())["rooms"]["join"][room_id]["timeline"]["events"][-1]
+    assert "transaction_id" in mine["unsigned"]
+    assert "transaction_id" not in theirs["unsigned"]
+
+
+async def test_many_rooms_in_one_initial_sync(hs: HomeserverHarness) -> None:
+    """More rooms than one batched statement holds (100): every room is complete."""
+    alice = await make_user(hs, "alice")
+    rooms = []
+    for i in range(105):
+        hs.clock.advance(0.001)  # v12 room IDs hash the create event's timestamp
+        rooms.append(await alice.create_room(name=f"r{i}"))
+    body = await alice.sync()
+    assert set(body["rooms"]["join"]) == set(rooms)
+    for room in body["rooms"]["join"].values():
+        types = {e["type"] for e in room["state"]["events"] + room["timeline"]["events"]}
+        assert {"m.room.create", "m.room.name", "m.room.member"} <= types
+    since = body["next_batch"]
+    await alice.send(rooms[-1], "last")
+    assert list((await alice.sync(since=since))["rooms"]["join"]) == [rooms[-1]]
