@@ -134,6 +134,8 @@ class MessageContext:
     notification_levels: Mapping[str, int] = field(default_factory=dict)
     # results of recipient-independent conditions, by condition object
     memo: dict[Condition, bool] = field(default_factory=dict)
+    # per ruleset: the rules still possible and their recipient-dependent conditions
+    plans: dict[Any, Any] = field(default_factory=dict)
 
     @classmethod
     def of(

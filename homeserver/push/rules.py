@@ -175,20 +175,40 @@ class CompiledRule:
         return cls(kind, rule_id, conditions, kept, is_notify(kept), is_highlight(kept))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CompiledRuleset:
-    """A user's enabled rules, flattened in evaluation order."""
+    """A user's enabled rules, flattened in evaluation order (compared by identity)."""
 
     rules: tuple[CompiledRule, ...]
 
     def evaluate(self, message: MessageContext, recipient: Recipient) -> CompiledRule | None:
-        """The first rule whose conditions all hold, or None."""
+        """The first rule whose conditions all hold, or None.
+
+        Per message, each ruleset is first reduced (once, shared by every recipient
+        with this ruleset) to the rules whose recipient-independent conditions hold,
+        each with only its recipient-dependent conditions left to check.
+        """
+        plan = message.plans.get(self)
+        if plan is None:
+            plan = message.plans[self] = self._plan(message, recipient)
+        for rule, per_user in plan:
+            for condition in per_user:
+                if not condition.matches(message, recipient):
+                    break
+            else:
+                return rule
+        return None
+
+    def _plan(
+        self, message: MessageContext, recipient: Recipient
+    ) -> tuple[tuple[CompiledRule, tuple[Condition, ...]], ...]:
         memo = message.memo
+        plan: list[tuple[CompiledRule, tuple[Condition, ...]]] = []
         for rule in self.rules:
+            per_user: list[Condition] = []
             for condition in rule.conditions:
                 if condition.per_user:
-                    if not condition.matches(message, recipient):
-                        break
+                    per_user.append(condition)
                     continue
                 result = memo.get(condition)
                 if result is None:
@@ -196,8 +216,10 @@ class CompiledRuleset:
                 if not result:
                     break
             else:
-                return rule
-        return None
+                plan.append((rule, tuple(per_user)))
+                if not per_user:
+                    break  # always matches: later rules are unreachable
+        return tuple(plan)
 
 
 def _compile_user_rule(rule: UserRule) -> CompiledRule:

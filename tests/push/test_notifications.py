@@ -34,7 +34,9 @@ async def test_counts_rise_and_reset_with_receipts(hs: HomeserverHarness) -> Non
     assert (await counts(hs, alice, room_id)).notification == 0
     first = await bob.send(room_id, "one")
     await bob.send(room_id, "two")
-    mention = await bob.send(room_id, "hey", **{"m.mentions": {"user_ids": [alice.user_id]}})
+    mention = await bob.send(
+        room_id, "hey", "m.room.message", **{"m.mentions": {"user_ids": [alice.user_id]}}
+    )
     c = await counts(hs, alice, room_id)
     assert (c.notification, c.highlight) == (3, 1)
     assert c.main == (3, 1) and c.per_thread == {}
@@ -59,6 +61,7 @@ async def test_notices_edits_and_reactions_do_not_count(hs: HomeserverHarness) -
     await bob.send(
         room_id,
         "* edit",
+        "m.room.message",
         **{"m.new_content": {"msgtype": "m.text", "body": "edit"}},
         **{"m.relates_to": {"rel_type": "m.replace", "event_id": target}},
     )
@@ -73,18 +76,18 @@ async def test_notices_edits_and_reactions_do_not_count(hs: HomeserverHarness) -
 
 async def test_room_mention_needs_power(hs: HomeserverHarness) -> None:
     alice, bob, room_id = await pair(hs, extra=1)
-    await bob.send(room_id, "@room", **{"m.mentions": {"room": True}})
+    await bob.send(room_id, "@room", "m.room.message", **{"m.mentions": {"room": True}})
     assert (await counts(hs, alice, room_id)).highlight == 0
-    await alice.send(room_id, "@room", **{"m.mentions": {"room": True}})
+    await alice.send(room_id, "@room", "m.room.message", **{"m.mentions": {"room": True}})
     assert (await counts(hs, bob, room_id)).highlight == 1
 
 
 async def test_per_thread_counts_and_threaded_receipts(hs: HomeserverHarness) -> None:
     alice, bob, room_id = await pair(hs)
     root = await bob.send(room_id, "root")
-    relates = {"m.relates_to": {"rel_type": "m.thread", "event_id": root}}
-    in_thread = await bob.send(room_id, "reply 1", **relates)
-    await bob.send(room_id, "reply 2", **relates)
+    relates: dict[str, Any] = {"m.relates_to": {"rel_type": "m.thread", "event_id": root}}
+    in_thread = await bob.send(room_id, "reply 1", "m.room.message", **relates)
+    await bob.send(room_id, "reply 2", "m.room.message", **relates)
     await bob.send(room_id, "main again")
     c = await counts(hs, alice, room_id)
     assert c.notification == 4
@@ -144,7 +147,9 @@ async def test_display_name_condition_uses_room_member_names(hs: HomeserverHarne
 async def test_sync_carries_unread_notifications(hs: HomeserverHarness) -> None:
     alice, bob, room_id = await pair(hs)
     await bob.send(room_id, "one")
-    await bob.send(room_id, "two", **{"m.mentions": {"user_ids": [alice.user_id]}})
+    await bob.send(
+        room_id, "two", "m.room.message", **{"m.mentions": {"user_ids": [alice.user_id]}}
+    )
     body = await alice.sync()
     room = body["rooms"]["join"][room_id]
     assert room["unread_notifications"] == {"notification_count": 2, "highlight_count": 1}
@@ -153,7 +158,9 @@ async def test_sync_carries_unread_notifications(hs: HomeserverHarness) -> None:
 async def test_get_notifications(hs: HomeserverHarness) -> None:
     alice, bob, room_id = await pair(hs)
     ids = [await bob.send(room_id, f"m{n}") for n in range(3)]
-    mention = await bob.send(room_id, "hi", **{"m.mentions": {"user_ids": [alice.user_id]}})
+    mention = await bob.send(
+        room_id, "hi", "m.room.message", **{"m.mentions": {"user_ids": [alice.user_id]}}
+    )
     await evaluator(hs).on_read_receipt(alice.user_id, room_id, ids[0], None)
     body = await alice.request("GET", "/notifications")
     notes = body["notifications"]

@@ -1,0 +1,286 @@
+"""Pushers: the API, and delivery to a real push gateway on loopback (retries with
+backoff, nothing lost across a restart, rejected pushkeys, the address blacklist)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from homeserver.push.pushers import PusherPool
+from tests.conftest import HarnessFactory, HomeserverHarness
+from tests.rooms.helpers import User, make_user
+
+LOOPBACK_OK = {"ip_range_whitelist": ["127.0.0.0/8"]}
+PUSHKEY = "a-push-key"
+
+
+@dataclass
+class Gateway:
+    """A push gateway: records each notify request; answers as told."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+    rejected: list[str] = field(default_factory=list)
+    attempts: int = 0
+
+    async def notify(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        if self.status != 200:
+            return web.json_response({"error": "down"}, status=self.status)
+        self.received.append(await request.json())
+        return web.json_response({"rejected": self.rejected})
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    gw = Gateway()
+    app = web.Application()
+    app.router.add_post("/_matrix/push/v1/notify", gw.notify)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    gw.url = f"http://127.0.0.1:{port}/_matrix/push/v1/notify"
+    yield gw
+    await runner.cleanup()
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 5.0) -> None:
+    """Wait for real HTTP to happen (short polls, bounded)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def pusher_body(url: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "http",
+        "app_id": "com.example.app.ios",
+        "pushkey": PUSHKEY,
+        "app_display_name": "Example",
+        "device_display_name": "Alice's phone",
+        "lang": "en",
+        "data": {"url": url, "custom": "x"},
+        **extra,
+    }
+
+
+def pool(hs: HomeserverHarness) -> PusherPool:
+    return hs.server.client.push.pushers
+
+
+async def room_with_pusher(hs: HomeserverHarness, url: str) -> tuple[User, User, str]:
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat", name="Mission Control")
+    await bob.join(room_id)
+    await alice.request("POST", "/pushers/set", pusher_body(url))
+    return alice, bob, room_id
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+
+async def test_set_get_and_delete_pushers(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    assert await alice.request("GET", "/pushers") == {"pushers": []}
+    url = "https://push.example.com/_matrix/push/v1/notify"
+    await alice.request("POST", "/pushers/set", pusher_body(url, profile_tag="xyz"))
+    pushers = (await alice.request("GET", "/pushers"))["pushers"]
+    assert pushers == [
+        {
+            "pushkey": PUSHKEY,
+            "kind": "http",
+            "app_id": "com.example.app.ios",
+            "app_display_name": "Example",
+            "device_display_name": "Alice's phone",
+            "profile_tag": "xyz",
+            "lang": "en",
+            "data": {"url": url, "custom": "x"},
+        }
+    ]
+    # updating keeps one pusher
+    await alice.request("POST", "/pushers/set", pusher_body(url, lang="fr"))
+    pushers = (await alice.request("GET", "/pushers"))["pushers"]
+    assert len(pushers) == 1 and pushers[0]["lang"] == "fr"
+    # the same app ID and pushkey for another user replaces alice's, unless append
+    bob = await make_user(hs, "bob")
+    await bob.request("POST", "/pushers/set", pusher_body(url, append=True))
+    assert len((await alice.request("GET", "/pushers"))["pushers"]) == 1
+    await bob.request("POST", "/pushers/set", pusher_body(url))
+    assert (await alice.request("GET", "/pushers"))["pushers"] == []
+    assert len((await bob.request("GET", "/pushers"))["pushers"]) == 1
+    delete = {"kind": None, "app_id": "com.example.app.ios", "pushkey": PUSHKEY}
+    await bob.request("POST", "/pushers/set", delete)
+    assert (await bob.request("GET", "/pushers"))["pushers"] == []
+    await bob.request("POST", "/pushers/set", delete)  # deleting nothing is fine
+
+
+async def test_pusher_errors(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    good = "https://push.example.com/_matrix/push/v1/notify"
+    await alice.request("POST", "/pushers/set", pusher_body(good))
+    before = await alice.request("GET", "/pushers")
+    base = pusher_body(good)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({k: v for k, v in base.items() if k != "kind"}, "M_MISSING_PARAM"),
+        ({k: v for k, v in base.items() if k != "app_id"}, "M_MISSING_PARAM"),
+        ({k: v for k, v in base.items() if k != "pushkey"}, "M_MISSING_PARAM"),
+        ({k: v for k, v in base.items() if k not in ("lang", "data")}, "M_MISSING_PARAM"),
+        ({**base, "kind": 3}, "M_BAD_JSON"),
+        ({**base, "data": "x"}, "M_BAD_JSON"),
+        ({**base, "append": "yes"}, "M_BAD_JSON"),
+        ({**base, "kind": "email"}, "M_INVALID_PARAM"),
+        ({**base, "data": {}}, "M_INVALID_PARAM"),
+        ({**base, "data": {"url": "ftp://x/_matrix/push/v1/notify"}}, "M_INVALID_PARAM"),
+        ({**base, "data": {"url": "https://push.example.com/notify"}}, "M_INVALID_PARAM"),
+        ({**base, "data": {"url": good, "format": "full"}}, "M_INVALID_PARAM"),
+        ({**base, "pushkey": "k" * 513}, "M_INVALID_PARAM"),
+        ({**base, "app_id": "a" * 65}, "M_INVALID_PARAM"),
+    ]
+    for body, errcode in cases:
+        data = await alice.request("POST", "/pushers/set", body, expect=400)
+        assert data["errcode"] == errcode, (body, data)
+    assert await alice.request("GET", "/pushers") == before
+    resp = await hs.client.get("/_matrix/client/v3/pushers")
+    assert resp.status == 401
+
+
+# -- delivery --------------------------------------------------------------------------------
+
+
+async def test_gateway_receives_the_notification(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver(**LOOPBACK_OK)
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    event_id = await bob.send(room_id, "I'm floating in a most peculiar way.")
+    await eventually(lambda: len(gateway.received) == 1)
+    notification = gateway.received[0]["notification"]
+    pushkey_ts = notification["devices"][0].pop("pushkey_ts")
+    assert isinstance(pushkey_ts, int) and pushkey_ts == hs.clock.time_ms() // 1000
+    assert notification == {
+        "event_id": event_id,
+        "room_id": room_id,
+        "type": "m.room.message",
+        "sender": bob.user_id,
+        "sender_display_name": "bob",
+        "room_name": "Mission Control",
+        "prio": "high",
+        "content": {"msgtype": "m.text", "body": "I'm floating in a most peculiar way."},
+        "counts": {"unread": 1},
+        "devices": [
+            {
+                "app_id": "com.example.app.ios",
+                "pushkey": PUSHKEY,
+                "data": {"custom": "x"},
+                "tweaks": {"sound": "default"},
+            }
+        ],
+    }
+    # alice's own messages are not pushed to her
+    await alice.send(room_id, "mine")
+    second = await bob.send(room_id, "again")
+    await eventually(lambda: len(gateway.received) == 2)
+    assert gateway.received[1]["notification"]["event_id"] == second
+    assert gateway.received[1]["notification"]["counts"] == {"unread": 2}
+
+
+async def test_event_id_only_and_no_content(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver(push={"include_content": False}, **LOOPBACK_OK)
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    await bob.send(room_id, "secret")
+    await eventually(lambda: len(gateway.received) == 1)
+    assert "content" not in gateway.received[0]["notification"]
+    assert gateway.received[0]["notification"]["sender"] == bob.user_id
+    body = pusher_body(gateway.url)
+    body["data"]["format"] = "event_id_only"
+    await alice.request("POST", "/pushers/set", body)
+    event_id = await bob.send(room_id, "secret 2")
+    await eventually(lambda: len(gateway.received) == 2)
+    notification = gateway.received[1]["notification"]
+    assert set(notification) == {"event_id", "room_id", "prio", "counts", "devices"}
+    assert notification["event_id"] == event_id
+    assert notification["devices"][0]["data"] == {"custom": "x", "format": "event_id_only"}
+
+
+async def test_gateway_down_is_retried_with_backoff(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver(**LOOPBACK_OK)
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    pusher = pool(hs).pusher(alice.user_id, "com.example.app.ios", PUSHKEY)
+    assert pusher is not None
+    gateway.status = 500
+    first = await bob.send(room_id, "one")
+    await eventually(lambda: gateway.attempts == 1)
+    await eventually(lambda: pusher.next_attempt_ms is not None)
+    assert pusher.next_attempt_ms == hs.clock.time_ms() + 1000
+    # not due yet: waking does not retry
+    pool(hs).wake_all()
+    await asyncio.sleep(0.05)
+    assert gateway.attempts == 1
+    hs.clock.advance(1)
+    pool(hs).wake_all()
+    await eventually(lambda: gateway.attempts == 2)
+    await eventually(lambda: pusher.next_attempt_ms == hs.clock.time_ms() + 2000)  # doubled
+    second = await bob.send(room_id, "two")
+    gateway.status = 200
+    hs.clock.advance(2)
+    pool(hs).wake_all()
+    await eventually(lambda: len(gateway.received) == 2)
+    assert [r["notification"]["event_id"] for r in gateway.received] == [first, second]
+    assert pusher.next_attempt_ms is None
+
+
+async def test_nothing_lost_across_a_restart(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    first = await make_homeserver(**LOOPBACK_OK)
+    _alice, bob, room_id = await room_with_pusher(first, gateway.url)
+    gateway.status = 503
+    event_id = await bob.send(room_id, "while the gateway is down")
+    await eventually(lambda: gateway.attempts >= 1)
+    await first.client.close()  # stops the pushers
+    gateway.status = 200
+    await make_homeserver(**LOOPBACK_OK)
+    await eventually(lambda: len(gateway.received) == 1)
+    assert gateway.received[0]["notification"]["event_id"] == event_id
+
+
+async def test_rejected_pushkey_removes_the_pusher(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver(**LOOPBACK_OK)
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    gateway.rejected = [PUSHKEY]
+    await bob.send(room_id, "hello")
+    await eventually(lambda: len(gateway.received) == 1)
+    await eventually(lambda: pool(hs).pusher(alice.user_id, "com.example.app.ios", PUSHKEY) is None)
+    assert (await alice.request("GET", "/pushers"))["pushers"] == []
+    await bob.send(room_id, "again")
+    await asyncio.sleep(0.05)
+    assert len(gateway.received) == 1
+
+
+async def test_loopback_gateway_without_whitelist_is_refused(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver()
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    pusher = pool(hs).pusher(alice.user_id, "com.example.app.ios", PUSHKEY)
+    assert pusher is not None
+    await bob.send(room_id, "hello")
+    await eventually(lambda: pusher.failures >= 1)
+    assert gateway.attempts == 0
+    assert pusher.next_attempt_ms is not None
