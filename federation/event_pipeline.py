@@ -210,8 +210,11 @@ class FederationEventPipeline:
         soft_failed = False
         if rejected is None:
             current = await self._stores.state.get_current_state(event.room_id)
-            if current != state and self._check(
-                event, await self._auth_state(event, current), "current state"
+            # No current state yet: the room is being joined with this state.
+            if (
+                current
+                and current != state
+                and self._check(event, await self._auth_state(event, current), "current state")
             ):
                 logger.info("soft-failing %s from %s", event.event_id, origin)
                 soft_failed = True

@@ -239,3 +239,44 @@ async def test_edus_are_dispatched_only_for_the_origins_users(
     ]
     assert seen[0][2]["user_id"] == alice.user_id
     assert [p["user_id"] for p in seen[1][2]["push"]] == [alice.user_id]
+
+
+async def test_persist_with_state_as_after_send_join(federation_servers: ServerFactory) -> None:
+    """The API the join handshake uses: the resident's state and auth chain are
+    checked and stored as outliers, the join goes into the timeline with that state."""
+    from homeserver.events import KNOWN_ROOM_VERSIONS
+    from tests.rooms.helpers import make_user
+
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await alice.send(room_id, "history")
+    stores = a.server.stores
+    state = await stores.state.get_current_state(room_id)
+    state_events = await stores.events.get_events(list(state.values()))
+    state_pdus = [dict(s.event.pdu) for s in state_events.values()]
+    reads = fed_events(a).reads
+    chain = await reads.auth_chain(list(state.values()), room_id)
+    join = await build_pdu(
+        a.server,
+        room_id,
+        "m.room.member",
+        bob.user_id,
+        {"membership": "join"},
+        state_key=bob.user_id,
+        sign_as=(b.server_name, b.server.signing_key),
+    )
+    version = await stores.events.room_version_id(room_id)
+    assert version is not None
+    pipeline = fed_events(b).pipeline
+    await pipeline.ensure_room(room_id, KNOWN_ROOM_VERSIONS[version], alice.user_id)
+    stored, error = await pipeline.persist_with_state(
+        a.server_name, room_id, join.pdu, state_pdus, [dict(s.event.pdu) for s in chain]
+    )
+    assert error is None and stored is not None and not stored.outlier
+    members = await b.server.stores.state.current_members(room_id)
+    assert members == {alice.user_id: "join", bob.user_id: "join"}
+    assert await b.server.stores.events.get_forward_extremities(room_id) == [join.event_id]
+    # A forged state (an event not signed by its sender's server) is left out.
+    assert (await pipeline.persist_outliers(a.server_name, room_id, [{"type": 1}])) == {}

@@ -1,0 +1,77 @@
+"""EDUs between the ephemeral services and federation (s2s "Typing Notifications",
+"Send-to-device messaging").
+
+* ``m.typing`` in: the user (already checked to be of the origin) must be joined to
+  the room here, then the typing service records it (``TYPING_TIMEOUT_MS``);
+* ``m.direct_to_device`` in: delivered to local devices by the to-device service;
+  out: the to-device service's ``remote_to_device_sender`` hook queues one EDU per
+  destination server.
+
+Receipts, presence and device lists are wired by their services with
+``TransactionHandler.register_edu_handler`` and ``FederationSender.send_edu``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from federation.sender import FederationSender
+from federation.transactions import TransactionHandler
+from storage.stores import Stores
+
+TYPING_TIMEOUT_MS = 30_000
+
+
+class TypingSink(Protocol):
+    def started_typing(self, user_id: str, room_id: str, timeout_ms: int) -> None: ...
+
+    def stopped_typing(self, user_id: str, room_id: str) -> None: ...
+
+
+class ToDeviceSink(Protocol):
+    remote_to_device_sender: Any
+
+    async def deliver_remote(
+        self, sender: str, event_type: str, messages: dict[str, dict[str, Any]]
+    ) -> None: ...
+
+
+def wire_typing(transactions: TransactionHandler, stores: Stores, typing: TypingSink) -> None:
+    async def on_typing(origin: str, content: dict[str, Any]) -> None:
+        room_id, user_id = content["room_id"], content["user_id"]
+        members = await stores.state.current_members(room_id)
+        if members.get(user_id) != "join":
+            return
+        if content.get("typing") is True:
+            typing.started_typing(user_id, room_id, TYPING_TIMEOUT_MS)
+        else:
+            typing.stopped_typing(user_id, room_id)
+
+    transactions.register_edu_handler("m.typing", on_typing)
+
+
+def wire_to_device(
+    transactions: TransactionHandler, sender: FederationSender, to_device: ToDeviceSink
+) -> None:
+    async def on_to_device(origin: str, content: dict[str, Any]) -> None:
+        event_type, messages = content.get("type"), content.get("messages")
+        if isinstance(event_type, str) and isinstance(messages, dict):
+            await to_device.deliver_remote(content["sender"], event_type, messages)
+
+    async def send_remote(
+        from_user: str,
+        event_type: str,
+        message_id: str,
+        by_server: dict[str, dict[str, dict[str, Any]]],
+    ) -> None:
+        for server, messages in by_server.items():
+            content = {
+                "sender": from_user,
+                "type": event_type,
+                "message_id": message_id,
+                "messages": messages,
+            }
+            await sender.send_edu(server, "m.direct_to_device", content)
+
+    transactions.register_edu_handler("m.direct_to_device", on_to_device)
+    to_device.remote_to_device_sender = send_remote
