@@ -203,3 +203,17 @@ async def test_events_committed_before_a_crash_are_evaluated_at_restart(
     alice.hs = second
     notes = (await alice.request("GET", "/notifications"))["notifications"]
     assert [n["event"]["event_id"] for n in notes] == [event_id]
+
+
+async def test_read_receipt_through_the_api_resets_sync_counts(hs: HomeserverHarness) -> None:
+    alice, bob, room_id = await pair(hs)
+    await bob.send(room_id, "one")
+    last = await bob.send(room_id, "two")
+    body = await alice.sync()
+    assert body["rooms"]["join"][room_id]["unread_notifications"]["notification_count"] == 2
+    await alice.request("POST", f"/rooms/{room_id}/receipt/m.read/{last}", {})
+    body = await alice.sync()
+    assert body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 0,
+        "highlight_count": 0,
+    }
