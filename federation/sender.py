@@ -143,6 +143,20 @@ class FederationSender:
         await self._queue.queue_edu(destination, edu_type, content, key, self._clock.time_ms())
         self._wake(destination)
 
+    async def send_edu_to_room(
+        self, room_id: str, edu_type: str, content: dict[str, Any], key: str | None = None
+    ) -> None:
+        """Queue an EDU for every other server with a joined member in the room
+        (typing, receipts)."""
+        for destination in sorted(await self.joined_servers(room_id)):
+            await self.send_edu(destination, edu_type, content, key)
+
+    async def joined_servers(self, room_id: str) -> set[str]:
+        """Other servers with a joined member in the room's current state."""
+        members = await self._stores.state.current_members(room_id)
+        servers = {_server(user) for user, membership in members.items() if membership == "join"}
+        return {s for s in servers if s is not None and s != self.server_name}
+
     async def on_event_persisted(self, stored: StoredEvent) -> None:
         """The ``persisted_hooks`` entry: send accepted timeline events of local users."""
         if (
@@ -163,13 +177,12 @@ class FederationSender:
 
     async def destinations_for(self, event: Event) -> set[str]:
         """Servers with a joined member in the room now, plus a membership target's."""
-        members = await self._stores.state.current_members(event.room_id)
-        servers = {_server(user) for user, membership in members.items() if membership == "join"}
+        servers = await self.joined_servers(event.room_id)
         if event.type == "m.room.member" and event.state_key:
-            servers.add(_server(event.state_key))
-        servers.discard(None)
-        servers.discard(self.server_name)
-        return {s for s in servers if s is not None}
+            target = _server(event.state_key)
+            if target is not None and target != self.server_name:
+                servers.add(target)
+        return servers
 
     # -- remote state -------------------------------------------------------------------
 

@@ -201,3 +201,22 @@ async def test_admin_lists_destinations(
     assert missing.status == 404
     bad = await a.harness.client.get(f"{path}?limit=abc", headers=admin.auth)
     assert bad.status == 400 and (await bad.json())["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_room_edus_go_to_the_joined_servers(federation_servers: ServerFactory) -> None:
+    a, b, c = await federation_servers(3)
+    room_id, _alice, _bob = await share_room(a, b)
+    got: dict[str, list[dict[str, Any]]] = {b.server_name: [], c.server_name: []}
+    for server in (b, c):
+
+        async def handler(
+            origin: str, content: dict[str, Any], name: str = server.server_name
+        ) -> None:
+            got[name].append(content)
+
+        fed_events(server).transactions.edu_handlers["x.room"] = handler
+    sender = fed_events(a).sender
+    assert await sender.joined_servers(room_id) == {b.server_name}
+    await sender.send_edu_to_room(room_id, "x.room", {"room_id": room_id}, key=room_id)
+    await settle(a)
+    assert got == {b.server_name: [{"room_id": room_id}], c.server_name: []}
