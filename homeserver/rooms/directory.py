@@ -211,7 +211,9 @@ class DirectoryService:
                 continue
             entries.append(entry)
         entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
-        size = min(limit, MAX_PUBLIC_ROOMS_LIMIT) if limit is not None else MAX_PUBLIC_ROOMS_LIMIT
+        size = (
+            min(limit, MAX_PUBLIC_ROOMS_LIMIT) if limit else MAX_PUBLIC_ROOMS_LIMIT
+        )  # 0: no limit
         page = entries[start : start + size]
         result: dict[str, Any] = {"chunk": page, "total_room_count_estimate": len(entries)}
         if start + size < len(entries):

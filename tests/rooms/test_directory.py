@@ -107,7 +107,7 @@ async def test_alias_errors(hs: HomeserverHarness) -> None:
     assert await _aliases_count(hs) == count
     err = await alice.request("GET", _alias_path("#bad"), expect=400)
     assert err["errcode"] == "M_INVALID_PARAM"
-    err = await alice.request("GET", _alias_path("#unknown:other.org"), expect=404)
+    err = await alice.request("GET", _alias_path("#unknown:test.local"), expect=404)
     assert err["errcode"] == "M_NOT_FOUND"
     # local aliases: members only, unless world_readable
     err = await bob.request("GET", f"/rooms/{room}/aliases", expect=403)
