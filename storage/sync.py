@@ -177,6 +177,19 @@ class SyncStore:
         while len(self._groups) > self._group_cache_size:
             self._groups.popitem(last=False)
 
+    async def room_versions(self, room_ids: Collection[str]) -> dict[str, str]:
+        result: dict[str, str] = {}
+        ids = list(room_ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = await self.db.fetchall(
+                "sync_room_versions",
+                f"SELECT room_id, room_version FROM rooms WHERE room_id IN ({_marks(1, len(chunk))})",
+                *chunk,
+            )
+            result.update({r: v for r, v in rows})
+        return result
+
     # -- summaries -------------------------------------------------------------------
 
     async def member_counts(self, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:

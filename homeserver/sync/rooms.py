@@ -30,7 +30,7 @@ from homeserver.sync.memberships import (
     RoomMemberships,
     visible_timeline_floor,
 )
-from homeserver.sync.result import LeftRoom
+from homeserver.sync.result import JoinedRoom, LeftRoom
 from storage.events import StoredEvent
 from storage.state import StateKey, StateMap
 from storage.stores import Stores
@@ -113,6 +113,7 @@ class RoomSyncer:
         self._notifier = notifier
         self._serializer = serializer
         self.unread_counter: UnreadCounter | None = None
+        self._versions_known: set[str] = set()
 
     async def fill(self, sync: SyncPass, *, use_state_after: bool) -> None:
         upto = sync.now.events
@@ -122,6 +123,7 @@ class RoomSyncer:
         if continuing and since is not None:
             plans += await self._changed_rooms(continuing, since, upto)
         plans = await self._drop_forgotten(sync.user_id, plans)
+        await self._know_room_versions([p.room_id for p in plans])
         await self._fetch_timelines(
             plans, sync.filter.room.timeline, sync.filter.room.timeline_limit
         )
@@ -213,6 +215,16 @@ class RoomSyncer:
             return plans
         forgotten = await self._stores.rooms.forgotten_rooms(user_id)
         return [p for p in plans if p.joined or p.room_id not in forgotten]
+
+    async def _know_room_versions(self, room_ids: list[str]) -> None:
+        """Tell the event store every room's version in one query (a cold cache would
+        look each room up while reading its events)."""
+        unknown = [r for r in room_ids if r not in self._versions_known]
+        if not unknown:
+            return
+        for room_id, version in (await self._sync_store.room_versions(unknown)).items():
+            self._stores.events.remember_room_version(room_id, version)
+            self._versions_known.add(room_id)
 
     # -- timelines --------------------------------------------------------------------
 
@@ -399,14 +411,15 @@ class RoomSyncer:
             prev_batch = sync.now.with_stream(
                 "events", (first_pos - 1) if first_pos is not None else plan.upto
             ).serialize()
+            room: JoinedRoom | LeftRoom
             if plan.joined:
-                room = sync.result.joined_room(plan.room_id)
-                room.always_send = plan.full_state
-                room.summary = plan.summary
+                joined = room = sync.result.joined_room(plan.room_id)
+                joined.always_send = plan.full_state
+                joined.summary = plan.summary
                 if plan.room_id in unread:
-                    room.unread_notifications = unread[plan.room_id]
+                    joined.unread_notifications = unread[plan.room_id]
                 if thread_counts:
-                    room.unread_thread_notifications = {}
+                    joined.unread_thread_notifications = {}
             else:
                 room = sync.result.leave[plan.room_id] = LeftRoom()
             room.timeline = rendered[start:middle]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -63,6 +64,9 @@ class SyncService:
         self._rooms = RoomSyncer(stores, self.sync_store, self.memberships, notifier, serializer)
         # Called with (user_id, presence) on every sync: presence plugs in here.
         self.hooks: list[SyncHook] = []
+        # Called with (user_id, presence) when a /sync returns (or fails): presence
+        # counts its offline timeout from the end of the last long-poll.
+        self.end_hooks: list[Callable[[str, str], None]] = []
         # Receipts, typing, account data, to-device, presence ... (see extensions.py)
         self.extensions: list[SyncExtension] = []
 
@@ -109,6 +113,13 @@ class SyncService:
                 await hook(request.user_id, request.set_presence)
             except Exception:
                 logger.exception("sync hook failed for %s", request.user_id)
+        try:
+            return await self._long_poll(request)
+        finally:
+            for end_hook in self.end_hooks:
+                end_hook(request.user_id, request.set_presence)
+
+    async def _long_poll(self, request: SyncRequest) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout_ms / 1000
         since = request.since
