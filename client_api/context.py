@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from homeserver.account_data import AccountDataService
 from homeserver.accounts import AccountService
 from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
@@ -13,9 +14,11 @@ from homeserver.config import HomeserverConfig
 from homeserver.e2ee import E2ee
 from homeserver.errors import MissingToken
 from homeserver.notifier import Notifier
+from homeserver.presence import PresenceService
 from homeserver.profiles import ProfileService
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimiter
+from homeserver.receipts import ReceiptService
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryService
@@ -30,6 +33,8 @@ from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.sync.service import SyncService
+from homeserver.to_device import ToDeviceService
+from homeserver.typing import TypingService
 from homeserver.uia import UserInteractiveAuth
 from storage.stores import Stores
 
@@ -58,9 +63,14 @@ class ClientContext:
     visibility: HistoryVisibility
     history: RoomHistory
     relations: RelationsService
-    push: PushService
     e2ee: E2ee
+    push: PushService
     sync: SyncService
+    presence: PresenceService
+    receipts: ReceiptService
+    typing: TypingService
+    account_data: AccountDataService
+    to_device: ToDeviceService
 
     @property
     def server_name(self) -> str:

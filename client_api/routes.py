@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from client_api.account import AccountHandlers
+from client_api.account_data import AccountDataHandlers
 from client_api.admin import AdminHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
@@ -21,14 +22,18 @@ from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
 from client_api.messages import MessageHandlers
 from client_api.notifications import NotificationHandlers
+from client_api.presence import PresenceHandlers
 from client_api.profile import ProfileHandlers
 from client_api.pushers import PusherHandlers
 from client_api.pushrules import PushRuleHandlers
+from client_api.receipts import ReceiptHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
 from client_api.rooms import RoomHandlers
 from client_api.sync import SyncHandlers
+from client_api.to_device import ToDeviceHandlers
+from client_api.typing import TypingHandlers
 from client_api.versions import DiscoveryHandlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,6 +64,11 @@ def client_routes(
     pushrules = PushRuleHandlers(ctx)
     pushers = PusherHandlers(ctx)
     notifications = NotificationHandlers(ctx)
+    presence = PresenceHandlers(ctx)
+    receipts = ReceiptHandlers(ctx)
+    typing = TypingHandlers(ctx)
+    account_data = AccountDataHandlers(ctx)
+    to_device = ToDeviceHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -74,6 +84,19 @@ def client_routes(
         ("GET", "/pushers", pushers.get_pushers),
         ("POST", "/pushers/set", pushers.set_pusher),
         ("GET", "/notifications", notifications.get_notifications),
+        ("PUT", "/presence/{userId}/status", presence.set_presence),
+        ("GET", "/presence/{userId}/status", presence.get_presence),
+        ("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", receipts.post_receipt),
+        ("POST", "/rooms/{roomId}/read_markers", receipts.set_read_markers),
+        ("PUT", "/rooms/{roomId}/typing/{userId}", typing.set_typing),
+        ("PUT", "/user/{userId}/account_data/{type}", account_data.set_account_data),
+        ("GET", "/user/{userId}/account_data/{type}", account_data.get_account_data),
+        ("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", account_data.set_account_data),
+        ("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", account_data.get_account_data),
+        ("GET", "/user/{userId}/rooms/{roomId}/tags", account_data.get_tags),
+        ("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", account_data.set_tag),
+        ("DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", account_data.delete_tag),
+        ("PUT", "/sendToDevice/{eventType}/{txnId}", to_device.send_to_device),
         ("POST", "/register", register.register),
         ("GET", "/register/available", register.get_available),
         ("GET", "/login", login.get_login_flows),

@@ -58,9 +58,7 @@ class AccountDataService:
     ) -> None:
         """PUT .../account_data/{type}: anything but the server-managed types."""
         if data_type in SERVER_MANAGED_TYPES:
-            raise MatrixError(
-                405, "M_BAD_JSON", f"Cannot set {data_type} through this API"
-            )
+            raise MatrixError(405, "M_BAD_JSON", f"Cannot set {data_type} through this API")
         if data_type == IGNORED_USER_LIST:
             ignored = content.get("ignored_users", {})
             if not isinstance(ignored, dict):

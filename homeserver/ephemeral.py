@@ -74,7 +74,9 @@ class EphemeralServices:
             StreamIdGenerator(await stores.to_device.max_stream_id()),
             clock,
         )
-        services = cls(presence, receipts, TypingService(stores, notifier, clock), account_data, to_device)
+        services = cls(
+            presence, receipts, TypingService(stores, notifier, clock), account_data, to_device
+        )
         persister.persisted_hooks.append(services.on_event_persisted)
         return services
 
@@ -90,6 +92,9 @@ class EphemeralServices:
     async def on_event_persisted(self, stored: StoredEvent) -> None:
         """A sender stops typing, and is active, when their event is persisted."""
         await self.typing.on_event_persisted(stored)
+        event = stored.event
+        if event.type == "m.room.member" and event.state_key is not None:
+            self.presence.membership_changed(event.state_key)
         if stored.stream_ordering is not None and stored.stream_ordering > 0:
             await self.presence.bump_active(stored.event.sender)
 

@@ -38,6 +38,7 @@ PRESENCE_STATES = (ONLINE, UNAVAILABLE, OFFLINE)
 LAST_ACTIVE_GRANULARITY_MS = 60_000
 # above this many changed users, sharing is checked against the syncing user's rooms
 _PER_USER_CHECK_LIMIT = 50
+_ROOMS_CACHE_SIZE = 100_000
 
 
 @dataclass
@@ -112,6 +113,8 @@ class PresenceService:
         self._not_offline: set[str] = set()
         self._dirty: set[str] = set()
         self._to_wake: set[str] = set()
+        # user -> joined rooms, dropped when one of their memberships changes
+        self._rooms_of: dict[str, frozenset[str]] = {}
         # room -> position of the latest announced change of one of its members
         self._room_changed: dict[str, int] = {}
         self._flush_lock = asyncio.Lock()
@@ -147,7 +150,9 @@ class PresenceService:
         if missing:
             found = await self._stores.presence.get_presence(missing)
             for user_id in missing:
-                loaded = UserPresence.of(found[user_id]) if user_id in found else UserPresence(user_id)
+                loaded = (
+                    UserPresence.of(found[user_id]) if user_id in found else UserPresence(user_id)
+                )
                 result[user_id] = self._states.setdefault(user_id, loaded)
         return result
 
@@ -204,7 +209,7 @@ class PresenceService:
         state = self._states.get(user_id)
         if state is not None:
             state.last_user_sync_ts = self._clock.time_ms()
-            self._mark_dirty(user_id)
+            self._dirty.add(user_id)  # persisted with the next batch
 
     async def tick(self) -> None:
         """Apply the idle and offline timeouts to every user who is not offline."""
@@ -248,11 +253,9 @@ class PresenceService:
             self._not_offline.discard(user_id)
         else:
             self._not_offline.add(user_id)
-        self._mark_dirty(user_id)
-
-    def _mark_dirty(self, user_id: str) -> None:
+        # invisible changes (sync and activity times) wait for the next batch
         self._dirty.add(user_id)
-        if self._flush_task is None or self._flush_task.done():
+        if visible and (self._flush_task is None or self._flush_task.done()):
             self._flush_task = asyncio.get_running_loop().create_task(self.flush())
 
     async def flush(self) -> None:
@@ -308,7 +311,9 @@ class PresenceService:
             everyone = await self._members_of(rooms) | {user_id}
             states = await self._get_many(everyone)
             shown = [
-                s for s in states.values() if s.state != OFFLINE or s.status_msg or s.user_id == user_id
+                s
+                for s in states.values()
+                if s.state != OFFLINE or s.status_msg or s.user_id == user_id
             ]
         else:
             shown = list((await self._changed_between(since, upto)).values())
@@ -355,9 +360,20 @@ class PresenceService:
                 changed[user_id] = self._states[user_id]
         return changed
 
-    async def _joined_rooms(self, user_id: str) -> set[str]:
+    async def _joined_rooms(self, user_id: str) -> frozenset[str]:
+        cached = self._rooms_of.get(user_id)
+        if cached is not None:
+            return cached
         rooms = await self._stores.state.rooms_for_user(user_id)
-        return {r for r, m in rooms.items() if m == "join"}
+        joined = frozenset(r for r, m in rooms.items() if m == "join")
+        if len(self._rooms_of) >= _ROOMS_CACHE_SIZE:
+            self._rooms_of.pop(next(iter(self._rooms_of)))
+        self._rooms_of[user_id] = joined
+        return joined
+
+    def membership_changed(self, user_id: str) -> None:
+        """A membership of the user changed: forget their cached rooms."""
+        self._rooms_of.pop(user_id, None)
 
     async def _members_of(self, room_ids: Iterable[str]) -> set[str]:
         members: set[str] = set()

@@ -29,6 +29,7 @@ READ = "m.read"
 READ_PRIVATE = "m.read.private"
 RECEIPT_TYPES = frozenset({READ, READ_PRIVATE})
 MAIN_THREAD = "main"
+RECENT_PER_ROOM = 500
 
 # Told of each new read receipt of a local user (push: notification counts).
 ReadReceiptListener = Callable[[str, str, str, str | None], Awaitable[None]]
@@ -50,6 +51,10 @@ class ReceiptService:
         self._account_data = account_data
         # room -> position of its latest receipt, for receipts after start-up
         self._room_last: dict[str, int] = {}
+        # room -> its latest receipts in position order (at most RECENT_PER_ROOM), and
+        # the position below which that list is incomplete
+        self._recent: dict[str, list[ReceiptRecord]] = {}
+        self._recent_floor: dict[str, int] = {}
         self._started_at = stream.current()
         # push rules' on_read_receipt(user_id, room_id, event_id, thread_id) is added here
         self.read_receipt_listeners: list[ReadReceiptListener] = []
@@ -105,6 +110,7 @@ class ReceiptService:
         thread_id: str | None,
     ) -> None:
         assert stored.stream_ordering is not None
+        now = self._clock.time_ms()
         position = self._stream.allocate()
         try:
             changed = await self._stores.receipts.upsert_if_newer(
@@ -114,7 +120,7 @@ class ReceiptService:
                 thread_id,
                 stored.event_id,
                 stored.stream_ordering,
-                self._clock.time_ms(),
+                now,
                 position,
             )
         finally:
@@ -122,6 +128,9 @@ class ReceiptService:
         if not changed:
             return
         self._room_last[room_id] = position
+        self._remember(
+            ReceiptRecord(room_id, receipt_type, user_id, thread_id, stored.event_id, now, position)
+        )
         self._notifier.on_rooms_change([room_id])
         for listener in self.read_receipt_listeners:
             try:
@@ -177,8 +186,30 @@ class ReceiptService:
             rooms = list(room_ids)
         if not rooms:
             return {}
-        records = await self._stores.receipts.for_rooms(rooms, since, upto)
+        records: list[ReceiptRecord] = []
+        from_db: list[str] = []
+        for room_id in rooms:
+            recent = self._recent.get(room_id)
+            if since is not None and recent is not None and since >= self._recent_floor[room_id]:
+                records += [r for r in recent if since < r.stream_id <= upto]
+            else:
+                from_db.append(room_id)
+        if from_db:
+            records += await self._stores.receipts.for_rooms(from_db, since, upto)
         return receipt_events(records, user_id)
+
+    def _remember(self, record: ReceiptRecord) -> None:
+        """Keep the room's latest receipts in memory, so incremental syncs skip the DB."""
+        recent = self._recent.get(record.room_id)
+        if recent is None:
+            recent = self._recent[record.room_id] = []
+            # receipts of this room before now (after start-up) are only in the database
+            self._recent_floor[record.room_id] = record.stream_id - 1
+        recent.append(record)
+        if len(recent) > RECENT_PER_ROOM:
+            dropped = recent[: len(recent) - RECENT_PER_ROOM]
+            del recent[: len(dropped)]
+            self._recent_floor[record.room_id] = max(r.stream_id for r in dropped)
 
 
 def receipt_events(records: list[ReceiptRecord], user_id: str) -> dict[str, list[dict[str, Any]]]:

@@ -26,6 +26,7 @@ from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
 from homeserver.e2ee import E2ee
 from homeserver.e2ee.sync_extension import DeviceListSyncExtension
+from homeserver.ephemeral import EphemeralServices
 from homeserver.http.middleware import make_middlewares
 from homeserver.media.preview import url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
@@ -90,6 +91,7 @@ class Homeserver:
     client: ClientContext
     media: MediaService
     federation: FederationContext
+    ephemeral: EphemeralServices | None = None
     federation_events: FederationEventServices | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
@@ -137,6 +139,8 @@ class Homeserver:
         relations = RelationsService(stores, visibility, history)
         push = PushService.build(config, stores, notifier, persister, clock)
         e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
+        ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
+        ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         client = ClientContext(
             config=config,
             clock=clock,
@@ -165,9 +169,17 @@ class Homeserver:
             sync=SyncService(
                 stores, notifier, persister.events_stream, EventSerializer(stores, clock, relations)
             ),
+            presence=ephemeral.presence,
+            receipts=ephemeral.receipts,
+            typing=ephemeral.typing,
+            account_data=ephemeral.account_data,
+            to_device=ephemeral.to_device,
         )
         client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
+        client.sync.extensions += ephemeral.sync_extensions()
+        client.sync.hooks.append(ephemeral.presence.sync_started)
+        client.sync.end_hooks.append(ephemeral.presence.sync_ended)
         media = media_service_from_config(config, stores.media, clock)
         federation = FederationContext.build(config, clock, signing_key, stores)
         federation_events = FederationEventServices.build(
@@ -192,6 +204,7 @@ class Homeserver:
             client,
             media,
             federation,
+            ephemeral=ephemeral,
             federation_events=federation_events,
         )
 
@@ -227,9 +240,13 @@ class Homeserver:
     async def _start_background(self, _app: web.Application) -> None:
         """Start background work (idempotent: every listener's app calls it)."""
         await self.client.push.start()
+        if self.ephemeral is not None:
+            self.ephemeral.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        if self.ephemeral is not None:
+            await self.ephemeral.stop()
 
     async def start_listeners(self) -> None:
         for listener in self.config.listeners:

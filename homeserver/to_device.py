@@ -29,7 +29,9 @@ SYNC_LIMIT = 100
 ALL_DEVICES = "*"
 
 # (sender, event_type, message_id, {server: {user: {device: content}}}) -> sent later
-RemoteToDeviceSender = Callable[[str, str, str, dict[str, dict[str, dict[str, Any]]]], Awaitable[None]]
+RemoteToDeviceSender = Callable[
+    [str, str, str, dict[str, dict[str, dict[str, Any]]]], Awaitable[None]
+]
 
 
 class ToDeviceService:
@@ -120,9 +122,7 @@ class ToDeviceService:
             content = by_device[ALL_DEVICES]
             return [(user_id, d, content) for d in sorted(devices) if isinstance(content, dict)]
         return [
-            (user_id, d, c)
-            for d, c in by_device.items()
-            if d in devices and isinstance(c, dict)
+            (user_id, d, c) for d, c in by_device.items() if d in devices and isinstance(c, dict)
         ]
 
     def _announce(self, users: set[str], position: int) -> None:

@@ -115,7 +115,9 @@ class TypingService:
                     continue
             elif serial <= since:
                 continue
-            result[room_id] = [{"type": "m.typing", "content": {"user_ids": self.typing_users(room_id)}}]
+            result[room_id] = [
+                {"type": "m.typing", "content": {"user_ids": self.typing_users(room_id)}}
+            ]
         return result
 
 

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore
 from storage.database import Database
 from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
 from storage.federation_queue import FederationQueueStore
-from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
 from storage.media import MediaStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
+from storage.presence import PresenceStore
 from storage.pushers import PusherStore
+from storage.receipts import ReceiptStore
 from storage.relations import RelationStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore
 from storage.state import StateStore
 from storage.sync import SyncStore
+from storage.to_device import ToDeviceStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
 
@@ -47,7 +50,10 @@ class Stores:
     push_actions: PushActionStore
     server_keys: ServerKeyStore
     federation_queue: FederationQueueStore
-    federation_queue: FederationQueueStore
+    presence: PresenceStore
+    receipts: ReceiptStore
+    account_data: AccountDataStore
+    to_device: ToDeviceStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -71,5 +77,8 @@ class Stores:
             push_actions=PushActionStore(db),
             server_keys=ServerKeyStore(db),
             federation_queue=FederationQueueStore(db),
-            federation_queue=FederationQueueStore(db),
+            presence=PresenceStore(db),
+            receipts=ReceiptStore(db),
+            account_data=AccountDataStore(db),
+            to_device=ToDeviceStore(db),
         )
