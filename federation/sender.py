@@ -198,6 +198,8 @@ class FederationSender:
         health = await self._queue.get_health(destination)
         if health is not None and health.retry_interval:
             await self._queue.clear_backoff(destination)
+        # A concurrent retry_due may have reloaded the stored backoff meanwhile.
+        self._retry_at.pop(destination, None)
         self._wake(destination)
 
     async def retry_due(self) -> None:
