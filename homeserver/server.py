@@ -18,6 +18,7 @@ from client_api.context import ClientContext
 from client_api.media import media_routes
 from client_api.routes import Route, client_routes
 from federation.context import FederationContext
+from federation.edu_wiring import wire_to_device, wire_typing
 from federation.event_services import FederationEventServices, event_routes
 from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
@@ -195,6 +196,10 @@ class Homeserver:
             directory=client.directory,
             allow_public_rooms=config.allow_public_rooms_over_federation,
         )
+        wire_typing(federation_events.transactions, stores, ephemeral.typing)
+        wire_to_device(
+            federation_events.transactions, federation_events.sender, ephemeral.to_device
+        )
         return cls(
             config,
             clock,
@@ -242,11 +247,15 @@ class Homeserver:
         await self.client.push.start()
         if self.ephemeral is not None:
             self.ephemeral.start()
+        if self.federation_events is not None:
+            await self.federation_events.sender.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
+        if self.federation_events is not None:
+            await self.federation_events.sender.stop()
 
     async def start_listeners(self) -> None:
         for listener in self.config.listeners:
