@@ -77,7 +77,15 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per row of arguments."""
+        """Run one statement once per row of arguments.
+
+        An engine may defer it to the next statement that returns a result (or the
+        commit); a constraint violation then surfaces there, still in this transaction.
+        """
+
+    async def queue(self, sql: str, *args: Any) -> None:
+        """Run a write whose row count is not needed; it may be deferred like executemany."""
+        await self.execute(sql, *args)
 
     @abc.abstractmethod
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:

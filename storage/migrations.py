@@ -64,17 +64,18 @@ async def apply_migrations(db: Database, package: str = "schema") -> int:
             " version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL,"
             " applied_ts BIGINT NOT NULL)"
         )
-    current = await db.fetchval(
-        "get_schema_version", "SELECT COALESCE(MAX(version), 0) FROM schema_version"
-    )
-    current = int(current or 0)
+    rows = await db.fetchall("get_schema_versions", "SELECT version FROM schema_version")
+    applied = {int(r[0]) for r in rows}
+    current = max(applied, default=0)
     if current > newest:
         raise SchemaError(
             f"the database schema is at version {current}, newer than this code "
             f"supports ({newest}); upgrade the homeserver"
         )
+    # Every migration not yet recorded, in order: one that landed with a lower number
+    # than an already-applied one is still applied.
     for migration in migrations:
-        if migration.version <= current:
+        if migration.version in applied:
             continue
         async with db.transaction(f"migration_{migration.version:04d}") as txn:
             if db.engine == "postgres":
@@ -92,5 +93,4 @@ async def apply_migrations(db: Database, package: str = "schema") -> int:
                 int(time.time() * 1000),
             )
         logger.info("applied schema migration %04d_%s", migration.version, migration.name)
-        current = migration.version
-    return current
+    return max(current, newest)

@@ -3,18 +3,24 @@
 One writer connection (writes are serialized by a lock, as SQLite allows only one
 writer at a time anyway) and a few reader connections, all in WAL mode with
 foreign keys on. Read-only transactions run on readers and see a consistent
-snapshot; write transactions start with ``BEGIN IMMEDIATE`` on the writer.
+snapshot; write transactions run on the writer.
+
+Each aiosqlite connection is a thread, and every call to it is a round trip
+through the event loop. So a transaction batches: statements whose result is not
+needed (``executemany``, ``queue``) wait in memory and go to the thread together with
+the next statement that returns something, or with the COMMIT. A write
+transaction of inserts costs one round trip, however many statements it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -26,6 +32,9 @@ from storage.database import (
     Transaction,
     translate_numbered,
 )
+
+T = TypeVar("T")
+Pending = list[tuple[str, list[tuple[Any, ...]]]]
 
 
 @lru_cache(maxsize=4096)
@@ -41,36 +50,83 @@ def _map_error(exc: sqlite3.Error) -> Exception:
     return exc
 
 
+async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` on the connection's own thread (one round trip)."""
+
+    def call() -> T:
+        raw = conn._connection
+        assert raw is not None, "connection closed"
+        return fn(raw)
+
+    try:
+        result: T = await conn._execute(call)
+    except sqlite3.Error as exc:
+        raise _map_error(exc) from exc
+    return result
+
+
+def _run_pending(raw: sqlite3.Connection, begin: str | None, pending: Pending) -> None:
+    if begin is not None:
+        raw.execute(begin)
+    for sql, rows in pending:
+        if len(rows) == 1:
+            raw.execute(sql, rows[0])
+        else:
+            raw.executemany(sql, rows)
+
+
 class SqliteTransaction(Transaction):
-    def __init__(self, name: str, conn: aiosqlite.Connection) -> None:
+    def __init__(self, name: str, conn: aiosqlite.Connection, begin: str) -> None:
         super().__init__(name)
         self._conn = conn
+        self._begin: str | None = begin
+        self._pending: Pending = []
+
+    @property
+    def begun(self) -> bool:
+        return self._begin is None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Send the queued statements, then ``fn``, in one round trip."""
+        begin, pending = self._begin, self._pending
+        self._begin, self._pending = None, []
+
+        def call(raw: sqlite3.Connection) -> T:
+            _run_pending(raw, begin, pending)
+            return fn(raw)
+
+        return await _in_thread(self._conn, call)
+
+    async def queue(self, sql: str, *args: Any) -> None:
+        self._pending.append((_sql(sql), [args]))
 
     async def execute(self, sql: str, *args: Any) -> int:
-        try:
-            cursor = await self._conn.execute(_sql(sql), args)
-        except sqlite3.Error as exc:
-            raise _map_error(exc) from exc
-        rowcount = cursor.rowcount
-        await cursor.close()
-        return rowcount
+        text = _sql(sql)
+        return await self._run(lambda raw: raw.execute(text, args).rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
-            await self._conn.executemany(_sql(sql), [tuple(r) for r in rows])
-        except sqlite3.Error as exc:
-            raise _map_error(exc) from exc
+        batch = [tuple(r) for r in rows]
+        if batch:
+            self._pending.append((_sql(sql), batch))
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        try:
-            rows = await self._conn.execute_fetchall(_sql(sql), args)
-        except sqlite3.Error as exc:
-            raise _map_error(exc) from exc
-        return [tuple(r) for r in rows]
+        text = _sql(sql)
+        return await self._run(lambda raw: [tuple(r) for r in raw.execute(text, args).fetchall()])
 
     async def execute_script(self, script: str) -> None:
         for statement in split_statements(script):
-            await self.execute(statement)
+            await self.queue(statement)
+        await self._run(lambda raw: None)
+
+    async def commit(self) -> None:
+        if not self.begun and not self._pending:
+            return  # nothing was done
+        await self._run(lambda raw: raw.execute("COMMIT"))
+
+    async def rollback(self) -> None:
+        self._pending = []
+        if self.begun:
+            await _in_thread(self._conn, lambda raw: raw.execute("ROLLBACK"))
 
 
 def split_statements(script: str) -> list[str]:
@@ -93,16 +149,17 @@ def split_statements(script: str) -> list[str]:
 class SqliteDatabase(Database):
     engine = "sqlite"
 
-    def __init__(self, path: Path, readers: int = 3) -> None:
+    def __init__(self, path: Path, readers: int = 4) -> None:
         self.path = path
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all: list[aiosqlite.Connection] = []
+        self._releases: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, path: Path, readers: int = 3) -> SqliteDatabase:
+    async def open(cls, path: Path, readers: int = 4) -> SqliteDatabase:
         db = cls(path, readers)
         await db._connect()
         return db
@@ -113,6 +170,7 @@ class SqliteDatabase(Database):
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA cache_size=-16000")
         self._all.append(conn)
         return conn
 
@@ -123,9 +181,18 @@ class SqliteDatabase(Database):
             self._readers.put_nowait(await self._new_connection())
 
     async def close(self) -> None:
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
         for conn in self._all:
             await conn.close()
         self._all.clear()
+
+    async def _release_reader(self, conn: aiosqlite.Connection, txn: SqliteTransaction) -> None:
+        try:
+            if txn.begun:
+                await _in_thread(conn, lambda raw: raw.execute("ROLLBACK"))
+        finally:
+            self._readers.put_nowait(conn)
 
     @asynccontextmanager
     async def transaction(
@@ -133,36 +200,52 @@ class SqliteDatabase(Database):
     ) -> AsyncIterator[SqliteTransaction]:
         if readonly:
             conn = await self._readers.get()
+            txn = SqliteTransaction(name, conn, "BEGIN")
             try:
-                await conn.execute("BEGIN")
-                txn = SqliteTransaction(name, conn)
-                try:
-                    yield txn
-                finally:
-                    await conn.execute("ROLLBACK")
+                yield txn
             finally:
-                self._readers.put_nowait(conn)
+                # Give the reader back once it has rolled back, without making the
+                # caller wait for that round trip.
+                task = asyncio.ensure_future(self._release_reader(conn, txn))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
             return
         assert self._writer is not None, "database is closed"
         async with self._write_lock:
-            conn = self._writer
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _map_error(exc) from exc
-            txn = SqliteTransaction(name, conn)
+            txn = SqliteTransaction(name, self._writer, "BEGIN IMMEDIATE")
             try:
                 yield txn
             except BaseException:
-                await conn.execute("ROLLBACK")
+                # Even when cancelled: the connection must leave the transaction.
+                await asyncio.shield(txn.rollback())
                 raise
             # The commit and its callbacks finish even if the caller is cancelled.
-            await asyncio.shield(self._commit(conn, txn))
+            await asyncio.shield(self._commit(txn))
 
-    async def _commit(self, conn: aiosqlite.Connection, txn: SqliteTransaction) -> None:
+    async def _commit(self, txn: SqliteTransaction) -> None:
         try:
-            await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            await conn.execute("ROLLBACK")
-            raise _map_error(exc) from exc
+            await txn.commit()
+        except BaseException:
+            await txn.rollback()
+            raise
         txn._run_after_commit()
+
+    # Single reads need no explicit transaction: one statement is one snapshot.
+
+    async def fetchall(self, name: str, sql: str, *args: Any) -> list[Row]:
+        text = _sql(sql)
+        conn = await self._readers.get()
+        try:
+            return await _in_thread(
+                conn, lambda raw: [tuple(r) for r in raw.execute(text, args).fetchall()]
+            )
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def fetchone(self, name: str, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetchall(name, sql, *args)
+        return rows[0] if rows else None
+
+    async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
+        row = await self.fetchone(name, sql, *args)
+        return None if row is None else row[0]

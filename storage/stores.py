@@ -13,12 +13,12 @@ from storage.events import EventStore
 from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
 from storage.media import MediaStore
-from storage.registration_tokens import RegistrationTokenStore
+from storage.presence import PresenceStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
-from storage.presence import PresenceStore
 from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
+from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore

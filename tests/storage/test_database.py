@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,51 @@ async def test_newer_database_is_refused(database: Database) -> None:
     )
     with pytest.raises(SchemaError, match="newer"):
         await apply_migrations(database)
+
+
+async def test_migration_landing_out_of_order_is_still_applied(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "late_migrations"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "9001_first.sql").write_text("CREATE TABLE first_t (x INTEGER);\n")
+    (package / "9003_third.sql").write_text("CREATE TABLE third_t (x INTEGER);\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert await apply_migrations(database, "late_migrations") == 9003
+    # A migration numbered below the newest applied one lands later: it still runs.
+    (package / "9002_second.sql").write_text("CREATE TABLE second_t (x INTEGER);\n")
+    assert await apply_migrations(database, "late_migrations") == 9003
+    assert await database.fetchval("r", "SELECT COUNT(*) FROM second_t") == 0
+    versions = await database.fetchall(
+        "r", "SELECT version FROM schema_version WHERE version > 9000"
+    )
+    assert sorted(v for (v,) in versions) == [9001, 9002, 9003]
+
+
+async def test_cancelled_write_leaves_no_open_transaction(database: Database) -> None:
+    async with database.transaction("t") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+
+    async def slow_writer() -> None:
+        async with database.transaction("slow") as txn:
+            await txn.execute("INSERT INTO kv (k) VALUES ($1)", "a")
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(slow_writer())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with database.transaction("after") as txn:
+        await txn.execute("INSERT INTO kv (k) VALUES ($1)", "b")
+    assert await database.fetchall("r", "SELECT k FROM kv") == [("b",)]
+
+
+async def test_deferred_writes_surface_errors_in_their_transaction(database: Database) -> None:
+    async with database.transaction("t") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+    with pytest.raises(IntegrityError):
+        async with database.transaction("t") as txn:
+            await txn.executemany("INSERT INTO kv (k) VALUES ($1)", [("a",), ("a",)])
+    assert await database.fetchall("r", "SELECT k FROM kv") == []
