@@ -17,7 +17,7 @@ from homeserver.errors import BadJson, MatrixError, NotFound
 from homeserver.notifier import Notifier
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
-from homeserver.sync.result import SyncResult
+from homeserver.sync.result import JoinedRoom, LeftRoom, SyncResult
 from storage.account_data import AccountDataStore
 
 # Types the server manages: clients read them but cannot set them (405 M_BAD_JSON).
@@ -225,7 +225,8 @@ class AccountDataSyncExtension:
 
 def hide_ignored(result: SyncResult, user_id: str, ignored: frozenset[str]) -> None:
     """Drop non-state timeline events sent by ignored users and their invites."""
-    for room in [*result.join.values(), *result.leave.values()]:
+    rooms: list[JoinedRoom | LeftRoom] = [*result.join.values(), *result.leave.values()]
+    for room in rooms:
         room.timeline = [
             e for e in room.timeline if "state_key" in e or e.get("sender") not in ignored
         ]

@@ -122,10 +122,9 @@ class PresenceService:
 
     async def load(self) -> None:
         """At start-up: watch the users the database says are not offline."""
-        for record in await self._stores.presence.changed_since(-1, self._stream.current()):
-            if record.state != OFFLINE:
-                self._states[record.user_id] = UserPresence.of(record)
-                self._not_offline.add(record.user_id)
+        for record in await self._stores.presence.not_offline():
+            self._states[record.user_id] = UserPresence.of(record)
+            self._not_offline.add(record.user_id)
 
     def current_position(self) -> int:
         return self._stream.current()

@@ -73,6 +73,14 @@ class PresenceStore:
         )
         return [_record(r) for r in rows]
 
+    async def not_offline(self) -> list[PresenceRecord]:
+        """Users whose stored presence is not offline (their timers resume at start-up)."""
+        rows = await self.db.fetchall(
+            "presence_not_offline",
+            f"SELECT {_COLUMNS} FROM presence WHERE state != 'offline'",
+        )
+        return [_record(r) for r in rows]
+
     async def upsert_many(self, records: Collection[PresenceRecord]) -> None:
         """Persist a batch of presence states in one transaction."""
         if not records:
