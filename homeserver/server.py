@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from storage.stores import Stores
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0
+SWITCH_INTERVAL_S = 0.0002
 
 
 async def open_database(config: HomeserverConfig) -> Database:
@@ -138,8 +140,8 @@ class Homeserver:
         visibility = HistoryVisibility(stores)
         history = RoomHistory(stores, visibility)
         relations = RelationsService(stores, visibility, history)
-        push = PushService.build(config, stores, notifier, persister, clock)
         e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
+        push = PushService.build(config, stores, notifier, persister, clock)
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         client = ClientContext(
@@ -165,8 +167,8 @@ class Homeserver:
             visibility=visibility,
             history=history,
             relations=relations,
-            push=push,
             e2ee=e2ee,
+            push=push,
             sync=SyncService(
                 stores, notifier, persister.events_stream, EventSerializer(stores, clock, relations)
             ),
@@ -176,11 +178,11 @@ class Homeserver:
             account_data=ephemeral.account_data,
             to_device=ephemeral.to_device,
         )
-        client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
         client.sync.end_hooks.append(ephemeral.presence.sync_ended)
+        client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
         media = media_service_from_config(config, stores.media, clock)
         federation = FederationContext.build(config, clock, signing_key, stores)
         federation_events = FederationEventServices.build(
@@ -304,6 +306,9 @@ def room_versions() -> dict[str, str]:
 
 async def run(config: HomeserverConfig) -> None:
     """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    # Database threads hand results back through the GIL; the default 5 ms switch
+    # interval would make each of those hand-offs wait behind the busy event loop.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     server = await Homeserver.build(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -88,7 +88,7 @@ class EventStore:
         replaces_state: str | None = None,
     ) -> StoredEvent:
         relates_to, rel_type = _relation(event)
-        await txn.execute(
+        await txn.queue(
             "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key,"
             " sender, origin_server_ts, received_ts, json, outlier, rejected_reason,"
             " soft_failed, state_group, relates_to_id, rel_type, txn_device_id, txn_id, redacts,"
@@ -143,7 +143,7 @@ class EventStore:
         self, txn: Transaction, event_id: str, stream_ordering: int, state_group: int | None
     ) -> None:
         """An outlier becomes part of the timeline (its state is now known)."""
-        await txn.execute(
+        await txn.queue(
             "UPDATE events SET outlier = FALSE, stream_ordering = $2, state_group = $3"
             " WHERE event_id = $1",
             event_id,
@@ -153,7 +153,7 @@ class EventStore:
         txn.call_after_commit(lambda: self._forget(event_id))
 
     async def set_redacted_by_txn(self, txn: Transaction, event_id: str, redaction_id: str) -> None:
-        await txn.execute(
+        await txn.queue(
             "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",
             event_id,
             redaction_id,

@@ -68,56 +68,26 @@ class PushActionStore:
 
     # -- evaluation ------------------------------------------------------------------
 
-    async def evaluation_position(self) -> int:
-        value = await self.db.fetchval(
-            "push_evaluation_position",
-            "SELECT stream_ordering FROM push_evaluation_position WHERE singleton = 1",
+    async def add_actions_txn(self, txn: Transaction, actions: Sequence[PushAction]) -> None:
+        """Store the push actions of an event, inside the event's own transaction."""
+        await txn.executemany(
+            "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering,"
+            " thread_id, actions, highlight, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (
+                    a.user_id,
+                    a.event_id,
+                    a.room_id,
+                    a.stream_ordering,
+                    a.thread_id,
+                    json.dumps(a.actions, separators=(",", ":")),
+                    a.highlight,
+                    a.ts,
+                )
+                for a in actions
+            ],
         )
-        return int(value or 0)
-
-    async def events_to_evaluate(self, after: int, upto: int, limit: int) -> list[tuple[str, int]]:
-        """(event_id, stream_ordering) of timeline events in (after, upto], in order."""
-        rows = await self.db.fetchall(
-            "events_to_evaluate",
-            "SELECT event_id, stream_ordering FROM events"
-            " WHERE stream_ordering > $1 AND stream_ordering <= $2"
-            " AND rejected_reason IS NULL AND NOT soft_failed AND NOT outlier"
-            " ORDER BY stream_ordering LIMIT $3",
-            after,
-            upto,
-            limit,
-        )
-        return [(e, int(s)) for e, s in rows]
-
-    async def add_actions(self, actions: Sequence[PushAction], position: int) -> None:
-        """Store the actions of evaluated events and move the evaluation position (atomic)."""
-
-        async def txn_func(txn: Transaction) -> None:
-            await txn.executemany(
-                "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering,"
-                " thread_id, actions, highlight, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT DO NOTHING",
-                [
-                    (
-                        a.user_id,
-                        a.event_id,
-                        a.room_id,
-                        a.stream_ordering,
-                        a.thread_id,
-                        json.dumps(a.actions, separators=(",", ":")),
-                        a.highlight,
-                        a.ts,
-                    )
-                    for a in actions
-                ],
-            )
-            await txn.execute(
-                "UPDATE push_evaluation_position SET stream_ordering = $1"
-                " WHERE singleton = 1 AND stream_ordering < $1",
-                position,
-            )
-
-        await self.db.run_transaction("add_push_actions", txn_func)
 
     # -- read positions ----------------------------------------------------------------
 

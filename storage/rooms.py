@@ -36,7 +36,7 @@ class RoomStore:
     async def insert_membership_txn(
         self, txn: Transaction, event: Event, stream: int | None
     ) -> None:
-        await txn.execute(
+        await txn.queue(
             "INSERT INTO room_memberships (event_id, room_id, user_id, sender, membership, stream_ordering)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
             event.event_id,

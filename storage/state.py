@@ -23,6 +23,7 @@ class StateStore:
     def __init__(self, db: Database, cache_size: int = 2_000) -> None:
         self.db = db
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
+        self._chains: OrderedDict[int, int] = OrderedDict()
         self._cache_size = cache_size
         self._next_group: int | None = None
         self._current: dict[str, StateMap] = {}
@@ -50,12 +51,15 @@ class StateStore:
         group = await self._allocate_group()
         chain = 0
         if prev_group is not None and prev_state is not None:
-            row = await txn.fetchone(
-                "SELECT chain_length FROM state_groups WHERE id = $1", prev_group
-            )
-            chain = int(row[0]) + 1 if row is not None else MAX_CHAIN + 1
+            known = self._chains.get(prev_group)
+            if known is None:
+                row = await txn.fetchone(
+                    "SELECT chain_length FROM state_groups WHERE id = $1", prev_group
+                )
+                known = int(row[0]) if row is not None else MAX_CHAIN
+            chain = known + 1
         if prev_group is None or prev_state is None or chain > MAX_CHAIN:
-            await txn.execute(
+            await txn.queue(
                 "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1, $2, NULL, 0)",
                 group,
                 room_id,
@@ -64,7 +68,7 @@ class StateStore:
                 (group, t, k, e) for (t, k), e in state.items()
             ]
         else:
-            await txn.execute(
+            await txn.queue(
                 "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1, $2, $3, $4)",
                 group,
                 room_id,
@@ -80,7 +84,18 @@ class StateStore:
             entries,
         )
         snapshot = dict(state)
-        txn.call_after_commit(lambda: self._remember(group, snapshot))
+        length = 0 if chain > MAX_CHAIN or prev_group is None or prev_state is None else chain
+
+        # Known at once, so code running inside this transaction (push evaluation) can
+        # read it; a group whose transaction fails is never referenced, its ID never reused.
+        self._remember(group, snapshot)
+
+        def remember_chain() -> None:
+            self._chains[group] = length
+            if len(self._chains) > self._cache_size * 10:
+                self._chains.popitem(last=False)
+
+        txn.call_after_commit(remember_chain)
         return group
 
     def _remember(self, group: int, state: StateMap) -> None:

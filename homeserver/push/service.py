@@ -32,8 +32,8 @@ class PushService:
         clock: Clock,
     ) -> PushService:
         rules = PushRulesService(stores.push_rules, notifier)
-        evaluator = PushEvaluator(config.server_name, stores, rules, persister.events_stream, clock)
-        persister.persisted_hooks.append(evaluator.on_event_persisted)
+        evaluator = PushEvaluator(config.server_name, stores, rules, clock)
+        persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(
             AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist)
         )
@@ -48,10 +48,8 @@ class PushService:
         return cls(rules, evaluator, pushers)
 
     async def start(self) -> None:
-        """Resume evaluation and every pusher's queue from their stored positions."""
-        self.evaluator.start()
+        """Resume every pusher's queue from its stored position."""
         await self.pushers.start()
 
     async def stop(self) -> None:
         await self.pushers.stop()
-        await self.evaluator.stop()

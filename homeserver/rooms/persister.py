@@ -26,8 +26,11 @@ from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
 
-# Called after an event committed (push evaluation, federation sending, ...).
+# Called after an event committed (federation sending, typing, ...).
 PersistedHook = Callable[[StoredEvent], Awaitable[None]]
+# Called inside the event's own transaction, for derived rows that must commit with
+# it (push actions): atomic with the event, and in the same /sync as it.
+TxnHook = Callable[[Transaction, StoredEvent], Awaitable[None]]
 
 
 @dataclass
@@ -66,6 +69,7 @@ class EventPersister:
         self.events_stream = events_stream
         self._backfill_stream = backfill_stream
         self.persisted_hooks: list[PersistedHook] = []
+        self.txn_hooks: list[TxnHook] = []
 
     async def persist(self, event: Event, context: EventContext) -> StoredEvent:
         """Store ``event``; the caller holds the room's lane."""
@@ -146,6 +150,8 @@ class EventPersister:
                     await stores.events.set_redacted_by_txn(txn, event.event_id, redaction_id)
         if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
             await self._update_extremities_and_state_txn(txn, event, state_after, context.local)
+            for hook in self.txn_hooks:
+                await hook(txn, stored)
         return stored
 
     async def _apply_redaction_txn(
