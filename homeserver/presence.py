@@ -376,8 +376,7 @@ class PresenceService:
 
     async def _members_of(self, room_ids: Iterable[str]) -> set[str]:
         members: set[str] = set()
-        for room_id in room_ids:
-            current = await self._stores.state.current_members(room_id)
+        for current in (await self._stores.state.current_members_many(list(room_ids))).values():
             members.update(u for u, m in current.items() if m == "join")
         return members
 

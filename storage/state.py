@@ -27,6 +27,9 @@ class StateStore:
         self._cache_size = cache_size
         self._next_group: int | None = None
         self._current: dict[str, StateMap] = {}
+        # room -> user -> membership, kept in step with committed current state
+        self._members: dict[str, dict[str, str]] = {}
+        self._member_generation: dict[str, int] = {}
 
     # -- state groups -------------------------------------------------------------
 
@@ -145,13 +148,16 @@ class StateStore:
         cached = self._current.get(room_id)
         if cached is not None:
             return cached
+        generation = self._member_generation.get(room_id, 0)
         rows = await self.db.fetchall(
             "get_current_state",
             "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1",
             room_id,
         )
         state = {(t, k): e for t, k, e in rows}
-        self._current[room_id] = state
+        # Cache only if no write to the room committed while we were reading.
+        if self._member_generation.get(room_id, 0) == generation:
+            self._current.setdefault(room_id, state)
         return state
 
     async def set_current_state_txn(
@@ -179,10 +185,28 @@ class StateStore:
             [(room_id, t, k, e, memberships.get(e)) for (t, k), e in changed],
         )
         snapshot = dict(new)
-        txn.call_after_commit(lambda: self._current.__setitem__(room_id, snapshot))
+        member_changes = {k: memberships.get(e) for (t, k), e in changed if t == "m.room.member"}
+        member_removals = [k for t, k in removed if t == "m.room.member"]
+
+        def update_caches() -> None:
+            self._current[room_id] = snapshot
+            self._member_generation[room_id] = self._member_generation.get(room_id, 0) + 1
+            members = self._members.get(room_id)
+            if members is None:
+                return
+            for user_id, membership in member_changes.items():
+                if membership is None:
+                    members.pop(user_id, None)
+                else:
+                    members[user_id] = membership
+            for user_id in member_removals:
+                members.pop(user_id, None)
+
+        txn.call_after_commit(update_caches)
 
     def forget_current_state(self, room_id: str) -> None:
         self._current.pop(room_id, None)
+        self._members.pop(room_id, None)
 
     async def rooms_for_user(self, user_id: str) -> dict[str, str]:
         """room_id -> membership, for every room where the user has a current membership."""
@@ -194,10 +218,35 @@ class StateStore:
         return {r: m for r, m in rows}
 
     async def current_members(self, room_id: str) -> dict[str, str]:
-        """user_id -> membership in the room's current state."""
-        rows = await self.db.fetchall(
-            "current_members",
-            "SELECT state_key, membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member'",
-            room_id,
-        )
-        return {u: m for u, m in rows}
+        """user_id -> membership in the room's current state (cached; do not mutate)."""
+        return (await self.current_members_many([room_id]))[room_id]
+
+    async def current_members_many(self, room_ids: Collection[str]) -> dict[str, dict[str, str]]:
+        """Current members of several rooms, with one query for those not cached."""
+        result: dict[str, dict[str, str]] = {}
+        missing: list[str] = []
+        for room_id in room_ids:
+            cached = self._members.get(room_id)
+            if cached is not None:
+                result[room_id] = cached
+            else:
+                missing.append(room_id)
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            generations = {r: self._member_generation.get(r, 0) for r in chunk}
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "current_members",
+                "SELECT room_id, state_key, membership FROM current_state"
+                f" WHERE type = 'm.room.member' AND room_id IN ({marks})",
+                *chunk,
+            )
+            fresh: dict[str, dict[str, str]] = {r: {} for r in chunk}
+            for room_id, user_id, membership in rows:
+                fresh[room_id][user_id] = membership
+            for room_id, members in fresh.items():
+                result[room_id] = members
+                # Cache only if no write to the room committed while we were reading.
+                if self._member_generation.get(room_id, 0) == generations[room_id]:
+                    self._members.setdefault(room_id, members)
+        return result

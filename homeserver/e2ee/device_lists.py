@@ -165,9 +165,9 @@ class DeviceListService:
         memberships = await state.rooms_for_user(user_id)
         joined = {r for r, m in memberships.items() if m == "join"}
         shared_now: set[str] = {user_id}
+        all_members = await state.current_members_many(list(memberships))
         for room_id in joined:
-            members = await state.current_members(room_id)
-            shared_now.update(u for u, m in members.items() if m == "join")
+            shared_now.update(u for u, m in all_members[room_id].items() if m == "join")
 
         changed, signed_by_me = await self._stores.e2e_keys.users_with_device_changes(
             since.device_lists, now.device_lists, user_id
@@ -181,7 +181,7 @@ class DeviceListService:
             )
             for room_id, member, membership in rows:
                 if member == user_id:
-                    others = await state.current_members(room_id)
+                    others = all_members.get(room_id) or await state.current_members(room_id)
                     others_joined = {u for u, m in others.items() if m == "join"}
                     if membership == "join" and room_id in joined:
                         newly_shared |= others_joined

@@ -60,6 +60,7 @@ class EventCreator:
         self._persister = persister
         self.lanes = lanes
         self._clock = clock
+        self._last_create_ts: dict[str, int] = {}
 
     async def room_version(self, room_id: str) -> RoomVersion:
         version_id = await self._stores.events.room_version_id(room_id)
@@ -134,7 +135,9 @@ class EventCreator:
         builder = EventBuilder(
             room_version, "m.room.create", sender, content, room_id=room_id, state_key=""
         )
-        ts = self._clock.time_ms()
+        # v12 room IDs derive from the create event: the same creator, content and
+        # millisecond give the same ID, so each creator's creates get distinct times.
+        ts = max(self._clock.time_ms(), self._last_create_ts.get(sender, 0) + 1)
         for _attempt in range(100):
             event = builder.build(
                 prev_event_ids=[],
@@ -148,9 +151,7 @@ class EventCreator:
             new_room_id = event.room_id
             async with self._stores.db.transaction("create_room") as txn:
                 if await txn.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", new_room_id):
-                    # v12 room IDs derive from the create event: the same creator, content
-                    # and millisecond give the same ID, so move to the next millisecond.
-                    ts += 1
+                    ts += 1  # taken (e.g. by another process): the next millisecond
                     continue
                 await self._stores.rooms.create_room_txn(
                     txn, new_room_id, room_version.identifier, sender, self._clock.time_ms()
@@ -158,6 +159,7 @@ class EventCreator:
             break
         else:
             raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")
+        self._last_create_ts[sender] = ts
         self._stores.events.remember_room_version(new_room_id, room_version.identifier)
         async with self.lanes.lane(new_room_id):
             return await self._persister.persist(event, EventContext(state_before={}, local=True))
