@@ -50,6 +50,9 @@ class EventContext:
     extra_notify: list[str] = field(default_factory=list)
     # created here just now (not received): no earlier event can cite or redact it
     local: bool = False
+    # an outlier membership of a local user in a room this server is not in (a remote
+    # invite, a rejection, a knock): it gets a stream position so /sync sees it
+    out_of_band: bool = False
 
 
 class EventPersister:
@@ -73,7 +76,7 @@ class EventPersister:
 
     async def persist(self, event: Event, context: EventContext) -> StoredEvent:
         """Store ``event``; the caller holds the room's lane."""
-        in_timeline = not context.outlier
+        in_timeline = not context.outlier or context.out_of_band
         stream: StreamIdGenerator | None = None
         position: int | None = None
         if in_timeline:
@@ -188,7 +191,9 @@ class EventPersister:
         if new_extremities == [event.event_id]:
             new_state = state_after
         else:
-            new_state = await self._resolver.resolve_extremities(room_id, new_extremities, txn)
+            new_state = await self._resolver.resolve_extremities(
+                room_id, new_extremities, event, state_after
+            )
         if new_state == old_state:
             return
         memberships = await self._memberships_of(new_state, old_state, event)

@@ -6,7 +6,6 @@ from collections.abc import Collection, Mapping, Sequence
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, server_name_of
 from homeserver.state_res import resolve_state
-from storage.database import Transaction
 from storage.state import StateMap
 from storage.stores import Stores
 
@@ -22,8 +21,16 @@ class StateResolver:
             for e, s in stored.items()
         }
 
-    async def resolve(self, room_id: str, state_sets: Sequence[StateMap]) -> StateMap:
-        """Resolve several state maps of a room with its version's algorithm."""
+    async def resolve(
+        self,
+        room_id: str,
+        state_sets: Sequence[StateMap],
+        known_events: Mapping[str, Event] | None = None,
+    ) -> StateMap:
+        """Resolve several state maps of a room with its version's algorithm.
+
+        ``known_events`` supplies events not readable from storage yet (the one being
+        persisted, inside its own transaction)."""
         distinct = [dict(s) for s in {tuple(sorted(s.items())): s for s in state_sets}.values()]
         if len(distinct) == 1:
             return dict(distinct[0])
@@ -32,7 +39,9 @@ class StateResolver:
         version_id = await self._stores.events.room_version_id(room_id)
         if version_id is None:
             raise ValueError(f"unknown room {room_id}")
-        return await resolve_state(KNOWN_ROOM_VERSIONS[version_id], distinct, self._fetch)
+        return await resolve_state(
+            KNOWN_ROOM_VERSIONS[version_id], distinct, self._fetch, known_events=known_events
+        )
 
     async def state_after_events(self, room_id: str, event_ids: Collection[str]) -> StateMap:
         """The resolved state after a set of events (e.g. the prev_events of a new event)."""
@@ -42,10 +51,19 @@ class StateResolver:
         return await self.resolve(room_id, sets)
 
     async def resolve_extremities(
-        self, room_id: str, extremities: Collection[str], txn: Transaction | None = None
+        self, room_id: str, extremities: Collection[str], new_event: Event, new_state: StateMap
     ) -> StateMap:
-        """The room's current state given its forward extremities."""
-        return await self.state_after_events(room_id, extremities)
+        """The room's current state given its forward extremities.
+
+        ``new_event`` is being persisted (not readable yet): ``new_state`` is the state
+        after it, used for it instead of a stored state group."""
+        others = [e for e in extremities if e != new_event.event_id]
+        stored = await self._stores.events.get_events(others)
+        groups = [s.state_group for s in stored.values() if s.state_group is not None]
+        sets = [await self._stores.state.get_state(g) for g in groups]
+        if new_event.event_id in extremities:
+            sets.append(new_state)
+        return await self.resolve(room_id, sets, {new_event.event_id: new_event})
 
     async def may_redact(self, redaction: Event, target: Event, state: StateMap) -> bool:
         """Whether a redaction takes effect on its target (rooms: "Redactions").
