@@ -21,6 +21,7 @@ from client_api.routes import Route, client_routes
 from federation.context import FederationContext
 from federation.edu_wiring import wire_to_device, wire_typing
 from federation.event_services import FederationEventServices, event_routes
+from federation.membership import FederationMembership, membership_routes
 from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
@@ -96,6 +97,7 @@ class Homeserver:
     federation: FederationContext
     ephemeral: EphemeralServices | None = None
     federation_events: FederationEventServices | None = None
+    federation_membership: FederationMembership | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -199,6 +201,9 @@ class Homeserver:
             allow_public_rooms=config.allow_public_rooms_over_federation,
         )
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
+        federation_membership = FederationMembership.build(
+            federation, federation_events, membership, persister, creator.lanes
+        )
         wire_to_device(
             federation_events.transactions, federation_events.sender, ephemeral.to_device
         )
@@ -213,6 +218,7 @@ class Homeserver:
             federation,
             ephemeral=ephemeral,
             federation_events=federation_events,
+            federation_membership=federation_membership,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -229,6 +235,10 @@ class Homeserver:
             routes += federation_routes(self.federation, media)
             if self.federation_events is not None:
                 routes += event_routes(self.federation.authenticator, self.federation_events)
+            if self.federation_membership is not None:
+                routes += membership_routes(
+                    self.federation.authenticator, self.federation_membership
+                )
         if "keys" in resources:
             routes += key_routes(self.federation)
         return routes

@@ -52,13 +52,14 @@ class SyncStore:
     # -- memberships -----------------------------------------------------------------
 
     async def membership_history(self, user_id: str) -> list[MembershipRow]:
-        """Every accepted timeline membership event of the user, oldest first."""
+        """Every accepted membership event of the user with a stream position (timeline
+        ones, and out-of-band outliers such as remote invites), oldest first."""
         rows = await self.db.fetchall(
             "sync_membership_history",
             "SELECT m.room_id, m.event_id, m.membership, m.stream_ordering"
             " FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
             " WHERE m.user_id = $1 AND m.stream_ordering IS NOT NULL"
-            " AND NOT e.soft_failed AND NOT e.outlier AND e.rejected_reason IS NULL"
+            " AND NOT e.soft_failed AND e.rejected_reason IS NULL"
             " ORDER BY m.stream_ordering",
             user_id,
         )

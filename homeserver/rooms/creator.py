@@ -7,7 +7,7 @@ the authorization rules of the event core against the current state, then persis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,9 @@ from storage.stores import Stores
 
 MAX_PREV_EVENTS = 10
 MAX_EVENT_BYTES = 65_536
+
+# Another server's signature added to a built event before persisting (remote invites).
+Countersign = Callable[[Event, StateMap], Awaitable[Event]]
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,13 @@ class EventCreator:
         txn: TxnKey | None = None,
         extra: Mapping[str, Any] | None = None,
         stripped_state_keys: list[tuple[str, str]] | None = None,
+        countersign: Countersign | None = None,
     ) -> StoredEvent:
-        """Build, authorize and persist a local event in an existing room."""
+        """Build, authorize and persist a local event in an existing room.
+
+        ``countersign`` gets the authorized event before it is persisted and returns
+        the event to persist (a remote invite: the invitee's server signs it too).
+        """
         async with self.lanes.lane(room_id):
             if txn is not None:
                 existing = await self._stores.events.get_event_id_for_txn(
@@ -114,6 +122,8 @@ class EventCreator:
             stripped = None
             if stripped_state_keys is not None:
                 stripped = await self.stripped_state(state, stripped_state_keys, event)
+            if countersign is not None:
+                event = await countersign(event, state)
             context = EventContext(
                 state_before=dict(state),
                 state_group_before=group_before,

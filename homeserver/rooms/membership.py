@@ -12,7 +12,7 @@ from typing import Any
 
 from homeserver.errors import Forbidden, MatrixError, NotFound
 from homeserver.events import PowerLevels, server_name_of
-from homeserver.rooms.creator import EventCreator, TxnKey
+from homeserver.rooms.creator import Countersign, EventCreator, TxnKey
 from storage.events import StoredEvent
 from storage.stores import Stores
 
@@ -29,6 +29,8 @@ STRIPPED_STATE_KEYS = [
 
 # Called to join or knock on a room this server is not in (federation installs them).
 RemoteJoin = Callable[[str, str, list[str], dict[str, Any]], Awaitable[str]]
+# Called to leave a room this server is not in (reject a remote invite, retract a knock).
+RemoteLeave = Callable[[str, str, dict[str, Any]], Awaitable[StoredEvent]]
 
 
 class MembershipService:
@@ -38,6 +40,9 @@ class MembershipService:
         self._creator = creator
         self.remote_join: RemoteJoin | None = None
         self.remote_knock: RemoteJoin | None = None
+        self.remote_leave: RemoteLeave | None = None
+        # Has a remote invitee's server sign an invite (s2s "Inviting to a room").
+        self.remote_invite: Countersign | None = None
 
     def is_mine(self, user_id: str) -> bool:
         return server_name_of(user_id) == self._server_name
@@ -100,6 +105,11 @@ class MembershipService:
         members = await self._stores.state.current_members(room_id)
         return any(m == "join" and self.is_mine(u) for u, m in members.items())
 
+    async def join_authoriser(self, user_id: str, room_id: str) -> str | None:
+        """The local user authorising ``user_id``'s restricted join (None: not needed);
+        raises 403 / M_UNABLE_TO_AUTHORISE_JOIN (also answers remote make_join)."""
+        return await self._restricted_join_authoriser(user_id, room_id)
+
     async def _restricted_join_authoriser(self, user_id: str, room_id: str) -> str | None:
         """For a restricted join, a local member who may invite, if the user qualifies."""
         rv = await self._creator.room_version(room_id)
@@ -157,6 +167,16 @@ class MembershipService:
         """Invite, leave, kick (leave of another), ban, unban (leave of a banned user), knock."""
         if not await self._stores.rooms.room_exists(room_id):
             raise NotFound("Unknown room")
+        if (
+            membership == "leave"
+            and sender == target
+            and self.remote_leave is not None
+            and not await self._in_room(room_id)
+        ):
+            leave: dict[str, Any] = {"membership": "leave"}
+            if reason is not None:
+                leave["reason"] = reason
+            return await self.remote_leave(sender, room_id, leave)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("knock",) or (membership == "invite" and self.is_mine(target)):
             content.update(
@@ -179,6 +199,9 @@ class MembershipService:
     ) -> StoredEvent:
         membership = content.get("membership")
         stripped = STRIPPED_STATE_KEYS if membership in ("invite", "knock") else None
+        countersign = None
+        if membership == "invite" and not self.is_mine(target):
+            countersign = self.remote_invite
         return await self._creator.send(
             room_id,
             "m.room.member",
@@ -187,6 +210,7 @@ class MembershipService:
             state_key=target,
             txn=txn,
             stripped_state_keys=stripped,
+            countersign=countersign,
         )
 
     async def kick(

@@ -1,0 +1,182 @@
+"""Invites across servers (s2s "Inviting to a room", ``PUT /v2/invite``), both ways.
+
+Receiving (:meth:`InviteHandlers.on_invite`): the event must be a valid invite PDU of
+the given room version (unsupported version: 400 ``M_INCOMPATIBLE_ROOM_VERSION``),
+with the path's event ID and room, for a local user, sent by a user of the asking
+server and signed by it; the room's ACL must allow the asker. We add our signature
+and answer the event. When we are not in the room, the invite is stored out-of-band
+(an outlier membership with a stream position) with the ``invite_room_state`` as
+its stripped state, so /sync shows it under ``rooms.invite``; when we are, it
+arrives again over ``/send`` like any event.
+
+Sending (:meth:`RemoteInviter.countersign`, ``MembershipService.remote_invite``): a
+local user invites a remote one; the invite, built and authorized by the event
+creator, goes to the invitee's server with the room's stripped state (full PDUs, as
+the room version formats them); the answer must be the same event signed by that
+server, whose signature is added before the event is persisted and sent to the
+room's servers.
+"""
+
+from __future__ import annotations
+
+import copy
+from urllib.parse import quote
+
+from aiohttp import web
+
+from federation.client import FederationClient
+from federation.errors import FederationError
+from federation.event_pipeline import FederationEventPipeline
+from federation.joins import MEMBER, incompatible_room_version
+from federation.keyring import KeyRing
+from federation.pdu_checks import CheckedPdu, DroppedPdu, check_signatures_and_hashes, parse_pdu
+from federation.remote_join import client_stripped_state, persist_out_of_band
+from federation.server_acl import ServerAclChecker
+from homeserver.clock import Clock
+from homeserver.errors import BadJson, Forbidden, MatrixError
+from homeserver.events import (
+    KNOWN_ROOM_VERSIONS,
+    Event,
+    SignatureError,
+    SigningKey,
+    server_name_of,
+    sign_event_pdu,
+)
+from homeserver.http.body import get_dict, get_list, get_str, json_object
+from homeserver.http.middleware import compact_dumps
+from homeserver.rooms.lanes import RoomLanes
+from homeserver.rooms.membership import STRIPPED_STATE_KEYS
+from homeserver.rooms.persister import EventPersister
+from storage.state import StateMap
+from storage.stores import Stores
+
+V2 = "/_matrix/federation/v2"
+
+
+class InviteHandlers:
+    """``PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`` (s2s: sendInviteV2)."""
+
+    def __init__(
+        self,
+        server_name: str,
+        signing_key: SigningKey,
+        stores: Stores,
+        acl: ServerAclChecker,
+        keyring: KeyRing,
+        pipeline: FederationEventPipeline,
+        persister: EventPersister,
+        lanes: RoomLanes,
+    ) -> None:
+        self._server_name = server_name
+        self._signing_key = signing_key
+        self._stores = stores
+        self._acl = acl
+        self._keyring = keyring
+        self._pipeline = pipeline
+        self._persister = persister
+        self._lanes = lanes
+
+    async def on_invite(self, origin: str, request: web.Request) -> web.Response:
+        room_id = request.match_info["roomId"]
+        event_id = request.match_info["eventId"]
+        body = await json_object(request)
+        version = get_str(body, "room_version")
+        pdu = get_dict(body, "event")
+        room_state = get_list(body, "invite_room_state", [])
+        rv = KNOWN_ROOM_VERSIONS.get(version)
+        if rv is None:
+            raise incompatible_room_version(version)
+        parsed = parse_pdu(pdu, rv)
+        if isinstance(parsed, DroppedPdu):
+            raise BadJson(parsed.reason)
+        event = parsed
+        if event.event_id != event_id or event.room_id != room_id:
+            raise BadJson("The event does not match the event ID and room in the path")
+        if event.type != MEMBER or event.membership != "invite" or not event.state_key:
+            raise BadJson("Not an invite membership event")
+        if server_name_of(event.state_key) != self._server_name:
+            raise BadJson(f"{event.state_key} is not a user of this server")
+        if server_name_of(event.sender) != origin:
+            raise Forbidden(f"{event.sender} does not belong to {origin}")
+        if await self._stores.accounts.get_user(event.state_key) is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {event.state_key}")
+        await self._acl.check(origin, room_id)
+        [checked] = await check_signatures_and_hashes(self._keyring, [event])
+        if not isinstance(checked, CheckedPdu) or checked.redacted_for_hash:
+            raise Forbidden("The invite is not validly signed")
+        signed_pdu = copy.deepcopy(pdu)
+        sign_event_pdu(signed_pdu, rv, self._server_name, self._signing_key)
+        signed = Event.from_pdu(signed_pdu, rv, event_id=event.event_id)
+        if not await self._resident(room_id):
+            await self._pipeline.ensure_room(room_id, rv, "")
+            await persist_out_of_band(
+                self._stores,
+                self._persister,
+                self._lanes,
+                signed,
+                client_stripped_state(room_state),
+            )
+        return web.json_response({"event": signed_pdu}, dumps=compact_dumps)
+
+    async def _resident(self, room_id: str) -> bool:
+        members = await self._stores.state.current_members(room_id)
+        return any(
+            m == "join" and u.partition(":")[2] == self._server_name for u, m in members.items()
+        )
+
+
+class RemoteInviter:
+    """Has the invitee's server sign an invite of one of our users."""
+
+    def __init__(
+        self, stores: Stores, client: FederationClient, keyring: KeyRing, clock: Clock
+    ) -> None:
+        self._stores = stores
+        self._client = client
+        self._keyring = keyring
+        self._clock = clock
+
+    async def countersign(self, event: Event, state: StateMap) -> Event:
+        """The ``MembershipService.remote_invite`` hook (see the module doc)."""
+        assert event.state_key is not None
+        destination = server_name_of(event.state_key)
+        wanted = [state[k] for k in STRIPPED_STATE_KEYS if k in state]
+        events = await self._stores.events.get_events(wanted)
+        body = {
+            "room_version": event.room_version.identifier,
+            "event": dict(event.pdu),
+            "invite_room_state": [dict(events[e].event.pdu) for e in wanted if e in events],
+        }
+        path = f"{V2}/invite/{_q(event.room_id)}/{_q(event.event_id)}"
+        try:
+            answer = await self._client.put_json(destination, path, body)
+        except FederationError as exc:
+            if exc.status in (400, 403, 404) and exc.errcode:
+                raise MatrixError(exc.status, exc.errcode, exc.message) from None
+            raise exc.to_matrix_error() from None
+        returned = answer.get("event") if isinstance(answer, dict) else None
+        if not isinstance(returned, dict):
+            raise MatrixError(502, "M_UNKNOWN", f"{destination} did not return the invite")
+        theirs = parse_pdu(returned, event.room_version)
+        if not isinstance(theirs, Event) or theirs.signing_bytes() != event.signing_bytes():
+            raise MatrixError(502, "M_UNKNOWN", f"{destination} returned another event")
+        signatures = theirs.signatures.get(destination)
+        if not isinstance(signatures, dict):
+            raise MatrixError(502, "M_UNKNOWN", f"{destination} did not sign the invite")
+        obj = dict(event.redacted_pdu())
+        obj["signatures"] = {destination: signatures}
+        try:
+            await self._keyring.verify_json_for_server(
+                obj,
+                destination,
+                event.origin_server_ts if event.room_version.enforce_key_validity else 0,
+            )
+        except SignatureError:
+            raise MatrixError(502, "M_UNKNOWN", f"{destination}'s signature is invalid") from None
+        pdu = copy.deepcopy(dict(event.pdu))
+        pdu.setdefault("signatures", {})[destination] = dict(signatures)
+        return Event(pdu, event.room_version, event_id=event.event_id)
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")

@@ -1,0 +1,121 @@
+"""Membership across real federating servers: remote joins by room ID and by alias,
+messages both ways through /sync, leaves, kicks and bans seen on both sides."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from tests.federation.membership_helpers import (
+    has_message,
+    in_section,
+    members,
+    settled,
+    sync_until,
+)
+from tests.federation.rooms import fed_events
+from tests.federation.servers import ServerFactory
+from tests.rooms.helpers import make_user
+
+
+async def test_join_by_room_id_and_messages_both_ways(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="public_chat", name="Federated")
+    path = f"/join/{quote(room_id)}?server_name={quote(a.server_name)}"
+    assert (await bob.request("POST", path, {}))["room_id"] == room_id
+    assert (await members(b, room_id)).get(bob.user_id) == "join"
+    assert (await bob.state(room_id, "m.room.name"))["name"] == "Federated"
+    await settled(a, b)
+    assert (await members(a, room_id)).get(bob.user_id) == "join"
+
+    _sync, bob_since = await sync_until(bob, in_section("join", room_id))
+    _sync, alice_since = await sync_until(alice, in_section("join", room_id))
+    await alice.send(room_id, "hello bob")
+    await sync_until(bob, has_message(room_id, "hello bob"), bob_since)
+    await bob.send(room_id, "hello alice")
+    await sync_until(alice, has_message(room_id, "hello alice"), alice_since)
+
+
+async def test_join_by_alias_resolves_over_federation(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    alias = f"#fed:{a.server_name}"
+    room_id = await alice.create_room(preset="public_chat", room_alias_name="fed")
+    assert (await bob.join(alias))["room_id"] == room_id
+    assert (await members(b, room_id)).get(bob.user_id) == "join"
+
+
+async def test_join_of_unknown_room_or_without_servers_fails(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="private_chat")
+    # Not invited: the resident refuses the template.
+    path = f"/join/{quote(room_id)}?server_name={quote(a.server_name)}"
+    denied = await bob.request("POST", path, {}, expect=403)
+    assert denied["errcode"] == "M_FORBIDDEN"
+    assert (await members(a, room_id)).get(bob.user_id) is None
+    # An unknown room on the named server.
+    missing = f"/join/{quote('!nope:' + a.server_name)}?server_name={quote(a.server_name)}"
+    assert (await bob.request("POST", missing, {}, expect=404))["errcode"] == "M_NOT_FOUND"
+
+
+async def test_leave_kick_and_ban_across_servers(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    via = f"?server_name={quote(a.server_name)}"
+    await bob.request("POST", f"/join/{quote(room_id)}{via}", {})
+    await settled(a, b)
+    _s, bob_since = await sync_until(bob, in_section("join", room_id))
+
+    # bob leaves: a normal local leave event, sent to a.
+    await bob.leave(room_id)
+    await settled(a, b)
+    assert (await members(a, room_id)).get(bob.user_id) == "leave"
+    _s, bob_since = await sync_until(bob, in_section("leave", room_id), bob_since)
+
+    # bob joins again (b has the room now), alice kicks him.
+    await bob.request("POST", f"/join/{quote(room_id)}{via}", {})
+    await settled(a, b)
+    assert (await members(a, room_id)).get(bob.user_id) == "join"
+    await alice.request("POST", f"/rooms/{room_id}/kick", {"user_id": bob.user_id})
+    await settled(a, b)
+    assert (await members(b, room_id)).get(bob.user_id) == "leave"
+
+    # A kicked user may rejoin a public room; then a ban sticks.
+    await bob.request("POST", f"/join/{quote(room_id)}{via}", {})
+    await settled(a, b)
+    await alice.request("POST", f"/rooms/{room_id}/ban", {"user_id": bob.user_id})
+    await settled(a, b)
+    assert (await members(b, room_id)).get(bob.user_id) == "ban"
+    again = await bob.request("POST", f"/join/{quote(room_id)}{via}", {}, expect=403)
+    assert again["errcode"] == "M_FORBIDDEN"
+    assert (await members(a, room_id)).get(bob.user_id) == "ban"
+
+
+async def test_third_server_gets_the_join_from_the_resident(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b, c = await federation_servers(3)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    carol = await make_user(c.harness, "carol")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.request("POST", f"/join/{quote(room_id)}?server_name={quote(a.server_name)}", {})
+    await settled(a, b, c)
+    # carol joins through b; a learns of it from b (send_join distribution).
+    await carol.request("POST", f"/join/{quote(room_id)}?via={quote(b.server_name)}", {})
+    await settled(a, b, c)
+    assert (await members(a, room_id)).get(carol.user_id) == "join"
+    assert (await members(b, room_id)).get(carol.user_id) == "join"
+    _s, since = await sync_until(carol, in_section("join", room_id))
+    await alice.send(room_id, "hi all")
+    await settled(a, b, c)
+    await sync_until(carol, has_message(room_id, "hi all"), since)
+    assert fed_events(c).sender is not None
