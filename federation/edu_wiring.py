@@ -50,13 +50,34 @@ def wire_typing(transactions: TransactionHandler, stores: Stores, typing: Typing
     transactions.register_edu_handler("m.typing", on_typing)
 
 
+class SeenMessages(Protocol):
+    """Inbound to-device message IDs (``federation.e2ee.InboundToDeviceIds``)."""
+
+    async def claim(self, origin: str, message_id: str) -> bool: ...
+
+    async def release(self, origin: str, message_id: str) -> None: ...
+
+
 def wire_to_device(
-    transactions: TransactionHandler, sender: FederationSender, to_device: ToDeviceSink
+    transactions: TransactionHandler,
+    sender: FederationSender,
+    to_device: ToDeviceSink,
+    seen: SeenMessages | None = None,
 ) -> None:
     async def on_to_device(origin: str, content: dict[str, Any]) -> None:
         event_type, messages = content.get("type"), content.get("messages")
-        if isinstance(event_type, str) and isinstance(messages, dict):
+        message_id = content.get("message_id")
+        if not isinstance(event_type, str) or not isinstance(messages, dict):
+            return
+        if seen is not None and isinstance(message_id, str):
+            if not await seen.claim(origin, message_id):
+                return  # delivered once already (s2s "Send-to-device messaging")
+        try:
             await to_device.deliver_remote(content["sender"], event_type, messages)
+        except BaseException:
+            if seen is not None and isinstance(message_id, str):
+                await seen.release(origin, message_id)
+            raise
 
     async def send_remote(
         from_user: str,

@@ -19,9 +19,9 @@ from client_api.context import ClientContext
 from client_api.media import media_routes
 from client_api.routes import Route, client_routes
 from federation.context import FederationContext
+from federation.e2ee import FederationE2ee
 from federation.edu_wiring import wire_to_device, wire_typing
 from federation.event_services import FederationEventServices, event_routes
-from federation.membership import FederationMembership, membership_routes
 from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
@@ -97,7 +97,7 @@ class Homeserver:
     federation: FederationContext
     ephemeral: EphemeralServices | None = None
     federation_events: FederationEventServices | None = None
-    federation_membership: FederationMembership | None = None
+    federation_e2ee: FederationE2ee | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -201,11 +201,21 @@ class Homeserver:
             allow_public_rooms=config.allow_public_rooms_over_federation,
         )
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
-        federation_membership = FederationMembership.build(
-            federation, federation_events, membership, persister, creator.lanes
+        federation_e2ee = FederationE2ee.build(
+            config.server_name,
+            stores,
+            clock,
+            e2ee,
+            client=federation.client,
+            sender=federation_events.sender,
+            transactions=federation_events.transactions,
+            persister=persister,
         )
         wire_to_device(
-            federation_events.transactions, federation_events.sender, ephemeral.to_device
+            federation_events.transactions,
+            federation_events.sender,
+            ephemeral.to_device,
+            federation_e2ee.to_device_ids,
         )
         return cls(
             config,
@@ -218,7 +228,7 @@ class Homeserver:
             federation,
             ephemeral=ephemeral,
             federation_events=federation_events,
-            federation_membership=federation_membership,
+            federation_e2ee=federation_e2ee,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -235,10 +245,8 @@ class Homeserver:
             routes += federation_routes(self.federation, media)
             if self.federation_events is not None:
                 routes += event_routes(self.federation.authenticator, self.federation_events)
-            if self.federation_membership is not None:
-                routes += membership_routes(
-                    self.federation.authenticator, self.federation_membership
-                )
+            if self.federation_e2ee is not None:
+                routes += self.federation_e2ee.routes(self.federation.authenticator)
         if "keys" in resources:
             routes += key_routes(self.federation)
         return routes

@@ -20,6 +20,7 @@ from storage.pushers import PusherStore
 from storage.receipts import ReceiptStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
+from storage.remote_devices import RemoteDeviceStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore
 from storage.state import StateStore
@@ -54,6 +55,7 @@ class Stores:
     receipts: ReceiptStore
     account_data: AccountDataStore
     to_device: ToDeviceStore
+    remote_devices: RemoteDeviceStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -81,4 +83,5 @@ class Stores:
             receipts=ReceiptStore(db),
             account_data=AccountDataStore(db),
             to_device=ToDeviceStore(db),
+            remote_devices=RemoteDeviceStore(db),
         )

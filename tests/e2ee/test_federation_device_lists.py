@@ -1,0 +1,220 @@
+"""Device lists across servers: m.device_list_update and m.signing_key_update EDUs,
+the cache of remote users' devices, resyncs on gaps, and what local users see in
+/sync ``device_lists`` (s2s "Device Management", "End-to-End Encryption")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.e2ee.remote import RemoteDeviceLists
+from tests.e2ee.federation_helpers import eventually
+from tests.e2ee.helpers import (
+    KeyedDevice,
+    login_again,
+    signed,
+    signing_key_named_by_public_key,
+)
+from tests.federation.rooms import send_txn, settle, share_room
+from tests.federation.servers import FederatingServer, ServerFactory
+from tests.rooms.helpers import User
+
+
+def remote_lists(server: FederatingServer) -> RemoteDeviceLists:
+    assert server.server.federation_e2ee is not None
+    return server.server.federation_e2ee.remote
+
+
+def count_resyncs(server: FederatingServer) -> list[str]:
+    """Record the users ``server`` resyncs from now on."""
+    remote = remote_lists(server)
+    fetch = remote.fetcher
+    assert fetch is not None
+    seen: list[str] = []
+
+    async def counting(user_id: str, timeout_s: float) -> Any:
+        seen.append(user_id)
+        return await fetch(user_id, timeout_s)
+
+    remote.fetcher = counting
+    return seen
+
+
+async def changed_since(user: User, since: str) -> list[str]:
+    synced = await user.sync(since=since, timeout=0)
+    return list(synced.get("device_lists", {}).get("changed", []))
+
+
+async def device_ids_seen_by(user: User, target: str) -> set[str]:
+    answer = await user.request("POST", "/keys/query", {"device_keys": {target: []}})
+    assert answer["failures"] == {}
+    return set(answer["device_keys"].get(target, {}))
+
+
+async def test_device_list_update_reaches_the_other_server(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    assert await device_ids_seen_by(bob, alice.user_id) == set()  # fills b's cache
+    resyncs = count_resyncs(b)
+    since = (await bob.sync(timeout=0))["next_batch"]
+
+    await alice.upload(device_keys=alice.device_keys())
+
+    async def bob_sees_the_change() -> bool:
+        return alice.user_id in await changed_since(bob, since)
+
+    await eventually(bob_sees_the_change)
+    # the EDU followed b's copy: applied without asking a again
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    assert resyncs == []
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    position = await a.server.stores.e2e_keys.user_device_list_position(alice.user_id)
+    assert cached is not None and cached.stream_id == position
+
+    # a second device, then its deletion
+    second = KeyedDevice(await login_again(a.harness, alice.user))
+    await second.upload(device_keys=second.device_keys())
+
+    async def two_devices() -> bool:
+        return await device_ids_seen_by(bob, alice.user_id) == {
+            alice.device_id,
+            second.device_id,
+        }
+
+    await eventually(two_devices)
+    await alice.user.request("POST", "/logout", {})  # deletes alice's first device
+
+    async def one_device() -> bool:
+        return await device_ids_seen_by(bob, alice.user_id) == {second.device_id}
+
+    await eventually(one_device)
+    assert resyncs == []
+
+
+async def test_a_gap_in_the_sequence_makes_a_resync(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    await settle(a, b)
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    resyncs = count_resyncs(b)
+    since = (await bob.sync(timeout=0))["next_batch"]
+
+    # an update building on one b never got: b must not apply it blindly
+    edu = {
+        "edu_type": "m.device_list_update",
+        "content": {
+            "user_id": alice.user_id,
+            "device_id": "PHANTOM",
+            "stream_id": 1000,
+            "prev_id": [999],
+            "deleted": False,
+        },
+    }
+    assert await send_txn(a, b, [], [edu]) == {"pdus": {}}
+    assert resyncs == [alice.user_id]
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    position = await a.server.stores.e2e_keys.user_device_list_position(alice.user_id)
+    assert cached is not None and not cached.stale and cached.stream_id == position
+    assert alice.user_id in await changed_since(bob, since)
+
+    # an update older than b's copy is ignored
+    old = {**edu, "content": {**edu["content"], "stream_id": 1, "prev_id": []}}
+    assert await send_txn(a, b, [], [old]) == {"pdus": {}}
+    assert resyncs == [alice.user_id]
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+
+
+async def test_edus_about_other_servers_users_or_untracked_users_are_ignored(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b, c = await federation_servers(3)
+    _room_id, alice, bob = await share_room(a, b)
+    resyncs = count_resyncs(b)
+    carol = f"@carol:{c.server_name}"  # not of the origin
+    zed = f"@zed:{a.server_name}"  # of the origin, shares no room with b's users
+    edus = [
+        {
+            "edu_type": "m.device_list_update",
+            "content": {"user_id": user, "device_id": "D", "stream_id": 5, "prev_id": [4]},
+        }
+        for user in (carol, zed)
+    ]
+    edus.append({"edu_type": "m.device_list_update", "content": {"user_id": alice.user_id}})
+    edus.append({"edu_type": "m.signing_key_update", "content": {"user_id": carol}})
+    assert await send_txn(a, b, [], edus) == {"pdus": {}}
+    assert resyncs == []
+    for user in (carol, zed, alice.user_id):
+        assert await b.server.stores.remote_devices.get_list(user) is None
+    assert bob.user_id  # bob's server answered the transaction normally
+
+
+async def test_signing_key_update_reaches_the_other_server(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    await settle(a, b)
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    resyncs = count_resyncs(b)
+    since = (await bob.sync(timeout=0))["next_batch"]
+
+    master_key, master_pub = signing_key_named_by_public_key()
+    ssk_key, ssk_pub = signing_key_named_by_public_key()
+    master = {
+        "user_id": alice.user_id,
+        "usage": ["master"],
+        "keys": {f"ed25519:{master_pub}": master_pub},
+    }
+    ssk = signed(
+        {
+            "user_id": alice.user_id,
+            "usage": ["self_signing"],
+            "keys": {f"ed25519:{ssk_pub}": ssk_pub},
+        },
+        alice.user_id,
+        master_key,
+    )
+    body = {"master_key": master, "self_signing_key": ssk}
+    await alice.user.request("POST", "/keys/device_signing/upload", body)
+
+    async def bob_sees_the_keys() -> bool:
+        answer = await bob.request("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+        return answer["master_keys"].get(alice.user_id, {}).get("keys") == master["keys"]
+
+    await eventually(bob_sees_the_keys)
+    answer = await bob.request("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+    assert answer["self_signing_keys"][alice.user_id]["keys"] == ssk["keys"]
+    assert alice.user_id in await changed_since(bob, since)
+    assert resyncs == []
+    assert ssk_key is not None
+
+
+async def test_leaving_the_last_shared_room(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    await settle(a, b)
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    since = (await bob.sync(timeout=0))["next_batch"]
+    await bob.leave(room_id)
+    await settle(a, b)
+
+    synced = await bob.sync(since=since, timeout=0)
+    assert alice.user_id in synced["device_lists"]["left"]
+    # b no longer gets alice's updates: its copy is stale and not served
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is not None and cached.stale
+    assert not await remote_lists(b).is_tracked(alice.user_id)
+    broadcaster = a.server.federation_e2ee
+    assert broadcaster is not None
+    assert await broadcaster.broadcaster.destinations(alice.user_id) == set()
+    # a query still works: it asks a directly
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
