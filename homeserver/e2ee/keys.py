@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from homeserver.clock import Clock
@@ -50,6 +50,9 @@ def _failure(exc: BaseException | None) -> dict[str, Any]:
     return {"status": status if isinstance(status, int) else 503, "message": str(exc)}
 
 
+SYNC_KEYS_CACHE = 50_000
+
+
 class E2eKeyService:
     def __init__(
         self, server_name: str, stores: Stores, device_lists: DeviceListService, clock: Clock
@@ -60,6 +63,21 @@ class E2eKeyService:
         self._clock = clock
         self.remote_key_query: RemoteKeyQuery | None = None
         self.remote_key_claim: RemoteKeyClaim | None = None
+        # (user, device) -> (one-time key counts, unused fallback types), for /sync;
+        # each change bumps the device's generation so a read racing it is not cached.
+        self._sync_keys: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
+        self._generation: dict[tuple[str, str], int] = {}
+
+    def _keys_changed_txn(self, txn: Transaction, devices: Collection[tuple[str, str]]) -> None:
+        changed = list(devices)
+
+        def forget() -> None:
+            for key in changed:
+                self._sync_keys.pop(key, None)
+                self._generation[key] = self._generation.get(key, 0) + 1
+
+        forget()
+        txn.call_after_commit(forget)
 
     def is_mine(self, user_id: str) -> bool:
         try:
@@ -111,6 +129,7 @@ class E2eKeyService:
                     txn, user_id, device_id, algorithm, key_id, key
                 )
             counts = await keys_store.count_one_time_keys_txn(txn, user_id, device_id)
+            self._keys_changed_txn(txn, [(user_id, device_id)])
             return {"signed_curve25519": 0, **counts}
 
         try:
@@ -178,7 +197,28 @@ class E2eKeyService:
                         result[section].update(
                             {u: v for u, v in value.items() if u in by_server[server]}
                         )
+            await self._merge_own_signatures(result["master_keys"], requester)
         return result
+
+    async def _merge_own_signatures(self, master_keys: dict[str, Any], requester: str) -> None:
+        """Add the requester's signatures (by their user-signing key, stored here) to
+        remote users' master keys."""
+        for user_id, master in master_keys.items():
+            if self.is_mine(user_id) or not isinstance(master, dict):
+                continue
+            stored = await self._stores.e2e_keys.get_signatures_for_user(user_id)
+            mine = [s for s in stored if s.signer_user_id == requester]
+            keys = master.get("keys")
+            if not mine or not isinstance(keys, dict) or len(keys) != 1:
+                continue
+            if not isinstance(master.get("signatures", {}), dict):
+                continue
+            ((_, public_key),) = keys.items()
+            signatures = visible_signatures(mine, requester).get(public_key, {})
+            if signatures:
+                merged = dict(master)
+                _merge_signatures(merged, signatures)
+                master_keys[user_id] = merged
 
     async def _ask_remote_query(
         self, server: str, query: dict[str, list[str]], timeout_ms: int
@@ -231,26 +271,25 @@ class E2eKeyService:
         return out
 
     async def user_devices(self, user_id: str) -> dict[str, Any]:
-        """Federation ``GET /user/devices/{userId}`` body for a local user."""
-        stored = {d.device_id: d for d in await self._stores.e2e_keys.get_user_device_keys(user_id)}
+        """Federation ``GET /user/devices/{userId}`` body for a local user: keys with
+        the signatures everyone may see (as federation's ``/user/keys/query`` gives)."""
+        position = await self._stores.e2e_keys.user_device_list_position(user_id)
+        local = await self.query_local_keys({user_id: []}, None)
+        keyed = local["device_keys"].get(user_id, {})
         devices = []
         for device in await self._stores.devices.get_devices(user_id):
             entry: dict[str, Any] = {"device_id": device.device_id}
-            if device.device_id in stored:
-                entry["keys"] = stored[device.device_id].keys
+            if device.device_id in keyed:
+                keys = keyed[device.device_id]
+                entry["keys"] = {k: v for k, v in keys.items() if k != "unsigned"}
             if device.display_name is not None:
                 entry["device_display_name"] = device.display_name
             devices.append(entry)
-        body: dict[str, Any] = {
-            "user_id": user_id,
-            "stream_id": await self._stores.e2e_keys.user_device_list_position(user_id),
-            "devices": devices,
-        }
-        cross = await self._stores.e2e_keys.get_cross_signing_keys(user_id)
-        if "master" in cross:
-            body["master_key"] = cross["master"]
-        if "self_signing" in cross:
-            body["self_signing_key"] = cross["self_signing"]
+        body: dict[str, Any] = {"user_id": user_id, "stream_id": position, "devices": devices}
+        if user_id in local["master_keys"]:
+            body["master_key"] = local["master_keys"][user_id]
+        if user_id in local["self_signing_keys"]:
+            body["self_signing_key"] = local["self_signing_keys"][user_id]
         return body
 
     # -- claim ------------------------------------------------------------------------
@@ -310,6 +349,7 @@ class E2eKeyService:
 
         async def txn_func(txn: Transaction) -> dict[str, dict[str, dict[str, Any]]]:
             store = self._stores.e2e_keys
+            self._keys_changed_txn(txn, [(u, d) for u, d, _ in wanted])
             out: dict[str, dict[str, dict[str, Any]]] = {}
             for user_id, device_id, algorithm in wanted:
                 got = await store.claim_one_time_key_txn(txn, user_id, device_id, algorithm)
@@ -328,12 +368,28 @@ class E2eKeyService:
 
     async def device_one_time_keys_count(self, user_id: str, device_id: str) -> dict[str, int]:
         """``device_one_time_keys_count`` of /sync (signed_curve25519 always present)."""
-        counts = await self._stores.e2e_keys.count_one_time_keys(user_id, device_id)
-        return {"signed_curve25519": 0, **counts}
+        return dict((await self._keys_for_sync(user_id, device_id))[0])
 
     async def device_unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         """``device_unused_fallback_key_types`` of /sync."""
-        return await self._stores.e2e_keys.unused_fallback_key_types(user_id, device_id)
+        return list((await self._keys_for_sync(user_id, device_id))[1])
+
+    async def _keys_for_sync(
+        self, user_id: str, device_id: str
+    ) -> tuple[dict[str, int], list[str]]:
+        key = (user_id, device_id)
+        cached = self._sync_keys.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation.get(key, 0)
+        counts = await self._stores.e2e_keys.count_one_time_keys(user_id, device_id)
+        fallback = await self._stores.e2e_keys.unused_fallback_key_types(user_id, device_id)
+        result = ({"signed_curve25519": 0, **counts}, list(fallback))
+        if self._generation.get(key, 0) == generation:
+            self._sync_keys[key] = result
+            if len(self._sync_keys) > SYNC_KEYS_CACHE:
+                self._sync_keys.pop(next(iter(self._sync_keys)))
+        return result
 
 
 def _merge_signatures(obj: dict[str, Any], extra: Mapping[str, Mapping[str, str]]) -> None:
