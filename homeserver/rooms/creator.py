@@ -7,6 +7,7 @@ the authorization rules of the event core against the current state, then persis
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +29,14 @@ from homeserver.events import (
 )
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.persister import EventContext, EventPersister
+from storage.database import IntegrityError
 from storage.events import StoredEvent
 from storage.state import StateMap
 from storage.stores import Stores
 
 MAX_PREV_EVENTS = 10
 MAX_EVENT_BYTES = 65_536
+RECENT_TXNS = 10_000
 
 # Another server's signature added to a built event before persisting (remote invites).
 Countersign = Callable[[Event, StateMap], Awaitable[Event]]
@@ -64,6 +67,7 @@ class EventCreator:
         self.lanes = lanes
         self._clock = clock
         self._last_create_ts: dict[str, int] = {}
+        self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
 
     async def room_version(self, room_id: str) -> RoomVersion:
         version_id = await self._stores.events.room_version_id(room_id)
@@ -98,11 +102,12 @@ class EventCreator:
         """
         async with self.lanes.lane(room_id):
             if txn is not None:
-                existing = await self._stores.events.get_event_id_for_txn(
-                    sender, txn.device_id, txn.txn_id
-                )
-                if existing is not None:
-                    stored = await self._stores.events.get_event(existing)
+                # A retry: recent ones are remembered; older ones hit the unique index
+                # on (sender, device, txn) when persisted, handled below. So a new send
+                # costs no read here.
+                recent = self._recent_txns.get((sender, txn.device_id, txn.txn_id))
+                if recent is not None:
+                    stored = await self._stores.events.get_event(recent)
                     if stored is not None:
                         return stored
             rv = await self.room_version(room_id)
@@ -132,7 +137,23 @@ class EventCreator:
                 stripped_state=stripped,
                 local=True,
             )
-            return await self._persister.persist(event, context)
+            try:
+                stored = await self._persister.persist(event, context)
+            except IntegrityError:
+                if txn is None:
+                    raise
+                existing = await self._stores.events.get_event_id_for_txn(
+                    sender, txn.device_id, txn.txn_id
+                )
+                found = await self._stores.events.get_event(existing) if existing else None
+                if found is None:
+                    raise
+                stored = found
+            if txn is not None:
+                self._recent_txns[(sender, txn.device_id, txn.txn_id)] = stored.event_id
+                if len(self._recent_txns) > RECENT_TXNS:
+                    self._recent_txns.popitem(last=False)
+            return stored
 
     async def create_room_event(
         self,

@@ -34,6 +34,7 @@ PRESENCE_STATES = ("online", "offline", "unavailable")
 # A long-poll that finds its rooms "changed" at a position not yet committed
 # (a later position finished before an earlier one) re-checks after this pause.
 _UNCOMMITTED_PAUSE_S = 0.005
+FILTER_CACHE_SIZE = 1_000
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class SyncService:
         self.end_hooks: list[Callable[[str, str], None]] = []
         # Receipts, typing, account data, to-device, presence ... (see extensions.py)
         self.extensions: list[SyncExtension] = []
+        self._filters: dict[tuple[str, str], Filter] = {}
 
     @property
     def unread_counter(self) -> UnreadCounter | None:
@@ -91,9 +93,23 @@ class SyncService:
         return await self._stores.rooms.get_filter(user_id, int(filter_id))
 
     async def resolve_filter(self, user_id: str, param: str | None) -> Filter:
-        """The ``filter`` parameter of /sync: inline JSON (starts with ``{``) or an ID."""
+        """The ``filter`` parameter of /sync: inline JSON (starts with ``{``) or an ID.
+
+        Clients send the same filter on every sync, and stored filters never change,
+        so parsed filters are cached."""
         if param is None or param == "":
             return Filter()
+        key = (user_id, param)
+        cached = self._filters.get(key)
+        if cached is not None:
+            return cached
+        parsed = await self._parse_filter_param(user_id, param)
+        self._filters[key] = parsed
+        if len(self._filters) > FILTER_CACHE_SIZE:
+            self._filters.pop(next(iter(self._filters)))
+        return parsed
+
+    async def _parse_filter_param(self, user_id: str, param: str) -> Filter:
         if param.startswith("{"):
             try:
                 value = json.loads(param)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.rooms.helpers import make_user
 
 
@@ -87,3 +87,21 @@ async def test_bad_create_room_input(hs: HomeserverHarness) -> None:
     bad = await alice.request("POST", "/createRoom", {"initial_state": [{"type": 1}]}, expect=400)
     assert bad["errcode"] == "M_BAD_JSON"
     assert await hs.server.db.fetchval("t", "SELECT COUNT(*) FROM events") == before
+
+
+async def test_send_retry_after_restart_returns_the_same_event(
+    make_homeserver: HarnessFactory,
+) -> None:
+    first = await make_homeserver()
+    alice = await make_user(first, "alice")
+    room_id = await alice.create_room()
+    path = f"/rooms/{room_id}/send/m.room.message/retried"
+    sent = await alice.request("PUT", path, {"body": "once"})
+    second = await make_homeserver()  # a fresh process: nothing remembered in memory
+    alice.hs = second
+    again = await alice.request("PUT", path, {"body": "once"})
+    assert again == sent
+    count = await second.server.db.fetchval(
+        "t", "SELECT COUNT(*) FROM events WHERE room_id = $1 AND type = 'm.room.message'", room_id
+    )
+    assert count == 1
