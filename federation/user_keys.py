@@ -126,11 +126,14 @@ class RemoteKeyClient:
     ) -> dict[str, Any]:
         """The ``remote_key_query`` hook: ``/keys/query`` sections for ``server``'s users."""
         timeout_s = max(timeout_ms / 1000, MIN_TIMEOUT_S)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         out: dict[str, Any] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
         users = list(wanted)
         cached = await asyncio.gather(
             *(self._remote.cached(u, wanted[u], timeout_s) for u in users)
         )
+        timeout_s = max(deadline - loop.time(), MIN_TIMEOUT_S)
         ask: dict[str, list[str]] = {}
         for user_id, keys in zip(users, cached, strict=True):
             if keys is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,8 @@ class RemoteDeviceLists:
         self._store = stores.remote_devices
         self._device_lists = device_lists
         self._clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
+        # one lock per user while in use: EDUs and resyncs of a user never interleave
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.fetcher: DeviceListFetcher | None = None
 
     def _is_mine(self, user_id: str) -> bool:
@@ -120,7 +122,8 @@ class RemoteDeviceLists:
     def _lock(self, user_id: str) -> asyncio.Lock:
         lock = self._locks.get(user_id)
         if lock is None:
-            lock = self._locks[user_id] = asyncio.Lock()
+            lock = asyncio.Lock()
+            self._locks[user_id] = lock
         return lock
 
     # -- tracking ---------------------------------------------------------------------

@@ -218,3 +218,51 @@ async def test_leaving_the_last_shared_room(federation_servers: ServerFactory) -
     assert await broadcaster.broadcaster.destinations(alice.user_id) == set()
     # a query still works: it asks a directly
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+
+
+async def test_a_failed_resync_falls_back_to_asking_and_retries_later(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    await settle(a, b)
+    remote = remote_lists(b)
+    working = remote.fetcher
+    calls: list[str] = []
+
+    async def failing(user_id: str, timeout_s: float) -> Any:
+        calls.append(user_id)
+        raise OSError("connection reset")
+
+    remote.fetcher = failing
+    # no usable copy: b asks a with /user/keys/query instead
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    assert calls == [alice.user_id]
+    assert await b.server.stores.remote_devices.get_list(alice.user_id) is None
+
+    # a later query resyncs again, and from then on the cache answers
+    remote.fetcher = working
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is not None and not cached.stale
+
+    # a gap whose resync fails leaves the copy stale (not served) until a resync works
+    remote.fetcher = failing
+    edu = {
+        "edu_type": "m.device_list_update",
+        "content": {
+            "user_id": alice.user_id,
+            "device_id": alice.device_id,
+            "stream_id": 10_000,
+            "prev_id": [9_999],
+        },
+    }
+    assert await send_txn(a, b, [], [edu]) == {"pdus": {}}
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is not None and cached.stale
+    remote.fetcher = working
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is not None and not cached.stale
