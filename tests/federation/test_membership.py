@@ -119,3 +119,109 @@ async def test_third_server_gets_the_join_from_the_resident(
     await settled(a, b, c)
     await sync_until(carol, has_message(room_id, "hi all"), since)
     assert fed_events(c).sender is not None
+
+
+async def test_remote_invite_shows_in_sync_and_is_accepted(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="private_chat", name="Secret")
+    _s, since = await sync_until(bob, lambda s: True)
+    await alice.invite(room_id, bob.user_id)
+    sync, since = await sync_until(bob, in_section("invite", room_id), since)
+    invite_state = sync["rooms"]["invite"][room_id]["invite_state"]["events"]
+    kinds = {(e["type"], e.get("state_key")) for e in invite_state}
+    assert ("m.room.name", "") in kinds and ("m.room.member", bob.user_id) in kinds
+    # The invite in the room carries both servers' signatures.
+    invite_id = (await a.server.stores.state.get_current_state(room_id))[
+        ("m.room.member", bob.user_id)
+    ]
+    stored = await a.server.stores.events.get_event(invite_id)
+    assert stored is not None
+    assert set(stored.event.signatures) == {a.server_name, b.server_name}
+    # Accepting: join with no server named (the inviter's server is used).
+    await bob.join(room_id)
+    await settled(a, b)
+    assert (await members(a, room_id)).get(bob.user_id) == "join"
+    await sync_until(bob, in_section("join", room_id), since)
+
+
+async def test_remote_invite_rejected(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="private_chat")
+    await alice.invite(room_id, bob.user_id)
+    _s, since = await sync_until(bob, in_section("invite", room_id))
+    await bob.leave(room_id)
+    await settled(a, b)
+    assert (await members(a, room_id)).get(bob.user_id) == "leave"
+    sync, _ = await sync_until(bob, in_section("leave", room_id), since)
+    assert room_id not in sync["rooms"].get("invite", {})
+    initial = await bob.sync()
+    assert room_id not in initial["rooms"].get("invite", {})
+
+
+async def test_invite_of_unknown_remote_user_fails(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    room_id = await alice.create_room(preset="private_chat")
+    ghost = f"@ghost:{b.server_name}"
+    body = await alice.request("POST", f"/rooms/{room_id}/invite", {"user_id": ghost}, expect=404)
+    assert body["errcode"] == "M_NOT_FOUND"
+    assert (await members(a, room_id)).get(ghost) is None
+
+
+async def test_remote_knock_then_invite_and_join(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="private_chat", room_version="10")
+    await alice.request("PUT", f"/rooms/{room_id}/state/m.room.join_rules/", {"join_rule": "knock"})
+    path = f"/knock/{quote(room_id)}?server_name={quote(a.server_name)}"
+    assert (await bob.request("POST", path, {}))["room_id"] == room_id
+    assert (await members(a, room_id)).get(bob.user_id) == "knock"
+    await sync_until(bob, in_section("knock", room_id))
+    await alice.invite(room_id, bob.user_id)
+    await sync_until(bob, in_section("invite", room_id))
+    await bob.join(room_id)
+    await settled(a, b)
+    assert (await members(a, room_id)).get(bob.user_id) == "join"
+
+
+async def test_restricted_join_authorised_by_the_resident(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    via = f"?server_name={quote(a.server_name)}"
+    space = await alice.create_room(preset="public_chat")
+    room_id = await alice.create_room(
+        preset="private_chat",
+        room_version="10",
+        initial_state=[
+            {
+                "type": "m.room.join_rules",
+                "state_key": "",
+                "content": {
+                    "join_rule": "restricted",
+                    "allow": [{"type": "m.room_membership", "room_id": space}],
+                },
+            }
+        ],
+    )
+    # Not in the space yet: refused.
+    denied = await bob.request("POST", f"/join/{quote(room_id)}{via}", {}, expect=403)
+    assert denied["errcode"] == "M_FORBIDDEN"
+    await bob.request("POST", f"/join/{quote(space)}{via}", {})
+    await settled(a, b)
+    await bob.request("POST", f"/join/{quote(room_id)}{via}", {})
+    await settled(a, b)
+    state = await a.server.stores.state.get_current_state(room_id)
+    join = await a.server.stores.events.get_event(state[("m.room.member", bob.user_id)])
+    assert join is not None and join.event.membership == "join"
+    assert join.event.content["join_authorised_via_users_server"] == alice.user_id
+    assert set(join.event.signatures) == {a.server_name, b.server_name}

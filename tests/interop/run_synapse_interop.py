@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""Federation interop with Synapse, run by hand (not collected by pytest).
+
+    . .venv/bin/activate
+    python tests/interop/run_synapse_interop.py [--port 18600] [--synapse-port 18610]
+
+Needs the Synapse harness of ``shared/tools/synapse`` (``setup.sh`` already run; its
+venv at ``/tmp/synharness/venv``). Starts this project's server as a subprocess with
+a temporary config (client API on ``--port``, TLS federation on ``--port``+1,
+server_name ``127.0.0.1:<port+1>``, a self-signed certificate, certificates not
+verified, loopback whitelisted) and a fresh Synapse (``start.sh``), then shows, each
+way round: a room created on one side joined from the other (by room ID with
+``server_name``/``via``), messages both ways in /sync, read receipts and typing both
+ways; invites both ways (accepted); and finally runs ``fedcheck.py`` in both
+directions. Prints PASS/FAIL per step and exits non-zero if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = Path(os.environ.get("SYNAPSE_TOOLS", "/work/shared/tools/synapse"))
+SYNHARNESS = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
+CS = "/_matrix/client/v3"
+WAIT_S = 30.0
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Client:
+    """A logged-in user of one homeserver (client-server API over HTTP)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session = session
+        self.base = base
+        self.token = ""
+        self.user_id = ""
+        self.since: str | None = None
+
+    async def call(
+        self, method: str, path: str, body: Any = None, *, params: Any = None, ok: int = 200
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.session.request(
+            method, self.base + CS + path, json=body, params=params, headers=headers
+        ) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status != ok:
+                raise StepFailed(f"{method} {path} -> {resp.status} {data}")
+            return data
+
+    async def register(self, localpart: str) -> None:
+        body: dict[str, Any] = {"username": localpart, "password": secrets.token_hex(8)}
+        first = await self.call("POST", "/register", body, ok=401)
+        body["auth"] = {"type": "m.login.dummy", "session": first["session"]}
+        answer = await self.call("POST", "/register", body)
+        self.token, self.user_id = answer["access_token"], answer["user_id"]
+        self.since = (await self.call("GET", "/sync", params={"timeout": "0"}))["next_batch"]
+
+    async def sync_until(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> Any:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            params = {"timeout": "5000"}
+            if self.since:
+                params["since"] = self.since
+            body = await self.call("GET", "/sync", params=params)
+            self.since = body["next_batch"]
+            if predicate(body):
+                return body
+        raise StepFailed(f"{self.user_id} did not see {what} within {WAIT_S:.0f}s")
+
+
+def room_section(sync: dict[str, Any], section: str, room_id: str) -> dict[str, Any] | None:
+    return sync.get("rooms", {}).get(section, {}).get(room_id)
+
+
+def has_message(room_id: str, text: str) -> Callable[[dict[str, Any]], bool]:
+    def check(sync: dict[str, Any]) -> bool:
+        room = room_section(sync, "join", room_id) or {}
+        return any(
+            e.get("content", {}).get("body") == text
+            for e in room.get("timeline", {}).get("events", [])
+        )
+
+    return check
+
+
+def has_ephemeral(room_id: str, kind: str, user_id: str) -> Callable[[dict[str, Any]], bool]:
+    def check(sync: dict[str, Any]) -> bool:
+        room = room_section(sync, "join", room_id) or {}
+        for e in room.get("ephemeral", {}).get("events", []):
+            if e.get("type") != kind:
+                continue
+            if kind == "m.typing" and user_id in e.get("content", {}).get("user_ids", []):
+                return True
+            if kind == "m.receipt":
+                for receipt in e.get("content", {}).values():
+                    if user_id in receipt.get("m.read", {}):
+                        return True
+        return False
+
+    return check
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def write_config(directory: Path, port: int) -> Path:
+    cert, key = make_certificate(directory)
+    unlimited = {"per_second": 100000, "burst_count": 100000}
+    config = {
+        "server_name": f"127.0.0.1:{port + 1}",
+        "signing_key_path": str(directory / "signing.key"),
+        "media_store_path": str(directory / "media"),
+        "database": {"name": "sqlite3", "args": {"database": str(directory / "hs.db")}},
+        "listeners": [
+            {"port": port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client"]}]},
+            {
+                "port": port + 1,
+                "bind_addresses": ["127.0.0.1"],
+                "tls": True,
+                "resources": [{"names": ["federation", "keys"]}],
+            },
+        ],
+        "tls_certificate_path": str(cert),
+        "tls_private_key_path": str(key),
+        "federation_verify_certificates": False,
+        "federation_ip_range_whitelist": ["127.0.0.0/8"],
+        "enable_registration": True,
+        "enable_registration_without_verification": True,
+        "bcrypt_rounds": 4,
+        "rc_message": unlimited,
+        "rc_registration": unlimited,
+        "rc_login": {"address": unlimited, "account": unlimited, "failed_attempts": unlimited},
+    }
+    path = directory / "homeserver.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+async def wait_for_versions(base: str) -> None:
+    deadline = time.monotonic() + 60.0
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base}/_matrix/client/versions") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.3)
+    raise RuntimeError(f"{base} did not start")
+
+
+# -- the scenario ---------------------------------------------------------------------
+
+
+class Report:
+    def __init__(self) -> None:
+        self.results: list[tuple[str, bool, str]] = []
+
+    async def step(self, name: str, action: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.monotonic()
+        try:
+            result = await action()
+        except Exception as exc:
+            self.results.append((name, False, f"{type(exc).__name__}: {exc}"))
+            print(f"FAIL  {name}: {exc}", flush=True)
+            return None
+        took = time.monotonic() - started
+        self.results.append((name, True, f"{took:.2f}s"))
+        print(f"PASS  {name} ({took:.2f}s)", flush=True)
+        return result
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for _n, ok, _d in self.results if not ok)
+
+
+async def room_both_ways(
+    report: Report, label: str, creator: Client, joiner: Client, creator_server: str
+) -> None:
+    """``creator`` makes a public room, ``joiner`` (other server) joins it; messages,
+    receipts and typing both ways."""
+    room_id = await report.step(
+        f"{label}: create a public room",
+        lambda: creator.call("POST", "/createRoom", {"preset": "public_chat", "name": label}),
+    )
+    if room_id is None:
+        return
+    room_id = room_id["room_id"]
+    via = f"?server_name={quote(creator_server)}&via={quote(creator_server)}"
+    joined = await report.step(
+        f"{label}: join {room_id} from the other server",
+        lambda: joiner.call("POST", f"/join/{quote(room_id)}{via}", {}),
+    )
+    if joined is None:
+        return
+    await report.step(
+        f"{label}: joiner's /sync shows the room joined",
+        lambda: joiner.sync_until(
+            "the room", lambda s: room_section(s, "join", room_id) is not None
+        ),
+    )
+    await report.step(
+        f"{label}: creator's /sync shows the remote join",
+        lambda: creator.sync_until(
+            "the join",
+            lambda s: any(
+                e.get("type") == "m.room.member" and e.get("state_key") == joiner.user_id
+                for e in (room_section(s, "join", room_id) or {})
+                .get("timeline", {})
+                .get("events", [])
+            ),
+        ),
+    )
+    txn = secrets.token_hex(4)
+
+    async def send(user: Client, text: str) -> str:
+        body = {"msgtype": "m.text", "body": text}
+        answer = await user.call("PUT", f"/rooms/{room_id}/send/m.room.message/{txn}{text}", body)
+        return str(answer["event_id"])
+
+    ids: dict[str, str] = {}
+    for sender, receiver, text in (
+        (creator, joiner, "from-creator"),
+        (joiner, creator, "from-joiner"),
+    ):
+
+        async def one(s: Client = sender, r: Client = receiver, t: str = text) -> None:
+            ids[t] = await send(s, t)
+            await r.sync_until(f"message {t}", has_message(room_id, t))
+
+        await report.step(f"{label}: message {text} arrives", one)
+    for sender, receiver, text in (
+        (joiner, creator, "from-creator"),
+        (creator, joiner, "from-joiner"),
+    ):
+        if text not in ids:
+            continue
+
+        async def receipt(s: Client = sender, r: Client = receiver, t: str = text) -> None:
+            await s.call("POST", f"/rooms/{room_id}/receipt/m.read/{quote(ids[t])}", {})
+            await r.sync_until("the receipt", has_ephemeral(room_id, "m.receipt", s.user_id))
+
+        await report.step(f"{label}: read receipt of {sender.user_id} arrives", receipt)
+
+        async def typing(s: Client = sender, r: Client = receiver) -> None:
+            await s.call(
+                "PUT",
+                f"/rooms/{room_id}/typing/{quote(s.user_id)}",
+                {"typing": True, "timeout": 20000},
+            )
+            await r.sync_until("typing", has_ephemeral(room_id, "m.typing", s.user_id))
+
+        await report.step(f"{label}: typing of {sender.user_id} arrives", typing)
+
+
+async def invite_both_ways(report: Report, ours: Client, theirs: Client) -> None:
+    for inviter, invitee, label in (
+        (ours, theirs, "ours->synapse"),
+        (theirs, ours, "synapse->ours"),
+    ):
+
+        async def flow(i: Client = inviter, j: Client = invitee) -> None:
+            room = await i.call("POST", "/createRoom", {"preset": "private_chat", "name": "invite"})
+            room_id = room["room_id"]
+            await i.call("POST", f"/rooms/{room_id}/invite", {"user_id": j.user_id})
+            await j.sync_until(
+                "the invite", lambda s: room_section(s, "invite", room_id) is not None
+            )
+            await j.call("POST", f"/join/{quote(room_id)}", {})
+            await j.sync_until("the join", lambda s: room_section(s, "join", room_id) is not None)
+
+        await report.step(f"invite {label}: invited, /sync invite, accepted", flow)
+
+
+async def scenario(report: Report, ours_port: int, syn_port: int) -> None:
+    ours_base, ours_name = f"http://127.0.0.1:{ours_port}", f"127.0.0.1:{ours_port + 1}"
+    syn_base, syn_name = f"http://127.0.0.1:{syn_port}", f"127.0.0.1:{syn_port + 1}"
+    await wait_for_versions(ours_base)
+    await wait_for_versions(syn_base)
+    async with aiohttp.ClientSession() as session:
+        a, b = Client(session, ours_base), Client(session, syn_base)
+        await report.step("register a user on ours", lambda: a.register("alice"))
+        await report.step("register a user on synapse", lambda: b.register("bob"))
+        await room_both_ways(report, "room on ours", a, b, ours_name)
+        await room_both_ways(report, "room on synapse", b, a, syn_name)
+        await invite_both_ways(report, a, b)
+    python = str(SYNHARNESS / "venv" / "bin" / "python")
+    pairs = (("ours", ours_base, "synapse", syn_base), ("synapse", syn_base, "ours", ours_base))
+    for first, first_url, second, second_url in pairs:
+
+        async def fedcheck(x: str = first_url, y: str = second_url) -> None:
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [python, str(TOOLS / "fedcheck.py"), "--a", x, "--b", y],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise StepFailed(done.stdout[-1500:] + done.stderr[-500:])
+
+        await report.step(f"fedcheck.py --a {first} --b {second}", fedcheck)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=18600, help="our client port (+1: federation)")
+    parser.add_argument("--synapse-port", type=int, default=18610)
+    parser.add_argument("--synapse-name", default="interop")
+    parser.add_argument("--keep-synapse", action="store_true")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="interop-"))
+    config = write_config(workdir, args.port)
+    report = Report()
+    with (workdir / "homeserver.log").open("w") as log:
+        ours = subprocess.Popen(
+            [sys.executable, "-m", "homeserver", "run", "-c", str(config)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            env = dict(os.environ, FRESH="1", SYN_LOG_LEVEL="INFO")
+            subprocess.run(
+                [str(TOOLS / "start.sh"), args.synapse_name, str(args.synapse_port)],
+                check=True,
+                env=env,
+                capture_output=True,
+            )
+            print(f"ours: 127.0.0.1:{args.port + 1}, log {workdir / 'homeserver.log'}")
+            print(f"synapse: 127.0.0.1:{args.synapse_port + 1}, data {SYNHARNESS / 'data'}")
+            asyncio.run(scenario(report, args.port, args.synapse_port))
+        finally:
+            ours.terminate()
+            try:
+                ours.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                ours.kill()
+            if not args.keep_synapse:
+                subprocess.run([str(TOOLS / "stop.sh"), args.synapse_name], capture_output=True)
+    print(f"\n{len(report.results) - report.failed} passed, {report.failed} failed")
+    sys.exit(1 if report.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
