@@ -59,7 +59,7 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connectio
         return fn(raw)
 
     try:
-        result: T = await conn._execute(call)
+        result: T = await conn._execute(call)  # type: ignore[no-untyped-call]
     except sqlite3.Error as exc:
         raise _map_error(exc) from exc
     return result
