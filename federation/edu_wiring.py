@@ -96,3 +96,69 @@ def wire_to_device(
 
     transactions.register_edu_handler("m.direct_to_device", on_to_device)
     to_device.remote_to_device_sender = send_remote
+
+
+class TypingSource(Protocol):
+    local_typing_listeners: list[Any]
+
+
+def wire_typing_out(sender: FederationSender, typing: TypingSource) -> None:
+    """Local typing changes go to the other servers in the room (``m.typing``)."""
+
+    async def on_local_typing(user_id: str, room_id: str, is_typing: bool) -> None:
+        content = {"room_id": room_id, "user_id": user_id, "typing": is_typing}
+        await sender.send_edu_to_room(room_id, "m.typing", content, key=f"{room_id} {user_id}")
+
+    typing.local_typing_listeners.append(on_local_typing)
+
+
+class ReceiptSink(Protocol):
+    public_receipt_listeners: list[Any]
+
+    async def receive_remote(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None
+    ) -> None: ...
+
+
+def wire_receipts(
+    transactions: TransactionHandler,
+    sender: FederationSender,
+    stores: Stores,
+    receipts: ReceiptSink,
+) -> None:
+    """``m.receipt`` both ways (s2s "Receipts"): public read receipts only."""
+
+    async def on_local_receipt(
+        user_id: str, room_id: str, event_id: str, thread_id: str | None, ts: int
+    ) -> None:
+        data: dict[str, Any] = {"ts": ts}
+        if thread_id is not None:
+            data["thread_id"] = thread_id
+        content = {room_id: {"m.read": {user_id: {"event_ids": [event_id], "data": data}}}}
+        await sender.send_edu_to_room(room_id, "m.receipt", content, key=f"{room_id} {user_id}")
+
+    async def on_receipt(origin: str, content: dict[str, Any]) -> None:
+        for room_id, by_type in content.items():
+            if not isinstance(room_id, str) or not isinstance(by_type, dict):
+                continue
+            reads = by_type.get("m.read")
+            if not isinstance(reads, dict):
+                continue
+            members = await stores.state.current_members(room_id)
+            for user_id, receipt in reads.items():
+                if members.get(user_id) != "join" or not isinstance(receipt, dict):
+                    continue
+                event_ids = receipt.get("event_ids")
+                if not isinstance(event_ids, list) or not event_ids:
+                    continue
+                event_id = event_ids[-1]
+                data = receipt.get("data")
+                thread_id = data.get("thread_id") if isinstance(data, dict) else None
+                if not isinstance(event_id, str) or not (
+                    thread_id is None or isinstance(thread_id, str)
+                ):
+                    continue
+                await receipts.receive_remote(user_id, room_id, event_id, thread_id)
+
+    receipts.public_receipt_listeners.append(on_local_receipt)
+    transactions.register_edu_handler("m.receipt", on_receipt)

@@ -35,6 +35,9 @@ RECENT_PER_ROOM = 500
 ReadReceiptListener = Callable[[str, str, str, str | None], Awaitable[None]]
 
 
+PublicReceiptListener = Callable[[str, str, str, str | None, int], Awaitable[None]]
+
+
 class ReceiptService:
     def __init__(
         self,
@@ -58,6 +61,9 @@ class ReceiptService:
         self._started_at = stream.current()
         # push rules' on_read_receipt(user_id, room_id, event_id, thread_id) is added here
         self.read_receipt_listeners: list[ReadReceiptListener] = []
+        # Public receipts of local users, for other servers (federation installs one):
+        # called with (user_id, room_id, event_id, thread_id, ts).
+        self.public_receipt_listeners: list[PublicReceiptListener] = []
 
     def current_position(self) -> int:
         return self._stream.current()
@@ -108,6 +114,8 @@ class ReceiptService:
         receipt_type: str,
         stored: StoredEvent,
         thread_id: str | None,
+        *,
+        remote: bool = False,
     ) -> None:
         assert stored.stream_ordering is not None
         now = self._clock.time_ms()
@@ -132,11 +140,26 @@ class ReceiptService:
             ReceiptRecord(room_id, receipt_type, user_id, thread_id, stored.event_id, now, position)
         )
         self._notifier.on_rooms_change([room_id])
+        if receipt_type == READ and not remote:
+            for public in self.public_receipt_listeners:
+                try:
+                    await public(user_id, room_id, stored.event_id, thread_id, now)
+                except Exception:
+                    logger.exception("public receipt listener failed for %s", stored.event_id)
         for listener in self.read_receipt_listeners:
             try:
                 await listener(user_id, room_id, stored.event_id, thread_id)
             except Exception:
                 logger.exception("read receipt listener failed for %s", stored.event_id)
+
+    async def receive_remote(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None
+    ) -> None:
+        """A public read receipt of a remote user (an ``m.receipt`` EDU)."""
+        stored = await self._stores.events.get_event(event_id)
+        if stored is None or stored.event.room_id != room_id or stored.stream_ordering is None:
+            return  # an event we do not hold (yet): nothing to show it against
+        await self._store_receipt(user_id, room_id, READ, stored, thread_id, remote=True)
 
     async def _move_fully_read(self, user_id: str, room_id: str, stored: StoredEvent) -> None:
         """Set m.fully_read room account data, only ever forward (as Synapse does)."""

@@ -9,7 +9,7 @@ second; tests call it after moving the FakeClock).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from homeserver.clock import Clock
@@ -24,7 +24,10 @@ DEFAULT_TIMEOUT_MS = 30_000
 
 
 class TypingService:
+    local_typing_listeners: list[Callable[[str, str, bool], Awaitable[None]]]
+
     def __init__(self, stores: Stores, notifier: Notifier, clock: Clock) -> None:
+        self.local_typing_listeners = []
         self._stores = stores
         self._notifier = notifier
         self._clock = clock
@@ -44,6 +47,9 @@ class TypingService:
             self.started_typing(user_id, room_id, min(max(timeout_ms, 0), MAX_TIMEOUT_MS))
         else:
             self.stopped_typing(user_id, room_id)
+        # Local typing goes to the other servers in the room (federation installs one).
+        for listener in self.local_typing_listeners:
+            await listener(user_id, room_id, typing)
 
     def started_typing(self, user_id: str, room_id: str, timeout_ms: int) -> None:
         typists = self._typing.setdefault(room_id, {})

@@ -26,3 +26,41 @@ async def test_typing_and_to_device_edus_reach_the_services(
     assert [(e["sender"], e["type"], e["content"]) for e in events] == [
         (alice.user_id, "m.test", {"hello": "bob"})
     ]
+
+
+async def test_typing_and_receipts_go_both_ways(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    room_id, alice, bob = await share_room(a, b)
+    # alice types on a: b's typing service learns it; bob types on b: a learns it.
+    await alice.request(
+        "PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 20000}
+    )
+    await bob.request(
+        "PUT", f"/rooms/{room_id}/typing/{bob.user_id}", {"typing": True, "timeout": 20000}
+    )
+    await settle(a, b)
+    assert alice.user_id in b.server.client.typing.typing_users(room_id)
+    assert bob.user_id in a.server.client.typing.typing_users(room_id)
+    await alice.request("PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": False})
+    await settle(a, b)
+    assert alice.user_id not in b.server.client.typing.typing_users(room_id)
+
+    # Read receipts: public ones cross, private ones never leave their server.
+    event_id = await alice.send(room_id, "read me")
+    await settle(a, b)
+    await bob.request("POST", f"/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    await alice.request("POST", f"/rooms/{room_id}/receipt/m.read.private/{event_id}", {})
+    await settle(a, b)
+
+    def readers(sync: dict, receipt_type: str) -> set[str]:
+        found: set[str] = set()
+        room = sync.get("rooms", {}).get("join", {}).get(room_id, {})
+        for edu in room.get("ephemeral", {}).get("events", []):
+            if edu["type"] == "m.receipt":
+                found |= set(edu["content"].get(event_id, {}).get(receipt_type, {}))
+        return found
+
+    assert bob.user_id in readers(await alice.sync(), "m.read")
+    bob_view = await bob.sync()
+    assert alice.user_id not in readers(bob_view, "m.read.private")
+    assert alice.user_id not in readers(bob_view, "m.read")
