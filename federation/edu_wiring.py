@@ -7,19 +7,23 @@
   out: the to-device service's ``remote_to_device_sender`` hook queues one EDU per
   destination server.
 
-Receipts, presence and device lists are wired by their services with
-``TransactionHandler.register_edu_handler`` and ``FederationSender.send_edu``.
+* ``m.typing`` out, ``m.receipt`` and ``m.presence`` both ways (below).
+
+Device lists are wired by the e2ee federation module.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol
 
 from federation.sender import FederationSender
 from federation.transactions import TransactionHandler
+from homeserver.clock import Clock
 from storage.stores import Stores
 
 TYPING_TIMEOUT_MS = 30_000
+PRESENCE_BATCH_LIMIT = 100
 
 
 class TypingSink(Protocol):
@@ -162,3 +166,65 @@ def wire_receipts(
 
     receipts.public_receipt_listeners.append(on_local_receipt)
     transactions.register_edu_handler("m.receipt", on_receipt)
+
+
+class PresenceSink(Protocol):
+    local_change_listeners: list[Any]
+
+    async def receive_remote(
+        self,
+        user_id: str,
+        state: str,
+        status_msg: str | None,
+        last_active_ago: int | None,
+        currently_active: bool,
+    ) -> None: ...
+
+
+def wire_presence(
+    transactions: TransactionHandler,
+    sender: FederationSender,
+    stores: Stores,
+    presence: PresenceSink,
+    clock: Clock,
+) -> None:
+    """``m.presence`` both ways (s2s "Presence"): to the servers sharing a room."""
+
+    async def send_change(user_id: str, content: dict[str, Any]) -> None:
+        rooms = await stores.state.rooms_for_user(user_id)
+        destinations: set[str] = set()
+        for room_id, membership in rooms.items():
+            if membership == "join":
+                destinations |= await sender.joined_servers(room_id)
+        push = {"push": [{"user_id": user_id, **content}]}
+        for destination in sorted(destinations):
+            await sender.send_edu(destination, "m.presence", push, key=user_id)
+
+    def on_local_change(change: Any) -> None:
+        content = change.content(clock.time_ms())
+        task = asyncio.get_running_loop().create_task(send_change(change.user_id, content))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    async def on_presence(origin: str, content: dict[str, Any]) -> None:
+        updates = content.get("push")
+        if not isinstance(updates, list):
+            return
+        for update in updates[:PRESENCE_BATCH_LIMIT]:
+            if not isinstance(update, dict):
+                continue
+            user_id, state = update.get("user_id"), update.get("presence")
+            status_msg, ago = update.get("status_msg"), update.get("last_active_ago")
+            if not isinstance(user_id, str) or not isinstance(state, str):
+                continue
+            await presence.receive_remote(
+                user_id,
+                state,
+                status_msg if isinstance(status_msg, str) else None,
+                ago if isinstance(ago, int) and not isinstance(ago, bool) else None,
+                update.get("currently_active") is True,
+            )
+
+    _pending: set[asyncio.Task[None]] = set()
+    presence.local_change_listeners.append(on_local_change)
+    transactions.register_edu_handler("m.presence", on_presence)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,6 +39,7 @@ LAST_ACTIVE_GRANULARITY_MS = 60_000
 # above this many changed users, sharing is checked against the syncing user's rooms
 _PER_USER_CHECK_LIMIT = 50
 _ROOMS_CACHE_SIZE = 100_000
+REMOTE_OFFLINE_MS = 30 * 60 * 1000
 
 
 @dataclass
@@ -119,6 +120,8 @@ class PresenceService:
         self._room_changed: dict[str, int] = {}
         self._flush_lock = asyncio.Lock()
         self._flush_task: asyncio.Task[None] | None = None
+        # visible changes of local users, for other servers (federation installs one)
+        self.local_change_listeners: list[Callable[[UserPresence], None]] = []
 
     async def load(self) -> None:
         """At start-up: watch the users the database says are not offline."""
@@ -220,6 +223,13 @@ class PresenceService:
             if old is None:
                 continue
             new = replace(old)
+            if not self._is_local(user_id):
+                # Remote users' servers send their changes; without news for a long
+                # while they are taken to be offline.
+                if now - old.last_user_sync_ts > REMOTE_OFFLINE_MS:
+                    new.state, new.currently_active = OFFLINE, False
+                    self._apply(old, new)
+                continue
             inactive_ms = now - old.last_active_ts
             if new.state == ONLINE and inactive_ms > self._idle_ms:
                 new.state = UNAVAILABLE
@@ -229,6 +239,35 @@ class PresenceService:
                 new.state, new.currently_active = OFFLINE, False
             self._apply(old, new)
         await self.flush()
+
+    async def receive_remote(
+        self,
+        user_id: str,
+        state: str,
+        status_msg: str | None,
+        last_active_ago: int | None,
+        currently_active: bool,
+    ) -> None:
+        """A remote user's presence from their server (an ``m.presence`` EDU)."""
+        if (
+            not self.enabled
+            or self._is_local(user_id)
+            or state not in (ONLINE, UNAVAILABLE, OFFLINE)
+        ):
+            return
+        old = await self.get(user_id)
+        now = self._clock.time_ms()
+        new = replace(
+            old,
+            state=state,
+            status_msg=status_msg,
+            currently_active=currently_active and state == ONLINE,
+            last_active_ts=now - max(0, last_active_ago)
+            if last_active_ago is not None
+            else old.last_active_ts,
+            last_user_sync_ts=now,
+        )
+        self._apply(old, new)
 
     def _apply(self, old: UserPresence, new: UserPresence) -> None:
         """Replace a user's presence; a visible change takes a stream position."""
@@ -240,6 +279,9 @@ class PresenceService:
         if new == old:
             return
         user_id = new.user_id
+        if visible and self._is_local(user_id):
+            for listener in self.local_change_listeners:
+                listener(new)
         if visible:
             position = self._stream.allocate()
             self._stream.finish(position)

@@ -64,3 +64,22 @@ async def test_typing_and_receipts_go_both_ways(federation_servers: ServerFactor
     bob_view = await bob.sync()
     assert alice.user_id not in readers(bob_view, "m.read.private")
     assert alice.user_id not in readers(bob_view, "m.read")
+
+
+async def test_presence_goes_both_ways(federation_servers: ServerFactory) -> None:
+    a, b = await federation_servers(2)
+    room_id, alice, bob = await share_room(a, b)
+    await alice.request(
+        "PUT", f"/presence/{alice.user_id}/status", {"presence": "online", "status_msg": "here"}
+    )
+    await bob.request("PUT", f"/presence/{bob.user_id}/status", {"presence": "unavailable"})
+    await settle(a, b)
+    seen_by_bob = await bob.request("GET", f"/presence/{alice.user_id}/status")
+    assert seen_by_bob["presence"] == "online" and seen_by_bob["status_msg"] == "here"
+    seen_by_alice = await alice.request("GET", f"/presence/{bob.user_id}/status")
+    assert seen_by_alice["presence"] == "unavailable"
+    # and it arrives in /sync's presence section
+    sync = await bob.sync()
+    senders = {e["sender"] for e in sync.get("presence", {}).get("events", [])}
+    assert alice.user_id in senders
+    assert room_id
