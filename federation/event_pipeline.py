@@ -3,7 +3,9 @@ after :mod:`federation.pdu_checks` did steps 1-3.
 
 For each new event of a room we hold, inside the room's lane:
 
-* a replay of an event we already hold is a no-op;
+* a replay of an event we already hold is a no-op, except for an accepted outlier
+  (fetched as an auth or state event): it goes through the checks below and joins
+  the timeline (``EventContext.de_outlier``), or stays an outlier if they fail;
 * auth events: missing ones are fetched from the origin (``/event_auth``, else
   ``/event``), checked and stored as outliers; ``check_auth_events`` and
   ``check_auth`` against them, else the event is stored as *rejected*;
@@ -191,7 +193,8 @@ class FederationEventPipeline:
 
     async def _process_new(self, origin: str, event: Event, fetch_missing: bool) -> str | None:
         """Steps 4-6 for one event; the caller holds the lane. Returns an error or None."""
-        if await self._stores.events.get_event(event.event_id) is not None:
+        held = await self._stores.events.get_event(event.event_id)
+        if held is not None and not _may_de_outlier(held):
             return None  # a replay of an event we hold
         state = await self._state_before(origin, event, fetch_missing)
         if state is None:
@@ -199,7 +202,9 @@ class FederationEventPipeline:
         return await self._check_and_persist(origin, event, state)
 
     async def _check_and_persist(self, origin: str, event: Event, state: StateMap) -> str | None:
-        if await self._stores.events.get_event(event.event_id) is not None:
+        held = await self._stores.events.get_event(event.event_id)
+        de_outlier = held is not None and _may_de_outlier(held)
+        if held is not None and not de_outlier:
             return None
         auth_events = await self._auth_events(origin, event)
         if auth_events is None:
@@ -218,10 +223,16 @@ class FederationEventPipeline:
             ):
                 logger.info("soft-failing %s from %s", event.event_id, origin)
                 soft_failed = True
+        if de_outlier and (rejected is not None or soft_failed):
+            # It stays an outlier: out of the timeline and the state, as it would be.
+            return None if rejected is None else f"Event rejected: {rejected}"
         await self._persister.persist(
             event,
             EventContext(
-                state_before=dict(state), rejected_reason=rejected, soft_failed=soft_failed
+                state_before=dict(state),
+                rejected_reason=rejected,
+                soft_failed=soft_failed,
+                de_outlier=de_outlier,
             ),
         )
         if rejected is not None:
@@ -389,6 +400,12 @@ class FederationEventPipeline:
             if key is not None and stored.rejected_reason is None:
                 state[key] = event_id
         return state
+
+
+def _may_de_outlier(held: StoredEvent) -> bool:
+    """Whether a held event is an accepted outlier (fetched as an auth or state event,
+    not out-of-band) that may join the timeline when received as a new event."""
+    return held.outlier and held.rejected_reason is None and held.stream_ordering is None
 
 
 def _auth_order(events: Sequence[Event] | Any) -> list[Event]:

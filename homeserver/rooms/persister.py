@@ -53,6 +53,9 @@ class EventContext:
     # an outlier membership of a local user in a room this server is not in (a remote
     # invite, a rejection, a knock): it gets a stream position so /sync sees it
     out_of_band: bool = False
+    # the event is held as an outlier and now joins the timeline with this state
+    # (s2s: an auth or state event later received as a new event)
+    de_outlier: bool = False
 
 
 class EventPersister:
@@ -121,19 +124,26 @@ class EventPersister:
             group_after = await stores.state.store_state_group_txn(
                 txn, room_id, state_after, prev_group=group_before, prev_state=context.state_before
             )
-        stored = await stores.events.insert_event_txn(
-            txn,
-            event,
-            stream_ordering=position,
-            received_ts=self._clock.time_ms(),
-            state_group=group_after,
-            outlier=context.outlier,
-            rejected_reason=context.rejected_reason,
-            soft_failed=context.soft_failed,
-            txn_device_id=context.txn_device_id,
-            txn_id=context.txn_id,
-            replaces_state=context.state_before.get(state_key) if state_key is not None else None,
-        )
+        if context.de_outlier:
+            assert position is not None  # not an outlier any more: in the timeline
+            await stores.events.de_outlier_txn(txn, event.event_id, position, group_after)
+            stored = StoredEvent(event, position, False, None, False, group_after, None)
+        else:
+            stored = await stores.events.insert_event_txn(
+                txn,
+                event,
+                stream_ordering=position,
+                received_ts=self._clock.time_ms(),
+                state_group=group_after,
+                outlier=context.outlier,
+                rejected_reason=context.rejected_reason,
+                soft_failed=context.soft_failed,
+                txn_device_id=context.txn_device_id,
+                txn_id=context.txn_id,
+                replaces_state=context.state_before.get(state_key)
+                if state_key is not None
+                else None,
+            )
         if accepted and event.type == "m.room.member" and event.state_key is not None:
             await stores.rooms.insert_membership_txn(txn, event, position)
             if context.stripped_state is not None:
