@@ -5,18 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from federation.auth import FederationAuthenticator
+from federation.auth import FederationAuthenticator, Handler, OriginHandler
 from federation.client import FederationClient
 from federation.event_fetch import RemoteEventFetcher
 from federation.event_pipeline import FederationEventPipeline
 from federation.keyring import KeyRing
 from federation.queries import QueryHandlers, RemoteQueries
+from federation.ratelimit import FederationRateLimiter
 from federation.room_reads import RoomReadHandlers, ServerVisibility
 from federation.routes import FEDERATION_V1, Route
 from federation.sender import FederationSender
 from federation.server_acl import CurrentStateAclReader, ServerAclChecker
 from federation.transactions import TransactionHandler
 from homeserver.clock import Clock
+from homeserver.config import RateLimitConfig
 from homeserver.profiles import ProfileService
 from homeserver.rooms.directory import DirectoryService
 from homeserver.rooms.lanes import RoomLanes
@@ -35,6 +37,7 @@ class FederationEventServices:
     reads: RoomReadHandlers
     queries: QueryHandlers
     remote: RemoteQueries
+    ratelimit: FederationRateLimiter | None = None
 
     @classmethod
     def build(
@@ -51,6 +54,7 @@ class FederationEventServices:
         profiles: ProfileService,
         directory: DirectoryService,
         allow_public_rooms: bool,
+        rc_federation: RateLimitConfig | None = None,
     ) -> FederationEventServices:
         acl = ServerAclChecker(CurrentStateAclReader(stores))
         pipeline = FederationEventPipeline(
@@ -73,12 +77,26 @@ class FederationEventServices:
         remote = RemoteQueries(client)
         directory.remote_alias_lookup = remote.lookup_alias
         profiles.remote_lookup = remote.lookup_profile
-        return cls(acl, pipeline, transactions, sender, visibility, reads, queries, remote)
+        ratelimit = (
+            None
+            if rc_federation is None
+            else FederationRateLimiter(
+                server_name, clock, rc_federation.per_second, rc_federation.burst_count
+            )
+        )
+        return cls(
+            acl, pipeline, transactions, sender, visibility, reads, queries, remote, ratelimit
+        )
 
 
 def event_routes(auth: FederationAuthenticator, services: FederationEventServices) -> list[Route]:
     """The federation routes of the event services (all X-Matrix authenticated)."""
-    a = auth.authenticated
+    limiter = services.ratelimit
+
+    def a(handler: OriginHandler) -> Handler:
+        # rc_federation: one bucket per origin for /send and the event reads
+        return auth.authenticated(limiter.limited(handler) if limiter else handler)
+
     reads = services.reads
     queries = services.queries
     v1 = FEDERATION_V1

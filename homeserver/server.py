@@ -199,6 +199,7 @@ class Homeserver:
             profiles=client.profiles,
             directory=client.directory,
             allow_public_rooms=config.allow_public_rooms_over_federation,
+            rc_federation=config.rc_federation,
         )
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
         federation_e2ee = FederationE2ee.build(

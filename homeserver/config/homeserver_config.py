@@ -84,6 +84,7 @@ ALWAYS_BLACKLISTED: Final = ("0.0.0.0/32", "::/128")
 
 DEFAULT_RC_MESSAGE: Final = RateLimitConfig(per_second=0.2, burst_count=10)
 DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
+DEFAULT_RC_FEDERATION: Final = RateLimitConfig(per_second=50, burst_count=500)
 
 
 def _to_room_version(value: object) -> str:
@@ -123,6 +124,7 @@ class HomeserverConfig:
     rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE
     rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
     rc_login: LoginRateLimits = field(default_factory=LoginRateLimits)
+    rc_federation: RateLimitConfig = DEFAULT_RC_FEDERATION
     # rooms
     default_room_version: str = DEFAULT_ROOM_VERSION
     allow_public_rooms_without_auth: bool = False
@@ -230,6 +232,9 @@ class HomeserverConfig:
                 reader.child("rc_registration"), DEFAULT_RC_REGISTRATION
             ),
             rc_login=LoginRateLimits.parse(reader.child("rc_login")),
+            rc_federation=RateLimitConfig.parse(
+                reader.child("rc_federation"), DEFAULT_RC_FEDERATION
+            ),
             default_room_version=reader.get(
                 "default_room_version", _to_room_version, DEFAULT_ROOM_VERSION
             ),

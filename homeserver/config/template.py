@@ -171,6 +171,12 @@ rc_login:
     per_second: 0.17
     burst_count: 3
 
+# Inbound federation requests (/send and event reads), per origin server
+# (default 50 per second, burst 500).
+rc_federation:
+  per_second: 50
+  burst_count: 500
+
 ## Rooms ##
 
 # Room version of new rooms, "1" to "12" (default "12", as the spec recommends).
