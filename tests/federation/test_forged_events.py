@@ -380,11 +380,21 @@ class _Redirect:
     def __init__(self, client: Any, peer: str) -> None:
         self._client, self._peer = client, peer
 
-    async def get_json(self, _destination: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._client.get_json(self._peer, path, *args, **kwargs)
+    async def get_json(
+        self, destination: str, path: str, query: Any = None, *, timeout_s: float | None = None
+    ) -> Any:
+        return await self._client.get_json(self._peer, path, query, timeout_s=timeout_s)
 
-    async def post_json(self, _destination: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        return await self._client.post_json(self._peer, path, *args, **kwargs)
+    async def post_json(
+        self,
+        destination: str,
+        path: str,
+        body: Any,
+        query: Any = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
+        return await self._client.post_json(self._peer, path, body, query, timeout_s=timeout_s)
 
 
 @pytest.mark.parametrize("answer", ["not json", "wrong types", "huge body"])
@@ -401,7 +411,7 @@ async def test_garbage_answers_during_gap_filling_do_not_fail_send(
     # An event on top of one b has not seen (b fills the gap: get_missing_events,
     # state_ids, event) and one citing an auth event b has not seen (event_auth, event).
     hidden = await build_pdu(a.server, room_id, "m.room.message", alice.user_id, {"body": "h"})
-    on_top = await build_after(a.server, hidden, alice.user_id, hidden.auth_event_ids)
+    on_top = await build_after(a.server, hidden, alice.user_id, list(hidden.auth_event_ids))
     rename = await build_pdu(
         a.server,
         room_id,
