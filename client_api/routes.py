@@ -15,8 +15,8 @@ from client_api.account_data import AccountDataHandlers
 from client_api.admin import AdminHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
-from client_api.filters import FilterHandlers
 from client_api.directory import DirectoryHandlers
+from client_api.filters import FilterHandlers
 from client_api.keys import KeyHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import ssl
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +20,15 @@ from client_api.media import media_routes
 from client_api.routes import Route, client_routes
 from federation.context import FederationContext
 from federation.e2ee import FederationE2ee
-from federation.edu_wiring import wire_to_device, wire_typing
+from federation.edu_wiring import (
+    wire_presence,
+    wire_receipts,
+    wire_to_device,
+    wire_typing,
+    wire_typing_out,
+)
 from federation.event_services import FederationEventServices, event_routes
+from federation.membership import FederationMembership, membership_routes
 from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
@@ -53,8 +60,8 @@ from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
-from homeserver.sync.service import SyncService
 from homeserver.streams import StreamIdGenerator
+from homeserver.sync.service import SyncService
 from homeserver.uia import UserInteractiveAuth
 from storage.connect import open_postgres, open_sqlite
 from storage.database import Database
@@ -97,6 +104,7 @@ class Homeserver:
     federation: FederationContext
     ephemeral: EphemeralServices | None = None
     federation_events: FederationEventServices | None = None
+    federation_membership: FederationMembership | None = None
     federation_e2ee: FederationE2ee | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
@@ -202,6 +210,20 @@ class Homeserver:
             rc_federation=config.rc_federation,
         )
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
+        wire_typing_out(federation_events.sender, ephemeral.typing)
+        wire_receipts(
+            federation_events.transactions, federation_events.sender, stores, ephemeral.receipts
+        )
+        wire_presence(
+            federation_events.transactions,
+            federation_events.sender,
+            stores,
+            ephemeral.presence,
+            clock,
+        )
+        federation_membership = FederationMembership.build(
+            federation, federation_events, membership, persister, creator.lanes
+        )
         federation_e2ee = FederationE2ee.build(
             config.server_name,
             stores,
@@ -229,6 +251,7 @@ class Homeserver:
             federation,
             ephemeral=ephemeral,
             federation_events=federation_events,
+            federation_membership=federation_membership,
             federation_e2ee=federation_e2ee,
         )
 
@@ -246,6 +269,10 @@ class Homeserver:
             routes += federation_routes(self.federation, media)
             if self.federation_events is not None:
                 routes += event_routes(self.federation.authenticator, self.federation_events)
+            if self.federation_membership is not None:
+                routes += membership_routes(
+                    self.federation.authenticator, self.federation_membership
+                )
             if self.federation_e2ee is not None:
                 routes += self.federation_e2ee.routes(self.federation.authenticator)
         if "keys" in resources:
