@@ -29,6 +29,7 @@ from federation.edu_wiring import (
 )
 from federation.event_services import FederationEventServices, event_routes
 from federation.membership import FederationMembership, membership_routes
+from federation.remote_media import FederationMediaFetcher
 from federation.routes import federation_routes, key_routes
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
@@ -193,8 +194,10 @@ class Homeserver:
         client.sync.hooks.append(ephemeral.presence.sync_started)
         client.sync.end_hooks.append(ephemeral.presence.sync_ended)
         client.sync.extensions.append(DeviceListSyncExtension(e2ee.device_lists, e2ee.keys))
-        media = media_service_from_config(config, stores.media, clock)
         federation = FederationContext.build(config, clock, signing_key, stores)
+        media = media_service_from_config(
+            config, stores.media, clock, remote=FederationMediaFetcher(federation.client)
+        )
         federation_events = FederationEventServices.build(
             config.server_name,
             stores,

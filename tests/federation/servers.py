@@ -111,6 +111,14 @@ class FederatingServer:
 ServerFactory = Callable[..., Awaitable[list[FederatingServer]]]
 
 
+async def stop_listening(server: FederatingServer) -> None:
+    """Take a server off the network (its listeners close; its state stays)."""
+    runners = server.server._runners
+    for runner in runners:
+        await runner.cleanup()
+    runners.clear()
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_self_signed_certificate(tmp_path_factory.mktemp("tls"))

@@ -4,14 +4,7 @@ event it missed (s2s "Transactions": the sender's persisted queue and its backof
 from __future__ import annotations
 
 from tests.federation.rooms import fed_events, settle, share_room
-from tests.federation.servers import FederatingServer, ServerFactory
-
-
-async def stop_listening(server: FederatingServer) -> None:
-    runners = server.server._runners
-    for runner in runners:
-        await runner.cleanup()
-    runners.clear()
+from tests.federation.servers import ServerFactory, stop_listening
 
 
 async def test_a_restarted_server_receives_every_missed_event(
