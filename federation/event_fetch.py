@@ -12,34 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from federation.errors import FederationError
+from federation.requester import FederationRequester
 
 logger = logging.getLogger(__name__)
 
 FEDERATION_V1 = "/_matrix/federation/v1"
 MAX_MISSING_EVENTS = 10
 FETCH_TIMEOUT_S = 30.0
-
-
-class FederationRequester(Protocol):
-    """What fetching needs of ``federation.client.FederationClient``."""
-
-    async def get_json(
-        self, destination: str, path: str, query: Any = None, *, timeout_s: float | None = None
-    ) -> Any: ...
-
-    async def post_json(
-        self,
-        destination: str,
-        path: str,
-        body: Any,
-        query: Any = None,
-        *,
-        timeout_s: float | None = None,
-    ) -> Any: ...
 
 
 def _q(value: str) -> str:

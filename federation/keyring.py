@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from nacl.signing import VerifyKey
 
@@ -28,6 +28,7 @@ from federation.key_responses import (
     VerifiedKeyResponse,
     verify_key_response,
 )
+from federation.requester import FederationRequester
 from homeserver.clock import Clock
 from homeserver.config import OldSigningKey, TrustedKeyServer
 from homeserver.events import Event
@@ -56,31 +57,6 @@ KeyRequests = Mapping[str, Mapping[str, int]]
 any key valid now."""
 
 
-class KeyFetchClient(Protocol):
-    """What the key ring needs of the federation client."""
-
-    async def get_json(
-        self,
-        destination: str,
-        path: str,
-        query: Any = None,
-        *,
-        timeout_s: float | None = None,
-        max_bytes: int | None = None,
-    ) -> Any: ...
-
-    async def post_json(
-        self,
-        destination: str,
-        path: str,
-        body: Any,
-        query: Any = None,
-        *,
-        timeout_s: float | None = None,
-        max_bytes: int | None = None,
-    ) -> Any: ...
-
-
 class KeyRing:
     """Signing keys of every server, ours included, for signature checks."""
 
@@ -90,7 +66,7 @@ class KeyRing:
         signing_key: SigningKey,
         old_keys: Mapping[str, OldSigningKey],
         store: ServerKeyStore,
-        client: KeyFetchClient,
+        client: FederationRequester,
         clock: Clock,
         *,
         trusted_key_servers: Sequence[TrustedKeyServer] = (),

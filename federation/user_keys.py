@@ -19,12 +19,13 @@ remote servers are kept only for the users asked and checked against them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from federation.auth import FederationAuthenticator
+from federation.requester import FederationRequester
 from federation.routes import FEDERATION_V1, Route
 from homeserver.e2ee.keys import E2eKeyService
 from homeserver.e2ee.remote import CachedKeys, RemoteDeviceLists, checked_cross_signing_keys
@@ -35,24 +36,6 @@ from homeserver.http.middleware import compact_dumps
 from storage.stores import Stores
 
 MIN_TIMEOUT_S = 1.0
-
-
-class JsonRequester(Protocol):
-    """What asking needs of ``federation.client.FederationClient``."""
-
-    async def get_json(
-        self, destination: str, path: str, query: Any = None, *, timeout_s: float | None = None
-    ) -> Any: ...
-
-    async def post_json(
-        self,
-        destination: str,
-        path: str,
-        body: Any,
-        query: Any = None,
-        *,
-        timeout_s: float | None = None,
-    ) -> Any: ...
 
 
 def _local_user_map(body: dict[str, Any], key: str, server_name: str) -> dict[str, Any]:
@@ -110,7 +93,7 @@ class UserKeyHandlers:
 class RemoteKeyClient:
     """Asks other servers for their users' keys (hooks of the e2ee services)."""
 
-    def __init__(self, client: JsonRequester, remote: RemoteDeviceLists) -> None:
+    def __init__(self, client: FederationRequester, remote: RemoteDeviceLists) -> None:
         self._client = client
         self._remote = remote
 
