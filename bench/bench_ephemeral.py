@@ -27,18 +27,9 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from bench_client import Client, call, gather_limited, percentile, register
 
 SYNC_FILTER = json.dumps({"presence": {"not_types": ["*"]}, "room": {"timeline": {"limit": 5}}})
-
-
-@dataclass
-class Client:
-    user_id: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass
@@ -48,50 +39,6 @@ class Samples:
     typing_ms: list[float] = field(default_factory=list)
     receipt_ms: list[float] = field(default_factory=list)
     errors: int = 0
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def call(
-    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
-) -> tuple[int, Any]:
-    """One request, obeying 429 (retry_after_ms) until it goes through."""
-    while True:
-        async with session.request(method, url, **kwargs) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status == 429:
-                await asyncio.sleep(body.get("retry_after_ms", 100) / 1000)
-                continue
-            return resp.status, body
-
-
-async def register(session: aiohttp.ClientSession, base: str, name: str) -> Client:
-    url = f"{base}/_matrix/client/v3/register"
-    body: dict[str, Any] = {"username": name, "password": "bench-password"}
-    status, first = await call(session, "POST", url, json=body)
-    if status == 200:
-        return Client(first["user_id"], first["access_token"])
-    body["auth"] = {"type": "m.login.dummy", "session": first["session"]}
-    status, done = await call(session, "POST", url, json=body)
-    if status != 200:
-        raise RuntimeError(f"register {name}: {status} {done}")
-    return Client(done["user_id"], done["access_token"])
-
-
-async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(coro: Any) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(run(c) for c in coros))
 
 
 class Member:

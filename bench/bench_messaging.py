@@ -27,16 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-
-
-@dataclass
-class Client:
-    user_id: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+from bench_client import Client, call, gather_limited, percentile, register, rss_kib
 
 
 @dataclass
@@ -46,67 +37,8 @@ class Stats:
     errors: int = 0
     rate_limited: int = 0
 
-
-def rss_kib(pid: int | None) -> dict[str, int]:
-    if pid is None:
-        return {}
-    result: dict[str, int] = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                result[key] = int(value.split()[0])
-    return result
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def call(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    stats: Stats | None = None,
-    **kwargs: Any,
-) -> tuple[int, Any]:
-    """One request, obeying 429 (retry_after_ms) until it goes through."""
-    while True:
-        async with session.request(method, url, **kwargs) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status == 429:
-                if stats is not None:
-                    stats.rate_limited += 1
-                await asyncio.sleep(body.get("retry_after_ms", 100) / 1000)
-                continue
-            return resp.status, body
-
-
-async def register(session: aiohttp.ClientSession, base: str, name: str) -> Client:
-    url = f"{base}/_matrix/client/v3/register"
-    body: dict[str, Any] = {"username": name, "password": "bench-password"}
-    status, first = await call(session, "POST", url, json=body)
-    if status == 200:
-        return Client(first["user_id"], first["access_token"])
-    body["auth"] = {"type": "m.login.dummy", "session": first["session"]}
-    status, done = await call(session, "POST", url, json=body)
-    if status != 200:
-        raise RuntimeError(f"register {name}: {status} {done}")
-    return Client(done["user_id"], done["access_token"])
-
-
-async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(coro: Any) -> Any:
-        async with gate:
-            return await coro
-
-    return await asyncio.gather(*(run(c) for c in coros))
+    def count_rate_limited(self) -> None:
+        self.rate_limited += 1
 
 
 async def receiver(
@@ -216,7 +148,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     session,
                     "PUT",
                     url,
-                    stats,
+                    on_rate_limited=stats.count_rate_limited,
                     json={"msgtype": "m.text", "body": f"message {n}", "bench_id": tag},
                     headers=client.headers,
                 )
