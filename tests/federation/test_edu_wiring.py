@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.federation.rooms import send_txn, settle, share_room
 from tests.federation.servers import ServerFactory
 
@@ -73,7 +75,14 @@ async def test_presence_goes_both_ways(federation_servers: ServerFactory) -> Non
         "PUT", f"/presence/{alice.user_id}/status", {"presence": "online", "status_msg": "here"}
     )
     await bob.request("PUT", f"/presence/{bob.user_id}/status", {"presence": "unavailable"})
-    await settle(a, b)
+    # The EDUs are queued by a task the change starts: settle until they crossed.
+    for _ in range(50):
+        await settle(a, b)
+        seen_by_bob = await bob.request("GET", f"/presence/{alice.user_id}/status")
+        seen_by_alice = await alice.request("GET", f"/presence/{bob.user_id}/status")
+        if seen_by_bob["presence"] == "online" and seen_by_alice["presence"] == "unavailable":
+            break
+        await asyncio.sleep(0.02)
     seen_by_bob = await bob.request("GET", f"/presence/{alice.user_id}/status")
     assert seen_by_bob["presence"] == "online" and seen_by_bob["status_msg"] == "here"
     seen_by_alice = await alice.request("GET", f"/presence/{bob.user_id}/status")

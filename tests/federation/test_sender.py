@@ -62,7 +62,9 @@ async def test_destination_down_then_up_gets_everything_in_order(
     a.clock.advance(2 * INITIAL_BACKOFF_MS * 1.3 / 1000)
     await sender.retry_due()
     await settle(a, b)
-    assert [len(body["pdus"]) for body in recorder.bodies] == [MAX_PDUS_PER_TXN, 10]
+    # (presence EDUs of alice may travel in transactions of their own)
+    pdu_batches = [len(body["pdus"]) for body in recorder.bodies if body["pdus"]]
+    assert pdu_batches == [MAX_PDUS_PER_TXN, 10]
     on_b = await timeline_on(b, room_id)
     assert [e for e in on_b if e in ids] == ids
     health = await a.server.stores.federation_queue.get_health(b.server_name)
@@ -114,7 +116,7 @@ async def test_a_restarted_sender_waits_for_the_stored_backoff(
     a.clock.advance(INITIAL_BACKOFF_MS / 1000)
     await fresh.retry_due()
     await fresh.wait_idle()
-    assert len(recorder.bodies) == 1
+    assert len([body for body in recorder.bodies if body["pdus"]]) == 1
     assert await b.server.stores.events.get_event(event_id) is not None
 
 

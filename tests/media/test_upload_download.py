@@ -280,10 +280,14 @@ async def test_legacy_download_serves_media_from_before_the_freeze(
     assert response.status == 200
 
 
-async def test_uncached_remote_media_without_federation_is_404(hs: HomeserverHarness) -> None:
+async def test_uncached_remote_media_from_a_server_we_may_not_reach_is_502(
+    make_homeserver: HarnessFactory,
+) -> None:
+    # No federation with anyone: refused before any lookup or connection.
+    hs: HomeserverHarness = await make_homeserver(federation_domain_whitelist=[])
     token = await user_token(hs)
     response = await hs.client.get(download_path("abc", "remote.example"), headers=auth(token))
-    assert await error_of(response) == (404, "M_NOT_FOUND")
+    assert await error_of(response) == (502, "M_UNKNOWN")
 
 
 async def test_media_repo_disabled_serves_no_media_routes(make_homeserver: HarnessFactory) -> None:
