@@ -24,7 +24,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from homeserver.clock import Clock
 from homeserver.e2ee.cross_signing import visible_signatures
@@ -51,6 +51,8 @@ def _failure(exc: BaseException | None) -> dict[str, Any]:
 
 
 SYNC_KEYS_CACHE = 50_000
+V = TypeVar("V")
+W = TypeVar("W")
 
 
 class E2eKeyService:
@@ -78,6 +80,19 @@ class E2eKeyService:
 
         forget()
         txn.call_after_commit(forget)
+
+    def _remote_by_server(
+        self, per_user: Mapping[str, V], convert: Callable[[V], W]
+    ) -> dict[str, dict[str, W]]:
+        """The remote users of a request, grouped by their server (bad IDs left out)."""
+        by_server: dict[str, dict[str, W]] = defaultdict(dict)
+        for user_id, value in per_user.items():
+            if not self.is_mine(user_id):
+                try:
+                    by_server[server_name_of(user_id)][user_id] = convert(value)
+                except ValueError:
+                    continue
+        return by_server
 
     def is_mine(self, user_id: str) -> bool:
         try:
@@ -176,13 +191,7 @@ class E2eKeyService:
         local = {u: d for u, d in device_keys.items() if self.is_mine(u)}
         result = await self.query_local_keys(local, requester)
         result["failures"] = {}
-        by_server: dict[str, dict[str, list[str]]] = defaultdict(dict)
-        for user_id, devices in device_keys.items():
-            if not self.is_mine(user_id):
-                try:
-                    by_server[server_name_of(user_id)][user_id] = list(devices)
-                except ValueError:
-                    continue
+        by_server = self._remote_by_server(device_keys, list)
         if by_server:
             answers = await asyncio.gather(
                 *(self._ask_remote_query(s, q, timeout_ms) for s, q in by_server.items())
@@ -301,13 +310,7 @@ class E2eKeyService:
         local = {u: d for u, d in one_time_keys.items() if self.is_mine(u)}
         claimed = await self.claim_local_keys(local)
         failures: dict[str, Any] = {}
-        by_server: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
-        for user_id, devices in one_time_keys.items():
-            if not self.is_mine(user_id):
-                try:
-                    by_server[server_name_of(user_id)][user_id] = dict(devices)
-                except ValueError:
-                    continue
+        by_server = self._remote_by_server(one_time_keys, dict)
         if by_server:
             answers = await asyncio.gather(
                 *(self._ask_remote_claim(s, q, timeout_ms) for s, q in by_server.items())
