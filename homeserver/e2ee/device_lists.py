@@ -61,6 +61,7 @@ class DeviceListService:
         self._notifier = notifier
         self.stream = stream
         self.change_listeners: list[DeviceListListener] = []
+        self._listener_tasks: set[asyncio.Task[None]] = set()
         # in-memory "last change" positions so a long-poll can tell without a query
         self._room_last_change: dict[str, int] = {}
         self._user_last_change: dict[str, int] = {}
@@ -113,9 +114,11 @@ class DeviceListService:
             self._notifier.on_user_change(user_id)
             self._notifier.on_rooms_change(rooms)
             if self.change_listeners:
-                asyncio.get_running_loop().create_task(
+                task = asyncio.get_running_loop().create_task(
                     self._tell_listeners(user_id, devices, position.value)
                 )
+                self._listener_tasks.add(task)
+                task.add_done_callback(self._listener_tasks.discard)
 
         txn.call_after_commit(on_commit)
         return position.value
@@ -135,6 +138,11 @@ class DeviceListService:
             return
         await self._stores.e2e_keys.delete_device_keys_txn(txn, user_id, device_ids)
         await self.record_change_txn(txn, user_id, device_ids)
+
+    async def wait_listeners(self) -> None:
+        """Wait until the listeners were told of every change committed so far."""
+        while self._listener_tasks:
+            await asyncio.gather(*self._listener_tasks, return_exceptions=True)
 
     async def _tell_listeners(self, user_id: str, device_ids: list[str], position: int) -> None:
         for listener in self.change_listeners:

@@ -225,9 +225,6 @@ async def test_a_failed_resync_falls_back_to_asking_and_retries_later(
 ) -> None:
     a, b = await federation_servers(2)
     _room_id, alice_user, bob = await share_room(a, b)
-    alice = KeyedDevice(alice_user)
-    await alice.upload(device_keys=alice.device_keys())
-    await settle(a, b)
     remote = remote_lists(b)
     working = remote.fetcher
     calls: list[str] = []
@@ -237,9 +234,13 @@ async def test_a_failed_resync_falls_back_to_asking_and_retries_later(
         raise OSError("connection reset")
 
     remote.fetcher = failing
-    # no usable copy: b asks a with /user/keys/query instead
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    await settle(a, b)
+    assert calls == [alice.user_id]  # the update EDU found no copy to apply to
+    # no usable copy: b tries once more, then asks a with /user/keys/query instead
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
-    assert calls == [alice.user_id]
+    assert calls == [alice.user_id] * 2
     assert await b.server.stores.remote_devices.get_list(alice.user_id) is None
 
     # a later query resyncs again, and from then on the cache answers

@@ -90,9 +90,11 @@ async def share_room(
 
 
 async def settle(*servers: FederatingServer) -> None:
-    """Wait until every server's outbound queues are drained."""
+    """Wait until every server's outbound queues are drained (device list changes
+    reach the sender through a task of their own: wait for those first)."""
     for _ in range(3):
         for server in servers:
+            await server.server.client.e2ee.device_lists.wait_listeners()
             await fed_events(server).sender.wait_idle()
 
 
