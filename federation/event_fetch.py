@@ -129,3 +129,15 @@ class RemoteEventFetcher:
             logger.info("get_missing_events from %s failed: %s", destination, exc)
             return []
         return _pdu_list(answer, "events")[:limit]
+
+    async def backfill(
+        self, destination: str, room_id: str, event_ids: Sequence[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """``GET /backfill/{roomId}?v=...&limit=``: up to ``limit`` PDUs from the
+        events ``event_ids`` backwards (those events included)."""
+        answer = await self._get(
+            destination,
+            f"{FEDERATION_V1}/backfill/{_q(room_id)}",
+            {"v": list(event_ids), "limit": limit},
+        )
+        return _pdu_list(answer, "pdus")[:limit]

@@ -189,6 +189,48 @@ class FederationEventPipeline:
             stored_event = await self._stores.events.get_event(event.event_id)
             return stored_event, error
 
+    async def receive_backfill(self, origin: str, room_id: str, pdus: Sequence[Any]) -> int:
+        """Check and store history ``origin`` answered ``/backfill`` with; returns how
+        many events joined the timeline.
+
+        Oldest first, each event's state is resolved from its prev events when we
+        hold them in the timeline, else asked of ``origin`` (``/state_ids``). Events
+        are checked against their auth events and that state (never soft-failed:
+        they are history, not news) and stored as backfilled: before everything else
+        in the room's topological order, out of /sync and of the forward extremities.
+        Events held as outliers (a join's state) join the timeline the same way.
+        """
+        rv = await self.room_version(room_id)
+        if rv is None:
+            return 0
+        checked = await check_pdus(self._verifier, pdus, rv)
+        events = {
+            c.event.event_id: c.event
+            for c in checked
+            if isinstance(c, CheckedPdu) and c.event.room_id == room_id
+        }
+        added = 0
+        async with self.lanes.lane(room_id):
+            held = await self._stores.events.get_events(list(events))
+            for event in _prev_order(events.values()):
+                known = held.get(event.event_id)
+                if known is not None and not _may_de_outlier(known):
+                    continue
+                try:
+                    state = await self._state_before(origin, event, fetch_missing=False)
+                    if state is None:
+                        logger.info("backfilled %s: no state before it", event.event_id)
+                        continue
+                    error = await self._check_and_persist(origin, event, state, backfilled=True)
+                except Exception:
+                    logger.exception("backfilling %s from %s failed", event.event_id, origin)
+                    continue
+                if error is None:
+                    added += 1
+                else:
+                    logger.info("backfilled %s from %s: %s", event.event_id, origin, error)
+        return added
+
     # -- one new event ------------------------------------------------------------------
 
     async def _process_new(self, origin: str, event: Event, fetch_missing: bool) -> str | None:
@@ -201,7 +243,9 @@ class FederationEventPipeline:
             return "Could not determine the state before the event"
         return await self._check_and_persist(origin, event, state)
 
-    async def _check_and_persist(self, origin: str, event: Event, state: StateMap) -> str | None:
+    async def _check_and_persist(
+        self, origin: str, event: Event, state: StateMap, *, backfilled: bool = False
+    ) -> str | None:
         held = await self._stores.events.get_event(event.event_id)
         de_outlier = held is not None and _may_de_outlier(held)
         if held is not None and not de_outlier:
@@ -213,7 +257,7 @@ class FederationEventPipeline:
         if rejected is None:
             rejected = self._check(event, await self._auth_state(event, state), "state")
         soft_failed = False
-        if rejected is None:
+        if rejected is None and not backfilled:
             current = await self._stores.state.get_current_state(event.room_id)
             # No current state yet: the room is being joined with this state.
             if (
@@ -233,6 +277,7 @@ class FederationEventPipeline:
                 rejected_reason=rejected,
                 soft_failed=soft_failed,
                 de_outlier=de_outlier,
+                backfilled=backfilled,
             ),
         )
         if rejected is not None:
@@ -424,5 +469,20 @@ def _auth_order(events: Sequence[Event] | Any) -> list[Event]:
         for e in ready:
             ordered.append(e)
             done.add(e.event_id)
+            del pending[e.event_id]
+    return ordered
+
+
+def _prev_order(events: Sequence[Event] | Any) -> list[Event]:
+    """Events ordered so each comes after the batch's events it cites as prev events
+    (depth order, which a well-formed DAG already follows, breaks the ties)."""
+    pending = {e.event_id: e for e in sorted(events, key=lambda e: (e.depth, e.event_id))}
+    ordered: list[Event] = []
+    while pending:
+        ready = [e for e in pending.values() if not any(p in pending for p in e.prev_event_ids)]
+        if not ready:  # a cycle (forged prev events): fall back to depth order
+            ready = list(pending.values())
+        for e in ready:
+            ordered.append(e)
             del pending[e.event_id]
     return ordered

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from federation.auth import FederationAuthenticator, Handler, OriginHandler
+from federation.backfill import FederationBackfiller
 from federation.client import FederationClient
 from federation.event_fetch import RemoteEventFetcher
 from federation.event_pipeline import FederationEventPipeline
@@ -37,6 +38,7 @@ class FederationEventServices:
     reads: RoomReadHandlers
     queries: QueryHandlers
     remote: RemoteQueries
+    backfiller: FederationBackfiller
     ratelimit: FederationRateLimiter | None = None
 
     @classmethod
@@ -57,16 +59,11 @@ class FederationEventServices:
         rc_federation: RateLimitConfig | None = None,
     ) -> FederationEventServices:
         acl = ServerAclChecker(CurrentStateAclReader(stores))
+        fetcher = RemoteEventFetcher(client)
         pipeline = FederationEventPipeline(
-            server_name,
-            stores,
-            keyring,
-            RemoteEventFetcher(client),
-            persister,
-            lanes,
-            resolver,
-            clock,
+            server_name, stores, keyring, fetcher, persister, lanes, resolver, clock
         )
+        backfiller = FederationBackfiller(server_name, stores, pipeline, fetcher, acl, clock)
         transactions = TransactionHandler(pipeline, stores.federation_queue, acl, clock)
         sender = FederationSender(server_name, stores, client, clock)
         transactions.origin_activity.append(sender.on_remote_activity)
@@ -85,7 +82,16 @@ class FederationEventServices:
             )
         )
         return cls(
-            acl, pipeline, transactions, sender, visibility, reads, queries, remote, ratelimit
+            acl,
+            pipeline,
+            transactions,
+            sender,
+            visibility,
+            reads,
+            queries,
+            remote,
+            backfiller,
+            ratelimit,
         )
 
 

@@ -212,6 +212,7 @@ class Homeserver:
             allow_public_rooms=config.allow_public_rooms_over_federation,
             rc_federation=config.rc_federation,
         )
+        client.history.backfiller = federation_events.backfiller
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
         wire_typing_out(federation_events.sender, ephemeral.typing)
         wire_receipts(

@@ -187,6 +187,46 @@ class EventStore:
         )
         return row is not None
 
+    async def update_backward_extremities_txn(self, txn: Transaction, event: Event) -> None:
+        """``event`` joins the timeline: it stops being a backward extremity, and the
+        prev events it cites that are not in the timeline become ones."""
+        await txn.queue(
+            "DELETE FROM backward_extremities WHERE room_id = $1 AND event_id = $2",
+            event.room_id,
+            event.event_id,
+        )
+        prevs = list(dict.fromkeys(event.prev_event_ids))
+        if not prevs:
+            return
+        marks = ", ".join(f"${i}" for i in range(1, len(prevs) + 1))
+        rows = await txn.fetchall(
+            f"SELECT event_id FROM events WHERE event_id IN ({marks}) AND NOT outlier", *prevs
+        )
+        held = {r[0] for r in rows}
+        await txn.executemany(
+            "INSERT INTO backward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)"
+            " ON CONFLICT (room_id, event_id) DO UPDATE SET depth = excluded.depth"
+            " WHERE backward_extremities.depth < excluded.depth",
+            [(event.room_id, p, event.depth) for p in prevs if p not in held],
+        )
+
+    async def backward_extremities(
+        self, room_id: str, min_depth: int, max_depth: int, limit: int
+    ) -> list[tuple[str, int]]:
+        """(event ID, depth) of the room's backward extremities cited at depths in
+        ``[min_depth, max_depth]``, deepest first."""
+        rows = await self.db.fetchall(
+            "backward_extremities",
+            "SELECT event_id, depth FROM backward_extremities"
+            " WHERE room_id = $1 AND depth >= $2 AND depth <= $3"
+            " ORDER BY depth DESC, event_id LIMIT $4",
+            room_id,
+            min_depth,
+            max_depth,
+            limit,
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
     async def set_forward_extremities_txn(
         self,
         txn: Transaction,

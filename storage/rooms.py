@@ -38,7 +38,9 @@ class RoomStore:
     ) -> None:
         await txn.queue(
             "INSERT INTO room_memberships (event_id, room_id, user_id, sender, membership, stream_ordering)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO UPDATE"
+            " SET stream_ordering = excluded.stream_ordering"
+            " WHERE room_memberships.stream_ordering IS NULL",
             event.event_id,
             event.room_id,
             event.state_key,

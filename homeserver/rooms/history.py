@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from homeserver.errors import NotFound
 from homeserver.rooms.visibility import HistoryVisibility, RoomAccess
@@ -73,10 +74,19 @@ class EventContextResult:
     state: list[StoredEvent]
 
 
+class Backfiller(Protocol):
+    async def backfill(self, room_id: str, min_depth: int, max_depth: int) -> bool:
+        """Fetch the history missing before the room's backward extremities cited at
+        depths in ``[min_depth, max_depth]``; True when events were added."""
+        ...
+
+
 class RoomHistory:
     def __init__(self, stores: Stores, visibility: HistoryVisibility) -> None:
         self._stores = stores
         self._visibility = visibility
+        # federation: fills in history this server does not hold (None: single server)
+        self.backfiller: Backfiller | None = None
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -132,6 +142,21 @@ class RoomHistory:
         scan = await self.scan(
             user_id, room_id, start, backwards=backwards, limit=limit, to=to, filter=event_filter
         )
+        if backwards and self.backfiller is not None:
+            # History missing between the start and where this page stopped (or before
+            # the earliest event held, when it ran out): fetch it, then read again.
+            floor = to[0] if to is not None else 0
+            reached = floor if scan.exhausted else scan.position[0]
+            if await self.backfiller.backfill(room_id, reached, start[0]):
+                scan = await self.scan(
+                    user_id,
+                    room_id,
+                    start,
+                    backwards=backwards,
+                    limit=limit,
+                    to=to,
+                    filter=event_filter,
+                )
         state: list[StoredEvent] = []
         if event_filter is not None and event_filter.lazy_load_members and scan.events:
             state = await self.member_events_for_senders(scan.events[0], scan.events)

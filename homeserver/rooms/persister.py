@@ -97,6 +97,8 @@ class EventPersister:
             if event.type == "m.room.member" and event.state_key is not None:
                 users.append(event.state_key)
             self._notifier.on_room_event(event.room_id, position, users)
+        if context.backfilled:
+            return stored  # history: nothing happens now because of it
         for hook in self.persisted_hooks:
             try:
                 await hook(stored)
@@ -144,8 +146,14 @@ class EventPersister:
                 if state_key is not None
                 else None,
             )
+        if not context.outlier and not context.local:
+            # (a new local event cites our forward extremities: nothing is missing)
+            await stores.events.update_backward_extremities_txn(txn, event)
         if accepted and event.type == "m.room.member" and event.state_key is not None:
-            await stores.rooms.insert_membership_txn(txn, event, position)
+            # Backfilled history stays out of the membership streams (/sync).
+            await stores.rooms.insert_membership_txn(
+                txn, event, None if context.backfilled else position
+            )
             if context.stripped_state is not None:
                 await stores.rooms.store_stripped_state_txn(
                     txn, event.event_id, context.stripped_state
