@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from tests.federation.rooms import settle
 from tests.federation.servers import FederatingServer
@@ -52,3 +53,9 @@ async def members(server: FederatingServer, room_id: str) -> dict[str, str]:
 
 async def settled(*servers: FederatingServer) -> None:
     await settle(*servers)
+
+
+async def join_via(user: User, room_id: str, server: FederatingServer) -> None:
+    """``user`` joins ``room_id`` through ``server`` (a remote join by room ID)."""
+    path = f"/join/{quote(room_id)}?server_name={quote(server.server_name)}"
+    assert (await user.request("POST", path, {}))["room_id"] == room_id

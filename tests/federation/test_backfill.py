@@ -7,15 +7,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.federation.membership_helpers import in_section, settled, sync_until
+from tests.federation.membership_helpers import in_section, join_via, settled, sync_until
 from tests.federation.rooms import fed_events
 from tests.federation.servers import FederatingServer, ServerFactory
 from tests.rooms.helpers import User, make_user
-
-
-async def join_via(user: User, room_id: str, server: FederatingServer) -> None:
-    path = f"/join/{quote(room_id)}?server_name={quote(server.server_name)}"
-    assert (await user.request("POST", path, {}))["room_id"] == room_id
 
 
 async def page_back(user: User, room_id: str, limit: int = 10) -> list[dict[str, Any]]:
