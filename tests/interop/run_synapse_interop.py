@@ -53,6 +53,7 @@ class Client:
         self.token = ""
         self.user_id = ""
         self.since: str | None = None
+        self.server_name = ""
 
     async def call(
         self, method: str, path: str, body: Any = None, *, params: Any = None, ok: int = 200
@@ -285,6 +286,47 @@ async def room_both_ways(
         await report.step(f"{label}: typing of {sender.user_id} arrives", typing)
 
 
+async def history_both_ways(report: Report, ours: Client, theirs: Client) -> None:
+    """A room with history on one side, joined from the other: the joiner pages back
+    with /messages through everything sent before its join (backfill)."""
+    for creator, joiner, creator_server, label in (
+        (ours, theirs, ours.server_name, "ours->synapse"),
+        (theirs, ours, theirs.server_name, "synapse->ours"),
+    ):
+
+        async def flow(
+            c: Client = creator, j: Client = joiner, server: str = creator_server
+        ) -> None:
+            room = await c.call("POST", "/createRoom", {"preset": "public_chat", "name": "old"})
+            room_id = room["room_id"]
+            sent = [f"history {i}" for i in range(30)]
+            for text in sent:
+                body = {"msgtype": "m.text", "body": text}
+                txn = secrets.token_hex(6)
+                await c.call("PUT", f"/rooms/{room_id}/send/m.room.message/{txn}", body)
+            via = f"?server_name={quote(server)}&via={quote(server)}"
+            await j.call("POST", f"/join/{quote(room_id)}{via}", {})
+            seen: list[str] = []
+            token: str | None = None
+            for _ in range(40):
+                params: dict[str, Any] = {"dir": "b", "limit": 10}
+                if token is not None:
+                    params["from"] = token
+                page = await j.call("GET", f"/rooms/{quote(room_id)}/messages", params=params)
+                seen += [
+                    e["content"].get("body")
+                    for e in page["chunk"]
+                    if e.get("type") == "m.room.message"
+                ]
+                token = page.get("end")
+                if token is None or not page["chunk"]:
+                    break
+            if seen != list(reversed(sent)):
+                raise StepFailed(f"/messages gave {seen}")
+
+        await report.step(f"history {label}: the joiner pages back through 30 messages", flow)
+
+
 async def invite_both_ways(report: Report, ours: Client, theirs: Client) -> None:
     for inviter, invitee, label in (
         (ours, theirs, "ours->synapse"),
@@ -316,6 +358,8 @@ async def scenario(report: Report, ours_port: int, syn_port: int) -> None:
         await room_both_ways(report, "room on ours", a, b, ours_name)
         await room_both_ways(report, "room on synapse", b, a, syn_name)
         await invite_both_ways(report, a, b)
+        a.server_name, b.server_name = ours_name, syn_name
+        await history_both_ways(report, a, b)
     python = str(SYNHARNESS / "venv" / "bin" / "python")
     pairs = (("ours", ours_base, "synapse", syn_base), ("synapse", syn_base, "ours", ours_base))
     for first, first_url, second, second_url in pairs:
