@@ -7,8 +7,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
+from federation.errors import FederationError
 from tests.federation.membership_helpers import in_section, join_via, settled, sync_until
-from tests.federation.rooms import fed_events
+from tests.federation.rooms import fed_events, send_txn, settle, share_room
 from tests.federation.servers import FederatingServer, ServerFactory
 from tests.rooms.helpers import User, make_user
 
@@ -238,3 +241,36 @@ async def test_bad_events_in_a_backfill_answer_are_not_stored(
     assert tampered
     assert "forged" not in seen
     assert "old 1" not in seen and seen == ["old 2", "old 0"]
+
+
+async def test_a_gap_in_the_middle_of_history_is_filled_when_paged_over(
+    federation_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await federation_servers(2)
+    room_id, alice, bob = await share_room(a, b)
+    await alice.send(room_id, "before the gap")
+    await settle(a, b)
+
+    async def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise FederationError(b.server_name, "connection refused")
+
+    # b misses 25 messages (more than /get_missing_events closes; a's queue to b is in
+    # backoff) and the next event reaches b on its own, with a gap before it.
+    real_put = a.fed.client.put_json
+    monkeypatch.setattr(a.fed.client, "put_json", down)
+    missed = [f"missed {i}" for i in range(25)]
+    for body in missed:
+        await alice.send(room_id, body)
+    last_id = await alice.send(room_id, "after the gap")
+    await settle(a)
+    monkeypatch.setattr(a.fed.client, "put_json", real_put)
+    last = await a.server.stores.events.get_event(last_id)
+    assert last is not None
+    assert await send_txn(a, b, [last.event.pdu]) == {"pdus": {last_id: {}}}
+    held = await b.server.stores.events.backward_extremities(room_id, 0, 10**9, 10)
+    assert held, "the gap is known as a backward extremity"
+
+    seen = bodies(await page_back(bob, room_id))
+    assert seen[0] == "after the gap"
+    assert seen == ["after the gap", *reversed(missed), "before the gap"]
+    assert await b.server.stores.events.backward_extremities(room_id, 0, 10**9, 10) == []
