@@ -17,9 +17,7 @@ for again for ``RETRY_AFTER_MS`` (so paging a room with an unreachable past stay
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections import Counter, OrderedDict
 
 from federation.event_fetch import RemoteEventFetcher
@@ -27,6 +25,7 @@ from federation.event_pipeline import FederationEventPipeline
 from federation.server_acl import ServerAclChecker
 from homeserver.clock import Clock
 from homeserver.events import server_name_of
+from homeserver.rooms.lanes import RoomLanes
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
@@ -61,16 +60,9 @@ class FederationBackfiller:
         self._fetcher = fetcher
         self._acl = acl
         self._clock = clock
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._lanes = RoomLanes()  # one backfill per room at a time
         # (room, extremity) -> when it may be asked for again
         self._failed: OrderedDict[tuple[str, str], int] = OrderedDict()
-
-    def _lock(self, room_id: str) -> asyncio.Lock:
-        lock = self._locks.get(room_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[room_id] = lock
-        return lock
 
     async def _points(self, room_id: str, min_depth: int, max_depth: int) -> list[str]:
         now = self._clock.time_ms()
@@ -85,7 +77,7 @@ class FederationBackfiller:
         ``[min_depth, max_depth]``; True when events were added to the timeline."""
         if not await self._points(room_id, min_depth, max_depth):
             return False
-        async with self._lock(room_id):
+        async with self._lanes.lane(room_id):
             # Another request may have filled them while we waited.
             points = await self._points(room_id, min_depth, max_depth)
             if not points:

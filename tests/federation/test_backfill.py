@@ -38,6 +38,30 @@ def bodies(events: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+async def room_with_history(
+    a: FederatingServer,
+    b: FederatingServer,
+    messages: list[str],
+    visibility: str = "shared",
+    **create: Any,
+) -> tuple[str, User, User]:
+    """alice on ``a`` makes a public room and sends ``messages``; then bob on ``b``
+    joins it over federation."""
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="public_chat", **create)
+    await alice.request(
+        "PUT",
+        f"/rooms/{quote(room_id)}/state/m.room.history_visibility",
+        {"history_visibility": visibility},
+    )
+    for body in messages:
+        await alice.send(room_id, body)
+    await join_via(bob, room_id, a)
+    await settled(a, b)
+    return room_id, alice, bob
+
+
 async def backfill_requests(server: FederatingServer) -> list[tuple[str, list[str]]]:
     """Record the /backfill requests ``server`` makes from now on."""
     fetcher = fed_events(server).backfiller._fetcher
@@ -56,21 +80,9 @@ async def test_a_joiner_pages_back_into_history_before_its_join(
     federation_servers: ServerFactory,
 ) -> None:
     a, b = await federation_servers(2)
-    alice = await make_user(a.harness, "alice")
-    bob = await make_user(b.harness, "bob")
-    room_id = await alice.create_room(preset="public_chat", name="History")
-    await alice.request(
-        "PUT",
-        f"/rooms/{quote(room_id)}/state/m.room.history_visibility",
-        {"history_visibility": "shared"},
-    )
-    sent = [f"message {i}" for i in range(35)]
-    for body in sent:
-        await alice.send(room_id, body)
     requests = await backfill_requests(b)
-
-    await join_via(bob, room_id, a)
-    await settled(a, b)
+    sent = [f"message {i}" for i in range(35)]
+    room_id, alice, bob = await room_with_history(a, b, sent)
     everything = await page_back(bob, room_id)
 
     # Newest first, every message before the join, and the room's creation.
@@ -146,17 +158,7 @@ async def test_history_visibility_is_respected_for_backfilled_events(
     federation_servers: ServerFactory,
 ) -> None:
     a, b = await federation_servers(2)
-    alice = await make_user(a.harness, "alice")
-    bob = await make_user(b.harness, "bob")
-    room_id = await alice.create_room(preset="public_chat")
-    await alice.request(
-        "PUT",
-        f"/rooms/{quote(room_id)}/state/m.room.history_visibility",
-        {"history_visibility": "joined"},
-    )
-    await alice.send(room_id, "before bob")
-    await join_via(bob, room_id, a)
-    await settled(a, b)
+    room_id, alice, bob = await room_with_history(a, b, ["before bob"], "joined")
     await alice.send(room_id, "after bob")
     await settled(a, b)
 
@@ -171,18 +173,7 @@ async def test_an_unreachable_history_server_is_not_asked_again_at_once(
     federation_servers: ServerFactory,
 ) -> None:
     a, b = await federation_servers(2)
-    alice = await make_user(a.harness, "alice")
-    bob = await make_user(b.harness, "bob")
-    room_id = await alice.create_room(preset="public_chat")
-    await alice.request(
-        "PUT",
-        f"/rooms/{quote(room_id)}/state/m.room.history_visibility",
-        {"history_visibility": "shared"},
-    )
-    for i in range(3):
-        await alice.send(room_id, f"old {i}")
-    await join_via(bob, room_id, a)
-    await settled(a, b)
+    room_id, _alice, bob = await room_with_history(a, b, [f"old {i}" for i in range(3)])
     requests = await backfill_requests(b)
     fetcher = fed_events(b).backfiller._fetcher
     recording = fetcher.backfill
@@ -209,18 +200,7 @@ async def test_bad_events_in_a_backfill_answer_are_not_stored(
     federation_servers: ServerFactory,
 ) -> None:
     a, b = await federation_servers(2)
-    alice = await make_user(a.harness, "alice")
-    bob = await make_user(b.harness, "bob")
-    room_id = await alice.create_room(preset="public_chat")
-    await alice.request(
-        "PUT",
-        f"/rooms/{quote(room_id)}/state/m.room.history_visibility",
-        {"history_visibility": "shared"},
-    )
-    for i in range(3):
-        await alice.send(room_id, f"old {i}")
-    await join_via(bob, room_id, a)
-    await settled(a, b)
+    room_id, _alice, bob = await room_with_history(a, b, [f"old {i}" for i in range(3)])
     fetcher = fed_events(b).backfiller._fetcher
     original = fetcher.backfill
     tampered: list[str] = []
