@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +139,72 @@ class EventStore:
         txn.call_after_commit(lambda: self._remember(stored))
         return stored
 
+    async def insert_outliers_txn(
+        self,
+        txn: Transaction,
+        events: Sequence[tuple[Event, str | None]],
+        *,
+        received_ts: int,
+    ) -> list[StoredEvent]:
+        """Insert a batch of outliers, each with its rejection reason (None:
+        accepted), with one statement per table (``executemany``).
+
+        Outliers have no stream position and no state group; the caller puts the
+        batch in an order where every event follows the events it cites.
+        """
+        rows = []
+        edges = []
+        auth = []
+        for event, rejected_reason in events:
+            relates_to, rel_type = _relation(event)
+            rows.append(
+                (
+                    event.event_id,
+                    event.room_id,
+                    event.depth,
+                    event.type,
+                    event.state_key,
+                    event.sender,
+                    event.origin_server_ts,
+                    received_ts,
+                    json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
+                    rejected_reason,
+                    relates_to,
+                    rel_type,
+                    event.redacts,
+                )
+            )
+            edges += [(event.event_id, p) for p in dict.fromkeys(event.prev_event_ids)]
+            auth += [(event.event_id, a) for a in dict.fromkeys(event.auth_event_ids)]
+        await txn.executemany(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key,"
+            " sender, origin_server_ts, received_ts, json, outlier, rejected_reason,"
+            " soft_failed, state_group, relates_to_id, rel_type, txn_device_id, txn_id, redacts,"
+            " replaces_state)"
+            " VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, FALSE, NULL, $11,"
+            " $12, NULL, NULL, $13, NULL)",
+            rows,
+        )
+        await txn.executemany(
+            "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            edges,
+        )
+        await txn.executemany(
+            "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            auth,
+        )
+        stored = [
+            StoredEvent(event, None, True, rejected_reason, False, None, None)
+            for event, rejected_reason in events
+        ]
+
+        def remember() -> None:
+            for one in stored:
+                self._remember(one)
+
+        txn.call_after_commit(remember)
+        return stored
+
     async def de_outlier_txn(
         self, txn: Transaction, event_id: str, stream_ordering: int, state_group: int | None
     ) -> None:
@@ -168,6 +234,24 @@ class EventStore:
             event_id,
         )
         return [r[0] for r in rows]
+
+    async def redactions_of_many_txn(
+        self, txn: Transaction, event_ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """:meth:`redactions_of_txn` for many events: target -> its redactions (only
+        targets that have some)."""
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await txn.fetchall(
+                f"SELECT redacts, event_id FROM events WHERE redacts IN ({marks})"
+                " AND rejected_reason IS NULL AND NOT soft_failed",
+                *chunk,
+            )
+            for target, redaction_id in rows:
+                found.setdefault(target, []).append(redaction_id)
+        return found
 
     async def get_forward_extremities_txn(self, txn: Transaction, room_id: str) -> list[str]:
         cached = self._extremities.get(room_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from homeserver.events import Event
@@ -47,6 +48,18 @@ class RoomStore:
             event.sender,
             event.membership,
             stream,
+        )
+
+    async def insert_memberships_txn(
+        self, txn: Transaction, events: Sequence[Event], stream: int | None
+    ) -> None:
+        """:meth:`insert_membership_txn` for a batch of member events (one statement)."""
+        await txn.executemany(
+            "INSERT INTO room_memberships (event_id, room_id, user_id, sender, membership, stream_ordering)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO UPDATE"
+            " SET stream_ordering = excluded.stream_ordering"
+            " WHERE room_memberships.stream_ordering IS NULL",
+            [(e.event_id, e.room_id, e.state_key, e.sender, e.membership, stream) for e in events],
         )
 
     async def has_been_joined(self, user_id: str, room_id: str) -> bool:

@@ -1,4 +1,5 @@
-"""Persisting room events: one transaction per event, visible only after it commits.
+"""Persisting room events: one transaction per event (a batch of outliers: one for
+the batch), visible only after it commits.
 
 The caller holds the room's lane (``RoomLanes``) and hands over the event with its
 ``EventContext``: the state before it, and whether it was rejected, soft-failed or
@@ -11,7 +12,7 @@ commit it updates the caches and wakes the notifier.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from homeserver.clock import Clock
@@ -104,6 +105,83 @@ class EventPersister:
                 await hook(stored)
             except Exception:
                 logger.exception("after-persist hook failed for %s", event.event_id)
+        return stored
+
+    async def persist_outliers(
+        self, items: Sequence[tuple[Event, EventContext]]
+    ) -> list[StoredEvent]:
+        """Store a batch of outliers (an auth chain, a room's state) in one
+        transaction; the caller holds the room's lane.
+
+        The same rows as :meth:`persist` of each in turn: the events and their edges,
+        membership rows, redactions applied both ways. ``items`` must be plain
+        outliers (no stream position: not out-of-band, not de-outliered), each after
+        the batch's events it cites.
+        """
+        for event, context in items:
+            if not context.outlier or context.out_of_band or context.de_outlier:
+                raise ValueError(f"{event.event_id} is not a plain outlier")
+        if not items:
+            return []
+        stored = await self._stores.db.run_transaction(
+            "persist_outliers", lambda txn: self._persist_outliers_txn(txn, items)
+        )
+        for one in stored:
+            for hook in self.persisted_hooks:
+                try:
+                    await hook(one)
+                except Exception:
+                    logger.exception("after-persist hook failed for %s", one.event_id)
+        return stored
+
+    async def _persist_outliers_txn(
+        self, txn: Transaction, items: Sequence[tuple[Event, EventContext]]
+    ) -> list[StoredEvent]:
+        stores = self._stores
+        stored = await stores.events.insert_outliers_txn(
+            txn,
+            [(event, context.rejected_reason) for event, context in items],
+            received_ts=self._clock.time_ms(),
+        )
+        accepted = [(e, c) for e, c in items if c.rejected_reason is None]
+        await stores.rooms.insert_memberships_txn(
+            txn,
+            [e for e, _c in accepted if e.type == "m.room.member" and e.state_key is not None],
+            None,
+        )
+        everything = {e.event_id: e for e, _c in items}
+        contexts = {e.event_id: c for e, c in accepted}
+        for event, context in accepted:
+            if (
+                event.type == "m.room.member"
+                and event.state_key is not None
+                and context.stripped_state is not None
+            ):
+                await stores.rooms.store_stripped_state_txn(
+                    txn, event.event_id, context.stripped_state
+                )
+            if event.redacts is None:
+                continue
+            target = everything.get(event.redacts)
+            if target is None or target.room_id != event.room_id:
+                await self._apply_redaction_txn(txn, event, context.state_before)
+            elif event.redacts not in contexts and await self._resolver.may_redact(
+                event, target, context.state_before
+            ):
+                # a rejected target of the batch (an accepted one is found below)
+                await stores.events.set_redacted_by_txn(txn, target.event_id, event.event_id)
+        # Accepted redactions stored before, or in this batch, of the accepted events.
+        redactions = await stores.events.redactions_of_many_txn(txn, list(contexts))
+        for target_id, redaction_ids in redactions.items():
+            for redaction_id in redaction_ids:
+                redaction = everything.get(redaction_id)
+                if redaction is None:
+                    held = await stores.events.get_event(redaction_id)
+                    redaction = None if held is None else held.event
+                if redaction is not None and await self._resolver.may_redact(
+                    redaction, everything[target_id], contexts[target_id].state_before
+                ):
+                    await stores.events.set_redacted_by_txn(txn, target_id, redaction_id)
         return stored
 
     async def _persist_txn(
