@@ -35,7 +35,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from federation.event_fetch import MAX_MISSING_EVENTS, RemoteEventFetcher
-from federation.pdu_checks import CheckedPdu, EventSignatureVerifier, check_pdus
+from federation.pdu_checks import (
+    CheckedPdu,
+    EventSignatureVerifier,
+    check_pdus,
+    check_signatures_and_hashes,
+    parse_pdu,
+)
 from homeserver.clock import Clock
 from homeserver.events import (
     KNOWN_ROOM_VERSIONS,
@@ -59,6 +65,8 @@ logger = logging.getLogger(__name__)
 # Above this many unknown state events, ask for /state at once instead of /event each.
 MAX_SINGLE_EVENT_FETCHES = 50
 FETCH_CONCURRENCY = 10
+# Outliers stored per transaction (a joined room's state comes in batches of these).
+OUTLIER_BATCH = 1000
 
 
 class FederationEventPipeline:
@@ -147,8 +155,15 @@ class FederationEventPipeline:
         rv = await self.room_version(room_id)
         if rv is None:
             return {}
+        return await self.persist_outlier_events(origin, room_id, _parse_all(pdus, rv))
+
+    async def persist_outlier_events(
+        self, origin: str, room_id: str, events: Sequence[Event]
+    ) -> dict[str, StoredEvent]:
+        """:meth:`persist_outliers` for PDUs already parsed (step 1) as events of the
+        room's version."""
         async with self.lanes.lane(room_id):
-            return await self._persist_outliers_locked(origin, room_id, rv, pdus)
+            return await self._persist_events_locked(origin, room_id, events)
 
     async def persist_with_state(
         self,
@@ -168,23 +183,38 @@ class FederationEventPipeline:
         rv = await self.room_version(room_id)
         if rv is None:
             return None, "Unknown room"
+        state = _parse_all(state_pdus, rv)
+        async with self.lanes.lane(room_id):
+            await self._persist_events_locked(
+                origin, room_id, _parse_all(auth_chain_pdus, rv) + state
+            )
+        # Only events the resident named as state count as state (not the chain).
+        return await self.persist_with_held_state(origin, room_id, pdu, [e.event_id for e in state])
+
+    async def persist_with_held_state(
+        self, origin: str, room_id: str, pdu: Mapping[str, Any], state_ids: Sequence[str]
+    ) -> tuple[StoredEvent | None, str | None]:
+        """:meth:`persist_with_state` once the state's events are held: the state
+        before the event is made of those of ``state_ids`` that are held and
+        accepted."""
+        rv = await self.room_version(room_id)
+        if rv is None:
+            return None, "Unknown room"
         checked = await check_pdus(self._verifier, [pdu], rv)
         item = checked[0]
         if not isinstance(item, CheckedPdu):
             return None, item.reason
         event = item.event
         async with self.lanes.lane(room_id):
-            held = await self._persist_outliers_locked(
-                origin, room_id, rv, list(auth_chain_pdus) + list(state_pdus)
-            )
+            held = await self._stores.events.get_events(state_ids)
             state: StateMap = {}
-            for stored in held.values():
+            for event_id in state_ids:
+                stored = held.get(event_id)
+                if stored is None or stored.rejected_reason is not None:
+                    continue
                 key = stored.event.state_tuple
-                if key is not None and stored.rejected_reason is None:
-                    state[key] = stored.event_id
-            # Only events the resident named as state count as state (not the chain).
-            named = {Event.from_pdu(p, rv).event_id for p in state_pdus if isinstance(p, dict)}
-            state = {k: e for k, e in state.items() if e in named}
+                if key is not None:
+                    state[key] = event_id
             error = await self._check_and_persist(origin, event, state)
             stored_event = await self._stores.events.get_event(event.event_id)
             return stored_event, error
@@ -303,13 +333,7 @@ class FederationEventPipeline:
     async def _check_against_auth_events(
         self, event: Event, auth_events: Sequence[Event]
     ) -> str | None:
-        try:
-            check_auth_events(event, auth_events)
-            state = auth_state_from_events(auth_events, await self._create_event(event))
-            check_auth(event, state)
-        except AuthError as exc:
-            return f"not allowed by its auth events ({exc.rule}): {exc}"
-        return None
+        return _auth_events_error(event, auth_events, await self._create_event(event))
 
     async def _auth_state(self, event: Event, state: StateMap) -> dict[tuple[str, str], Event]:
         keys = auth_types_for_event(
@@ -354,28 +378,67 @@ class FederationEventPipeline:
     async def _persist_outliers_locked(
         self, origin: str, room_id: str, rv: RoomVersion, pdus: Sequence[Any]
     ) -> dict[str, StoredEvent]:
-        checked = await check_pdus(self._verifier, pdus, rv)
-        events = {
-            c.event.event_id: c.event
-            for c in checked
-            if isinstance(c, CheckedPdu) and c.event.room_id == room_id
-        }
-        held = await self._stores.events.get_events(list(events))
-        for event in _auth_order(events.values()):
-            if event.event_id in held:
+        return await self._persist_events_locked(origin, room_id, _parse_all(pdus, rv))
+
+    async def _persist_events_locked(
+        self, origin: str, room_id: str, parsed: Sequence[Event]
+    ) -> dict[str, StoredEvent]:
+        """Steps 2-4 for a batch of parsed events, stored as outliers in batches.
+
+        Events already held are not checked again. The others are checked for
+        signatures (keys fetched once for the batch) and hashes, then in auth-chain
+        order against their auth events, read once from the database or taken
+        from the batch itself.
+        """
+        copies: dict[str, list[Event]] = {}
+        for event in parsed:
+            if event.room_id != room_id:
                 continue
-            auth = await self._stores.events.get_events(list(event.auth_event_ids))
-            if any(a not in auth for a in event.auth_event_ids):
+            same_id = copies.setdefault(event.event_id, [])
+            if not any(c.pdu == event.pdu for c in same_id):
+                same_id.append(event)
+        held = await self._stores.events.get_events(list(copies))
+        unchecked = [e for i, same_id in copies.items() if i not in held for e in same_id]
+        events: dict[str, Event] = {}
+        for item in await check_signatures_and_hashes(self._verifier, unchecked):
+            if isinstance(item, CheckedPdu):
+                events[item.event.event_id] = item.event  # the last good copy
+        create_id = "$" + room_id[1:]
+        outside = {a for e in events.values() for a in e.auth_event_ids if a not in events}
+        if any(e.room_version.room_id_from_create_event for e in events.values()):
+            outside.add(create_id)
+        known = dict(held)
+        known.update(await self._stores.events.get_events([i for i in outside if i not in held]))
+        # auth events as the checks take them: marked with their rejection
+        auth_view = {
+            i: s.event.with_rejection(s.rejected_reason) if s.rejected_reason else s.event
+            for i, s in known.items()
+        }
+        create = known[create_id].event if create_id in known else None
+        items: list[tuple[Event, EventContext]] = []
+        for event in _auth_order(events.values()):
+            auth_ids = list(dict.fromkeys(event.auth_event_ids))
+            if any(a not in auth_view for a in auth_ids):
                 logger.info("outlier %s from %s: unknown auth events", event.event_id, origin)
                 continue
-            auth_events = [
-                s.event.with_rejection(s.rejected_reason) if s.rejected_reason else s.event
-                for s in auth.values()
-            ]
-            rejected = await self._check_against_auth_events(event, auth_events)
-            held[event.event_id] = await self._persister.persist(
-                event, EventContext(state_before={}, outlier=True, rejected_reason=rejected)
+            rejected = _auth_events_error(
+                event,
+                [auth_view[a] for a in auth_ids],
+                create
+                if event.room_version.room_id_from_create_event and event.type != "m.room.create"
+                else None,
             )
+            items.append(
+                (event, EventContext(state_before={}, outlier=True, rejected_reason=rejected))
+            )
+            auth_view[event.event_id] = event.with_rejection(rejected) if rejected else event
+            if event.event_id == create_id and create is None:
+                create = event
+        for start in range(0, len(items), OUTLIER_BATCH):
+            for stored in await self._persister.persist_outliers(
+                items[start : start + OUTLIER_BATCH]
+            ):
+                held[stored.event_id] = stored
         return held
 
     # -- the state before an event ------------------------------------------------------
@@ -445,6 +508,26 @@ class FederationEventPipeline:
             if key is not None and stored.rejected_reason is None:
                 state[key] = event_id
         return state
+
+
+def _parse_all(pdus: Sequence[Any], rv: RoomVersion) -> list[Event]:
+    """Step 1 for a batch: the valid PDUs as events (invalid ones are dropped)."""
+    parsed = (parse_pdu(p, rv) for p in pdus)
+    return [p for p in parsed if isinstance(p, Event)]
+
+
+def _auth_events_error(
+    event: Event, auth_events: Sequence[Event], create: Event | None
+) -> str | None:
+    """Step 4: why ``event`` is not allowed by its auth events (None: it is).
+    ``create`` is the room's create event when the version does not cite it."""
+    try:
+        check_auth_events(event, auth_events)
+        state = auth_state_from_events(auth_events, create)
+        check_auth(event, state)
+    except AuthError as exc:
+        return f"not allowed by its auth events ({exc.rule}): {exc}"
+    return None
 
 
 def _may_de_outlier(held: StoredEvent) -> bool:

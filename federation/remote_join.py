@@ -62,6 +62,13 @@ JOIN_TIMEOUT_S = 120.0
 TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events", "depth")
 
 
+def _content_hash(pdu: dict[str, Any]) -> str:
+    """The PDU's claimed content hash ("" if none), to find identical PDUs quickly."""
+    hashes = pdu.get("hashes")
+    value = hashes.get("sha256") if isinstance(hashes, dict) else None
+    return value if isinstance(value, str) else ""
+
+
 class JoinFailed(MatrixError):
     """A resident's answer we cannot use (tried the next candidate)."""
 
@@ -315,21 +322,38 @@ class RemoteMembership:
                 signatures = {**dict(parsed.signatures), **dict(event.signatures)}
                 pdu["signatures"] = signatures
         create = self._create_event(room_id, rv, state)
-        await self._pipeline.ensure_room(room_id, rv, create.sender)
-        held = await self._pipeline.persist_outliers(destination, room_id, chain + state)
-        named: list[str] = []
+        state_events: list[Event] = []
         for raw in state:
             parsed = parse_pdu(raw, rv)
             if isinstance(parsed, DroppedPdu):
                 raise JoinFailed(f"{destination} gave an invalid state event: {parsed.reason}")
-            named.append(parsed.event_id)
+            state_events.append(parsed)
+        # The chain usually repeats the state: a PDU identical to one of the state's
+        # is the same event, parsed once.
+        by_hash: dict[str, list[dict[str, Any]]] = {}
+        for raw in state:
+            by_hash.setdefault(_content_hash(raw), []).append(raw)
+        chain_events = [
+            p
+            for p in (
+                parse_pdu(raw, rv)
+                for raw in chain
+                if not any(raw == s for s in by_hash.get(_content_hash(raw), ()))
+            )
+            if isinstance(p, Event)
+        ]
+        await self._pipeline.ensure_room(room_id, rv, create.sender)
+        held = await self._pipeline.persist_outlier_events(
+            destination, room_id, chain_events + state_events
+        )
+        named = [e.event_id for e in state_events]
         for event_id in named:
             stored = held.get(event_id) or await self._stores.events.get_event(event_id)
             if stored is None or stored.rejected_reason is not None:
                 reason = "unverifiable" if stored is None else stored.rejected_reason
                 raise JoinFailed(f"{destination} gave a bad state event {event_id}: {reason}")
-        stored, error = await self._pipeline.persist_with_state(
-            destination, room_id, pdu, state, []
+        stored, error = await self._pipeline.persist_with_held_state(
+            destination, room_id, pdu, named
         )
         if error is not None or stored is None or stored.rejected_reason is not None:
             raise JoinFailed(f"our join was not accepted against the room state: {error}")
