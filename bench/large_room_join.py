@@ -1,0 +1,366 @@
+"""Joining a large room over federation: two homeserver processes on loopback HTTPS.
+
+Run: ``python bench/large_room_join.py [--members N] [--state N] [--database sqlite|postgres]``.
+Prints figures; asserts nothing.
+
+1. Setup: instance A's database is opened in this process (``Homeserver.build``,
+   no listener): a creator makes a public room, ``--members`` users join it (member
+   events of users without accounts; the creator counts as one) and the creator
+   sends as many ``bench.state`` events with distinct state keys as it takes for
+   the room to hold ``--state`` state events in all. The persister's hooks (push
+   evaluation, federation sending) are off while it is built: nobody is there to
+   notify yet.
+2. A and B run as separate processes (``python -m homeserver --config FILE``, the
+   configs written here): federation on a TLS listener with a self-signed
+   certificate, certificates not verified, 127.0.0.0/8 whitelisted (as the test
+   fixture ``tests/federation/servers.py`` does); the client API on plain HTTP.
+3. A user registered on B joins the room (``POST /join/{roomId}?server_name=A``):
+   the join time is until that request returns, and until B's current state of
+   the room (``GET /rooms/{roomId}/state``) holds every state event. Then the
+   joining user's initial ``/sync`` is timed (with lazy-loaded members, and without).
+   B's peak resident memory is its ``VmHWM`` from ``/proc``.
+
+With ``--database postgres`` each instance gets a fresh database on
+``--pg`` (dropped at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_client import call, register, rss_kib
+
+from homeserver.config import parse_config
+from homeserver.rooms.creation import RoomCreationRequest
+from homeserver.server import Homeserver
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+STARTUP_TIMEOUT_S = 60.0
+JOIN_TIMEOUT_S = 900.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (via ``openssl``)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        sys.exit("openssl is needed to make the TLS certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class Instance:
+    """One homeserver: its directory, ports, config file and (once started) process."""
+
+    def __init__(self, name: str, root: Path, tls: tuple[Path, Path], database: dict[str, Any]):
+        self.name = name
+        self.directory = root / name
+        self.directory.mkdir()
+        self.fed_port = free_port()
+        self.client_port = free_port()
+        self.server_name = f"localhost:{self.fed_port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.raw: dict[str, Any] = {
+            "server_name": self.server_name,
+            "log_level": "INFO",
+            "signing_key_path": str(self.directory / "signing.key"),
+            "media_store_path": str(self.directory / "media"),
+            "database": database,
+            "listeners": [
+                {
+                    "port": self.fed_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "tls": True,
+                    "resources": [{"names": ["federation", "keys"]}],
+                },
+                {
+                    "port": self.client_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "resources": [{"names": ["client"]}],
+                },
+            ],
+            "tls_certificate_path": str(tls[0]),
+            "tls_private_key_path": str(tls[1]),
+            "federation_verify_certificates": False,
+            "federation_ip_range_whitelist": ["127.0.0.0/8"],
+            "enable_registration": True,
+            "enable_registration_without_verification": True,
+            "bcrypt_rounds": 4,
+            "rc_message": {"per_second": 10000, "burst_count": 10000},
+            "rc_registration": {"per_second": 10000, "burst_count": 10000},
+            "rc_federation": {"per_second": 10000, "burst_count": 10000},
+        }
+        self.config_path = self.directory / "homeserver.yaml"
+        # JSON is YAML: the server reads this file as its config.
+        self.config_path.write_text(json.dumps(self.raw, indent=2))
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        log = open(self.directory / "homeserver.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "homeserver", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
+        )
+        log.close()
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                sys.exit(f"{self.name} exited; see {self.directory / 'homeserver.log'}")
+            try:
+                async with session.get(f"{self.base}/_matrix/client/versions") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"{self.name} did not start; see {self.directory / 'homeserver.log'}")
+            await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+
+async def build_room(instance: Instance, members: int, state: int) -> tuple[str, int]:
+    """Make the room in A's database (in this process); returns its ID and state size."""
+    config = parse_config(instance.raw, environ={})
+    server = await Homeserver.build(config)
+    # Built event by event before any server is in the room: push evaluation and
+    # federation sending would walk every member for every event (quadratic in the
+    # room's size), and nobody is there to notify.
+    server.client.persister.txn_hooks.clear()
+    server.client.persister.persisted_hooks.clear()
+    try:
+        creator, _ = await server.client.accounts.register("creator", None, login=False)
+        room_id, _ = await server.client.room_creation.create_room(
+            creator, RoomCreationRequest(visibility="public", preset="public_chat", name="Big")
+        )
+        send = server.client.creator.send
+        for i in range(1, members):
+            user = f"@member{i}:{instance.server_name}"
+            await send(room_id, "m.room.member", user, {"membership": "join"}, state_key=user)
+        current = await server.stores.state.get_current_state(room_id)
+        for i in range(max(0, state - len(current))):
+            await send(room_id, "bench.state", creator, {"n": i}, state_key=f"key{i}")
+        size = len(await server.stores.state.get_current_state(room_id))
+        return room_id, size
+    finally:
+        await server.close()
+
+
+async def count_state(session: aiohttp.ClientSession, base: str, token: str, room_id: str) -> int:
+    status, body = await call(
+        session,
+        "GET",
+        f"{base}/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return len(body) if status == 200 and isinstance(body, list) else -1
+
+
+async def timed_sync(
+    session: aiohttp.ClientSession, base: str, token: str, room_id: str, lazy: bool
+) -> tuple[float, int]:
+    """One initial /sync; (seconds, state events of the room in it)."""
+    room_filter: dict[str, Any] = {"timeline": {"limit": 10}}
+    if lazy:
+        room_filter["state"] = {"lazy_load_members": True}
+    params = {"filter": json.dumps({"room": room_filter})}
+    start = time.monotonic()
+    _, body = await call(
+        session,
+        "GET",
+        f"{base}/_matrix/client/v3/sync",
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    elapsed = time.monotonic() - start
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+    return elapsed, len(room.get("state", {}).get("events", []))
+
+
+def database_config(engine: str, name: str, pg: str) -> dict[str, Any]:
+    if engine == "sqlite":
+        return {"name": "sqlite3", "args": {"database": "homeserver.db"}}
+    import psycopg
+
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = dict(part.split("=", 1) for part in pg.split())
+    args: dict[str, Any] = {k: v for k, v in params.items() if k in ("host", "user", "password")}
+    if "port" in params:
+        args["port"] = int(params["port"])
+    return {"name": "psycopg", "args": {**args, "dbname": name}}
+
+
+def drop_databases(names: list[str], pg: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {"database": args.database}
+    tls = make_certificate(root)
+    instances = []
+    for name in ("a", "b"):
+        db_name = f"bench_join_{name}_{secrets.token_hex(4)}"
+        if args.database == "postgres":
+            pg_names.append(db_name)
+        instance = Instance(name, root, tls, database_config(args.database, db_name, args.pg))
+        # The sqlite path in the config is relative to the instance's directory.
+        if args.database == "sqlite":
+            instance.raw["database"]["args"]["database"] = str(instance.directory / "hs.db")
+            instance.config_path.write_text(json.dumps(instance.raw, indent=2))
+        instances.append(instance)
+    a, b = instances
+
+    start = time.monotonic()
+    room_id, state_size = await build_room(a, args.members, args.state)
+    result["setup_s"] = round(time.monotonic() - start, 1)
+    result["room_state_events"] = state_size
+    print(f"setup: {result['setup_s']} s for {state_size} state events", flush=True)
+
+    try:
+        a.start()
+        b.start()
+        timeout = aiohttp.ClientTimeout(total=JOIN_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await a.wait_ready(session)
+            await b.wait_ready(session)
+            joiner = await register(session, b.base, "joiner")
+            result["b_rss_before_join_kib"] = rss_kib(b.pid)
+
+            start = time.monotonic()
+            status, body = await call(
+                session,
+                "POST",
+                f"{b.base}/_matrix/client/v3/join/{quote(room_id, safe='')}",
+                params={"server_name": a.server_name},
+                json={},
+                headers=joiner.headers,
+            )
+            result["join_request_s"] = round(time.monotonic() - start, 2)
+            if status != 200:
+                result["join_error"] = {"status": status, "body": body}
+                return result
+            expected = state_size + 1  # and the joiner's own membership
+            held = await count_state(session, b.base, joiner.token, room_id)
+            while held < expected and time.monotonic() - start < JOIN_TIMEOUT_S:
+                await asyncio.sleep(0.2)
+                held = await count_state(session, b.base, joiner.token, room_id)
+            result["join_until_full_state_s"] = round(time.monotonic() - start, 2)
+            result["b_state_events"] = held
+            result["b_peak_rss_after_join_kib"] = rss_kib(b.pid).get("VmHWM")
+
+            lazy_s, lazy_n = await timed_sync(session, b.base, joiner.token, room_id, lazy=True)
+            full_s, full_n = await timed_sync(session, b.base, joiner.token, room_id, lazy=False)
+            result["initial_sync_lazy_s"] = round(lazy_s, 2)
+            result["initial_sync_lazy_state_events"] = lazy_n
+            result["initial_sync_full_s"] = round(full_s, 2)
+            result["initial_sync_full_state_events"] = full_n
+            result["b_rss_end_kib"] = rss_kib(b.pid)
+            result["a_rss_end_kib"] = rss_kib(a.pid)
+    finally:
+        b.stop()
+        a.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--members", type=int, default=10_000, help="joined members of the room")
+    parser.add_argument("--state", type=int, default=20_000, help="state events in all")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg", default=PG_ADMIN, help="libpq conninfo of an admin database")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--out", default=None, help="also write the JSON result here")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="large_room_join_"))
+    pg_names: list[str] = []
+    try:
+        result = asyncio.run(run(args, root, pg_names))
+    finally:
+        if pg_names:
+            drop_databases(pg_names, args.pg)
+        if args.keep:
+            print(f"kept {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(text)
+
+
+if __name__ == "__main__":
+    main()
