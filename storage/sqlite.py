@@ -155,6 +155,10 @@ class SqliteDatabase(Database):
         self._writer: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._reader_conns: list[aiosqlite.Connection] = []
+        # readers lent to a read transaction, and single reads queued on each reader
+        self._in_txn: set[aiosqlite.Connection] = set()
+        self._queued: dict[aiosqlite.Connection, int] = {}
         self._all: list[aiosqlite.Connection] = []
         self._releases: set[asyncio.Task[None]] = set()
 
@@ -178,7 +182,10 @@ class SqliteDatabase(Database):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._new_connection()
         for _ in range(self._reader_count):
-            self._readers.put_nowait(await self._new_connection())
+            conn = await self._new_connection()
+            self._reader_conns.append(conn)
+            self._queued[conn] = 0
+            self._readers.put_nowait(conn)
 
     async def close(self) -> None:
         if self._releases:
@@ -192,6 +199,7 @@ class SqliteDatabase(Database):
             if txn.begun:
                 await _in_thread(conn, lambda raw: raw.execute("ROLLBACK"))
         finally:
+            self._in_txn.discard(conn)
             self._readers.put_nowait(conn)
 
     @asynccontextmanager
@@ -200,6 +208,7 @@ class SqliteDatabase(Database):
     ) -> AsyncIterator[SqliteTransaction]:
         if readonly:
             conn = await self._readers.get()
+            self._in_txn.add(conn)
             txn = SqliteTransaction(name, conn, "BEGIN")
             try:
                 yield txn
@@ -230,17 +239,30 @@ class SqliteDatabase(Database):
             raise
         txn._run_after_commit()
 
-    # Single reads need no explicit transaction: one statement is one snapshot.
+    # Single reads need no explicit transaction: one statement is one snapshot. They
+    # are not lent a reader: each goes to the queue of the reader with the fewest
+    # waiting (outside a read transaction), whose thread runs them back to back
+    # without waiting for the event loop to hand the connection back in between.
 
     async def fetchall(self, name: str, sql: str, *args: Any) -> list[Row]:
         text = _sql(sql)
-        conn = await self._readers.get()
+
+        def read(raw: sqlite3.Connection) -> list[Row]:
+            return [tuple(r) for r in raw.execute(text, args).fetchall()]
+
+        free = [c for c in self._reader_conns if c not in self._in_txn]
+        if not free:  # every reader is in a transaction: wait for one
+            conn = await self._readers.get()
+            try:
+                return await _in_thread(conn, read)
+            finally:
+                self._readers.put_nowait(conn)
+        conn = min(free, key=self._queued.__getitem__)
+        self._queued[conn] += 1
         try:
-            return await _in_thread(
-                conn, lambda raw: [tuple(r) for r in raw.execute(text, args).fetchall()]
-            )
+            return await _in_thread(conn, read)
         finally:
-            self._readers.put_nowait(conn)
+            self._queued[conn] -= 1
 
     async def fetchone(self, name: str, sql: str, *args: Any) -> Row | None:
         rows = await self.fetchall(name, sql, *args)

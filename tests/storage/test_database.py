@@ -138,3 +138,36 @@ async def test_deferred_writes_surface_errors_in_their_transaction(database: Dat
         async with database.transaction("t") as txn:
             await txn.executemany("INSERT INTO kv (k) VALUES ($1)", [("a",), ("a",)])
     assert await database.fetchall("r", "SELECT k FROM kv") == []
+
+
+async def test_single_reads_see_commits_while_read_transactions_hold_snapshots(
+    database: Database,
+) -> None:
+    async with database.transaction("t") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)")
+        await txn.execute("INSERT INTO kv (k, v) VALUES ('a', 1)")
+    started = asyncio.Event()
+    release = asyncio.Event()
+    seen_in_txn: list[int] = []
+
+    async def hold_snapshot() -> None:
+        async with database.transaction("hold", readonly=True) as txn:
+            seen_in_txn.append(await txn.fetchval("SELECT v FROM kv WHERE k = 'a'"))
+            started.set()
+            await release.wait()
+            seen_in_txn.append(await txn.fetchval("SELECT v FROM kv WHERE k = 'a'"))
+
+    holders = [asyncio.create_task(hold_snapshot()) for _ in range(3)]
+    await started.wait()
+    await asyncio.sleep(0.01)
+    async with database.transaction("w") as txn:
+        await txn.execute("UPDATE kv SET v = 2 WHERE k = 'a'")
+    # Many single reads at once, while three readers sit in older snapshots: every
+    # one sees the committed write.
+    reads = await asyncio.gather(
+        *(database.fetchval("r", "SELECT v FROM kv WHERE k = 'a'") for _ in range(50))
+    )
+    assert reads == [2] * 50
+    release.set()
+    await asyncio.gather(*holders)
+    assert seen_in_txn.count(1) >= 3
