@@ -140,6 +140,7 @@ class Homeserver:
             StreamIdGenerator(await stores.events.max_stream_ordering()),
             StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
         )
+        stores.sync.recent.start(persister.events_stream.current())
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )

@@ -39,6 +39,65 @@ class EventPosition:
     state_group: int | None
 
 
+class RecentRoomEvents:
+    """The latest timeline events of recently active rooms, kept in step with commits,
+    so that /sync's "latest events in (after, upto]" of a busy room needs no query.
+
+    A room's entry holds every timeline event (accepted, not soft-failed, not an
+    outlier) committed with a stream position above its ``complete_after``. An entry
+    starts when the room's first event commits after :meth:`start` (its
+    ``complete_after`` is the highest position committed before: anything above that
+    commits later and is added then); it keeps the newest ``per_room`` events
+    (raising ``complete_after`` past what it drops), and the least recently active
+    rooms are dropped beyond ``max_rooms``. One process writes: commits reach it
+    through :meth:`committed`, called from the committing transaction's callbacks,
+    before the stream position is marked finished.
+    """
+
+    def __init__(self, per_room: int = 100, max_rooms: int = 10_000) -> None:
+        self._per_room = per_room
+        self._max_rooms = max_rooms
+        self._high: int | None = None  # highest position committed so far
+        self._rooms: OrderedDict[str, tuple[list[EventPosition], int]] = OrderedDict()
+
+    def start(self, committed_upto: int) -> None:
+        """Begin tracking: every position up to ``committed_upto`` is committed."""
+        self._high = committed_upto
+
+    def committed(self, event: EventPosition) -> None:
+        if self._high is None:
+            return
+        entry = self._rooms.get(event.room_id)
+        if entry is None:
+            entry = ([], self._high)
+        events, complete_after = entry
+        if event.stream > complete_after:
+            events.append(event)
+            if len(events) > 1 and events[-2].stream > event.stream:
+                events.sort(key=lambda e: e.stream)
+            if len(events) > self._per_room:
+                dropped = events[: len(events) - self._per_room]
+                del events[: len(dropped)]
+                complete_after = max(complete_after, dropped[-1].stream)
+        self._rooms[event.room_id] = (events, complete_after)
+        self._rooms.move_to_end(event.room_id)
+        while len(self._rooms) > self._max_rooms:
+            self._rooms.popitem(last=False)
+        self._high = max(self._high, event.stream)
+
+    def latest(self, room_id: str, after: int, upto: int, limit: int) -> list[EventPosition] | None:
+        """The room's latest ``limit`` timeline events in (after, upto], oldest first,
+        or None when the entry cannot tell (the caller asks the database)."""
+        entry = self._rooms.get(room_id)
+        if entry is None:
+            return None
+        events, complete_after = entry
+        found = [e for e in events if after < e.stream <= upto][-limit:]
+        if after >= complete_after or len(found) >= limit:
+            return found
+        return None
+
+
 def _marks(start: int, count: int) -> str:
     return ", ".join(f"${start + i}" for i in range(count))
 
@@ -46,6 +105,7 @@ def _marks(start: int, count: int) -> str:
 class SyncStore:
     def __init__(self, db: Database, group_cache_size: int = 10_000) -> None:
         self.db = db
+        self.recent = RecentRoomEvents()
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
         self._group_cache_size = group_cache_size
 
@@ -74,8 +134,15 @@ class SyncStore:
         (after, upto], oldest first. Rejected, soft-failed and outlier events are left out.
         """
         result: dict[str, list[EventPosition]] = {room: [] for room, _a, _u in ranges}
-        for start in range(0, len(ranges), _CHUNK):
-            chunk = ranges[start : start + _CHUNK]
+        unknown: list[tuple[str, int, int]] = []
+        for room_id, after, upto in ranges:
+            known = self.recent.latest(room_id, after, upto, limit)
+            if known is None:
+                unknown.append((room_id, after, upto))
+            else:
+                result[room_id] = known
+        for start in range(0, len(unknown), _CHUNK):
+            chunk = unknown[start : start + _CHUNK]
             parts = []
             args: list[Any] = [limit]
             for i, (room_id, after, upto) in enumerate(chunk):

@@ -24,6 +24,7 @@ from storage.database import Transaction
 from storage.events import StoredEvent
 from storage.state import StateMap
 from storage.stores import Stores
+from storage.sync import EventPosition
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,15 @@ class EventPersister:
                 if state_key is not None
                 else None,
             )
+        if (
+            position is not None
+            and position > 0
+            and accepted
+            and not context.soft_failed
+            and not stored.outlier
+        ):
+            recent = EventPosition(room_id, event.event_id, position, stored.state_group)
+            txn.call_after_commit(lambda: stores.sync.recent.committed(recent))
         if not context.outlier and not context.local:
             # (a new local event cites our forward extremities: nothing is missing)
             await stores.events.update_backward_extremities_txn(txn, event)
