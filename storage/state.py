@@ -30,6 +30,10 @@ class StateStore:
         # room -> user -> membership, kept in step with committed current state
         self._members: dict[str, dict[str, str]] = {}
         self._member_generation: dict[str, int] = {}
+        # user -> room -> membership (current state), dropped when one of them changes
+        self._user_rooms: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._membership_epoch = 0
+        self._counts: dict[str, tuple[int, tuple[int, int]]] = {}
 
     # -- state groups -------------------------------------------------------------
 
@@ -191,6 +195,10 @@ class StateStore:
         def update_caches() -> None:
             self._current[room_id] = snapshot
             self._member_generation[room_id] = self._member_generation.get(room_id, 0) + 1
+            if member_changes or member_removals:
+                self._membership_epoch += 1
+                for user_id in (*member_changes, *member_removals):
+                    self._user_rooms.pop(user_id, None)
             members = self._members.get(room_id)
             if members is None:
                 return
@@ -209,17 +217,51 @@ class StateStore:
         self._members.pop(room_id, None)
 
     async def rooms_for_user(self, user_id: str) -> dict[str, str]:
-        """room_id -> membership, for every room where the user has a current membership."""
+        """room_id -> membership, for every room where the user has a current membership
+        (cached; do not mutate)."""
+        cached = self._user_rooms.get(user_id)
+        if cached is not None:
+            self._user_rooms.move_to_end(user_id)
+            return cached
+        epoch = self._membership_epoch
         rows = await self.db.fetchall(
             "rooms_for_user",
             "SELECT room_id, membership FROM current_state WHERE state_key = $1 AND type = 'm.room.member'",
             user_id,
         )
-        return {r: m for r, m in rows}
+        found = {r: m for r, m in rows}
+        if self._membership_epoch == epoch:  # no membership changed meanwhile
+            self._user_rooms[user_id] = found
+            if len(self._user_rooms) > self._cache_size * 10:
+                self._user_rooms.popitem(last=False)
+        return found
 
     async def current_members(self, room_id: str) -> dict[str, str]:
         """user_id -> membership in the room's current state (cached; do not mutate)."""
         return (await self.current_members_many([room_id]))[room_id]
+
+    def member_generation(self, room_id: str) -> int:
+        """Changes whenever the room's current state changes (for caches built on it)."""
+        return self._member_generation.get(room_id, 0)
+
+    async def member_counts(self, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:
+        """(joined, invited) counts of each room's current members (cached)."""
+        result: dict[str, tuple[int, int]] = {}
+        missing = []
+        for room_id in room_ids:
+            cached = self._counts.get(room_id)
+            if cached is not None and cached[0] == self.member_generation(room_id):
+                result[room_id] = cached[1]
+            else:
+                missing.append(room_id)
+        generations = {r: self.member_generation(r) for r in missing}
+        for room_id, members in (await self.current_members_many(missing)).items():
+            values = list(members.values())
+            counts = (values.count("join"), values.count("invite"))
+            result[room_id] = counts
+            if self.member_generation(room_id) == generations[room_id]:
+                self._counts[room_id] = (generations[room_id], counts)
+        return result
 
     async def current_members_many(self, room_ids: Collection[str]) -> dict[str, dict[str, str]]:
         """Current members of several rooms, with one query for those not cached."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +58,27 @@ class RecentRoomEvents:
         self._per_room = per_room
         self._max_rooms = max_rooms
         self._high: int | None = None  # highest position committed so far
+        self._start = 0
         self._rooms: OrderedDict[str, tuple[list[EventPosition], int]] = OrderedDict()
+        # room -> position of its latest membership change since start()
+        self._member_changes: dict[str, int] = {}
 
     def start(self, committed_upto: int) -> None:
         """Begin tracking: every position up to ``committed_upto`` is committed."""
-        self._high = committed_upto
+        self._high = self._start = committed_upto
+
+    def membership_changed(self, room_id: str, stream: int) -> None:
+        """A membership event of the room committed at ``stream`` (accepted, with a
+        stream position: in the timeline, or out of band)."""
+        if self._high is not None and stream > self._member_changes.get(room_id, 0):
+            self._member_changes[room_id] = stream
+
+    def memberships_unchanged(self, room_ids: Collection[str], since: int) -> bool:
+        """True when no membership of these rooms changed after ``since`` (False when
+        that is not known: before start(), or ``since`` is older than it)."""
+        if self._high is None or since < self._start:
+            return False
+        return all(self._member_changes.get(r, 0) <= since for r in room_ids)
 
     def committed(self, event: EventPosition) -> None:
         if self._high is None:
@@ -98,6 +114,16 @@ class RecentRoomEvents:
         return None
 
 
+_HEROES_CACHE = 10_000  # rooms
+
+
+def _heroes_without(active: list[str], inactive: list[str], user_id: str, limit: int) -> list[str]:
+    """Joined or invited members other than the user, else departed ones."""
+    return [u for u in active if u != user_id][:limit] or [u for u in inactive if u != user_id][
+        :limit
+    ]
+
+
 def _marks(start: int, count: int) -> str:
     return ", ".join(f"${start + i}" for i in range(count))
 
@@ -106,6 +132,8 @@ class SyncStore:
     def __init__(self, db: Database, group_cache_size: int = 10_000) -> None:
         self.db = db
         self.recent = RecentRoomEvents()
+        # room -> ((state generation, limit), joined/invited candidates, departed ones)
+        self._heroes: dict[str, tuple[tuple[int | None, int], list[str], list[str]]] = {}
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
         self._group_cache_size = group_cache_size
 
@@ -260,36 +288,48 @@ class SyncStore:
 
     # -- summaries -------------------------------------------------------------------
 
-    async def member_counts(self, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:
-        """(joined, invited) member counts of each room's current state."""
-        counts = {room: (0, 0) for room in room_ids}
-        ids = list(room_ids)
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            rows = await self.db.fetchall(
-                "sync_member_counts",
-                "SELECT room_id, membership, COUNT(*) FROM current_state"
-                f" WHERE type = 'm.room.member' AND room_id IN ({_marks(1, len(chunk))})"
-                " AND membership IN ('join', 'invite') GROUP BY room_id, membership",
-                *chunk,
-            )
-            for room_id, membership, count in rows:
-                joined, invited = counts[room_id]
-                if membership == "join":
-                    joined = int(count)
-                else:
-                    invited = int(count)
-                counts[room_id] = (joined, invited)
-        return counts
-
     async def heroes(
-        self, room_ids: Collection[str], exclude_user: str, limit: int = 5
+        self,
+        room_ids: Collection[str],
+        exclude_user: str,
+        limit: int = 5,
+        generations: Mapping[str, int] | None = None,
     ) -> dict[str, list[str]]:
         """Up to ``limit`` members of each room other than ``exclude_user`` for
         ``m.heroes``: joined or invited ones by stream order, else left or banned ones.
+
+        With ``generations`` (``StateStore.member_generation`` of each room, read
+        before the call), each room's candidates are cached until its state changes.
         """
-        result: dict[str, list[str]] = {room: [] for room in room_ids}
-        ids = list(room_ids)
+        result: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for room_id in room_ids:
+            cached = self._heroes.get(room_id)
+            if (
+                generations is not None
+                and cached is not None
+                and cached[0] == (generations.get(room_id), limit)
+            ):
+                result[room_id] = _heroes_without(cached[1], cached[2], exclude_user, limit)
+            else:
+                missing.append(room_id)
+        # the room's first limit + 1 of each kind: enough once any one user is left out
+        found = await self._hero_candidates(missing, limit + 1)
+        for room_id in missing:
+            active, inactive = found.get(room_id, ([], []))
+            result[room_id] = _heroes_without(active, inactive, exclude_user, limit)
+            if generations is not None and room_id in generations:
+                self._heroes[room_id] = ((generations[room_id], limit), active, inactive)
+                if len(self._heroes) > _HEROES_CACHE:
+                    self._heroes.pop(next(iter(self._heroes)))
+        return result
+
+    async def _hero_candidates(
+        self, room_ids: list[str], limit: int
+    ) -> dict[str, tuple[list[str], list[str]]]:
+        result: dict[str, tuple[list[str], list[str]]] = {}
+        ids = room_ids
+        exclude_user = ""  # no user ID is empty: every member is a candidate
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
             rows = await self.db.fetchall(
@@ -311,7 +351,7 @@ class SyncStore:
             for room_id, user_id, active in rows:
                 by_room.setdefault(room_id, {}).setdefault(int(active), []).append(user_id)
             for room_id, groups in by_room.items():
-                result[room_id] = groups.get(1) or groups.get(0) or []
+                result[room_id] = (groups.get(1, []), groups.get(0, []))
         return result
 
     # -- invites and knocks ------------------------------------------------------------

@@ -171,6 +171,11 @@ class DeviceListService:
         """
         state = self._stores.state
         memberships = await state.rooms_for_user(user_id)
+        if now.device_lists <= since.device_lists and (
+            now.events <= since.events
+            or self._stores.sync.recent.memberships_unchanged(memberships, since.events)
+        ):
+            return DeviceListChanges([], [])  # no device changed, nobody came or went
         joined = {r for r, m in memberships.items() if m == "join"}
         shared_now: set[str] = {user_id}
         all_members = await state.current_members_many(list(memberships))

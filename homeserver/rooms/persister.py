@@ -11,6 +11,7 @@ commit it updates the caches and wakes the notifier.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,16 @@ class EventPersister:
         self._backfill_stream = backfill_stream
         self.persisted_hooks: list[PersistedHook] = []
         self.txn_hooks: list[TxnHook] = []
+        # committed events waiting for every earlier position to finish, so that a
+        # woken long-poll finds them readable (heap of (position, room, users))
+        self._unannounced: list[tuple[int, str, list[str]]] = []
+
+    def _announce(self) -> None:
+        """Wake the listeners of every committed event the stream has reached."""
+        current = self.events_stream.current()
+        while self._unannounced and self._unannounced[0][0] <= current:
+            position, room_id, users = heapq.heappop(self._unannounced)
+            self._notifier.on_room_event(room_id, position, users)
 
     async def persist(self, event: Event, context: EventContext) -> StoredEvent:
         """Store ``event``; the caller holds the room's lane."""
@@ -91,14 +102,19 @@ class EventPersister:
             stored = await self._stores.db.run_transaction(
                 "persist_event", lambda txn: self._persist_txn(txn, event, context, position)
             )
-        finally:
+        except BaseException:
             if stream is not None and position is not None:
                 stream.finish(position)
+                self._announce()
+            raise
+        if stream is not None and position is not None:
+            stream.finish(position)
         if position is not None and not context.backfilled and stored.rejected_reason is None:
             users = list(context.extra_notify)
             if event.type == "m.room.member" and event.state_key is not None:
                 users.append(event.state_key)
-            self._notifier.on_room_event(event.room_id, position, users)
+            heapq.heappush(self._unannounced, (position, event.room_id, users))
+        self._announce()
         if context.backfilled:
             return stored  # history: nothing happens now because of it
         for hook in self.persisted_hooks:
@@ -234,6 +250,8 @@ class EventPersister:
         ):
             recent = EventPosition(room_id, event.event_id, position, stored.state_group)
             txn.call_after_commit(lambda: stores.sync.recent.committed(recent))
+        if position is not None and position > 0 and accepted and event.type == "m.room.member":
+            txn.call_after_commit(lambda: stores.sync.recent.membership_changed(room_id, position))
         if not context.outlier and not context.local:
             # (a new local event cites our forward extremities: nothing is missing)
             await stores.events.update_backward_extremities_txn(txn, event)

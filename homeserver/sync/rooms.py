@@ -15,7 +15,7 @@ timeline replaces its start and timeline events are not left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -352,9 +352,11 @@ class RoomSyncer:
             if (e := p.end_state.get(key)) is not None
         ]
         named_events = await self._stores.events.get_events(naming) if naming else {}
-        counts = await self._sync_store.member_counts([p.room_id for p in plans])
-        unnamed = [p for p in plans if not self._has_name(p.end_state, named_events)]
-        heroes = await self._sync_store.heroes([p.room_id for p in unnamed], user_id)
+        state = self._stores.state
+        counts = await state.member_counts([p.room_id for p in plans])
+        unnamed = [p.room_id for p in plans if not self._has_name(p.end_state, named_events)]
+        generations = {r: state.member_generation(r) for r in unnamed}
+        heroes = await self._sync_store.heroes(unnamed, user_id, generations=generations)
         for plan in plans:
             joined, invited = counts.get(plan.room_id, (0, 0))
             plan.summary = {"m.joined_member_count": joined, "m.invited_member_count": invited}
@@ -402,7 +404,10 @@ class RoomSyncer:
             batch += plan.timeline
             batch += state
             slices[plan.room_id] = (start, start + len(plan.timeline), len(batch))
-        rendered = await self._format(sync, batch)
+        # Aggregations are bundled for limited timelines only (client-server API,
+        # "Aggregations of child events"): otherwise the client saw them arrive.
+        bundled = {e.event_id for p in plans if p.limited for e in p.timeline}
+        rendered = await self._format(sync, batch, bundled)
         unread = await self._unread(sync.user_id, [p.room_id for p in plans if p.joined])
         thread_counts = sync.filter.room.timeline.unread_thread_notifications
         for plan in plans:
@@ -452,17 +457,28 @@ class RoomSyncer:
             )
             target[stored.event.room_id] = [*state, body]
 
-    async def _format(self, sync: SyncPass, events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
+    async def _format(
+        self, sync: SyncPass, events: Sequence[StoredEvent], bundled: Collection[str]
+    ) -> list[dict[str, Any]]:
+        """Client events, with bundled aggregations for those of ``bundled``."""
         fields = sync.filter.event_fields
         if sync.filter.event_format == "federation":
             return [strip_for_filter(dict(e.event.pdu), fields) for e in events]
-        return await self._serializer.serialize(
-            events,
-            user_id=sync.user_id,
-            device_id=sync.device_id,
-            include_room_id=False,
-            fields=fields,
-        )
+        rendered: dict[int, dict[str, Any]] = {}
+        for bundle in (True, False):
+            indexes = [i for i, e in enumerate(events) if (e.event_id in bundled) == bundle]
+            if not indexes:
+                continue
+            bodies = await self._serializer.serialize(
+                [events[i] for i in indexes],
+                user_id=sync.user_id,
+                device_id=sync.device_id,
+                include_room_id=False,
+                fields=fields,
+                bundle_aggregations=bundle,
+            )
+            rendered.update(zip(indexes, bodies, strict=True))
+        return [rendered[i] for i in range(len(events))]
 
     async def _unread(self, user_id: str, room_ids: Iterable[str]) -> dict[str, dict[str, int]]:
         if self.unread_counter is None:

@@ -73,6 +73,31 @@ async def test_latest_valid_edit_is_bundled(hs: HomeserverHarness) -> None:
     assert replacement["sender"] == alice.user_id
 
 
+async def test_sync_bundles_aggregations_in_limited_timelines_only(
+    hs: HomeserverHarness,
+) -> None:
+    alice, bob, room_id = await two_users(hs)
+    since = (await bob.sync(timeout=0))["next_batch"]
+    original = await alice.send(room_id, "first")
+    await edit(alice, room_id, original, "second")
+
+    def timeline_event(sync: Any, event_id: str) -> Any:
+        room = sync["rooms"]["join"][room_id]["timeline"]
+        return room["limited"], next(e for e in room["events"] if e["event_id"] == event_id)
+
+    # Incremental and not limited: the client sees the edit arrive itself.
+    limited, event = timeline_event(await bob.sync(since=since, timeout=0), original)
+    assert not limited and "m.relations" not in event.get("unsigned", {})
+    # An initial sync's limited timeline bundles it (spec: "Aggregations of child events").
+    flt = '{"room": {"timeline": {"limit": 2}}}'
+    limited, event = timeline_event(await bob.sync(filter=flt, timeout=0), original)
+    assert limited
+    assert event["unsigned"]["m.relations"]["m.replace"]["content"]["m.new_content"] == {
+        "msgtype": "m.text",
+        "body": "second",
+    }
+
+
 async def test_edit_ties_broken_by_event_id(hs: HomeserverHarness) -> None:
     alice, _, room_id = await two_users(hs)
     original = await alice.send(room_id, "first")
