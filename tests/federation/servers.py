@@ -19,6 +19,7 @@ works on each. All servers share one :class:`FakeClock`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import secrets
 import shutil
 import socket
@@ -148,41 +149,65 @@ async def federation_servers(
     ) -> list[FederatingServer]:
         servers = []
         for i in range(n):
-            directory = tmp_path / f"hs{len(started)}"
-            directory.mkdir()
-            port = free_port()
-            raw: dict[str, Any] = {
-                "server_name": f"localhost:{port}",
-                "signing_key_path": str(directory / "signing.key"),
-                "media_store_path": str(directory / "media"),
-                "listeners": [
-                    {
-                        "port": port,
-                        "bind_addresses": ["127.0.0.1"],
-                        "tls": True,
-                        "resources": [{"names": ["federation", "keys"]}],
-                    }
-                ],
-                "tls_certificate_path": str(tls_files.certificate),
-                "tls_private_key_path": str(tls_files.private_key),
-                "federation_verify_certificates": False,
-                "federation_ip_range_whitelist": ["127.0.0.0/8"],
-            }
-            raw.update(overrides)
-            if per_server is not None:
-                raw.update(per_server[i])
-            config = make_config(directory, **raw)
-            db = await _open_database(engine, directory, request)
-            server = await Homeserver.build(config, clock=clock, db=db)
-            await server.start_listeners()
-            test_server = TestServer(server.make_app({"client", "media"}))
-            await test_server.start_server(access_log=None)
-            client: TestClient[Any, Any] = TestClient(test_server)
-            await client.start_server()
-            federating = FederatingServer(server, HomeserverHarness(server, client, clock), port)
+            federating = await start_one(i, per_server, overrides)
             started.append(federating)
             servers.append(federating)
         return servers
+
+    async def start_one(
+        i: int, per_server: list[dict[str, Any]] | None, overrides: dict[str, Any]
+    ) -> FederatingServer:
+        # The free port may be taken by another test process before we bind it.
+        for attempt in range(5):
+            try:
+                return await start_at(i, free_port(), per_server, overrides, attempt)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def start_at(
+        i: int,
+        port: int,
+        per_server: list[dict[str, Any]] | None,
+        overrides: dict[str, Any],
+        attempt: int,
+    ) -> FederatingServer:
+        directory = tmp_path / f"hs{len(started)}-{attempt}"
+        directory.mkdir()
+        raw: dict[str, Any] = {
+            "server_name": f"localhost:{port}",
+            "signing_key_path": str(directory / "signing.key"),
+            "media_store_path": str(directory / "media"),
+            "listeners": [
+                {
+                    "port": port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "tls": True,
+                    "resources": [{"names": ["federation", "keys"]}],
+                }
+            ],
+            "tls_certificate_path": str(tls_files.certificate),
+            "tls_private_key_path": str(tls_files.private_key),
+            "federation_verify_certificates": False,
+            "federation_ip_range_whitelist": ["127.0.0.0/8"],
+        }
+        raw.update(overrides)
+        if per_server is not None:
+            raw.update(per_server[i])
+        config = make_config(directory, **raw)
+        db = await _open_database(engine, directory, request)
+        server = await Homeserver.build(config, clock=clock, db=db)
+        try:
+            await server.start_listeners()
+        except OSError:
+            await server.close()
+            raise
+        test_server = TestServer(server.make_app({"client", "media"}))
+        await test_server.start_server(access_log=None)
+        client: TestClient[Any, Any] = TestClient(test_server)
+        await client.start_server()
+        return FederatingServer(server, HomeserverHarness(server, client, clock), port)
 
     yield start
     for federating in started:
