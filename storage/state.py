@@ -24,6 +24,8 @@ class StateStore:
         self.db = db
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
         self._chains: OrderedDict[int, int] = OrderedDict()
+        # group -> (the group it was made from, the keys that changed), recent ones
+        self._parents: OrderedDict[int, tuple[int, dict[StateKey, str | None]]] = OrderedDict()
         self._cache_size = cache_size
         self._next_group: int | None = None
         self._current: dict[str, StateMap] = {}
@@ -92,6 +94,15 @@ class StateStore:
         )
         snapshot = dict(state)
         length = 0 if chain > MAX_CHAIN or prev_group is None or prev_state is None else chain
+        if prev_group is not None and prev_state is not None:
+            if length == 0:  # stored whole: the change from its parent is still useful
+                changes = {k: e for k, e in state.items() if prev_state.get(k) != e}
+                changes.update({k: None for k in prev_state if k not in state})
+            else:
+                changes = {(t, k): e for _g, t, k, e in entries}
+            self._parents[group] = (prev_group, changes)
+            if len(self._parents) > self._cache_size:
+                self._parents.popitem(last=False)
 
         # Known at once, so code running inside this transaction (push evaluation) can
         # read it; a group whose transaction fails is never referenced, its ID never reused.
@@ -104,6 +115,11 @@ class StateStore:
 
         txn.call_after_commit(remember_chain)
         return group
+
+    def change_from_parent(self, group: int) -> tuple[int, Mapping[StateKey, str | None]] | None:
+        """(the group it was made from, what changed: None for a removed key) for a
+        group made recently by this process; None when that is not known."""
+        return self._parents.get(group)
 
     def _remember(self, group: int, state: StateMap) -> None:
         self._groups[group] = state

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 MAIN_THREAD = "main"
 THREAD_HOPS = 3
+# Above this many changed keys a room state is loaded whole rather than derived.
+DERIVE_MAX_CHANGES = 50
 ROOM_STATE_CACHE = 512
 
 NotifiedCallback = Callable[[set[str]], None]
@@ -177,6 +179,70 @@ class PushEvaluator:
         if cached is not None:
             self._room_states.move_to_end(state_group)
             return cached
+        room = await self._derived_room_state(room_id, state_group, pending)
+        if room is None:
+            room = await self._load_room_state(room_id, state_group, pending)
+        self._room_states[state_group] = room
+        while len(self._room_states) > ROOM_STATE_CACHE:
+            self._room_states.popitem(last=False)
+        return room
+
+    async def _derived_room_state(
+        self, room_id: str, state_group: int, pending: StoredEvent | None
+    ) -> RoomPushState | None:
+        """The room at a group made by a few changes from one already known: derived
+        from it (a join in a large room costs what changed, not the whole room)."""
+        parent = self._stores.state.change_from_parent(state_group)
+        if parent is None:
+            return None
+        parent_group, changes = parent
+        base = self._room_states.get(parent_group)
+        if base is None or len(changes) > DERIVE_MAX_CHANGES:
+            return None
+        before = await self._stores.state.get_state(parent_group)
+        member_keys = [k for k in changes if k[0] == "m.room.member"]
+        wanted = [e for k in member_keys for e in (changes[k], before.get(k)) if e is not None]
+        events = dict(await self._stores.events.get_events(wanted))
+        if pending is not None:
+            events[pending.event_id] = pending
+        local = set(base.local_joined)
+        names = dict(base.display_names)
+        member_count = base.member_count
+        for key in member_keys:
+            user_id = key[1]
+            old_id, new_id = before.get(key), changes[key]
+            old = events.get(old_id) if old_id is not None else None
+            new = events.get(new_id) if new_id is not None else None
+            if (old_id is not None and old is None) or (new_id is not None and new is None):
+                return None  # an event we cannot read: load the room whole
+            was_joined = old is not None and old.event.membership == "join"
+            is_joined = new is not None and new.event.membership == "join"
+            member_count += int(is_joined) - int(was_joined)
+            if not user_id.endswith(self._suffix):
+                continue
+            if is_joined:
+                assert new is not None
+                local.add(user_id)
+                name = new.event.content.get("displayname")
+                names[user_id] = name if isinstance(name, str) else None
+            else:
+                local.discard(user_id)
+                names.pop(user_id, None)
+        power_levels, levels = base.power_levels, base.notification_levels
+        if ("m.room.power_levels", "") in changes or ("m.room.create", "") in changes:
+            state = await self._stores.state.get_state(state_group)
+            keys = [("m.room.create", ""), ("m.room.power_levels", "")]
+            ids = [state[k] for k in keys if k in state]
+            found = dict(await self._stores.events.get_events(ids))
+            if pending is not None:
+                found[pending.event_id] = pending
+            power_levels, levels = await self._power_levels(room_id, state, found)
+        # the order of local_joined is not significant: recipients are evaluated one by one
+        return RoomPushState(tuple(sorted(local)), member_count, names, power_levels, levels)
+
+    async def _load_room_state(
+        self, room_id: str, state_group: int, pending: StoredEvent | None
+    ) -> RoomPushState:
         state = await self._stores.state.get_state(state_group)
         wanted = {k: e for k, e in state.items() if k[0] == "m.room.member"} | {
             k: state[k] for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in state
@@ -196,17 +262,13 @@ class PushEvaluator:
                     name = member.event.content.get("displayname")
                     names[user_id] = name if isinstance(name, str) else None
         power_levels, levels = await self._power_levels(room_id, state, events)
-        room = RoomPushState(
-            tuple(u for u in joined if u.endswith(self._suffix)),
+        return RoomPushState(
+            tuple(sorted(u for u in joined if u.endswith(self._suffix))),
             len(joined),
             names,
             power_levels,
             levels,
         )
-        self._room_states[state_group] = room
-        while len(self._room_states) > ROOM_STATE_CACHE:
-            self._room_states.popitem(last=False)
-        return room
 
     async def _power_levels(
         self,

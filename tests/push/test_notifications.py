@@ -215,3 +215,50 @@ async def test_read_receipt_through_the_api_resets_sync_counts(hs: HomeserverHar
         "notification_count": 0,
         "highlight_count": 0,
     }
+
+
+async def test_room_state_derived_from_changes_equals_the_room_loaded_whole(
+    hs: HomeserverHarness,
+) -> None:
+    """Push evaluation derives a room's members and levels from the state it changed
+    from; after joins, leaves, renames, bans and power changes, that is exactly what
+    loading the room's state whole gives."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    others = [await make_user(hs, f"user{i}") for i in range(4)]
+    for user in others:
+        await user.join(room_id)
+    await others[0].request(
+        "PUT",
+        f"/rooms/{room_id}/state/m.room.member/{others[0].user_id}",
+        {"membership": "join", "displayname": "Zero"},
+    )
+    await others[1].leave(room_id)
+    await alice.request("POST", f"/rooms/{room_id}/ban", {"user_id": others[2].user_id})
+    levels = await alice.state(room_id, "m.room.power_levels")
+    levels["users"] = {**levels.get("users", {}), others[3].user_id: 50}
+    levels["notifications"] = {"room": 40}
+    await alice.request("PUT", f"/rooms/{room_id}/state/m.room.power_levels", levels)
+    await alice.send(room_id, "hello")
+
+    stores = hs.server.stores
+    latest = await stores.events.get_event(
+        (await stores.events.get_forward_extremities(room_id))[0]
+    )
+    assert latest is not None and latest.state_group is not None
+    push = evaluator(hs)
+    derived = await push.room_state(room_id, latest.state_group)
+    push._room_states.clear()
+    loaded = await push.room_state(room_id, latest.state_group)
+    assert derived is not loaded
+    assert derived.local_joined == loaded.local_joined
+    assert set(derived.local_joined) == {alice.user_id, others[0].user_id, others[3].user_id}
+    assert derived.member_count == loaded.member_count == 3
+    assert derived.display_names == loaded.display_names
+    assert derived.display_names[others[0].user_id] == "Zero"
+    assert derived.notification_levels == loaded.notification_levels == {"room": 40}
+    assert derived.power_levels is not None and loaded.power_levels is not None
+    for user in (alice, *others):
+        assert derived.power_levels.user_level(user.user_id) == loaded.power_levels.user_level(
+            user.user_id
+        )
