@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,15 @@ class Client:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+def print_result(result: dict[str, Any], out: str | None) -> None:
+    """Print a benchmark's figures as JSON, and write them to ``out`` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        with open(out, "w") as file:
+            file.write(text)
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from bench_client import Client, call, gather_limited, percentile, register, rss_kib
+from bench_client import Client, call, gather_limited, percentile, print_result, register, rss_kib
 
 
 @dataclass
@@ -232,11 +232,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     args = parser.parse_args()
     result = asyncio.run(run(args))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(text)
+    print_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,11 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_client import call, register, rss_kib
+from bench_client import call, print_result, register, rss_kib
 
 from homeserver.config import parse_config
 from homeserver.rooms.creation import RoomCreationRequest
+from homeserver.selfsigned import make_self_signed_certificate
 from homeserver.server import Homeserver
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -60,39 +61,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost and 127.0.0.1 (via ``openssl``)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        sys.exit("openssl is needed to make the TLS certificate")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 class Instance:
@@ -267,7 +235,7 @@ def drop_databases(names: list[str], pg: str) -> None:
 
 async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict[str, Any]:
     result: dict[str, Any] = {"database": args.database}
-    tls = make_certificate(root)
+    tls = make_self_signed_certificate(root)
     instances = []
     for name in ("a", "b"):
         db_name = f"bench_join_{name}_{secrets.token_hex(4)}"
@@ -355,11 +323,7 @@ def main() -> None:
             print(f"kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as out:
-            out.write(text)
+    print_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -117,12 +117,15 @@ class EventPersister:
         self._announce()
         if context.backfilled:
             return stored  # history: nothing happens now because of it
+        await self._after_persist(stored)
+        return stored
+
+    async def _after_persist(self, stored: StoredEvent) -> None:
         for hook in self.persisted_hooks:
             try:
                 await hook(stored)
             except Exception:
-                logger.exception("after-persist hook failed for %s", event.event_id)
-        return stored
+                logger.exception("after-persist hook failed for %s", stored.event_id)
 
     async def persist_outliers(
         self, items: Sequence[tuple[Event, EventContext]]
@@ -144,11 +147,7 @@ class EventPersister:
             "persist_outliers", lambda txn: self._persist_outliers_txn(txn, items)
         )
         for one in stored:
-            for hook in self.persisted_hooks:
-                try:
-                    await hook(one)
-                except Exception:
-                    logger.exception("after-persist hook failed for %s", one.event_id)
+            await self._after_persist(one)
         return stored
 
     async def _persist_outliers_txn(

@@ -23,7 +23,6 @@ import errno
 import secrets
 import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from federation.context import FederationContext
 from homeserver.clock import FakeClock
+from homeserver.selfsigned import make_self_signed_certificate
 from homeserver.server import Homeserver
 from storage.connect import open_postgres, open_sqlite
 from storage.database import Database
@@ -46,38 +46,11 @@ class TlsFiles:
     private_key: Path
 
 
-def make_self_signed_certificate(directory: Path) -> TlsFiles:
+def make_test_certificate(directory: Path) -> TlsFiles:
     """A self-signed certificate for ``localhost`` and 127.0.0.1 (via ``openssl``)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a test TLS certificate")
-    directory.mkdir(parents=True, exist_ok=True)
-    files = TlsFiles(directory / "cert.pem", directory / "key.pem")
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "3",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(files.private_key),
-            "-out",
-            str(files.certificate),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return files
+    return TlsFiles(*make_self_signed_certificate(directory))
 
 
 def free_port() -> int:
@@ -122,7 +95,7 @@ async def stop_listening(server: FederatingServer) -> None:
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    return make_test_certificate(tmp_path_factory.mktemp("tls"))
 
 
 async def _open_database(engine: str, directory: Path, request: pytest.FixtureRequest) -> Database:

@@ -33,6 +33,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from homeserver.selfsigned import make_self_signed_certificate
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("SYNAPSE_TOOLS", "/work/shared/tools/synapse"))
 SYNHARNESS = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
@@ -123,20 +125,8 @@ def has_ephemeral(room_id: str, kind: str, user_id: str) -> Callable[[dict[str, 
 # -- processes ------------------------------------------------------------------------
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def write_config(directory: Path, port: int) -> Path:
-    cert, key = make_certificate(directory)
+    cert, key = make_self_signed_certificate(directory)
     unlimited = {"per_second": 100000, "burst_count": 100000}
     config = {
         "server_name": f"127.0.0.1:{port + 1}",
