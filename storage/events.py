@@ -87,43 +87,6 @@ class EventStore:
         txn_id: str | None = None,
         replaces_state: str | None = None,
     ) -> StoredEvent:
-        relates_to, rel_type = _relation(event)
-        await txn.queue(
-            "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key,"
-            " sender, origin_server_ts, received_ts, json, outlier, rejected_reason,"
-            " soft_failed, state_group, relates_to_id, rel_type, txn_device_id, txn_id, redacts,"
-            " replaces_state)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-            " $18, $19, $20)",
-            event.event_id,
-            event.room_id,
-            stream_ordering,
-            event.depth,
-            event.type,
-            event.state_key,
-            event.sender,
-            event.origin_server_ts,
-            received_ts,
-            json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
-            outlier,
-            rejected_reason,
-            soft_failed,
-            state_group,
-            relates_to,
-            rel_type,
-            txn_device_id,
-            txn_id,
-            event.redacts,
-            replaces_state,
-        )
-        await txn.executemany(
-            "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(event.event_id, p) for p in dict.fromkeys(event.prev_event_ids)],
-        )
-        await txn.executemany(
-            "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(event.event_id, a) for a in dict.fromkeys(event.auth_event_ids)],
-        )
         stored = StoredEvent(
             event,
             stream_ordering,
@@ -136,8 +99,63 @@ class EventStore:
             txn_device_id,
             txn_id,
         )
+        await self._insert_txn(txn, [stored], received_ts)
         txn.call_after_commit(lambda: self._remember(stored))
         return stored
+
+    async def _insert_txn(
+        self, txn: Transaction, events: Sequence[StoredEvent], received_ts: int
+    ) -> None:
+        """The rows of new events, their edges and auth events (one statement each)."""
+        rows = []
+        edges = []
+        auth = []
+        for stored in events:
+            event = stored.event
+            relates_to, rel_type = _relation(event)
+            rows.append(
+                (
+                    event.event_id,
+                    event.room_id,
+                    stored.stream_ordering,
+                    event.depth,
+                    event.type,
+                    event.state_key,
+                    event.sender,
+                    event.origin_server_ts,
+                    received_ts,
+                    json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
+                    stored.outlier,
+                    stored.rejected_reason,
+                    stored.soft_failed,
+                    stored.state_group,
+                    relates_to,
+                    rel_type,
+                    stored.txn_device_id,
+                    stored.txn_id,
+                    event.redacts,
+                    stored.replaces_state,
+                )
+            )
+            edges += [(event.event_id, p) for p in dict.fromkeys(event.prev_event_ids)]
+            auth += [(event.event_id, a) for a in dict.fromkeys(event.auth_event_ids)]
+        await txn.executemany(
+            "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key,"
+            " sender, origin_server_ts, received_ts, json, outlier, rejected_reason,"
+            " soft_failed, state_group, relates_to_id, rel_type, txn_device_id, txn_id, redacts,"
+            " replaces_state)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+            " $18, $19, $20)",
+            rows,
+        )
+        await txn.executemany(
+            "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            edges,
+        )
+        await txn.executemany(
+            "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            auth,
+        )
 
     async def insert_outliers_txn(
         self,
@@ -152,51 +170,11 @@ class EventStore:
         Outliers have no stream position and no state group; the caller puts the
         batch in an order where every event follows the events it cites.
         """
-        rows = []
-        edges = []
-        auth = []
-        for event, rejected_reason in events:
-            relates_to, rel_type = _relation(event)
-            rows.append(
-                (
-                    event.event_id,
-                    event.room_id,
-                    event.depth,
-                    event.type,
-                    event.state_key,
-                    event.sender,
-                    event.origin_server_ts,
-                    received_ts,
-                    json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
-                    rejected_reason,
-                    relates_to,
-                    rel_type,
-                    event.redacts,
-                )
-            )
-            edges += [(event.event_id, p) for p in dict.fromkeys(event.prev_event_ids)]
-            auth += [(event.event_id, a) for a in dict.fromkeys(event.auth_event_ids)]
-        await txn.executemany(
-            "INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key,"
-            " sender, origin_server_ts, received_ts, json, outlier, rejected_reason,"
-            " soft_failed, state_group, relates_to_id, rel_type, txn_device_id, txn_id, redacts,"
-            " replaces_state)"
-            " VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, TRUE, $10, FALSE, NULL, $11,"
-            " $12, NULL, NULL, $13, NULL)",
-            rows,
-        )
-        await txn.executemany(
-            "INSERT INTO event_edges (event_id, prev_event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            edges,
-        )
-        await txn.executemany(
-            "INSERT INTO event_auth (event_id, auth_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            auth,
-        )
         stored = [
             StoredEvent(event, None, True, rejected_reason, False, None, None)
             for event, rejected_reason in events
         ]
+        await self._insert_txn(txn, stored, received_ts)
 
         def remember() -> None:
             for one in stored:
