@@ -47,6 +47,9 @@ from storage.server_keys import ServerKeyStore, StoredKeyResponse, StoredServerK
 
 logger = logging.getLogger(__name__)
 
+# Above this many events, signatures are checked in a worker thread.
+VERIFY_IN_THREAD_ABOVE = 200
+
 KEY_FETCH_TIMEOUT_S = 30.0
 KEY_RESPONSE_MAX_BYTES = 1024 * 1024
 MIN_REFETCH_INTERVAL_S = 30.0
@@ -344,6 +347,13 @@ class KeyRing:
                 for key_id in key_ids:
                     per_server[key_id] = max(per_server.get(key_id, 0), at_ts)
         known = await self.fetch_keys(requests) if requests else {}
-        return [
-            verify_event_signatures(event, lambda s, k: known.get(s, {}).get(k)) for event in events
-        ]
+
+        def verify_all() -> list[list[SignatureFailure]]:
+            return [
+                verify_event_signatures(event, lambda s, k: known.get(s, {}).get(k))
+                for event in events
+            ]
+
+        if len(events) > VERIFY_IN_THREAD_ABOVE:  # a big room's state: off the event loop
+            return await asyncio.to_thread(verify_all)
+        return verify_all()

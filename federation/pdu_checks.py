@@ -15,6 +15,7 @@ here raises for bad input: every PDU gets a :class:`CheckedPdu` or a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from homeserver.events import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Batches larger than this are checked in a worker thread, so that a big room's state
+# (tens of thousands of events) does not stall the event loop for seconds.
+THREAD_BATCH = 200
 
 
 class EventSignatureVerifier(Protocol):
@@ -91,6 +96,15 @@ async def check_signatures_and_hashes(
     except Exception:  # a key fetch problem must not fail the whole transaction
         logger.exception("verifying the signatures of %d events failed", len(events))
         return [DroppedPdu(e.event_id, "Could not verify signatures") for e in events]
+    if len(events) > THREAD_BATCH:  # a joined room's state: off the event loop
+        return await asyncio.to_thread(_hash_checked, events, failures)
+    return _hash_checked(events, failures)
+
+
+def _hash_checked(
+    events: Sequence[Event], failures: Sequence[Sequence[Any]]
+) -> list[CheckedPdu | DroppedPdu]:
+    """Step 3 for the events whose signatures checked out (pure: may run in a thread)."""
     results: list[CheckedPdu | DroppedPdu] = []
     for event, problems in zip(events, failures, strict=True):
         if problems:

@@ -23,6 +23,7 @@ outliers with a stream position (``EventContext.out_of_band``) so /sync shows th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -58,6 +59,8 @@ T = TypeVar("T")
 V1 = "/_matrix/federation/v1"
 V2 = "/_matrix/federation/v2"
 JOIN_TIMEOUT_S = 120.0
+# Above this many PDUs, a send_join answer is parsed in a worker thread.
+PARSE_IN_THREAD_ABOVE = 500
 # Template fields the joining server keeps (it adds origin_server_ts, hashes, signatures).
 TEMPLATE_FIELDS = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events", "depth")
 
@@ -322,26 +325,9 @@ class RemoteMembership:
                 signatures = {**dict(parsed.signatures), **dict(event.signatures)}
                 pdu["signatures"] = signatures
         create = self._create_event(room_id, rv, state)
-        state_events: list[Event] = []
-        for raw in state:
-            parsed = parse_pdu(raw, rv)
-            if isinstance(parsed, DroppedPdu):
-                raise JoinFailed(f"{destination} gave an invalid state event: {parsed.reason}")
-            state_events.append(parsed)
-        # The chain usually repeats the state: a PDU identical to one of the state's
-        # is the same event, parsed once.
-        by_hash: dict[str, list[dict[str, Any]]] = {}
-        for raw in state:
-            by_hash.setdefault(_content_hash(raw), []).append(raw)
-        chain_events = [
-            p
-            for p in (
-                parse_pdu(raw, rv)
-                for raw in chain
-                if not any(raw == s for s in by_hash.get(_content_hash(raw), ()))
-            )
-            if isinstance(p, Event)
-        ]
+        # A big room's state is parsed in a worker thread, off the event loop.
+        parse = asyncio.to_thread if len(state) + len(chain) > PARSE_IN_THREAD_ABOVE else _now
+        state_events, chain_events = await parse(_parse_answer, destination, rv, state, chain)
         await self._pipeline.ensure_room(room_id, rv, create.sender)
         held = await self._pipeline.persist_outlier_events(
             destination, room_id, chain_events + state_events
@@ -376,3 +362,34 @@ class RemoteMembership:
                     raise JoinFailed("the create event is of another room")
                 return parsed
         raise JoinFailed("the room state has no create event")
+
+
+async def _now(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)
+
+
+def _parse_answer(
+    destination: str, rv: RoomVersion, state: Sequence[Any], chain: Sequence[Any]
+) -> tuple[list[Event], list[Event]]:
+    """The state and auth chain of a send_join answer as events (step 1); an invalid
+    state event fails the join. The chain usually repeats the state: a PDU identical
+    to one of the state's is the same event, parsed once."""
+    state_events: list[Event] = []
+    for raw in state:
+        parsed = parse_pdu(raw, rv)
+        if isinstance(parsed, DroppedPdu):
+            raise JoinFailed(f"{destination} gave an invalid state event: {parsed.reason}")
+        state_events.append(parsed)
+    by_hash: dict[str, list[dict[str, Any]]] = {}
+    for raw in state:
+        by_hash.setdefault(_content_hash(raw), []).append(raw)
+    chain_events = [
+        p
+        for p in (
+            parse_pdu(raw, rv)
+            for raw in chain
+            if not any(raw == s for s in by_hash.get(_content_hash(raw), ()))
+        )
+        if isinstance(p, Event)
+    ]
+    return state_events, chain_events

@@ -95,6 +95,7 @@ class StateStore:
         snapshot = dict(state)
         length = 0 if chain > MAX_CHAIN or prev_group is None or prev_state is None else chain
         if prev_group is not None and prev_state is not None:
+            changes: dict[StateKey, str | None]
             if length == 0:  # stored whole: the change from its parent is still useful
                 changes = {k: e for k, e in state.items() if prev_state.get(k) != e}
                 changes.update({k: None for k in prev_state if k not in state})
