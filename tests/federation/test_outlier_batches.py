@@ -146,3 +146,25 @@ async def test_a_join_over_the_wire_stores_the_state_in_batches(
         await a.server.stores.state.current_members(room_id)
     )
     assert len(await bob.request("GET", f"/rooms/{room_id}/state")) == len(state_a)
+
+
+async def test_joining_a_room_with_hundreds_of_state_events_checks_them_off_the_loop(
+    federation_servers: ServerFactory,
+) -> None:
+    """Past a few hundred events the send_join answer is parsed and checked in a
+    worker thread: the result is the same room, every state event held and accepted."""
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    creator = a.server.client.creator
+    for i in range(300):
+        await creator.send(room_id, "org.example.big", alice.user_id, {"n": i}, state_key=str(i))
+    await join_via(bob, room_id, a)
+    state = await b.server.stores.state.get_current_state(room_id)
+    assert state == await a.server.stores.state.get_current_state(room_id) | {
+        ("m.room.member", bob.user_id): state[("m.room.member", bob.user_id)]
+    }
+    held = await b.server.stores.events.get_events(list(state.values()))
+    assert len(held) == len(state) and all(s.rejected_reason is None for s in held.values())
+    assert (await bob.state(room_id, "org.example.big", "299"))["n"] == 299
