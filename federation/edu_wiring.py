@@ -14,7 +14,6 @@ Device lists are wired by the e2ee federation module.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 from federation.sender import FederationSender
@@ -202,9 +201,7 @@ def wire_presence(
 
     def on_local_change(change: Any) -> None:
         content = change.content(clock.time_ms())
-        task = asyncio.get_running_loop().create_task(send_change(change.user_id, content))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        sender.run_soon(send_change(change.user_id, content))
 
     async def on_presence(origin: str, content: dict[str, Any]) -> None:
         updates = content.get("push")
@@ -225,6 +222,5 @@ def wire_presence(
                 update.get("currently_active") is True,
             )
 
-    _pending: set[asyncio.Task[None]] = set()
     presence.local_change_listeners.append(on_local_change)
     transactions.register_edu_handler("m.presence", on_presence)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from federation.errors import FederationError
@@ -196,6 +196,13 @@ class FederationSender:
         return servers
 
     # -- remote state -------------------------------------------------------------------
+
+    def run_soon(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (which queues items) in the background; :meth:`wait_idle`
+        waits for it too."""
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     def on_remote_activity(self, destination: str) -> None:
         """``destination`` just talked to us: if it was in backoff, try it now."""
