@@ -28,6 +28,7 @@ from federation.key_responses import (
     VerifiedKeyResponse,
     verify_key_response,
 )
+from federation.pdu_checks import THREAD_BATCH
 from federation.requester import FederationRequester
 from homeserver.clock import Clock
 from homeserver.config import OldSigningKey, TrustedKeyServer
@@ -46,9 +47,6 @@ from homeserver.events.signing import (
 from storage.server_keys import ServerKeyStore, StoredKeyResponse, StoredServerKey
 
 logger = logging.getLogger(__name__)
-
-# Above this many events, signatures are checked in a worker thread.
-VERIFY_IN_THREAD_ABOVE = 200
 
 KEY_FETCH_TIMEOUT_S = 30.0
 KEY_RESPONSE_MAX_BYTES = 1024 * 1024
@@ -354,6 +352,6 @@ class KeyRing:
                 for event in events
             ]
 
-        if len(events) > VERIFY_IN_THREAD_ABOVE:  # a big room's state: off the event loop
+        if len(events) > THREAD_BATCH:  # a big room's state: off the event loop
             return await asyncio.to_thread(verify_all)
         return verify_all()

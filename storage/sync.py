@@ -292,24 +292,20 @@ class SyncStore:
         self,
         room_ids: Collection[str],
         exclude_user: str,
+        generations: Mapping[str, int],
         limit: int = 5,
-        generations: Mapping[str, int] | None = None,
     ) -> dict[str, list[str]]:
         """Up to ``limit`` members of each room other than ``exclude_user`` for
         ``m.heroes``: joined or invited ones by stream order, else left or banned ones.
 
-        With ``generations`` (``StateStore.member_generation`` of each room, read
-        before the call), each room's candidates are cached until its state changes.
+        Each room's candidates are cached until its state changes: ``generations``
+        holds ``StateStore.member_generation`` of each room, read before the call.
         """
         result: dict[str, list[str]] = {}
         missing: list[str] = []
         for room_id in room_ids:
             cached = self._heroes.get(room_id)
-            if (
-                generations is not None
-                and cached is not None
-                and cached[0] == (generations.get(room_id), limit)
-            ):
+            if cached is not None and cached[0] == (generations[room_id], limit):
                 result[room_id] = _heroes_without(cached[1], cached[2], exclude_user, limit)
             else:
                 missing.append(room_id)
@@ -318,20 +314,19 @@ class SyncStore:
         for room_id in missing:
             active, inactive = found.get(room_id, ([], []))
             result[room_id] = _heroes_without(active, inactive, exclude_user, limit)
-            if generations is not None and room_id in generations:
-                self._heroes[room_id] = ((generations[room_id], limit), active, inactive)
-                if len(self._heroes) > _HEROES_CACHE:
-                    self._heroes.pop(next(iter(self._heroes)))
+            self._heroes[room_id] = ((generations[room_id], limit), active, inactive)
+            if len(self._heroes) > _HEROES_CACHE:
+                self._heroes.pop(next(iter(self._heroes)))
         return result
 
     async def _hero_candidates(
         self, room_ids: list[str], limit: int
     ) -> dict[str, tuple[list[str], list[str]]]:
+        """Each room's first ``limit`` joined or invited members by stream order, and
+        its first ``limit`` departed ones."""
         result: dict[str, tuple[list[str], list[str]]] = {}
-        ids = room_ids
-        exclude_user = ""  # no user ID is empty: every member is a candidate
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
+        for start in range(0, len(room_ids), _IN_CHUNK):
+            chunk = room_ids[start : start + _IN_CHUNK]
             rows = await self.db.fetchall(
                 "sync_heroes",
                 "SELECT room_id, state_key, active FROM (SELECT c.room_id, c.state_key,"
@@ -340,10 +335,9 @@ class SyncStore:
                 " CASE WHEN c.membership IN ('join', 'invite') THEN 1 ELSE 0 END"
                 " ORDER BY e.stream_ordering) AS rn"
                 " FROM current_state c JOIN events e ON e.event_id = c.event_id"
-                " WHERE c.type = 'm.room.member' AND c.state_key <> $1"
-                f" AND c.room_id IN ({_marks(3, len(chunk))})) AS h WHERE rn <= $2"
+                " WHERE c.type = 'm.room.member'"
+                f" AND c.room_id IN ({_marks(2, len(chunk))})) AS h WHERE rn <= $1"
                 " ORDER BY room_id, active DESC, rn",
-                exclude_user,
                 limit,
                 *chunk,
             )

@@ -356,7 +356,7 @@ class RoomSyncer:
         counts = await state.member_counts([p.room_id for p in plans])
         unnamed = [p.room_id for p in plans if not self._has_name(p.end_state, named_events)]
         generations = {r: state.member_generation(r) for r in unnamed}
-        heroes = await self._sync_store.heroes(unnamed, user_id, generations=generations)
+        heroes = await self._sync_store.heroes(unnamed, user_id, generations)
         for plan in plans:
             joined, invited = counts.get(plan.room_id, (0, 0))
             plan.summary = {"m.joined_member_count": joined, "m.invited_member_count": invited}
