@@ -102,19 +102,15 @@ class EventPersister:
             stored = await self._stores.db.run_transaction(
                 "persist_event", lambda txn: self._persist_txn(txn, event, context, position)
             )
-        except BaseException:
+            if position is not None and not context.backfilled and stored.rejected_reason is None:
+                users = list(context.extra_notify)
+                if event.type == "m.room.member" and event.state_key is not None:
+                    users.append(event.state_key)
+                heapq.heappush(self._unannounced, (position, event.room_id, users))
+        finally:
             if stream is not None and position is not None:
                 stream.finish(position)
-                self._announce()
-            raise
-        if stream is not None and position is not None:
-            stream.finish(position)
-        if position is not None and not context.backfilled and stored.rejected_reason is None:
-            users = list(context.extra_notify)
-            if event.type == "m.room.member" and event.state_key is not None:
-                users.append(event.state_key)
-            heapq.heappush(self._unannounced, (position, event.room_id, users))
-        self._announce()
+            self._announce()
         if context.backfilled:
             return stored  # history: nothing happens now because of it
         await self._after_persist(stored)
