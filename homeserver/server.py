@@ -174,7 +174,7 @@ class Homeserver:
             membership=membership,
             room_creation=room_creation,
             members=MemberListService(stores),
-            room_events=RoomEventService(config.server_name, stores, creator),
+            room_events=RoomEventService(config.server_name, stores, creator, history),
             directory=DirectoryService(config.server_name, stores, creator),
             visibility=visibility,
             history=history,

@@ -62,19 +62,6 @@ class RoomStore:
             [(e.event_id, e.room_id, e.state_key, e.sender, e.membership, stream) for e in events],
         )
 
-    async def has_been_joined(self, user_id: str, room_id: str) -> bool:
-        """Whether the user was ever joined to the room (by the membership history)."""
-        return (
-            await self.db.fetchval(
-                "has_been_joined",
-                "SELECT 1 FROM room_memberships WHERE user_id = $1 AND room_id = $2"
-                " AND membership = 'join' LIMIT 1",
-                user_id,
-                room_id,
-            )
-            is not None
-        )
-
     async def store_stripped_state_txn(
         self, txn: Transaction, event_id: str, stripped: list[dict[str, Any]]
     ) -> None:

@@ -1,8 +1,8 @@
 """Single events of a room: fetching one, and redacting one (client-server: "Redactions").
 
 ``GET /rooms/{roomId}/event/{eventId}`` and ``PUT /rooms/{roomId}/redact/{eventId}/{txnId}``.
-Whether a user may see an event is decided in one place, :meth:`RoomEventService.may_see`,
-so history visibility rules can take it over.
+Whether a user may see an event is decided by the history visibility rules, as for
+/messages and /context (:meth:`RoomHistory.visible_event`).
 """
 
 from __future__ import annotations
@@ -12,50 +12,25 @@ from typing import Any
 from homeserver.errors import Forbidden, NotFound
 from homeserver.events import PowerLevels, server_name_of
 from homeserver.rooms.creator import EventCreator, TxnKey
+from homeserver.rooms.history import RoomHistory
 from storage.events import StoredEvent
 from storage.stores import Stores
 
 
 class RoomEventService:
-    def __init__(self, server_name: str, stores: Stores, creator: EventCreator) -> None:
+    def __init__(
+        self, server_name: str, stores: Stores, creator: EventCreator, history: RoomHistory
+    ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._creator = creator
+        self._history = history
 
     async def get_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:
-        """The event if it is in the room and the user may see it; M_NOT_FOUND otherwise."""
-        stored = await self._stores.events.get_event(event_id)
-        if (
-            stored is None
-            or stored.event.room_id != room_id
-            or stored.rejected_reason is not None
-            or not await self.may_see(user_id, stored)
-        ):
-            raise NotFound("Event not found")
-        return stored
-
-    async def may_see(self, user_id: str, stored: StoredEvent) -> bool:
-        """Whether ``user_id`` may see the event.
-
-        For now: the user is joined, or was joined and the event came before they
-        left. History visibility (homeserver/rooms/visibility.py) replaces this.
-        """
-        room_id = stored.event.room_id
-        state = await self._stores.state.get_current_state(room_id)
-        member_id = state.get(("m.room.member", user_id))
-        member = await self._stores.events.get_event(member_id) if member_id else None
-        if member is None:
-            return False
-        membership = member.event.membership
-        if membership == "join":
-            return True
-        if membership in ("leave", "ban"):
-            if stored.stream_ordering is None or member.stream_ordering is None:
-                return False
-            return stored.stream_ordering <= member.stream_ordering and (
-                await self._stores.rooms.has_been_joined(user_id, room_id)
-            )
-        return False
+        """The event if it is in the room's timeline and the user may see it under the
+        room's history visibility (client-server: "Room History Visibility"); M_NOT_FOUND
+        otherwise, as the spec asks for events the user has no permission to read."""
+        return await self._history.visible_event(user_id, room_id, event_id)
 
     async def redact(
         self,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.conftest import HomeserverHarness
-from tests.rooms.helpers import make_user
+from tests.rooms.helpers import User, make_user
 
 MESSAGES = [
     {
@@ -85,3 +87,70 @@ async def test_event_visibility_and_not_found(hs: HomeserverHarness) -> None:
         assert err["errcode"] == "M_NOT_FOUND"
     resp = await hs.client.get(f"/_matrix/client/v3/rooms/{room}/event/{before}")
     assert resp.status == 401
+
+
+# -- history visibility applies to single events as it does to /messages ------------------
+
+
+async def set_visibility(user: User, room_id: str, value: str) -> None:
+    await user.request(
+        "PUT", f"/rooms/{room_id}/state/m.room.history_visibility", {"history_visibility": value}
+    )
+
+
+async def fetch(user: User, room_id: str, event_id: str, expect: int = 200) -> Any:
+    return await user.request("GET", f"/rooms/{room_id}/event/{event_id}", expect=expect)
+
+
+async def test_joined_visibility_hides_events_from_before_the_join(hs: HomeserverHarness) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await set_visibility(alice, room, "joined")
+    before = await alice.send(room, "before bob joined")
+    await bob.join(room)
+    after = await alice.send(room, "after bob joined")
+    err = await fetch(bob, room, before, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    assert (await fetch(bob, room, after))["content"]["body"] == "after bob joined"
+    assert (await fetch(alice, room, before))["content"]["body"] == "before bob joined"
+
+
+async def test_shared_visibility_shows_events_from_before_the_join(hs: HomeserverHarness) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await set_visibility(alice, room, "shared")
+    before = await alice.send(room, "before bob joined")
+    # Not yet a member: nothing to see.
+    err = await fetch(bob, room, before, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    await bob.join(room)
+    assert (await fetch(bob, room, before))["content"]["body"] == "before bob joined"
+
+
+async def test_world_readable_events_are_readable_by_non_members(hs: HomeserverHarness) -> None:
+    alice, eve = await make_user(hs, "alice"), await make_user(hs, "eve")
+    room = await alice.create_room(preset="public_chat")
+    shared_era = await alice.send(room, "shared era")
+    await set_visibility(alice, room, "world_readable")
+    readable = await alice.send(room, "readable era")
+    assert (await fetch(eve, room, readable))["content"]["body"] == "readable era"
+    # As in /messages: what was sent under `shared` stays for members only.
+    err = await fetch(eve, room, shared_era, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+
+
+async def test_former_member_cannot_read_events_after_leaving(hs: HomeserverHarness) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await set_visibility(alice, room, "joined")
+    await bob.join(room)
+    while_joined = await alice.send(room, "while joined")
+    await bob.leave(room)
+    after_leaving = await alice.send(room, "after leaving")
+    assert (await fetch(bob, room, while_joined))["content"]["body"] == "while joined"
+    err = await fetch(bob, room, after_leaving, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    # Rejoining under `joined` does not reveal what was sent while away.
+    await bob.join(room)
+    err = await fetch(bob, room, after_leaving, expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
