@@ -1,0 +1,148 @@
+"""``bench_messaging.py`` against this homeserver and against Synapse, in one run.
+
+Run: ``python bench/messaging_vs_synapse.py [--messages N] [--receivers N] ...``.
+Prints both sets of figures side by side; asserts nothing.
+
+Each server is started fresh on SQLite, measured with the same workload (the
+arguments are those of ``bench_messaging.py``), and stopped before the next one
+starts, so they never share the machine:
+
+- this homeserver as its own process (``python -m homeserver``, config written
+  here: client API on plain HTTP, rate limits off, presence on as by default);
+- Synapse through the reference harness (``../shared/tools/synapse/start.sh``,
+  which turns its rate limits off and keeps presence on), on port 18050.
+
+Registration is not measured (the two hash passwords at different costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_client import print_result
+from bench_messaging import run as run_workload
+from bench_server import Instance
+
+from homeserver.selfsigned import make_self_signed_certificate
+
+REPO = Path(__file__).resolve().parent.parent
+SYNAPSE_TOOLS = REPO.parent / "shared" / "tools" / "synapse"
+SYNAPSE_NAME = "benchvs"
+SYNAPSE_PORT = 18050
+
+ROWS = [
+    ("send throughput (msg/s)", "send_throughput_msg_s"),
+    ("PUT send p50 (ms)", "put_p50_ms"),
+    ("delivery p50 (ms)", "delivery_p50_ms"),
+    ("delivery p95 (ms)", "delivery_p95_ms"),
+    ("delivery p99 (ms)", "delivery_p99_ms"),
+    ("delivered (%)", "delivered_pct"),
+    ("initial sync, user in N rooms (ms, median)", "initial_sync_ms_median"),
+]
+
+
+def workload_args(args: argparse.Namespace, base: str, pid: int | None) -> argparse.Namespace:
+    return argparse.Namespace(
+        base=base,
+        users=args.users,
+        receivers=args.receivers,
+        rooms=args.rooms,
+        messages=args.messages,
+        concurrency=args.concurrency,
+        sync_rooms=args.sync_rooms,
+        pid=pid,
+        out=None,
+    )
+
+
+async def measure_ours(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    tls = make_self_signed_certificate(root)
+    database = {"name": "sqlite3", "args": {"database": str(root / "ours" / "homeserver.db")}}
+    instance = Instance("ours", root, tls, database)
+    instance.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await instance.wait_ready(session)
+        return await run_workload(workload_args(args, instance.base, instance.pid))
+    finally:
+        instance.stop()
+
+
+def measure_synapse(args: argparse.Namespace) -> dict[str, Any]:
+    env = dict(os.environ, FRESH="1")
+    started = subprocess.run(
+        [str(SYNAPSE_TOOLS / "start.sh"), SYNAPSE_NAME, str(SYNAPSE_PORT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        sys.exit(f"Synapse did not start:\n{started.stdout}{started.stderr}")
+    base = started.stdout.strip().splitlines()[-1]
+    synharness = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
+    pid = int((synharness / "data" / SYNAPSE_NAME / "pid").read_text().strip())
+    try:
+        return asyncio.run(run_workload(workload_args(args, base, pid)))
+    finally:
+        subprocess.run([str(SYNAPSE_TOOLS / "stop.sh"), SYNAPSE_NAME], check=False)
+
+
+def memory_mib(result: dict[str, Any], key: str) -> str:
+    kib = result.get("rss_end_kib", {}).get(key)
+    return "-" if kib is None else f"{kib / 1024:.0f}"
+
+
+def print_table(ours: dict[str, Any], synapse: dict[str, Any]) -> None:
+    rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in ROWS]
+    rows.append(
+        ("resident memory at end (MiB)", memory_mib(ours, "VmRSS"), memory_mib(synapse, "VmRSS"))
+    )
+    rows.append(
+        ("peak resident memory (MiB)", memory_mib(ours, "VmHWM"), memory_mib(synapse, "VmHWM"))
+    )
+    width = max(len(label) for label, _, _ in rows)
+    print(f"\n| {'figure':<{width}} | ours | Synapse |")
+    print(f"|{'-' * (width + 2)}|------|---------|")
+    for label, mine, theirs in rows:
+        print(f"| {label:<{width}} | {mine} | {theirs} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=20, help="senders")
+    parser.add_argument("--receivers", type=int, default=100, help="long-polling clients")
+    parser.add_argument("--rooms", type=int, default=10)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--sync-rooms", type=int, default=200)
+    parser.add_argument("--out", default=None, help="also write both results here (JSON)")
+    args = parser.parse_args()
+    if not (SYNAPSE_TOOLS / "start.sh").exists():
+        sys.exit(f"no Synapse harness at {SYNAPSE_TOOLS}")
+    root = Path(tempfile.mkdtemp(prefix="bench-vs-"))
+    try:
+        ours = asyncio.run(measure_ours(args, root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    synapse = measure_synapse(args)
+    print_result({"ours": ours, "synapse": synapse}, args.out)
+    print_table(ours, synapse)
+
+
+if __name__ == "__main__":
+    main()
