@@ -8,7 +8,9 @@ then ``event_id``; none for a redacted original), "Threading" (``m.thread``:
 "Reference relations" (``m.reference``: a ``chunk`` of event IDs). Annotations are
 not aggregated. State events get no bundled aggregations. Redacted children do not
 count (redaction breaks the relationship); children the user may not see are left
-out of the edit, the latest thread event and the references.
+out of the edit, the latest thread event and the references. Users banned from a
+room may list neither its threads nor its relations: 403, as threads_list.yaml says
+for /threads, and the same for /relations, which would otherwise be a way round it.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class RelationsService:
         recurse: bool,
     ) -> RelationsPage:
         """The children of a parent the user may see, topologically most recent first."""
-        await self._visibility.room_access(user_id, room_id)
+        await self._visibility.room_access(user_id, room_id, allow_banned=False)
         await self._history.visible_event(user_id, room_id, event_id)
         start = await self._boundary(room_id, from_token)
         end = await self._boundary(room_id, to_token)
@@ -170,7 +172,7 @@ class RelationsService:
         limit: int,
     ) -> ThreadsPage:
         """Thread roots of the room the user may see, latest reply first."""
-        await self._visibility.room_access(user_id, room_id)
+        await self._visibility.room_access(user_id, room_id, allow_banned=False)
         before_stream: int | None = None
         if from_token is not None:
             try:

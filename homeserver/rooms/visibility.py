@@ -104,13 +104,17 @@ class HistoryVisibility:
 
     # -- room access ------------------------------------------------------------------
 
-    async def room_access(self, user_id: str, room_id: str) -> RoomAccess:
+    async def room_access(
+        self, user_id: str, room_id: str, *, allow_banned: bool = True
+    ) -> RoomAccess:
         """The user's standing in the room; M_FORBIDDEN when they may not read it at all.
 
         Joined users read the room; users who left or were banned read what they
         could see before; anyone may read a room whose current history visibility is
         ``world_readable``. An unknown room is M_FORBIDDEN too (it does not reveal
-        whether the room exists).
+        whether the room exists). With ``allow_banned=False`` a banned user is
+        turned away whatever the visibility (``GET /threads`` lists "the user has
+        been banned from the room" among its 403 reasons).
         """
         state = await self._stores.state.get_current_state(room_id)
         if not state:
@@ -120,6 +124,8 @@ class HistoryVisibility:
         membership = member.event.membership if member is not None else None
         world_readable = await self._current_visibility(state) == WORLD_READABLE
         access = RoomAccess(membership, member, world_readable)
+        if membership == "ban" and not allow_banned:
+            raise Forbidden("You are banned from this room")
         if access.joined or access.departed or world_readable:
             return access
         raise Forbidden("You are not allowed to view this room")

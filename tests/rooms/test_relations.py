@@ -346,3 +346,125 @@ async def test_invisible_children_are_left_out(hs: HomeserverHarness) -> None:
     assert page["chunk"] == []
     event = await served(bob, room_id, parent)
     assert "m.relations" not in event["unsigned"]
+
+
+# -- who may see what ----------------------------------------------------------------------
+
+
+async def set_visibility(user: User, room_id: str, value: str) -> None:
+    await user.request(
+        "PUT", f"/rooms/{room_id}/state/m.room.history_visibility", {"history_visibility": value}
+    )
+
+
+async def test_banned_users_may_list_neither_threads_nor_relations(
+    hs: HomeserverHarness,
+) -> None:
+    alice, bob, room_id = await two_users(hs)
+    root = await alice.send(room_id, "root")
+    await relate(bob, room_id, root, "m.thread", "reply")
+    assert len((await v1(bob, f"/rooms/{room_id}/threads"))["chunk"]) == 1
+    await alice.request("POST", f"/rooms/{room_id}/ban", {"user_id": bob.user_id})
+    err = await v1(bob, f"/rooms/{room_id}/threads", expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    err = await v1(bob, f"/rooms/{room_id}/relations/{root}", expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    # Not even when anyone else may read the room.
+    await set_visibility(alice, room_id, "world_readable")
+    err = await v1(bob, f"/rooms/{room_id}/threads", expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    err = await v1(bob, f"/rooms/{room_id}/relations/{root}", expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    eve = await make_user(hs, "eve")  # never a member: may list (the root predates it)
+    assert (await v1(eve, f"/rooms/{room_id}/threads"))["chunk"] == []
+
+
+async def test_threads_follow_history_visibility(hs: HomeserverHarness) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await set_visibility(alice, room_id, "joined")
+    hidden = await alice.send(room_id, "before bob joined")
+    await relate(alice, room_id, hidden, "m.thread", "reply")
+    await bob.join(room_id)
+    seen = await alice.send(room_id, "while bob is here")
+    await relate(alice, room_id, seen, "m.thread", "reply")
+    await bob.leave(room_id)
+    gone = await alice.send(room_id, "after bob left")
+    await relate(alice, room_id, gone, "m.thread", "reply")
+    listed = await v1(bob, f"/rooms/{room_id}/threads")
+    assert [e["event_id"] for e in listed["chunk"]] == [seen]
+    listed = await v1(alice, f"/rooms/{room_id}/threads")
+    assert [e["event_id"] for e in listed["chunk"]] == [gone, seen, hidden]
+    # world_readable: a non-member lists the threads whose roots are world readable.
+    await set_visibility(alice, room_id, "world_readable")
+    public = await alice.send(room_id, "world readable")
+    await relate(alice, room_id, public, "m.thread", "reply")
+    eve = await make_user(hs, "eve")
+    listed = await v1(eve, f"/rooms/{room_id}/threads")
+    assert [e["event_id"] for e in listed["chunk"]] == [public]
+
+
+async def test_relations_follow_history_visibility(hs: HomeserverHarness) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    parent = await alice.send(room_id, "parent, shared era")
+    early = await relate(alice, room_id, parent, "m.reference", "shared era child")
+    await set_visibility(alice, room_id, "joined")
+    hidden = await relate(alice, room_id, parent, "m.reference", "before bob joined")
+    await bob.join(room_id)
+    late = await relate(alice, room_id, parent, "m.reference", "after bob joined")
+    page = await v1(bob, f"/rooms/{room_id}/relations/{parent}")
+    assert [e["event_id"] for e in page["chunk"]] == [late, early]
+    page = await v1(alice, f"/rooms/{room_id}/relations/{parent}")
+    assert [e["event_id"] for e in page["chunk"]] == [late, hidden, early]
+    # A parent from the hidden stretch is not found for bob, existing or not.
+    err = await v1(bob, f"/rooms/{room_id}/relations/{hidden}", expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"
+    # world_readable: non-members read the world-readable children only.
+    await set_visibility(alice, room_id, "world_readable")
+    public = await relate(alice, room_id, parent, "m.reference", "world readable")
+    eve = await make_user(hs, "eve")
+    err = await v1(eve, f"/rooms/{room_id}/relations/{parent}", expect=404)
+    assert err["errcode"] == "M_NOT_FOUND"  # the parent itself is not world readable
+    public_parent = await alice.send(room_id, "world readable parent")
+    child = await relate(alice, room_id, public_parent, "m.reference", "world readable child")
+    page = await v1(eve, f"/rooms/{room_id}/relations/{public_parent}")
+    assert [e["event_id"] for e in page["chunk"]] == [child]
+    assert public not in [e["event_id"] for e in page["chunk"]]
+
+
+async def test_bundled_aggregations_follow_history_visibility(hs: HomeserverHarness) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    edited = await alice.send(room_id, "original")
+    first_edit = await edit(alice, room_id, edited, "first edit")
+    root = await alice.send(room_id, "thread root")
+    visible_reply = await relate(alice, room_id, root, "m.thread", "shared era reply")
+    referenced = await alice.send(room_id, "referenced")
+    visible_ref = await relate(alice, room_id, referenced, "m.reference", "shared era ref")
+    await set_visibility(alice, room_id, "joined")
+    hs.clock.advance(1000)
+    second_edit = await edit(alice, room_id, edited, "second edit")
+    hidden_reply = await relate(alice, room_id, root, "m.thread", "joined era reply")
+    hidden_ref = await relate(alice, room_id, referenced, "m.reference", "joined era ref")
+    await bob.join(room_id)
+
+    def relations(event: Any) -> Any:
+        return event["unsigned"]["m.relations"]
+
+    # Bob joined after the second edit, reply and reference: he gets the latest he may see.
+    assert relations(await served(bob, room_id, edited))["m.replace"]["event_id"] == first_edit
+    thread = relations(await served(bob, room_id, root))["m.thread"]
+    assert thread["latest_event"]["event_id"] == visible_reply
+    refs = relations(await served(bob, room_id, referenced))["m.reference"]["chunk"]
+    assert refs == [{"event_id": visible_ref}]
+    # Alice sees everything.
+    assert relations(await served(alice, room_id, edited))["m.replace"]["event_id"] == second_edit
+    thread = relations(await served(alice, room_id, root))["m.thread"]
+    assert thread["latest_event"]["event_id"] == hidden_reply
+    refs = relations(await served(alice, room_id, referenced))["m.reference"]["chunk"]
+    assert refs == [{"event_id": visible_ref}, {"event_id": hidden_ref}]
+    # The same through /messages (the bundles are built for the reader there too).
+    page = await bob.request("GET", f"/rooms/{room_id}/messages", params={"dir": "b"})
+    by_id = {e["event_id"]: e for e in page["chunk"]}
+    assert by_id[edited]["unsigned"]["m.relations"]["m.replace"]["event_id"] == first_edit
