@@ -31,6 +31,7 @@ Position = tuple[int, int]  # (depth, stream_ordering) boundary
 START_OF_ROOM: Position = (0, 0)
 MAX_ROUNDS = 5
 MAX_FETCH = 1000
+TIMESTAMP_PAGE = 50  # timestamp_to_event candidates read at a time
 
 
 def position_token(position: Position) -> str:
@@ -314,13 +315,32 @@ class RoomHistory:
     async def event_at_timestamp(
         self, user_id: str, room_id: str, ts: int, *, forwards: bool
     ) -> StoredEvent:
-        """The closest event the user may see at or after (``f``) / before (``b``) ``ts``."""
+        """The closest event the user may see at or after (``f``) / before (``b``) ``ts``.
+
+        Candidates are read closest first in pages; a page the user may see none of
+        moves the search on to the timestamp of its farthest event, until a visible
+        one turns up or the room has no more. Events at that timestamp already read
+        are skipped (several events can share a millisecond), and the next page is
+        made big enough to get past them.
+        """
         await self._visibility.room_access(user_id, room_id)
-        candidates = await self._stores.events.events_by_timestamp(
-            room_id, ts, forwards=forwards, limit=50
-        )
-        visible = await self._visibility.filter_events_for_user(user_id, candidates)
-        if not visible:
-            direction = "forward" if forwards else "backward"
-            raise NotFound(f"Unable to find event from {ts} in {direction} direction")
-        return visible[0]
+        cursor = ts
+        seen_at_cursor: set[str] = set()
+        while True:
+            limit = len(seen_at_cursor) + TIMESTAMP_PAGE
+            candidates = await self._stores.events.events_by_timestamp(
+                room_id, cursor, forwards=forwards, limit=limit
+            )
+            fresh = [c for c in candidates if c.event_id not in seen_at_cursor]
+            visible = await self._visibility.filter_events_for_user(user_id, fresh)
+            if visible:
+                return visible[0]
+            if len(candidates) < limit:
+                direction = "forward" if forwards else "backward"
+                raise NotFound(f"Unable to find event from {ts} in {direction} direction")
+            farthest = candidates[-1].event.origin_server_ts
+            if farthest != cursor:
+                cursor, seen_at_cursor = farthest, set()
+            seen_at_cursor.update(
+                c.event_id for c in candidates if c.event.origin_server_ts == cursor
+            )

@@ -155,3 +155,53 @@ async def test_timestamp_to_event_needs_access(hs: HomeserverHarness) -> None:
     eve = await make_user(hs, "eve")
     err = await ts_lookup(eve, room_id, expect=403, ts="1", dir="f")
     assert err["errcode"] == "M_FORBIDDEN"
+
+
+async def test_timestamp_to_event_looks_past_a_page_of_invisible_events(
+    hs: HomeserverHarness,
+) -> None:
+    alice, bob = await make_user(hs, "alice"), await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await alice.request(
+        "PUT",
+        f"/rooms/{room_id}/state/m.room.history_visibility",
+        {"history_visibility": "joined"},
+    )
+    hs.clock.advance(1)
+    start = hs.clock.time_ms()
+    # More events than one page of candidates that bob may not see, some sharing a
+    # millisecond: 70 at one timestamp, then 40 a millisecond apart.
+    for i in range(110):
+        if i >= 70:
+            hs.clock.advance(0.001)
+        await alice.send(room_id, f"before bob {i}")
+    hs.clock.advance(1)
+    await bob.join(room_id)
+    hs.clock.advance(1)
+    await alice.send(room_id, "after bob joined")
+    found = await ts_lookup(bob, room_id, ts=str(start), dir="f")
+    joined = await hs.server.stores.events.get_event(str(found["event_id"]))
+    assert joined is not None
+    assert (joined.event.type, joined.event.state_key) == ("m.room.member", bob.user_id)
+    # Backwards, as a former member: the latest events are after bob left.
+    await bob.leave(room_id)
+    hs.clock.advance(1)
+    for i in range(60):
+        await alice.send(room_id, f"after bob left {i}")
+    found = await ts_lookup(bob, room_id, ts=str(hs.clock.time_ms()), dir="b")
+    left = await hs.server.stores.events.get_event(str(found["event_id"]))
+    assert left is not None
+    assert (left.event.sender, left.event.content["membership"]) == (bob.user_id, "leave")
+    # Joining later, eve sees nothing of the `joined` stretch: backwards from her join
+    # the closest event she may see is the change to `joined` (its value before
+    # was `shared`), some 170 events and several pages away.
+    eve = await make_user(hs, "eve")
+    hs.clock.advance(1)
+    await eve.join(room_id)
+    found = await ts_lookup(eve, room_id, ts=str(hs.clock.time_ms() - 1), dir="b")
+    change = await hs.server.stores.events.get_event(str(found["event_id"]))
+    assert change is not None
+    assert change.event.type == "m.room.history_visibility"
+    # Nothing visible in the direction asked: 404 once every page is read.
+    err = await ts_lookup(bob, room_id, expect=404, ts=str(hs.clock.time_ms() - 1), dir="f")
+    assert err["errcode"] == "M_NOT_FOUND"
