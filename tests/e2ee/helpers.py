@@ -1,8 +1,12 @@
-"""Helpers for e2ee tests: devices that sign their keys for real (ed25519 via signedjson)."""
+"""Helpers for e2ee tests: devices that sign their keys for real (ed25519 via signedjson),
+cross-signing identities, and clients with real Olm/Megolm sessions (vodozemac) that
+share room keys over to-device messages and decrypt each other's room messages."""
 
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,12 +16,22 @@ from signedjson.key import encode_verify_key_base64, generate_signing_key, get_v
 from signedjson.sign import sign_json
 from signedjson.types import SigningKey
 
-from homeserver.events import encode_base64
+from homeserver.events import canonical_json, decode_base64, encode_base64
 from homeserver.streams import SyncToken
 from tests.conftest import HomeserverHarness
 from tests.rooms.helpers import User, make_user
 
+try:
+    import vodozemac
+except ImportError:  # a test dependency (setup.cfg); the Olm tests skip without it
+    vodozemac = None
+
 ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
+ENCRYPTION = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
 
 
 def random_key() -> str:
@@ -125,3 +139,230 @@ async def changes(user: User, since: str, upto: str) -> Any:
 
 def nacl_public(key: NaclSigningKey) -> str:
     return encode_base64(bytes(key.verify_key))
+
+
+# -- cross-signing ------------------------------------------------------------------
+
+
+class CrossSigning:
+    """A user's master, self-signing and user-signing keys (private halves held here)."""
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.master, self.master_pub = signing_key_named_by_public_key()
+        self.ssk, self.ssk_pub = signing_key_named_by_public_key()
+        self.usk, self.usk_pub = signing_key_named_by_public_key()
+
+    def key(self, usage: str, public: str, signer: SigningKey | None = None) -> dict[str, Any]:
+        body = {"user_id": self.user_id, "usage": [usage], "keys": {f"ed25519:{public}": public}}
+        return signed(body, self.user_id, signer) if signer is not None else body
+
+    def upload_body(self) -> dict[str, Any]:
+        return {
+            "master_key": self.key("master", self.master_pub),
+            "self_signing_key": self.key("self_signing", self.ssk_pub, self.master),
+            "user_signing_key": self.key("user_signing", self.usk_pub, self.master),
+        }
+
+
+def password_auth(session: str, user_id: str, password: str = "correct horse") -> dict[str, Any]:
+    return {
+        "type": "m.login.password",
+        "session": session,
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": password,
+    }
+
+
+# -- real Olm/Megolm clients (vodozemac) --------------------------------------------
+
+_txn = itertools.count()
+
+
+class OlmDevice:
+    """A logged-in device with a vodozemac Olm account."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.account = vodozemac.Account()
+
+    @property
+    def user_id(self) -> str:
+        return self.user.user_id
+
+    @property
+    def device_id(self) -> str:
+        return self.user.device_id
+
+    @property
+    def curve25519(self) -> str:
+        return str(self.account.curve25519_key.to_base64())
+
+    @property
+    def ed25519(self) -> str:
+        return str(self.account.ed25519_key.to_base64())
+
+    def sign(self, obj: dict[str, Any]) -> dict[str, Any]:
+        unsigned = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+        signature = self.account.sign(canonical_json(unsigned)).to_base64()
+        key_id = f"ed25519:{self.device_id}"
+        return {**obj, "signatures": {self.user_id: {key_id: signature}}}
+
+    def device_keys(self) -> dict[str, Any]:
+        return self.sign(
+            {
+                "user_id": self.user_id,
+                "device_id": self.device_id,
+                "algorithms": ALGORITHMS,
+                "keys": {
+                    f"curve25519:{self.device_id}": self.curve25519,
+                    f"ed25519:{self.device_id}": self.ed25519,
+                },
+            }
+        )
+
+    async def publish(self, one_time_keys: int) -> Any:
+        """Upload the device keys and ``one_time_keys`` new signed one-time keys."""
+        self.account.generate_one_time_keys(one_time_keys)
+        otks = {
+            f"signed_curve25519:{key_id}": self.sign({"key": key.to_base64()})
+            for key_id, key in self.account.one_time_keys.items()
+        }
+        body = await self.user.request(
+            "POST", "/keys/upload", {"device_keys": self.device_keys(), "one_time_keys": otks}
+        )
+        self.account.mark_keys_as_published()
+        return body
+
+
+async def next_batch(device: OlmDevice) -> str:
+    return str((await device.user.sync(timeout=0))["next_batch"])
+
+
+def check_signed(obj: dict[str, Any], user_id: str, key_id: str, ed25519: str) -> None:
+    """What a client does before trusting a key: verify the signature (raises if bad)."""
+    unsigned = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+    signature = vodozemac.Ed25519Signature.from_base64(obj["signatures"][user_id][key_id])
+    vodozemac.Ed25519PublicKey.from_base64(ed25519).verify_signature(
+        canonical_json(unsigned), signature
+    )
+
+
+async def share_megolm_key(
+    sender: OlmDevice, recipient: OlmDevice, room_id: str, group: Any = None
+) -> Any:
+    """``sender`` checks the keys of ``recipient``'s device, claims one of its one-time
+    keys, opens an Olm session and sends it the key of the Megolm session ``group`` (a
+    new one when None) in an Olm-encrypted ``m.room_key``; returns the group session."""
+    user, device = recipient.user_id, recipient.device_id
+    queried = await sender.user.request("POST", "/keys/query", {"device_keys": {user: []}})
+    assert queried["failures"] == {}
+    keys = queried["device_keys"][user][device]
+    ed, curve = keys["keys"][f"ed25519:{device}"], keys["keys"][f"curve25519:{device}"]
+    check_signed(keys, user, f"ed25519:{device}", ed)
+    claimed = await sender.user.request(
+        "POST", "/keys/claim", {"one_time_keys": {user: {device: "signed_curve25519"}}}
+    )
+    assert claimed["failures"] == {}
+    ((_, otk),) = claimed["one_time_keys"][user][device].items()
+    check_signed(otk, user, f"ed25519:{device}", ed)
+    olm = sender.account.create_outbound_session(
+        vodozemac.Curve25519PublicKey.from_base64(curve),
+        vodozemac.Curve25519PublicKey.from_base64(otk["key"]),
+    )
+    if group is None:
+        group = vodozemac.GroupSession()
+    room_key = {
+        "type": "m.room_key",
+        "content": {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "room_id": room_id,
+            "session_id": group.session_id,
+            "session_key": group.session_key.to_base64(),
+        },
+        "sender": sender.user_id,
+        "sender_device": sender.device_id,
+        "keys": {"ed25519": sender.ed25519},
+        "recipient": user,
+        "recipient_keys": {"ed25519": ed},
+    }
+    message_type, ciphertext = olm.encrypt(json.dumps(room_key).encode()).to_parts()
+    content = {
+        "algorithm": "m.olm.v1.curve25519-aes-sha2",
+        "sender_key": sender.curve25519,
+        "ciphertext": {curve: {"type": message_type, "body": encode_base64(ciphertext)}},
+    }
+    await sender.user.request(
+        "PUT",
+        f"/sendToDevice/m.room.encrypted/olm{next(_txn)}",
+        {"messages": {user: {device: content}}},
+    )
+    return group
+
+
+async def send_encrypted(sender: OlmDevice, group: Any, room_id: str, text: str) -> dict[str, Any]:
+    """Send ``text`` Megolm-encrypted with ``group``; returns the plaintext event."""
+    payload = {
+        "type": "m.room.message",
+        "content": {"msgtype": "m.text", "body": text},
+        "room_id": room_id,
+    }
+    await sender.user.request(
+        "PUT",
+        f"/rooms/{room_id}/send/m.room.encrypted/m{next(_txn)}",
+        {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "sender_key": sender.curve25519,
+            "ciphertext": group.encrypt(json.dumps(payload).encode()).to_base64(),
+            "session_id": group.session_id,
+            "device_id": sender.device_id,
+        },
+    )
+    return payload
+
+
+def open_room_key(recipient: OlmDevice, synced: dict[str, Any], sender: OlmDevice) -> Any:
+    """Open the Olm pre-key message ``sender`` sent in this /sync and check the
+    ``m.room_key`` in it; returns the inbound Megolm session."""
+    (to_device,) = [
+        e
+        for e in synced["to_device"]["events"]
+        if e["type"] == "m.room.encrypted" and e["sender"] == sender.user_id
+    ]
+    assert to_device["content"]["sender_key"] == sender.curve25519
+    mine = to_device["content"]["ciphertext"][recipient.curve25519]
+    pre_key = vodozemac.AnyOlmMessage.from_parts(
+        mine["type"], decode_base64(mine["body"])
+    ).to_pre_key()
+    _, plaintext = recipient.account.create_inbound_session(
+        vodozemac.Curve25519PublicKey.from_base64(sender.curve25519), pre_key
+    )
+    room_key = json.loads(plaintext)
+    assert room_key["type"] == "m.room_key"
+    assert room_key["sender"] == sender.user_id
+    assert room_key["keys"]["ed25519"] == sender.ed25519
+    assert room_key["recipient_keys"]["ed25519"] == recipient.ed25519
+    return vodozemac.InboundGroupSession(vodozemac.SessionKey(room_key["content"]["session_key"]))
+
+
+def decrypt_timeline(inbound: Any, synced: dict[str, Any], room_id: str) -> list[Any]:
+    """The plaintext of the room's encrypted timeline events of ``inbound``'s session."""
+    timeline = synced["rooms"]["join"][room_id]["timeline"]["events"]
+    return [
+        json.loads(
+            inbound.decrypt(
+                vodozemac.MegolmMessage.from_base64(e["content"]["ciphertext"])
+            ).plaintext
+        )
+        for e in timeline
+        if e["type"] == "m.room.encrypted" and e["content"]["session_id"] == inbound.session_id
+    ]
+
+
+def receive(
+    recipient: OlmDevice, synced: dict[str, Any], room_id: str, sender: OlmDevice
+) -> tuple[Any, list[Any]]:
+    """Take ``sender``'s room key from this /sync and decrypt the room's messages of
+    that session; returns the inbound session (for later messages) and the plaintexts."""
+    inbound = open_room_key(recipient, synced, sender)
+    return inbound, decrypt_timeline(inbound, synced, room_id)

@@ -3,49 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from signedjson.types import SigningKey
-
 from tests.conftest import HomeserverHarness
 from tests.e2ee.helpers import (
+    CrossSigning,
     KeyedDevice,
     changes,
     current_token,
     make_device,
+    password_auth,
     query,
     signed,
-    signing_key_named_by_public_key,
 )
 from tests.rooms.helpers import make_user
-
-
-class CrossSigning:
-    def __init__(self, user_id: str) -> None:
-        self.user_id = user_id
-        self.master, self.master_pub = signing_key_named_by_public_key()
-        self.ssk, self.ssk_pub = signing_key_named_by_public_key()
-        self.usk, self.usk_pub = signing_key_named_by_public_key()
-
-    def key(self, usage: str, public: str, signer: SigningKey | None = None) -> dict[str, Any]:
-        body = {"user_id": self.user_id, "usage": [usage], "keys": {f"ed25519:{public}": public}}
-        return signed(body, self.user_id, signer) if signer is not None else body
-
-    def upload_body(self) -> dict[str, Any]:
-        return {
-            "master_key": self.key("master", self.master_pub),
-            "self_signing_key": self.key("self_signing", self.ssk_pub, self.master),
-            "user_signing_key": self.key("user_signing", self.usk_pub, self.master),
-        }
-
-
-def password_auth(session: str, user_id: str) -> dict[str, Any]:
-    return {
-        "type": "m.login.password",
-        "session": session,
-        "identifier": {"type": "m.id.user", "user": user_id},
-        "password": "correct horse",
-    }
 
 
 async def setup(hs: HomeserverHarness, name: str) -> tuple[KeyedDevice, CrossSigning]:

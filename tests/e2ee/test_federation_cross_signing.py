@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2ee.federation_helpers import eventually
-from tests.e2ee.helpers import KeyedDevice, signed
-from tests.e2ee.test_cross_signing import CrossSigning
+from tests.e2ee.helpers import CrossSigning, KeyedDevice, signed
 from tests.e2ee.test_federation_device_lists import count_resyncs
 from tests.federation.rooms import settle, share_room
 from tests.federation.servers import ServerFactory
