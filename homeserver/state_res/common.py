@@ -27,7 +27,9 @@ FetchEvents: TypeAlias = Callable[[Collection[str]], Awaitable[Mapping[str, Even
 
 AuthChainDifference: TypeAlias = Callable[[Sequence[Collection[str]]], Awaitable[Collection[str]]]
 """``await auth_chain_difference(state_sets)`` -> the auth difference of the sets of state
-event IDs (auth chains inclusive of the state events themselves)."""
+event IDs. As the spec defines it, an event's auth chain is its auth events, recursively,
+without the event itself: a state event is in a set's full auth chain only when another
+event of that set (or of its chain) cites it."""
 
 
 class EventCache:
@@ -116,18 +118,37 @@ async def default_auth_chain_difference(
 ) -> set[str]:
     """The auth difference, computed by walking ``auth_events`` of fetched events.
 
-    With U the events in every set, C_i = chain(U) | chain(S_i - U); chain(U) is closed
-    under ``auth_events`` so each chain(S_i - U) - chain(U) is walked without entering
-    chain(U), and the difference is the union minus the intersection of those.
+    Spec: ``v2-state-res`` "Auth chain" and "Auth difference": C_i is the union of the
+    auth chains of the events of S_i, an event's auth chain being its auth events
+    recursively (not the event itself); the difference is the union of the C_i minus
+    their intersection.
+
+    With U the events in every set, C_i = chain(U) | chain(S_i - U). chain(U) is in
+    every C_i and closed under ``auth_events``, so each chain(S_i - U) is walked without
+    entering it, and the difference is the union minus the intersection of those parts.
     """
     if not state_sets:
         return set()
     common = set(state_sets[0]).intersection(*state_sets[1:])
-    base = await auth_closure(cache, common)
-    parts = [await auth_closure(cache, set(s) - common, base) for s in state_sets]
+    base = await auth_closure(cache, await _auth_events_of(cache, common))
+    parts = [
+        await auth_closure(cache, await _auth_events_of(cache, set(s) - common), base)
+        for s in state_sets
+    ]
     union: set[str] = set().union(*parts)
     inter: set[str] = set(parts[0]).intersection(*parts[1:])
     return union - inter
+
+
+async def _auth_events_of(cache: EventCache, event_ids: Collection[str]) -> set[str]:
+    """The auth events cited by ``event_ids`` (those that cannot be fetched cite none)."""
+    await cache.load(event_ids)
+    out: set[str] = set()
+    for eid in event_ids:
+        ev = cache.get(eid)
+        if ev is not None:
+            out.update(ev.auth_event_ids)
+    return out
 
 
 async def conflicted_subgraph(cache: EventCache, conflicted: Collection[str]) -> set[str]:
