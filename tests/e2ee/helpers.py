@@ -174,6 +174,19 @@ def password_auth(session: str, user_id: str, password: str = "correct horse") -
     }
 
 
+async def upload_cross_signing(user: User, cs: CrossSigning) -> bool:
+    """Upload ``cs`` as a client does: without auth first, then through the password
+    stage of User-Interactive Authentication when challenged. True when challenged."""
+    body = cs.upload_body()
+    challenge = await user.request("POST", "/keys/device_signing/upload", body, expect=None)
+    if challenge == {}:
+        return False  # accepted: no master key was uploaded before (spec)
+    assert ["m.login.password"] in [f["stages"] for f in challenge["flows"]], challenge
+    body["auth"] = password_auth(challenge["session"], user.user_id)
+    await user.request("POST", "/keys/device_signing/upload", body)
+    return True
+
+
 # -- real Olm/Megolm clients (vodozemac) --------------------------------------------
 
 _txn = itertools.count()
@@ -366,3 +379,34 @@ def receive(
     that session; returns the inbound session (for later messages) and the plaintexts."""
     inbound = open_room_key(recipient, synced, sender)
     return inbound, decrypt_timeline(inbound, synced, room_id)
+
+
+def check_cross_signed(
+    queried: dict[str, Any], user_id: str, device_id: str, master_pub: str
+) -> dict[str, Any]:
+    """What a client that has verified ``user_id``'s master key does before trusting a
+    device in a /keys/query answer: the self-signing key must be signed by that master
+    key, and the device keys by the self-signing key. Returns the device keys."""
+    master = queried["master_keys"][user_id]
+    assert master["keys"] == {f"ed25519:{master_pub}": master_pub}
+    ssk = queried["self_signing_keys"][user_id]
+    ((ssk_key_id, ssk_pub),) = ssk["keys"].items()
+    check_signed(ssk, user_id, f"ed25519:{master_pub}", master_pub)
+    device = dict(queried["device_keys"][user_id][device_id])
+    check_signed(device, user_id, ssk_key_id, ssk_pub)
+    check_signed(device, user_id, f"ed25519:{device_id}", device["keys"][f"ed25519:{device_id}"])
+    return device
+
+
+async def sign_new_device(new: OlmDevice) -> CrossSigning:
+    """On ``new``, the user resets their cross-signing identity (the server asks for
+    User-Interactive Authentication: a master key exists) and its self-signing key
+    signs ``new``."""
+    cs = CrossSigning(new.user_id)
+    assert await upload_cross_signing(new.user, cs)
+    by_ssk = signed(new.device_keys(), new.user_id, cs.ssk)
+    result = await new.user.request(
+        "POST", "/keys/signatures/upload", {new.user_id: {new.device_id: by_ssk}}
+    )
+    assert result["failures"] == {}
+    return cs

@@ -1,21 +1,30 @@
 """Real clients with vodozemac (the Rust Olm/Megolm implementation) on one server: Olm
 accounts publish keys through our API, claim each other's one-time keys, open Olm
 sessions, share Megolm room keys in to-device messages and decrypt each other's
-m.room.encrypted messages sent through the room API."""
+m.room.encrypted messages sent through the room API; and a new device of a user,
+signed by the user's self-signing key, is verified by the other user and receives the
+room key."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from tests.conftest import HomeserverHarness
 from tests.e2ee.helpers import (
     ENCRYPTION,
+    CrossSigning,
     OlmDevice,
+    check_cross_signed,
     decrypt_timeline,
+    login_again,
     next_batch,
     receive,
     send_encrypted,
     share_megolm_key,
+    sign_new_device,
+    upload_cross_signing,
 )
 from tests.rooms.helpers import make_user
 
@@ -65,3 +74,33 @@ async def test_two_way_encrypted_conversation(hs: HomeserverHarness) -> None:
     assert decrypt_timeline(from_alice, synced, room_id) == [second]
     synced = await alice.user.sync(since=alice_since, timeout=0)
     assert decrypt_timeline(from_bob, synced, room_id) == [again]
+
+
+async def test_new_device_receives_the_room_key_after_verification(
+    hs: HomeserverHarness,
+) -> None:
+    room_id, alice, bob = await encrypted_room(hs)
+    # bob's first device set up cross-signing (no UIA for the first keys)
+    assert not await upload_cross_signing(bob.user, CrossSigning(bob.user_id))
+    group = await share_megolm_key(alice, bob, room_id)
+    await send_encrypted(alice, group, room_id, "before the new device")
+    alice_since = await next_batch(alice)
+
+    new = OlmDevice(await login_again(hs, bob.user))
+    await new.publish(2)
+    new_since = await next_batch(new)
+    cs = await sign_new_device(new)
+
+    # alice is told bob's devices changed and checks the new one is cross-signed
+    synced: dict[str, Any] = await alice.user.sync(since=alice_since, timeout=0)
+    assert bob.user_id in synced["device_lists"]["changed"]
+    queried = await alice.user.request("POST", "/keys/query", {"device_keys": {bob.user_id: []}})
+    assert set(queried["device_keys"][bob.user_id]) == {bob.device_id, new.device_id}
+    check_cross_signed(queried, bob.user_id, new.device_id, cs.master_pub)
+
+    # ... and shares her Megolm session with it: it decrypts what alice sends next
+    await share_megolm_key(alice, new, room_id, group)
+    after = await send_encrypted(alice, group, room_id, "welcome, new device")
+    synced = await new.user.sync(since=new_since, timeout=0)
+    _, plaintexts = receive(new, synced, room_id, alice)
+    assert plaintexts == [after]
