@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 
 import pytest
@@ -76,11 +77,11 @@ async def test_conflicting_topics(rv: RoomVersion) -> None:
     room, a, b = SCENARIOS["topics"](rv)
     out = await resolve(rv, room.events, [a.state, b.state])
     if rv.identifier == "1":
-        # same depth: the lowest sha1(event_id) that passes auth
-        assert out[("m.room.topic", "")] in (
-            a.state[("m.room.topic", "")],
-            b.state[("m.room.topic", "")],
-        )
+        # same depth, both pass auth: the one with the lowest sha1(event_id)
+        candidates = [a.state[("m.room.topic", "")], b.state[("m.room.topic", "")]]
+        assert room.events[candidates[0]].depth == room.events[candidates[1]].depth
+        lowest = min(candidates, key=lambda e: hashlib.sha1(e.encode("utf-8")).digest())
+        assert out[("m.room.topic", "")] == lowest
     else:
         # same mainline position: ordered by (origin_server_ts, event_id), last applied wins
         def order_key(fork: object) -> tuple[int, str]:
