@@ -6,10 +6,13 @@ Management": ``m.device_list_update``; "End-to-End Encryption":
 when a local user's devices or keys change it queues, for every other server with a
 member joined to a room the user is joined to, one ``m.device_list_update`` per
 changed device (``stream_id``: the change's position in our device list stream;
-``prev_id``: the user's previous device change, which is also what ``/user/devices``
-reports as ``stream_id`` for a snapshot; ``deleted`` for a device that is gone), and
-an ``m.signing_key_update`` for a change of cross-signing keys. Changes are handled
-one at a time, in commit order, so each server gets them in sequence.
+``prev_id``: the user's previous device change, so the sequence holds only changes
+sent as ``m.device_list_update``; ``deleted`` for a device that is gone), and an
+``m.signing_key_update`` for a change of cross-signing keys or of their signatures
+(recorded without a device: no step of that sequence). ``/user/devices`` reports the
+user's latest change of either kind as the ``stream_id`` of a snapshot, which every
+later ``prev_id`` is at or below. Changes are handled one at a time, in commit order,
+so each server gets them in sequence.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import logging
 from typing import Any, Protocol
 
 from homeserver.e2ee.keys import E2eKeyService
-from homeserver.e2ee.validation import public_key_of
 from homeserver.events import server_name_of
 from storage.stores import Stores
 
@@ -80,22 +82,19 @@ class DeviceListBroadcaster:
     async def _edus_for(
         self, user_id: str, device_ids: list[str], position: int
     ) -> list[tuple[str, dict[str, Any], str | None]]:
-        cross = await self._stores.e2e_keys.get_cross_signing_keys(user_id)
-        cross_public = {public_key_of(k) for k in cross.values()}
-        edus: list[tuple[str, dict[str, Any], str | None]] = []
-        devices = [d for d in device_ids if d and d not in cross_public]
         # Device keys and cross-signing keys with the signatures everyone may see.
-        local = await self._keys.query_local_keys({user_id: devices}, None)
-        if len(devices) < len(device_ids) or not device_ids:
+        local = await self._keys.query_local_keys({user_id: list(device_ids)}, None)
+        if not device_ids:
+            # cross-signing keys or their signatures: recorded without a device, and
+            # so not in the sequence ``previous_device_change`` reads
             update = signing_key_update(
                 user_id, local["master_keys"].get(user_id), local["self_signing_keys"].get(user_id)
             )
-            edus.append(("m.signing_key_update", update, user_id))
-        if not devices:
-            return edus
+            return [("m.signing_key_update", update, user_id)]
+        edus: list[tuple[str, dict[str, Any], str | None]] = []
         prev = await self._stores.remote_devices.previous_device_change(user_id, position)
         keyed = local["device_keys"].get(user_id, {})
-        for device_id in devices:
+        for device_id in device_ids:
             content: dict[str, Any] = {
                 "user_id": user_id,
                 "device_id": device_id,

@@ -165,7 +165,10 @@ class RemoteDeviceStore:
 
     async def previous_device_change(self, user_id: str, before: int) -> int | None:
         """The position of a local user's latest device change before ``before``
-        (the ``prev_id`` of the ``m.device_list_update`` at ``before``)."""
+        (the ``prev_id`` of the ``m.device_list_update`` at ``before``). Changes of
+        cross-signing keys and their signatures (``device_id`` '') travel as
+        ``m.signing_key_update`` and are no step of the sequence; nor are changes
+        only one user sees."""
         value = await self.db.fetchval(
             "previous_device_change",
             "SELECT MAX(stream_id) FROM device_lists_stream WHERE user_id = $1"

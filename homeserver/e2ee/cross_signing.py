@@ -148,18 +148,34 @@ class CrossSigningService:
                 except MatrixError as exc:
                     failures.setdefault(target_user, {})[key_id] = _failure(exc)
         if accepted:
+            master = own.get("master")
+            master_pub = None if master is None else public_key_of(master)
             await self._stores.db.run_transaction(
-                "upload_signatures", lambda txn: self._store_signatures_txn(txn, user_id, accepted)
+                "upload_signatures",
+                lambda txn: self._store_signatures_txn(txn, user_id, accepted, master_pub),
             )
         return failures
 
     async def _store_signatures_txn(
-        self, txn: Transaction, user_id: str, accepted: list[StoredSignature]
+        self,
+        txn: Transaction,
+        user_id: str,
+        accepted: list[StoredSignature],
+        master_pub: str | None,
     ) -> None:
+        """Store the signatures and record what they change: a signature over one of
+        the user's devices changes that device (an ``m.device_list_update``); one over
+        their master key changes their cross-signing keys, recorded without a device
+        like an upload of keys (an ``m.signing_key_update`` only, so no step of the
+        device list sequence other servers follow by ``prev_id``); one over another
+        user's master key is a change of that user that only the signer sees."""
         await self._stores.e2e_keys.add_signatures_txn(txn, accepted)
-        own_targets = sorted({s.target_device_id for s in accepted if s.target_user_id == user_id})
-        if own_targets:
-            await self._device_lists.record_change_txn(txn, user_id, own_targets)
+        own_targets = {s.target_device_id for s in accepted if s.target_user_id == user_id}
+        devices = sorted(t for t in own_targets if t != master_pub)
+        if devices:
+            await self._device_lists.record_change_txn(txn, user_id, devices)
+        if master_pub is not None and master_pub in own_targets:
+            await self._device_lists.record_change_txn(txn, user_id, [])
         for target in sorted({s.target_user_id for s in accepted} - {user_id}):
             await self._device_lists.record_change_txn(txn, target, [], only_for=user_id)
 

@@ -101,3 +101,39 @@ async def test_renaming_a_device_updates_the_other_server(
     assert resyncs == []
     synced = await bob.sync(since=since, timeout=0)
     assert alice.user_id in synced["device_lists"]["changed"]
+
+
+async def test_a_device_change_after_a_master_key_signature_needs_no_resync(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    alice_cs = await cross_sign(alice)
+    await settle(a, b)
+    await keys_of(bob, alice.user_id)  # b holds a copy of alice's list now
+    resyncs = count_resyncs(b)
+
+    # alice's device signs her master key: that travels as an m.signing_key_update
+    # only, so the next m.device_list_update must not build on it (prev_id)
+    master = signed(alice_cs.key("master", alice_cs.master_pub), alice.user_id, alice.key)
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {alice.user_id: {alice_cs.master_pub: master}}
+    )
+    assert result["failures"] == {}
+    await alice.user.request("PUT", f"/devices/{alice.device_id}", {"display_name": "Laptop"})
+    await settle(a, b)
+
+    async def bob_sees_both() -> bool:
+        answer = await keys_of(bob, alice.user_id)
+        signers = answer["master_keys"][alice.user_id].get("signatures", {}).get(alice.user_id, {})
+        device = answer["device_keys"][alice.user_id][alice.device_id]
+        return f"ed25519:{alice.device_id}" in signers and device.get("unsigned") == {
+            "device_display_name": "Laptop"
+        }
+
+    await eventually(bob_sees_both)
+    assert resyncs == []
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is not None and not cached.stale
