@@ -98,6 +98,57 @@ def test_v11_ignores_additional_creators() -> None:
     check_auth(room.add("m.room.create", ALICE, {"additional_creators": 5}, ""), {})
 
 
+# -- v12 rule 2: the room ID is the create event's ID ------------------------------
+
+
+def test_v12_room_id_is_the_create_event_id() -> None:
+    """Allowed: the event's room_id is the accepted create event's ID with ``!``."""
+    room = room_for(V["12"])
+    create = room.events[room.state[("m.room.create", "")]]
+    msg = make(room, "m.room.message", ALICE, {"body": "hi"})
+    assert msg.room_id == "!" + create.event_id[1:]
+    allowed(room, msg)
+
+
+def test_v12_room_id_of_another_create_event_rejected() -> None:
+    """Rejected: the room_id names another room's create event than the state's."""
+    room = room_for(V["12"])
+    other = room_for(V["12"], other=True)
+    assert other.room_id != room.room_id
+    msg = make(other, "m.room.message", ALICE, {"body": "hi"})
+    with pytest.raises(AuthError) as info:
+        check_auth(msg, {**other.auth_state_for(msg), **_create_of(room)})
+    assert info.value.rule == "room_id.create"
+
+
+@pytest.mark.parametrize("suffix", [":a.test", "x"])
+def test_v12_room_id_not_exactly_the_create_event_id_rejected(suffix: str) -> None:
+    """Rejected: a room_id that is not exactly ``!`` + the create event's ID hash."""
+    room = room_for(V["12"])
+    msg = make(room, "m.room.message", ALICE, {"body": "hi"})
+    pdu = dict(msg.pdu)
+    pdu["room_id"] = msg.room_id + suffix
+    with pytest.raises(AuthError) as info:
+        check_auth(Event(pdu, V["12"]), room.auth_state_for(msg))
+    assert info.value.rule == "room_id.create"
+
+
+def test_v12_rejected_create_event_rejects_the_room() -> None:
+    """Rejected: the create event the room_id names was itself rejected."""
+    room = room_for(V["12"])
+    msg = make(room, "m.room.message", ALICE, {"body": "hi"})
+    state = room.auth_state_for(msg)
+    create = state[("m.room.create", "")]
+    state[("m.room.create", "")] = create.with_rejection("rejected at receipt")
+    with pytest.raises(AuthError) as info:
+        check_auth(msg, state)
+    assert info.value.rule == "room_id.create"
+
+
+def _create_of(room: RoomBuilder) -> dict[tuple[str, str], Event]:
+    return {("m.room.create", ""): room.events[room.state[("m.room.create", "")]]}
+
+
 # -- auth_events ------------------------------------------------------------------
 
 
