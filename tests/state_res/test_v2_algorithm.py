@@ -159,3 +159,36 @@ async def test_mainline_order_puts_the_topic_on_newer_levels_last(version: str) 
     assert out[TOPIC] == b_state[TOPIC]
     bobs, carols = room.events[a_state[TOPIC]], room.events[b_state[TOPIC]]
     assert bobs.origin_server_ts > carols.origin_server_ts
+
+
+# -- step 5: the unconflicted state map has the last word ----------------------------
+
+
+@pytest.mark.parametrize("version", ["2", "11", "12"])
+async def test_unconflicted_state_replaces_what_the_checks_applied(version: str) -> None:
+    """Fork A: Bob renames himself "x" (J_X), then sets a topic citing J_X. Fork B: Bob
+    renames himself "y" (J_Y). Both states hold J_Y for Bob (A took it in later), so
+    Bob's membership is unconflicted; the topic is conflicted, and J_X, cited only in
+    A's auth chain, is the auth difference.
+
+    Steps 3-4 apply J_X (allowed: Bob is joined), which overwrites Bob's entry; step 5
+    puts the unconflicted J_Y back. Every other unconflicted entry is kept too, also in
+    v2.1 whose checks start from an empty map."""
+    rv = V[version]
+    room = RoomBuilder(rv).create_room()
+    room.power_levels(ALICE, users=levels(rv), events={"m.room.topic": 0})
+    room.join(BOB)
+    room.topic(ALICE, "original")
+    a, b = room.fork(), room.fork()
+    j_x = a.add("m.room.member", BOB, {"membership": "join", "displayname": "x"}, BOB)
+    bobs_topic = a.topic(BOB, "bob's")
+    j_y = b.add("m.room.member", BOB, {"membership": "join", "displayname": "y"}, BOB)
+    assert j_x.event_id in bobs_topic.auth_event_ids
+    a.state[member_key(BOB)] = j_y.event_id
+
+    out = await resolve(rv, room.events, [a.state, b.state])
+    assert out[member_key(BOB)] == j_y.event_id
+    assert out[TOPIC] == bobs_topic.event_id
+    unconflicted = {k: v for k, v in a.state.items() if b.state.get(k) == v}
+    assert unconflicted.items() <= out.items()
+    assert out.keys() == a.state.keys() | b.state.keys()
