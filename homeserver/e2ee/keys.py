@@ -281,16 +281,23 @@ class E2eKeyService:
 
     async def user_devices(self, user_id: str) -> dict[str, Any]:
         """Federation ``GET /user/devices/{userId}`` body for a local user: keys with
-        the signatures everyone may see (as federation's ``/user/keys/query`` gives)."""
+        the signatures everyone may see (as federation's ``/user/keys/query`` gives).
+
+        ``keys`` is required of every listed device (s2s ``user_devices.yaml``), so a
+        device that uploaded none is left out (Synapse lists only devices with keys
+        too); other servers learn of it once it uploads keys."""
         position = await self._stores.e2e_keys.user_device_list_position(user_id)
         local = await self.query_local_keys({user_id: []}, None)
         keyed = local["device_keys"].get(user_id, {})
         devices = []
         for device in await self._stores.devices.get_devices(user_id):
-            entry: dict[str, Any] = {"device_id": device.device_id}
-            if device.device_id in keyed:
-                keys = keyed[device.device_id]
-                entry["keys"] = {k: v for k, v in keys.items() if k != "unsigned"}
+            keys = keyed.get(device.device_id)
+            if keys is None:
+                continue
+            entry: dict[str, Any] = {
+                "device_id": device.device_id,
+                "keys": {k: v for k, v in keys.items() if k != "unsigned"},
+            }
             if device.display_name is not None:
                 entry["device_display_name"] = device.display_name
             devices.append(entry)

@@ -10,7 +10,12 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.e2ee.federation_helpers import V1, fed_error
-from tests.e2ee.helpers import KeyedDevice, signed, signing_key_named_by_public_key
+from tests.e2ee.helpers import (
+    KeyedDevice,
+    login_again,
+    signed,
+    signing_key_named_by_public_key,
+)
 from tests.federation.rooms import settle, share_room
 from tests.federation.servers import ServerFactory
 from tests.rooms.helpers import make_user
@@ -100,6 +105,15 @@ async def test_user_devices_endpoint(federation_servers: ServerFactory) -> None:
     (device,) = answer["devices"]
     assert device["device_id"] == alice.device_id
     assert device["keys"] == alice.device_keys()
+
+    # a device that uploaded no keys is left out (each listed device has ``keys``)
+    await login_again(a.harness, alice.user)
+    answer = await client.get_json(a.server_name, path)
+    assert [d["device_id"] for d in answer["devices"]] == [alice.device_id]
+    keyless = await make_user(a.harness, "carol")
+    path = f"{V1}/user/devices/{quote(keyless.user_id, safe='')}"
+    answer = await client.get_json(a.server_name, path)
+    assert (answer["user_id"], answer["devices"]) == (keyless.user_id, [])
 
     # a user of another server, a user that does not exist, not a user ID
     other = f"@bob:{b.server_name}"
