@@ -73,12 +73,15 @@ class UserInteractiveAuth:
             raise UiaRequired(self._state(new_id, flows, params, {}))
         if not isinstance(auth, dict):
             raise MatrixError(400, "M_BAD_JSON", "'auth' must be an object")
+        stage = auth.get("type")
+        if stage is not None and not isinstance(stage, str):
+            raise MatrixError(400, "M_BAD_JSON", "'auth.type' must be a string")
         session_id = auth.get("session")
+        if session_id is not None and not isinstance(session_id, str):
+            raise MatrixError(400, "M_BAD_JSON", "'auth.session' must be a string")
         if session_id is None:
             # Some clients send a stage straight away; start a session for it.
             session_id = await self._new_session(request_key, stored, user_id)
-        if not isinstance(session_id, str):
-            raise MatrixError(400, "M_BAD_JSON", "'auth.session' must be a string")
         session = await self._stores.uia.get_session(session_id)
         now = self._clock.time_ms()
         if session is None or now - session.created_ts > SESSION_LIFETIME_MS:
@@ -90,10 +93,9 @@ class UserInteractiveAuth:
                 "Requested operation has changed during the UI authentication session.",
             )
         completed = dict(session.completed)
-        stage = auth.get("type")
         if stage is not None:
             allowed = {s for flow in flows for s in flow}
-            checker = self._checkers.get(stage) if isinstance(stage, str) else None
+            checker = self._checkers.get(stage)
             if stage not in allowed or checker is None:
                 state = self._state(session_id, flows, params, completed)
                 state.update(errcode="M_UNRECOGNIZED", error=f"Unrecognised login type {stage}")
@@ -101,8 +103,8 @@ class UserInteractiveAuth:
             try:
                 result = await checker(auth, user_id)
             except MatrixError as exc:
-                if exc.status == 429:
-                    raise
+                if exc.status == 429 or exc.errcode == "M_BAD_JSON":
+                    raise  # rate limited, or a malformed ``auth``: not a failed stage
                 state = self._state(session_id, flows, params, completed)
                 state.update(errcode=exc.errcode, error=exc.message)
                 raise UiaRequired(state) from exc
