@@ -33,6 +33,7 @@ from homeserver.media.thumbnailer import (
     Method,
     TargetSize,
     Thumbnailer,
+    generated_size,
     select_size,
 )
 from storage.media import MediaRecord, MediaStore, ThumbnailRecord
@@ -334,34 +335,43 @@ class MediaService:
         allow_remote: bool = True,
         legacy: bool = False,
     ) -> ServedMedia:
-        """A thumbnail per the spec's Thumbnails rules, made once and stored."""
+        """A thumbnail per the spec's Thumbnails rules, made once and stored.
+
+        Never smaller than requested unless the original is: a request larger than
+        every configured size gets a size made for it (`generated_size`), and an
+        original no larger than the request is served as it is when it can be.
+        """
         record = await self._servable(server_name, media_id, timeout_ms, allow_remote, legacy)
         if base_content_type(record.content_type) not in THUMBNAILABLE_TYPES:
             raise CannotThumbnail()
+        target: TargetSize | None
         if self._dynamic_thumbnails or not self._thumbnail_sizes:
             target = TargetSize(width, height, method)
         else:
             target = select_size(self._thumbnail_sizes, width, height, method)
-        stored = await self._stored_thumbnail(record, target, animated)
-        if stored is not None:
-            return stored
-        assert record.sha256 is not None
+        if target is not None:
+            stored = await self._stored_thumbnail(record, target, animated)
+            if stored is not None:
+                return stored
+        assert record.sha256 is not None and record.size is not None
         source = self._files.path_for(record.sha256)
         info = await self._thumbnailer.inspect(source)
         animated = animated and info.animated
+        original_type = base_content_type(record.content_type)
+        original = ServedMedia(source, original_type, _thumbnail_name(original_type), record.size)
+        servable_as_is = original_type in THUMBNAIL_CONTENT_TYPES and (
+            animated or not info.animated
+        )
+        if servable_as_is and info.width <= width and info.height <= height:
+            # Smaller than asked for: the spec wants the original, not a thumbnail.
+            return original
+        if target is None:
+            target = generated_size((info.width, info.height), width, height, method)
+            if servable_as_is and (target.width, target.height) == (info.width, info.height):
+                return original  # the request needs the original's full size
         stored = await self._stored_thumbnail(record, target, animated)
         if stored is not None:
             return stored
-        original_type = base_content_type(record.content_type)
-        if (
-            info.width <= width
-            and info.height <= height
-            and original_type in THUMBNAIL_CONTENT_TYPES
-            and (animated or not info.animated)
-        ):
-            # Smaller than asked for: the spec wants the original, not a thumbnail.
-            assert record.size is not None
-            return ServedMedia(source, original_type, _thumbnail_name(original_type), record.size)
         key = (record.origin, record.media_id, target.width, target.height, target.method, animated)
         task = self._thumbnailing.get(key)
         if task is None:

@@ -1,6 +1,6 @@
 """Thumbnails with Pillow (client-server API: Content repository, Thumbnails).
 
-Pure decisions first (`select_size`, `scaled_size`, `crop_box`), then `Thumbnailer`,
+Pure decisions first (`select_size`, `generated_size`, `scaled_size`, `crop_box`), then `Thumbnailer`,
 which does the CPU-heavy decoding and encoding in a worker thread. An image's
 dimensions are read from its header before anything is decoded, so a decompression
 bomb is refused (413 M_TOO_LARGE) without its pixels ever being allocated.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ THUMBNAILABLE_TYPES = frozenset(
     {"image/jpeg", "image/jpg", "image/png", "image/apng", "image/gif", "image/webp", "image/bmp"}
 )
 MAX_ANIMATION_FRAMES = 300
+# Steps per doubling of the ladder that sizes made for large requests lie on.
+LADDER_STEPS = 4
 
 
 class CannotThumbnail(MatrixError):
@@ -63,18 +66,77 @@ class Thumbnail:
 
 def select_size(
     configured: Sequence[TargetSize], width: int, height: int, method: Method
-) -> TargetSize:
-    """The configured size to serve for a request.
+) -> TargetSize | None:
+    """The configured size to serve for a request, or None if none is large enough.
 
     The smallest size of the requested method at least as large as requested in both
-    dimensions; failing that the largest of that method (nothing bigger exists). Sizes
-    of the other method are used only when none of the requested method is configured.
+    dimensions. Sizes of the other method are used only when none of the requested
+    method is configured. None means `generated_size` decides: the spec forbids
+    answering with a thumbnail smaller than asked when the original is large enough.
     """
     candidates = [s for s in configured if s.method == method] or list(configured)
     big_enough = [s for s in candidates if s.width >= width and s.height >= height]
-    if big_enough:
-        return min(big_enough, key=lambda s: (s.width * s.height, s.width))
-    return max(candidates, key=lambda s: (s.width * s.height, s.width))
+    if not big_enough:
+        return None
+    return min(big_enough, key=lambda s: (s.width * s.height, s.width))
+
+
+def generated_size(source: tuple[int, int], width: int, height: int, method: Method) -> TargetSize:
+    """The size to make for a request larger than every configured size.
+
+    At least the requested size in both dimensions (for ``scale``: at least what
+    fitting the source into the requested box gives) unless the source is too small
+    for that, and never larger than the source. The scale factor is rounded up, and
+    a crop's aspect ratio rounded, to a power of ``2 ** (1 / LADDER_STEPS)``: however
+    many different sizes clients ask for, one image gets a few dozen such thumbnails
+    at most, whose areas shrink geometrically (the ladder is the cap on what they
+    cost in disk and CPU; the result is stored as configured sizes are).
+    """
+    src_w, src_h = source
+    if method == "scale":
+        factor = _ladder_up(min(width / src_w, height / src_h))
+        return TargetSize(
+            _dimension(src_w * factor, src_w), _dimension(src_h * factor, src_h), method
+        )
+    return _generated_crop(source, width, height)
+
+
+def _generated_crop(source: tuple[int, int], width: int, height: int) -> TargetSize:
+    src_w, src_h = source
+    exact = width / height
+    nearest = _ladder_nearest(exact)
+    step = 2 ** (1 / LADDER_STEPS)
+    other = nearest * step if nearest < exact else nearest / step
+    for aspect in (nearest, other):
+        # The smallest box of this aspect covering the request: does the source hold it?
+        box_w = max(float(width), height * aspect)
+        if box_w <= src_w + 1e-6 and box_w / aspect <= src_h + 1e-6:
+            break
+    else:
+        if width <= src_w and height <= src_h:
+            # Within a step of the source's size both ways: the whole source covers it.
+            return TargetSize(src_w, src_h, "crop")
+        # Larger than the source: the largest region of that aspect is the best there is.
+        aspect = nearest
+        box_w = max(float(width), height * aspect)
+    region_w = min(float(src_w), src_h * aspect)  # the region crop_box takes
+    out_w = region_w * _ladder_up(box_w / region_w)
+    return TargetSize(_dimension(out_w, src_w), _dimension(out_w / aspect, src_h), "crop")
+
+
+def _ladder_up(ratio: float) -> float:
+    """The smallest power of 2 ** (1 / LADDER_STEPS) not below ``ratio``, at most 1."""
+    if ratio >= 1:
+        return 1.0
+    return float(2 ** (math.ceil(math.log2(ratio) * LADDER_STEPS - 1e-9) / LADDER_STEPS))
+
+
+def _ladder_nearest(ratio: float) -> float:
+    return float(2 ** (round(math.log2(ratio) * LADDER_STEPS) / LADDER_STEPS))
+
+
+def _dimension(value: float, limit: int) -> int:
+    return max(1, min(limit, math.ceil(value - 1e-6)))
 
 
 def scaled_size(source: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:

@@ -8,7 +8,13 @@ import zlib
 
 from PIL import Image
 
-from homeserver.media.thumbnailer import TargetSize, crop_box, scaled_size, select_size
+from homeserver.media.thumbnailer import (
+    TargetSize,
+    crop_box,
+    generated_size,
+    scaled_size,
+    select_size,
+)
 from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.media.helpers import (
     animated_gif_bytes,
@@ -41,11 +47,50 @@ def thumb_path(media_id: str, width: int, height: int, method: str, **extra: str
 def test_select_size_picks_smallest_large_enough_of_the_method() -> None:
     assert select_size(SIZES, 20, 20, "crop") == TargetSize(32, 32, "crop")
     assert select_size(SIZES, 33, 20, "crop") == TargetSize(96, 96, "crop")
-    assert select_size(SIZES, 300, 300, "crop") == TargetSize(96, 96, "crop")  # largest crop
+    assert select_size(SIZES, 300, 300, "crop") is None  # no crop is large enough
     assert select_size(SIZES, 100, 100, "scale") == TargetSize(320, 240, "scale")
     assert select_size(SIZES, 321, 100, "scale") == TargetSize(640, 480, "scale")
-    assert select_size(SIZES, 5000, 5000, "scale") == TargetSize(800, 600, "scale")
-    assert select_size(SIZES[:2], 100, 100, "scale") == TargetSize(96, 96, "crop")
+    assert select_size(SIZES, 801, 100, "scale") is None
+    assert select_size(SIZES, 5000, 5000, "scale") is None
+    assert select_size(SIZES[:2], 90, 90, "scale") == TargetSize(96, 96, "crop")
+    assert select_size(SIZES[:2], 100, 100, "scale") is None
+
+
+def test_generated_size_is_never_smaller_than_asked_nor_than_possible() -> None:
+    for source in ((4000, 3000), (3000, 4000), (1000, 1000), (5000, 700), (801, 601)):
+        for width, height in ((1600, 1200), (900, 100), (2000, 2000), (801, 601), (1, 700)):
+            scale = generated_size(source, width, height, "scale")
+            fit = scaled_size(source, (width, height))
+            assert scale.width >= fit[0] and scale.height >= fit[1], (source, width, height)
+            assert scale.width <= source[0] and scale.height <= source[1]
+            # The source's aspect, within a pixel of rounding.
+            assert abs(scale.width * source[1] - scale.height * source[0]) <= max(source)
+            crop = generated_size(source, width, height, "crop")
+            _, size = crop_box(source, (crop.width, crop.height))
+            assert size == (crop.width, crop.height)  # made as named, no upscaling
+            assert crop.width <= source[0] and crop.height <= source[1]
+            if width <= source[0] and height <= source[1]:
+                assert crop.width >= width and crop.height >= height, (source, width, height)
+    # A request larger than the source gets the whole source.
+    assert generated_size((4000, 3000), 5000, 3000, "scale") == TargetSize(4000, 3000, "scale")
+
+
+def test_generated_sizes_of_one_image_are_few() -> None:
+    """Whatever sizes clients ask for, an image gets few generated thumbnails: one per
+    step of 2 ** (1/4) of the scale factor (and, for crop, of the aspect ratio)."""
+    scale = {
+        generated_size((4000, 3000), w, h, "scale")
+        for w in range(801, 4001, 7)
+        for h in range(601, 3001, 7)
+    }
+    assert len(scale) <= 10  # factors from 0.2 (801/4000) to 1
+    crop = {
+        generated_size((4000, 3000), w, h, "crop")
+        for w in range(97, 4001, 31)
+        for h in range(97, 3001, 31)
+    }
+    assert len(crop) <= 500  # about 43 aspect steps times 10 factor steps
+    assert sum(c.width * c.height for c in crop) <= 40 * 4000 * 3000
 
 
 def test_scaled_size_keeps_aspect_and_never_upscales() -> None:
@@ -85,6 +130,30 @@ async def test_scale_thumbnail_fits_the_configured_box(hs: HomeserverHarness) ->
     assert content_type == "image/png"
     image, _ = await fetch_image(hs, token, thumb_path(media_id, 500, 400, "scale"))
     assert image.size == (600, 480)
+
+
+async def test_request_larger_than_configured_sizes_is_not_answered_smaller(
+    hs: HomeserverHarness,
+) -> None:
+    """The spec: servers MUST NOT return a smaller thumbnail than requested unless the
+    original makes that impossible (it was answered with the 800x600 thumbnail)."""
+    token = await user_token(hs)
+    media_id = await upload(hs, token, jpeg_bytes(4000, 3000), "image/jpeg")
+    image, content_type = await fetch_image(hs, token, thumb_path(media_id, 1600, 1200, "scale"))
+    assert content_type == "image/jpeg"
+    assert 1600 <= image.width < 4000 and 1200 <= image.height < 3000
+    assert abs(image.width * 3 - image.height * 4) <= 4
+    blobs = len(stored_blobs(hs))
+    # A slightly different size on the same step of the ladder: the same stored file.
+    again = await hs.client.get(thumb_path(media_id, 1620, 1210, "scale"), headers=auth(token))
+    assert Image.open(io.BytesIO(await again.read())).size == image.size
+    assert len(stored_blobs(hs)) == blobs
+    image, _ = await fetch_image(hs, token, thumb_path(media_id, 300, 200, "crop"))
+    assert image.width >= 300 and image.height >= 200
+    assert image.width < 4000 and image.height < 3000
+    # Larger than the original: the original itself.
+    response = await hs.client.get(thumb_path(media_id, 4000, 3500, "scale"), headers=auth(token))
+    assert Image.open(io.BytesIO(await response.read())).size == (4000, 3000)
 
 
 async def test_thumbnail_is_generated_once_and_stored(hs: HomeserverHarness) -> None:
