@@ -82,7 +82,15 @@ def _ev(cache: EventCache, event_id: str) -> Event:
 def _auth_graph_within(
     cache: EventCache, start: Collection[str], allowed: Collection[str]
 ) -> dict[str, set[str]]:
-    """Event -> its auth events, for ``start`` and their auth ancestors in ``allowed``."""
+    """Event -> its auth events, for ``start`` and their auth ancestors in ``allowed``.
+
+    The walk follows auth events only while they are in ``allowed`` (the full conflicted
+    set). The spec's step 1 takes every event of P's auth chain in the set, including
+    ones reached only through events outside it; deployed servers (Synapse, Ruma) stop
+    as this does, and we keep agreeing with them on room versions 2-11. From v12 the
+    conflicted state subgraph puts every event on such a path in the set, so nothing
+    is missed (tests/state_res/test_v2_algorithm.py shows a case).
+    """
     graph: dict[str, set[str]] = {}
     stack = list(start)
     while stack:

@@ -192,3 +192,64 @@ async def test_unconflicted_state_replaces_what_the_checks_applied(version: str)
     unconflicted = {k: v for k, v in a.state.items() if b.state.get(k) == v}
     assert unconflicted.items() <= out.items()
     assert out.keys() == a.state.keys() | b.state.keys()
+
+
+# -- step 1: the auth chains of power events, within the full conflicted set ---------
+
+
+def join_reached_only_through_unconflicted_events(
+    rv: RoomVersion,
+) -> tuple[RoomBuilder, dict, dict]:
+    """An invite-only room where Carol has 100. Alice invites Bob, Bob joins (J1), Bob
+    invites Carol, Carol joins (CJ, citing Bob's invite CI, which cites J1). Fork A:
+    Carol makes the room public (P, citing CJ). Fork B: Bob leaves (J2), from a server
+    whose clock is behind (J2's timestamp is before J1's).
+
+    Conflicted: the join rules (P, the first rules) and Bob's membership (J1, J2). The
+    auth difference is empty. J1 is in P's auth chain (P -> CJ -> CI -> J1) but CJ and
+    CI are unconflicted, in every state's auth chain.
+    """
+    room = RoomBuilder(rv).create_room(public=False, users={CAROL: 100})
+    room.invite(ALICE, BOB)
+    room.join(BOB)
+    room.invite(BOB, CAROL)
+    room.join(CAROL)
+    a, b = room.fork(), room.fork()
+    a.join_rules(CAROL, "public")
+    b.add("m.room.member", BOB, {"membership": "leave"}, BOB, ts=1)
+    return room, a.state, b.state
+
+
+SPEC_STEP_1 = """Step 1 adds to X "the events in the auth chain of P which also belong to
+the full conflicted set", which includes J1 reached through CJ and CI. This resolver,
+like Synapse and Ruma (add_event_and_auth_chain_to_graph), follows auth events only
+while they are in the full conflicted set, so J1 is sorted by mainline with J2 in step
+3 instead. Kept for agreement with deployed servers on room versions 2-11; from v12
+the conflicted state subgraph holds every event on such a path, so the walk is
+complete there."""
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param("11", marks=pytest.mark.xfail(strict=True, reason=SPEC_STEP_1)),
+        "12",
+    ],
+)
+async def test_power_event_auth_chain_reached_through_events_outside_the_set(
+    version: str,
+) -> None:
+    """By the spec text: X = {the first rules, J1, P}, ordered by auth (rules, J1, P).
+    J1 is applied in step 2 (Bob was invited), then P; step 4 applies J2: Bob has left.
+
+    From v12, CJ and CI lie on the path P -> CJ -> CI -> J1 between conflicted events:
+    they are in the conflicted state subgraph, hence in the full conflicted set.
+
+    Following auth events only inside the full conflicted set (see SPEC_STEP_1) gives
+    J1 to step 3 with J2, where the timestamps put J2 first and J1 (a join, allowed
+    in the now public room) last: Bob would be joined."""
+    rv = V[version]
+    room, a_state, b_state = join_reached_only_through_unconflicted_events(rv)
+    out = await resolve(rv, room.events, [a_state, b_state])
+    assert out[("m.room.join_rules", "")] == a_state[("m.room.join_rules", "")]
+    assert room.events[out[member_key(BOB)]].membership == "leave"
