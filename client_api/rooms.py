@@ -34,7 +34,12 @@ def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
             or not isinstance(entry.get("state_key", ""), str)
         ):
             raise BadJson("initial_state entries need a string type and an object content")
-    get_list(body, "invite_3pid", [])
+    if get_list(body, "invite_3pid", []):
+        # Inviting by third-party ID needs an identity server, which this server
+        # does not use: refuse rather than create the room without those invites.
+        raise InvalidParam(
+            "invite_3pid is not supported: this server has no identity server support"
+        )
     return RoomCreationRequest(
         visibility=visibility,
         room_alias_name=get_str(body, "room_alias_name", None),

@@ -1,4 +1,10 @@
-"""Creating rooms (client-server API: POST /createRoom), in the spec's order of events."""
+"""Creating rooms (client-server API: POST /createRoom), in the spec's order of events.
+
+The request is checked whole before anything is stored: parameter shapes here,
+then the planned event sequence, authorized in memory by
+:mod:`homeserver.rooms.creation_plan`. A request implying an invalid room gets
+400 M_INVALID_ROOM_STATE and leaves no trace.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.errors import BadJson, MatrixError
-from homeserver.events import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events import (
+    KNOWN_ROOM_VERSIONS,
+    RoomVersion,
+    is_valid_user_id,
+    parse_power_level,
+)
+from homeserver.rooms.creation_plan import InvalidRoomState, PlannedEvent, Step
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.membership import MembershipService
 from storage.stores import Stores
@@ -31,6 +43,17 @@ PRESETS: dict[str, dict[str, str]] = {
         "guest_access": "forbidden",
     },
 }
+
+# The single levels of m.room.power_levels content.
+LEVEL_KEYS = (
+    "users_default",
+    "events_default",
+    "state_default",
+    "ban",
+    "kick",
+    "redact",
+    "invite",
+)
 
 
 @dataclass
@@ -106,7 +129,12 @@ class RoomCreationService:
     async def create_room(
         self, user_id: str, request: RoomCreationRequest
     ) -> tuple[str, str | None]:
-        """Create the room; return its ID and the alias it got (if any)."""
+        """Create the room; return its ID and the alias it got (if any).
+
+        Everything the request implies is checked before anything is stored: the
+        shapes of the parameters, then the whole event sequence, built and
+        authorized in memory (:mod:`homeserver.rooms.creation_plan`).
+        """
         version_id = request.room_version or self._default_version
         rv = KNOWN_ROOM_VERSIONS.get(version_id)
         if rv is None:
@@ -124,8 +152,35 @@ class RoomCreationService:
             self.check_alias_shape(alias, request.room_alias_name)
             if await self._stores.rooms.get_alias(alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+        invitees = list(dict.fromkeys(request.invite))
+        if user_id in invitees:
+            raise InvalidRoomState("You cannot invite yourself to the room you create")
+        check_initial_state(user_id, request.initial_state)
+        if request.power_level_content_override is not None:
+            check_power_levels_override(request.power_level_content_override, rv)
 
-        content = dict(request.creation_content)
+        content = self._create_content(rv, user_id, preset, request.creation_content, invitees)
+        room_id = None if rv.room_id_from_create_event else _local_room_id(self._server_name)
+        planned = plan_events(rv, user_id, preset, request, invitees, alias)
+        self._creator.check_new_room(rv, user_id, content, room_id, planned)
+
+        create = await self._creator.create_room_event(rv, user_id, content, room_id)
+        room_id = create.event.room_id
+        for step in planned:
+            await self._send(user_id, room_id, step, is_direct=request.is_direct)
+        if request.visibility == "public":
+            await self._stores.rooms.set_public(room_id, True)
+        return room_id, alias
+
+    @staticmethod
+    def _create_content(
+        rv: RoomVersion,
+        user_id: str,
+        preset: str,
+        creation_content: dict[str, Any],
+        invitees: list[str],
+    ) -> dict[str, Any]:
+        content = dict(creation_content)
         content.pop("creator", None)
         content["room_version"] = rv.identifier
         if not rv.implicit_room_creator:
@@ -134,64 +189,113 @@ class RoomCreationService:
             extra = content.get("additional_creators", [])
             if not isinstance(extra, list):
                 raise BadJson("additional_creators must be an array")
-            merged = list(dict.fromkeys([*extra, *request.invite]))
+            merged = list(dict.fromkeys([*extra, *invitees]))
             if merged:
                 content["additional_creators"] = merged
-        room_id = None if rv.room_id_from_create_event else _local_room_id(self._server_name)
-        create = await self._creator.create_room_event(rv, user_id, content, room_id)
-        room_id = create.event.room_id
-        send = self._creator.send
+        return content
 
-        await self._membership.creator_join(user_id, room_id)
-
-        pl = default_power_levels(rv, user_id, preset, request.invite)
-        if request.power_level_content_override:
-            for key, value in request.power_level_content_override.items():
-                pl[key] = copy.deepcopy(value)
-        await send(room_id, "m.room.power_levels", user_id, pl, state_key="")
-
-        if alias is not None:
-            if not await self._stores.rooms.create_alias(
-                alias, room_id, user_id, [self._server_name]
-            ):
-                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
-            await send(room_id, "m.room.canonical_alias", user_id, {"alias": alias}, state_key="")
-
-        settings = PRESETS[preset]
-        initial_keys = {(e["type"], e.get("state_key", "")) for e in request.initial_state}
-        for event_type, key, value in (
-            ("m.room.join_rules", "join_rule", settings["join_rule"]),
-            ("m.room.history_visibility", "history_visibility", settings["history_visibility"]),
-            ("m.room.guest_access", "guest_access", settings["guest_access"]),
-        ):
-            if (event_type, "") not in initial_keys:
-                await send(room_id, event_type, user_id, {key: value}, state_key="")
-
-        for state_event in request.initial_state:
-            await send(
-                room_id,
-                state_event["type"],
-                user_id,
-                state_event["content"],
-                state_key=state_event.get("state_key", ""),
-            )
-        if request.name is not None:
-            await send(room_id, "m.room.name", user_id, {"name": request.name}, state_key="")
-        if request.topic is not None:
-            topic_content = {
-                "topic": request.topic,
-                "m.topic": {"m.text": [{"mimetype": "text/plain", "body": request.topic}]},
-            }
-            await send(room_id, "m.room.topic", user_id, topic_content, state_key="")
-        for invitee in request.invite:
+    async def _send(
+        self, user_id: str, room_id: str, step: PlannedEvent, *, is_direct: bool
+    ) -> None:
+        if step.step is Step.CREATOR_JOIN:
+            await self._membership.creator_join(user_id, room_id)
+        elif step.step is Step.INVITE:
             await self._membership.change(
-                user_id, room_id, invitee, "invite", is_direct=request.is_direct or None
+                user_id, room_id, step.state_key, "invite", is_direct=is_direct or None
             )
-        if request.visibility == "public":
-            await self._stores.rooms.set_public(room_id, True)
-        return room_id, alias
+        else:
+            if step.step is Step.CANONICAL_ALIAS:
+                alias = step.content["alias"]
+                if not await self._stores.rooms.create_alias(
+                    alias, room_id, user_id, [self._server_name]
+                ):
+                    raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+            await self._creator.send(
+                room_id, step.type, user_id, step.content, state_key=step.state_key
+            )
 
     @staticmethod
     def check_alias_shape(alias: str, localpart: str) -> None:
         if not localpart or any(c in localpart for c in ":# \t\n") or len(alias.encode()) > 255:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
+
+
+def plan_events(
+    rv: RoomVersion,
+    user_id: str,
+    preset: str,
+    request: RoomCreationRequest,
+    invitees: list[str],
+    alias: str | None,
+) -> list[PlannedEvent]:
+    """The events after m.room.create, in the order createRoom prescribes."""
+    planned = [PlannedEvent("m.room.member", user_id, {"membership": "join"}, Step.CREATOR_JOIN)]
+    pl = default_power_levels(rv, user_id, preset, invitees)
+    for key, value in (request.power_level_content_override or {}).items():
+        pl[key] = copy.deepcopy(value)
+    planned.append(PlannedEvent("m.room.power_levels", "", pl))
+    if alias is not None:
+        planned.append(
+            PlannedEvent("m.room.canonical_alias", "", {"alias": alias}, Step.CANONICAL_ALIAS)
+        )
+    settings = PRESETS[preset]
+    initial_keys = {(e["type"], e.get("state_key", "")) for e in request.initial_state}
+    for event_type, key, value in (
+        ("m.room.join_rules", "join_rule", settings["join_rule"]),
+        ("m.room.history_visibility", "history_visibility", settings["history_visibility"]),
+        ("m.room.guest_access", "guest_access", settings["guest_access"]),
+    ):
+        if (event_type, "") not in initial_keys:
+            planned.append(PlannedEvent(event_type, "", {key: value}))
+    for state_event in request.initial_state:
+        planned.append(
+            PlannedEvent(
+                state_event["type"], state_event.get("state_key", ""), state_event["content"]
+            )
+        )
+    if request.name is not None:
+        planned.append(PlannedEvent("m.room.name", "", {"name": request.name}))
+    if request.topic is not None:
+        topic_content = {
+            "topic": request.topic,
+            "m.topic": {"m.text": [{"mimetype": "text/plain", "body": request.topic}]},
+        }
+        planned.append(PlannedEvent("m.room.topic", "", topic_content))
+    for invitee in invitees:
+        invite: dict[str, Any] = {"membership": "invite"}
+        if request.is_direct:
+            invite["is_direct"] = True
+        planned.append(PlannedEvent("m.room.member", invitee, invite, Step.INVITE))
+    return planned
+
+
+def check_initial_state(user_id: str, initial_state: list[dict[str, Any]]) -> None:
+    """``initial_state`` may not replace the create event or set others' membership."""
+    for entry in initial_state:
+        if entry["type"] == "m.room.create":
+            raise InvalidRoomState("initial_state cannot hold m.room.create: use creation_content")
+        if entry["type"] == "m.room.member" and entry.get("state_key", "") != user_id:
+            raise InvalidRoomState("initial_state cannot set another user's membership: use invite")
+
+
+def check_power_levels_override(override: dict[str, Any], rv: RoomVersion) -> None:
+    """Levels in ``power_level_content_override`` must be levels the room version reads
+    (integers; integer strings before v10), ``users`` keyed by user IDs."""
+    for key in LEVEL_KEYS:
+        if key in override and parse_power_level(override[key], rv) is None:
+            raise InvalidRoomState(f"power_level_content_override: {key} must be an integer")
+    for key in ("users", "events", "notifications"):
+        if key not in override:
+            continue
+        levels = override[key]
+        if not isinstance(levels, dict):
+            raise InvalidRoomState(f"power_level_content_override: {key} must be an object")
+        for name, level in levels.items():
+            if key == "users" and not is_valid_user_id(name):
+                raise InvalidRoomState(
+                    f"power_level_content_override: {name!r} in users is not a user ID"
+                )
+            if parse_power_level(level, rv) is None:
+                raise InvalidRoomState(
+                    f"power_level_content_override: {key}.{name} must be an integer"
+                )

@@ -8,7 +8,7 @@ the authorization rules of the event core against the current state, then persis
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from homeserver.events import (
     check_auth,
     validate_pdu,
 )
+from homeserver.rooms.creation_plan import PlannedEvent, check_planned_room
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.persister import EventContext, EventPersister
 from storage.database import IntegrityError
@@ -154,6 +155,28 @@ class EventCreator:
                 if len(self._recent_txns) > RECENT_TXNS:
                     self._recent_txns.popitem(last=False)
             return stored
+
+    def check_new_room(
+        self,
+        room_version: RoomVersion,
+        sender: str,
+        create_content: Mapping[str, Any],
+        room_id: str | None,
+        planned: Sequence[PlannedEvent],
+    ) -> None:
+        """Authorize a new room's whole event sequence in memory (nothing is stored);
+        400 M_INVALID_ROOM_STATE if any of its events would be rejected."""
+        check_planned_room(
+            room_version,
+            sender,
+            create_content,
+            room_id,
+            planned,
+            server_name=self.server_name,
+            signing_key=self._signing_key,
+            origin_server_ts=self._clock.time_ms(),
+            max_event_bytes=MAX_EVENT_BYTES,
+        )
 
     async def create_room_event(
         self,
