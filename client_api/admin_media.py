@@ -1,7 +1,8 @@
 """Media admin endpoints in Synapse's shape (admins only).
 
 - ``POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}`` and
-  ``.../media/unquarantine/...``: quarantined media is answered with 404.
+  ``.../media/unquarantine/...``: quarantined media is answered with 404. Remote
+  media can be quarantined before it is cached: it is then never fetched.
 - ``DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}``: local media only.
 - ``POST /_synapse/admin/v1/purge_media_cache?before_ts=``: drop cached remote media.
 """

@@ -1,5 +1,9 @@
 """Media repository metadata: local uploads, cached remote media and their thumbnails.
 
+A row without content (``sha256`` NULL) is either an ID made by ``/create`` awaiting
+its upload (local, with ``unused_expires_ts``) or the quarantine marker of remote
+media that is not cached (``quarantined``).
+
 The bytes are not here: rows name them by SHA-256 and the service keeps them on disk.
 """
 
@@ -179,6 +183,7 @@ class MediaStore:
         )
 
     async def set_quarantined(self, origin: str, media_id: str, quarantined: bool) -> bool:
+        """Quarantine (or release) media that has a row; False if it has none."""
         changed = await self.db.execute(
             "set_media_quarantined",
             "UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2",
@@ -187,6 +192,39 @@ class MediaStore:
             quarantined,
         )
         return changed > 0
+
+    async def quarantine_remote(self, origin: str, media_id: str, now_ms: int) -> None:
+        """Quarantine remote media whether or not it is cached: an uncached one gets a
+        marker row (no content), which also keeps a later fetch from caching it."""
+        await self.db.execute(
+            "quarantine_remote_media",
+            "INSERT INTO media (origin, media_id, created_ts, last_access_ts, quarantined)"
+            " VALUES ($1, $2, $3, $3, $4)"
+            " ON CONFLICT (origin, media_id) DO UPDATE SET quarantined = $4",
+            origin,
+            media_id,
+            now_ms,
+            True,
+        )
+
+    async def release_remote(self, origin: str, media_id: str) -> None:
+        """Lift the quarantine of remote media: a marker row goes, a cached copy is
+        released."""
+
+        async def txn_func(txn: Transaction) -> None:
+            await txn.execute(
+                "DELETE FROM media WHERE origin = $1 AND media_id = $2 AND sha256 IS NULL",
+                origin,
+                media_id,
+            )
+            await txn.execute(
+                "UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2",
+                origin,
+                media_id,
+                False,
+            )
+
+        await self.db.run_transaction("release_remote_media", txn_func)
 
     async def delete_media(self, origin: str, media_id: str) -> list[str] | None:
         """Delete the media and its thumbnails; the digests they used, or None if unknown."""
@@ -223,11 +261,15 @@ class MediaStore:
     async def remote_media_last_accessed_before(
         self, local_origin: str, before_ts: int
     ) -> list[tuple[str, str]]:
+        """Cached remote media not accessed since ``before_ts``; quarantined media is
+        left out (dropping its row would drop the quarantine with it)."""
         rows = await self.db.fetchall(
             "get_remote_media_before",
-            "SELECT origin, media_id FROM media WHERE origin <> $1 AND last_access_ts < $2",
+            "SELECT origin, media_id FROM media WHERE origin <> $1 AND last_access_ts < $2"
+            " AND quarantined = $3",
             local_origin,
             before_ts,
+            False,
         )
         return [(r[0], r[1]) for r in rows]
 

@@ -285,8 +285,8 @@ class MediaService:
         self, server_name: str, media_id: str, timeout_ms: int, allow_remote: bool
     ) -> MediaRecord:
         record = await self._store.get_media(server_name, media_id)
-        if record is not None:
-            return record
+        if record is not None and (record.uploaded or record.quarantined):
+            return record  # cached, or quarantined before it was (a marker row)
         if not allow_remote or self._remote is None:
             raise NotFound("Unknown media")
         remote = await self._remote.fetch_media(
@@ -302,7 +302,9 @@ class MediaService:
         )
 
         async def record_remote(staged: StagedBlob) -> bool:
-            await self._store.insert_media(
+            # False when a concurrent fetch cached it first (either copy will do) or it
+            # was quarantined meanwhile; the blob goes if nothing else uses it.
+            return await self._store.insert_media(
                 server_name,
                 media_id,
                 user_id=None,
@@ -312,11 +314,10 @@ class MediaService:
                 sha256=staged.sha256,
                 now_ms=self._clock.time_ms(),
             )
-            return True  # a concurrent fetch may have cached it first: either row will do
 
         await self._commit(staged, record_remote)
         record = await self._store.get_media(server_name, media_id)
-        if record is None:
+        if record is None or not (record.uploaded or record.quarantined):
             raise NotFound("Unknown media")
         return record
 
@@ -421,9 +422,19 @@ class MediaService:
     # -- admin --------------------------------------------------------------------------
 
     async def set_quarantined(self, server_name: str, media_id: str, quarantined: bool) -> bool:
-        """Quarantine (or release) media: quarantined media is answered with 404."""
+        """Quarantine (or release) media: quarantined media is answered with 404.
+
+        Remote media is quarantined whether or not it is cached yet: later fetches
+        are refused too, until it is released. False for unknown local media.
+        """
         check_media_location(server_name, media_id)
-        return await self._store.set_quarantined(server_name, media_id, quarantined)
+        if server_name == self.server_name:
+            return await self._store.set_quarantined(server_name, media_id, quarantined)
+        if quarantined:
+            await self._store.quarantine_remote(server_name, media_id, self._clock.time_ms())
+        else:
+            await self._store.release_remote(server_name, media_id)
+        return True
 
     async def delete_local(self, server_name: str, media_id: str) -> None:
         """Delete local media, its thumbnails, and the files nothing else uses."""

@@ -125,3 +125,58 @@ async def test_purge_drops_only_stale_remote_media(database: Database, tmp_path:
     await service.get_download("test.local", local.rsplit("/", 1)[1])
     await service.get_download("remote.example", "old")  # fetched again
     assert fetcher.calls.count(("remote.example", "old")) == 2
+
+
+async def test_quarantine_of_uncached_remote_media_sticks(
+    database: Database, tmp_path: Path
+) -> None:
+    data = png_bytes(100, 100)
+    fetcher = FakeFetcher({("remote.example", "bad"): (data, "image/png")})
+    service, _ = await make_service(database, tmp_path, fetcher)
+    assert await service.set_quarantined("remote.example", "bad", True)
+    with pytest.raises(NotFound):
+        await service.get_download("remote.example", "bad")
+    with pytest.raises(NotFound):
+        await service.get_thumbnail("remote.example", "bad", 32, 32, "crop")
+    assert fetcher.calls == []  # refused without fetching anything
+    # Released: fetched and served as any remote media.
+    assert await service.set_quarantined("remote.example", "bad", False)
+    served = await service.get_download("remote.example", "bad")
+    assert served.path.read_bytes() == data
+    assert fetcher.calls == [("remote.example", "bad")]
+
+
+async def test_quarantine_holds_against_a_fetch_in_flight(
+    database: Database, tmp_path: Path
+) -> None:
+    fetcher = FakeFetcher({("remote.example", "bad"): (b"bad bytes", "text/plain")})
+    service, _ = await make_service(database, tmp_path, fetcher)
+    fetch_media = fetcher.fetch_media
+
+    async def quarantined_while_fetching(
+        server_name: str, media_id: str, *, max_size: int, timeout_ms: int
+    ) -> RemoteMedia:
+        await service.set_quarantined(server_name, media_id, True)
+        return await fetch_media(server_name, media_id, max_size=max_size, timeout_ms=timeout_ms)
+
+    fetcher.fetch_media = quarantined_while_fetching  # type: ignore[method-assign]
+    with pytest.raises(NotFound):
+        await service.get_download("remote.example", "bad")
+    content = tmp_path / "media" / "content"
+    assert not [p for p in content.rglob("*") if p.is_file()]  # the bytes were not kept
+
+
+async def test_purge_keeps_quarantined_remote_media_quarantined(
+    database: Database, tmp_path: Path
+) -> None:
+    fetcher = FakeFetcher({("remote.example", "bad"): (b"bad bytes", "text/plain")})
+    service, clock = await make_service(database, tmp_path, fetcher)
+    await service.get_download("remote.example", "bad")
+    await service.set_quarantined("remote.example", "bad", True)
+    await service.set_quarantined("remote.example", "never-fetched", True)
+    clock.advance(3600)
+    assert await service.purge_remote_cache(clock.time_ms()) == 0
+    for media_id in ("bad", "never-fetched"):
+        with pytest.raises(NotFound):
+            await service.get_download("remote.example", media_id)
+    assert fetcher.calls == [("remote.example", "bad")]
