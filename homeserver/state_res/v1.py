@@ -1,6 +1,8 @@
 """State resolution v1 (room version 1).
 
-Spec: rooms v1 "State resolution": start from the unconflicted state; resolve
+Spec: rooms v1 "State resolution": start from the union of the states without the
+conflicting events (a key is conflicting only where two states hold different events
+for it; unlike v2, a key missing from some states is not a conflict); resolve
 power levels, then join rules, then member events by ascending depth / descending
 sha1(event_id), adding each event while the auth rules allow it; for other keys pick
 the highest depth / lowest sha1(event_id) event that passes auth.
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 from homeserver.events import AuthError, Event, RoomVersion, auth_types_for_event, check_auth
 
-from .common import EventCache, StateKey, StateMap, separate
+from .common import EventCache, StateKey, StateMap
 
 
 def _sha1(event_id: str) -> bytes:
@@ -24,7 +26,7 @@ async def resolve_v1(
     room_version: RoomVersion, state_sets: Sequence[StateMap], cache: EventCache
 ) -> dict[StateKey, str]:
     """Resolve ``state_sets`` with the room version 1 algorithm."""
-    resolved, conflicted = separate(state_sets)
+    resolved, conflicted = _separate(state_sets)
     if not conflicted:
         return resolved
     await cache.load(set().union(*conflicted.values()))
@@ -54,6 +56,28 @@ async def resolve_v1(
                 resolved[key] = ev.event_id
                 break
     return resolved
+
+
+def _separate(
+    state_sets: Sequence[StateMap],
+) -> tuple[dict[StateKey, str], dict[StateKey, set[str]]]:
+    """The union of the states without conflicting events, and the conflicting events.
+
+    "A conflict occurs between states where those states have different event_ids for
+    the same (event_type, state_key)".
+    """
+    by_key: dict[StateKey, set[str]] = {}
+    for state in state_sets:
+        for key, event_id in state.items():
+            by_key.setdefault(key, set()).add(event_id)
+    resolved: dict[StateKey, str] = {}
+    conflicted: dict[StateKey, set[str]] = {}
+    for key, ids in by_key.items():
+        if len(ids) == 1:
+            (resolved[key],) = ids
+        else:
+            conflicted[key] = ids
+    return resolved, conflicted
 
 
 def _loaded(cache: EventCache, ids: set[str]) -> list[Event]:

@@ -116,3 +116,22 @@ async def test_auth_passes_order_equal_depths_by_descending_sha1() -> None:
     for sets in ([a.state, b.state], [b.state, a.state]):
         out = await resolve_state(RV, sets, events_fetcher(room.events))
         assert out[PL] == lower.event_id
+
+
+async def test_a_key_in_one_state_only_is_not_a_conflict() -> None:
+    """ "A conflict occurs between states where those states have different event_ids
+    for the same (event_type, state_key)": a key that only one state has is not
+    conflicting, so its event is in R from the start, without an auth check in R.
+
+    Fork A: Carol sets the room's first topic. Fork B: Alice bans Carol. Carol's
+    membership is conflicted and resolves to the ban; the topic only fork A has is
+    kept, although Carol could not set it in R."""
+    room = room_with_bob_and_carol()
+    assert TOPIC not in room.state
+    a, b = room.fork(), room.fork()
+    carols = a.topic(CAROL, "carol's")
+    b.ban(ALICE, CAROL)
+    for sets in ([a.state, b.state], [b.state, a.state]):
+        out = await resolve_state(RV, sets, events_fetcher(room.events))
+        assert room.events[out[CAROL_KEY]].membership == "ban"
+        assert out[TOPIC] == carols.event_id
