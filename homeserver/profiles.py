@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
+from storage.database import Transaction
 from storage.stores import Stores
 
 PROFILE_KEY = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
@@ -80,7 +81,7 @@ class ProfileService:
         await self._write(user_id, key, None, delete=True)
 
     async def _write(self, user_id: str, key: str, value: Any, *, delete: bool) -> None:
-        async with self._stores.db.transaction("set_profile_field") as txn:
+        async def txn_func(txn: Transaction) -> tuple[str | None, str | None]:
             row = await txn.fetchone(
                 "SELECT displayname, avatar_url, extra FROM profiles WHERE user_id = $1", user_id
             )
@@ -106,6 +107,11 @@ class ProfileService:
                 avatar_url,
                 encoded,
             )
+            return displayname, avatar_url
+
+        displayname, avatar_url = await self._stores.db.run_transaction(
+            "set_profile_field", txn_func
+        )
         if key in ("displayname", "avatar_url"):
             changed = {"displayname": displayname, "avatar_url": avatar_url}
             for hook in self.change_hooks:

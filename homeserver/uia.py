@@ -16,6 +16,7 @@ from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
+from storage.database import Transaction
 from storage.stores import Stores
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
@@ -108,8 +109,11 @@ class UserInteractiveAuth:
                 state = self._state(session_id, flows, params, completed)
                 state.update(errcode=exc.errcode, error=exc.message)
                 raise UiaRequired(state) from exc
-            async with self._stores.db.transaction("uia_complete_stage") as txn:
+
+            async def complete_stage(txn: Transaction) -> None:
                 await self._stores.uia.mark_stage_complete_txn(txn, session_id, stage, result)
+
+            await self._stores.db.run_transaction("uia_complete_stage", complete_stage)
             completed[stage] = result
         for flow in flows:
             if all(s in completed for s in flow):
@@ -118,8 +122,10 @@ class UserInteractiveAuth:
         raise UiaRequired(self._state(session_id, flows, params, completed))
 
     async def finish(self, session_id: str) -> None:
-        async with self._stores.db.transaction("uia_finish") as txn:
+        async def delete_session(txn: Transaction) -> None:
             await self._stores.uia.delete_session_txn(txn, session_id)
+
+        await self._stores.db.run_transaction("uia_finish", delete_session)
 
     async def _new_session(
         self, request_key: str, clientdict: dict[str, Any], user_id: str | None

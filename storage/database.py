@@ -10,7 +10,9 @@ Every unit of work is a named transaction::
 
 ``run_transaction(name, func)`` does the same and retries ``func`` when the engine
 reports a serialization failure, deadlock or busy database, so functions passed to
-it must be safe to run again. Helpers that run inside a transaction are suffixed
+it must be safe to run again. Writes use it; the plain ``transaction()`` block never
+retries (a conflict surfaces as RetryableError), so it is for reads and for the few
+writes whose body cannot run twice. ``execute`` (one statement) retries too. Helpers that run inside a transaction are suffixed
 ``_txn``. Callbacks registered with ``txn.call_after_commit`` run only once the
 transaction is durable (notifier wake-ups, cache updates).
 """
@@ -116,7 +118,11 @@ class Database(abc.ABC):
     """An open database: a pool of connections of one engine."""
 
     engine: Engine
+    # run_transaction: how often a conflicting transaction is tried again, and the
+    # wait before the first retry (doubled after each, up to retry_max_delay).
     max_retries = 5
+    retry_delay = 0.01
+    retry_max_delay = 0.5
 
     @abc.abstractmethod
     def transaction(
@@ -135,18 +141,32 @@ class Database(abc.ABC):
         *,
         readonly: bool = False,
     ) -> T:
-        """Run ``func`` in a transaction, retrying it on transient conflicts."""
-        delay = 0.01
+        """Run ``func`` in a transaction, retrying it on transient conflicts.
+
+        A conflict (serialization failure, deadlock, busy or locked database) rolls
+        the transaction back; ``func`` then runs again in a new one after a growing
+        wait, at most ``max_retries`` times before the RetryableError is raised.
+        """
+        delay = self.retry_delay
         for attempt in range(self.max_retries + 1):
             try:
                 async with self.transaction(name, readonly=readonly) as txn:
                     return await func(txn)
-            except RetryableError:
+            except RetryableError as exc:
                 if attempt == self.max_retries:
+                    logger.warning(
+                        "transaction %s gave up after %d retries: %s", name, attempt, exc
+                    )
                     raise
-                logger.info("transaction %s conflicted; retry %d", name, attempt + 1)
+                logger.info(
+                    "transaction %s conflicted (%s); retry %d in %.0f ms",
+                    name,
+                    exc,
+                    attempt + 1,
+                    delay * 1000,
+                )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, self.retry_max_delay)
         raise AssertionError("unreachable")
 
     # Conveniences for single queries, each in its own short transaction.
@@ -164,5 +184,9 @@ class Database(abc.ABC):
             return await txn.fetchval(sql, *args)
 
     async def execute(self, name: str, sql: str, *args: Any) -> int:
-        async with self.transaction(name) as txn:
+        """One write in its own transaction, retried on conflicts like run_transaction."""
+
+        async def write(txn: Transaction) -> int:
             return await txn.execute(sql, *args)
+
+        return await self.run_transaction(name, write)

@@ -29,14 +29,14 @@ class RegistrationTokenStore:
         self.db = db
 
     async def create(self, token: str, uses_allowed: int | None, expiry_time: int | None) -> bool:
-        async with self.db.transaction("create_registration_token") as txn:
-            changed = await txn.execute(
-                "INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)"
-                " VALUES ($1, $2, 0, 0, $3) ON CONFLICT (token) DO NOTHING",
-                token,
-                uses_allowed,
-                expiry_time,
-            )
+        changed = await self.db.execute(
+            "create_registration_token",
+            "INSERT INTO registration_tokens (token, uses_allowed, pending, completed, expiry_time)"
+            " VALUES ($1, $2, 0, 0, $3) ON CONFLICT (token) DO NOTHING",
+            token,
+            uses_allowed,
+            expiry_time,
+        )
         return changed > 0
 
     async def get(self, token: str) -> RegistrationToken | None:

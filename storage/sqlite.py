@@ -42,9 +42,18 @@ def _sql(sql: str) -> str:
     return translate_numbered(sql, "sqlite")[0]
 
 
+# Primary result codes of a database another connection holds (extended codes such
+# as SQLITE_BUSY_SNAPSHOT keep them in their low byte).
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+
 def _map_error(exc: sqlite3.Error) -> Exception:
     if isinstance(exc, sqlite3.IntegrityError):
         return IntegrityError(str(exc))
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return RetryableError(str(exc))
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return RetryableError(str(exc))
     return exc
@@ -126,7 +135,13 @@ class SqliteTransaction(Transaction):
     async def rollback(self) -> None:
         self._pending = []
         if self.begun:
-            await _in_thread(self._conn, lambda raw: raw.execute("ROLLBACK"))
+            # Not if the BEGIN itself failed (a busy database): there is nothing to undo.
+            await _in_thread(self._conn, _rollback_if_open)
+
+
+def _rollback_if_open(raw: sqlite3.Connection) -> None:
+    if raw.in_transaction:
+        raw.execute("ROLLBACK")
 
 
 def split_statements(script: str) -> list[str]:
@@ -197,7 +212,7 @@ class SqliteDatabase(Database):
     async def _release_reader(self, conn: aiosqlite.Connection, txn: SqliteTransaction) -> None:
         try:
             if txn.begun:
-                await _in_thread(conn, lambda raw: raw.execute("ROLLBACK"))
+                await _in_thread(conn, _rollback_if_open)
         finally:
             self._in_txn.discard(conn)
             self._readers.put_nowait(conn)

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from storage.database import Database, IntegrityError, translate_numbered
+from storage.database import (
+    Database,
+    IntegrityError,
+    RetryableError,
+    Transaction,
+    translate_numbered,
+)
 from storage.migrations import SchemaError, apply_migrations, load_migrations
+from storage.sqlite import SqliteDatabase
 
 
 def test_placeholders_translate_per_engine() -> None:
@@ -171,3 +181,162 @@ async def test_single_reads_see_commits_while_read_transactions_hold_snapshots(
     release.set()
     await asyncio.gather(*holders)
     assert seen_in_txn.count(1) >= 3
+
+
+# -- retries of conflicting transactions ----------------------------------------------
+
+
+class Conflicts:
+    """Makes the engine itself report a conflict inside a transaction.
+
+    SQLite: another connection holds the write lock, so BEGIN IMMEDIATE fails with
+    SQLITE_BUSY. PostgreSQL: the server raises a serialization failure (40001) or a
+    deadlock (40P01). Either way the engine's error must come out as RetryableError.
+    """
+
+    def __init__(self, database: Database, sqlstate: str = "40001") -> None:
+        self._database = database
+        self._sqlstate = sqlstate
+        self._holder: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        async with self._database.transaction("t") as txn:
+            await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+        if isinstance(self._database, SqliteDatabase):
+            async with self._database.transaction("t") as txn:
+                await txn.execute("PRAGMA busy_timeout = 20")  # fail fast when busy
+            self._holder = sqlite3.connect(self._database.path, isolation_level=None)
+            self._holder.execute("BEGIN IMMEDIATE")
+
+    async def inject(self, txn: Transaction) -> None:
+        """The first statement of ``txn``, failing with the engine's conflict error."""
+        if isinstance(self._database, SqliteDatabase):
+            await txn.execute("INSERT INTO kv (k) VALUES ('never')")
+        else:
+            await txn.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'injected conflict'"
+                f" USING ERRCODE = '{self._sqlstate}'; END $$"
+            )
+        raise AssertionError("the conflict was not raised")
+
+    def release(self) -> None:
+        if self._holder is not None:
+            self._holder.execute("ROLLBACK")
+            self._holder.close()
+            self._holder = None
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])
+async def test_run_transaction_retries_conflicts_with_backoff(
+    database: Database, sqlstate: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if database.engine == "sqlite" and sqlstate != "40001":
+        pytest.skip("one kind of conflict on SQLite: a busy database")
+    conflicts = Conflicts(database, sqlstate)
+    await conflicts.start()
+    attempts = 0
+
+    async def write(txn: Transaction) -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            await conflicts.inject(txn)
+        conflicts.release()
+        await txn.execute("INSERT INTO kv (k) VALUES ($1)", f"attempt {attempts}")
+        return "done"
+
+    caplog.set_level(logging.INFO, logger="storage.database")
+    try:
+        assert await database.run_transaction("retried", write) == "done"
+    finally:
+        conflicts.release()
+    assert attempts == 3
+    assert await database.fetchall("r", "SELECT k FROM kv") == [("attempt 3",)]
+    waits = [m for m in caplog.messages if m.startswith("transaction retried conflicted")]
+    assert len(waits) == 2
+    assert waits[0].endswith("retry 1 in 10 ms") and waits[1].endswith("retry 2 in 20 ms")
+
+
+async def test_run_transaction_gives_up_after_max_retries(database: Database) -> None:
+    conflicts = Conflicts(database)
+    await conflicts.start()
+    database.max_retries = 3
+    attempts = 0
+
+    async def write(txn: Transaction) -> None:
+        nonlocal attempts
+        attempts += 1
+        await conflicts.inject(txn)
+
+    try:
+        with pytest.raises(RetryableError):
+            await database.run_transaction("doomed", write)
+    finally:
+        conflicts.release()
+    assert attempts == 4  # the first try and three retries
+    # The database is usable afterwards: nothing is left open or half-written.
+    await database.execute("w", "INSERT INTO kv (k) VALUES ('after')")
+    assert await database.fetchall("r", "SELECT k FROM kv") == [("after",)]
+
+
+async def test_plain_transaction_does_not_retry(database: Database) -> None:
+    conflicts = Conflicts(database)
+    await conflicts.start()
+    try:
+        with pytest.raises(RetryableError):
+            async with database.transaction("once") as txn:
+                await conflicts.inject(txn)
+    finally:
+        conflicts.release()
+
+
+async def test_single_write_is_retried(database: Database) -> None:
+    """``Database.execute`` runs its statement through run_transaction."""
+    conflicts = Conflicts(database)
+    await conflicts.start()
+    if isinstance(database, SqliteDatabase):
+        # The lock holder lets go while the write is waiting between retries.
+        asyncio.get_running_loop().call_later(0.05, conflicts.release)
+        statement = "INSERT INTO kv (k) VALUES ('written')"
+    else:
+        # A sequence counts the attempts: nextval is not undone by the rollbacks.
+        await database.execute("t", "CREATE SEQUENCE attempts")
+        statement = (
+            "DO $$ BEGIN IF nextval('attempts') < 3 THEN RAISE EXCEPTION 'injected'"
+            " USING ERRCODE = '40001'; END IF; INSERT INTO kv (k) VALUES ('written'); END $$"
+        )
+    try:
+        await database.execute("w", statement)
+    finally:
+        conflicts.release()
+    assert await database.fetchall("r", "SELECT k FROM kv") == [("written",)]
+
+
+async def test_deadlocked_transactions_both_complete(database: Database) -> None:
+    """Two transactions taking row locks in opposite orders: PostgreSQL aborts one of
+    them as a deadlock, run_transaction runs it again, and both updates land."""
+    if database.engine != "postgres":
+        pytest.skip("SQLite has one writer: its transactions cannot deadlock")
+    async with database.transaction("t") as txn:
+        await txn.execute("CREATE TABLE acct (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)")
+        await txn.execute("INSERT INTO acct (id, n) VALUES (1, 0), (2, 0)")
+    both_locked_first = asyncio.Barrier(2)
+    attempts = 0
+
+    def transfer(first: int, second: int) -> Callable[[Transaction], Awaitable[None]]:
+        async def txn_func(txn: Transaction) -> None:
+            nonlocal attempts
+            attempts += 1
+            await txn.execute("UPDATE acct SET n = n + 1 WHERE id = $1", first)
+            if attempts <= 2:
+                await both_locked_first.wait()
+            await txn.execute("UPDATE acct SET n = n + 1 WHERE id = $1", second)
+
+        return txn_func
+
+    await asyncio.gather(
+        database.run_transaction("a_then_b", transfer(1, 2)),
+        database.run_transaction("b_then_a", transfer(2, 1)),
+    )
+    assert attempts == 3
+    assert await database.fetchall("r", "SELECT n FROM acct ORDER BY id") == [(2,), (2,)]
