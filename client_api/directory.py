@@ -7,7 +7,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.errors import BadJson, InvalidParam, NotFound
+from homeserver.errors import BadJson, InvalidParam
 from homeserver.http.body import (
     get_bool,
     get_dict,
@@ -15,6 +15,7 @@ from homeserver.http.body import (
     get_list,
     get_str,
     json_object,
+    query_bool,
     query_int,
 )
 from homeserver.rooms.directory import PublicRoomsQuery
@@ -71,15 +72,23 @@ class DirectoryHandlers:
     async def get_public_rooms(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/publicRooms (no token needed if the config allows)."""
         await self._authenticate_for_public_rooms(request)
-        self._check_server(request)
         limit = query_int(request, "limit", -1, minimum=0) if "limit" in request.query else None
-        query = PublicRoomsQuery(limit=limit, since=request.query.get("since"))
-        return json_response(await self._ctx.directory.public_rooms(query))
+        include_all = query_bool(request, "include_all_networks", False)
+        instance = request.query.get("third_party_instance_id")
+        if include_all and instance is not None:
+            raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
+        query = PublicRoomsQuery(
+            limit=limit,
+            since=request.query.get("since"),
+            include_all_networks=include_all,
+            third_party_instance_id=instance,
+        )
+        result = await self._ctx.directory.public_rooms(query, server=request.query.get("server"))
+        return json_response(result)
 
     async def query_public_rooms(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/publicRooms."""
         await self._ctx.requester(request)
-        self._check_server(request)
         body = await json_object(request, allow_empty=True)
         limit = get_int(body, "limit", None)
         if limit is not None and limit < 0:
@@ -94,19 +103,17 @@ class DirectoryHandlers:
         instance = get_str(body, "third_party_instance_id", None)
         if include_all and instance is not None:
             raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
-        if instance is not None:
-            # No application service networks are bridged here: nothing to list.
-            return json_response({"chunk": [], "total_room_count_estimate": 0})
         query = PublicRoomsQuery(
-            limit=limit, since=since, search_term=search_term, room_types=room_types
+            limit=limit,
+            since=since,
+            search_term=search_term,
+            room_types=room_types,
+            include_all_networks=include_all,
+            third_party_instance_id=instance,
         )
-        return json_response(await self._ctx.directory.public_rooms(query))
+        result = await self._ctx.directory.public_rooms(query, server=request.query.get("server"))
+        return json_response(result)
 
     async def _authenticate_for_public_rooms(self, request: web.Request) -> None:
         if not self._ctx.config.allow_public_rooms_without_auth:
             await self._ctx.requester(request)
-
-    def _check_server(self, request: web.Request) -> None:
-        server = request.query.get("server")
-        if server is not None and server != self._ctx.server_name:
-            raise NotFound(f"Can't fetch the room directory of {server}")

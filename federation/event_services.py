@@ -73,6 +73,7 @@ class FederationEventServices:
         queries = QueryHandlers(server_name, stores, profiles, directory, allow_public_rooms)
         remote = RemoteQueries(client)
         directory.remote_alias_lookup = remote.lookup_alias
+        directory.remote_public_rooms = remote.public_rooms
         profiles.remote_lookup = remote.lookup_profile
         ratelimit = (
             None

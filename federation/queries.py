@@ -5,9 +5,10 @@ Served: ``GET /query/directory?room_alias=`` (our aliases only), ``GET
 /query/profile?user_id=&field=`` (our users only), ``GET``/``POST /publicRooms``
 (only when ``allow_public_rooms_over_federation`` is set, else 403).
 
-Asked: :class:`RemoteQueries` gives the ``DirectoryService.remote_alias_lookup`` and
-``ProfileService.remote_lookup`` hooks, so clients can resolve aliases and read
-profiles of users on other servers.
+Asked: :class:`RemoteQueries` gives the ``DirectoryService.remote_alias_lookup``,
+``DirectoryService.remote_public_rooms`` and ``ProfileService.remote_lookup`` hooks,
+so clients can resolve aliases, list the published rooms of other servers
+(``/publicRooms?server=``) and read profiles of users on other servers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from federation.errors import FederationError
-from homeserver.errors import BadJson, Forbidden, InvalidParam, MissingParam, NotFound
+from homeserver.errors import (
+    BadJson,
+    Forbidden,
+    InvalidParam,
+    MatrixError,
+    MissingParam,
+    NotFound,
+)
 from homeserver.events import InvalidIdentifier, RoomAlias, UserID
 from homeserver.http.body import get_bool, get_dict, get_int, get_list, get_str, json_object
 from homeserver.http.middleware import compact_dumps
@@ -34,6 +42,16 @@ QUERY_TIMEOUT_S = 20.0
 class QueryRequester(Protocol):
     async def get_json(
         self, destination: str, path: str, query: Any = None, *, timeout_s: float | None = None
+    ) -> Any: ...
+
+    async def post_json(
+        self,
+        destination: str,
+        path: str,
+        body: Any,
+        query: Any = None,
+        *,
+        timeout_s: float | None = None,
     ) -> Any: ...
 
 
@@ -106,7 +124,7 @@ class QueryHandlers:
         query = PublicRoomsQuery(limit=limit, since=request.query.get("since"))
         if request.query.get("third_party_instance_id"):
             return web.json_response({"chunk": [], "total_room_count_estimate": 0})
-        result = await self._directory.public_rooms(query)
+        result = await self._directory.local_public_rooms(query)
         return web.json_response(result, dumps=compact_dumps)
 
     async def on_post_public_rooms(self, origin: str, request: web.Request) -> web.Response:
@@ -132,7 +150,7 @@ class QueryHandlers:
             search_term=get_str(filter_, "generic_search_term", None),
             room_types=room_types,
         )
-        result = await self._directory.public_rooms(query)
+        result = await self._directory.local_public_rooms(query)
         return web.json_response(result, dumps=compact_dumps)
 
     def _check_public_rooms(self) -> None:
@@ -141,7 +159,7 @@ class QueryHandlers:
 
 
 class RemoteQueries:
-    """Asking other servers: aliases and profiles of their users."""
+    """Asking other servers: aliases, published rooms and profiles of their users."""
 
     def __init__(self, client: QueryRequester) -> None:
         self._client = client
@@ -193,3 +211,80 @@ class RemoteQueries:
             if key in profile and not isinstance(profile[key], str):
                 del profile[key]
         return profile
+
+    async def public_rooms(self, server: str, query: PublicRoomsQuery) -> dict[str, Any]:
+        """The DirectoryService ``remote_public_rooms`` hook: ``server``'s published rooms.
+
+        ``GET /publicRooms`` (s2s getPublicRooms), or ``POST`` (queryPublicRooms) when
+        the query filters. A remote error is passed on when a client can act on it
+        (403: the directory is not published over federation, 404), anything else
+        (unreachable, 5xx, an answer of the wrong shape) is 502 M_UNKNOWN.
+        """
+        path = "/_matrix/federation/v1/publicRooms"
+        try:
+            if query.filtered:
+                answer = await self._client.post_json(
+                    server, path, _public_rooms_body(query), timeout_s=QUERY_TIMEOUT_S
+                )
+            else:
+                answer = await self._client.get_json(
+                    server, path, _public_rooms_params(query), timeout_s=QUERY_TIMEOUT_S
+                )
+        except FederationError as exc:
+            raise exc.to_matrix_error() from None
+        return _public_rooms_answer(server, answer)
+
+
+def _public_rooms_params(query: PublicRoomsQuery) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if query.limit is not None:
+        params["limit"] = str(query.limit)
+    if query.since is not None:
+        params["since"] = query.since
+    if query.include_all_networks:
+        params["include_all_networks"] = "true"
+    if query.third_party_instance_id is not None:
+        params["third_party_instance_id"] = query.third_party_instance_id
+    return params
+
+
+def _public_rooms_body(query: PublicRoomsQuery) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if query.limit is not None:
+        body["limit"] = query.limit
+    if query.since is not None:
+        body["since"] = query.since
+    filter_: dict[str, Any] = {}
+    if query.search_term is not None:
+        filter_["generic_search_term"] = query.search_term
+    if query.room_types is not None:
+        filter_["room_types"] = query.room_types
+    if filter_:
+        body["filter"] = filter_
+    if query.include_all_networks:
+        body["include_all_networks"] = True
+    if query.third_party_instance_id is not None:
+        body["third_party_instance_id"] = query.third_party_instance_id
+    return body
+
+
+def _public_rooms_answer(server: str, answer: Any) -> dict[str, Any]:
+    """The parts of a remote /publicRooms answer a client can use; 502 if it has none."""
+    chunk = answer.get("chunk") if isinstance(answer, dict) else None
+    if not isinstance(chunk, list):
+        raise MatrixError(502, "M_UNKNOWN", f"{server} sent an invalid room directory")
+    rooms = [
+        room
+        for room in chunk
+        if isinstance(room, dict)
+        and isinstance(room.get("room_id"), str)
+        and isinstance(room.get("num_joined_members"), int)
+    ]
+    result: dict[str, Any] = {"chunk": rooms}
+    estimate = answer.get("total_room_count_estimate")
+    if isinstance(estimate, int) and not isinstance(estimate, bool):
+        result["total_room_count_estimate"] = estimate
+    for key in ("next_batch", "prev_batch"):
+        if isinstance(answer.get(key), str):
+            result[key] = answer[key]
+    return result

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
-from homeserver.events import Event, InvalidIdentifier, PowerLevels, RoomAlias
+from homeserver.events import (
+    Event,
+    InvalidIdentifier,
+    PowerLevels,
+    RoomAlias,
+    is_valid_server_name,
+)
 from homeserver.rooms.creator import EventCreator
 from storage.stores import Stores
 
@@ -41,6 +47,18 @@ class PublicRoomsQuery:
     search_term: str | None = None
     # None: every room type; otherwise the wanted types (None in the list: no type)
     room_types: list[str | None] | None = None
+    include_all_networks: bool = False
+    # A network of an application service; none is bridged here, so none is listed.
+    third_party_instance_id: str | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether it filters the rooms (only the POST forms of /publicRooms can)."""
+        return self.search_term is not None or self.room_types is not None
+
+
+# Asks another server for its published rooms (federation installs one).
+RemotePublicRooms = Callable[[str, PublicRoomsQuery], Awaitable[dict[str, Any]]]
 
 
 class DirectoryService:
@@ -49,6 +67,7 @@ class DirectoryService:
         self._stores = stores
         self._creator = creator
         self.remote_alias_lookup: RemoteAliasLookup | None = None
+        self.remote_public_rooms: RemotePublicRooms | None = None
 
     # -- aliases -------------------------------------------------------------------
 
@@ -198,8 +217,24 @@ class DirectoryService:
         )
         return levels.user_level(user_id) >= levels.required_level("m.room.canonical_alias", True)
 
-    async def public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
-        """GET/POST /publicRooms: published rooms, largest first, in offset-token pages."""
+    async def public_rooms(
+        self, query: PublicRoomsQuery, *, server: str | None = None
+    ) -> dict[str, Any]:
+        """GET/POST /publicRooms: the published rooms of this server, or of ``server``
+        (asked over federation, s2s "Published Room Directory")."""
+        if server is not None and server != self._server_name:
+            if not is_valid_server_name(server):
+                raise InvalidParam(f"Invalid server name: {server}")
+            if self.remote_public_rooms is None:
+                raise NotFound(f"Can't fetch the room directory of {server}")
+            return await self.remote_public_rooms(server, query)
+        return await self.local_public_rooms(query)
+
+    async def local_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
+        """This server's published rooms, largest first, in offset-token pages (also
+        served to other servers)."""
+        if query.third_party_instance_id is not None:
+            return {"chunk": [], "total_room_count_estimate": 0}
         start = _parse_since(query.since)
         limit = query.limit
         if limit is not None and limit < 0:
