@@ -8,8 +8,11 @@ own), then measures per message:
      ruleset (``MessageContext`` + ``CompiledRuleset.evaluate``), no IO;
   2. the evaluator's work for one event (room state from cache, rulesets from cache,
      evaluation, thread lookup), without storage;
-  3. the full background path: evaluation plus storing the push actions and the
-     evaluation position in one transaction (``PushEvaluator.catch_up``).
+  3. the persister's in-transaction hook (``PushEvaluator.evaluate_in_txn``):
+     evaluation plus storing the push actions, each in a transaction of its own;
+  4. sending a message (``EventCreator.send``) with evaluation inside the event's
+     transaction, as the server does, and with the hook removed: the difference is
+     what evaluation adds to each message.
 
 Usage: python bench/bench_push_rules.py [--members 500] [--messages 200]
 """
@@ -29,6 +32,8 @@ from homeserver.push.conditions import MessageContext, Recipient
 from homeserver.rooms.creation import RoomCreationRequest
 from homeserver.server import Homeserver
 from storage.connect import open_sqlite
+from storage.database import Database
+from storage.events import StoredEvent
 
 SERVER = "bench.local"
 
@@ -44,94 +49,139 @@ async def run(members: int, messages: int) -> None:
             environ={},
         )
         db = await open_sqlite(Path(tmp) / "homeserver.db")
-        server = await Homeserver.build(config, db=db)
-        client = server.client
-        push = client.push
-        users = [f"@user{i}:{SERVER}" for i in range(members)]
-        room_id, _ = await client.room_creation.create_room(
-            users[0], RoomCreationRequest(preset="public_chat", name="Bench")
+        try:
+            server = await Homeserver.build(config, db=db)
+        except BaseException:
+            await db.close()
+            raise
+        try:
+            await measure(server, db, members, messages)
+        finally:
+            await server.close()  # closes the database: the process can exit
+
+
+async def measure(server: Homeserver, db: Database, members: int, messages: int) -> None:
+    client = server.client
+    push = client.push
+    evaluator = push.evaluator
+    hooks = client.persister.txn_hooks
+    users = [f"@user{i}:{SERVER}" for i in range(members)]
+    room_id, _ = await client.room_creation.create_room(
+        users[0], RoomCreationRequest(preset="public_chat", name="Bench")
+    )
+    start = time.perf_counter()
+    for user in users[1:]:
+        await client.membership.join(user, room_id)
+    print(f"room of {members} members built in {time.perf_counter() - start:.1f}s")
+    for user in users[1 : members // 10]:
+        await push.rules.set_rule(
+            user, "content", "coffee", {"pattern": "coff*", "actions": ["notify"]}
         )
-        start = time.perf_counter()
-        for user in users[1:]:
-            await client.membership.join(user, room_id)
-        print(f"room of {members} members built in {time.perf_counter() - start:.1f}s")
-        for user in users[1 : members // 10]:
-            await push.rules.set_rule(
-                user, "content", "coffee", {"pattern": "coff*", "actions": ["notify"]}
-            )
-            await push.rules.set_rule(
-                user,
-                "override",
-                "beer",
-                {
-                    "conditions": [
-                        {"kind": "event_match", "key": "content.body", "pattern": "beer"},
-                        {"kind": "room_member_count", "is": "<=10"},
-                    ],
-                    "actions": ["notify"],
-                },
-            )
-        await push.evaluator.catch_up()
-        # From here on evaluation runs only when this script asks for it.
-        client.persister.persisted_hooks.remove(push.evaluator.on_event_persisted)
+        await push.rules.set_rule(
+            user,
+            "override",
+            "beer",
+            {
+                "conditions": [
+                    {"kind": "event_match", "key": "content.body", "pattern": "beer"},
+                    {"kind": "room_member_count", "is": "<=10"},
+                ],
+                "actions": ["notify"],
+            },
+        )
 
-        sender = users[1]
-        sent = []
-        for n in range(messages):
-            content: dict[str, Any] = {"msgtype": "m.text", "body": f"hello everyone, message {n}"}
-            if n % 10 == 0:
-                content["m.mentions"] = {"user_ids": [users[2]]}
-            sent.append(await client.creator.send(room_id, "m.room.message", sender, content))
+    sender = users[1]
 
-        stored = sent[0]
-        assert stored.state_group is not None
-        room = await push.evaluator.room_state(room_id, stored.state_group)
-        recipients = [u for u in room.local_joined if u != sender]
-        rulesets = await push.rules.compiled_for_users(recipients)
-        pure: list[float] = []
-        notified = 0
-        for message in sent:
+    def content(n: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"msgtype": "m.text", "body": f"hello everyone, message {n}"}
+        if n % 10 == 0:
+            body["m.mentions"] = {"user_ids": [users[2]]}
+        return body
+
+    async def send_timed(count: int, offset: int) -> tuple[list[float], list[StoredEvent]]:
+        times: list[float] = []
+        sent: list[StoredEvent] = []
+        for n in range(count):
             begin = time.perf_counter()
-            ctx = MessageContext.of(
-                message.event.pdu,
-                room_member_count=room.member_count,
-                sender_power_level=0,
-                notification_levels=room.notification_levels,
+            sent.append(
+                await client.creator.send(room_id, "m.room.message", sender, content(offset + n))
             )
-            notified = 0
-            for user in recipients:
-                rule = rulesets[user].evaluate(ctx, Recipient(user, room.display_names.get(user)))
-                if rule is not None and rule.notify:
-                    notified += 1
-            pure.append(time.perf_counter() - begin)
+            times.append(time.perf_counter() - begin)
+        return times, sent
 
-        evaluate: list[float] = []
-        for message in sent:
-            begin = time.perf_counter()
-            actions = await push.evaluator.evaluate_event(message)
-            evaluate.append(time.perf_counter() - begin)
-        assert len(actions) == notified == members - 1
+    # 4. sending with evaluation inside the event's transaction (the server's path),
+    #    and the same without it: the difference is what evaluation adds to a send.
+    assert evaluator.evaluate_in_txn in hooks
+    await send_timed(10, -10)  # warm caches (room state, rulesets)
+    with_eval, _ = await send_timed(messages, 0)
+    hooks.remove(evaluator.evaluate_in_txn)
+    try:
+        without_eval, sent = await send_timed(messages, messages)
+    finally:
+        hooks.append(evaluator.evaluate_in_txn)
 
+    stored = sent[0]
+    assert stored.state_group is not None
+    room = await evaluator.room_state(room_id, stored.state_group)
+    recipients = [u for u in room.local_joined if u != sender]
+    rulesets = await push.rules.compiled_for_users(recipients)
+
+    # 1. pure evaluation: no IO
+    pure: list[float] = []
+    notified = 0
+    for message in sent:
         begin = time.perf_counter()
-        await push.evaluator.catch_up()
-        full = (time.perf_counter() - begin) / messages
-        stored_rows = await db.fetchval("count", "SELECT COUNT(*) FROM event_push_actions")
-
-        def ms(values: list[float]) -> str:
-            return (
-                f"median {statistics.median(values) * 1000:.2f} ms, "
-                f"p90 {sorted(values)[int(len(values) * 0.9)] * 1000:.2f} ms"
-            )
-
-        per_recipient_us = statistics.median(pure) / len(recipients) * 1e6
-        print(f"recipients per message: {len(recipients)} ({notified} notified)")
-        print(
-            f"1. pure evaluation per message:         {ms(pure)} ({per_recipient_us:.2f} us/recipient)"
+        ctx = MessageContext.of(
+            message.event.pdu,
+            room_member_count=room.member_count,
+            sender_power_level=0,
+            notification_levels=room.notification_levels,
         )
-        print(f"2. evaluator per message (no storage):  {ms(evaluate)}")
-        print(f"3. evaluation + storing actions:        {full * 1000:.2f} ms per message (batched)")
-        print(f"   push action rows stored: {stored_rows}")
-        await server.close()
+        notified = 0
+        for user in recipients:
+            rule = rulesets[user].evaluate(ctx, Recipient(user, room.display_names.get(user)))
+            if rule is not None and rule.notify:
+                notified += 1
+        pure.append(time.perf_counter() - begin)
+
+    # 2. the evaluator's work for one event, without storage
+    evaluate: list[float] = []
+    actions: list[Any] = []
+    for message in sent:
+        begin = time.perf_counter()
+        actions = await evaluator.evaluate_event(message)
+        evaluate.append(time.perf_counter() - begin)
+    assert len(actions) == notified == members - 1
+
+    # 3. the in-transaction hook (evaluation + storing the rows), each in a transaction
+    #    of its own, for the messages sent without it
+    in_txn: list[float] = []
+    for message in sent:
+        begin = time.perf_counter()
+        await db.run_transaction(
+            "bench_evaluate", lambda txn, m=message: evaluator.evaluate_in_txn(txn, m)
+        )
+        in_txn.append(time.perf_counter() - begin)
+    stored_rows = await db.fetchval("count", "SELECT COUNT(*) FROM event_push_actions")
+
+    def ms(values: list[float]) -> str:
+        return (
+            f"median {statistics.median(values) * 1000:.2f} ms, "
+            f"p90 {sorted(values)[int(len(values) * 0.9)] * 1000:.2f} ms"
+        )
+
+    per_recipient_us = statistics.median(pure) / len(recipients) * 1e6
+    added = statistics.median(with_eval) - statistics.median(without_eval)
+    print(f"recipients per message: {len(recipients)} ({notified} notified)")
+    print(
+        f"1. pure evaluation per message:          {ms(pure)} ({per_recipient_us:.2f} us/recipient)"
+    )
+    print(f"2. evaluator per message (no storage):   {ms(evaluate)}")
+    print(f"3. evaluate_in_txn (eval + store rows):  {ms(in_txn)}")
+    print(f"4. send with evaluation in its txn:      {ms(with_eval)}")
+    print(f"   send without evaluation:              {ms(without_eval)}")
+    print(f"   evaluation adds per message sent:     {added * 1000:.2f} ms (median difference)")
+    print(f"   push action rows stored: {stored_rows}")
 
 
 def main() -> None:
