@@ -95,6 +95,21 @@ async def _collect(user: User, room_id: str, since: str, stop: asyncio.Event) ->
             return seen
 
 
+async def _page_through(user: User, room_id: str, direction: str, start: str | None) -> list[str]:
+    """Every m.room.message of /messages in ``direction``, read 7 at a time."""
+    seen: list[str] = []
+    params = {"dir": direction, "limit": "7", "filter": '{"types": ["m.room.message"]}'}
+    if start is not None:
+        params["from"] = start
+    for _ in range(100):
+        page = await user.request("GET", f"/rooms/{room_id}/messages", params=params)
+        seen += [e["event_id"] for e in page["chunk"]]
+        if "end" not in page:
+            return seen
+        params["from"] = page["end"]
+    raise AssertionError("/messages did not come to an end")
+
+
 async def test_concurrent_senders_one_order_for_everyone(hs: HomeserverHarness) -> None:
     owner = await make_user(hs, "owner")
     room_id = await owner.create_room(preset="public_chat")
@@ -126,3 +141,8 @@ async def test_concurrent_senders_one_order_for_everyone(hs: HomeserverHarness) 
     flt = '{"room": {"timeline": {"limit": 100, "types": ["m.room.message"]}}}'
     body = await users[0].sync(filter=flt)
     assert [e["event_id"] for e in body["rooms"]["join"][room_id]["timeline"]["events"]] == seen[0]
+    # and every client's /messages has that order too: forwards from the sync token it
+    # started from, and backwards from the end of the room
+    for user, start in zip(users, starts, strict=True):
+        assert await _page_through(user, room_id, "f", start) == seen[0]
+        assert await _page_through(user, room_id, "b", None) == seen[0][::-1]
