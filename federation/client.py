@@ -109,6 +109,12 @@ class FederationClient:
             dns or DnsPythonResolver(), _SessionWellKnownFetcher(self), clock
         )
 
+    @property
+    def addresses(self) -> AddressFilter:
+        """The outbound address policy (also for the unsigned fetches federation
+        answers lead to, such as a remote media ``Location``)."""
+        return self._addresses
+
     # -- the session -------------------------------------------------------------------
 
     def session(self) -> aiohttp.ClientSession:

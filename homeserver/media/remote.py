@@ -1,9 +1,10 @@
 """What the media service needs from federation to fetch media of other servers.
 
-Federation (not built yet) provides an implementation calling the remote server's
-``GET /_matrix/federation/v1/media/download/{mediaId}`` (falling back to the
-deprecated ``/_matrix/media/v3/download`` with ``allow_remote=false`` on
-``404 M_UNRECOGNIZED``, as the server-server API's Content Repository section says).
+``federation.remote_media.FederationMediaFetcher`` implements it: the remote server's
+``GET /_matrix/federation/v1/media/download/{mediaId}`` (following a ``Location``
+answer), falling back to the deprecated ``/_matrix/media/v3/download`` with
+``allow_remote=false`` on ``404 M_UNRECOGNIZED``, as the server-server API's Content
+Repository section says.
 """
 
 from __future__ import annotations
