@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import getpass
 import logging
-import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import NoReturn
 
 from homeserver.config import ConfigError, HomeserverConfig, generate_config, load_config
 from homeserver.errors import MatrixError
+from storage.database import DatabaseOpenError
 from storage.migrations import SchemaError
 
 
@@ -102,15 +102,17 @@ async def _register_user(config: HomeserverConfig, user: str, password: str, adm
 
 
 async def _create_token(
-    config: HomeserverConfig, token: str, uses: int | None, expiry: int | None
+    config: HomeserverConfig, token: str | None, uses: int | None, expiry: int | None
 ) -> str:
     from homeserver.server import Homeserver
 
     server = await Homeserver.build(config)
     try:
-        if not await server.stores.registration_tokens.create(token, uses, expiry):
-            raise UsageError(f"registration token {token} already exists")
-        return token
+        # The same rules as the admin API: the token's alphabet and length, uses >= 0 ...
+        created = await server.client.accounts.create_registration_token(
+            token, uses_allowed=uses, expiry_time=expiry
+        )
+        return created.token
     finally:
         await server.close()
 
@@ -118,7 +120,7 @@ async def _create_token(
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
-    except (UsageError, ConfigError, SchemaError) as exc:
+    except (UsageError, ConfigError, SchemaError, DatabaseOpenError) as exc:
         print(f"homeserver: {exc}", file=sys.stderr)
         return 1
     except MatrixError as exc:
@@ -155,8 +157,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"registered {user_id}")
         return 0
     if command == "registration-token":
-        token = args.token or secrets.token_urlsafe(12)
-        print(asyncio.run(_create_token(config, token, args.uses, args.expiry_ts)))
+        print(asyncio.run(_create_token(config, args.token, args.uses, args.expiry_ts)))
         return 0
     raise UsageError(f"unknown command {command}")
 

@@ -44,6 +44,10 @@ class IntegrityError(Exception):
     """A uniqueness or foreign-key constraint was violated."""
 
 
+class DatabaseOpenError(Exception):
+    """The database cannot be opened or reached; the message is one line naming it."""
+
+
 def translate_numbered(sql: str, style: str) -> tuple[str, list[int] | None]:
     """Rewrite ``$n`` placeholders for an engine.
 

@@ -16,10 +16,12 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import AsyncConnectionPool
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from storage.database import (
     Database,
+    DatabaseOpenError,
     IntegrityError,
     RetryableError,
     Row,
@@ -36,6 +38,24 @@ def _sql(sql: str) -> tuple[str, tuple[int, ...]]:
 
 def _args(order: tuple[int, ...], args: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(args[i] for i in order)
+
+
+FIRST_CONNECT_TIMEOUT_S = 10
+POOL_OPEN_TIMEOUT_S = 30.0
+
+
+def _describe(conninfo: str) -> str:
+    """Where a conninfo points, without its password."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error:
+        return "invalid connection string"
+    shown = [f"{key}={params[key]}" for key in ("host", "port", "dbname", "user") if key in params]
+    return " ".join(shown) or "libpq defaults"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _map_error(exc: psycopg.Error) -> Exception:
@@ -101,14 +121,35 @@ class PostgresDatabase(Database):
         max_size: int = 10,
         search_path: str | None = None,
     ) -> PostgresDatabase:
-        """Connect a pool. ``search_path`` isolates a schema (used by tests)."""
+        """Connect a pool. ``search_path`` isolates a schema (used by tests).
+
+        One connection is made first, with a short timeout, so that a server that is
+        down or refuses us is reported at once (DatabaseOpenError) rather than after
+        the pool has retried for ``POOL_OPEN_TIMEOUT_S``.
+        """
         kwargs: dict[str, Any] = {"autocommit": True}
         if search_path is not None:
             kwargs["options"] = f"-c search_path={search_path}"
+        try:
+            first = await psycopg.AsyncConnection.connect(
+                conninfo, connect_timeout=FIRST_CONNECT_TIMEOUT_S, **kwargs
+            )
+        except psycopg.Error as exc:
+            raise DatabaseOpenError(
+                f"database: cannot connect to PostgreSQL ({_describe(conninfo)}): {_one_line(exc)}"
+            ) from exc
+        await first.close()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, kwargs=kwargs, open=False
         )
-        await pool.open(wait=True, timeout=30)
+        try:
+            await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise DatabaseOpenError(
+                f"database: PostgreSQL ({_describe(conninfo)}) accepted one connection but"
+                f" the pool of {min_size} could not connect within {POOL_OPEN_TIMEOUT_S:.0f} s"
+            ) from exc
         return cls(pool)
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ import aiosqlite
 
 from storage.database import (
     Database,
+    DatabaseOpenError,
     IntegrityError,
     RetryableError,
     Row,
@@ -161,6 +162,16 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+def _probe(path: Path) -> None:
+    """Open ``path`` as a database in WAL mode, or raise sqlite3.Error / OSError."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+    finally:
+        conn.close()
+
+
 class SqliteDatabase(Database):
     engine = "sqlite"
 
@@ -194,13 +205,22 @@ class SqliteDatabase(Database):
         return conn
 
     async def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._new_connection()
-        for _ in range(self._reader_count):
-            conn = await self._new_connection()
-            self._reader_conns.append(conn)
-            self._queued[conn] = 0
-            self._readers.put_nowait(conn)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Open it once on a plain thread first: a connection that aiosqlite fails to
+            # open leaves its worker thread to report to an event loop that may be gone.
+            await asyncio.to_thread(_probe, self.path)
+            self._writer = await self._new_connection()
+            for _ in range(self._reader_count):
+                conn = await self._new_connection()
+                self._reader_conns.append(conn)
+                self._queued[conn] = 0
+                self._readers.put_nowait(conn)
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()
+            raise DatabaseOpenError(
+                f"database: cannot open the SQLite database {self.path}: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         if self._releases:
