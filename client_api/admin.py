@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import string
 from typing import Any
 
 from aiohttp import web
@@ -19,13 +18,13 @@ from aiohttp import web
 from client_api.context import ClientContext
 from client_api.register import session_body
 from client_api.versions import json_response
+from homeserver.accounts import DEFAULT_TOKEN_LENGTH
 from homeserver.auth import Requester
-from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
+from homeserver.errors import Forbidden, MatrixError, NotFound
 from homeserver.http.body import get_bool, get_int, get_str, json_object
 from storage.registration_tokens import RegistrationToken
 
 NONCE_LIFETIME_MS = 60_000
-TOKEN_ALPHABET = string.ascii_letters + string.digits + "._~-"
 
 
 def registration_mac(secret: str, nonce: str, user: str, password: str, admin: bool) -> str:
@@ -123,24 +122,12 @@ class AdminHandlers:
         """POST /_synapse/admin/v1/registration_tokens/new."""
         await self._require_admin(request)
         body = await json_object(request, allow_empty=True)
-        token = get_str(body, "token", None)
-        length = get_int(body, "length", 16)
-        uses_allowed = get_int(body, "uses_allowed", None)
-        expiry_time = get_int(body, "expiry_time", None)
-        if token is None:
-            if not 0 < length <= 64:
-                raise InvalidParam("length must be between 1 and 64")
-            token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
-        elif not token or len(token) > 64 or any(c not in TOKEN_ALPHABET for c in token):
-            raise InvalidParam("token must be 1-64 characters from [A-Za-z0-9._~-]")
-        if uses_allowed is not None and uses_allowed < 0:
-            raise InvalidParam("uses_allowed must be a non-negative integer or null")
-        if expiry_time is not None and expiry_time < self._ctx.clock.time_ms():
-            raise InvalidParam("expiry_time must not be in the past")
-        if not await self._ctx.stores.registration_tokens.create(token, uses_allowed, expiry_time):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Token already exists: {token}")
-        created = await self._ctx.stores.registration_tokens.get(token)
-        assert created is not None
+        created = await self._ctx.accounts.create_registration_token(
+            get_str(body, "token", None),
+            length=get_int(body, "length", DEFAULT_TOKEN_LENGTH),
+            uses_allowed=get_int(body, "uses_allowed", None),
+            expiry_time=get_int(body, "expiry_time", None),
+        )
         return json_response(token_json(created))
 
     async def get_registration_token(self, request: web.Request) -> web.Response:
@@ -159,16 +146,16 @@ class AdminHandlers:
         current = await self._ctx.stores.registration_tokens.get(name)
         if current is None:
             raise NotFound("No such registration token")
-        uses_allowed = body.get("uses_allowed", current.uses_allowed)
-        expiry_time = body.get("expiry_time", current.expiry_time)
-        for key, value in (("uses_allowed", uses_allowed), ("expiry_time", expiry_time)):
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 0
-            ):
-                raise BadJson(f"'{key}' must be a non-negative integer or null")
-        await self._ctx.stores.registration_tokens.update(name, uses_allowed, expiry_time)
-        updated = await self._ctx.stores.registration_tokens.get(name)
-        assert updated is not None
+        # An absent key keeps the current value; null removes the limit.
+        uses_allowed = get_int(body, "uses_allowed", None)
+        if "uses_allowed" not in body:
+            uses_allowed = current.uses_allowed
+        expiry_time = get_int(body, "expiry_time", None)
+        if "expiry_time" not in body:
+            expiry_time = current.expiry_time
+        updated = await self._ctx.accounts.update_registration_token(
+            name, uses_allowed, expiry_time
+        )
         return json_response(token_json(updated))
 
     async def delete_registration_token(self, request: web.Request) -> web.Response:

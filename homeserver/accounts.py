@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import re
 import secrets
+import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from homeserver.clock import Clock
-from homeserver.errors import BadJson, Forbidden, MatrixError
+from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
 from homeserver.passwords import MAX_PASSWORD_BYTES, PasswordHasher
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.sessions import Session, SessionService
 from storage.database import IntegrityError, Transaction
+from storage.registration_tokens import RegistrationToken
 from storage.stores import Stores
 
 # The grammar for user IDs that a server creates (appendices: user identifiers).
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
 MAX_USER_ID_BYTES = 255
+
+# Registration tokens (as Synapse's admin API): 1 to 64 of these characters.
+TOKEN_ALPHABET = string.ascii_letters + string.digits + "._~-"
+MAX_TOKEN_LENGTH = 64
+DEFAULT_TOKEN_LENGTH = 16
 
 # Called (outside any transaction) after an account was deactivated, e.g. to leave rooms.
 DeactivationHook = Callable[[str], Awaitable[None]]
@@ -150,6 +157,63 @@ class AccountService:
         except IntegrityError as exc:
             raise UserInUse() from exc
         return user_id, session
+
+    # -- registration tokens (the admin API and the registration-token command) -----
+
+    async def create_registration_token(
+        self,
+        token: str | None,
+        *,
+        length: int = DEFAULT_TOKEN_LENGTH,
+        uses_allowed: int | None = None,
+        expiry_time: int | None = None,
+    ) -> RegistrationToken:
+        """Create ``token`` (a random one of ``length`` characters if None).
+
+        M_INVALID_PARAM for a token outside the alphabet or longer than 64 characters,
+        a negative ``uses_allowed``, an ``expiry_time`` in the past, or a token that
+        already exists.
+        """
+        if token is None:
+            if not 0 < length <= MAX_TOKEN_LENGTH:
+                raise InvalidParam(f"length must be between 1 and {MAX_TOKEN_LENGTH}")
+            token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
+        elif (
+            not token
+            or len(token) > MAX_TOKEN_LENGTH
+            or any(c not in TOKEN_ALPHABET for c in token)
+        ):
+            raise InvalidParam(
+                f"token must be 1-{MAX_TOKEN_LENGTH} characters from [A-Za-z0-9._~-]"
+            )
+        self._check_token_limits(uses_allowed, expiry_time)
+        if expiry_time is not None and expiry_time < self._clock.time_ms():
+            raise InvalidParam("expiry_time must not be in the past")
+        store = self._stores.registration_tokens
+        if not await store.create(token, uses_allowed, expiry_time):
+            raise InvalidParam(f"Token already exists: {token}")
+        created = await store.get(token)
+        assert created is not None
+        return created
+
+    async def update_registration_token(
+        self, token: str, uses_allowed: int | None, expiry_time: int | None
+    ) -> RegistrationToken:
+        """Change a token's limits; M_NOT_FOUND if there is no such token."""
+        self._check_token_limits(uses_allowed, expiry_time)
+        store = self._stores.registration_tokens
+        if not await store.update(token, uses_allowed, expiry_time):
+            raise NotFound("No such registration token")
+        updated = await store.get(token)
+        assert updated is not None
+        return updated
+
+    @staticmethod
+    def _check_token_limits(uses_allowed: int | None, expiry_time: int | None) -> None:
+        if uses_allowed is not None and uses_allowed < 0:
+            raise InvalidParam("uses_allowed must be a non-negative integer or null")
+        if expiry_time is not None and expiry_time < 0:
+            raise InvalidParam("expiry_time must be a non-negative integer or null")
 
     # -- login -----------------------------------------------------------------
 

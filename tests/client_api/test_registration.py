@@ -243,3 +243,47 @@ async def test_admin_registration_tokens_api(make_homeserver: HarnessFactory) ->
     assert deleted.status == 200
     missing = await hs.client.get("/_synapse/admin/v1/registration_tokens/abc", headers=auth)
     assert missing.status == 404
+
+
+async def test_admin_registration_token_rules(make_homeserver: HarnessFactory) -> None:
+    """The admin API checks tokens with the same rules as the registration-token command."""
+    hs = await make_homeserver()
+    user = await hs.register("root")
+    await hs.server.stores.accounts.set_admin("@root:test.local", True)
+    auth = {"Authorization": f"Bearer {user['access_token']}"}
+    new = "/_synapse/admin/v1/registration_tokens/new"
+    for body, errcode in [
+        ({"token": "bad token!"}, "M_INVALID_PARAM"),
+        ({"token": "x" * 65}, "M_INVALID_PARAM"),
+        ({"token": ""}, "M_INVALID_PARAM"),
+        ({"length": 65}, "M_INVALID_PARAM"),
+        ({"length": 0}, "M_INVALID_PARAM"),
+        ({"uses_allowed": -3}, "M_INVALID_PARAM"),
+        ({"expiry_time": 1}, "M_INVALID_PARAM"),
+        ({"uses_allowed": "3"}, "M_BAD_JSON"),
+        ({"token": 5}, "M_BAD_JSON"),
+    ]:
+        resp = await hs.client.post(new, json=body, headers=auth)
+        assert resp.status == 400, body
+        assert (await resp.json())["errcode"] == errcode, body
+    created = await hs.client.post(new, json={"token": "x" * 64, "uses_allowed": 0}, headers=auth)
+    assert created.status == 200
+    again = await hs.client.post(new, json={"token": "x" * 64}, headers=auth)
+    assert again.status == 400 and (await again.json())["errcode"] == "M_INVALID_PARAM"
+    url = f"/_synapse/admin/v1/registration_tokens/{'x' * 64}"
+    for body, errcode in [
+        ({"uses_allowed": -1}, "M_INVALID_PARAM"),
+        ({"expiry_time": -1}, "M_INVALID_PARAM"),
+        ({"uses_allowed": True}, "M_BAD_JSON"),
+    ]:
+        resp = await hs.client.put(url, json=body, headers=auth)
+        assert resp.status == 400, body
+        assert (await resp.json())["errcode"] == errcode, body
+    updated = await hs.client.put(url, json={"uses_allowed": 5}, headers=auth)
+    assert (await updated.json())["uses_allowed"] == 5
+    cleared = await hs.client.put(url, json={"uses_allowed": None}, headers=auth)
+    assert (await cleared.json())["uses_allowed"] is None
+    missing = await hs.client.put(
+        "/_synapse/admin/v1/registration_tokens/nope", json={}, headers=auth
+    )
+    assert missing.status == 404
