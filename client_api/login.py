@@ -41,11 +41,8 @@ class LoginHandlers:
         password = auth.get("password")
         if not isinstance(password, str):
             raise MatrixError(400, "M_MISSING_PARAM", "Missing password")
-        claimed = login_identifier(auth)
-        authenticated = await self._ctx.accounts.check_password(claimed, password, "")
-        if authenticated != user_id:
-            raise Forbidden("Invalid username or password")
-        return authenticated
+        await self._ctx.accounts.reauthenticate(user_id, login_identifier(auth), password)
+        return user_id
 
     async def get_login_flows(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/login."""
@@ -63,7 +60,7 @@ class LoginHandlers:
         device_id = get_str(body, "device_id", None)
         display_name = get_str(body, "initial_device_display_name", None)
         refreshable = get_bool(body, "refresh_token", False)
-        user_id = await self._ctx.accounts.check_password(identifier, password, client_ip(request))
+        user_id = await self._ctx.accounts.login_with_password(identifier, password)
         session = await self._ctx.accounts.login(
             user_id, device_id=device_id, device_display_name=display_name, refreshable=refreshable
         )

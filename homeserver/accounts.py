@@ -219,26 +219,55 @@ class AccountService:
 
     async def resolve_login_user(self, identifier: str) -> str | None:
         """A login name (localpart or full user ID) to an existing user ID."""
-        user_id = identifier if identifier.startswith("@") else self.user_id_for(identifier)
+        user_id = self._qualified(identifier)
         record = await self._stores.accounts.get_user(user_id)
         if record is not None:
             return user_id
         matches = await self._stores.accounts.get_user_case_insensitive(user_id)
         return matches[0] if len(matches) == 1 else None
 
-    async def check_password(self, identifier: str, password: str, address: str) -> str:
-        """Return the user ID if the password is right; M_FORBIDDEN otherwise."""
-        limits = self._login_limits
-        failures_key = identifier.lower()
-        if not self._limiter.would_allow("login_failed", failures_key, limits.failed_attempts):
-            self._limiter.check("login_failed", failures_key, limits.failed_attempts)
+    async def check_password(self, identifier: str, password: str) -> str:
+        """The user ID if the password is right; M_FORBIDDEN otherwise.
+
+        Failed attempts are limited per user (rc_login.failed_attempts): once the
+        bucket is empty every attempt, right or wrong, gets 429 until it refills.
+        """
+        key = self._qualified(identifier).lower()
+        return await self._verify_password(identifier, password, "login_failed", key)
+
+    async def login_with_password(self, identifier: str, password: str) -> str:
+        """POST /login: check the password, then spend one of the account's logins
+        (rc_login.account; as Synapse, only successful logins count)."""
+        user_id = await self.check_password(identifier, password)
+        self._limiter.check("login_account", user_id, self._login_limits.account)
+        return user_id
+
+    async def reauthenticate(self, user_id: str, identifier: str, password: str) -> None:
+        """UIA's m.login.password: the logged-in ``user_id`` proves its password again.
+
+        As Synapse's validate_user_via_ui_auth, only failed attempts are limited (per
+        user, with rc_login.failed_attempts): asking for the password before a password
+        change or a device deletion spends none of the account's logins.
+        """
+        authenticated = await self._verify_password(identifier, password, "uia_failed", user_id)
+        if authenticated != user_id:
+            self._limiter.check("uia_failed", user_id, self._login_limits.failed_attempts)
+            raise Forbidden("Invalid username or password")
+
+    def _qualified(self, identifier: str) -> str:
+        return identifier if identifier.startswith("@") else self.user_id_for(identifier)
+
+    async def _verify_password(
+        self, identifier: str, password: str, action: str, failures_key: str
+    ) -> str:
+        limit = self._login_limits.failed_attempts
+        if not self._limiter.would_allow(action, failures_key, limit):
+            self._limiter.check(action, failures_key, limit)  # raises M_LIMIT_EXCEEDED
         user_id = await self.resolve_login_user(identifier)
         record = await self._stores.accounts.get_user(user_id) if user_id else None
-        if record is not None:
-            self._limiter.check("login_account", record.user_id, limits.account)
         ok = record is not None and await self._hasher.verify(password, record.password_hash)
         if record is None or not ok:
-            self._limiter.check("login_failed", failures_key, limits.failed_attempts)
+            self._limiter.check(action, failures_key, limit)
             raise Forbidden("Invalid username or password")
         if record.deactivated:
             raise Forbidden("This account has been deactivated", errcode="M_USER_DEACTIVATED")

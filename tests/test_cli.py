@@ -237,7 +237,7 @@ def test_generate_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
 async def _check_user(path: Path, user_id: str, password: str) -> bool:
     server = await Homeserver.build(load_config(path))
     try:
-        assert await server.client.accounts.check_password(user_id, password, "") == user_id
+        assert await server.client.accounts.check_password(user_id, password) == user_id
         record = await server.stores.accounts.get_user(user_id)
         assert record is not None
         return record.is_admin
