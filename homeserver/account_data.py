@@ -119,6 +119,19 @@ class AccountDataService:
         self._ignored.setdefault(user_id, ignored)
         return ignored
 
+    async def ignoring(self, user_ids: Collection[str], sender: str) -> set[str]:
+        """Those of ``user_ids`` who ignore ``sender`` (push evaluation: one cached
+        lookup per user, the uncached read from storage in one query)."""
+        missing = [u for u in user_ids if u not in self._ignored]
+        if missing:
+            found = await self._store.get_global_many(missing, IGNORED_USER_LIST)
+            for user_id in missing:
+                content = found.get(user_id)
+                self._ignored.setdefault(
+                    user_id, _NOBODY if content is None else _ignored_of(content)
+                )
+        return {u for u in user_ids if sender in self._ignored[u]}
+
     # -- tags (m.tag room account data) ----------------------------------------------
 
     async def get_tags(self, user_id: str, room_id: str) -> dict[str, Any]:
@@ -171,9 +184,12 @@ class AccountDataService:
         return result
 
 
+_NOBODY: frozenset[str] = frozenset()
+
+
 def _ignored_of(content: dict[str, Any]) -> frozenset[str]:
     ignored = content.get("ignored_users", {})
-    return frozenset(ignored) if isinstance(ignored, dict) else frozenset()
+    return frozenset(ignored) if isinstance(ignored, dict) and ignored else _NOBODY
 
 
 def _tags_of(content: dict[str, Any] | None) -> dict[str, Any]:

@@ -156,6 +156,7 @@ class Homeserver:
         push = PushService.build(config, stores, notifier, persister, clock)
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
+        push.evaluator.ignored = ephemeral.account_data
         client = ClientContext(
             config=config,
             clock=clock,

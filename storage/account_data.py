@@ -4,13 +4,14 @@ Client Config), including tags (``m.tag``) and the fully read marker (``m.fully_
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from storage.database import Database, Transaction
 
 GLOBAL = ""
+_CHUNK = 200  # users per query of get_global_many (placeholder limits)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,27 @@ class AccountDataStore:
             data_type,
         )
         return None if value is None else dict(json.loads(str(value)))
+
+    async def get_global_many(
+        self, user_ids: Collection[str], data_type: str
+    ) -> dict[str, dict[str, Any]]:
+        """One global entry of each listed user who has it."""
+        users = list(dict.fromkeys(user_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
+            marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "get_global_account_data_many",
+                "SELECT user_id, content FROM account_data WHERE room_id = $1"
+                f" AND data_type = $2 AND user_id IN ({marks})",
+                GLOBAL,
+                data_type,
+                *chunk,
+            )
+            for user_id, content in rows:
+                found[str(user_id)] = dict(json.loads(str(content)))
+        return found
 
     async def put(
         self,

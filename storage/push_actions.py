@@ -93,8 +93,17 @@ class PushActionStore:
 
     async def mark_read(self, user_id: str, room_id: str, thread_id: str, position: int) -> None:
         """Move a read position forward (never back: the furthest receipt wins)."""
-        await self.db.execute(
+        await self.db.run_transaction(
             "mark_push_actions_read",
+            lambda txn: self.mark_read_txn(txn, user_id, room_id, thread_id, position),
+        )
+
+    async def mark_read_txn(
+        self, txn: Transaction, user_id: str, room_id: str, thread_id: str, position: int
+    ) -> None:
+        """:meth:`mark_read` inside a transaction (an event its user sent: spec, "Marking
+        notifications as read")."""
+        await txn.queue(
             "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
             " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE"
             " SET stream_ordering = excluded.stream_ordering"

@@ -18,6 +18,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from homeserver.clock import Clock
 from homeserver.errors import InvalidParam
@@ -39,6 +40,12 @@ DERIVE_MAX_CHANGES = 50
 ROOM_STATE_CACHE = 512
 
 NotifiedCallback = Callable[[set[str]], None]
+
+
+class IgnoredSenders(Protocol):
+    """Who ignores whom (``m.ignored_user_list``; AccountDataService)."""
+
+    async def ignoring(self, user_ids: Collection[str], sender: str) -> set[str]: ...
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,15 @@ class PushEvaluator:
         stores: Stores,
         rules: PushRulesService,
         clock: Clock,
+        ignored: IgnoredSenders | None = None,
     ) -> None:
         self._suffix = ":" + server_name
         self._stores = stores
         self._rules = rules
         self._clock = clock
+        # recipients who ignore the sender get no notification (set by the server once
+        # account data is built)
+        self.ignored = ignored
         self._room_states: OrderedDict[int, RoomPushState] = OrderedDict()
         # told which users got new notifications (the pushers)
         self.on_notified: list[NotifiedCallback] = []
@@ -85,6 +96,17 @@ class PushEvaluator:
         """The persister's in-transaction hook: store the event's push actions with it."""
         if stored.stream_ordering is None or stored.stream_ordering <= 0:
             return
+        sender = stored.event.sender
+        if sender.endswith(self._suffix):
+            # Sending an event is a read receipt for it: the sender's notifications up to
+            # it are read, in the event's thread (push.md, "Marking notifications as read").
+            await self._stores.push_actions.mark_read_txn(
+                txn,
+                sender,
+                stored.event.room_id,
+                await self.thread_of(stored.event),
+                stored.stream_ordering,
+            )
         actions = await self.evaluate_event(stored)
         if not actions:
             return
@@ -116,6 +138,10 @@ class PushEvaluator:
             and invitee not in recipients
         ):
             recipients.append(invitee)
+        if recipients and self.ignored is not None:
+            ignoring = await self.ignored.ignoring(recipients, event.sender)
+            if ignoring:
+                recipients = [u for u in recipients if u not in ignoring]
         if not recipients:
             return []
         message = MessageContext.of(

@@ -4,87 +4,19 @@ backoff, nothing lost across a restart, rejected pushkeys, the address blacklist
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-from aiohttp import web
-
-from homeserver.push.pushers import PusherPool
 from tests.conftest import HarnessFactory, HomeserverHarness
-from tests.rooms.helpers import User, make_user
-
-LOOPBACK_OK = {"ip_range_whitelist": ["127.0.0.0/8"]}
-PUSHKEY = "a-push-key"
-
-
-@dataclass
-class Gateway:
-    """A push gateway: records each notify request; answers as told."""
-
-    url: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-    rejected: list[str] = field(default_factory=list)
-    attempts: int = 0
-
-    async def notify(self, request: web.Request) -> web.Response:
-        self.attempts += 1
-        if self.status != 200:
-            return web.json_response({"error": "down"}, status=self.status)
-        self.received.append(await request.json())
-        return web.json_response({"rejected": self.rejected})
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    app = web.Application()
-    app.router.add_post("/_matrix/push/v1/notify", gw.notify)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    gw.url = f"http://127.0.0.1:{port}/_matrix/push/v1/notify"
-    yield gw
-    await runner.cleanup()
-
-
-async def eventually(check: Callable[[], bool], within_s: float = 5.0) -> None:
-    """Wait for real HTTP to happen (short polls, bounded)."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
-def pusher_body(url: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "kind": "http",
-        "app_id": "com.example.app.ios",
-        "pushkey": PUSHKEY,
-        "app_display_name": "Example",
-        "device_display_name": "Alice's phone",
-        "lang": "en",
-        "data": {"url": url, "custom": "x"},
-        **extra,
-    }
-
-
-def pool(hs: HomeserverHarness) -> PusherPool:
-    return hs.server.client.push.pushers
-
-
-async def room_with_pusher(hs: HomeserverHarness, url: str) -> tuple[User, User, str]:
-    alice = await make_user(hs, "alice")
-    bob = await make_user(hs, "bob")
-    room_id = await alice.create_room(preset="public_chat", name="Mission Control")
-    await bob.join(room_id)
-    await alice.request("POST", "/pushers/set", pusher_body(url))
-    return alice, bob, room_id
-
+from tests.push.support import (
+    LOOPBACK_OK,
+    PUSHKEY,
+    Gateway,
+    eventually,
+    pool,
+    pusher_body,
+    room_with_pusher,
+)
+from tests.rooms.helpers import make_user
 
 # -- the API ---------------------------------------------------------------------------------
 
@@ -191,7 +123,8 @@ async def test_gateway_receives_the_notification(
     second = await bob.send(room_id, "again")
     await eventually(lambda: len(gateway.received) == 2)
     assert gateway.received[1]["notification"]["event_id"] == second
-    assert gateway.received[1]["notification"]["counts"] == {"unread": 2}
+    # alice's message read bob's first one (sending is a read receipt)
+    assert gateway.received[1]["notification"]["counts"] == {"unread": 1}
 
 
 async def test_event_id_only_and_no_content(
