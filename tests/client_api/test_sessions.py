@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import HarnessFactory, HomeserverHarness
+import psycopg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from homeserver.clock import FakeClock
+from homeserver.server import Homeserver
+from storage.connect import open_postgres, open_sqlite
+from storage.database import Database
+from tests.conftest import HomeserverHarness, make_config
 
 V3 = "/_matrix/client/v3"
 
@@ -324,9 +334,58 @@ async def test_deactivate(hs: HomeserverHarness) -> None:
     assert taken.status == 400
 
 
-async def test_restart_keeps_users_and_tokens(make_homeserver: HarnessFactory) -> None:
-    first = await make_homeserver()
-    user = await first.register("alice", "pw1")
-    second = await make_homeserver()
-    assert (await whoami_status(second, user["access_token"]))[0] == 200
-    assert (await login(second, "alice", "pw1"))[0] == 200
+async def _open_database(engine: str, tmp_path: Path, conninfo: str, schema: str) -> Database:
+    if engine == "sqlite":
+        return await open_sqlite(tmp_path / "restart.db")
+    return await open_postgres(conninfo, min_size=1, max_size=4, search_path=schema)
+
+
+async def _start(tmp_path: Path, db: Database) -> HomeserverHarness:
+    server = await Homeserver.build(make_config(tmp_path), clock=FakeClock(), db=db)
+    test_server = TestServer(server.make_app({"client"}))
+    await test_server.start_server(access_log=None)
+    client: TestClient[Any, Any] = TestClient(test_server)
+    await client.start_server()
+    return HomeserverHarness(server, client, FakeClock())
+
+
+async def _stop(hs: HomeserverHarness) -> None:
+    await hs.client.close()  # stops the background work
+    await hs.server.close()  # and closes the database
+
+
+async def test_restart_keeps_users_and_tokens(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A server stopped (database closed) and started again over the same SQLite file
+    or PostgreSQL schema still knows its users, their passwords, tokens and devices."""
+    conninfo, schema = "", ""
+    if engine == "postgres":
+        conninfo = request.getfixturevalue("pg_database")
+        schema = f"t_{secrets.token_hex(6)}"
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    first = await _start(tmp_path, await _open_database(engine, tmp_path, conninfo, schema))
+    try:
+        user = await first.register("alice", "pw1", initial_device_display_name="Phone")
+        status, other = await login(first, "alice", "pw1", device_id="TABLET")
+        assert status == 200
+        revoked = await first.client.post(f"{V3}/logout", headers=bearer(other["access_token"]))
+        assert revoked.status == 200
+    finally:
+        await _stop(first)
+
+    second = await _start(tmp_path, await _open_database(engine, tmp_path, conninfo, schema))
+    try:
+        assert second.server.db is not first.server.db
+        status, body = await whoami_status(second, user["access_token"])
+        assert status == 200 and body["device_id"] == user["device_id"]
+        assert (await whoami_status(second, other["access_token"]))[0] == 401
+        devices = await second.client.get(f"{V3}/devices", headers=bearer(user["access_token"]))
+        assert [
+            (d["device_id"], d.get("display_name")) for d in (await devices.json())["devices"]
+        ] == [(user["device_id"], "Phone")]
+        assert (await login(second, "alice", "pw1"))[0] == 200
+        assert (await login(second, "alice", "wrong"))[0] == 403
+    finally:
+        await _stop(second)
