@@ -100,6 +100,17 @@ def test_example_config_is_what_the_template_renders() -> None:
     )
 
 
+def test_example_config_comments_say_what_the_code_does() -> None:
+    """The well-known answer is <server_name>:443 (not a listener's port, see
+    test_versions_capabilities_wellknown) and register-user needs no shared secret
+    (see tests/test_cli.py, whose config has none)."""
+    text = " ".join(EXAMPLE.read_text(encoding="utf-8").split())
+    assert "port of the first federation listener" not in text
+    assert "at <server_name>:443 (or at server_name itself if it has a port)" in text
+    assert "(such as the register-user command)" not in text
+    assert "The register-user command does not use it: it writes to the database directly" in text
+
+
 @pytest.mark.parametrize(
     "cls",
     [

@@ -46,8 +46,10 @@ server_name: $server_name
 # meaning public_baseurl, or else https://<server_name>/.
 #client_base_url: https://matrix.example.com/
 
-# Serve /.well-known/matrix/server, telling other servers to reach this one on the
-# port of the first federation listener (default false).
+# Serve /.well-known/matrix/server, telling other servers to reach this one at
+# <server_name>:443 (or at server_name itself if it has a port), as Synapse does:
+# for a reverse proxy serving HTTPS on port 443 in front of the federation
+# listener (default false).
 serve_server_wellknown: false
 
 # Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).
@@ -132,12 +134,14 @@ key_refresh_interval: 1d
 
 $registration
 
-# Require a registration token (created with the admin command) to register
-# (default false).
+# Require a registration token to register (default false). Tokens are made with
+# the registration-token command or the /_synapse/admin/v1/registration_tokens API.
 registration_requires_token: false
 
-# A shared secret that lets admin tools (such as the register-user command)
-# create accounts whatever enable_registration says. Default: unset.
+# A shared secret that lets admin tools create accounts through
+# /_synapse/admin/v1/register (such as Synapse's register_new_matrix_user),
+# whatever enable_registration says. The register-user command does not use it:
+# it writes to the database directly. Default: unset.
 $registration_shared_secret
 
 # Allow guest accounts (default false).
