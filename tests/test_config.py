@@ -104,7 +104,8 @@ def test_example_config_comments_say_what_the_code_does() -> None:
     """The well-known answer is <server_name>:443 (not a listener's port, see
     test_versions_capabilities_wellknown) and register-user needs no shared secret
     (see tests/test_cli.py, whose config has none)."""
-    text = " ".join(EXAMPLE.read_text(encoding="utf-8").split())
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    text = " ".join(line.lstrip("# ") for line in lines)
     assert "port of the first federation listener" not in text
     assert "at <server_name>:443 (or at server_name itself if it has a port)" in text
     assert "(such as the register-user command)" not in text
