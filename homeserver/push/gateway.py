@@ -47,7 +47,9 @@ class PushGatewayClient:
                     connector=aiohttp.TCPConnector(resolver=FilteringResolver(self._addresses)),
                     timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 )
-            async with self._session.post(url, json=body) as resp:
+            # A redirect is a failed delivery: following it would reach an address the
+            # blacklist was never asked about (an IP literal skips the resolver).
+            async with self._session.post(url, json=body, allow_redirects=False) as resp:
                 if resp.status // 100 != 2:
                     raise GatewayError(f"{url} answered {resp.status}")
                 answer = await resp.json(content_type=None)

@@ -26,9 +26,12 @@ class Gateway:
     status: int = 200
     rejected: list[str] = field(default_factory=list)
     attempts: int = 0
+    redirect_to: str | None = None  # answer 308 to this URL
 
     async def notify(self, request: web.Request) -> web.Response:
         self.attempts += 1
+        if self.redirect_to is not None:
+            raise web.HTTPPermanentRedirect(self.redirect_to)
         if self.status != 200:
             return web.json_response({"error": "down"}, status=self.status)
         self.received.append(await request.json())
@@ -67,3 +70,16 @@ async def room_with_pusher(hs: HomeserverHarness, url: str) -> tuple[User, User,
     await bob.join(room_id)
     await alice.request("POST", "/pushers/set", pusher_body(url))
     return alice, bob, room_id
+
+
+async def serve_gateway(gateway: Gateway, host: str = "127.0.0.1") -> web.AppRunner:
+    """Listen on ``host`` (a free port); set ``gateway.url``; clean up the runner after."""
+    app = web.Application()
+    app.router.add_post("/_matrix/push/v1/notify", gateway.notify)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    gateway.url = f"http://{host}:{port}/_matrix/push/v1/notify"
+    return runner

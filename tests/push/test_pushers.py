@@ -15,6 +15,7 @@ from tests.push.support import (
     pool,
     pusher_body,
     room_with_pusher,
+    serve_gateway,
 )
 from tests.rooms.helpers import make_user
 
@@ -217,3 +218,25 @@ async def test_loopback_gateway_without_whitelist_is_refused(
     await eventually(lambda: pusher.failures >= 1)
     assert gateway.attempts == 0
     assert pusher.next_attempt_ms is not None
+
+
+async def test_a_redirect_to_a_blocked_address_is_not_followed(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    """The gateway on 127.0.0.1 is allowed; it answers 308 to one on 127.0.0.2, which
+    the blacklist blocks: the redirect is a failed delivery, never followed."""
+    blocked = Gateway()
+    runner = await serve_gateway(blocked, "127.0.0.2")
+    try:
+        hs = await make_homeserver(ip_range_whitelist=["127.0.0.1/32"])
+        gateway.redirect_to = blocked.url
+        alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+        pusher = pool(hs).pusher(alice.user_id, "com.example.app.ios", PUSHKEY)
+        assert pusher is not None
+        await bob.send(room_id, "hello")
+        await eventually(lambda: pusher.failures >= 1 or blocked.attempts > 0)
+        assert blocked.attempts == 0 and blocked.received == []
+        assert gateway.attempts == 1
+        assert pusher.next_attempt_ms is not None
+    finally:
+        await runner.cleanup()
