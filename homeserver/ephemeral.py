@@ -75,7 +75,11 @@ class EphemeralServices:
             clock,
         )
         services = cls(
-            presence, receipts, TypingService(stores, notifier, clock), account_data, to_device
+            presence,
+            receipts,
+            TypingService(config.server_name, stores, notifier, clock),
+            account_data,
+            to_device,
         )
         persister.persisted_hooks.append(services.on_event_persisted)
         return services

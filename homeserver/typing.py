@@ -26,8 +26,9 @@ DEFAULT_TIMEOUT_MS = 30_000
 class TypingService:
     local_typing_listeners: list[Callable[[str, str, bool], Awaitable[None]]]
 
-    def __init__(self, stores: Stores, notifier: Notifier, clock: Clock) -> None:
+    def __init__(self, server_name: str, stores: Stores, notifier: Notifier, clock: Clock) -> None:
         self.local_typing_listeners = []
+        self._suffix = ":" + server_name
         self._stores = stores
         self._notifier = notifier
         self._clock = clock
@@ -47,7 +48,10 @@ class TypingService:
             self.started_typing(user_id, room_id, min(max(timeout_ms, 0), MAX_TIMEOUT_MS))
         else:
             self.stopped_typing(user_id, room_id)
-        # Local typing goes to the other servers in the room (federation installs one).
+        await self._tell_listeners(user_id, room_id, typing)
+
+    async def _tell_listeners(self, user_id: str, room_id: str, typing: bool) -> None:
+        """Local typing goes to the other servers in the room (federation installs one)."""
         for listener in self.local_typing_listeners:
             await listener(user_id, room_id, typing)
 
@@ -58,14 +62,16 @@ class TypingService:
         if not was_typing:
             self._changed([room_id])
 
-    def stopped_typing(self, user_id: str, room_id: str) -> None:
+    def stopped_typing(self, user_id: str, room_id: str) -> bool:
+        """Whether the user was typing."""
         typists = self._typing.get(room_id)
         if typists is None or user_id not in typists:
-            return
+            return False
         del typists[user_id]
         if not typists:
             del self._typing[room_id]
         self._changed([room_id])
+        return True
 
     def tick(self) -> None:
         """Expire every typist whose timeout has passed."""
@@ -83,10 +89,16 @@ class TypingService:
             self._changed(changed)
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
-        """A user who sends a message has stopped typing (persister hook)."""
+        """A user who sends a message has stopped typing (persister hook); for a local
+        user, the other servers in the room are told so too."""
         event = stored.event
-        if not event.is_state and event.room_id in self._typing:
-            self.stopped_typing(event.sender, event.room_id)
+        if (
+            not event.is_state
+            and event.room_id in self._typing
+            and self.stopped_typing(event.sender, event.room_id)
+            and event.sender.endswith(self._suffix)
+        ):
+            await self._tell_listeners(event.sender, event.room_id, False)
 
     def _changed(self, room_ids: list[str]) -> None:
         self._position += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 from tests.conftest import HomeserverHarness
 from tests.ephemeral.support import ephemeral, long_poll, settle, sync_token
@@ -114,3 +115,33 @@ async def test_typing_errors(hs: HomeserverHarness) -> None:
     # nothing was recorded by the failed requests
     body = await bob.sync()
     assert ephemeral(body, room_id, "m.typing") == []
+
+
+async def test_sending_a_message_tells_the_typing_listeners(hs: HomeserverHarness) -> None:
+    """Federation listens to local typing changes (m.typing EDUs); a local user who
+    sends a message stops typing for the other servers too, not only on this one."""
+    alice, bob, room_id = await _room_of_two(hs)
+    typing = hs.server.client.typing
+    told: list[tuple[str, str, bool]] = []
+
+    async def listener(user_id: str, room: str, is_typing: bool) -> None:
+        told.append((user_id, room, is_typing))
+
+    typing.local_typing_listeners.append(listener)
+    await alice.request(
+        "PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000}
+    )
+    assert told == [(alice.user_id, room_id, True)]
+    await alice.send(room_id, "done typing")
+    assert told == [(alice.user_id, room_id, True), (alice.user_id, room_id, False)]
+    # a message from someone not typing tells nobody
+    await bob.send(room_id, "hi")
+    await alice.send(room_id, "again")
+    assert len(told) == 2
+    # a remote user's message clears their typing here, but is not ours to announce
+    remote = "@carol:elsewhere.example"
+    typing.started_typing(remote, room_id, 30000)
+    event = SimpleNamespace(sender=remote, room_id=room_id, is_state=False)
+    await typing.on_event_persisted(SimpleNamespace(event=event))  # type: ignore[arg-type]
+    assert remote not in typing.typing_users(room_id)
+    assert len(told) == 2
