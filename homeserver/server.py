@@ -38,6 +38,7 @@ from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_s
 from homeserver.e2ee import E2ee
 from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.ephemeral import EphemeralServices
+from homeserver.http.listener import gzip_json, health
 from homeserver.http.middleware import make_middlewares
 from homeserver.media.preview import url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
@@ -283,15 +284,29 @@ class Homeserver:
                 routes += self.federation_e2ee.routes(self.federation.authenticator)
         if "keys" in resources:
             routes += key_routes(self.federation)
+        if "health" in resources:
+            routes.append(("GET", "/health", health))
         return routes
 
-    def make_app(self, resources: set[str]) -> web.Application:
+    def make_app(
+        self,
+        resources: set[str],
+        *,
+        compressed: set[str] | frozenset[str] = frozenset(),
+        x_forwarded: bool = False,
+    ) -> web.Application:
+        """The app of one listener: the routes of ``resources``, JSON responses of the
+        ``compressed`` ones gzipped, client addresses from X-Forwarded-For if asked."""
         app = web.Application(
-            middlewares=make_middlewares(self.config.max_request_body_size),
+            middlewares=make_middlewares(
+                self.config.max_request_body_size, x_forwarded=x_forwarded
+            ),
             client_max_size=self.config.max_request_body_size,
         )
-        for method, path, handler in self.routes_for(resources):
-            app.router.add_route(method, path, handler)
+        gzipped = resources & compressed
+        for names, compress in ((resources - gzipped, False), (gzipped, True)):
+            for method, path, handler in self.routes_for(names):
+                app.router.add_route(method, path, gzip_json(handler) if compress else handler)
         app.on_startup.append(self._start_background)
         app.on_cleanup.append(self._stop_background)
         return app
@@ -317,9 +332,9 @@ class Homeserver:
 
     async def _start_listener(self, listener: ListenerConfig) -> None:
         resources: set[str] = {name for res in listener.resources for name in res.names}
-        runner = web.AppRunner(
-            self.make_app(resources), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
-        )
+        compressed = {name for res in listener.resources if res.compress for name in res.names}
+        app = self.make_app(resources, compressed=compressed, x_forwarded=listener.x_forwarded)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
         tls = self._tls_context() if listener.tls else None

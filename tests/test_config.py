@@ -320,6 +320,18 @@ def test_bad_resource_name(tmp_path: Path) -> None:
     assert message.endswith('got "chat"')
 
 
+def test_openid_resource_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Synapse's "openid" resource would add no route here: say so instead of accepting it."""
+    message = error_of(
+        tmp_path,
+        minimal("listeners: [{port: 8448, resources: [{names: [federation, openid]}]}]\n"),
+    )
+    assert message == (
+        'listeners[0].resources[0].names[1]: "openid" is not supported: this server does not'
+        " serve the OpenID userinfo endpoint (/_matrix/federation/v1/openid/userinfo); remove it"
+    )
+
+
 def test_missing_required_listener_fields(tmp_path: Path) -> None:
     message = error_of(tmp_path, minimal("listeners: [{bind_addresses: ['127.0.0.1']}]\n"))
     assert message == (

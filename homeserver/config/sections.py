@@ -35,15 +35,17 @@ from homeserver.config._reader import (
 
 # --- listeners ----------------------------------------------------------------------
 
-ResourceName = Literal["client", "federation", "keys", "media", "health", "openid"]
-RESOURCE_NAMES: tuple[ResourceName, ...] = (
-    "client",
-    "federation",
-    "keys",
-    "media",
-    "health",
-    "openid",
-)
+ResourceName = Literal["client", "federation", "keys", "media", "health"]
+RESOURCE_NAMES: tuple[ResourceName, ...] = ("client", "federation", "keys", "media", "health")
+
+
+def to_resource_name(value: object) -> str:
+    if value == "openid":  # a Synapse resource name, refused with the reason
+        raise Invalid(
+            '"openid" is not supported: this server does not serve the OpenID userinfo'
+            " endpoint (/_matrix/federation/v1/openid/userinfo); remove it"
+        )
+    return one_of(*RESOURCE_NAMES)(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class ListenerResource:
 
     @staticmethod
     def parse(reader: Reader) -> ListenerResource:
-        names = reader.require("names", list_of(one_of(*RESOURCE_NAMES))) or ()
+        names = reader.require("names", list_of(to_resource_name)) or ()
         if reader.raw("names") == []:
             reader.error("names", "at least one resource name is required")
         compress = reader.get("compress", to_bool, False)

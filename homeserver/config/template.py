@@ -67,10 +67,14 @@ listeners:
     # Serve HTTPS with tls_certificate_path / tls_private_key_path (default false).
     # Usually TLS is done by a reverse proxy instead.
     tls: false
-    # Trust X-Forwarded-For / X-Forwarded-Proto from a reverse proxy (default false).
+    # Behind a reverse proxy: take the client's address from the first entry of
+    # X-Forwarded-For (for rate limits and logs) and the scheme from
+    # X-Forwarded-Proto, as Synapse does. Only if the proxy sets X-Forwarded-For
+    # itself, replacing any sent by the client (default false).
     x_forwarded: false
     # Which APIs this listener serves. names: any of client, federation, keys,
-    # media, health, openid. compress: gzip responses (default false).
+    # media, and health (GET /health answers "OK"). compress: gzip the JSON
+    # responses of these resources for clients that accept it (default false).
     resources:
       - names: [client, federation, keys, media]
         compress: false

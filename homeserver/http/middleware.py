@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from homeserver.errors import MatrixError, TooLarge, Unrecognized
+from homeserver.http.listener import forwarded_middleware
 
 logger = logging.getLogger("homeserver.access")
 error_logger = logging.getLogger(__name__)
@@ -45,7 +46,12 @@ def loggable_path(request: web.Request) -> str:
     return f"{request.path}?{urlencode(query)}"
 
 
-def make_middlewares(max_body_size: int) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+def make_middlewares(
+    max_body_size: int, *, x_forwarded: bool = False
+) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+    """The middleware of a listener's app; with ``x_forwarded`` the client address
+    comes from X-Forwarded-For, for the request log line and every handler."""
+
     @web.middleware
     async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.monotonic()
@@ -74,7 +80,8 @@ def make_middlewares(max_body_size: int) -> list[Callable[..., Awaitable[web.Str
             for key, value in CORS_HEADERS.items():
                 response.headers.setdefault(key, value)
         elapsed_ms = (time.monotonic() - start) * 1000
-        logger.info(
+        logger.log(
+            logging.DEBUG if request.path == "/health" else logging.INFO,
             "%s %s %s %d %.1fms",
             request.remote,
             request.method,
@@ -84,6 +91,8 @@ def make_middlewares(max_body_size: int) -> list[Callable[..., Awaitable[web.Str
         )
         return response
 
+    if x_forwarded:
+        return [forwarded_middleware, matrix_middleware]
     return [matrix_middleware]
 
 
