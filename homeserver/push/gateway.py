@@ -29,7 +29,13 @@ NOTIFY_PATH = "/_matrix/push/v1/notify"
 
 
 class GatewayError(Exception):
-    """The gateway could not be reached or answered with an error: retry later."""
+    """The gateway could not be reached or answered with an error: retry later.
+    ``blocked``: its address is one ``ip_range_blacklist`` refuses (a configuration
+    matter, not an outage)."""
+
+    def __init__(self, message: str, *, blocked: bool = False) -> None:
+        super().__init__(message)
+        self.blocked = blocked
 
 
 class PushGatewayClient:
@@ -56,26 +62,43 @@ class PushGatewayClient:
         except GatewayError:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            raise GatewayError(f"{url}: {exc!r}") from exc
+            raise GatewayError(f"{url}: {exc!r}", blocked=_is_blocked(exc)) from exc
         rejected = answer.get("rejected") if isinstance(answer, dict) else None
         if not isinstance(rejected, list):
             return []
         return [key for key in rejected if isinstance(key, str)]
 
-    def _check_literal_host(self, url: str) -> None:
-        """aiohttp skips the resolver for IP literals: check those here."""
+    def blocked_literal(self, url: str) -> bool:
+        """Whether ``url``'s host is an IP address the filter refuses (a name is only
+        known when it is resolved, at each delivery)."""
         host = (URL(url).host or "").strip("[]")
         try:
             ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
-            return  # a name: the filtering resolver checks every address
-        if not self._addresses.allows(host):
-            raise BlockedAddress(f"{host} is a blocked address")
+            return False  # a name: the filtering resolver checks every address
+        return not self._addresses.allows(host)
+
+    def _check_literal_host(self, url: str) -> None:
+        """aiohttp skips the resolver for IP literals: check those here."""
+        if self.blocked_literal(url):
+            raise BlockedAddress(f"{URL(url).host} is a blocked address")
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _is_blocked(exc: BaseException) -> bool:
+    """Whether the filter refused the address (aiohttp wraps the resolver's error)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, BlockedAddress):
+            return True
+        seen = getattr(seen, "os_error", None) or seen.__cause__
+    return False
 
 
 class NotificationBuilder:

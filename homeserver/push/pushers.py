@@ -173,7 +173,17 @@ class HttpPusher:
                 try:
                     rejected = await pool.client.notify(record.data["url"], {"notification": body})
                 except GatewayError as exc:
-                    logger.info("push to %s failed: %s", record.data.get("url"), exc)
+                    if exc.blocked:
+                        logger.warning(
+                            "push to %s for %s refused: the gateway's address is blocked by"
+                            " ip_range_blacklist (add it to ip_range_whitelist to allow it);"
+                            " retrying with backoff: %s",
+                            record.data.get("url"),
+                            record.user_id,
+                            exc,
+                        )
+                    else:
+                        logger.info("push to %s failed: %s", record.data.get("url"), exc)
                     if self._give_up():
                         await self._advance(action.stream_ordering)
                         continue
@@ -286,6 +296,10 @@ class PusherPool:
 
     async def set_pusher(self, user_id: str, device_id: str | None, request: PusherRequest) -> None:
         check_pusher_request(request)
+        if self.client.blocked_literal(request.data["url"]):
+            # Never deliverable under this configuration: say so now rather than retry
+            # for a day. (A host name is resolved, and checked, at each delivery.)
+            raise InvalidParam("'data.url' is an address this server may not reach")
         record = PusherRecord(
             user_id=user_id,
             app_id=request.app_id,

@@ -4,7 +4,10 @@ backoff, nothing lost across a restart, rejected pushkeys, the address blacklist
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import pytest
 
 from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.push.support import (
@@ -208,16 +211,29 @@ async def test_rejected_pushkey_removes_the_pusher(
 
 
 async def test_loopback_gateway_without_whitelist_is_refused(
-    make_homeserver: HarnessFactory, gateway: Gateway
+    make_homeserver: HarnessFactory, gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     hs = await make_homeserver()
-    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    # an IP address the blacklist refuses can never be delivered to: refused at once
+    err = await alice.request("POST", "/pushers/set", pusher_body(gateway.url), expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
+    assert (await alice.request("GET", "/pushers"))["pushers"] == []
+    # a name is only checked when it is resolved, at delivery: it fails with backoff and
+    # says why in the log
+    by_name = gateway.url.replace("127.0.0.1", "localhost")
+    await alice.request("POST", "/pushers/set", pusher_body(by_name))
     pusher = pool(hs).pusher(alice.user_id, "com.example.app.ios", PUSHKEY)
     assert pusher is not None
+    caplog.set_level(logging.WARNING, logger="homeserver.push.pushers")
     await bob.send(room_id, "hello")
     await eventually(lambda: pusher.failures >= 1)
     assert gateway.attempts == 0
     assert pusher.next_attempt_ms is not None
+    assert any("ip_range_blacklist" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_redirect_to_a_blocked_address_is_not_followed(
