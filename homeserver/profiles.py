@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
+from homeserver.events import InvalidIdentifier, UserID
 from storage.database import Transaction
 from storage.stores import Stores
 
@@ -33,7 +34,15 @@ class ProfileService:
         return user_id.partition(":")[2] == self._server_name
 
     async def get_profile(self, user_id: str) -> dict[str, Any]:
-        """The whole profile; M_NOT_FOUND for unknown users."""
+        """The whole profile; M_NOT_FOUND for unknown users, M_INVALID_PARAM for a
+        string that is no user ID, or one with an empty localpart (non-compliant: the
+        spec says not to hand such IDs to clients outside events)."""
+        try:
+            localpart = UserID.parse(user_id).localpart
+        except InvalidIdentifier as exc:
+            raise InvalidParam(f"Invalid user ID: {exc}") from exc
+        if not localpart:
+            raise InvalidParam("Invalid user ID: the localpart is empty")
         if not self.is_mine(user_id) and self.remote_lookup is not None:
             return await self.remote_lookup(user_id)
         row = await self._stores.db.fetchone(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
@@ -26,6 +27,8 @@ CORS_HEADERS = {
 }
 
 _SECRET_PARAMS = frozenset({"access_token", "token", "password"})
+# Path segments that are secrets: a registration token in the admin API's URLs.
+_SECRET_PATH = re.compile(r"^(/_synapse/admin/v1/registration_tokens/)(?!new$)[^/]+")
 
 
 def error_response(error: MatrixError) -> web.Response:
@@ -39,11 +42,12 @@ def compact_dumps(value: object) -> str:
 
 
 def loggable_path(request: web.Request) -> str:
-    """The path and query with every secret parameter's value hidden."""
+    """The path and query with every secret (parameter value or path segment) hidden."""
+    path = _SECRET_PATH.sub(r"\1<redacted>", request.path)
     if not request.query_string:
-        return request.path
+        return path
     query = [(k, "<redacted>" if k in _SECRET_PARAMS else v) for k, v in request.query.items()]
-    return f"{request.path}?{urlencode(query)}"
+    return f"{path}?{urlencode(query)}"
 
 
 def make_middlewares(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.conftest import HarnessFactory, HomeserverHarness
 
 V3 = "/_matrix/client/v3"
@@ -140,3 +144,37 @@ async def test_secrets_never_logged(hs: HomeserverHarness, caplog: object) -> No
     assert all("hunter2" not in row[0] for row in stored)
     assert alice["access_token"] not in text
     assert "/_matrix/client/v3/account/whoami" in text
+
+
+async def test_profile_of_an_invalid_user_id(hs: HomeserverHarness) -> None:
+    """Not a user ID (or one with an empty localpart): 400 M_INVALID_PARAM, without
+    asking another server (GET /profile/@:b was a 502 after a remote lookup of "b")."""
+    for user_id in ("@:b", "@:test.local", "alice", "@alice", "@alice:", "@alice:bad host"):
+        for suffix in ("", "/displayname"):
+            resp = await hs.client.get(f"{V3}/profile/{user_id}{suffix}")
+            body = await resp.json()
+            assert resp.status == 400, (user_id, body)
+            assert body["errcode"] == "M_INVALID_PARAM", (user_id, body)
+
+
+async def test_registration_tokens_are_not_logged(
+    make_homeserver: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    hs = await make_homeserver()
+    admin = await hs.register("root")
+    await hs.server.stores.accounts.set_admin("@root:test.local", True)
+    auth = bearer(admin["access_token"])
+    caplog.set_level(logging.INFO, logger="homeserver.access")
+    base = "/_synapse/admin/v1/registration_tokens"
+    created = await hs.client.post(f"{base}/new", json={"token": "Sekr1t"}, headers=auth)
+    assert created.status == 200
+    assert (await hs.client.get(f"{base}/Sekr1t", headers=auth)).status == 200
+    assert (await hs.client.put(f"{base}/Sekr1t", json={}, headers=auth)).status == 200
+    assert (await hs.client.delete(f"{base}/Sekr1t", headers=auth)).status == 200
+    validity = "/_matrix/client/v1/register/m.login.registration_token/validity"
+    assert (await hs.client.get(validity, params={"token": "Sekr1t"})).status == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "homeserver.access"]
+    assert len(lines) == 5
+    assert not any("Sekr1t" in line for line in lines), lines
+    assert any(f"GET {base}/<redacted> 200" in line for line in lines), lines
+    assert any(f"POST {base}/new 200" in line for line in lines), lines
