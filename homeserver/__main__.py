@@ -5,8 +5,9 @@
     python -m homeserver register-user --config FILE USER [--password P] [--admin]
     python -m homeserver registration-token --config FILE [--uses N] [--expiry-ts MS] [TOKEN]
 
-Every problem (bad arguments, a missing file, an invalid config) is one line on
-stderr and exit status 1, never a traceback.
+Every problem (bad arguments, a missing file, an invalid config, a database that
+cannot be opened or reached) is one line on stderr and exit status 1, never a
+traceback.
 """
 
 from __future__ import annotations
