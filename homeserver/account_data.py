@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,10 @@ from storage.account_data import AccountDataStore
 
 # Types the server manages: clients read them but cannot set them (405 M_BAD_JSON).
 SERVER_MANAGED_TYPES = frozenset({"m.fully_read", "m.push_rules"})
+# The content of a global type the server computes (m.push_rules: from the push rules).
+ComputedContent = Callable[[str], Awaitable[dict[str, Any]]]
 IGNORED_USER_LIST = "m.ignored_user_list"
+PUSH_RULES = "m.push_rules"
 TAG = "m.tag"
 FULLY_READ = "m.fully_read"
 MAX_TAG_BYTES = 255
@@ -47,6 +50,18 @@ class AccountDataService:
         # user -> position of their latest write in this process
         self._user_last: dict[str, int] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._computed: dict[str, ComputedContent] = {}
+
+    def serve_computed(self, data_type: str, content: ComputedContent) -> None:
+        """Global account data of ``data_type`` is what ``content`` gives for the user,
+        read when asked for (GET and /sync): the stored row of that type only records
+        the position of its latest change (see :meth:`changed`)."""
+        self._computed[data_type] = content
+
+    async def changed(self, user_id: str, data_type: str) -> None:
+        """A computed type changed: give it the next position, so the user's next
+        /sync carries it."""
+        await self.put(user_id, None, data_type, {})
 
     def current_position(self) -> int:
         return self._stream.current()
@@ -104,6 +119,9 @@ class AccountDataService:
     # -- reading --------------------------------------------------------------------
 
     async def get(self, user_id: str, room_id: str | None, data_type: str) -> dict[str, Any]:
+        computed = self._computed.get(data_type) if room_id is None else None
+        if computed is not None:
+            return await computed(user_id)
         content = await self._store.get(user_id, room_id, data_type)
         if content is None:
             raise NotFound("Account data not found")
@@ -175,12 +193,20 @@ class AccountDataService:
         result = AccountDataSync()
         if since is not None and since >= upto:
             return result
+        # an initial sync has every computed type; an incremental one those that changed
+        computed = set(self._computed) if since is None else set()
         for record in await self._store.changed_for_user(user_id, since, upto):
+            if record.room_id is None and record.data_type in self._computed:
+                computed.add(record.data_type)
+                continue
             event = {"type": record.data_type, "content": record.content}
             if record.room_id is None:
                 result.global_events.append(event)
             elif room_ids is None or record.room_id in room_ids:
                 result.room_events.setdefault(record.room_id, []).append(event)
+        for data_type in sorted(computed):
+            content = await self._computed[data_type](user_id)
+            result.global_events.append({"type": data_type, "content": content})
         return result
 
 

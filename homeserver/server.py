@@ -157,7 +157,7 @@ class Homeserver:
         push = PushService.build(config, stores, notifier, persister, clock)
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
-        push.evaluator.ignored = ephemeral.account_data
+        push.use_account_data(ephemeral.account_data)
         client = ClientContext(
             config=config,
             clock=clock,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from homeserver.errors import NotFound
@@ -37,6 +37,8 @@ class PushRulesService:
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
         self._cache_size = cache_size
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # told of each user whose rules changed (after the change is stored)
+        self.changed_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     # -- evaluation side -----------------------------------------------------------------
 
@@ -60,9 +62,12 @@ class PushRulesService:
                 self._compiled.popitem(last=False)
         return result
 
-    def _changed(self, user_id: str) -> None:
+    async def _changed(self, user_id: str) -> None:
         self._compiled.pop(user_id, None)
-        # m.push_rules is account data: wake the user's long-polls.
+        # m.push_rules is account data: the listeners give the change its position in
+        # the account-data stream (the next /sync carries the ruleset); wake long-polls.
+        for listener in self.changed_listeners:
+            await listener(user_id)
         self._notifier.on_user_change(user_id)
 
     # -- API side -------------------------------------------------------------------------
@@ -70,6 +75,11 @@ class PushRulesService:
     async def ruleset(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
         """The ``global`` ruleset (also the content of the ``m.push_rules`` account data)."""
         return ruleset_json(user_id, await self._store.get_rules(user_id))
+
+    async def account_data_content(self, user_id: str) -> dict[str, Any]:
+        """The content of the user's ``m.push_rules`` account data: the global scope,
+        as GET /pushrules/ gives it (push.md, "Push Rules: Events")."""
+        return {"global": await self.ruleset(user_id)}
 
     async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         check_kind(kind)
@@ -95,7 +105,7 @@ class PushRulesService:
             stored = await self._store.get_rules(user_id)
             placed = place_rule(stored.rules, new, before=before, after=after)
             await self._store.replace_kind(user_id, kind, placed)
-            self._changed(user_id)
+            await self._changed(user_id)
 
     async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
         """Server-default rules cannot be deleted: like any rule the user did not
@@ -104,7 +114,7 @@ class PushRulesService:
         async with self._locks[user_id]:
             if not await self._store.delete_rule(user_id, kind, rule_id):
                 raise NotFound(RULE_NOT_FOUND)
-            self._changed(user_id)
+            await self._changed(user_id)
 
     async def get_enabled(self, user_id: str, kind: str, rule_id: str) -> bool:
         return bool((await self.get_rule(user_id, kind, rule_id))["enabled"])
@@ -119,7 +129,7 @@ class PushRulesService:
                 await self._store.set_default_enabled(user_id, rule_id, enabled)
             elif not await self._store.set_user_rule_enabled(user_id, kind, rule_id, enabled):
                 raise NotFound(RULE_NOT_FOUND)
-            self._changed(user_id)
+            await self._changed(user_id)
 
     async def set_actions(self, user_id: str, kind: str, rule_id: str, raw: object) -> None:
         check_kind(kind)
@@ -129,7 +139,7 @@ class PushRulesService:
                 await self._store.set_default_actions(user_id, rule_id, actions)
             elif not await self._store.set_user_rule_actions(user_id, kind, rule_id, actions):
                 raise NotFound(RULE_NOT_FOUND)
-            self._changed(user_id)
+            await self._changed(user_id)
 
     @staticmethod
     def _is_default(kind: str, rule_id: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.account_data import PUSH_RULES, AccountDataService
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.media.preview import AddressFilter
@@ -46,6 +47,18 @@ class PushService:
             persister.events_stream,
         )
         return cls(rules, evaluator, pushers)
+
+    def use_account_data(self, account_data: AccountDataService) -> None:
+        """Link push to account data: ``m.push_rules`` is the user's ruleset, its
+        changes take account-data positions; recipients who ignore a sender
+        (``m.ignored_user_list``) are not notified."""
+        account_data.serve_computed(PUSH_RULES, self.rules.account_data_content)
+
+        async def rules_changed(user_id: str) -> None:
+            await account_data.changed(user_id, PUSH_RULES)
+
+        self.rules.changed_listeners.append(rules_changed)
+        self.evaluator.ignored = account_data
 
     async def start(self) -> None:
         """Resume every pusher's queue from its stored position."""
