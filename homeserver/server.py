@@ -184,7 +184,11 @@ class Homeserver:
             e2ee=e2ee,
             push=push,
             sync=SyncService(
-                stores, notifier, persister.events_stream, EventSerializer(stores, clock, relations)
+                stores,
+                notifier,
+                persister.events_stream,
+                EventSerializer(stores, clock, relations),
+                visibility,
             ),
             presence=ephemeral.presence,
             receipts=ephemeral.receipts,

@@ -2,7 +2,7 @@
 
 Sync decides from these rows, bounded by stream positions, which section a room
 belongs to (join, invite, knock, leave), whether it was newly joined or left
-between two tokens, and from where its timeline may start. The cache of a user's
+between two tokens, and which run of joins its timeline ends in. The cache of a user's
 rows is valid while the notifier's per-user marker has not moved: every membership
 change of the user wakes that user in the notifier right after it commits.
 """
@@ -12,11 +12,31 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from homeserver.notifier import Notifier
 from storage.sync import MembershipRow, SyncStore
 
 LEFT = ("leave", "ban")
+
+
+@dataclass(frozen=True)
+class JoinRun:
+    """The run of joins a timeline read from scratch ends in, and what came before it.
+
+    Events from the first join of the run on are the user's to see; whether earlier
+    ones are depends on the room's history visibility and on ``invited`` and
+    ``earlier`` (see ``homeserver.sync.timelines``).
+    """
+
+    first: MembershipRow  # the first join of the run
+    invited: MembershipRow | None  # the first of the invites right before it, if any
+    earlier: frozenset[str]  # the memberships the user held before those
+
+    @property
+    def floor(self) -> int:
+        """The position after which every event is visible to the user."""
+        return self.first.stream - 1
 
 
 class RoomMemberships:
@@ -41,32 +61,29 @@ class RoomMemberships:
         """The membership events in (after, upto]."""
         return self.rows[self._index_at(after) + 1 : self._index_at(upto) + 1]
 
-    def join_streak_start(self, position: int) -> MembershipRow | None:
-        """The first join of the unbroken run of joins in force at ``position``, or, when
-        the user has left by then, of the run just before leaving (None if there was none).
+    def join_run(self, position: int) -> JoinRun | None:
+        """The unbroken run of joins in force at ``position`` or, when the user has left
+        by then, the run just before leaving (None if there was none: an invite
+        rejected, a knock withdrawn, a ban before joining; then only the user's own
+        membership event is theirs to see).
         """
         index = self._index_at(position)
         if index < 0:
             return None
         if self.rows[index].membership != "join":
             index -= 1
-        first: MembershipRow | None = None
-        while index >= 0 and self.rows[index].membership == "join":
-            first = self.rows[index]
+        if index < 0 or self.rows[index].membership != "join":
+            return None
+        while index > 0 and self.rows[index - 1].membership == "join":
             index -= 1
-        return first
-
-
-def visible_timeline_floor(history: RoomMemberships, upto: int) -> int | None:
-    """The stream position after which the user may see the room's timeline (history
-    visibility stand-in: only events from when the user was joined).
-
-    Returns None when the user was not joined for the membership in force at ``upto``
-    (an invite rejected, a knock withdrawn): then only their own membership event is
-    theirs to see. This is the one place to switch to ``homeserver.rooms.visibility``.
-    """
-    first_join = history.join_streak_start(upto)
-    return None if first_join is None else first_join.stream - 1
+        start = index
+        while start > 0 and self.rows[start - 1].membership == "invite":
+            start -= 1
+        return JoinRun(
+            self.rows[index],
+            self.rows[start] if start < index else None,
+            frozenset(r.membership for r in self.rows[:start]),
+        )
 
 
 class MembershipCache:

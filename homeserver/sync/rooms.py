@@ -3,8 +3,10 @@
 Work is batched across rooms: the user's memberships come from a cache; rooms whose
 membership did not change are only looked at when the notifier says they changed
 since the token; timelines of all rooms come from one statement, their events from
-one ``get_events``; the state groups needed (timeline start, end, ``since``) are
-resolved together; state events of all rooms are fetched and serialized at once.
+one ``get_events`` (``homeserver.sync.timelines``, which also decides what history
+visibility shows of a room from before the user joined); the state groups needed
+(timeline start, end, ``since``) are resolved together; state events of all rooms
+are fetched and serialized at once.
 
 State of a room in the response (spec: the ``state`` note in "Syncing"):
 initial, full-state or newly joined: the full state at the start of the timeline;
@@ -23,23 +25,15 @@ from homeserver.notifier import Notifier
 from homeserver.rooms.client_format import strip_for_filter
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.sync.extensions import SyncPass, UnreadCounter
-from homeserver.sync.filters import RoomEventFilter
-from homeserver.sync.memberships import (
-    LEFT,
-    MembershipCache,
-    RoomMemberships,
-    visible_timeline_floor,
-)
+from homeserver.sync.memberships import LEFT, JoinRun, MembershipCache, RoomMemberships
 from homeserver.sync.result import JoinedRoom, LeftRoom
+from homeserver.sync.timelines import TimelineRead, TimelineReader, VisibleEvents, event_view
 from storage.events import StoredEvent
 from storage.state import StateKey, StateMap
 from storage.stores import Stores
 from storage.sync import MembershipRow, SyncStore
 
 MEMBER = "m.room.member"
-# A selective timeline filter reads older events in batches of this size, this often.
-_REFILL_BATCH = 100
-_REFILL_ROUNDS = 5
 
 
 @dataclass
@@ -53,6 +47,7 @@ class RoomPlan:
     full_state: bool  # state from nothing, not a delta from ``since``
     since: int | None
     no_state: bool = False  # never joined: only the user's own membership event
+    run: JoinRun | None = None  # from scratch: history visibility may show events before
     timeline: list[StoredEvent] = field(default_factory=list)
     limited: bool = False
     start_state: StateMap = field(default_factory=dict)
@@ -60,29 +55,6 @@ class RoomPlan:
     since_state: StateMap = field(default_factory=dict)
     state_ids: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def _view(stored: StoredEvent) -> dict[str, Any]:
-    """The fields filters look at."""
-    event = stored.event
-    return {
-        "type": event.type,
-        "sender": event.sender,
-        "room_id": event.room_id,
-        "content": event.content,
-    }
-
-
-def _is_trivial(f: RoomEventFilter) -> bool:
-    return (
-        f.types is None
-        and not f.not_types
-        and f.senders is None
-        and not f.not_senders
-        and f.rooms is None
-        and not f.not_rooms
-        and f.contains_url is None
-    )
 
 
 def state_before(stored: StoredEvent, state_after: StateMap) -> StateMap:
@@ -106,12 +78,14 @@ class RoomSyncer:
         memberships: MembershipCache,
         notifier: Notifier,
         serializer: EventSerializer,
+        visibility: VisibleEvents,
     ) -> None:
         self._stores = stores
         self._sync_store = sync_store
         self._memberships = memberships
         self._notifier = notifier
         self._serializer = serializer
+        self._timelines = TimelineReader(stores, sync_store, visibility)
         self.unread_counter: UnreadCounter | None = None
         self._versions_known: set[str] = set()
 
@@ -124,9 +98,7 @@ class RoomSyncer:
             plans += await self._changed_rooms(continuing, since, upto)
         plans = await self._drop_forgotten(sync.user_id, plans)
         await self._know_room_versions([p.room_id for p in plans])
-        await self._fetch_timelines(
-            plans, sync.filter.room.timeline, sync.filter.room.timeline_limit
-        )
+        await self._fetch_timelines(sync, plans)
         await self._load_state(plans, use_state_after=use_state_after)
         await self._summaries(sync.user_id, [p for p in plans if p.joined])
         self._choose_state(sync, plans, use_state_after=use_state_after)
@@ -152,10 +124,8 @@ class RoomSyncer:
             current = history.at(upto)
             if current is None:
                 continue
-            floor = visible_timeline_floor(history, upto)
             membership = current.membership
             if membership == "join":
-                assert floor is not None
                 sync.joined_room_ids.append(room_id)
                 at_since = history.at(since) if since is not None else None
                 newly = since is not None and (
@@ -164,8 +134,9 @@ class RoomSyncer:
                     or any(r.membership != "join" for r in history.between(since, upto))
                 )
                 if from_scratch or newly:
-                    after = floor if since is None else max(floor, since)
-                    plans.append(RoomPlan(room_id, True, after, upto, True, since))
+                    run = history.join_run(upto)
+                    assert run is not None
+                    plans.append(self._from_scratch(room_id, True, run, upto, since))
                 else:
                     continuing.append(room_id)
             elif membership in ("invite", "knock"):
@@ -176,30 +147,42 @@ class RoomSyncer:
                     continue
                 if not from_scratch and since is not None and current.stream <= since:
                     continue
-                plans.append(self._leave_plan(history, current, floor, since, sync.full_state))
+                plans.append(self._leave_plan(history, current, since, sync.full_state))
         return plans, continuing, stripped
 
     @staticmethod
+    def _from_scratch(
+        room_id: str, joined: bool, run: JoinRun, upto: int, since: int | None
+    ) -> RoomPlan:
+        """A full-state entry. Its timeline reads from the user's run of joins (and,
+        history visibility permitting, from before it), or from ``since`` when the
+        user was already joined then (``full_state=true``)."""
+        if since is not None and since > run.floor:
+            return RoomPlan(room_id, joined, since, upto, True, since)
+        return RoomPlan(room_id, joined, run.floor, upto, True, since, run=run)
+
+    @classmethod
     def _leave_plan(
+        cls,
         history: RoomMemberships,
         left: MembershipRow,
-        floor: int | None,
         since: int | None,
         full_state: bool,
     ) -> RoomPlan:
-        if floor is None:  # never joined: a rejected invite or knock, a ban before joining
+        """The leave section's entry: its timeline ends at the user's departure."""
+        run = history.join_run(left.stream)
+        if run is None:  # never joined: a rejected invite or knock, a ban before joining
             return RoomPlan(left.room_id, False, left.stream - 1, left.stream, True, since, True)
-        delta = False
         if since is not None and not full_state:
             at_since = history.at(since)
             between = history.between(since, left.stream)
-            delta = (
+            if (
                 at_since is not None
                 and at_since.membership == "join"
                 and all(r.membership == "join" for r in between[:-1])
-            )
-        after = floor if since is None else max(floor, since)
-        return RoomPlan(left.room_id, False, after, left.stream, not delta, since)
+            ):  # joined at ``since``: the events since then, the state delta
+                return RoomPlan(left.room_id, False, since, left.stream, False, since)
+        return cls._from_scratch(left.room_id, False, run, left.stream, since)
 
     async def _changed_rooms(self, rooms: list[str], since: int, upto: int) -> list[RoomPlan]:
         """Joined rooms with events after ``since`` (the notifier, seeded on first use)."""
@@ -228,40 +211,14 @@ class RoomSyncer:
 
     # -- timelines --------------------------------------------------------------------
 
-    async def _fetch_timelines(
-        self, plans: list[RoomPlan], timeline_filter: RoomEventFilter, limit: int
-    ) -> None:
-        if timeline_filter.matches_nothing:
-            return
-        wanted = [p for p in plans if p.after < p.upto]
-        found = await self._sync_store.latest_events(
-            [(p.room_id, p.after, p.upto) for p in wanted], limit + 1
+    async def _fetch_timelines(self, sync: SyncPass, plans: list[RoomPlan]) -> None:
+        reads = [TimelineRead(p.room_id, p.after, p.upto, p.run) for p in plans]
+        room_filter = sync.filter.room
+        await self._timelines.read(
+            sync.user_id, reads, room_filter.timeline, room_filter.timeline_limit
         )
-        ids = [e.event_id for events in found.values() for e in events]
-        stored = await self._stores.events.get_events(ids) if ids else {}
-        trivial = _is_trivial(timeline_filter)
-        for plan in wanted:
-            positions = found.get(plan.room_id, [])
-            events = [stored[e.event_id] for e in positions if e.event_id in stored]
-            more = len(positions) > limit
-            if trivial:
-                plan.limited = more
-                plan.timeline = events[-limit:]
-                continue
-            kept = [e for e in events if timeline_filter.matches(_view(e))]
-            oldest = positions[0].stream if positions else plan.after
-            rounds = 0
-            while more and len(kept) <= limit and rounds < _REFILL_ROUNDS:
-                older = await self._stores.events.room_events_between(
-                    [plan.room_id], plan.after, oldest - 1, _REFILL_BATCH
-                )
-                more = len(older) == _REFILL_BATCH
-                if older:
-                    oldest = older[0].stream_ordering or oldest
-                kept = [e for e in older if timeline_filter.matches(_view(e))] + kept
-                rounds += 1
-            plan.limited = len(kept) > limit or more
-            plan.timeline = kept[-limit:]
+        for plan, read in zip(plans, reads, strict=True):
+            plan.timeline, plan.limited = read.events, read.limited
 
     # -- state ------------------------------------------------------------------------
 
@@ -398,7 +355,7 @@ class RoomSyncer:
             state = [
                 fetched[e]
                 for e in plan.state_ids
-                if e in fetched and state_filter.matches(_view(fetched[e]))
+                if e in fetched and state_filter.matches(event_view(fetched[e]))
             ]
             start = len(batch)
             batch += plan.timeline

@@ -26,6 +26,7 @@ from homeserver.sync.filters import Filter, parse_filter
 from homeserver.sync.memberships import MembershipCache
 from homeserver.sync.result import SyncResult
 from homeserver.sync.rooms import RoomSyncer
+from homeserver.sync.timelines import VisibleEvents
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
@@ -56,13 +57,16 @@ class SyncService:
         notifier: Notifier,
         events_stream: StreamIdGenerator,
         serializer: EventSerializer,
+        visibility: VisibleEvents,
     ) -> None:
         self._stores = stores
         self._notifier = notifier
         self._events_stream = events_stream
         self.sync_store = stores.sync
         self.memberships = MembershipCache(self.sync_store, notifier)
-        self._rooms = RoomSyncer(stores, self.sync_store, self.memberships, notifier, serializer)
+        self._rooms = RoomSyncer(
+            stores, self.sync_store, self.memberships, notifier, serializer, visibility
+        )
         # Called with (user_id, presence) on every sync: presence plugs in here.
         self.hooks: list[SyncHook] = []
         # Called with (user_id, presence) when a /sync returns (or fails): presence
