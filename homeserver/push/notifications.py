@@ -385,16 +385,6 @@ class PushEvaluator:
         return page, next_token
 
 
-@dataclass(frozen=True)
-class ThreadedUnreadCount(UnreadCount):
-    """Room totals for /sync's ``unread_notifications``, with the split by thread for
-    ``unread_thread_notifications``: ``main`` (the room-level counts when the filter
-    asks for thread counts) and ``per_thread`` (thread root -> (notifications, highlights))."""
-
-    main: tuple[int, int] = (0, 0)
-    per_thread: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-
-
 class SyncUnreadCounter:
     """The ``UnreadCounter`` /sync calls (homeserver/sync/extensions.py)."""
 
@@ -406,6 +396,6 @@ class SyncUnreadCounter:
     ) -> dict[str, UnreadCount]:
         counts = await self._evaluator.unread_counts(user_id, room_ids)
         return {
-            room_id: ThreadedUnreadCount(c.notification, c.highlight, c.main, c.per_thread)
+            room_id: UnreadCount(c.notification, c.highlight, c.main, c.per_thread)
             for room_id, c in counts.items()
         }

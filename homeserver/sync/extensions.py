@@ -18,8 +18,8 @@ the composition root:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from homeserver.streams import SyncToken
@@ -33,8 +33,14 @@ SyncHook = Callable[[str, str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class UnreadCount:
+    """A room's unread counts over every thread; for a filter's
+    ``unread_thread_notifications``, ``main`` is the main timeline's (notifications,
+    highlights) (None: the same as the totals) and ``per_thread`` each thread's by root."""
+
     notification_count: int = 0
     highlight_count: int = 0
+    main: tuple[int, int] | None = None
+    per_thread: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class UnreadCounter(Protocol):

@@ -365,8 +365,6 @@ class RoomSyncer:
         # "Aggregations of child events"): otherwise the client saw them arrive.
         bundled = {e.event_id for p in plans if p.limited for e in p.timeline}
         rendered = await self._format(sync, batch, bundled)
-        unread = await self._unread(sync.user_id, [p.room_id for p in plans if p.joined])
-        thread_counts = sync.filter.room.timeline.unread_thread_notifications
         for plan in plans:
             start, middle, end = slices[plan.room_id]
             first_pos = plan.timeline[0].stream_ordering if plan.timeline else None
@@ -378,10 +376,6 @@ class RoomSyncer:
                 joined = room = sync.result.joined_room(plan.room_id)
                 joined.always_send = plan.full_state
                 joined.summary = plan.summary
-                if plan.room_id in unread:
-                    joined.unread_notifications = unread[plan.room_id]
-                if thread_counts:
-                    joined.unread_thread_notifications = {}
             else:
                 room = sync.result.leave[plan.room_id] = LeftRoom()
             room.timeline = rendered[start:middle]
@@ -437,11 +431,41 @@ class RoomSyncer:
             rendered.update(zip(indexes, bodies, strict=True))
         return [rendered[i] for i in range(len(events))]
 
-    async def _unread(self, user_id: str, room_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    async def fill_unread(self, sync: SyncPass) -> None:
+        """The unread counts of every joined room in the response; called once the
+        extensions have added theirs (a room there only for a receipt or typing gets
+        its real counts, not zeros that would reset the client's badge)."""
+        rooms = sync.result.join
+        if not rooms:
+            return
+        unread = await self._unread(
+            sync.user_id, list(rooms), sync.filter.room.timeline.unread_thread_notifications
+        )
+        for room_id, room in rooms.items():
+            if room_id in unread:
+                room.unread_notifications, threads = unread[room_id]
+                if threads:  # threads without notifications are left out
+                    room.unread_thread_notifications = threads
+
+    async def _unread(
+        self, user_id: str, room_ids: Iterable[str], by_thread: bool
+    ) -> dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]]:
+        """room -> (unread_notifications, unread_thread_notifications). ``by_thread``
+        (the filter's unread_thread_notifications): the first counts the main timeline
+        only and the second has each thread by its root (sync.yaml); otherwise the
+        first counts every thread and the second is empty."""
         if self.unread_counter is None:
             return {}
         counts = await self.unread_counter.unread_counts(user_id, list(room_ids))
-        return {
-            room: {"highlight_count": c.highlight_count, "notification_count": c.notification_count}
-            for room, c in counts.items()
-        }
+
+        def shown(notes: int, highlights: int) -> dict[str, int]:
+            return {"highlight_count": highlights, "notification_count": notes}
+
+        result = {}
+        for room, c in counts.items():
+            if by_thread and c.main is not None:
+                threads = {root: shown(*pair) for root, pair in c.per_thread.items() if pair[0]}
+                result[room] = (shown(*c.main), threads)
+            else:
+                result[room] = (shown(c.notification_count, c.highlight_count), {})
+        return result

@@ -198,4 +198,5 @@ class SyncService:
         await self._rooms.fill(sync, use_state_after=request.use_state_after)
         for ext in self.extensions:
             await ext.contribute(sync)
+        await self._rooms.fill_unread(sync)
         return sync
