@@ -32,7 +32,7 @@ from homeserver.push.conditions import MessageContext, Recipient
 from homeserver.rooms.creation import RoomCreationRequest
 from homeserver.server import Homeserver
 from storage.connect import open_sqlite
-from storage.database import Database
+from storage.database import Database, Transaction
 from storage.events import StoredEvent
 
 SERVER = "bench.local"
@@ -157,10 +157,12 @@ async def measure(server: Homeserver, db: Database, members: int, messages: int)
     #    of its own, for the messages sent without it
     in_txn: list[float] = []
     for message in sent:
+
+        async def evaluate_txn(txn: Transaction, message: StoredEvent = message) -> None:
+            await evaluator.evaluate_in_txn(txn, message)
+
         begin = time.perf_counter()
-        await db.run_transaction(
-            "bench_evaluate", lambda txn, m=message: evaluator.evaluate_in_txn(txn, m)
-        )
+        await db.run_transaction("bench_evaluate", evaluate_txn)
         in_txn.append(time.perf_counter() - begin)
     stored_rows = await db.fetchval("count", "SELECT COUNT(*) FROM event_push_actions")
 
