@@ -129,15 +129,6 @@ class PushActionStore:
         )
         return [(r, t, int(n), int(h or 0)) for r, t, n, h in rows]
 
-    async def unread_total(self, user_id: str) -> int:
-        value = await self.db.fetchval(
-            "unread_push_total",
-            f"SELECT COUNT(*) FROM event_push_actions a {_UNREAD_JOIN}"
-            f" WHERE a.user_id = $1 AND a.stream_ordering > {_READ_UPTO}",
-            user_id,
-        )
-        return int(value or 0)
-
     async def unread_after(self, user_id: str, after: int, limit: int) -> list[PushAction]:
         """The user's unread notifications after a stream position, oldest first (pushers)."""
         rows = await self.db.fetchall(

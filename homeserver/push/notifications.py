@@ -38,6 +38,7 @@ THREAD_HOPS = 3
 # Above this many changed keys a room state is loaded whole rather than derived.
 DERIVE_MAX_CHANGES = 50
 ROOM_STATE_CACHE = 512
+UNREAD_CACHE = 10_000  # users whose unread counts are kept
 
 NotifiedCallback = Callable[[set[str]], None]
 
@@ -87,6 +88,11 @@ class PushEvaluator:
         # account data is built)
         self.ignored = ignored
         self._room_states: OrderedDict[int, RoomPushState] = OrderedDict()
+        # user -> room -> thread -> unread (notifications, highlights); an epoch per user
+        # moves on each change, so a read that raced with a change is not cached. (Each
+        # process sees the changes it commits; several writers would fan these out.)
+        self._unread_cache: OrderedDict[str, dict[str, dict[str, tuple[int, int]]]] = OrderedDict()
+        self._unread_epochs: dict[str, int] = {}
         # told which users got new notifications (the pushers)
         self.on_notified: list[NotifiedCallback] = []
 
@@ -107,6 +113,7 @@ class PushEvaluator:
                 await self.thread_of(stored.event),
                 stored.stream_ordering,
             )
+            txn.call_after_commit(lambda: self._counts_changed((sender,)))
         actions = await self.evaluate_event(stored)
         if not actions:
             return
@@ -114,6 +121,7 @@ class PushEvaluator:
         users = {a.user_id for a in actions}
 
         def notified() -> None:
+            self._counts_changed(users)
             for callback in self.on_notified:
                 callback(users)
 
@@ -338,25 +346,48 @@ class PushEvaluator:
             thread_id if thread_id is not None else UNTHREADED,
             stored.stream_ordering,
         )
+        self._counts_changed((user_id,))
         for callback in self.on_notified:
             callback({user_id})
 
-    async def unread_counts(
-        self, user_id: str, room_ids: Collection[str]
-    ) -> dict[str, UnreadCounts]:
-        """Unread notification and highlight counts of each room (for /sync)."""
-        wanted = set(room_ids)
-        per_room: dict[str, dict[str, tuple[int, int]]] = {r: {} for r in wanted}
+    def _counts_changed(self, user_ids: Collection[str]) -> None:
+        """Drop the cached counts of users whose notifications or read positions
+        changed (called once the change is committed)."""
+        for user_id in user_ids:
+            self._unread_epochs[user_id] = self._unread_epochs.get(user_id, 0) + 1
+            self._unread_cache.pop(user_id, None)
+
+    async def _unread_by_room(self, user_id: str) -> Mapping[str, Mapping[str, tuple[int, int]]]:
+        """room -> thread -> (notifications, highlights) of the user's unread
+        notifications. Cached: every /sync response with a joined room asks, and the
+        counts change only when the user is notified or reads."""
+        cached = self._unread_cache.get(user_id)
+        if cached is not None:
+            self._unread_cache.move_to_end(user_id)
+            return cached
+        epoch = self._unread_epochs.get(user_id, 0)
+        per_room: dict[str, dict[str, tuple[int, int]]] = {}
         for (
             room_id,
             thread_id,
             notes,
             highlights,
         ) in await self._stores.push_actions.unread_by_thread(user_id):
-            if room_id in wanted:
-                per_room[room_id][thread_id] = (notes, highlights)
+            per_room.setdefault(room_id, {})[thread_id] = (notes, highlights)
+        if self._unread_epochs.get(user_id, 0) == epoch:  # nothing changed meanwhile
+            self._unread_cache[user_id] = per_room
+            while len(self._unread_cache) > UNREAD_CACHE:
+                self._unread_cache.popitem(last=False)
+        return per_room
+
+    async def unread_counts(
+        self, user_id: str, room_ids: Collection[str]
+    ) -> dict[str, UnreadCounts]:
+        """Unread notification and highlight counts of each room (for /sync)."""
+        by_room = await self._unread_by_room(user_id)
         result = {}
-        for room_id, threads in per_room.items():
+        for room_id in room_ids:
+            threads = dict(by_room.get(room_id, {}))
             main = threads.pop(MAIN_THREAD, (0, 0))
             result[room_id] = UnreadCounts(
                 notification=main[0] + sum(n for n, _ in threads.values()),
@@ -368,7 +399,8 @@ class PushEvaluator:
 
     async def unread_total(self, user_id: str) -> int:
         """The user's unread notifications across every room (push ``counts.unread``)."""
-        return await self._stores.push_actions.unread_total(user_id)
+        by_room = await self._unread_by_room(user_id)
+        return sum(n for threads in by_room.values() for n, _ in threads.values())
 
     async def notifications(
         self, user_id: str, from_token: str | None, limit: int, only_highlight: bool
