@@ -336,7 +336,9 @@ class Homeserver:
 
     async def _start_listener(self, listener: ListenerConfig) -> None:
         resources: set[str] = {name for res in listener.resources for name in res.names}
-        compressed = {name for res in listener.resources if res.compress for name in res.names}
+        compressed: set[str] = {
+            name for res in listener.resources if res.compress for name in res.names
+        }
         app = self.make_app(resources, compressed=compressed, x_forwarded=listener.x_forwarded)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
