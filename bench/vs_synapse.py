@@ -1,11 +1,14 @@
-"""``bench_messaging.py`` against this homeserver and against Synapse, in one run.
+"""A client workload against this homeserver and against Synapse, in one run.
 
-Run: ``python bench/messaging_vs_synapse.py [--messages N] [--receivers N] ...``.
+Run: ``python bench/vs_synapse.py messaging [--messages N] [--receivers N] ...`` or
+``python bench/vs_synapse.py ephemeral [--users N] [--rounds N]``.
 Prints both sets of figures side by side; asserts nothing.
 
-Each server is started fresh on SQLite, measured with the same workload (the
-arguments are those of ``bench_messaging.py``), and stopped before the next one
-starts, so they never share the machine:
+Each server is started fresh on SQLite, measured with the same workload
+(``bench_messaging.py``: send throughput, delivery latency to long-polls, initial
+sync; ``bench_ephemeral.py``: typing and receipts in one room, every member
+long-polling; the arguments are theirs), and stopped before the next one starts,
+so they never share the machine:
 
 - this homeserver as its own process (``python -m homeserver``, config written
   here: client API on plain HTTP, rate limits off, presence on as by default);
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,8 @@ import aiohttp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_client import print_result
-from bench_messaging import run as run_workload
+from bench_ephemeral import run as run_ephemeral
+from bench_messaging import run as run_messaging
 from bench_server import Instance
 
 from homeserver.selfsigned import make_self_signed_certificate
@@ -42,7 +47,9 @@ SYNAPSE_TOOLS = REPO.parent / "shared" / "tools" / "synapse"
 SYNAPSE_NAME = "benchvs"
 SYNAPSE_PORT = 18050
 
-ROWS = [
+Workload = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
+
+MESSAGING_ROWS = [
     ("send throughput (msg/s)", "send_throughput_msg_s"),
     ("PUT send p50 (ms)", "put_p50_ms"),
     ("delivery p50 (ms)", "delivery_p50_ms"),
@@ -51,23 +58,24 @@ ROWS = [
     ("delivered (%)", "delivered_pct"),
     ("initial sync, user in N rooms (ms, median)", "initial_sync_ms_median"),
 ]
+EPHEMERAL_ROWS = [
+    ("typing delivery p50 (ms)", "typing_p50_ms"),
+    ("typing delivery p99 (ms)", "typing_p99_ms"),
+    ("typing delivered (%)", "typing_delivered_pct"),
+    ("receipt delivery p50 (ms)", "receipt_p50_ms"),
+    ("receipt delivery p99 (ms)", "receipt_p99_ms"),
+    ("receipt delivered (%)", "receipt_delivered_pct"),
+    ("PUT typing / POST receipt p50 (ms)", "action_p50_ms"),
+]
 
 
 def workload_args(args: argparse.Namespace, base: str, pid: int | None) -> argparse.Namespace:
-    return argparse.Namespace(
-        base=base,
-        users=args.users,
-        receivers=args.receivers,
-        rooms=args.rooms,
-        messages=args.messages,
-        concurrency=args.concurrency,
-        sync_rooms=args.sync_rooms,
-        pid=pid,
-        out=None,
-    )
+    """The workload's own arguments: ours, with the server's address and process."""
+    own = {k: v for k, v in vars(args).items() if k not in ("workload", "out")}
+    return argparse.Namespace(**own, base=base, pid=pid, out=None)
 
 
-async def measure_ours(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+async def measure_ours(workload: Workload, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     tls = make_self_signed_certificate(root)
     database = {"name": "sqlite3", "args": {"database": str(root / "ours" / "homeserver.db")}}
     instance = Instance("ours", root, tls, database)
@@ -75,12 +83,12 @@ async def measure_ours(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession() as session:
             await instance.wait_ready(session)
-        return await run_workload(workload_args(args, instance.base, instance.pid))
+        return await workload(workload_args(args, instance.base, instance.pid))
     finally:
         instance.stop()
 
 
-def measure_synapse(args: argparse.Namespace) -> dict[str, Any]:
+def measure_synapse(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ, FRESH="1")
     started = subprocess.run(
         [str(SYNAPSE_TOOLS / "start.sh"), SYNAPSE_NAME, str(SYNAPSE_PORT)],
@@ -95,7 +103,7 @@ def measure_synapse(args: argparse.Namespace) -> dict[str, Any]:
     synharness = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
     pid = int((synharness / "data" / SYNAPSE_NAME / "pid").read_text().strip())
     try:
-        return asyncio.run(run_workload(workload_args(args, base, pid)))
+        return asyncio.run(workload(workload_args(args, base, pid)))
     finally:
         subprocess.run([str(SYNAPSE_TOOLS / "stop.sh"), SYNAPSE_NAME], check=False)
 
@@ -105,8 +113,10 @@ def memory_mib(result: dict[str, Any], key: str) -> str:
     return "-" if kib is None else f"{kib / 1024:.0f}"
 
 
-def print_table(ours: dict[str, Any], synapse: dict[str, Any]) -> None:
-    rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in ROWS]
+def print_table(
+    labels: list[tuple[str, str]], ours: dict[str, Any], synapse: dict[str, Any]
+) -> None:
+    rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in labels]
     rows.append(
         ("resident memory at end (MiB)", memory_mib(ours, "VmRSS"), memory_mib(synapse, "VmRSS"))
     )
@@ -124,24 +134,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--users", type=int, default=20, help="senders")
-    parser.add_argument("--receivers", type=int, default=100, help="long-polling clients")
-    parser.add_argument("--rooms", type=int, default=10)
-    parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--sync-rooms", type=int, default=200)
     parser.add_argument("--out", default=None, help="also write both results here (JSON)")
+    workloads = parser.add_subparsers(dest="workload", required=True)
+    messaging = workloads.add_parser("messaging", help="bench_messaging.py")
+    messaging.add_argument("--users", type=int, default=20, help="senders")
+    messaging.add_argument("--receivers", type=int, default=100, help="long-polling clients")
+    messaging.add_argument("--rooms", type=int, default=10)
+    messaging.add_argument("--messages", type=int, default=1000)
+    messaging.add_argument("--concurrency", type=int, default=8)
+    messaging.add_argument("--sync-rooms", type=int, default=200)
+    ephemeral = workloads.add_parser("ephemeral", help="bench_ephemeral.py")
+    ephemeral.add_argument("--users", type=int, default=100, help="members, typing and reading")
+    ephemeral.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    workload: Workload
+    if args.workload == "messaging":
+        workload, labels = run_messaging, MESSAGING_ROWS
+    else:
+        workload, labels = run_ephemeral, EPHEMERAL_ROWS
     if not (SYNAPSE_TOOLS / "start.sh").exists():
         sys.exit(f"no Synapse harness at {SYNAPSE_TOOLS}")
     root = Path(tempfile.mkdtemp(prefix="bench-vs-"))
     try:
-        ours = asyncio.run(measure_ours(args, root))
+        ours = asyncio.run(measure_ours(workload, args, root))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    synapse = measure_synapse(args)
+    synapse = measure_synapse(workload, args)
     print_result({"ours": ours, "synapse": synapse}, args.out)
-    print_table(ours, synapse)
+    print_table(labels, ours, synapse)
 
 
 if __name__ == "__main__":
