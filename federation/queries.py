@@ -14,11 +14,12 @@ so clients can resolve aliases, list the published rooms of other servers
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
 from federation.errors import FederationError
+from federation.requester import FederationRequester
 from homeserver.errors import (
     BadJson,
     Forbidden,
@@ -37,22 +38,6 @@ from storage.stores import Stores
 logger = logging.getLogger(__name__)
 
 QUERY_TIMEOUT_S = 20.0
-
-
-class QueryRequester(Protocol):
-    async def get_json(
-        self, destination: str, path: str, query: Any = None, *, timeout_s: float | None = None
-    ) -> Any: ...
-
-    async def post_json(
-        self,
-        destination: str,
-        path: str,
-        body: Any,
-        query: Any = None,
-        *,
-        timeout_s: float | None = None,
-    ) -> Any: ...
 
 
 class QueryHandlers:
@@ -161,7 +146,7 @@ class QueryHandlers:
 class RemoteQueries:
     """Asking other servers: aliases, published rooms and profiles of their users."""
 
-    def __init__(self, client: QueryRequester) -> None:
+    def __init__(self, client: FederationRequester) -> None:
         self._client = client
 
     async def lookup_alias(self, alias: str) -> tuple[str, list[str]] | None:
