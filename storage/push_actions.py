@@ -43,6 +43,12 @@ _READ_UPTO = (
     "CASE WHEN COALESCE(u.stream_ordering, 0) > COALESCE(t.stream_ordering, 0)"
     " THEN COALESCE(u.stream_ordering, 0) ELSE COALESCE(t.stream_ordering, 0) END"
 )
+_MARK_READ = (
+    "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE"
+    " SET stream_ordering = excluded.stream_ordering"
+    " WHERE push_read_positions.stream_ordering < excluded.stream_ordering"
+)
 _ACTION_COLUMNS = (
     "a.user_id, a.event_id, a.room_id, a.stream_ordering, a.thread_id, a.actions, a.highlight, a.ts"
 )
@@ -93,9 +99,8 @@ class PushActionStore:
 
     async def mark_read(self, user_id: str, room_id: str, thread_id: str, position: int) -> None:
         """Move a read position forward (never back: the furthest receipt wins)."""
-        await self.db.run_transaction(
-            "mark_push_actions_read",
-            lambda txn: self.mark_read_txn(txn, user_id, room_id, thread_id, position),
+        await self.db.execute(
+            "mark_push_actions_read", _MARK_READ, user_id, room_id, thread_id, position
         )
 
     async def mark_read_txn(
@@ -104,10 +109,7 @@ class PushActionStore:
         """:meth:`mark_read` inside a transaction (an event its user sent: spec, "Marking
         notifications as read")."""
         await txn.queue(
-            "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE"
-            " SET stream_ordering = excluded.stream_ordering"
-            " WHERE push_read_positions.stream_ordering < excluded.stream_ordering",
+            _MARK_READ,
             user_id,
             room_id,
             thread_id,

@@ -15,9 +15,11 @@ transaction of inserts costs one round trip, however many statements it has.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +35,8 @@ from storage.database import (
     Transaction,
     translate_numbered,
 )
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Pending = list[tuple[str, list[tuple[Any, ...]]]]
@@ -83,6 +87,39 @@ def _run_pending(raw: sqlite3.Connection, begin: str | None, pending: Pending) -
             raw.execute(sql, rows[0])
         else:
             raw.executemany(sql, rows)
+
+
+@dataclass(slots=True)
+class _SingleWrite:
+    name: str
+    sql: str
+    args: tuple[Any, ...]
+    future: asyncio.Future[int]
+
+
+def _run_single_writes(raw: sqlite3.Connection, batch: list[_SingleWrite]) -> list[int | Exception]:
+    """One transaction of single writes, each in a savepoint: its row count, or the
+    error that undid it alone. A busy database fails the whole batch (to be retried)."""
+    outcomes: list[int | Exception] = []
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        for write in batch:
+            raw.execute("SAVEPOINT single_write")
+            try:
+                outcomes.append(raw.execute(write.sql, write.args).rowcount)
+            except sqlite3.Error as exc:
+                mapped = _map_error(exc)
+                if isinstance(mapped, RetryableError):
+                    raise
+                raw.execute("ROLLBACK TO single_write")
+                outcomes.append(mapped)
+            raw.execute("RELEASE single_write")
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return outcomes
 
 
 class SqliteTransaction(Transaction):
@@ -187,6 +224,10 @@ class SqliteDatabase(Database):
         self._queued: dict[aiosqlite.Connection, int] = {}
         self._all: list[aiosqlite.Connection] = []
         self._releases: set[asyncio.Task[None]] = set()
+        # single-statement writes waiting for the writer (group commit), and the task
+        # that commits them
+        self._single_writes: list[_SingleWrite] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, readers: int = 4) -> SqliteDatabase:
@@ -223,6 +264,8 @@ class SqliteDatabase(Database):
             ) from exc
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         if self._releases:
             await asyncio.gather(*self._releases, return_exceptions=True)
         for conn in self._all:
@@ -273,6 +316,59 @@ class SqliteDatabase(Database):
             await txn.rollback()
             raise
         txn._run_after_commit()
+
+    # Single-statement writes (``execute``) are committed in groups: those that arrive
+    # while the writer is busy share the next transaction, each in its own savepoint
+    # (one failing leaves the others in), in one round trip to the writer thread. When
+    # many clients write at once (a room's members all sending read receipts), the
+    # writer commits a handful of transactions instead of one per request, and each
+    # wake-up of the long-polls carries many changes.
+
+    async def execute(self, name: str, sql: str, *args: Any) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._single_writes.append(_SingleWrite(name, _sql(sql), args, future))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_single_writes())
+        return await future
+
+    async def _flush_single_writes(self) -> None:
+        try:
+            while self._single_writes:
+                async with self._write_lock:
+                    batch, self._single_writes = self._single_writes, []
+                    await self._commit_single_writes(batch)
+        finally:
+            self._flusher = None
+
+    async def _commit_single_writes(self, batch: list[_SingleWrite]) -> None:
+        assert self._writer is not None, "database is closed"
+        delay = self.retry_delay
+        for attempt in range(self.max_retries + 1):
+            try:
+                outcomes = await _in_thread(
+                    self._writer, lambda raw: _run_single_writes(raw, batch)
+                )
+                break
+            except RetryableError as exc:  # BEGIN or COMMIT met a busy database
+                if attempt == self.max_retries:
+                    logger.warning("%d single writes gave up: %s", len(batch), exc)
+                    outcomes = [exc] * len(batch)
+                    break
+                logger.info("single writes conflicted (%s); retry in %.0f ms", exc, delay * 1000)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
+            except BaseException as exc:
+                for write in batch:
+                    if not write.future.done():
+                        write.future.set_exception(exc)
+                raise
+        for write, outcome in zip(batch, outcomes, strict=True):
+            if write.future.done():
+                continue  # its caller was cancelled; the write stands
+            if isinstance(outcome, BaseException):
+                write.future.set_exception(outcome)
+            else:
+                write.future.set_result(outcome)
 
     # Single reads need no explicit transaction: one statement is one snapshot. They
     # are not lent a reader: each goes to the queue of the reader with the fewest

@@ -340,3 +340,47 @@ async def test_deadlocked_transactions_both_complete(database: Database) -> None
     )
     assert attempts == 3
     assert await database.fetchall("r", "SELECT n FROM acct ORDER BY id") == [(2,), (2,)]
+
+
+async def test_concurrent_single_writes_each_get_their_own_outcome(database: Database) -> None:
+    """Single writes issued together (on SQLite: committed as one group) each get their
+    own row count or error; a failing one leaves the others written."""
+    async with database.transaction("setup") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)")
+        await txn.execute("INSERT INTO kv (k, v) VALUES ('taken', 0)")
+    writes = [
+        database.execute("w", "INSERT INTO kv (k, v) VALUES ($1, $2)", f"k{n}", n)
+        for n in range(50)
+    ]
+    writes.append(database.execute("dup", "INSERT INTO kv (k, v) VALUES ('taken', 1)"))
+    writes.append(database.execute("none", "UPDATE kv SET v = 5 WHERE k = 'absent'"))
+    if isinstance(database, SqliteDatabase):
+        # one group, in the order given: the inserts above are visible to it
+        writes.append(database.execute("upd", "UPDATE kv SET v = v + 1 WHERE k LIKE 'k1%'"))
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    assert outcomes[:50] == [1] * 50
+    assert isinstance(outcomes[50], IntegrityError)
+    assert outcomes[51] == 0
+    rows = dict(await database.fetchall("r", "SELECT k, v FROM kv"))
+    assert rows["taken"] == 0 and len(rows) == 51
+    if isinstance(database, SqliteDatabase):
+        assert outcomes[52] == 11  # k1 and k10..k19
+        assert rows["k1"] == 2 and rows["k12"] == 13 and rows["k2"] == 2
+
+
+async def test_a_cancelled_single_write_still_lands(database: Database) -> None:
+    async with database.transaction("setup") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+    writes = [
+        asyncio.ensure_future(database.execute("w", "INSERT INTO kv (k) VALUES ($1)", f"k{n}"))
+        for n in range(5)
+    ]
+    await asyncio.sleep(0)
+    writes[2].cancel()
+    await asyncio.gather(*writes, return_exceptions=True)
+    # Cancelling the caller does not undo a write handed over to the database (it may
+    # already be committed): whatever happened, the others are written and the
+    # database is usable.
+    await database.execute("w", "INSERT INTO kv (k) VALUES ('after')")
+    keys = {k for (k,) in await database.fetchall("r", "SELECT k FROM kv")}
+    assert {"k0", "k1", "k3", "k4", "after"} <= keys
