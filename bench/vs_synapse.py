@@ -117,12 +117,10 @@ def print_table(
     labels: list[tuple[str, str]], ours: dict[str, Any], synapse: dict[str, Any]
 ) -> None:
     rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in labels]
-    rows.append(
-        ("resident memory at end (MiB)", memory_mib(ours, "VmRSS"), memory_mib(synapse, "VmRSS"))
-    )
-    rows.append(
-        ("peak resident memory (MiB)", memory_mib(ours, "VmHWM"), memory_mib(synapse, "VmHWM"))
-    )
+    if "rss_end_kib" in ours:  # the workload measured memory
+        for label, key in (("at end", "VmRSS"), ("peak", "VmHWM")):
+            mine, theirs = memory_mib(ours, key), memory_mib(synapse, key)
+            rows.append((f"resident memory, {label} (MiB)", mine, theirs))
     width = max(len(label) for label, _, _ in rows)
     print(f"\n| {'figure':<{width}} | ours | Synapse |")
     print(f"|{'-' * (width + 2)}|------|---------|")
