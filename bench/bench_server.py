@@ -67,6 +67,11 @@ class Instance:
         # JSON is YAML: the server reads this file as its config.
         self.config_path.write_text(json.dumps(self.raw, indent=2))
 
+    def configure(self, **options: Any) -> None:
+        """Set top-level config options (before ``start``)."""
+        self.raw.update(options)
+        self.config_path.write_text(json.dumps(self.raw, indent=2))
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
