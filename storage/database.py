@@ -194,3 +194,14 @@ class Database(abc.ABC):
             return await txn.execute(sql, *args)
 
         return await self.run_transaction(name, write)
+
+    async def execute_statements(
+        self, name: str, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int]:
+        """A few writes that commit together, in order, in their own transaction (retried
+        on conflicts); their row counts. Like ``execute``, SQLite commits it in a group."""
+
+        async def write(txn: Transaction) -> list[int]:
+            return [await txn.execute(sql, *args) for sql, args in statements]
+
+        return await self.run_transaction(name, write)

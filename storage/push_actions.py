@@ -49,6 +49,30 @@ _MARK_READ = (
     " SET stream_ordering = excluded.stream_ordering"
     " WHERE push_read_positions.stream_ordering < excluded.stream_ordering"
 )
+# One more unread notification (and highlight, if $4 is 1) in a room's thread.
+_COUNT_UP = (
+    "INSERT INTO push_unread_counts (room_id, user_id, thread_id, notifications, highlights)"
+    " VALUES ($1, $2, $3, 1, $4) ON CONFLICT (room_id, user_id, thread_id) DO UPDATE"
+    " SET notifications = push_unread_counts.notifications + 1,"
+    " highlights = push_unread_counts.highlights + excluded.highlights"
+)
+# After user $1's read position in room $2 moved to stream position $3: recount the
+# unread actions of thread $4 ('' for an unthreaded receipt: every thread of the room).
+# Only actions after $3 can still be unread, so only those are read (the user's
+# actions are keyed by stream position).
+_RECOUNT = (
+    "UPDATE push_unread_counts SET (notifications, highlights) = ("
+    " SELECT COUNT(*), COALESCE(SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END), 0)"
+    " FROM event_push_actions a"
+    " WHERE a.user_id = push_unread_counts.user_id AND a.stream_ordering > $3"
+    " AND a.room_id = push_unread_counts.room_id"
+    " AND a.thread_id = push_unread_counts.thread_id"
+    " AND a.stream_ordering > COALESCE((SELECT MAX(r.stream_ordering)"
+    " FROM push_read_positions r WHERE r.user_id = push_unread_counts.user_id"
+    " AND r.room_id = push_unread_counts.room_id"
+    " AND r.thread_id IN ('', push_unread_counts.thread_id)), 0))"
+    " WHERE user_id = $1 AND room_id = $2 AND ($4 = '' OR thread_id = $4)"
+)
 _ACTION_COLUMNS = (
     "a.user_id, a.event_id, a.room_id, a.stream_ordering, a.thread_id, a.actions, a.highlight, a.ts"
 )
@@ -75,7 +99,8 @@ class PushActionStore:
     # -- evaluation ------------------------------------------------------------------
 
     async def add_actions_txn(self, txn: Transaction, actions: Sequence[PushAction]) -> None:
-        """Store the push actions of an event, inside the event's own transaction."""
+        """Store the push actions of an event, and count them unread, inside the event's
+        own transaction (evaluated once per event: its actions are new)."""
         await txn.executemany(
             "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering,"
             " thread_id, actions, highlight, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -94,13 +119,22 @@ class PushActionStore:
                 for a in actions
             ],
         )
+        await txn.executemany(
+            _COUNT_UP,
+            [(a.room_id, a.user_id, a.thread_id, 1 if a.highlight else 0) for a in actions],
+        )
 
     # -- read positions ----------------------------------------------------------------
 
     async def mark_read(self, user_id: str, room_id: str, thread_id: str, position: int) -> None:
-        """Move a read position forward (never back: the furthest receipt wins)."""
-        await self.db.execute(
-            "mark_push_actions_read", _MARK_READ, user_id, room_id, thread_id, position
+        """Move a read position forward (never back: the furthest receipt wins), and
+        recount what is still unread after it."""
+        await self.db.execute_statements(
+            "mark_push_actions_read",
+            [
+                (_MARK_READ, (user_id, room_id, thread_id, position)),
+                (_RECOUNT, (user_id, room_id, position, thread_id)),
+            ],
         )
 
     async def mark_read_txn(
@@ -108,28 +142,21 @@ class PushActionStore:
     ) -> None:
         """:meth:`mark_read` inside a transaction (an event its user sent: spec, "Marking
         notifications as read")."""
-        await txn.queue(
-            _MARK_READ,
-            user_id,
-            room_id,
-            thread_id,
-            position,
-        )
+        await txn.queue(_MARK_READ, user_id, room_id, thread_id, position)
+        await txn.queue(_RECOUNT, user_id, room_id, position, thread_id)
 
     # -- counts and lists ----------------------------------------------------------------
 
     async def unread_by_thread(self, user_id: str) -> list[tuple[str, str, int, int]]:
-        """(room_id, thread_id, notifications, highlights) of the user's unread actions."""
+        """(room_id, thread_id, notifications, highlights) of the user's unread actions,
+        for each thread that has any."""
         rows = await self.db.fetchall(
             "unread_push_counts",
-            "SELECT a.room_id, a.thread_id, COUNT(*),"
-            " SUM(CASE WHEN a.highlight THEN 1 ELSE 0 END)"
-            f" FROM event_push_actions a {_UNREAD_JOIN}"
-            f" WHERE a.user_id = $1 AND a.stream_ordering > {_READ_UPTO}"
-            " GROUP BY a.room_id, a.thread_id",
+            "SELECT room_id, thread_id, notifications, highlights FROM push_unread_counts"
+            " WHERE user_id = $1 AND notifications > 0",
             user_id,
         )
-        return [(r, t, int(n), int(h or 0)) for r, t, n, h in rows]
+        return [(r, t, int(n), int(h)) for r, t, n, h in rows]
 
     async def unread_after(self, user_id: str, after: int, limit: int) -> list[PushAction]:
         """The user's unread notifications after a stream position, oldest first (pushers)."""

@@ -91,22 +91,25 @@ def _run_pending(raw: sqlite3.Connection, begin: str | None, pending: Pending) -
 
 @dataclass(slots=True)
 class _SingleWrite:
+    """A write of one statement, or of a few that commit together."""
+
     name: str
-    sql: str
-    args: tuple[Any, ...]
-    future: asyncio.Future[int]
+    statements: list[tuple[str, tuple[Any, ...]]]
+    future: asyncio.Future[list[int]]
 
 
-def _run_single_writes(raw: sqlite3.Connection, batch: list[_SingleWrite]) -> list[int | Exception]:
-    """One transaction of single writes, each in a savepoint: its row count, or the
+def _run_single_writes(
+    raw: sqlite3.Connection, batch: list[_SingleWrite]
+) -> list[list[int] | Exception]:
+    """One transaction of single writes, each in a savepoint: its row counts, or the
     error that undid it alone. A busy database fails the whole batch (to be retried)."""
-    outcomes: list[int | Exception] = []
+    outcomes: list[list[int] | Exception] = []
     raw.execute("BEGIN IMMEDIATE")
     try:
         for write in batch:
             raw.execute("SAVEPOINT single_write")
             try:
-                outcomes.append(raw.execute(write.sql, write.args).rowcount)
+                outcomes.append([raw.execute(sql, args).rowcount for sql, args in write.statements])
             except sqlite3.Error as exc:
                 mapped = _map_error(exc)
                 if isinstance(mapped, RetryableError):
@@ -329,8 +332,14 @@ class SqliteDatabase(Database):
     # wake-up of the long-polls carries many changes.
 
     async def execute(self, name: str, sql: str, *args: Any) -> int:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._single_writes.append(_SingleWrite(name, _sql(sql), args, future))
+        return (await self.execute_statements(name, [(sql, args)]))[0]
+
+    async def execute_statements(
+        self, name: str, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[int]:
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        unit = [(_sql(sql), tuple(args)) for sql, args in statements]
+        self._single_writes.append(_SingleWrite(name, unit, future))
         if self._flusher is None:
             self._flusher = asyncio.ensure_future(self._flush_single_writes())
         return await future

@@ -1,5 +1,6 @@
-"""Migration 0014: push actions move to one tree keyed by (user, stream position), and
-the rows a database already holds come along."""
+"""Migrations 0014 and 0015: push actions move to one tree keyed by (user, stream
+position), and unread counts are kept in their own table; the rows a database already
+holds come along, and the counts are made from them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from storage.push_actions import PushActionStore
 
 # The table as migration 0007 made it.
 OLD_TABLE = [
+    "DROP TABLE push_unread_counts",
     "DROP TABLE event_push_actions",
     "CREATE TABLE event_push_actions (user_id TEXT NOT NULL, event_id TEXT NOT NULL,"
     " room_id TEXT NOT NULL, stream_ordering BIGINT NOT NULL, thread_id TEXT NOT NULL,"
@@ -24,7 +26,7 @@ async def test_existing_push_actions_survive_the_migration(database: Database) -
     async with database.transaction("back_to_0013") as txn:
         for statement in OLD_TABLE:
             await txn.execute(statement)
-        await txn.execute("DELETE FROM schema_version WHERE version = 14")
+        await txn.execute("DELETE FROM schema_version WHERE version IN (14, 15)")
         for n in range(1, 7):
             await txn.execute(
                 "INSERT INTO event_push_actions (user_id, event_id, room_id, stream_ordering,"
@@ -37,8 +39,15 @@ async def test_existing_push_actions_survive_the_migration(database: Database) -
                 n == 5,
                 1000 + n,
             )
-    assert await apply_migrations(database) >= 14
+        await txn.execute(
+            "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
+            " VALUES ('@bob:test', '!room:test', 'main', 4)"
+        )
+    assert await apply_migrations(database) >= 15
     store = PushActionStore(database)
+    # made from the old rows: alice has read nothing, bob has read up to 4
+    assert await store.unread_by_thread("@alice:test") == [("!room:test", "main", 3, 1)]
+    assert await store.unread_by_thread("@bob:test") == [("!room:test", "main", 1, 0)]
     alice = await store.notifications("@alice:test", None, 10, only_highlight=False)
     assert [(n.action.event_id, n.action.highlight, n.read) for n in alice] == [
         ("$event5", True, False),
@@ -47,7 +56,4 @@ async def test_existing_push_actions_survive_the_migration(database: Database) -
     ]
     await store.mark_read("@alice:test", "!room:test", "", 3)
     assert await store.unread_by_thread("@alice:test") == [("!room:test", "main", 1, 1)]
-    assert [a.event_id for a in await store.unread_after("@bob:test", 2, 10)] == [
-        "$event4",
-        "$event6",
-    ]
+    assert [a.event_id for a in await store.unread_after("@bob:test", 2, 10)] == ["$event6"]
