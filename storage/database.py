@@ -12,8 +12,8 @@ Every unit of work is a named transaction::
 reports a serialization failure, deadlock or busy database, so functions passed to
 it must be safe to run again. Writes use it; the plain ``transaction()`` block never
 retries (a conflict surfaces as RetryableError), so it is for reads and for the few
-writes whose body cannot run twice. ``execute`` (one statement) retries too. Helpers that run inside a transaction are suffixed
-``_txn``. Callbacks registered with ``txn.call_after_commit`` run only once the
+writes whose body cannot run twice. ``execute`` (one statement) retries too. Helpers
+that run inside a transaction are suffixed ``_txn``. Callbacks registered with ``txn.call_after_commit`` run only once the
 transaction is durable (notifier wake-ups, cache updates).
 """
 
@@ -151,23 +151,26 @@ class Database(abc.ABC):
         the transaction back; ``func`` then runs again in a new one after a growing
         wait, at most ``max_retries`` times before the RetryableError is raised.
         """
+
+        async def attempt() -> T:
+            async with self.transaction(name, readonly=readonly) as txn:
+                return await func(txn)
+
+        return await self.retrying(f"transaction {name}", attempt)
+
+    async def retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, tried again after a growing wait each time it raises
+        RetryableError, at most ``max_retries`` times before that error is raised."""
         delay = self.retry_delay
-        for attempt in range(self.max_retries + 1):
+        for tries in range(self.max_retries + 1):
             try:
-                async with self.transaction(name, readonly=readonly) as txn:
-                    return await func(txn)
+                return await attempt()
             except RetryableError as exc:
-                if attempt == self.max_retries:
-                    logger.warning(
-                        "transaction %s gave up after %d retries: %s", name, attempt, exc
-                    )
+                if tries == self.max_retries:
+                    logger.warning("%s gave up after %d retries: %s", what, tries, exc)
                     raise
                 logger.info(
-                    "transaction %s conflicted (%s); retry %d in %.0f ms",
-                    name,
-                    exc,
-                    attempt + 1,
-                    delay * 1000,
+                    "%s conflicted (%s); retry %d in %.0f ms", what, exc, tries + 1, delay * 1000
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay)

@@ -354,27 +354,21 @@ class SqliteDatabase(Database):
             self._flusher = None
 
     async def _commit_single_writes(self, batch: list[_SingleWrite]) -> None:
-        assert self._writer is not None, "database is closed"
-        delay = self.retry_delay
-        for attempt in range(self.max_retries + 1):
-            try:
-                outcomes = await _in_thread(
-                    self._writer, lambda raw: _run_single_writes(raw, batch)
-                )
-                break
-            except RetryableError as exc:  # BEGIN or COMMIT met a busy database
-                if attempt == self.max_retries:
-                    logger.warning("%d single writes gave up: %s", len(batch), exc)
-                    outcomes = [exc] * len(batch)
-                    break
-                logger.info("single writes conflicted (%s); retry in %.0f ms", exc, delay * 1000)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_delay)
-            except BaseException as exc:
-                for write in batch:
-                    if not write.future.done():
-                        write.future.set_exception(exc)
-                raise
+        writer = self._writer
+        assert writer is not None, "database is closed"
+        outcomes: list[list[int] | Exception]
+        try:  # a busy database (at BEGIN or COMMIT) retries the whole group
+            outcomes = await self.retrying(
+                f"{len(batch)} single writes",
+                lambda: _in_thread(writer, lambda raw: _run_single_writes(raw, batch)),
+            )
+        except RetryableError as exc:
+            outcomes = [exc] * len(batch)
+        except BaseException as exc:
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_exception(exc)
+            raise
         for write, outcome in zip(batch, outcomes, strict=True):
             if write.future.done():
                 continue  # its caller was cancelled; the write stands
