@@ -73,6 +73,18 @@ _RECOUNT = (
     " AND r.thread_id IN ('', push_unread_counts.thread_id)), 0))"
     " WHERE user_id = $1 AND room_id = $2 AND ($4 = '' OR thread_id = $4)"
 )
+
+
+def _mark_read(
+    user_id: str, room_id: str, thread_id: str, position: int
+) -> list[tuple[str, tuple[str | int, ...]]]:
+    """The statements that move a read position and recount what it leaves unread."""
+    return [
+        (_MARK_READ, (user_id, room_id, thread_id, position)),
+        (_RECOUNT, (user_id, room_id, position, thread_id)),
+    ]
+
+
 _ACTION_COLUMNS = (
     "a.user_id, a.event_id, a.room_id, a.stream_ordering, a.thread_id, a.actions, a.highlight, a.ts"
 )
@@ -130,11 +142,7 @@ class PushActionStore:
         """Move a read position forward (never back: the furthest receipt wins), and
         recount what is still unread after it."""
         await self.db.execute_statements(
-            "mark_push_actions_read",
-            [
-                (_MARK_READ, (user_id, room_id, thread_id, position)),
-                (_RECOUNT, (user_id, room_id, position, thread_id)),
-            ],
+            "mark_push_actions_read", _mark_read(user_id, room_id, thread_id, position)
         )
 
     async def mark_read_txn(
@@ -142,8 +150,8 @@ class PushActionStore:
     ) -> None:
         """:meth:`mark_read` inside a transaction (an event its user sent: spec, "Marking
         notifications as read")."""
-        await txn.queue(_MARK_READ, user_id, room_id, thread_id, position)
-        await txn.queue(_RECOUNT, user_id, room_id, position, thread_id)
+        for sql, args in _mark_read(user_id, room_id, thread_id, position):
+            await txn.queue(sql, *args)
 
     # -- counts and lists ----------------------------------------------------------------
 
