@@ -31,8 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_client import Client, call, percentile, print_result, register
 from bench_server import Instance, free_port
 
-from homeserver.selfsigned import make_self_signed_certificate
-
 
 class Gateway:
     """Notes when each event's notification arrives."""
@@ -145,12 +143,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-push-"))
-    instance = Instance(
-        "ours",
-        root,
-        make_self_signed_certificate(root),
-        {"name": "sqlite3", "args": {"database": str(root / "ours" / "homeserver.db")}},
-    )
+    instance = Instance.on_sqlite("ours", root)
     instance.configure(ip_range_whitelist=["127.0.0.1/32"])
     instance.start()
     try:

@@ -13,6 +13,8 @@ from typing import Any
 
 import aiohttp
 
+from homeserver.selfsigned import make_self_signed_certificate
+
 STARTUP_TIMEOUT_S = 60.0
 
 
@@ -66,6 +68,12 @@ class Instance:
         self.config_path = self.directory / "homeserver.yaml"
         # JSON is YAML: the server reads this file as its config.
         self.config_path.write_text(json.dumps(self.raw, indent=2))
+
+    @classmethod
+    def on_sqlite(cls, name: str, root: Path) -> Instance:
+        """An instance on its own SQLite file, with a new self-signed certificate."""
+        database = {"name": "sqlite3", "args": {"database": str(root / name / "homeserver.db")}}
+        return cls(name, root, make_self_signed_certificate(root), database)
 
     def configure(self, **options: Any) -> None:
         """Set top-level config options (before ``start``)."""

@@ -40,8 +40,6 @@ from bench_ephemeral import run as run_ephemeral
 from bench_messaging import run as run_messaging
 from bench_server import Instance
 
-from homeserver.selfsigned import make_self_signed_certificate
-
 REPO = Path(__file__).resolve().parent.parent
 SYNAPSE_TOOLS = REPO.parent / "shared" / "tools" / "synapse"
 SYNAPSE_NAME = "benchvs"
@@ -76,9 +74,7 @@ def workload_args(args: argparse.Namespace, base: str, pid: int | None) -> argpa
 
 
 async def measure_ours(workload: Workload, args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    tls = make_self_signed_certificate(root)
-    database = {"name": "sqlite3", "args": {"database": str(root / "ours" / "homeserver.db")}}
-    instance = Instance("ours", root, tls, database)
+    instance = Instance.on_sqlite("ours", root)
     instance.start()
     try:
         async with aiohttp.ClientSession() as session:
