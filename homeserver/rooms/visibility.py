@@ -168,7 +168,7 @@ class HistoryVisibility:
         visible: list[StoredEvent] = []
         for stored in candidates:
             assert stored.state_group is not None
-            hv_event = fetched.get(hv_ids[stored.state_group] or "")
+            hv_event = fetched.get(hv_ids.get(stored.state_group) or "")
             visibilities = {
                 visibility_value(hv_event.event.content.get("history_visibility"))
                 if hv_event
@@ -209,18 +209,45 @@ class HistoryVisibility:
             event.type == MEMBER and event.state_key == user_id
         )
 
+    async def visibility_at(self, event_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
+        """For each event: the history visibility in force at it (None: no such state
+        event) and whether that state event replaced another. Events whose state is not
+        known are left out."""
+        stored = await self._stores.events.get_events(event_ids)
+        hv_ids = await self._hv_ids(
+            {e.state_group for e in stored.values() if e.state_group is not None}
+        )
+        wanted = {i for i in hv_ids.values() if i is not None}
+        hv_events = await self._stores.events.get_events(wanted) if wanted else {}
+        result: dict[str, tuple[str | None, bool]] = {}
+        for event_id, event in stored.items():
+            if event.state_group is None or event.state_group not in hv_ids:
+                continue
+            hv_id = hv_ids[event.state_group]
+            if hv_id is None:
+                result[event_id] = (None, False)
+            elif (hv := hv_events.get(hv_id)) is not None:
+                value = visibility_value(hv.event.content.get("history_visibility"))
+                result[event_id] = (value, hv.replaces_state is not None)
+        return result
+
     async def _hv_ids(self, groups: set[int]) -> dict[int, str | None]:
+        """The m.room.history_visibility event ID of each group's state (cached; the
+        groups not cached are read in one batch). Groups not found are left out."""
         result: dict[int, str | None] = {}
+        missing: list[int] = []
         for group in groups:
             if group in self._hv_by_group:
                 self._hv_by_group.move_to_end(group)
                 result[group] = self._hv_by_group[group]
-                continue
-            state = await self._stores.state.get_state(group)
-            value = state.get((HISTORY_VISIBILITY, ""))
-            result[group] = value
-            self._hv_by_group[group] = value
-            if len(self._hv_by_group) > self._cache_size:
+            else:
+                missing.append(group)
+        if missing:
+            for group, state in (await self._stores.sync.state_groups(missing)).items():
+                value = state.get((HISTORY_VISIBILITY, ""))
+                result[group] = value
+                self._hv_by_group[group] = value
+            while len(self._hv_by_group) > self._cache_size:
                 self._hv_by_group.popitem(last=False)
         return result
 

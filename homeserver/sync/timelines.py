@@ -39,11 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from homeserver.rooms.visibility import (
-    HISTORY_VISIBILITY,
     INVITED,
     JOINED,
     SHARED,
-    visibility_value,
 )
 from homeserver.sync.filters import RoomEventFilter
 from homeserver.sync.memberships import JoinRun
@@ -64,6 +62,11 @@ class VisibleEvents(Protocol):
         self, user_id: str, events: Sequence[StoredEvent]
     ) -> list[StoredEvent]:
         """The events of ``events`` that ``user_id`` may see, in the same order."""
+        ...
+
+    async def visibility_at(self, event_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
+        """For each event: the history visibility in force at it (None: no such state
+        event) and whether that state event replaced another; unknown state left out."""
         ...
 
 
@@ -235,31 +238,9 @@ class TimelineReader:
         """Lower the cursors that got to their join as far as the history visibility
         at the join allows (``reach_before_join``)."""
         runs = [c.read.run for c in cursors if c.read.run is not None]
-        at_joins = await self._visibility_at([run.first.event_id for run in runs])
+        at_joins = await self._visibility.visibility_at([run.first.event_id for run in runs])
         for cursor, run in zip(cursors, runs, strict=True):
             at_join = at_joins.get(run.first.event_id)
             reach = Reach(0, run.floor) if at_join is None else reach_before_join(run, *at_join)
             cursor.lower, cursor.checked_below = reach.lower, reach.checked_below
             cursor.reached_back = True
-
-    async def _visibility_at(self, join_ids: list[str]) -> dict[str, tuple[str | None, bool]]:
-        """For each join: the history visibility in force at it (None: no such event)
-        and whether that event replaced another. Joins whose state is not known are
-        left out. Three batched look-ups, mostly answered by caches."""
-        joins = await self._stores.events.get_events(join_ids)
-        groups = {j.state_group for j in joins.values() if j.state_group is not None}
-        states = await self._sync_store.state_groups(groups)
-        hv_ids: dict[str, str | None] = {}
-        for join_id, join in joins.items():
-            if join.state_group is not None and join.state_group in states:
-                hv_ids[join_id] = states[join.state_group].get((HISTORY_VISIBILITY, ""))
-        wanted = {i for i in hv_ids.values() if i is not None}
-        hv_events = await self._stores.events.get_events(wanted) if wanted else {}
-        result: dict[str, tuple[str | None, bool]] = {}
-        for join_id, hv_id in hv_ids.items():
-            if hv_id is None:
-                result[join_id] = (None, False)
-            elif (hv := hv_events.get(hv_id)) is not None:
-                value = visibility_value(hv.event.content.get("history_visibility"))
-                result[join_id] = (value, hv.replaces_state is not None)
-        return result
