@@ -27,7 +27,13 @@ from .identifiers import (
     server_name_of,
     split_server_name,
 )
-from .power_levels import INFINITE_POWER, PowerLevels, parse_power_level, room_creators
+from .power_levels import (
+    INFINITE_POWER,
+    SCALAR_KEYS,
+    PowerLevels,
+    parse_power_level,
+    room_creators,
+)
 from .redaction import redact
 from .room_versions import (
     KNOWN_ROOM_VERSIONS,
@@ -67,6 +73,7 @@ __all__ = [
     "INFINITE_POWER",
     "KNOWN_ROOM_VERSIONS",
     "RECOMMENDED_ROOM_VERSION",
+    "SCALAR_KEYS",
     "STABLE_ROOM_VERSIONS",
     "AuthError",
     "Event",

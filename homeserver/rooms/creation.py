@@ -17,6 +17,7 @@ from typing import Any
 from homeserver.errors import BadJson, MatrixError
 from homeserver.events import (
     KNOWN_ROOM_VERSIONS,
+    SCALAR_KEYS,
     RoomVersion,
     is_valid_user_id,
     parse_power_level,
@@ -43,17 +44,6 @@ PRESETS: dict[str, dict[str, str]] = {
         "guest_access": "forbidden",
     },
 }
-
-# The single levels of m.room.power_levels content.
-LEVEL_KEYS = (
-    "users_default",
-    "events_default",
-    "state_default",
-    "ban",
-    "kick",
-    "redact",
-    "invite",
-)
 
 
 @dataclass
@@ -281,7 +271,7 @@ def check_initial_state(user_id: str, initial_state: list[dict[str, Any]]) -> No
 def check_power_levels_override(override: dict[str, Any], rv: RoomVersion) -> None:
     """Levels in ``power_level_content_override`` must be levels the room version reads
     (integers; integer strings before v10), ``users`` keyed by user IDs."""
-    for key in LEVEL_KEYS:
+    for key in SCALAR_KEYS:
         if key in override and parse_power_level(override[key], rv) is None:
             raise InvalidRoomState(f"power_level_content_override: {key} must be an integer")
     for key in ("users", "events", "notifications"):
