@@ -221,16 +221,9 @@ class RemoteQueries:
 
 
 def _public_rooms_params(query: PublicRoomsQuery) -> dict[str, str]:
-    params: dict[str, str] = {}
-    if query.limit is not None:
-        params["limit"] = str(query.limit)
-    if query.since is not None:
-        params["since"] = query.since
-    if query.include_all_networks:
-        params["include_all_networks"] = "true"
-    if query.third_party_instance_id is not None:
-        params["third_party_instance_id"] = query.third_party_instance_id
-    return params
+    """The query string of GET /publicRooms: the body's fields (only unfiltered queries
+    are sent as GET, so there is no filter)."""
+    return {k: "true" if v is True else str(v) for k, v in _public_rooms_body(query).items()}
 
 
 def _public_rooms_body(query: PublicRoomsQuery) -> dict[str, Any]:
