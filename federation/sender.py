@@ -208,9 +208,7 @@ class FederationSender:
         """``destination`` just talked to us: if it was in backoff, try it now."""
         if destination in self._retry_at:
             self._retry_at.pop(destination, None)
-            task = asyncio.ensure_future(self._resume(destination))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+            self.run_soon(self._resume(destination))
 
     async def _resume(self, destination: str) -> None:
         health = await self._queue.get_health(destination)
