@@ -28,7 +28,7 @@ PRESENCE_BATCH_LIMIT = 100
 class TypingSink(Protocol):
     def started_typing(self, user_id: str, room_id: str, timeout_ms: int) -> None: ...
 
-    def stopped_typing(self, user_id: str, room_id: str) -> None: ...
+    def stopped_typing(self, user_id: str, room_id: str) -> object: ...  # result unused
 
 
 class ToDeviceSink(Protocol):

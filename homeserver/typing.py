@@ -62,10 +62,7 @@ class TypingService:
         if not was_typing:
             self._changed([room_id])
 
-    def stopped_typing(self, user_id: str, room_id: str) -> None:
-        self._stop(user_id, room_id)
-
-    def _stop(self, user_id: str, room_id: str) -> bool:
+    def stopped_typing(self, user_id: str, room_id: str) -> bool:
         """Whether the user was typing."""
         typists = self._typing.get(room_id)
         if typists is None or user_id not in typists:
@@ -98,7 +95,7 @@ class TypingService:
         if (
             not event.is_state
             and event.room_id in self._typing
-            and self._stop(event.sender, event.room_id)
+            and self.stopped_typing(event.sender, event.room_id)
             and event.sender.endswith(self._suffix)
         ):
             await self._tell_listeners(event.sender, event.room_id, False)
