@@ -28,7 +28,7 @@ from federation.key_responses import (
     VerifiedKeyResponse,
     verify_key_response,
 )
-from federation.pdu_checks import THREAD_BATCH
+from federation.pdu_checks import off_loop_if_large
 from federation.requester import FederationRequester
 from homeserver.clock import Clock
 from homeserver.config import OldSigningKey, TrustedKeyServer
@@ -352,6 +352,4 @@ class KeyRing:
                 for event in events
             ]
 
-        if len(events) > THREAD_BATCH:  # a big room's state: off the event loop
-            return await asyncio.to_thread(verify_all)
-        return verify_all()
+        return await off_loop_if_large(len(events), verify_all)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from homeserver.events import (
     Event,
@@ -35,6 +35,18 @@ logger = logging.getLogger(__name__)
 # Batches larger than this are checked in a worker thread, so that a big room's state
 # (tens of thousands of events) does not stall the event loop for seconds.
 THREAD_BATCH = 200
+
+T = TypeVar("T")
+
+
+async def off_loop_if_large(
+    size: int, fn: Callable[..., T], *args: Any, above: int = THREAD_BATCH
+) -> T:
+    """``fn(*args)``, in a worker thread when the batch it works on holds more than
+    ``above`` items (a big room's state: off the event loop), else right here."""
+    if size > above:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 class EventSignatureVerifier(Protocol):
@@ -96,9 +108,7 @@ async def check_signatures_and_hashes(
     except Exception:  # a key fetch problem must not fail the whole transaction
         logger.exception("verifying the signatures of %d events failed", len(events))
         return [DroppedPdu(e.event_id, "Could not verify signatures") for e in events]
-    if len(events) > THREAD_BATCH:  # a joined room's state: off the event loop
-        return await asyncio.to_thread(_hash_checked, events, failures)
-    return _hash_checked(events, failures)
+    return await off_loop_if_large(len(events), _hash_checked, events, failures)
 
 
 def _hash_checked(

@@ -23,7 +23,6 @@ outliers with a stream position (``EventContext.out_of_band``) so /sync shows th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -33,7 +32,7 @@ from federation.client import FederationClient
 from federation.errors import FederationError
 from federation.event_pipeline import FederationEventPipeline
 from federation.joins import MEMBER, incompatible_room_version
-from federation.pdu_checks import DroppedPdu, parse_pdu
+from federation.pdu_checks import DroppedPdu, off_loop_if_large, parse_pdu
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, NotFound
 from homeserver.events import (
@@ -326,8 +325,15 @@ class RemoteMembership:
                 pdu["signatures"] = signatures
         create = self._create_event(room_id, rv, state)
         # A big room's state is parsed in a worker thread, off the event loop.
-        parse = asyncio.to_thread if len(state) + len(chain) > PARSE_IN_THREAD_ABOVE else _now
-        state_events, chain_events = await parse(_parse_answer, destination, rv, state, chain)
+        state_events, chain_events = await off_loop_if_large(
+            len(state) + len(chain),
+            _parse_answer,
+            destination,
+            rv,
+            state,
+            chain,
+            above=PARSE_IN_THREAD_ABOVE,
+        )
         await self._pipeline.ensure_room(room_id, rv, create.sender)
         held = await self._pipeline.persist_outlier_events(
             destination, room_id, chain_events + state_events
@@ -362,10 +368,6 @@ class RemoteMembership:
                     raise JoinFailed("the create event is of another room")
                 return parsed
         raise JoinFailed("the room state has no create event")
-
-
-async def _now(fn: Callable[..., T], *args: Any) -> T:
-    return fn(*args)
 
 
 def _parse_answer(
