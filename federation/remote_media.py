@@ -34,7 +34,7 @@ from federation.client import FederationClient
 from federation.discovery import ip_literal
 from federation.errors import FederationError
 from homeserver.errors import MatrixError, NotFound
-from homeserver.media.remote import RemoteMedia
+from homeserver.media.remote import RemoteMedia, remote_too_large
 
 CHUNK_SIZE = 64 * 1024
 # Longest wait for the next chunk of a media body before giving up on it.
@@ -64,10 +64,6 @@ def _media_error(exc: FederationError) -> MatrixError:
     if exc.errcode == "M_NOT_YET_UPLOADED":
         return MatrixError(504, "M_NOT_YET_UPLOADED", "Remote media not yet uploaded")
     return _bad_answer(f"Could not fetch remote media: {exc}")
-
-
-def _too_large() -> MatrixError:
-    return MatrixError(502, "M_TOO_LARGE", "Remote content is too large to serve")
 
 
 async def _skip_metadata(part: BodyPartReader) -> None:
@@ -187,7 +183,7 @@ class FederationMediaFetcher:
             if response.status != 200:
                 raise _bad_answer(f"Remote media location answered {response.status}")
             if response.content_length is not None and response.content_length > max_size:
-                raise _too_large()
+                raise remote_too_large()
         except aiohttp.ClientConnectorError as exc:
             await stack.aclose()
             raise _bad_answer(f"Cannot fetch remote media from its location: {exc}") from exc

@@ -13,6 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from homeserver.errors import MatrixError
+
+
+def remote_too_large() -> MatrixError:
+    """Remote content longer than the server serves (max_upload_size)."""
+    return MatrixError(502, "M_TOO_LARGE", "Remote content is too large to serve")
+
 
 @dataclass
 class RemoteMedia:

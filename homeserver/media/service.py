@@ -26,7 +26,7 @@ from homeserver.errors import Forbidden, LimitExceeded, MatrixError, NotFound, T
 from homeserver.media.filestore import MediaFileStore, StagedBlob
 from homeserver.media.headers import base_content_type
 from homeserver.media.ids import check_media_location, mxc_uri, new_media_id
-from homeserver.media.remote import RemoteMediaFetcher
+from homeserver.media.remote import RemoteMediaFetcher, remote_too_large
 from homeserver.media.thumbnailer import (
     THUMBNAILABLE_TYPES,
     CannotThumbnail,
@@ -298,7 +298,7 @@ class MediaService:
         staged = await self._files.stage(
             remote.chunks,
             self.limits.max_upload_size,
-            MatrixError(502, "M_TOO_LARGE", "Remote content is too large to serve"),
+            remote_too_large(),
         )
 
         async def record_remote(staged: StagedBlob) -> bool:
