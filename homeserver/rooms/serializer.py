@@ -35,21 +35,27 @@ class EventSerializer:
         device_id: str | None = None,
         include_room_id: bool = True,
         fields: Collection[str] | None = None,
-        bundle_aggregations: bool = True,
+        bundle_aggregations: bool | Collection[str] = True,
     ) -> list[ClientEvent]:
         """Client events for ``events``, in order.
 
-        ``bundle_aggregations`` (needs ``user_id``) adds ``unsigned.m.relations``; pass
-        False where the spec does not ask for them (e.g. a /sync timeline that is not
-        limited) to save the lookup.
+        ``bundle_aggregations`` (needs ``user_id``) adds ``unsigned.m.relations``: to
+        every event, or to those whose IDs it holds; pass False where the spec does not
+        ask for them (e.g. a /sync timeline that is not limited) to save the lookup.
         """
         wanted = {e.redacted_by for e in events if e.redacted_by} | {
             e.replaces_state for e in events if e.replaces_state
         }
         related = await self._stores.events.get_events(wanted) if wanted else {}
         aggregations: dict[str, Aggregation] = {}
-        if bundle_aggregations and user_id is not None and self._relations is not None:
-            aggregations = await self._relations.bundle(events, user_id)
+        if bundle_aggregations is True:
+            to_bundle: Sequence[StoredEvent] = events
+        elif bundle_aggregations is False:
+            to_bundle = []
+        else:
+            to_bundle = [e for e in events if e.event_id in bundle_aggregations]
+        if to_bundle and user_id is not None and self._relations is not None:
+            aggregations = await self._relations.bundle(to_bundle, user_id)
         bundled = await self._format_aggregations(
             aggregations, user_id=user_id, device_id=device_id, include_room_id=include_room_id
         )

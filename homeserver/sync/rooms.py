@@ -415,21 +415,14 @@ class RoomSyncer:
         fields = sync.filter.event_fields
         if sync.filter.event_format == "federation":
             return [strip_for_filter(dict(e.event.pdu), fields) for e in events]
-        rendered: dict[int, dict[str, Any]] = {}
-        for bundle in (True, False):
-            indexes = [i for i, e in enumerate(events) if (e.event_id in bundled) == bundle]
-            if not indexes:
-                continue
-            bodies = await self._serializer.serialize(
-                [events[i] for i in indexes],
-                user_id=sync.user_id,
-                device_id=sync.device_id,
-                include_room_id=False,
-                fields=fields,
-                bundle_aggregations=bundle,
-            )
-            rendered.update(zip(indexes, bodies, strict=True))
-        return [rendered[i] for i in range(len(events))]
+        return await self._serializer.serialize(
+            events,
+            user_id=sync.user_id,
+            device_id=sync.device_id,
+            include_room_id=False,
+            fields=fields,
+            bundle_aggregations=bundled,
+        )
 
     async def fill_unread(self, sync: SyncPass) -> None:
         """The unread counts of every joined room in the response; called once the
