@@ -75,8 +75,6 @@ class DirectoryHandlers:
         limit = query_int(request, "limit", -1, minimum=0) if "limit" in request.query else None
         include_all = query_bool(request, "include_all_networks", False)
         instance = request.query.get("third_party_instance_id")
-        if include_all and instance is not None:
-            raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
         query = PublicRoomsQuery(
             limit=limit,
             since=request.query.get("since"),
@@ -101,8 +99,6 @@ class DirectoryHandlers:
             raise BadJson("'room_types' must be an array of strings or nulls")
         include_all = get_bool(body, "include_all_networks", False)
         instance = get_str(body, "third_party_instance_id", None)
-        if include_all and instance is not None:
-            raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
         query = PublicRoomsQuery(
             limit=limit,
             since=since,

@@ -106,9 +106,11 @@ class QueryHandlers:
             if limit < 0:
                 raise InvalidParam("limit must not be negative")
             limit = limit or None  # 0 means no limit
-        query = PublicRoomsQuery(limit=limit, since=request.query.get("since"))
-        if request.query.get("third_party_instance_id"):
-            return web.json_response({"chunk": [], "total_room_count_estimate": 0})
+        query = PublicRoomsQuery(
+            limit=limit,
+            since=request.query.get("since"),
+            third_party_instance_id=request.query.get("third_party_instance_id") or None,
+        )
         result = await self._directory.local_public_rooms(query)
         return web.json_response(result, dumps=compact_dumps)
 
@@ -123,17 +125,13 @@ class QueryHandlers:
         room_types = get_list(filter_, "room_types", None)
         if room_types is not None and not all(t is None or isinstance(t, str) for t in room_types):
             raise BadJson("'room_types' must be an array of strings or nulls")
-        include_all = get_bool(body, "include_all_networks", False)
-        instance = get_str(body, "third_party_instance_id", None)
-        if include_all and instance is not None:
-            raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
-        if instance is not None:
-            return web.json_response({"chunk": [], "total_room_count_estimate": 0})
         query = PublicRoomsQuery(
             limit=limit,
             since=get_str(body, "since", None),
             search_term=get_str(filter_, "generic_search_term", None),
             room_types=room_types,
+            include_all_networks=get_bool(body, "include_all_networks", False),
+            third_party_instance_id=get_str(body, "third_party_instance_id", None),
         )
         result = await self._directory.local_public_rooms(query)
         return web.json_response(result, dumps=compact_dumps)

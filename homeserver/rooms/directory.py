@@ -51,6 +51,10 @@ class PublicRoomsQuery:
     # A network of an application service; none is bridged here, so none is listed.
     third_party_instance_id: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.include_all_networks and self.third_party_instance_id is not None:
+            raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
+
     @property
     def filtered(self) -> bool:
         """Whether it filters the rooms (only the POST forms of /publicRooms can)."""
