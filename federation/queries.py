@@ -69,9 +69,7 @@ class QueryHandlers:
         if parsed.domain != self._server_name:
             raise NotFound("Room alias not found")
         room_id, _servers = await self._directory.resolve_alias(alias)
-        members = await self._stores.state.current_members(room_id)
-        servers = {u.partition(":")[2] for u, m in members.items() if m == "join"}
-        servers.discard(self._server_name)
+        servers = await self._stores.state.joined_servers(room_id) - {self._server_name}
         body = {"room_id": room_id, "servers": [self._server_name, *sorted(servers)]}
         return web.json_response(body, dumps=compact_dumps)
 

@@ -61,8 +61,7 @@ class ServerVisibility:
     async def host_in_room(self, server: str, room_id: str, state: StateMap | None = None) -> bool:
         """Whether ``server`` has a joined user in ``state`` (default: current state)."""
         if state is None:
-            members = await self._stores.state.current_members(room_id)
-            return any(m == "join" and _server(u) == server for u, m in members.items())
+            return server in await self._stores.state.joined_servers(room_id)
         ids = [e for (t, k), e in state.items() if t == MEMBER and _server(k) == server]
         events = await self._stores.events.get_events(ids)
         return any(s.event.membership == "join" for s in events.values())

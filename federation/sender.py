@@ -87,7 +87,6 @@ class FederationSender:
         self._ticker: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Future[None]] = set()
         # room -> (its state generation, the other servers with joined members)
-        self._joined_servers: dict[str, tuple[int, frozenset[str]]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -154,19 +153,8 @@ class FederationSender:
             await self.send_edu(destination, edu_type, content, key)
 
     async def joined_servers(self, room_id: str) -> set[str]:
-        """Other servers with a joined member in the room's current state (cached
-        until the room's state changes)."""
-        state = self._stores.state
-        generation = state.member_generation(room_id)
-        cached = self._joined_servers.get(room_id)
-        if cached is not None and cached[0] == generation:
-            return set(cached[1])
-        members = await state.current_members(room_id)
-        servers = {_server(user) for user, membership in members.items() if membership == "join"}
-        found = frozenset(s for s in servers if s is not None and s != self.server_name)
-        if state.member_generation(room_id) == generation:
-            self._joined_servers[room_id] = (generation, found)
-        return set(found)
+        """Other servers with a joined member in the room's current state."""
+        return set(await self._stores.state.joined_servers(room_id) - {self.server_name})
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
         """The ``persisted_hooks`` entry: send accepted timeline events of local users."""

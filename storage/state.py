@@ -36,6 +36,7 @@ class StateStore:
         self._user_rooms: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._membership_epoch = 0
         self._counts: dict[str, tuple[int, tuple[int, int]]] = {}
+        self._joined_servers: dict[str, tuple[int, frozenset[str]]] = {}
 
     # -- state groups -------------------------------------------------------------
 
@@ -260,6 +261,21 @@ class StateStore:
     def member_generation(self, room_id: str) -> int:
         """Changes whenever the room's current state changes (for caches built on it)."""
         return self._member_generation.get(room_id, 0)
+
+    async def joined_servers(self, room_id: str) -> frozenset[str]:
+        """Servers with a joined member in the room's current state (cached until the
+        state changes)."""
+        generation = self.member_generation(room_id)
+        cached = self._joined_servers.get(room_id)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        members = await self.current_members(room_id)
+        servers = frozenset(
+            user.partition(":")[2] for user, m in members.items() if m == "join" and ":" in user
+        )
+        if self.member_generation(room_id) == generation:
+            self._joined_servers[room_id] = (generation, servers)
+        return servers
 
     async def member_counts(self, room_ids: Collection[str]) -> dict[str, tuple[int, int]]:
         """(joined, invited) counts of each room's current members (cached)."""
