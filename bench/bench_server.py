@@ -64,6 +64,13 @@ class Instance:
             "rc_message": {"per_second": 10000, "burst_count": 10000},
             "rc_registration": {"per_second": 10000, "burst_count": 10000},
             "rc_federation": {"per_second": 10000, "burst_count": 10000},
+            "rc_joins": {
+                "local": {"per_second": 10000, "burst_count": 10000},
+                "remote": {"per_second": 10000, "burst_count": 10000},
+            },
+            "rc_room_creation": {"per_second": 10000, "burst_count": 10000},
+            "rc_presence": {"per_user": {"per_second": 10000, "burst_count": 10000}},
+            "room_list_publication_rules": [{"action": "allow"}],
         }
         self.config_path = self.directory / "homeserver.yaml"
         # JSON is YAML: the server reads this file as its config.

@@ -9,6 +9,7 @@ from client_api.versions import json_response
 from homeserver.errors import BadJson, InvalidParam
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_str, json_object
+from homeserver.ratelimit import RateLimit
 from homeserver.rooms.member_lists import MEMBERSHIPS
 from storage.events import StoredEvent
 
@@ -16,6 +17,19 @@ from storage.events import StoredEvent
 class MembershipHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
+        rc = ctx.config.rc_joins
+        self._local_join_limit = RateLimit(rc.local.per_second, rc.local.burst_count)
+        self._remote_join_limit = RateLimit(rc.remote.per_second, rc.remote.burst_count)
+
+    async def _limit_join(self, user_id: str, room_id: str) -> None:
+        """``rc_joins``: a new join spends from the user's local or remote bucket (a
+        repeated join of a joined member does not)."""
+        if await self._ctx.membership.joins_locally(room_id):
+            if await self._ctx.membership.membership_of(room_id, user_id) == "join":
+                return
+            self._ctx.limiter.check("join_local", user_id, self._local_join_limit)
+        else:
+            self._ctx.limiter.check("join_remote", user_id, self._remote_join_limit)
 
     async def _resolve_room(self, request: web.Request) -> tuple[str, list[str]]:
         """The room of ``{roomIdOrAlias}`` (or ``{roomId}``) and the servers to try for it."""
@@ -38,6 +52,7 @@ class MembershipHandlers:
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
+        await self._limit_join(requester.user_id, room_id)
         result = await self._ctx.membership.join(
             requester.user_id, room_id, reason=reason, servers=servers
         )

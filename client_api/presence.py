@@ -9,11 +9,14 @@ from client_api.versions import json_response
 from homeserver.errors import Forbidden, InvalidParam
 from homeserver.http.body import get_str, json_object
 from homeserver.presence import PRESENCE_STATES
+from homeserver.ratelimit import RateLimit
 
 
 class PresenceHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
+        rc = ctx.config.rc_presence
+        self._limit = RateLimit(rc.per_second, rc.burst_count)
 
     async def set_presence(self, request: web.Request) -> web.Response:
         """PUT /_matrix/client/v3/presence/{userId}/status (operation setPresence)."""
@@ -25,6 +28,7 @@ class PresenceHandlers:
         if presence not in PRESENCE_STATES:
             raise InvalidParam("presence must be one of " + ", ".join(PRESENCE_STATES))
         status_msg = get_str(body, "status_msg", None)
+        self._ctx.limiter.check("presence", requester.user_id, self._limit)
         await self._ctx.presence.set_state(requester.user_id, presence, status_msg)
         return json_response({})
 

@@ -60,11 +60,14 @@ class RoomHandlers:
         self._ctx = ctx
         rc = ctx.config.rc_message
         self._message_limit = RateLimit(rc.per_second, rc.burst_count)
+        rc = ctx.config.rc_room_creation
+        self._creation_limit = RateLimit(rc.per_second, rc.burst_count)
 
     async def create_room(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/createRoom."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
+        self._ctx.limiter.check("room_creation", requester.user_id, self._creation_limit)
         room_id, _ = await self._ctx.room_creation.create_room(
             requester.user_id, _creation_request(body)
         )

@@ -11,7 +11,8 @@ Authentication". Every request:
   ``federation_ip_range_whitelist`` / ``ip_range_whitelist``: IP-literal targets are
   checked here, names by the connection's own resolver (so also on redirects);
 * is signed with an X-Matrix ``Authorization`` header over the request object;
-* verifies certificates unless ``federation_verify_certificates`` is false;
+* verifies certificates (against ``federation_custom_ca_list`` if set) unless
+  ``federation_verify_certificates`` is false (see `homeserver.http.outbound_tls`);
 * has a total timeout and a response size cap; the answer is parsed defensively and
   every failure becomes a :class:`FederationError` (with the remote errcode if any).
 """
@@ -45,6 +46,7 @@ from federation.xmatrix import sign_request
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.events.signing import SigningKey
+from homeserver.http.outbound_tls import federation_tls
 from homeserver.media.preview import AddressFilter, FilteringResolver
 
 logger = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ class FederationClientSettings:
     """What the client needs from the configuration."""
 
     verify_certificates: bool = True
+    # a context with the authorities to trust; None: the system's
+    tls_context: ssl.SSLContext | None = None
     domain_whitelist: frozenset[str] | None = None
     addresses: AddressFilter | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
@@ -72,13 +76,20 @@ class FederationClientSettings:
     @classmethod
     def from_config(cls, config: HomeserverConfig) -> FederationClientSettings:
         whitelist = config.federation_domain_whitelist
-        return cls(
-            verify_certificates=config.federation_verify_certificates,
-            domain_whitelist=None if whitelist is None else frozenset(whitelist),
-            addresses=AddressFilter(
+        tls = federation_tls(config)
+        if config.federation_ip_range_blacklist is not None:
+            # Synapse's legacy option: only it, with no whitelist
+            addresses = AddressFilter(config.federation_ip_range_blacklist, ())
+        else:
+            addresses = AddressFilter(
                 config.ip_range_blacklist,
                 tuple(config.federation_ip_range_whitelist) + tuple(config.ip_range_whitelist),
-            ),
+            )
+        return cls(
+            verify_certificates=tls is not False,
+            tls_context=tls if isinstance(tls, ssl.SSLContext) else None,
+            domain_whitelist=None if whitelist is None else frozenset(whitelist),
+            addresses=addresses,
         )
 
 
@@ -121,7 +132,9 @@ class FederationClient:
         """The shared HTTP session (made on first use, inside the event loop)."""
         if self._session is None or self._session.closed:
             if self._settings.verify_certificates:
-                tls: ssl.SSLContext | bool = ssl.create_default_context()
+                tls: ssl.SSLContext | bool = (
+                    self._settings.tls_context or ssl.create_default_context()
+                )
             else:
                 tls = False
             connector = aiohttp.TCPConnector(

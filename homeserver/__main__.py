@@ -16,10 +16,13 @@ import argparse
 import asyncio
 import getpass
 import logging
+import logging.config
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+
+import yaml
 
 from homeserver.config import ConfigError, HomeserverConfig, generate_config, load_config
 from homeserver.errors import MatrixError
@@ -69,13 +72,38 @@ def _config_path(args: argparse.Namespace) -> str:
     return str(path)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def configure_logging(level: str, log_config: Path | None = None) -> None:
+    """Logging to stderr at `level`, or as the dictConfig YAML file `log_config` says
+    (Synapse's ``log_config``)."""
+    if log_config is not None:
+        try:
+            with open(log_config, encoding="utf-8") as stream:
+                settings = yaml.safe_load(stream)
+            logging.config.dictConfig(settings)
+        except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as error:
+            raise ConfigError(f"log_config: cannot use {log_config}: {error}") from None
+    else:
+        logging.basicConfig(
+            level=getattr(logging, level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
     quiet_driver_loggers()
+
+
+def warn_about_config(config: HomeserverConfig) -> None:
+    """One warning per Synapse option the file sets that this server ignores, and a
+    loud one when outbound TLS certificates are not checked."""
+    logger = logging.getLogger("homeserver.config")
+    for warning in config.ignored_options:
+        logger.warning("%s", warning)
+    if config.use_insecure_ssl_client_just_for_testing_do_not_use:
+        logger.warning(
+            "use_insecure_ssl_client_just_for_testing_do_not_use is set: outbound HTTPS "
+            "(federation, push gateways, URL previews) does NOT check certificates. "
+            "Anyone on the network path can impersonate other servers. Never use this "
+            "outside a test setup."
+        )
 
 
 def quiet_driver_loggers() -> None:
@@ -142,7 +170,8 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"wrote {args.sub_config}")
         return 0
     config = load_config(_config_path(args))
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_config)
+    warn_about_config(config)
     if command == "run":
         from homeserver.server import run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -50,7 +51,7 @@ from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
-from homeserver.rooms.directory import DirectoryService
+from homeserver.rooms.directory import DirectoryRules, DirectoryService
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -147,8 +148,14 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
-            config.server_name, stores, creator, membership, config.default_room_version
+            config.server_name,
+            stores,
+            creator,
+            membership,
+            config.default_room_version,
+            directory_rules,
         )
         visibility = HistoryVisibility(stores)
         history = RoomHistory(stores, visibility)
@@ -177,7 +184,7 @@ class Homeserver:
             room_creation=room_creation,
             members=MemberListService(stores),
             room_events=RoomEventService(config.server_name, stores, creator, history),
-            directory=DirectoryService(config.server_name, stores, creator),
+            directory=DirectoryService(config.server_name, stores, creator, directory_rules),
             visibility=visibility,
             history=history,
             relations=relations,
@@ -383,14 +390,51 @@ async def run(config: HomeserverConfig) -> None:
     # interval would make each of those hand-offs wait behind the busy event loop.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     server = await Homeserver.build(config)
+    pid_file = PidFile(config.pid_file) if config.pid_file is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        if pid_file is not None:
+            pid_file.write()
         await server.start_listeners()
         logger.info("homeserver %s started", config.server_name)
         await stop.wait()
         logger.info("shutting down")
     finally:
         await server.close()
+        if pid_file is not None:
+            pid_file.remove()
+
+
+@dataclass
+class PidFile:
+    """``pid_file``: the process ID, written before listening, removed at a clean exit.
+    A file naming another live process is an error (two servers on one config)."""
+
+    path: Path
+
+    def write(self) -> None:
+        other = self._live_pid()
+        if other is not None and other != os.getpid():
+            raise OSError(f"pid_file {self.path} names process {other}, which is running")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{os.getpid()}\n", encoding="ascii")
+
+    def remove(self) -> None:
+        if self._live_pid() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def _live_pid(self) -> int | None:
+        try:
+            pid = int(self.path.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid

@@ -72,7 +72,8 @@ UNLIMITED = {"per_second": 1000, "burst_count": 1000}
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:
-    """A test config: open registration, fast bcrypt, no rate limits unless asked."""
+    """A test config: open registration, fast bcrypt, no rate limits unless asked,
+    anyone may publish rooms."""
     raw: dict[str, Any] = {
         "server_name": "test.local",
         "listeners": [{"port": 8008, "resources": [{"names": ["client"]}]}],
@@ -84,6 +85,10 @@ def make_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:
         "rc_message": UNLIMITED,
         "rc_registration": UNLIMITED,
         "rc_login": {"address": UNLIMITED, "account": UNLIMITED, "failed_attempts": UNLIMITED},
+        "rc_joins": {"local": UNLIMITED, "remote": UNLIMITED},
+        "rc_room_creation": UNLIMITED,
+        "rc_presence": {"per_user": UNLIMITED},
+        "room_list_publication_rules": [{"action": "allow"}],
     }
     raw.update(overrides)
     return parse_config(raw, environ={})

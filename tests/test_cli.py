@@ -341,8 +341,33 @@ def test_server_runs_until_sigterm_and_closes_the_database(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, cli_config: Path
 ) -> None:
     port = free_port()
-    cli_config.write_text(cli_config.read_text().replace("port: 8008", f"port: {port}"))
+    pid_file = tmp_path / "run" / "homeserver.pid"
+    log_file = tmp_path / "server.log"
+    log_config = tmp_path / "log.yaml"
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+                "handlers": {
+                    "file": {
+                        "class": "logging.FileHandler",
+                        "filename": str(log_file),
+                        "formatter": "plain",
+                    }
+                },
+                "root": {"level": "INFO", "handlers": ["file"]},
+            }
+        )
+    )
     assert run_cli(capsys, "register-user", "-c", cli_config, "alice", "-p", "pw1")[0] == 0
+    # (log_config is only for the server process: in this one it would reconfigure
+    # the test run's logging)
+    cli_config.write_text(
+        cli_config.read_text().replace("port: 8008", f"port: {port}")
+        + f"\npid_file: {json.dumps(str(pid_file))}\nlog_config: {json.dumps(str(log_config))}\n"
+        + 'macaroon_secret_key: "a Synapse option"\n'
+    )
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "homeserver", "--config", str(cli_config)],
@@ -363,6 +388,7 @@ def test_server_runs_until_sigterm_and_closes_the_database(
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
         assert _login(base, "alice", "pw1") == 200  # a write: a new device and token
+        assert pid_file.read_text() == f"{process.pid}\n"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -371,6 +397,12 @@ def test_server_runs_until_sigterm_and_closes_the_database(
             process.communicate()
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert not pid_file.exists()
+    # the log went where log_config said, with one warning for the Synapse option
+    log = log_file.read_text()
+    assert "homeserver cli.test started" in log
+    warnings = [line for line in log.splitlines() if "macaroon_secret_key" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("WARNING"), log
 
     url = os.environ.get("HOMESERVER_DATABASE_URL")
     if url is None:
@@ -391,3 +423,23 @@ def test_server_runs_until_sigterm_and_closes_the_database(
         with psycopg.connect(url) as conn:
             devices = conn.execute("SELECT COUNT(*) FROM devices").fetchone()
         assert devices == (1,)
+
+
+def test_pid_file_of_a_running_process_is_refused(tmp_path: Path) -> None:
+    from homeserver.server import PidFile
+
+    path = tmp_path / "hs.pid"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path.write_text(f"{sleeper.pid}\n")
+        with pytest.raises(OSError, match="is running"):
+            PidFile(path).write()
+        assert path.read_text() == f"{sleeper.pid}\n"
+        PidFile(path).remove()  # not ours: left alone
+        assert path.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # a stale file (the process is gone) is replaced
+    PidFile(path).write()
+    assert path.read_text() == f"{os.getpid()}\n"

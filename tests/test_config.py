@@ -16,7 +16,9 @@ from homeserver.config import (
     CachesConfig,
     ConfigError,
     DatabaseConfig,
+    DirectoryRule,
     HomeserverConfig,
+    JoinRateLimits,
     ListenerConfig,
     ListenerResource,
     LoginRateLimits,
@@ -128,11 +130,14 @@ def test_example_config_comments_say_what_the_code_does() -> None:
         PushConfig,
         CachesConfig,
         RedisConfig,
+        JoinRateLimits,
+        DirectoryRule,
     ],
 )
 def test_example_config_documents_every_option(cls: type) -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
-    not_options = {"key_id"}  # OldSigningKey.key_id is the mapping key, not an option
+    # OldSigningKey.key_id is the mapping key, ignored_options what the file held
+    not_options = {"key_id", "ignored_options"}
     for f in dataclasses.fields(cls):
         if f.name not in not_options:
             assert re.search(rf"\b{f.name}:", text), f"{f.name} is not in config.example.yaml"
@@ -294,6 +299,137 @@ def test_unknown_nested_key(tmp_path: Path) -> None:
         """),
     )
     assert message == "listeners[0].bogus: unknown option"
+
+
+def test_misspelt_option_names_the_closest_one(tmp_path: Path) -> None:
+    assert error_of(tmp_path, minimal("enable_registation: true\n")) == (
+        'enable_registation: unknown option (did you mean "enable_registration"?)'
+    )
+    assert error_of(tmp_path, minimal("require_membership_for_alias: false\n")) == (
+        "require_membership_for_alias: unknown option "
+        '(did you mean "require_membership_for_aliases"?)'
+    )
+    assert error_of(tmp_path, minimal("caches: {sync_response_cache_durations: 0}\n")) == (
+        "caches.sync_response_cache_durations: unknown option "
+        '(did you mean "sync_response_cache_duration"?)'
+    )
+
+
+def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: Path) -> None:
+    """A Synapse admin's homeserver.yaml starts: options of Synapse that this server
+    does not implement are named in one warning each, at every depth."""
+    config = load_text(
+        tmp_path,
+        minimal("""
+            macaroon_secret_key: "secret"
+            form_secret: "secret"
+            email: {smtp_host: localhost, smtp_port: 25, notif_from: "hs@localhost"}
+            recaptcha_public_key: "x"
+            cas_config: {enabled: false}
+            caches: {global_factor: 1.0, sync_response_cache_duration: 0}
+            rc_federation: {window_size: 1000, sleep_limit: 100}
+            rc_delayed_event_mgmt: {per_second: 1, burst_count: 1}
+            report_stats: false
+        """),
+    )
+    warned = sorted(warning.split(":")[0] for warning in config.ignored_options)
+    assert warned == sorted(
+        [
+            "caches.sync_response_cache_duration",
+            "rc_federation.window_size",
+            "rc_federation.sleep_limit",
+            "macaroon_secret_key",
+            "form_secret",
+            "email",
+            "recaptcha_public_key",
+            "cas_config",
+            "rc_delayed_event_mgmt",
+        ]
+    )
+    assert all("does not implement" in warning for warning in config.ignored_options)
+    assert config.caches.global_factor == 1.0
+    reported = load_text(tmp_path, minimal("report_stats: true\n"))
+    assert reported.ignored_options == (
+        "report_stats: this server does not report usage statistics; ignored",
+    )
+
+
+def test_implemented_synapse_options(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        minimal("""
+            pid_file: /run/hs.pid
+            log_config: /etc/hs/log.yaml
+            use_insecure_ssl_client_just_for_testing_do_not_use: true
+            federation_custom_ca_list: [/etc/ca.crt]
+            federation_ip_range_blacklist: ["10.0.0.0/8"]
+            url_preview_ip_range_blacklist: ["192.168.0.0/16"]
+            url_preview_ip_range_whitelist: ["192.168.1.1"]
+            require_membership_for_aliases: false
+            room_list_publication_rules: [{user_id: "@admin*", action: allow}, {action: deny}]
+            alias_creation_rules: [{alias: "#bot*", action: deny}, {action: allow}]
+            rc_joins: {local: {per_second: 1, burst_count: 2}}
+            rc_room_creation: {per_second: 3, burst_count: 4}
+            rc_presence: {per_user: {per_second: 5, burst_count: 6}}
+        """),
+    )
+    assert config.ignored_options == ()
+    assert config.pid_file == Path("/run/hs.pid")
+    assert config.log_config == Path("/etc/hs/log.yaml")
+    assert config.use_insecure_ssl_client_just_for_testing_do_not_use
+    assert config.federation_custom_ca_list == (Path("/etc/ca.crt"),)
+    # 0.0.0.0 and :: are added to every blacklist, as in Synapse
+    assert config.federation_ip_range_blacklist == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("0.0.0.0/32"),
+        ipaddress.ip_network("::/128"),
+    )
+    assert config.url_preview_ip_range_blacklist is not None
+    assert ipaddress.ip_network("192.168.0.0/16") in config.url_preview_ip_range_blacklist
+    assert config.url_preview_ip_range_whitelist == (ipaddress.ip_network("192.168.1.1/32"),)
+    assert not config.require_membership_for_aliases
+    assert config.room_list_publication_rules == (
+        DirectoryRule(action="allow", user_id="@admin*"),
+        DirectoryRule(action="deny"),
+    )
+    assert config.alias_creation_rules[0] == DirectoryRule(action="deny", alias="#bot*")
+    assert config.rc_joins == JoinRateLimits(
+        local=RateLimitConfig(1, 2), remote=JoinRateLimits().remote
+    )
+    assert config.rc_room_creation == RateLimitConfig(3, 4)
+    assert config.rc_presence == RateLimitConfig(5, 6)
+
+
+def test_synapse_defaults_of_directory_options(tmp_path: Path) -> None:
+    config = load_text(tmp_path, minimal())
+    assert config.require_membership_for_aliases
+    assert config.room_list_publication_rules == ()  # nobody may publish
+    assert config.alias_creation_rules == (DirectoryRule(action="allow"),)
+    assert config.federation_ip_range_blacklist is None
+    assert config.url_preview_ip_range_blacklist is None
+    assert not config.use_insecure_ssl_client_just_for_testing_do_not_use
+
+
+def test_directory_rule_errors(tmp_path: Path) -> None:
+    assert error_of(tmp_path, minimal("room_list_publication_rules: [{action: maybe}]\n")) == (
+        'room_list_publication_rules[0].action: expected one of "allow", "deny", got "maybe"'
+    )
+    assert error_of(tmp_path, minimal("alias_creation_rules: [{user_id: '*'}]\n")) == (
+        "alias_creation_rules[0].action: this option is required"
+    )
+    assert error_of(tmp_path, minimal("alias_creation_rules: [{action: allow, room: x}]\n")) == (
+        'alias_creation_rules[0].room: unknown option (did you mean "room_id"?)'
+    )
+
+
+def test_directory_rule_globs() -> None:
+    rule = DirectoryRule(action="allow", user_id="@a?ice:*", alias="#pub-*")
+    assert rule.matches("@alice:example.org", "!r:x", ("#other:x", "#PUB-1:x"))
+    assert not rule.matches("@alice:example.org", "!r:x", ("#other:x",))
+    assert not rule.matches("@bob:example.org", "!r:x", ("#pub-1:x",))
+    # no alias: only a rule for any alias matches
+    assert not rule.matches("@alice:example.org", "!r:x", ())
+    assert DirectoryRule(action="deny").matches("@x:y", "!r:x", ())
 
 
 def test_unknown_key_deeper(tmp_path: Path) -> None:
@@ -543,7 +679,9 @@ def test_postgres_errors(tmp_path: Path) -> None:
     )
     assert error_of(
         tmp_path, minimal("database: {name: psycopg, args: {port: x, dbnam: hs}}\n")
-    ) == ('database.args.port: expected an integer, got "x"; database.args.dbnam: unknown option')
+    ) == (
+        'database.args.port: expected an integer, got "x"; database.args.dbnam: unknown option (did you mean "dbname"?)'
+    )
     assert error_of(
         tmp_path, minimal("database: {name: psycopg, args: {cp_min: 5, cp_max: 2}}\n")
     ) == ("database.args.cp_min: must not exceed cp_max (2), got 5")

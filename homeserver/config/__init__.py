@@ -28,6 +28,8 @@ from homeserver.config.homeserver_config import (
 )
 from homeserver.config.sections import (
     CachesConfig,
+    DirectoryRule,
+    JoinRateLimits,
     ListenerConfig,
     ListenerResource,
     LoginRateLimits,
@@ -49,7 +51,9 @@ __all__ = [
     "CachesConfig",
     "ConfigError",
     "DatabaseConfig",
+    "DirectoryRule",
     "HomeserverConfig",
+    "JoinRateLimits",
     "ListenerConfig",
     "ListenerResource",
     "LogLevel",

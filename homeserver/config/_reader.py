@@ -5,11 +5,13 @@ A `Reader` wraps the mapping found at one key path (``""`` for the top level,
 *converter* (a function from the raw YAML value to the typed value that raises
 `Invalid` with a message) and a default. A bad value is recorded as
 ``"<key path>: <message>"`` and the default is returned, so that one pass reports
-every error in the file. `Reader.finish` reports the keys nobody asked for.
+every error in the file. `Reader.finish` reports the keys nobody asked for: a Synapse
+option this server does not implement is a warning, any other key an error.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -17,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
+
+from homeserver.config.synapse_options import synapse_names
 
 T = TypeVar("T")
 
@@ -61,9 +65,12 @@ def describe(value: object) -> str:
 class Reader:
     """The mapping at one key path of the config file."""
 
-    def __init__(self, raw: object, path: str, errors: list[str]) -> None:
+    def __init__(
+        self, raw: object, path: str, errors: list[str], warnings: list[str] | None = None
+    ) -> None:
         self.path = path
         self.errors = errors
+        self.warnings: list[str] = [] if warnings is None else warnings
         self._seen: set[str] = set()
         self._raw: dict[str, object] = {}
         if raw is None:
@@ -114,7 +121,7 @@ class Reader:
 
     def child(self, key: str) -> Reader:
         """The nested mapping at `key` (empty if absent)."""
-        return Reader(self.raw(key), self.key_path(key), self.errors)
+        return Reader(self.raw(key), self.key_path(key), self.errors, self.warnings)
 
     def children(self, key: str) -> list[Reader] | None:
         """The list of mappings at `key`, or None if absent."""
@@ -125,15 +132,27 @@ class Reader:
             self.error(key, f"expected a list, got {describe(value)}")
             return None
         return [
-            Reader(item, f"{self.key_path(key)}[{index}]", self.errors)
+            Reader(item, f"{self.key_path(key)}[{index}]", self.errors, self.warnings)
             for index, item in enumerate(value)
         ]
 
     def finish(self) -> None:
-        """Report every key that no accessor asked for."""
+        """Report every key that no accessor asked for: a Synapse option of this
+        section as a warning (accepted, not implemented), anything else as an error
+        naming the closest option name."""
+        synapse = synapse_names(self.path)
         for key in self._raw:
-            if key not in self._seen:
-                self.error(key, "unknown option")
+            if key in self._seen:
+                continue
+            if key in synapse:
+                self.warnings.append(
+                    f"{self.key_path(key)}: a Synapse option this server does not "
+                    "implement yet; ignored"
+                )
+                continue
+            close = difflib.get_close_matches(key, sorted(self._seen | synapse), n=1, cutoff=0.7)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            self.error(key, f"unknown option{hint}")
 
 
 # --- converters -------------------------------------------------------------------

@@ -6,6 +6,7 @@ field of `HomeserverConfig` (nested YAML sections to nested dataclasses).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from homeserver.config.sections import (
     DEFAULT_LISTENERS,
     DEFAULT_THUMBNAIL_SIZES,
     CachesConfig,
+    DirectoryRule,
+    JoinRateLimits,
     ListenerConfig,
     LoginRateLimits,
     OldSigningKey,
@@ -45,6 +48,7 @@ from homeserver.config.sections import (
     RedisConfig,
     ThumbnailSize,
     TrustedKeyServer,
+    parse_directory_rules,
     parse_listeners,
     parse_old_signing_keys,
     parse_thumbnail_sizes,
@@ -85,6 +89,12 @@ ALWAYS_BLACKLISTED: Final = ("0.0.0.0/32", "::/128")
 DEFAULT_RC_MESSAGE: Final = RateLimitConfig(per_second=0.2, burst_count=10)
 DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
 DEFAULT_RC_FEDERATION: Final = RateLimitConfig(per_second=50, burst_count=500)
+DEFAULT_RC_ROOM_CREATION: Final = RateLimitConfig(per_second=0.016, burst_count=10)
+DEFAULT_RC_PRESENCE: Final = RateLimitConfig(per_second=0.1, burst_count=1)
+# Synapse's defaults: anyone may create an alias; nobody may publish a room to the
+# directory unless a rule allows it.
+DEFAULT_ALIAS_CREATION_RULES: Final = (DirectoryRule(action="allow"),)
+DEFAULT_ROOM_LIST_PUBLICATION_RULES: Final[tuple[DirectoryRule, ...]] = ()
 
 
 def _to_room_version(value: object) -> str:
@@ -96,6 +106,10 @@ def _to_room_version(value: object) -> str:
 
 def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(to_cidr(cidr) for cidr in cidrs)
+
+
+def _with_always_blacklisted(networks: tuple[IPNetwork, ...]) -> tuple[IPNetwork, ...]:
+    return networks + tuple(net for net in _networks(ALWAYS_BLACKLISTED) if net not in networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +127,8 @@ class HomeserverConfig:
     old_signing_keys: Mapping[str, OldSigningKey] = field(default_factory=dict)
     key_refresh_interval: int = 86_400_000
     log_level: LogLevel = "INFO"
+    log_config: Path | None = None
+    pid_file: Path | None = None
     # registration and login
     enable_registration: bool = False
     enable_registration_without_verification: bool = False
@@ -125,10 +141,16 @@ class HomeserverConfig:
     rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
     rc_login: LoginRateLimits = field(default_factory=LoginRateLimits)
     rc_federation: RateLimitConfig = DEFAULT_RC_FEDERATION
+    rc_joins: JoinRateLimits = field(default_factory=JoinRateLimits)
+    rc_room_creation: RateLimitConfig = DEFAULT_RC_ROOM_CREATION
+    rc_presence: RateLimitConfig = DEFAULT_RC_PRESENCE
     # rooms
     default_room_version: str = DEFAULT_ROOM_VERSION
     allow_public_rooms_without_auth: bool = False
     allow_public_rooms_over_federation: bool = False
+    require_membership_for_aliases: bool = True
+    alias_creation_rules: tuple[DirectoryRule, ...] = DEFAULT_ALIAS_CREATION_RULES
+    room_list_publication_rules: tuple[DirectoryRule, ...] = DEFAULT_ROOM_LIST_PUBLICATION_RULES
     # request limits
     max_request_body_size: int = 1024**2
     # media
@@ -139,6 +161,9 @@ class HomeserverConfig:
     dynamic_thumbnails: bool = False
     thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
     url_preview_enabled: bool = False
+    # None: the general ip_range_blacklist / ip_range_whitelist
+    url_preview_ip_range_blacklist: tuple[IPNetwork, ...] | None = None
+    url_preview_ip_range_whitelist: tuple[IPNetwork, ...] = ()
     unauthenticated_media_allowed_before: int | None = None
     # VoIP
     turn_uris: tuple[str, ...] = ()
@@ -152,16 +177,23 @@ class HomeserverConfig:
     redis: RedisConfig = field(default_factory=RedisConfig)
     # federation and outbound requests
     federation_verify_certificates: bool = True
+    federation_custom_ca_list: tuple[Path, ...] = ()
+    use_insecure_ssl_client_just_for_testing_do_not_use: bool = False
     federation_domain_whitelist: tuple[str, ...] | None = None
     federation_ip_range_whitelist: tuple[IPNetwork, ...] = ()
     ip_range_blacklist: tuple[IPNetwork, ...] = _networks(
         DEFAULT_IP_RANGE_BLACKLIST + ALWAYS_BLACKLISTED
     )
     ip_range_whitelist: tuple[IPNetwork, ...] = ()
+    # Synapse's legacy option: when set, federation checks it (and no whitelist)
+    # instead of ip_range_blacklist / ip_range_whitelist.
+    federation_ip_range_blacklist: tuple[IPNetwork, ...] | None = None
     trusted_key_servers: tuple[TrustedKeyServer, ...] = ()
     suppress_key_server_warning: bool = False
     tls_certificate_path: Path | None = None
     tls_private_key_path: Path | None = None
+    # Synapse options in the file that this server does not implement (warned at start)
+    ignored_options: tuple[str, ...] = ()
 
     @property
     def client_base_url_effective(self) -> str:
@@ -195,9 +227,14 @@ class HomeserverConfig:
         ip_blacklist = reader.get(
             "ip_range_blacklist", list_of(to_cidr), _networks(DEFAULT_IP_RANGE_BLACKLIST)
         )
-        ip_blacklist += tuple(
-            net for net in _networks(ALWAYS_BLACKLISTED) if net not in ip_blacklist
-        )
+        ip_blacklist = _with_always_blacklisted(ip_blacklist)
+
+        federation_blacklist = reader.optional("federation_ip_range_blacklist", list_of(to_cidr))
+        if federation_blacklist is not None:
+            federation_blacklist = _with_always_blacklisted(federation_blacklist)
+        preview_blacklist = reader.optional("url_preview_ip_range_blacklist", list_of(to_cidr))
+        if preview_blacklist is not None:
+            preview_blacklist = _with_always_blacklisted(preview_blacklist)
 
         config = HomeserverConfig(
             server_name=server_name,
@@ -217,6 +254,8 @@ class HomeserverConfig:
                     "INFO",
                 ),
             ),
+            log_config=reader.optional("log_config", to_path),
+            pid_file=reader.optional("pid_file", to_path),
             enable_registration=reader.get("enable_registration", to_bool, False),
             enable_registration_without_verification=reader.get(
                 "enable_registration_without_verification", to_bool, False
@@ -235,6 +274,11 @@ class HomeserverConfig:
             rc_federation=RateLimitConfig.parse(
                 reader.child("rc_federation"), DEFAULT_RC_FEDERATION
             ),
+            rc_joins=JoinRateLimits.parse(reader.child("rc_joins")),
+            rc_room_creation=RateLimitConfig.parse(
+                reader.child("rc_room_creation"), DEFAULT_RC_ROOM_CREATION
+            ),
+            rc_presence=_rc_presence(reader.child("rc_presence")),
             default_room_version=reader.get(
                 "default_room_version", _to_room_version, DEFAULT_ROOM_VERSION
             ),
@@ -244,6 +288,15 @@ class HomeserverConfig:
             allow_public_rooms_over_federation=reader.get(
                 "allow_public_rooms_over_federation", to_bool, False
             ),
+            require_membership_for_aliases=reader.get(
+                "require_membership_for_aliases", to_bool, True
+            ),
+            alias_creation_rules=parse_directory_rules(
+                reader, "alias_creation_rules", DEFAULT_ALIAS_CREATION_RULES
+            ),
+            room_list_publication_rules=parse_directory_rules(
+                reader, "room_list_publication_rules", DEFAULT_ROOM_LIST_PUBLICATION_RULES
+            ),
             max_request_body_size=reader.get("max_request_body_size", to_size, 1024**2),
             enable_media_repo=reader.get("enable_media_repo", to_bool, True),
             media_store_path=reader.get("media_store_path", to_path, Path("data/media_store")),
@@ -252,6 +305,10 @@ class HomeserverConfig:
             dynamic_thumbnails=reader.get("dynamic_thumbnails", to_bool, False),
             thumbnail_sizes=parse_thumbnail_sizes(reader),
             url_preview_enabled=reader.get("url_preview_enabled", to_bool, False),
+            url_preview_ip_range_blacklist=preview_blacklist,
+            url_preview_ip_range_whitelist=reader.get(
+                "url_preview_ip_range_whitelist", list_of(to_cidr), ()
+            ),
             unauthenticated_media_allowed_before=reader.optional(
                 "unauthenticated_media_allowed_before", to_non_negative_int
             ),
@@ -266,6 +323,10 @@ class HomeserverConfig:
             federation_verify_certificates=reader.get(
                 "federation_verify_certificates", to_bool, True
             ),
+            federation_custom_ca_list=reader.get("federation_custom_ca_list", list_of(to_path), ()),
+            use_insecure_ssl_client_just_for_testing_do_not_use=reader.get(
+                "use_insecure_ssl_client_just_for_testing_do_not_use", to_bool, False
+            ),
             federation_domain_whitelist=reader.optional(
                 "federation_domain_whitelist", list_of(to_server_name)
             ),
@@ -274,6 +335,7 @@ class HomeserverConfig:
             ),
             ip_range_blacklist=ip_blacklist,
             ip_range_whitelist=reader.get("ip_range_whitelist", list_of(to_cidr), ()),
+            federation_ip_range_blacklist=federation_blacklist,
             trusted_key_servers=tuple(
                 TrustedKeyServer.parse(child)
                 for child in reader.children("trusted_key_servers") or ()
@@ -291,8 +353,19 @@ class HomeserverConfig:
                 "also set registration_requires_token: true, or "
                 "enable_registration_without_verification: true if you really want that",
             )
+        if reader.get("report_stats", to_bool, False):
+            reader.warnings.append(
+                "report_stats: this server does not report usage statistics; ignored"
+            )
         reader.finish()
-        return config
+        return dataclasses.replace(config, ignored_options=tuple(reader.warnings))
+
+
+def _rc_presence(reader: Reader) -> RateLimitConfig:
+    """``rc_presence``: presence updates per user (``per_user``)."""
+    limit = RateLimitConfig.parse(reader.child("per_user"), DEFAULT_RC_PRESENCE)
+    reader.finish()
+    return limit
 
 
 def parse_config(raw: object, environ: Mapping[str, str] | None = None) -> HomeserverConfig:

@@ -374,3 +374,87 @@ class RedisConfig:
         )
         reader.finish()
         return config
+
+
+# --- room directory rules -----------------------------------------------------------
+
+
+def glob_to_regex(glob: str) -> re.Pattern[str]:
+    """A glob (``*`` any run, ``?`` one character) as a whole-string, case-insensitive
+    pattern, as Synapse reads the globs of its directory rules."""
+    parts = (".*" if char == "*" else "." if char == "?" else re.escape(char) for char in glob)
+    return re.compile("".join(parts) + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRule:
+    """One rule of ``room_list_publication_rules`` or ``alias_creation_rules``: the
+    first rule whose globs match decides, by its ``action``."""
+
+    action: Literal["allow", "deny"]
+    user_id: str = "*"
+    room_id: str = "*"
+    alias: str = "*"
+
+    def matches(self, user_id: str, room_id: str, aliases: tuple[str, ...]) -> bool:
+        if not glob_to_regex(self.user_id).match(user_id):
+            return False
+        if not glob_to_regex(self.room_id).match(room_id):
+            return False
+        if self.alias == "*":
+            return True
+        pattern = glob_to_regex(self.alias)
+        return any(pattern.match(alias) for alias in aliases)
+
+    @staticmethod
+    def parse(reader: Reader) -> DirectoryRule:
+        action = reader.require("action", one_of("allow", "deny")) or "deny"
+        rule = DirectoryRule(
+            action=cast("Literal['allow', 'deny']", action),
+            user_id=reader.get("user_id", to_str, "*"),
+            room_id=reader.get("room_id", to_str, "*"),
+            alias=reader.get("alias", to_str, "*"),
+        )
+        reader.finish()
+        return rule
+
+
+def directory_allows(
+    rules: tuple[DirectoryRule, ...], user_id: str, room_id: str, aliases: tuple[str, ...]
+) -> bool:
+    """Whether the first matching rule allows; no matching rule denies."""
+    for rule in rules:
+        if rule.matches(user_id, room_id, aliases):
+            return rule.action == "allow"
+    return False
+
+
+def parse_directory_rules(
+    reader: Reader, key: str, default: tuple[DirectoryRule, ...]
+) -> tuple[DirectoryRule, ...]:
+    children = reader.children(key)
+    if children is None:
+        return default
+    return tuple(DirectoryRule.parse(child) for child in children)
+
+
+# --- join and presence rate limits ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRateLimits:
+    """``rc_joins``: joins per user into rooms this server is in (``local``) and into
+    rooms it must join over federation (``remote``)."""
+
+    local: RateLimitConfig = RateLimitConfig(per_second=0.1, burst_count=10)
+    remote: RateLimitConfig = RateLimitConfig(per_second=0.01, burst_count=10)
+
+    @staticmethod
+    def parse(reader: Reader) -> JoinRateLimits:
+        defaults = JoinRateLimits()
+        limits = JoinRateLimits(
+            local=RateLimitConfig.parse(reader.child("local"), defaults.local),
+            remote=RateLimitConfig.parse(reader.child("remote"), defaults.remote),
+        )
+        reader.finish()
+        return limits

@@ -55,6 +55,18 @@ serve_server_wellknown: false
 # Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).
 log_level: INFO
 
+# A logging configuration file (YAML, Python's logging dictConfig schema, as for
+# Synapse) used instead of log_level. Default: unset.
+#log_config: /etc/matrix/log.yaml
+
+# Write the process ID to this file once started, and remove it at a clean exit.
+# The server refuses to start if the file names another running process.
+# Default: unset.
+#pid_file: /run/homeserver.pid
+
+# Options of Synapse that this server does not implement yet are accepted, each
+# with a warning at start-up; an option nobody knows is an error.
+
 # Where the server listens. Default: one listener on 127.0.0.1:8008 serving
 # client, federation, keys and media.
 listeners:
@@ -185,6 +197,27 @@ rc_federation:
   per_second: 50
   burst_count: 500
 
+# Joins per user: to rooms this server is in (local) and to rooms joined over
+# federation (remote).
+rc_joins:
+  local:
+    per_second: 0.1
+    burst_count: 10
+  remote:
+    per_second: 0.01
+    burst_count: 10
+
+# Rooms created, per user (default 0.016 per second, burst 10).
+rc_room_creation:
+  per_second: 0.016
+  burst_count: 10
+
+# Presence updates (PUT /presence), per user (default 0.1 per second, burst 1).
+rc_presence:
+  per_user:
+    per_second: 0.1
+    burst_count: 1
+
 ## Rooms ##
 
 # Room version of new rooms, "1" to "12" (default "12", as the spec recommends).
@@ -196,6 +229,21 @@ allow_public_rooms_without_auth: false
 
 # Let other servers list this server's public room directory (default false).
 allow_public_rooms_over_federation: false
+
+# A user must be joined to a room to give it an alias (server admins need not be)
+# (default true).
+require_membership_for_aliases: true
+
+# Who may create which aliases, and who may publish which rooms to the public room
+# directory. The first rule whose globs (* and ?) match the user ID, the room ID
+# and (one of) the aliases decides by its action, allow or deny; no match denies.
+# Defaults: anyone may create aliases; nobody may publish a room (a room created
+# with visibility "public" is created, but not listed). To let everyone publish:
+#room_list_publication_rules:
+#  - action: allow
+alias_creation_rules:
+  - {user_id: "*", room_id: "*", alias: "*", action: allow}
+room_list_publication_rules: []
 
 # Largest JSON request body accepted by the client and federation APIs; media
 # uploads are limited by max_upload_size instead (default 1M).
@@ -241,8 +289,15 @@ thumbnail_sizes:
   - {width: 640, height: 480, method: scale}
   - {width: 800, height: 600, method: scale}
 
-# Generate URL previews for links (default false). Fetches obey ip_range_blacklist.
+# Generate URL previews for links (default false).
 url_preview_enabled: false
+
+# IP ranges URL previews never fetch from. Default: unset, meaning
+# ip_range_blacklist (with ip_range_whitelist) applies. 0.0.0.0 and :: are
+# always blocked.
+#url_preview_ip_range_blacklist: ["127.0.0.0/8", "10.0.0.0/8"]
+# Exceptions to the blacklist that applies to URL previews (default none).
+url_preview_ip_range_whitelist: []
 
 # Media uploaded before this time (ms since the epoch) stays available on the
 # legacy unauthenticated /_matrix/media/* download endpoints. Default: unset,
@@ -265,6 +320,15 @@ turn_allow_guests: true
 
 # Check the TLS certificates of other servers (default true). Only for tests.
 federation_verify_certificates: true
+
+# Certificate authorities (PEM files) trusted for federation instead of the
+# system's (default: the system's).
+federation_custom_ca_list: []
+#federation_custom_ca_list: [/etc/matrix/our-ca.crt]
+
+# Check no certificate at all on outbound HTTPS (federation, push gateways, URL
+# previews), with a loud warning at start-up. Only for test setups (default false).
+use_insecure_ssl_client_just_for_testing_do_not_use: false
 
 # Federate only with these server names. Default: unset (federate with everyone).
 #federation_domain_whitelist: [example.com, example.org]
@@ -300,6 +364,10 @@ ip_range_blacklist:
 
 # Exceptions to ip_range_blacklist for all outbound requests (default none).
 ip_range_whitelist: []
+
+# Synapse's older option: when set, federation checks this list instead of
+# ip_range_blacklist, with no whitelist. Default: unset.
+#federation_ip_range_blacklist: ["127.0.0.0/8", "10.0.0.0/8"]
 
 # Notary servers trusted to vouch for other servers' signing keys. verify_keys
 # (optional) pins the notary's own keys. Default: none.

@@ -83,6 +83,10 @@ def make_middlewares(
         if not response.prepared:
             for key, value in CORS_HEADERS.items():
                 response.headers.setdefault(key, value)
+            if response.content_type == "application/json" and response.charset is not None:
+                # RFC 8259 defines no charset parameter for JSON (it is UTF-8); Synapse
+                # sends none, and clients compare the header literally.
+                response.charset = None
         elapsed_ms = (time.monotonic() - start) * 1000
         logger.log(
             logging.DEBUG if request.path == "/health" else logging.INFO,

@@ -2,8 +2,8 @@
 
 Off unless ``url_preview_enabled``. A preview fetches a page the user names, so the
 fetch must not become a way into the server's own network: every address a host
-resolves to is checked against ``ip_range_blacklist`` (unless ``ip_range_whitelist``
-allows it), by the resolver the connection itself uses, on every redirect hop. Pages
+resolves to is checked against ``url_preview_ip_range_blacklist`` (or, when that is not
+set, ``ip_range_blacklist``) unless a whitelist allows it, by the resolver the connection itself uses, on every redirect hop. Pages
 are read up to a size cap; the OpenGraph ``og:title``, ``og:description`` and
 ``og:image`` (downloaded and stored as local media) are returned.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ from yarl import URL
 
 from homeserver.config import HomeserverConfig
 from homeserver.errors import Forbidden, InvalidParam, MatrixError
+from homeserver.http.outbound_tls import client_tls
 from homeserver.media.headers import base_content_type
 from homeserver.media.service import MediaService
 
@@ -126,9 +128,12 @@ def parse_open_graph(html: str) -> dict[str, str]:
 
 
 class UrlPreviewer:
-    def __init__(self, media: MediaService, addresses: AddressFilter) -> None:
+    def __init__(
+        self, media: MediaService, addresses: AddressFilter, *, tls: ssl.SSLContext | bool = True
+    ) -> None:
         self._media = media
         self._addresses = addresses
+        self._tls = tls
         self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     async def preview(self, url: str, user_id: str) -> dict[str, Any]:
@@ -136,7 +141,9 @@ class UrlPreviewer:
         if cached is not None and (time.monotonic() - cached[0]) * 1000 < CACHE_MS:
             return cached[1]
         async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=FilteringResolver(self._addresses)),
+            connector=aiohttp.TCPConnector(
+                resolver=FilteringResolver(self._addresses), ssl=self._tls
+            ),
             timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S),
         ) as session:
             final_url, content_type, body = await self._fetch(session, url, MAX_PAGE_BYTES)
@@ -237,4 +244,13 @@ def url_previewer_from_config(config: HomeserverConfig, media: MediaService) -> 
     """The URL previewer, or None when ``url_preview_enabled`` is off."""
     if not config.url_preview_enabled:
         return None
-    return UrlPreviewer(media, AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist))
+    if config.url_preview_ip_range_blacklist is not None:
+        addresses = AddressFilter(
+            config.url_preview_ip_range_blacklist, config.url_preview_ip_range_whitelist
+        )
+    else:
+        addresses = AddressFilter(
+            config.ip_range_blacklist,
+            config.url_preview_ip_range_whitelist + config.ip_range_whitelist,
+        )
+    return UrlPreviewer(media, addresses, tls=client_tls(config))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,8 +40,15 @@ class GatewayError(Exception):
 
 
 class PushGatewayClient:
-    def __init__(self, addresses: AddressFilter, timeout_s: float = GATEWAY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        addresses: AddressFilter,
+        timeout_s: float = GATEWAY_TIMEOUT_S,
+        *,
+        tls: ssl.SSLContext | bool = True,
+    ) -> None:
         self._addresses = addresses
+        self._tls = tls
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
@@ -50,7 +58,9 @@ class PushGatewayClient:
             self._check_literal_host(url)
             if self._session is None or self._session.closed:
                 self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(resolver=FilteringResolver(self._addresses)),
+                    connector=aiohttp.TCPConnector(
+                        resolver=FilteringResolver(self._addresses), ssl=self._tls
+                    ),
                     timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 )
             # A redirect is a failed delivery: following it would reach an address the

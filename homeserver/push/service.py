@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from homeserver.account_data import PUSH_RULES, AccountDataService
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.http.outbound_tls import client_tls
 from homeserver.media.preview import AddressFilter
 from homeserver.notifier import Notifier
 from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
@@ -36,7 +37,8 @@ class PushService:
         evaluator = PushEvaluator(config.server_name, stores, rules, clock)
         persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(
-            AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist)
+            AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+            tls=client_tls(config),
         )
         pushers = PusherPool(
             stores,

@@ -14,7 +14,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.errors import BadJson, MatrixError
+from homeserver.errors import BadJson, Forbidden, MatrixError
 from homeserver.events import (
     KNOWN_ROOM_VERSIONS,
     SCALAR_KEYS,
@@ -24,6 +24,7 @@ from homeserver.events import (
 )
 from homeserver.rooms.creation_plan import InvalidRoomState, PlannedEvent, Step
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.directory import DirectoryRules
 from homeserver.rooms.membership import MembershipService
 from storage.stores import Stores
 
@@ -109,12 +110,14 @@ class RoomCreationService:
         creator: EventCreator,
         membership: MembershipService,
         default_room_version: str,
+        directory_rules: DirectoryRules | None = None,
     ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._creator = creator
         self._membership = membership
         self._default_version = default_room_version
+        self._directory_rules = directory_rules or DirectoryRules()
 
     async def create_room(
         self, user_id: str, request: RoomCreationRequest
@@ -151,6 +154,11 @@ class RoomCreationService:
 
         content = self._create_content(rv, user_id, preset, request.creation_content, invitees)
         room_id = None if rv.room_id_from_create_event else _local_room_id(self._server_name)
+        if alias is not None and not self._directory_rules.may_create_alias(
+            user_id, room_id or "", alias
+        ):
+            # (a room ID made from the create event is not known yet: its glob sees "")
+            raise Forbidden("Not allowed to create alias")
         planned = plan_events(rv, user_id, preset, request, invitees, alias)
         self._creator.check_new_room(rv, user_id, content, room_id, planned)
 
@@ -158,7 +166,10 @@ class RoomCreationService:
         room_id = create.event.room_id
         for step in planned:
             await self._send(user_id, room_id, step, is_direct=request.is_direct)
-        if request.visibility == "public":
+        if request.visibility == "public" and self._directory_rules.may_publish(
+            user_id, room_id, [alias] if alias is not None else []
+        ):
+            # as Synapse: a room the rules do not let the user publish is still made
             await self._stores.rooms.set_public(room_id, True)
         return room_id, alias
 

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.config import HomeserverConfig
+from homeserver.config.sections import DirectoryRule, directory_allows
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
 from homeserver.events import (
     Event,
@@ -65,11 +67,43 @@ class PublicRoomsQuery:
 RemotePublicRooms = Callable[[str, PublicRoomsQuery], Awaitable[dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class DirectoryRules:
+    """Who may make aliases and publish rooms: ``alias_creation_rules``,
+    ``room_list_publication_rules`` and ``require_membership_for_aliases`` (Synapse's
+    options and defaults: any alias, no publication unless a rule allows it)."""
+
+    alias_creation: tuple[DirectoryRule, ...] = (DirectoryRule(action="allow"),)
+    publication: tuple[DirectoryRule, ...] = ()
+    require_membership_for_aliases: bool = True
+
+    @classmethod
+    def from_config(cls, config: HomeserverConfig) -> DirectoryRules:
+        return cls(
+            alias_creation=config.alias_creation_rules,
+            publication=config.room_list_publication_rules,
+            require_membership_for_aliases=config.require_membership_for_aliases,
+        )
+
+    def may_create_alias(self, user_id: str, room_id: str, alias: str) -> bool:
+        return directory_allows(self.alias_creation, user_id, room_id, (alias,))
+
+    def may_publish(self, user_id: str, room_id: str, aliases: list[str]) -> bool:
+        return directory_allows(self.publication, user_id, room_id, tuple(aliases))
+
+
 class DirectoryService:
-    def __init__(self, server_name: str, stores: Stores, creator: EventCreator) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        creator: EventCreator,
+        rules: DirectoryRules | None = None,
+    ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._creator = creator
+        self.rules = rules or DirectoryRules()
         self.remote_alias_lookup: RemoteAliasLookup | None = None
         self.remote_public_rooms: RemotePublicRooms | None = None
 
@@ -91,7 +125,9 @@ class DirectoryService:
         return local[0], local[1]
 
     async def create_alias(self, user_id: str, alias: str, room_id: str) -> None:
-        """PUT /directory/room/{roomAlias}: the user must be joined to the room."""
+        """PUT /directory/room/{roomAlias}: the user must be joined to the room (unless
+        ``require_membership_for_aliases`` is off, or a server admin asks), and the
+        alias creation rules must allow it."""
         parsed = parse_alias(alias)
         if parsed.domain != self._server_name:
             raise InvalidParam("Room alias must be on this server")
@@ -99,8 +135,14 @@ class DirectoryService:
             raise InvalidParam(f"Invalid room ID: {room_id}")
         if not await self._stores.rooms.room_exists(room_id):
             raise NotFound("Unknown room")
-        if await self._membership(room_id, user_id) != "join":
-            raise Forbidden("You are not joined to this room")
+        if (
+            self.rules.require_membership_for_aliases
+            and not await self._is_admin(user_id)
+            and await self._membership(room_id, user_id) != "join"
+        ):
+            raise Forbidden("You must be in the room to create an alias for it")
+        if not self.rules.may_create_alias(user_id, room_id, alias):
+            raise Forbidden("This user is not permitted to create this alias")
         if not await self._stores.rooms.create_alias(alias, room_id, user_id, [self._server_name]):
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
 
@@ -202,12 +244,27 @@ class DirectoryService:
             raise NotFound("Room not found")
         if not await self.may_change_room_list(user_id, room_id):
             raise Forbidden("You may not change this room's visibility in the directory")
+        if visibility == "public" and not await self.may_publish(user_id, room_id):
+            raise Forbidden("Not allowed to publish room")
         await self._stores.rooms.set_public(room_id, visibility == "public")
+
+    async def may_publish(self, user_id: str, room_id: str) -> bool:
+        """Whether ``room_list_publication_rules`` let the user publish the room, by
+        its local aliases and canonical alias."""
+        aliases = await self._stores.rooms.aliases_for_room(room_id)
+        key = ("m.room.canonical_alias", "")
+        canonical = (await self._state_events(room_id, [key])).get(key)
+        if canonical is not None and isinstance(canonical.content.get("alias"), str):
+            aliases = [*aliases, canonical.content["alias"]]
+        return self.rules.may_publish(user_id, room_id, aliases)
+
+    async def _is_admin(self, user_id: str) -> bool:
+        user = await self._stores.accounts.get_user(user_id)
+        return user is not None and user.is_admin
 
     async def may_change_room_list(self, user_id: str, room_id: str) -> bool:
         """A server admin, or a joined member who may send m.room.canonical_alias."""
-        user = await self._stores.accounts.get_user(user_id)
-        if user is not None and user.is_admin:
+        if await self._is_admin(user_id):
             return True
         if await self._membership(room_id, user_id) != "join":
             return False

@@ -100,6 +100,11 @@ class MembershipService:
             room_id, "m.room.member", user_id, content, state_key=user_id
         )
 
+    async def joins_locally(self, room_id: str) -> bool:
+        """Whether a join to the room is made here (``rc_joins.local``) rather than
+        over federation (``rc_joins.remote``)."""
+        return await self._stores.rooms.room_exists(room_id) and await self._in_room(room_id)
+
     async def _in_room(self, room_id: str) -> bool:
         """Whether any local user is joined (so this server can make events in the room)."""
         members = await self._stores.state.current_members(room_id)

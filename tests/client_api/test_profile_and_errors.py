@@ -178,3 +178,20 @@ async def test_registration_tokens_are_not_logged(
     assert not any("Sekr1t" in line for line in lines), lines
     assert any(f"GET {base}/<redacted> 200" in line for line in lines), lines
     assert any(f"POST {base}/new 200" in line for line in lines), lines
+
+
+async def test_json_content_type_has_no_charset(make_homeserver: HarnessFactory) -> None:
+    """RFC 8259 defines no parameter for application/json; Synapse sends none and
+    clients (SyTest among them) compare the header literally: answers, errors, gzip."""
+    hs = await make_homeserver()
+    alice = await hs.register("alice")
+    for method, path, headers in (
+        ("GET", "/_matrix/client/versions", {}),
+        ("GET", f"{V3}/account/whoami", bearer(alice["access_token"])),
+        ("GET", f"{V3}/account/whoami", {}),  # 401 M_MISSING_TOKEN
+        ("GET", f"{V3}/no/such/endpoint", {}),  # 404 M_UNRECOGNIZED
+        ("GET", "/_matrix/key/v2/server", {}),
+    ):
+        resp = await hs.client.request(method, path, headers=headers)
+        assert resp.headers["Content-Type"] == "application/json", (path, resp.status)
+        await resp.json()

@@ -1,4 +1,5 @@
-"""rc_login: logins per client address, per account, failed attempts; and UIA re-auth."""
+"""Rate limits: rc_login (per address, account, failed attempts) and UIA re-auth; rc_joins,
+rc_room_creation and rc_presence."""
 
 from __future__ import annotations
 
@@ -136,3 +137,52 @@ async def test_uia_failed_attempts_are_limited(make_homeserver: HarnessFactory) 
     assert_limited(status, body)
     hs.clock.advance(body["retry_after_ms"] / 1000)
     assert await delete_device(hs, a["access_token"], b["device_id"], "pw1") == (200, {})
+
+
+async def test_room_creation_per_user(make_homeserver: HarnessFactory) -> None:
+    from tests.rooms.helpers import make_user
+
+    hs = await make_homeserver(rc_room_creation=TWO)
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    await alice.create_room()
+    await alice.create_room()
+    err = await alice.request("POST", "/createRoom", {}, expect=429)
+    assert_limited(429, err)
+    await bob.create_room()  # another user's bucket
+    hs.clock.advance(err["retry_after_ms"] / 1000)
+    await alice.create_room()
+    rooms = await hs.server.db.fetchval("t", "SELECT COUNT(*) FROM rooms")
+    assert rooms == 4
+
+
+async def test_local_joins_per_user(make_homeserver: HarnessFactory) -> None:
+    from tests.rooms.helpers import make_user
+
+    hs = await make_homeserver(rc_joins={"local": TWO, "remote": UNLIMITED})
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    rooms = [await alice.create_room(preset="public_chat") for _ in range(3)]
+    await bob.join(rooms[0])
+    await bob.join(rooms[1])
+    # joining a room again is no new join: it costs nothing
+    await bob.join(rooms[0])
+    err = await bob.request("POST", f"/join/{rooms[2]}", {}, expect=429)
+    assert_limited(429, err)
+    assert (await bob.request("GET", "/joined_rooms"))["joined_rooms"].count(rooms[2]) == 0
+    hs.clock.advance(err["retry_after_ms"] / 1000)
+    await bob.join(rooms[2])
+
+
+async def test_presence_updates_per_user(make_homeserver: HarnessFactory) -> None:
+    from tests.rooms.helpers import make_user
+
+    hs = await make_homeserver(rc_presence={"per_user": TWO})
+    alice = await make_user(hs, "alice")
+    path = f"/presence/{alice.user_id}/status"
+    await alice.request("PUT", path, {"presence": "online"})
+    await alice.request("PUT", path, {"presence": "unavailable"})
+    err = await alice.request("PUT", path, {"presence": "offline"}, expect=429)
+    assert_limited(429, err)
+    status = await alice.request("GET", path)
+    assert status["presence"] == "unavailable"

@@ -10,7 +10,7 @@ import pytest
 
 from federation.errors import FederationDenied, FederationError
 from federation.xmatrix import sign_request
-from tests.federation.servers import FederatingServer, ServerFactory
+from tests.federation.servers import FederatingServer, ServerFactory, TlsFiles
 
 # An authenticated endpoint that answers 404 for unknown media once the request is
 # authenticated: 404 proves the signature was accepted, 401 that it was not.
@@ -216,3 +216,46 @@ async def test_pinned_notary_key(federation_servers: ServerFactory) -> None:
     stored = await c.server.stores.server_keys.get_keys([origin.server_name, notary.server_name])
     assert next(iter(stored[origin.server_name].values())).from_server == notary.server_name
     assert stored[notary.server_name] == {}  # pinned: never fetched
+
+
+async def test_custom_ca_list_is_trusted(
+    federation_servers: ServerFactory, tls_files: TlsFiles
+) -> None:
+    """federation_custom_ca_list: certificates signed by a listed authority verify
+    (the test certificate is self-signed, so it is its own authority)."""
+    (b,) = await federation_servers(1)
+    (a,) = await federation_servers(
+        1,
+        federation_verify_certificates=True,
+        federation_custom_ca_list=[str(tls_files.certificate)],
+    )
+    answer = await a.fed.client.get_json(b.server_name, "/_matrix/federation/v1/version")
+    assert answer["server"]["name"] == "homeserver"
+
+
+async def test_insecure_client_option_skips_certificate_checks(
+    federation_servers: ServerFactory,
+) -> None:
+    (b,) = await federation_servers(1)
+    (a,) = await federation_servers(
+        1,
+        federation_verify_certificates=True,
+        use_insecure_ssl_client_just_for_testing_do_not_use=True,
+    )
+    answer = await a.fed.client.get_json(b.server_name, "/_matrix/federation/v1/version")
+    assert answer["server"]["name"] == "homeserver"
+
+
+async def test_legacy_federation_ip_range_blacklist_replaces_the_whitelists(
+    federation_servers: ServerFactory,
+) -> None:
+    """federation_ip_range_blacklist (Synapse's older option) is the only list
+    federation checks when set: the whitelist of 127.0.0.0/8 no longer applies."""
+    (b,) = await federation_servers(1)
+    (a,) = await federation_servers(1, federation_ip_range_blacklist=["127.0.0.0/8"])
+    with pytest.raises(FederationError) as caught:
+        await a.fed.client.get_json(b.server_name, "/_matrix/federation/v1/version")
+    assert caught.value.status is None
+    (c,) = await federation_servers(1, federation_ip_range_blacklist=[])
+    answer = await c.fed.client.get_json(b.server_name, "/_matrix/federation/v1/version")
+    assert answer["server"]["name"] == "homeserver"

@@ -152,6 +152,10 @@ def write_config(directory: Path, port: int) -> Path:
         "rc_message": unlimited,
         "rc_registration": unlimited,
         "rc_login": {"address": unlimited, "account": unlimited, "failed_attempts": unlimited},
+        "rc_joins": {"local": unlimited, "remote": unlimited},
+        "rc_room_creation": unlimited,
+        "rc_presence": {"per_user": unlimited},
+        "room_list_publication_rules": [{"action": "allow"}],
     }
     path = directory / "homeserver.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.rooms.helpers import User, make_user
 
 
@@ -284,3 +284,87 @@ async def test_public_rooms_auth(hs: HomeserverHarness, make_homeserver: Any) ->
     resp = await open_hs.client.get("/_matrix/client/v3/publicRooms")
     assert resp.status == 200
     assert [e["room_id"] for e in (await resp.json())["chunk"]] == [room]
+
+
+async def test_publication_is_denied_unless_a_rule_allows(
+    make_homeserver: HarnessFactory,
+) -> None:
+    """Synapse's default room_list_publication_rules: nobody publishes; a room created
+    with visibility public is made but not listed."""
+    hs = await make_homeserver(room_list_publication_rules=None)
+    alice = await make_user(hs, "alice")
+    room = await alice.create_room(visibility="public", preset="public_chat")
+    assert await alice.request("GET", f"/directory/list/room/{room}") == {"visibility": "private"}
+    err = await alice.request(
+        "PUT", f"/directory/list/room/{room}", {"visibility": "public"}, expect=403
+    )
+    assert err["errcode"] == "M_FORBIDDEN"
+    assert (await alice.request("GET", "/publicRooms"))["chunk"] == []
+    # making a room private is always allowed
+    await alice.request("PUT", f"/directory/list/room/{room}", {"visibility": "private"})
+
+
+async def test_publication_rules_match_users_and_aliases(
+    make_homeserver: HarnessFactory,
+) -> None:
+    hs = await make_homeserver(
+        room_list_publication_rules=[
+            {"user_id": "@alice:*", "alias": "#pub-*", "action": "allow"},
+            {"user_id": "@bob:*", "action": "allow"},
+        ]
+    )
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    carol = await make_user(hs, "carol")
+    listed = await alice.create_room(visibility="public", room_alias_name="pub-one")
+    unlisted = await alice.create_room(visibility="public", room_alias_name="other")
+    by_bob = await bob.create_room(visibility="public")
+    by_carol = await carol.create_room(visibility="public")
+    chunk = (await alice.request("GET", "/publicRooms"))["chunk"]
+    assert sorted(entry["room_id"] for entry in chunk) == sorted([listed, by_bob])
+    # an alias added later lets alice publish the second room
+    err = await alice.request(
+        "PUT", f"/directory/list/room/{unlisted}", {"visibility": "public"}, expect=403
+    )
+    assert err["errcode"] == "M_FORBIDDEN"
+    await alice.request("PUT", _alias_path("#pub-two:test.local"), {"room_id": unlisted})
+    await alice.request("PUT", f"/directory/list/room/{unlisted}", {"visibility": "public"})
+    await carol.request(
+        "PUT", f"/directory/list/room/{by_carol}", {"visibility": "public"}, expect=403
+    )
+
+
+async def test_alias_creation_rules(make_homeserver: HarnessFactory) -> None:
+    hs = await make_homeserver(
+        alias_creation_rules=[{"alias": "#bot-*", "action": "deny"}, {"action": "allow"}]
+    )
+    alice = await make_user(hs, "alice")
+    room = await alice.create_room()
+    err = await alice.request(
+        "PUT", _alias_path("#bot-1:test.local"), {"room_id": room}, expect=403
+    )
+    assert err["errcode"] == "M_FORBIDDEN"
+    await alice.request("PUT", _alias_path("#human:test.local"), {"room_id": room})
+    err = await alice.request("POST", "/createRoom", {"room_alias_name": "bot-2"}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    assert await _aliases_count(hs) == 1
+
+
+async def test_require_membership_for_aliases(make_homeserver: HarnessFactory) -> None:
+    strict = await make_homeserver()
+    alice = await make_user(strict, "alice")
+    bob = await make_user(strict, "bob")
+    room = await alice.create_room(preset="public_chat")
+    err = await bob.request("PUT", _alias_path("#b:test.local"), {"room_id": room}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    assert await _aliases_count(strict) == 0
+
+    lax = await make_homeserver(require_membership_for_aliases=False)
+    carol = await make_user(lax, "carol")
+    dave = await make_user(lax, "dave")
+    room = await carol.create_room(preset="public_chat")
+    await dave.request("PUT", _alias_path("#d:test.local"), {"room_id": room})
+    assert await dave.request("GET", _alias_path("#d:test.local")) == {
+        "room_id": room,
+        "servers": ["test.local"],
+    }

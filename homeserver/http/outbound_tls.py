@@ -1,0 +1,40 @@
+"""How outbound HTTPS checks certificates, from the configuration.
+
+Federation trusts the system's certificate authorities, or only those of
+``federation_custom_ca_list`` when it is set (as in Synapse, the list replaces the
+system's), and checks nothing when ``federation_verify_certificates`` is false. Every
+other outbound request (push gateways, URL previews) checks against the system's
+authorities. ``use_insecure_ssl_client_just_for_testing_do_not_use`` turns every check
+off, for test setups whose servers have certificates of a throwaway authority.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from homeserver.config import ConfigError, HomeserverConfig
+
+
+def federation_tls(config: HomeserverConfig) -> ssl.SSLContext | bool:
+    """The ``ssl`` argument of aiohttp's connector for federation requests."""
+    if (
+        config.use_insecure_ssl_client_just_for_testing_do_not_use
+        or not config.federation_verify_certificates
+    ):
+        return False
+    if not config.federation_custom_ca_list:
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for path in config.federation_custom_ca_list:
+        try:
+            context.load_verify_locations(cafile=str(path))
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(f"federation_custom_ca_list: cannot read {path}: {error}") from None
+    return context
+
+
+def client_tls(config: HomeserverConfig) -> ssl.SSLContext | bool:
+    """The ``ssl`` argument for every other outbound HTTPS request."""
+    if config.use_insecure_ssl_client_just_for_testing_do_not_use:
+        return False
+    return ssl.create_default_context()
