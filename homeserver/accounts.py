@@ -19,7 +19,7 @@ from storage.registration_tokens import RegistrationToken
 from storage.stores import Stores
 
 # The grammar for user IDs that a server creates (appendices: user identifiers).
-_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+_LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
 MAX_USER_ID_BYTES = 255
 
 # Registration tokens (as Synapse's admin API): 1 to 64 of these characters.
@@ -77,7 +77,7 @@ class AccountService:
         """Validate a requested localpart; return the user ID it gives."""
         if not localpart:
             raise InvalidUsername("User ID cannot be empty")
-        if not _LOCALPART.match(localpart):
+        if not _LOCALPART.fullmatch(localpart):
             raise InvalidUsername("User ID can only contain characters a-z, 0-9, or '=_-./+'")
         user_id = self.user_id_for(localpart)
         if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:

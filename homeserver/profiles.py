@@ -12,7 +12,7 @@ from homeserver.events import InvalidIdentifier, UserID
 from storage.database import Transaction
 from storage.stores import Stores
 
-PROFILE_KEY = re.compile(r"^(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$")
+PROFILE_KEY = re.compile(r"(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)")
 MAX_PROFILE_BYTES = 64 * 1024
 MAX_KEY_BYTES = 255
 MAX_DISPLAYNAME_LENGTH = 256
@@ -64,7 +64,7 @@ class ProfileService:
     def check_key(key: str) -> None:
         if len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise MatrixError(400, "M_KEY_TOO_LARGE", "Profile key too long")
-        if not PROFILE_KEY.match(key):
+        if not PROFILE_KEY.fullmatch(key):
             raise InvalidParam("Invalid profile key.")
 
     async def set_field(self, requester_id: str, user_id: str, key: str, value: Any) -> None:
