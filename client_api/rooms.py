@@ -55,6 +55,12 @@ def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
     )
 
 
+def _txn_of(request: web.Request, device_id: str) -> TxnKey | None:
+    """The client transaction of a PUT; None for the legacy POST forms."""
+    txn_id = request.match_info.get("txnId")
+    return None if txn_id is None else TxnKey(device_id, txn_id)
+
+
 class RoomHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
@@ -74,12 +80,13 @@ class RoomHandlers:
         return json_response({"room_id": room_id})
 
     async def send_message(self, request: web.Request) -> web.Response:
-        """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}."""
+        """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}, and the legacy
+        POST without a transaction ID (each request is a new event, as in Synapse)."""
         requester = await self._ctx.requester(request)
         content = await json_object(request, allow_empty=False)
         room_id = request.match_info["roomId"]
         self._ctx.limiter.check("message", requester.user_id, self._message_limit)
-        txn = TxnKey(requester.device_id, request.match_info["txnId"])
+        txn = _txn_of(request, requester.device_id)
         if request.match_info["eventType"] == "m.room.redaction":
             # Redactions through /send (spec v1.18): ``redacts`` is in the content.
             stored = await self._ctx.room_events.redact(
@@ -155,7 +162,8 @@ class RoomHandlers:
         )
 
     async def redact(self, request: web.Request) -> web.Response:
-        """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}."""
+        """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}, and the legacy
+        POST without a transaction ID."""
         requester = await self._ctx.requester(request)
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
@@ -171,6 +179,6 @@ class RoomHandlers:
             request.match_info["roomId"],
             event_id,
             content=content,
-            txn=TxnKey(requester.device_id, request.match_info["txnId"]),
+            txn=_txn_of(request, requester.device_id),
         )
         return json_response({"event_id": stored.event_id})

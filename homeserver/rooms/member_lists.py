@@ -104,14 +104,13 @@ class MemberListService:
             event = stored.event
             if event.membership != "join" or event.state_key is None:
                 continue
-            info: dict[str, Any] = {}
+            # both keys, null when unset, as Synapse answers (clients test for the key)
             displayname = event.content.get("displayname")
             avatar_url = event.content.get("avatar_url")
-            if isinstance(displayname, str):
-                info["display_name"] = displayname
-            if isinstance(avatar_url, str):
-                info["avatar_url"] = avatar_url
-            joined[event.state_key] = info
+            joined[event.state_key] = {
+                "display_name": displayname if isinstance(displayname, str) else None,
+                "avatar_url": avatar_url if isinstance(avatar_url, str) else None,
+            }
         return joined
 
 

@@ -58,6 +58,28 @@ async def test_send_is_idempotent_per_txn(hs: HomeserverHarness) -> None:
     assert first == again
 
 
+async def test_legacy_post_send_and_redact_without_a_transaction(hs: HomeserverHarness) -> None:
+    """POST /send/{eventType} and POST /redact/{eventId} (no txnId, as Synapse serves
+    them for old clients and bots): each request is a new event."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    first = await alice.request("POST", f"/rooms/{room_id}/send/m.room.message", {"body": "a"})
+    again = await alice.request("POST", f"/rooms/{room_id}/send/m.room.message", {"body": "a"})
+    assert first["event_id"] != again["event_id"]
+    redaction = await alice.request(
+        "POST", f"/rooms/{room_id}/redact/{first['event_id']}", {"reason": "oops"}
+    )
+    event = await alice.request("GET", f"/rooms/{room_id}/event/{first['event_id']}")
+    assert event["content"] == {}
+    assert event["unsigned"]["redacted_because"]["event_id"] == redaction["event_id"]
+    before = await hs.server.db.fetchval("t", "SELECT COUNT(*) FROM events")
+    err = await alice.request("POST", f"/rooms/{room_id}/send/m.room.message", [1], expect=400)
+    assert err["errcode"] == "M_NOT_JSON" or err["errcode"] == "M_BAD_JSON"
+    err = await alice.request("POST", f"/rooms/{room_id}/redact/not-an-id", {}, expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
+    assert await hs.server.db.fetchval("t", "SELECT COUNT(*) FROM events") == before
+
+
 async def test_alias_and_trusted_private_chat(hs: HomeserverHarness) -> None:
     alice = await make_user(hs, "alice")
     bob = await make_user(hs, "bob")
