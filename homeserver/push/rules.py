@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from homeserver.errors import BadJson, InvalidParam, MissingParam
+from homeserver.errors import BadJson, InvalidParam, MissingParam, Unrecognized
 from homeserver.push.conditions import (
     Condition,
     EventMatch,
@@ -291,8 +291,9 @@ def compile_ruleset(stored: UserPushRules, *, _use_shared: bool = True) -> Compi
 
 
 def check_kind(kind: str) -> str:
+    """A kind is a part of the request path: an unknown one names nothing."""
     if kind not in KINDS:
-        raise InvalidParam(f"Unknown push rule kind: {kind}")
+        raise Unrecognized(f"Unknown push rule kind: {kind}", status=400)
     return kind
 
 
@@ -307,7 +308,9 @@ def check_new_rule_id(kind: str, rule_id: str) -> None:
 
 
 def parse_actions(raw: object) -> list[Any]:
-    """Validate an ``actions`` array; legacy actions are accepted and stripped."""
+    """Validate an ``actions`` array. The legacy ``dont_notify`` and ``coalesce`` are
+    accepted and kept as given (the API shows the rule as it was set, as Synapse
+    does); evaluation ignores them (``CompiledRule.build`` strips them)."""
     if raw is None:
         raise MissingParam("Missing parameter: actions")
     if not isinstance(raw, list):
@@ -321,7 +324,7 @@ def parse_actions(raw: object) -> list[Any]:
                 raise InvalidParam("An action object must have a string 'set_tweak'")
         else:
             raise BadJson("Each action must be a string or an object")
-    return strip_legacy_actions(raw)
+    return list(raw)
 
 
 def parse_conditions(raw: object) -> list[dict[str, Any]]:

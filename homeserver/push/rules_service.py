@@ -81,6 +81,11 @@ class PushRulesService:
         as GET /pushrules/ gives it (push.md, "Push Rules: Events")."""
         return {"global": await self.ruleset(user_id)}
 
+    async def rules_of_kind(self, user_id: str, kind: str) -> list[dict[str, Any]]:
+        """The rules of one kind, in evaluation order (``GET /pushrules/global/{kind}/``)."""
+        check_kind(kind)
+        return (await self.ruleset(user_id))[kind]
+
     async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         check_kind(kind)
         rule = find_rule_json(user_id, await self._store.get_rules(user_id), kind, rule_id)

@@ -347,12 +347,17 @@ def test_disabled_rules_and_changed_default_actions() -> None:
     assert rule is not None and rule.rule_id == ".m.rule.message" and not rule.notify
 
 
-def test_legacy_actions_are_stripped() -> None:
-    assert parse_actions(["notify", "coalesce"]) == ["notify"]
-    assert parse_actions(["dont_notify"]) == []
+def test_legacy_actions_are_kept_but_ignored() -> None:
+    # accepted and kept as set, so the API shows them back (as Synapse does) ...
+    assert parse_actions(["notify", "coalesce"]) == ["notify", "coalesce"]
+    assert parse_actions(["dont_notify"]) == ["dont_notify"]
+    # ... but evaluation ignores them: ["dont_notify"] is the same as []
     legacy = UserPushRules((UserRule("override", "x", ["dont_notify"], []),), {})
     rule = compile_ruleset(legacy).evaluate(message(), Recipient(ALICE))
     assert rule is not None and rule.actions == () and not rule.notify
+    both = UserPushRules((UserRule("override", "x", ["notify", "coalesce"], []),), {})
+    rule = compile_ruleset(both).evaluate(message(), Recipient(ALICE))
+    assert rule is not None and rule.actions == ("notify",) and rule.notify
 
 
 def test_ruleset_json_resolves_user_placeholder() -> None:
