@@ -41,6 +41,7 @@ ROOM_STATE_CACHE = 512
 UNREAD_CACHE = 10_000  # users whose unread counts are kept
 
 NotifiedCallback = Callable[[set[str]], None]
+_GONE = ("leave", "ban")
 
 
 class IgnoredSenders(Protocol):
@@ -95,6 +96,8 @@ class PushEvaluator:
         self._unread_epochs: dict[str, int] = {}
         # told which users got new notifications (the pushers)
         self.on_notified: list[NotifiedCallback] = []
+        # told which users sent a read receipt (the pushers update the badge)
+        self.on_read: list[NotifiedCallback] = []
 
     # -- evaluation inside the event's transaction ------------------------------------------
 
@@ -347,7 +350,7 @@ class PushEvaluator:
             stored.stream_ordering,
         )
         self._counts_changed((user_id,))
-        for callback in self.on_notified:
+        for callback in self.on_read:
             callback({user_id})
 
     def _counts_changed(self, user_ids: Collection[str]) -> None:
@@ -398,9 +401,20 @@ class PushEvaluator:
         return result
 
     async def unread_total(self, user_id: str) -> int:
-        """The user's unread notifications across every room (push ``counts.unread``)."""
+        """The user's unread notifications across the rooms they are in or invited to
+        (push ``counts.unread``): rooms they left or were banned from no longer count,
+        as in Synapse's badge. (A room known only by an invite received over
+        federation has no local membership row: it counts.)"""
         by_room = await self._unread_by_room(user_id)
-        return sum(n for threads in by_room.values() for n, _ in threads.values())
+        if not by_room:
+            return 0
+        memberships = await self._stores.state.rooms_for_user(user_id)
+        return sum(
+            n
+            for room_id, threads in by_room.items()
+            if memberships.get(room_id) not in _GONE
+            for n, _ in threads.values()
+        )
 
     async def notifications(
         self, user_id: str, from_token: str | None, limit: int, only_highlight: bool

@@ -28,6 +28,7 @@ from homeserver.push.gateway import (
     GatewayError,
     NotificationBuilder,
     PushGatewayClient,
+    badge_notification,
 )
 from homeserver.push.notifications import PushEvaluator
 from homeserver.streams import StreamIdGenerator
@@ -80,9 +81,10 @@ def check_pusher_request(request: PusherRequest) -> None:
         raise InvalidParam("'data.url' must be an http(s) URL")
     if parsed.path != NOTIFY_PATH:
         raise InvalidParam(f"'data.url' must have the path {NOTIFY_PATH}")
-    fmt = request.data.get("format")
-    if fmt is not None and fmt != "event_id_only":
-        raise InvalidParam("'data.format' must be 'event_id_only' when given")
+    # "event_id_only" is the one format the spec defines; any other is kept as given
+    # and gets full notifications (as Synapse treats it)
+    if not isinstance(request.data.get("format", ""), str):
+        raise InvalidParam("'data.format' must be a string")
 
 
 def pusher_json(pusher: PusherRecord) -> dict[str, Any]:
@@ -111,6 +113,10 @@ class HttpPusher:
         self._next_attempt_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
+        # the unread count the gateway last heard from us, and whether a read receipt
+        # asks to check it again (a badge-only push when it changed, as Synapse sends)
+        self.last_badge: int | None = None
+        self._badge_due = False
 
     def start(self) -> None:
         if self._task is None:
@@ -118,6 +124,11 @@ class HttpPusher:
         self._wake.set()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def badge_changed(self) -> None:
+        """The user read something: tell the gateway the new unread count."""
+        self._badge_due = True
         self._wake.set()
 
     async def stop(self) -> None:
@@ -155,6 +166,15 @@ class HttpPusher:
                 self._fail()
             if self._task is None:
                 return  # removed
+            if self._badge_due and not more and self._next_attempt_ms is None:
+                try:
+                    await self._update_badge()
+                except Exception:
+                    logger.exception(
+                        "badge of %s/%s failed", self.record.app_id, self.record.user_id
+                    )
+                if self._task is None:
+                    return  # removed (the gateway rejected the pushkey)
             if not more and self._next_attempt_ms is None:
                 await self._sleep(None)
 
@@ -196,8 +216,30 @@ class HttpPusher:
                     logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
                     await pool.remove(record.user_id, record.app_id, record.pushkey)
                     return False
+                self.last_badge = unread
             await self._advance(action.stream_ordering)
         return len(actions) == FETCH_LIMIT
+
+    async def _update_badge(self) -> None:
+        """Send the unread count alone when it differs from the last one sent. Best
+        effort: a failure is logged, not retried (the next push carries the count)."""
+        self._badge_due = False
+        pool, record = self._pool, self.record
+        unread = await pool.evaluator.unread_total(record.user_id)
+        if unread == self.last_badge:
+            return
+        try:
+            rejected = await pool.client.notify(
+                record.data["url"], {"notification": badge_notification(record, unread)}
+            )
+        except GatewayError as exc:
+            logger.info("badge update to %s failed: %s", record.data.get("url"), exc)
+            return
+        if record.pushkey in rejected:
+            logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
+            await pool.remove(record.user_id, record.app_id, record.pushkey)
+            return
+        self.last_badge = unread
 
     def _fail(self) -> None:
         now = self._pool.clock.time_ms()
@@ -249,6 +291,7 @@ class PusherPool:
         self._pushers: dict[tuple[str, str, str], HttpPusher] = {}
         self._running = False
         evaluator.on_notified.append(self.on_notified)
+        evaluator.on_read.append(self.on_read)
 
     async def start(self) -> None:
         """Load every pusher and resume its queue from the stored position."""
@@ -280,6 +323,11 @@ class PusherPool:
         for key, pusher in self._pushers.items():
             if key[0] in user_ids:
                 pusher.wake()
+
+    def on_read(self, user_ids: set[str]) -> None:
+        for key, pusher in self._pushers.items():
+            if key[0] in user_ids:
+                pusher.badge_changed()
 
     def wake_all(self) -> None:
         """Re-check every queue now (after the clock moved, in tests)."""
