@@ -32,6 +32,7 @@ from homeserver.push.gateway import (
 )
 from homeserver.push.notifications import PushEvaluator
 from homeserver.streams import StreamIdGenerator
+from storage.database import Transaction
 from storage.pushers import PusherRecord
 from storage.stores import Stores
 
@@ -289,6 +290,7 @@ class PusherPool:
         self.builder = builder
         self._stream = events_stream
         self._pushers: dict[tuple[str, str, str], HttpPusher] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
         self._running = False
         evaluator.on_notified.append(self.on_notified)
         evaluator.on_read.append(self.on_read)
@@ -306,6 +308,8 @@ class PusherPool:
         pushers, self._pushers = list(self._pushers.values()), {}
         for pusher in pushers:
             await pusher.stop()
+        if self._stopping:
+            await asyncio.gather(*self._stopping)
         await self.client.close()
 
     def _add(self, record: PusherRecord) -> None:
@@ -369,6 +373,31 @@ class PusherPool:
         for other in removed:
             await self._drop(other.key)
         self._add(stored)
+
+    async def on_devices_removed_txn(
+        self, txn: Transaction, user_id: str, device_ids: list[str]
+    ) -> None:
+        """``SessionService.device_removed_hooks`` entry: the pushers a device set go
+        with it (as Synapse removes them), in the same transaction — on logout, device
+        deletion, a password change that logs the other devices out, deactivation."""
+        keys = await self.stores.pushers.delete_device_pushers_txn(txn, user_id, device_ids)
+        if keys:
+            txn.call_after_commit(lambda: self._stop_soon(keys))
+
+    def _stop_soon(self, keys: list[tuple[str, str, str]]) -> None:
+        """Stop the queues of deleted pushers (from a synchronous after-commit hook)."""
+        loop = asyncio.get_running_loop()
+        for key in keys:
+            pusher = self._pushers.pop(key, None)
+            if pusher is not None:
+                task = loop.create_task(pusher.stop())
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+
+    async def remove_all(self, user_id: str) -> None:
+        """Delete every pusher of the user (a deactivated account)."""
+        for record in await self.stores.pushers.get_pushers(user_id):
+            await self.remove(user_id, record.app_id, record.pushkey)
 
     async def remove(self, user_id: str, app_id: str, pushkey: str) -> None:
         await self.stores.pushers.delete_pusher(user_id, app_id, pushkey)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.account_data import PUSH_RULES, AccountDataService
+from homeserver.accounts import AccountService
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.http.outbound_tls import client_tls
@@ -15,6 +16,7 @@ from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
 from homeserver.push.rules_service import PushRulesService
 from homeserver.rooms.persister import EventPersister
+from homeserver.sessions import SessionService
 from storage.stores import Stores
 
 
@@ -61,6 +63,12 @@ class PushService:
 
         self.rules.changed_listeners.append(rules_changed)
         self.evaluator.ignored = account_data
+
+    def use_sessions(self, sessions: SessionService, accounts: AccountService) -> None:
+        """A deleted device takes the pushers it set with it; a deactivated account
+        loses every pusher (those set without a device too)."""
+        sessions.device_removed_hooks.append(self.pushers.on_devices_removed_txn)
+        accounts.deactivation_hooks.append(self.pushers.remove_all)
 
     async def start(self) -> None:
         """Resume every pusher's queue from its stored position."""
