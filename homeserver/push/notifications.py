@@ -135,7 +135,11 @@ class PushEvaluator:
     async def evaluate_event(self, stored: StoredEvent) -> list[PushAction]:
         """The push actions ``stored`` gives each local recipient who is notified."""
         event = stored.event
-        if stored.state_group is None or stored.stream_ordering is None:
+        if stored.stream_ordering is None:
+            return []
+        if stored.outlier:
+            return await self._evaluate_out_of_band(stored)
+        if stored.state_group is None:
             return []
         room = await self.room_state(event.room_id, stored.state_group, pending=stored)
         recipients = [u for u in room.local_joined if u != event.sender]
@@ -188,6 +192,47 @@ class PushEvaluator:
                 )
             )
         return result
+
+    async def _evaluate_out_of_band(self, stored: StoredEvent) -> list[PushAction]:
+        """An invite of a local user to a room this server is not in (received over
+        federation): evaluated for the invitee alone. No room state is held here, so
+        the room has no local members (as Synapse counts them), no power levels, and
+        the invitee's display name is the one the invite carries."""
+        event = stored.event
+        invitee = event.state_key
+        if (
+            event.type != "m.room.member"
+            or event.membership != "invite"
+            or invitee is None
+            or not invitee.endswith(self._suffix)
+            or invitee == event.sender
+            or stored.stream_ordering is None
+        ):
+            return []
+        if self.ignored is not None and await self.ignored.ignoring([invitee], event.sender):
+            return []
+        message = MessageContext.of(
+            event.pdu, room_member_count=0, sender_power_level=0, notification_levels={}
+        )
+        name = event.content.get("displayname")
+        ruleset = (await self._rules.compiled_for_users([invitee]))[invitee]
+        rule = ruleset.evaluate(
+            message, Recipient(invitee, name if isinstance(name, str) else None)
+        )
+        if rule is None or not rule.notify:
+            return []
+        return [
+            PushAction(
+                invitee,
+                event.event_id,
+                event.room_id,
+                stored.stream_ordering,
+                MAIN_THREAD,
+                list(rule.actions),
+                rule.highlight,
+                self._clock.time_ms(),
+            )
+        ]
 
     async def thread_of(self, event: Event) -> str:
         """The thread root an event belongs to, following relations at most 3 hops."""

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
+from homeserver.push.gateway import room_details
 from tests.conftest import HarnessFactory
 from tests.push.support import (
     LOOPBACK_OK,
@@ -186,3 +187,27 @@ async def test_badge_rejected_pushkey_removes_the_pusher(
     await alice.request("POST", f"/rooms/{room_id}/receipt/m.read/{first}", {})
     await eventually(lambda: pool(hs).pusher(alice.user_id, "com.example.app.ios", PUSHKEY) is None)
     assert (await alice.request("GET", "/pushers"))["pushers"] == []
+
+
+def test_room_details_from_naming_state() -> None:
+    bob = "@bob:test.local"
+    member = ("m.room.member", bob)
+    name = ("m.room.name", "")
+    alias = ("m.room.canonical_alias", "")
+    assert room_details({}, bob) == {}
+    assert room_details(
+        {member: {"displayname": "Bob"}, name: {"name": "Tea"}, alias: {"alias": "#t:x"}}, bob
+    ) == {"sender_display_name": "Bob", "room_name": "Tea", "room_alias": "#t:x"}
+    assert room_details({name: {"name": ""}, alias: {"alias": "#t:x"}}, bob) == {
+        "room_name": "#t:x",
+        "room_alias": "#t:x",
+    }
+    # values that are not (non-empty) strings are no names
+    assert (
+        room_details(
+            {member: {"displayname": 5}, name: {"name": ["x"]}, alias: {"alias": None}}, bob
+        )
+        == {}
+    )
+    # another member's display name is not the sender's
+    assert room_details({("m.room.member", "@eve:x"): {"displayname": "Eve"}}, bob) == {}
