@@ -188,7 +188,7 @@ class NotificationBuilder:
             key = (entry.get("type"), entry.get("state_key"))
             content = entry.get("content")
             if key in wanted and isinstance(content, Mapping):
-                found[key] = content  # type: ignore[index]
+                found[key] = content
         return found
 
 

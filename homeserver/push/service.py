@@ -11,6 +11,7 @@ from homeserver.config import HomeserverConfig
 from homeserver.http.outbound_tls import client_tls
 from homeserver.media.preview import AddressFilter
 from homeserver.notifier import Notifier
+from homeserver.push.default_rules import default_rules
 from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
 from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
@@ -35,7 +36,11 @@ class PushService:
         persister: EventPersister,
         clock: Clock,
     ) -> PushService:
-        rules = PushRulesService(stores.push_rules, notifier)
+        rules = PushRulesService(
+            stores.push_rules,
+            notifier,
+            defaults=default_rules(config.push.legacy_mention_rules),
+        )
         evaluator = PushEvaluator(config.server_name, stores, rules, clock)
         persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(

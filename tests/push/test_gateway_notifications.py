@@ -211,3 +211,18 @@ def test_room_details_from_naming_state() -> None:
     )
     # another member's display name is not the sender's
     assert room_details({("m.room.member", "@eve:x"): {"displayname": "Eve"}}, bob) == {}
+
+
+async def test_body_mention_in_a_muted_room_with_legacy_rules(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver(push={"legacy_mention_rules": True}, **LOOPBACK_OK)
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    await alice.request(
+        "PUT", f"/pushrules/global/room/{quote(room_id)}", {"actions": ["dont_notify"]}
+    )
+    await bob.send(room_id, "not pushed")
+    mention = await bob.send(room_id, f"Second message - {alice.user_id}")
+    await eventually(lambda: len(messages(gateway)) == 1)
+    assert messages(gateway)[0]["event_id"] == mention
+    assert messages(gateway)[0]["devices"][0]["tweaks"]["highlight"] is True

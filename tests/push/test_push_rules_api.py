@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.rooms.helpers import make_user
 
 G = "/pushrules/global"
@@ -264,3 +264,30 @@ async def test_bad_paths_need_a_token_first(hs: HomeserverHarness) -> None:
         resp = await hs.client.request(method, "/_matrix/client/v3/pushrules/not_a_scope/")
         assert resp.status == 401, method
         assert (await resp.json())["errcode"] == "M_MISSING_TOKEN"
+
+
+async def test_legacy_mention_rules_only_when_configured(
+    make_homeserver: HarnessFactory,
+) -> None:
+    spec = await make_homeserver()
+    alice = await make_user(spec, "alice")
+    await _error(alice, "GET", f"{G}/content/.m.rule.contains_user_name", None, 404, "M_NOT_FOUND")
+    await _error(
+        alice,
+        "PUT",
+        f"{G}/override/.m.rule.roomnotif/enabled",
+        {"enabled": False},
+        404,
+        "M_NOT_FOUND",
+    )
+    legacy = await make_homeserver(push={"legacy_mention_rules": True})
+    bob = await make_user(legacy, "bob")
+    content = await bob.request("GET", f"{G}/content/")
+    assert [(r["rule_id"], r["pattern"]) for r in content] == [
+        (".m.rule.contains_user_name", "bob")
+    ]
+    await bob.request("PUT", f"{G}/content/.m.rule.contains_user_name/enabled", {"enabled": False})
+    rule = await bob.request("GET", f"{G}/content/.m.rule.contains_user_name")
+    assert rule["enabled"] is False and rule["default"] is True
+    await _error(bob, "DELETE", f"{G}/override/.m.rule.roomnotif", None, 404, "M_NOT_FOUND")
+    assert (await bob.request("GET", f"{G}/override/.m.rule.roomnotif"))["enabled"] is True
