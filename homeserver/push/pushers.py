@@ -115,9 +115,11 @@ class HttpPusher:
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
         # the unread count the gateway last heard from us, and whether a read receipt
-        # asks to check it again (a badge-only push when it changed, as Synapse sends)
+        # asks to check it again (a badge-only push when it changed, as Synapse sends);
+        # badges go out from their own task, so a slow one never holds up the queue
         self.last_badge: int | None = None
         self._badge_due = False
+        self._badge_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -130,10 +132,24 @@ class HttpPusher:
     def badge_changed(self) -> None:
         """The user read something: tell the gateway the new unread count."""
         self._badge_due = True
-        self._wake.set()
+        if self._task is not None and (self._badge_task is None or self._badge_task.done()):
+            self._badge_task = asyncio.get_running_loop().create_task(self._send_badges())
+
+    async def _send_badges(self) -> None:
+        while self._badge_due and self._task is not None:
+            self._badge_due = False
+            try:
+                await self._update_badge()
+            except Exception:
+                logger.exception("badge of %s/%s failed", self.record.app_id, self.record.user_id)
 
     async def stop(self) -> None:
         """Stop at the next safe point (a request to a gateway may be cut short)."""
+        badge, self._badge_task = self._badge_task, None
+        if badge is not None and badge is not asyncio.current_task() and not badge.done():
+            badge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await badge
         task, self._task = self._task, None
         if task is None:
             return
@@ -167,15 +183,6 @@ class HttpPusher:
                 self._fail()
             if self._task is None:
                 return  # removed
-            if self._badge_due and not more and self._next_attempt_ms is None:
-                try:
-                    await self._update_badge()
-                except Exception:
-                    logger.exception(
-                        "badge of %s/%s failed", self.record.app_id, self.record.user_id
-                    )
-                if self._task is None:
-                    return  # removed (the gateway rejected the pushkey)
             if not more and self._next_attempt_ms is None:
                 await self._sleep(None)
 
@@ -224,7 +231,6 @@ class HttpPusher:
     async def _update_badge(self) -> None:
         """Send the unread count alone when it differs from the last one sent. Best
         effort: a failure is logged, not retried (the next push carries the count)."""
-        self._badge_due = False
         pool, record = self._pool, self.record
         unread = await pool.evaluator.unread_total(record.user_id)
         if unread == self.last_badge:

@@ -18,4 +18,5 @@ async def gateway() -> AsyncIterator[Gateway]:
     gw = Gateway()
     runner = await serve_gateway(gw)
     yield gw
+    gw.release.set()
     await runner.cleanup()

@@ -226,3 +226,19 @@ async def test_body_mention_in_a_muted_room_with_legacy_rules(
     await eventually(lambda: len(messages(gateway)) == 1)
     assert messages(gateway)[0]["event_id"] == mention
     assert messages(gateway)[0]["devices"][0]["tweaks"]["highlight"] is True
+
+
+async def test_unanswered_badge_does_not_hold_up_event_pushes(
+    make_homeserver: HarnessFactory, gateway: Gateway
+) -> None:
+    hs = await make_homeserver(**LOOPBACK_OK)
+    alice, bob, room_id = await room_with_pusher(hs, gateway.url)
+    first = await bob.send(room_id, "one")
+    await eventually(lambda: len(messages(gateway)) == 1)
+    gateway.hold_badges = True
+    await alice.request("POST", f"/rooms/{room_id}/receipt/m.read/{first}", {})
+    await eventually(lambda: len(gateway.received) == 2)  # the badge, unanswered
+    second = await bob.send(room_id, "two")
+    await eventually(lambda: len(messages(gateway)) == 2)
+    assert messages(gateway)[1]["event_id"] == second
+    gateway.release.set()
