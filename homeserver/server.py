@@ -41,6 +41,7 @@ from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.ephemeral import EphemeralServices
 from homeserver.http.listener import gzip_json, health
 from homeserver.http.middleware import make_middlewares
+from homeserver.legacy import LegacyApi
 from homeserver.media.preview import url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
 from homeserver.notifier import Notifier
@@ -165,6 +166,13 @@ class Homeserver:
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
+        sync = SyncService(
+            stores,
+            notifier,
+            persister.events_stream,
+            EventSerializer(stores, clock, relations),
+            visibility,
+        )
         client = ClientContext(
             config=config,
             clock=clock,
@@ -190,18 +198,22 @@ class Homeserver:
             relations=relations,
             e2ee=e2ee,
             push=push,
-            sync=SyncService(
-                stores,
-                notifier,
-                persister.events_stream,
-                EventSerializer(stores, clock, relations),
-                visibility,
-            ),
+            sync=sync,
             presence=ephemeral.presence,
             receipts=ephemeral.receipts,
             typing=ephemeral.typing,
             account_data=ephemeral.account_data,
             to_device=ephemeral.to_device,
+            legacy=LegacyApi.build(
+                stores,
+                notifier,
+                sync,
+                visibility,
+                history,
+                EventSerializer(stores, clock, relations),
+                ephemeral,
+                clock,
+            ),
         )
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         client.sync.extensions += ephemeral.sync_extensions()
