@@ -108,7 +108,10 @@ class EventStreamService:
         start = request.from_token or self._positions.current_token(None)
         presence = self._ephemeral.presence
         if not request.is_guest:
-            await presence.sync_started(request.user_id, ONLINE)
+            try:
+                await presence.sync_started(request.user_id, ONLINE)
+            except Exception:
+                logger.exception("presence of %s not updated", request.user_id)
         try:
             read = await self._long_poll(request, start)
         finally:

@@ -183,3 +183,16 @@ async def test_served_under_the_old_prefixes(hs: HomeserverHarness) -> None:
         resp = await hs.client.get(prefix + "/events", params={"timeout": "0"}, headers=alice.auth)
         assert resp.status == 200
         assert set(await resp.json()) == {"chunk", "start", "end"}
+
+
+async def test_a_token_from_the_future_reads_nothing_and_comes_back_to_now(
+    hs: HomeserverHarness,
+) -> None:
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    ahead = SyncToken(*(10**15 for _ in range(8))).serialize()
+    body = await events(alice, **{"from": ahead})
+    assert body["chunk"] == [] and body["start"] == ahead
+    event_id = await alice.send(room_id, "next")
+    body = await events(alice, **{"from": body["end"]})
+    assert [e["event_id"] for e in of_type(body["chunk"], "m.room.message")] == [event_id]
