@@ -13,6 +13,7 @@ from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.e2ee import E2ee
 from homeserver.errors import MissingToken
+from homeserver.legacy import LegacyApi
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService
 from homeserver.profiles import ProfileService
@@ -73,6 +74,7 @@ class ClientContext:
     account_data: AccountDataService
     to_device: ToDeviceService
     third_party_invites: ThirdPartyInviteService
+    legacy: LegacyApi
 
     @property
     def server_name(self) -> str:

@@ -44,6 +44,7 @@ from homeserver.http.listener import gzip_json, health
 from homeserver.http.middleware import make_middlewares
 from homeserver.http.outbound_tls import client_tls
 from homeserver.identity.client import IdentityServerClient
+from homeserver.legacy import LegacyApi
 from homeserver.media.preview import AddressFilter, url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
 from homeserver.notifier import Notifier
@@ -176,6 +177,13 @@ class Homeserver:
             tls=client_tls(config),
         )
         profiles = ProfileService(config.server_name, stores)
+        sync = SyncService(
+            stores,
+            notifier,
+            persister.events_stream,
+            EventSerializer(stores, clock, relations),
+            visibility,
+        )
         client = ClientContext(
             config=config,
             clock=clock,
@@ -201,13 +209,7 @@ class Homeserver:
             relations=relations,
             e2ee=e2ee,
             push=push,
-            sync=SyncService(
-                stores,
-                notifier,
-                persister.events_stream,
-                EventSerializer(stores, clock, relations),
-                visibility,
-            ),
+            sync=sync,
             presence=ephemeral.presence,
             receipts=ephemeral.receipts,
             typing=ephemeral.typing,
@@ -215,6 +217,16 @@ class Homeserver:
             to_device=ephemeral.to_device,
             third_party_invites=ThirdPartyInviteService(
                 config.server_name, stores, creator, membership, profiles, identity
+            ),
+            legacy=LegacyApi.build(
+                stores,
+                notifier,
+                sync,
+                visibility,
+                history,
+                EventSerializer(stores, clock, relations),
+                ephemeral,
+                clock,
             ),
         )
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
