@@ -30,6 +30,7 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
+from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.sync.service import SyncService
@@ -71,6 +72,7 @@ class ClientContext:
     typing: TypingService
     account_data: AccountDataService
     to_device: ToDeviceService
+    room_upgrades: RoomUpgradeService
 
     @property
     def server_name(self) -> str:

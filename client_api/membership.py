@@ -47,14 +47,19 @@ class MembershipHandlers:
         return room_id, list(dict.fromkeys(servers))
 
     async def join(self, request: web.Request) -> web.Response:
-        """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join."""
+        """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join.
+
+        The body of ``/join/{roomIdOrAlias}`` also gives the join event more content
+        (any other keys are kept in it, as Synapse keeps them); ``/rooms/{roomId}/join``
+        takes only the reason."""
         requester = await self._ctx.requester(request)
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
         await self._limit_join(requester.user_id, room_id)
+        extra = body if "roomIdOrAlias" in request.match_info else None
         result = await self._ctx.membership.join(
-            requester.user_id, room_id, reason=reason, servers=servers
+            requester.user_id, room_id, reason=reason, servers=servers, extra_content=extra
         )
         joined = result.event.room_id if isinstance(result, StoredEvent) else result
         return json_response({"room_id": joined})

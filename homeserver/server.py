@@ -61,6 +61,8 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
+from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.streams import StreamIdGenerator
@@ -165,6 +167,10 @@ class Homeserver:
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
+        upgrade_transfer = UpgradeTransfer(
+            config.server_name, stores, ephemeral.account_data, push.rules
+        )
+        membership.remote_join_hooks.append(upgrade_transfer.after_remote_join)
         client = ClientContext(
             config=config,
             clock=clock,
@@ -202,7 +208,11 @@ class Homeserver:
             typing=ephemeral.typing,
             account_data=ephemeral.account_data,
             to_device=ephemeral.to_device,
+            room_upgrades=RoomUpgradeService(
+                config.server_name, stores, creator, room_creation, upgrade_transfer
+            ),
         )
+        client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
