@@ -247,21 +247,23 @@ class MembershipService:
         """Leave a room no local user is joined to: reject an invite, retract a knock.
 
         An invite from a local user (who has left since) is rejected in the room
-        itself, whose state this server holds: None (the caller sends the leave). An
-        invite or knock of another server goes through a resident server; if none
-        takes it, the leave is made here alone (out of band), as Synapse does, so the
-        user is never stuck with it.
+        itself, whose state this server holds, and a user who left already gets the
+        room's own answer: None (the caller sends the leave there). An invite or
+        knock of another server goes through a resident server; if none takes it,
+        the leave is made here alone (out of band), as Synapse does, so the user is
+        never stuck with it. 404 if the user never had a membership in the room.
         """
         leave: dict[str, Any] = {"membership": "leave"}
         if reason is not None:
             leave["reason"] = reason
         latest_id = await self._stores.rooms.latest_membership_event_id(user_id, room_id)
         latest = await self._stores.events.get_event(latest_id) if latest_id else None
-        pending = latest is not None and latest.event.membership in ("invite", "knock")
+        if latest is None:
+            raise NotFound("Not a known room")
+        if latest.event.membership not in ("invite", "knock"):
+            return None  # left or banned already: the room's rules answer (as Synapse)
         if (
-            latest is not None
-            and pending
-            and latest.event.membership == "invite"
+            latest.event.membership == "invite"
             and self.is_mine(latest.event.sender)
             and not latest.outlier
         ):
@@ -271,8 +273,6 @@ class MembershipService:
         try:
             return await self.remote_leave(user_id, room_id, dict(leave))
         except MatrixError as exc:
-            if latest is None or not pending:
-                raise
             logger.info(
                 "no resident of %s took %s's leave (%s): leaving out of band",
                 room_id,

@@ -258,9 +258,7 @@ async def test_user_settings_follow_the_room(hs: HomeserverHarness) -> None:
         "mute-old",
     ]
     # the upgrading user had none of these: nothing was made up for them
-    alice_tags = await alice.request(
-        "GET", f"/user/{quote(alice.user_id)}/rooms/{new}/tags"
-    )
+    alice_tags = await alice.request("GET", f"/user/{quote(alice.user_id)}/rooms/{new}/tags")
     assert alice_tags == {"tags": {}}
 
 
@@ -268,9 +266,7 @@ async def test_disabled_push_rules_are_not_copied(hs: HomeserverHarness) -> None
     alice = await make_user(hs, "alice")
     old = await alice.create_room(preset="public_chat")
     await alice.request("PUT", f"/pushrules/global/room/{quote(old)}", {"actions": ["notify"]})
-    await alice.request(
-        "PUT", f"/pushrules/global/room/{quote(old)}/enabled", {"enabled": False}
-    )
+    await alice.request("PUT", f"/pushrules/global/room/{quote(old)}/enabled", {"enabled": False})
     new = (await _upgrade(alice, old))["replacement_room"]
     missing = await alice.request("GET", f"/pushrules/global/room/{quote(new)}", expect=404)
     assert missing["errcode"] == "M_NOT_FOUND"
