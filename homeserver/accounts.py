@@ -315,9 +315,14 @@ class AccountService:
         revoked = await self._stores.db.run_transaction("change_password", txn_func)
         self._sessions.forget_tokens(revoked)
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        """Deactivate the account; ``erase``: also mark the user erased, so their
+        events are served pruned to users who were not in the room to see them."""
+
         async def txn_func(txn: Transaction) -> list[str]:
             await self._stores.accounts.set_deactivated_txn(txn, user_id)
+            if erase:
+                await self._stores.accounts.mark_erased_txn(txn, user_id)
             return await self._sessions.delete_other_devices_txn(txn, user_id, None)
 
         revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)
