@@ -161,7 +161,10 @@ class RoomHistory:
         state: list[StoredEvent] = []
         if event_filter is not None and event_filter.lazy_load_members and scan.events:
             state = await self.member_events_for_senders(scan.events[0], scan.events)
-        end = None if scan.exhausted else position_token(scan.position)
+        # As Synapse: ``end`` comes with every page that has events, so a client pages on
+        # until a page is empty and has none (the spec describes ``end`` as omitted once
+        # no further events are available; the page after the last one is that answer).
+        end = None if scan.exhausted and not scan.events else position_token(scan.position)
         return MessagesPage(scan.events, start_token, end, state)
 
     @staticmethod
