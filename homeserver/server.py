@@ -55,6 +55,7 @@ from homeserver.rooms.directory import DirectoryRules, DirectoryService
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
+from homeserver.rooms.member_profiles import MemberProfileUpdater
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persister import EventPersister
 from homeserver.rooms.relations import RelationsService
@@ -204,6 +205,9 @@ class Homeserver:
             to_device=ephemeral.to_device,
         )
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
+        client.profiles.change_hooks.append(
+            MemberProfileUpdater(stores, membership.join).on_profile_changed
+        )
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
         client.sync.end_hooks.append(ephemeral.presence.sync_ended)
