@@ -95,11 +95,15 @@ class EventCreator:
         extra: Mapping[str, Any] | None = None,
         stripped_state_keys: list[tuple[str, str]] | None = None,
         countersign: Countersign | None = None,
+        reuse_unchanged_state: bool = False,
     ) -> StoredEvent:
         """Build, authorize and persist a local event in an existing room.
 
         ``countersign`` gets the authorized event before it is persisted and returns
         the event to persist (a remote invite: the invitee's server signs it too).
+        With ``reuse_unchanged_state``, a state event the sender already set with the
+        same content is not sent again: the current one is returned (as Synapse
+        deduplicates ``PUT /state``).
         """
         async with self.lanes.lane(room_id):
             if txn is not None:
@@ -113,6 +117,15 @@ class EventCreator:
                         return stored
             rv = await self.room_version(room_id)
             state = await self._stores.state.get_current_state(room_id)
+            if reuse_unchanged_state and state_key is not None:
+                current_id = state.get((event_type, state_key))
+                current = await self._stores.events.get_event(current_id) if current_id else None
+                if (
+                    current is not None
+                    and current.event.sender == sender
+                    and current.event.content == content
+                ):
+                    return current
             builder = EventBuilder(
                 rv,
                 event_type,
