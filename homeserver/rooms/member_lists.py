@@ -2,7 +2,9 @@
 
 ``GET /rooms/{roomId}/members`` (optionally ``at`` a token, filtered by membership),
 ``GET /rooms/{roomId}/joined_members``, and the state a user may read: the current
-state while joined, the state as of their leave or ban afterwards.
+state while joined, the state as of their leave or ban afterwards, and the current
+state of a room whose history is ``world_readable`` for anyone else (guests
+included: "Guest access" lets them read such rooms without joining).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.errors import Forbidden
+from homeserver.rooms.visibility import HISTORY_VISIBILITY, WORLD_READABLE, visibility_value
 from homeserver.streams import SyncToken, TopologicalToken, parse_pagination_token
 from storage.events import StoredEvent
 from storage.state import StateMap
@@ -23,7 +26,7 @@ MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 class MemberView:
     """What a user may see of a room: up to which stream position, and the state then."""
 
-    membership: str
+    membership: str  # "" for a user who never joined a world-readable room
     # stream position of the user's leave/ban (None while joined: no limit)
     until: int | None
     # the state after the user's leave/ban (None while joined: use the current state)
@@ -35,20 +38,29 @@ class MemberListService:
         self._stores = stores
 
     async def member_view(self, user_id: str, room_id: str) -> MemberView:
-        """M_FORBIDDEN unless the user is joined or was joined and then left or was banned."""
+        """M_FORBIDDEN unless the user is joined, was joined and then left or was banned,
+        or the room's history is currently ``world_readable``."""
         if not await self._stores.rooms.room_exists(room_id):
             raise Forbidden("You are not a member of this room")
         state = await self._stores.state.get_current_state(room_id)
         member_id = state.get(("m.room.member", user_id))
         member = await self._stores.events.get_event(member_id) if member_id else None
-        if member is None:
-            raise Forbidden("You are not a member of this room")
-        membership = member.event.membership or ""
+        membership = (member.event.membership or "") if member is not None else ""
         if membership == "join":
             return MemberView(membership, None, None)
-        if membership in ("leave", "ban") and member.state_group is not None:
+        if member is not None and membership in ("leave", "ban") and member.state_group is not None:
             return MemberView(membership, member.stream_ordering, member.state_group)
+        if await self._world_readable(state):
+            return MemberView("", None, None)
         raise Forbidden("You are not a member of this room")
+
+    async def _world_readable(self, state: StateMap) -> bool:
+        event_id = state.get((HISTORY_VISIBILITY, ""))
+        stored = await self._stores.events.get_event(event_id) if event_id else None
+        return (
+            stored is not None
+            and visibility_value(stored.event.content.get("history_visibility")) == WORLD_READABLE
+        )
 
     async def visible_state(self, user_id: str, room_id: str) -> StateMap:
         """The state a user may read: current if joined, else as of when they left."""
