@@ -52,6 +52,7 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
+from homeserver.rooms.guest_access import GuestEvictor
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -110,6 +111,7 @@ class Homeserver:
     federation_events: FederationEventServices | None = None
     federation_membership: FederationMembership | None = None
     federation_e2ee: FederationE2ee | None = None
+    guest_evictor: GuestEvictor | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -149,6 +151,12 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        guest_evictor = GuestEvictor(
+            config.server_name,
+            stores,
+            lambda user_id, room_id: membership.change(user_id, room_id, user_id, "leave"),
+        )
+        persister.persisted_hooks.append(guest_evictor.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -275,6 +283,7 @@ class Homeserver:
             federation_events=federation_events,
             federation_membership=federation_membership,
             federation_e2ee=federation_e2ee,
+            guest_evictor=guest_evictor,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -336,6 +345,8 @@ class Homeserver:
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        if self.guest_evictor is not None:
+            await self.guest_evictor.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
         if self.federation_events is not None:

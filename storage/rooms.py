@@ -80,6 +80,18 @@ class RoomStore:
         )
         return [] if raw is None else list(json.loads(raw))
 
+    async def latest_membership_event_id(self, user_id: str, room_id: str) -> str | None:
+        """The user's latest membership event in the room that has a stream position
+        (a room this server is not in: the out-of-band invite, knock or leave)."""
+        value = await self.db.fetchval(
+            "latest_membership_event_id",
+            "SELECT event_id FROM room_memberships WHERE user_id = $1 AND room_id = $2"
+            " AND stream_ordering IS NOT NULL ORDER BY stream_ordering DESC LIMIT 1",
+            user_id,
+            room_id,
+        )
+        return None if value is None else str(value)
+
     async def forget_room(self, user_id: str, room_id: str) -> None:
         await self.db.execute(
             "forget_room",
