@@ -94,8 +94,15 @@ class MembershipService:
         authoriser = await self._restricted_join_authoriser(user_id, room_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
+        # Joining again with the same profile changes nothing: no new event (as Synapse).
         return await self._creator.send(
-            room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
+            room_id,
+            "m.room.member",
+            user_id,
+            content,
+            state_key=user_id,
+            txn=txn,
+            reuse_unchanged_state=True,
         )
 
     async def _is_guest(self, user_id: str) -> bool:

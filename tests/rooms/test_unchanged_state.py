@@ -39,3 +39,19 @@ async def test_messages_are_never_deduplicated(hs: HomeserverHarness) -> None:
     alice = await make_user(hs, "alice")
     room = await alice.create_room(preset="public_chat")
     assert await alice.send(room, "same") != await alice.send(room, "same")
+
+
+async def test_joining_again_unchanged_sends_nothing(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    path = f"/rooms/{room}/state/m.room.member/{bob.user_id}?format=event"
+    first = (await bob.request("GET", path))["event_id"]
+    before = await _event_count(hs)
+    await bob.join(room)
+    assert (await bob.request("GET", path))["event_id"] == first
+    assert await _event_count(hs) == before
+    # a join with a reason is a change
+    await bob.request("POST", f"/rooms/{room}/join", {"reason": "back"})
+    assert (await bob.request("GET", path))["event_id"] != first
