@@ -174,6 +174,8 @@ async def test_guest_reads_world_readable_rooms_without_joining(
     messages = await guest.request("GET", f"/rooms/{room}/messages?dir=b&limit=5")
     assert event_id in [e["event_id"] for e in messages["chunk"]]
     assert (await guest.request("GET", f"/rooms/{room}/event/{event_id}"))["event_id"] == event_id
+    context = await guest.request("GET", f"/rooms/{room}/context/{event_id}")
+    assert context["event"]["event_id"] == event_id
     # reading is not joining: sending is refused
     err = await guest.request("PUT", f"/rooms/{room}/send/m.room.message/t1", {}, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
