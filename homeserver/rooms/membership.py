@@ -233,6 +233,19 @@ class MembershipService:
             content["is_direct"] = is_direct
         return await self._send_member(sender, room_id, target, content, txn=txn)
 
+    async def third_party_invite(
+        self, sender: str, room_id: str, target: str, third_party_invite: dict[str, Any]
+    ) -> StoredEvent:
+        """The invite of ``target`` made from a third-party invite: ``sender`` (who sent
+        the ``m.room.third_party_invite``, maybe a user of another server) is its
+        sender, and the auth rules check ``third_party_invite.signed`` instead of the
+        sender's membership."""
+        content: dict[str, Any] = {"membership": "invite"}
+        if self.is_mine(target):
+            content.update(await self._profile_content(target))
+        content["third_party_invite"] = third_party_invite
+        return await self._send_member(sender, room_id, target, content)
+
     async def _send_member(
         self,
         sender: str,
@@ -243,7 +256,10 @@ class MembershipService:
         txn: TxnKey | None = None,
     ) -> StoredEvent:
         membership = content.get("membership")
-        stripped = STRIPPED_STATE_KEYS if membership in ("invite", "knock") else None
+        stripped = None
+        if membership in ("invite", "knock"):
+            # and the sender's own membership, as Synapse gives (clients show the inviter)
+            stripped = [*STRIPPED_STATE_KEYS, ("m.room.member", sender)]
         countersign = None
         if membership == "invite" and not self.is_mine(target):
             countersign = self.remote_invite
