@@ -14,7 +14,7 @@ sends. Of the membership endpoints only join and leave are listed (the spec's
 list): a guest does not invite, kick or ban.
 
 Paths are written as in ``client_api/routes.py``, without the
-``/_matrix/client/{version}`` prefix.
+``/_matrix/client/{version}`` prefix (nor the legacy ``/_matrix/client/api/v1``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import re
 
 from aiohttp import web
 
-_CLIENT_PREFIX = re.compile(r"^/_matrix/client/(?:v\d+|r0|unstable)(?=/)")
+_CLIENT_PREFIX = re.compile(r"^/_matrix/client/(?:v\d+|r0|api/v1|unstable)(?=/)")
 
 GUEST_ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
     {
