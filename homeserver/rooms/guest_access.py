@@ -69,7 +69,7 @@ class GuestEvictor:
         self._server_name = server_name
         self._stores = stores
         self._leave_room = leave_room
-        self._tasks: set[asyncio.Task[list[str]]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
         event = stored.event
@@ -82,9 +82,15 @@ class GuestEvictor:
             or guests_may_join(event.content)
         ):
             return
-        task = asyncio.get_running_loop().create_task(self.evict_guests(event.room_id))
+        task = asyncio.get_running_loop().create_task(self._evict_in_background(event.room_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _evict_in_background(self, room_id: str) -> None:
+        try:
+            await self.evict_guests(room_id)
+        except Exception:
+            logger.exception("could not evict the guests of %s", room_id)
 
     async def evict_guests(self, room_id: str) -> list[str]:
         """Send a leave for every local guest joined to (or invited to) ``room_id``
