@@ -33,6 +33,7 @@ from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.third_party_invites import ThirdPartyInviteService
+from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.sync.service import SyncService
@@ -74,6 +75,7 @@ class ClientContext:
     typing: TypingService
     account_data: AccountDataService
     to_device: ToDeviceService
+    room_upgrades: RoomUpgradeService
     third_party_invites: ThirdPartyInviteService
     legacy: LegacyApi
 

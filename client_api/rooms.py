@@ -125,12 +125,7 @@ class RoomHandlers:
         if event_type == "m.room.canonical_alias" and state_key == "":
             await self._ctx.directory.check_canonical_alias(room_id, content)
         stored = await self._ctx.creator.send(
-            room_id,
-            event_type,
-            requester.user_id,
-            content,
-            state_key=state_key,
-            reuse_unchanged_state=True,
+            room_id, event_type, requester.user_id, content, state_key=state_key
         )
         return json_response({"event_id": stored.event_id})
 

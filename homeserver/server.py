@@ -60,7 +60,6 @@ from homeserver.rooms.guest_access import GuestEvictor
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
-from homeserver.rooms.member_profiles import MemberProfileUpdater
 from homeserver.rooms.membership import MembershipService
 from homeserver.rooms.persister import EventPersister
 from homeserver.rooms.relations import RelationsService
@@ -68,6 +67,8 @@ from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.third_party_invites import ThirdPartyInviteService
+from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.streams import StreamIdGenerator
@@ -181,6 +182,10 @@ class Homeserver:
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
+        upgrade_transfer = UpgradeTransfer(
+            config.server_name, stores, ephemeral.account_data, push.rules
+        )
+        membership.remote_join_hooks.append(upgrade_transfer.after_remote_join)
         identity = IdentityServerClient(
             AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist),
             tls=client_tls(config),
@@ -224,6 +229,9 @@ class Homeserver:
             typing=ephemeral.typing,
             account_data=ephemeral.account_data,
             to_device=ephemeral.to_device,
+            room_upgrades=RoomUpgradeService(
+                config.server_name, stores, creator, room_creation, upgrade_transfer
+            ),
             third_party_invites=ThirdPartyInviteService(
                 config.server_name, stores, creator, membership, profiles, identity
             ),
@@ -238,10 +246,8 @@ class Homeserver:
                 clock,
             ),
         )
+        client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
-        client.profiles.change_hooks.append(
-            MemberProfileUpdater(stores, membership.join).on_profile_changed
-        )
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
         client.sync.end_hooks.append(ephemeral.presence.sync_ended)

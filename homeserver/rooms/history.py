@@ -206,7 +206,7 @@ class RoomHistory:
                 to_stream=None if to is None else (to[1] if backwards else to[1] - 1),
             )
             visible = {
-                e.event_id for e in await self._visibility.filter_events_for_user(user_id, rows)
+                e.event_id: e for e in await self._visibility.filter_events_for_user(user_id, rows)
             }
             consumed = 0
             for stored in rows:
@@ -215,7 +215,7 @@ class RoomHistory:
                 if stored.event_id in visible and (
                     filter is None or filter.matches(stored.event.pdu)
                 ):
-                    scan.events.append(stored)
+                    scan.events.append(visible[stored.event_id])
                     if len(scan.events) >= limit:
                         break
             if len(rows) < fetch and consumed == len(rows):
@@ -287,10 +287,12 @@ class RoomHistory:
             or stored.outlier
             or stored.rejected_reason is not None
             or stored.stream_ordering is None
-            or not await self._visibility.may_see_event(user_id, stored)
         ):
             raise NotFound("Event not found")
-        return stored
+        shown = await self._visibility.filter_events_for_user(user_id, [stored])
+        if not shown:
+            raise NotFound("Event not found")
+        return shown[0]
 
     async def _state_at(
         self,

@@ -2,9 +2,7 @@
 
 ``GET /rooms/{roomId}/members`` (optionally ``at`` a token, filtered by membership),
 ``GET /rooms/{roomId}/joined_members``, and the state a user may read: the current
-state while joined, the state as of their leave or ban afterwards, and the current
-state of a room whose history is ``world_readable`` for anyone else (guests
-included: "Guest access" lets them read such rooms without joining).
+state while joined, the state as of their leave or ban afterwards.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.errors import Forbidden
-from homeserver.rooms.visibility import HISTORY_VISIBILITY, WORLD_READABLE, visibility_value
 from homeserver.streams import SyncToken, TopologicalToken, parse_pagination_token
 from storage.events import StoredEvent
 from storage.state import StateMap
@@ -26,7 +23,7 @@ MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 class MemberView:
     """What a user may see of a room: up to which stream position, and the state then."""
 
-    membership: str  # "" for a user who never joined a world-readable room
+    membership: str
     # stream position of the user's leave/ban (None while joined: no limit)
     until: int | None
     # the state after the user's leave/ban (None while joined: use the current state)
@@ -39,7 +36,8 @@ class MemberListService:
 
     async def member_view(self, user_id: str, room_id: str) -> MemberView:
         """M_FORBIDDEN unless the user is joined, was joined and then left or was banned,
-        or the room's history is currently ``world_readable``."""
+        or the room is world_readable (anyone may peek at its current state, as in
+        Synapse)."""
         if not await self._stores.rooms.room_exists(room_id):
             raise Forbidden("You are not a member of this room")
         state = await self._stores.state.get_current_state(room_id)
@@ -51,15 +49,15 @@ class MemberListService:
         if member is not None and membership in ("leave", "ban") and member.state_group is not None:
             return MemberView(membership, member.stream_ordering, member.state_group)
         if await self._world_readable(state):
-            return MemberView("", None, None)
+            return MemberView(membership or "peek", None, None)
         raise Forbidden("You are not a member of this room")
 
     async def _world_readable(self, state: StateMap) -> bool:
-        event_id = state.get((HISTORY_VISIBILITY, ""))
+        event_id = state.get(("m.room.history_visibility", ""))
         stored = await self._stores.events.get_event(event_id) if event_id else None
         return (
             stored is not None
-            and visibility_value(stored.event.content.get("history_visibility")) == WORLD_READABLE
+            and stored.event.content.get("history_visibility") == "world_readable"
         )
 
     async def visible_state(self, user_id: str, room_id: str) -> StateMap:
