@@ -56,6 +56,7 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
+from homeserver.rooms.guest_access import GuestEvictor
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -118,6 +119,7 @@ class Homeserver:
     federation_e2ee: FederationE2ee | None = None
     federation_third_party_invites: FederationThirdPartyInvites | None = None
     identity: IdentityServerClient | None = None
+    guest_evictor: GuestEvictor | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -157,6 +159,12 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        guest_evictor = GuestEvictor(
+            config.server_name,
+            stores,
+            lambda user_id, room_id: membership.change(user_id, room_id, user_id, "leave"),
+        )
+        persister.persisted_hooks.append(guest_evictor.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -315,6 +323,7 @@ class Homeserver:
             federation_e2ee=federation_e2ee,
             federation_third_party_invites=federation_tpi,
             identity=identity,
+            guest_evictor=guest_evictor,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -378,6 +387,8 @@ class Homeserver:
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        if self.guest_evictor is not None:
+            await self.guest_evictor.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
         if self.federation_events is not None:
