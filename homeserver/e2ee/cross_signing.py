@@ -117,7 +117,13 @@ class CrossSigningService:
             changed = {t: k for t, k in keys.items() if existing.get(t) != k}
             if not changed:
                 return
-            position = await self._device_lists.record_change_txn(txn, user_id, [])
+            # A new master or self-signing key concerns everyone sharing a room with
+            # the user (and other servers: ``m.signing_key_update``); a new
+            # user-signing key only the user themself, who alone sees its signatures.
+            only_for = None if changed.keys() & {"master", "self_signing"} else user_id
+            position = await self._device_lists.record_change_txn(
+                txn, user_id, [], only_for=only_for
+            )
             for key_type, key in changed.items():
                 await store.set_cross_signing_key_txn(
                     txn, user_id, key_type, public_key_of(key), key, position

@@ -130,6 +130,13 @@ class DeviceListService:
             lambda txn: self.record_change_txn(txn, user_id, device_ids),
         )
 
+    async def on_device_added_txn(self, txn: Transaction, user_id: str, device_id: str) -> None:
+        """``SessionService.device_added_hooks`` entry: a new device (a login) is a
+        change of the user's device list, for their own other devices and for the
+        users and servers sharing a room with them (client-server "Tracking the
+        device list for a user"; s2s "Device Management": "for new ... devices")."""
+        await self.record_change_txn(txn, user_id, [device_id])
+
     async def on_devices_removed_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]
     ) -> None:
@@ -166,8 +173,10 @@ class DeviceListService:
 
         ``changed``: users sharing a room with ``user_id`` now whose device list changed
         in (since, now], plus users who started sharing a room in that window (a join
-        of theirs into one of our rooms, or ours into one of theirs). ``left``: users
-        who shared a room with us in that window and share none now.
+        of theirs into one of our rooms, or ours into one of theirs) and users invited
+        to or knocking on one of our rooms then (as Synapse: a client sending to the
+        room's members encrypts for the invited too). ``left``: users who shared a
+        room with us in that window and share none now.
         """
         state = self._stores.state
         memberships = await state.rooms_for_user(user_id)
@@ -187,6 +196,7 @@ class DeviceListService:
         )
         changed &= shared_now
         newly_shared: set[str] = set()
+        newly_invited: set[str] = set()
         left: set[str] = set()
         if now.events > since.events:
             rows = await self._stores.e2e_keys.membership_changes_between(
@@ -202,10 +212,15 @@ class DeviceListService:
                         left |= others_joined
                 elif membership == "join" and room_id in joined:
                     newly_shared.add(member)
+                elif membership in ("invite", "knock") and room_id in joined:
+                    newly_invited.add(member)
+                    left.discard(member)
                 elif membership in ("leave", "ban"):
                     left.add(member)
+                    newly_invited.discard(member)
         newly_shared.discard(user_id)
         changed |= newly_shared & shared_now
+        changed |= newly_invited - {user_id}
         changed |= signed_by_me
         left -= shared_now
         return DeviceListChanges(sorted(changed), sorted(left))

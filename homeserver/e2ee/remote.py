@@ -26,12 +26,8 @@ from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import DeviceListService
-from homeserver.e2ee.validation import (
-    check_cross_signing_key,
-    check_device_keys,
-    is_signed_by,
-    public_key_of,
-)
+from homeserver.e2ee.keys import unsigned_device_info
+from homeserver.e2ee.validation import check_cross_signing_key, is_signed_by, public_key_of
 from homeserver.errors import MatrixError
 from homeserver.events import server_name_of
 from storage.events import StoredEvent
@@ -70,11 +66,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def checked_device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any] | None:
-    """Device keys signed by the device itself for that user and device, else None."""
-    try:
-        check_device_keys(keys, user_id, device_id)
-    except MatrixError:
+def remote_device_keys(keys: Any) -> dict[str, Any] | None:
+    """The device keys a remote server gave for one of its devices, as it gave them
+    (its own ``unsigned`` aside), or None when it gave no object.
+
+    As for local uploads, the server does not judge the keys: the clients verify the
+    device's signature before trusting them, and Synapse keeps what the origin sends.
+    """
+    if not isinstance(keys, dict):
         return None
     return {k: v for k, v in keys.items() if k != "unsigned"}
 
@@ -177,8 +176,7 @@ class RemoteDeviceLists:
             if device.keys is None or (wanted and device.device_id not in wanted):
                 continue
             keys = dict(device.keys)
-            if device.display_name is not None:
-                keys["unsigned"] = {"device_display_name": device.display_name}
+            keys["unsigned"] = unsigned_device_info(device.display_name)
             devices[device.device_id] = keys
         cross = await self._store.get_cross_signing_keys(user_id)
         return CachedKeys(devices, cross.get("master"), cross.get("self_signing"))
@@ -191,6 +189,12 @@ class RemoteDeviceLists:
             return await self._resync_locked(user_id, timeout_s)
 
     async def _resync_locked(self, user_id: str, timeout_s: float) -> bool:
+        """Replace our copy with the list the user's server gives; True on success.
+
+        What differs from our copy is a change of the user's devices, which local
+        users sharing a room with them see in ``device_lists.changed`` (as after an
+        update EDU): a first copy, or one that missed updates, tells them to query
+        the user's keys again."""
         if self.fetcher is None:
             return False
         try:
@@ -205,7 +209,17 @@ class RemoteDeviceLists:
             await self._store.mark_stale([user_id])
             return False
         stream_id, devices, cross = parsed
+        old_devices = {d.device_id: d for d in await self._store.get_devices(user_id)}
+        old_cross = await self._store.get_cross_signing_keys(user_id)
         await self._store.replace_user(user_id, stream_id, devices, cross, self._clock.time_ms())
+        new_devices = {d.device_id: d for d in devices}
+        changed = sorted(
+            d
+            for d in old_devices.keys() | new_devices.keys()
+            if old_devices.get(d) != new_devices.get(d)
+        )
+        if changed or old_cross != cross:
+            await self._device_lists.record_change(user_id, changed)
         return True
 
     @staticmethod
@@ -225,7 +239,7 @@ class RemoteDeviceLists:
                 continue
             device_id = entry["device_id"]
             name = entry.get("device_display_name")
-            keys = checked_device_keys(entry.get("keys"), user_id, device_id)
+            keys = remote_device_keys(entry.get("keys"))
             out[device_id] = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
         return stream_id, list(out.values()), checked_cross_signing_keys(body, user_id)
 
@@ -254,7 +268,7 @@ class RemoteDeviceLists:
             return
         keys = None
         if not deleted and content.get("keys") is not None:
-            keys = checked_device_keys(content["keys"], user_id, device_id)
+            keys = remote_device_keys(content["keys"])
         usable = deleted or content.get("keys") is None or keys is not None
         async with self._lock(user_id):
             current = await self._store.get_list(user_id)
@@ -273,8 +287,10 @@ class RemoteDeviceLists:
                 await self._store.apply_update(
                     user_id, stream_id, device, deleted, self._clock.time_ms()
                 )
-            else:
-                await self._resync_locked(user_id, RESYNC_TIMEOUT_S)
+            elif await self._resync_locked(user_id, RESYNC_TIMEOUT_S):
+                return  # the resync recorded what changed
+        # applied, or the resync failed (our copy is stale): local users sharing a
+        # room with the user are told to query their keys again either way
         await self._device_lists.record_change(user_id, [device_id])
 
     async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
