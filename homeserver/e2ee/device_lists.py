@@ -62,6 +62,7 @@ class DeviceListService:
         self.stream = stream
         self.change_listeners: list[DeviceListListener] = []
         self._listener_tasks: set[asyncio.Task[None]] = set()
+        self._announcing: dict[int, asyncio.Task[None]] = {}
         # in-memory "last change" positions so a long-poll can tell without a query
         self._room_last_change: dict[str, int] = {}
         self._user_last_change: dict[str, int] = {}
@@ -119,6 +120,8 @@ class DeviceListService:
                 )
                 self._listener_tasks.add(task)
                 task.add_done_callback(self._listener_tasks.discard)
+                self._announcing[position.value] = task
+                task.add_done_callback(lambda _: self._announcing.pop(position.value, None))
 
         txn.call_after_commit(on_commit)
         return position.value
@@ -145,6 +148,14 @@ class DeviceListService:
             return
         await self._stores.e2e_keys.delete_device_keys_txn(txn, user_id, device_ids)
         await self.record_change_txn(txn, user_id, device_ids)
+
+    async def announced(self, positions: Collection[int]) -> None:
+        """Wait until the listeners were told of the changes at ``positions`` (their
+        EDUs queued for other servers): a client's request that changed its keys
+        returns once the change is on its way, as Synapse answers once it is queued."""
+        tasks = [t for t in map(self._announcing.get, positions) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def wait_listeners(self) -> None:
         """Wait until the listeners were told of every change committed so far."""

@@ -133,14 +133,19 @@ class E2eKeyService:
         if len(set(fallback_algorithms)) != len(fallback_algorithms):
             raise InvalidParam("fallback_keys: at most one key per algorithm")
 
+        changes: list[int] = []
+
         async def txn_func(txn: Transaction) -> dict[str, int]:
             keys_store = self._stores.e2e_keys
+            changes.clear()
             if device_keys is not None:
                 existing = await keys_store.get_device_keys_txn(txn, user_id, device_id)
                 if existing != device_keys:
                     now = self._clock.time_ms()
                     await keys_store.set_device_keys_txn(txn, user_id, device_id, device_keys, now)
-                    await self._device_lists.record_change_txn(txn, user_id, [device_id])
+                    changes.append(
+                        await self._device_lists.record_change_txn(txn, user_id, [device_id])
+                    )
             await self._store_one_time_keys_txn(txn, user_id, device_id, checked_otks)
             for (algorithm, key_id), key in checked_fallback.items():
                 await keys_store.set_fallback_key_txn(
@@ -151,10 +156,12 @@ class E2eKeyService:
             return {"signed_curve25519": 0, **counts}
 
         try:
-            return await self._stores.db.run_transaction("upload_keys", txn_func)
+            counts = await self._stores.db.run_transaction("upload_keys", txn_func)
         except IntegrityError:
             # A concurrent upload inserted the same key IDs first: compare with those.
-            return await self._stores.db.run_transaction("upload_keys", txn_func)
+            counts = await self._stores.db.run_transaction("upload_keys", txn_func)
+        await self._device_lists.announced(changes)
+        return counts
 
     async def _store_one_time_keys_txn(
         self,

@@ -9,10 +9,13 @@ tracked user :meth:`RemoteDeviceLists.cached` serves ``/keys/query`` from the ca
 filling it first by a resync (``/user/devices``, through the ``fetcher`` federation
 sets) when we hold no copy or a stale one. An update EDU is applied when its
 ``prev_id`` says it follows our copy (every ``prev_id`` at or below our
-``stream_id``: our copy already holds what it builds on), else the list is synced
-again; either way local users sharing a room with that user see them in
-``device_lists.changed``. A copy goes stale when a resync fails or we stop tracking
-the user (a membership change of theirs or of ours, :meth:`on_event_persisted`).
+``stream_id``: our copy already holds what it builds on), else the copy goes stale
+and the list is synced again in a task of its own (the inbound transaction does not
+wait on the user's server). Local users sharing a room with that user see in
+``device_lists.changed`` each applied update and whatever a resync changed (or the
+update, when the resync fails). A copy goes stale when we miss updates, a resync
+fails or we stop tracking the user (a membership change of theirs or of ours,
+:meth:`on_event_persisted`).
 """
 
 from __future__ import annotations
@@ -114,6 +117,12 @@ class RemoteDeviceLists:
         # one lock per user while in use: EDUs and resyncs of a user never interleave
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.fetcher: DeviceListFetcher | None = None
+        # resyncs asked for by update EDUs, run in tasks of their own; a user is in
+        # ``_resync_waiting`` until their task starts fetching
+        self._resync_tasks: set[asyncio.Task[None]] = set()
+        self._resync_waiting: set[str] = set()
+        # users whose list is being fetched (by a resync task or a query)
+        self._fetching: set[str] = set()
 
     def _is_mine(self, user_id: str) -> bool:
         return _server_of(user_id) == self._server_name
@@ -197,12 +206,15 @@ class RemoteDeviceLists:
         the user's keys again."""
         if self.fetcher is None:
             return False
+        self._fetching.add(user_id)
         try:
             body = await self.fetcher(user_id, timeout_s)
         except Exception as exc:
             logger.info("device list resync of %s failed: %s", user_id, exc)
             await self._store.mark_stale([user_id])
             return False
+        finally:
+            self._fetching.discard(user_id)
         parsed = self._parse_user_devices(user_id, body)
         if parsed is None:
             logger.info("device list resync of %s: unusable answer", user_id)
@@ -221,6 +233,35 @@ class RemoteDeviceLists:
         if changed or old_cross != cross:
             await self._device_lists.record_change(user_id, changed)
         return True
+
+    def _resync_soon(self, user_id: str, device_ids: list[str]) -> None:
+        """Resync the user's list in a task of its own, so that the transaction that
+        brought the update is answered without waiting on a request to the user's
+        server (which may be slow or down); one waiting task per user is enough."""
+        if user_id in self._resync_waiting:
+            return
+        self._resync_waiting.add(user_id)
+        task = asyncio.get_running_loop().create_task(self._resync_task(user_id, device_ids))
+        self._resync_tasks.add(task)
+        task.add_done_callback(self._resync_tasks.discard)
+
+    async def _resync_task(self, user_id: str, device_ids: list[str]) -> None:
+        try:
+            async with self._lock(user_id):
+                self._resync_waiting.discard(user_id)
+                synced = await self._resync_locked(user_id, RESYNC_TIMEOUT_S)
+            if not synced:
+                # our copy stays stale (the next query tries again): local users are
+                # told of the update all the same
+                await self._device_lists.record_change(user_id, device_ids)
+        except Exception:
+            self._resync_waiting.discard(user_id)
+            logger.exception("device list resync of %s failed", user_id)
+
+    async def wait_resyncs(self) -> None:
+        """Wait until the resyncs asked for so far are done."""
+        while self._resync_tasks:
+            await asyncio.gather(*self._resync_tasks, return_exceptions=True)
 
     @staticmethod
     def _parse_user_devices(
@@ -266,6 +307,11 @@ class RemoteDeviceLists:
         assert isinstance(user_id, str)
         if not await self.is_tracked(user_id):
             return
+        if user_id in self._fetching or user_id in self._resync_waiting:
+            # a snapshot is on its way, which may or may not hold this update: wait
+            # neither for it nor on it (the origin may be slow), take another after
+            self._resync_soon(user_id, [device_id])
+            return
         keys = None
         if not deleted and content.get("keys") is not None:
             keys = remote_device_keys(content["keys"])
@@ -282,15 +328,16 @@ class RemoteDeviceLists:
                     stream_id == current.stream_id or max(prev_ids, default=0) <= current.stream_id
                 )
             )
-            if follows:
-                device = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
-                await self._store.apply_update(
-                    user_id, stream_id, device, deleted, self._clock.time_ms()
-                )
-            elif await self._resync_locked(user_id, RESYNC_TIMEOUT_S):
-                return  # the resync recorded what changed
-        # applied, or the resync failed (our copy is stale): local users sharing a
-        # room with the user are told to query their keys again either way
+            if not follows:
+                # we missed updates (or hold no copy): our copy is stale until a
+                # resync replaces it; the resync tells local users what changed
+                await self._store.mark_stale([user_id])
+                self._resync_soon(user_id, [device_id])
+                return
+            device = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
+            await self._store.apply_update(
+                user_id, stream_id, device, deleted, self._clock.time_ms()
+            )
         await self._device_lists.record_change(user_id, [device_id])
 
     async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
