@@ -33,6 +33,7 @@ from homeserver.e2ee.keys import unsigned_device_info
 from homeserver.e2ee.validation import check_cross_signing_key, is_signed_by, public_key_of
 from homeserver.errors import MatrixError
 from homeserver.events import server_name_of
+from storage.database import Transaction
 from storage.events import StoredEvent
 from storage.remote_devices import RemoteDevice
 from storage.stores import Stores
@@ -223,15 +224,20 @@ class RemoteDeviceLists:
         stream_id, devices, cross = parsed
         old_devices = {d.device_id: d for d in await self._store.get_devices(user_id)}
         old_cross = await self._store.get_cross_signing_keys(user_id)
-        await self._store.replace_user(user_id, stream_id, devices, cross, self._clock.time_ms())
         new_devices = {d.device_id: d for d in devices}
         changed = sorted(
             d
             for d in old_devices.keys() | new_devices.keys()
             if old_devices.get(d) != new_devices.get(d)
         )
-        if changed or old_cross != cross:
-            await self._device_lists.record_change(user_id, changed)
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> None:
+            await self._store.replace_user_txn(txn, user_id, stream_id, devices, cross, now)
+            if changed or old_cross != cross:
+                await self._device_lists.record_change_txn(txn, user_id, changed)
+
+        await self._stores.db.run_transaction("replace_remote_device_list", txn_func)
         return True
 
     def _resync_soon(self, user_id: str, device_ids: list[str]) -> None:
@@ -335,10 +341,13 @@ class RemoteDeviceLists:
                 self._resync_soon(user_id, [device_id])
                 return
             device = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
-            await self._store.apply_update(
-                user_id, stream_id, device, deleted, self._clock.time_ms()
-            )
-        await self._device_lists.record_change(user_id, [device_id])
+            now = self._clock.time_ms()
+
+            async def txn_func(txn: Transaction) -> None:
+                await self._store.apply_update_txn(txn, user_id, stream_id, device, deleted, now)
+                await self._device_lists.record_change_txn(txn, user_id, [device_id])
+
+            await self._stores.db.run_transaction("apply_remote_device_update", txn_func)
 
     async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
         """``m.signing_key_update`` from ``origin`` (s2s "End-to-End Encryption")."""
