@@ -117,8 +117,8 @@ class E2eKeyService:
         """``POST /keys/upload``: store what is given, all or nothing; return OTK counts.
 
         New device keys replace the device's old ones (as Synapse does: a client that
-        lost its keys uploads new ones); a change is a device list change, an upload
-        of the same keys is not."""
+        lost its keys uploads new ones), and the signatures uploaded over the old ones
+        go; a change is a device list change, an upload of the same keys is not."""
         if device_keys is not None:
             check_device_keys(device_keys, user_id, device_id)
         checked_otks = {
@@ -143,6 +143,10 @@ class E2eKeyService:
                 if existing != device_keys:
                     now = self._clock.time_ms()
                     await keys_store.set_device_keys_txn(txn, user_id, device_id, device_keys, now)
+                    if existing is not None and existing.get("keys") != device_keys["keys"]:
+                        # signatures over the old keys (by the self-signing key) sign
+                        # keys the device no longer has
+                        await keys_store.delete_signatures_of_target_txn(txn, user_id, device_id)
                     changes.append(
                         await self._device_lists.record_change_txn(txn, user_id, [device_id])
                     )

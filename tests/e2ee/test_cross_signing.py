@@ -230,3 +230,27 @@ async def test_cross_signing_under_unstable(hs: HomeserverHarness) -> None:
     # and unauthenticated it is refused like the stable one
     resp = await hs.client.post(f"{unstable}/device_signing/upload", json=cs.upload_body())
     assert resp.status == 401
+
+
+async def test_new_device_keys_drop_the_signatures_over_the_old_ones(
+    hs: HomeserverHarness,
+) -> None:
+    alice, cs = await setup(hs, "alice")
+    device_keys = alice.device_keys()
+    del device_keys["signatures"]
+    by_ssk = signed(device_keys, alice.user_id, cs.ssk)
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {alice.user_id: {alice.device_id: by_ssk}}
+    )
+    assert result["failures"] == {}
+    # the same keys uploaded again: the signature stays
+    await alice.upload(device_keys=alice.device_keys())
+    seen = await query(alice.user, alice.user_id)
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert f"ed25519:{cs.ssk_pub}" in sigs
+    # new identity keys: the self-signing key signed the old ones, not these
+    alice.curve25519 = "N" * 43
+    await alice.upload(device_keys=alice.device_keys())
+    seen = await query(alice.user, alice.user_id)
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert list(sigs) == [f"ed25519:{alice.device_id}"]
