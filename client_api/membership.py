@@ -48,7 +48,11 @@ class MembershipHandlers:
         return room_id, list(dict.fromkeys(servers))
 
     async def join(self, request: web.Request) -> web.Response:
-        """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join."""
+        """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join.
+
+        The body of ``/join/{roomIdOrAlias}`` also gives the join event more content
+        (any other keys are kept in it, as Synapse keeps them); ``/rooms/{roomId}/join``
+        takes only the reason."""
         requester = await self._ctx.requester(request)
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
@@ -62,8 +66,9 @@ class MembershipHandlers:
             if not isinstance(sender, str) or not is_valid_user_id(sender):
                 raise BadJson("third_party_signed needs the sender of the invite")
             await self._ctx.third_party_invites.exchange(sender, requester.user_id, room_id, signed)
+        extra = body if "roomIdOrAlias" in request.match_info else None
         result = await self._ctx.membership.join(
-            requester.user_id, room_id, reason=reason, servers=servers
+            requester.user_id, room_id, reason=reason, servers=servers, extra_content=extra
         )
         joined = result.event.room_id if isinstance(result, StoredEvent) else result
         return json_response({"room_id": joined})

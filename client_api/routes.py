@@ -31,6 +31,7 @@ from client_api.receipts import ReceiptHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
+from client_api.room_upgrades import RoomUpgradeHandlers
 from client_api.rooms import RoomHandlers
 from client_api.sync import SyncHandlers
 from client_api.to_device import ToDeviceHandlers
@@ -71,6 +72,7 @@ def client_routes(
     typing = TypingHandlers(ctx)
     account_data = AccountDataHandlers(ctx)
     to_device = ToDeviceHandlers(ctx)
+    room_upgrades = RoomUpgradeHandlers(ctx)
     legacy = LegacyHandlers(ctx)
 
     versioned: list[Route] = [
@@ -162,6 +164,7 @@ def client_routes(
         ("GET", "/rooms/{roomId}/event/{eventId}", rooms.get_event),
         ("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", rooms.redact),
         ("POST", "/rooms/{roomId}/redact/{eventId}", rooms.redact),
+        ("POST", "/rooms/{roomId}/upgrade", room_upgrades.upgrade_room),
         ("GET", "/directory/room/{roomAlias}", directory.get_room_alias),
         ("PUT", "/directory/room/{roomAlias}", directory.set_room_alias),
         ("DELETE", "/directory/room/{roomAlias}", directory.delete_room_alias),
@@ -185,6 +188,13 @@ def client_routes(
     ]
     # The legacy endpoints are also served where the clients of their time call them.
     routes += [(m, LEGACY_PREFIX + path, h) for m, path, h in legacy_routes]
+    # Cross-signing as first served (MSC1756), under /unstable, where Synapse still
+    # serves it and older clients (and SyTest) call it.
+    unstable = "/_matrix/client/unstable"
+    routes += [
+        ("POST", unstable + "/keys/device_signing/upload", keys.upload_device_signing_keys),
+        ("POST", unstable + "/keys/signatures/upload", keys.upload_signatures),
+    ]
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
         ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),

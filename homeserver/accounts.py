@@ -14,6 +14,7 @@ from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, Not
 from homeserver.passwords import MAX_PASSWORD_BYTES, PasswordHasher
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.sessions import Session, SessionService
+from homeserver.uia import UiaRefused
 from storage.database import IntegrityError, Transaction
 from storage.registration_tokens import RegistrationToken
 from storage.stores import Stores
@@ -39,6 +40,13 @@ class InvalidUsername(MatrixError):
 class UserInUse(MatrixError):
     def __init__(self) -> None:
         super().__init__(400, "M_USER_IN_USE", "User ID already taken.")
+
+
+class NotGuest(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "Cannot register taken user ID without valid guest credentials for that user."
+        )
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,47 @@ class AccountService:
             raise UserInUse() from exc
         return user_id, session
 
+    async def upgrade_guest(
+        self,
+        user_id: str,
+        password: str | None,
+        *,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        refreshable: bool = False,
+        registration_token: str | None = None,
+    ) -> tuple[str, Session | None]:
+        """Make a guest account a full one, keeping its user ID and profile (client-server
+        API, Guest access: "upgrade their account"): it gets its password and, unless
+        told not to, a new session; the guest's access tokens stop working (a guest
+        token never authenticates a full user). 403 unless ``user_id`` is a guest.
+        """
+        password_hash = await self._hasher.hash(password) if password is not None else None
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> tuple[Session | None, list[str]]:
+            if (
+                registration_token is not None
+                and not await self._stores.registration_tokens.consume_txn(
+                    txn, registration_token, now
+                )
+            ):
+                raise Forbidden("Registration token is no longer valid", errcode="M_UNAUTHORIZED")
+            if not await self._stores.accounts.upgrade_guest_txn(txn, user_id, password_hash):
+                raise NotGuest()
+            revoked = await self._stores.tokens.delete_user_tokens_txn(txn, user_id)
+            if not login:
+                return None, revoked
+            session = await self._sessions.create_session_txn(
+                txn, user_id, device_id, device_display_name, refreshable=refreshable
+            )
+            return session, revoked
+
+        session, revoked = await self._stores.db.run_transaction("upgrade_guest", txn_func)
+        self._sessions.forget_tokens(revoked)
+        return user_id, session
+
     # -- registration tokens (the admin API and the registration-token command) -----
 
     async def create_registration_token(
@@ -251,8 +300,9 @@ class AccountService:
         """
         authenticated = await self._verify_password(identifier, password, "uia_failed", user_id)
         if authenticated != user_id:
+            # the password of another account: 403, not a stage to retry
             self._limiter.check("uia_failed", user_id, self._login_limits.failed_attempts)
-            raise Forbidden("Invalid username or password")
+            raise UiaRefused("The authenticated user is not the user of the access token")
 
     def _qualified(self, identifier: str) -> str:
         return identifier if identifier.startswith("@") else self.user_id_for(identifier)
@@ -313,9 +363,14 @@ class AccountService:
         revoked = await self._stores.db.run_transaction("change_password", txn_func)
         self._sessions.forget_tokens(revoked)
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        """Deactivate the account; ``erase``: also mark the user erased, so their
+        events are served pruned to users who were not in the room to see them."""
+
         async def txn_func(txn: Transaction) -> list[str]:
             await self._stores.accounts.set_deactivated_txn(txn, user_id)
+            if erase:
+                await self._stores.accounts.mark_erased_txn(txn, user_id)
             return await self._sessions.delete_other_devices_txn(txn, user_id, None)
 
         revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)

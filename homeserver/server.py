@@ -56,6 +56,7 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
+from homeserver.rooms.guest_access import GuestEvictor
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -66,6 +67,8 @@ from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.third_party_invites import ThirdPartyInviteService
+from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.streams import StreamIdGenerator
@@ -116,6 +119,7 @@ class Homeserver:
     federation_e2ee: FederationE2ee | None = None
     federation_third_party_invites: FederationThirdPartyInvites | None = None
     identity: IdentityServerClient | None = None
+    guest_evictor: GuestEvictor | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -155,6 +159,12 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        guest_evictor = GuestEvictor(
+            config.server_name,
+            stores,
+            lambda user_id, room_id: membership.change(user_id, room_id, user_id, "leave"),
+        )
+        persister.persisted_hooks.append(guest_evictor.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -173,6 +183,10 @@ class Homeserver:
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
         push.use_sessions(sessions, accounts)
+        upgrade_transfer = UpgradeTransfer(
+            config.server_name, stores, ephemeral.account_data, push.rules
+        )
+        membership.remote_join_hooks.append(upgrade_transfer.after_remote_join)
         identity = IdentityServerClient(
             AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist),
             tls=client_tls(config),
@@ -216,6 +230,9 @@ class Homeserver:
             typing=ephemeral.typing,
             account_data=ephemeral.account_data,
             to_device=ephemeral.to_device,
+            room_upgrades=RoomUpgradeService(
+                config.server_name, stores, creator, room_creation, upgrade_transfer
+            ),
             third_party_invites=ThirdPartyInviteService(
                 config.server_name, stores, creator, membership, profiles, identity
             ),
@@ -230,6 +247,7 @@ class Homeserver:
                 clock,
             ),
         )
+        client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
@@ -306,6 +324,7 @@ class Homeserver:
             federation_e2ee=federation_e2ee,
             federation_third_party_invites=federation_tpi,
             identity=identity,
+            guest_evictor=guest_evictor,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -369,6 +388,8 @@ class Homeserver:
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        if self.guest_evictor is not None:
+            await self.guest_evictor.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
         if self.federation_events is not None:

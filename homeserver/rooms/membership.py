@@ -7,14 +7,19 @@ authorising user of a restricted join, stripped state for invitees and knockers)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from homeserver.errors import Forbidden, MatrixError, NotFound
+from homeserver.errors import BadJson, Forbidden, MatrixError, NotFound
 from homeserver.events import PowerLevels, server_name_of
+from homeserver.profiles import MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH
 from homeserver.rooms.creator import Countersign, EventCreator, TxnKey
+from homeserver.rooms.guest_access import GUEST_ACCESS, guest_access_in_stripped, guests_may_join
 from storage.events import StoredEvent
 from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
 
 # State keys copied, stripped, into invites and knocks (client-server: stripped state).
 STRIPPED_STATE_KEYS = [
@@ -25,12 +30,30 @@ STRIPPED_STATE_KEYS = [
     ("m.room.name", ""),
     ("m.room.encryption", ""),
     ("m.room.topic", ""),
+    # so an invited guest's server can tell whether the room admits guests
+    (GUEST_ACCESS, ""),
 ]
 
 # Called to join or knock on a room this server is not in (federation installs them).
 RemoteJoin = Callable[[str, str, list[str], dict[str, Any]], Awaitable[str]]
 # Called to leave a room this server is not in (reject a remote invite, retract a knock).
 RemoteLeave = Callable[[str, str, dict[str, Any]], Awaitable[StoredEvent]]
+
+
+def check_profile_fields(content: Mapping[str, Any]) -> None:
+    """A per-room displayname or avatar_url a client puts in a member event: a string
+    (or null) of at most the lengths a profile allows (400 M_BAD_JSON)."""
+    for key, limit in (
+        ("displayname", MAX_DISPLAYNAME_LENGTH),
+        ("avatar_url", MAX_AVATAR_URL_LENGTH),
+    ):
+        value = content.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise BadJson(f"{key} must be a string")
+        if len(value) > limit:
+            raise BadJson(f"{key} is longer than {limit} characters")
 
 
 class MembershipService:
@@ -43,6 +66,9 @@ class MembershipService:
         self.remote_leave: RemoteLeave | None = None
         # Has a remote invitee's server sign an invite (s2s "Inviting to a room").
         self.remote_invite: Countersign | None = None
+        # Called with the room ID after this server joined a room over federation
+        # (a room upgrade's replacement brings its users' settings along).
+        self.remote_join_hooks: list[Callable[[str], Awaitable[None]]] = []
 
     def is_mine(self, user_id: str) -> bool:
         return server_name_of(user_id) == self._server_name
@@ -74,24 +100,85 @@ class MembershipService:
         servers: list[str] | None = None,
         txn: TxnKey | None = None,
         third_party_signed: dict[str, Any] | None = None,
+        extra_content: Mapping[str, Any] | None = None,
     ) -> StoredEvent | str:
-        """Join a room; returns the join event (or the room ID after a remote join)."""
+        """Join a room; returns the join event (or the room ID after a remote join).
+
+        ``extra_content``: more keys for the join event (the body of ``POST
+        /join/{roomIdOrAlias}``, kept as Synapse keeps it); a displayname or
+        avatar_url there is a per-room profile, otherwise the global one is used.
+        """
+        content = {
+            k: v
+            for k, v in (extra_content or {}).items()
+            if k not in ("membership", "join_authorised_via_users_server", "third_party_signed")
+        }
+        check_profile_fields(content)
+        for key, value in (await self._profile_content(user_id)).items():
+            content.setdefault(key, value)
+        if reason is not None:
+            content["reason"] = reason
         if not await self._stores.rooms.room_exists(room_id) or not await self._in_room(room_id):
             if self.remote_join is None:
                 raise NotFound("Unknown room")
-            content = await self._profile_content(user_id)
-            if reason is not None:
-                content["reason"] = reason
-            return await self.remote_join(user_id, room_id, servers or [], content)
-        content = {"membership": "join", **await self._profile_content(user_id)}
-        if reason is not None:
-            content["reason"] = reason
+            await self._check_remote_guest_join(user_id, room_id)
+            joined = await self.remote_join(user_id, room_id, servers or [], content)
+            for hook in self.remote_join_hooks:
+                try:
+                    await hook(joined)
+                except Exception:
+                    logger.exception("after-remote-join hook failed for %s", joined)
+            return joined
+        await self._check_guest_join(user_id, room_id)
+        content = {"membership": "join", **content}
         authoriser = await self._restricted_join_authoriser(user_id, room_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
         return await self._creator.send(
             room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
         )
+
+    async def _is_guest(self, user_id: str) -> bool:
+        if not self.is_mine(user_id):
+            return False  # guests are a local concept (see homeserver/rooms/guest_access.py)
+        record = await self._stores.accounts.get_user(user_id)
+        return record is not None and record.is_guest
+
+    async def _check_guest_join(self, user_id: str, room_id: str) -> None:
+        """403 M_GUEST_ACCESS_FORBIDDEN for a guest joining a room (here) whose current
+        state does not admit guests."""
+        if not await self._is_guest(user_id):
+            return
+        state = await self._stores.state.get_current_state(room_id)
+        access_id = state.get((GUEST_ACCESS, ""))
+        access = await self._stores.events.get_event(access_id) if access_id else None
+        if not guests_may_join(access.event.content if access is not None else None):
+            raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+
+    async def _check_remote_guest_join(self, user_id: str, room_id: str) -> None:
+        """A guest joins a room this server is not in only when invited, and only if the
+        invite's stripped state shows the room admitting guests (403
+        M_GUEST_ACCESS_FORBIDDEN otherwise: its state cannot be known before joining)."""
+        if not await self._is_guest(user_id):
+            return
+        invite_id = await self._stores.rooms.latest_membership_event_id(user_id, room_id)
+        stripped = await self._stores.rooms.get_stripped_state(invite_id) if invite_id else []
+        if not guests_may_join(guest_access_in_stripped(stripped)):
+            raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+
+    async def refresh_profile(self, user_id: str, _profile: Mapping[str, Any]) -> None:
+        """After a change of ``user_id``'s displayname or avatar_url: a new join event
+        carrying the new profile in every room they are joined to (client-server API,
+        "Events on Change of Profile Information"). As in Synapse it replaces any
+        per-room name or avatar; a room that refuses the event is skipped."""
+        if not self.is_mine(user_id):
+            return
+        rooms = await self._stores.state.rooms_for_user(user_id)
+        for room_id in sorted(r for r, m in rooms.items() if m == "join"):
+            try:
+                await self.join(user_id, room_id)
+            except MatrixError as exc:
+                logger.warning("profile of %s not updated in %s: %s", user_id, room_id, exc.message)
 
     async def creator_join(self, user_id: str, room_id: str) -> StoredEvent:
         """The creator's join right after m.room.create (createRoom step 2)."""
@@ -172,16 +259,10 @@ class MembershipService:
         """Invite, leave, kick (leave of another), ban, unban (leave of a banned user), knock."""
         if not await self._stores.rooms.room_exists(room_id):
             raise NotFound("Unknown room")
-        if (
-            membership == "leave"
-            and sender == target
-            and self.remote_leave is not None
-            and not await self._in_room(room_id)
-        ):
-            leave: dict[str, Any] = {"membership": "leave"}
-            if reason is not None:
-                leave["reason"] = reason
-            return await self.remote_leave(sender, room_id, leave)
+        if membership == "leave" and sender == target and not await self._in_room(room_id):
+            left = await self._leave_from_outside(sender, room_id, reason)
+            if left is not None:
+                return left
         content: dict[str, Any] = {"membership": membership}
         if membership in ("knock",) or (membership == "invite" and self.is_mine(target)):
             content.update(
@@ -192,6 +273,46 @@ class MembershipService:
         if is_direct is not None and membership == "invite":
             content["is_direct"] = is_direct
         return await self._send_member(sender, room_id, target, content, txn=txn)
+
+    async def _leave_from_outside(
+        self, user_id: str, room_id: str, reason: str | None
+    ) -> StoredEvent | None:
+        """Leave a room no local user is joined to: reject an invite, retract a knock.
+
+        An invite from a local user (who has left since) is rejected in the room
+        itself, whose state this server holds, and a user who left already gets the
+        room's own answer: None (the caller sends the leave there). An invite or
+        knock of another server goes through a resident server; if none takes it,
+        the leave is made here alone (out of band), as Synapse does, so the user is
+        never stuck with it. 404 if the user never had a membership in the room.
+        """
+        leave: dict[str, Any] = {"membership": "leave"}
+        if reason is not None:
+            leave["reason"] = reason
+        latest_id = await self._stores.rooms.latest_membership_event_id(user_id, room_id)
+        latest = await self._stores.events.get_event(latest_id) if latest_id else None
+        if latest is None:
+            raise NotFound("Not a known room")
+        if latest.event.membership not in ("invite", "knock"):
+            return None  # left or banned already: the room's rules answer (as Synapse)
+        if (
+            latest.event.membership == "invite"
+            and self.is_mine(latest.event.sender)
+            and not latest.outlier
+        ):
+            return None
+        if self.remote_leave is None:
+            return None
+        try:
+            return await self.remote_leave(user_id, room_id, dict(leave))
+        except MatrixError as exc:
+            logger.info(
+                "no resident of %s took %s's leave (%s): leaving out of band",
+                room_id,
+                user_id,
+                exc.message,
+            )
+            return await self._creator.out_of_band_leave(latest, leave)
 
     async def third_party_invite(
         self, sender: str, room_id: str, target: str, third_party_invite: dict[str, Any]
@@ -292,6 +413,7 @@ class MembershipService:
             raise NotFound("Unknown room")
         content = dict(content)
         if content.get("membership") == "join" and target == sender:
+            await self._check_guest_join(sender, room_id)
             content.pop("join_authorised_via_users_server", None)
             authoriser = await self._restricted_join_authoriser(sender, room_id)
             if authoriser is not None:
