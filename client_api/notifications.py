@@ -34,10 +34,13 @@ class NotificationHandlers:
             device_id=requester.device_id,
             include_room_id=False,
         )
+        # profile_tag: rules carry no profile tags here, so there is none to give;
+        # the key is present (null) as Synapse gives it, for clients that expect it
         notifications: list[dict[str, Any]] = [
             {
                 "actions": n.action.actions,
                 "event": event,
+                "profile_tag": None,
                 "read": n.read,
                 "room_id": n.action.room_id,
                 "ts": n.action.ts,

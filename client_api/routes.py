@@ -77,15 +77,10 @@ def client_routes(
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
-        ("GET", "/pushrules/", pushrules.get_push_rules),
-        ("GET", "/pushrules/global/", pushrules.get_push_rules_global),
-        ("GET", "/pushrules/global/{kind}/{ruleId}", pushrules.get_push_rule),
-        ("PUT", "/pushrules/global/{kind}/{ruleId}", pushrules.set_push_rule),
-        ("DELETE", "/pushrules/global/{kind}/{ruleId}", pushrules.delete_push_rule),
-        ("GET", "/pushrules/global/{kind}/{ruleId}/enabled", pushrules.get_enabled),
-        ("PUT", "/pushrules/global/{kind}/{ruleId}/enabled", pushrules.set_enabled),
-        ("GET", "/pushrules/global/{kind}/{ruleId}/actions", pushrules.get_actions),
-        ("PUT", "/pushrules/global/{kind}/{ruleId}/actions", pushrules.set_actions),
+        # the whole /pushrules/ tree: each handler parses the path (client_api/pushrules.py)
+        ("GET", "/pushrules/{path:.*}", pushrules.get),
+        ("PUT", "/pushrules/{path:.*}", pushrules.put),
+        ("DELETE", "/pushrules/{path:.*}", pushrules.delete),
         ("GET", "/pushers", pushers.get_pushers),
         ("POST", "/pushers/set", pushers.set_pusher),
         ("GET", "/notifications", notifications.get_notifications),

@@ -182,6 +182,7 @@ class Homeserver:
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
+        push.use_sessions(sessions, accounts)
         upgrade_transfer = UpgradeTransfer(
             config.server_name, stores, ephemeral.account_data, push.rules
         )

@@ -139,6 +139,23 @@ class PusherStore:
         )
         return changed > 0
 
+    async def delete_device_pushers_txn(
+        self, txn: Transaction, user_id: str, device_ids: list[str]
+    ) -> list[tuple[str, str, str]]:
+        """Delete the user's pushers set by any of ``device_ids``; return their keys."""
+        if not device_ids:
+            return []
+        rows = await txn.fetchall(
+            "SELECT app_id, pushkey, device_id FROM pushers WHERE user_id = $1", user_id
+        )
+        wanted = set(device_ids)
+        keys = [(user_id, app_id, pushkey) for app_id, pushkey, device in rows if device in wanted]
+        if keys:
+            await txn.executemany(
+                "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", keys
+            )
+        return keys
+
     async def set_delivery_state(
         self,
         key: tuple[str, str, str],

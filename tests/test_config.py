@@ -175,6 +175,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.default_room_version == "12"
     assert config.presence.enabled
     assert config.push.include_content
+    assert not config.push.legacy_mention_rules
     assert config.federation_verify_certificates
     assert config.federation_domain_whitelist is None
     assert config.trusted_key_servers == ()
@@ -190,6 +191,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.enable_media_repo and not config.url_preview_enabled
     assert config.unauthenticated_media_allowed_before is None
     assert config.key_refresh_interval == 86_400_000
+
+
+def test_push_legacy_mention_rules(tmp_path: Path) -> None:
+    config = load_text(tmp_path, minimal("push:\n  legacy_mention_rules: true\n"))
+    assert config.push.legacy_mention_rules
+    message = error_of(tmp_path, minimal("push:\n  legacy_mention_rules: sometimes\n"))
+    assert "push.legacy_mention_rules" in message
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

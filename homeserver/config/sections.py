@@ -331,15 +331,20 @@ class PresenceConfig:
 
 @dataclass(frozen=True, slots=True)
 class PushConfig:
-    """``push``: whether push notifications carry the message content."""
+    """``push``: whether push notifications carry the message content, and whether
+    the legacy body-mention default rules (removed by spec v1.17) are kept."""
 
     include_content: bool = True
+    legacy_mention_rules: bool = False
 
     @staticmethod
     def parse(reader: Reader) -> PushConfig:
         include_content = reader.get("include_content", to_bool, True)
+        legacy_mention_rules = reader.get("legacy_mention_rules", to_bool, False)
         reader.finish()
-        return PushConfig(include_content=include_content)
+        return PushConfig(
+            include_content=include_content, legacy_mention_rules=legacy_mention_rules
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,6 +262,10 @@ presence:
 push:
   # Include the message content in push notifications (default true).
   include_content: true
+  # Keep the default push rules that notify on a mention in the message body (the
+  # user's localpart or display name, "@room"), which spec v1.17 removed in favour
+  # of m.mentions; for users whose clients do not send m.mentions yet (default false).
+  legacy_mention_rules: false
 
 ## Media ##
 

@@ -24,8 +24,9 @@ _SKIPPED_TOP_LEVEL = frozenset({"signatures", "hashes", "unsigned"})
 _MAX_SAFE_INT = 2**53 - 1
 _ABSENT: Any = object()
 
-# A placeholder in server-default rules for the recipient's own user ID.
+# Placeholders in server-default rules for the recipient's own user ID and localpart.
 USER_ID_PLACEHOLDER = "[the user's Matrix ID]"
+USER_LOCALPART_PLACEHOLDER = "[the user's localpart]"
 
 
 def split_path(key: str) -> Path:
@@ -130,6 +131,8 @@ class MessageContext:
     flat: dict[Path, Any]
     room_member_count: int
     sender_power_level: float = 0
+    # whether the content has an ``m.mentions`` property (even an empty one)
+    has_mentions: bool = False
     # the power level event's ``notifications`` (key -> required level)
     notification_levels: Mapping[str, int] = field(default_factory=dict)
     # results of recipient-independent conditions, by condition object
@@ -146,10 +149,12 @@ class MessageContext:
         sender_power_level: float = 0,
         notification_levels: Mapping[str, int] | None = None,
     ) -> MessageContext:
+        content = event.get("content")
         return cls(
             flatten_event(event),
             room_member_count,
             sender_power_level,
+            isinstance(content, Mapping) and "m.mentions" in content,
             notification_levels or {},
         )
 
@@ -270,6 +275,31 @@ class PropertyContainsUserId(Condition):
     def matches(self, message: MessageContext, recipient: Recipient) -> bool:
         values = message.flat.get(self._path)
         return isinstance(values, list) and recipient.user_id in values
+
+
+class BodyContainsLocalpart(Condition):
+    """The body mentions the recipient's localpart, at word boundaries
+    (``.m.rule.contains_user_name``, a legacy default rule)."""
+
+    __slots__ = ()
+    per_user = True
+
+    def matches(self, message: MessageContext, recipient: Recipient) -> bool:
+        body = message.body()
+        localpart = recipient.user_id[1:].split(":", 1)[0]
+        if body is None or not localpart:
+            return False
+        return _display_name_regex(localpart).search(body) is not None
+
+
+class WithoutMentions(Condition):
+    """The event has no ``m.mentions`` property: the legacy body-mention rules apply
+    only then (an internal condition of those default rules, never shown)."""
+
+    __slots__ = ()
+
+    def matches(self, message: MessageContext, recipient: Recipient) -> bool:
+        return not message.has_mentions
 
 
 class ContainsDisplayName(Condition):

@@ -112,7 +112,15 @@ def _is_blocked(exc: BaseException) -> bool:
 
 
 class NotificationBuilder:
-    """The ``notification`` of a push for one event (Push Gateway API: notify)."""
+    """The ``notification`` of a push for one event (Push Gateway API: notify).
+
+    Besides the spec's fields it carries ``id`` (the event ID again, which older
+    gateways read, as Synapse sends it) and, for a membership event, ``membership``.
+    ``room_name`` is the room's name, else its canonical alias (as Synapse names
+    rooms in pushes); ``room_alias`` is the canonical alias. An invite received over
+    federation has no room state here: its names come from the invite's stripped
+    state.
+    """
 
     def __init__(self, stores: Stores, include_content: bool) -> None:
         self._stores = stores
@@ -126,14 +134,8 @@ class NotificationBuilder:
             return None
         event = stored.event
         tweaks = tweaks_of(action.actions)
-        data = {k: v for k, v in pusher.data.items() if k != "url"}
-        device: dict[str, Any] = {
-            "app_id": pusher.app_id,
-            "pushkey": pusher.pushkey,
-            "pushkey_ts": pusher.pushkey_ts,
-            "data": data,
-            "tweaks": tweaks,
-        }
+        device = device_of(pusher)
+        device["tweaks"] = tweaks
         high = (
             event.type == "m.room.encrypted"
             or bool(tweaks.get("highlight"))
@@ -146,37 +148,90 @@ class NotificationBuilder:
             "counts": {"unread": unread} if unread else {},
             "devices": [device],
         }
-        if data.get("format") == "event_id_only":
+        if pusher.data.get("format") == "event_id_only":
             return notification
+        notification["id"] = event.event_id
         notification["type"] = event.type
         notification["sender"] = event.sender
         if event.type == "m.room.member" and event.state_key is not None:
+            if isinstance(event.content.get("membership"), str):
+                notification["membership"] = event.content["membership"]
             notification["user_is_target"] = event.state_key == pusher.user_id
         if self._include_content and event.content:
             notification["content"] = dict(event.content)
-        notification.update(await self._room_details(stored.state_group, event.sender))
+        if stored.state_group is not None:
+            state = await self._room_state(stored.state_group, event.sender)
+        else:
+            state = await self._stripped_state(event.event_id, event.sender)
+        notification.update(room_details(state, event.sender))
         return notification
 
-    async def _room_details(self, state_group: int | None, sender: str) -> dict[str, str]:
-        if state_group is None:
-            return {}
+    async def _room_state(
+        self, state_group: int, sender: str
+    ) -> dict[tuple[str, str], Mapping[str, Any]]:
+        """The contents of the state events that name the room and the sender."""
         state = await self._stores.state.get_state(state_group)
-        keys = {
-            "sender_display_name": ("m.room.member", sender),
-            "room_name": ("m.room.name", ""),
-            "room_alias": ("m.room.canonical_alias", ""),
-        }
-        ids = {name: state[key] for name, key in keys.items() if key in state}
+        ids = {key: state[key] for key in _naming_keys(sender) if key in state}
         events = await self._stores.events.get_events(list(ids.values()))
-        field_of = {
-            "sender_display_name": "displayname",
-            "room_name": "name",
-            "room_alias": "alias",
+        return {
+            key: events[event_id].event.content
+            for key, event_id in ids.items()
+            if event_id in events
         }
-        details: dict[str, str] = {}
-        for name, event_id in ids.items():
-            stored = events.get(event_id)
-            value = stored.event.content.get(field_of[name]) if stored is not None else None
-            if isinstance(value, str) and value:
-                details[name] = value
-        return details
+
+    async def _stripped_state(
+        self, event_id: str, sender: str
+    ) -> dict[tuple[str, str], Mapping[str, Any]]:
+        wanted = set(_naming_keys(sender))
+        found: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for entry in await self._stores.rooms.get_stripped_state(event_id):
+            key = (entry.get("type"), entry.get("state_key"))
+            content = entry.get("content")
+            if key in wanted and isinstance(content, Mapping):
+                found[key] = content
+        return found
+
+
+def device_of(pusher: PusherRecord) -> dict[str, Any]:
+    """The ``devices`` entry of a push to ``pusher`` (its data without the URL)."""
+    return {
+        "app_id": pusher.app_id,
+        "pushkey": pusher.pushkey,
+        "pushkey_ts": pusher.pushkey_ts,
+        "data": {k: v for k, v in pusher.data.items() if k != "url"},
+    }
+
+
+def badge_notification(pusher: PusherRecord, unread: int) -> dict[str, Any]:
+    """A push that only updates the badge (the user read something): no event, the
+    unread count (zero included: that is the news) and the device."""
+    return {"counts": {"unread": unread}, "devices": [device_of(pusher)]}
+
+
+def _naming_keys(sender: str) -> tuple[tuple[str, str], ...]:
+    return (
+        ("m.room.member", sender),
+        ("m.room.name", ""),
+        ("m.room.canonical_alias", ""),
+    )
+
+
+def room_details(state: Mapping[tuple[str, str], Mapping[str, Any]], sender: str) -> dict[str, str]:
+    """``sender_display_name``, ``room_name`` and ``room_alias`` from the contents of
+    the room's naming state events (absent when empty or not strings)."""
+
+    def text(key: tuple[str, str], field: str) -> str | None:
+        value = state.get(key, {}).get(field)
+        return value if isinstance(value, str) and value else None
+
+    details: dict[str, str] = {}
+    display_name = text(("m.room.member", sender), "displayname")
+    if display_name is not None:
+        details["sender_display_name"] = display_name
+    alias = text(("m.room.canonical_alias", ""), "alias")
+    name = text(("m.room.name", ""), "name") or alias
+    if name is not None:
+        details["room_name"] = name
+    if alias is not None:
+        details["room_alias"] = alias
+    return details

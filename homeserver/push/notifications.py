@@ -41,6 +41,7 @@ ROOM_STATE_CACHE = 512
 UNREAD_CACHE = 10_000  # users whose unread counts are kept
 
 NotifiedCallback = Callable[[set[str]], None]
+_GONE = ("leave", "ban")
 
 
 class IgnoredSenders(Protocol):
@@ -95,6 +96,8 @@ class PushEvaluator:
         self._unread_epochs: dict[str, int] = {}
         # told which users got new notifications (the pushers)
         self.on_notified: list[NotifiedCallback] = []
+        # told which users sent a read receipt (the pushers update the badge)
+        self.on_read: list[NotifiedCallback] = []
 
     # -- evaluation inside the event's transaction ------------------------------------------
 
@@ -132,7 +135,11 @@ class PushEvaluator:
     async def evaluate_event(self, stored: StoredEvent) -> list[PushAction]:
         """The push actions ``stored`` gives each local recipient who is notified."""
         event = stored.event
-        if stored.state_group is None or stored.stream_ordering is None:
+        if stored.stream_ordering is None:
+            return []
+        if stored.outlier:
+            return await self._evaluate_out_of_band(stored)
+        if stored.state_group is None:
             return []
         room = await self.room_state(event.room_id, stored.state_group, pending=stored)
         recipients = [u for u in room.local_joined if u != event.sender]
@@ -185,6 +192,47 @@ class PushEvaluator:
                 )
             )
         return result
+
+    async def _evaluate_out_of_band(self, stored: StoredEvent) -> list[PushAction]:
+        """An invite of a local user to a room this server is not in (received over
+        federation): evaluated for the invitee alone. No room state is held here, so
+        the room has no local members (as Synapse counts them), no power levels, and
+        the invitee's display name is the one the invite carries."""
+        event = stored.event
+        invitee = event.state_key
+        if (
+            event.type != "m.room.member"
+            or event.membership != "invite"
+            or invitee is None
+            or not invitee.endswith(self._suffix)
+            or invitee == event.sender
+            or stored.stream_ordering is None
+        ):
+            return []
+        if self.ignored is not None and await self.ignored.ignoring([invitee], event.sender):
+            return []
+        message = MessageContext.of(
+            event.pdu, room_member_count=0, sender_power_level=0, notification_levels={}
+        )
+        name = event.content.get("displayname")
+        ruleset = (await self._rules.compiled_for_users([invitee]))[invitee]
+        rule = ruleset.evaluate(
+            message, Recipient(invitee, name if isinstance(name, str) else None)
+        )
+        if rule is None or not rule.notify:
+            return []
+        return [
+            PushAction(
+                invitee,
+                event.event_id,
+                event.room_id,
+                stored.stream_ordering,
+                MAIN_THREAD,
+                list(rule.actions),
+                rule.highlight,
+                self._clock.time_ms(),
+            )
+        ]
 
     async def thread_of(self, event: Event) -> str:
         """The thread root an event belongs to, following relations at most 3 hops."""
@@ -347,7 +395,7 @@ class PushEvaluator:
             stored.stream_ordering,
         )
         self._counts_changed((user_id,))
-        for callback in self.on_notified:
+        for callback in self.on_read:
             callback({user_id})
 
     def _counts_changed(self, user_ids: Collection[str]) -> None:
@@ -398,9 +446,20 @@ class PushEvaluator:
         return result
 
     async def unread_total(self, user_id: str) -> int:
-        """The user's unread notifications across every room (push ``counts.unread``)."""
+        """The user's unread notifications across the rooms they are in or invited to
+        (push ``counts.unread``): rooms they left or were banned from no longer count,
+        as in Synapse's badge. (A room known only by an invite received over
+        federation has no local membership row: it counts.)"""
         by_room = await self._unread_by_room(user_id)
-        return sum(n for threads in by_room.values() for n, _ in threads.values())
+        if not by_room:
+            return 0
+        memberships = await self._stores.state.rooms_for_user(user_id)
+        return sum(
+            n
+            for room_id, threads in by_room.items()
+            if memberships.get(room_id) not in _GONE
+            for n, _ in threads.values()
+        )
 
     async def notifications(
         self, user_id: str, from_token: str | None, limit: int, only_highlight: bool

@@ -28,9 +28,11 @@ from homeserver.push.gateway import (
     GatewayError,
     NotificationBuilder,
     PushGatewayClient,
+    badge_notification,
 )
 from homeserver.push.notifications import PushEvaluator
 from homeserver.streams import StreamIdGenerator
+from storage.database import Transaction
 from storage.pushers import PusherRecord
 from storage.stores import Stores
 
@@ -80,9 +82,10 @@ def check_pusher_request(request: PusherRequest) -> None:
         raise InvalidParam("'data.url' must be an http(s) URL")
     if parsed.path != NOTIFY_PATH:
         raise InvalidParam(f"'data.url' must have the path {NOTIFY_PATH}")
-    fmt = request.data.get("format")
-    if fmt is not None and fmt != "event_id_only":
-        raise InvalidParam("'data.format' must be 'event_id_only' when given")
+    # "event_id_only" is the one format the spec defines; any other is kept as given
+    # and gets full notifications (as Synapse treats it)
+    if not isinstance(request.data.get("format", ""), str):
+        raise InvalidParam("'data.format' must be a string")
 
 
 def pusher_json(pusher: PusherRecord) -> dict[str, Any]:
@@ -111,6 +114,12 @@ class HttpPusher:
         self._next_attempt_ms: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
+        # the unread count the gateway last heard from us, and whether a read receipt
+        # asks to check it again (a badge-only push when it changed, as Synapse sends);
+        # badges go out from their own task, so a slow one never holds up the queue
+        self.last_badge: int | None = None
+        self._badge_due = False
+        self._badge_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -120,8 +129,27 @@ class HttpPusher:
     def wake(self) -> None:
         self._wake.set()
 
+    def badge_changed(self) -> None:
+        """The user read something: tell the gateway the new unread count."""
+        self._badge_due = True
+        if self._task is not None and (self._badge_task is None or self._badge_task.done()):
+            self._badge_task = asyncio.get_running_loop().create_task(self._send_badges())
+
+    async def _send_badges(self) -> None:
+        while self._badge_due and self._task is not None:
+            self._badge_due = False
+            try:
+                await self._update_badge()
+            except Exception:
+                logger.exception("badge of %s/%s failed", self.record.app_id, self.record.user_id)
+
     async def stop(self) -> None:
         """Stop at the next safe point (a request to a gateway may be cut short)."""
+        badge, self._badge_task = self._badge_task, None
+        if badge is not None and badge is not asyncio.current_task() and not badge.done():
+            badge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await badge
         task, self._task = self._task, None
         if task is None:
             return
@@ -196,8 +224,29 @@ class HttpPusher:
                     logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
                     await pool.remove(record.user_id, record.app_id, record.pushkey)
                     return False
+                self.last_badge = unread
             await self._advance(action.stream_ordering)
         return len(actions) == FETCH_LIMIT
+
+    async def _update_badge(self) -> None:
+        """Send the unread count alone when it differs from the last one sent. Best
+        effort: a failure is logged, not retried (the next push carries the count)."""
+        pool, record = self._pool, self.record
+        unread = await pool.evaluator.unread_total(record.user_id)
+        if unread == self.last_badge:
+            return
+        try:
+            rejected = await pool.client.notify(
+                record.data["url"], {"notification": badge_notification(record, unread)}
+            )
+        except GatewayError as exc:
+            logger.info("badge update to %s failed: %s", record.data.get("url"), exc)
+            return
+        if record.pushkey in rejected:
+            logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
+            await pool.remove(record.user_id, record.app_id, record.pushkey)
+            return
+        self.last_badge = unread
 
     def _fail(self) -> None:
         now = self._pool.clock.time_ms()
@@ -247,8 +296,10 @@ class PusherPool:
         self.builder = builder
         self._stream = events_stream
         self._pushers: dict[tuple[str, str, str], HttpPusher] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
         self._running = False
         evaluator.on_notified.append(self.on_notified)
+        evaluator.on_read.append(self.on_read)
 
     async def start(self) -> None:
         """Load every pusher and resume its queue from the stored position."""
@@ -263,6 +314,8 @@ class PusherPool:
         pushers, self._pushers = list(self._pushers.values()), {}
         for pusher in pushers:
             await pusher.stop()
+        if self._stopping:
+            await asyncio.gather(*self._stopping)
         await self.client.close()
 
     def _add(self, record: PusherRecord) -> None:
@@ -280,6 +333,11 @@ class PusherPool:
         for key, pusher in self._pushers.items():
             if key[0] in user_ids:
                 pusher.wake()
+
+    def on_read(self, user_ids: set[str]) -> None:
+        for key, pusher in self._pushers.items():
+            if key[0] in user_ids:
+                pusher.badge_changed()
 
     def wake_all(self) -> None:
         """Re-check every queue now (after the clock moved, in tests)."""
@@ -321,6 +379,31 @@ class PusherPool:
         for other in removed:
             await self._drop(other.key)
         self._add(stored)
+
+    async def on_devices_removed_txn(
+        self, txn: Transaction, user_id: str, device_ids: list[str]
+    ) -> None:
+        """``SessionService.device_removed_hooks`` entry: the pushers a device set go
+        with it (as Synapse removes them), in the same transaction — on logout, device
+        deletion, a password change that logs the other devices out, deactivation."""
+        keys = await self.stores.pushers.delete_device_pushers_txn(txn, user_id, device_ids)
+        if keys:
+            txn.call_after_commit(lambda: self._stop_soon(keys))
+
+    def _stop_soon(self, keys: list[tuple[str, str, str]]) -> None:
+        """Stop the queues of deleted pushers (from a synchronous after-commit hook)."""
+        loop = asyncio.get_running_loop()
+        for key in keys:
+            pusher = self._pushers.pop(key, None)
+            if pusher is not None:
+                task = loop.create_task(pusher.stop())
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+
+    async def remove_all(self, user_id: str) -> None:
+        """Delete every pusher of the user (a deactivated account)."""
+        for record in await self.stores.pushers.get_pushers(user_id):
+            await self.remove(user_id, record.app_id, record.pushkey)
 
     async def remove(self, user_id: str, app_id: str, pushkey: str) -> None:
         await self.stores.pushers.delete_pusher(user_id, app_id, pushkey)

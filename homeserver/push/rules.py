@@ -17,20 +17,24 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from homeserver.errors import BadJson, InvalidParam, MissingParam
+from homeserver.errors import BadJson, InvalidParam, MissingParam, Unrecognized
 from homeserver.push.conditions import (
+    USER_LOCALPART_PLACEHOLDER,
+    BodyContainsLocalpart,
     Condition,
     EventMatch,
     MessageContext,
     PropertyIs,
     Recipient,
+    WithoutMentions,
     compile_condition,
     is_canonical_scalar,
 )
 from homeserver.push.default_rules import (
-    DEFAULT_RULES,
-    DEFAULT_RULES_BY_KIND,
+    LEGACY_MENTION_RULE_IDS,
     MASTER_RULE_ID,
+    SPEC_DEFAULTS,
+    DefaultRules,
     rule_for_user,
 )
 
@@ -129,11 +133,13 @@ def default_rule_json(
     return body
 
 
-def ruleset_json(user_id: str, stored: UserPushRules) -> dict[str, list[dict[str, Any]]]:
+def ruleset_json(
+    user_id: str, stored: UserPushRules, defaults_set: DefaultRules = SPEC_DEFAULTS
+) -> dict[str, list[dict[str, Any]]]:
     """The ``global`` ruleset as the API shows it, each kind in evaluation order."""
     result: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
-        defaults = DEFAULT_RULES_BY_KIND[kind]
+        defaults = defaults_set.by_kind[kind]
         own = [user_rule_json(r) for r in stored.rules if r.kind == kind]
         shown = [
             default_rule_json(r, user_id, stored.default_overrides.get(r["rule_id"]))
@@ -147,9 +153,13 @@ def ruleset_json(user_id: str, stored: UserPushRules) -> dict[str, list[dict[str
 
 
 def find_rule_json(
-    user_id: str, stored: UserPushRules, kind: str, rule_id: str
+    user_id: str,
+    stored: UserPushRules,
+    kind: str,
+    rule_id: str,
+    defaults_set: DefaultRules = SPEC_DEFAULTS,
 ) -> dict[str, Any] | None:
-    for rule in ruleset_json(user_id, stored)[kind]:
+    for rule in ruleset_json(user_id, stored, defaults_set)[kind]:
         if rule["rule_id"] == rule_id:
             return rule
     return None
@@ -234,25 +244,43 @@ def _compile_user_rule(rule: UserRule) -> CompiledRule:
     return CompiledRule.build(rule.kind, rule.rule_id, conditions, rule.actions)
 
 
-@lru_cache(maxsize=1)
-def _compiled_defaults() -> dict[str, tuple[CompiledRule, bool]]:
+_WITHOUT_MENTIONS = WithoutMentions()
+
+
+def _compile_default(kind: str, raw: Mapping[str, Any]) -> tuple[Condition, ...]:
+    if kind == "content":
+        pattern = raw["pattern"]
+        body: Condition = (
+            BodyContainsLocalpart()
+            if pattern == USER_LOCALPART_PLACEHOLDER
+            else EventMatch(("content", "body"), pattern)
+        )
+        conditions: tuple[Condition, ...] = (body,)
+    else:
+        conditions = tuple(compile_condition(c) for c in raw["conditions"])
+    if raw["rule_id"] in LEGACY_MENTION_RULE_IDS:
+        conditions = (_WITHOUT_MENTIONS, *conditions)
+    return conditions
+
+
+@lru_cache(maxsize=4)
+def _compiled_defaults(defaults_set: DefaultRules) -> dict[str, tuple[CompiledRule, bool]]:
     """Every server-default rule compiled once: rule_id -> (rule, enabled by default)."""
     compiled: dict[str, tuple[CompiledRule, bool]] = {}
-    for rule_id, (kind, raw) in DEFAULT_RULES.items():
-        conditions = tuple(compile_condition(c) for c in raw["conditions"])
+    for rule_id, (kind, raw) in defaults_set.by_id.items():
         compiled[rule_id] = (
-            CompiledRule.build(kind, rule_id, conditions, raw["actions"]),
+            CompiledRule.build(kind, rule_id, _compile_default(kind, raw), raw["actions"]),
             bool(raw["enabled"]),
         )
     return compiled
 
 
 def _default_rules_of(
-    kind: str, overrides: Mapping[str, DefaultRuleOverride]
+    kind: str, overrides: Mapping[str, DefaultRuleOverride], defaults_set: DefaultRules
 ) -> list[CompiledRule]:
-    compiled = _compiled_defaults()
+    compiled = _compiled_defaults(defaults_set)
     result = []
-    for raw in DEFAULT_RULES_BY_KIND[kind]:
+    for raw in defaults_set.by_kind[kind]:
         rule, enabled = compiled[raw["rule_id"]]
         override = overrides.get(rule.rule_id)
         if override is not None:
@@ -265,18 +293,23 @@ def _default_rules_of(
     return result
 
 
-@lru_cache(maxsize=1)
-def default_ruleset() -> CompiledRuleset:
+@lru_cache(maxsize=4)
+def default_ruleset(defaults_set: DefaultRules = SPEC_DEFAULTS) -> CompiledRuleset:
     """The ruleset of every user who changed nothing (shared)."""
-    return compile_ruleset(UserPushRules(), _use_shared=False)
+    return compile_ruleset(UserPushRules(), defaults_set, _use_shared=False)
 
 
-def compile_ruleset(stored: UserPushRules, *, _use_shared: bool = True) -> CompiledRuleset:
+def compile_ruleset(
+    stored: UserPushRules,
+    defaults_set: DefaultRules = SPEC_DEFAULTS,
+    *,
+    _use_shared: bool = True,
+) -> CompiledRuleset:
     if _use_shared and stored.is_default:
-        return default_ruleset()
+        return default_ruleset(defaults_set)
     ordered: list[CompiledRule] = []
     for kind in KINDS:
-        defaults = _default_rules_of(kind, stored.default_overrides)
+        defaults = _default_rules_of(kind, stored.default_overrides, defaults_set)
         own = [_compile_user_rule(r) for r in stored.rules if r.kind == kind and r.enabled]
         if kind == "override":
             master = [r for r in defaults if r.rule_id == MASTER_RULE_ID]
@@ -291,8 +324,9 @@ def compile_ruleset(stored: UserPushRules, *, _use_shared: bool = True) -> Compi
 
 
 def check_kind(kind: str) -> str:
+    """A kind is a part of the request path: an unknown one names nothing."""
     if kind not in KINDS:
-        raise InvalidParam(f"Unknown push rule kind: {kind}")
+        raise Unrecognized(f"Unknown push rule kind: {kind}", status=400)
     return kind
 
 
@@ -307,7 +341,9 @@ def check_new_rule_id(kind: str, rule_id: str) -> None:
 
 
 def parse_actions(raw: object) -> list[Any]:
-    """Validate an ``actions`` array; legacy actions are accepted and stripped."""
+    """Validate an ``actions`` array. The legacy ``dont_notify`` and ``coalesce`` are
+    accepted and kept as given (the API shows the rule as it was set, as Synapse
+    does); evaluation ignores them (``CompiledRule.build`` strips them)."""
     if raw is None:
         raise MissingParam("Missing parameter: actions")
     if not isinstance(raw, list):
@@ -321,7 +357,7 @@ def parse_actions(raw: object) -> list[Any]:
                 raise InvalidParam("An action object must have a string 'set_tweak'")
         else:
             raise BadJson("Each action must be a string or an object")
-    return strip_legacy_actions(raw)
+    return list(raw)
 
 
 def parse_conditions(raw: object) -> list[dict[str, Any]]:

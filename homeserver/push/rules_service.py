@@ -14,7 +14,7 @@ from typing import Any
 
 from homeserver.errors import NotFound
 from homeserver.notifier import Notifier
-from homeserver.push.default_rules import DEFAULT_RULES
+from homeserver.push.default_rules import SPEC_DEFAULTS, DefaultRules
 from homeserver.push.rules import (
     CompiledRuleset,
     UserRule,
@@ -33,9 +33,16 @@ RULE_NOT_FOUND = "The push rule was not found."
 
 
 class PushRulesService:
-    def __init__(self, store: PushRuleStore, notifier: Notifier, cache_size: int = 20_000) -> None:
+    def __init__(
+        self,
+        store: PushRuleStore,
+        notifier: Notifier,
+        cache_size: int = 20_000,
+        defaults: DefaultRules = SPEC_DEFAULTS,
+    ) -> None:
         self._store = store
         self._notifier = notifier
+        self._defaults = defaults
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
         self._cache_size = cache_size
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -57,7 +64,7 @@ class PushRulesService:
                 result[user_id] = cached
         if missing:
             for user_id, stored in (await self._store.get_rules_for_users(missing)).items():
-                compiled = compile_ruleset(stored)
+                compiled = compile_ruleset(stored, self._defaults)
                 result[user_id] = compiled
                 self._compiled[user_id] = compiled
             while len(self._compiled) > self._cache_size:
@@ -76,16 +83,22 @@ class PushRulesService:
 
     async def ruleset(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
         """The ``global`` ruleset (also the content of the ``m.push_rules`` account data)."""
-        return ruleset_json(user_id, await self._store.get_rules(user_id))
+        return ruleset_json(user_id, await self._store.get_rules(user_id), self._defaults)
 
     async def account_data_content(self, user_id: str) -> dict[str, Any]:
         """The content of the user's ``m.push_rules`` account data: the global scope,
         as GET /pushrules/ gives it (push.md, "Push Rules: Events")."""
         return {"global": await self.ruleset(user_id)}
 
+    async def rules_of_kind(self, user_id: str, kind: str) -> list[dict[str, Any]]:
+        """The rules of one kind, in evaluation order (``GET /pushrules/global/{kind}/``)."""
+        check_kind(kind)
+        return (await self.ruleset(user_id))[kind]
+
     async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
         check_kind(kind)
-        rule = find_rule_json(user_id, await self._store.get_rules(user_id), kind, rule_id)
+        stored = await self._store.get_rules(user_id)
+        rule = find_rule_json(user_id, stored, kind, rule_id, self._defaults)
         if rule is None:
             raise NotFound(RULE_NOT_FOUND)
         return rule
@@ -165,9 +178,8 @@ class PushRulesService:
                 raise NotFound(RULE_NOT_FOUND)
             await self._changed(user_id)
 
-    @staticmethod
-    def _is_default(kind: str, rule_id: str) -> bool:
-        entry = DEFAULT_RULES.get(rule_id)
+    def _is_default(self, kind: str, rule_id: str) -> bool:
+        entry = self._defaults.by_id.get(rule_id)
         if entry is not None and entry[0] == kind:
             return True
         if rule_id.startswith("."):

@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.account_data import PUSH_RULES, AccountDataService
+from homeserver.accounts import AccountService
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.http.outbound_tls import client_tls
 from homeserver.media.preview import AddressFilter
 from homeserver.notifier import Notifier
+from homeserver.push.default_rules import default_rules
 from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
 from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
 from homeserver.push.rules_service import PushRulesService
 from homeserver.rooms.persister import EventPersister
+from homeserver.sessions import SessionService
 from storage.stores import Stores
 
 
@@ -33,7 +36,11 @@ class PushService:
         persister: EventPersister,
         clock: Clock,
     ) -> PushService:
-        rules = PushRulesService(stores.push_rules, notifier)
+        rules = PushRulesService(
+            stores.push_rules,
+            notifier,
+            defaults=default_rules(config.push.legacy_mention_rules),
+        )
         evaluator = PushEvaluator(config.server_name, stores, rules, clock)
         persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(
@@ -61,6 +68,12 @@ class PushService:
 
         self.rules.changed_listeners.append(rules_changed)
         self.evaluator.ignored = account_data
+
+    def use_sessions(self, sessions: SessionService, accounts: AccountService) -> None:
+        """A deleted device takes the pushers it set with it; a deactivated account
+        loses every pusher (those set without a device too)."""
+        sessions.device_removed_hooks.append(self.pushers.on_devices_removed_txn)
+        accounts.deactivation_hooks.append(self.pushers.remove_all)
 
     async def start(self) -> None:
         """Resume every pusher's queue from its stored position."""

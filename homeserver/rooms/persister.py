@@ -78,6 +78,8 @@ class EventPersister:
         self.events_stream = events_stream
         self._backfill_stream = backfill_stream
         self.persisted_hooks: list[PersistedHook] = []
+        # run inside the transaction of each accepted event that enters the timeline
+        # (out-of-band memberships included; stored.outlier tells those apart)
         self.txn_hooks: list[TxnHook] = []
         # committed events waiting for every earlier position to finish, so that a
         # woken long-poll finds them readable (heap of (position, room, users))
@@ -272,8 +274,12 @@ class EventPersister:
                     await stores.events.set_redacted_by_txn(txn, event.event_id, redaction_id)
         if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
             await self._update_extremities_and_state_txn(txn, event, state_after, context.local)
-            for hook in self.txn_hooks:
-                await hook(txn, stored)
+        if accepted and not context.soft_failed and not context.backfilled:
+            if not context.outlier or context.out_of_band:
+                # (an out-of-band membership, e.g. an invite over federation, is news
+                # to its user: push evaluates it too)
+                for hook in self.txn_hooks:
+                    await hook(txn, stored)
         return stored
 
     async def _apply_redaction_txn(

@@ -27,6 +27,9 @@ class Gateway:
     rejected: list[str] = field(default_factory=list)
     attempts: int = 0
     redirect_to: str | None = None  # answer 308 to this URL
+    # badge-only pushes (no event type) get no answer until ``release`` is set
+    hold_badges: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def notify(self, request: web.Request) -> web.Response:
         self.attempts += 1
@@ -34,7 +37,10 @@ class Gateway:
             raise web.HTTPPermanentRedirect(self.redirect_to)
         if self.status != 200:
             return web.json_response({"error": "down"}, status=self.status)
-        self.received.append(await request.json())
+        body = await request.json()
+        self.received.append(body)
+        if self.hold_badges and "type" not in body["notification"]:
+            await self.release.wait()
         return web.json_response({"rejected": self.rejected})
 
 

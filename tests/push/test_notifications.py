@@ -171,6 +171,7 @@ async def test_get_notifications(hs: HomeserverHarness) -> None:
     assert "room_id" not in notes[0]["event"]
     assert {"set_tweak": "highlight"} in notes[0]["actions"]
     assert isinstance(notes[0]["ts"], int)
+    assert notes[0]["profile_tag"] is None
     assert "next_token" not in body
     page = await alice.request("GET", "/notifications?limit=2")
     assert len(page["notifications"]) == 2

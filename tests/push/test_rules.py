@@ -14,7 +14,11 @@ from homeserver.push.conditions import (
     glob_matches,
     split_path,
 )
-from homeserver.push.default_rules import DEFAULT_RULES_BY_KIND
+from homeserver.push.default_rules import (
+    DEFAULT_RULES_BY_KIND,
+    LEGACY_MENTION_RULE_IDS,
+    WITH_LEGACY_MENTIONS,
+)
 from homeserver.push.rules import (
     DefaultRuleOverride,
     UserPushRules,
@@ -347,12 +351,17 @@ def test_disabled_rules_and_changed_default_actions() -> None:
     assert rule is not None and rule.rule_id == ".m.rule.message" and not rule.notify
 
 
-def test_legacy_actions_are_stripped() -> None:
-    assert parse_actions(["notify", "coalesce"]) == ["notify"]
-    assert parse_actions(["dont_notify"]) == []
+def test_legacy_actions_are_kept_but_ignored() -> None:
+    # accepted and kept as set, so the API shows them back (as Synapse does) ...
+    assert parse_actions(["notify", "coalesce"]) == ["notify", "coalesce"]
+    assert parse_actions(["dont_notify"]) == ["dont_notify"]
+    # ... but evaluation ignores them: ["dont_notify"] is the same as []
     legacy = UserPushRules((UserRule("override", "x", ["dont_notify"], []),), {})
     rule = compile_ruleset(legacy).evaluate(message(), Recipient(ALICE))
     assert rule is not None and rule.actions == () and not rule.notify
+    both = UserPushRules((UserRule("override", "x", ["notify", "coalesce"], []),), {})
+    rule = compile_ruleset(both).evaluate(message(), Recipient(ALICE))
+    assert rule is not None and rule.actions == ("notify",) and rule.notify
 
 
 def test_ruleset_json_resolves_user_placeholder() -> None:
@@ -394,3 +403,104 @@ def test_recipient_independent_conditions_are_memoised() -> None:
     memo_size = len(ctx.memo)
     ruleset.evaluate(ctx, Recipient("@dave:test.local"))
     assert len(ctx.memo) == memo_size and memo_size > 0
+
+
+# -- the legacy body-mention rules (push.legacy_mention_rules) -------------------------------
+
+
+def legacy_rule_id(
+    ctx: MessageContext, rules: UserPushRules | None = None, name: str | None = None
+) -> str | None:
+    ruleset = compile_ruleset(rules or UserPushRules(), WITH_LEGACY_MENTIONS)
+    rule = ruleset.evaluate(ctx, Recipient(ALICE, name))
+    return rule.rule_id if rule is not None else None
+
+
+@pytest.mark.parametrize(
+    ("ctx", "name", "expected"),
+    [
+        (message(content={"body": "hey @alice:test.local"}), None, ".m.rule.contains_user_name"),
+        (message(content={"body": "ALICE, look"}), None, ".m.rule.contains_user_name"),
+        (message(content={"body": "malice aforethought"}), None, ".m.rule.message"),
+        (
+            message(content={"body": "hi Queen Alice!"}),
+            "Queen Alice",
+            ".m.rule.contains_display_name",
+        ),
+        (
+            message(content={"body": "@room fire drill"}, sender_level=50),
+            None,
+            ".m.rule.roomnotif",
+        ),
+        (message(content={"body": "@room fire drill"}), None, ".m.rule.message"),
+        # an event with m.mentions (even empty) is judged by those alone
+        (message(content={"body": "alice", "m.mentions": {}}), None, ".m.rule.message"),
+        (
+            message(content={"body": "Queen Alice", "m.mentions": {}}),
+            "Queen Alice",
+            ".m.rule.message",
+        ),
+        (
+            message(content={"body": "@room", "m.mentions": {}}, sender_level=100),
+            None,
+            ".m.rule.message",
+        ),
+        (
+            message(content={"body": "x", "m.mentions": {"user_ids": [ALICE]}}),
+            None,
+            ".m.rule.is_user_mention",
+        ),
+        (
+            message(content={"body": "alice", "msgtype": "m.notice"}),
+            None,
+            ".m.rule.suppress_notices",
+        ),
+    ],
+)
+def test_legacy_mention_rules(ctx: MessageContext, name: str | None, expected: str) -> None:
+    assert legacy_rule_id(ctx, name=name) == expected
+    # none of them exist in the spec's defaults
+    assert rule_id(ctx, name=name) not in LEGACY_MENTION_RULE_IDS
+
+
+def test_legacy_mention_rules_notify_and_highlight() -> None:
+    ruleset = compile_ruleset(UserPushRules(), WITH_LEGACY_MENTIONS)
+    rule = ruleset.evaluate(message(content={"body": "alice?"}), Recipient(ALICE))
+    assert rule is not None and rule.notify and rule.highlight
+    assert tweaks_of(rule.actions) == {"sound": "default", "highlight": True}
+    # disabled or silenced like any default rule
+    off = UserPushRules((), {".m.rule.contains_user_name": DefaultRuleOverride(enabled=False)})
+    assert legacy_rule_id(message(content={"body": "alice?"}), off) == ".m.rule.message"
+    quiet = UserPushRules((), {".m.rule.roomnotif": DefaultRuleOverride(actions=["dont_notify"])})
+    rule = compile_ruleset(quiet, WITH_LEGACY_MENTIONS).evaluate(
+        message(content={"body": "@room"}, sender_level=50), Recipient(ALICE)
+    )
+    assert rule is not None and rule.rule_id == ".m.rule.roomnotif" and not rule.notify
+
+
+def test_legacy_mention_rules_as_shown() -> None:
+    shown = ruleset_json(ALICE, UserPushRules(), WITH_LEGACY_MENTIONS)
+    assert shown["content"] == [
+        {
+            "rule_id": ".m.rule.contains_user_name",
+            "default": True,
+            "enabled": True,
+            "pattern": "alice",
+            "actions": [
+                "notify",
+                {"set_tweak": "sound", "value": "default"},
+                {"set_tweak": "highlight"},
+            ],
+        }
+    ]
+    ids = [r["rule_id"] for r in shown["override"]]
+    assert ids.index(".m.rule.contains_display_name") == ids.index(".m.rule.is_user_mention") + 1
+    assert ids.index(".m.rule.roomnotif") == ids.index(".m.rule.is_room_mention") + 1
+    roomnotif = shown["override"][ids.index(".m.rule.roomnotif")]
+    assert roomnotif["conditions"] == [
+        {"kind": "event_match", "key": "content.body", "pattern": "@room"},
+        {"kind": "sender_notification_permission", "key": "room"},
+    ]
+    spec = ruleset_json(ALICE, UserPushRules())
+    assert spec["content"] == []
+    assert not LEGACY_MENTION_RULE_IDS & {r["rule_id"] for r in spec["override"]}
