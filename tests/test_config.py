@@ -175,7 +175,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.default_room_version == "12"
     assert config.presence.enabled
     assert config.push.include_content
-    assert not config.push.legacy_mention_rules
+    assert config.push.legacy_mention_rules  # as Synapse
     assert config.federation_verify_certificates
     assert config.federation_domain_whitelist is None
     assert config.trusted_key_servers == ()
@@ -194,8 +194,8 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_push_legacy_mention_rules(tmp_path: Path) -> None:
-    config = load_text(tmp_path, minimal("push:\n  legacy_mention_rules: true\n"))
-    assert config.push.legacy_mention_rules
+    config = load_text(tmp_path, minimal("push:\n  legacy_mention_rules: false\n"))
+    assert not config.push.legacy_mention_rules
     message = error_of(tmp_path, minimal("push:\n  legacy_mention_rules: sometimes\n"))
     assert "push.legacy_mention_rules" in message
 

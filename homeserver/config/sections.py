@@ -335,12 +335,12 @@ class PushConfig:
     the legacy body-mention default rules (removed by spec v1.17) are kept."""
 
     include_content: bool = True
-    legacy_mention_rules: bool = False
+    legacy_mention_rules: bool = True
 
     @staticmethod
     def parse(reader: Reader) -> PushConfig:
         include_content = reader.get("include_content", to_bool, True)
-        legacy_mention_rules = reader.get("legacy_mention_rules", to_bool, False)
+        legacy_mention_rules = reader.get("legacy_mention_rules", to_bool, True)
         reader.finish()
         return PushConfig(
             include_content=include_content, legacy_mention_rules=legacy_mention_rules

@@ -262,10 +262,12 @@ presence:
 push:
   # Include the message content in push notifications (default true).
   include_content: true
-  # Keep the default push rules that notify on a mention in the message body (the
-  # user's localpart or display name, "@room"), which spec v1.17 removed in favour
-  # of m.mentions; for users whose clients do not send m.mentions yet (default false).
-  legacy_mention_rules: false
+  # Keep the server-default push rules that notify on a mention in the message body
+  # (the user's localpart or display name, "@room"), which spec v1.17 no longer
+  # lists, in favour of m.mentions; they never apply to an event with m.mentions.
+  # Bots, bridges and older clients do not send m.mentions, so they stay on by
+  # default, as in Synapse (default true).
+  legacy_mention_rules: true
 
 ## Media ##
 

@@ -4,7 +4,7 @@
 its order. That copy (v1.17) removed the legacy body-mention rules
 ``.m.rule.contains_display_name``, ``.m.rule.roomnotif`` and
 ``.m.rule.contains_user_name``; the ``contains_display_name`` condition is still
-understood for user-defined rules. ``WITH_LEGACY_MENTIONS`` adds those three back,
+understood for user-defined rules. ``WITH_LEGACY_MENTIONS`` (the default) adds those three back,
 where the spec before v1.17 placed them, for servers whose users' clients do not
 send ``m.mentions`` yet (``push.legacy_mention_rules``; Synapse has them unless its
 ``msc4210_enabled``). As in Synapse, they never apply to an event that has an

@@ -42,7 +42,13 @@ async def test_create_order_update_delete(hs: HomeserverHarness) -> None:
     )
     await alice.request("PUT", f"{G}/content/first", {"pattern": "tea", "actions": ["notify"]})
     content = (await alice.request("GET", f"{G}/"))["content"]
-    assert [r["rule_id"] for r in content] == ["first", "nocake", "cake", "last"]
+    assert [r["rule_id"] for r in content] == [
+        "first",
+        "nocake",
+        "cake",
+        "last",
+        ".m.rule.contains_user_name",  # the (legacy) server-default content rule
+    ]
     rule = await alice.request("GET", f"{G}/content/nocake")
     assert rule == {
         "rule_id": "nocake",
@@ -55,7 +61,13 @@ async def test_create_order_update_delete(hs: HomeserverHarness) -> None:
     await alice.request("PUT", f"{G}/content/cake/enabled", {"enabled": False})
     await alice.request("PUT", f"{G}/content/cake", {"pattern": "cakes", "actions": ["notify"]})
     content = (await alice.request("GET", f"{G}/"))["content"]
-    assert [r["rule_id"] for r in content] == ["first", "nocake", "cake", "last"]
+    assert [r["rule_id"] for r in content] == [
+        "first",
+        "nocake",
+        "cake",
+        "last",
+        ".m.rule.contains_user_name",  # the (legacy) server-default content rule
+    ]
     assert content[2]["pattern"] == "cakes" and content[2]["enabled"] is False
     await alice.request("DELETE", f"{G}/content/cake")
     await alice.request("GET", f"{G}/content/cake", expect=404)
@@ -269,7 +281,7 @@ async def test_bad_paths_need_a_token_first(hs: HomeserverHarness) -> None:
 async def test_legacy_mention_rules_only_when_configured(
     make_homeserver: HarnessFactory,
 ) -> None:
-    spec = await make_homeserver()
+    spec = await make_homeserver(push={"legacy_mention_rules": False})
     alice = await make_user(spec, "alice")
     await _error(alice, "GET", f"{G}/content/.m.rule.contains_user_name", None, 404, "M_NOT_FOUND")
     await _error(
