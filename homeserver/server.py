@@ -227,6 +227,7 @@ class Homeserver:
             rc_federation=config.rc_federation,
         )
         client.history.backfiller = federation_events.backfiller
+        federation.authenticator.origin_seen.append(federation_events.sender.on_remote_activity)
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
         wire_typing_out(federation_events.sender, ephemeral.typing)
         wire_receipts(
