@@ -52,6 +52,7 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
+from homeserver.rooms.healing import ForkHealer
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -109,6 +110,7 @@ class Homeserver:
     federation_events: FederationEventServices | None = None
     federation_membership: FederationMembership | None = None
     federation_e2ee: FederationE2ee | None = None
+    fork_healer: ForkHealer | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -148,6 +150,8 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        fork_healer = ForkHealer(config.server_name, stores, creator, clock)
+        persister.persisted_hooks.append(fork_healer.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -272,6 +276,7 @@ class Homeserver:
             federation_events=federation_events,
             federation_membership=federation_membership,
             federation_e2ee=federation_e2ee,
+            fork_healer=fork_healer,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -330,6 +335,8 @@ class Homeserver:
             self.ephemeral.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
+        if self.fork_healer is not None:
+            self.fork_healer.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
@@ -337,6 +344,8 @@ class Homeserver:
             await self.ephemeral.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
+        if self.fork_healer is not None:
+            await self.fork_healer.stop()
 
     async def start_listeners(self) -> None:
         for listener in self.config.listeners:
