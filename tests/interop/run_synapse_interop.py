@@ -599,7 +599,15 @@ def main() -> None:
         print(f"ours (second): 127.0.0.1:{second_port + 1}, log {workdir / 'c' / 'homeserver.log'}")
         print(f"synapse: 127.0.0.1:{args.synapse_port + 1}, data {SYNHARNESS / 'data'}")
         asyncio.run(
-            scenario(report, args.port, args.synapse_port, second_port, args.runs, args.only_three)
+            scenario(
+                report,
+                args.port,
+                args.synapse_port,
+                second_port,
+                args.runs,
+                args.only_three,
+                args.synapse_name,
+            )
         )
     finally:
         stop_ours(ours)
