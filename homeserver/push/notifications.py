@@ -25,6 +25,7 @@ from homeserver.errors import InvalidParam
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, parse_power_level
 from homeserver.push.conditions import MessageContext, Recipient
 from homeserver.push.rules_service import PushRulesService
+from homeserver.streams import MAX_POSITION
 from homeserver.sync.extensions import UnreadCount
 from storage.database import Transaction
 from storage.events import StoredEvent
@@ -412,6 +413,8 @@ class PushEvaluator:
                 before = int(from_token)
             except ValueError as exc:
                 raise InvalidParam("Invalid 'from' token") from exc
+            if not 0 <= before <= MAX_POSITION:
+                raise InvalidParam("Invalid 'from' token")
         page = await self._stores.push_actions.notifications(user_id, before, limit, only_highlight)
         next_token = str(page[-1].action.stream_ordering) if len(page) == limit else None
         return page, next_token
