@@ -25,6 +25,7 @@ from homeserver.errors import InvalidParam
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, parse_power_level
 from homeserver.push.conditions import MessageContext, Recipient
 from homeserver.push.rules_service import PushRulesService
+from homeserver.rooms.healing import DUMMY_EVENT
 from homeserver.streams import MAX_POSITION
 from homeserver.sync.extensions import UnreadCount
 from storage.database import Transaction
@@ -103,6 +104,8 @@ class PushEvaluator:
         """The persister's in-transaction hook: store the event's push actions with it."""
         if stored.stream_ordering is None or stored.stream_ordering <= 0:
             return
+        if stored.event.type == DUMMY_EVENT:
+            return  # sent by the server to merge a fork: no one read or is told anything
         sender = stored.event.sender
         if sender.endswith(self._suffix):
             # Sending an event is a read receipt for it: the sender's notifications up to

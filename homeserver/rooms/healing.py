@@ -133,6 +133,10 @@ class ForkHealer:
             try:
                 if await self._needs_healing(room_id, events) and await self._send_dummy(room_id):
                     healed.append(room_id)
+                    # a dummy cites at most ten: merge the rest after another delay
+                    extremities = await self._stores.events.get_forward_extremities(room_id)
+                    if len(extremities) > MAX_EXTREMITIES:
+                        self._pending.setdefault(room_id, (now + self._delay_ms, set()))
             except Exception:
                 logger.exception("healing %s failed", room_id)
         return healed

@@ -47,6 +47,21 @@ async def three_servers(
     return [a, b, c], room_id, [alice, bob, carol], before_c
 
 
+async def unread(user: User, room_id: str) -> int:
+    sync = await user.sync(timeout=0)
+    room = sync["rooms"]["join"][room_id]
+    return int(room.get("unread_notifications", {}).get("notification_count", 0))
+
+
+async def typing(user: User, room_id: str) -> list[str]:
+    sync = await user.sync(timeout=0)
+    room = sync["rooms"]["join"][room_id]
+    for edu in room.get("ephemeral", {}).get("events", []):
+        if edu["type"] == "m.typing":
+            return list(edu["content"]["user_ids"])
+    return []
+
+
 async def room_events(server: FederatingServer, room_id: str) -> list[dict[str, Any]]:
     upto = await server.server.stores.events.max_stream_ordering()
     events = await server.server.stores.events.room_events_between([room_id], 0, upto, 1000)
@@ -54,7 +69,7 @@ async def room_events(server: FederatingServer, room_id: str) -> list[dict[str, 
 
 
 async def test_an_event_a_server_missed_reaches_it(federation_servers: ServerFactory) -> None:
-    (a, b, c), room_id, (_alice, bob, carol), before_c = await three_servers(federation_servers)
+    (a, b, c), room_id, (alice, bob, carol), before_c = await three_servers(federation_servers)
     missed = await build_pdu(
         b.server,
         room_id,
@@ -66,6 +81,11 @@ async def test_an_event_a_server_missed_reaches_it(federation_servers: ServerFac
     answer = await send_txn(b, a, [missed.pdu])
     assert answer["pdus"] == {missed.event_id: {}}
     assert await c.server.stores.events.get_event(missed.event_id) is None
+    alice_unread = await unread(alice, room_id)
+    assert alice_unread >= 1  # bob's message notifies alice
+    await alice.request(
+        "PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000}
+    )
     # not before the delay (a later event could still cite it)
     assert await healer(a).heal_due() == []
     a.clock.advance(HEAL_DELAY_MS / 1000)
@@ -87,6 +107,10 @@ async def test_an_event_a_server_missed_reaches_it(federation_servers: ServerFac
         top = await server.server.stores.events.get_event(extremities[0])
         assert top is not None and top.event.type == DUMMY_EVENT
     assert healer(a).dummies_sent == 1
+    # sent in alice's name by the server: it reads none of her notifications, and she
+    # is still typing
+    assert await unread(alice, room_id) == alice_unread
+    assert alice.user_id in await typing(alice, room_id)
     # c had nothing to heal: what it fetched is cited already
     c.clock.advance(HEAL_DELAY_MS / 1000)
     assert await healer(c).heal_due() == []
@@ -161,13 +185,20 @@ async def test_too_many_extremities_are_merged(federation_servers: ServerFactory
             {"msgtype": "m.text", "body": f"fork {i}"},
             prev_event_ids=top,
         )
-        for i in range(MAX_EXTREMITIES + 1)
+        for i in range(2 * MAX_EXTREMITIES + 1)
     ]
     await send_txn(b, a, [f.pdu for f in forks])
     assert len(await a.server.stores.events.get_forward_extremities(room_id)) > MAX_EXTREMITIES
     a.clock.advance(HEAL_DELAY_MS / 1000)
     assert await healer(a).heal_due() == [room_id]
     await settle(a, b)
-    # the dummy cites the deepest ten: fewer extremities than before, and a's next
-    # event merges the rest
-    assert len(await a.server.stores.events.get_forward_extremities(room_id)) <= 2
+    # a dummy cites ten (the deepest): 21 forks leave the dummy and eleven, still too
+    # many, merged by another after the delay
+    assert len(await a.server.stores.events.get_forward_extremities(room_id)) == 12
+    assert await healer(a).heal_due() == []
+    a.clock.advance(HEAL_DELAY_MS / 1000)
+    assert await healer(a).heal_due() == [room_id]
+    await settle(a, b)
+    assert len(await a.server.stores.events.get_forward_extremities(room_id)) == 3
+    a.clock.advance(HEAL_DELAY_MS / 1000)
+    assert await healer(a).heal_due() == []  # few enough, nothing missed: left alone
