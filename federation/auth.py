@@ -9,6 +9,10 @@ target URI, origin, destination (us) and the JSON body. Failures are ``401
 M_UNAUTHORIZED``: no or malformed header, a ``destination`` that is not us, a key
 that cannot be found, a bad signature. An origin outside
 ``federation_domain_whitelist`` is refused with ``403 M_FORBIDDEN``.
+
+A request that authenticates is the surest sign that its origin is up: the callbacks
+of ``origin_seen`` hear of it before the handler runs (the federation sender ends the
+origin's backoff and sends its backlog at once, as Synapse does on any inbound request).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OriginHandler = Callable[[str, web.Request], Awaitable[web.StreamResponse]]
 """A federation handler: ``handler(origin, request)`` with the authenticated origin."""
+OriginSeen = Callable[[str], None]
 
 ORIGIN_KEY = web.RequestKey("federation_origin", str)
 
@@ -64,6 +69,7 @@ class FederationAuthenticator:
         self._verifier = verifier
         self._clock = clock
         self._whitelist = domain_whitelist
+        self.origin_seen: list[OriginSeen] = []
 
     async def authenticate(self, request: web.Request) -> str:
         """The verified origin of ``request``; raises 401 / 403 Matrix errors."""
@@ -82,6 +88,11 @@ class FederationAuthenticator:
             logger.info("rejecting %s %s from %s: %s", request.method, request.path, origin, exc)
             raise Unauthorized(f"Failed to verify the request signature of {origin}") from None
         request[ORIGIN_KEY] = origin
+        for callback in self.origin_seen:
+            try:
+                callback(origin)
+            except Exception:
+                logger.exception("origin_seen callback failed for %s", origin)
         return origin
 
     def _credentials(self, request: web.Request) -> list[XMatrixCredentials]:

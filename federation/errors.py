@@ -6,7 +6,7 @@
                               blacklisted IP address
 
 ``status`` is the remote HTTP status, or None when no HTTP answer came (unreachable,
-timeout, TLS failure, a body too large or not JSON). ``errcode`` is the remote Matrix
+timeout, TLS failure, a body too large or not JSON, or nothing sent: denied). ``errcode`` is the remote Matrix
 errcode when the answer carried one. Callers turn these into their own outcome: a
 peer's bad answer is never allowed to surface as a 500 of ours.
 """
@@ -65,3 +65,8 @@ class FederationDenied(FederationError):
     @property
     def retryable(self) -> bool:
         return False
+
+    def to_matrix_error(self) -> MatrixError:
+        """Our own configuration forbids the server: 403 M_FORBIDDEN (as Synapse), not
+        the 502 of a server that could not be reached."""
+        return MatrixError(403, "M_FORBIDDEN", f"Federation denied with {self.destination}")

@@ -465,8 +465,9 @@ class FederationEventPipeline:
         """``/get_missing_events`` between our forward extremities and the event."""
         room_id = event.room_id
         extremities = await self._stores.events.get_forward_extremities(room_id)
-        known = await self._stores.events.get_events(extremities)
-        min_depth = min((s.depth for s in known.values()), default=0)
+        # The room's own lowest depth, as Synapse asks: a branch missed here may start
+        # far below our extremities (sent by a server that had not seen them).
+        min_depth = await self._stores.events.min_depth(room_id)
         pdus = await self._fetcher.missing_events(
             origin, room_id, extremities, [event.event_id], min_depth, MAX_MISSING_EVENTS
         )

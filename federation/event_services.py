@@ -66,7 +66,6 @@ class FederationEventServices:
         backfiller = FederationBackfiller(server_name, stores, pipeline, fetcher, acl, clock)
         transactions = TransactionHandler(pipeline, stores.federation_queue, acl, clock)
         sender = FederationSender(server_name, stores, client, clock)
-        transactions.origin_activity.append(sender.on_remote_activity)
         persister.persisted_hooks.append(sender.on_event_persisted)
         visibility = ServerVisibility(stores)
         reads = RoomReadHandlers(server_name, stores, acl, visibility, clock)

@@ -274,6 +274,10 @@ class ResidentHandshakes:
             for s in member_events.values()
             if s.event.membership == "join"
         } | {self._server_name}
+        # and those that joined since the join's prev events (as Synapse answers: the
+        # room's current hosts): a partial-state joiner sends only to these until its
+        # resync completes
+        servers |= await self._stores.state.joined_servers(room_id) - {_server(stored.event.sender)}
         if omit_members:
             state = {k: e for k, e in state.items() if k[0] != MEMBER}
         state_events = await self._stores.events.get_events(list(state.values()))

@@ -32,7 +32,7 @@ from yarl import URL
 
 from federation.client import FederationClient
 from federation.discovery import ip_literal
-from federation.errors import FederationError
+from federation.errors import FederationDenied, FederationError
 from homeserver.errors import MatrixError, NotFound
 from homeserver.media.remote import RemoteMedia, remote_too_large
 
@@ -59,6 +59,8 @@ def _bad_answer(what: str) -> MatrixError:
 
 def _media_error(exc: FederationError) -> MatrixError:
     """What our client is told when the remote server's answer was an error."""
+    if isinstance(exc, FederationDenied):
+        return exc.to_matrix_error()
     if exc.status == 404:
         return NotFound("Remote media not found")
     if exc.errcode == "M_NOT_YET_UPLOADED":

@@ -13,8 +13,9 @@ A failed transaction puts the destination in backoff: the retry interval starts 
 ``INITIAL_BACKOFF_MS``, doubles per failure up to ``MAX_BACKOFF_MS``, with jitter,
 and is stored (``federation_destinations``, served by the admin API). A destination
 is tried again when its backoff has passed (:meth:`retry_due`, called by a ticker
-and callable by tests after moving a FakeClock) or at once when it sends us a
-transaction (:meth:`on_remote_activity`: it is evidently back). A transaction the
+and callable by tests after moving a FakeClock) or at once when any request of it
+authenticates here (:meth:`on_remote_activity`, told by the X-Matrix authenticator:
+it is evidently back, so its backlog starts within a moment, not at the next tick). A transaction the
 destination refuses with a 4xx (other than 429) would never succeed: it is dropped.
 """
 

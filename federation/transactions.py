@@ -43,8 +43,6 @@ RECEIVED_TXN_KEEP_MS = 24 * 3600 * 1000
 EduHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 """``handler(origin, content)`` for one EDU type; content already checked by origin."""
 
-OriginActivity = Callable[[str], None]
-
 EDU_TYPES = (
     "m.typing",
     "m.receipt",
@@ -125,7 +123,6 @@ class TransactionHandler:
         self._acl = acl
         self._clock = clock
         self.edu_handlers: dict[str, EduHandler] = {}
-        self.origin_activity: list[OriginActivity] = []
         self._origin_locks: dict[str, asyncio.Lock] = {}
 
     def register_edu_handler(self, edu_type: str, handler: EduHandler) -> None:
@@ -158,11 +155,6 @@ class TransactionHandler:
             await self._store.store_received_transaction(
                 origin, txn_id, answer, self._clock.time_ms(), RECEIVED_TXN_KEEP_MS
             )
-        for callback in self.origin_activity:
-            try:
-                callback(origin)
-            except Exception:
-                logger.exception("origin activity callback failed for %s", origin)
         return answer
 
     # -- PDUs ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from federation.auth import FederationAuthenticator
+from federation.errors import FederationDenied
 from federation.requester import FederationRequester
 from federation.routes import FEDERATION_V1, Route
 from homeserver.e2ee.keys import E2eKeyService
@@ -124,12 +125,15 @@ class RemoteKeyClient:
             else:
                 _add_cached(out, user_id, keys)
         if ask:
-            answer = await self._client.post_json(
-                server,
-                f"{FEDERATION_V1}/user/keys/query",
-                {"device_keys": ask},
-                timeout_s=timeout_s,
-            )
+            try:
+                answer = await self._client.post_json(
+                    server,
+                    f"{FEDERATION_V1}/user/keys/query",
+                    {"device_keys": ask},
+                    timeout_s=timeout_s,
+                )
+            except FederationDenied as exc:  # the failure's status: 403, as Synapse
+                raise exc.to_matrix_error() from None
             _add_answer(out, ask, answer)
         return out
 
@@ -137,12 +141,15 @@ class RemoteKeyClient:
         self, server: str, wanted: dict[str, dict[str, str]], timeout_ms: int
     ) -> dict[str, Any]:
         """The ``remote_key_claim`` hook: one ``/user/keys/claim`` to ``server``."""
-        answer = await self._client.post_json(
-            server,
-            f"{FEDERATION_V1}/user/keys/claim",
-            {"one_time_keys": wanted},
-            timeout_s=max(timeout_ms / 1000, MIN_TIMEOUT_S),
-        )
+        try:
+            answer = await self._client.post_json(
+                server,
+                f"{FEDERATION_V1}/user/keys/claim",
+                {"one_time_keys": wanted},
+                timeout_s=max(timeout_ms / 1000, MIN_TIMEOUT_S),
+            )
+        except FederationDenied as exc:
+            raise exc.to_matrix_error() from None
         claimed = answer.get("one_time_keys") if isinstance(answer, dict) else None
         out: dict[str, dict[str, Any]] = {}
         if isinstance(claimed, dict):

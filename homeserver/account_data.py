@@ -158,15 +158,26 @@ class AccountDataService:
     # -- tags (m.tag room account data) ----------------------------------------------
 
     async def get_tags(self, user_id: str, room_id: str) -> dict[str, Any]:
+        """The room's tags as the spec's schema has them (tag name -> Tag object with an
+        optional numeric ``order``): ``m.tag`` can also be written whole through the
+        account data API, so what does not fit is left out (a tag whose value is not an
+        object) or dropped (an ``order`` that is not a number)."""
         content = await self._store.get(user_id, room_id, TAG)
-        tags = (content or {}).get("tags", {})
-        return tags if isinstance(tags, dict) else {}
+        tags: dict[str, Any] = {}
+        for name, info in _tags_of(content).items():
+            if not isinstance(info, dict):
+                continue
+            if "order" in info and not _is_number(info["order"]):
+                info = {k: v for k, v in info.items() if k != "order"}
+            tags[name] = info
+        return tags
 
     async def set_tag(self, user_id: str, room_id: str, tag: str, info: dict[str, Any]) -> None:
         if len(tag.encode()) > MAX_TAG_BYTES:
             raise MatrixError(400, "M_INVALID_PARAM", "Tag names are at most 255 bytes")
-        order = info.get("order")
-        if order is not None and (isinstance(order, bool) or not isinstance(order, int | float)):
+        if info.get("order", 0) is None:  # no order (the schema has no null)
+            info = {k: v for k, v in info.items() if k != "order"}
+        if "order" in info and not _is_number(info["order"]):
             raise BadJson("'order' must be a number")
 
         def add(current: dict[str, Any] | None) -> dict[str, Any]:
@@ -221,6 +232,10 @@ _NOBODY: frozenset[str] = frozenset()
 def _ignored_of(content: dict[str, Any]) -> frozenset[str]:
     ignored = content.get("ignored_users", {})
     return frozenset(ignored) if isinstance(ignored, dict) and ignored else _NOBODY
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _tags_of(content: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from homeserver.config import HomeserverConfig
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService, PresenceSyncExtension
 from homeserver.receipts import ReceiptService, ReceiptsSyncExtension
+from homeserver.rooms.healing import DUMMY_EVENT
 from homeserver.rooms.persister import EventPersister
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncExtension
@@ -94,7 +95,10 @@ class EphemeralServices:
         ]
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
-        """A sender stops typing, and is active, when their event is persisted."""
+        """A sender stops typing, and is active, when their event is persisted (not
+        when the server merged a fork in their name)."""
+        if stored.event.type == DUMMY_EVENT:
+            return
         await self.typing.on_event_persisted(stored)
         event = stored.event
         if event.type == "m.room.member" and event.state_key is not None:

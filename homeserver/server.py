@@ -57,6 +57,7 @@ from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
 from homeserver.rooms.guest_access import GuestEvictor
+from homeserver.rooms.healing import ForkHealer
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -117,6 +118,7 @@ class Homeserver:
     federation_events: FederationEventServices | None = None
     federation_membership: FederationMembership | None = None
     federation_e2ee: FederationE2ee | None = None
+    fork_healer: ForkHealer | None = None
     federation_third_party_invites: FederationThirdPartyInvites | None = None
     identity: IdentityServerClient | None = None
     guest_evictor: GuestEvictor | None = None
@@ -165,6 +167,8 @@ class Homeserver:
             lambda user_id, room_id: membership.change(user_id, room_id, user_id, "leave"),
         )
         persister.persisted_hooks.append(guest_evictor.on_event_persisted)
+        fork_healer = ForkHealer(config.server_name, stores, creator, clock)
+        persister.persisted_hooks.append(fork_healer.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -272,6 +276,7 @@ class Homeserver:
             rc_federation=config.rc_federation,
         )
         client.history.backfiller = federation_events.backfiller
+        federation.authenticator.origin_seen.append(federation_events.sender.on_remote_activity)
         wire_typing(federation_events.transactions, stores, ephemeral.typing)
         wire_typing_out(federation_events.sender, ephemeral.typing)
         wire_receipts(
@@ -322,6 +327,7 @@ class Homeserver:
             federation_events=federation_events,
             federation_membership=federation_membership,
             federation_e2ee=federation_e2ee,
+            fork_healer=fork_healer,
             federation_third_party_invites=federation_tpi,
             identity=identity,
             guest_evictor=guest_evictor,
@@ -385,6 +391,8 @@ class Homeserver:
             self.ephemeral.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
+        if self.fork_healer is not None:
+            self.fork_healer.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
@@ -394,6 +402,8 @@ class Homeserver:
             await self.ephemeral.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
+        if self.fork_healer is not None:
+            await self.fork_healer.stop()
 
     async def start_listeners(self) -> None:
         for listener in self.config.listeners:

@@ -13,6 +13,10 @@ from dataclasses import dataclass, fields, replace
 
 from homeserver.errors import MatrixError
 
+# The largest stream position or depth a token may carry (what the database stores:
+# a 64-bit integer); a token beyond it names nothing and is refused as invalid.
+MAX_POSITION = 2**63 - 1
+
 
 class StreamIdGenerator:
     """Allocates positions of one stream in this process; tracks what is finished."""
@@ -73,7 +77,7 @@ class SyncToken:
             values = [int(p) for p in parts]
         except ValueError as exc:
             raise MatrixError(400, "M_UNKNOWN", "Invalid stream token") from exc
-        if any(v < 0 for v in values):
+        if any(v < 0 or v > MAX_POSITION for v in values):
             raise MatrixError(400, "M_UNKNOWN", "Invalid stream token")
         return cls(**dict(zip(names, values, strict=False)))
 
@@ -103,7 +107,10 @@ def parse_pagination_token(text: str) -> TopologicalToken | SyncToken:
         try:
             if not sep:
                 raise ValueError(text)
-            return TopologicalToken(int(depth), int(stream))
+            token = TopologicalToken(int(depth), int(stream))
         except ValueError as exc:
             raise MatrixError(400, "M_UNKNOWN", "Invalid pagination token") from exc
+        if abs(token.depth) > MAX_POSITION or abs(token.stream) > MAX_POSITION:
+            raise MatrixError(400, "M_UNKNOWN", "Invalid pagination token")
+        return token
     return SyncToken.parse(text)

@@ -25,7 +25,10 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from storage.ids import IdGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +140,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close every connection."""
+
+    @abc.abstractmethod
+    def id_generator(self, sequence: str, max_sql: str) -> IdGenerator:
+        """Race-free IDs of the rows ``max_sql`` measures (see storage/ids.py): the
+        PostgreSQL sequence ``sequence``, or SQLite's counter after ``max_sql``."""
 
     async def run_transaction(
         self,

@@ -70,6 +70,15 @@ class EventStore:
         value = await self.db.fetchval("min_stream", "SELECT MIN(stream_ordering) FROM events")
         return min(int(value or 0), 0)
 
+    async def min_depth(self, room_id: str) -> int:
+        """The smallest depth of the room's events in the timeline (0 without any)."""
+        value = await self.db.fetchval(
+            "room_min_depth",
+            "SELECT MIN(depth) FROM events WHERE room_id = $1 AND stream_ordering IS NOT NULL",
+            room_id,
+        )
+        return int(value or 0)
+
     # -- writing -----------------------------------------------------------------
 
     async def insert_event_txn(

@@ -53,16 +53,12 @@ class DestinationHealth:
 class FederationQueueStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._next_id: int | None = None
-
-    async def _allocate_ids_txn(self, txn: Transaction, count: int) -> int:
-        if self._next_id is None:
-            pdus = await txn.fetchval("SELECT MAX(id) FROM federation_outbound_pdus")
-            edus = await txn.fetchval("SELECT MAX(id) FROM federation_outbound_edus")
-            self._next_id = max(int(pdus or 0), int(edus or 0)) + 1
-        first = self._next_id
-        self._next_id += count
-        return first
+        # PDUs and EDUs share one ID order (what was queued first goes first)
+        self._ids = db.id_generator(
+            "federation_outbound_id_seq",
+            "SELECT (SELECT MAX(id) FROM federation_outbound_pdus),"
+            " (SELECT MAX(id) FROM federation_outbound_edus)",
+        )
 
     # -- queueing ---------------------------------------------------------------------
 
@@ -77,14 +73,14 @@ class FederationQueueStore:
         if not destinations:
             return
         async with self.db.transaction("queue_federation_pdu") as txn:
-            first = await self._allocate_ids_txn(txn, len(destinations))
+            ids = await self._ids.next_ids_txn(txn, len(destinations))
             await txn.executemany(
                 "INSERT INTO federation_outbound_pdus"
                 " (id, destination, event_id, room_id, stream_ordering, queued_ts)"
                 " VALUES ($1, $2, $3, $4, $5, $6)",
                 [
-                    (first + i, dest, event_id, room_id, stream_ordering, now_ms)
-                    for i, dest in enumerate(destinations)
+                    (new_id, dest, event_id, room_id, stream_ordering, now_ms)
+                    for new_id, dest in zip(ids, destinations, strict=True)
                 ],
             )
 
@@ -106,7 +102,7 @@ class FederationQueueStore:
                     edu_type,
                     coalesce_key,
                 )
-            new_id = await self._allocate_ids_txn(txn, 1)
+            new_id = await self._ids.next_id_txn(txn)
             await txn.execute(
                 "INSERT INTO federation_outbound_edus"
                 " (id, destination, edu_type, coalesce_key, content, queued_ts)"

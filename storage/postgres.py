@@ -3,6 +3,13 @@
 Transactions run at READ COMMITTED (PostgreSQL's default); stores that need a
 stronger guarantee take row locks (``SELECT ... FOR UPDATE``) or rely on unique
 constraints. Serialization failures and deadlocks surface as ``RetryableError``.
+
+A write transaction may read through the pool while it is open (hooks of the event
+persister read events and state that are not in the transaction); reads never wait on
+anything but a connection. So at most ``max_size - reserved_readers(max_size)`` write
+transactions hold connections at once: the rest of the pool is always there for those
+reads, and a burst of writes waits its turn instead of taking every connection and then
+waiting for ever on a read (as SQLite's single writer does, in more lanes).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from storage.database import (
     Transaction,
     translate_numbered,
 )
+from storage.ids import IdGenerator, SequenceIdGenerator
 
 
 @lru_cache(maxsize=4096)
@@ -41,6 +49,15 @@ def _args(order: tuple[int, ...], args: Sequence[Any]) -> tuple[Any, ...]:
 
 
 FIRST_CONNECT_TIMEOUT_S = 10
+
+
+def reserved_readers(max_size: int) -> int:
+    """Connections of a pool of ``max_size`` that write transactions never all take."""
+    if max_size < 2:
+        return 0
+    return max(1, min(max_size // 4, 4))
+
+
 POOL_OPEN_TIMEOUT_S = 30.0
 
 
@@ -109,8 +126,9 @@ class PostgresTransaction(Transaction):
 class PostgresDatabase(Database):
     engine = "postgres"
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], max_size: int) -> None:
         self._pool = pool
+        self._writers = asyncio.Semaphore(max(1, max_size - reserved_readers(max_size)))
 
     @classmethod
     async def open(
@@ -150,7 +168,10 @@ class PostgresDatabase(Database):
                 f"database: PostgreSQL ({_describe(conninfo)}) accepted one connection but"
                 f" the pool of {min_size} could not connect within {POOL_OPEN_TIMEOUT_S:.0f} s"
             ) from exc
-        return cls(pool)
+        return cls(pool, max_size)
+
+    def id_generator(self, sequence: str, max_sql: str) -> IdGenerator:
+        return SequenceIdGenerator(sequence)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -159,6 +180,15 @@ class PostgresDatabase(Database):
     async def transaction(
         self, name: str, *, readonly: bool = False
     ) -> AsyncIterator[PostgresTransaction]:
+        if readonly:
+            async with self._open(name, readonly=True) as txn:
+                yield txn
+            return
+        async with self._writers, self._open(name, readonly=False) as txn:
+            yield txn
+
+    @asynccontextmanager
+    async def _open(self, name: str, *, readonly: bool) -> AsyncIterator[PostgresTransaction]:
         async with self._pool.connection() as conn:
             txn = PostgresTransaction(name, conn)
             try:

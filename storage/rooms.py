@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeserver.events import Event
-from storage.database import Database, Transaction
+from storage.database import Database, IntegrityError, Transaction
 
 
 class RoomStore:
@@ -16,8 +16,9 @@ class RoomStore:
 
     async def create_room_txn(
         self, txn: Transaction, room_id: str, room_version: str, creator: str | None, ts: int
-    ) -> None:
-        await txn.execute(
+    ) -> bool:
+        """Record a room; False (and nothing changed) when the room ID is already taken."""
+        changed = await txn.execute(
             "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts)"
             " VALUES ($1, $2, $3, FALSE, $4) ON CONFLICT (room_id) DO NOTHING",
             room_id,
@@ -25,6 +26,7 @@ class RoomStore:
             creator,
             ts,
         )
+        return changed > 0
 
     async def room_exists(self, room_id: str) -> bool:
         return (
@@ -209,17 +211,30 @@ class RoomStore:
     # -- filters -----------------------------------------------------------------------
 
     async def add_filter(self, user_id: str, filter_json: dict[str, Any]) -> int:
-        async with self.db.transaction("add_filter") as txn:
-            current = await txn.fetchval(
-                "SELECT MAX(filter_id) FROM user_filters WHERE user_id = $1", user_id
-            )
-            filter_id = int(current if current is not None else -1) + 1
-            await txn.execute(
-                "INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES ($1, $2, $3)",
-                user_id,
-                filter_id,
-                json.dumps(filter_json),
-            )
+        """Store a filter under the user's next filter ID. Two uploads of one user at
+        once may pick the same ID; the one whose insert loses takes the next."""
+        for _attempt in range(20):
+            try:
+                return await self.db.run_transaction(
+                    "add_filter", lambda txn: self._add_filter_txn(txn, user_id, filter_json)
+                )
+            except IntegrityError:
+                continue
+        raise IntegrityError(f"no free filter ID for {user_id}")
+
+    async def _add_filter_txn(
+        self, txn: Transaction, user_id: str, filter_json: dict[str, Any]
+    ) -> int:
+        current = await txn.fetchval(
+            "SELECT MAX(filter_id) FROM user_filters WHERE user_id = $1", user_id
+        )
+        filter_id = int(current if current is not None else -1) + 1
+        await txn.execute(
+            "INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES ($1, $2, $3)",
+            user_id,
+            filter_id,
+            json.dumps(filter_json),
+        )
         return filter_id
 
     async def get_filter(self, user_id: str, filter_id: int) -> dict[str, Any] | None:

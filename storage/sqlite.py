@@ -35,6 +35,7 @@ from storage.database import (
     Transaction,
     translate_numbered,
 )
+from storage.ids import CounterIdGenerator, IdGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,9 @@ class SqliteDatabase(Database):
             raise DatabaseOpenError(
                 f"database: cannot open the SQLite database {self.path}: {exc}"
             ) from exc
+
+    def id_generator(self, sequence: str, max_sql: str) -> IdGenerator:
+        return CounterIdGenerator(max_sql)
 
     async def close(self) -> None:
         if self._flusher is not None:

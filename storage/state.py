@@ -27,7 +27,7 @@ class StateStore:
         # group -> (the group it was made from, the keys that changed), recent ones
         self._parents: OrderedDict[int, tuple[int, dict[StateKey, str | None]]] = OrderedDict()
         self._cache_size = cache_size
-        self._next_group: int | None = None
+        self._group_ids = db.id_generator("state_group_id_seq", "SELECT MAX(id) FROM state_groups")
         self._current: dict[str, StateMap] = {}
         # room -> user -> membership, kept in step with committed current state
         self._members: dict[str, dict[str, str]] = {}
@@ -40,14 +40,6 @@ class StateStore:
 
     # -- state groups -------------------------------------------------------------
 
-    async def _allocate_group(self) -> int:
-        if self._next_group is None:
-            value = await self.db.fetchval("max_state_group", "SELECT MAX(id) FROM state_groups")
-            self._next_group = int(value or 0) + 1
-        group = self._next_group
-        self._next_group += 1
-        return group
-
     async def store_state_group_txn(
         self,
         txn: Transaction,
@@ -58,7 +50,7 @@ class StateStore:
         prev_state: Mapping[StateKey, str] | None = None,
     ) -> int:
         """Store ``state`` as a new group (a delta over ``prev_group`` when given)."""
-        group = await self._allocate_group()
+        group = await self._group_ids.next_id_txn(txn)
         chain = 0
         if prev_group is not None and prev_state is not None:
             known = self._chains.get(prev_group)

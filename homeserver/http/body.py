@@ -79,10 +79,16 @@ def get_str_list(body: dict[str, Any], key: str, default: Any = _MISSING) -> Any
     return value
 
 
+# The largest integer a query parameter may carry: what the database stores (BIGINT)
+# and canonical JSON allows (2**53 - 1 is JSON's; a timestamp or position is far below).
+MAX_QUERY_INT = 2**63 - 1
+
+
 def query_int(
     request: web.Request, key: str, default: int, *, minimum: int = 0, maximum: int | None = None
 ) -> int:
-    """An integer query parameter, clamped to ``maximum``; M_INVALID_PARAM if not an integer."""
+    """An integer query parameter, clamped to ``maximum``; M_INVALID_PARAM if not an
+    integer, below ``minimum``, or (without a ``maximum``) beyond a 64-bit integer."""
     raw = request.query.get(key)
     if raw is None:
         return default
@@ -94,6 +100,8 @@ def query_int(
         raise InvalidParam(f"Query parameter '{key}' must be at least {minimum}")
     if maximum is not None:
         value = min(value, maximum)
+    elif value > MAX_QUERY_INT:
+        raise InvalidParam(f"Query parameter '{key}' is too large")
     return value
 
 

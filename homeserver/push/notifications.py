@@ -25,6 +25,8 @@ from homeserver.errors import InvalidParam
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, parse_power_level
 from homeserver.push.conditions import MessageContext, Recipient
 from homeserver.push.rules_service import PushRulesService
+from homeserver.rooms.healing import DUMMY_EVENT
+from homeserver.streams import MAX_POSITION
 from homeserver.sync.extensions import UnreadCount
 from storage.database import Transaction
 from storage.events import StoredEvent
@@ -105,6 +107,8 @@ class PushEvaluator:
         """The persister's in-transaction hook: store the event's push actions with it."""
         if stored.stream_ordering is None or stored.stream_ordering <= 0:
             return
+        if stored.event.type == DUMMY_EVENT:
+            return  # sent by the server to merge a fork: no one read or is told anything
         sender = stored.event.sender
         if sender.endswith(self._suffix):
             # Sending an event is a read receipt for it: the sender's notifications up to
@@ -471,6 +475,8 @@ class PushEvaluator:
                 before = int(from_token)
             except ValueError as exc:
                 raise InvalidParam("Invalid 'from' token") from exc
+            if not 0 <= before <= MAX_POSITION:
+                raise InvalidParam("Invalid 'from' token")
         page = await self._stores.push_actions.notifications(user_id, before, limit, only_highlight)
         next_token = str(page[-1].action.stream_ordering) if len(page) == limit else None
         return page, next_token

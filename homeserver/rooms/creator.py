@@ -30,7 +30,7 @@ from homeserver.events import (
 from homeserver.rooms.creation_plan import PlannedEvent, check_planned_room
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.persister import EventContext, EventPersister
-from storage.database import IntegrityError
+from storage.database import IntegrityError, Transaction
 from storage.events import StoredEvent
 from storage.state import StateMap
 from storage.stores import Stores
@@ -315,8 +315,11 @@ class EventCreator:
             room_version, "m.room.create", sender, content, room_id=room_id, state_key=""
         )
         # v12 room IDs derive from the create event: the same creator, content and
-        # millisecond give the same ID, so each creator's creates get distinct times.
+        # millisecond give the same ID, so each creator's creates get distinct times
+        # (claimed before any await, so concurrent requests of one process never meet),
+        # and an ID another process took meanwhile moves on to a later millisecond.
         ts = max(self._clock.time_ms(), self._last_create_ts.get(sender, 0) + 1)
+        self._last_create_ts[sender] = ts
         for _attempt in range(100):
             event = builder.build(
                 prev_event_ids=[],
@@ -328,20 +331,25 @@ class EventCreator:
             )
             self._authorize(event, {})
             new_room_id = event.room_id
-            async with self._stores.db.transaction("create_room") as txn:
-                if await txn.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", new_room_id):
-                    ts += 1  # taken (e.g. by another process): the next millisecond
-                    continue
-                await self._stores.rooms.create_room_txn(
-                    txn, new_room_id, room_version.identifier, sender, self._clock.time_ms()
-                )
-            break
+            if await self._claim_room_id(new_room_id, room_version, sender):
+                break
+            ts = max(ts, self._last_create_ts.get(sender, 0)) + 1
+            self._last_create_ts[sender] = ts
         else:
             raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")
-        self._last_create_ts[sender] = ts
         self._stores.events.remember_room_version(new_room_id, room_version.identifier)
         async with self.lanes.lane(new_room_id):
             return await self._persister.persist(event, EventContext(state_before={}, local=True))
+
+    async def _claim_room_id(self, room_id: str, room_version: RoomVersion, sender: str) -> bool:
+        """Record a new room; False when its ID is taken (one statement, so atomic)."""
+
+        async def claim(txn: Transaction) -> bool:
+            return await self._stores.rooms.create_room_txn(
+                txn, room_id, room_version.identifier, sender, self._clock.time_ms()
+            )
+
+        return await self._stores.db.run_transaction("create_room", claim)
 
     async def _build(
         self, builder: EventBuilder, room_id: str, state: StateMap

@@ -165,8 +165,15 @@ class HistoryVisibility:
         fetched = await self._stores.events.get_events(wanted) if wanted else {}
         erased = await self._stores.accounts.erased_among({e.event.sender for e in candidates})
         last_join = {}
+        # A member now has joined after every event it does not see as a member: also
+        # one that reached this server after the join (sent concurrently with it by a
+        # server that had not seen the join yet), as Synapse shows ``shared`` history
+        # to every current member.
+        member_now: dict[str, bool] = {}
         for room_id in {e.event.room_id for e in candidates}:
             last_join[room_id] = await self._stores.events.last_join_stream(room_id, user_id)
+            members = await self._stores.state.current_members(room_id)
+            member_now[room_id] = members.get(user_id) == "join"
 
         visible: list[StoredEvent] = []
         for stored in candidates:
@@ -190,7 +197,7 @@ class HistoryVisibility:
             elif event.type == MEMBER and event.state_key == user_id:
                 memberships.add(before.event.membership if before else None)
             joined = last_join[event.room_id]
-            joined_after = (
+            joined_after = member_now[event.room_id] or (
                 joined is not None
                 and stored.stream_ordering is not None
                 and joined > stored.stream_ordering

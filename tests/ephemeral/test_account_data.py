@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import HomeserverHarness
 from tests.ephemeral.support import sync_token
 from tests.rooms.helpers import make_user
@@ -154,3 +156,48 @@ async def test_ignored_users_are_hidden(hs: HomeserverHarness) -> None:
         "back again"
     )
     assert other in (await alice.sync())["rooms"]["invite"]
+
+
+@pytest.mark.parametrize(
+    ("written", "listed"),
+    [
+        (
+            {"tags": {"u.a": {"order": 0.5}, "u.b": 3, "u.c": None, "u.d": [1]}},
+            {"u.a": {"order": 0.5}},
+        ),
+        ({"tags": {"u.a": {"order": "first", "x": 1}}}, {"u.a": {"x": 1}}),
+        ({"tags": {"u.a": {"order": True}}}, {"u.a": {}}),
+        ({"tags": ["u.a"]}, {}),
+        ({"tags": "u.a"}, {}),
+        ({"other": 1}, {}),
+    ],
+)
+async def test_tags_always_match_the_schema(
+    hs: HomeserverHarness, written: dict[str, Any], listed: dict[str, Any]
+) -> None:
+    """m.tag written whole through the account data API (any JSON object, as Synapse
+    accepts) never makes GET /tags answer outside its schema: tag name -> Tag object
+    whose ``order`` is a number. A tag added afterwards is listed with the valid ones."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    base = f"/user/{alice.user_id}/rooms/{room_id}"
+    await alice.request("PUT", f"{base}/account_data/m.tag", written)
+    assert await alice.request("GET", f"{base}/tags") == {"tags": listed}
+    await alice.request("PUT", f"{base}/tags/m.favourite", {"order": 1})
+    tags = (await alice.request("GET", f"{base}/tags"))["tags"]
+    assert tags == {**listed, "m.favourite": {"order": 1}}
+    for info in tags.values():
+        assert isinstance(info, dict)
+        assert "order" not in info or type(info["order"]) in (int, float)
+
+
+async def test_a_null_tag_order_is_no_order(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    tags = f"/user/{alice.user_id}/rooms/{room_id}/tags"
+    await alice.request("PUT", f"{tags}/u.work", {"order": None, "note": "n"})
+    assert await alice.request("GET", tags) == {"tags": {"u.work": {"note": "n"}}}
+    for bad in ({"order": "1"}, {"order": False}, {"order": [0.5]}, {"order": {}}):
+        err = await alice.request("PUT", f"{tags}/u.bad", bad, expect=400)
+        assert err["errcode"] == "M_BAD_JSON"
+    assert await alice.request("GET", tags) == {"tags": {"u.work": {"note": "n"}}}

@@ -223,6 +223,16 @@ async def test_bad_events_in_a_backfill_answer_are_not_stored(
     assert "old 1" not in seen and seen == ["old 2", "old 0"]
 
 
+class DownTransport:
+    """A federation sender's transport to a destination that never answers."""
+
+    def __init__(self, destination: str) -> None:
+        self.destination = destination
+
+    async def put_json(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise FederationError(self.destination, "connection refused")
+
+
 async def test_a_gap_in_the_middle_of_history_is_filled_when_paged_over(
     federation_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -234,10 +244,12 @@ async def test_a_gap_in_the_middle_of_history_is_filled_when_paged_over(
     async def down(*_args: Any, **_kwargs: Any) -> Any:
         raise FederationError(b.server_name, "connection refused")
 
-    # b misses 25 messages (more than /get_missing_events closes; a's queue to b is in
-    # backoff) and the next event reaches b on its own, with a gap before it.
+    # b misses 25 messages (more than /get_missing_events closes; a's queue to b is
+    # down: b's requests to a while it pages back would otherwise end a's backoff and
+    # deliver them) and the next event reaches b on its own, with a gap before it.
     real_put = a.fed.client.put_json
     monkeypatch.setattr(a.fed.client, "put_json", down)
+    monkeypatch.setattr(fed_events(a).sender, "_transport", DownTransport(b.server_name))
     missed = [f"missed {i}" for i in range(25)]
     for body in missed:
         await alice.send(room_id, body)

@@ -3,16 +3,20 @@
 
     . .venv/bin/activate
     python tests/interop/run_synapse_interop.py [--port 18600] [--synapse-port 18610]
+        [--second-port 18602] [--runs 3] [--only-three]
 
 Needs the Synapse harness of ``shared/tools/synapse`` (``setup.sh`` already run; its
-venv at ``/tmp/synharness/venv``). Starts this project's server as a subprocess with
-a temporary config (client API on ``--port``, TLS federation on ``--port``+1,
-server_name ``127.0.0.1:<port+1>``, a self-signed certificate, certificates not
-verified, loopback whitelisted) and a fresh Synapse (``start.sh``), then shows, each
-way round: a room created on one side joined from the other (by room ID with
-``server_name``/``via``), messages both ways in /sync, read receipts and typing both
-ways; invites both ways (accepted); and finally runs ``fedcheck.py`` in both
-directions. Prints PASS/FAIL per step and exits non-zero if any failed.
+venv at ``/tmp/synharness/venv``). Starts two instances of this project's server as
+subprocesses with temporary configs (client API on ``--port`` and ``--second-port``,
+TLS federation on each +1, server_name ``127.0.0.1:<port+1>``, a self-signed
+certificate, certificates not verified, loopback whitelisted) and a fresh Synapse
+(``start.sh``), then shows, each way round: a room created on one side joined from
+the other (by room ID with ``server_name``/``via``), messages both ways in /sync,
+read receipts and typing both ways; invites both ways (accepted); history paged back;
+a room of three servers (ours, Synapse, our second instance) where all send at once
+and every user sees every message (``--runs`` times); Synapse stopped and started
+again, and our backlog delivered once it is back; and finally runs ``fedcheck.py`` in
+both directions. Prints PASS/FAIL per step and exits non-zero if any failed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ TOOLS = Path(os.environ.get("SYNAPSE_TOOLS", "/work/shared/tools/synapse"))
 SYNHARNESS = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
 CS = "/_matrix/client/v3"
 WAIT_S = 30.0
+# how soon every server of a three-server room has every message (Synapse's own rooms
+# converge in well under a second on loopback)
+THREE_SERVERS_WAIT_S = 10.0
 
 
 class StepFailed(Exception):
@@ -77,17 +84,19 @@ class Client:
         self.token, self.user_id = answer["access_token"], answer["user_id"]
         self.since = (await self.call("GET", "/sync", params={"timeout": "0"}))["next_batch"]
 
-    async def sync_until(self, what: str, predicate: Callable[[dict[str, Any]], bool]) -> Any:
-        deadline = time.monotonic() + WAIT_S
+    async def sync_until(
+        self, what: str, predicate: Callable[[dict[str, Any]], bool], *, wait_s: float = WAIT_S
+    ) -> Any:
+        deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            params = {"timeout": "5000"}
+            params = {"timeout": str(int(min(5.0, max(deadline - time.monotonic(), 0)) * 1000))}
             if self.since:
                 params["since"] = self.since
             body = await self.call("GET", "/sync", params=params)
             self.since = body["next_batch"]
             if predicate(body):
                 return body
-        raise StepFailed(f"{self.user_id} did not see {what} within {WAIT_S:.0f}s")
+        raise StepFailed(f"{self.user_id} did not see {what} within {wait_s:.0f}s")
 
 
 def room_section(sync: dict[str, Any], section: str, room_id: str) -> dict[str, Any] | None:
@@ -340,20 +349,181 @@ async def invite_both_ways(report: Report, ours: Client, theirs: Client) -> None
         await report.step(f"invite {label}: invited, /sync invite, accepted", flow)
 
 
-async def scenario(report: Report, ours_port: int, syn_port: int) -> None:
+async def three_servers(
+    report: Report, run: int, a: Client, b1: Client, b2: Client, c: Client
+) -> None:
+    """A room on ours (A) joined by two users of Synapse (B), then by a user of our
+    second instance (C); A raises C's power level; A, B and C each send one message
+    at once: every user sees all three within seconds. Synapse joins a room of ours
+    with a partial-state join, so until its resync against A completes it sends its
+    events only to the servers our send_join answer named."""
+    label = f"3 servers, run {run}"
+    created = await report.step(
+        f"{label}: A creates a public room",
+        lambda: a.call("POST", "/createRoom", {"preset": "public_chat", "name": label}),
+    )
+    if created is None:
+        return
+    room_id = created["room_id"]
+    via = f"?server_name={quote(a.server_name)}&via={quote(a.server_name)}"
+    for joiner in (b1, b2, c):
+
+        async def join(j: Client = joiner) -> bool:
+            await j.call("POST", f"/join/{quote(room_id)}{via}", {})
+            await j.sync_until("the room", lambda s: room_section(s, "join", room_id) is not None)
+            return True
+
+        if await report.step(f"{label}: {joiner.user_id} joins", join) is None:
+            return
+
+    async def raise_c() -> bool:
+        levels = await a.call("GET", f"/rooms/{quote(room_id)}/state/m.room.power_levels")
+        levels.setdefault("users", {})[c.user_id] = 50
+        await a.call("PUT", f"/rooms/{quote(room_id)}/state/m.room.power_levels", levels)
+        return True
+
+    if await report.step(f"{label}: A raises C's power level", raise_c) is None:
+        return
+    senders = {"A": a, "B": b1, "C": c}
+    txn = secrets.token_hex(4)
+
+    async def send(name: str, user: Client) -> None:
+        body = {"msgtype": "m.text", "body": f"{label} from {name}"}
+        await user.call("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{txn}{name}", body)
+
+    sent = await report.step(
+        f"{label}: A, B and C send at once",
+        lambda: asyncio.gather(*(send(n, u) for n, u in senders.items())),
+    )
+    if sent is None:
+        return
+    for reader in (a, b1, b2, c):
+
+        async def sees_all(r: Client = reader) -> None:
+            wanted = {f"{label} from {n}" for n in senders}
+            seen: set[str] = set()
+
+            def check(sync: dict[str, Any]) -> bool:
+                room = room_section(sync, "join", room_id) or {}
+                for e in room.get("timeline", {}).get("events", []):
+                    body = e.get("content", {}).get("body")
+                    if body in wanted:
+                        seen.add(body)
+                return seen == wanted
+
+            await r.sync_until("all three messages", check, wait_s=THREE_SERVERS_WAIT_S)
+
+        await report.step(f"{label}: {reader.user_id} sees all three messages", sees_all)
+
+
+# a destination back after an outage: its backlog starts within a second of its first
+# request (Synapse catches us up in about 1.8 s); Synapse's own work on top of that
+CATCH_UP_WAIT_S = 3.0
+
+
+async def outage_catch_up(
+    report: Report,
+    a: Client,
+    b: Client,
+    stop: Callable[[], Awaitable[Any]],
+    start: Callable[[], Awaitable[Any]],
+) -> None:
+    """Synapse goes down while ours sends into a shared room; once it is back, its
+    first request to us (b's next message) starts our backlog to it at once."""
+    room = await report.step(
+        "outage: a room on ours joined from synapse",
+        lambda: a.call("POST", "/createRoom", {"preset": "public_chat", "name": "outage"}),
+    )
+    if room is None:
+        return
+    room_id = room["room_id"]
+    via = f"?server_name={quote(a.server_name)}&via={quote(a.server_name)}"
+    await b.call("POST", f"/join/{quote(room_id)}{via}", {})
+    await b.sync_until("the room", lambda s: room_section(s, "join", room_id) is not None)
+    await report.step("outage: synapse stops", stop)
+    missed = [f"missed while down {i}" for i in range(3)]
+    for text in missed:
+        body = {"msgtype": "m.text", "body": text}
+        await a.call(
+            "PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{secrets.token_hex(6)}", body
+        )
+    await asyncio.sleep(1.0)  # ours tries, fails, backs off
+    if await report.step("outage: synapse starts again", start) is None:
+        return
+
+    async def catch_up() -> float:
+        started = time.monotonic()
+        body = {"msgtype": "m.text", "body": "back"}
+        await b.call(
+            "PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{secrets.token_hex(6)}", body
+        )
+        seen: set[str] = set()
+
+        def check(sync: dict[str, Any]) -> bool:
+            room = room_section(sync, "join", room_id) or {}
+            for e in room.get("timeline", {}).get("events", []):
+                seen.add(e.get("content", {}).get("body"))
+            return set(missed) <= seen
+
+        await b.sync_until("the missed messages", check, wait_s=CATCH_UP_WAIT_S)
+        return time.monotonic() - started
+
+    took = await report.step(
+        f"outage: synapse has ours' backlog within {CATCH_UP_WAIT_S:.0f}s of its first request",
+        catch_up,
+    )
+    if took is not None:
+        print(f"      backlog delivered {took:.2f}s after synapse's first request", flush=True)
+
+
+async def scenario(
+    report: Report,
+    ours_port: int,
+    syn_port: int,
+    second_port: int,
+    runs: int,
+    only_three: bool,
+    synapse_name: str,
+) -> None:
     ours_base, ours_name = f"http://127.0.0.1:{ours_port}", f"127.0.0.1:{ours_port + 1}"
     syn_base, syn_name = f"http://127.0.0.1:{syn_port}", f"127.0.0.1:{syn_port + 1}"
+    second_base = f"http://127.0.0.1:{second_port}"
     await wait_for_versions(ours_base)
     await wait_for_versions(syn_base)
+    await wait_for_versions(second_base)
     async with aiohttp.ClientSession() as session:
         a, b = Client(session, ours_base), Client(session, syn_base)
         await report.step("register a user on ours", lambda: a.register("alice"))
         await report.step("register a user on synapse", lambda: b.register("bob"))
-        await room_both_ways(report, "room on ours", a, b, ours_name)
-        await room_both_ways(report, "room on synapse", b, a, syn_name)
-        await invite_both_ways(report, a, b)
         a.server_name, b.server_name = ours_name, syn_name
-        await history_both_ways(report, a, b)
+        if not only_three:
+            await room_both_ways(report, "room on ours", a, b, ours_name)
+            await room_both_ways(report, "room on synapse", b, a, syn_name)
+            await invite_both_ways(report, a, b)
+            await history_both_ways(report, a, b)
+        b2, c = Client(session, syn_base), Client(session, second_base)
+        await report.step("register a second user on synapse", lambda: b2.register("bob2"))
+        await report.step("register a user on our second server", lambda: c.register("carol"))
+        for run in range(1, runs + 1):
+            for client in (a, b, b2, c):  # each run reads /sync from now on
+                client.since = (await client.call("GET", "/sync", params={"timeout": "0"}))[
+                    "next_batch"
+                ]
+            await three_servers(report, run, a, b, b2, c)
+        if not only_three:
+
+            async def stop() -> bool:
+                await asyncio.to_thread(stop_synapse, synapse_name)
+                return True
+
+            async def start() -> bool:
+                await asyncio.to_thread(start_synapse, synapse_name, syn_port, False)
+                await wait_for_versions(syn_base)
+                return True
+
+            await outage_catch_up(report, a, b, stop, start)
+    if only_three:
+        return
     python = str(SYNHARNESS / "venv" / "bin" / "python")
     pairs = (("ours", ours_base, "synapse", syn_base), ("synapse", syn_base, "ours", ours_base))
     for first, first_url, second, second_url in pairs:
@@ -371,42 +541,79 @@ async def scenario(report: Report, ours_port: int, syn_port: int) -> None:
         await report.step(f"fedcheck.py --a {first} --b {second}", fedcheck)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=18600, help="our client port (+1: federation)")
-    parser.add_argument("--synapse-port", type=int, default=18610)
-    parser.add_argument("--synapse-name", default="interop")
-    parser.add_argument("--keep-synapse", action="store_true")
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="interop-"))
-    config = write_config(workdir, args.port)
-    report = Report()
+def start_ours(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = write_config(workdir, port)
     with (workdir / "homeserver.log").open("w") as log:
-        ours = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "homeserver", "run", "-c", str(config)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            env = dict(os.environ, FRESH="1", SYN_LOG_LEVEL="INFO")
-            subprocess.run(
-                [str(TOOLS / "start.sh"), args.synapse_name, str(args.synapse_port)],
-                check=True,
-                env=env,
-                capture_output=True,
+
+
+def start_synapse(name: str, port: int, fresh: bool) -> None:
+    env = dict(os.environ, SYN_LOG_LEVEL="INFO")
+    if fresh:
+        env["FRESH"] = "1"
+    subprocess.run(
+        [str(TOOLS / "start.sh"), name, str(port)], check=True, env=env, capture_output=True
+    )
+
+
+def stop_synapse(name: str) -> None:
+    subprocess.run([str(TOOLS / "stop.sh"), name], capture_output=True)
+
+
+def stop_ours(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=18600, help="our client port (+1: federation)")
+    parser.add_argument("--synapse-port", type=int, default=18610)
+    parser.add_argument(
+        "--second-port", type=int, default=0, help="our second server (default --port + 2)"
+    )
+    parser.add_argument("--synapse-name", default="interop")
+    parser.add_argument("--runs", type=int, default=3, help="runs of the three-server room")
+    parser.add_argument(
+        "--only-three", action="store_true", help="only the three-server room scenario"
+    )
+    parser.add_argument("--keep-synapse", action="store_true")
+    args = parser.parse_args()
+    second_port = args.second_port or args.port + 2
+    workdir = Path(tempfile.mkdtemp(prefix="interop-"))
+    report = Report()
+    ours = start_ours(workdir / "a", args.port)
+    second = start_ours(workdir / "c", second_port)
+    try:
+        start_synapse(args.synapse_name, args.synapse_port, True)
+        print(f"ours: 127.0.0.1:{args.port + 1}, log {workdir / 'a' / 'homeserver.log'}")
+        print(f"ours (second): 127.0.0.1:{second_port + 1}, log {workdir / 'c' / 'homeserver.log'}")
+        print(f"synapse: 127.0.0.1:{args.synapse_port + 1}, data {SYNHARNESS / 'data'}")
+        asyncio.run(
+            scenario(
+                report,
+                args.port,
+                args.synapse_port,
+                second_port,
+                args.runs,
+                args.only_three,
+                args.synapse_name,
             )
-            print(f"ours: 127.0.0.1:{args.port + 1}, log {workdir / 'homeserver.log'}")
-            print(f"synapse: 127.0.0.1:{args.synapse_port + 1}, data {SYNHARNESS / 'data'}")
-            asyncio.run(scenario(report, args.port, args.synapse_port))
-        finally:
-            ours.terminate()
-            try:
-                ours.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                ours.kill()
-            if not args.keep_synapse:
-                subprocess.run([str(TOOLS / "stop.sh"), args.synapse_name], capture_output=True)
+        )
+    finally:
+        stop_ours(ours)
+        stop_ours(second)
+        if not args.keep_synapse:
+            stop_synapse(args.synapse_name)
     print(f"\n{len(report.results) - report.failed} passed, {report.failed} failed")
     sys.exit(1 if report.failed else 0)
 

@@ -280,14 +280,15 @@ async def test_legacy_download_serves_media_from_before_the_freeze(
     assert response.status == 200
 
 
-async def test_uncached_remote_media_from_a_server_we_may_not_reach_is_502(
+async def test_uncached_remote_media_from_a_server_we_may_not_reach_is_403(
     make_homeserver: HarnessFactory,
 ) -> None:
-    # No federation with anyone: refused before any lookup or connection.
+    # No federation with anyone: refused before any lookup or connection, 403
+    # M_FORBIDDEN as Synapse answers (a server that could not be reached is 502).
     hs: HomeserverHarness = await make_homeserver(federation_domain_whitelist=[])
     token = await user_token(hs)
     response = await hs.client.get(download_path("abc", "remote.example"), headers=auth(token))
-    assert await error_of(response) == (502, "M_UNKNOWN")
+    assert await error_of(response) == (403, "M_FORBIDDEN")
 
 
 async def test_media_repo_disabled_serves_no_media_routes(make_homeserver: HarnessFactory) -> None:

@@ -140,6 +140,11 @@ async def test_timestamp_to_event(hs: HomeserverHarness) -> None:
         ({"ts": "1"}, 400, "M_MISSING_PARAM"),
         ({"ts": "abc", "dir": "f"}, 400, "M_INVALID_PARAM"),
         ({"ts": "1", "dir": "up"}, 400, "M_INVALID_PARAM"),
+        ({"ts": "-1", "dir": "f"}, 400, "M_INVALID_PARAM"),
+        # beyond a 64-bit integer: the database cannot hold it (it was a 500)
+        ({"ts": str(2**63), "dir": "b"}, 400, "M_INVALID_PARAM"),
+        ({"ts": "9" * 40, "dir": "f"}, 400, "M_INVALID_PARAM"),
+        ({"ts": "9" * 5000, "dir": "f"}, 400, "M_INVALID_PARAM"),
     ],
 )
 async def test_timestamp_to_event_bad_input(
@@ -148,6 +153,9 @@ async def test_timestamp_to_event_bad_input(
     alice, room_id, _ = await setup_room(hs, 1)
     err = await ts_lookup(alice, room_id, expect=status, **params)
     assert err["errcode"] == errcode
+    # the largest timestamp there is still finds the latest event
+    found = await ts_lookup(alice, room_id, ts=str(2**63 - 1), dir="b")
+    assert isinstance(found["event_id"], str)
 
 
 async def test_timestamp_to_event_needs_access(hs: HomeserverHarness) -> None:

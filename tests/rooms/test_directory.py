@@ -266,9 +266,10 @@ async def test_public_rooms_pagination(hs: HomeserverHarness) -> None:
         err = await alice.request("POST", "/publicRooms", body, expect=400)
         assert err["errcode"] == code, body
     # Another server's directory is asked over federation (tests/rooms/test_remote_directory.py);
-    # one that cannot be reached (loopback is not a federation address by default) is 502.
-    err = await alice.request("GET", "/publicRooms", params={"server": "localhost:1"}, expect=502)
-    assert err["errcode"] == "M_UNKNOWN"
+    # one the configuration forbids (loopback is in the default IP range blacklist) is
+    # 403 M_FORBIDDEN, as Synapse answers.
+    err = await alice.request("GET", "/publicRooms", params={"server": "localhost:1"}, expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
     err = await alice.request("GET", "/publicRooms", params={"server": "bad server"}, expect=400)
     assert err["errcode"] == "M_INVALID_PARAM"
 
