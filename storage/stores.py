@@ -10,8 +10,10 @@ from storage.database import Database
 from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
 from storage.events import EventStore
+from storage.external_ids import ExternalIdStore
 from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
+from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.presence import PresenceStore
 from storage.push_actions import PushActionStore
@@ -56,6 +58,8 @@ class Stores:
     account_data: AccountDataStore
     to_device: ToDeviceStore
     remote_devices: RemoteDeviceStore
+    external_ids: ExternalIdStore
+    login_tokens: LoginTokenStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -84,4 +88,6 @@ class Stores:
             account_data=AccountDataStore(db),
             to_device=ToDeviceStore(db),
             remote_devices=RemoteDeviceStore(db),
+            external_ids=ExternalIdStore(db),
+            login_tokens=LoginTokenStore(db),
         )
