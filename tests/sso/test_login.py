@@ -3,7 +3,10 @@ against a fake CAS server on loopback, on both database engines."""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.sso.support import (
@@ -398,3 +401,17 @@ async def test_user_names_that_make_no_valid_user_id_are_refused(
     cas.answer = cas_success("x" * 300)
     got, page, _ = await ticket_request(hs, redirectUrl=CLIENT_URL)
     assert got == 400 and "loginToken" not in page
+
+
+async def test_tickets_and_login_tokens_are_never_logged(
+    make_homeserver: HarnessFactory, cas: FakeCas, caplog: pytest.LogCaptureFixture
+) -> None:
+    hs = await cas_homeserver(make_homeserver, cas)
+    with caplog.at_level(logging.DEBUG):
+        token = await cas_login_token(hs)
+        assert (await token_login(hs, token))[0] == 200
+        assert (await token_login(hs, token))[0] == 403
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "/login/cas/ticket" in logged  # the request log line is there...
+    assert TICKET not in logged  # ...without the ticket
+    assert token not in logged
