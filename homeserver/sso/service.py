@@ -197,6 +197,7 @@ class SsoService:
                 return user_id, False
             existing = await self._existing_account(localpart)
             if existing is not None:
+                await self._check_can_take_over(existing)
                 logger.info("SSO user %r of %s takes over %s", remote_user, idp_id, existing)
                 return await self._stores.external_ids.record(idp_id, remote_user, existing), False
             if not registration_enabled:
@@ -219,10 +220,18 @@ class SsoService:
                 raced = await self._existing_account(localpart)
                 if raced is None:
                     raise
+                await self._check_can_take_over(raced)
                 user_id, new_user = raced, False
             linked = await self._stores.external_ids.record(idp_id, remote_user, user_id)
             logger.info("SSO user %r of %s registered as %s", remote_user, idp_id, linked)
             return linked, new_user and linked == user_id
+
+    async def _check_can_take_over(self, user_id: str) -> None:
+        """A guest account is nobody's identity: an SSO user named like it does not
+        get it (nor its rooms and history)."""
+        account = await self._stores.accounts.get_user(user_id)
+        if account is not None and account.is_guest:
+            raise SsoError(400, "mapping_error", f"The Matrix ID {user_id} is already taken")
 
     async def _existing_account(self, localpart: str) -> str | None:
         user_id = self._accounts.user_id_for(localpart)

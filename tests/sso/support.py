@@ -84,7 +84,8 @@ async def cas_homeserver(
     make_homeserver: HarnessFactory, cas: FakeCas, **cas_options: Any
 ) -> HomeserverHarness:
     """A homeserver logging users in through ``cas`` (loopback allowed outbound)."""
-    extra = {k: cas_options.pop(k) for k in ("sso", "ip_range_whitelist") if k in cas_options}
+    top_level = ("sso", "ip_range_whitelist", "allow_guest_access")
+    extra = {k: cas_options.pop(k) for k in top_level if k in cas_options}
     extra.setdefault("ip_range_whitelist", ["127.0.0.0/8"])
     return await make_homeserver(
         public_baseurl=PUBLIC_BASEURL,

@@ -3,6 +3,7 @@ against a fake CAS server on loopback, on both database engines."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import parse_qs, urlsplit
 
@@ -415,3 +416,36 @@ async def test_tickets_and_login_tokens_are_never_logged(
     assert "/login/cas/ticket" in logged  # the request log line is there...
     assert TICKET not in logged  # ...without the ticket
     assert token not in logged
+
+
+async def test_a_cas_user_named_like_a_guest_does_not_get_the_guest_account(
+    make_homeserver: HarnessFactory, cas: FakeCas
+) -> None:
+    hs = await cas_homeserver(make_homeserver, cas, allow_guest_access=True)
+    resp = await hs.client.post(f"{V3}/register?kind=guest", json={})
+    guest_id = (await resp.json())["user_id"]
+    cas.answer = cas_success(guest_id[1:].split(":")[0])
+    got, page, _ = await ticket_request(hs, redirectUrl=CLIENT_URL)
+    assert got == 400 and "loginToken" not in page
+    assert await hs.server.stores.external_ids.get_providers_of_user(guest_id) == []
+
+
+async def test_of_two_concurrent_uses_of_a_token_one_logs_in(
+    make_homeserver: HarnessFactory, cas: FakeCas
+) -> None:
+    hs = await cas_homeserver(make_homeserver, cas)
+    token = await cas_login_token(hs)
+    results = await asyncio.gather(token_login(hs, token), token_login(hs, token))
+    assert sorted(status for status, _ in results) == [200, 403]
+
+
+async def test_an_identity_stays_linked_to_its_first_account(hs: HomeserverHarness) -> None:
+    await hs.register("alice")
+    await hs.register("bob")
+    store = hs.server.stores.external_ids
+    assert await store.record("cas", "al", "@alice:test.local") == "@alice:test.local"
+    assert await store.record("cas", "al", "@bob:test.local") == "@alice:test.local"
+    assert await store.get_user("cas", "al") == "@alice:test.local"
+    assert await store.get_user("cas", "AL") is None
+    assert await store.get_providers_of_user("@alice:test.local") == ["cas"]
+    assert await store.get_providers_of_user("@bob:test.local") == []
