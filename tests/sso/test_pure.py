@@ -151,7 +151,7 @@ def test_anything_but_a_cas_success_is_a_cas_error(body: bytes, error: str) -> N
 
 
 def test_required_attributes_need_presence_and_the_value_when_given() -> None:
-    attributes = {"group": ["staff", "admins"], "dept": [None]}
+    attributes: dict[str, list[str | None]] = {"group": ["staff", "admins"], "dept": [None]}
     assert meets_requirements(attributes, {})
     assert meets_requirements(attributes, {"group": "admins", "dept": None})
     assert not meets_requirements(attributes, {"group": "board"})
