@@ -219,4 +219,4 @@ class CasProvider:
         if name is None:
             return None
         values = response.attributes.get(name) or [None]
-        return values[0]
+        return values[0] or None
