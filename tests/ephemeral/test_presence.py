@@ -182,6 +182,39 @@ async def test_sending_a_message_is_activity(hs: HomeserverHarness) -> None:
     assert got["presence"] == "online" and got["last_active_ago"] == 0
 
 
+async def test_only_messages_typing_and_receipts_are_activity(hs: HomeserverHarness) -> None:
+    """Joining, leaving or sending other events says nothing of the user being at
+    their client (as in Synapse): a user who never synced stays offline; then a message,
+    a typing notification and a receipt each bring them online."""
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await bob.send(room_id, "not a message", event_type="org.example.ping")
+    assert (await alice.request("GET", _status(bob)))["presence"] == "offline"
+    since = await sync_token(alice)
+    await bob.send(room_id, "hello")
+    got = await alice.request("GET", _status(bob))
+    assert got["presence"] == "online" and got["last_active_ago"] == 0
+    assert presence_of(await alice.sync(since=since))[bob.user_id]["presence"] == "online"
+    typing = f"/rooms/{room_id}/typing/{bob.user_id}"
+    receipt_of = await alice.send(room_id, "read me")
+    for activity in (
+        lambda: bob.request("PUT", typing, {"typing": True, "timeout": 1000}),
+        lambda: bob.request("POST", f"/rooms/{room_id}/receipt/m.read/{receipt_of}", {}),
+    ):
+        await bob.request("PUT", _status(bob), {"presence": "unavailable"})
+        hs.clock.advance(10)
+        await activity()
+        got = await alice.request("GET", _status(bob))
+        assert got["presence"] == "online" and got["last_active_ago"] == 0
+    # a refused typing notification is no activity
+    await bob.request("PUT", _status(bob), {"presence": "unavailable"})
+    await bob.leave(room_id)
+    await bob.request("PUT", typing, {"typing": True, "timeout": 1000}, expect=403)
+    assert (await bob.request("GET", _status(bob)))["presence"] == "unavailable"
+
+
 async def test_presence_survives_a_restart(make_homeserver: Any) -> None:
     first = await make_homeserver()
     alice, bob, _room = await _pair(first)
