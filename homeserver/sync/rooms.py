@@ -414,7 +414,11 @@ class RoomSyncer:
         """Client events, with bundled aggregations for those of ``bundled``."""
         fields = sync.filter.event_fields
         if sync.filter.event_format == "federation":
-            return [strip_for_filter(dict(e.event.pdu), fields) for e in events]
+            # The PDU as signed, with its ID (room versions 3 and later leave it out
+            # of the PDU, but a client needs it to refer to the event).
+            return [
+                strip_for_filter({**e.event.pdu, "event_id": e.event_id}, fields) for e in events
+            ]
         return await self._serializer.serialize(
             events,
             user_id=sync.user_id,

@@ -160,7 +160,7 @@ class TimelineReader:
         limit: int,
     ) -> None:
         """Fill ``events`` (the latest ``limit`` kept) and ``limited`` of each read."""
-        if timeline_filter.matches_nothing:
+        if timeline_filter.matches_nothing or limit <= 0:
             return
         cursors = [_Cursor(r, r.upto, r.after) for r in reads if r.after < r.upto]
         trivial = _is_trivial(timeline_filter)
