@@ -9,7 +9,8 @@ visibility shows of a room from before the user joined); the state groups needed
 are fetched and serialized at once.
 
 State of a room in the response (spec: the ``state`` note in "Syncing"):
-initial, full-state or newly joined: the full state at the start of the timeline;
+initial, full-state or newly joined: the full state at the start of the timeline
+(a newly joined room's timeline is always ``limited``, as Synapse marks it);
 otherwise the difference between the state at ``since`` and at the start of the
 timeline, both read from state groups. With ``use_state_after`` the end of the
 timeline replaces its start and timeline events are not left out.
@@ -25,6 +26,7 @@ from homeserver.notifier import Notifier
 from homeserver.rooms.client_format import strip_for_filter
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.sync.extensions import SyncPass, UnreadCounter
+from homeserver.sync.lazy_members import SentMembers
 from homeserver.sync.memberships import LEFT, JoinRun, MembershipCache, RoomMemberships
 from homeserver.sync.result import JoinedRoom, LeftRoom
 from homeserver.sync.timelines import TimelineRead, TimelineReader, VisibleEvents, event_view
@@ -48,6 +50,7 @@ class RoomPlan:
     since: int | None
     no_state: bool = False  # never joined: only the user's own membership event
     run: JoinRun | None = None  # from scratch: history visibility may show events before
+    newly_joined: bool = False  # joined since the last sync: its timeline is ``limited``
     timeline: list[StoredEvent] = field(default_factory=list)
     limited: bool = False
     start_state: StateMap = field(default_factory=dict)
@@ -87,6 +90,7 @@ class RoomSyncer:
         self._serializer = serializer
         self._timelines = TimelineReader(stores, sync_store, visibility)
         self.unread_counter: UnreadCounter | None = None
+        self._sent_members = SentMembers()
         self._versions_known: set[str] = set()
 
     async def fill(self, sync: SyncPass, *, use_state_after: bool) -> None:
@@ -136,7 +140,9 @@ class RoomSyncer:
                 if from_scratch or newly:
                     run = history.join_run(upto)
                     assert run is not None
-                    plans.append(self._from_scratch(room_id, True, run, upto, since))
+                    plan = self._from_scratch(room_id, True, run, upto, since)
+                    plan.newly_joined = not from_scratch
+                    plans.append(plan)
                 else:
                     continuing.append(room_id)
             elif membership in ("invite", "knock"):
@@ -218,7 +224,9 @@ class RoomSyncer:
             sync.user_id, reads, room_filter.timeline, room_filter.timeline_limit
         )
         for plan, read in zip(plans, reads, strict=True):
-            plan.timeline, plan.limited = read.events, read.limited
+            # A room joined since the last sync is always ``limited`` (as Synapse
+            # marks it): the client knows nothing of it before this timeline.
+            plan.timeline, plan.limited = read.events, read.limited or plan.newly_joined
 
     # -- state ------------------------------------------------------------------------
 
@@ -261,6 +269,12 @@ class RoomSyncer:
         state_filter = sync.filter.room.state
         if state_filter.matches_nothing:
             return
+        lazy = state_filter.lazy_load_members
+        dedupe = lazy and not state_filter.include_redundant_members
+        device = (sync.user_id, sync.device_id)
+        if dedupe and sync.since is None:
+            self._sent_members.forget_device(device)
+        sent: list[tuple[tuple[str, str], str]] = []
         for plan in plans:
             if plan.no_state:
                 continue
@@ -269,23 +283,60 @@ class RoomSyncer:
                 section: dict[StateKey, str] = dict(target)
             else:
                 section = {k: e for k, e in target.items() if plan.since_state.get(k) != e}
-            if state_filter.lazy_load_members:
-                section = self._lazy_members(sync.user_id, plan, target, section)
+            if lazy:
+                section = self._lazy_members(
+                    sync.user_id, plan, target, section, use_state_after=use_state_after
+                )
+            if dedupe and sync.since is not None:
+                since = sync.since.events
+                section = {
+                    k: e
+                    for k, e in section.items()
+                    if k[0] != MEMBER
+                    or not self._sent_members.held(device, (plan.room_id, k[1]), e, since)
+                }
             timeline_ids = set() if use_state_after else {e.event_id for e in plan.timeline}
             plan.state_ids = [
                 event_id
                 for (event_type, _key), event_id in sorted(section.items())
                 if state_filter.allows_type(event_type) and event_id not in timeline_ids
             ]
+            if dedupe:
+                kept = set(plan.state_ids)
+                sent += [
+                    ((plan.room_id, k[1]), e)
+                    for k, e in section.items()
+                    if k[0] == MEMBER and e in kept
+                ]
+                sent += [
+                    ((plan.room_id, key), e.event_id)
+                    for e in plan.timeline
+                    if e.event.type == MEMBER and (key := e.event.state_key) is not None
+                ]
+        if sent:
+            self._sent_members.remember(device, sent, sync.now.events)
 
     @staticmethod
     def _lazy_members(
-        user_id: str, plan: RoomPlan, target: StateMap, section: dict[StateKey, str]
+        user_id: str,
+        plan: RoomPlan,
+        target: StateMap,
+        section: dict[StateKey, str],
+        *,
+        use_state_after: bool,
     ) -> dict[StateKey, str]:
-        """Lazy-loading members: only the members of timeline senders (and heroes and
-        the user on a full-state entry); a delta keeps the members that changed in the
-        gap. Senders' members are sent every time (allowed redundancy)."""
-        wanted = {e.event.sender for e in plan.timeline}
+        """Lazy-loading members: the members of timeline senders (and heroes and the
+        user on a full-state entry); a delta keeps the members that changed in the
+        gap. A sender whose membership event comes before their first event in the
+        timeline needs none in ``state`` (unless it is the state after the timeline)."""
+        wanted: set[str] = set()
+        in_timeline: set[str] = set()
+        for stored in plan.timeline:
+            event = stored.event
+            if use_state_after or event.sender not in in_timeline:
+                wanted.add(event.sender)
+            if event.type == MEMBER and event.state_key is not None:
+                in_timeline.add(event.state_key)
         if plan.full_state:
             wanted.add(user_id)
             wanted.update(plan.summary.get("m.heroes", ()))
