@@ -50,12 +50,17 @@ async def test_forwards_from_the_start(hs: HomeserverHarness) -> None:
     page = await messages(alice, room_id, dir="f", limit=100)
     assert page["chunk"][0]["type"] == "m.room.create"
     assert bodies(page["chunk"]) == ["m0", "m1", "m2"]
-    assert "end" not in page
     first = await messages(alice, room_id, dir="f", limit=2)
     assert [e["type"] for e in first["chunk"]] == ["m.room.create", "m.room.member"]
     nxt = await messages(alice, room_id, dir="f", limit=100, **{"from": first["end"]})
     assert len(first["chunk"]) + len(nxt["chunk"]) == len(page["chunk"])
     assert nxt["chunk"][0]["type"] == "m.room.power_levels"
+    # forwards the room goes on: ``end`` reads what is sent later, then nothing more
+    later = await alice.send(room_id, "later")
+    after = await messages(alice, room_id, dir="f", limit=100, **{"from": page["end"]})
+    assert [e["event_id"] for e in after["chunk"]] == [later]
+    done = await messages(alice, room_id, dir="f", limit=100, **{"from": after["end"]})
+    assert done["chunk"] == [] and "end" not in done
 
 
 async def test_to_token_bounds_the_page(hs: HomeserverHarness) -> None:

@@ -330,3 +330,26 @@ async def test_many_rooms_in_one_initial_sync(hs: HomeserverHarness) -> None:
     since = body["next_batch"]
     await alice.send(rooms[-1], "last")
     assert list((await alice.sync(since=since))["rooms"]["join"]) == [rooms[-1]]
+
+
+async def test_next_batch_reads_on_forwards_in_messages(hs: HomeserverHarness) -> None:
+    """A sync's next_batch as ``from`` of /messages (dir=f): the events sent since,
+    with an ``end`` to read on from."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "1")
+    body = await alice.sync(filter='{"room": {"timeline": {"limit": 1}}}')
+    second = await alice.send(room_id, "2")
+    page = await alice.request(
+        "GET",
+        f"/rooms/{room_id}/messages",
+        params={"from": body["next_batch"], "dir": "f"},
+    )
+    assert [e["event_id"] for e in page["chunk"]] == [second]
+    assert page["chunk"][0]["content"]["body"] == "2"
+    assert page["start"] == body["next_batch"] and page["end"]
+    third = await alice.send(room_id, "3")
+    page = await alice.request(
+        "GET", f"/rooms/{room_id}/messages", params={"from": page["end"], "dir": "f"}
+    )
+    assert [e["event_id"] for e in page["chunk"]] == [third]
