@@ -412,6 +412,8 @@ class RoomSyncer:
             batch += plan.timeline
             batch += state
             slices[plan.room_id] = (start, start + len(plan.timeline), len(batch))
+            if plan.joined and sync.since is not None:
+                self._note_arrivals(sync, [*state, *plan.timeline])
         # Aggregations are bundled for limited timelines only (client-server API,
         # "Aggregations of child events"): otherwise the client saw them arrive.
         bundled = {e.event_id for p in plans if p.limited for e in p.timeline}
@@ -435,6 +437,20 @@ class RoomSyncer:
             room.state = rendered[middle:end]
             room.state_is_after = use_state_after
         await self._render_stripped(sync, stripped, fetched)
+
+    @staticmethod
+    def _note_arrivals(sync: SyncPass, events: Sequence[StoredEvent]) -> None:
+        """The users who joined (or were invited, knocked) in a joined room of an
+        incremental sync, from the room's state then timeline (presence gives theirs,
+        as Synapse does); one who then left is no arrival."""
+        for stored in events:
+            event = stored.event
+            if event.type != MEMBER or event.state_key is None:
+                continue
+            if event.membership in ("join", "invite", "knock"):
+                sync.arrived_users.add(event.state_key)
+            else:
+                sync.arrived_users.discard(event.state_key)
 
     async def _render_stripped(
         self, sync: SyncPass, rows: list[MembershipRow], fetched: dict[str, StoredEvent]
