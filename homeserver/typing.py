@@ -128,18 +128,15 @@ class TypingService:
         self, room_ids: Collection[str], since: int | None
     ) -> dict[str, list[dict[str, Any]]]:
         """room_id -> [``m.typing``] for rooms whose typists changed after ``since``
-        (rooms with typists when ``since`` is None or from before a restart)."""
-        if since is not None and since > self._position:
-            since = 0  # a token from before a restart
+        (None, or a token from before a restart: every room with typing news since
+        the start, an empty list included, as Synapse gives them: a client that
+        saw someone typing learns that they stopped, even from an initial sync)."""
+        if since is None or since > self._position:
+            since = 0
         result: dict[str, list[dict[str, Any]]] = {}
         for room_id in room_ids:
             serial = self._room_serial.get(room_id)
-            if serial is None:
-                continue
-            if since is None:
-                if room_id not in self._typing:
-                    continue
-            elif serial <= since:
+            if serial is None or serial <= since:
                 continue
             result[room_id] = [
                 {"type": "m.typing", "content": {"user_ids": self.typing_users(room_id)}}

@@ -165,3 +165,21 @@ async def test_leaving_tells_the_typing_listeners(hs: HomeserverHarness) -> None
     await typing.on_event_persisted(stored)  # type: ignore[arg-type]
     assert remote not in typing.typing_users(room_id)
     assert len(told) == 2
+
+
+async def test_initial_sync_tells_who_stopped_typing(hs: HomeserverHarness) -> None:
+    """An initial sync gives m.typing for every room with typing news, an empty list
+    included (as Synapse does): a client restarting without a token, which saw
+    someone typing, learns that they stopped."""
+    alice, bob, room_id = await _room_of_two(hs)
+    quiet_room = await alice.create_room(preset="public_chat")
+    await bob.join(quiet_room)
+    path = f"/rooms/{room_id}/typing/{alice.user_id}"
+    await alice.request("PUT", path, {"typing": True, "timeout": 30000})
+    body = await bob.sync()
+    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": [alice.user_id]}
+    assert ephemeral(body, quiet_room, "m.typing") == []
+    await alice.request("PUT", path, {"typing": False})
+    body = await bob.sync()
+    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": []}
+    assert ephemeral(body, quiet_room, "m.typing") == []
