@@ -45,6 +45,10 @@ class StreamIdGenerator:
         return self._current
 
 
+# No stream position is beyond a signed 64-bit integer (the databases' BIGINT).
+MAX_POSITION = 2**63 - 1
+
+
 # The streams of a sync token, in the order they appear in its string form.
 @dataclass(frozen=True)
 class SyncToken:
@@ -73,7 +77,7 @@ class SyncToken:
             values = [int(p) for p in parts]
         except ValueError as exc:
             raise MatrixError(400, "M_UNKNOWN", "Invalid stream token") from exc
-        if any(v < 0 for v in values):
+        if any(v < 0 or v > MAX_POSITION for v in values):
             raise MatrixError(400, "M_UNKNOWN", "Invalid stream token")
         return cls(**dict(zip(names, values, strict=False)))
 
