@@ -161,12 +161,12 @@ class RoomHistory:
         state: list[StoredEvent] = []
         if event_filter is not None and event_filter.lazy_load_members and scan.events:
             state = await self.member_events_for_senders(scan.events[0], scan.events)
-        # ``end`` is left out where no further events can come: at the start of the
-        # room, past a departed user's leave, or after an empty page. Forwards, the
-        # room goes on: a page with events gives ``end`` (as Synapse does), from which
-        # the client reads what is sent later (a sync's next_batch works the same).
-        goes_on = not backwards and cap is None and bool(scan.events)
-        end = None if scan.exhausted and not goes_on else position_token(scan.position)
+        # As Synapse does, a page with events always gives ``end``; only a page that
+        # found nothing more (the start of the room, past a departed user's leave, the
+        # live end) leaves it out. Forwards the room goes on: from ``end`` the client
+        # reads what is sent later (a sync's next_batch works the same); backwards it
+        # costs one more request, answered with an empty chunk and no ``end``.
+        end = None if scan.exhausted and not scan.events else position_token(scan.position)
         return MessagesPage(scan.events, start_token, end, state)
 
     @staticmethod

@@ -51,6 +51,7 @@ class RoomPlan:
     no_state: bool = False  # never joined: only the user's own membership event
     run: JoinRun | None = None  # from scratch: history visibility may show events before
     newly_joined: bool = False  # joined since the last sync: its timeline is ``limited``
+    whole_history: bool = False  # read from scratch, the timeline holds all the user may see
     timeline: list[StoredEvent] = field(default_factory=list)
     limited: bool = False
     start_state: StateMap = field(default_factory=dict)
@@ -227,6 +228,7 @@ class RoomSyncer:
             # A room joined since the last sync is always ``limited`` (as Synapse
             # marks it): the client knows nothing of it before this timeline.
             plan.timeline, plan.limited = read.events, read.limited or plan.newly_joined
+            plan.whole_history = plan.run is not None and not read.limited
 
     # -- state ------------------------------------------------------------------------
 
@@ -421,6 +423,11 @@ class RoomSyncer:
         for plan in plans:
             start, middle, end = slices[plan.room_id]
             first_pos = plan.timeline[0].stream_ordering if plan.timeline else None
+            if plan.whole_history:
+                # As Synapse gives it: a timeline read from scratch that holds the
+                # room's whole visible history has the sync's position as prev_batch
+                # (/messages from it reads those events again, as SyTest expects).
+                first_pos = None
             prev_batch = sync.now.with_stream(
                 "events", (first_pos - 1) if first_pos is not None else plan.upto
             ).serialize()

@@ -159,7 +159,10 @@ async def test_left_user_sees_until_they_left(hs: HomeserverHarness) -> None:
         "GET", f"/rooms/{room_id}/messages", params={"dir": "f", "limit": "100"}
     )
     assert page["chunk"][-1]["content"].get("membership") == "leave"
-    assert "end" not in page
+    page = await bob.request(
+        "GET", f"/rooms/{room_id}/messages", params={"dir": "f", "from": page["end"]}
+    )
+    assert page["chunk"] == [] and "end" not in page
 
 
 async def test_rejoining_reveals_shared_history_but_not_joined(hs: HomeserverHarness) -> None:

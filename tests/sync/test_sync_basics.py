@@ -353,3 +353,41 @@ async def test_next_batch_reads_on_forwards_in_messages(hs: HomeserverHarness) -
         "GET", f"/rooms/{room_id}/messages", params={"from": page["end"], "dir": "f"}
     )
     assert [e["event_id"] for e in page["chunk"]] == [third]
+
+
+async def test_prev_batch_of_a_whole_history_timeline(hs: HomeserverHarness) -> None:
+    """An initial sync whose timeline holds the room's whole history gives the sync's
+    position as prev_batch, as Synapse does: /messages from it reads the timeline
+    again (lazy-loading its sender), then comes to the start of the room."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    message = await alice.send(room_id, "Here is the message content")
+    body = await alice.sync()
+    timeline = body["rooms"]["join"][room_id]["timeline"]
+    assert timeline["limited"] is False
+    assert timeline["events"][0]["type"] == "m.room.create"
+    page = await alice.request(
+        "GET",
+        f"/rooms/{room_id}/messages",
+        params={
+            "dir": "b",
+            "from": timeline["prev_batch"],
+            "filter": '{"lazy_load_members": true}',
+        },
+    )
+    assert page["chunk"][0]["event_id"] == message and page["end"]
+    assert [(e["type"], e["state_key"]) for e in page["state"]] == [
+        ("m.room.member", alice.user_id)
+    ]
+    rest = await alice.request(
+        "GET", f"/rooms/{room_id}/messages", params={"dir": "b", "from": page["end"]}
+    )
+    assert "end" not in rest
+    # a timeline cut by its limit continues just before its first event
+    short = (await alice.sync(filter='{"room": {"timeline": {"limit": 2}}}'))["rooms"]["join"]
+    older = await alice.request(
+        "GET",
+        f"/rooms/{room_id}/messages",
+        params={"dir": "b", "from": short[room_id]["timeline"]["prev_batch"]},
+    )
+    assert message not in [e["event_id"] for e in older["chunk"]]
