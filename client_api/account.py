@@ -51,10 +51,10 @@ class AccountHandlers:
         requester = await self._ctx.requester(request)
         require_not_guest(requester)
         body = await json_object(request, allow_empty=True)
-        get_bool(body, "erase", False)
+        erase = get_bool(body, "erase", False)
         result = await self._ctx.uia.authenticate(
             "POST /account/deactivate", body, PASSWORD_FLOWS, user_id=requester.user_id
         )
-        await self._ctx.accounts.deactivate(requester.user_id)
+        await self._ctx.accounts.deactivate(requester.user_id, erase=erase)
         await self._ctx.uia.finish(result.session_id)
         return json_response({"id_server_unbind_result": "no-support"})

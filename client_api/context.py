@@ -13,6 +13,7 @@ from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.e2ee import E2ee
 from homeserver.errors import MissingToken
+from homeserver.legacy import LegacyApi
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService
 from homeserver.profiles import ProfileService
@@ -30,6 +31,8 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
+from homeserver.rooms.third_party_invites import ThirdPartyInviteService
+from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.sync.service import SyncService
@@ -71,6 +74,9 @@ class ClientContext:
     typing: TypingService
     account_data: AccountDataService
     to_device: ToDeviceService
+    room_upgrades: RoomUpgradeService
+    third_party_invites: ThirdPartyInviteService
+    legacy: LegacyApi
 
     @property
     def server_name(self) -> str:

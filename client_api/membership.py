@@ -11,6 +11,7 @@ from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_str, json_object
 from homeserver.ratelimit import RateLimit
 from homeserver.rooms.member_lists import MEMBERSHIPS
+from homeserver.rooms.third_party_invites import ThirdPartyId, check_signed
 from storage.events import StoredEvent
 
 
@@ -47,14 +48,27 @@ class MembershipHandlers:
         return room_id, list(dict.fromkeys(servers))
 
     async def join(self, request: web.Request) -> web.Response:
-        """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join."""
+        """POST /_matrix/client/v3/join/{roomIdOrAlias} and /rooms/{roomId}/join.
+
+        The body of ``/join/{roomIdOrAlias}`` also gives the join event more content
+        (any other keys are kept in it, as Synapse keeps them); ``/rooms/{roomId}/join``
+        takes only the reason."""
         requester = await self._ctx.requester(request)
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
         await self._limit_join(requester.user_id, room_id)
+        signed = body.get("third_party_signed")
+        if signed is not None:
+            # the invite a bound third-party ID proves, made before joining (as Synapse)
+            signed = check_signed(signed, requester.user_id)
+            sender = signed.get("sender")
+            if not isinstance(sender, str) or not is_valid_user_id(sender):
+                raise BadJson("third_party_signed needs the sender of the invite")
+            await self._ctx.third_party_invites.exchange(sender, requester.user_id, room_id, signed)
+        extra = body if "roomIdOrAlias" in request.match_info else None
         result = await self._ctx.membership.join(
-            requester.user_id, room_id, reason=reason, servers=servers
+            requester.user_id, room_id, reason=reason, servers=servers, extra_content=extra
         )
         joined = result.event.room_id if isinstance(result, StoredEvent) else result
         return json_response({"room_id": joined})
@@ -79,8 +93,15 @@ class MembershipHandlers:
         return request.match_info["roomId"], target, get_str(body, "reason", None)
 
     async def invite(self, request: web.Request) -> web.Response:
-        """POST /_matrix/client/v3/rooms/{roomId}/invite."""
+        """POST /_matrix/client/v3/rooms/{roomId}/invite, of a user or of a third-party
+        ID (``id_server``, ``id_access_token``, ``medium``, ``address``)."""
         requester = await self._ctx.requester(request)
+        body = await json_object(request)
+        if "user_id" not in body and ("medium" in body or "address" in body):
+            await self._ctx.third_party_invites.invite(
+                requester.user_id, request.match_info["roomId"], ThirdPartyId.parse(body)
+            )
+            return json_response({})
         room_id, target, reason = await self._target_and_reason(request)
         await self._ctx.membership.change(
             requester.user_id, room_id, target, "invite", reason=reason

@@ -15,6 +15,7 @@ from homeserver.ratelimit import RateLimit
 from homeserver.rooms.creation import RoomCreationRequest
 from homeserver.rooms.creator import TxnKey
 from homeserver.rooms.member_lists import MEMBERSHIPS
+from homeserver.rooms.third_party_invites import ThirdPartyId
 
 
 def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
@@ -34,12 +35,6 @@ def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
             or not isinstance(entry.get("state_key", ""), str)
         ):
             raise BadJson("initial_state entries need a string type and an object content")
-    if get_list(body, "invite_3pid", []):
-        # Inviting by third-party ID needs an identity server, which this server
-        # does not use: refuse rather than create the room without those invites.
-        raise InvalidParam(
-            "invite_3pid is not supported: this server has no identity server support"
-        )
     return RoomCreationRequest(
         visibility=visibility,
         room_alias_name=get_str(body, "room_alias_name", None),
@@ -53,6 +48,13 @@ def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
         is_direct=get_bool(body, "is_direct", False),
         power_level_content_override=get_dict(body, "power_level_content_override", None),
     )
+
+
+def _objects(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    entries = get_list(body, key, [])
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise BadJson(f"{key} must be a list of objects")
+    return entries
 
 
 def _txn_of(request: web.Request, device_id: str) -> TxnKey | None:
@@ -74,9 +76,11 @@ class RoomHandlers:
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         self._ctx.limiter.check("room_creation", requester.user_id, self._creation_limit)
-        room_id, _ = await self._ctx.room_creation.create_room(
-            requester.user_id, _creation_request(body)
-        )
+        creation = _creation_request(body)
+        invite_3pid = [ThirdPartyId.parse(entry) for entry in _objects(body, "invite_3pid")]
+        room_id, _ = await self._ctx.room_creation.create_room(requester.user_id, creation)
+        for invitee in invite_3pid:
+            await self._ctx.third_party_invites.invite(requester.user_id, room_id, invitee)
         return json_response({"room_id": room_id})
 
     async def send_message(self, request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from client_api.devices import DeviceHandlers
 from client_api.directory import DirectoryHandlers
 from client_api.filters import FilterHandlers
 from client_api.keys import KeyHandlers
+from client_api.legacy import LegacyHandlers
 from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
 from client_api.messages import MessageHandlers
@@ -30,6 +31,7 @@ from client_api.receipts import ReceiptHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
+from client_api.room_upgrades import RoomUpgradeHandlers
 from client_api.rooms import RoomHandlers
 from client_api.sync import SyncHandlers
 from client_api.to_device import ToDeviceHandlers
@@ -40,6 +42,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler]
 
 CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+LEGACY_PREFIX = "/_matrix/client/api/v1"
 
 
 def client_routes(
@@ -69,6 +72,8 @@ def client_routes(
     typing = TypingHandlers(ctx)
     account_data = AccountDataHandlers(ctx)
     to_device = ToDeviceHandlers(ctx)
+    room_upgrades = RoomUpgradeHandlers(ctx)
+    legacy = LegacyHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -164,6 +169,7 @@ def client_routes(
         ("GET", "/rooms/{roomId}/event/{eventId}", rooms.get_event),
         ("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", rooms.redact),
         ("POST", "/rooms/{roomId}/redact/{eventId}", rooms.redact),
+        ("POST", "/rooms/{roomId}/upgrade", room_upgrades.upgrade_room),
         ("GET", "/directory/room/{roomAlias}", directory.get_room_alias),
         ("PUT", "/directory/room/{roomAlias}", directory.set_room_alias),
         ("DELETE", "/directory/room/{roomAlias}", directory.delete_room_alias),
@@ -173,11 +179,20 @@ def client_routes(
         ("GET", "/publicRooms", directory.get_public_rooms),
         ("POST", "/publicRooms", directory.query_public_rooms),
     ]
+    legacy_routes: list[Route] = [
+        ("GET", "/events", legacy.get_events),
+        ("GET", "/events/{eventId}", legacy.get_event),
+        ("GET", "/initialSync", legacy.initial_sync),
+        ("GET", "/rooms/{roomId}/initialSync", legacy.room_initial_sync),
+    ]
+    versioned += legacy_routes
     routes: list[Route] = [
         (method, prefix + path, handler)
         for prefix in CLIENT_PREFIXES
         for method, path, handler in versioned
     ]
+    # The legacy endpoints are also served where the clients of their time call them.
+    routes += [(m, LEGACY_PREFIX + path, h) for m, path, h in legacy_routes]
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
         ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),

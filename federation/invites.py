@@ -140,7 +140,9 @@ class RemoteInviter:
         """The ``MembershipService.remote_invite`` hook (see the module doc)."""
         assert event.state_key is not None
         destination = server_name_of(event.state_key)
-        wanted = [state[k] for k in STRIPPED_STATE_KEYS if k in state]
+        # the room's stripped state and the inviter's own membership (as for local invites)
+        keys = [*STRIPPED_STATE_KEYS, ("m.room.member", event.sender)]
+        wanted = [state[k] for k in keys if k in state]
         events = await self._stores.events.get_events(wanted)
         body = {
             "room_version": event.room_version.identifier,

@@ -58,6 +58,11 @@ class AccountDataService:
         the position of its latest change (see :meth:`changed`)."""
         self._computed[data_type] = content
 
+    @property
+    def computed_types(self) -> frozenset[str]:
+        """The global types served by :meth:`serve_computed` (m.push_rules)."""
+        return frozenset(self._computed)
+
     async def changed(self, user_id: str, data_type: str) -> None:
         """A computed type changed: give it the next position, so the user's next
         /sync carries it."""

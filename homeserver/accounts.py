@@ -14,6 +14,7 @@ from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, Not
 from homeserver.passwords import MAX_PASSWORD_BYTES, PasswordHasher
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.sessions import Session, SessionService
+from homeserver.uia import UiaRefused
 from storage.database import IntegrityError, Transaction
 from storage.registration_tokens import RegistrationToken
 from storage.stores import Stores
@@ -251,8 +252,9 @@ class AccountService:
         """
         authenticated = await self._verify_password(identifier, password, "uia_failed", user_id)
         if authenticated != user_id:
+            # the password of another account: 403, not a stage to retry
             self._limiter.check("uia_failed", user_id, self._login_limits.failed_attempts)
-            raise Forbidden("Invalid username or password")
+            raise UiaRefused("The authenticated user is not the user of the access token")
 
     def _qualified(self, identifier: str) -> str:
         return identifier if identifier.startswith("@") else self.user_id_for(identifier)
@@ -313,9 +315,14 @@ class AccountService:
         revoked = await self._stores.db.run_transaction("change_password", txn_func)
         self._sessions.forget_tokens(revoked)
 
-    async def deactivate(self, user_id: str) -> None:
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        """Deactivate the account; ``erase``: also mark the user erased, so their
+        events are served pruned to users who were not in the room to see them."""
+
         async def txn_func(txn: Transaction) -> list[str]:
             await self._stores.accounts.set_deactivated_txn(txn, user_id)
+            if erase:
+                await self._stores.accounts.mark_erased_txn(txn, user_id)
             return await self._sessions.delete_other_devices_txn(txn, user_id, None)
 
         revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)

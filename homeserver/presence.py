@@ -140,6 +140,10 @@ class PresenceService:
         loaded = UserPresence.of(found[user_id]) if user_id in found else UserPresence(user_id)
         return self._states.setdefault(user_id, loaded)
 
+    async def states_of(self, user_ids: Iterable[str]) -> list[UserPresence]:
+        """The current presence of each of ``user_ids`` (offline when never seen)."""
+        return list((await self._get_many(user_ids)).values())
+
     async def _get_many(self, user_ids: Iterable[str]) -> dict[str, UserPresence]:
         result: dict[str, UserPresence] = {}
         missing = []

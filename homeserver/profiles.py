@@ -16,6 +16,7 @@ PROFILE_KEY = re.compile(r"(avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(\.[a-z]
 MAX_PROFILE_BYTES = 64 * 1024
 MAX_KEY_BYTES = 255
 MAX_DISPLAYNAME_LENGTH = 256
+MAX_AVATAR_URL_LENGTH = 1000
 
 # Called after a displayname or avatar change (e.g. to update room memberships).
 ProfileChangeHook = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -79,6 +80,8 @@ class ProfileService:
         elif key == "avatar_url":
             if not isinstance(value, str) or (value and not value.startswith("mxc://")):
                 raise BadJson("avatar_url must be an mxc:// URI string")
+            if len(value) > MAX_AVATAR_URL_LENGTH:
+                raise BadJson(f"avatar_url is longer than {MAX_AVATAR_URL_LENGTH} characters")
         elif key == "m.tz" and not isinstance(value, str):
             raise BadJson("m.tz must be a string")
         await self._write(user_id, key, value, delete=False)

@@ -32,6 +32,7 @@ from federation.event_services import FederationEventServices, event_routes
 from federation.membership import FederationMembership, membership_routes
 from federation.remote_media import FederationMediaFetcher
 from federation.routes import federation_routes, key_routes
+from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
@@ -41,7 +42,10 @@ from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.ephemeral import EphemeralServices
 from homeserver.http.listener import gzip_json, health
 from homeserver.http.middleware import make_middlewares
-from homeserver.media.preview import url_previewer_from_config
+from homeserver.http.outbound_tls import client_tls
+from homeserver.identity.client import IdentityServerClient
+from homeserver.legacy import LegacyApi
+from homeserver.media.preview import AddressFilter, url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
 from homeserver.notifier import Notifier
 from homeserver.passwords import PasswordHasher
@@ -61,6 +65,9 @@ from homeserver.rooms.relations import RelationsService
 from homeserver.rooms.room_events import RoomEventService
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.rooms.state_resolution import StateResolver
+from homeserver.rooms.third_party_invites import ThirdPartyInviteService
+from homeserver.rooms.upgrade import RoomUpgradeService
+from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.streams import StreamIdGenerator
@@ -109,6 +116,8 @@ class Homeserver:
     federation_events: FederationEventServices | None = None
     federation_membership: FederationMembership | None = None
     federation_e2ee: FederationE2ee | None = None
+    federation_third_party_invites: FederationThirdPartyInvites | None = None
+    identity: IdentityServerClient | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -165,6 +174,22 @@ class Homeserver:
         ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
+        upgrade_transfer = UpgradeTransfer(
+            config.server_name, stores, ephemeral.account_data, push.rules
+        )
+        membership.remote_join_hooks.append(upgrade_transfer.after_remote_join)
+        identity = IdentityServerClient(
+            AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+            tls=client_tls(config),
+        )
+        profiles = ProfileService(config.server_name, stores)
+        sync = SyncService(
+            stores,
+            notifier,
+            persister.events_stream,
+            EventSerializer(stores, clock, relations),
+            visibility,
+        )
         client = ClientContext(
             config=config,
             clock=clock,
@@ -174,7 +199,7 @@ class Homeserver:
             sessions=sessions,
             uia=UserInteractiveAuth(stores, clock),
             limiter=limiter,
-            profiles=ProfileService(config.server_name, stores),
+            profiles=profiles,
             notifier=notifier,
             persister=persister,
             creator=creator,
@@ -190,19 +215,30 @@ class Homeserver:
             relations=relations,
             e2ee=e2ee,
             push=push,
-            sync=SyncService(
-                stores,
-                notifier,
-                persister.events_stream,
-                EventSerializer(stores, clock, relations),
-                visibility,
-            ),
+            sync=sync,
             presence=ephemeral.presence,
             receipts=ephemeral.receipts,
             typing=ephemeral.typing,
             account_data=ephemeral.account_data,
             to_device=ephemeral.to_device,
+            room_upgrades=RoomUpgradeService(
+                config.server_name, stores, creator, room_creation, upgrade_transfer
+            ),
+            third_party_invites=ThirdPartyInviteService(
+                config.server_name, stores, creator, membership, profiles, identity
+            ),
+            legacy=LegacyApi.build(
+                stores,
+                notifier,
+                sync,
+                visibility,
+                history,
+                EventSerializer(stores, clock, relations),
+                ephemeral,
+                clock,
+            ),
         )
+        client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
@@ -252,6 +288,12 @@ class Homeserver:
             transactions=federation_events.transactions,
             persister=persister,
         )
+        federation_tpi = FederationThirdPartyInvites(
+            client.third_party_invites,
+            federation.client,
+            federation_events.sender,
+            federation_events.acl,
+        )
         wire_to_device(
             federation_events.transactions,
             federation_events.sender,
@@ -271,6 +313,8 @@ class Homeserver:
             federation_events=federation_events,
             federation_membership=federation_membership,
             federation_e2ee=federation_e2ee,
+            federation_third_party_invites=federation_tpi,
+            identity=identity,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -293,6 +337,8 @@ class Homeserver:
                 )
             if self.federation_e2ee is not None:
                 routes += self.federation_e2ee.routes(self.federation.authenticator)
+            if self.federation_third_party_invites is not None:
+                routes += self.federation_third_party_invites.routes(self.federation.authenticator)
         if "keys" in resources:
             routes += key_routes(self.federation)
         if "health" in resources:
@@ -371,6 +417,8 @@ class Homeserver:
             await runner.cleanup()
         self._runners.clear()
         await self.federation.close()
+        if self.identity is not None:
+            await self.identity.close()
         await self.db.close()
 
 

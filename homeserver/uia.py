@@ -27,6 +27,15 @@ SECRET_KEYS = frozenset({"password", "new_password"})
 StageChecker = Callable[[dict[str, Any], str | None], Awaitable[Any]]
 
 
+class UiaRefused(MatrixError):
+    """A stage that proved someone else than the session's user (a stolen access
+    token with the thief's own password): the request is refused outright, 403, not
+    answered with another 401 to try again (as Synapse)."""
+
+    def __init__(self, message: str = "Invalid auth") -> None:
+        super().__init__(403, "M_FORBIDDEN", message)
+
+
 class UiaRequired(MatrixError):
     """401 carrying the UIA state: flows, params, session, completed (and an error)."""
 
@@ -103,6 +112,8 @@ class UserInteractiveAuth:
                 raise UiaRequired(state)
             try:
                 result = await checker(auth, user_id)
+            except UiaRefused:
+                raise
             except MatrixError as exc:
                 if exc.status == 429 or exc.errcode == "M_BAD_JSON":
                     raise  # rate limited, or a malformed ``auth``: not a failed stage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
@@ -80,6 +81,23 @@ class AccountStore:
         await txn.execute(
             "UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = $1", user_id
         )
+
+    async def mark_erased_txn(self, txn: Transaction, user_id: str) -> None:
+        await txn.execute(
+            "INSERT INTO erased_users (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
+            user_id,
+        )
+
+    async def erased_among(self, user_ids: Collection[str]) -> set[str]:
+        """Those of ``user_ids`` who asked for their data to be erased."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return set()
+        marks = ", ".join(f"${i}" for i in range(1, len(wanted) + 1))
+        rows = await self.db.fetchall(
+            "erased_among", f"SELECT user_id FROM erased_users WHERE user_id IN ({marks})", *wanted
+        )
+        return {str(r[0]) for r in rows}
 
     async def set_admin(self, user_id: str, is_admin: bool) -> None:
         await self.db.execute(

@@ -434,6 +434,33 @@ class EventStore:
         events.reverse()
         return events
 
+    async def room_events_after(
+        self, room_ids: Collection[str], after: int, upto: int, limit: int
+    ) -> list[StoredEvent]:
+        """The earliest ``limit`` timeline events of ``room_ids`` in (after, upto], oldest
+        first (the legacy event stream reads forwards from its token)."""
+        ids = list(room_ids)
+        found: list[StoredEvent] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join(f"${i + 4}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "room_events_after",
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > $1"
+                " AND stream_ordering <= $2 AND NOT outlier AND NOT soft_failed"
+                f" AND rejected_reason IS NULL AND room_id IN ({marks})"
+                " ORDER BY stream_ordering LIMIT $3",
+                after,
+                upto,
+                limit,
+                *chunk,
+            )
+            found += await self._rows_to_events(rows)
+        if len(ids) > 500:
+            found.sort(key=lambda e: e.stream_ordering or 0)
+            del found[limit:]
+        return found
+
     async def paginate_room(
         self,
         room_id: str,

@@ -80,6 +80,18 @@ class RoomStore:
         )
         return [] if raw is None else list(json.loads(raw))
 
+    async def latest_membership_event_id(self, user_id: str, room_id: str) -> str | None:
+        """The user's latest membership event in the room that has a stream position
+        (out-of-band ones too: an invite to a room this server is not in)."""
+        value = await self.db.fetchval(
+            "latest_membership_event_id",
+            "SELECT event_id FROM room_memberships WHERE user_id = $1 AND room_id = $2"
+            " AND stream_ordering IS NOT NULL ORDER BY stream_ordering DESC LIMIT 1",
+            user_id,
+            room_id,
+        )
+        return None if value is None else str(value)
+
     async def forget_room(self, user_id: str, room_id: str) -> None:
         await self.db.execute(
             "forget_room",
@@ -165,6 +177,16 @@ class RoomStore:
             room_id,
         )
         return [r[0] for r in rows]
+
+    async def move_aliases(self, old_room_id: str, new_room_id: str) -> int:
+        """Point every alias of ``old_room_id`` at ``new_room_id`` (a room upgrade);
+        how many moved."""
+        return await self.db.execute(
+            "move_aliases",
+            "UPDATE room_aliases SET room_id = $2 WHERE room_id = $1",
+            old_room_id,
+            new_room_id,
+        )
 
     async def set_public(self, room_id: str, public: bool) -> None:
         await self.db.execute(

@@ -29,6 +29,7 @@ from homeserver.errors import Forbidden, InvalidParam, MatrixError
 from homeserver.http.outbound_tls import client_tls
 from homeserver.media.headers import base_content_type
 from homeserver.media.service import MediaService
+from homeserver.media.thumbnailer import image_dimensions
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_PAGE_BYTES = 1024 * 1024
@@ -178,7 +179,15 @@ class UrlPreviewer:
         mxc = await self._media.upload(
             user_id, chunks(), content_type=content_type, filename=url.name or None
         )
-        return {"og:image": mxc, "og:image:type": content_type, "matrix:image:size": len(data)}
+        result: dict[str, Any] = {
+            "og:image": mxc,
+            "og:image:type": content_type,
+            "matrix:image:size": len(data),
+        }
+        dimensions = image_dimensions(data)
+        if dimensions is not None:
+            result["og:image:width"], result["og:image:height"] = dimensions
+        return result
 
     async def _fetch(
         self, session: aiohttp.ClientSession, url: str, max_bytes: int

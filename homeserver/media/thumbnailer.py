@@ -169,6 +169,19 @@ def crop_box(
     return (left, top, left + region_w, top + region_h), size
 
 
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from an image's header (nothing is decoded); None if it is
+    not an image this server decodes."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as image:
+                width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
 class Thumbnailer:
     """Reads image headers and makes thumbnails, off the event loop."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 from homeserver.errors import NotFound
@@ -16,6 +17,7 @@ from homeserver.notifier import Notifier
 from homeserver.push.default_rules import DEFAULT_RULES
 from homeserver.push.rules import (
     CompiledRuleset,
+    UserRule,
     check_kind,
     check_new_rule_id,
     compile_ruleset,
@@ -116,6 +118,28 @@ class PushRulesService:
                 raise NotFound(RULE_NOT_FOUND)
             await self._changed(user_id)
 
+    async def copy_room_rules(self, user_id: str, old_room_id: str, new_room_id: str) -> None:
+        """A room upgrade: each enabled rule of the user that names the old room (its
+        room rule; a rule with a ``room_id`` condition on it) again for the new room,
+        first of its kind as any new rule (push.md: servers copy a user's settings to
+        the replacement room; Synapse copies these rules)."""
+        async with self._locks[user_id]:
+            stored = await self._store.get_rules(user_id)
+            copies = [
+                c
+                for c in (_for_room(r, old_room_id, new_room_id) for r in stored.rules)
+                if c is not None
+            ]
+            if not copies:
+                return
+            rules = list(stored.rules)
+            for kind in dict.fromkeys(c.kind for c in copies):
+                for copy in (c for c in copies if c.kind == kind):
+                    placed = place_rule(rules, copy, before=None, after=None)
+                    rules = [r for r in rules if r.kind != kind] + placed
+                await self._store.replace_kind(user_id, kind, [r for r in rules if r.kind == kind])
+            await self._changed(user_id)
+
     async def get_enabled(self, user_id: str, kind: str, rule_id: str) -> bool:
         return bool((await self.get_rule(user_id, kind, rule_id))["enabled"])
 
@@ -149,3 +173,34 @@ class PushRulesService:
         if rule_id.startswith("."):
             raise NotFound(RULE_NOT_FOUND)
         return False
+
+
+def _for_room(rule: UserRule, old_room_id: str, new_room_id: str) -> UserRule | None:
+    """``rule`` made for the new room, if it is an enabled rule naming the old one."""
+    if not rule.enabled:
+        return None
+    if rule.kind == "room":
+        return replace(rule, rule_id=new_room_id) if rule.rule_id == old_room_id else None
+    conditions = rule.conditions or []
+    if not any(_names_room(c, old_room_id) for c in conditions):
+        return None
+    rule_id = (
+        rule.rule_id.replace(old_room_id, new_room_id)
+        if old_room_id in rule.rule_id
+        else new_room_id
+    )
+    return replace(
+        rule,
+        rule_id=rule_id,
+        conditions=[
+            {**c, "pattern": new_room_id} if _names_room(c, old_room_id) else c for c in conditions
+        ],
+    )
+
+
+def _names_room(condition: Any, room_id: str) -> bool:
+    return (
+        isinstance(condition, dict)
+        and condition.get("key") == "room_id"
+        and condition.get("pattern") == room_id
+    )

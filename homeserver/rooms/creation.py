@@ -64,7 +64,7 @@ class RoomCreationRequest:
     power_level_content_override: dict[str, Any] | None = None
 
 
-def _local_room_id(server_name: str) -> str:
+def local_room_id(server_name: str) -> str:
     alphabet = string.ascii_letters
     return "!" + "".join(secrets.choice(alphabet) for _ in range(18)) + ":" + server_name
 
@@ -155,25 +155,42 @@ class RoomCreationService:
             check_power_levels_override(request.power_level_content_override, rv)
 
         content = self._create_content(rv, user_id, preset, request.creation_content, invitees)
-        room_id = None if rv.room_id_from_create_event else _local_room_id(self._server_name)
+        room_id = None if rv.room_id_from_create_event else local_room_id(self._server_name)
         if alias is not None and not self._directory_rules.may_create_alias(
             user_id, room_id or "", alias
         ):
             # (a room ID made from the create event is not known yet: its glob sees "")
             raise Forbidden("Not allowed to create alias")
         planned = plan_events(rv, user_id, preset, request, invitees, alias)
-        self._creator.check_new_room(rv, user_id, content, room_id, planned)
-
-        create = await self._creator.create_room_event(rv, user_id, content, room_id)
-        room_id = create.event.room_id
-        for step in planned:
-            await self._send(user_id, room_id, step, is_direct=request.is_direct)
+        room_id = await self.create_from_plan(
+            user_id, rv, content, room_id, planned, is_direct=request.is_direct
+        )
         if request.visibility == "public" and self._directory_rules.may_publish(
             user_id, room_id, [alias] if alias is not None else []
         ):
             # as Synapse: a room the rules do not let the user publish is still made
             await self._stores.rooms.set_public(room_id, True)
         return room_id, alias
+
+    async def create_from_plan(
+        self,
+        user_id: str,
+        rv: RoomVersion,
+        create_content: dict[str, Any],
+        room_id: str | None,
+        planned: list[PlannedEvent],
+        *,
+        is_direct: bool = False,
+    ) -> str:
+        """Check the whole event sequence in memory, then make the room: its create
+        event (``room_id`` None: derived from it), then each planned event in turn.
+        Returns the room ID. (createRoom, and a room upgrade's replacement room.)"""
+        self._creator.check_new_room(rv, user_id, create_content, room_id, planned)
+        create = await self._creator.create_room_event(rv, user_id, create_content, room_id)
+        new_room_id = create.event.room_id
+        for step in planned:
+            await self._send(user_id, new_room_id, step, is_direct=is_direct)
+        return new_room_id
 
     @staticmethod
     def _create_content(

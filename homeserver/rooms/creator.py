@@ -43,6 +43,18 @@ RECENT_TXNS = 10_000
 Countersign = Callable[[Event, StateMap], Awaitable[Event]]
 
 
+def check_local_content(room_id: str, event_type: str, content: Mapping[str, Any]) -> None:
+    """Content rules for events this server's users send (400 M_BAD_JSON), beyond the
+    event format: an ``m.room.tombstone`` names the room that replaces this one, so
+    never this room itself (client-server API, "Room Upgrades"; as Synapse)."""
+    if event_type == "m.room.tombstone":
+        replacement = content.get("replacement_room")
+        if not isinstance(replacement, str):
+            raise MatrixError(400, "M_BAD_JSON", "A tombstone needs a string replacement_room")
+        if replacement == room_id:
+            raise MatrixError(400, "M_BAD_JSON", "A tombstone cannot name the room it is sent in")
+
+
 @dataclass(frozen=True)
 class TxnKey:
     """The client transaction an event was sent in (for idempotent retries)."""
@@ -111,33 +123,21 @@ class EventCreator:
                     stored = await self._stores.events.get_event(recent)
                     if stored is not None:
                         return stored
-            rv = await self.room_version(room_id)
-            state = await self._stores.state.get_current_state(room_id)
-            builder = EventBuilder(
-                rv,
+            prepared = await self._prepare(
+                room_id,
                 event_type,
                 sender,
                 content,
-                room_id=room_id,
                 state_key=state_key,
                 redacts=redacts,
-                extra=extra or {},
+                txn=txn,
+                extra=extra,
+                stripped_state_keys=stripped_state_keys,
+                countersign=countersign,
             )
-            event, group_before = await self._build(builder, room_id, state)
-            self._authorize(event, await self._auth_state(event, builder, state))
-            stripped = None
-            if stripped_state_keys is not None:
-                stripped = await self.stripped_state(state, stripped_state_keys, event)
-            if countersign is not None:
-                event = await countersign(event, state)
-            context = EventContext(
-                state_before=dict(state),
-                state_group_before=group_before,
-                txn_device_id=txn.device_id if txn else None,
-                txn_id=txn.txn_id if txn else None,
-                stripped_state=stripped,
-                local=True,
-            )
+            if isinstance(prepared, StoredEvent):
+                return prepared  # the same state again: the event already in force
+            event, context = prepared
             try:
                 stored = await self._persister.persist(event, context)
             except IntegrityError:
@@ -155,6 +155,131 @@ class EventCreator:
                 if len(self._recent_txns) > RECENT_TXNS:
                     self._recent_txns.popitem(last=False)
             return stored
+
+    async def build_unpersisted(
+        self,
+        room_id: str,
+        event_type: str,
+        sender: str,
+        content: Mapping[str, Any],
+        *,
+        state_key: str | None = None,
+    ) -> tuple[Event, EventContext]:
+        """Build and authorize a local event against the current state without
+        persisting it (a room upgrade's tombstone, whose ID the new room cites).
+
+        The caller holds the room's lane (``lanes.lane(room_id)``) from here until
+        :meth:`persist_built`, so the state it was built on is still current then.
+        """
+        prepared = await self._prepare(
+            room_id, event_type, sender, content, state_key=state_key, deduplicate=False
+        )
+        assert not isinstance(prepared, StoredEvent)
+        return prepared
+
+    async def persist_built(self, event: Event, context: EventContext) -> StoredEvent:
+        """Persist an event of :meth:`build_unpersisted`; the caller holds the lane."""
+        return await self._persister.persist(event, context)
+
+    async def _prepare(
+        self,
+        room_id: str,
+        event_type: str,
+        sender: str,
+        content: Mapping[str, Any],
+        *,
+        state_key: str | None = None,
+        redacts: str | None = None,
+        txn: TxnKey | None = None,
+        extra: Mapping[str, Any] | None = None,
+        stripped_state_keys: list[tuple[str, str]] | None = None,
+        countersign: Countersign | None = None,
+        deduplicate: bool = True,
+    ) -> tuple[Event, EventContext] | StoredEvent:
+        """Build, check and authorize an event inside the room's lane; or, for a
+        state event the sender already set to the same content, that event (sending
+        the same state twice makes no new event, as in Synapse)."""
+        rv = await self.room_version(room_id)
+        check_local_content(room_id, event_type, content)
+        state = await self._stores.state.get_current_state(room_id)
+        if deduplicate and state_key is not None:
+            same = await self._same_state(state.get((event_type, state_key)), sender, content)
+            if same is not None:
+                return same
+        builder = EventBuilder(
+            rv,
+            event_type,
+            sender,
+            content,
+            room_id=room_id,
+            state_key=state_key,
+            redacts=redacts,
+            extra=extra or {},
+        )
+        event, group_before = await self._build(builder, room_id, state)
+        self._authorize(event, await self._auth_state(event, builder, state))
+        stripped = None
+        if stripped_state_keys is not None:
+            stripped = await self.stripped_state(state, stripped_state_keys, event)
+        if countersign is not None:
+            event = await countersign(event, state)
+        context = EventContext(
+            state_before=dict(state),
+            state_group_before=group_before,
+            txn_device_id=txn.device_id if txn else None,
+            txn_id=txn.txn_id if txn else None,
+            stripped_state=stripped,
+            local=True,
+        )
+        return event, context
+
+    async def _same_state(
+        self, current_id: str | None, sender: str, content: Mapping[str, Any]
+    ) -> StoredEvent | None:
+        """The current state event if ``sender`` sent it with exactly ``content``."""
+        if current_id is None:
+            return None
+        current = await self._stores.events.get_event(current_id)
+        if (
+            current is None
+            or current.rejected_reason is not None
+            or current.redacted_by is not None
+            or current.event.sender != sender
+        ):
+            return None
+        if canonical_json(dict(current.event.content)) != canonical_json(dict(content)):
+            return None
+        return current
+
+    async def out_of_band_leave(
+        self, previous: StoredEvent, content: Mapping[str, Any]
+    ) -> StoredEvent:
+        """A leave of ``previous``'s user made here alone, citing only their invite or
+        knock (``previous``): a room whose residents cannot be reached cannot take the
+        rejection, yet the user must be able to drop the invite (as Synapse does)."""
+        event = previous.event
+        assert event.state_key is not None
+        builder = EventBuilder(
+            event.room_version,
+            "m.room.member",
+            event.state_key,
+            {**content, "membership": "leave"},
+            room_id=event.room_id,
+            state_key=event.state_key,
+        )
+        leave = builder.build(
+            prev_event_ids=[previous.event_id],
+            auth_event_ids=[*event.auth_event_ids, previous.event_id],
+            depth=event.depth + 1,
+            server_name=self.server_name,
+            signing_key=self._signing_key,
+            origin_server_ts=self._clock.time_ms(),
+        )
+        async with self.lanes.lane(event.room_id):
+            return await self._persister.persist(
+                leave,
+                EventContext(state_before={}, outlier=True, out_of_band=True, local=True),
+            )
 
     def check_new_room(
         self,

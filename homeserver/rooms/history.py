@@ -161,11 +161,9 @@ class RoomHistory:
         state: list[StoredEvent] = []
         if event_filter is not None and event_filter.lazy_load_members and scan.events:
             state = await self.member_events_for_senders(scan.events[0], scan.events)
-        # As Synapse does, a page with events always gives ``end``; only a page that
-        # found nothing more (the start of the room, past a departed user's leave, the
-        # live end) leaves it out. Forwards the room goes on: from ``end`` the client
-        # reads what is sent later (a sync's next_batch works the same); backwards it
-        # costs one more request, answered with an empty chunk and no ``end``.
+        # As Synapse: ``end`` comes with every page that has events, so a client pages on
+        # until a page is empty and has none (the spec describes ``end`` as omitted once
+        # no further events are available; the page after the last one is that answer).
         end = None if scan.exhausted and not scan.events else position_token(scan.position)
         return MessagesPage(scan.events, start_token, end, state)
 
@@ -211,7 +209,7 @@ class RoomHistory:
                 to_stream=None if to is None else (to[1] if backwards else to[1] - 1),
             )
             visible = {
-                e.event_id for e in await self._visibility.filter_events_for_user(user_id, rows)
+                e.event_id: e for e in await self._visibility.filter_events_for_user(user_id, rows)
             }
             consumed = 0
             for stored in rows:
@@ -220,7 +218,7 @@ class RoomHistory:
                 if stored.event_id in visible and (
                     filter is None or filter.matches(stored.event.pdu)
                 ):
-                    scan.events.append(stored)
+                    scan.events.append(visible[stored.event_id])
                     if len(scan.events) >= limit:
                         break
             if len(rows) < fetch and consumed == len(rows):
@@ -292,10 +290,12 @@ class RoomHistory:
             or stored.outlier
             or stored.rejected_reason is not None
             or stored.stream_ordering is None
-            or not await self._visibility.may_see_event(user_id, stored)
         ):
             raise NotFound("Event not found")
-        return stored
+        shown = await self._visibility.filter_events_for_user(user_id, [stored])
+        if not shown:
+            raise NotFound("Event not found")
+        return shown[0]
 
     async def _state_at(
         self,

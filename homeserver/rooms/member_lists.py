@@ -35,20 +35,30 @@ class MemberListService:
         self._stores = stores
 
     async def member_view(self, user_id: str, room_id: str) -> MemberView:
-        """M_FORBIDDEN unless the user is joined or was joined and then left or was banned."""
+        """M_FORBIDDEN unless the user is joined, was joined and then left or was banned,
+        or the room is world_readable (anyone may peek at its current state, as in
+        Synapse)."""
         if not await self._stores.rooms.room_exists(room_id):
             raise Forbidden("You are not a member of this room")
         state = await self._stores.state.get_current_state(room_id)
         member_id = state.get(("m.room.member", user_id))
         member = await self._stores.events.get_event(member_id) if member_id else None
-        if member is None:
-            raise Forbidden("You are not a member of this room")
-        membership = member.event.membership or ""
+        membership = (member.event.membership or "") if member is not None else ""
         if membership == "join":
             return MemberView(membership, None, None)
-        if membership in ("leave", "ban") and member.state_group is not None:
+        if member is not None and membership in ("leave", "ban") and member.state_group is not None:
             return MemberView(membership, member.stream_ordering, member.state_group)
+        if await self._world_readable(state):
+            return MemberView(membership or "peek", None, None)
         raise Forbidden("You are not a member of this room")
+
+    async def _world_readable(self, state: StateMap) -> bool:
+        event_id = state.get(("m.room.history_visibility", ""))
+        stored = await self._stores.events.get_event(event_id) if event_id else None
+        return (
+            stored is not None
+            and stored.event.content.get("history_visibility") == "world_readable"
+        )
 
     async def visible_state(self, user_id: str, room_id: str) -> StateMap:
         """The state a user may read: current if joined, else as of when they left."""

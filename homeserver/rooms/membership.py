@@ -7,14 +7,18 @@ authorising user of a restricted join, stripped state for invitees and knockers)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from homeserver.errors import Forbidden, MatrixError, NotFound
+from homeserver.errors import BadJson, Forbidden, MatrixError, NotFound
 from homeserver.events import PowerLevels, server_name_of
+from homeserver.profiles import MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH
 from homeserver.rooms.creator import Countersign, EventCreator, TxnKey
 from storage.events import StoredEvent
 from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
 
 # State keys copied, stripped, into invites and knocks (client-server: stripped state).
 STRIPPED_STATE_KEYS = [
@@ -33,6 +37,22 @@ RemoteJoin = Callable[[str, str, list[str], dict[str, Any]], Awaitable[str]]
 RemoteLeave = Callable[[str, str, dict[str, Any]], Awaitable[StoredEvent]]
 
 
+def check_profile_fields(content: Mapping[str, Any]) -> None:
+    """A per-room displayname or avatar_url a client puts in a member event: a string
+    (or null) of at most the lengths a profile allows (400 M_BAD_JSON)."""
+    for key, limit in (
+        ("displayname", MAX_DISPLAYNAME_LENGTH),
+        ("avatar_url", MAX_AVATAR_URL_LENGTH),
+    ):
+        value = content.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise BadJson(f"{key} must be a string")
+        if len(value) > limit:
+            raise BadJson(f"{key} is longer than {limit} characters")
+
+
 class MembershipService:
     def __init__(self, server_name: str, stores: Stores, creator: EventCreator) -> None:
         self._server_name = server_name
@@ -43,6 +63,9 @@ class MembershipService:
         self.remote_leave: RemoteLeave | None = None
         # Has a remote invitee's server sign an invite (s2s "Inviting to a room").
         self.remote_invite: Countersign | None = None
+        # Called with the room ID after this server joined a room over federation
+        # (a room upgrade's replacement brings its users' settings along).
+        self.remote_join_hooks: list[Callable[[str], Awaitable[None]]] = []
 
     def is_mine(self, user_id: str) -> bool:
         return server_name_of(user_id) == self._server_name
@@ -74,24 +97,55 @@ class MembershipService:
         servers: list[str] | None = None,
         txn: TxnKey | None = None,
         third_party_signed: dict[str, Any] | None = None,
+        extra_content: Mapping[str, Any] | None = None,
     ) -> StoredEvent | str:
-        """Join a room; returns the join event (or the room ID after a remote join)."""
+        """Join a room; returns the join event (or the room ID after a remote join).
+
+        ``extra_content``: more keys for the join event (the body of ``POST
+        /join/{roomIdOrAlias}``, kept as Synapse keeps it); a displayname or
+        avatar_url there is a per-room profile, otherwise the global one is used.
+        """
+        content = {
+            k: v
+            for k, v in (extra_content or {}).items()
+            if k not in ("membership", "join_authorised_via_users_server", "third_party_signed")
+        }
+        check_profile_fields(content)
+        for key, value in (await self._profile_content(user_id)).items():
+            content.setdefault(key, value)
+        if reason is not None:
+            content["reason"] = reason
         if not await self._stores.rooms.room_exists(room_id) or not await self._in_room(room_id):
             if self.remote_join is None:
                 raise NotFound("Unknown room")
-            content = await self._profile_content(user_id)
-            if reason is not None:
-                content["reason"] = reason
-            return await self.remote_join(user_id, room_id, servers or [], content)
-        content = {"membership": "join", **await self._profile_content(user_id)}
-        if reason is not None:
-            content["reason"] = reason
+            joined = await self.remote_join(user_id, room_id, servers or [], content)
+            for hook in self.remote_join_hooks:
+                try:
+                    await hook(joined)
+                except Exception:
+                    logger.exception("after-remote-join hook failed for %s", joined)
+            return joined
+        content = {"membership": "join", **content}
         authoriser = await self._restricted_join_authoriser(user_id, room_id)
         if authoriser is not None:
             content["join_authorised_via_users_server"] = authoriser
         return await self._creator.send(
             room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
         )
+
+    async def refresh_profile(self, user_id: str, _profile: Mapping[str, Any]) -> None:
+        """After a change of ``user_id``'s displayname or avatar_url: a new join event
+        carrying the new profile in every room they are joined to (client-server API,
+        "Events on Change of Profile Information"). As in Synapse it replaces any
+        per-room name or avatar; a room that refuses the event is skipped."""
+        if not self.is_mine(user_id):
+            return
+        rooms = await self._stores.state.rooms_for_user(user_id)
+        for room_id in sorted(r for r, m in rooms.items() if m == "join"):
+            try:
+                await self.join(user_id, room_id)
+            except MatrixError as exc:
+                logger.warning("profile of %s not updated in %s: %s", user_id, room_id, exc.message)
 
     async def creator_join(self, user_id: str, room_id: str) -> StoredEvent:
         """The creator's join right after m.room.create (createRoom step 2)."""
@@ -172,16 +226,10 @@ class MembershipService:
         """Invite, leave, kick (leave of another), ban, unban (leave of a banned user), knock."""
         if not await self._stores.rooms.room_exists(room_id):
             raise NotFound("Unknown room")
-        if (
-            membership == "leave"
-            and sender == target
-            and self.remote_leave is not None
-            and not await self._in_room(room_id)
-        ):
-            leave: dict[str, Any] = {"membership": "leave"}
-            if reason is not None:
-                leave["reason"] = reason
-            return await self.remote_leave(sender, room_id, leave)
+        if membership == "leave" and sender == target and not await self._in_room(room_id):
+            left = await self._leave_from_outside(sender, room_id, reason)
+            if left is not None:
+                return left
         content: dict[str, Any] = {"membership": membership}
         if membership in ("knock",) or (membership == "invite" and self.is_mine(target)):
             content.update(
@@ -193,6 +241,59 @@ class MembershipService:
             content["is_direct"] = is_direct
         return await self._send_member(sender, room_id, target, content, txn=txn)
 
+    async def _leave_from_outside(
+        self, user_id: str, room_id: str, reason: str | None
+    ) -> StoredEvent | None:
+        """Leave a room no local user is joined to: reject an invite, retract a knock.
+
+        An invite from a local user (who has left since) is rejected in the room
+        itself, whose state this server holds, and a user who left already gets the
+        room's own answer: None (the caller sends the leave there). An invite or
+        knock of another server goes through a resident server; if none takes it,
+        the leave is made here alone (out of band), as Synapse does, so the user is
+        never stuck with it. 404 if the user never had a membership in the room.
+        """
+        leave: dict[str, Any] = {"membership": "leave"}
+        if reason is not None:
+            leave["reason"] = reason
+        latest_id = await self._stores.rooms.latest_membership_event_id(user_id, room_id)
+        latest = await self._stores.events.get_event(latest_id) if latest_id else None
+        if latest is None:
+            raise NotFound("Not a known room")
+        if latest.event.membership not in ("invite", "knock"):
+            return None  # left or banned already: the room's rules answer (as Synapse)
+        if (
+            latest.event.membership == "invite"
+            and self.is_mine(latest.event.sender)
+            and not latest.outlier
+        ):
+            return None
+        if self.remote_leave is None:
+            return None
+        try:
+            return await self.remote_leave(user_id, room_id, dict(leave))
+        except MatrixError as exc:
+            logger.info(
+                "no resident of %s took %s's leave (%s): leaving out of band",
+                room_id,
+                user_id,
+                exc.message,
+            )
+            return await self._creator.out_of_band_leave(latest, leave)
+
+    async def third_party_invite(
+        self, sender: str, room_id: str, target: str, third_party_invite: dict[str, Any]
+    ) -> StoredEvent:
+        """The invite of ``target`` made from a third-party invite: ``sender`` (who sent
+        the ``m.room.third_party_invite``, maybe a user of another server) is its
+        sender, and the auth rules check ``third_party_invite.signed`` instead of the
+        sender's membership."""
+        content: dict[str, Any] = {"membership": "invite"}
+        if self.is_mine(target):
+            content.update(await self._profile_content(target))
+        content["third_party_invite"] = third_party_invite
+        return await self._send_member(sender, room_id, target, content)
+
     async def _send_member(
         self,
         sender: str,
@@ -203,7 +304,10 @@ class MembershipService:
         txn: TxnKey | None = None,
     ) -> StoredEvent:
         membership = content.get("membership")
-        stripped = STRIPPED_STATE_KEYS if membership in ("invite", "knock") else None
+        stripped = None
+        if membership in ("invite", "knock"):
+            # and the sender's own membership, as Synapse gives (clients show the inviter)
+            stripped = [*STRIPPED_STATE_KEYS, ("m.room.member", sender)]
         countersign = None
         if membership == "invite" and not self.is_mine(target):
             countersign = self.remote_invite

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeserver.errors import Forbidden, NotFound
+from homeserver.errors import Forbidden, InvalidParam, NotFound
 from homeserver.events import PowerLevels, server_name_of
 from homeserver.rooms.creator import EventCreator, TxnKey
 from homeserver.rooms.history import RoomHistory
@@ -59,7 +59,8 @@ class RoomEventService:
             raise NotFound("Unknown room")
         target = await self._stores.events.get_event(event_id)
         if target is not None and target.event.room_id != room_id:
-            target = None
+            # as Synapse: a redaction names an event of its own room
+            raise InvalidParam("Cannot redact an event of another room")
         if target is None or target.event.sender != user_id:
             may_redact_others = await self._has_redact_power(user_id, room_id)
             if target is None and not may_redact_others:

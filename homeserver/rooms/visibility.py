@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from homeserver.errors import Forbidden
 from storage.events import StoredEvent
@@ -147,7 +147,9 @@ class HistoryVisibility:
         """The events of ``events`` that ``user_id`` may see, in the same order.
 
         Outliers and events without known state are never visible; events of
-        several rooms may be mixed.
+        several rooms may be mixed. An event of a sender who asked to be erased comes
+        back pruned (as a redaction leaves it) unless the user was joined at it: use
+        the returned events, not the given ones.
         """
         candidates = [e for e in events if e.state_group is not None and not e.outlier]
         if not candidates:
@@ -161,6 +163,7 @@ class HistoryVisibility:
             if stored.replaces_state and self._own_or_hv(stored, user_id):
                 wanted.add(stored.replaces_state)
         fetched = await self._stores.events.get_events(wanted) if wanted else {}
+        erased = await self._stores.accounts.erased_among({e.event.sender for e in candidates})
         last_join = {}
         for room_id in {e.event.room_id for e in candidates}:
             last_join[room_id] = await self._stores.events.last_join_stream(room_id, user_id)
@@ -195,6 +198,10 @@ class HistoryVisibility:
             if is_event_visible(
                 visibilities=visibilities, memberships=memberships, joined_after=joined_after
             ):
+                if event.sender in erased and "join" not in memberships:
+                    # the sender asked to be erased: only those who were in the room
+                    # then see what they wrote (as Synapse)
+                    stored = replace(stored, event=event.redacted())
                 visible.append(stored)
         return visible
 

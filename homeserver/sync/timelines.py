@@ -217,9 +217,11 @@ class TimelineReader:
         if checked:
             shown = await self._visibility.filter_events_for_user(user_id, checked)
             visible = {e.event_id for e in shown}
+            stored.update((e.event_id, e) for e in shown)  # erased senders' events pruned
             visible |= await self._in_current_state(
                 [e for e in checked if e.event_id not in visible]
             )
+        await self._prune_erased(user_id, cursors, found, stored)
         for c in cursors:
             positions = found.get(c.read.room_id, [])
             rows = [stored[e.event_id] for e in positions if self._shown(c, e, stored, visible)]
@@ -243,6 +245,31 @@ class TimelineReader:
             current = await self._stores.state.get_current_state(room_id)
             found.update(event_id for key, event_id in keyed if current.get(key) == event_id)
         return found
+
+    async def _prune_erased(
+        self,
+        user_id: str,
+        cursors: Sequence[_Cursor],
+        found: dict[str, list[EventPosition]],
+        stored: dict[str, StoredEvent],
+    ) -> None:
+        """Events from before the user's join whose sender asked to be erased are
+        shown pruned (the visibility filter decides, by the user's membership at
+        each), even where the history visibility needs no check."""
+        before_join = [
+            stored[e.event_id]
+            for c in cursors
+            if c.read.run is not None
+            for e in found.get(c.read.room_id, [])
+            if e.stream <= c.read.run.floor and e.event_id in stored
+        ]
+        if not before_join:
+            return
+        erased = await self._stores.accounts.erased_among({e.event.sender for e in before_join})
+        pruned = [e for e in before_join if e.event.sender in erased]
+        if pruned:
+            shown = await self._visibility.filter_events_for_user(user_id, pruned)
+            stored.update((e.event_id, e) for e in shown)
 
     @staticmethod
     def _shown(

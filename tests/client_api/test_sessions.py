@@ -230,7 +230,8 @@ async def test_uia_session_cannot_be_reused_for_another_user(hs: HomeserverHarne
         },
     )
     assert stolen.status == 403
-    # Mallory's password does not satisfy UIA for Alice.
+    # Mallory's password does not satisfy UIA for Alice: refused outright (403, as
+    # Synapse), not another 401 to try again.
     wrong_user = await hs.client.post(
         f"{V3}/delete_devices",
         headers=bearer(a["access_token"]),
@@ -244,7 +245,8 @@ async def test_uia_session_cannot_be_reused_for_another_user(hs: HomeserverHarne
             },
         },
     )
-    assert wrong_user.status == 401
+    assert wrong_user.status == 403
+    assert (await wrong_user.json())["errcode"] == "M_FORBIDDEN"
     assert (await whoami_status(hs, a["access_token"]))[0] == 200
 
 

@@ -128,3 +128,48 @@ async def test_malformed_password_stage(
     # The account is untouched: the old password and the token still work.
     whoami = await hs.client.get(f"{V3}/account/whoami", headers=headers)
     assert whoami.status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("DELETE", "/devices/{device_id}", {}),
+        ("POST", "/delete_devices", {"devices": ["{device_id}"]}),
+        ("POST", "/account/password", {"new_password": "pw3"}),
+    ],
+)
+async def test_password_of_another_user_is_refused(
+    hs: HomeserverHarness, method: str, path: str, body: dict[str, Any]
+) -> None:
+    """Eve holds alice's stolen token: her own password proves nothing for alice (403,
+    as Synapse), and alice's still does."""
+    alice = await hs.register("alice", "pw1")
+    await hs.register("eve", "pw-eve")
+    login = await hs.client.post(
+        f"{V3}/login",
+        json={"type": "m.login.password", "user": "alice", "password": "pw1", "device_id": "D2"},
+    )
+    assert login.status == 200
+    headers = bearer(alice["access_token"])
+    url = V3 + path.format(device_id="D2")
+    filled = {k: (["D2"] if v == ["{device_id}"] else v) for k, v in body.items()}
+    first = await hs.client.request(method, url, json=filled, headers=headers)
+    session = (await first.json())["session"]
+    eve_auth = {
+        "type": "m.login.password",
+        "session": session,
+        "identifier": {"type": "m.id.user", "user": "@eve:test.local"},
+        "password": "pw-eve",
+    }
+    refused = await hs.client.request(
+        method, url, json={**filled, "auth": eve_auth}, headers=headers
+    )
+    await check(refused, 403, "M_FORBIDDEN")
+    device = await hs.client.get(f"{V3}/devices/D2", headers=headers)
+    assert device.status == 200
+    alice_auth = {**eve_auth, "identifier": {"type": "m.id.user", "user": "alice"}}
+    alice_auth["password"] = "pw1"
+    done = await hs.client.request(
+        method, url, json={**filled, "auth": alice_auth}, headers=headers
+    )
+    assert done.status == 200, await done.text()

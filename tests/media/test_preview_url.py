@@ -91,11 +91,38 @@ async def test_preview_fetches_open_graph_and_stores_the_image(
         assert body["og:description"] == "Described"
         assert body["og:image"].startswith("mxc://test.local/")
         assert body["matrix:image:size"] == len(png_bytes(48, 48))
+        assert (body["og:image:width"], body["og:image:height"]) == (48, 48)
         media_id = body["og:image"].rsplit("/", 1)[1]
         image = await hs.client.get(
             f"/_matrix/client/v1/media/download/test.local/{media_id}", headers=auth(token)
         )
         assert await image.read() == png_bytes(48, 48)
+
+
+async def test_url_preview_ip_range_blacklist_replaces_the_general_lists(
+    make_homeserver: Any, site: TestServer
+) -> None:
+    """url_preview_ip_range_blacklist (with url_preview_ip_range_whitelist), when set,
+    is what previews obey: ip_range_blacklist and ip_range_whitelist no longer apply."""
+    open_hs: HomeserverHarness = await make_homeserver(
+        url_preview_enabled=True, url_preview_ip_range_blacklist=[]
+    )
+    token = await user_token(open_hs)
+    response = await open_hs.client.get(
+        preview_path(str(site.make_url("/page"))), headers=auth(token)
+    )
+    assert response.status == 200, await response.text()
+
+    closed_hs: HomeserverHarness = await make_homeserver(
+        url_preview_enabled=True,
+        ip_range_whitelist=["127.0.0.1/32"],
+        url_preview_ip_range_blacklist=["127.0.0.0/8"],
+    )
+    token = await user_token(closed_hs, "bob")
+    response = await closed_hs.client.get(
+        preview_path(str(site.make_url("/page"))), headers=auth(token)
+    )
+    assert response.status == 403, await response.text()
 
 
 async def test_preview_refuses_blacklisted_addresses(

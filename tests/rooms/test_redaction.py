@@ -134,8 +134,12 @@ async def test_redaction_errors(hs: HomeserverHarness) -> None:
     before = await hs.server.db.fetchval("t", "SELECT COUNT(*) FROM events")
     err = await _redact(bob, room, "$unknown", "e1", expect=404)
     assert err["errcode"] == "M_NOT_FOUND"
-    err = await _redact(bob, room, elsewhere, "e2", expect=404)
-    assert err["errcode"] == "M_NOT_FOUND"
+    # an event of another room: refused whoever asks (as Synapse), even a room admin
+    err = await _redact(bob, room, elsewhere, "e2", expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
+    err = await _redact(alice, room, elsewhere, "e2b", expect=400)
+    assert err["errcode"] == "M_INVALID_PARAM"
+    assert (await _event(alice, other_room, elsewhere))["content"]["body"] == "elsewhere"
     err = await _redact(alice, room, "not-an-event", "e3", expect=400)
     assert err["errcode"] == "M_INVALID_PARAM"
     err = await _redact(alice, room, event_id, "e4", {"reason": 7}, expect=400)

@@ -159,10 +159,10 @@ async def test_left_user_sees_until_they_left(hs: HomeserverHarness) -> None:
         "GET", f"/rooms/{room_id}/messages", params={"dir": "f", "limit": "100"}
     )
     assert page["chunk"][-1]["content"].get("membership") == "leave"
-    page = await bob.request(
+    after = await bob.request(
         "GET", f"/rooms/{room_id}/messages", params={"dir": "f", "from": page["end"]}
     )
-    assert page["chunk"] == [] and "end" not in page
+    assert after["chunk"] == [] and "end" not in after
 
 
 async def test_rejoining_reveals_shared_history_but_not_joined(hs: HomeserverHarness) -> None:
@@ -175,3 +175,28 @@ async def test_rejoining_reveals_shared_history_but_not_joined(hs: HomeserverHar
     await alice.send(room_id, "joined gap")
     await bob.join(room_id)
     assert await visible_bodies(bob, room_id) == ["shared gap"]
+
+
+async def test_anyone_may_read_the_state_of_a_world_readable_room(hs: HomeserverHarness) -> None:
+    """GET /state, /state/{type}/{key} and /members of a world_readable room answer a
+    user who never joined (as Synapse lets them peek); other rooms stay 403."""
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat", name="Open")
+    err = await bob.request("GET", f"/rooms/{room}/state", expect=403)
+    assert err["errcode"] == "M_FORBIDDEN"
+    await bob.request("GET", f"/rooms/{room}/state/m.room.name/", expect=403)
+    await alice.request(
+        "PUT",
+        f"/rooms/{room}/state/m.room.history_visibility/",
+        {"history_visibility": "world_readable"},
+    )
+    state = await bob.request("GET", f"/rooms/{room}/state")
+    assert {"type": "m.room.name", "content": {"name": "Open"}}.items() <= {
+        k: v for e in state if e["type"] == "m.room.name" for k, v in e.items()
+    }.items()
+    assert await bob.request("GET", f"/rooms/{room}/state/m.room.name/") == {"name": "Open"}
+    members = await bob.request("GET", f"/rooms/{room}/members")
+    assert [m["state_key"] for m in members["chunk"]] == [alice.user_id]
+    # joined_members stays for members
+    await bob.request("GET", f"/rooms/{room}/joined_members", expect=403)
