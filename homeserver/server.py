@@ -56,6 +56,7 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
+from homeserver.rooms.expiry import MessageExpiry
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -118,6 +119,7 @@ class Homeserver:
     federation_e2ee: FederationE2ee | None = None
     federation_third_party_invites: FederationThirdPartyInvites | None = None
     identity: IdentityServerClient | None = None
+    message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -157,6 +159,11 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        message_expiry: MessageExpiry | None = None
+        if config.enable_ephemeral_messages:
+            message_expiry = MessageExpiry(stores, clock)
+            await message_expiry.load()
+            persister.persisted_hooks.append(message_expiry.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -315,6 +322,7 @@ class Homeserver:
             federation_e2ee=federation_e2ee,
             federation_third_party_invites=federation_tpi,
             identity=identity,
+            message_expiry=message_expiry,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -373,6 +381,8 @@ class Homeserver:
         await self.client.push.start()
         if self.ephemeral is not None:
             self.ephemeral.start()
+        if self.message_expiry is not None:
+            self.message_expiry.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
 
@@ -380,6 +390,8 @@ class Homeserver:
         await self.client.push.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
+        if self.message_expiry is not None:
+            await self.message_expiry.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
 
