@@ -26,7 +26,7 @@ from homeserver.notifier import Notifier
 from homeserver.rooms.client_format import strip_for_filter
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.sync.extensions import SyncPass, UnreadCounter
-from homeserver.sync.lazy_members import SentMembers
+from homeserver.sync.lazy_members import SentMembers, lazy_section, members_wanted
 from homeserver.sync.memberships import LEFT, JoinRun, MembershipCache, RoomMemberships
 from homeserver.sync.result import JoinedRoom, LeftRoom
 from homeserver.sync.timelines import TimelineRead, TimelineReader, VisibleEvents, event_view
@@ -272,11 +272,13 @@ class RoomSyncer:
         if state_filter.matches_nothing:
             return
         lazy = state_filter.lazy_load_members
-        dedupe = lazy and not state_filter.include_redundant_members
-        device = (sync.user_id, sync.device_id)
-        if dedupe and sync.since is None:
-            self._sent_members.forget_device(device)
-        sent: list[tuple[tuple[str, str], str]] = []
+        held = self._sent_members.for_device(
+            sync.user_id,
+            sync.device_id,
+            None if sync.since is None else sync.since.events,
+            sync.now.events,
+            dedupe=lazy and not state_filter.include_redundant_members,
+        )
         for plan in plans:
             if plan.no_state:
                 continue
@@ -286,68 +288,20 @@ class RoomSyncer:
             else:
                 section = {k: e for k, e in target.items() if plan.since_state.get(k) != e}
             if lazy:
-                section = self._lazy_members(
-                    sync.user_id, plan, target, section, use_state_after=use_state_after
-                )
-            if dedupe and sync.since is not None:
-                since = sync.since.events
-                section = {
-                    k: e
-                    for k, e in section.items()
-                    if k[0] != MEMBER
-                    or not self._sent_members.held(device, (plan.room_id, k[1]), e, since)
-                }
+                wanted = members_wanted(plan.timeline, use_state_after=use_state_after)
+                if plan.full_state:
+                    wanted.add(sync.user_id)
+                    wanted.update(plan.summary.get("m.heroes", ()))
+                section = lazy_section(section, target, wanted, full_state=plan.full_state)
+                section = held.drop_held(plan.room_id, section)
             timeline_ids = set() if use_state_after else {e.event_id for e in plan.timeline}
             plan.state_ids = [
                 event_id
                 for (event_type, _key), event_id in sorted(section.items())
                 if state_filter.allows_type(event_type) and event_id not in timeline_ids
             ]
-            if dedupe:
-                kept = set(plan.state_ids)
-                sent += [
-                    ((plan.room_id, k[1]), e)
-                    for k, e in section.items()
-                    if k[0] == MEMBER and e in kept
-                ]
-                sent += [
-                    ((plan.room_id, key), e.event_id)
-                    for e in plan.timeline
-                    if e.event.type == MEMBER and (key := e.event.state_key) is not None
-                ]
-        if sent:
-            self._sent_members.remember(device, sent, sync.now.events)
-
-    @staticmethod
-    def _lazy_members(
-        user_id: str,
-        plan: RoomPlan,
-        target: StateMap,
-        section: dict[StateKey, str],
-        *,
-        use_state_after: bool,
-    ) -> dict[StateKey, str]:
-        """Lazy-loading members: the members of timeline senders (and heroes and the
-        user on a full-state entry); a delta keeps the members that changed in the
-        gap. A sender whose membership event comes before their first event in the
-        timeline needs none in ``state`` (unless it is the state after the timeline)."""
-        wanted: set[str] = set()
-        in_timeline: set[str] = set()
-        for stored in plan.timeline:
-            event = stored.event
-            if use_state_after or event.sender not in in_timeline:
-                wanted.add(event.sender)
-            if event.type == MEMBER and event.state_key is not None:
-                in_timeline.add(event.state_key)
-        if plan.full_state:
-            wanted.add(user_id)
-            wanted.update(plan.summary.get("m.heroes", ()))
-        result = {k: e for k, e in section.items() if k[0] != MEMBER or not plan.full_state}
-        for sender in wanted:
-            event_id = target.get((MEMBER, sender))
-            if event_id is not None:
-                result[(MEMBER, sender)] = event_id
-        return result
+            held.note_sent(plan.room_id, section, set(plan.state_ids), plan.timeline)
+        held.commit()
 
     # -- summaries --------------------------------------------------------------------
 
