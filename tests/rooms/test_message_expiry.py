@@ -48,9 +48,7 @@ async def test_a_message_is_pruned_when_its_time_comes(make_homeserver: HarnessF
     kept_event = await alice.request("GET", f"/rooms/{room_id}/event/{kept}")
     assert kept_event["content"]["body"] == "kept"
     # a state event is not a message: it stays
-    await alice.request(
-        "PUT", f"/rooms/{room_id}/state/m.room.topic", {"topic": "stays", KEY: now}
-    )
+    await alice.request("PUT", f"/rooms/{room_id}/state/m.room.topic", {"topic": "stays", KEY: now})
     hs.clock.advance(60)
     await _tick(hs)
     assert (await alice.state(room_id, "m.room.topic"))["topic"] == "stays"
