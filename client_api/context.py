@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from client_api.guest_access import guest_may_call
 from homeserver.account_data import AccountDataService
 from homeserver.accounts import AccountService
 from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.e2ee import E2ee
-from homeserver.errors import MissingToken
+from homeserver.errors import Forbidden, MissingToken
 from homeserver.legacy import LegacyApi
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService
@@ -83,11 +84,15 @@ class ClientContext:
         return self.config.server_name
 
     async def requester(self, request: web.Request) -> Requester:
-        """Authenticate the request's access token (header, or the deprecated query parameter)."""
+        """Authenticate the request's access token (header, or the deprecated query
+        parameter); a guest's token only on the endpoints open to guests."""
         token = access_token_of(request)
         if token is None:
             raise MissingToken()
-        return await self.authenticator.authenticate(token)
+        requester = await self.authenticator.authenticate(token)
+        if requester.is_guest and not guest_may_call(request):
+            raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+        return requester
 
 
 def access_token_of(request: web.Request) -> str | None:

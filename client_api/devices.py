@@ -56,9 +56,11 @@ class DeviceHandlers:
         if not changed:
             raise NotFound("Device not found")
         # A new display name is a device list change (s2s "Device Management").
-        await self._ctx.e2ee.device_lists.record_change(
+        device_lists = self._ctx.e2ee.device_lists
+        position = await device_lists.record_change(
             requester.user_id, [request.match_info["deviceId"]]
         )
+        await device_lists.announced([position])
         return json_response({})
 
     async def delete_device(self, request: web.Request) -> web.Response:

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from client_api.context import ClientContext, client_ip
 from client_api.versions import json_response
-from homeserver.errors import BadJson, Forbidden, MatrixError
+from homeserver.accounts import NotGuest
+from homeserver.errors import BadJson, Forbidden, MatrixError, MissingParam
 from homeserver.http.body import get_bool, get_str, json_object
 from homeserver.ratelimit import RateLimit
 from homeserver.sessions import Session
@@ -82,9 +83,13 @@ class RegisterHandlers:
         # Check the parameters before starting UIA, so a client learns of a bad
         # username or password on its first request.
         username = get_str(body, "username", None)
+        guest_token = get_str(body, "guest_access_token", None)
         if username is not None:
             username = username.lower()
-            await self._check_available(username)
+            if guest_token is None:
+                await self._check_available(username)
+            else:
+                await self._check_guest_upgrade(username, guest_token)
         password = body.get("password")
         if password is not None:
             self._ctx.accounts.check_password_shape(password)
@@ -93,6 +98,8 @@ class RegisterHandlers:
         result = await self._ctx.uia.authenticate("POST /register", body, self._flows())
         params = result.clientdict
         username = params.get("username")
+        if username is None and guest_token is not None:
+            raise MissingParam("Upgrading a guest account needs its 'username'")
         if username is None:
             username = await self._ctx.accounts.generate_localpart()
         elif not isinstance(username, str):
@@ -103,6 +110,19 @@ class RegisterHandlers:
         inhibit_login = params.get("inhibit_login", False)
         if not isinstance(inhibit_login, bool):
             raise BadJson("'inhibit_login' must be a boolean")
+        if guest_token is not None:
+            # (a secret: not kept with the UIA session, so read from this request)
+            user_id, session = await self._ctx.accounts.upgrade_guest(
+                await self._check_guest_upgrade(username.lower(), guest_token),
+                password,
+                login=not inhibit_login,
+                device_id=params.get("device_id"),
+                device_display_name=params.get("initial_device_display_name"),
+                refreshable=bool(params.get("refresh_token", False)),
+                registration_token=result.completed.get(TOKEN_STAGE),
+            )
+            await self._ctx.uia.finish(result.session_id)
+            return json_response(session_body(user_id, session))
         user_id, session = await self._ctx.accounts.register(
             username.lower(),
             password,
@@ -114,6 +134,18 @@ class RegisterHandlers:
         )
         await self._ctx.uia.finish(result.session_id)
         return json_response(session_body(user_id, session))
+
+    async def _check_guest_upgrade(self, localpart: str, guest_token: str) -> str:
+        """The guest user ID to upgrade: ``guest_token`` must be a live access token of
+        the guest account ``localpart`` (403 M_FORBIDDEN otherwise)."""
+        user_id = self._ctx.accounts.check_new_localpart(localpart)
+        try:
+            requester = await self._ctx.authenticator.authenticate(guest_token)
+        except MatrixError:
+            raise NotGuest() from None
+        if not requester.is_guest or requester.user_id != user_id:
+            raise NotGuest()
+        return user_id
 
     async def _check_available(self, localpart: str) -> None:
         if not await self._ctx.accounts.is_available(localpart):

@@ -193,6 +193,13 @@ def client_routes(
     ]
     # The legacy endpoints are also served where the clients of their time call them.
     routes += [(m, LEGACY_PREFIX + path, h) for m, path, h in legacy_routes]
+    # Cross-signing as first served (MSC1756), under /unstable, where Synapse still
+    # serves it and older clients (and SyTest) call it.
+    unstable = "/_matrix/client/unstable"
+    routes += [
+        ("POST", unstable + "/keys/device_signing/upload", keys.upload_device_signing_keys),
+        ("POST", unstable + "/keys/signatures/upload", keys.upload_signatures),
+    ]
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
         ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),

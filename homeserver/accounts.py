@@ -42,6 +42,13 @@ class UserInUse(MatrixError):
         super().__init__(400, "M_USER_IN_USE", "User ID already taken.")
 
 
+class NotGuest(Forbidden):
+    def __init__(self) -> None:
+        super().__init__(
+            "Cannot register taken user ID without valid guest credentials for that user."
+        )
+
+
 @dataclass(frozen=True)
 class LoginLimits:
     address: RateLimit
@@ -157,6 +164,47 @@ class AccountService:
             session = await self._stores.db.run_transaction("register_user", txn_func)
         except IntegrityError as exc:
             raise UserInUse() from exc
+        return user_id, session
+
+    async def upgrade_guest(
+        self,
+        user_id: str,
+        password: str | None,
+        *,
+        login: bool = True,
+        device_id: str | None = None,
+        device_display_name: str | None = None,
+        refreshable: bool = False,
+        registration_token: str | None = None,
+    ) -> tuple[str, Session | None]:
+        """Make a guest account a full one, keeping its user ID and profile (client-server
+        API, Guest access: "upgrade their account"): it gets its password and, unless
+        told not to, a new session; the guest's access tokens stop working (a guest
+        token never authenticates a full user). 403 unless ``user_id`` is a guest.
+        """
+        password_hash = await self._hasher.hash(password) if password is not None else None
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> tuple[Session | None, list[str]]:
+            if (
+                registration_token is not None
+                and not await self._stores.registration_tokens.consume_txn(
+                    txn, registration_token, now
+                )
+            ):
+                raise Forbidden("Registration token is no longer valid", errcode="M_UNAUTHORIZED")
+            if not await self._stores.accounts.upgrade_guest_txn(txn, user_id, password_hash):
+                raise NotGuest()
+            revoked = await self._stores.tokens.delete_user_tokens_txn(txn, user_id)
+            if not login:
+                return None, revoked
+            session = await self._sessions.create_session_txn(
+                txn, user_id, device_id, device_display_name, refreshable=refreshable
+            )
+            return session, revoked
+
+        session, revoked = await self._stores.db.run_transaction("upgrade_guest", txn_func)
+        self._sessions.forget_tokens(revoked)
         return user_id, session
 
     # -- registration tokens (the admin API and the registration-token command) -----

@@ -57,6 +57,7 @@ from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
 from homeserver.rooms.expiry import MessageExpiry
+from homeserver.rooms.guest_access import GuestEvictor
 from homeserver.rooms.history import RoomHistory
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.member_lists import MemberListService
@@ -120,6 +121,7 @@ class Homeserver:
     federation_third_party_invites: FederationThirdPartyInvites | None = None
     identity: IdentityServerClient | None = None
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
+    guest_evictor: GuestEvictor | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -164,6 +166,12 @@ class Homeserver:
             message_expiry = MessageExpiry(stores, clock)
             await message_expiry.load()
             persister.persisted_hooks.append(message_expiry.on_event_persisted)
+        guest_evictor = GuestEvictor(
+            config.server_name,
+            stores,
+            lambda user_id, room_id: membership.change(user_id, room_id, user_id, "leave"),
+        )
+        persister.persisted_hooks.append(guest_evictor.on_event_persisted)
         directory_rules = DirectoryRules.from_config(config)
         room_creation = RoomCreationService(
             config.server_name,
@@ -323,6 +331,7 @@ class Homeserver:
             federation_third_party_invites=federation_tpi,
             identity=identity,
             message_expiry=message_expiry,
+            guest_evictor=guest_evictor,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -388,6 +397,8 @@ class Homeserver:
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        if self.guest_evictor is not None:
+            await self.guest_evictor.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
         if self.message_expiry is not None:

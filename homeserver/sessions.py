@@ -31,6 +31,8 @@ class Session:
 
 # Called (inside the transaction) when devices are removed, e.g. to drop their keys.
 DeviceRemovedHook = Callable[[Transaction, str, list[str]], Awaitable[None]]
+# Called (inside the transaction) when a device is created: (txn, user_id, device_id).
+DeviceAddedHook = Callable[[Transaction, str, str], Awaitable[None]]
 
 
 class SessionService:
@@ -47,6 +49,7 @@ class SessionService:
         self._clock = clock
         self._lifetime_ms = refreshable_token_lifetime_ms
         self.device_removed_hooks: list[DeviceRemovedHook] = []
+        self.device_added_hooks: list[DeviceAddedHook] = []
 
     async def create_session_txn(
         self,
@@ -60,7 +63,9 @@ class SessionService:
         """Make (or reuse) a device and give it a new access token."""
         now = self._clock.time_ms()
         device_id = device_id or new_device_id()
-        await self._stores.devices.ensure_device_txn(txn, user_id, device_id, display_name, now)
+        if await self._stores.devices.ensure_device_txn(txn, user_id, device_id, display_name, now):
+            for hook in self.device_added_hooks:
+                await hook(txn, user_id, device_id)
         access_token = new_token("syt")
         refresh_token: str | None = None
         expires_ts: int | None = None

@@ -20,7 +20,7 @@ from storage.database import Transaction
 from storage.stores import Stores
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
-SECRET_KEYS = frozenset({"password", "new_password"})
+SECRET_KEYS = frozenset({"password", "new_password", "guest_access_token"})
 
 # A stage checker gets the ``auth`` dict and the session's user (if any); it returns
 # a JSON-able result to record, or raises MatrixError to refuse the stage.

@@ -74,6 +74,18 @@ class AccountStore:
             "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
         )
 
+    async def upgrade_guest_txn(
+        self, txn: Transaction, user_id: str, password_hash: str | None
+    ) -> bool:
+        """Make a live guest account a full one; False if ``user_id`` is no such guest."""
+        changed = await txn.execute(
+            "UPDATE users SET is_guest = FALSE, password_hash = $2"
+            " WHERE user_id = $1 AND is_guest AND NOT deactivated",
+            user_id,
+            password_hash,
+        )
+        return changed == 1
+
     async def set_deactivated_txn(self, txn: Transaction, user_id: str) -> None:
         await txn.execute(
             "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1", user_id

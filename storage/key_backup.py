@@ -18,7 +18,8 @@ from storage.database import Database, Transaction
 class BackupVersion:
     version: int
     algorithm: str
-    auth_data: dict[str, Any]
+    # opaque to the server: any JSON value the client gave (see KeyBackupService)
+    auth_data: Any
     etag: int
     deleted: bool
 
@@ -30,7 +31,7 @@ class BackedUpKey:
     first_message_index: int
     forwarded_count: int
     is_verified: bool
-    session_data: dict[str, Any]
+    session_data: Any
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,7 +58,7 @@ class KeyBackupStore:
     # -- versions ---------------------------------------------------------------------
 
     async def create_version_txn(
-        self, txn: Transaction, user_id: str, algorithm: str, auth_data: dict[str, Any]
+        self, txn: Transaction, user_id: str, algorithm: str, auth_data: Any
     ) -> int:
         last = await txn.fetchval(
             "SELECT COALESCE(MAX(version), 0) FROM e2e_room_keys_versions WHERE user_id = $1",
@@ -100,7 +101,7 @@ class KeyBackupStore:
             return await self.get_version_txn(txn, user_id, version)
 
     async def update_auth_data_txn(
-        self, txn: Transaction, user_id: str, version: int, auth_data: dict[str, Any]
+        self, txn: Transaction, user_id: str, version: int, auth_data: Any
     ) -> None:
         await txn.execute(
             "UPDATE e2e_room_keys_versions SET auth_data = $3 WHERE user_id = $1 AND version = $2",

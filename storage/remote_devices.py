@@ -76,27 +76,38 @@ class RemoteDeviceStore:
         cross_signing: dict[str, dict[str, Any]],
         ts: int,
     ) -> None:
+        await self.db.run_transaction(
+            "replace_remote_device_list",
+            lambda txn: self.replace_user_txn(txn, user_id, stream_id, devices, cross_signing, ts),
+        )
+
+    async def replace_user_txn(
+        self,
+        txn: Transaction,
+        user_id: str,
+        stream_id: int,
+        devices: Iterable[RemoteDevice],
+        cross_signing: dict[str, dict[str, Any]],
+        ts: int,
+    ) -> None:
         """A resync: the user's whole device list and cross-signing keys, fresh."""
         rows = [
             (user_id, d.device_id, d.display_name, None if d.keys is None else _dumps(d.keys))
             for d in devices
         ]
+        await txn.execute("DELETE FROM remote_devices WHERE user_id = $1", user_id)
+        await txn.executemany(
+            "INSERT INTO remote_devices (user_id, device_id, display_name, keys_json)"
+            " VALUES ($1, $2, $3, $4)",
+            rows,
+        )
+        await txn.execute("DELETE FROM remote_cross_signing_keys WHERE user_id = $1", user_id)
+        await self._set_cross_signing_txn(txn, user_id, cross_signing)
+        await self._set_list_txn(txn, user_id, stream_id, ts)
 
-        async def txn_func(txn: Transaction) -> None:
-            await txn.execute("DELETE FROM remote_devices WHERE user_id = $1", user_id)
-            await txn.executemany(
-                "INSERT INTO remote_devices (user_id, device_id, display_name, keys_json)"
-                " VALUES ($1, $2, $3, $4)",
-                rows,
-            )
-            await txn.execute("DELETE FROM remote_cross_signing_keys WHERE user_id = $1", user_id)
-            await self._set_cross_signing_txn(txn, user_id, cross_signing)
-            await self._set_list_txn(txn, user_id, stream_id, ts)
-
-        await self.db.run_transaction("replace_remote_device_list", txn_func)
-
-    async def apply_update(
+    async def apply_update_txn(
         self,
+        txn: Transaction,
         user_id: str,
         stream_id: int,
         device: RemoteDevice,
@@ -105,25 +116,21 @@ class RemoteDeviceStore:
     ) -> None:
         """One ``m.device_list_update``: replace (or delete) one device, move to
         ``stream_id``."""
-
-        async def txn_func(txn: Transaction) -> None:
+        await txn.execute(
+            "DELETE FROM remote_devices WHERE user_id = $1 AND device_id = $2",
+            user_id,
+            device.device_id,
+        )
+        if not deleted:
             await txn.execute(
-                "DELETE FROM remote_devices WHERE user_id = $1 AND device_id = $2",
+                "INSERT INTO remote_devices (user_id, device_id, display_name, keys_json)"
+                " VALUES ($1, $2, $3, $4)",
                 user_id,
                 device.device_id,
+                device.display_name,
+                None if device.keys is None else _dumps(device.keys),
             )
-            if not deleted:
-                await txn.execute(
-                    "INSERT INTO remote_devices (user_id, device_id, display_name, keys_json)"
-                    " VALUES ($1, $2, $3, $4)",
-                    user_id,
-                    device.device_id,
-                    device.display_name,
-                    None if device.keys is None else _dumps(device.keys),
-                )
-            await self._set_list_txn(txn, user_id, stream_id, ts)
-
-        await self.db.run_transaction("apply_remote_device_update", txn_func)
+        await self._set_list_txn(txn, user_id, stream_id, ts)
 
     async def set_cross_signing_keys(self, user_id: str, keys: dict[str, dict[str, Any]]) -> None:
         """An ``m.signing_key_update``: replace the given key types."""

@@ -100,6 +100,15 @@ class TokenStore:
             )
         return hashes
 
+    async def delete_user_tokens_txn(self, txn: Transaction, user_id: str) -> list[str]:
+        """Delete every access and refresh token of a user; return the access token hashes."""
+        rows = await txn.fetchall(
+            "SELECT token_hash FROM access_tokens WHERE user_id = $1", user_id
+        )
+        await txn.execute("DELETE FROM access_tokens WHERE user_id = $1", user_id)
+        await txn.execute("DELETE FROM refresh_tokens WHERE user_id = $1", user_id)
+        return [r[0] for r in rows]
+
     async def add_refresh_token_txn(
         self, txn: Transaction, token_hash: str, user_id: str, device_id: str, created_ts: int
     ) -> None:

@@ -93,8 +93,11 @@ class CrossSigningService:
     async def upload_keys(self, user_id: str, keys: Mapping[str, dict[str, Any]]) -> None:
         """Store new cross-signing keys (all or nothing) and record a device list change."""
 
+        changes: list[int] = []
+
         async def txn_func(txn: Transaction) -> None:
             store = self._stores.e2e_keys
+            changes.clear()
             existing = await store.get_cross_signing_keys_txn(txn, user_id)
             master = keys.get("master") or existing.get("master")
             if master is None and keys:
@@ -117,13 +120,21 @@ class CrossSigningService:
             changed = {t: k for t, k in keys.items() if existing.get(t) != k}
             if not changed:
                 return
-            position = await self._device_lists.record_change_txn(txn, user_id, [])
+            # A new master or self-signing key concerns everyone sharing a room with
+            # the user (and other servers: ``m.signing_key_update``); a new
+            # user-signing key only the user themself, who alone sees its signatures.
+            only_for = None if changed.keys() & {"master", "self_signing"} else user_id
+            position = await self._device_lists.record_change_txn(
+                txn, user_id, [], only_for=only_for
+            )
+            changes.append(position)
             for key_type, key in changed.items():
                 await store.set_cross_signing_key_txn(
                     txn, user_id, key_type, public_key_of(key), key, position
                 )
 
         await self._stores.db.run_transaction("upload_cross_signing_keys", txn_func)
+        await self._device_lists.announced(changes)
 
     # -- signatures -------------------------------------------------------------------
 
@@ -150,10 +161,11 @@ class CrossSigningService:
         if accepted:
             master = own.get("master")
             master_pub = None if master is None else public_key_of(master)
-            await self._stores.db.run_transaction(
+            changes = await self._stores.db.run_transaction(
                 "upload_signatures",
                 lambda txn: self._store_signatures_txn(txn, user_id, accepted, master_pub),
             )
+            await self._device_lists.announced(changes)
         return failures
 
     async def _store_signatures_txn(
@@ -162,7 +174,7 @@ class CrossSigningService:
         user_id: str,
         accepted: list[StoredSignature],
         master_pub: str | None,
-    ) -> None:
+    ) -> list[int]:
         """Store the signatures and record what they change: a signature over one of
         the user's devices changes that device (an ``m.device_list_update``); one over
         their master key changes their cross-signing keys, recorded without a device
@@ -172,12 +184,15 @@ class CrossSigningService:
         await self._stores.e2e_keys.add_signatures_txn(txn, accepted)
         own_targets = {s.target_device_id for s in accepted if s.target_user_id == user_id}
         devices = sorted(t for t in own_targets if t != master_pub)
+        record = self._device_lists.record_change_txn
+        changes: list[int] = []
         if devices:
-            await self._device_lists.record_change_txn(txn, user_id, devices)
+            changes.append(await record(txn, user_id, devices))
         if master_pub is not None and master_pub in own_targets:
-            await self._device_lists.record_change_txn(txn, user_id, [])
+            changes.append(await record(txn, user_id, []))
         for target in sorted({s.target_user_id for s in accepted} - {user_id}):
-            await self._device_lists.record_change_txn(txn, target, [], only_for=user_id)
+            changes.append(await record(txn, target, [], only_for=user_id))
+        return changes
 
     async def _own_key_signatures(
         self,

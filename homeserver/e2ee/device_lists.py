@@ -62,6 +62,7 @@ class DeviceListService:
         self.stream = stream
         self.change_listeners: list[DeviceListListener] = []
         self._listener_tasks: set[asyncio.Task[None]] = set()
+        self._announcing: dict[int, asyncio.Task[None]] = {}
         # in-memory "last change" positions so a long-poll can tell without a query
         self._room_last_change: dict[str, int] = {}
         self._user_last_change: dict[str, int] = {}
@@ -119,6 +120,8 @@ class DeviceListService:
                 )
                 self._listener_tasks.add(task)
                 task.add_done_callback(self._listener_tasks.discard)
+                self._announcing[position.value] = task
+                task.add_done_callback(lambda _: self._announcing.pop(position.value, None))
 
         txn.call_after_commit(on_commit)
         return position.value
@@ -130,6 +133,13 @@ class DeviceListService:
             lambda txn: self.record_change_txn(txn, user_id, device_ids),
         )
 
+    async def on_device_added_txn(self, txn: Transaction, user_id: str, device_id: str) -> None:
+        """``SessionService.device_added_hooks`` entry: a new device (a login) is a
+        change of the user's device list, for their own other devices and for the
+        users and servers sharing a room with them (client-server "Tracking the
+        device list for a user"; s2s "Device Management": "for new ... devices")."""
+        await self.record_change_txn(txn, user_id, [device_id])
+
     async def on_devices_removed_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]
     ) -> None:
@@ -138,6 +148,14 @@ class DeviceListService:
             return
         await self._stores.e2e_keys.delete_device_keys_txn(txn, user_id, device_ids)
         await self.record_change_txn(txn, user_id, device_ids)
+
+    async def announced(self, positions: Collection[int]) -> None:
+        """Wait until the listeners were told of the changes at ``positions`` (their
+        EDUs queued for other servers): a client's request that changed its keys
+        returns once the change is on its way, as Synapse answers once it is queued."""
+        tasks = [t for t in map(self._announcing.get, positions) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def wait_listeners(self) -> None:
         """Wait until the listeners were told of every change committed so far."""
@@ -166,8 +184,10 @@ class DeviceListService:
 
         ``changed``: users sharing a room with ``user_id`` now whose device list changed
         in (since, now], plus users who started sharing a room in that window (a join
-        of theirs into one of our rooms, or ours into one of theirs). ``left``: users
-        who shared a room with us in that window and share none now.
+        of theirs into one of our rooms, or ours into one of theirs) and users invited
+        to or knocking on one of our rooms then (as Synapse: a client sending to the
+        room's members encrypts for the invited too). ``left``: users who shared a
+        room with us in that window and share none now.
         """
         state = self._stores.state
         memberships = await state.rooms_for_user(user_id)
@@ -187,6 +207,7 @@ class DeviceListService:
         )
         changed &= shared_now
         newly_shared: set[str] = set()
+        newly_invited: set[str] = set()
         left: set[str] = set()
         if now.events > since.events:
             rows = await self._stores.e2e_keys.membership_changes_between(
@@ -202,10 +223,15 @@ class DeviceListService:
                         left |= others_joined
                 elif membership == "join" and room_id in joined:
                     newly_shared.add(member)
+                elif membership in ("invite", "knock") and room_id in joined:
+                    newly_invited.add(member)
+                    left.discard(member)
                 elif membership in ("leave", "ban"):
                     left.add(member)
+                    newly_invited.discard(member)
         newly_shared.discard(user_id)
         changed |= newly_shared & shared_now
+        changed |= newly_invited - {user_id}
         changed |= signed_by_me
         left -= shared_now
         return DeviceListChanges(sorted(changed), sorted(left))

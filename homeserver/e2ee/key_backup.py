@@ -52,7 +52,7 @@ class KeyBackupService:
 
     # -- versions ---------------------------------------------------------------------
 
-    async def create_version(self, user_id: str, algorithm: str, auth_data: dict[str, Any]) -> str:
+    async def create_version(self, user_id: str, algorithm: str, auth_data: Any) -> str:
         version = await self._stores.db.run_transaction(
             "create_backup_version",
             lambda txn: self._stores.key_backup.create_version_txn(
@@ -84,7 +84,7 @@ class KeyBackupService:
         user_id: str,
         version: str,
         algorithm: str,
-        auth_data: dict[str, Any],
+        auth_data: Any,
         body_version: str | None,
     ) -> None:
         if body_version is not None and body_version != version:

@@ -29,7 +29,11 @@ from typing import Any, TypeVar
 from homeserver.clock import Clock
 from homeserver.e2ee.cross_signing import visible_signatures
 from homeserver.e2ee.device_lists import DeviceListService
-from homeserver.e2ee.validation import check_device_keys, check_one_time_key
+from homeserver.e2ee.validation import (
+    check_device_keys,
+    check_one_time_key,
+    without_signatures,
+)
 from homeserver.errors import InvalidParam
 from homeserver.events import server_name_of
 from storage.database import IntegrityError, Transaction
@@ -110,36 +114,44 @@ class E2eKeyService:
         one_time_keys: dict[str, Any],
         fallback_keys: dict[str, Any],
     ) -> dict[str, int]:
-        """``POST /keys/upload``: store what is valid, all or nothing; return OTK counts."""
+        """``POST /keys/upload``: store what is given, all or nothing; return OTK counts.
+
+        New device keys replace the device's old ones (as Synapse does: a client that
+        lost its keys uploads new ones), and the signatures uploaded over the old ones
+        go; a change is a device list change, an upload of the same keys is not."""
         if device_keys is not None:
             check_device_keys(device_keys, user_id, device_id)
-        fallback_algorithms = [name.partition(":")[0] for name in fallback_keys]
+        checked_otks = {
+            check_one_time_key(name, key, "one_time_keys"): key
+            for name, key in one_time_keys.items()
+        }
+        checked_fallback = {
+            check_one_time_key(name, key, "fallback_keys"): key
+            for name, key in fallback_keys.items()
+        }
+        fallback_algorithms = [algorithm for algorithm, _ in checked_fallback]
         if len(set(fallback_algorithms)) != len(fallback_algorithms):
             raise InvalidParam("fallback_keys: at most one key per algorithm")
 
+        changes: list[int] = []
+
         async def txn_func(txn: Transaction) -> dict[str, int]:
             keys_store = self._stores.e2e_keys
-            existing = await keys_store.get_device_keys_txn(txn, user_id, device_id)
-            stored = existing
+            changes.clear()
             if device_keys is not None:
-                stored = device_keys
-                if existing is None or existing != device_keys:
-                    if existing is not None and existing.get("keys") != device_keys.get("keys"):
-                        raise InvalidParam(
-                            f"Device keys for {device_id} already exist and differ; "
-                            "log in as a new device to change identity keys"
-                        )
+                existing = await keys_store.get_device_keys_txn(txn, user_id, device_id)
+                if existing != device_keys:
                     now = self._clock.time_ms()
                     await keys_store.set_device_keys_txn(txn, user_id, device_id, device_keys, now)
-                    await self._device_lists.record_change_txn(txn, user_id, [device_id])
-            ed25519 = None
-            if stored is not None:
-                ed25519 = stored.get("keys", {}).get(f"ed25519:{device_id}")
-            await self._store_one_time_keys_txn(txn, user_id, device_id, one_time_keys, ed25519)
-            for name, key in fallback_keys.items():
-                algorithm, key_id = check_one_time_key(
-                    name, key, user_id, device_id, ed25519, "fallback_keys"
-                )
+                    if existing is not None and existing.get("keys") != device_keys["keys"]:
+                        # signatures over the old keys (by the self-signing key) sign
+                        # keys the device no longer has
+                        await keys_store.delete_signatures_of_target_txn(txn, user_id, device_id)
+                    changes.append(
+                        await self._device_lists.record_change_txn(txn, user_id, [device_id])
+                    )
+            await self._store_one_time_keys_txn(txn, user_id, device_id, checked_otks)
+            for (algorithm, key_id), key in checked_fallback.items():
                 await keys_store.set_fallback_key_txn(
                     txn, user_id, device_id, algorithm, key_id, key
                 )
@@ -148,25 +160,22 @@ class E2eKeyService:
             return {"signed_curve25519": 0, **counts}
 
         try:
-            return await self._stores.db.run_transaction("upload_keys", txn_func)
+            counts = await self._stores.db.run_transaction("upload_keys", txn_func)
         except IntegrityError:
             # A concurrent upload inserted the same key IDs first: compare with those.
-            return await self._stores.db.run_transaction("upload_keys", txn_func)
+            counts = await self._stores.db.run_transaction("upload_keys", txn_func)
+        await self._device_lists.announced(changes)
+        return counts
 
     async def _store_one_time_keys_txn(
         self,
         txn: Transaction,
         user_id: str,
         device_id: str,
-        one_time_keys: dict[str, Any],
-        ed25519: str | None,
+        checked: dict[tuple[str, str], Any],
     ) -> None:
-        checked: dict[tuple[str, str], Any] = {}
-        for name, key in one_time_keys.items():
-            algorithm, key_id = check_one_time_key(
-                name, key, user_id, device_id, ed25519, "one_time_keys"
-            )
-            checked[(algorithm, key_id)] = key
+        """Add new one-time keys; one already held must be uploaded unchanged (its
+        signatures aside: a client may sign the same key again)."""
         held = await self._stores.e2e_keys.get_one_time_keys_txn(
             txn, user_id, device_id, list(checked)
         )
@@ -175,7 +184,7 @@ class E2eKeyService:
             old = held.get((algorithm, key_id))
             if old is None:
                 new.append((algorithm, key_id, key))
-            elif json.loads(old) != key:
+            elif not _same_one_time_key(json.loads(old), key):
                 raise InvalidParam(f"One-time key {algorithm}:{key_id} already exists and differs")
         if new:
             await self._stores.e2e_keys.add_one_time_keys_txn(
@@ -263,8 +272,7 @@ class E2eKeyService:
             for stored in await store.get_user_device_keys(user_id, wanted):
                 keys = dict(stored.keys)
                 _merge_signatures(keys, signatures.get(stored.device_id, {}))
-                if stored.display_name is not None:
-                    keys["unsigned"] = {"device_display_name": stored.display_name}
+                keys["unsigned"] = unsigned_device_info(stored.display_name)
                 devices[stored.device_id] = keys
             out["device_keys"][user_id] = devices
             cross = await store.get_cross_signing_keys(user_id)
@@ -400,6 +408,18 @@ class E2eKeyService:
             if len(self._sync_keys) > SYNC_KEYS_CACHE:
                 self._sync_keys.pop(next(iter(self._sync_keys)))
         return result
+
+
+def unsigned_device_info(display_name: str | None) -> dict[str, Any]:
+    """The ``unsigned`` of a device in a ``/keys/query`` answer, always present (as
+    Synapse gives it): the display name when the device has one."""
+    return {} if display_name is None else {"device_display_name": display_name}
+
+
+def _same_one_time_key(old: Any, new: Any) -> bool:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return bool(old == new)
+    return without_signatures(old) == without_signatures(new)
 
 
 def _merge_signatures(obj: dict[str, Any], extra: Mapping[str, Mapping[str, str]]) -> None:

@@ -9,10 +9,13 @@ tracked user :meth:`RemoteDeviceLists.cached` serves ``/keys/query`` from the ca
 filling it first by a resync (``/user/devices``, through the ``fetcher`` federation
 sets) when we hold no copy or a stale one. An update EDU is applied when its
 ``prev_id`` says it follows our copy (every ``prev_id`` at or below our
-``stream_id``: our copy already holds what it builds on), else the list is synced
-again; either way local users sharing a room with that user see them in
-``device_lists.changed``. A copy goes stale when a resync fails or we stop tracking
-the user (a membership change of theirs or of ours, :meth:`on_event_persisted`).
+``stream_id``: our copy already holds what it builds on), else the copy goes stale
+and the list is synced again in a task of its own (the inbound transaction does not
+wait on the user's server). Local users sharing a room with that user see in
+``device_lists.changed`` each applied update and whatever a resync changed (or the
+update, when the resync fails). A copy goes stale when we miss updates, a resync
+fails or we stop tracking the user (a membership change of theirs or of ours,
+:meth:`on_event_persisted`).
 """
 
 from __future__ import annotations
@@ -26,14 +29,11 @@ from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.e2ee.device_lists import DeviceListService
-from homeserver.e2ee.validation import (
-    check_cross_signing_key,
-    check_device_keys,
-    is_signed_by,
-    public_key_of,
-)
+from homeserver.e2ee.keys import unsigned_device_info
+from homeserver.e2ee.validation import check_cross_signing_key, is_signed_by, public_key_of
 from homeserver.errors import MatrixError
 from homeserver.events import server_name_of
+from storage.database import Transaction
 from storage.events import StoredEvent
 from storage.remote_devices import RemoteDevice
 from storage.stores import Stores
@@ -70,11 +70,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def checked_device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any] | None:
-    """Device keys signed by the device itself for that user and device, else None."""
-    try:
-        check_device_keys(keys, user_id, device_id)
-    except MatrixError:
+def remote_device_keys(keys: Any) -> dict[str, Any] | None:
+    """The device keys a remote server gave for one of its devices, as it gave them
+    (its own ``unsigned`` aside), or None when it gave no object.
+
+    As for local uploads, the server does not judge the keys: the clients verify the
+    device's signature before trusting them, and Synapse keeps what the origin sends.
+    """
+    if not isinstance(keys, dict):
         return None
     return {k: v for k, v in keys.items() if k != "unsigned"}
 
@@ -115,6 +118,12 @@ class RemoteDeviceLists:
         # one lock per user while in use: EDUs and resyncs of a user never interleave
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.fetcher: DeviceListFetcher | None = None
+        # resyncs asked for by update EDUs, run in tasks of their own; a user is in
+        # ``_resync_waiting`` until their task starts fetching
+        self._resync_tasks: set[asyncio.Task[None]] = set()
+        self._resync_waiting: set[str] = set()
+        # users whose list is being fetched (by a resync task or a query)
+        self._fetching: set[str] = set()
 
     def _is_mine(self, user_id: str) -> bool:
         return _server_of(user_id) == self._server_name
@@ -177,8 +186,7 @@ class RemoteDeviceLists:
             if device.keys is None or (wanted and device.device_id not in wanted):
                 continue
             keys = dict(device.keys)
-            if device.display_name is not None:
-                keys["unsigned"] = {"device_display_name": device.display_name}
+            keys["unsigned"] = unsigned_device_info(device.display_name)
             devices[device.device_id] = keys
         cross = await self._store.get_cross_signing_keys(user_id)
         return CachedKeys(devices, cross.get("master"), cross.get("self_signing"))
@@ -191,22 +199,75 @@ class RemoteDeviceLists:
             return await self._resync_locked(user_id, timeout_s)
 
     async def _resync_locked(self, user_id: str, timeout_s: float) -> bool:
+        """Replace our copy with the list the user's server gives; True on success.
+
+        What differs from our copy is a change of the user's devices, which local
+        users sharing a room with them see in ``device_lists.changed`` (as after an
+        update EDU): a first copy, or one that missed updates, tells them to query
+        the user's keys again."""
         if self.fetcher is None:
             return False
+        self._fetching.add(user_id)
         try:
             body = await self.fetcher(user_id, timeout_s)
         except Exception as exc:
             logger.info("device list resync of %s failed: %s", user_id, exc)
             await self._store.mark_stale([user_id])
             return False
+        finally:
+            self._fetching.discard(user_id)
         parsed = self._parse_user_devices(user_id, body)
         if parsed is None:
             logger.info("device list resync of %s: unusable answer", user_id)
             await self._store.mark_stale([user_id])
             return False
         stream_id, devices, cross = parsed
-        await self._store.replace_user(user_id, stream_id, devices, cross, self._clock.time_ms())
+        old_devices = {d.device_id: d for d in await self._store.get_devices(user_id)}
+        old_cross = await self._store.get_cross_signing_keys(user_id)
+        new_devices = {d.device_id: d for d in devices}
+        changed = sorted(
+            d
+            for d in old_devices.keys() | new_devices.keys()
+            if old_devices.get(d) != new_devices.get(d)
+        )
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> None:
+            await self._store.replace_user_txn(txn, user_id, stream_id, devices, cross, now)
+            if changed or old_cross != cross:
+                await self._device_lists.record_change_txn(txn, user_id, changed)
+
+        await self._stores.db.run_transaction("replace_remote_device_list", txn_func)
         return True
+
+    def _resync_soon(self, user_id: str, device_ids: list[str]) -> None:
+        """Resync the user's list in a task of its own, so that the transaction that
+        brought the update is answered without waiting on a request to the user's
+        server (which may be slow or down); one waiting task per user is enough."""
+        if user_id in self._resync_waiting:
+            return
+        self._resync_waiting.add(user_id)
+        task = asyncio.get_running_loop().create_task(self._resync_task(user_id, device_ids))
+        self._resync_tasks.add(task)
+        task.add_done_callback(self._resync_tasks.discard)
+
+    async def _resync_task(self, user_id: str, device_ids: list[str]) -> None:
+        try:
+            async with self._lock(user_id):
+                self._resync_waiting.discard(user_id)
+                synced = await self._resync_locked(user_id, RESYNC_TIMEOUT_S)
+            if not synced:
+                # our copy stays stale (the next query tries again): local users are
+                # told of the update all the same
+                await self._device_lists.record_change(user_id, device_ids)
+        except Exception:
+            self._resync_waiting.discard(user_id)
+            logger.exception("device list resync of %s failed", user_id)
+
+    async def wait_resyncs(self) -> None:
+        """Wait until the resyncs asked for so far are done."""
+        while self._resync_tasks:
+            await asyncio.gather(*self._resync_tasks, return_exceptions=True)
 
     @staticmethod
     def _parse_user_devices(
@@ -225,7 +286,7 @@ class RemoteDeviceLists:
                 continue
             device_id = entry["device_id"]
             name = entry.get("device_display_name")
-            keys = checked_device_keys(entry.get("keys"), user_id, device_id)
+            keys = remote_device_keys(entry.get("keys"))
             out[device_id] = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
         return stream_id, list(out.values()), checked_cross_signing_keys(body, user_id)
 
@@ -252,9 +313,14 @@ class RemoteDeviceLists:
         assert isinstance(user_id, str)
         if not await self.is_tracked(user_id):
             return
+        if user_id in self._fetching or user_id in self._resync_waiting:
+            # a snapshot is on its way, which may or may not hold this update: wait
+            # neither for it nor on it (the origin may be slow), take another after
+            self._resync_soon(user_id, [device_id])
+            return
         keys = None
         if not deleted and content.get("keys") is not None:
-            keys = checked_device_keys(content["keys"], user_id, device_id)
+            keys = remote_device_keys(content["keys"])
         usable = deleted or content.get("keys") is None or keys is not None
         async with self._lock(user_id):
             current = await self._store.get_list(user_id)
@@ -268,14 +334,20 @@ class RemoteDeviceLists:
                     stream_id == current.stream_id or max(prev_ids, default=0) <= current.stream_id
                 )
             )
-            if follows:
-                device = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
-                await self._store.apply_update(
-                    user_id, stream_id, device, deleted, self._clock.time_ms()
-                )
-            else:
-                await self._resync_locked(user_id, RESYNC_TIMEOUT_S)
-        await self._device_lists.record_change(user_id, [device_id])
+            if not follows:
+                # we missed updates (or hold no copy): our copy is stale until a
+                # resync replaces it; the resync tells local users what changed
+                await self._store.mark_stale([user_id])
+                self._resync_soon(user_id, [device_id])
+                return
+            device = RemoteDevice(device_id, name if isinstance(name, str) else None, keys)
+            now = self._clock.time_ms()
+
+            async def txn_func(txn: Transaction) -> None:
+                await self._store.apply_update_txn(txn, user_id, stream_id, device, deleted, now)
+                await self._device_lists.record_change_txn(txn, user_id, [device_id])
+
+            await self._stores.db.run_transaction("apply_remote_device_update", txn_func)
 
     async def on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
         """``m.signing_key_update`` from ``origin`` (s2s "End-to-End Encryption")."""

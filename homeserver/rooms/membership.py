@@ -15,6 +15,7 @@ from homeserver.errors import BadJson, Forbidden, MatrixError, NotFound
 from homeserver.events import PowerLevels, server_name_of
 from homeserver.profiles import MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH
 from homeserver.rooms.creator import Countersign, EventCreator, TxnKey
+from homeserver.rooms.guest_access import GUEST_ACCESS, guest_access_in_stripped, guests_may_join
 from storage.events import StoredEvent
 from storage.stores import Stores
 
@@ -29,6 +30,8 @@ STRIPPED_STATE_KEYS = [
     ("m.room.name", ""),
     ("m.room.encryption", ""),
     ("m.room.topic", ""),
+    # so an invited guest's server can tell whether the room admits guests
+    (GUEST_ACCESS, ""),
 ]
 
 # Called to join or knock on a room this server is not in (federation installs them).
@@ -118,6 +121,7 @@ class MembershipService:
         if not await self._stores.rooms.room_exists(room_id) or not await self._in_room(room_id):
             if self.remote_join is None:
                 raise NotFound("Unknown room")
+            await self._check_remote_guest_join(user_id, room_id)
             joined = await self.remote_join(user_id, room_id, servers or [], content)
             for hook in self.remote_join_hooks:
                 try:
@@ -125,6 +129,7 @@ class MembershipService:
                 except Exception:
                     logger.exception("after-remote-join hook failed for %s", joined)
             return joined
+        await self._check_guest_join(user_id, room_id)
         content = {"membership": "join", **content}
         authoriser = await self._restricted_join_authoriser(user_id, room_id)
         if authoriser is not None:
@@ -132,6 +137,34 @@ class MembershipService:
         return await self._creator.send(
             room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
         )
+
+    async def _is_guest(self, user_id: str) -> bool:
+        if not self.is_mine(user_id):
+            return False  # guests are a local concept (see homeserver/rooms/guest_access.py)
+        record = await self._stores.accounts.get_user(user_id)
+        return record is not None and record.is_guest
+
+    async def _check_guest_join(self, user_id: str, room_id: str) -> None:
+        """403 M_GUEST_ACCESS_FORBIDDEN for a guest joining a room (here) whose current
+        state does not admit guests."""
+        if not await self._is_guest(user_id):
+            return
+        state = await self._stores.state.get_current_state(room_id)
+        access_id = state.get((GUEST_ACCESS, ""))
+        access = await self._stores.events.get_event(access_id) if access_id else None
+        if not guests_may_join(access.event.content if access is not None else None):
+            raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+
+    async def _check_remote_guest_join(self, user_id: str, room_id: str) -> None:
+        """A guest joins a room this server is not in only when invited, and only if the
+        invite's stripped state shows the room admitting guests (403
+        M_GUEST_ACCESS_FORBIDDEN otherwise: its state cannot be known before joining)."""
+        if not await self._is_guest(user_id):
+            return
+        invite_id = await self._stores.rooms.latest_membership_event_id(user_id, room_id)
+        stripped = await self._stores.rooms.get_stripped_state(invite_id) if invite_id else []
+        if not guests_may_join(guest_access_in_stripped(stripped)):
+            raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
 
     async def refresh_profile(self, user_id: str, _profile: Mapping[str, Any]) -> None:
         """After a change of ``user_id``'s displayname or avatar_url: a new join event
@@ -380,6 +413,7 @@ class MembershipService:
             raise NotFound("Unknown room")
         content = dict(content)
         if content.get("membership") == "join" and target == sender:
+            await self._check_guest_join(sender, room_id)
             content.pop("join_authorised_via_users_server", None)
             authoriser = await self._restricted_join_authoriser(sender, room_id)
             if authoriser is not None:

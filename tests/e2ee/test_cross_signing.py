@@ -173,3 +173,84 @@ async def test_signatures_upload_bad_body(hs: HomeserverHarness) -> None:
     assert body["errcode"] == "M_BAD_JSON"
     body = await alice.user.request("POST", "/keys/signatures/upload", {"x": {}}, expect=400)
     assert body["errcode"] == "M_INVALID_PARAM"
+
+
+async def test_who_is_told_of_new_cross_signing_keys(hs: HomeserverHarness) -> None:
+    """A new master or self-signing key is a change for everyone sharing a room with
+    the user; a new user-signing key only for the user (nobody else sees what it
+    signs), as Synapse notifies."""
+    alice, cs = await setup(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await bob.create_room(preset="public_chat")
+    await alice.user.join(room)
+
+    start = current_token(hs)
+    body = {"user_signing_key": cs.key("user_signing", CrossSigning(alice.user_id).usk_pub)}
+    body["user_signing_key"] = signed(body["user_signing_key"], alice.user_id, cs.master)
+    challenge = await alice.user.request("POST", "/keys/device_signing/upload", body, expect=401)
+    body["auth"] = password_auth(challenge["session"], alice.user_id)
+    await alice.user.request("POST", "/keys/device_signing/upload", body)
+    end = current_token(hs)
+    assert (await changes(bob, start, end))["changed"] == []
+    assert (await changes(alice.user, start, end))["changed"] == [alice.user_id]
+
+    new = CrossSigning(alice.user_id)
+    ssk = {
+        "self_signing_key": signed(new.key("self_signing", new.ssk_pub), alice.user_id, cs.master)
+    }
+    challenge = await alice.user.request("POST", "/keys/device_signing/upload", ssk, expect=401)
+    ssk["auth"] = password_auth(challenge["session"], alice.user_id)
+    await alice.user.request("POST", "/keys/device_signing/upload", ssk)
+    assert (await changes(bob, end, current_token(hs)))["changed"] == [alice.user_id]
+
+
+async def test_cross_signing_under_unstable(hs: HomeserverHarness) -> None:
+    """``/unstable/keys/device_signing/upload`` and ``/unstable/keys/signatures/upload``
+    (as first served, MSC1756; Synapse still serves them) are the same endpoints."""
+    alice = await make_device(hs, "alice")
+    await alice.upload(device_keys=alice.device_keys())
+    cs = CrossSigning(alice.user_id)
+    unstable = "/_matrix/client/unstable/keys"
+    resp = await hs.client.post(
+        f"{unstable}/device_signing/upload", json=cs.upload_body(), headers=alice.user.auth
+    )
+    assert resp.status == 200, await resp.json()
+    device_keys = alice.device_keys()
+    del device_keys["signatures"]
+    resp = await hs.client.post(
+        f"{unstable}/signatures/upload",
+        json={alice.user_id: {alice.device_id: signed(device_keys, alice.user_id, cs.ssk)}},
+        headers=alice.user.auth,
+    )
+    assert (await resp.json()) == {"failures": {}}
+    seen = await query(alice.user, alice.user_id)
+    assert seen["master_keys"][alice.user_id]["keys"] == {f"ed25519:{cs.master_pub}": cs.master_pub}
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert f"ed25519:{cs.ssk_pub}" in sigs
+    # and unauthenticated it is refused like the stable one
+    resp = await hs.client.post(f"{unstable}/device_signing/upload", json=cs.upload_body())
+    assert resp.status == 401
+
+
+async def test_new_device_keys_drop_the_signatures_over_the_old_ones(
+    hs: HomeserverHarness,
+) -> None:
+    alice, cs = await setup(hs, "alice")
+    device_keys = alice.device_keys()
+    del device_keys["signatures"]
+    by_ssk = signed(device_keys, alice.user_id, cs.ssk)
+    result = await alice.user.request(
+        "POST", "/keys/signatures/upload", {alice.user_id: {alice.device_id: by_ssk}}
+    )
+    assert result["failures"] == {}
+    # the same keys uploaded again: the signature stays
+    await alice.upload(device_keys=alice.device_keys())
+    seen = await query(alice.user, alice.user_id)
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert f"ed25519:{cs.ssk_pub}" in sigs
+    # new identity keys: the self-signing key signed the old ones, not these
+    alice.curve25519 = "N" * 43
+    await alice.upload(device_keys=alice.device_keys())
+    seen = await query(alice.user, alice.user_id)
+    sigs = seen["device_keys"][alice.user_id][alice.device_id]["signatures"][alice.user_id]
+    assert list(sigs) == [f"ed25519:{alice.device_id}"]

@@ -99,3 +99,89 @@ async def test_sync_carries_device_lists_and_key_counts(hs: HomeserverHarness) -
     await alice.upload(device_keys=alice.device_keys())
     incremental = await asyncio.wait_for(waiting, 5)
     assert incremental["device_lists"] == {"changed": [alice.user_id], "left": []}
+
+
+async def test_a_new_device_is_a_change(hs: HomeserverHarness) -> None:
+    """A login makes a device: the user's other devices and the users sharing a room
+    with them see the user in ``changed`` (before any key is uploaded)."""
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    carol = await make_user(hs, "carol")  # shares no room with alice
+    room = await bob.create_room(preset="public_chat")
+    await alice.join(room)
+    start = current_token(hs)
+    second = await login_again(hs, alice)
+    end = current_token(hs)
+    assert await changes(bob, start, end) == {"changed": [alice.user_id], "left": []}
+    assert await changes(alice, start, end) == {"changed": [alice.user_id], "left": []}
+    assert await changes(carol, start, end) == {"changed": [], "left": []}
+    # and through /sync, which wakes for it
+    since = (await alice.sync(timeout=0))["next_batch"]
+    waiting = asyncio.create_task(alice.sync(since=since, timeout=10_000))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    third = await login_again(hs, alice)
+    synced = await asyncio.wait_for(waiting, 5)
+    assert synced["device_lists"]["changed"] == [alice.user_id]
+    assert second.device_id != third.device_id
+    # a login that reuses a device ID is no new device
+    again = current_token(hs)
+    resp = await hs.client.post(
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": "correct horse",
+            "device_id": third.device_id,
+        },
+    )
+    assert resp.status == 200
+    assert await changes(bob, again, current_token(hs)) == {"changed": [], "left": []}
+
+
+async def test_invited_and_knocking_users_are_changed(hs: HomeserverHarness) -> None:
+    """As Synapse does: a client encrypting for a room's members includes the
+    invited, so an invite (or a knock) into a room of ours puts the user in
+    ``changed``; the invited leaving again (a rejection) puts them in ``left``."""
+    bob = await make_user(hs, "bob")
+    dave = await make_user(hs, "dave")
+    erin = await make_user(hs, "erin")
+    room = await bob.create_room()
+    knockable = await bob.create_room(room_version="10")
+    await bob.request("PUT", f"/rooms/{knockable}/state/m.room.join_rules", {"join_rule": "knock"})
+    start = current_token(hs)
+    await bob.request("POST", f"/rooms/{room}/invite", {"user_id": dave.user_id})
+    await erin.request("POST", f"/knock/{knockable}", {})
+    invited = current_token(hs)
+    assert await changes(bob, start, invited) == {
+        "changed": sorted([dave.user_id, erin.user_id]),
+        "left": [],
+    }
+    await dave.leave(room)  # rejects the invite
+    assert await changes(bob, invited, current_token(hs)) == {
+        "changed": [],
+        "left": [dave.user_id],
+    }
+    # invited then gone within one window: left, not changed
+    assert (await changes(bob, start, current_token(hs)))["left"] == [dave.user_id]
+    assert dave.user_id not in (await changes(bob, start, current_token(hs)))["changed"]
+
+
+async def test_a_key_upload_returns_once_listeners_were_told(hs: HomeserverHarness) -> None:
+    """Other servers' EDUs are queued (by a ``change_listeners`` entry) before the
+    client's request that changed the keys or the device returns."""
+    alice = await make_device(hs, "alice")
+    told: list[tuple[str, list[str]]] = []
+
+    async def slow_listener(user_id: str, device_ids: list[str], position: int) -> None:
+        await asyncio.sleep(0.05)
+        told.append((user_id, device_ids))
+
+    hs.server.client.e2ee.device_lists.change_listeners.append(slow_listener)
+    await alice.upload(device_keys=alice.device_keys())
+    assert told == [(alice.user_id, [alice.device_id])]
+    await alice.user.request("PUT", f"/devices/{alice.device_id}", {"display_name": "phone"})
+    assert told[-1] == (alice.user_id, [alice.device_id])
+    # nothing changed, nothing to tell
+    await alice.upload(device_keys=alice.device_keys())
+    assert len(told) == 2

@@ -4,6 +4,7 @@ the cache of remote users' devices, resyncs on gaps, and what local users see in
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from homeserver.e2ee.remote import RemoteDeviceLists
@@ -115,16 +116,19 @@ async def test_a_gap_in_the_sequence_makes_a_resync(federation_servers: ServerFa
         },
     }
     assert await send_txn(a, b, [], [edu]) == {"pdus": {}}
+    await remote_lists(b).wait_resyncs()  # the transaction did not wait for it
     assert resyncs == [alice.user_id]
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
     cached = await b.server.stores.remote_devices.get_list(alice.user_id)
     position = await a.server.stores.e2e_keys.user_device_list_position(alice.user_id)
     assert cached is not None and not cached.stale and cached.stream_id == position
-    assert alice.user_id in await changed_since(bob, since)
+    # the list a sent is the one b held: nothing for b's clients to fetch again
+    assert alice.user_id not in await changed_since(bob, since)
 
     # an update older than b's copy is ignored
     old = {**edu, "content": {**edu["content"], "stream_id": 1, "prev_id": []}}
     assert await send_txn(a, b, [], [old]) == {"pdus": {}}
+    await remote_lists(b).wait_resyncs()
     assert resyncs == [alice.user_id]
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
 
@@ -147,6 +151,7 @@ async def test_edus_about_other_servers_users_or_untracked_users_are_ignored(
     edus.append({"edu_type": "m.device_list_update", "content": {"user_id": alice.user_id}})
     edus.append({"edu_type": "m.signing_key_update", "content": {"user_id": carol}})
     assert await send_txn(a, b, [], edus) == {"pdus": {}}
+    await remote_lists(b).wait_resyncs()
     assert resyncs == []
     for user in (carol, zed, alice.user_id):
         assert await b.server.stores.remote_devices.get_list(user) is None
@@ -260,10 +265,136 @@ async def test_a_failed_resync_falls_back_to_asking_and_retries_later(
             "prev_id": [9_999],
         },
     }
+    since = (await bob.sync(timeout=0))["next_batch"]
     assert await send_txn(a, b, [], [edu]) == {"pdus": {}}
+    await remote.wait_resyncs()
     cached = await b.server.stores.remote_devices.get_list(alice.user_id)
     assert cached is not None and cached.stale
+    # bob is told of the update all the same
+    assert alice.user_id in await changed_since(bob, since)
     remote.fetcher = working
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
     cached = await b.server.stores.remote_devices.get_list(alice.user_id)
     assert cached is not None and not cached.stale
+
+
+async def test_remote_device_keys_are_kept_as_the_origin_sends_them(
+    federation_servers: ServerFactory,
+) -> None:
+    """Keys of remote devices are the clients' to verify: b keeps whatever object a
+    sends (in an update or a resync) and serves it with the device's name."""
+    a, b = await federation_servers(2)
+    _room_id, alice, bob = await share_room(a, b)
+    assert await device_ids_seen_by(bob, alice.user_id) == set()  # b holds a copy now
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is not None
+    odd_keys = {"device_keys": {}, "unsigned": {"device_display_name": "ignored"}}
+    edu = {
+        "edu_type": "m.device_list_update",
+        "content": {
+            "user_id": alice.user_id,
+            "device_id": "ODD",
+            "device_display_name": "odd device",
+            "stream_id": cached.stream_id + 1,
+            "prev_id": [cached.stream_id],
+            "keys": odd_keys,
+        },
+    }
+    since = (await bob.sync(timeout=0))["next_batch"]
+    assert await send_txn(a, b, [], [edu]) == {"pdus": {}}
+    answer = await bob.request("POST", "/keys/query", {"device_keys": {alice.user_id: ["ODD"]}})
+    assert answer["device_keys"][alice.user_id] == {
+        "ODD": {"device_keys": {}, "unsigned": {"device_display_name": "odd device"}}
+    }
+    assert alice.user_id in await changed_since(bob, since)
+
+    # the same from a resync: unsigned keys naming no user are kept too; a "keys"
+    # that is no object is a device without keys (not listed)
+    remote = remote_lists(b)
+
+    async def snapshot(user_id: str, timeout_s: float) -> Any:
+        return {
+            "user_id": user_id,
+            "stream_id": 50,
+            "devices": [
+                {"device_id": "D1", "keys": {"algorithms": ["x"], "keys": {"c": "c2hhcnA"}}},
+                {"device_id": "D2", "keys": "nope", "device_display_name": "D2"},
+                {"device_id": 5},
+            ],
+        }
+
+    remote.fetcher = snapshot
+    assert await remote.resync(alice.user_id)
+    answer = await bob.request("POST", "/keys/query", {"device_keys": {alice.user_id: []}})
+    assert answer["device_keys"][alice.user_id] == {
+        "D1": {"algorithms": ["x"], "keys": {"c": "c2hhcnA"}, "unsigned": {}}
+    }
+
+
+async def test_a_resync_does_not_hold_up_the_transaction(
+    federation_servers: ServerFactory,
+) -> None:
+    """An update that needs a resync is answered at once; the resync (here: a slow
+    origin) runs on its own, and then local users are told what changed."""
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    remote = remote_lists(b)
+    working = remote.fetcher
+    assert working is not None
+    release = asyncio.Event()
+    asked: list[str] = []
+
+    async def slow(user_id: str, timeout_s: float) -> Any:
+        asked.append(user_id)
+        await release.wait()
+        return await working(user_id, timeout_s)
+
+    remote.fetcher = slow
+    await alice.upload(device_keys=alice.device_keys())
+    since = (await bob.sync(timeout=0))["next_batch"]
+
+    async def resync_asked() -> bool:  # the EDU reached b, which holds no copy
+        return asked == [alice.user_id]
+
+    await eventually(resync_asked)
+    cached = await b.server.stores.remote_devices.get_list(alice.user_id)
+    assert cached is None  # not yet
+    assert alice.user_id not in await changed_since(bob, since)
+    # two more updates while the first resync waits: one more resync, not two
+    for device in ("X1", "X2"):
+        edu = {
+            "edu_type": "m.device_list_update",
+            "content": {"user_id": alice.user_id, "device_id": device, "stream_id": 9000},
+        }
+        assert await send_txn(a, b, [], [edu]) == {"pdus": {}}
+    release.set()
+    await remote.wait_resyncs()
+    assert asked == [alice.user_id] * 2
+    assert alice.user_id in await changed_since(bob, since)
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+
+
+async def test_a_resync_made_by_a_query_tells_what_it_changed(
+    federation_servers: ServerFactory,
+) -> None:
+    """b fetches alice's list again when bob asks for her keys and b's copy is stale:
+    what b learns that its copy lacked is news to b's users."""
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    await alice.upload(device_keys=alice.device_keys())
+    await settle(a, b)
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    # b's copy misses alice's device (as if b had missed the update), and is stale
+    store = b.server.stores.remote_devices
+    await store.replace_user(alice.user_id, 1, [], {}, 0)
+    await store.mark_stale([alice.user_id])
+    since = (await bob.sync(timeout=0))["next_batch"]
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    assert alice.user_id in await changed_since(bob, since)
+    # a stale copy that a resync finds right changes nothing
+    await store.mark_stale([alice.user_id])
+    since = (await bob.sync(timeout=0))["next_batch"]
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    assert alice.user_id not in await changed_since(bob, since)

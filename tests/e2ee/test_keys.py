@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.conftest import HomeserverHarness
 from tests.e2ee.helpers import make_device, query, signed
@@ -109,72 +110,133 @@ async def test_concurrent_claims_hand_out_each_key_once(hs: HomeserverHarness) -
     assert names.count(next(iter(fallback))) == 8
 
 
-async def test_device_keys_must_be_signed_and_match_requester(hs: HomeserverHarness) -> None:
+async def test_device_keys_are_checked_for_shape_and_owner(hs: HomeserverHarness) -> None:
     alice = await make_device(hs, "alice")
     bob = await make_user(hs, "bob")
-    forged = alice.device_keys()
-    forged["keys"][f"curve25519:{alice.device_id}"] = (
-        "AAAA" + forged["keys"][f"curve25519:{alice.device_id}"][4:]
-    )
-    body = await alice.upload(expect=400, device_keys=forged)
-    assert body["errcode"] == "M_INVALID_SIGNATURE"
-    unsigned = alice.device_keys()
-    del unsigned["signatures"]
-    body = await alice.upload(expect=400, device_keys=unsigned)
-    assert body["errcode"] == "M_BAD_JSON"
-    body = await alice.upload(expect=400, device_keys=alice.device_keys(user_id=bob.user_id))
-    assert body["errcode"] == "M_INVALID_PARAM"
-    body = await alice.upload(expect=400, device_keys=alice.device_keys(device_id="OTHER"))
-    assert body["errcode"] == "M_INVALID_PARAM"
-    body = await alice.upload(expect=400, device_keys=alice.device_keys(algorithms="x"))
-    assert body["errcode"] == "M_BAD_JSON"
-    # nothing was stored
+    bad_bodies: list[Any] = [
+        "not an object",
+        {k: v for k, v in alice.device_keys().items() if k != "signatures"},
+        {k: v for k, v in alice.device_keys().items() if k != "algorithms"},
+        {k: v for k, v in alice.device_keys().items() if k != "keys"},
+        alice.device_keys(algorithms="x"),
+        alice.device_keys(algorithms=[1]),
+        alice.device_keys(keys={f"ed25519:{alice.device_id}": 5}),
+        {**alice.device_keys(), "signatures": {alice.user_id: "sig"}},
+        alice.device_keys(user_id=5),
+        # keys of someone else, or of another device
+        alice.device_keys(user_id=bob.user_id),
+        alice.device_keys(device_id="OTHER"),
+    ]
+    for bad in bad_bodies:
+        body = await alice.upload(expect=400, device_keys=bad, one_time_keys=alice.one_time_keys(1))
+        assert body["errcode"] == "M_BAD_JSON", bad
+    # nothing was stored, one-time keys of those requests neither
     result = await query(bob, alice.user_id)
     assert result["device_keys"][alice.user_id] == {}
+    counts = await alice.upload()
+    assert counts["one_time_key_counts"] == {"signed_curve25519": 0}
 
 
-async def test_changing_device_keys_is_refused(hs: HomeserverHarness) -> None:
+async def test_device_keys_are_kept_as_uploaded(hs: HomeserverHarness) -> None:
+    """The server does not judge keys or signatures (clients verify them), so keys of
+    algorithms it does not know, names it does not expect, a signature it cannot
+    check and fields it has never heard of are stored and given back unchanged."""
     alice = await make_device(hs, "alice")
+    bob = await make_user(hs, "bob")
+    uploaded = {
+        "user_id": alice.user_id,
+        "device_id": alice.device_id,
+        "algorithms": ["m.olm.curve25519-aes-sha256", "org.example.future"],
+        "keys": {
+            f"curve25519:{alice.device_id}": "curve25519+key",
+            f"ed25519:{alice.device_id}": "ed25519+key",
+            "ed25519:test": "c3op6BJi8aUnDGA541Q6TbTPmbiy1GqGv-zzXDQM9Us",
+            "org.example.future:key": "whatever",
+        },
+        "signatures": {alice.user_id: {f"ed25519:{alice.device_id}": "self+signature"}},
+        "org.example.extra": {"nested": [1, 2]},
+    }
+    body = await alice.upload(
+        device_keys=uploaded, one_time_keys={"my_algorithm:my_id_1": "KIhHVkAQi8r41aPN"}
+    )
+    assert body["one_time_key_counts"] == {"signed_curve25519": 0, "my_algorithm": 1}
+    result = await query(bob, alice.user_id)
+    assert result["device_keys"][alice.user_id] == {alice.device_id: {**uploaded, "unsigned": {}}}
+    # a forged signature too: the claiming client is the one to notice
+    forged = alice.device_keys()
+    forged["keys"][f"curve25519:{alice.device_id}"] = "AAAA"
+    await alice.upload(device_keys=forged)
+    result = await query(bob, alice.user_id)
+    assert result["device_keys"][alice.user_id][alice.device_id]["keys"] == forged["keys"]
+
+
+async def test_new_device_keys_replace_the_old_ones(hs: HomeserverHarness) -> None:
+    alice = await make_device(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.user.create_room(preset="public_chat")
+    await bob.join(room_id)
     keys = alice.device_keys()
     await alice.upload(device_keys=keys)
-    await alice.upload(device_keys=keys)  # identical: fine
-    original = alice.curve25519
+    since = (await bob.sync(timeout=0))["next_batch"]
+    await alice.upload(device_keys=keys)  # identical: no change
+    synced = await bob.sync(since=since, timeout=0)
+    assert alice.user_id not in synced.get("device_lists", {}).get("changed", [])
+
     alice.curve25519 = "B" * 43
-    body = await alice.upload(expect=400, device_keys=alice.device_keys())
-    assert body["errcode"] == "M_INVALID_PARAM"
-    result = await query(alice.user, alice.user_id)
-    stored = result["device_keys"][alice.user_id][alice.device_id]
-    assert stored["keys"][f"curve25519:{alice.device_id}"] == original
+    await alice.upload(device_keys=alice.device_keys())
+    synced = await bob.sync(since=since, timeout=0)
+    assert alice.user_id in synced["device_lists"]["changed"]
+    stored = (await query(bob, alice.user_id))["device_keys"][alice.user_id][alice.device_id]
+    assert stored["keys"][f"curve25519:{alice.device_id}"] == "B" * 43
 
 
 async def test_one_time_key_checks(hs: HomeserverHarness) -> None:
     alice = await make_device(hs, "alice")
-    # a bad OTK signature fails the whole request, device keys included
-    bad = alice.one_time_keys(1)
-    (name,) = bad
-    bad[name]["key"] = "C" * 43
-    body = await alice.upload(expect=400, device_keys=alice.device_keys(), one_time_keys=bad)
-    assert body["errcode"] == "M_INVALID_SIGNATURE"
+    bad_keys: list[Any] = [
+        {"nocolon": "E" * 43},
+        {"two:colons:here": "E" * 43},
+        {"signed_curve25519:X": 5},
+        {"signed_curve25519:X": {"signatures": {}}},
+        {"signed_curve25519:X": {"key": 5, "signatures": {}}},
+        {"signed_curve25519:X": {"key": "k"}},
+        {"signed_curve25519:X": {"key": "k", "signatures": {"u": {"k": 5}}}},
+        {"signed_curve25519:X": {"key": "k", "signatures": {}, "fallback": "yes"}},
+    ]
+    for bad in bad_keys:
+        body = await alice.upload(expect=400, device_keys=alice.device_keys(), one_time_keys=bad)
+        assert body["errcode"] == "M_BAD_JSON", bad
+        body = await alice.upload(expect=400, fallback_keys=bad)
+        assert body["errcode"] == "M_BAD_JSON", bad
+    # nothing of those requests was stored
     assert (await query(alice.user, alice.user_id))["device_keys"][alice.user_id] == {}
-    # signed keys before any device keys
-    body = await alice.upload(expect=400, one_time_keys=alice.one_time_keys(1))
-    assert body["errcode"] == "M_INVALID_PARAM"
+    assert (
+        await hs.server.client.e2ee.keys.device_unused_fallback_key_types(
+            alice.user_id, alice.device_id
+        )
+        == []
+    )
+
+    # signed keys may come before the device keys; unsigned ones are strings
     otks = alice.one_time_keys(2)
-    await alice.upload(device_keys=alice.device_keys(), one_time_keys=otks)
-    again = await alice.upload(one_time_keys=otks)  # same ids, same content: no-op
-    assert again["one_time_key_counts"]["signed_curve25519"] == 2
-    changed = dict(otks)
-    first = next(iter(changed))
-    changed[first] = signed({"key": "D" * 43}, alice.user_id, alice.key)
-    body = await alice.upload(expect=400, one_time_keys=changed)
-    assert body["errcode"] == "M_INVALID_PARAM"
-    # unsigned curve25519 keys are accepted as strings; bad names are refused
+    await alice.upload(one_time_keys=otks)
     body = await alice.upload(one_time_keys={"curve25519:U1": "E" * 43})
     assert body["one_time_key_counts"] == {"signed_curve25519": 2, "curve25519": 1}
-    body = await alice.upload(expect=400, one_time_keys={"nocolon": "E" * 43})
+    # the same IDs with the same keys: nothing new, even signed again
+    first = next(iter(otks))
+    again = dict(otks)
+    again[first] = {**otks[first], "signatures": {alice.user_id: {"ed25519:X": "other"}}}
+    body = await alice.upload(one_time_keys=again)
+    assert body["one_time_key_counts"]["signed_curve25519"] == 2
+    # the same ID with another key is refused, and the request stores nothing
+    changed = {
+        first: signed({"key": "D" * 43}, alice.user_id, alice.key),
+        "curve25519:U2": "F" * 43,
+    }
+    body = await alice.upload(expect=400, one_time_keys=changed)
     assert body["errcode"] == "M_INVALID_PARAM"
-    body = await alice.upload(expect=400, one_time_keys={"signed_curve25519:X": "E" * 43})
-    assert body["errcode"] == "M_BAD_JSON"
+    body = await alice.upload()
+    assert body["one_time_key_counts"] == {"signed_curve25519": 2, "curve25519": 1}
+    # one fallback key per algorithm
     two = alice.one_time_keys(2, fallback=True)
     body = await alice.upload(expect=400, fallback_keys=two)
     assert body["errcode"] == "M_INVALID_PARAM"

@@ -91,10 +91,13 @@ async def share_room(
 
 async def settle(*servers: FederatingServer) -> None:
     """Wait until every server's outbound queues are drained (device list changes
-    reach the sender through a task of their own: wait for those first)."""
+    reach the sender, and update EDUs their resyncs, through tasks of their own:
+    wait for those too)."""
     for _ in range(3):
         for server in servers:
             await server.server.client.e2ee.device_lists.wait_listeners()
+            if server.server.federation_e2ee is not None:
+                await server.server.federation_e2ee.remote.wait_resyncs()
             await fed_events(server).sender.wait_idle()
 
 
