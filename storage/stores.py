@@ -9,6 +9,7 @@ from storage.accounts import AccountStore
 from storage.database import Database
 from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
+from storage.event_expiry import EventExpiryStore
 from storage.events import EventStore
 from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
@@ -56,6 +57,7 @@ class Stores:
     account_data: AccountDataStore
     to_device: ToDeviceStore
     remote_devices: RemoteDeviceStore
+    event_expiry: EventExpiryStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -84,4 +86,5 @@ class Stores:
             account_data=AccountDataStore(db),
             to_device=ToDeviceStore(db),
             remote_devices=RemoteDeviceStore(db),
+            event_expiry=EventExpiryStore(db),
         )
