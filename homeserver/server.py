@@ -295,6 +295,7 @@ class Homeserver:
             stores,
             ephemeral.presence,
             clock,
+            persister.persisted_hooks,
         )
         federation_membership = FederationMembership.build(
             federation, federation_events, membership, persister, creator.lanes
