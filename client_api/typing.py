@@ -26,4 +26,6 @@ class TypingHandlers:
         await self._ctx.typing.set_typing(
             requester.user_id, request.match_info["roomId"], typing, timeout
         )
+        # typing is activity, as a message or a receipt is (Synapse counts it too)
+        await self._ctx.presence.bump_active(requester.user_id)
         return json_response({})

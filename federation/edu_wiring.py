@@ -14,11 +14,13 @@ Device lists are wired by the e2ee federation module.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from federation.sender import FederationSender
 from federation.transactions import TransactionHandler
 from homeserver.clock import Clock
+from storage.events import StoredEvent
 from storage.stores import Stores
 
 TYPING_TIMEOUT_MS = 30_000
@@ -170,6 +172,8 @@ def wire_receipts(
 class PresenceSink(Protocol):
     local_change_listeners: list[Any]
 
+    async def states_of(self, user_ids: Iterable[str]) -> Sequence[Any]: ...
+
     async def receive_remote(
         self,
         user_id: str,
@@ -186,8 +190,12 @@ def wire_presence(
     stores: Stores,
     presence: PresenceSink,
     clock: Clock,
+    persisted_hooks: list[Callable[[StoredEvent], Awaitable[None]]] | None = None,
 ) -> None:
-    """``m.presence`` both ways (s2s "Presence"): to the servers sharing a room."""
+    """``m.presence`` both ways (s2s "Presence"): to the servers sharing a room. A
+    join also makes presence known across the new link, as Synapse does: a local user
+    who joins tells the room's other servers, and a server that gains a member hears
+    of the local members (those not offline)."""
 
     async def send_change(user_id: str, content: dict[str, Any]) -> None:
         rooms = await stores.state.rooms_for_user(user_id)
@@ -222,5 +230,52 @@ def wire_presence(
                 update.get("currently_active") is True,
             )
 
+    async def send_states(destinations: Iterable[str], user_ids: Iterable[str]) -> None:
+        now = clock.time_ms()
+        states = [p for p in await presence.states_of(user_ids) if p.state != "offline"]
+        for state in states:
+            push = {"push": [{"user_id": state.user_id, **state.content(now)}]}
+            for destination in sorted(destinations):
+                await sender.send_edu(destination, "m.presence", push, key=state.user_id)
+
+    async def on_event_persisted(stored: StoredEvent) -> None:
+        event = stored.event
+        if (
+            event.type != "m.room.member"
+            or event.membership != "join"
+            or event.state_key is None
+            or stored.outlier
+            or stored.rejected_reason is not None
+            or stored.soft_failed
+            or stored.stream_ordering is None
+            or stored.stream_ordering < 0
+        ):
+            return
+        if stored.replaces_state is not None:
+            previous = await stores.events.get_event(stored.replaces_state)
+            if previous is not None and previous.event.membership == "join":
+                return  # a profile change, not a join
+        joiner_server = _server(event.state_key)
+        if joiner_server is None:
+            return
+        if joiner_server == sender.server_name:
+            await send_states(await sender.joined_servers(event.room_id), [event.state_key])
+            return
+        members = await stores.state.current_members(event.room_id)
+        local = [
+            user_id
+            for user_id, membership in members.items()
+            if membership == "join" and _server(user_id) == sender.server_name
+        ]
+        await send_states([joiner_server], local)
+
     presence.local_change_listeners.append(on_local_change)
     transactions.register_edu_handler("m.presence", on_presence)
+    if persisted_hooks is not None:
+        persisted_hooks.append(on_event_persisted)
+
+
+def _server(user_id: str) -> str | None:
+    """The server part of a user ID, or None if it has none."""
+    _local, sep, server = user_id.partition(":")
+    return server if sep else None

@@ -192,11 +192,20 @@ class FederationEventPipeline:
         return await self.persist_with_held_state(origin, room_id, pdu, [e.event_id for e in state])
 
     async def persist_with_held_state(
-        self, origin: str, room_id: str, pdu: Mapping[str, Any], state_ids: Sequence[str]
+        self,
+        origin: str,
+        room_id: str,
+        pdu: Mapping[str, Any],
+        state_ids: Sequence[str],
+        *,
+        own_join: bool = False,
     ) -> tuple[StoredEvent | None, str | None]:
         """:meth:`persist_with_state` once the state's events are held: the state
         before the event is made of those of ``state_ids`` that are held and
-        accepted."""
+        accepted. ``own_join``: our own join, made against the state a resident
+        answered — never soft-failed against what this server held from before it
+        left the room (that state is stale: an invite since, say, exists here only as
+        an outlier)."""
         rv = await self.room_version(room_id)
         if rv is None:
             return None, "Unknown room"
@@ -215,7 +224,7 @@ class FederationEventPipeline:
                 key = stored.event.state_tuple
                 if key is not None:
                     state[key] = event_id
-            error = await self._check_and_persist(origin, event, state)
+            error = await self._check_and_persist(origin, event, state, own_join=own_join)
             stored_event = await self._stores.events.get_event(event.event_id)
             return stored_event, error
 
@@ -274,7 +283,13 @@ class FederationEventPipeline:
         return await self._check_and_persist(origin, event, state)
 
     async def _check_and_persist(
-        self, origin: str, event: Event, state: StateMap, *, backfilled: bool = False
+        self,
+        origin: str,
+        event: Event,
+        state: StateMap,
+        *,
+        backfilled: bool = False,
+        own_join: bool = False,
     ) -> str | None:
         held = await self._stores.events.get_event(event.event_id)
         de_outlier = held is not None and _may_de_outlier(held)
@@ -287,7 +302,7 @@ class FederationEventPipeline:
         if rejected is None:
             rejected = self._check(event, await self._auth_state(event, state), "state")
         soft_failed = False
-        if rejected is None and not backfilled:
+        if rejected is None and not backfilled and not own_join:
             current = await self._stores.state.get_current_state(event.room_id)
             # No current state yet: the room is being joined with this state.
             if (
@@ -308,6 +323,7 @@ class FederationEventPipeline:
                 soft_failed=soft_failed,
                 de_outlier=de_outlier,
                 backfilled=backfilled,
+                replaces_extremities=own_join,
             ),
         )
         if rejected is not None:

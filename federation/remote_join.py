@@ -345,7 +345,7 @@ class RemoteMembership:
                 reason = "unverifiable" if stored is None else stored.rejected_reason
                 raise JoinFailed(f"{destination} gave a bad state event {event_id}: {reason}")
         stored, error = await self._pipeline.persist_with_held_state(
-            destination, room_id, pdu, named
+            destination, room_id, pdu, named, own_join=True
         )
         if error is not None or stored is None or stored.rejected_reason is not None:
             raise JoinFailed(f"our join was not accepted against the room state: {error}")

@@ -95,16 +95,22 @@ class EphemeralServices:
         ]
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
-        """A sender stops typing, and is active, when their event is persisted (not
-        when the server merged a fork in their name)."""
+        """A member who leaves stops typing; a local user who sends a message
+        (``m.room.message``, as Synapse counts it) is active. Other events (joins,
+        state, reactions, the dummy events that merge forks) say nothing of the
+        user being at their client."""
         if stored.event.type == DUMMY_EVENT:
             return
         await self.typing.on_event_persisted(stored)
         event = stored.event
         if event.type == "m.room.member" and event.state_key is not None:
             self.presence.membership_changed(event.state_key)
-        if stored.stream_ordering is not None and stored.stream_ordering > 0:
-            await self.presence.bump_active(stored.event.sender)
+        if (
+            event.type == "m.room.message"
+            and stored.stream_ordering is not None
+            and stored.stream_ordering > 0
+        ):
+            await self.presence.bump_active(event.sender)
 
     async def tick(self) -> None:
         """Expire typing and apply presence timeouts (tests call this with a FakeClock)."""

@@ -345,10 +345,12 @@ class PresenceService:
         since: int | None,
         upto: int,
         newly_joined_room_ids: Collection[str] = (),
+        arrived_users: Collection[str] = (),
     ) -> list[dict[str, Any]]:
         """``m.presence`` events for the user and users sharing a joined room with them:
         every non-offline one on an initial sync, else those changed in (since, upto]
-        plus the members of rooms joined since the last sync."""
+        plus, offline or not (as Synapse gives them), the members of rooms joined since
+        the last sync and the users who joined the user's rooms since then."""
         if not self.enabled:
             return []
         rooms = set(room_ids)
@@ -371,12 +373,15 @@ class PresenceService:
                     if s.user_id == user_id or (await self._joined_rooms(s.user_id)) & rooms:
                         kept.append(s)
                 shown = kept
-            if newly_joined_room_ids:
-                seen = {s.user_id for s in shown}
-                new_members = await self._members_of(newly_joined_room_ids) - seen
-                shown += [
-                    s for s in (await self._get_many(new_members)).values() if s.state != OFFLINE
-                ]
+            if newly_joined_room_ids or arrived_users:
+                seen = {s.user_id for s in shown} | {user_id}
+                new_members = (
+                    await self._members_of(newly_joined_room_ids)
+                    if newly_joined_room_ids
+                    else set()
+                )
+                new_members = (new_members | set(arrived_users)) - seen
+                shown += list((await self._get_many(new_members)).values())
         now = self._clock.time_ms()
         return [
             {"type": "m.presence", "sender": s.user_id, "content": s.content(now)}
@@ -458,5 +463,6 @@ class PresenceSyncExtension:
             since,
             sync.upto_position(self.stream),
             newly_joined,
+            sync.arrived_users if since is not None else (),
         )
         sync.result.presence.extend(e for e in events if presence_filter.matches(e))

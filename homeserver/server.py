@@ -56,6 +56,7 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
+from homeserver.rooms.expiry import MessageExpiry
 from homeserver.rooms.guest_access import GuestEvictor
 from homeserver.rooms.healing import ForkHealer
 from homeserver.rooms.history import RoomHistory
@@ -122,6 +123,7 @@ class Homeserver:
     fork_healer: ForkHealer | None = None
     federation_third_party_invites: FederationThirdPartyInvites | None = None
     identity: IdentityServerClient | None = None
+    message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     guest_evictor: GuestEvictor | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
@@ -162,6 +164,11 @@ class Homeserver:
         )
         membership = MembershipService(config.server_name, stores, creator)
         persister.persisted_hooks.append(membership.on_event_persisted)
+        message_expiry: MessageExpiry | None = None
+        if config.enable_ephemeral_messages:
+            message_expiry = MessageExpiry(stores, clock)
+            await message_expiry.load()
+            persister.persisted_hooks.append(message_expiry.on_event_persisted)
         guest_evictor = GuestEvictor(
             config.server_name,
             stores,
@@ -299,6 +306,7 @@ class Homeserver:
             stores,
             ephemeral.presence,
             clock,
+            persister.persisted_hooks,
         )
         federation_membership = FederationMembership.build(
             federation, federation_events, membership, persister, creator.lanes
@@ -341,6 +349,7 @@ class Homeserver:
             fork_healer=fork_healer,
             federation_third_party_invites=federation_tpi,
             identity=identity,
+            message_expiry=message_expiry,
             guest_evictor=guest_evictor,
         )
 
@@ -400,6 +409,8 @@ class Homeserver:
         await self.client.push.start()
         if self.ephemeral is not None:
             self.ephemeral.start()
+        if self.message_expiry is not None:
+            self.message_expiry.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
         if self.fork_healer is not None:
@@ -412,6 +423,8 @@ class Homeserver:
             await self.guest_evictor.stop()
         if self.ephemeral is not None:
             await self.ephemeral.stop()
+        if self.message_expiry is not None:
+            await self.message_expiry.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
         if self.fork_healer is not None:

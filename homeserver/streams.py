@@ -49,6 +49,10 @@ class StreamIdGenerator:
         return self._current
 
 
+# No stream position is beyond a signed 64-bit integer (the databases' BIGINT).
+MAX_POSITION = 2**63 - 1
+
+
 # The streams of a sync token, in the order they appear in its string form.
 @dataclass(frozen=True)
 class SyncToken:

@@ -89,16 +89,24 @@ class TypingService:
             self._changed(changed)
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
-        """A user who sends a message has stopped typing (persister hook); for a local
-        user, the other servers in the room are told so too."""
+        """A member who leaves the room (or is kicked, banned) stops typing there
+        (persister hook); for a local user, the other servers are told so too.
+
+        Sending a message does not stop typing: the client says when its user stops
+        (client-server API, Typing Notifications), as Synapse does."""
         event = stored.event
+        user_id = event.state_key
         if (
-            not event.is_state
-            and event.room_id in self._typing
-            and self.stopped_typing(event.sender, event.room_id)
-            and event.sender.endswith(self._suffix)
+            not stored.stream_ordering  # backfilled history is not a change now
+            or stored.stream_ordering < 0
+            or event.type != "m.room.member"
+            or user_id is None
+            or event.membership == "join"
+            or event.room_id not in self._typing
         ):
-            await self._tell_listeners(event.sender, event.room_id, False)
+            return
+        if self.stopped_typing(user_id, event.room_id) and user_id.endswith(self._suffix):
+            await self._tell_listeners(user_id, event.room_id, False)
 
     def _changed(self, room_ids: list[str]) -> None:
         self._position += 1
@@ -120,18 +128,15 @@ class TypingService:
         self, room_ids: Collection[str], since: int | None
     ) -> dict[str, list[dict[str, Any]]]:
         """room_id -> [``m.typing``] for rooms whose typists changed after ``since``
-        (rooms with typists when ``since`` is None or from before a restart)."""
-        if since is not None and since > self._position:
-            since = 0  # a token from before a restart
+        (None, or a token from before a restart: every room with typing news since
+        the start, an empty list included, as Synapse gives them: a client that
+        saw someone typing learns that they stopped, even from an initial sync)."""
+        if since is None or since > self._position:
+            since = 0
         result: dict[str, list[dict[str, Any]]] = {}
         for room_id in room_ids:
             serial = self._room_serial.get(room_id)
-            if serial is None:
-                continue
-            if since is None:
-                if room_id not in self._typing:
-                    continue
-            elif serial <= since:
+            if serial is None or serial <= since:
                 continue
             result[room_id] = [
                 {"type": "m.typing", "content": {"user_ids": self.typing_users(room_id)}}

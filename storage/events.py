@@ -205,6 +205,18 @@ class EventStore:
         )
         txn.call_after_commit(lambda: self._forget(event_id))
 
+    async def store_pruned_txn(
+        self, txn: Transaction, event_id: str, pruned_pdu: dict[str, Any]
+    ) -> None:
+        """Keep only the pruned form of an event (its content is gone for good: an
+        expired self-destructing message)."""
+        await txn.queue(
+            "UPDATE events SET json = $2 WHERE event_id = $1",
+            event_id,
+            json.dumps(pruned_pdu, separators=(",", ":"), ensure_ascii=False),
+        )
+        txn.call_after_commit(lambda: self._forget(event_id))
+
     async def set_redacted_by_txn(self, txn: Transaction, event_id: str, redaction_id: str) -> None:
         await txn.queue(
             "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",

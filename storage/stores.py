@@ -9,6 +9,7 @@ from storage.accounts import AccountStore
 from storage.database import Database
 from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
+from storage.event_expiry import EventExpiryStore
 from storage.events import EventStore
 from storage.external_ids import ExternalIdStore
 from storage.federation_queue import FederationQueueStore
@@ -60,6 +61,7 @@ class Stores:
     remote_devices: RemoteDeviceStore
     external_ids: ExternalIdStore
     login_tokens: LoginTokenStore
+    event_expiry: EventExpiryStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -90,4 +92,5 @@ class Stores:
             remote_devices=RemoteDeviceStore(db),
             external_ids=ExternalIdStore(db),
             login_tokens=LoginTokenStore(db),
+            event_expiry=EventExpiryStore(db),
         )

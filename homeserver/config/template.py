@@ -264,6 +264,11 @@ allow_public_rooms_over_federation: false
 # (default true).
 require_membership_for_aliases: true
 
+# Self-destructing messages (MSC2228, experimental): a message whose content has an
+# integer org.matrix.self_destruct_after (a timestamp in milliseconds) is pruned
+# for good at that time, as a redaction leaves it (default false).
+enable_ephemeral_messages: false
+
 # Who may create which aliases, and who may publish which rooms to the public room
 # directory. The first rule whose globs (* and ?) match the user ID, the room ID
 # and (one of) the aliases decides by its action, allow or deny; no match denies.

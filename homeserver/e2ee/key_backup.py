@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeserver.errors import InvalidParam, MatrixError, NotFound
-from storage.database import Transaction
+from storage.database import IntegrityError, Transaction
 from storage.key_backup import BackedUpKey, BackupVersion
 from storage.stores import Stores
 
@@ -53,13 +53,20 @@ class KeyBackupService:
     # -- versions ---------------------------------------------------------------------
 
     async def create_version(self, user_id: str, algorithm: str, auth_data: Any) -> str:
-        version = await self._stores.db.run_transaction(
-            "create_backup_version",
-            lambda txn: self._stores.key_backup.create_version_txn(
-                txn, user_id, algorithm, auth_data
-            ),
-        )
-        return str(version)
+        """The next version of the user's backups. Two creations at once may pick the
+        same number; the one whose insert loses takes the next."""
+        for _attempt in range(20):
+            try:
+                version = await self._stores.db.run_transaction(
+                    "create_backup_version",
+                    lambda txn: self._stores.key_backup.create_version_txn(
+                        txn, user_id, algorithm, auth_data
+                    ),
+                )
+            except IntegrityError:
+                continue
+            return str(version)
+        raise IntegrityError(f"no free backup version for {user_id}")
 
     async def get_version_info(self, user_id: str, version: str | None) -> dict[str, Any]:
         """The latest version (``version`` None) or the named one; M_NOT_FOUND otherwise."""

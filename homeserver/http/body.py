@@ -34,7 +34,7 @@ async def json_object(request: web.Request, *, allow_empty: bool = False) -> dic
         raise NotJson("Content not JSON.")
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise NotJson("Content not JSON.") from exc
     if not isinstance(value, dict):
         raise BadJson("Body must be a JSON object")

@@ -28,7 +28,9 @@ from homeserver.rooms.directory import DirectoryRules
 from homeserver.rooms.membership import MembershipService
 from storage.stores import Stores
 
-PRESETS: dict[str, dict[str, str]] = {
+# A preset's guest_access "forbidden" is the room's state without the event, so
+# public_chat sends none (as Synapse does); the private presets send "can_join".
+PRESETS: dict[str, dict[str, str | None]] = {
     "private_chat": {
         "join_rule": "invite",
         "history_visibility": "shared",
@@ -42,7 +44,7 @@ PRESETS: dict[str, dict[str, str]] = {
     "public_chat": {
         "join_rule": "public",
         "history_visibility": "shared",
-        "guest_access": "forbidden",
+        "guest_access": None,
     },
 }
 
@@ -263,7 +265,7 @@ def plan_events(
         ("m.room.history_visibility", "history_visibility", settings["history_visibility"]),
         ("m.room.guest_access", "guest_access", settings["guest_access"]),
     ):
-        if (event_type, "") not in initial_keys:
+        if value is not None and (event_type, "") not in initial_keys:
             planned.append(PlannedEvent(event_type, "", {key: value}))
     for state_event in request.initial_state:
         planned.append(

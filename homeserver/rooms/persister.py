@@ -59,6 +59,11 @@ class EventContext:
     # the event is held as an outlier and now joins the timeline with this state
     # (s2s: an auth or state event later received as a new event)
     de_outlier: bool = False
+    # our own join made through another server (no local member was left): the
+    # forward extremities held from before are stale, this join replaces them and
+    # the state after it is the room's current state (as Synapse forgets a room's
+    # extremities and state when its last local member leaves)
+    replaces_extremities: bool = False
 
 
 class EventPersister:
@@ -273,7 +278,9 @@ class EventPersister:
                 ):
                     await stores.events.set_redacted_by_txn(txn, event.event_id, redaction_id)
         if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
-            await self._update_extremities_and_state_txn(txn, event, state_after, context.local)
+            await self._update_extremities_and_state_txn(
+                txn, event, state_after, context.local, context.replaces_extremities
+            )
         if accepted and not context.soft_failed and not context.backfilled:
             if not context.outlier or context.out_of_band:
                 # (an out-of-band membership, e.g. an invite over federation, is news
@@ -295,16 +302,24 @@ class EventPersister:
             await self._stores.events.set_redacted_by_txn(txn, target_id, redaction.event_id)
 
     async def _update_extremities_and_state_txn(
-        self, txn: Transaction, event: Event, state_after: StateMap, local: bool
+        self,
+        txn: Transaction,
+        event: Event,
+        state_after: StateMap,
+        local: bool,
+        replaces_extremities: bool = False,
     ) -> None:
         stores = self._stores
         room_id = event.room_id
         old_extremities = await stores.events.get_forward_extremities_txn(txn, room_id)
         # A new local event cannot be cited yet; a received one may already be.
         referenced = not local and await stores.events.is_referenced_txn(txn, event.event_id)
-        new_extremities = [e for e in old_extremities if e not in set(event.prev_event_ids)]
-        if not referenced:
-            new_extremities.append(event.event_id)
+        if replaces_extremities:
+            new_extremities = [event.event_id]
+        else:
+            new_extremities = [e for e in old_extremities if e not in set(event.prev_event_ids)]
+            if not referenced:
+                new_extremities.append(event.event_id)
         await stores.events.set_forward_extremities_txn(
             txn,
             room_id,

@@ -64,6 +64,9 @@ class SyncPass:
     # rooms the user is joined to at ``now`` (after the filter's rooms/not_rooms)
     joined_room_ids: list[str]
     result: SyncResult
+    # incremental: users who joined (or were invited, knocked) in the joined rooms of
+    # the response (filled by the rooms part, for presence)
+    arrived_users: set[str] = field(default_factory=set)
 
     def since_position(self, stream: str) -> int | None:
         """This stream's position in ``since`` (None for an initial or full-state sync)."""

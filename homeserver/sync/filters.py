@@ -201,8 +201,10 @@ def _limit(body: Mapping[str, Any], path: str) -> int | None:
     value = body["limit"]
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadJson(f"'{path}limit' must be an integer")
-    if value < 1:
-        raise InvalidParam(f"'{path}limit' must be greater than 0")
+    if value < 0:
+        raise InvalidParam(f"'{path}limit' must not be negative")
+    # The spec asks clients for a limit above 0; 0 ("no events, only the state") is
+    # accepted as Synapse accepts it, and clients send it.
     return min(value, MAX_LIMIT)
 
 

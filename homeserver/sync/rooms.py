@@ -9,7 +9,8 @@ visibility shows of a room from before the user joined); the state groups needed
 are fetched and serialized at once.
 
 State of a room in the response (spec: the ``state`` note in "Syncing"):
-initial, full-state or newly joined: the full state at the start of the timeline;
+initial, full-state or newly joined: the full state at the start of the timeline
+(a newly joined room's timeline is always ``limited``, as Synapse marks it);
 otherwise the difference between the state at ``since`` and at the start of the
 timeline, both read from state groups. With ``use_state_after`` the end of the
 timeline replaces its start and timeline events are not left out.
@@ -25,6 +26,7 @@ from homeserver.notifier import Notifier
 from homeserver.rooms.client_format import strip_for_filter
 from homeserver.rooms.serializer import EventSerializer
 from homeserver.sync.extensions import SyncPass, UnreadCounter
+from homeserver.sync.lazy_members import SentMembers, lazy_section, members_wanted
 from homeserver.sync.memberships import LEFT, JoinRun, MembershipCache, RoomMemberships
 from homeserver.sync.result import JoinedRoom, LeftRoom
 from homeserver.sync.timelines import TimelineRead, TimelineReader, VisibleEvents, event_view
@@ -48,6 +50,8 @@ class RoomPlan:
     since: int | None
     no_state: bool = False  # never joined: only the user's own membership event
     run: JoinRun | None = None  # from scratch: history visibility may show events before
+    newly_joined: bool = False  # joined since the last sync: its timeline is ``limited``
+    whole_history: bool = False  # read from scratch, the timeline holds all the user may see
     timeline: list[StoredEvent] = field(default_factory=list)
     limited: bool = False
     start_state: StateMap = field(default_factory=dict)
@@ -87,6 +91,7 @@ class RoomSyncer:
         self._serializer = serializer
         self._timelines = TimelineReader(stores, sync_store, visibility)
         self.unread_counter: UnreadCounter | None = None
+        self._sent_members = SentMembers()
         self._versions_known: set[str] = set()
 
     async def fill(self, sync: SyncPass, *, use_state_after: bool) -> None:
@@ -136,7 +141,9 @@ class RoomSyncer:
                 if from_scratch or newly:
                     run = history.join_run(upto)
                     assert run is not None
-                    plans.append(self._from_scratch(room_id, True, run, upto, since))
+                    plan = self._from_scratch(room_id, True, run, upto, since)
+                    plan.newly_joined = not from_scratch
+                    plans.append(plan)
                 else:
                     continuing.append(room_id)
             elif membership in ("invite", "knock"):
@@ -218,7 +225,10 @@ class RoomSyncer:
             sync.user_id, reads, room_filter.timeline, room_filter.timeline_limit
         )
         for plan, read in zip(plans, reads, strict=True):
-            plan.timeline, plan.limited = read.events, read.limited
+            # A room joined since the last sync is always ``limited`` (as Synapse
+            # marks it): the client knows nothing of it before this timeline.
+            plan.timeline, plan.limited = read.events, read.limited or plan.newly_joined
+            plan.whole_history = plan.run is not None and not read.limited
 
     # -- state ------------------------------------------------------------------------
 
@@ -261,6 +271,14 @@ class RoomSyncer:
         state_filter = sync.filter.room.state
         if state_filter.matches_nothing:
             return
+        lazy = state_filter.lazy_load_members
+        held = self._sent_members.for_device(
+            sync.user_id,
+            sync.device_id,
+            None if sync.since is None else sync.since.events,
+            sync.now.events,
+            dedupe=lazy and not state_filter.include_redundant_members,
+        )
         for plan in plans:
             if plan.no_state:
                 continue
@@ -269,32 +287,21 @@ class RoomSyncer:
                 section: dict[StateKey, str] = dict(target)
             else:
                 section = {k: e for k, e in target.items() if plan.since_state.get(k) != e}
-            if state_filter.lazy_load_members:
-                section = self._lazy_members(sync.user_id, plan, target, section)
+            if lazy:
+                wanted = members_wanted(plan.timeline, use_state_after=use_state_after)
+                if plan.full_state:
+                    wanted.add(sync.user_id)
+                    wanted.update(plan.summary.get("m.heroes", ()))
+                section = lazy_section(section, target, wanted, full_state=plan.full_state)
+                section = held.drop_held(plan.room_id, section)
             timeline_ids = set() if use_state_after else {e.event_id for e in plan.timeline}
             plan.state_ids = [
                 event_id
                 for (event_type, _key), event_id in sorted(section.items())
                 if state_filter.allows_type(event_type) and event_id not in timeline_ids
             ]
-
-    @staticmethod
-    def _lazy_members(
-        user_id: str, plan: RoomPlan, target: StateMap, section: dict[StateKey, str]
-    ) -> dict[StateKey, str]:
-        """Lazy-loading members: only the members of timeline senders (and heroes and
-        the user on a full-state entry); a delta keeps the members that changed in the
-        gap. Senders' members are sent every time (allowed redundancy)."""
-        wanted = {e.event.sender for e in plan.timeline}
-        if plan.full_state:
-            wanted.add(user_id)
-            wanted.update(plan.summary.get("m.heroes", ()))
-        result = {k: e for k, e in section.items() if k[0] != MEMBER or not plan.full_state}
-        for sender in wanted:
-            event_id = target.get((MEMBER, sender))
-            if event_id is not None:
-                result[(MEMBER, sender)] = event_id
-        return result
+            held.note_sent(plan.room_id, section, set(plan.state_ids), plan.timeline)
+        held.commit()
 
     # -- summaries --------------------------------------------------------------------
 
@@ -361,6 +368,8 @@ class RoomSyncer:
             batch += plan.timeline
             batch += state
             slices[plan.room_id] = (start, start + len(plan.timeline), len(batch))
+            if plan.joined and sync.since is not None:
+                self._note_arrivals(sync, [*state, *plan.timeline])
         # Aggregations are bundled for limited timelines only (client-server API,
         # "Aggregations of child events"): otherwise the client saw them arrive.
         bundled = {e.event_id for p in plans if p.limited for e in p.timeline}
@@ -368,6 +377,11 @@ class RoomSyncer:
         for plan in plans:
             start, middle, end = slices[plan.room_id]
             first_pos = plan.timeline[0].stream_ordering if plan.timeline else None
+            if plan.whole_history:
+                # As Synapse gives it: a timeline read from scratch that holds the
+                # room's whole visible history has the sync's position as prev_batch
+                # (/messages from it reads those events again, as SyTest expects).
+                first_pos = None
             prev_batch = sync.now.with_stream(
                 "events", (first_pos - 1) if first_pos is not None else plan.upto
             ).serialize()
@@ -384,6 +398,20 @@ class RoomSyncer:
             room.state = rendered[middle:end]
             room.state_is_after = use_state_after
         await self._render_stripped(sync, stripped, fetched)
+
+    @staticmethod
+    def _note_arrivals(sync: SyncPass, events: Sequence[StoredEvent]) -> None:
+        """The users who joined (or were invited, knocked) in a joined room of an
+        incremental sync, from the room's state then timeline (presence gives theirs,
+        as Synapse does); one who then left is no arrival."""
+        for stored in events:
+            event = stored.event
+            if event.type != MEMBER or event.state_key is None:
+                continue
+            if event.membership in ("join", "invite", "knock"):
+                sync.arrived_users.add(event.state_key)
+            else:
+                sync.arrived_users.discard(event.state_key)
 
     async def _render_stripped(
         self, sync: SyncPass, rows: list[MembershipRow], fetched: dict[str, StoredEvent]
@@ -414,7 +442,11 @@ class RoomSyncer:
         """Client events, with bundled aggregations for those of ``bundled``."""
         fields = sync.filter.event_fields
         if sync.filter.event_format == "federation":
-            return [strip_for_filter(dict(e.event.pdu), fields) for e in events]
+            # The PDU as signed, with its ID (room versions 3 and later leave it out
+            # of the PDU, but a client needs it to refer to the event).
+            return [
+                strip_for_filter({**e.event.pdu, "event_id": e.event_id}, fields) for e in events
+            ]
         return await self._serializer.serialize(
             events,
             user_id=sync.user_id,

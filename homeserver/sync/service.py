@@ -92,7 +92,8 @@ class SyncService:
         return str(await self._stores.rooms.add_filter(user_id, filter_json))
 
     async def get_filter(self, user_id: str, filter_id: str) -> dict[str, Any] | None:
-        if not filter_id.isdigit() or len(filter_id) > 18:
+        # ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() refuses
+        if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > 18:
             return None
         return await self._stores.rooms.get_filter(user_id, int(filter_id))
 
@@ -117,7 +118,7 @@ class SyncService:
         if param.startswith("{"):
             try:
                 value = json.loads(param)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise BadJson("The filter is not valid JSON") from exc
             return parse_filter(value)
         stored = await self.get_filter(user_id, param)
@@ -143,6 +144,8 @@ class SyncService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout_ms / 1000
         since = request.since
+        if since is not None:
+            since = self.bound_future_token(since)
         while True:
             mark = self._notifier.user_change_position(request.user_id)
             sync = await self._compute(request, since)
@@ -171,6 +174,25 @@ class SyncService:
             ext.has_updates(user_id, rooms, int(getattr(token, ext.stream)))
             for ext in self.extensions
         )
+
+    def bound_future_token(self, since: SyncToken) -> SyncToken:
+        """A token ahead of the server's streams (never given out by this server: a
+        crafted token, a database restored from a backup) taken back to what the
+        server has, as Synapse does, so nothing is skipped when the streams move on.
+        Typing restarts with the process (its own code reads a position ahead as a
+        restart); a to-device position ahead acknowledges nothing (0), so no message
+        waiting for the device is deleted on its word."""
+        now = self.current_token(since)
+        bounded: dict[str, int] = {}
+        for f in fields(SyncToken):
+            value, current = getattr(since, f.name), getattr(now, f.name)
+            if f.name == "typing" or value <= current:
+                bounded[f.name] = value
+            elif f.name == "to_device":
+                bounded[f.name] = 0
+            else:
+                bounded[f.name] = current
+        return SyncToken(**bounded)
 
     def current_token(self, since: SyncToken | None) -> SyncToken:
         """Every stream's committed position (streams nobody serves keep ``since``'s)."""

@@ -28,6 +28,10 @@ The events of a new room before its first history visibility event count as
 ``shared`` to the rules; the ``joined`` and ``invited`` cases above leave them out,
 as a user joining a private room expects.
 
+An event history visibility hides is still shown when it is a state event of the
+room's current state (as Synapse does: a member who joined while the user was away
+appears in the timeline of their rejoin).
+
 ``limited`` is set when events the user may see come before the returned ones, or
 may: when the rounds ran out before the earliest wanted event was read.
 """
@@ -160,7 +164,7 @@ class TimelineReader:
         limit: int,
     ) -> None:
         """Fill ``events`` (the latest ``limit`` kept) and ``limited`` of each read."""
-        if timeline_filter.matches_nothing:
+        if timeline_filter.matches_nothing or limit <= 0:
             return
         cursors = [_Cursor(r, r.upto, r.after) for r in reads if r.after < r.upto]
         trivial = _is_trivial(timeline_filter)
@@ -214,6 +218,9 @@ class TimelineReader:
             shown = await self._visibility.filter_events_for_user(user_id, checked)
             visible = {e.event_id for e in shown}
             stored.update((e.event_id, e) for e in shown)  # erased senders' events pruned
+            visible |= await self._in_current_state(
+                [e for e in checked if e.event_id not in visible]
+            )
         await self._prune_erased(user_id, cursors, found, stored)
         for c in cursors:
             positions = found.get(c.read.room_id, [])
@@ -222,6 +229,22 @@ class TimelineReader:
                 rows = [e for e in rows if timeline_filter.matches(event_view(e))]
             c.kept = rows + c.kept
             c.reached = positions[0].stream - 1 if len(positions) >= batch else c.lower
+
+    async def _in_current_state(self, hidden: Sequence[StoredEvent]) -> set[str]:
+        """The state events of ``hidden`` that are still the rooms' current state:
+        shown in the timeline whatever the history visibility (as Synapse shows
+        them), so a client that builds state from the timeline sees, say, a member
+        who joined while the user was away."""
+        found: set[str] = set()
+        by_room: dict[str, list[tuple[tuple[str, str], str]]] = {}
+        for stored in hidden:
+            key = stored.event.state_tuple
+            if key is not None:
+                by_room.setdefault(stored.event.room_id, []).append((key, stored.event_id))
+        for room_id, keyed in by_room.items():
+            current = await self._stores.state.get_current_state(room_id)
+            found.update(event_id for key, event_id in keyed if current.get(key) == event_id)
+        return found
 
     async def _prune_erased(
         self,

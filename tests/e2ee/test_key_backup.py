@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.conftest import HomeserverHarness
@@ -130,6 +131,15 @@ async def test_more_than_ten_versions(hs: HomeserverHarness) -> None:
     body = await put(alice, versions[9], key(), expect=403)
     assert body["current_version"] == versions[-1]
     await put(alice, versions[-1], key())
+
+
+async def test_versions_created_at_once_are_distinct(hs: HomeserverHarness) -> None:
+    """Ten creations at once all succeed, each with its own version (they race for
+    the next number: the losers take the following ones)."""
+    alice = await make_user(hs, "alice")
+    versions = await asyncio.gather(*(new_version(alice) for _ in range(10)))
+    assert sorted(int(v) for v in versions) == list(range(1, 11))
+    assert (await alice.request("GET", "/room_keys/version"))["version"] == "10"
 
 
 async def test_keys_etag_count_and_better_key_rules(hs: HomeserverHarness) -> None:

@@ -182,6 +182,72 @@ async def test_sending_a_message_is_activity(hs: HomeserverHarness) -> None:
     assert got["presence"] == "online" and got["last_active_ago"] == 0
 
 
+async def test_only_messages_typing_and_receipts_are_activity(hs: HomeserverHarness) -> None:
+    """Joining, leaving or sending other events says nothing of the user being at
+    their client (as in Synapse): a user who never synced stays offline; then a message,
+    a typing notification and a receipt each bring them online."""
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await bob.join(room_id)
+    await bob.send(room_id, "not a message", event_type="org.example.ping")
+    assert (await alice.request("GET", _status(bob)))["presence"] == "offline"
+    since = await sync_token(alice)
+    await bob.send(room_id, "hello")
+    got = await alice.request("GET", _status(bob))
+    assert got["presence"] == "online" and got["last_active_ago"] == 0
+    assert presence_of(await alice.sync(since=since))[bob.user_id]["presence"] == "online"
+    typing = f"/rooms/{room_id}/typing/{bob.user_id}"
+    receipt_of = await alice.send(room_id, "read me")
+    for activity in (
+        lambda: bob.request("PUT", typing, {"typing": True, "timeout": 1000}),
+        lambda: bob.request("POST", f"/rooms/{room_id}/receipt/m.read/{receipt_of}", {}),
+    ):
+        await bob.request("PUT", _status(bob), {"presence": "unavailable"})
+        hs.clock.advance(10)
+        await activity()
+        got = await alice.request("GET", _status(bob))
+        assert got["presence"] == "online" and got["last_active_ago"] == 0
+    # a refused typing notification is no activity
+    await bob.request("PUT", _status(bob), {"presence": "unavailable"})
+    await bob.leave(room_id)
+    await bob.request("PUT", typing, {"typing": True, "timeout": 1000}, expect=403)
+    assert (await bob.request("GET", _status(bob)))["presence"] == "unavailable"
+
+
+async def test_newly_joined_rooms_and_members_bring_their_presence(
+    hs: HomeserverHarness,
+) -> None:
+    """Incremental syncs give, offline or not (as Synapse does), the presence of the
+    members of a room the user just joined, and of users who just joined the user's
+    rooms; once, not again in the next sync."""
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    carol = await make_user(hs, "carol")
+    room_id = await alice.create_room(preset="public_chat")
+    await alice.request("PUT", _status(alice), {"presence": "offline"})
+    bob_first = await bob.sync(set_presence="offline")
+    alice_first = await alice.sync(set_presence="offline")
+    assert bob.user_id not in presence_of(alice_first)
+    await bob.join(room_id)
+    # bob joined a room: its members' presence, alice offline included
+    body = await bob.sync(since=bob_first["next_batch"], set_presence="offline")
+    assert presence_of(body)[alice.user_id]["presence"] == "offline"
+    again = await bob.sync(since=body["next_batch"], set_presence="offline")
+    assert alice.user_id not in presence_of(again)
+    # bob joined alice's room: his presence, though it did not change
+    body = await alice.sync(since=alice_first["next_batch"], set_presence="offline")
+    assert presence_of(body)[bob.user_id] == {"presence": "offline"}
+    assert carol.user_id not in presence_of(body)
+    again = await alice.sync(since=body["next_batch"], set_presence="offline")
+    assert presence_of(again) == {}
+    # someone who joined and left within the gap is no arrival
+    await carol.join(room_id)
+    await carol.leave(room_id)
+    body = await alice.sync(since=again["next_batch"], set_presence="offline")
+    assert carol.user_id not in presence_of(body)
+
+
 async def test_presence_survives_a_restart(make_homeserver: Any) -> None:
     first = await make_homeserver()
     alice, bob, _room = await _pair(first)

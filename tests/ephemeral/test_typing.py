@@ -62,7 +62,22 @@ async def test_typing_expires_with_the_clock(hs: HomeserverHarness) -> None:
     assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": []}
 
 
-async def test_sending_a_message_stops_typing(hs: HomeserverHarness) -> None:
+async def test_sending_a_message_does_not_stop_typing(hs: HomeserverHarness) -> None:
+    """The client says when its user stops typing; a message changes nothing (as in
+    Synapse: a user often sends and goes on typing the next line)."""
+    alice, bob, room_id = await _room_of_two(hs)
+    await alice.request(
+        "PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000}
+    )
+    since = await sync_token(bob)
+    await alice.send(room_id, "still typing")
+    body = await bob.sync(since=since)
+    assert ephemeral(body, room_id, "m.typing") == []  # no change to report
+    body = await bob.sync()
+    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": [alice.user_id]}
+
+
+async def test_leaving_the_room_stops_typing(hs: HomeserverHarness) -> None:
     alice, bob, room_id = await _room_of_two(hs)
     await alice.request(
         "PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000}
@@ -70,10 +85,10 @@ async def test_sending_a_message_stops_typing(hs: HomeserverHarness) -> None:
     await bob.request(
         "PUT", f"/rooms/{room_id}/typing/{bob.user_id}", {"typing": True, "timeout": 30000}
     )
-    since = await sync_token(bob)
-    await alice.send(room_id, "done typing")
-    body = await bob.sync(since=since)
-    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": [bob.user_id]}
+    since = await sync_token(alice)
+    await bob.leave(room_id)
+    body = await alice.sync(since=since)
+    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": [alice.user_id]}
 
 
 async def test_typing_token_from_before_a_restart(hs: HomeserverHarness) -> None:
@@ -117,9 +132,9 @@ async def test_typing_errors(hs: HomeserverHarness) -> None:
     assert ephemeral(body, room_id, "m.typing") == []
 
 
-async def test_sending_a_message_tells_the_typing_listeners(hs: HomeserverHarness) -> None:
-    """Federation listens to local typing changes (m.typing EDUs); a local user who
-    sends a message stops typing for the other servers too, not only on this one."""
+async def test_leaving_tells_the_typing_listeners(hs: HomeserverHarness) -> None:
+    """Federation listens to local typing changes (m.typing EDUs): a local user who
+    leaves while typing stops typing for the other servers too; a message does not."""
     alice, bob, room_id = await _room_of_two(hs)
     typing = hs.server.client.typing
     told: list[tuple[str, str, bool]] = []
@@ -132,16 +147,39 @@ async def test_sending_a_message_tells_the_typing_listeners(hs: HomeserverHarnes
         "PUT", f"/rooms/{room_id}/typing/{alice.user_id}", {"typing": True, "timeout": 30000}
     )
     assert told == [(alice.user_id, room_id, True)]
-    await alice.send(room_id, "done typing")
+    await alice.send(room_id, "not done typing")
+    assert told == [(alice.user_id, room_id, True)]
+    # someone not typing leaving tells nobody
+    await bob.leave(room_id)
+    assert len(told) == 1
+    await alice.leave(room_id)
     assert told == [(alice.user_id, room_id, True), (alice.user_id, room_id, False)]
-    # a message from someone not typing tells nobody
-    await bob.send(room_id, "hi")
-    await alice.send(room_id, "again")
-    assert len(told) == 2
-    # a remote user's message clears their typing here, but is not ours to announce
+    # a remote user who leaves stops typing here, but that is not ours to announce
+    room_id = await alice.create_room(preset="public_chat")
     remote = "@carol:elsewhere.example"
     typing.started_typing(remote, room_id, 30000)
-    event = SimpleNamespace(sender=remote, room_id=room_id, is_state=False)
-    await typing.on_event_persisted(SimpleNamespace(event=event))  # type: ignore[arg-type]
+    event = SimpleNamespace(
+        type="m.room.member", state_key=remote, membership="leave", room_id=room_id
+    )
+    stored = SimpleNamespace(event=event, stream_ordering=99)
+    await typing.on_event_persisted(stored)  # type: ignore[arg-type]
     assert remote not in typing.typing_users(room_id)
     assert len(told) == 2
+
+
+async def test_initial_sync_tells_who_stopped_typing(hs: HomeserverHarness) -> None:
+    """An initial sync gives m.typing for every room with typing news, an empty list
+    included (as Synapse does): a client restarting without a token, which saw
+    someone typing, learns that they stopped."""
+    alice, bob, room_id = await _room_of_two(hs)
+    quiet_room = await alice.create_room(preset="public_chat")
+    await bob.join(quiet_room)
+    path = f"/rooms/{room_id}/typing/{alice.user_id}"
+    await alice.request("PUT", path, {"typing": True, "timeout": 30000})
+    body = await bob.sync()
+    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": [alice.user_id]}
+    assert ephemeral(body, quiet_room, "m.typing") == []
+    await alice.request("PUT", path, {"typing": False})
+    body = await bob.sync()
+    assert ephemeral(body, room_id, "m.typing")[0]["content"] == {"user_ids": []}
+    assert ephemeral(body, quiet_room, "m.typing") == []

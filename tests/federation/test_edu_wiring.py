@@ -1,4 +1,4 @@
-"""EDUs reaching the ephemeral services over federation (typing, to-device)."""
+"""EDUs reaching the ephemeral services over federation (typing, to-device, receipts, presence)."""
 
 from __future__ import annotations
 
@@ -92,3 +92,35 @@ async def test_presence_goes_both_ways(federation_servers: ServerFactory) -> Non
     senders = {e["sender"] for e in sync.get("presence", {}).get("events", [])}
     assert alice.user_id in senders
     assert room_id
+
+
+async def test_a_join_makes_presence_known_across_the_new_link(
+    federation_servers: ServerFactory,
+) -> None:
+    """alice (on a) and bob (on b) set their presence while sharing no room: nothing
+    crosses. When bob joins alice's room, each server tells the other of its members'
+    presence (as Synapse does), so neither waits for the next change to see it."""
+    from tests.federation.rooms import bootstrap_room, remote_join
+    from tests.rooms.helpers import make_user
+
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    carol = await make_user(a.harness, "carol")  # offline: not sent
+    await alice.request("PUT", f"/presence/{alice.user_id}/status", {"presence": "online"})
+    await bob.request("PUT", f"/presence/{bob.user_id}/status", {"presence": "unavailable"})
+    await settle(a, b)
+    [before] = await b.server.client.presence.states_of([alice.user_id])
+    assert before.state == "offline"
+    room_id = await alice.create_room(preset="public_chat")
+    await carol.join(room_id)
+    await bootstrap_room(a, b, room_id)
+    await remote_join(b, bob.user_id, room_id)
+    await settle(a, b)
+    await settle(a, b)
+    assert (await bob.request("GET", f"/presence/{alice.user_id}/status"))["presence"] == ("online")
+    assert (await alice.request("GET", f"/presence/{bob.user_id}/status"))["presence"] == (
+        "unavailable"
+    )
+    known_on_b = await b.server.client.presence.states_of([carol.user_id])
+    assert [p.state for p in known_on_b] == ["offline"]

@@ -225,3 +225,35 @@ async def test_restricted_join_authorised_by_the_resident(
     assert join is not None and join.event.membership == "join"
     assert join.event.content["join_authorised_via_users_server"] == alice.user_id
     assert set(join.event.signatures) == {a.server_name, b.server_name}
+
+
+async def test_rejoin_through_the_other_server_after_leaving_a_room_we_created(
+    federation_servers: ServerFactory,
+) -> None:
+    """alice (a) creates a private room, bob (b) joins, alice leaves: a holds the room
+    but no member. bob invites alice back (a holds the invite as an outlier) and
+    alice joins through b. Her join is made against b's state, not soft-failed
+    against a's stale state (where she left and the room is invite-only)."""
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(
+        preset="private_chat", power_level_content_override={"invite": 0}
+    )
+    await alice.invite(room_id, bob.user_id)
+    await bob.join(room_id)
+    await settled(a, b)
+    await alice.leave(room_id)
+    await settled(a, b)
+    assert (await members(b, room_id)).get(alice.user_id) == "leave"
+    _s, since = await sync_until(alice, lambda s: True)
+    await bob.invite(room_id, alice.user_id)
+    await sync_until(alice, in_section("invite", room_id), since)
+    await alice.join(room_id)
+    assert (await members(a, room_id)).get(alice.user_id) == "join"
+    await sync_until(alice, in_section("join", room_id), since)
+    await settled(a, b)
+    assert (await members(b, room_id)).get(alice.user_id) == "join"
+    await bob.send(room_id, "welcome back")
+    await settled(a, b)
+    await sync_until(alice, has_message(room_id, "welcome back"), since)

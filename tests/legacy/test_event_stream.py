@@ -77,6 +77,8 @@ async def test_long_poll_wakes_on_a_new_event(hs: HomeserverHarness) -> None:
     room_id = await alice.create_room(preset="public_chat")
     await bob.join(room_id)
     other = await bob.create_room()
+    # bob is online already: his message elsewhere changes nothing of his presence
+    await bob.request("PUT", f"/presence/{bob.user_id}/status", {"presence": "online"})
     token = await stream_token(alice)
     poll = asyncio.ensure_future(events(alice, timeout=10_000, **{"from": token}))
     await settle()

@@ -22,6 +22,8 @@ async def test_peeking_into_a_world_readable_room(hs: HomeserverHarness) -> None
     peeker = await make_user(hs, "peeker")
     room_id = await world_readable_room(alice)
     other_room = await world_readable_room(alice)
+    # alice is online already: her message elsewhere changes nothing of her presence
+    await alice.request("PUT", f"/presence/{alice.user_id}/status", {"presence": "online"})
     token = await stream_token(peeker, room_id=room_id)
     poll = asyncio.ensure_future(events(peeker, room_id=room_id, timeout=10_000, **{"from": token}))
     await settle()

@@ -164,14 +164,28 @@ async def test_initial_state_replaces_the_presets_event(hs: HomeserverHarness) -
         ("m.room.create", ""),
         ("m.room.member", alice.user_id),
         ("m.room.power_levels", ""),
-        ("m.room.guest_access", ""),  # the one preset event not replaced
         ("m.room.join_rules", ""),  # initial_state, once each
         ("m.room.history_visibility", ""),
     ]
     assert (await alice.state(room_id, "m.room.join_rules"))["join_rule"] == "knock"
     visibility = await alice.state(room_id, "m.room.history_visibility")
     assert visibility["history_visibility"] == "joined"
-    assert (await alice.state(room_id, "m.room.guest_access"))["guest_access"] == "forbidden"
+    # public_chat's guest_access "forbidden" is the absence of the event (as in Synapse)
+    await alice.request("GET", f"/rooms/{room_id}/state/m.room.guest_access", expect=404)
+
+
+async def test_private_chat_guest_access_event_not_replaced(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room(
+        preset="private_chat",
+        initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}],
+    )
+    assert keys(await timeline(alice, room_id))[3:] == [
+        ("m.room.history_visibility", ""),
+        ("m.room.guest_access", ""),  # the preset events not replaced
+        ("m.room.join_rules", ""),
+    ]
+    assert (await alice.state(room_id, "m.room.guest_access"))["guest_access"] == "can_join"
 
 
 # -- refused requests leave nothing behind -------------------------------------------------

@@ -59,6 +59,12 @@ async def test_forwards_from_the_start(hs: HomeserverHarness) -> None:
     nxt = await messages(alice, room_id, dir="f", limit=100, **{"from": first["end"]})
     assert len(first["chunk"]) + len(nxt["chunk"]) == len(page["chunk"])
     assert nxt["chunk"][0]["type"] == "m.room.power_levels"
+    # forwards the room goes on: ``end`` reads what is sent later, then nothing more
+    later = await alice.send(room_id, "later")
+    sent = await messages(alice, room_id, dir="f", limit=100, **{"from": page["end"]})
+    assert [e["event_id"] for e in sent["chunk"]] == [later]
+    done = await messages(alice, room_id, dir="f", limit=100, **{"from": sent["end"]})
+    assert done["chunk"] == [] and "end" not in done
 
 
 async def test_to_token_bounds_the_page(hs: HomeserverHarness) -> None:

@@ -39,7 +39,7 @@ async def test_bad_filter_bodies(hs: HomeserverHarness) -> None:
         ({"room": {"timeline": {"limit": "x"}}}, "M_BAD_JSON"),
         ({"room": {"state": {"types": "m.room.member"}}}, "M_BAD_JSON"),
         ({"event_format": "pdu"}, "M_BAD_JSON"),
-        ({"room": {"timeline": {"limit": 0}}}, "M_INVALID_PARAM"),
+        ({"room": {"timeline": {"limit": -1}}}, "M_INVALID_PARAM"),
         ([1, 2], "M_BAD_JSON"),
     ]:
         err = await alice.request("POST", path, body, expect=400)
@@ -127,10 +127,13 @@ async def test_timeline_limit_and_event_fields(hs: HomeserverHarness) -> None:
 async def test_federation_event_format(hs: HomeserverHarness) -> None:
     alice = await make_user(hs, "alice")
     room_id = await alice.create_room()
-    await alice.send(room_id, "pdu")
-    flt = json.dumps({"event_format": "federation"})
-    events = _timeline(await alice.sync(filter=flt), room_id)
-    assert "prev_events" in events[-1] and "hashes" in events[-1]
+    event_id = await alice.send(room_id, "pdu")
+    flt = json.dumps({"event_format": "federation", "room": {"timeline": {"limit": 1}}})
+    [event] = _timeline(await alice.sync(filter=flt), room_id)
+    assert {"prev_events", "auth_events", "depth", "hashes", "signatures"} <= set(event)
+    # the ID is given though the room version leaves it out of the PDU
+    assert event["event_id"] == event_id and event["room_id"] == room_id
+    assert event["content"]["body"] == "pdu"
 
 
 async def test_state_filter_types(hs: HomeserverHarness) -> None:

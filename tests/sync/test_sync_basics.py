@@ -208,6 +208,29 @@ async def test_heroes_for_unnamed_rooms(hs: HomeserverHarness) -> None:
     assert summary["m.invited_member_count"] == 1
 
 
+async def test_timeline_limit_zero_gives_the_state_only(hs: HomeserverHarness) -> None:
+    """A JSON filter in the query with ``timeline.limit`` 0: no timeline events, and
+    the state section is the whole (filtered) current state, initial or incremental."""
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await alice.send(room_id, "before")
+    flt = '{"room": {"timeline": {"limit": 0}, "state": {"types": ["m.room.member"]}}}'
+    body = await alice.sync(filter=flt)
+    room = body["rooms"]["join"][room_id]
+    assert room["timeline"]["events"] == []
+    assert [(e["type"], e["state_key"]) for e in room["state"]["events"]] == [
+        ("m.room.member", alice.user_id)
+    ]
+    await bob.join(room_id)
+    await alice.send(room_id, "after")
+    room = (await alice.sync(filter=flt, since=body["next_batch"]))["rooms"]["join"][room_id]
+    assert room["timeline"]["events"] == []
+    assert [(e["state_key"], e["content"]["membership"]) for e in room["state"]["events"]] == [
+        (bob.user_id, "join")
+    ]
+
+
 async def test_bad_parameters(hs: HomeserverHarness) -> None:
     alice = await make_user(hs, "alice")
     for params, errcode in [
@@ -219,7 +242,7 @@ async def test_bad_parameters(hs: HomeserverHarness) -> None:
         ({"set_presence": "busy"}, "M_INVALID_PARAM"),
         ({"filter": "{not json"}, "M_BAD_JSON"),
         ({"filter": '{"room": {"timeline": {"limit": "ten"}}}'}, "M_BAD_JSON"),
-        ({"filter": '{"room": {"timeline": {"limit": 0}}}'}, "M_INVALID_PARAM"),
+        ({"filter": '{"room": {"timeline": {"limit": -1}}}'}, "M_INVALID_PARAM"),
         ({"filter": "12345"}, "M_INVALID_PARAM"),
         ({"filter": "abc"}, "M_INVALID_PARAM"),
     ]:
@@ -307,3 +330,64 @@ async def test_many_rooms_in_one_initial_sync(hs: HomeserverHarness) -> None:
     since = body["next_batch"]
     await alice.send(rooms[-1], "last")
     assert list((await alice.sync(since=since))["rooms"]["join"]) == [rooms[-1]]
+
+
+async def test_next_batch_reads_on_forwards_in_messages(hs: HomeserverHarness) -> None:
+    """A sync's next_batch as ``from`` of /messages (dir=f): the events sent since,
+    with an ``end`` to read on from."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "1")
+    body = await alice.sync(filter='{"room": {"timeline": {"limit": 1}}}')
+    second = await alice.send(room_id, "2")
+    page = await alice.request(
+        "GET",
+        f"/rooms/{room_id}/messages",
+        params={"from": body["next_batch"], "dir": "f"},
+    )
+    assert [e["event_id"] for e in page["chunk"]] == [second]
+    assert page["chunk"][0]["content"]["body"] == "2"
+    assert page["start"] == body["next_batch"] and page["end"]
+    third = await alice.send(room_id, "3")
+    page = await alice.request(
+        "GET", f"/rooms/{room_id}/messages", params={"from": page["end"], "dir": "f"}
+    )
+    assert [e["event_id"] for e in page["chunk"]] == [third]
+
+
+async def test_prev_batch_of_a_whole_history_timeline(hs: HomeserverHarness) -> None:
+    """An initial sync whose timeline holds the room's whole history gives the sync's
+    position as prev_batch, as Synapse does: /messages from it reads the timeline
+    again (lazy-loading its sender), then comes to the start of the room."""
+    alice = await make_user(hs, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    message = await alice.send(room_id, "Here is the message content")
+    body = await alice.sync()
+    timeline = body["rooms"]["join"][room_id]["timeline"]
+    assert timeline["limited"] is False
+    assert timeline["events"][0]["type"] == "m.room.create"
+    page = await alice.request(
+        "GET",
+        f"/rooms/{room_id}/messages",
+        params={
+            "dir": "b",
+            "from": timeline["prev_batch"],
+            "filter": '{"lazy_load_members": true}',
+        },
+    )
+    assert page["chunk"][0]["event_id"] == message and page["end"]
+    assert [(e["type"], e["state_key"]) for e in page["state"]] == [
+        ("m.room.member", alice.user_id)
+    ]
+    rest = await alice.request(
+        "GET", f"/rooms/{room_id}/messages", params={"dir": "b", "from": page["end"]}
+    )
+    assert "end" not in rest
+    # a timeline cut by its limit continues just before its first event
+    short = (await alice.sync(filter='{"room": {"timeline": {"limit": 2}}}'))["rooms"]["join"]
+    older = await alice.request(
+        "GET",
+        f"/rooms/{room_id}/messages",
+        params={"dir": "b", "from": short[room_id]["timeline"]["prev_batch"]},
+    )
+    assert message not in [e["event_id"] for e in older["chunk"]]

@@ -95,7 +95,8 @@ async def test_joiner_sees_earlier_history(hs: HomeserverHarness, visibility: st
         params = {} if since is None else {"since": since}
         whole = _timeline(await carol.sync(filter=_limit(50), **params), room_id)
         assert _ids(whole["events"]) == everything
-        assert whole["limited"] is False
+        # a room joined since the last sync is always limited (as Synapse marks it)
+        assert whole["limited"] is (since is not None)
         short = _timeline(await carol.sync(filter=_limit(4), **params), room_id)
         assert _ids(short["events"]) == [*sent, join]
         assert short["limited"] is True
@@ -123,7 +124,7 @@ async def test_joined_visibility_starts_at_the_join(hs: HomeserverHarness) -> No
     for params in ({}, {"since": before_join}):
         timeline = _timeline(await carol.sync(filter=_limit(50), **params), room_id)
         assert _ids(timeline["events"]) == [join, after]
-        assert timeline["limited"] is False
+        assert timeline["limited"] is ("since" in params)  # newly joined: limited
         short = _timeline(await carol.sync(filter=_limit(1), **params), room_id)
         assert _ids(short["events"]) == [after]
         assert short["limited"] is True
@@ -144,7 +145,7 @@ async def test_invited_visibility_starts_at_the_invite(hs: HomeserverHarness) ->
         timeline = _timeline(await carol.sync(filter=_limit(50), **params), room_id)
         assert _ids(timeline["events"]) == [invite, between, join]
         assert timeline["events"][0]["content"]["membership"] == "invite"
-        assert timeline["limited"] is False
+        assert timeline["limited"] is ("since" in params)  # newly joined: limited
         short = _timeline(await carol.sync(filter=_limit(2), **params), room_id)
         assert _ids(short["events"]) == [between, join]
         assert short["limited"] is True
@@ -197,7 +198,7 @@ async def test_rejoin_shows_the_gap_in_a_shared_room(hs: HomeserverHarness) -> N
     timeline = _timeline(body, room_id)
     assert _ids(timeline["events"]) == everything
     assert _ids(timeline["events"])[-4:] == [leave, *gap, rejoin]
-    assert timeline["limited"] is False
+    assert timeline["limited"] is True  # rejoined since the last sync
     short = _timeline(await carol.sync(since=since, filter=_limit(3)), room_id)
     assert _ids(short["events"]) == [*gap, rejoin]
     assert short["limited"] is True
@@ -268,3 +269,34 @@ async def test_selective_filter_reaches_before_the_join(hs: HomeserverHarness) -
     timeline = _timeline(await carol.sync(filter=flt), room_id)
     assert _ids(timeline["events"]) == sent
     assert timeline["limited"] is False
+
+
+@pytest.mark.parametrize("messages_after", [0, 50])
+async def test_current_state_from_the_gap_appears_in_the_rejoin_timeline(
+    hs: HomeserverHarness, messages_after: int
+) -> None:
+    """``joined``: a member who joined while carol was away is hidden history, but
+    their join is the room's current state and shows in carol's timeline (as in
+    Synapse), even behind many hidden messages; the messages stay hidden."""
+    alice = await make_user(hs, "alice")
+    carol = await make_user(hs, "carol")
+    dave = await make_user(hs, "dave")
+    room_id = await _room(alice, "joined")
+    await carol.join(room_id)
+    since = (await carol.sync())["next_batch"]
+    await carol.leave(room_id)
+    dave_join = await _joined(dave, alice, room_id)
+    hidden = [await alice.send(room_id, f"h{i}") for i in range(messages_after)]
+    rejoin = await _joined(carol, alice, room_id)
+    for params in ({"since": since}, {}):
+        timeline = _timeline(await carol.sync(**params), room_id)
+        ids = _ids(timeline["events"])
+        assert dave_join in ids and ids[-1] == rejoin
+        assert not set(hidden) & set(ids)
+        assert timeline["limited"] is ("since" in params)  # rejoined since: limited
+    # a state event replaced since is no longer current: it stays hidden
+    await dave.leave(room_id)
+    await carol.leave(room_id)
+    await _joined(carol, alice, room_id)
+    ids = _ids(_timeline(await carol.sync(since=since), room_id)["events"])
+    assert dave_join not in ids

@@ -1,0 +1,96 @@
+"""Self-destructing messages (MSC2228; Synapse's ``enable_ephemeral_messages``).
+
+With the option on, a non-state event whose content carries an integer
+``org.matrix.self_destruct_after`` (a timestamp in milliseconds) is pruned at that
+time, as a redaction would leave it (the content goes, the event stays in the DAG),
+for good: the stored JSON is replaced by the pruned form. Events from clients and
+from other servers alike, as Synapse does.
+
+Expiry times are kept in the database (``event_expiry``), so a restart expires what
+fell due while the server was down. The soonest one is held in memory: ``tick()``
+(a background task every second; tests call it after moving the FakeClock) reads
+the database only when it has come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from homeserver.clock import Clock
+from storage.database import Transaction
+from storage.events import StoredEvent
+from storage.stores import Stores
+
+logger = logging.getLogger(__name__)
+
+SELF_DESTRUCT_AFTER = "org.matrix.self_destruct_after"
+TICK_INTERVAL_S = 1.0
+BATCH = 100
+
+
+class MessageExpiry:
+    def __init__(self, stores: Stores, clock: Clock) -> None:
+        self._stores = stores
+        self._clock = clock
+        self._next: int | None = None  # the soonest expiry known to be pending
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        """At start-up: the soonest expiry stored."""
+        self._next = await self._stores.event_expiry.earliest()
+
+    async def on_event_persisted(self, stored: StoredEvent) -> None:
+        """Persister hook: remember when a self-destructing message is to expire."""
+        event = stored.event
+        expiry_ts = event.content.get(SELF_DESTRUCT_AFTER)
+        if event.is_state or type(expiry_ts) is not int:  # bool is no timestamp
+            return
+        await self._stores.event_expiry.add(stored.event_id, expiry_ts)
+        if self._next is None or expiry_ts < self._next:
+            self._next = expiry_ts
+
+    async def tick(self) -> None:
+        """Prune every message whose time has come."""
+        now = self._clock.time_ms()
+        if self._next is None or self._next > now:
+            return
+        while True:
+            due = await self._stores.event_expiry.due(now, BATCH)
+            for event_id in due:
+                await self._expire(event_id)
+            if len(due) < BATCH:
+                break
+        self._next = await self._stores.event_expiry.earliest()
+
+    async def _expire(self, event_id: str) -> None:
+        stored = await self._stores.events.get_event(event_id)
+
+        async def prune(txn: Transaction) -> None:
+            if stored is not None:
+                pruned = stored.event.redacted_pdu()
+                await self._stores.events.store_pruned_txn(txn, event_id, dict(pruned))
+            await self._stores.event_expiry.delete_txn(txn, event_id)
+
+        await self._stores.db.run_transaction("expire_event", prune)
+        logger.info("expired self-destructing message %s", event_id)
+
+    def start(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("expiring self-destructing messages failed")
