@@ -34,8 +34,8 @@ class AccountHandlers:
         body = await json_object(request)
         new_password = self._ctx.accounts.check_password_shape(get_str(body, "new_password"))
         logout_devices = get_bool(body, "logout_devices", True)
-        result = await self._ctx.uia.authenticate(
-            "POST /account/password", body, PASSWORD_FLOWS, user_id=requester.user_id
+        result = await self._ctx.uia.authenticate_user(
+            "POST /account/password", body, requester.user_id
         )
         await self._ctx.accounts.change_password(
             requester.user_id,
@@ -52,8 +52,8 @@ class AccountHandlers:
         require_not_guest(requester)
         body = await json_object(request, allow_empty=True)
         erase = get_bool(body, "erase", False)
-        result = await self._ctx.uia.authenticate(
-            "POST /account/deactivate", body, PASSWORD_FLOWS, user_id=requester.user_id
+        result = await self._ctx.uia.authenticate_user(
+            "POST /account/deactivate", body, requester.user_id
         )
         await self._ctx.accounts.deactivate(requester.user_id, erase=erase)
         await self._ctx.uia.finish(result.session_id)

@@ -36,6 +36,7 @@ from homeserver.rooms.third_party_invites import ThirdPartyInviteService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sso import SsoService
 from homeserver.sync.service import SyncService
 from homeserver.to_device import ToDeviceService
 from homeserver.typing import TypingService
@@ -78,6 +79,7 @@ class ClientContext:
     room_upgrades: RoomUpgradeService
     third_party_invites: ThirdPartyInviteService
     legacy: LegacyApi
+    sso: SsoService
 
     @property
     def server_name(self) -> str:

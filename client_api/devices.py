@@ -6,7 +6,6 @@ from typing import Any
 
 from aiohttp import web
 
-from client_api.account import PASSWORD_FLOWS
 from client_api.context import ClientContext
 from client_api.versions import json_response
 from homeserver.errors import NotFound
@@ -70,8 +69,8 @@ class DeviceHandlers:
         body = await json_object(request, allow_empty=True)
         if await self._ctx.stores.devices.get_device(requester.user_id, device_id) is None:
             raise NotFound("Device not found")
-        result = await self._ctx.uia.authenticate(
-            f"DELETE /devices/{device_id}", body, PASSWORD_FLOWS, user_id=requester.user_id
+        result = await self._ctx.uia.authenticate_user(
+            f"DELETE /devices/{device_id}", body, requester.user_id
         )
         await self._ctx.sessions.delete_devices(requester.user_id, [device_id])
         await self._ctx.uia.finish(result.session_id)
@@ -82,8 +81,8 @@ class DeviceHandlers:
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         device_ids = get_str_list(body, "devices")
-        result = await self._ctx.uia.authenticate(
-            "POST /delete_devices", body, PASSWORD_FLOWS, user_id=requester.user_id
+        result = await self._ctx.uia.authenticate_user(
+            "POST /delete_devices", body, requester.user_id
         )
         await self._ctx.sessions.delete_devices(requester.user_id, list(device_ids))
         await self._ctx.uia.finish(result.session_id)

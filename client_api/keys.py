@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 
-from client_api.account import PASSWORD_FLOWS
 from client_api.context import ClientContext
 from client_api.versions import json_response
 from homeserver.errors import BadJson, InvalidParam, MissingParam
@@ -96,11 +95,8 @@ class KeyHandlers:
         keys = cross_signing.keys_of_request(body, requester.user_id)
         session_id = None
         if await cross_signing.needs_uia(requester.user_id, keys):
-            result = await self._ctx.uia.authenticate(
-                "POST /keys/device_signing/upload",
-                body,
-                PASSWORD_FLOWS,
-                user_id=requester.user_id,
+            result = await self._ctx.uia.authenticate_user(
+                "POST /keys/device_signing/upload", body, requester.user_id
             )
             session_id = result.session_id
         await cross_signing.upload_keys(requester.user_id, keys)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext, client_ip
 from client_api.register import session_body
+from client_api.sso import sso_login_flows
 from client_api.versions import json_response
 from homeserver.errors import Forbidden, MatrixError
 from homeserver.http.body import get_bool, get_dict, get_str, json_object
@@ -33,6 +34,7 @@ class LoginHandlers:
         self._ctx = ctx
         rc = ctx.config.rc_login
         self._address_limit = RateLimit(rc.address.per_second, rc.address.burst_count)
+        self._account_limit = RateLimit(rc.account.per_second, rc.account.burst_count)
         ctx.uia.register_stage("m.login.password", self._password_stage)
 
     async def _password_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
@@ -46,21 +48,28 @@ class LoginHandlers:
 
     async def get_login_flows(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/login."""
-        return json_response({"flows": [{"type": "m.login.password"}]})
+        flows = [*sso_login_flows(self._ctx.sso), {"type": "m.login.password"}]
+        return json_response({"flows": flows})
 
     async def login(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/login."""
         body = await json_object(request)
         self._ctx.limiter.check("login_address", client_ip(request), self._address_limit)
         login_type = get_str(body, "type")
-        if login_type != "m.login.password":
-            raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
-        identifier = login_identifier(body)
-        password = get_str(body, "password")
         device_id = get_str(body, "device_id", None)
         display_name = get_str(body, "initial_device_display_name", None)
         refreshable = get_bool(body, "refresh_token", False)
-        user_id = await self._ctx.accounts.login_with_password(identifier, password)
+        if login_type == "m.login.token":
+            # a token single sign-on handed out (homeserver/sso/login_tokens.py)
+            record = await self._ctx.sso.login_tokens.consume(get_str(body, "token"))
+            user_id = record.user_id
+            self._ctx.limiter.check("login_account", user_id, self._account_limit)
+        elif login_type == "m.login.password":
+            identifier = login_identifier(body)
+            password = get_str(body, "password")
+            user_id = await self._ctx.accounts.login_with_password(identifier, password)
+        else:
+            raise MatrixError(400, "M_UNKNOWN", f"Unknown login type {login_type}")
         session = await self._ctx.accounts.login(
             user_id, device_id=device_id, device_display_name=display_name, refreshable=refreshable
         )

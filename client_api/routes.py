@@ -33,6 +33,7 @@ from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
 from client_api.room_upgrades import RoomUpgradeHandlers
 from client_api.rooms import RoomHandlers
+from client_api.sso import sso_routes
 from client_api.sync import SyncHandlers
 from client_api.to_device import ToDeviceHandlers
 from client_api.typing import TypingHandlers
@@ -195,6 +196,7 @@ def client_routes(
         ("POST", unstable + "/keys/device_signing/upload", keys.upload_device_signing_keys),
         ("POST", unstable + "/keys/signatures/upload", keys.upload_signatures),
     ]
+    routes += sso_routes(ctx, CLIENT_PREFIXES, LEGACY_PREFIX)
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
         ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),

@@ -73,6 +73,7 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
 from homeserver.uia import UserInteractiveAuth
@@ -203,6 +204,15 @@ class Homeserver:
             tls=client_tls(config),
         )
         profiles = ProfileService(config.server_name, stores)
+        uia = UserInteractiveAuth(stores, clock)
+        sso = SsoService(
+            config,
+            stores,
+            accounts,
+            uia,
+            LoginTokenService(stores, clock),
+            cas_provider_from_config(config),
+        )
         sync = SyncService(
             stores,
             notifier,
@@ -217,7 +227,7 @@ class Homeserver:
             authenticator=authenticator,
             accounts=accounts,
             sessions=sessions,
-            uia=UserInteractiveAuth(stores, clock),
+            uia=uia,
             limiter=limiter,
             profiles=profiles,
             notifier=notifier,
@@ -257,6 +267,7 @@ class Homeserver:
                 ephemeral,
                 clock,
             ),
+            sso=sso,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
@@ -407,6 +418,7 @@ class Homeserver:
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        await self.client.sso.close()
         if self.guest_evictor is not None:
             await self.guest_evictor.stop()
         if self.ephemeral is not None:

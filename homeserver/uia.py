@@ -5,6 +5,13 @@ flows it accepts. The first request (without ``auth``) gets 401 with a new
 session; each later request completes one stage; once every stage of one flow is
 done the caller gets the stored request parameters and goes ahead, then deletes the
 session. Sessions are bound to the request (method and path) that started them.
+
+Endpoints that re-authenticate a logged-in user call ``authenticate_user``: its flows
+are the user's ways of proving who they are (``user_flows``): their password, and
+each *out-of-band* stage (``m.login.sso``) the user can do. Such a stage is not
+submitted in ``auth``: the fallback page runs it in a browser and records, with
+``complete_out_of_band``, the user it proved; a session where it proved anyone else
+than the session's user is refused (403).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from storage.database import Transaction
 from storage.stores import Stores
+from storage.uia import UiaSession
 
 SESSION_LIFETIME_MS = 30 * 60 * 1000
 SECRET_KEYS = frozenset({"password", "new_password", "guest_access_token"})
@@ -25,6 +33,9 @@ SECRET_KEYS = frozenset({"password", "new_password", "guest_access_token"})
 # A stage checker gets the ``auth`` dict and the session's user (if any); it returns
 # a JSON-able result to record, or raises MatrixError to refuse the stage.
 StageChecker = Callable[[dict[str, Any], str | None], Awaitable[Any]]
+# Whether a user can do an out-of-band stage (e.g. has a single sign-on identity).
+StageOffer = Callable[[str], Awaitable[bool]]
+PASSWORD_STAGE = "m.login.password"
 
 
 class UiaRefused(MatrixError):
@@ -59,9 +70,52 @@ class UserInteractiveAuth:
         self._stores = stores
         self._clock = clock
         self._checkers: dict[str, StageChecker] = {}
+        self._out_of_band: dict[str, StageOffer] = {}
 
     def register_stage(self, stage: str, checker: StageChecker) -> None:
         self._checkers[stage] = checker
+
+    def register_out_of_band_stage(self, stage: str, offered_to: StageOffer) -> None:
+        """A stage done outside the API (on its fallback page), whose result is the
+        user it proved; offered to the users ``offered_to`` accepts."""
+        self._out_of_band[stage] = offered_to
+
+    async def user_flows(self, user_id: str) -> list[list[str]]:
+        """How ``user_id`` can prove who they are: their password (unless the account
+        has none, as an account made by single sign-on), then each out-of-band stage
+        offered to them; the password when nothing else is."""
+        flows: list[list[str]] = []
+        account = await self._stores.accounts.get_user(user_id)
+        if account is None or account.password_hash is not None:
+            flows.append([PASSWORD_STAGE])
+        for stage, offered_to in self._out_of_band.items():
+            if await offered_to(user_id):
+                flows.append([stage])
+        return flows or [[PASSWORD_STAGE]]
+
+    async def authenticate_user(
+        self, request_key: str, body: dict[str, Any], user_id: str
+    ) -> UiaResult:
+        """``authenticate`` a logged-in user by the flows ``user_flows`` offers them."""
+        flows = await self.user_flows(user_id)
+        return await self.authenticate(request_key, body, flows, user_id=user_id)
+
+    async def live_session(self, session_id: str) -> UiaSession:
+        """The session ``session_id``; 400 M_UNKNOWN if it is unknown or expired."""
+        session = await self._stores.uia.get_session(session_id)
+        if session is None or self._clock.time_ms() - session.created_ts > SESSION_LIFETIME_MS:
+            raise MatrixError(400, "M_UNKNOWN", "Unknown or expired session ID")
+        return session
+
+    async def complete_out_of_band(self, session_id: str, stage: str, proved_user: str) -> None:
+        """Record that the out-of-band ``stage`` of ``session_id`` proved
+        ``proved_user`` ("" for nobody: the session then fails with 403)."""
+        await self.live_session(session_id)
+
+        async def complete_stage(txn: Transaction) -> None:
+            await self._stores.uia.mark_stage_complete_txn(txn, session_id, stage, proved_user)
+
+        await self._stores.db.run_transaction("uia_complete_out_of_band", complete_stage)
 
     async def authenticate(
         self,
@@ -103,6 +157,8 @@ class UserInteractiveAuth:
                 "Requested operation has changed during the UI authentication session.",
             )
         completed = dict(session.completed)
+        if stage in self._out_of_band:
+            stage = None  # done on the fallback page: only its recorded result counts
         if stage is not None:
             allowed = {s for flow in flows for s in flow}
             checker = self._checkers.get(stage)
@@ -128,9 +184,17 @@ class UserInteractiveAuth:
             completed[stage] = result
         for flow in flows:
             if all(s in completed for s in flow):
+                self._check_proved_user(completed, user_id)
                 merged = {**session.clientdict, **clientdict}
                 return UiaResult(session_id, merged, completed)
         raise UiaRequired(self._state(session_id, flows, params, completed))
+
+    def _check_proved_user(self, completed: dict[str, Any], user_id: str | None) -> None:
+        """403 if an out-of-band stage of the session proved someone else than its
+        user (or nobody): the SSO account is not the account being acted on."""
+        for stage in self._out_of_band:
+            if stage in completed and (user_id is None or completed[stage] != user_id):
+                raise UiaRefused("Invalid auth")
 
     async def finish(self, session_id: str) -> None:
         async def delete_session(txn: Transaction) -> None:

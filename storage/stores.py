@@ -11,8 +11,10 @@ from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
 from storage.event_expiry import EventExpiryStore
 from storage.events import EventStore
+from storage.external_ids import ExternalIdStore
 from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
+from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.presence import PresenceStore
 from storage.push_actions import PushActionStore
@@ -57,6 +59,8 @@ class Stores:
     account_data: AccountDataStore
     to_device: ToDeviceStore
     remote_devices: RemoteDeviceStore
+    external_ids: ExternalIdStore
+    login_tokens: LoginTokenStore
     event_expiry: EventExpiryStore
 
     @classmethod
@@ -86,5 +90,7 @@ class Stores:
             account_data=AccountDataStore(db),
             to_device=ToDeviceStore(db),
             remote_devices=RemoteDeviceStore(db),
+            external_ids=ExternalIdStore(db),
+            login_tokens=LoginTokenStore(db),
             event_expiry=EventExpiryStore(db),
         )

@@ -333,7 +333,7 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
             form_secret: "secret"
             email: {smtp_host: localhost, smtp_port: 25, notif_from: "hs@localhost"}
             recaptcha_public_key: "x"
-            cas_config: {enabled: false}
+            cas_config: {enabled: false, service_url: "https://hs.example.org"}
             caches: {global_factor: 1.0, sync_response_cache_duration: 0}
             rc_federation: {window_size: 1000, sleep_limit: 100}
             rc_delayed_event_mgmt: {per_second: 1, burst_count: 1}
@@ -350,7 +350,7 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
             "form_secret",
             "email",
             "recaptcha_public_key",
-            "cas_config",
+            "cas_config.service_url",
             "rc_delayed_event_mgmt",
         ]
     )

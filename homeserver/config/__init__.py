@@ -42,6 +42,7 @@ from homeserver.config.sections import (
     ThumbnailSize,
     TrustedKeyServer,
 )
+from homeserver.config.sso import CasConfig, SsoConfig
 from homeserver.config.template import render_config
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_IP_RANGE_BLACKLIST",
     "DEFAULT_ROOM_VERSION",
     "CachesConfig",
+    "CasConfig",
     "ConfigError",
     "DatabaseConfig",
     "DirectoryRule",
@@ -65,6 +67,7 @@ __all__ = [
     "RateLimitConfig",
     "RedisConfig",
     "ResourceName",
+    "SsoConfig",
     "ThumbnailSize",
     "TrustedKeyServer",
     "database_from_url",

@@ -53,6 +53,7 @@ from homeserver.config.sections import (
     parse_old_signing_keys,
     parse_thumbnail_sizes,
 )
+from homeserver.config.sso import CasConfig, SsoConfig
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ROOM_VERSIONS: Final = tuple(str(n) for n in range(1, 13))
@@ -136,6 +137,9 @@ class HomeserverConfig:
     registration_shared_secret: str | None = field(default=None, repr=False)
     allow_guest_access: bool = False
     bcrypt_rounds: int = 12
+    # single sign-on
+    cas_config: CasConfig = field(default_factory=CasConfig)
+    sso: SsoConfig = field(default_factory=SsoConfig)
     # rate limits
     rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE
     rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
@@ -195,6 +199,12 @@ class HomeserverConfig:
     tls_private_key_path: Path | None = None
     # Synapse options in the file that this server does not implement (warned at start)
     ignored_options: tuple[str, ...] = ()
+
+    @property
+    def public_baseurl_effective(self) -> str:
+        """Where clients reach this server (as Synapse: https://<server_name>/ unless
+        ``public_baseurl`` says otherwise); ends with a slash."""
+        return self.public_baseurl or f"https://{self.server_name}/"
 
     @property
     def client_base_url_effective(self) -> str:
@@ -267,6 +277,8 @@ class HomeserverConfig:
             ),
             allow_guest_access=reader.get("allow_guest_access", to_bool, False),
             bcrypt_rounds=reader.get("bcrypt_rounds", int_between(4, 31), 12),
+            cas_config=CasConfig.parse(reader.child("cas_config")),
+            sso=SsoConfig.parse(reader.child("sso")),
             rc_message=RateLimitConfig.parse(reader.child("rc_message"), DEFAULT_RC_MESSAGE),
             rc_registration=RateLimitConfig.parse(
                 reader.child("rc_registration"), DEFAULT_RC_REGISTRATION

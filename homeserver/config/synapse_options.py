@@ -150,6 +150,9 @@ SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
             "ca_path",
         }
     ),
+    # Synapse's legacy cas_config.service_url (it builds the service URL itself now)
+    "cas_config": frozenset({"service_url"}),
+    "sso": frozenset({"update_profile_information", "template_dir"}),
     "email": frozenset(
         {
             "smtp_host",

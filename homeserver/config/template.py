@@ -166,6 +166,36 @@ allow_guest_access: false
 # bcrypt cost of stored password hashes, 4 to 31 (default 12).
 bcrypt_rounds: 12
 
+## Single sign-on ##
+
+# Log users in through a CAS server (default: off). Clients are sent to
+# <server_url>/login; tickets are checked at <server_url>/proxyValidate
+# (/p3/proxyValidate for protocol_version 3), through the outbound address rules
+# below (ip_range_blacklist / ip_range_whitelist). A CAS user logs in as the user
+# whose localpart is their CAS user name (lower-cased, other characters escaped as
+# =xx), created on first login unless enable_registration is false.
+#cas_config:
+#  enabled: true
+#  server_url: https://cas.example.com/cas
+#  protocol_version: 3                 # 1, 2 or 3 (default: the /proxyValidate URL)
+#  displayname_attribute: name         # a new user's display name (default: none)
+#  required_attributes:                # all must be present, with this value unless null
+#    userGroup: staff
+#    department: null
+#  enable_registration: true           # create accounts on first login (default true)
+#  allow_numeric_ids: false            # prefix all-digit user names (default false)
+#  numeric_ids_prefix: u               # that prefix (default u)
+#  idp_name: CAS                       # shown by clients (default CAS)
+#  idp_icon: mxc://example.com/abcdef  # shown by clients (default: none)
+#  idp_brand: cas                      # shown by clients (default: none)
+
+# Settings of every single sign-on provider. client_whitelist: client URLs that
+# receive a login token straight away; the user confirms any other redirectUrl on
+# a page first. An entry matches URLs equal to it or continuing it after a "/".
+#sso:
+#  client_whitelist:
+#    - https://app.example.com/
+
 ## Rate limits ##
 # Token buckets: burst_count actions at once, refilled at per_second.
 

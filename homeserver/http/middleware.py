@@ -26,7 +26,7 @@ CORS_HEADERS = {
     "Access-Control-Expose-Headers": "ETag, Content-Disposition, Retry-After",
 }
 
-_SECRET_PARAMS = frozenset({"access_token", "token", "password"})
+_SECRET_PARAMS = frozenset({"access_token", "token", "password", "ticket", "loginToken"})
 # Path segments that are secrets: a registration token in the admin API's URLs.
 _SECRET_PATH = re.compile(r"^(/_synapse/admin/v1/registration_tokens/)(?!new$)[^/]+")
 
