@@ -115,8 +115,11 @@ class DeviceListService:
             self._notifier.on_user_change(user_id)
             self._notifier.on_rooms_change(rooms)
             if self.change_listeners:
+                # the listeners of the moment of the commit: one added later (while
+                # an earlier one awaits) must not hear of an older change
+                listeners = list(self.change_listeners)
                 task = asyncio.get_running_loop().create_task(
-                    self._tell_listeners(user_id, devices, position.value)
+                    self._tell_listeners(listeners, user_id, devices, position.value)
                 )
                 self._listener_tasks.add(task)
                 task.add_done_callback(self._listener_tasks.discard)
@@ -162,8 +165,14 @@ class DeviceListService:
         while self._listener_tasks:
             await asyncio.gather(*self._listener_tasks, return_exceptions=True)
 
-    async def _tell_listeners(self, user_id: str, device_ids: list[str], position: int) -> None:
-        for listener in self.change_listeners:
+    async def _tell_listeners(
+        self,
+        listeners: list[DeviceListListener],
+        user_id: str,
+        device_ids: list[str],
+        position: int,
+    ) -> None:
+        for listener in listeners:
             try:
                 await listener(user_id, device_ids, position)
             except Exception:

@@ -185,3 +185,29 @@ async def test_a_key_upload_returns_once_listeners_were_told(hs: HomeserverHarne
     # nothing changed, nothing to tell
     await alice.upload(device_keys=alice.device_keys())
     assert len(told) == 2
+
+
+async def test_a_listener_added_later_does_not_hear_of_an_older_change(
+    hs: HomeserverHarness,
+) -> None:
+    """The listeners told of a change are those there were when it committed, even
+    when an earlier listener is still busy with it as another one is added."""
+    device_lists = hs.server.client.e2ee.device_lists
+    release = asyncio.Event()
+    first: list[str] = []
+    late: list[str] = []
+
+    async def blocking_listener(user_id: str, device_ids: list[str], position: int) -> None:
+        await release.wait()
+        first.append(user_id)
+
+    async def late_listener(user_id: str, device_ids: list[str], position: int) -> None:
+        late.append(user_id)
+
+    device_lists.change_listeners.insert(0, blocking_listener)
+    alice = await make_device(hs, "alice")  # the login is a change; its telling waits
+    device_lists.change_listeners.append(late_listener)
+    release.set()
+    await device_lists.wait_listeners()
+    assert first == [alice.user_id]
+    assert late == []
