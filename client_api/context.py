@@ -16,6 +16,7 @@ from homeserver.e2ee import E2ee
 from homeserver.errors import Forbidden, MissingToken
 from homeserver.legacy import LegacyApi
 from homeserver.notifier import Notifier
+from homeserver.openid import OpenIdService
 from homeserver.presence import PresenceService
 from homeserver.profiles import ProfileService
 from homeserver.push.service import PushService
@@ -80,6 +81,7 @@ class ClientContext:
     third_party_invites: ThirdPartyInviteService
     legacy: LegacyApi
     sso: SsoService
+    openid: OpenIdService
 
     @property
     def server_name(self) -> str:

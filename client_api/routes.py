@@ -23,6 +23,7 @@ from client_api.login import LoginHandlers
 from client_api.membership import MembershipHandlers
 from client_api.messages import MessageHandlers
 from client_api.notifications import NotificationHandlers
+from client_api.openid import OpenIdHandlers
 from client_api.presence import PresenceHandlers
 from client_api.profile import ProfileHandlers
 from client_api.pushers import PusherHandlers
@@ -75,6 +76,7 @@ def client_routes(
     to_device = ToDeviceHandlers(ctx)
     room_upgrades = RoomUpgradeHandlers(ctx)
     legacy = LegacyHandlers(ctx)
+    openid = OpenIdHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -152,6 +154,7 @@ def client_routes(
         ("DELETE", "/room_keys/keys/{roomId}/{sessionId}", room_keys.delete_keys),
         ("GET", "/sync", sync.sync),
         ("POST", "/user/{userId}/filter", filters.define_filter),
+        ("POST", "/user/{userId}/openid/request_token", openid.request_token),
         ("GET", "/user/{userId}/filter/{filterId}", filters.get_filter),
         ("GET", "/rooms/{roomId}/messages", messages.get_messages),
         ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),

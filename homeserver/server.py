@@ -30,6 +30,7 @@ from federation.edu_wiring import (
 )
 from federation.event_services import FederationEventServices, event_routes
 from federation.membership import FederationMembership, membership_routes
+from federation.openid import OpenIdUserInfo
 from federation.remote_media import FederationMediaFetcher
 from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
@@ -48,6 +49,7 @@ from homeserver.legacy import LegacyApi
 from homeserver.media.preview import AddressFilter, url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
 from homeserver.notifier import Notifier
+from homeserver.openid import OpenIdService
 from homeserver.passwords import PasswordHasher
 from homeserver.profiles import ProfileService
 from homeserver.push.notifications import SyncUnreadCounter
@@ -268,6 +270,7 @@ class Homeserver:
                 clock,
             ),
             sso=sso,
+            openid=OpenIdService(config.server_name, stores, clock),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
@@ -375,6 +378,8 @@ class Homeserver:
                 routes += self.federation_e2ee.routes(self.federation.authenticator)
             if self.federation_third_party_invites is not None:
                 routes += self.federation_third_party_invites.routes(self.federation.authenticator)
+        if "federation" in resources or "openid" in resources:
+            routes += OpenIdUserInfo(self.client.openid).routes()
         if "keys" in resources:
             routes += key_routes(self.federation)
         if "health" in resources:

@@ -16,6 +16,7 @@ from storage.federation_queue import FederationQueueStore
 from storage.key_backup import KeyBackupStore
 from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
+from storage.openid_tokens import OpenIdTokenStore
 from storage.presence import PresenceStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
@@ -61,6 +62,7 @@ class Stores:
     remote_devices: RemoteDeviceStore
     external_ids: ExternalIdStore
     login_tokens: LoginTokenStore
+    openid_tokens: OpenIdTokenStore
     event_expiry: EventExpiryStore
 
     @classmethod
@@ -92,5 +94,6 @@ class Stores:
             remote_devices=RemoteDeviceStore(db),
             external_ids=ExternalIdStore(db),
             login_tokens=LoginTokenStore(db),
+            openid_tokens=OpenIdTokenStore(db),
             event_expiry=EventExpiryStore(db),
         )

@@ -464,16 +464,13 @@ def test_bad_resource_name(tmp_path: Path) -> None:
     assert message.endswith('got "chat"')
 
 
-def test_openid_resource_is_refused_with_the_reason(tmp_path: Path) -> None:
-    """Synapse's "openid" resource would add no route here: say so instead of accepting it."""
-    message = error_of(
+def test_openid_resource_is_accepted(tmp_path: Path) -> None:
+    """Synapse's "openid" resource: the OpenID userinfo endpoint alone."""
+    config = load_text(
         tmp_path,
-        minimal("listeners: [{port: 8448, resources: [{names: [federation, openid]}]}]\n"),
+        minimal("listeners: [{port: 8448, resources: [{names: [openid]}]}]\n"),
     )
-    assert message == (
-        'listeners[0].resources[0].names[1]: "openid" is not supported: this server does not'
-        " serve the OpenID userinfo endpoint (/_matrix/federation/v1/openid/userinfo); remove it"
-    )
+    assert [r.names for r in config.listeners[0].resources] == [("openid",)]
 
 
 def test_missing_required_listener_fields(tmp_path: Path) -> None:

@@ -35,16 +35,20 @@ from homeserver.config._reader import (
 
 # --- listeners ----------------------------------------------------------------------
 
-ResourceName = Literal["client", "federation", "keys", "media", "health"]
-RESOURCE_NAMES: tuple[ResourceName, ...] = ("client", "federation", "keys", "media", "health")
+# "openid": only /_matrix/federation/v1/openid/userinfo (which "federation" serves
+# too), for a listener that third parties reach but other homeservers do not.
+ResourceName = Literal["client", "federation", "keys", "media", "health", "openid"]
+RESOURCE_NAMES: tuple[ResourceName, ...] = (
+    "client",
+    "federation",
+    "keys",
+    "media",
+    "health",
+    "openid",
+)
 
 
 def to_resource_name(value: object) -> str:
-    if value == "openid":  # a Synapse resource name, refused with the reason
-        raise Invalid(
-            '"openid" is not supported: this server does not serve the OpenID userinfo'
-            " endpoint (/_matrix/federation/v1/openid/userinfo); remove it"
-        )
     return one_of(*RESOURCE_NAMES)(value)
 
 
