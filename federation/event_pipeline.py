@@ -20,7 +20,8 @@ For each new event of a room we hold, inside the room's lane:
 
 Rejected events are stored with their reason and do not change the state
 (s2s "Rejection"). Remote input never raises out of :meth:`receive_room_pdus`: each
-PDU gets an error string or None.
+PDU gets an error string or None; a :class:`Rejection` is an error that was handled
+by storing the event as rejected (``/send`` answers ``{}`` for it, as Synapse).
 
 For the membership handshakes, :meth:`persist_outliers` checks and stores a batch of
 events (an auth chain, a room's state) and :meth:`persist_with_state` stores an event
@@ -61,6 +62,10 @@ from storage.state import StateMap
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
+
+
+class Rejection(str):
+    """The reason an event was stored as rejected: handled, not a failure to process."""
 
 # Above this many unknown state events, ask for /state at once instead of /event each.
 MAX_SINGLE_EVENT_FETCHES = 50
@@ -314,7 +319,7 @@ class FederationEventPipeline:
                 soft_failed = True
         if de_outlier and (rejected is not None or soft_failed):
             # It stays an outlier: out of the timeline and the state, as it would be.
-            return None if rejected is None else f"Event rejected: {rejected}"
+            return None if rejected is None else Rejection(f"Event rejected: {rejected}")
         await self._persister.persist(
             event,
             EventContext(
@@ -328,7 +333,7 @@ class FederationEventPipeline:
         )
         if rejected is not None:
             logger.info("rejected %s from %s: %s", event.event_id, origin, rejected)
-            return f"Event rejected: {rejected}"
+            return Rejection(f"Event rejected: {rejected}")
         return None
 
     @staticmethod

@@ -7,7 +7,9 @@
   (``RECEIVED_TXN_KEEP_MS``) and given again; transactions of one origin are handled
   one at a time, so a retry of one still running waits for its answer;
 * PDUs are grouped by room; a room whose ``m.room.server_acl`` denies the origin gets
-  an error for each of its PDUs; otherwise they go through the event pipeline. PDUs
+  an error for each of its PDUs; otherwise they go through the event pipeline. A PDU
+  stored as rejected (auth rules) answers ``{}``, as Synapse: it was handled; errors
+  are for PDUs not processed (bad signature, unknown room, state not determinable). PDUs
   are accepted from any origin when correctly signed by their sender's server (the
   signature checks, not the origin, decide), as the spec lets servers relay events;
 * EDUs go to the handler registered for their type (``register_edu_handler``), after
@@ -24,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from federation.event_pipeline import FederationEventPipeline
+from federation.event_pipeline import FederationEventPipeline, Rejection
 from federation.pdu_checks import pdu_event_id
 from federation.server_acl import ServerAclChecker
 from homeserver.clock import Clock
@@ -180,7 +182,9 @@ class TransactionHandler:
                     if event_id is not None:
                         outcome[event_id] = "Internal error processing the event"
             for event_id, error in outcome.items():
-                results[event_id] = {} if error is None else {"error": error}
+                # an event stored as rejected was handled (as Synapse answers)
+                handled = error is None or isinstance(error, Rejection)
+                results[event_id] = {} if handled else {"error": error}
         return results
 
     async def _process_room(
