@@ -248,8 +248,9 @@ class RoomReadHandlers:
         """POST /_matrix/federation/v1/get_missing_events/{roomId} (s2s)."""
         room_id = request.match_info["roomId"]
         body = await json_object(request)
-        earliest = get_str_list(body, "earliest_events")
-        latest = get_str_list(body, "latest_events")
+        # required by the spec; absent ones read as empty, as Synapse does
+        earliest = get_str_list(body, "earliest_events", [])
+        latest = get_str_list(body, "latest_events", [])
         limit = get_int(body, "limit", DEFAULT_MISSING)
         min_depth = get_int(body, "min_depth", 0)
         if limit < 0:

@@ -85,6 +85,11 @@ async def test_backfill_and_missing_events(federation_servers: ServerFactory) ->
         a.server_name, f"{V1}/get_missing_events/{q(room_id)}", body
     )
     assert [p["content"]["body"] for p in missing["events"]] == ["m3", "m4"]
+    # no events named: nothing missing (the lists default to empty, as Synapse)
+    missing = await b.fed.client.post_json(
+        a.server_name, f"{V1}/get_missing_events/{q(room_id)}", {}
+    )
+    assert missing == {"events": []}
 
     path = f"{V1}/backfill/{q(room_id)}"
     assert await status_of(get(b, a, path, limit="3")) == (400, "M_MISSING_PARAM")
