@@ -142,11 +142,49 @@ class FederationEventPipeline:
         async with self.lanes.lane(room_id):
             for event in events:
                 try:
+                    if await self._rescinds_invite(event):
+                        await self._persister.persist(
+                            event, EventContext(state_before={}, outlier=True, out_of_band=True)
+                        )
+                        results[event.event_id] = None
+                        continue
                     results[event.event_id] = await self._process_new(origin, event, True)
                 except Exception:
                     logger.exception("processing %s from %s failed", event.event_id, origin)
                     results[event.event_id] = "Internal error processing the event"
         return results
+
+    async def _rescinds_invite(self, event: Event) -> bool:
+        """Whether ``event`` withdraws the invite of a local user to a room this server
+        is not in: a leave by the invite's sender citing the invite, which we hold. It
+        cannot be checked against the room's state (we have none); it is stored out
+        of band, like the invite, so the user sees the invite go (as Synapse)."""
+        target = event.state_key
+        if (
+            event.type != "m.room.member"
+            or event.content.get("membership") != "leave"
+            or not target
+            or target == event.sender
+            or target.partition(":")[2] != self.server_name
+        ):
+            return False
+        held = await self._stores.events.get_event(event.event_id)
+        if held is not None:
+            return False
+        latest = await self._stores.rooms.latest_membership_event_id(target, event.room_id)
+        if latest is None or latest not in event.auth_event_ids:
+            return False
+        invite = await self._stores.events.get_event(latest)
+        if (
+            invite is None
+            or invite.event.content.get("membership") != "invite"
+            or invite.event.sender != event.sender
+        ):
+            return False
+        members = await self._stores.state.current_members(event.room_id)
+        return not any(
+            m == "join" and u.partition(":")[2] == self.server_name for u, m in members.items()
+        )
 
     async def persist_outliers(
         self, origin: str, room_id: str, pdus: Sequence[Any]

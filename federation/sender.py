@@ -2,8 +2,8 @@
 "Transactions").
 
 Local events (``on_event_persisted``, a ``persisted_hooks`` entry) go to every other
-server with a joined member in the room, and to the target's server of a membership
-event (an invite, a kick); EDUs are queued by their producers with :meth:`send_edu`
+server with a joined member in the room, and to the target's server of a kick, ban
+or rescinded invite (:meth:`destinations_for`); EDUs are queued by their producers with :meth:`send_edu`
 (optionally coalesced by key, e.g. typing per room). Each destination is drained by
 one task at a time, in queue order, in transactions of at most 50 PDUs and 100 EDUs
 (``PUT /send/{txnId}``); rows are deleted only after the 200, so a destination that
@@ -176,11 +176,29 @@ class FederationSender:
         await self.send_pdu(event, await self.destinations_for(event), stored.stream_ordering)
 
     async def destinations_for(self, event: Event) -> set[str]:
-        """Servers with a joined member in the room now, plus a membership target's."""
+        """Servers with a joined member in the room now, plus, for a kick, ban or
+        rescinded invite, the target's server when the target was joined or invited
+        before it (so a server whose last member is removed hears of it), as Synapse.
+
+        An invite itself goes to the invitee's server by ``/invite``, not ``/send``: a
+        server that is not in the room does not receive the room's events.
+        """
         servers = await self.joined_servers(event.room_id)
-        if event.type == "m.room.member" and event.state_key:
-            target = _server(event.state_key)
-            if target is not None and target != self.server_name:
+        target = _server(event.state_key) if event.type == "m.room.member" else None
+        if (
+            target is not None
+            and target != self.server_name
+            and target not in servers
+            and event.content.get("membership") in ("leave", "ban")
+            and event.sender != event.state_key
+        ):
+            auth = await self._stores.events.get_events(list(event.auth_event_ids))
+            if any(
+                a.event.type == "m.room.member"
+                and a.event.state_key == event.state_key
+                and a.event.content.get("membership") in ("join", "invite")
+                for a in auth.values()
+            ):
                 servers.add(target)
         return servers
 

@@ -51,7 +51,12 @@ class FederationThirdPartyInvites:
         event = stored.event
         if stored.stream_ordering is None:
             return
+        # the invitee's server asked for it (it is not in the room: /send, as the
+        # exchange has no /invite step)
         destinations = await self._sender.destinations_for(event)
+        invitee_server = event.state_key.partition(":")[2] if event.state_key else ""
+        if invitee_server and invitee_server != self._sender.server_name:
+            destinations.add(invitee_server)
         await self._sender.send_pdu(event, destinations, stored.stream_ordering)
 
     async def on_bind(self, request: web.Request) -> web.Response:

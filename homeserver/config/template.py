@@ -85,7 +85,8 @@ listeners:
     # itself, replacing any sent by the client (default false).
     x_forwarded: false
     # Which APIs this listener serves. names: any of client, federation, keys,
-    # media, and health (GET /health answers "OK"). compress: gzip the JSON
+    # media, health (GET /health answers "OK") and openid (the OpenID userinfo
+    # endpoint alone, which federation serves too). compress: gzip the JSON
     # responses of these resources for clients that accept it (default false).
     resources:
       - names: [client, federation, keys, media]

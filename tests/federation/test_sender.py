@@ -222,3 +222,26 @@ async def test_room_edus_go_to_the_joined_servers(federation_servers: ServerFact
     await sender.send_edu_to_room(room_id, "x.room", {"room_id": room_id}, key=room_id)
     await settle(a)
     assert got == {b.server_name: [{"room_id": room_id}], c.server_name: []}
+
+
+async def test_an_invite_goes_by_invite_not_send_and_a_rescinded_one_is_sent(
+    federation_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server not in the room gets the invite of its user by /invite only (not the
+    room's events by /send); when the invite is withdrawn, the leave is sent to it."""
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room()
+    recorder = Recorder(a)
+    monkeypatch.setattr(a.fed.client, "put_json", recorder.put_json)
+    await alice.request("POST", f"/rooms/{room_id}/invite", {"user_id": bob.user_id})
+    await settle(a, b)
+    sent = [p for body in recorder.bodies if "pdus" in body for p in body["pdus"]]
+    assert sent == []  # the /invite request carried it
+    await alice.request("POST", f"/rooms/{room_id}/kick", {"user_id": bob.user_id})
+    await settle(a, b)
+    sent = [p for body in recorder.bodies if "pdus" in body for p in body["pdus"]]
+    assert [(p["type"], p["content"]["membership"]) for p in sent] == [("m.room.member", "leave")]
+    invites = (await bob.sync())["rooms"].get("invite", {})
+    assert room_id not in invites
