@@ -11,9 +11,10 @@ For each new event of a room we hold, inside the room's lane:
   ``check_auth`` against them, else the event is stored as *rejected*;
 * the state before the event: resolved from its prev events' states
   (``StateResolver``). Unknown prev events are asked for with
-  ``/get_missing_events`` (at most ``MAX_MISSING_EVENTS``) and processed first; if the
-  gap stays open, the state comes from ``/state_ids`` (missing events from
-  ``/event`` or ``/state``, each checked and stored as an outlier). ``check_auth``
+  ``/get_missing_events`` (at most ``MAX_MISSING_EVENTS``) and processed first; for
+  each prev event still unknown, the state after it is ``/state_ids`` at it plus the
+  prev event itself (missing events from ``/event`` or ``/state``, each checked and
+  stored as an outlier), resolved with the state after the prev events we hold. ``check_auth``
   against that state, else *rejected*;
 * ``check_auth`` against the room's current state, else stored *soft-failed* (not
   shown to clients, not a forward extremity).
@@ -66,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 class Rejection(str):
     """The reason an event was stored as rejected: handled, not a failure to process."""
+
 
 # Above this many unknown state events, ask for /state at once instead of /event each.
 MAX_SINGLE_EVENT_FETCHES = 50
@@ -514,7 +516,7 @@ class FederationEventPipeline:
             usable = await self._usable_prevs(prev_ids)
         if len(usable) == len(prev_ids):
             return await self._resolver.state_after_events(event.room_id, usable)
-        return await self._state_from_remote(origin, event)
+        return await self._state_with_remote_prevs(origin, event, prev_ids, usable)
 
     async def _usable_prevs(self, prev_ids: Sequence[str]) -> list[str]:
         stored = await self._stores.events.get_events(prev_ids)
@@ -541,10 +543,47 @@ class FederationEventPipeline:
             if error is not None:
                 logger.info("missing event %s from %s: %s", prev.event_id, origin, error)
 
-    async def _state_from_remote(self, origin: str, event: Event) -> StateMap | None:
-        """The state before ``event`` as ``origin`` gives it (``/state_ids``)."""
+    async def _state_with_remote_prevs(
+        self, origin: str, event: Event, prev_ids: Sequence[str], usable: Sequence[str]
+    ) -> StateMap | None:
+        """The state before ``event`` when some of its prev events are still unknown
+        (or only outliers): the state after each of those as ``origin`` gives it
+        (``/state_ids`` at the prev event, plus the prev event itself when it is an
+        accepted state event), resolved with the state after the prev events we hold,
+        as Synapse computes it."""
         room_id = event.room_id
-        remote = await self._fetcher.state_ids(origin, room_id, event.event_id)
+        stored = await self._stores.events.get_events(usable)
+        sets: list[StateMap] = []
+        for prev in stored.values():
+            if prev.state_group is not None:
+                sets.append(await self._stores.state.get_state(prev.state_group))
+        for prev_id in prev_ids:
+            if prev_id in usable:
+                continue
+            state = await self._state_from_remote(origin, room_id, event.room_version, prev_id)
+            if state is None:
+                return None
+            prev_event = await self._stores.events.get_event(prev_id)
+            if prev_event is None:
+                pdus = await self._fetch_each(origin, [prev_id])
+                held = await self._persist_outliers_locked(
+                    origin, room_id, event.room_version, pdus
+                )
+                prev_event = held.get(prev_id)
+            if prev_event is None:
+                logger.info("prev event %s of %s is unavailable", prev_id, event.event_id)
+                return None
+            key = prev_event.event.state_tuple
+            if key is not None and prev_event.rejected_reason is None:
+                state = {**state, key: prev_id}
+            sets.append(state)
+        return await self._resolver.resolve(room_id, sets)
+
+    async def _state_from_remote(
+        self, origin: str, room_id: str, rv: RoomVersion, at_event_id: str
+    ) -> StateMap | None:
+        """The state before ``at_event_id`` as ``origin`` gives it (``/state_ids``)."""
+        remote = await self._fetcher.state_ids(origin, room_id, at_event_id)
         if remote is None:
             return None
         wanted = list(dict.fromkeys(remote.state_ids + remote.auth_chain_ids))
@@ -552,11 +591,11 @@ class FederationEventPipeline:
         missing = [e for e in wanted if e not in held]
         if missing:
             if len(missing) > MAX_SINGLE_EVENT_FETCHES:
-                full = await self._fetcher.state(origin, room_id, event.event_id)
+                full = await self._fetcher.state(origin, room_id, at_event_id)
                 pdus = full.pdus if full is not None else []
             else:
                 pdus = await self._fetch_each(origin, missing)
-            await self._persist_outliers_locked(origin, room_id, event.room_version, pdus)
+            await self._persist_outliers_locked(origin, room_id, rv, pdus)
             held = await self._stores.events.get_events(remote.state_ids)
         state: StateMap = {}
         for event_id in remote.state_ids:
