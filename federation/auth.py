@@ -6,8 +6,10 @@ Every federation endpoint but the version and key endpoints is wrapped by
 name only once the request's X-Matrix signature has been verified against the
 origin's key (fetched through the key ring) over the request object of method, raw
 target URI, origin, destination (us) and the JSON body. Failures are ``401
-M_UNAUTHORIZED``: no or malformed header, a ``destination`` that is not us, a key
-that cannot be found, a bad signature. An origin outside
+M_UNAUTHORIZED``: no header, a ``destination`` that is not us, a key that cannot be
+found, a bad signature; a header that cannot be parsed or whose origin is not a
+valid server name (``localhost:http``) is a bad request, ``400 M_UNAUTHORIZED``, as
+Synapse answers (the spec names no status). An origin outside
 ``federation_domain_whitelist`` is refused with ``403 M_FORBIDDEN``.
 
 A request that authenticates is the surest sign that its origin is up: the callbacks
@@ -46,6 +48,11 @@ ORIGIN_KEY = web.RequestKey("federation_origin", str)
 class Unauthorized(MatrixError):
     def __init__(self, message: str) -> None:
         super().__init__(401, "M_UNAUTHORIZED", message)
+
+
+class MalformedAuthorization(MatrixError):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "M_UNAUTHORIZED", message)
 
 
 class SignatureVerifier(Protocol):
@@ -102,10 +109,12 @@ class FederationAuthenticator:
         try:
             credentials = [parse_x_matrix(header) for header in headers]
         except ValueError as exc:
-            raise Unauthorized(f"Malformed X-Matrix Authorization header: {exc}") from None
+            raise MalformedAuthorization(
+                f"Malformed X-Matrix Authorization header: {exc}"
+            ) from None
         origin = credentials[0].origin
-        if not is_valid_server_name(origin):
-            raise Unauthorized("Invalid origin in X-Matrix Authorization header")
+        if not all(is_valid_server_name(c.origin) for c in credentials):
+            raise MalformedAuthorization("Invalid origin in X-Matrix Authorization header")
         for c in credentials:
             if c.origin != origin:
                 raise Unauthorized("X-Matrix Authorization headers name different origins")

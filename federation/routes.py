@@ -68,5 +68,6 @@ def key_routes(fed: FederationContext) -> list[Route]:
         ("GET", f"{KEY_V2}/server", keys.get_server_keys),
         ("GET", f"{KEY_V2}/server/{{keyId}}", keys.get_server_keys),
         ("GET", f"{KEY_V2}/query/{{serverName}}", keys.query_server_keys),
+        ("GET", f"{KEY_V2}/query/{{serverName}}/{{keyId}}", keys.query_server_keys),
         ("POST", f"{KEY_V2}/query", keys.bulk_query_server_keys),
     ]

@@ -2,8 +2,9 @@
 "Transactions").
 
 Local events (``on_event_persisted``, a ``persisted_hooks`` entry) go to every other
-server with a joined member in the room, and to the target's server of a kick, ban
-or rescinded invite (:meth:`destinations_for`); EDUs are queued by their producers with :meth:`send_edu`
+server in the room before the event: those with a joined member, and the target's
+server of a kick, a ban or a withdrawn invite (never of an invite, which went by
+``/invite``); EDUs are queued by their producers with :meth:`send_edu`
 (optionally coalesced by key, e.g. typing per room). Each destination is drained by
 one task at a time, in queue order, in transactions of at most 50 PDUs and 100 EDUs
 (``PUT /send/{txnId}``); rows are deleted only after the 200, so a destination that
@@ -173,31 +174,30 @@ class FederationSender:
                 return
         except ValueError:
             return
-        await self.send_pdu(event, await self.destinations_for(event), stored.stream_ordering)
+        previous: str | None = None
+        if event.type == "m.room.member" and stored.replaces_state is not None:
+            replaced = await self._stores.events.get_event(stored.replaces_state)
+            previous = replaced.event.membership if replaced is not None else None
+        destinations = await self.destinations_for(event, previous)
+        await self.send_pdu(event, destinations, stored.stream_ordering)
 
-    async def destinations_for(self, event: Event) -> set[str]:
-        """Servers with a joined member in the room now, plus, for a kick, ban or
-        rescinded invite, the target's server when the target was joined or invited
-        before it (so a server whose last member is removed hears of it), as Synapse.
-
-        An invite itself goes to the invitee's server by ``/invite``, not ``/send``: a
-        server that is not in the room does not receive the room's events.
-        """
+    async def destinations_for(
+        self, event: Event, previous_membership: str | None = None
+    ) -> set[str]:
+        """The servers in the room before ``event``, as Synapse sends: those with a
+        joined member now, plus the target's server of a membership event that ends
+        its join (a kick, a ban) or withdraws its invite. An invite itself is not
+        sent: the invitee's server had it through ``/invite``, and is not in the
+        room."""
         servers = await self.joined_servers(event.room_id)
-        target = _server(event.state_key) if event.type == "m.room.member" else None
-        if (
-            target is not None
-            and target != self.server_name
-            and target not in servers
-            and event.content.get("membership") in ("leave", "ban")
-            and event.sender != event.state_key
-        ):
-            auth = await self._stores.events.get_events(list(event.auth_event_ids))
-            if any(
-                a.event.type == "m.room.member"
-                and a.event.state_key == event.state_key
-                and a.event.content.get("membership") in ("join", "invite")
-                for a in auth.values()
+        if event.type == "m.room.member" and event.state_key:
+            target = _server(event.state_key)
+            ends_join = previous_membership == "join" and event.membership != "join"
+            withdraws_invite = previous_membership == "invite" and event.membership == "leave"
+            if (
+                target is not None
+                and target != self.server_name
+                and (ends_join or withdraws_invite)
             ):
                 servers.add(target)
         return servers

@@ -1,7 +1,10 @@
-"""Other servers' signing keys and their latest key responses (schema 0006).
+"""Other servers' signing keys and the key responses that listed them (schemas 0006,
+0026).
 
 Written by the key ring after a key response has been verified; read for request
-authentication, event signature checks and notary answers.
+authentication, event signature checks and notary answers. Responses are kept per
+key: for each key ID the latest response that listed it, so a key a server no
+longer lists can still be vouched for by a notary.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ class StoredServerKey:
 
 @dataclass(frozen=True, slots=True)
 class StoredKeyResponse:
+    """A verified key response. As read back per key, ``valid_until_ts`` is that
+    key's validity by the response (see :meth:`ServerKeyStore.get_responses`)."""
+
     server_name: str
     valid_until_ts: int
     fetched_ts: int
@@ -35,6 +41,7 @@ class StoredKeyResponse:
 
 
 _KEY_COLUMNS = "server_name, key_id, verify_key, valid_until_ts, expired, fetched_ts, from_server"
+_RESPONSE_COLUMNS = "server_name, key_id, valid_until_ts, fetched_ts, from_server, response_json"
 
 
 class ServerKeyStore:
@@ -63,13 +70,13 @@ class ServerKeyStore:
     async def store_response(
         self, response: StoredKeyResponse | None, keys: Sequence[StoredServerKey]
     ) -> None:
-        """Remember verified keys (and the response that listed them), in one
-        transaction. Older information never replaces newer."""
+        """Remember verified keys and, for each of them, the response that listed
+        them, in one transaction. Older information never replaces newer."""
 
         async def txn_func(txn: Transaction) -> None:
             await self._store_keys_txn(txn, keys)
             if response is not None:
-                await self._store_response_txn(txn, response)
+                await self._store_response_txn(txn, response, keys)
 
         await self.db.run_transaction("store_server_keys", txn_func)
 
@@ -96,30 +103,45 @@ class ServerKeyStore:
             ],
         )
 
-    async def _store_response_txn(self, txn: Transaction, response: StoredKeyResponse) -> None:
-        await txn.execute(
-            "INSERT INTO server_key_responses"
-            " (server_name, valid_until_ts, fetched_ts, from_server, response_json)"
-            " VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (server_name) DO UPDATE SET"
+    async def _store_response_txn(
+        self, txn: Transaction, response: StoredKeyResponse, keys: Sequence[StoredServerKey]
+    ) -> None:
+        response_json = json.dumps(response.response, separators=(",", ":"), ensure_ascii=False)
+        await txn.executemany(
+            f"INSERT INTO server_key_responses_by_key ({_RESPONSE_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (server_name, key_id) DO UPDATE SET"
             " valid_until_ts = excluded.valid_until_ts, fetched_ts = excluded.fetched_ts,"
             " from_server = excluded.from_server, response_json = excluded.response_json"
-            " WHERE excluded.fetched_ts >= server_key_responses.fetched_ts",
-            response.server_name,
-            response.valid_until_ts,
-            response.fetched_ts,
-            response.from_server,
-            json.dumps(response.response, separators=(",", ":"), ensure_ascii=False),
+            " WHERE excluded.fetched_ts >= server_key_responses_by_key.fetched_ts",
+            [
+                (
+                    response.server_name,
+                    key.key_id,
+                    key.valid_until_ts,
+                    response.fetched_ts,
+                    response.from_server,
+                    response_json,
+                )
+                for key in keys
+                if key.server_name == response.server_name
+            ],
         )
+
+    async def get_responses(self, server_name: str) -> dict[str, StoredKeyResponse]:
+        """Key ID -> the latest stored response of ``server_name`` that listed that
+        key, its ``valid_until_ts`` being that key's validity by the response."""
+        rows = await self.db.fetchall(
+            "get_server_key_responses",
+            f"SELECT {_RESPONSE_COLUMNS} FROM server_key_responses_by_key WHERE server_name = $1",
+            server_name,
+        )
+        return {
+            row[1]: StoredKeyResponse(row[0], row[2], row[3], row[4], json.loads(row[5]))
+            for row in rows
+        }
 
     async def get_response(self, server_name: str) -> StoredKeyResponse | None:
         """The latest key response stored for ``server_name``."""
-        row = await self.db.fetchone(
-            "get_server_key_response",
-            "SELECT server_name, valid_until_ts, fetched_ts, from_server, response_json"
-            " FROM server_key_responses WHERE server_name = $1",
-            server_name,
-        )
-        if row is None:
-            return None
-        return StoredKeyResponse(row[0], row[1], row[2], row[3], json.loads(row[4]))
+        responses = await self.get_responses(server_name)
+        return max(responses.values(), key=lambda r: r.fetched_ts, default=None)

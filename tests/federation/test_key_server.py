@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from signedjson.key import generate_signing_key
 
+from federation.errors import FederationError
 from federation.key_responses import own_key_response, verify_key_response
 from homeserver.events.canonical import encode_base64
-from homeserver.events.signing import ServerKey, verify_json
-from storage.server_keys import StoredKeyResponse
+from homeserver.events.signing import ServerKey, SigningKey, key_id_of, verify_json
+from storage.server_keys import StoredKeyResponse, StoredServerKey
 from tests.conftest import HarnessFactory, HomeserverHarness
 
 DAY_MS = 86_400_000
@@ -42,10 +44,37 @@ async def store_remote_response(
 ) -> dict[str, Any]:
     remote_key = generate_signing_key("rk")
     response = own_key_response(REMOTE, remote_key, {}, valid_until_ts)
+    b64 = encode_base64(remote_key.verify_key.encode())
+    row = StoredServerKey(REMOTE, "ed25519:rk", b64, valid_until_ts, False, fetched_ts, REMOTE)
     await hs.server.stores.server_keys.store_response(
-        StoredKeyResponse(REMOTE, valid_until_ts, fetched_ts, REMOTE, response), []
+        StoredKeyResponse(REMOTE, valid_until_ts, fetched_ts, REMOTE, response), [row]
     )
     return response
+
+
+class ScriptedOrigin:
+    """Stands in for the remote server's ``GET /_matrix/key/v2/server``: each fetch
+    gets the next scripted answer (a key response, or None for a failure)."""
+
+    def __init__(self, answers: list[dict[str, Any] | None]) -> None:
+        self.answers = answers
+        self.fetches = 0
+
+    async def get_json(self, destination: str, path: str, *_: Any, **__: Any) -> Any:
+        assert (destination, path) == (REMOTE, "/_matrix/key/v2/server")
+        self.fetches += 1
+        answer = self.answers.pop(0)
+        if answer is None:
+            raise FederationError(destination, "400 from the origin", status=400)
+        return answer
+
+
+def origin_response(key: SigningKey, valid_until_ts: int) -> dict[str, Any]:
+    return own_key_response(REMOTE, key, {}, valid_until_ts)
+
+
+def notary_query(key_id: str, min_ts: int) -> dict[str, Any]:
+    return {"server_keys": {REMOTE: {key_id: {"minimum_valid_until_ts": min_ts}}}}
 
 
 async def test_own_keys_are_signed_and_valid_for_a_day(make_homeserver: HarnessFactory) -> None:
@@ -118,6 +147,73 @@ async def test_notary_serves_stale_responses_when_the_server_is_unreachable(
     (answer,) = body["server_keys"]
     assert answer["valid_until_ts"] == stale["valid_until_ts"]
     assert "test.local" in answer["signatures"]
+
+
+async def test_deprecated_get_with_a_key_id(make_homeserver: HarnessFactory) -> None:
+    hs = await make_homeserver()
+    now = hs.clock.time_ms()
+    cached = await store_remote_response(hs, fetched_ts=now - 1000, valid_until_ts=now + DAY_MS)
+    body = await get(hs, f"/_matrix/key/v2/query/{REMOTE}/ed25519:rk")
+    (answer,) = body["server_keys"]
+    assert answer["verify_keys"] == cached["verify_keys"]
+    verify_json(answer, "test.local", lambda _s, k: own_key(hs).get(k))
+    # a key the server never listed: nothing to vouch for
+    assert await get(hs, f"/_matrix/key/v2/query/{REMOTE}/ed25519:other") == {"server_keys": []}
+
+
+async def test_notary_fetches_again_for_a_later_minimum_and_keeps_expired_keys(
+    make_homeserver: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hs = await make_homeserver()
+    now = hs.clock.time_ms()
+    key = generate_signing_key("k0")
+    expired = origin_response(key, now - DAY_MS)
+    origin = ScriptedOrigin([expired, expired, None])
+    monkeypatch.setattr(hs.server.federation.client, "get_json", origin.get_json)
+    path = "/_matrix/key/v2/query"
+    first = await post(hs, path, notary_query("ed25519:k0", 0))
+    assert [a["valid_until_ts"] for a in first["server_keys"]] == [now - DAY_MS]
+    assert origin.fetches == 1
+    # asked for a key valid later than the one we have: fetched again at once, and
+    # the origin's answer, expired as it is, is the best there is
+    for fetches in (2, 3):  # the third fetch fails: the stored response is served
+        body = await post(hs, path, notary_query("ed25519:k0", now - DAY_MS + 1000))
+        (answer,) = body["server_keys"]
+        assert origin.fetches == fetches
+        assert answer["valid_until_ts"] == now - DAY_MS
+        assert set(answer["verify_keys"]) == {"ed25519:k0"}
+        verify_key_response(answer, REMOTE, now)
+        verify_json(answer, "test.local", lambda _s, k: own_key(hs).get(k))
+    # good enough for what is asked: no fetch
+    await post(hs, path, notary_query("ed25519:k0", now - DAY_MS))
+    assert origin.fetches == 3
+
+
+async def test_notary_keeps_a_key_the_origin_no_longer_lists(
+    make_homeserver: HarnessFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hs = await make_homeserver()
+    now = hs.clock.time_ms()
+    key1, key2 = generate_signing_key("k1"), generate_signing_key("k2")
+    origin = ScriptedOrigin(
+        [origin_response(key1, now - DAY_MS), origin_response(key2, now - DAY_MS + 1000)]
+    )
+    monkeypatch.setattr(hs.server.federation.client, "get_json", origin.get_json)
+    path = "/_matrix/key/v2/query"
+    await post(hs, path, notary_query(key_id_of(key1), 0))
+    second = await post(hs, path, notary_query(key_id_of(key1), now))
+    assert origin.fetches == 2
+    # the newer response does not list k1: k1 is still answered with the one that did
+    assert [set(a["verify_keys"]) for a in second["server_keys"]] == [{"ed25519:k1"}]
+    third = await post(hs, path, notary_query(key_id_of(key1), now - DAY_MS))
+    assert [set(a["verify_keys"]) for a in third["server_keys"]] == [{"ed25519:k1"}]
+    assert origin.fetches == 2
+    # asked for every key: both responses
+    every = await get(hs, f"/_matrix/key/v2/query/{REMOTE}?minimum_valid_until_ts=0")
+    assert sorted(next(iter(a["verify_keys"])) for a in every["server_keys"]) == [
+        "ed25519:k1",
+        "ed25519:k2",
+    ]
 
 
 async def test_notary_without_keys_answers_an_empty_list(make_homeserver: HarnessFactory) -> None:

@@ -50,7 +50,9 @@ async def test_signed_request_is_accepted_and_keys_are_cached(
     assert response is not None and response.response["server_name"] == a.server_name
 
 
-async def test_requests_with_bad_credentials_are_401(federation_servers: ServerFactory) -> None:
+async def test_requests_with_bad_credentials_are_rejected(
+    federation_servers: ServerFactory,
+) -> None:
     a, b = await federation_servers(2)
     key = a.server.signing_key
 
@@ -62,17 +64,24 @@ async def test_requests_with_bad_credentials_are_401(federation_servers: ServerF
     cases = {
         "no header": None,
         "not X-Matrix": "Bearer abc",
-        "malformed": "X-Matrix origin=",
         "wrong destination": header(destination="elsewhere.test"),
         "signed for another uri": header(uri="/_matrix/federation/v1/media/download/other"),
         "bad signature": good.replace('sig="', 'sig="AAAA'),
         "unknown key": good.replace(f"ed25519:{key.version}", "ed25519:unknown"),
         "origin without keys": good.replace(f'origin="{a.server_name}"', 'origin="127.0.0.1:1"'),
-        "invalid origin": good.replace(f'origin="{a.server_name}"', 'origin="bad host"'),
     }
     for name, authorization in cases.items():
         status, body = await raw_get(b, PROBE, authorization)
         assert (status, body.get("errcode")) == (401, "M_UNAUTHORIZED"), name
+    # a header that is not well-formed is a bad request (as Synapse answers)
+    malformed = {
+        "no values": "X-Matrix origin=",
+        "invalid origin": good.replace(f'origin="{a.server_name}"', 'origin="bad host"'),
+        "non-numeric port": good.replace(f'origin="{a.server_name}"', 'origin="localhost:http"'),
+    }
+    for name, authorization in malformed.items():
+        status, body = await raw_get(b, PROBE, authorization)
+        assert (status, body.get("errcode")) == (400, "M_UNAUTHORIZED"), name
 
 
 async def test_destination_may_be_omitted_by_old_servers(

@@ -245,3 +245,46 @@ async def test_an_invite_goes_by_invite_not_send_and_a_rescinded_one_is_sent(
     assert [(p["type"], p["content"]["membership"]) for p in sent] == [("m.room.member", "leave")]
     invites = (await bob.sync())["rooms"].get("invite", {})
     assert room_id not in invites
+
+
+class MembershipRecorder:
+    """Wraps a server's put_json: the membership PDUs each transaction carried."""
+
+    def __init__(self, server: FederatingServer) -> None:
+        self.real = server.fed.client.put_json
+        self.sent: list[tuple[str, str, str]] = []  # (destination, state_key, membership)
+
+    async def put_json(self, destination: str, path: str, body: Any, *a: Any, **kw: Any) -> Any:
+        if path.startswith("/_matrix/federation/v1/send/"):
+            self.sent.extend(
+                (destination, pdu["state_key"], pdu["content"]["membership"])
+                for pdu in body["pdus"]
+                if pdu["type"] == "m.room.member"
+            )
+        return await self.real(destination, path, body, *a, **kw)
+
+
+async def test_membership_events_go_to_the_servers_in_the_room_before_them(
+    federation_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Synapse: an invite is not sent by /send to the invitee's server (it went
+    by /invite, and that server is not in the room); a kick reaches the server of
+    the member it removes, and a withdrawn invite the invitee's server."""
+    a, b, c = await federation_servers(3)
+    room_id, alice, bob = await share_room(a, b)
+    carol = await make_user(c.harness, "carol")
+    recorder = MembershipRecorder(a)
+    monkeypatch.setattr(a.fed.client, "put_json", recorder.put_json)
+    await alice.invite(room_id, carol.user_id)
+    await settle(a)
+    assert recorder.sent == [(b.server_name, carol.user_id, "invite")]
+    recorder.sent.clear()
+    await alice.request("POST", f"/rooms/{room_id}/kick", {"user_id": carol.user_id})
+    await settle(a)
+    assert sorted(recorder.sent) == sorted(
+        [(b.server_name, carol.user_id, "leave"), (c.server_name, carol.user_id, "leave")]
+    )
+    recorder.sent.clear()
+    await alice.request("POST", f"/rooms/{room_id}/kick", {"user_id": bob.user_id})
+    await settle(a)
+    assert recorder.sent == [(b.server_name, bob.user_id, "leave")]
