@@ -155,11 +155,8 @@ class RemoteMembership:
 
         async def attempt(destination: str) -> str:
             rv, event = await self._make(destination, "join", room_id, user_id, content)
-            answer = await self._client.put_json(
-                destination,
-                f"{V2}/send_join/{_q(room_id)}/{_q(event.event_id)}",
-                dict(event.pdu),
-                timeout_s=JOIN_TIMEOUT_S,
+            answer = await self._send_v2_or_v1(
+                destination, "send_join", event, timeout_s=JOIN_TIMEOUT_S
             )
             await self._complete_join(destination, room_id, rv, event, answer)
             return room_id
@@ -192,14 +189,29 @@ class RemoteMembership:
 
         async def attempt(destination: str) -> StoredEvent:
             _rv, event = await self._make(destination, "leave", room_id, user_id, content)
-            await self._client.put_json(
-                destination,
-                f"{V2}/send_leave/{_q(room_id)}/{_q(event.event_id)}",
-                dict(event.pdu),
-            )
+            await self._send_v2_or_v1(destination, "send_leave", event)
             return await persist_out_of_band(self._stores, self._persister, self._lanes, event)
 
         return await self._each_candidate(user_id, room_id, [], attempt)
+
+    async def _send_v2_or_v1(
+        self, destination: str, endpoint: str, event: Event, timeout_s: float | None = None
+    ) -> Any:
+        """``PUT /v2/<endpoint>``; when the resident does not know that endpoint, the
+        v1 one (as Synapse), whose answer is wrapped as ``[200, answer]``."""
+        path = f"{endpoint}/{_q(event.room_id)}/{_q(event.event_id)}"
+        try:
+            return await self._client.put_json(
+                destination, f"{V2}/{path}", dict(event.pdu), timeout_s=timeout_s
+            )
+        except FederationError as exc:
+            if not exc.unknown_endpoint:
+                raise
+        logger.info("%s has no v2 %s, trying v1", destination, endpoint)
+        answer = await self._client.put_json(
+            destination, f"{V1}/{path}", dict(event.pdu), timeout_s=timeout_s
+        )
+        return unwrap_v1_answer(destination, answer)
 
     # -- candidates ---------------------------------------------------------------------
 
@@ -247,7 +259,9 @@ class RemoteMembership:
                     "membership of %s in %s via %s failed: %r", user_id, room_id, destination, exc
                 )
                 if exc.errcode == "M_INCOMPATIBLE_ROOM_VERSION":
-                    raise MatrixError(400, exc.errcode, exc.message) from None
+                    version = exc.body.get("room_version") if isinstance(exc.body, dict) else None
+                    extra = {"room_version": version} if isinstance(version, str) else None
+                    raise MatrixError(400, exc.errcode, exc.message, extra=extra) from None
                 if exc.status in (400, 403, 404) and exc.errcode:
                     error = MatrixError(exc.status, exc.errcode, exc.message)
                 elif error is None:
@@ -338,12 +352,20 @@ class RemoteMembership:
         held = await self._pipeline.persist_outlier_events(
             destination, room_id, chain_events + state_events
         )
-        named = [e.event_id for e in state_events]
-        for event_id in named:
+        named: list[str] = []
+        for state_event in state_events:
+            event_id = state_event.event_id
             stored = held.get(event_id) or await self._stores.events.get_event(event_id)
-            if stored is None or stored.rejected_reason is not None:
-                reason = "unverifiable" if stored is None else stored.rejected_reason
-                raise JoinFailed(f"{destination} gave a bad state event {event_id}: {reason}")
+            if stored is None:
+                # not validly signed or hashed: left out of the state (as Synapse); if
+                # it mattered, our join fails its auth check below
+                logger.warning("%s gave an unverifiable state event %s", destination, event_id)
+                continue
+            if stored.rejected_reason is not None:
+                raise JoinFailed(
+                    f"{destination} gave a bad state event {event_id}: {stored.rejected_reason}"
+                )
+            named.append(event_id)
         stored, error = await self._pipeline.persist_with_held_state(
             destination, room_id, pdu, named, own_join=True
         )
@@ -368,6 +390,14 @@ class RemoteMembership:
                     raise JoinFailed("the create event is of another room")
                 return parsed
         raise JoinFailed("the room state has no create event")
+
+
+def unwrap_v1_answer(destination: str, answer: Any) -> Any:
+    """The body of a v1 membership answer, ``[200, body]`` (s2s: sendJoinV1 and the
+    other v1 endpoints answer this historical shape)."""
+    if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], dict):
+        return answer[1]
+    raise JoinFailed(f"{destination} gave a v1 answer not of the form [200, {{...}}]")
 
 
 def _parse_answer(
