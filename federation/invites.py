@@ -133,8 +133,6 @@ class InviteHandlers:
             raise BadJson(f"{event.state_key} is not a user of this server")
         if server_name_of(event.sender) != origin:
             raise Forbidden(f"{event.sender} does not belong to {origin}")
-        if await self._stores.accounts.get_user(event.state_key) is None:
-            raise MatrixError(404, "M_NOT_FOUND", f"Unknown user {event.state_key}")
         [checked] = await check_signatures_and_hashes(self._keyring, [event])
         if not isinstance(checked, CheckedPdu) or checked.redacted_for_hash:
             raise Forbidden("The invite is not validly signed")

@@ -234,6 +234,10 @@ class ResidentHandshakes:
         event_id = request.match_info["eventId"]
         body = await json_object(request)
         rv = await self._room(origin, room_id)
+        if not isinstance(body.get("signatures"), dict) or not isinstance(body.get("hashes"), dict):
+            # unsigned or unhashed: it cannot be the origin's event (403, as Synapse
+            # answers a signature check that fails)
+            raise Forbidden("The event is not signed and hashed by its server")
         parsed = parse_pdu(body, rv)
         if isinstance(parsed, DroppedPdu):
             raise BadJson(parsed.reason)

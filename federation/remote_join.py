@@ -315,7 +315,13 @@ class RemoteMembership:
             pdu["origin"] = self._server_name
         try:
             event = hash_and_sign(pdu, rv, self._server_name, self._signing_key)
-            validate_pdu(dict(event.pdu), rv)
+            checked = dict(event.pdu)
+            if rv.event_id_format is EventIdFormat.V1:
+                # the references are sent as the resident gave them (as Synapse); each
+                # must name an event, whatever its hash part
+                for key in ("prev_events", "auth_events"):
+                    checked[key] = _normalised_refs(checked.get(key))
+            validate_pdu(checked, rv)
         except (EventValidationError, ValueError, TypeError) as exc:
             raise JoinFailed(f"{destination} gave an invalid template: {exc}") from None
         return rv, event
@@ -390,6 +396,24 @@ class RemoteMembership:
                     raise JoinFailed("the create event is of another room")
                 return parsed
         raise JoinFailed("the room state has no create event")
+
+
+def _normalised_refs(refs: Any) -> Any:
+    """A v1-format template's event references as ``[event_id, hashes]`` pairs (for
+    checking only), the hash part ``{}`` where it is missing or malformed:
+    ``["$a"]`` and ``[["$a", "junk"]]`` -> ``[["$a", {}]]``. Anything else is left for
+    validation to refuse."""
+    if not isinstance(refs, list):
+        return refs
+    normalised: list[Any] = []
+    for ref in refs:
+        if isinstance(ref, str):
+            normalised.append([ref, {}])
+        elif isinstance(ref, list) and ref and isinstance(ref[0], str):
+            normalised.append([ref[0], ref[1] if len(ref) > 1 and isinstance(ref[1], dict) else {}])
+        else:
+            normalised.append(ref)
+    return normalised
 
 
 def unwrap_v1_answer(destination: str, answer: Any) -> Any:

@@ -3,7 +3,7 @@
 
 Local events (``on_event_persisted``, a ``persisted_hooks`` entry) go to every other
 server with a joined member in the room, and to the target's server of a membership
-event (an invite, a kick); EDUs are queued by their producers with :meth:`send_edu`
+event (a kick, an invite the target's server did not countersign); EDUs are queued by their producers with :meth:`send_edu`
 (optionally coalesced by key, e.g. typing per room). Each destination is drained by
 one task at a time, in queue order, in transactions of at most 50 PDUs and 100 EDUs
 (``PUT /send/{txnId}``); rows are deleted only after the 200, so a destination that
@@ -176,11 +176,15 @@ class FederationSender:
         await self.send_pdu(event, await self.destinations_for(event), stored.stream_ordering)
 
     async def destinations_for(self, event: Event) -> set[str]:
-        """Servers with a joined member in the room now, plus a membership target's."""
+        """Servers with a joined member in the room now, plus a membership target's
+        (but not the server of an invitee that countersigned the invite over /invite:
+        it has the event, and may not know the room; Synapse does not send it
+        either)."""
         servers = await self.joined_servers(event.room_id)
         if event.type == "m.room.member" and event.state_key:
             target = _server(event.state_key)
-            if target is not None and target != self.server_name:
+            countersigned = event.membership == "invite" and target in event.signatures
+            if target is not None and target != self.server_name and not countersigned:
                 servers.add(target)
         return servers
 
