@@ -93,14 +93,17 @@ class InviteHandlers:
     async def on_invite_v1(self, origin: str, request: web.Request) -> web.Response:
         """PUT /_matrix/federation/v1/invite/{roomId}/{eventId} (s2s: sendInviteV1):
         the body is the event itself (the room's stripped state in its
-        ``unsigned.invite_room_state``) and names no room version; it is taken as
-        version 1, as Synapse does (the v1 API serves rooms of versions 1 and 2,
-        whose event format is the same). Answered ``[200, {"event": ...}]``."""
+        ``unsigned.invite_room_state``) and names no room version. The v1 API serves
+        rooms of versions 1 and 2, whose event format is the same: the version is the
+        one the stripped create event names when it is 2, else 1 (Synapse always
+        takes 1; the room row then keeps the right version for a later join).
+        Answered ``[200, {"event": ...}]``."""
         pdu = await json_object(request)
         unsigned = pdu.get("unsigned")
         room_state = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+        room_state = room_state if isinstance(room_state, list) else []
         signed_pdu = await self._invite(
-            origin, request, "1", pdu, room_state if isinstance(room_state, list) else []
+            origin, request, _v1_room_version(room_state), pdu, room_state
         )
         return web.json_response([200, {"event": signed_pdu}], dumps=compact_dumps)
 
@@ -240,6 +243,17 @@ class RemoteInviter:
         if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], dict):
             return answer[1]
         raise MatrixError(502, "M_UNKNOWN", f"{destination} gave a v1 answer not [200, {{...}}]")
+
+
+def _v1_room_version(room_state: list[Any]) -> str:
+    """The room version of a v1 invite: "2" when its stripped create event says so,
+    else "1"."""
+    for entry in room_state:
+        if isinstance(entry, dict) and entry.get("type") == "m.room.create":
+            content = entry.get("content")
+            if isinstance(content, dict) and content.get("room_version") == "2":
+                return "2"
+    return "1"
 
 
 def _q(value: str) -> str:
