@@ -3,8 +3,9 @@ deprecated ``PUT /v1/invite``), both ways.
 
 Receiving (:meth:`InviteHandlers.on_invite`): the event must be a valid invite PDU of
 the given room version (unsupported version: 400 ``M_INCOMPATIBLE_ROOM_VERSION``),
-with the path's event ID and room, for a local user, sent by a user of the asking
-server and signed by it; the room's ACL must allow the asker. We add our signature
+with the path's event ID and room, for a user ID of ours (with an account or not,
+as Synapse: the spec has no 404 here), sent by a user of the asking server and
+signed by it; the room's ACL must allow the asker (checked first, as Synapse). We add our signature
 and answer the event. When we are not in the room, the invite is stored out-of-band
 (an outlier membership with a stream position) with the ``invite_room_state`` as
 its stripped state, so /sync shows it under ``rooms.invite``; when we are, it
@@ -15,8 +16,8 @@ local user invites a remote one; the invite, built and authorized by the event
 creator, goes to the invitee's server with the room's stripped state (full PDUs, as
 the room version formats them), over v1 when the server does not know v2 and the
 room's events have the v1 format (as Synapse); the answer must be the same event
-(an invalid PDU: 400 ``M_BAD_JSON``) signed by that server, whose signature is added before the event is persisted and sent to the
-room's servers.
+(an invalid PDU: 400 ``M_BAD_JSON``) signed by that server, whose signature is
+added before the event is persisted and sent to the room's servers.
 """
 
 from __future__ import annotations

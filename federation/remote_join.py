@@ -9,11 +9,14 @@ server of the room's creator as the stripped state tells it, the room ID's serve
 A join: ``make_join`` (``ver`` = every version we implement) gives a template; its
 type, room, sender, state key and membership are checked; the event is built from
 it (our content, our timestamp), hashed and signed; ``send_join`` answers the state
-and auth chain. Before the room counts as joined: the create event must be in the
-state and match the room ID and version; the auth chain and state are checked by
-the inbound pipeline (signatures batched through the key ring, content hashes, the
-auth rules of each event against its auth events, in auth-chain order) and stored
-as outliers; every state event must then be held and accepted; finally the join is
+and auth chain. ``send_join`` and ``send_leave`` go to the v1 endpoint (answered
+``[200, {...}]``) when the resident does not know the v2 one, as Synapse. Before
+the room counts as joined: the create event must be in the state and match the
+room ID and version; the auth chain and state are checked by the inbound pipeline
+(signatures batched through the key ring, content hashes, the auth rules of each
+event against its auth events, in auth-chain order) and stored as outliers; a
+state event whose signature or hash cannot be verified is left out of the state
+(as Synapse), a rejected one fails the join; finally the join is
 checked against its auth events and that state and persisted into the timeline with
 it as the state before. Later events arrive over ``/send``.
 
