@@ -42,6 +42,16 @@ class FederationError(Exception):
         """Whether trying again later may help (no answer, 429 or a 5xx)."""
         return self.status is None or self.status == 429 or self.status >= 500
 
+    @property
+    def unknown_endpoint(self) -> bool:
+        """Whether the remote does not implement the endpoint: a 404 or 405 with
+        ``M_UNRECOGNIZED`` or without a JSON object (older servers), or a 400 with
+        ``M_UNRECOGNIZED`` (older Synapses). Callers then fall back to an older API
+        version (v2 -> v1), as Synapse does."""
+        if self.status in (404, 405):
+            return not isinstance(self.body, dict) or self.errcode == "M_UNRECOGNIZED"
+        return self.status == 400 and self.errcode == "M_UNRECOGNIZED"
+
     def to_matrix_error(self) -> MatrixError:
         """How to report this failure to our own client: 502 unless the remote said
         something a client can act on (404 / 403 from the remote are passed on)."""

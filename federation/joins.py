@@ -1,5 +1,8 @@
 """The resident side of the membership handshakes: ``make_join`` / ``send_join``
-(v2), ``make_leave`` / ``send_leave`` (v2) and ``make_knock`` / ``send_knock``.
+(v2 and v1), ``make_leave`` / ``send_leave`` (v2 and v1) and ``make_knock`` /
+``send_knock``. The v1 ``send_*`` endpoints (deprecated, still served as Synapse
+does) answer as v2 but wrapped as ``[200, answer]``; v1 ``send_join`` answers the
+whole state.
 
 Spec: s2s "Joining Rooms", "Restricted rooms", "Knocking upon a room", "Leaving
 Rooms (Rejecting Invites)".
@@ -127,6 +130,20 @@ class ResidentHandshakes:
         stored = await self._send(origin, request, "join")
         return web.json_response(await self._join_answer(stored, omit_members), dumps=compact_dumps)
 
+    async def on_send_join_v1(self, origin: str, request: web.Request) -> web.Response:
+        """PUT /_matrix/federation/v1/send_join/{roomId}/{eventId} (s2s: sendJoinV1):
+        as v2 with the whole state, answered in the historical ``[200, {...}]`` shape."""
+        stored = await self._send(origin, request, "join")
+        answer = await self._join_answer(stored, False)
+        answer.pop("members_omitted", None)
+        return web.json_response([200, answer], dumps=compact_dumps)
+
+    async def on_send_leave_v1(self, origin: str, request: web.Request) -> web.Response:
+        """PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId} (s2s: sendLeaveV1):
+        as v2, answered ``[200, {}]``."""
+        await self._send(origin, request, "leave")
+        return web.json_response([200, {}], dumps=compact_dumps)
+
     async def on_send_leave(self, origin: str, request: web.Request) -> web.Response:
         """PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId} (s2s: sendLeaveV2)."""
         await self._send(origin, request, "leave")
@@ -217,6 +234,10 @@ class ResidentHandshakes:
         event_id = request.match_info["eventId"]
         body = await json_object(request)
         rv = await self._room(origin, room_id)
+        if not isinstance(body.get("signatures"), dict) or not isinstance(body.get("hashes"), dict):
+            # unsigned or unhashed: it cannot be the origin's event (403, as Synapse
+            # answers a signature check that fails)
+            raise Forbidden("The event is not signed and hashed by its server")
         parsed = parse_pdu(body, rv)
         if isinstance(parsed, DroppedPdu):
             raise BadJson(parsed.reason)

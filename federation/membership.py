@@ -85,9 +85,12 @@ def membership_routes(auth: FederationAuthenticator, services: FederationMembers
     return [
         ("GET", f"{v1}/make_join/{{roomId}}/{{userId}}", a(r.on_make_join)),
         ("PUT", f"{v2}/send_join/{{roomId}}/{{eventId}}", a(r.on_send_join)),
+        ("PUT", f"{v1}/send_join/{{roomId}}/{{eventId}}", a(r.on_send_join_v1)),
         ("GET", f"{v1}/make_leave/{{roomId}}/{{userId}}", a(r.on_make_leave)),
         ("PUT", f"{v2}/send_leave/{{roomId}}/{{eventId}}", a(r.on_send_leave)),
+        ("PUT", f"{v1}/send_leave/{{roomId}}/{{eventId}}", a(r.on_send_leave_v1)),
         ("GET", f"{v1}/make_knock/{{roomId}}/{{userId}}", a(r.on_make_knock)),
         ("PUT", f"{v1}/send_knock/{{roomId}}/{{eventId}}", a(r.on_send_knock)),
         ("PUT", f"{v2}/invite/{{roomId}}/{{eventId}}", a(services.invites.on_invite)),
+        ("PUT", f"{v1}/invite/{{roomId}}/{{eventId}}", a(services.invites.on_invite_v1)),
     ]

@@ -9,11 +9,14 @@ server of the room's creator as the stripped state tells it, the room ID's serve
 A join: ``make_join`` (``ver`` = every version we implement) gives a template; its
 type, room, sender, state key and membership are checked; the event is built from
 it (our content, our timestamp), hashed and signed; ``send_join`` answers the state
-and auth chain. Before the room counts as joined: the create event must be in the
-state and match the room ID and version; the auth chain and state are checked by
-the inbound pipeline (signatures batched through the key ring, content hashes, the
-auth rules of each event against its auth events, in auth-chain order) and stored
-as outliers; every state event must then be held and accepted; finally the join is
+and auth chain. ``send_join`` and ``send_leave`` go to the v1 endpoint (answered
+``[200, {...}]``) when the resident does not know the v2 one, as Synapse. Before
+the room counts as joined: the create event must be in the state and match the
+room ID and version; the auth chain and state are checked by the inbound pipeline
+(signatures batched through the key ring, content hashes, the auth rules of each
+event against its auth events, in auth-chain order) and stored as outliers; a
+state event whose signature or hash cannot be verified is left out of the state
+(as Synapse), a rejected one fails the join; finally the join is
 checked against its auth events and that state and persisted into the timeline with
 it as the state before. Later events arrive over ``/send``.
 
@@ -155,11 +158,8 @@ class RemoteMembership:
 
         async def attempt(destination: str) -> str:
             rv, event = await self._make(destination, "join", room_id, user_id, content)
-            answer = await self._client.put_json(
-                destination,
-                f"{V2}/send_join/{_q(room_id)}/{_q(event.event_id)}",
-                dict(event.pdu),
-                timeout_s=JOIN_TIMEOUT_S,
+            answer = await self._send_v2_or_v1(
+                destination, "send_join", event, timeout_s=JOIN_TIMEOUT_S
             )
             await self._complete_join(destination, room_id, rv, event, answer)
             return room_id
@@ -192,14 +192,29 @@ class RemoteMembership:
 
         async def attempt(destination: str) -> StoredEvent:
             _rv, event = await self._make(destination, "leave", room_id, user_id, content)
-            await self._client.put_json(
-                destination,
-                f"{V2}/send_leave/{_q(room_id)}/{_q(event.event_id)}",
-                dict(event.pdu),
-            )
+            await self._send_v2_or_v1(destination, "send_leave", event)
             return await persist_out_of_band(self._stores, self._persister, self._lanes, event)
 
         return await self._each_candidate(user_id, room_id, [], attempt)
+
+    async def _send_v2_or_v1(
+        self, destination: str, endpoint: str, event: Event, timeout_s: float | None = None
+    ) -> Any:
+        """``PUT /v2/<endpoint>``; when the resident does not know that endpoint, the
+        v1 one (as Synapse), whose answer is wrapped as ``[200, answer]``."""
+        path = f"{endpoint}/{_q(event.room_id)}/{_q(event.event_id)}"
+        try:
+            return await self._client.put_json(
+                destination, f"{V2}/{path}", dict(event.pdu), timeout_s=timeout_s
+            )
+        except FederationError as exc:
+            if not exc.unknown_endpoint:
+                raise
+        logger.info("%s has no v2 %s, trying v1", destination, endpoint)
+        answer = await self._client.put_json(
+            destination, f"{V1}/{path}", dict(event.pdu), timeout_s=timeout_s
+        )
+        return unwrap_v1_answer(destination, answer)
 
     # -- candidates ---------------------------------------------------------------------
 
@@ -247,7 +262,9 @@ class RemoteMembership:
                     "membership of %s in %s via %s failed: %r", user_id, room_id, destination, exc
                 )
                 if exc.errcode == "M_INCOMPATIBLE_ROOM_VERSION":
-                    raise MatrixError(400, exc.errcode, exc.message) from None
+                    version = exc.body.get("room_version") if isinstance(exc.body, dict) else None
+                    extra = {"room_version": version} if isinstance(version, str) else None
+                    raise MatrixError(400, exc.errcode, exc.message, extra=extra) from None
                 if exc.status in (400, 403, 404) and exc.errcode:
                     error = MatrixError(exc.status, exc.errcode, exc.message)
                 elif error is None:
@@ -301,7 +318,13 @@ class RemoteMembership:
             pdu["origin"] = self._server_name
         try:
             event = hash_and_sign(pdu, rv, self._server_name, self._signing_key)
-            validate_pdu(dict(event.pdu), rv)
+            checked = dict(event.pdu)
+            if rv.event_id_format is EventIdFormat.V1:
+                # the references are sent as the resident gave them (as Synapse); each
+                # must name an event, whatever its hash part
+                for key in ("prev_events", "auth_events"):
+                    checked[key] = _normalised_refs(checked.get(key))
+            validate_pdu(checked, rv)
         except (EventValidationError, ValueError, TypeError) as exc:
             raise JoinFailed(f"{destination} gave an invalid template: {exc}") from None
         return rv, event
@@ -338,12 +361,20 @@ class RemoteMembership:
         held = await self._pipeline.persist_outlier_events(
             destination, room_id, chain_events + state_events
         )
-        named = [e.event_id for e in state_events]
-        for event_id in named:
+        named: list[str] = []
+        for state_event in state_events:
+            event_id = state_event.event_id
             stored = held.get(event_id) or await self._stores.events.get_event(event_id)
-            if stored is None or stored.rejected_reason is not None:
-                reason = "unverifiable" if stored is None else stored.rejected_reason
-                raise JoinFailed(f"{destination} gave a bad state event {event_id}: {reason}")
+            if stored is None:
+                # not validly signed or hashed: left out of the state (as Synapse); if
+                # it mattered, our join fails its auth check below
+                logger.warning("%s gave an unverifiable state event %s", destination, event_id)
+                continue
+            if stored.rejected_reason is not None:
+                raise JoinFailed(
+                    f"{destination} gave a bad state event {event_id}: {stored.rejected_reason}"
+                )
+            named.append(event_id)
         stored, error = await self._pipeline.persist_with_held_state(
             destination, room_id, pdu, named, own_join=True
         )
@@ -368,6 +399,32 @@ class RemoteMembership:
                     raise JoinFailed("the create event is of another room")
                 return parsed
         raise JoinFailed("the room state has no create event")
+
+
+def _normalised_refs(refs: Any) -> Any:
+    """A v1-format template's event references as ``[event_id, hashes]`` pairs (for
+    checking only), the hash part ``{}`` where it is missing or malformed:
+    ``["$a"]`` and ``[["$a", "junk"]]`` -> ``[["$a", {}]]``. Anything else is left for
+    validation to refuse."""
+    if not isinstance(refs, list):
+        return refs
+    normalised: list[Any] = []
+    for ref in refs:
+        if isinstance(ref, str):
+            normalised.append([ref, {}])
+        elif isinstance(ref, list) and ref and isinstance(ref[0], str):
+            normalised.append([ref[0], ref[1] if len(ref) > 1 and isinstance(ref[1], dict) else {}])
+        else:
+            normalised.append(ref)
+    return normalised
+
+
+def unwrap_v1_answer(destination: str, answer: Any) -> Any:
+    """The body of a v1 membership answer, ``[200, body]`` (s2s: sendJoinV1 and the
+    other v1 endpoints answer this historical shape)."""
+    if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], dict):
+        return answer[1]
+    raise JoinFailed(f"{destination} gave a v1 answer not of the form [200, {{...}}]")
 
 
 def _parse_answer(

@@ -49,6 +49,7 @@ class RoomPlan:
     full_state: bool  # state from nothing, not a delta from ``since``
     since: int | None
     no_state: bool = False  # never joined: only the user's own membership event
+    own_event_id: str | None = None  # never joined: that event (maybe out of band)
     run: JoinRun | None = None  # from scratch: history visibility may show events before
     newly_joined: bool = False  # joined since the last sync: its timeline is ``limited``
     whole_history: bool = False  # read from scratch, the timeline holds all the user may see
@@ -179,7 +180,16 @@ class RoomSyncer:
         """The leave section's entry: its timeline ends at the user's departure."""
         run = history.join_run(left.stream)
         if run is None:  # never joined: a rejected invite or knock, a ban before joining
-            return RoomPlan(left.room_id, False, left.stream - 1, left.stream, True, since, True)
+            return RoomPlan(
+                left.room_id,
+                False,
+                left.stream - 1,
+                left.stream,
+                True,
+                since,
+                True,
+                own_event_id=left.event_id,
+            )
         if since is not None and not full_state:
             at_since = history.at(since)
             between = history.between(since, left.stream)
@@ -219,8 +229,22 @@ class RoomSyncer:
     # -- timelines --------------------------------------------------------------------
 
     async def _fetch_timelines(self, sync: SyncPass, plans: list[RoomPlan]) -> None:
-        reads = [TimelineRead(p.room_id, p.after, p.upto, p.run) for p in plans]
         room_filter = sync.filter.room
+        # A room never joined shows the user's own membership event alone: read by its
+        # ID, as an out-of-band one (a rejection of a remote invite, made by the
+        # resident or locally when no resident could be reached) is an outlier, not
+        # in the room's timeline (as Synapse shows it).
+        own = [p for p in plans if p.own_event_id is not None]
+        if own and room_filter.timeline_limit > 0:
+            found = await self._stores.events.get_events(
+                [p.own_event_id for p in own if p.own_event_id]
+            )
+            for plan in own:
+                stored = found.get(plan.own_event_id or "")
+                if stored is not None and room_filter.timeline.matches(event_view(stored)):
+                    plan.timeline = [stored]
+        plans = [p for p in plans if p.own_event_id is None]
+        reads = [TimelineRead(p.room_id, p.after, p.upto, p.run) for p in plans]
         await self._timelines.read(
             sync.user_id, reads, room_filter.timeline, room_filter.timeline_limit
         )

@@ -3,6 +3,7 @@ messages both ways through /sync, leaves, kicks and bans seen on both sides."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from tests.federation.membership_helpers import (
@@ -13,7 +14,7 @@ from tests.federation.membership_helpers import (
     sync_until,
 )
 from tests.federation.rooms import fed_events
-from tests.federation.servers import ServerFactory
+from tests.federation.servers import ServerFactory, stop_listening
 from tests.rooms.helpers import make_user
 
 
@@ -160,18 +161,51 @@ async def test_remote_invite_rejected(federation_servers: ServerFactory) -> None
     assert (await members(a, room_id)).get(bob.user_id) == "leave"
     sync, _ = await sync_until(bob, in_section("leave", room_id), since)
     assert room_id not in sync["rooms"].get("invite", {})
+    _assert_own_leave_alone(sync, room_id, bob.user_id)
     initial = await bob.sync()
     assert room_id not in initial["rooms"].get("invite", {})
 
 
-async def test_invite_of_unknown_remote_user_fails(federation_servers: ServerFactory) -> None:
+def _assert_own_leave_alone(sync: dict[str, Any], room_id: str, user_id: str) -> None:
+    """The leave section of a room never joined shows the user's leave alone (an
+    out-of-band event, as Synapse shows it)."""
+    room = sync["rooms"]["leave"][room_id]
+    [event] = room["timeline"]["events"]
+    assert (event["type"], event["state_key"], event["sender"]) == (
+        "m.room.member",
+        user_id,
+        user_id,
+    )
+    assert event["content"]["membership"] == "leave"
+    assert room["state"]["events"] == []
+
+
+async def test_remote_invite_rejected_when_the_resident_is_unreachable(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    bob = await make_user(b.harness, "bob")
+    room_id = await alice.create_room(preset="private_chat")
+    await alice.invite(room_id, bob.user_id)
+    _s, since = await sync_until(bob, in_section("invite", room_id))
+    await stop_listening(a)
+    await bob.leave(room_id)  # made locally, out of band
+    sync, _ = await sync_until(bob, in_section("leave", room_id), since)
+    _assert_own_leave_alone(sync, room_id, bob.user_id)
+
+
+async def test_invite_of_remote_user_without_account_is_accepted(
+    federation_servers: ServerFactory,
+) -> None:
+    # As Synapse: the invitee's server takes any invite of one of its user IDs (the
+    # spec names no 404 for /invite); the invite waits for the account.
     a, b = await federation_servers(2)
     alice = await make_user(a.harness, "alice")
     room_id = await alice.create_room(preset="private_chat")
     ghost = f"@ghost:{b.server_name}"
-    body = await alice.request("POST", f"/rooms/{room_id}/invite", {"user_id": ghost}, expect=404)
-    assert body["errcode"] == "M_NOT_FOUND"
-    assert (await members(a, room_id)).get(ghost) is None
+    await alice.request("POST", f"/rooms/{room_id}/invite", {"user_id": ghost})
+    assert (await members(a, room_id)).get(ghost) == "invite"
 
 
 async def test_remote_knock_then_invite_and_join(federation_servers: ServerFactory) -> None:
