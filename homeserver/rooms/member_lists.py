@@ -2,7 +2,7 @@
 
 ``GET /rooms/{roomId}/members`` (optionally ``at`` a token, filtered by membership),
 ``GET /rooms/{roomId}/joined_members``, and the state a user may read: the current
-state while joined, the state as of their leave or ban afterwards.
+state while joined, the state as of their leave afterwards (none once banned).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ class MemberView:
     """What a user may see of a room: up to which stream position, and the state then."""
 
     membership: str
-    # stream position of the user's leave/ban (None while joined: no limit)
+    # stream position of the user's leave (None while joined: no limit)
     until: int | None
-    # the state after the user's leave/ban (None while joined: use the current state)
+    # the state after the user's leave (None while joined: use the current state)
     state_group: int | None
 
 
@@ -35,9 +35,10 @@ class MemberListService:
         self._stores = stores
 
     async def member_view(self, user_id: str, room_id: str) -> MemberView:
-        """M_FORBIDDEN unless the user is joined, was joined and then left or was banned,
-        or the room is world_readable (anyone may peek at its current state, as in
-        Synapse)."""
+        """M_FORBIDDEN unless the user is joined, was joined and then left, or the room
+        is world_readable (anyone may peek at its current state, as in Synapse). A
+        banned user is turned away from the room's state and members, as Synapse does
+        (only departed users with membership ``leave`` keep the state as they left it)."""
         if not await self._stores.rooms.room_exists(room_id):
             raise Forbidden("You are not a member of this room")
         state = await self._stores.state.get_current_state(room_id)
@@ -46,7 +47,7 @@ class MemberListService:
         membership = (member.event.membership or "") if member is not None else ""
         if membership == "join":
             return MemberView(membership, None, None)
-        if member is not None and membership in ("leave", "ban") and member.state_group is not None:
+        if member is not None and membership == "leave" and member.state_group is not None:
             return MemberView(membership, member.stream_ordering, member.state_group)
         if await self._world_readable(state):
             return MemberView(membership or "peek", None, None)

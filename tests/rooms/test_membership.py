@@ -33,6 +33,10 @@ async def test_kick_and_ban_with_reasons(hs: HomeserverHarness) -> None:
     assert member == {"membership": "ban", "reason": "spam"}
     err = await bob.request("POST", f"/join/{room}", {}, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
+    # a banned user no longer reads the room's state or members (as Synapse)
+    for path in (f"/rooms/{room}/state/m.room.member/{bob.user_id}", f"/rooms/{room}/members"):
+        err = await bob.request("GET", path, expect=403)
+        assert err["errcode"] == "M_FORBIDDEN"
     # a banned user cannot be invited
     err = await alice.request("POST", f"/rooms/{room}/invite", {"user_id": bob.user_id}, expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
