@@ -12,7 +12,9 @@ sent as ``m.device_list_update``; ``deleted`` for a device that is gone), and an
 (recorded without a device: no step of that sequence). ``/user/devices`` reports the
 user's latest change of either kind as the ``stream_id`` of a snapshot, which every
 later ``prev_id`` is at or below. Changes are handled one at a time, in commit order,
-so each server gets them in sequence.
+so each server gets them in sequence. The listener (and so the client request that
+made the change, see ``DeviceListService.announced``) returns once the transactions
+carrying them were answered, or after ``FLUSH_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
 
+# How long a change of a local user's keys waits for other servers to take it.
+FLUSH_TIMEOUT_S = 1.0
+
 
 class EduSender(Protocol):
     """What broadcasting needs of ``federation.sender.FederationSender``."""
@@ -36,6 +41,8 @@ class EduSender(Protocol):
     ) -> None: ...
 
     async def joined_servers(self, room_id: str) -> set[str]: ...
+
+    async def flush(self, destinations: set[str], timeout_s: float) -> None: ...
 
 
 class DeviceListBroadcaster:
@@ -78,6 +85,10 @@ class DeviceListBroadcaster:
             for destination in sorted(destinations):
                 for edu_type, content, key in edus:
                     await self._sender.send_edu(destination, edu_type, content, key)
+        # The client's request returns once the servers have the update (or after
+        # FLUSH_TIMEOUT_S): whoever shares a room sees the new keys before the user's
+        # next message, rather than encrypting for the old device list.
+        await self._sender.flush(destinations, FLUSH_TIMEOUT_S)
 
     async def _edus_for(
         self, user_id: str, device_ids: list[str], position: int

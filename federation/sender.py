@@ -122,6 +122,23 @@ class FederationSender:
             pending = [*self._running.values(), *self._side_tasks]
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def flush(self, destinations: Iterable[str], timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until what is queued now for ``destinations``
+        was sent, or failed: each destination's drain runs until its queue is empty.
+        A destination in backoff is not waited for."""
+
+        async def one(destination: str) -> None:
+            while (task := self._running.get(destination)) is not None:
+                await asyncio.wait([task])
+
+        pending = [one(d) for d in set(destinations) if d != self.server_name]
+        if not pending:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), timeout_s)
+        except TimeoutError:
+            logger.info("flush: still sending to some of %s", sorted(destinations))
+
     # -- producers ----------------------------------------------------------------------
 
     async def send_pdu(

@@ -334,9 +334,14 @@ class RemoteDeviceLists:
                     stream_id == current.stream_id or max(prev_ids, default=0) <= current.stream_id
                 )
             )
+            if current is None:
+                # no copy to bring up to date (nobody here asked for the user's keys
+                # yet): local users are told at once, the next query fetches the list
+                await self._device_lists.record_change(user_id, [device_id])
+                return
             if not follows:
-                # we missed updates (or hold no copy): our copy is stale until a
-                # resync replaces it; the resync tells local users what changed
+                # we missed updates: our copy is stale until a resync replaces it;
+                # the resync tells local users what changed
                 await self._store.mark_stale([user_id])
                 self._resync_soon(user_id, [device_id])
                 return

@@ -240,12 +240,15 @@ async def test_a_failed_resync_falls_back_to_asking_and_retries_later(
 
     remote.fetcher = failing
     alice = KeyedDevice(alice_user)
+    since = (await bob.sync(timeout=0))["next_batch"]
     await alice.upload(device_keys=alice.device_keys())
     await settle(a, b)
-    assert calls == [alice.user_id]  # the update EDU found no copy to apply to
-    # no usable copy: b tries once more, then asks a with /user/keys/query instead
+    # the update EDU found no copy to bring up to date: bob is told, nothing fetched
+    assert calls == []
+    assert alice.user_id in await changed_since(bob, since)
+    # no usable copy: b tries a resync, then asks a with /user/keys/query instead
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
-    assert calls == [alice.user_id] * 2
+    assert calls == [alice.user_id]
     assert await b.server.stores.remote_devices.get_list(alice.user_id) is None
 
     # a later query resyncs again, and from then on the cache answers
@@ -350,17 +353,29 @@ async def test_a_resync_does_not_hold_up_the_transaction(
         await release.wait()
         return await working(user_id, timeout_s)
 
+    assert await device_ids_seen_by(bob, alice.user_id) == set()  # b holds a copy now
     remote.fetcher = slow
-    await alice.upload(device_keys=alice.device_keys())
     since = (await bob.sync(timeout=0))["next_batch"]
+    # an update after a gap (b missed updates up to 8999): b's copy needs a resync
+    gap = {
+        "edu_type": "m.device_list_update",
+        "content": {
+            "user_id": alice.user_id,
+            "device_id": alice.device_id,
+            "stream_id": 8999,
+            "prev_id": [8998],
+        },
+    }
+    assert await send_txn(a, b, [], [gap]) == {"pdus": {}}
 
-    async def resync_asked() -> bool:  # the EDU reached b, which holds no copy
+    async def resync_asked() -> bool:
         return asked == [alice.user_id]
 
     await eventually(resync_asked)
     cached = await b.server.stores.remote_devices.get_list(alice.user_id)
-    assert cached is None  # not yet
+    assert cached is not None and cached.stale  # not replaced yet
     assert alice.user_id not in await changed_since(bob, since)
+    await alice.upload(device_keys=alice.device_keys())
     # two more updates while the first resync waits: one more resync, not two
     for device in ("X1", "X2"):
         edu = {
@@ -398,3 +413,22 @@ async def test_a_resync_made_by_a_query_tells_what_it_changed(
     since = (await bob.sync(timeout=0))["next_batch"]
     assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
     assert alice.user_id not in await changed_since(bob, since)
+
+
+async def test_a_key_upload_returns_once_the_other_server_has_the_change(
+    federation_servers: ServerFactory,
+) -> None:
+    """The uploader's request waits for the transaction carrying the update: when it
+    returns, a user of the other server already sees the change (no waiting)."""
+    a, b = await federation_servers(2)
+    _room_id, alice_user, bob = await share_room(a, b)
+    alice = KeyedDevice(alice_user)
+    assert await device_ids_seen_by(bob, alice.user_id) == set()  # fills b's cache
+    await settle(a, b)
+    since = (await bob.sync(timeout=0))["next_batch"]
+    await alice.upload(device_keys=alice.device_keys())
+    assert alice.user_id in await changed_since(bob, since)
+    # a renamed device too
+    since = (await bob.sync(timeout=0))["next_batch"]
+    await alice.user.request("PUT", f"/devices/{alice.device_id}", {"display_name": "phone"})
+    assert alice.user_id in await changed_since(bob, since)
