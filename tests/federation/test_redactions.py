@@ -96,3 +96,21 @@ async def test_a_redaction_received_before_a_target_of_another_room_does_not_red
     stored = await a.server.stores.events.get_event(later.event_id)
     assert stored is not None and stored.redacted_by is None
     assert (await _event(alice, other_room, later.event_id))["content"]["body"] == "hi"
+
+
+async def test_self_destructing_messages_from_other_servers_expire(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2, enable_ephemeral_messages=True)
+    room_id, alice, bob = await share_room(a, b)
+    key = "org.matrix.self_destruct_after"
+    event_id = await bob.send(room_id, "bye soon", **{key: a.clock.time_ms() + 1000})
+    await settle(a, b)
+    assert (await _event(alice, room_id, event_id))["content"]["body"] == "bye soon"
+    assert a.server.message_expiry is not None
+    a.clock.advance(2)
+    await a.server.message_expiry.tick()
+    served = await _event(alice, room_id, event_id)
+    assert served["content"] == {} and served["sender"] == bob.user_id
+    stored = await a.server.stores.events.get_event(event_id)
+    assert stored is not None and "body" not in stored.event.content
