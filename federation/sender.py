@@ -176,9 +176,11 @@ class FederationSender:
         await self.send_pdu(event, await self.destinations_for(event), stored.stream_ordering)
 
     async def destinations_for(self, event: Event) -> set[str]:
-        """Servers with a joined member in the room now, plus a membership target's."""
+        """Servers with a joined member in the room now, plus a membership target's
+        (not an invitee's: an invite goes by ``/invite``, as Synapse sends it; the
+        invitee's server holds no room to put it in)."""
         servers = await self.joined_servers(event.room_id)
-        if event.type == "m.room.member" and event.state_key:
+        if event.type == "m.room.member" and event.state_key and event.membership != "invite":
             target = _server(event.state_key)
             if target is not None and target != self.server_name:
                 servers.add(target)
