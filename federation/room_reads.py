@@ -11,7 +11,8 @@ room's ``history_visibility`` at the event is ``world_readable`` or ``shared``, 
 is ``invited`` and one of its users was invited or joined, or it is ``joined`` and
 one of its users was joined. Events it may not see are served redacted by
 ``/backfill`` and ``/get_missing_events`` (so the DAG stays walkable) and refused by
-``/event``.
+``/event``. Events whose sender asked to be erased (deactivation with ``erase``)
+are served redacted by all three, as Synapse does.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class ServerVisibility:
                 continue
             result.append((stored, await self._visible(server, stored)))
         return result
+
+    async def erased_senders(self, events: Iterable[StoredEvent]) -> set[str]:
+        """The senders of ``events`` who asked to be erased."""
+        senders = {stored.event.sender for stored in events}
+        return await self._stores.accounts.erased_among(senders) if senders else set()
 
     async def _visible(self, server: str, stored: StoredEvent) -> bool:
         assert stored.state_group is not None
@@ -155,7 +161,8 @@ class RoomReadHandlers:
         [(_, visible)] = await self._visibility.filter_for_server(origin, [stored])
         if not visible:
             raise Forbidden(f"{origin} may not see this event")
-        return self._txn([_pdu(stored, True)])
+        erased = await self._visibility.erased_senders([stored])
+        return self._txn([_pdu(stored, stored.event.sender not in erased)])
 
     async def _state_before(self, origin: str, room_id: str, request: web.Request) -> StateMap:
         event_id = request.query.get("event_id")
@@ -234,7 +241,10 @@ class RoomReadHandlers:
         return sorted(seen.values(), key=lambda s: (s.depth, s.event_id))
 
     async def on_backfill(self, origin: str, request: web.Request) -> web.Response:
-        """GET /_matrix/federation/v1/backfill/{roomId}?v=&limit= (s2s: backfillRoom)."""
+        """GET /_matrix/federation/v1/backfill/{roomId}?v=&limit= (s2s: backfillRoom).
+
+        Newest first, as Synapse answers: the ``v`` events (the deepest) lead.
+        """
         room_id = request.match_info["roomId"]
         starts = request.query.getall("v", [])
         if not starts:
@@ -242,7 +252,7 @@ class RoomReadHandlers:
         limit = min(query_int(request, "limit", 10, minimum=0), MAX_BACKFILL)
         await self._room_access(origin, room_id)
         events = await self._walk_back(room_id, starts, set(), limit, 0, include_start=True)
-        return self._txn(await self._served(origin, events))
+        return self._txn(await self._served(origin, events[::-1]))
 
     async def on_get_missing_events(self, origin: str, request: web.Request) -> web.Response:
         """POST /_matrix/federation/v1/get_missing_events/{roomId} (s2s)."""
@@ -299,11 +309,16 @@ class RoomReadHandlers:
 
     async def _served(self, origin: str, events: Sequence[StoredEvent]) -> list[dict[str, Any]]:
         checked = await self._visibility.filter_for_server(origin, events)
-        return [_pdu(stored, visible) for stored, visible in checked]
+        erased = await self._visibility.erased_senders(events)
+        return [
+            _pdu(stored, visible and stored.event.sender not in erased)
+            for stored, visible in checked
+        ]
 
 
-def _pdu(stored: StoredEvent, visible: bool) -> dict[str, Any]:
-    """The PDU as served: redacted when redacted here or not visible to the server."""
-    if stored.redacted_by or not visible:
+def _pdu(stored: StoredEvent, whole: bool) -> dict[str, Any]:
+    """The PDU as served: redacted when redacted here, or when not to be served
+    whole (not visible to the server, or its sender erased)."""
+    if stored.redacted_by or not whole:
         return dict(stored.event.redacted_pdu())
     return dict(stored.event.pdu)

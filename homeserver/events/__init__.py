@@ -34,7 +34,7 @@ from .power_levels import (
     parse_power_level,
     room_creators,
 )
-from .redaction import redact
+from .redaction import redact, redaction_target_refusal
 from .room_versions import (
     KNOWN_ROOM_VERSIONS,
     RECOMMENDED_ROOM_VERSION,
@@ -114,6 +114,7 @@ __all__ = [
     "key_ids_to_fetch",
     "parse_power_level",
     "redact",
+    "redaction_target_refusal",
     "reference_hash",
     "required_signers",
     "room_creators",

@@ -1,4 +1,4 @@
-"""The redaction algorithm per room version.
+"""The redaction algorithm per room version, and which redactions can take effect.
 
 Spec: ``rooms/fragments/v1-redactions`` (v1-v5), ``v6-redactions`` (v6-v7),
 rooms/v8 "Redactions" (v8), ``v9-redactions`` (v9-v10), ``v11-redactions`` (v11+).
@@ -7,9 +7,29 @@ rooms/v8 "Redactions" (v8), ``v9-redactions`` (v9-v10), ``v11-redactions`` (v11+
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .room_versions import RedactionRules, RoomVersion
+
+if TYPE_CHECKING:
+    from .event import Event
+
+
+def redaction_target_refusal(redaction: Event, target: Event) -> str | None:
+    """Why ``redaction`` can never take effect on ``target``, whoever sent it; None
+    when it may (then the sender's server or power level decides).
+
+    A redaction only acts on an event of its own room (the spec's
+    ``redacts`` names "the event being redacted" in that room; an event of
+    another room is out of its reach), and an ``m.room.create`` event is never
+    redacted (as Synapse: its content defines the room).
+    """
+    if target.room_id != redaction.room_id:
+        return "the redacted event is in another room"
+    if target.type == "m.room.create":
+        return "a create event is never redacted"
+    return None
+
 
 _TOP_LEVEL_V1 = frozenset(
     {

@@ -2,8 +2,9 @@
 
 The PDU's signatures, hashes, DAG references and depth are left out; ``unsigned``
 carries ``age``, the sender's ``transaction_id``, ``prev_content`` of replaced
-state, and ``redacted_because`` for redacted events (whose content is redacted by
-the room version's rules).
+state, and ``redacted_by`` (the redaction's ID) with ``redacted_because`` (the
+redaction itself) for redacted events, whose content is redacted by the room
+version's rules.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def format_client_event(
         unsigned["prev_sender"] = replaced.event.sender
         unsigned["replaces_state"] = replaced.event_id
     if redaction is not None:
+        unsigned["redacted_by"] = redaction.event_id
         unsigned["redacted_because"] = format_client_event(redaction, now_ms=now_ms)
     body["unsigned"] = unsigned
     return body

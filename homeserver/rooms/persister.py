@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from homeserver.clock import Clock
 from homeserver.events import Event
@@ -99,6 +99,9 @@ class EventPersister:
 
     async def persist(self, event: Event, context: EventContext) -> StoredEvent:
         """Store ``event``; the caller holds the room's lane."""
+        if await self._withheld_redaction(event, context):
+            logger.info("withholding redaction %s: it cannot act on its target", event.event_id)
+            context = replace(context, soft_failed=True)
         in_timeline = not context.outlier or context.out_of_band
         stream: StreamIdGenerator | None = None
         position: int | None = None
@@ -122,6 +125,29 @@ class EventPersister:
             return stored  # history: nothing happens now because of it
         await self._after_persist(stored)
         return stored
+
+    async def _withheld_redaction(self, event: Event, context: EventContext) -> bool:
+        """Whether a received redaction is kept from clients (stored soft-failed):
+        its target is held and the redaction can never act on it (another room's
+        event, the create event, a rejected event, or a sender of another server
+        without the redact level), as Synapse withholds such redactions. One whose
+        target is not held yet is stored as usual (applied if the target comes)."""
+        if (
+            event.redacts is None
+            or event.type != "m.room.redaction"
+            or context.local
+            or context.outlier
+            or context.de_outlier
+            or context.soft_failed
+            or context.rejected_reason is not None
+        ):
+            return False
+        target = await self._stores.events.get_event(event.redacts)
+        if target is None or target.event_id == event.event_id:
+            return False
+        if target.rejected_reason is not None:
+            return True
+        return not await self._resolver.may_redact(event, target.event, context.state_before)
 
     async def _after_persist(self, stored: StoredEvent) -> None:
         for hook in self.persisted_hooks:

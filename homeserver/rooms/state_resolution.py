@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, server_name_of
+from homeserver.events import (
+    KNOWN_ROOM_VERSIONS,
+    Event,
+    PowerLevels,
+    redaction_target_refusal,
+    server_name_of,
+)
 from homeserver.state_res import resolve_state
 from storage.state import StateMap
 from storage.stores import Stores
@@ -69,8 +75,11 @@ class StateResolver:
         """Whether a redaction takes effect on its target (rooms: "Redactions").
 
         It does when both come from the same server, or the redaction's sender has at
-        least the room's redact level.
+        least the room's redact level; never on an event of another room or on the
+        room's create event (``redaction_target_refusal``).
         """
+        if redaction_target_refusal(redaction, target) is not None:
+            return False
         if server_name_of(redaction.sender) == server_name_of(target.sender):
             return True
         ids = [state[k] for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in state]

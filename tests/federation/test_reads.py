@@ -73,7 +73,8 @@ async def test_backfill_and_missing_events(federation_servers: ServerFactory) ->
     ids = [await alice.send(room_id, f"m{i}") for i in range(6)]
     answer = await get(b, a, f"{V1}/backfill/{q(room_id)}", v=ids[-1], limit="3")
     got = [p for p in answer["pdus"]]
-    assert [p["content"].get("body") for p in got] == ["m3", "m4", "m5"]
+    # newest first (the v event leads), as Synapse answers
+    assert [p["content"].get("body") for p in got] == ["m5", "m4", "m3"]
 
     body = {"earliest_events": [ids[1]], "latest_events": [ids[-1]], "limit": 10}
     missing = await b.fed.client.post_json(
@@ -231,3 +232,44 @@ async def test_public_rooms_over_federation(federation_servers: ServerFactory) -
     assert await status_of(bad) == (400, "M_INVALID_PARAM")
     # b does not publish its directory over federation.
     assert await status_of(get(a, b, f"{V1}/publicRooms")) == (403, "M_FORBIDDEN")
+
+
+async def test_events_of_erased_senders_are_served_redacted(
+    federation_servers: ServerFactory,
+) -> None:
+    a, b = await federation_servers(2)
+    room_id, alice, _bob = await share_room(a, b)
+    carol = await make_user(a.harness, "carol")
+    await carol.join(room_id)
+    said = await carol.send(room_id, "body1")
+    await settle(a, b)
+    [pdu] = (await get(b, a, f"{V1}/event/{q(said)}"))["pdus"]
+    assert pdu["content"]["body"] == "body1"
+
+    first = await carol.request("POST", "/account/deactivate", {"erase": True}, expect=401)
+    auth = {
+        "type": "m.login.password",
+        "session": first["session"],
+        "identifier": {"type": "m.id.user", "user": carol.user_id},
+        "password": "correct horse",
+    }
+    await carol.request("POST", "/account/deactivate", {"erase": True, "auth": auth})
+    await settle(a, b)
+
+    # /event, /backfill and /get_missing_events serve it redacted (as Synapse)
+    [pdu] = (await get(b, a, f"{V1}/event/{q(said)}"))["pdus"]
+    assert pdu["content"] == {} and pdu["sender"] == carol.user_id
+    later = await alice.send(room_id, "still here")
+    answer = await get(b, a, f"{V1}/backfill/{q(room_id)}", v=later, limit="10")
+    by_sender = {p["sender"]: p for p in answer["pdus"] if p["type"] == "m.room.message"}
+    assert by_sender[carol.user_id]["content"] == {}
+    assert by_sender[alice.user_id]["content"]["body"] == "still here"
+    body = {"earliest_events": [], "latest_events": [later], "limit": 10}
+    missing = await b.fed.client.post_json(
+        a.server_name, f"{V1}/get_missing_events/{q(room_id)}", body
+    )
+    [again] = [p for p in missing["events"] if p["type"] == "m.room.message"]
+    assert again["sender"] == carol.user_id and again["content"] == {}
+    # the stored event is intact: carol's own server still holds the words
+    held = await a.server.stores.events.get_event(said)
+    assert held is not None and held.event.content["body"] == "body1"

@@ -31,6 +31,7 @@ async def test_redact_own_message(hs: HomeserverHarness, version: str) -> None:
     redaction_id = data["event_id"]
     served = await _event(alice, room, event_id)
     assert served["content"] == {}
+    assert served["unsigned"]["redacted_by"] == redaction_id  # as Synapse
     because = served["unsigned"]["redacted_because"]
     assert because["event_id"] == redaction_id
     assert because["content"]["reason"] == "typo"
