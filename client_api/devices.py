@@ -8,7 +8,6 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.errors import NotFound
 from homeserver.http.body import get_str, get_str_list, json_object
 from storage.devices import DeviceRecord
 
@@ -31,17 +30,13 @@ class DeviceHandlers:
     async def get_devices(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/devices."""
         requester = await self._ctx.requester(request)
-        devices = await self._ctx.stores.devices.get_devices(requester.user_id)
+        devices = await self._ctx.sessions.devices(requester.user_id)
         return json_response({"devices": [device_json(d) for d in devices]})
 
     async def get_device(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/devices/{deviceId}."""
         requester = await self._ctx.requester(request)
-        device = await self._ctx.stores.devices.get_device(
-            requester.user_id, request.match_info["deviceId"]
-        )
-        if device is None:
-            raise NotFound("Device not found")
+        device = await self._ctx.sessions.device(requester.user_id, request.match_info["deviceId"])
         return json_response(device_json(device))
 
     async def update_device(self, request: web.Request) -> web.Response:
@@ -49,17 +44,9 @@ class DeviceHandlers:
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         display_name = get_str(body, "display_name", None)
-        changed = await self._ctx.stores.devices.set_display_name(
+        await self._ctx.sessions.rename_device(
             requester.user_id, request.match_info["deviceId"], display_name
         )
-        if not changed:
-            raise NotFound("Device not found")
-        # A new display name is a device list change (s2s "Device Management").
-        device_lists = self._ctx.e2ee.device_lists
-        position = await device_lists.record_change(
-            requester.user_id, [request.match_info["deviceId"]]
-        )
-        await device_lists.announced([position])
         return json_response({})
 
     async def delete_device(self, request: web.Request) -> web.Response:
@@ -67,8 +54,7 @@ class DeviceHandlers:
         requester = await self._ctx.requester(request)
         device_id = request.match_info["deviceId"]
         body = await json_object(request, allow_empty=True)
-        if await self._ctx.stores.devices.get_device(requester.user_id, device_id) is None:
-            raise NotFound("Device not found")
+        await self._ctx.sessions.device(requester.user_id, device_id)  # M_NOT_FOUND if none
         result = await self._ctx.uia.authenticate_user(
             f"DELETE /devices/{device_id}", body, requester.user_id
         )

@@ -99,7 +99,7 @@ class LoginHandlers:
     async def logout_all(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/logout/all."""
         requester = await self._ctx.requester(request)
-        devices = await self._ctx.stores.devices.get_devices(requester.user_id)
+        devices = await self._ctx.sessions.devices(requester.user_id)
         ids = [d.device_id for d in devices]
         if requester.device_id not in ids:
             ids.append(requester.device_id)

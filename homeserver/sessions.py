@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from homeserver.auth import Authenticator, new_token, token_hash
 from homeserver.clock import Clock
-from homeserver.errors import UnknownToken
+from homeserver.errors import NotFound, UnknownToken
 from storage.database import Transaction
+from storage.devices import DeviceRecord
 from storage.stores import Stores
 
 DEVICE_ID_ALPHABET = string.ascii_uppercase
@@ -33,6 +34,8 @@ class Session:
 DeviceRemovedHook = Callable[[Transaction, str, list[str]], Awaitable[None]]
 # Called (inside the transaction) when a device is created: (txn, user_id, device_id).
 DeviceAddedHook = Callable[[Transaction, str, str], Awaitable[None]]
+# Called after a device got a new display name: (user_id, device_id).
+DeviceRenamedHook = Callable[[str, str], Awaitable[None]]
 
 
 class SessionService:
@@ -50,6 +53,25 @@ class SessionService:
         self._lifetime_ms = refreshable_token_lifetime_ms
         self.device_removed_hooks: list[DeviceRemovedHook] = []
         self.device_added_hooks: list[DeviceAddedHook] = []
+        self.device_renamed_hooks: list[DeviceRenamedHook] = []
+
+    async def devices(self, user_id: str) -> list[DeviceRecord]:
+        return await self._stores.devices.get_devices(user_id)
+
+    async def device(self, user_id: str, device_id: str) -> DeviceRecord:
+        """One of the user's devices; M_NOT_FOUND when they have no such device."""
+        device = await self._stores.devices.get_device(user_id, device_id)
+        if device is None:
+            raise NotFound("Device not found")
+        return device
+
+    async def rename_device(self, user_id: str, device_id: str, display_name: str | None) -> None:
+        """Set a device's display name (None clears it); a device list change for whoever
+        tracks the user's devices (s2s "Device Management")."""
+        if not await self._stores.devices.set_display_name(user_id, device_id, display_name):
+            raise NotFound("Device not found")
+        for hook in self.device_renamed_hooks:
+            await hook(user_id, device_id)
 
     async def create_session_txn(
         self,

@@ -47,11 +47,13 @@ class E2ee:
     ) -> E2ee:
         """Build the services; seed the device list stream from the database, make
         device deletion drop the device's keys (``device_removed_hooks``) and a new
-        device a device list change (``device_added_hooks``)."""
+        device and a renamed one a device list change (``device_added_hooks``,
+        ``device_renamed_hooks``)."""
         stream = StreamIdGenerator(await stores.e2e_keys.max_device_list_stream())
         device_lists = DeviceListService(stores, notifier, stream)
         sessions.device_removed_hooks.append(device_lists.on_devices_removed_txn)
         sessions.device_added_hooks.append(device_lists.on_device_added_txn)
+        sessions.device_renamed_hooks.append(device_lists.on_device_renamed)
         return cls(
             keys=E2eKeyService(server_name, stores, device_lists, clock),
             device_lists=device_lists,

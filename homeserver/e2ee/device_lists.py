@@ -143,6 +143,11 @@ class DeviceListService:
         device list for a user"; s2s "Device Management": "for new ... devices")."""
         await self.record_change_txn(txn, user_id, [device_id])
 
+    async def on_device_renamed(self, user_id: str, device_id: str) -> None:
+        """``SessionService.device_renamed_hooks`` entry: a new display name is a device
+        list change; returns once it is on its way to other servers."""
+        await self.announced([await self.record_change(user_id, [device_id])])
+
     async def on_devices_removed_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]
     ) -> None:
