@@ -335,9 +335,10 @@ class RemoteDeviceLists:
                 )
             )
             if current is None:
-                # no copy to bring up to date (nobody here asked for the user's keys
-                # yet): local users are told at once, the next query fetches the list
+                # no copy yet: local users are told at once (a query fetches the list
+                # anyway), and a resync makes the copy (as Synapse fetches it)
                 await self._device_lists.record_change(user_id, [device_id])
+                self._resync_soon(user_id, [device_id])
                 return
             if not follows:
                 # we missed updates: our copy is stale until a resync replaces it;

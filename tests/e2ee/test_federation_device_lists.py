@@ -243,12 +243,12 @@ async def test_a_failed_resync_falls_back_to_asking_and_retries_later(
     since = (await bob.sync(timeout=0))["next_batch"]
     await alice.upload(device_keys=alice.device_keys())
     await settle(a, b)
-    # the update EDU found no copy to bring up to date: bob is told, nothing fetched
-    assert calls == []
+    # the update EDU found no copy: bob is told at once, and b tries to make one
     assert alice.user_id in await changed_since(bob, since)
-    # no usable copy: b tries a resync, then asks a with /user/keys/query instead
-    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
     assert calls == [alice.user_id]
+    # no usable copy: b tries once more, then asks a with /user/keys/query instead
+    assert await device_ids_seen_by(bob, alice.user_id) == {alice.device_id}
+    assert calls == [alice.user_id] * 2
     assert await b.server.stores.remote_devices.get_list(alice.user_id) is None
 
     # a later query resyncs again, and from then on the cache answers
