@@ -11,10 +11,12 @@ For each new event of a room we hold, inside the room's lane:
   ``check_auth`` against them, else the event is stored as *rejected*;
 * the state before the event: resolved from its prev events' states
   (``StateResolver``). Unknown prev events are asked for with
-  ``/get_missing_events`` (at most ``MAX_MISSING_EVENTS``) and processed first; for
-  each prev event still unknown, the state after it is ``/state_ids`` at it plus the
-  prev event itself (missing events from ``/event`` or ``/state``, each checked and
-  stored as an outlier), resolved with the state after the prev events we hold. ``check_auth``
+  ``/get_missing_events`` (at most ``MAX_MISSING_EVENTS``) and processed first; a
+  pushed event whose gap stays open is dropped (as Synapse). For a pulled event (from
+  ``/get_missing_events`` or backfill) with prev events still unknown, the state
+  after each of those is ``/state_ids`` at it plus the prev event itself (missing
+  events from ``/event`` or ``/state``, each checked and stored as an outlier),
+  resolved with the state after the prev events we hold. ``check_auth``
   against that state, else *rejected*;
 * ``check_auth`` against the room's current state, else stored *soft-failed* (not
   shown to clients, not a forward extremity).
@@ -516,6 +518,13 @@ class FederationEventPipeline:
             usable = await self._usable_prevs(prev_ids)
         if len(usable) == len(prev_ids):
             return await self._resolver.state_after_events(event.room_id, usable)
+        if fetch_missing:
+            # A pushed event whose prev events its sender will not give: dropped, as
+            # Synapse does ("isn't divulging details about prev_events"). Taking the
+            # sender's word for the state here would let it become the only forward
+            # extremity with whatever state it claims.
+            logger.info("%s from %s: prev events still unknown", event.event_id, origin)
+            return None
         return await self._state_with_remote_prevs(origin, event, prev_ids, usable)
 
     async def _usable_prevs(self, prev_ids: Sequence[str]) -> list[str]:

@@ -69,25 +69,30 @@ async def test_state_fetched_for_a_gap_joins_the_timeline_when_it_arrives(
         f"/rooms/{room_id}/state/m.room.member/{alice.user_id}",
         {"membership": "join", "displayname": "Renamed"},
     )
+    between_id = await alice.send(room_id, "between")
     after_id = await alice.send(room_id, "after")
     await settle(a)
     monkeypatch.setattr(a.fed.client, "put_json", real_put)
     state = await a.server.stores.state.get_current_state(room_id)
     rename_id = state[("m.room.member", alice.user_id)]
     after = await a.server.stores.events.get_event(after_id)
+    between = await a.server.stores.events.get_event(between_id)
     rename = await a.server.stores.events.get_event(rename_id)
-    assert after is not None and rename is not None
-    # b cannot walk the gap (no missing events): it takes the state from /state_ids,
+    assert after is not None and between is not None and rename is not None
+    # b walks the gap back to "between" only (a pulled event whose prev, the rename,
+    # stays unknown): it takes the state after the rename from /state_ids at it,
     # fetching the rename as an outlier.
     pipeline: Any = fed_events(b).pipeline
 
-    async def no_missing(*_args: Any, **_kwargs: Any) -> list[Any]:
-        return []
+    async def only_between(*_args: Any, **_kwargs: Any) -> list[Any]:
+        return [dict(between.event.pdu)]
 
-    monkeypatch.setattr(pipeline._fetcher, "missing_events", no_missing)
+    monkeypatch.setattr(pipeline._fetcher, "missing_events", only_between)
     assert await send_txn(a, b, [after.event.pdu]) == {"pdus": {after_id: {}}}
     outlier = await b.server.stores.events.get_event(rename_id)
     assert outlier is not None and outlier.outlier
+    member = await bob.state(room_id, "m.room.member", alice.user_id)
+    assert member["displayname"] == "Renamed"  # the state after the rename
     # Now the rename itself arrives as a new event: it joins the timeline.
     assert await send_txn(a, b, [rename.event.pdu]) == {"pdus": {rename_id: {}}}
     stored = await b.server.stores.events.get_event(rename_id)
@@ -113,3 +118,45 @@ async def test_a_rejected_outlier_stays_out_of_the_timeline(
     assert stored is not None and stored.outlier and stored.stream_ordering is None
     assert ("m.room.topic", "") not in await b.server.stores.state.get_current_state(room_id)
     await bob.request("GET", f"/rooms/{room_id}/state/m.room.topic", expect=404)
+
+
+async def test_a_pushed_event_whose_gap_stays_open_is_dropped(
+    federation_servers: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that sends an event but gives none of the events it builds on gets an
+    error for it, and the event is not stored (as Synapse: its claimed state is not
+    trusted, and /state_ids is not asked)."""
+    a, b = await federation_servers(2)
+    room_id, alice, bob = await share_room(a, b)
+    real_put = a.fed.client.put_json
+
+    async def down(*_args: Any, **_kwargs: Any) -> Any:
+        raise FederationError(b.server_name, "connection refused")
+
+    monkeypatch.setattr(a.fed.client, "put_json", down)
+    await alice.send(room_id, "hidden")
+    after_id = await alice.send(room_id, "after")
+    await settle(a)
+    monkeypatch.setattr(a.fed.client, "put_json", real_put)
+    after = await a.server.stores.events.get_event(after_id)
+    assert after is not None
+    pipeline: Any = fed_events(b).pipeline
+    asked: list[str] = []
+
+    async def no_missing(*_args: Any, **_kwargs: Any) -> list[Any]:
+        return []
+
+    async def state_ids(*args: Any, **_kwargs: Any) -> Any:
+        asked.append(args[2])
+        return None
+
+    monkeypatch.setattr(pipeline._fetcher, "missing_events", no_missing)
+    monkeypatch.setattr(pipeline._fetcher, "state_ids", state_ids)
+    answer = await send_txn(a, b, [after.event.pdu])
+    assert "error" in answer["pdus"][after_id]
+    assert asked == []
+    assert await b.server.stores.events.get_event(after_id) is None
+    assert "after" not in [
+        e["content"].get("body")
+        for e in (await bob.request("GET", f"/rooms/{room_id}/messages?dir=b&limit=10"))["chunk"]
+    ]
