@@ -21,8 +21,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from homeserver.clock import FakeClock
 from homeserver.config import HomeserverConfig, parse_config
 from homeserver.server import Homeserver
-from storage.connect import open_postgres, open_sqlite
+from storage.connect import open_sqlite
 from storage.database import Database
+from tests.pg_schemas import PgSchemaPool
 
 PG_ADMIN = os.environ.get(
     "HOMESERVER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -41,6 +42,12 @@ def pg_database() -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def pg_schemas(pg_database: str) -> PgSchemaPool:
+    """Migrated schemas of this worker's database, reused from test to test."""
+    return PgSchemaPool(pg_database)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def engine(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -50,19 +57,22 @@ def engine(request: pytest.FixtureRequest) -> str:
 async def database(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Database]:
-    """A freshly migrated database of the parametrised engine."""
+    """A freshly migrated database of the parametrised engine (on PostgreSQL, a
+    schema of this worker's pool, as the migrations left it)."""
     if engine == "sqlite":
         db = await open_sqlite(tmp_path / "homeserver.db")
-    else:
-        conninfo = request.getfixturevalue("pg_database")
-        schema = f"t_{secrets.token_hex(6)}"
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        db = await open_postgres(conninfo, min_size=1, max_size=4, search_path=schema)
+        try:
+            yield db
+        finally:
+            await db.close()
+        return
+    pool: PgSchemaPool = request.getfixturevalue("pg_schemas")
+    db, schema = await pool.open()
     try:
         yield db
     finally:
         await db.close()
+        pool.release(schema)
 
 
 # -- a homeserver behind a real aiohttp test server ---------------------------------

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import secrets
 import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -35,9 +33,10 @@ from federation.context import FederationContext
 from homeserver.clock import FakeClock
 from homeserver.selfsigned import make_self_signed_certificate
 from homeserver.server import Homeserver
-from storage.connect import open_postgres, open_sqlite
+from storage.connect import open_sqlite
 from storage.database import Database
 from tests.conftest import HomeserverHarness, make_config
+from tests.pg_schemas import PgSchemaPool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +97,17 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_test_certificate(tmp_path_factory.mktemp("tls"))
 
 
-async def _open_database(engine: str, directory: Path, request: pytest.FixtureRequest) -> Database:
+async def _open_database(
+    engine: str, directory: Path, request: pytest.FixtureRequest, schemas: list[str]
+) -> Database:
+    """A migrated database; on PostgreSQL a schema of the worker's pool, appended to
+    ``schemas`` to be given back once the server is closed."""
     if engine == "sqlite":
         return await open_sqlite(directory / "homeserver.db")
-    conninfo = request.getfixturevalue("pg_database")
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return await open_postgres(conninfo, min_size=1, max_size=4, search_path=schema)
+    pool: PgSchemaPool = request.getfixturevalue("pg_schemas")
+    db, schema = await pool.open()
+    schemas.append(schema)
+    return db
 
 
 @pytest.fixture
@@ -115,6 +117,7 @@ async def federation_servers(
     """A factory starting ``n`` federating homeservers; ``overrides`` (config keys)
     apply to all of them, ``per_server`` (a list of dicts) to each in turn."""
     started: list[FederatingServer] = []
+    schemas: list[str] = []
     clock = FakeClock()
 
     async def start(
@@ -169,7 +172,7 @@ async def federation_servers(
         if per_server is not None:
             raw.update(per_server[i])
         config = make_config(directory, **raw)
-        db = await _open_database(engine, directory, request)
+        db = await _open_database(engine, directory, request, schemas)
         server = await Homeserver.build(config, clock=clock, db=db)
         try:
             await server.start_listeners()
@@ -186,3 +189,7 @@ async def federation_servers(
     for federating in started:
         await federating.harness.client.close()
         await federating.server.close()
+    if schemas:
+        pool: PgSchemaPool = request.getfixturevalue("pg_schemas")
+        for schema in schemas:
+            pool.release(schema)
