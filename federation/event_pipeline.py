@@ -185,10 +185,7 @@ class FederationEventPipeline:
             or invite.event.sender != event.sender
         ):
             return False
-        members = await self._stores.state.current_members(event.room_id)
-        return not any(
-            m == "join" and u.partition(":")[2] == self.server_name for u, m in members.items()
-        )
+        return self.server_name not in await self._stores.state.joined_servers(event.room_id)
 
     async def persist_outliers(
         self, origin: str, room_id: str, pdus: Sequence[Any]

@@ -155,10 +155,7 @@ class InviteHandlers:
         return signed_pdu
 
     async def _resident(self, room_id: str) -> bool:
-        members = await self._stores.state.current_members(room_id)
-        return any(
-            m == "join" and u.partition(":")[2] == self._server_name for u, m in members.items()
-        )
+        return self._server_name in await self._stores.state.joined_servers(room_id)
 
 
 class RemoteInviter:

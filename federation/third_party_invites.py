@@ -18,6 +18,7 @@ from federation.routes import FEDERATION_V1, Route
 from federation.sender import FederationSender
 from federation.server_acl import ServerAclChecker
 from homeserver.errors import BadJson, NotFound
+from homeserver.events import server_name_of
 from homeserver.http.body import get_dict, get_str, json_object
 from homeserver.rooms.third_party_invites import ThirdPartyInviteService, check_signed
 from storage.events import StoredEvent
@@ -54,9 +55,8 @@ class FederationThirdPartyInvites:
         # the invitee's server asked for it (it is not in the room: /send, as the
         # exchange has no /invite step)
         destinations = await self._sender.destinations_for(event)
-        invitee_server = event.state_key.partition(":")[2] if event.state_key else ""
-        if invitee_server and invitee_server != self._sender.server_name:
-            destinations.add(invitee_server)
+        if event.state_key:
+            destinations.add(server_name_of(event.state_key))
         await self._sender.send_pdu(event, destinations, stored.stream_ordering)
 
     async def on_bind(self, request: web.Request) -> web.Response:
