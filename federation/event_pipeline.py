@@ -558,11 +558,7 @@ class FederationEventPipeline:
         accepted state event), resolved with the state after the prev events we hold,
         as Synapse computes it."""
         room_id = event.room_id
-        stored = await self._stores.events.get_events(usable)
-        sets: list[StateMap] = []
-        for prev in stored.values():
-            if prev.state_group is not None:
-                sets.append(await self._stores.state.get_state(prev.state_group))
+        sets = await self._resolver.states_after(usable)
         for prev_id in prev_ids:
             if prev_id in usable:
                 continue

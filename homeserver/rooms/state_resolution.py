@@ -49,12 +49,15 @@ class StateResolver:
             KNOWN_ROOM_VERSIONS[version_id], distinct, self._fetch, known_events=known_events
         )
 
-    async def state_after_events(self, room_id: str, event_ids: Collection[str]) -> StateMap:
-        """The resolved state after a set of events (e.g. the prev_events of a new event)."""
+    async def states_after(self, event_ids: Collection[str]) -> list[StateMap]:
+        """The state after each of the events that has one (not yet resolved)."""
         stored = await self._stores.events.get_events(event_ids)
         groups = [s.state_group for s in stored.values() if s.state_group is not None]
-        sets = [await self._stores.state.get_state(g) for g in groups]
-        return await self.resolve(room_id, sets)
+        return [await self._stores.state.get_state(g) for g in groups]
+
+    async def state_after_events(self, room_id: str, event_ids: Collection[str]) -> StateMap:
+        """The resolved state after a set of events (e.g. the prev_events of a new event)."""
+        return await self.resolve(room_id, await self.states_after(event_ids))
 
     async def resolve_extremities(
         self, room_id: str, extremities: Collection[str], new_event: Event, new_state: StateMap
@@ -64,9 +67,7 @@ class StateResolver:
         ``new_event`` is being persisted (not readable yet): ``new_state`` is the state
         after it, used for it instead of a stored state group."""
         others = [e for e in extremities if e != new_event.event_id]
-        stored = await self._stores.events.get_events(others)
-        groups = [s.state_group for s in stored.values() if s.state_group is not None]
-        sets = [await self._stores.state.get_state(g) for g in groups]
+        sets = await self.states_after(others)
         if new_event.event_id in extremities:
             sets.append(new_state)
         return await self.resolve(room_id, sets, {new_event.event_id: new_event})
