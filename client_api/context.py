@@ -9,6 +9,7 @@ from aiohttp import web
 from client_api.guest_access import guest_may_call
 from homeserver.account_data import AccountDataService
 from homeserver.accounts import AccountService
+from homeserver.appservice import AppServices
 from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
@@ -82,6 +83,7 @@ class ClientContext:
     legacy: LegacyApi
     sso: SsoService
     openid: OpenIdService
+    appservices: AppServices
 
     @property
     def server_name(self) -> str:
@@ -93,7 +95,12 @@ class ClientContext:
         token = access_token_of(request)
         if token is None:
             raise MissingToken()
-        requester = await self.authenticator.authenticate(token)
+        query = request.query
+        requester = await self.authenticator.authenticate(
+            token,
+            user_id=query.get("user_id"),
+            device_id=query.get("device_id") or query.get("org.matrix.msc3202.device_id"),
+        )
         if requester.is_guest and not guest_may_call(request):
             raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
         return requester

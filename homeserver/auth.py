@@ -7,19 +7,28 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from homeserver.appservice import ApplicationService, AppServices
 from homeserver.clock import Clock
-from homeserver.errors import Forbidden, UnknownToken
+from homeserver.errors import Forbidden, MatrixError, UnknownToken
 from storage.stores import Stores
 
 
 @dataclass(frozen=True)
 class Requester:
-    """Who made a request: the user, their device, and whether they are a guest."""
+    """Who made a request: the user, their device, and whether they are a guest.
+    ``app_service``: the application service acting (with its as_token) as the user."""
 
     user_id: str
     device_id: str
     is_guest: bool = False
     token_hash: str = ""
+    app_service: ApplicationService | None = None
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether rate limits apply: not to an application service's users unless its
+        registration says ``rate_limited: true``."""
+        return self.app_service is None or self.app_service.rate_limited
 
 
 def new_token(prefix: str) -> str:
@@ -41,13 +50,34 @@ class _Cached:
 class Authenticator:
     """Turns an access token into a Requester. Hot path: a bounded in-memory cache."""
 
-    def __init__(self, stores: Stores, clock: Clock, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        clock: Clock,
+        cache_size: int = 10_000,
+        *,
+        appservices: AppServices | None = None,
+        server_name: str = "",
+    ) -> None:
         self._stores = stores
         self._clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
+        self.appservices = appservices
+        self._server_name = server_name
+        # users known to be registered (identity assertion checks each request's user)
+        self._registered: OrderedDict[str, None] = OrderedDict()
 
-    async def authenticate(self, token: str) -> Requester:
+    async def authenticate(
+        self, token: str, *, user_id: str | None = None, device_id: str | None = None
+    ) -> Requester:
+        """The requester of ``token``. An application service's as_token acts as its
+        sender, or as ``user_id`` (with ``device_id``) when that user is in its
+        namespace (identity assertion); both are ignored for other tokens."""
+        if self.appservices:
+            service = self.appservices.for_token(token)
+            if service is not None:
+                return await self._assert_identity(service, user_id, device_id)
         hashed = token_hash(token)
         cached = self._cache.get(hashed)
         if cached is None:
@@ -72,12 +102,45 @@ class Authenticator:
             raise UnknownToken("Access token has expired", soft_logout=True)
         return cached.requester
 
+    async def _assert_identity(
+        self, service: ApplicationService, user_id: str | None, device_id: str | None
+    ) -> Requester:
+        target = user_id or service.sender
+        if target != service.sender:
+            if not target.endswith(":" + self._server_name) or not service.owns_user(target):
+                raise Forbidden(f"Application service cannot masquerade as this user ({target}).")
+            if not await self._is_registered(target):
+                raise Forbidden(f"Application service has not registered this user ({target})")
+        if device_id:
+            device = await self._stores.devices.get_device(target, device_id)
+            if device is None:
+                raise MatrixError(
+                    400,
+                    "M_UNKNOWN_DEVICE",
+                    f"Application service trying to use a device that doesn't exist "
+                    f"('{device_id}' for {target})",
+                )
+        return Requester(target, device_id or "", app_service=service)
+
+    async def _is_registered(self, user_id: str) -> bool:
+        if user_id in self._registered:
+            self._registered.move_to_end(user_id)
+            return True
+        record = await self._stores.accounts.get_user(user_id)
+        if record is None or record.deactivated:
+            return False
+        self._registered[user_id] = None
+        if len(self._registered) > self._cache_size:
+            self._registered.popitem(last=False)
+        return True
+
     def forget(self, token_hashes: list[str]) -> None:
         """Drop revoked tokens from the cache (call after the revoking commit)."""
         for hashed in token_hashes:
             self._cache.pop(hashed, None)
 
     def forget_user(self, user_id: str) -> None:
+        self._registered.pop(user_id, None)
         for hashed in [h for h, c in self._cache.items() if c.requester.user_id == user_id]:
             del self._cache[hashed]
 

@@ -35,6 +35,7 @@ from federation.remote_media import FederationMediaFetcher
 from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
+from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
@@ -135,9 +136,13 @@ class Homeserver:
     ) -> Homeserver:
         clock = clock or Clock()
         signing_key = load_or_create_signing_key(Path(config.signing_key_path))
+        registrations = load_registrations(config.app_service_config_files, config.server_name)
         db = db or await open_database(config)
         stores = Stores.over(db)
-        authenticator = Authenticator(stores, clock)
+        appservices = AppServices(registrations, AppServiceClient(tls=client_tls(config)))
+        authenticator = Authenticator(
+            stores, clock, appservices=appservices, server_name=config.server_name
+        )
         sessions = SessionService(stores, authenticator, clock)
         limiter = RateLimiter(clock)
         rc = config.rc_login
@@ -271,6 +276,7 @@ class Homeserver:
             ),
             sso=sso,
             openid=OpenIdService(config.server_name, stores, clock),
+            appservices=appservices,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
@@ -469,6 +475,7 @@ class Homeserver:
             await runner.cleanup()
         self._runners.clear()
         await self.federation.close()
+        await self.client.appservices.client.close()
         if self.identity is not None:
             await self.identity.close()
         await self.db.close()

@@ -137,6 +137,11 @@ class HomeserverConfig:
     registration_shared_secret: str | None = field(default=None, repr=False)
     allow_guest_access: bool = False
     bcrypt_rounds: int = 12
+    # application services: registration files; whether their users' IPs are recorded;
+    # which worker pushes to them (accepted; one process does everything)
+    app_service_config_files: tuple[Path, ...] = ()
+    track_appservice_user_ips: bool = False
+    notify_appservices_from_worker: str | None = None
     # single sign-on
     cas_config: CasConfig = field(default_factory=CasConfig)
     sso: SsoConfig = field(default_factory=SsoConfig)
@@ -277,6 +282,11 @@ class HomeserverConfig:
             ),
             allow_guest_access=reader.get("allow_guest_access", to_bool, False),
             bcrypt_rounds=reader.get("bcrypt_rounds", int_between(4, 31), 12),
+            app_service_config_files=reader.get("app_service_config_files", list_of(to_path), ()),
+            track_appservice_user_ips=reader.get("track_appservice_user_ips", to_bool, False),
+            notify_appservices_from_worker=reader.optional(
+                "notify_appservices_from_worker", to_nonempty_str
+            ),
             cas_config=CasConfig.parse(reader.child("cas_config")),
             sso=SsoConfig.parse(reader.child("sso")),
             rc_message=RateLimitConfig.parse(reader.child("rc_message"), DEFAULT_RC_MESSAGE),

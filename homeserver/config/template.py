@@ -167,6 +167,25 @@ allow_guest_access: false
 # bcrypt cost of stored password hashes, 4 to 31 (default 12).
 bcrypt_rounds: 12
 
+## Application services ##
+
+# Registration files of application services (bridges, bots), each a YAML file
+# with id, url, as_token, hs_token, sender_localpart, namespaces (users, aliases,
+# rooms: regex and exclusive), rate_limited, protocols and receive_ephemeral. A bad
+# file stops the server at start-up with the file and the field named. Default: none.
+#app_service_config_files:
+#  - /etc/matrix/bridges/telegram-registration.yaml
+app_service_config_files: []
+
+# Record the IP addresses and user agents of requests made by application services
+# for their users (default false).
+track_appservice_user_ips: false
+
+# The worker that pushes to application services (accepted for Synapse configs;
+# this process always pushes). Default: unset.
+#notify_appservices_from_worker: appservice1
+notify_appservices_from_worker: null
+
 ## Single sign-on ##
 
 # Log users in through a CAS server (default: off). Clients are sent to
