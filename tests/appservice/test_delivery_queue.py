@@ -14,6 +14,7 @@ from tests.appservice.conftest import FakeAppService
 from tests.appservice.delivery_support import (
     WAIT_S,
     bridge,
+    caught_up,
     eventually,
     homeserver_with,
     make_ghost,
@@ -126,6 +127,7 @@ async def test_restart_with_a_backlog_sends_the_stored_transaction_then_the_rest
     txn_ids = [int(t) for t, _ in service.transactions]
     assert str(stored_txn) in {t for t, _ in service.transactions}
     assert txn_ids == sorted(txn_ids)
+    await caught_up(second)
     stored = await second.server.stores.appservice.oldest_transaction("bridge")
     assert stored is None  # accepted transactions are not kept
 
