@@ -32,6 +32,7 @@ from homeserver.appservice.ephemeral import (
     TO_DEVICE_KEY,
     EphemeralCollector,
     PendingEphemeral,
+    key_counts,
 )
 from homeserver.appservice.interest import ServiceInterest
 from homeserver.appservice.registration import ApplicationService
@@ -191,6 +192,14 @@ class ServiceQueue:
                 body[key] = batch.ephemeral
         if batch.to_device:
             body[TO_DEVICE_KEY] = batch.to_device
+        if service.msc3202:
+            rooms = {e.event.room_id for e in wanted}
+            rooms.update(e["room_id"] for e in batch.ephemeral if "room_id" in e)
+            body.update(
+                await key_counts(
+                    delivery.stores, delivery.interest, service, rooms, batch.to_device
+                )
+            )
         txn_id = await delivery.stores.appservice.create_transaction(service.id, body, positions)
         self.positions.update(positions)
         self._stored_positions.update(positions)

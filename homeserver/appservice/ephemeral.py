@@ -225,3 +225,43 @@ class PresenceFeed:
     async def presence_contents(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
         now = self._clock.time_ms()
         return {p.user_id: p.content(now) for p in await self._presence.states_of(user_ids)}
+
+
+OTK_COUNT_KEY = "org.matrix.msc3202.device_one_time_keys_count"
+FALLBACK_KEY = "org.matrix.msc3202.device_unused_fallback_key_types"
+
+
+async def key_counts(
+    stores: Stores,
+    interest: ServiceInterest,
+    service: ApplicationService,
+    room_ids: set[str],
+    to_device: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """MSC3202: one-time key counts and unused fallback key types of the devices of the
+    service's users a transaction concerns (its sender, its local users joined to the
+    rooms of the transaction, the recipients of its to-device messages), as Synapse
+    chooses them."""
+    users = {service.sender}
+    users.update(m["to_user_id"] for m in to_device)
+    for room_id in room_ids:
+        members = await stores.state.current_members(room_id)
+        users.update(
+            user_id
+            for user_id, membership in members.items()
+            if membership == "join"
+            and interest.is_local(user_id)
+            and service.is_interested_in_user(user_id)
+        )
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    fallback: dict[str, dict[str, list[str]]] = {}
+    for user_id in sorted(users):
+        for device in await stores.devices.get_devices(user_id):
+            device_id = device.device_id
+            counts.setdefault(user_id, {})[device_id] = await stores.e2e_keys.count_one_time_keys(
+                user_id, device_id
+            )
+            fallback.setdefault(user_id, {})[
+                device_id
+            ] = await stores.e2e_keys.unused_fallback_key_types(user_id, device_id)
+    return {OTK_COUNT_KEY: counts, FALLBACK_KEY: fallback}

@@ -63,6 +63,9 @@ class ServiceInterest:
         # (service, room) -> (room's member generation, a local namespace member joined)
         self._members: dict[tuple[str, str], tuple[int, bool]] = {}
 
+    def is_local(self, user_id: str) -> bool:
+        return user_id.endswith(self._suffix)
+
     def aliases(self) -> RoomAliases:
         """A fresh alias reader (one per batch)."""
         return RoomAliases(self._stores)

@@ -178,3 +178,10 @@ async def test_to_device_for_its_users_with_msc3202(
             "to_device_id": session.device_id,
         }
     ]
+    body = next(b for _, b in service.transactions if b.get("de.sorunome.msc2409.to_device"))
+    # MSC3202: the key counts of the recipient's devices come with it
+    counts = body["org.matrix.msc3202.device_one_time_keys_count"]
+    assert counts[ghost_id] == {session.device_id: {}}
+    fallback = body["org.matrix.msc3202.device_unused_fallback_key_types"]
+    assert fallback[ghost_id] == {session.device_id: []}
+    assert bob.user_id not in counts
