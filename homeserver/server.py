@@ -349,7 +349,14 @@ class Homeserver:
         appservice_delivery: AppServiceDelivery | None = None
         if any(service.url is not None for service in appservices.services):
             appservice_delivery = wire_appservice_delivery(
-                config.server_name, appservices, stores, persister, ephemeral, relations, clock
+                config.server_name,
+                appservices,
+                stores,
+                persister,
+                ephemeral,
+                e2ee,
+                relations,
+                clock,
             )
         return cls(
             config,
@@ -501,6 +508,7 @@ def wire_appservice_delivery(
     stores: Stores,
     persister: EventPersister,
     ephemeral: EphemeralServices,
+    e2ee: E2ee,
     relations: RelationsService,
     clock: Clock,
 ) -> AppServiceDelivery:
@@ -512,6 +520,7 @@ def wire_appservice_delivery(
         presence=PresenceFeed(ephemeral.presence, clock),
         receipts=ephemeral.receipts,
         to_device=ephemeral.to_device,
+        device_lists=e2ee.device_lists,
     )
     delivery = AppServiceDelivery(
         appservices,
@@ -527,6 +536,7 @@ def wire_appservice_delivery(
     ephemeral.receipts.read_receipt_listeners.append(delivery.on_receipt)
     ephemeral.presence.local_change_listeners.append(lambda p: delivery.on_presence(p.user_id))
     ephemeral.to_device.inbox_listeners.append(delivery.on_to_device)
+    e2ee.device_lists.change_listeners.append(delivery.on_device_list_change)
     return delivery
 
 

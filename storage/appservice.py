@@ -14,6 +14,7 @@ from storage.receipts import UNTHREADED, ReceiptRecord
 EVENTS = "events"
 RECEIPTS = "receipts"
 TO_DEVICE = "to_device"
+DEVICE_LISTS = "device_lists"
 TXN = "txn"  # the ID of the last transaction made (not a stream)
 
 

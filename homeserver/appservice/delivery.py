@@ -28,6 +28,7 @@ from typing import Any
 
 from homeserver.appservice.api import AppServiceUnreachable
 from homeserver.appservice.ephemeral import (
+    DEVICE_LISTS_KEY,
     EPHEMERAL_KEYS,
     TO_DEVICE_KEY,
     EphemeralCollector,
@@ -182,7 +183,12 @@ class ServiceQueue:
         positions = {**batch.positions}
         if upto > after:
             positions[EVENTS] = upto
-        if not wanted and not batch.ephemeral and not batch.to_device:
+        if (
+            not wanted
+            and not batch.ephemeral
+            and not batch.to_device
+            and not batch.device_lists_changed
+        ):
             self.positions.update(positions)
             await self._flush_positions()
             return None, more
@@ -192,6 +198,8 @@ class ServiceQueue:
                 body[key] = batch.ephemeral
         if batch.to_device:
             body[TO_DEVICE_KEY] = batch.to_device
+        if batch.device_lists_changed:
+            body[DEVICE_LISTS_KEY] = {"changed": batch.device_lists_changed, "left": []}
         if service.msc3202:
             rooms = {e.event.room_id for e in wanted}
             rooms.update(e["room_id"] for e in batch.ephemeral if "room_id" in e)
@@ -300,6 +308,14 @@ class AppServiceDelivery:
         for queue in self.queues.values():
             service = queue.service
             if service.msc3202 and any(service.is_interested_in_user(u) for u in user_ids):
+                queue.wake()
+
+    async def on_device_list_change(
+        self, user_id: str, device_ids: list[str], position: int
+    ) -> None:
+        """A ``DeviceListService.change_listeners`` entry (MSC3202 services)."""
+        for queue in self.queues.values():
+            if queue.service.msc3202:
                 queue.wake()
 
     def _ephemeral_queues(self) -> list[ServiceQueue]:

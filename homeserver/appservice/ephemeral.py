@@ -19,7 +19,7 @@ from homeserver.appservice.interest import RoomAliases, ServiceInterest
 from homeserver.appservice.registration import ApplicationService
 from homeserver.clock import Clock
 from homeserver.presence import PresenceService
-from storage.appservice import RECEIPTS, TO_DEVICE
+from storage.appservice import DEVICE_LISTS, RECEIPTS, TO_DEVICE
 from storage.receipts import ReceiptRecord
 from storage.stores import Stores
 
@@ -30,6 +30,7 @@ READ_PRIVATE = "m.read.private"
 # The keys of the transaction body (the stable name and the MSC2409 name bridges read).
 EPHEMERAL_KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 TO_DEVICE_KEY = "de.sorunome.msc2409.to_device"
+DEVICE_LISTS_KEY = "org.matrix.msc3202.device_lists"
 
 
 class TypingSource(Protocol):
@@ -52,6 +53,7 @@ class EphemeralFeeds:
     presence: PresenceSource | None = None
     receipts: PositionSource | None = None
     to_device: PositionSource | None = None
+    device_lists: PositionSource | None = None
 
     def start_positions(self) -> dict[str, int]:
         """Where a service seen for the first time starts (nothing from before)."""
@@ -60,6 +62,8 @@ class EphemeralFeeds:
             positions[RECEIPTS] = self.receipts.current_position()
         if self.to_device is not None:
             positions[TO_DEVICE] = self.to_device.current_position()
+        if self.device_lists is not None:
+            positions[DEVICE_LISTS] = self.device_lists.current_position()
         return positions
 
 
@@ -78,6 +82,7 @@ class EphemeralBatch:
     to_device: list[dict[str, Any]]
     positions: dict[str, int]
     more: bool  # a stream had more than one batch
+    device_lists_changed: list[str] = field(default_factory=list)
 
 
 class EphemeralCollector:
@@ -105,7 +110,34 @@ class EphemeralCollector:
             batch.ephemeral += await self._presence(service, pending, aliases)
         if service.msc3202:
             batch.to_device += await self._to_device(service, positions, batch)
+            batch.device_lists_changed = await self._device_lists(
+                service, positions, aliases, batch
+            )
         return batch
+
+    async def _device_lists(
+        self,
+        service: ApplicationService,
+        positions: Mapping[str, int],
+        aliases: RoomAliases,
+        batch: EphemeralBatch,
+    ) -> list[str]:
+        """MSC3202: users whose device lists changed since the last transaction and
+        who are the service's users or share a room it is interested in (as Synapse;
+        ``left`` stays empty there too)."""
+        source = self.feeds.device_lists
+        if source is None or DEVICE_LISTS not in positions:
+            return []
+        since, upto = positions[DEVICE_LISTS], source.current_position()
+        if since >= upto:
+            return []
+        batch.positions[DEVICE_LISTS] = upto
+        users, _ = await self._stores.e2e_keys.users_with_device_changes(since, upto, "")
+        changed = []
+        for user_id in sorted(users):
+            if await self._interest.in_user_presence(service, user_id, aliases):
+                changed.append(user_id)
+        return changed
 
     async def _typing(
         self, service: ApplicationService, pending: PendingEphemeral, aliases: RoomAliases

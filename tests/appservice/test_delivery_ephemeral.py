@@ -17,7 +17,7 @@ from tests.appservice.delivery_support import (
     wait_for_events,
 )
 from tests.conftest import HarnessFactory, HomeserverHarness
-from tests.rooms.helpers import User, make_user
+from tests.rooms.helpers import V3, User, make_user
 
 
 def ephemeral(service: FakeAppService) -> list[dict[str, Any]]:
@@ -185,3 +185,64 @@ async def test_to_device_for_its_users_with_msc3202(
     fallback = body["org.matrix.msc3202.device_unused_fallback_key_types"]
     assert fallback[ghost_id] == {session.device_id: []}
     assert bob.user_id not in counts
+
+
+async def test_device_list_changes_of_users_sharing_its_rooms_with_msc3202(
+    make_homeserver: HarnessFactory, appservice: tuple[FakeAppService, str], tmp_path: Path
+) -> None:
+    service, url = appservice
+    hs, alice, _room_id = await bridged_room(
+        make_homeserver, url, tmp_path, **{"org.matrix.msc3202": True}
+    )
+    loner = await make_user(hs, "loner")
+    await loner.create_room()
+    # a new login of alice (in the bridged room) and of loner (sharing nothing)
+    for user in (loner, alice):
+        resp = await hs.client.post(
+            V3 + "/login",
+            json={
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": user.user_id},
+                "password": "correct horse",
+            },
+        )
+        assert resp.status == 200, await resp.text()
+
+    def seen(s: FakeAppService) -> bool:
+        return any(
+            alice.user_id in body.get("org.matrix.msc3202.device_lists", {}).get("changed", [])
+            for _, body in s.transactions
+        )
+
+    async with asyncio.timeout(WAIT_S):
+        await service.wait_for(seen)
+    changed = {
+        user_id
+        for _, body in service.transactions
+        for user_id in body.get("org.matrix.msc3202.device_lists", {}).get("changed", [])
+    }
+    assert loner.user_id not in changed
+    assert all(
+        body["org.matrix.msc3202.device_lists"]["left"] == []
+        for _, body in service.transactions
+        if "org.matrix.msc3202.device_lists" in body
+    )
+
+
+async def test_no_device_lists_without_msc3202(
+    make_homeserver: HarnessFactory, appservice: tuple[FakeAppService, str], tmp_path: Path
+) -> None:
+    service, url = appservice
+    hs, alice, room_id = await bridged_room(make_homeserver, url, tmp_path)
+    resp = await hs.client.post(
+        V3 + "/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": "correct horse",
+        },
+    )
+    assert resp.status == 200
+    event_id = await alice.send(room_id, "after the login")
+    await wait_for_events(service, [event_id])
+    assert not any("org.matrix.msc3202.device_lists" in body for _, body in service.transactions)

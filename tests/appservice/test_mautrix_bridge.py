@@ -151,9 +151,11 @@ async def test_mautrix_bridge_end_to_end(bridged: tuple[HomeserverHarness, Bridg
     )
     assert resp.status == 200
     message = await bridge.wait_for(
-        lambda e: isinstance(e, MessageEvent)
-        and e.sender == f"@bob:{SERVER}"
-        and e.content.body == "hi alice"
+        lambda e: (
+            isinstance(e, MessageEvent)
+            and e.sender == f"@bob:{SERVER}"
+            and e.content.body == "hi alice"
+        )
     )
     assert message.room_id == room_id
     ghost_message = await bridge.wait_for(
@@ -189,9 +191,11 @@ async def test_mautrix_bridge_end_to_end(bridged: tuple[HomeserverHarness, Bridg
     assert invite.status == 200, await invite.text()
     assert carol in bridge.user_queries
     await bridge.wait_for(
-        lambda e: e.type == EventType.ROOM_MEMBER
-        and e.state_key == carol
-        and e.content.membership.value == "invite"
+        lambda e: (
+            e.type == EventType.ROOM_MEMBER
+            and e.state_key == carol
+            and e.content.membership.value == "invite"
+        )
     )
 
     # Bob joins a remote channel by alias: the server asks the bridge, which makes it.
