@@ -36,6 +36,8 @@ from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
+from homeserver.appservice.ping import AppServicePinger
+from homeserver.appservice.thirdparty import ThirdPartyLookups
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
@@ -169,7 +171,7 @@ class Homeserver:
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
-        membership = MembershipService(config.server_name, stores, creator)
+        membership = MembershipService(config.server_name, stores, creator, appservices)
         persister.persisted_hooks.append(membership.on_event_persisted)
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
@@ -246,7 +248,9 @@ class Homeserver:
             room_creation=room_creation,
             members=MemberListService(stores),
             room_events=RoomEventService(config.server_name, stores, creator, history),
-            directory=DirectoryService(config.server_name, stores, creator, directory_rules),
+            directory=DirectoryService(
+                config.server_name, stores, creator, directory_rules, appservices
+            ),
             visibility=visibility,
             history=history,
             relations=relations,
@@ -277,6 +281,8 @@ class Homeserver:
             sso=sso,
             openid=OpenIdService(config.server_name, stores, clock),
             appservices=appservices,
+            appservice_ping=AppServicePinger(appservices),
+            thirdparty=ThirdPartyLookups(appservices, clock),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
