@@ -53,7 +53,9 @@ async def test_service_makes_and_deletes_its_aliases_without_membership(
 ) -> None:
     alice = await as_hs.register("alice")
     room_id = await make_room(as_hs, alice)
-    resp = await as_hs.client.put(alias_path(ALIAS), json={"room_id": room_id}, headers=as_headers())
+    resp = await as_hs.client.put(
+        alias_path(ALIAS), json={"room_id": room_id}, headers=as_headers()
+    )
     assert resp.status == 200, await resp.text()
     resp = await as_hs.client.get(alias_path(ALIAS), headers=as_headers())
     assert resp.status == 200
