@@ -36,14 +36,19 @@ class DirectoryHandlers:
         body = await json_object(request)
         room_id = get_str(body, "room_id")
         await self._ctx.directory.create_alias(
-            requester.user_id, request.match_info["roomAlias"], room_id
+            requester.user_id,
+            request.match_info["roomAlias"],
+            room_id,
+            app_service=requester.app_service,
         )
         return json_response({})
 
     async def delete_room_alias(self, request: web.Request) -> web.Response:
         """DELETE /_matrix/client/v3/directory/room/{roomAlias}."""
         requester = await self._ctx.requester(request)
-        await self._ctx.directory.delete_alias(requester.user_id, request.match_info["roomAlias"])
+        await self._ctx.directory.delete_alias(
+            requester.user_id, request.match_info["roomAlias"], app_service=requester.app_service
+        )
         return json_response({})
 
     async def get_local_aliases(self, request: web.Request) -> web.Response:

@@ -8,9 +8,9 @@ listed here.
 
 Besides the spec's list, guests may call what Synapse also opens to them and what
 only reads public or their own data: capabilities, joined rooms, the public room
-directory, relations, key changes and cross-signing signature upload, and the
-``/join/{roomIdOrAlias}`` and legacy ``POST /send`` forms of the listed joins and
-sends. Of the membership endpoints only join and leave are listed (the spec's
+directory, relations, third-party lookups, key changes and cross-signing signature
+upload, and the ``/join/{roomIdOrAlias}`` and legacy ``POST /send`` forms of the
+listed joins and sends. Of the membership endpoints only join and leave are listed (the spec's
 list): a guest does not invite, kick or ban.
 
 Paths are written as in ``client_api/routes.py``, without the
@@ -71,6 +71,12 @@ GUEST_ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/rooms/{roomId}/relations/{eventId}"),
         ("GET", "/rooms/{roomId}/relations/{eventId}/{relType}"),
         ("GET", "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}"),
+        ("GET", "/thirdparty/protocols"),
+        ("GET", "/thirdparty/protocol/{protocol}"),
+        ("GET", "/thirdparty/location/{protocol}"),
+        ("GET", "/thirdparty/user/{protocol}"),
+        ("GET", "/thirdparty/location"),
+        ("GET", "/thirdparty/user"),
     }
 )
 

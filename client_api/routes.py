@@ -13,6 +13,7 @@ from aiohttp import web
 from client_api.account import AccountHandlers
 from client_api.account_data import AccountDataHandlers
 from client_api.admin import AdminHandlers
+from client_api.appservice import AppServiceHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
 from client_api.directory import DirectoryHandlers
@@ -77,6 +78,7 @@ def client_routes(
     room_upgrades = RoomUpgradeHandlers(ctx)
     legacy = LegacyHandlers(ctx)
     openid = OpenIdHandlers(ctx)
+    appservice = AppServiceHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -177,6 +179,14 @@ def client_routes(
         ("PUT", "/directory/list/room/{roomId}", directory.set_visibility),
         ("GET", "/publicRooms", directory.get_public_rooms),
         ("POST", "/publicRooms", directory.query_public_rooms),
+        ("PUT", "/directory/list/appservice/{networkId}/{roomId}", appservice.publish_room),
+        ("DELETE", "/directory/list/appservice/{networkId}/{roomId}", appservice.unpublish_room),
+        ("GET", "/thirdparty/protocols", appservice.get_protocols),
+        ("GET", "/thirdparty/protocol/{protocol}", appservice.get_protocol),
+        ("GET", "/thirdparty/location/{protocol}", appservice.query_location),
+        ("GET", "/thirdparty/user/{protocol}", appservice.query_user),
+        ("GET", "/thirdparty/location", appservice.query_location_by_alias),
+        ("GET", "/thirdparty/user", appservice.query_user_by_id),
     ]
     legacy_routes: list[Route] = [
         ("GET", "/events", legacy.get_events),
@@ -207,6 +217,7 @@ def client_routes(
         ("GET", v1_rooms + "/relations/{eventId}/{relType}", relations.get_relations),
         ("GET", v1_rooms + "/relations/{eventId}/{relType}/{eventType}", relations.get_relations),
         ("GET", v1_rooms + "/threads", relations.get_threads),
+        ("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping", appservice.ping),
         ("GET", "/_matrix/client/versions", discovery.get_versions),
         ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),
         ("GET", "/.well-known/matrix/server", discovery.get_wellknown_server),

@@ -107,6 +107,7 @@ class QueryHandlers:
         query = PublicRoomsQuery(
             limit=limit,
             since=request.query.get("since"),
+            include_all_networks=request.query.get("include_all_networks") == "true",
             third_party_instance_id=request.query.get("third_party_instance_id") or None,
         )
         result = await self._directory.local_public_rooms(query)

@@ -39,6 +39,8 @@ from homeserver.appservice import AppServiceClient, AppServices, load_registrati
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
 from homeserver.appservice.interest import ServiceInterest
+from homeserver.appservice.ping import AppServicePinger
+from homeserver.appservice.thirdparty import ThirdPartyLookups
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
@@ -173,7 +175,7 @@ class Homeserver:
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
-        membership = MembershipService(config.server_name, stores, creator)
+        membership = MembershipService(config.server_name, stores, creator, appservices)
         persister.persisted_hooks.append(membership.on_event_persisted)
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
@@ -250,7 +252,9 @@ class Homeserver:
             room_creation=room_creation,
             members=MemberListService(stores),
             room_events=RoomEventService(config.server_name, stores, creator, history),
-            directory=DirectoryService(config.server_name, stores, creator, directory_rules),
+            directory=DirectoryService(
+                config.server_name, stores, creator, directory_rules, appservices
+            ),
             visibility=visibility,
             history=history,
             relations=relations,
@@ -281,6 +285,8 @@ class Homeserver:
             sso=sso,
             openid=OpenIdService(config.server_name, stores, clock),
             appservices=appservices,
+            appservice_ping=AppServicePinger(appservices),
+            thirdparty=ThirdPartyLookups(appservices, clock),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
@@ -358,6 +364,7 @@ class Homeserver:
                 relations,
                 clock,
             )
+            client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
         return cls(
             config,
             clock,

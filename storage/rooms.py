@@ -208,6 +208,49 @@ class RoomStore:
         )
         return [r[0] for r in rows]
 
+    async def set_appservice_public(
+        self, appservice_id: str, network_id: str, room_id: str, public: bool
+    ) -> None:
+        """Publish ``room_id`` in (or withdraw it from) an application service's list
+        for one network."""
+        if public:
+            await self.db.execute(
+                "set_appservice_room_public",
+                "INSERT INTO appservice_room_list (appservice_id, network_id, room_id)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                appservice_id,
+                network_id,
+                room_id,
+            )
+        else:
+            await self.db.execute(
+                "set_appservice_room_private",
+                "DELETE FROM appservice_room_list"
+                " WHERE appservice_id = $1 AND network_id = $2 AND room_id = $3",
+                appservice_id,
+                network_id,
+                room_id,
+            )
+
+    async def appservice_public_room_ids(
+        self, appservice_id: str | None = None, network_id: str | None = None
+    ) -> list[str]:
+        """The rooms of one service's list for one network, or (``None``) of every list."""
+        if appservice_id is None or network_id is None:
+            rows = await self.db.fetchall(
+                "all_appservice_public_room_ids",
+                "SELECT DISTINCT room_id FROM appservice_room_list ORDER BY room_id",
+            )
+        else:
+            rows = await self.db.fetchall(
+                "appservice_public_room_ids",
+                "SELECT room_id FROM appservice_room_list"
+                " WHERE appservice_id = $1 AND network_id = $2 ORDER BY room_id",
+                appservice_id,
+                network_id,
+            )
+        return [r[0] for r in rows]
+
     # -- filters -----------------------------------------------------------------------
 
     async def add_filter(self, user_id: str, filter_json: dict[str, Any]) -> int:

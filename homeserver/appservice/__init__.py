@@ -6,7 +6,7 @@ Modules: ``registration`` (PURE: the registration files and namespace matching),
 server asks).
 """
 
-from homeserver.appservice.api import AppServiceClient, AppServiceUnreachable
+from homeserver.appservice.api import AppServiceClient, AppServiceTimeout, AppServiceUnreachable
 from homeserver.appservice.registration import (
     ApplicationService,
     Namespace,
@@ -17,6 +17,7 @@ from homeserver.appservice.service import AppServices
 
 __all__ = [
     "AppServiceClient",
+    "AppServiceTimeout",
     "AppServiceUnreachable",
     "AppServices",
     "ApplicationService",

@@ -9,6 +9,7 @@ logged: messages name the service by its ID.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import time
@@ -31,10 +32,17 @@ class AppServiceUnreachable(Exception):
     """The service could not be reached, timed out or answered with an error.
     ``status`` is its HTTP status when it answered; ``body`` its JSON answer if any."""
 
-    def __init__(self, message: str, status: int | None = None, body: object = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, body: object = None, text: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.text = text  # the answer's body as received
+
+
+class AppServiceTimeout(AppServiceUnreachable):
+    """The service did not answer in time."""
 
 
 class AppServiceClient:
@@ -95,8 +103,9 @@ class AppServiceClient:
                 timeout=timeout,
                 allow_redirects=False,
             ) as resp:
+                text = await resp.text(errors="replace")
                 try:
-                    answer = await resp.json(content_type=None)
+                    answer = json.loads(text) if text else None
                 except ValueError:
                     answer = None
                 if resp.status // 100 != 2:
@@ -105,11 +114,17 @@ class AppServiceClient:
                         f"{method} {path.split('?')[0]}",
                         resp.status,
                         answer,
+                        text,
                     )
                 return answer
         except AppServiceUnreachable:
             raise
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            raise AppServiceTimeout(
+                f"application service {service.id}: no answer in time to {method} "
+                f"{path.split('?')[0]}"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
             raise AppServiceUnreachable(
                 f"application service {service.id}: {type(exc).__name__}: {exc}"
             ) from None

@@ -281,6 +281,14 @@ class AppServiceDelivery:
         for queue in self.queues.values():
             queue.wake()
 
+    def retry_now(self, service: ApplicationService) -> None:
+        """The service answered a ping: a queue backing off retries at once (as
+        Synapse does when a ping succeeds)."""
+        queue = self.queues.get(service.id)
+        if queue is not None and queue.next_attempt_ms is not None:
+            queue.next_attempt_ms = None
+            queue.wake()
+
     # -- hooks ------------------------------------------------------------------
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:

@@ -11,6 +11,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice import ApplicationService, AppServiceClient, AppServices
+from homeserver.appservice.service import exclusive_error
+from homeserver.appservice.thirdparty import parse_instance_id
 from homeserver.config import HomeserverConfig
 from homeserver.config.sections import DirectoryRule, directory_allows
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
@@ -49,13 +52,16 @@ class PublicRoomsQuery:
     search_term: str | None = None
     # None: every room type; otherwise the wanted types (None in the list: no type)
     room_types: list[str | None] | None = None
+    # the main list and every application service's lists
     include_all_networks: bool = False
-    # A network of an application service; none is bridged here, so none is listed.
+    # one network's list of an application service: "<appservice id>|<network id>"
     third_party_instance_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.include_all_networks and self.third_party_instance_id is not None:
             raise InvalidParam("third_party_instance_id can't be used with include_all_networks")
+        if self.third_party_instance_id is not None:
+            parse_instance_id(self.third_party_instance_id)
 
     @property
     def filtered(self) -> bool:
@@ -99,11 +105,13 @@ class DirectoryService:
         stores: Stores,
         creator: EventCreator,
         rules: DirectoryRules | None = None,
+        appservices: AppServices | None = None,
     ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._creator = creator
         self.rules = rules or DirectoryRules()
+        self._appservices = appservices or AppServices((), AppServiceClient())
         self.remote_alias_lookup: RemoteAliasLookup | None = None
         self.remote_public_rooms: RemotePublicRooms | None = None
 
@@ -120,45 +128,84 @@ class DirectoryService:
                 raise NotFound(f"Room alias {alias} not found")
             return found
         local = await self._stores.rooms.get_alias(alias)
+        if local is None and self._appservices.interested_in_alias(alias):
+            # An application service may make the alias when asked (Application
+            # Service API "Querying": /_matrix/app/v1/rooms/{roomAlias}).
+            if await self._appservices.query_alias_exists(alias):
+                local = await self._stores.rooms.get_alias(alias)
         if local is None:
             raise NotFound(f"Room alias {alias} not found")
         return local[0], local[1]
 
-    async def create_alias(self, user_id: str, alias: str, room_id: str) -> None:
+    async def create_alias(
+        self,
+        user_id: str,
+        alias: str,
+        room_id: str,
+        *,
+        app_service: ApplicationService | None = None,
+    ) -> None:
         """PUT /directory/room/{roomAlias}: the user must be joined to the room (unless
-        ``require_membership_for_aliases`` is off, or a server admin asks), and the
-        alias creation rules must allow it."""
+        ``require_membership_for_aliases`` is off, or a server admin asks), the alias
+        creation rules must allow it, and no application service may hold the alias
+        exclusively (M_EXCLUSIVE). An application service (``app_service``, acting
+        with its as_token) makes aliases of its own namespace, wherever it is."""
         parsed = parse_alias(alias)
         if parsed.domain != self._server_name:
             raise InvalidParam("Room alias must be on this server")
         if not room_id.startswith("!"):
             raise InvalidParam(f"Invalid room ID: {room_id}")
-        if not await self._stores.rooms.room_exists(room_id):
-            raise NotFound("Unknown room")
-        if (
-            self.rules.require_membership_for_aliases
-            and not await self._is_admin(user_id)
-            and await self._membership(room_id, user_id) != "join"
-        ):
-            raise Forbidden("You must be in the room to create an alias for it")
-        if not self.rules.may_create_alias(user_id, room_id, alias):
-            raise Forbidden("This user is not permitted to create this alias")
+        if app_service is not None:
+            if not app_service.is_interested_in_alias(alias):
+                raise exclusive_error("room alias")
+            if not await self._stores.rooms.room_exists(room_id):
+                raise NotFound("Unknown room")
+        else:
+            if not await self._stores.rooms.room_exists(room_id):
+                raise NotFound("Unknown room")
+            if (
+                self.rules.require_membership_for_aliases
+                and not await self._is_admin(user_id)
+                and await self._membership(room_id, user_id) != "join"
+            ):
+                raise Forbidden("You must be in the room to create an alias for it")
+            if not self.rules.may_create_alias(user_id, room_id, alias):
+                raise Forbidden("This user is not permitted to create this alias")
+            self._check_alias_modifiable(user_id, alias)
         if not await self._stores.rooms.create_alias(alias, room_id, user_id, [self._server_name]):
             raise MatrixError(409, "M_UNKNOWN", f"Room alias {alias} already exists")
 
-    async def delete_alias(self, user_id: str, alias: str) -> None:
-        """DELETE /directory/room/{roomAlias}: its creator, a room admin or a server admin."""
+    async def delete_alias(
+        self, user_id: str, alias: str, *, app_service: ApplicationService | None = None
+    ) -> None:
+        """DELETE /directory/room/{roomAlias}: its creator, a room admin or a server
+        admin, unless an application service holds the alias exclusively (M_EXCLUSIVE);
+        an application service (``app_service``) deletes any alias of its namespace."""
         parsed = parse_alias(alias)
         if parsed.domain != self._server_name:
             raise InvalidParam("Can only delete aliases on this server")
+        if app_service is not None and not app_service.is_interested_in_alias(alias):
+            raise exclusive_error("room alias")
         found = await self._stores.rooms.get_alias(alias)
         if found is None:
             raise NotFound(f"Room alias {alias} not found")
         room_id, _servers, creator = found
+        if app_service is not None:
+            await self._stores.rooms.delete_alias(alias)
+            return
         if creator != user_id and not await self.may_change_room_list(user_id, room_id):
             raise Forbidden("You may not delete this alias")
+        self._check_alias_modifiable(user_id, alias)
         await self._stores.rooms.delete_alias(alias)
         await self._drop_from_canonical_alias(user_id, room_id, alias)
+
+    def _check_alias_modifiable(self, user_id: str, alias: str) -> None:
+        """M_EXCLUSIVE if a service holds ``alias`` exclusively (its sender may act)."""
+        for service in self._appservices.interested_in_alias(alias):
+            if service.sender == user_id:
+                return
+            if service.is_exclusive_alias(alias):
+                raise exclusive_error("room alias")
 
     async def _drop_from_canonical_alias(self, user_id: str, room_id: str, alias: str) -> None:
         """Remove a deleted alias from m.room.canonical_alias, if the user may send it.
@@ -294,14 +341,12 @@ class DirectoryService:
     async def local_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
         """This server's published rooms, largest first, in offset-token pages (also
         served to other servers)."""
-        if query.third_party_instance_id is not None:
-            return {"chunk": [], "total_room_count_estimate": 0}
         start = _parse_since(query.since)
         limit = query.limit
         if limit is not None and limit < 0:
             raise InvalidParam("limit must not be negative")
         entries = []
-        for room_id in await self._stores.rooms.public_room_ids():
+        for room_id in await self._listed_room_ids(query):
             entry = await self._public_entry(room_id)
             if entry is None or not _wanted(entry, query):
                 continue
@@ -317,6 +362,38 @@ class DirectoryService:
         if start > 0:
             result["prev_batch"] = f"o{max(0, start - size)}"
         return result
+
+    async def _listed_room_ids(self, query: PublicRoomsQuery) -> list[str]:
+        """The main list; or one network's list of an application service; or (with
+        ``include_all_networks``) the main list and every service's lists."""
+        rooms = self._stores.rooms
+        if query.third_party_instance_id is not None:
+            appservice_id, network_id = parse_instance_id(query.third_party_instance_id)
+            return await rooms.appservice_public_room_ids(appservice_id, network_id)
+        room_ids = await rooms.public_room_ids()
+        if query.include_all_networks:
+            listed = set(room_ids)
+            room_ids += [r for r in await rooms.appservice_public_room_ids() if r not in listed]
+        return room_ids
+
+    async def set_appservice_visibility(
+        self, app_service: ApplicationService | None, network_id: str, room_id: str, visibility: str
+    ) -> None:
+        """PUT/DELETE /directory/list/appservice/{networkId}/{roomId}: an application
+        service (with its as_token) publishes a room in its list for one network."""
+        if app_service is None:
+            raise Forbidden("Only application services can edit their published room lists")
+        if visibility not in ("public", "private"):
+            raise InvalidParam("visibility must be 'public' or 'private'")
+        if not network_id:
+            raise InvalidParam("Missing network ID")
+        if not room_id.startswith("!"):
+            raise InvalidParam(f"Invalid room ID: {room_id}")
+        if visibility == "public" and not await self._stores.rooms.room_exists(room_id):
+            raise NotFound("Room not found")
+        await self._stores.rooms.set_appservice_public(
+            app_service.id, network_id, room_id, visibility == "public"
+        )
 
     async def _public_entry(self, room_id: str) -> dict[str, Any] | None:
         members = await self._stores.state.current_members(room_id)

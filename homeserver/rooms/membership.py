@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from homeserver.appservice import AppServices
 from homeserver.errors import BadJson, Forbidden, MatrixError, NotFound
 from homeserver.events import PowerLevels, server_name_of
 from homeserver.profiles import MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH
@@ -57,10 +58,17 @@ def check_profile_fields(content: Mapping[str, Any]) -> None:
 
 
 class MembershipService:
-    def __init__(self, server_name: str, stores: Stores, creator: EventCreator) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        creator: EventCreator,
+        appservices: AppServices | None = None,
+    ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._creator = creator
+        self._appservices = appservices
         self.remote_join: RemoteJoin | None = None
         self.remote_knock: RemoteJoin | None = None
         self.remote_leave: RemoteLeave | None = None
@@ -263,6 +271,8 @@ class MembershipService:
             left = await self._leave_from_outside(sender, room_id, reason)
             if left is not None:
                 return left
+        if membership == "invite" and self.is_mine(target):
+            await self._ask_appservices_about(target)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("knock",) or (membership == "invite" and self.is_mine(target)):
             content.update(
@@ -273,6 +283,18 @@ class MembershipService:
         if is_direct is not None and membership == "invite":
             content["is_direct"] = is_direct
         return await self._send_member(sender, room_id, target, content, txn=txn)
+
+    async def _ask_appservices_about(self, user_id: str) -> None:
+        """An invite of a local user this server does not have, in an application
+        service's user namespace, asks the service first (Application Service API
+        "Querying": /_matrix/app/v1/users/{userId}), which may register it then."""
+        if self._appservices is None or not self._appservices.interested_in_user(user_id):
+            return
+        if any(service.sender == user_id for service in self._appservices.services):
+            return
+        if await self._stores.accounts.get_user(user_id) is not None:
+            return
+        await self._appservices.query_user_exists(user_id)
 
     async def _leave_from_outside(
         self, user_id: str, room_id: str, reason: str | None

@@ -167,3 +167,26 @@ async def test_slow_service_delays_neither_another_service_nor_sending(
     finally:
         slow.transaction_gate.set()
         await fast_server.close()
+
+
+async def test_a_ping_answered_makes_a_backing_off_queue_retry_at_once(
+    as_hs: HomeserverHarness, appservice: tuple[FakeAppService, str]
+) -> None:
+    service, _ = appservice
+    alice = await make_user(as_hs, "alice")
+    ghost = await make_ghost(as_hs, "_bridge_bob")
+    room_id = await alice.create_room(preset="public_chat")
+    await ghost.join(room_id)
+    service.down = True
+    event_id = await alice.send(room_id, "while the bridge is away")
+    await eventually(lambda: queue(as_hs).next_attempt_ms is not None)
+    service.down = False
+    # the bridge is back and pings: no clock moves, the queue retries now
+    resp = await as_hs.client.post(
+        "/_matrix/client/v1/appservice/bridge/ping",
+        json={"transaction_id": "back"},
+        headers={"Authorization": "Bearer as_token_of_the_bridge"},
+    )
+    assert resp.status == 200, await resp.text()
+    await wait_for_events(service, [event_id])
+    assert queue(as_hs).next_attempt_ms is None

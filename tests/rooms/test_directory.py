@@ -236,8 +236,10 @@ async def test_public_rooms_listing(hs: HomeserverHarness) -> None:
     assert {e["room_id"] for e in plain["chunk"]} == {big, small}
     networks = await _public_rooms(alice, {"include_all_networks": True})
     assert len(networks["chunk"]) == 3
-    bridged = await _public_rooms(alice, {"third_party_instance_id": "irc"})
+    # no application service lists a room here; an instance ID is "<service>|<network>"
+    bridged = await _public_rooms(alice, {"third_party_instance_id": "irc|libera"})
     assert bridged["chunk"] == []
+    await alice.request("POST", "/publicRooms", {"third_party_instance_id": "irc"}, expect=400)
 
 
 async def test_public_rooms_pagination(hs: HomeserverHarness) -> None:
