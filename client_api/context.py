@@ -10,6 +10,7 @@ from client_api.guest_access import guest_may_call
 from homeserver.account_data import AccountDataService
 from homeserver.accounts import AccountService
 from homeserver.appservice import AppServices
+from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
@@ -84,6 +85,7 @@ class ClientContext:
     sso: SsoService
     openid: OpenIdService
     appservices: AppServices
+    appservice_users: AppServiceUsers
 
     @property
     def server_name(self) -> str:

@@ -36,6 +36,7 @@ from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
+from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
@@ -154,7 +155,19 @@ class Homeserver:
             limiter,
             LoginLimits(_limit(rc.address), _limit(rc.account), _limit(rc.failed_attempts)),
             clock,
+            appservices,
         )
+        appservice_users = AppServiceUsers(
+            config.server_name,
+            stores,
+            appservices,
+            accounts,
+            sessions,
+            limiter,
+            _limit(rc.account),
+            clock,
+        )
+        await appservice_users.ensure_senders()
         notifier = Notifier()
         resolver = StateResolver(stores)
         persister = EventPersister(
@@ -277,6 +290,7 @@ class Homeserver:
             sso=sso,
             openid=OpenIdService(config.server_name, stores, clock),
             appservices=appservices,
+            appservice_users=appservice_users,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)

@@ -73,6 +73,26 @@ class SessionService:
         for hook in self.device_renamed_hooks:
             await hook(user_id, device_id)
 
+    async def upsert_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """Create a device without a session (an application service manages its
+        users' devices, MSC4190), or rename an existing one when ``display_name`` is
+        given; True when it was created."""
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> bool:
+            created = await self._stores.devices.ensure_device_txn(
+                txn, user_id, device_id, display_name, now
+            )
+            if created:
+                for hook in self.device_added_hooks:
+                    await hook(txn, user_id, device_id)
+            return created
+
+        created = await self._stores.db.run_transaction("upsert_device", txn_func)
+        if not created and display_name is not None:
+            await self.rename_device(user_id, device_id, display_name)
+        return created
+
     async def create_session_txn(
         self,
         txn: Transaction,
