@@ -100,8 +100,8 @@ class LoginHandlers:
             raise UnknownToken("This login method is only valid for application services")
         if service.rate_limited:
             self._ctx.limiter.check("login_address", client_ip(request), self._address_limit)
-        identifier = get_dict(body, "identifier", None)
-        if identifier is None or identifier.get("type") != "m.id.user":
+        identifier = body.get("identifier")
+        if not isinstance(identifier, dict) or identifier.get("type") != "m.id.user":
             raise MatrixError(400, "M_INVALID_PARAM", "Login identifier must be of type m.id.user")
         user = identifier.get("user")
         if not isinstance(user, str) or not user:

@@ -419,5 +419,6 @@ class AccountService:
 
         revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)
         self._sessions.forget_tokens(revoked)
+        self._sessions.forget_user(user_id)
         for hook in self.deactivation_hooks:
             await hook(user_id)

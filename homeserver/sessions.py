@@ -190,6 +190,11 @@ class SessionService:
         """Tell the token cache about tokens revoked by a committed transaction."""
         self._authenticator.forget(token_hashes)
 
+    def forget_user(self, user_id: str) -> None:
+        """Tell the caches that ``user_id`` was deactivated (an application service may
+        no longer act as it either)."""
+        self._authenticator.forget_user(user_id)
+
     async def delete_devices_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]
     ) -> list[str]:
