@@ -105,6 +105,12 @@ class ClientContext:
         )
         if requester.is_guest and not guest_may_call(request):
             raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+        if requester.device_id and (
+            requester.app_service is None or self.config.track_appservice_user_ips
+        ):
+            await self.sessions.note_seen(
+                requester.user_id, requester.device_id, client_ip(request)
+            )
         return requester
 
 

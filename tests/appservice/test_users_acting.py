@@ -377,3 +377,55 @@ async def test_device_bad_inputs(as_hs: HomeserverHarness) -> None:
     )
     assert delete.status == 401
     assert len(await as_hs.server.stores.devices.get_devices(alice["user_id"])) == 1
+
+
+# -- last seen (track_appservice_user_ips) -------------------------------------------
+
+
+async def last_seen_ip(hs: HomeserverHarness, user_id: str, device_id: str) -> str | None:
+    device = await hs.server.stores.devices.get_device(user_id, device_id)
+    assert device is not None
+    return device.last_seen_ip
+
+
+async def test_as_requests_leave_no_ip_unless_tracked(
+    make_homeserver: HarnessFactory,
+    appservice: tuple[FakeAppService, str],
+    tmp_path: Path,
+) -> None:
+    url = appservice[1]
+    untracked = await homeserver_with(make_homeserver, tmp_path, url)
+    body = await ghost(untracked, "_bridge_ip")
+    params = {"user_id": body["user_id"], "device_id": body["device_id"]}
+    resp = await untracked.client.get(f"{V3}/account/whoami", params=params, headers=as_headers())
+    assert resp.status == 200
+    assert await last_seen_ip(untracked, body["user_id"], body["device_id"]) is None
+    # the ghost's own token is an ordinary session: tracked
+    await untracked.client.get(f"{V3}/account/whoami", headers=user_headers(body))
+    assert await last_seen_ip(untracked, body["user_id"], body["device_id"]) == "127.0.0.1"
+
+    tracked_dir = tmp_path / "tracked"
+    tracked_dir.mkdir()
+    tracked = await homeserver_with(
+        make_homeserver, tracked_dir, url, track_appservice_user_ips=True
+    )
+    other = await ghost(tracked, "_bridge_ip2")
+    params = {"user_id": other["user_id"], "device_id": other["device_id"]}
+    await tracked.client.get(f"{V3}/account/whoami", params=params, headers=as_headers())
+    assert await last_seen_ip(tracked, other["user_id"], other["device_id"]) == "127.0.0.1"
+
+
+async def test_last_seen_is_written_at_most_every_two_minutes(as_hs: HomeserverHarness) -> None:
+    alice = await as_hs.register("alice")
+    await as_hs.client.get(f"{V3}/account/whoami", headers=user_headers(alice))
+    device = await as_hs.server.stores.devices.get_device(alice["user_id"], alice["device_id"])
+    assert device is not None and device.last_seen_ip == "127.0.0.1"
+    first = device.last_seen_ts
+    as_hs.clock.advance(60)
+    await as_hs.client.get(f"{V3}/account/whoami", headers=user_headers(alice))
+    device = await as_hs.server.stores.devices.get_device(alice["user_id"], alice["device_id"])
+    assert device is not None and device.last_seen_ts == first
+    as_hs.clock.advance(61)
+    await as_hs.client.get(f"{V3}/account/whoami", headers=user_headers(alice))
+    device = await as_hs.server.stores.devices.get_device(alice["user_id"], alice["device_id"])
+    assert device is not None and device.last_seen_ts == as_hs.clock.time_ms()
