@@ -36,6 +36,9 @@ from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
+from homeserver.appservice.delivery import AppServiceDelivery
+from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
+from homeserver.appservice.interest import ServiceInterest
 from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
@@ -129,6 +132,7 @@ class Homeserver:
     identity: IdentityServerClient | None = None
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     guest_evictor: GuestEvictor | None = None
+    appservice_delivery: AppServiceDelivery | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -356,6 +360,18 @@ class Homeserver:
             ephemeral.to_device,
             federation_e2ee.to_device_ids,
         )
+        appservice_delivery: AppServiceDelivery | None = None
+        if any(service.url is not None for service in appservices.services):
+            appservice_delivery = wire_appservice_delivery(
+                config.server_name,
+                appservices,
+                stores,
+                persister,
+                ephemeral,
+                e2ee,
+                relations,
+                clock,
+            )
         return cls(
             config,
             clock,
@@ -374,6 +390,7 @@ class Homeserver:
             identity=identity,
             message_expiry=message_expiry,
             guest_evictor=guest_evictor,
+            appservice_delivery=appservice_delivery,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -440,6 +457,8 @@ class Homeserver:
             await self.federation_events.sender.start()
         if self.fork_healer is not None:
             self.fork_healer.start()
+        if self.appservice_delivery is not None:
+            await self.appservice_delivery.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
@@ -454,6 +473,8 @@ class Homeserver:
             await self.federation_events.sender.stop()
         if self.fork_healer is not None:
             await self.fork_healer.stop()
+        if self.appservice_delivery is not None:
+            await self.appservice_delivery.stop()
 
     async def start_listeners(self) -> None:
         for listener in self.config.listeners:
@@ -493,6 +514,44 @@ class Homeserver:
         if self.identity is not None:
             await self.identity.close()
         await self.db.close()
+
+
+def wire_appservice_delivery(
+    server_name: str,
+    appservices: AppServices,
+    stores: Stores,
+    persister: EventPersister,
+    ephemeral: EphemeralServices,
+    e2ee: E2ee,
+    relations: RelationsService,
+    clock: Clock,
+) -> AppServiceDelivery:
+    """Event and ephemeral delivery to the application services, woken by the
+    persister and the ephemeral services."""
+    interest = ServiceInterest(server_name, stores)
+    feeds = EphemeralFeeds(
+        typing=ephemeral.typing,
+        presence=PresenceFeed(ephemeral.presence, clock),
+        receipts=ephemeral.receipts,
+        to_device=ephemeral.to_device,
+        device_lists=e2ee.device_lists,
+    )
+    delivery = AppServiceDelivery(
+        appservices,
+        stores,
+        interest,
+        EphemeralCollector(stores, interest, feeds, clock),
+        EventSerializer(stores, clock, relations),
+        persister.events_stream.current,
+        clock,
+    )
+    persister.persisted_hooks.append(delivery.on_event_persisted)
+    ephemeral.typing.local_typing_listeners.append(delivery.on_typing)
+    ephemeral.receipts.read_receipt_listeners.append(delivery.on_receipt)
+    ephemeral.presence.local_change_listeners.append(lambda p: delivery.on_presence(p.user_id))
+    ephemeral.to_device.inbox_listeners.append(delivery.on_to_device)
+    e2ee.device_lists.change_listeners.append(delivery.on_device_list_change)
+    return delivery
 
 
 def room_versions() -> dict[str, str]:

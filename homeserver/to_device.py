@@ -56,6 +56,8 @@ class ToDeviceService:
         # devices whose inbox was cleaned once since start-up
         self._cleaned: set[tuple[str, str]] = set()
         self.remote_to_device_sender: RemoteToDeviceSender | None = None
+        # told of the local users with new messages (application service delivery)
+        self.inbox_listeners: list[Callable[[set[str]], None]] = []
 
     def current_position(self) -> int:
         return self._stream.current()
@@ -129,6 +131,8 @@ class ToDeviceService:
         for user_id in users:
             self._user_last[user_id] = position
             self._notifier.on_user_change(user_id)
+        for listener in self.inbox_listeners:
+            listener(users)
 
     async def _send_remote(
         self, sender: str, event_type: str, remote: dict[str, dict[str, dict[str, Any]]]

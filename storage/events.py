@@ -482,6 +482,21 @@ class EventStore:
             del found[limit:]
         return found
 
+    async def timeline_after(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        """The earliest ``limit`` events of every room that entered the live timeline in
+        (after, upto], in stream order: accepted, not soft-failed, out-of-band
+        memberships included (application service delivery reads these)."""
+        rows = await self.db.fetchall(
+            "timeline_after",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > $1"
+            " AND stream_ordering <= $2 AND NOT soft_failed AND rejected_reason IS NULL"
+            " ORDER BY stream_ordering LIMIT $3",
+            max(after, 0),
+            upto,
+            limit,
+        )
+        return await self._rows_to_events(rows)
+
     async def paginate_room(
         self,
         room_id: str,

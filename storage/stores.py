@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore
+from storage.appservice import AppServiceStore
 from storage.database import Database
 from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
@@ -64,6 +65,7 @@ class Stores:
     login_tokens: LoginTokenStore
     openid_tokens: OpenIdTokenStore
     event_expiry: EventExpiryStore
+    appservice: AppServiceStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -96,4 +98,5 @@ class Stores:
             login_tokens=LoginTokenStore(db),
             openid_tokens=OpenIdTokenStore(db),
             event_expiry=EventExpiryStore(db),
+            appservice=AppServiceStore(db),
         )

@@ -42,6 +42,8 @@ class FakeAppService:
         self.on_user_query: Callable[[str], Awaitable[None]] | None = None
         self.on_alias_query: Callable[[str], Awaitable[None]] | None = None
         self.thirdparty_answers: dict[str, Any] = {}
+        # when set, a transaction is answered only once it is (a slow bridge)
+        self.transaction_gate: asyncio.Event | None = None
         self._changed = asyncio.Condition()
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -59,6 +61,8 @@ class FakeAppService:
         path = path[len(prefix) :]
         if request.method == "PUT" and path.startswith("/transactions/"):
             body = await request.json()
+            if self.transaction_gate is not None:
+                await self.transaction_gate.wait()
             txn_id = path.rsplit("/", 1)[1]
             async with self._changed:
                 if all(txn_id != seen for seen, _ in self.transactions):
