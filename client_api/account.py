@@ -19,13 +19,11 @@ class AccountHandlers:
     async def whoami(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/account/whoami."""
         requester = await self._ctx.requester(request)
-        return json_response(
-            {
-                "user_id": requester.user_id,
-                "device_id": requester.device_id,
-                "is_guest": requester.is_guest,
-            }
-        )
+        body: dict[str, object] = {"user_id": requester.user_id, "is_guest": requester.is_guest}
+        if requester.device_id:
+            # (an application service acting without a device has none)
+            body["device_id"] = requester.device_id
+        return json_response(body)
 
     async def change_password(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/account/password (UIA: m.login.password)."""
@@ -47,11 +45,15 @@ class AccountHandlers:
         return json_response({})
 
     async def deactivate(self, request: web.Request) -> web.Response:
-        """POST /_matrix/client/v3/account/deactivate (UIA: m.login.password)."""
+        """POST /_matrix/client/v3/account/deactivate (UIA: m.login.password; an
+        application service deactivates its users without it)."""
         requester = await self._ctx.requester(request)
         require_not_guest(requester)
         body = await json_object(request, allow_empty=True)
         erase = get_bool(body, "erase", False)
+        if requester.app_service is not None:
+            await self._ctx.accounts.deactivate(requester.user_id, erase=erase)
+            return json_response({"id_server_unbind_result": "no-support"})
         result = await self._ctx.uia.authenticate_user(
             "POST /account/deactivate", body, requester.user_id
         )

@@ -12,6 +12,7 @@ from homeserver.accounts import AccountService
 from homeserver.appservice import AppServices
 from homeserver.appservice.ping import AppServicePinger
 from homeserver.appservice.thirdparty import ThirdPartyLookups
+from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator, Requester
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
@@ -88,6 +89,7 @@ class ClientContext:
     appservices: AppServices
     appservice_ping: AppServicePinger
     thirdparty: ThirdPartyLookups
+    appservice_users: AppServiceUsers
 
     @property
     def server_name(self) -> str:
@@ -107,6 +109,12 @@ class ClientContext:
         )
         if requester.is_guest and not guest_may_call(request):
             raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
+        if requester.device_id and (
+            requester.app_service is None or self.config.track_appservice_user_ips
+        ):
+            await self.sessions.note_seen(
+                requester.user_id, requester.device_id, client_ip(request)
+            )
         return requester
 
 

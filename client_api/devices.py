@@ -40,21 +40,31 @@ class DeviceHandlers:
         return json_response(device_json(device))
 
     async def update_device(self, request: web.Request) -> web.Response:
-        """PUT /_matrix/client/v3/devices/{deviceId}."""
+        """PUT /_matrix/client/v3/devices/{deviceId}; an application service creates
+        the device of its user when it does not exist (201)."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         display_name = get_str(body, "display_name", None)
+        if requester.app_service is not None:
+            created = await self._ctx.appservice_users.upsert_device(
+                requester.user_id, request.match_info["deviceId"], display_name
+            )
+            return json_response({}, status=201 if created else 200)
         await self._ctx.sessions.rename_device(
             requester.user_id, request.match_info["deviceId"], display_name
         )
         return json_response({})
 
     async def delete_device(self, request: web.Request) -> web.Response:
-        """DELETE /_matrix/client/v3/devices/{deviceId} (UIA)."""
+        """DELETE /_matrix/client/v3/devices/{deviceId} (UIA, but not for an
+        application service)."""
         requester = await self._ctx.requester(request)
         device_id = request.match_info["deviceId"]
         body = await json_object(request, allow_empty=True)
         await self._ctx.sessions.device(requester.user_id, device_id)  # M_NOT_FOUND if none
+        if requester.app_service is not None:
+            await self._ctx.sessions.delete_devices(requester.user_id, [device_id])
+            return json_response({})
         result = await self._ctx.uia.authenticate_user(
             f"DELETE /devices/{device_id}", body, requester.user_id
         )
@@ -63,10 +73,14 @@ class DeviceHandlers:
         return json_response({})
 
     async def delete_devices(self, request: web.Request) -> web.Response:
-        """POST /_matrix/client/v3/delete_devices (UIA)."""
+        """POST /_matrix/client/v3/delete_devices (UIA, but not for an application
+        service)."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         device_ids = get_str_list(body, "devices")
+        if requester.app_service is not None:
+            await self._ctx.sessions.delete_devices(requester.user_id, list(device_ids))
+            return json_response({})
         result = await self._ctx.uia.authenticate_user(
             "POST /delete_devices", body, requester.user_id
         )

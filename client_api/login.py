@@ -10,7 +10,8 @@ from client_api.context import ClientContext, client_ip
 from client_api.register import session_body
 from client_api.sso import sso_login_flows
 from client_api.versions import json_response
-from homeserver.errors import Forbidden, MatrixError
+from homeserver.appservice.users import LOGIN_TYPE as APPSERVICE_TYPE
+from homeserver.errors import Forbidden, MatrixError, UnknownToken
 from homeserver.http.body import get_bool, get_dict, get_str, json_object
 from homeserver.ratelimit import RateLimit
 
@@ -49,16 +50,22 @@ class LoginHandlers:
     async def get_login_flows(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/login."""
         flows = [*sso_login_flows(self._ctx.sso), {"type": "m.login.password"}]
+        if self._ctx.appservices:
+            flows.append({"type": APPSERVICE_TYPE})
         return json_response({"flows": flows})
 
     async def login(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/login."""
         body = await json_object(request)
-        self._ctx.limiter.check("login_address", client_ip(request), self._address_limit)
         login_type = get_str(body, "type")
         device_id = get_str(body, "device_id", None)
         display_name = get_str(body, "initial_device_display_name", None)
         refreshable = get_bool(body, "refresh_token", False)
+        if login_type == APPSERVICE_TYPE:
+            return await self._login_appservice_user(
+                request, body, device_id, display_name, refreshable
+            )
+        self._ctx.limiter.check("login_address", client_ip(request), self._address_limit)
         if login_type == "m.login.token":
             # a token single sign-on handed out (homeserver/sso/login_tokens.py)
             record = await self._ctx.sso.login_tokens.consume(get_str(body, "token"))
@@ -74,6 +81,39 @@ class LoginHandlers:
             user_id, device_id=device_id, device_display_name=display_name, refreshable=refreshable
         )
         response = session_body(user_id, session)
+        response["home_server"] = self._ctx.server_name
+        return json_response(response)
+
+    async def _login_appservice_user(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        device_id: str | None,
+        display_name: str | None,
+        refreshable: bool,
+    ) -> web.Response:
+        """POST /login with m.login.application_service: the as_token logs in a user
+        of the service's namespace (identifier m.id.user)."""
+        requester = await self._ctx.requester(request)
+        service = requester.app_service
+        if service is None:
+            raise UnknownToken("This login method is only valid for application services")
+        if service.rate_limited:
+            self._ctx.limiter.check("login_address", client_ip(request), self._address_limit)
+        identifier = body.get("identifier")
+        if not isinstance(identifier, dict) or identifier.get("type") != "m.id.user":
+            raise MatrixError(400, "M_INVALID_PARAM", "Login identifier must be of type m.id.user")
+        user = identifier.get("user")
+        if not isinstance(user, str) or not user:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid user in identifier")
+        session = await self._ctx.appservice_users.login(
+            service,
+            user,
+            device_id=device_id,
+            device_display_name=display_name,
+            refreshable=refreshable,
+        )
+        response = session_body(session.user_id, session)
         response["home_server"] = self._ctx.server_name
         return json_response(response)
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
+from homeserver.auth import Requester
 from homeserver.errors import BadJson, InvalidParam
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_str, json_object
@@ -22,9 +23,13 @@ class MembershipHandlers:
         self._local_join_limit = RateLimit(rc.local.per_second, rc.local.burst_count)
         self._remote_join_limit = RateLimit(rc.remote.per_second, rc.remote.burst_count)
 
-    async def _limit_join(self, user_id: str, room_id: str) -> None:
+    async def _limit_join(self, requester: Requester, room_id: str) -> None:
         """``rc_joins``: a new join spends from the user's local or remote bucket (a
-        repeated join of a joined member does not)."""
+        repeated join of a joined member does not; nor do an application service's
+        users, unless it is rate limited)."""
+        if not requester.rate_limited:
+            return
+        user_id = requester.user_id
         if await self._ctx.membership.joins_locally(room_id):
             if await self._ctx.membership.membership_of(room_id, user_id) == "join":
                 return
@@ -57,7 +62,7 @@ class MembershipHandlers:
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
-        await self._limit_join(requester.user_id, room_id)
+        await self._limit_join(requester, room_id)
         signed = body.get("third_party_signed")
         if signed is not None:
             # the invite a bound third-party ID proves, made before joining (as Synapse)

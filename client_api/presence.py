@@ -28,7 +28,7 @@ class PresenceHandlers:
         if presence not in PRESENCE_STATES:
             raise InvalidParam("presence must be one of " + ", ".join(PRESENCE_STATES))
         status_msg = get_str(body, "status_msg", None)
-        self._ctx.limiter.check("presence", requester.user_id, self._limit)
+        self._ctx.limiter.check_requester("presence", requester, self._limit)
         await self._ctx.presence.set_state(requester.user_id, presence, status_msg)
         return json_response({})
 

@@ -37,7 +37,11 @@ class ProfileHandlers:
         if key not in body:
             raise MissingParam(f"Missing key '{key}'")
         await self._ctx.profiles.set_field(
-            requester.user_id, request.match_info["userId"], key, body[key]
+            requester.user_id,
+            request.match_info["userId"],
+            key,
+            body[key],
+            any_uri=requester.app_service is not None,
         )
         return json_response({})
 

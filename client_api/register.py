@@ -6,10 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from client_api.context import ClientContext, client_ip
+from client_api.context import ClientContext, access_token_of, client_ip
 from client_api.versions import json_response
 from homeserver.accounts import NotGuest
-from homeserver.errors import BadJson, Forbidden, MatrixError, MissingParam
+from homeserver.appservice.users import LOGIN_TYPE as APPSERVICE_TYPE
+from homeserver.errors import BadJson, Forbidden, MatrixError, MissingParam, UnknownToken
 from homeserver.http.body import get_bool, get_str, json_object
 from homeserver.ratelimit import RateLimit
 from homeserver.sessions import Session
@@ -26,6 +27,15 @@ def session_body(user_id: str, session: Session | None) -> dict[str, Any]:
             body["refresh_token"] = session.refresh_token
             body["expires_in_ms"] = session.expires_in_ms
     return body
+
+
+def _registration_type(body: dict[str, Any]) -> str | None:
+    """The registration type of a body: top-level ``type`` (what bridges send) or
+    that of ``auth``."""
+    kind = body.get("type")
+    if kind is None and isinstance(body.get("auth"), dict):
+        kind = body["auth"].get("type")
+    return kind if isinstance(kind, str) else None
 
 
 class RegisterHandlers:
@@ -60,8 +70,10 @@ class RegisterHandlers:
         body = await json_object(request)
         if kind not in ("user", "guest"):
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be 'user' or 'guest'")
-        self._ctx.limiter.check("register", client_ip(request), self._limit)
         refreshable = get_bool(body, "refresh_token", False)
+        if kind == "user" and _registration_type(body) == APPSERVICE_TYPE:
+            return await self._register_appservice_user(request, body, refreshable)
+        self._ctx.limiter.check("register", client_ip(request), self._limit)
         device_name = get_str(body, "initial_device_display_name", None)
         if kind == "guest":
             if not cfg.allow_guest_access:
@@ -75,6 +87,13 @@ class RegisterHandlers:
                 refreshable=refreshable,
             )
             return json_response(session_body(user_id, session))
+        if access_token_of(request) is not None:
+            raise MatrixError(
+                400,
+                "M_UNKNOWN",
+                "An access token should not be provided on requests to /register "
+                f"(except if type is {APPSERVICE_TYPE})",
+            )
         if not cfg.enable_registration or not (
             cfg.enable_registration_without_verification or cfg.registration_requires_token
         ):
@@ -133,6 +152,35 @@ class RegisterHandlers:
             registration_token=result.completed.get(TOKEN_STAGE),
         )
         await self._ctx.uia.finish(result.session_id)
+        return json_response(session_body(user_id, session))
+
+    async def _register_appservice_user(
+        self, request: web.Request, body: dict[str, Any], refreshable: bool
+    ) -> web.Response:
+        """POST /register with type m.login.application_service: the as_token is the
+        proof (no UIA, open whatever ``enable_registration`` says, no rate limit)."""
+        token = access_token_of(request)
+        if token is None:
+            raise MatrixError(
+                400,
+                "M_MISSING_TOKEN",
+                f"Appservice token must be provided when using a type of {APPSERVICE_TYPE}",
+            )
+        service = self._ctx.appservices.for_token(token)
+        if service is None:
+            raise UnknownToken(f"{APPSERVICE_TYPE} registration needs an application service token")
+        username = get_str(body, "username", None)
+        if username is None:
+            raise MissingParam("Desired Username is missing or not a string")
+        inhibit_login = get_bool(body, "inhibit_login", False)
+        user_id, session = await self._ctx.appservice_users.register(
+            service,
+            username,
+            login=not inhibit_login,
+            device_id=get_str(body, "device_id", None),
+            device_display_name=get_str(body, "initial_device_display_name", None),
+            refreshable=refreshable,
+        )
         return json_response(session_body(user_id, session))
 
     async def _check_guest_upgrade(self, localpart: str, guest_token: str) -> str:

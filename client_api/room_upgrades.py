@@ -23,7 +23,7 @@ class RoomUpgradeHandlers:
         body = await json_object(request)
         new_version = get_str(body, "new_version")
         additional_creators = get_str_list(body, "additional_creators", [])
-        self._ctx.limiter.check("room_creation", requester.user_id, self._creation_limit)
+        self._ctx.limiter.check_requester("room_creation", requester, self._creation_limit)
         new_room_id = await self._ctx.room_upgrades.upgrade(
             requester.user_id,
             request.match_info["roomId"],

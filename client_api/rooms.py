@@ -8,6 +8,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
+from homeserver.auth import Requester
 from homeserver.errors import BadJson, InvalidParam, NotFound
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_bool, get_dict, get_list, get_str, get_str_list, json_object
@@ -16,6 +17,9 @@ from homeserver.rooms.creation import RoomCreationRequest
 from homeserver.rooms.creator import TxnKey
 from homeserver.rooms.member_lists import MEMBERSHIPS
 from homeserver.rooms.third_party_invites import ThirdPartyId
+
+# The largest integer canonical JSON allows (an event's origin_server_ts included).
+MAX_TS = 2**53 - 1
 
 
 def _creation_request(body: dict[str, Any]) -> RoomCreationRequest:
@@ -63,6 +67,21 @@ def _txn_of(request: web.Request, device_id: str) -> TxnKey | None:
     return None if txn_id is None else TxnKey(device_id, txn_id)
 
 
+def _appservice_ts(request: web.Request, requester: Requester) -> int | None:
+    """The ``ts`` query parameter: the event's origin_server_ts when an application
+    service sends (it bridges a message made earlier); ignored for anyone else, as
+    Synapse. 400 M_INVALID_PARAM unless a non-negative integer."""
+    raw = request.query.get("ts")
+    if raw is None or requester.app_service is None:
+        return None
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidParam("ts must be a non-negative integer")
+    ts = int(raw)
+    if ts > MAX_TS:
+        raise InvalidParam("ts is too large")
+    return ts
+
+
 class RoomHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
@@ -75,7 +94,7 @@ class RoomHandlers:
         """POST /_matrix/client/v3/createRoom."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
-        self._ctx.limiter.check("room_creation", requester.user_id, self._creation_limit)
+        self._ctx.limiter.check_requester("room_creation", requester, self._creation_limit)
         creation = _creation_request(body)
         invite_3pid = [ThirdPartyId.parse(entry) for entry in _objects(body, "invite_3pid")]
         room_id, _ = await self._ctx.room_creation.create_room(requester.user_id, creation)
@@ -89,7 +108,7 @@ class RoomHandlers:
         requester = await self._ctx.requester(request)
         content = await json_object(request, allow_empty=False)
         room_id = request.match_info["roomId"]
-        self._ctx.limiter.check("message", requester.user_id, self._message_limit)
+        self._ctx.limiter.check_requester("message", requester, self._message_limit)
         txn = _txn_of(request, requester.device_id)
         if request.match_info["eventType"] == "m.room.redaction":
             # Redactions through /send (spec v1.18): ``redacts`` is in the content.
@@ -103,6 +122,7 @@ class RoomHandlers:
             requester.user_id,
             content,
             txn=txn,
+            origin_server_ts=_appservice_ts(request, requester),
         )
         return json_response({"event_id": stored.event_id})
 
@@ -113,19 +133,25 @@ class RoomHandlers:
         room_id = request.match_info["roomId"]
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
+        ts = _appservice_ts(request, requester)
         if event_type == "m.room.member":
             if not is_valid_user_id(state_key):
                 raise InvalidParam(f"Invalid user ID: {state_key}")
             if get_str(content, "membership") not in MEMBERSHIPS:
                 raise BadJson("Unknown membership")
             stored = await self._ctx.membership.set_member_state(
-                requester.user_id, room_id, state_key, content
+                requester.user_id, room_id, state_key, content, origin_server_ts=ts
             )
             return json_response({"event_id": stored.event_id})
         if event_type == "m.room.canonical_alias" and state_key == "":
             await self._ctx.directory.check_canonical_alias(room_id, content)
         stored = await self._ctx.creator.send(
-            room_id, event_type, requester.user_id, content, state_key=state_key
+            room_id,
+            event_type,
+            requester.user_id,
+            content,
+            state_key=state_key,
+            origin_server_ts=ts,
         )
         return json_response({"event_id": stored.event_id})
 
@@ -174,7 +200,7 @@ class RoomHandlers:
         event_id = request.match_info["eventId"]
         if not event_id.startswith("$"):
             raise InvalidParam(f"Invalid event ID: {event_id}")
-        self._ctx.limiter.check("message", requester.user_id, self._message_limit)
+        self._ctx.limiter.check_requester("message", requester, self._message_limit)
         content = dict(body)
         if reason is None:
             content.pop("reason", None)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.appservice import ApplicationService, AppServices
 from homeserver.clock import Clock
 from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
 from homeserver.passwords import MAX_PASSWORD_BYTES, PasswordHasher
@@ -21,6 +22,8 @@ from storage.stores import Stores
 
 # The grammar for user IDs that a server creates (appendices: user identifiers).
 _LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")
+# Historical user IDs (which application services may still create): printable ASCII.
+_HISTORICAL_LOCALPART = re.compile(r"[!-9;-~]+")
 MAX_USER_ID_BYTES = 255
 
 # Registration tokens (as Synapse's admin API): 1 to 64 of these characters.
@@ -66,8 +69,10 @@ class AccountService:
         limiter: RateLimiter,
         login_limits: LoginLimits,
         clock: Clock,
+        appservices: AppServices | None = None,
     ) -> None:
         self.server_name = server_name
+        self._appservices = appservices
         self._stores = stores
         self._sessions = sessions
         self._hasher = hasher
@@ -92,14 +97,40 @@ class AccountService:
             raise InvalidUsername(f"User ID may not be longer than {MAX_USER_ID_BYTES} bytes")
         return user_id
 
+    def check_not_reserved(
+        self, user_id: str, app_service: ApplicationService | None = None
+    ) -> None:
+        """400 M_EXCLUSIVE when ``user_id`` is in the exclusive namespace of an
+        application service other than ``app_service``."""
+        if self._appservices:
+            self._appservices.check_user_allowed(user_id, app_service)
+
+    def check_appservice_localpart(self, localpart: str) -> str:
+        """An application service's localpart: any printable ASCII but ``:`` (the
+        historical user ID grammar); return the user ID it gives."""
+        if not localpart:
+            raise InvalidUsername("User ID cannot be empty")
+        if not _HISTORICAL_LOCALPART.fullmatch(localpart):
+            raise InvalidUsername("User ID can only contain printable ASCII characters but ':'")
+        user_id = self.user_id_for(localpart)
+        if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+            raise InvalidUsername(f"User ID may not be longer than {MAX_USER_ID_BYTES} bytes")
+        return user_id
+
     async def is_available(self, localpart: str) -> bool:
+        """Whether a user may register ``localpart`` (M_INVALID_USERNAME for a bad
+        one, M_EXCLUSIVE for one an application service reserves)."""
         user_id = self.check_new_localpart(localpart)
+        self.check_not_reserved(user_id)
         return not await self._stores.accounts.get_user_case_insensitive(user_id)
 
     async def generate_localpart(self) -> str:
         while True:
             candidate = str(secrets.randbelow(10**9))
-            if not await self._stores.accounts.get_user(self.user_id_for(candidate)):
+            user_id = self.user_id_for(candidate)
+            if self._appservices and self._appservices.exclusive_owner_of_user(user_id):
+                continue
+            if not await self._stores.accounts.get_user(user_id):
                 return candidate
 
     @staticmethod
@@ -129,11 +160,24 @@ class AccountService:
         device_display_name: str | None = None,
         refreshable: bool = False,
         registration_token: str | None = None,
+        app_service: ApplicationService | None = None,
     ) -> tuple[str, Session | None]:
-        """Create an account (and, unless told not to, a first session) atomically."""
-        user_id = self.check_new_localpart(localpart)
-        if await self._stores.accounts.get_user_case_insensitive(user_id):
-            raise UserInUse()
+        """Create an account (and, unless told not to, a first session) atomically.
+
+        M_EXCLUSIVE for a user ID in an application service's exclusive namespace,
+        unless ``app_service`` (registering a user of its own) is that service; its
+        localparts need only be valid (bridges use historical characters) and are
+        taken only by the same user ID, as in Synapse."""
+        if app_service is None:
+            user_id = self.check_new_localpart(localpart)
+            self.check_not_reserved(user_id)
+            if await self._stores.accounts.get_user_case_insensitive(user_id):
+                raise UserInUse()
+        else:
+            user_id = self.check_appservice_localpart(localpart)
+            self.check_not_reserved(user_id, app_service)
+            if await self._stores.accounts.get_user(user_id):
+                raise UserInUse()
         password_hash = await self._hasher.hash(password) if password is not None else None
         now = self._clock.time_ms()
 
@@ -375,5 +419,6 @@ class AccountService:
 
         revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)
         self._sessions.forget_tokens(revoked)
+        self._sessions.forget_user(user_id)
         for hook in self.deactivation_hooks:
             await hook(user_id)

@@ -68,7 +68,12 @@ class ProfileService:
         if not PROFILE_KEY.fullmatch(key):
             raise InvalidParam("Invalid profile key.")
 
-    async def set_field(self, requester_id: str, user_id: str, key: str, value: Any) -> None:
+    async def set_field(
+        self, requester_id: str, user_id: str, key: str, value: Any, *, any_uri: bool = False
+    ) -> None:
+        """Set one field of the requester's own profile. ``any_uri``: the avatar may be
+        any URI, not only mxc:// (application services mirror remote avatars, and
+        Synapse takes any string from them)."""
         self.check_key(key)
         if requester_id != user_id:
             raise Forbidden("Cannot set another user's profile")
@@ -78,7 +83,9 @@ class ProfileService:
             if len(value) > MAX_DISPLAYNAME_LENGTH:
                 raise BadJson(f"displayname is longer than {MAX_DISPLAYNAME_LENGTH} characters")
         elif key == "avatar_url":
-            if not isinstance(value, str) or (value and not value.startswith("mxc://")):
+            if not isinstance(value, str):
+                raise BadJson("avatar_url must be a string")
+            if value and not value.startswith("mxc://") and not any_uri:
                 raise BadJson("avatar_url must be an mxc:// URI string")
             if len(value) > MAX_AVATAR_URL_LENGTH:
                 raise BadJson(f"avatar_url is longer than {MAX_AVATAR_URL_LENGTH} characters")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from homeserver.clock import Clock
 from homeserver.errors import LimitExceeded
@@ -12,6 +13,17 @@ from homeserver.errors import LimitExceeded
 class RateLimit:
     per_second: float
     burst_count: float
+
+
+class LimitedRequester(Protocol):
+    """Who acts: a user, and whether rate limits apply to them (an application
+    service's users are exempt unless its registration says ``rate_limited``)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def rate_limited(self) -> bool: ...
 
 
 class RateLimiter:
@@ -36,6 +48,13 @@ class RateLimiter:
         if len(self._buckets) >= self._max_keys:
             self._buckets.clear()
         self._buckets[(action, key)] = (level - cost, now)
+
+    def check_requester(
+        self, action: str, requester: LimitedRequester, limit: RateLimit, *, cost: float = 1.0
+    ) -> None:
+        """:meth:`check` keyed by the requester's user ID, unless they are exempt."""
+        if requester.rate_limited:
+            self.check(action, requester.user_id, limit, cost=cost)
 
     def would_allow(self, action: str, key: str, limit: RateLimit) -> bool:
         now = self._clock.monotonic()

@@ -41,6 +41,7 @@ from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, 
 from homeserver.appservice.interest import ServiceInterest
 from homeserver.appservice.ping import AppServicePinger
 from homeserver.appservice.thirdparty import ThirdPartyLookups
+from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
@@ -160,7 +161,19 @@ class Homeserver:
             limiter,
             LoginLimits(_limit(rc.address), _limit(rc.account), _limit(rc.failed_attempts)),
             clock,
+            appservices,
         )
+        appservice_users = AppServiceUsers(
+            config.server_name,
+            stores,
+            appservices,
+            accounts,
+            sessions,
+            limiter,
+            _limit(rc.account),
+            clock,
+        )
+        await appservice_users.ensure_senders()
         notifier = Notifier()
         resolver = StateResolver(stores)
         persister = EventPersister(
@@ -287,6 +300,7 @@ class Homeserver:
             appservices=appservices,
             appservice_ping=AppServicePinger(appservices),
             thirdparty=ThirdPartyLookups(appservices, clock),
+            appservice_users=appservice_users,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)

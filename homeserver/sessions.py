@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,11 @@ from storage.devices import DeviceRecord
 from storage.stores import Stores
 
 DEVICE_ID_ALPHABET = string.ascii_uppercase
+
+
+# How often a device's last-seen time is written at most (as Synapse's granularity).
+LAST_SEEN_GRANULARITY_MS = 120_000
+SEEN_CACHE_SIZE = 50_000
 
 
 def new_device_id() -> str:
@@ -54,6 +60,8 @@ class SessionService:
         self.device_removed_hooks: list[DeviceRemovedHook] = []
         self.device_added_hooks: list[DeviceAddedHook] = []
         self.device_renamed_hooks: list[DeviceRenamedHook] = []
+        # (user, device) -> (ip, when written): last-seen writes are throttled
+        self._seen: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
 
     async def devices(self, user_id: str) -> list[DeviceRecord]:
         return await self._stores.devices.get_devices(user_id)
@@ -72,6 +80,44 @@ class SessionService:
             raise NotFound("Device not found")
         for hook in self.device_renamed_hooks:
             await hook(user_id, device_id)
+
+    async def note_seen(self, user_id: str, device_id: str, ip: str) -> None:
+        """A request from the device: its last-seen time and IP (``GET /devices``),
+        written at most once per ``LAST_SEEN_GRANULARITY_MS`` unless the IP changed."""
+        key = (user_id, device_id)
+        now = self._clock.time_ms()
+        previous = self._seen.get(key)
+        if (
+            previous is not None
+            and previous[0] == ip
+            and now - previous[1] < LAST_SEEN_GRANULARITY_MS
+        ):
+            return
+        self._seen[key] = (ip, now)
+        self._seen.move_to_end(key)
+        if len(self._seen) > SEEN_CACHE_SIZE:
+            self._seen.popitem(last=False)
+        await self._stores.devices.update_last_seen(user_id, device_id, now, ip)
+
+    async def upsert_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """Create a device without a session (an application service manages its
+        users' devices, MSC4190), or rename an existing one when ``display_name`` is
+        given; True when it was created."""
+        now = self._clock.time_ms()
+
+        async def txn_func(txn: Transaction) -> bool:
+            created = await self._stores.devices.ensure_device_txn(
+                txn, user_id, device_id, display_name, now
+            )
+            if created:
+                for hook in self.device_added_hooks:
+                    await hook(txn, user_id, device_id)
+            return created
+
+        created = await self._stores.db.run_transaction("upsert_device", txn_func)
+        if not created and display_name is not None:
+            await self.rename_device(user_id, device_id, display_name)
+        return created
 
     async def create_session_txn(
         self,
@@ -169,6 +215,11 @@ class SessionService:
     def forget_tokens(self, token_hashes: list[str]) -> None:
         """Tell the token cache about tokens revoked by a committed transaction."""
         self._authenticator.forget(token_hashes)
+
+    def forget_user(self, user_id: str) -> None:
+        """Tell the caches that ``user_id`` was deactivated (an application service may
+        no longer act as it either)."""
+        self._authenticator.forget_user(user_id)
 
     async def delete_devices_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]

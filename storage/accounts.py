@@ -48,6 +48,29 @@ class AccountStore:
             displayname,
         )
 
+    async def ensure_user(self, user_id: str, *, created_ts: int, displayname: str) -> bool:
+        """Create a passwordless user (and its profile) unless it exists; True when
+        created. Safe against another process doing the same at once."""
+
+        async def txn_func(txn: Transaction) -> bool:
+            created = await txn.execute(
+                "INSERT INTO users (user_id, password_hash, is_admin, is_guest, deactivated,"
+                " created_ts) VALUES ($1, NULL, FALSE, FALSE, FALSE, $2)"
+                " ON CONFLICT (user_id) DO NOTHING",
+                user_id,
+                created_ts,
+            )
+            if created:
+                await txn.execute(
+                    "INSERT INTO profiles (user_id, displayname, avatar_url) VALUES ($1, $2, NULL)"
+                    " ON CONFLICT (user_id) DO NOTHING",
+                    user_id,
+                    displayname,
+                )
+            return created > 0
+
+        return await self.db.run_transaction("ensure_user", txn_func)
+
     async def get_user(self, user_id: str) -> UserRecord | None:
         row = await self.db.fetchone(
             "get_user",

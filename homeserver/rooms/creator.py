@@ -107,11 +107,14 @@ class EventCreator:
         extra: Mapping[str, Any] | None = None,
         stripped_state_keys: list[tuple[str, str]] | None = None,
         countersign: Countersign | None = None,
+        origin_server_ts: int | None = None,
     ) -> StoredEvent:
         """Build, authorize and persist a local event in an existing room.
 
         ``countersign`` gets the authorized event before it is persisted and returns
         the event to persist (a remote invite: the invitee's server signs it too).
+        ``origin_server_ts``: the event's time if not now (an application service's
+        ``ts``, for messages it bridges).
         """
         async with self.lanes.lane(room_id):
             if txn is not None:
@@ -134,6 +137,7 @@ class EventCreator:
                 extra=extra,
                 stripped_state_keys=stripped_state_keys,
                 countersign=countersign,
+                origin_server_ts=origin_server_ts,
             )
             if isinstance(prepared, StoredEvent):
                 return prepared  # the same state again: the event already in force
@@ -195,6 +199,7 @@ class EventCreator:
         stripped_state_keys: list[tuple[str, str]] | None = None,
         countersign: Countersign | None = None,
         deduplicate: bool = True,
+        origin_server_ts: int | None = None,
     ) -> tuple[Event, EventContext] | StoredEvent:
         """Build, check and authorize an event inside the room's lane; or, for a
         state event the sender already set to the same content, that event (sending
@@ -216,7 +221,7 @@ class EventCreator:
             redacts=redacts,
             extra=extra or {},
         )
-        event, group_before = await self._build(builder, room_id, state)
+        event, group_before = await self._build(builder, room_id, state, origin_server_ts)
         self._authorize(event, await self._auth_state(event, builder, state))
         stripped = None
         if stripped_state_keys is not None:
@@ -352,7 +357,11 @@ class EventCreator:
         return await self._stores.db.run_transaction("create_room", claim)
 
     async def _build(
-        self, builder: EventBuilder, room_id: str, state: StateMap
+        self,
+        builder: EventBuilder,
+        room_id: str,
+        state: StateMap,
+        origin_server_ts: int | None = None,
     ) -> tuple[Event, int | None]:
         extremities = await self._stores.events.get_forward_extremities(room_id)
         prevs = await self._stores.events.get_events(extremities)
@@ -365,7 +374,9 @@ class EventCreator:
             depth=depth,
             server_name=self.server_name,
             signing_key=self._signing_key,
-            origin_server_ts=self._clock.time_ms(),
+            origin_server_ts=(
+                self._clock.time_ms() if origin_server_ts is None else origin_server_ts
+            ),
         )
         if len(canonical_json(event.pdu)) > MAX_EVENT_BYTES:
             raise TooLarge(f"Event larger than {MAX_EVENT_BYTES} bytes")

@@ -357,6 +357,7 @@ class MembershipService:
         content: dict[str, Any],
         *,
         txn: TxnKey | None = None,
+        origin_server_ts: int | None = None,
     ) -> StoredEvent:
         membership = content.get("membership")
         stripped = None
@@ -375,6 +376,7 @@ class MembershipService:
             txn=txn,
             stripped_state_keys=stripped,
             countersign=countersign,
+            origin_server_ts=origin_server_ts,
         )
 
     async def kick(
@@ -424,7 +426,13 @@ class MembershipService:
         return await self.change(user_id, room_id, user_id, "knock", reason=reason)
 
     async def set_member_state(
-        self, sender: str, room_id: str, target: str, content: dict[str, Any]
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        content: dict[str, Any],
+        *,
+        origin_server_ts: int | None = None,
     ) -> StoredEvent:
         """PUT /rooms/{roomId}/state/m.room.member/{userId}: a member event as the client wrote it.
 
@@ -440,7 +448,9 @@ class MembershipService:
             authoriser = await self._restricted_join_authoriser(sender, room_id)
             if authoriser is not None:
                 content["join_authorised_via_users_server"] = authoriser
-        return await self._send_member(sender, room_id, target, content)
+        return await self._send_member(
+            sender, room_id, target, content, origin_server_ts=origin_server_ts
+        )
 
     async def forget(self, user_id: str, room_id: str) -> None:
         """POST /rooms/{roomId}/forget: only once the user has left (or was banned)."""

@@ -98,5 +98,7 @@ class Ghost:
 
 async def make_ghost(hs: HomeserverHarness, localpart: str) -> Ghost:
     """Register a namespace user as the bridge would (the service creates it)."""
-    user_id, _ = await hs.server.client.accounts.register(localpart, None, login=False)
+    accounts = hs.server.client.accounts
+    owner = hs.server.client.appservices.exclusive_owner_of_user(accounts.user_id_for(localpart))
+    user_id, _ = await accounts.register(localpart, None, login=False, app_service=owner)
     return Ghost(hs, user_id)

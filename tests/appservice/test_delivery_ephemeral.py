@@ -153,7 +153,9 @@ async def test_to_device_for_its_users_with_msc3202(
     )
     alice = await make_user(hs, "alice")
     bob = await make_user(hs, "bob")
-    ghost_id, session = await hs.server.client.accounts.register("_bridge_bob", None)
+    ghost_id, session = await hs.server.client.accounts.register(
+        "_bridge_bob", None, app_service=hs.server.client.appservices.by_id("bridge")
+    )
     assert session is not None
     messages = {
         ghost_id: {session.device_id: {"secret": "for the ghost"}},
