@@ -173,6 +173,7 @@ class Homeserver:
             _limit(rc.account),
             clock,
         )
+        await appservice_users.check_tokens_unused()
         await appservice_users.ensure_senders()
         notifier = Notifier()
         resolver = StateResolver(stores)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from homeserver.accounts import AccountService
 from homeserver.appservice.registration import ApplicationService
 from homeserver.appservice.service import AppServices
+from homeserver.auth import token_hash
 from homeserver.clock import Clock
+from homeserver.config import ConfigError
 from homeserver.errors import Forbidden, MatrixError
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.sessions import Session, SessionService
@@ -48,6 +50,17 @@ class AppServiceUsers:
         self._limiter = limiter
         self._login_limit = login_limit
         self._clock = clock
+
+    async def check_tokens_unused(self) -> None:
+        """A service's as_token must not also be a user's access token (it would act
+        as the service, never as the user): a start-up error naming the file."""
+        clashes = [
+            f"{service.source}: as_token: already the access token of a user"
+            for service in self._appservices.services
+            if await self._stores.tokens.get_access_token(token_hash(service.as_token)) is not None
+        ]
+        if clashes:
+            raise ConfigError(clashes)
 
     async def ensure_senders(self) -> None:
         """Give each service's sender a (passwordless) account if it has none, so the

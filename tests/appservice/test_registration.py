@@ -9,6 +9,7 @@ import pytest
 from homeserver.appservice import load_registrations, parse_registration
 from homeserver.config import ConfigError
 from tests.appservice.conftest import SERVER_NAME, registration, write_registration
+from tests.conftest import HarnessFactory
 
 
 def test_a_bridge_registration_is_read() -> None:
@@ -119,3 +120,13 @@ def test_ids_and_tokens_must_be_unique(tmp_path: Path) -> None:
     text = str(raised.value)
     assert "b.yaml" in text and "id: the same as in" in text
     assert "as_token: the same as in" in text
+
+
+async def test_an_as_token_that_is_a_users_access_token_stops_start_up(
+    make_homeserver: HarnessFactory, tmp_path: Path
+) -> None:
+    first = await make_homeserver()
+    alice = await first.register("alice")
+    path = write_registration(tmp_path, registration(None, as_token=alice["access_token"]))
+    with pytest.raises(ConfigError, match="as_token: already the access token of a user"):
+        await make_homeserver(app_service_config_files=[path])
