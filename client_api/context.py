@@ -41,6 +41,7 @@ from homeserver.rooms.third_party_invites import ThirdPartyInviteService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sso import SsoService
 from homeserver.sync.service import SyncService
 from homeserver.to_device import ToDeviceService
@@ -90,6 +91,7 @@ class ClientContext:
     appservice_ping: AppServicePinger
     thirdparty: ThirdPartyLookups
     appservice_users: AppServiceUsers
+    sliding_sync: SlidingSyncService
 
     @property
     def server_name(self) -> str:

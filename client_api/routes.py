@@ -35,6 +35,8 @@ from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
 from client_api.room_upgrades import RoomUpgradeHandlers
 from client_api.rooms import RoomHandlers
+from client_api.sliding_sync import PATH as SLIDING_SYNC_PATH
+from client_api.sliding_sync import SlidingSyncHandlers
 from client_api.sso import sso_routes
 from client_api.sync import SyncHandlers
 from client_api.to_device import ToDeviceHandlers
@@ -209,6 +211,8 @@ def client_routes(
         ("POST", unstable + "/keys/device_signing/upload", keys.upload_device_signing_keys),
         ("POST", unstable + "/keys/signatures/upload", keys.upload_signatures),
     ]
+    # Simplified sliding sync (MSC4186) where Synapse serves it.
+    routes.append(("POST", SLIDING_SYNC_PATH, SlidingSyncHandlers(ctx).sync))
     routes += sso_routes(ctx, CLIENT_PREFIXES, LEGACY_PREFIX)
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [

@@ -82,6 +82,7 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
@@ -247,6 +248,9 @@ class Homeserver:
             EventSerializer(stores, clock, relations),
             visibility,
         )
+        sliding_sync = SlidingSyncService(
+            stores, notifier, sync, EventSerializer(stores, clock, relations), visibility, clock
+        )
         client = ClientContext(
             config=config,
             clock=clock,
@@ -302,9 +306,11 @@ class Homeserver:
             appservice_ping=AppServicePinger(appservices),
             thirdparty=ThirdPartyLookups(appservices, clock),
             appservice_users=appservice_users,
+            sliding_sync=sliding_sync,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
+        sliding_sync.use_unread_counter(client.sync.unread_counter)
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
         client.sync.end_hooks.append(ephemeral.presence.sync_ended)

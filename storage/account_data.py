@@ -53,6 +53,18 @@ class AccountDataStore:
         )
         return None if value is None else dict(json.loads(str(value)))
 
+    async def per_room_of_type(self, user_id: str, data_type: str) -> dict[str, dict[str, Any]]:
+        """The user's room account data of one type, by room (e.g. every room's tags)."""
+        rows = await self.db.fetchall(
+            "per_room_account_data_of_type",
+            "SELECT room_id, content FROM account_data WHERE user_id = $1"
+            " AND data_type = $2 AND room_id <> $3",
+            user_id,
+            data_type,
+            GLOBAL,
+        )
+        return {str(room): dict(json.loads(str(content))) for room, content in rows}
+
     async def get_global_many(
         self, user_ids: Collection[str], data_type: str
     ) -> dict[str, dict[str, Any]]:

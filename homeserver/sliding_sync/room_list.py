@@ -1,0 +1,279 @@
+"""The rooms of a sliding sync request: the user's rooms, each list's filters and
+order, and the windows (``ranges``) the client asked for.
+
+A list is the user's rooms (joined, invited, knocked, banned; left only when the
+user was kicked or left since the connection's last response, as Synapse shows
+them) that pass its filters, ordered by bump stamp, newest first: the stream
+position of the room's latest event of a type that bumps (its summary, kept on
+write), or of the user's own membership event for rooms it is not joined to. One
+query reads every room's summary, so an account in thousands of rooms costs one
+query and a sort here, and only the rooms in a window are looked at further.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.sliding_sync.request import ListFilters, ListRequest
+from homeserver.sync.memberships import RoomMemberships
+from storage.stores import Stores
+
+DIRECT = "m.direct"
+TAG = "m.tag"
+SPACE_CHILD = "m.space.child"
+CREATE = "m.room.create"
+ENCRYPTION = "m.room.encryption"
+
+
+@dataclass(frozen=True)
+class UserRoom:
+    """A room of the user's, as of the response's token."""
+
+    room_id: str
+    membership: str
+    membership_event_id: str
+    membership_stream: int
+    bump_stamp: int
+    room_type: str | None = None
+    is_encrypted: bool = False
+    name: str | None = None
+    newly_joined: bool = False
+    newly_left: bool = False
+
+
+@dataclass(frozen=True)
+class ListResult:
+    name: str
+    count: int
+    ops: list[dict[str, Any]]
+    room_ids: list[str]  # the rooms in its windows, in order
+
+
+class RoomLists:
+    def __init__(self, stores: Stores) -> None:
+        self._stores = stores
+
+    async def user_rooms(
+        self,
+        user_id: str,
+        histories: Mapping[str, RoomMemberships],
+        since: int | None,
+        upto: int,
+    ) -> dict[str, UserRoom]:
+        """Every room a list may show, with what its filters and order need."""
+        chosen: dict[str, tuple[str, str, int, bool, bool]] = {}
+        left_rows: dict[str, str] = {}
+        for room_id, history in histories.items():
+            current = history.at(upto)
+            if current is None:
+                continue
+            membership = current.membership
+            newly_left = False
+            newly_joined = False
+            if since is not None:
+                at_since = history.at(since)
+                if membership == "join":
+                    newly_joined = at_since is None or at_since.membership != "join"
+                elif membership in ("leave", "ban"):
+                    newly_left = current.stream > since
+            if membership == "leave" and not newly_left:
+                left_rows[room_id] = current.event_id
+            chosen[room_id] = (
+                membership,
+                current.event_id,
+                current.stream,
+                newly_joined,
+                newly_left,
+            )
+        if left_rows:
+            # a room left by the user's own choice stays out; one they were kicked
+            # from is shown (as Synapse: the sender of the leave is someone else)
+            events = await self._stores.events.get_events(list(left_rows.values()))
+            for room_id, event_id in left_rows.items():
+                stored = events.get(event_id)
+                if stored is None or stored.event.sender == user_id:
+                    del chosen[room_id]
+        if not chosen:
+            return {}
+        forgotten = await self._stores.rooms.forgotten_rooms(user_id)
+        for room_id in forgotten:
+            if room_id in chosen and chosen[room_id][0] in ("leave", "ban"):
+                del chosen[room_id]
+        summaries = await self._stores.room_summaries.get_many(list(chosen))
+        invites = [row[1] for row in chosen.values() if row[0] in ("invite", "knock")]
+        stripped = await self._stores.sync.stripped_states(invites) if invites else {}
+        rooms: dict[str, UserRoom] = {}
+        for room_id, (membership, event_id, stream, newly_joined, newly_left) in chosen.items():
+            summary = summaries.get(room_id)
+            room_type: str | None = None
+            encrypted = False
+            name: str | None = None
+            if membership == "join" and summary is not None:
+                bump = summary.bump_stamp or stream
+                room_type, encrypted, name = summary.room_type, summary.is_encrypted, summary.name
+            else:
+                bump = stream
+                if membership in ("invite", "knock"):
+                    room_type, encrypted, name = _from_stripped(stripped.get(event_id, []))
+                elif summary is not None:
+                    room_type, encrypted, name = (
+                        summary.room_type,
+                        summary.is_encrypted,
+                        summary.name,
+                    )
+            rooms[room_id] = UserRoom(
+                room_id,
+                membership,
+                event_id,
+                stream,
+                bump,
+                room_type,
+                encrypted,
+                name,
+                newly_joined,
+                newly_left,
+            )
+        return rooms
+
+    async def compute(
+        self,
+        user_id: str,
+        lists: Mapping[str, ListRequest],
+        rooms: Mapping[str, UserRoom],
+    ) -> dict[str, ListResult]:
+        ordered = sorted(rooms.values(), key=lambda r: (-r.bump_stamp, r.room_id))
+        needs = _filter_needs(lists.values())
+        dm_rooms = await self._dm_rooms(user_id) if "is_dm" in needs else set()
+        tags = (
+            await self._stores.account_data.per_room_of_type(user_id, TAG)
+            if "tags" in needs
+            else {}
+        )
+        results: dict[str, ListResult] = {}
+        for name, request in lists.items():
+            filters = request.filters
+            if filters is None:
+                matching = [r.room_id for r in ordered]
+            else:
+                spaces = await self._space_children(filters.spaces, rooms)
+                matching = [
+                    r.room_id
+                    for r in ordered
+                    if _passes(r, filters, dm_rooms, tags.get(r.room_id), spaces)
+                ]
+            results[name] = _windows(name, matching, request)
+        return results
+
+    async def dm_rooms(self, user_id: str) -> set[str]:
+        return await self._dm_rooms(user_id)
+
+    async def _dm_rooms(self, user_id: str) -> set[str]:
+        content = await self._stores.account_data.get(user_id, None, DIRECT) or {}
+        found: set[str] = set()
+        for room_ids in content.values():
+            if isinstance(room_ids, list):
+                found.update(r for r in room_ids if isinstance(r, str))
+        return found
+
+    async def _space_children(
+        self, spaces: tuple[str, ...] | None, rooms: Mapping[str, UserRoom]
+    ) -> set[str] | None:
+        """The rooms named by ``m.space.child`` state of the listed spaces the user is
+        joined to (None: no space filter). Sub-spaces are not followed (MSC4186)."""
+        if spaces is None:
+            return None
+        children: set[str] = set()
+        for space_id in spaces:
+            room = rooms.get(space_id)
+            if room is None or room.membership != "join":
+                continue
+            state = await self._stores.state.get_current_state(space_id)
+            keys = [(t, k) for (t, k) in state if t == SPACE_CHILD]
+            if not keys:
+                continue
+            events = await self._stores.events.get_events([state[k] for k in keys])
+            for stored in events.values():
+                # a child event with no "via" has been removed
+                if stored.event.state_key and stored.event.content.get("via"):
+                    children.add(stored.event.state_key)
+        return children
+
+
+def _filter_needs(lists: Collection[ListRequest]) -> set[str]:
+    needs: set[str] = set()
+    for request in lists:
+        f = request.filters
+        if f is None:
+            continue
+        if f.is_dm is not None:
+            needs.add("is_dm")
+        if f.tags is not None or f.not_tags is not None:
+            needs.add("tags")
+    return needs
+
+
+def _passes(
+    room: UserRoom,
+    f: ListFilters,
+    dm_rooms: set[str],
+    tags: Mapping[str, Any] | None,
+    space_children: set[str] | None,
+) -> bool:
+    if f.is_dm is not None and (room.room_id in dm_rooms) != f.is_dm:
+        return False
+    if f.is_encrypted is not None and room.is_encrypted != f.is_encrypted:
+        return False
+    if f.is_invite is not None and (room.membership == "invite") != f.is_invite:
+        return False
+    if f.not_room_types is not None and room.room_type in f.not_room_types:
+        return False
+    if f.room_types is not None and room.room_type not in f.room_types:
+        return False
+    if f.room_name_like is not None and (
+        room.name is None or f.room_name_like.lower() not in room.name.lower()
+    ):
+        return False
+    room_tags = set((tags or {}).get("tags", {}) or {})
+    if f.not_tags is not None and room_tags & set(f.not_tags):
+        return False
+    if f.tags is not None and not room_tags & set(f.tags):
+        return False
+    return space_children is None or room.room_id in space_children
+
+
+def _windows(name: str, matching: list[str], request: ListRequest) -> ListResult:
+    count = len(matching)
+    ranges = request.ranges
+    if ranges is None:
+        ranges = ((0, max(count - 1, 0)),)
+    ops: list[dict[str, Any]] = []
+    in_window: list[str] = []
+    seen: set[str] = set()
+    for start, end in ranges:
+        room_ids = matching[start : end + 1]
+        ops.append({"op": "SYNC", "range": [start, end], "room_ids": room_ids})
+        for room_id in room_ids:
+            if room_id not in seen:
+                seen.add(room_id)
+                in_window.append(room_id)
+    return ListResult(name, count, ops, in_window)
+
+
+def _from_stripped(state: list[dict[str, Any]]) -> tuple[str | None, bool, str | None]:
+    room_type: str | None = None
+    encrypted = False
+    name: str | None = None
+    for event in state:
+        kind = event.get("type")
+        content = event.get("content") or {}
+        if kind == CREATE:
+            value = content.get("type")
+            room_type = value if isinstance(value, str) else None
+        elif kind == ENCRYPTION:
+            encrypted = True
+        elif kind == "m.room.name":
+            value = content.get("name")
+            name = value if isinstance(value, str) else None
+    return room_type, encrypted, name

@@ -1,0 +1,234 @@
+"""Simplified sliding sync (MSC4186): ``POST
+/_matrix/client/unstable/org.matrix.simplified_msc3575/sync``.
+
+One request: parse the body; find the connection's state at ``pos`` (none: a new
+connection); compute the user's room lists and windows; build the rooms the
+connection does not hold as they are now, and the extensions; record the new state
+and answer with its ``pos``. On a later request with nothing new, wait (up to
+``timeout``) for the notifier to report a change in the user's rooms or streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from homeserver.clock import Clock
+from homeserver.notifier import Notifier
+from homeserver.rooms.serializer import EventSerializer
+from homeserver.sliding_sync.connections import (
+    ConnectionState,
+    SlidingSyncConnections,
+    format_pos,
+    parse_pos,
+)
+from homeserver.sliding_sync.request import RoomParams, SlidingSyncRequest, parse_request
+from homeserver.sliding_sync.required_state import RequiredState
+from homeserver.sliding_sync.room_list import ListResult, RoomLists, UserRoom
+from homeserver.sliding_sync.rooms import RoomResults, RoomWant
+from homeserver.streams import SyncToken
+from homeserver.sync.extensions import UnreadCounter
+from homeserver.sync.service import SyncService
+from homeserver.sync.timelines import TimelineReader, VisibleEvents
+from storage.stores import Stores
+
+# A change committed but not yet readable (a later position finished first): look
+# again after this pause instead of waiting for the next wake-up.
+_UNCOMMITTED_PAUSE_S = 0.005
+
+
+class Extensions(Protocol):
+    def parse(self, raw: object) -> Any: ...
+
+    async def compute(
+        self,
+        user_id: str,
+        device_id: str,
+        request: Any,
+        from_token: SyncToken | None,
+        to_token: SyncToken,
+        list_rooms: Mapping[str, list[str]],
+        subscribed_rooms: list[str],
+        all_rooms: Mapping[str, str],
+    ) -> dict[str, Any]: ...
+
+    def has_updates(
+        self, user_id: str, request: Any, room_ids: list[str], since: SyncToken
+    ) -> bool: ...
+
+
+@dataclass
+class _Pass:
+    body: dict[str, Any]
+    state: ConnectionState
+    joined: list[str]
+    news: bool
+
+
+class SlidingSyncService:
+    def __init__(
+        self,
+        stores: Stores,
+        notifier: Notifier,
+        sync: SyncService,
+        serializer: EventSerializer,
+        visibility: VisibleEvents,
+        clock: Clock,
+    ) -> None:
+        self._stores = stores
+        self._notifier = notifier
+        self._sync = sync
+        self._clock = clock
+        self.connections = SlidingSyncConnections()
+        self._lists = RoomLists(stores)
+        self._unread: dict[str, UnreadCounter | None] = {"counter": None}
+        self._rooms = RoomResults(
+            stores,
+            notifier,
+            serializer,
+            TimelineReader(stores, stores.sync, visibility),
+            self._unread,
+        )
+        self.extensions: Extensions | None = None
+
+    def use_unread_counter(self, counter: UnreadCounter) -> None:
+        self._unread["counter"] = counter
+
+    async def sync(
+        self,
+        user_id: str,
+        device_id: str,
+        body: object,
+        pos: str | None,
+        timeout_ms: int,
+    ) -> dict[str, Any]:
+        request = parse_request(body)
+        ext_request = (
+            self.extensions.parse(request.extensions) if self.extensions is not None else None
+        )
+        conn_id = request.conn_id or ""
+        now_ms = self._clock.time_ms()
+        previous_position: int | None = None
+        from_token: SyncToken | None = None
+        if pos is None:
+            previous = self.connections.start(user_id, device_id, conn_id, now_ms)
+        else:
+            previous_position, from_token = parse_pos(pos)
+            previous = self.connections.get(user_id, device_id, conn_id, previous_position, now_ms)
+            from_token = self._sync.bound_future_token(from_token)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        while True:
+            mark = self._notifier.user_change_position(user_id)
+            to_token = self._sync.current_token(from_token)
+            result = await self._compute(
+                user_id, device_id, request, ext_request, previous, from_token, to_token
+            )
+            remaining = deadline - loop.time()
+            if result.news or from_token is None or remaining <= 0:
+                break
+            joined = result.joined
+
+            def is_ready(
+                mark: int = mark, rooms: list[str] = joined, token: SyncToken = to_token
+            ) -> bool:
+                if self._notifier.user_change_position(user_id) != mark:
+                    return True
+                if self._notifier.rooms_changed_since(rooms, token.events):
+                    return True
+                return self.extensions is not None and self.extensions.has_updates(
+                    user_id, ext_request, rooms, token
+                )
+
+            if is_ready():
+                await asyncio.sleep(_UNCOMMITTED_PAUSE_S)
+                continue
+            await self._notifier.wait(user_id, joined, remaining, is_ready)
+        position = self.connections.record(
+            user_id, device_id, conn_id, result.state, self._clock.time_ms(), previous_position
+        )
+        return {"pos": format_pos(position, to_token), **result.body}
+
+    async def _compute(
+        self,
+        user_id: str,
+        device_id: str,
+        request: SlidingSyncRequest,
+        ext_request: Any,
+        previous: ConnectionState,
+        from_token: SyncToken | None,
+        to_token: SyncToken,
+    ) -> _Pass:
+        histories = await self._sync.memberships.get(user_id)
+        since = from_token.events if from_token is not None else None
+        rooms = await self._lists.user_rooms(user_id, histories, since, to_token.events)
+        lists = await self._lists.compute(user_id, request.lists, rooms)
+        dm_rooms = await self._lists.dm_rooms(user_id) if rooms else set()
+        wants = self._wants(user_id, request, lists, rooms, dm_rooms)
+        room_bodies, statuses = await self._rooms.build(
+            user_id,
+            device_id,
+            list(wants.values()),
+            previous.rooms,
+            from_token,
+            to_token,
+            histories,
+        )
+        body: dict[str, Any] = {}
+        list_bodies = {
+            name: {"count": result.count, "ops": result.ops} for name, result in lists.items()
+        }
+        if list_bodies:
+            body["lists"] = list_bodies
+        body["rooms"] = room_bodies
+        extensions: dict[str, Any] = {}
+        if self.extensions is not None and ext_request is not None:
+            extensions = await self.extensions.compute(
+                user_id,
+                device_id,
+                ext_request,
+                from_token,
+                to_token,
+                {name: result.room_ids for name, result in lists.items()},
+                [r for r in request.room_subscriptions if r in rooms],
+                {room_id: room.membership for room_id, room in rooms.items()},
+            )
+        body["extensions"] = extensions
+        list_state = {name: (tuple(r.room_ids), r.count) for name, r in lists.items()}
+        lists_changed = any(previous.lists.get(name) != value for name, value in list_state.items())
+        state = ConnectionState(to_token, {**previous.rooms, **statuses}, list_state)
+        news = bool(room_bodies) or bool(extensions) or lists_changed
+        joined = [room_id for room_id, room in rooms.items() if room.membership == "join"]
+        return _Pass(body, state, joined, news)
+
+    def _wants(
+        self,
+        user_id: str,
+        request: SlidingSyncRequest,
+        lists: Mapping[str, ListResult],
+        rooms: Mapping[str, UserRoom],
+        dm_rooms: set[str],
+    ) -> dict[str, RoomWant]:
+        """Every room in a window or subscribed to, with the union of what asks for it."""
+        asked: dict[str, list[RoomParams]] = {}
+        for name, result in lists.items():
+            params = request.lists[name].params
+            for room_id in result.room_ids:
+                asked.setdefault(room_id, []).append(params)
+        for room_id, params in request.room_subscriptions.items():
+            if room_id in rooms:
+                asked.setdefault(room_id, []).append(params)
+        wants: dict[str, RoomWant] = {}
+        for room_id, all_params in asked.items():
+            required = RequiredState()
+            for params in all_params:
+                required = required.union(RequiredState.parse(params.required_state, user_id))
+            wants[room_id] = RoomWant(
+                rooms[room_id],
+                required,
+                max(p.timeline_limit for p in all_params),
+                room_id in dm_rooms,
+            )
+        return wants
