@@ -19,7 +19,8 @@ NEVER). Typing needs no memory: a room coming back into range shows who types no
 
 Where this differs from Synapse: receipts and typing are given for joined rooms only
 (Synapse gives them for any room in the window, an invite's too); ``to_device.limit``
-and ``since`` must be non-negative (Synapse sends a negative limit to the database).
+must not be negative (Synapse hands a negative limit to the database, which PostgreSQL
+refuses); a negative ``since`` reads from the start, as in Synapse.
 """
 
 from __future__ import annotations
@@ -141,11 +142,12 @@ def _to_device(raw: Mapping[str, Any]) -> ToDeviceRequest:
     if since is not None:
         if not isinstance(since, str):
             raise BadJson(f"{_where(TO_DEVICE, 'since')}: expected a string")
-        if not since.isascii() or not since.isdigit() or int(since) > MAX_POSITION:
+        digits = since[1:] if since.startswith("-") else since
+        if not digits.isascii() or not digits.isdigit() or int(digits) > MAX_POSITION:
             raise InvalidParam(
                 f"'{_where(TO_DEVICE, 'since')}' is invalid (should look like an int)"
             )
-        position = int(since)
+        position = max(int(since), 0)  # a negative one: from the start, as Synapse reads it
     return ToDeviceRequest(min(limit, TO_DEVICE_LIMIT), position)
 
 
@@ -205,7 +207,10 @@ class SentRooms:
 
 @dataclass(frozen=True)
 class ExtensionsState:
-    """What a connection's extensions have sent; a new connection starts empty."""
+    """What a connection's extensions have sent; a new connection starts empty. Kept
+    per ``pos`` beside the connection's other state (a retried ``pos`` reuses the state
+    that ``pos`` was answered with): pass it to :meth:`SlidingSyncExtensions.compute_with_state`
+    and store the state it returns under the new ``pos``."""
 
     account_data: SentRooms = SentRooms()
     receipts: SentRooms = SentRooms()

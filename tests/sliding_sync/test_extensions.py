@@ -124,6 +124,8 @@ def test_parse_to_device_fields() -> None:
     assert parsed.to_device == ToDeviceRequest(100, 42)  # at most 100, as Synapse
     parsed = parse_extensions({"to_device": {"enabled": True, "limit": 3}})
     assert parsed.to_device == ToDeviceRequest(3, None)
+    parsed = parse_extensions({"to_device": {"enabled": True, "since": "-7"}})
+    assert parsed.to_device == ToDeviceRequest(100, 0)  # from the start, as Synapse
 
 
 @pytest.mark.parametrize(
@@ -140,7 +142,9 @@ def test_parse_to_device_fields() -> None:
         ({"to_device": {"enabled": True, "limit": -1}}, "M_INVALID_PARAM"),
         ({"to_device": {"enabled": True, "since": 5}}, "M_BAD_JSON"),
         ({"to_device": {"enabled": True, "since": "abc"}}, "M_INVALID_PARAM"),
-        ({"to_device": {"enabled": True, "since": "-1"}}, "M_INVALID_PARAM"),
+        ({"to_device": {"enabled": True, "since": "-"}}, "M_INVALID_PARAM"),
+        ({"to_device": {"enabled": True, "since": ""}}, "M_INVALID_PARAM"),
+        ({"to_device": {"enabled": True, "since": " 1"}}, "M_INVALID_PARAM"),
         ({"to_device": {"enabled": True, "since": "1e3"}}, "M_INVALID_PARAM"),
         ({"to_device": {"enabled": True, "since": "99999999999999999999"}}, "M_INVALID_PARAM"),
         ({"to_device": {"enabled": False, "since": "x"}}, "M_INVALID_PARAM"),
