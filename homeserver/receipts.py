@@ -221,6 +221,36 @@ class ReceiptService:
             records += await self._stores.receipts.for_rooms(from_db, since, upto)
         return receipt_events(records, user_id)
 
+    async def rooms_with_changes(
+        self, room_ids: Collection[str], since: int, upto: int
+    ) -> set[str]:
+        """Those of ``room_ids`` with a receipt after ``since`` (an over-estimate when
+        receipts after ``upto`` exist: a caller resends, never loses)."""
+        if since >= upto or not room_ids:
+            return set()
+        if since >= self._started_at:
+            return {r for r in room_ids if self._room_last.get(r, 0) > since}
+        changed = await self._stores.receipts.rooms_changed_since(since)
+        return {r for r in room_ids if r in changed}
+
+    async def receipts_initial(
+        self,
+        user_id: str,
+        room_events: Collection[tuple[str, str]],
+        rooms: Collection[str],
+        upto: int,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """room_id -> [one ``m.receipt``] with the receipts (up to ``upto``) pointing at
+        the given (room, event)s plus the user's own receipts in ``rooms``."""
+        records: dict[tuple[str, str, str, str | None], ReceiptRecord] = {}
+        if room_events:
+            for r in await self._stores.receipts.for_events(room_events, upto):
+                records[(r.room_id, r.receipt_type, r.user_id, r.thread_id)] = r
+        if rooms:
+            for r in await self._stores.receipts.for_user_in_rooms(user_id, rooms, upto):
+                records[(r.room_id, r.receipt_type, r.user_id, r.thread_id)] = r
+        return receipt_events(list(records.values()), user_id)
+
     def _remember(self, record: ReceiptRecord) -> None:
         """Keep the room's latest receipts in memory, so incremental syncs skip the DB."""
         recent = self._recent.get(record.room_id)

@@ -148,9 +148,14 @@ class ToDeviceService:
     # -- /sync ----------------------------------------------------------------------
 
     async def to_device_for_sync(
-        self, user_id: str, device_id: str | None, since: int | None, upto: int
+        self,
+        user_id: str,
+        device_id: str | None,
+        since: int | None,
+        upto: int,
+        limit: int = SYNC_LIMIT,
     ) -> tuple[list[dict[str, Any]], int]:
-        """The device's messages after ``since`` (at most SYNC_LIMIT) and the position the
+        """The device's messages after ``since`` (at most ``limit``) and the position the
         next token must carry: ``upto``, or the last message's when more are waiting.
         Messages at or before ``since`` were delivered: they are deleted."""
         if device_id is None:
@@ -167,10 +172,10 @@ class ToDeviceService:
             return [], upto
         if low >= self._started_at and self._user_last.get(user_id, 0) <= low:
             return [], upto
-        pending = await self._stores.to_device.pending(user_id, device_id, low, upto, SYNC_LIMIT)
+        pending = await self._stores.to_device.pending(user_id, device_id, low, upto, limit)
         if not pending:
             return [], upto
-        position = pending[-1].stream_id if len(pending) == SYNC_LIMIT else upto
+        position = pending[-1].stream_id if len(pending) == limit else upto
         self._unacked[key] = max(self._unacked.get(key, 0), pending[-1].stream_id)
         events = [{"sender": m.sender, "type": m.event_type, "content": m.content} for m in pending]
         return events, position

@@ -158,3 +158,55 @@ class AccountDataStore:
             upto,
         )
         return [_record(r) for r in rows]
+
+    async def changed_global(
+        self, user_id: str, since: int | None, upto: int
+    ) -> list[AccountDataRecord]:
+        """The user's global account data changed in (since, upto] (all if since is None)."""
+        rows = await self.db.fetchall(
+            "global_account_data_for_user",
+            "SELECT room_id, data_type, content, stream_id FROM account_data"
+            " WHERE user_id = $1 AND room_id = $2 AND stream_id > $3 AND stream_id <= $4"
+            " ORDER BY stream_id",
+            user_id,
+            GLOBAL,
+            -1 if since is None else since,
+            upto,
+        )
+        return [_record(r) for r in rows]
+
+    async def changed_in_rooms(
+        self, user_id: str, room_ids: Collection[str], since: int | None, upto: int
+    ) -> list[AccountDataRecord]:
+        """The user's account data of ``room_ids`` changed in (since, upto] (all of it
+        if since is None), in stream order per chunk of rooms."""
+        rooms = [r for r in dict.fromkeys(room_ids) if r != GLOBAL]
+        found: list[AccountDataRecord] = []
+        for start in range(0, len(rooms), _CHUNK):
+            chunk = rooms[start : start + _CHUNK]
+            marks = ", ".join(f"${i + 4}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "room_account_data_for_user",
+                "SELECT room_id, data_type, content, stream_id FROM account_data"
+                " WHERE user_id = $1 AND stream_id > $2 AND stream_id <= $3"
+                f" AND room_id IN ({marks}) ORDER BY stream_id",
+                user_id,
+                -1 if since is None else since,
+                upto,
+                *chunk,
+            )
+            found += [_record(r) for r in rows]
+        return found
+
+    async def rooms_changed(self, user_id: str, since: int, upto: int) -> set[str]:
+        """The rooms whose account data of the user changed in (since, upto]."""
+        rows = await self.db.fetchall(
+            "rooms_with_account_data_changes",
+            "SELECT DISTINCT room_id FROM account_data"
+            " WHERE user_id = $1 AND room_id <> $2 AND stream_id > $3 AND stream_id <= $4",
+            user_id,
+            GLOBAL,
+            since,
+            upto,
+        )
+        return {str(r[0]) for r in rows}

@@ -120,3 +120,53 @@ class ReceiptStore:
             since,
         )
         return {str(r): int(p) for r, p in rows}
+
+    async def for_events(
+        self, room_events: Collection[tuple[str, str]], upto: int
+    ) -> list[ReceiptRecord]:
+        """Receipts (up to position ``upto``) that point at the given (room, event)s."""
+        pairs = set(room_events)
+        by_room: dict[str, list[str]] = {}
+        for room_id, event_id in sorted(pairs):
+            by_room.setdefault(room_id, []).append(event_id)
+        # batches of at most ~400 events; the rooms select through the primary key
+        batches: list[tuple[list[str], list[str]]] = []
+        for room_id, event_ids in by_room.items():
+            if not batches or len(batches[-1][1]) + len(event_ids) > 400:
+                batches.append(([], []))
+            batches[-1][0].append(room_id)
+            batches[-1][1].extend(event_ids)
+        found: list[ReceiptRecord] = []
+        for rooms, events in batches:
+            room_marks = ", ".join(f"${i + 2}" for i in range(len(rooms)))
+            event_marks = ", ".join(f"${i + 2 + len(rooms)}" for i in range(len(events)))
+            rows = await self.db.fetchall(
+                "receipts_for_events",
+                f"SELECT {_COLUMNS} FROM receipts WHERE stream_id <= $1"
+                f" AND room_id IN ({room_marks}) AND event_id IN ({event_marks})",
+                upto,
+                *rooms,
+                *events,
+            )
+            found += [r for r in map(_record, rows) if (r.room_id, r.event_id) in pairs]
+        return found
+
+    async def for_user_in_rooms(
+        self, user_id: str, room_ids: Collection[str], upto: int
+    ) -> list[ReceiptRecord]:
+        """The user's own receipts (up to position ``upto``) in ``room_ids``."""
+        rooms = list(dict.fromkeys(room_ids))
+        found: list[ReceiptRecord] = []
+        for start in range(0, len(rooms), 500):
+            chunk = rooms[start : start + 500]
+            marks = ", ".join(f"${i + 3}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "receipts_of_user_in_rooms",
+                f"SELECT {_COLUMNS} FROM receipts WHERE user_id = $1 AND stream_id <= $2"
+                f" AND room_id IN ({marks})",
+                user_id,
+                upto,
+                *chunk,
+            )
+            found += [_record(r) for r in rows]
+        return found
