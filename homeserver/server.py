@@ -82,6 +82,7 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
+from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
 from homeserver.streams import StreamIdGenerator
@@ -311,6 +312,14 @@ class Homeserver:
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         sliding_sync.use_unread_counter(client.sync.unread_counter)
+        sliding_sync.extensions = SlidingSyncExtensions.build(
+            ephemeral.to_device,
+            e2ee.keys,
+            e2ee.device_lists,
+            ephemeral.account_data,
+            ephemeral.receipts,
+            ephemeral.typing,
+        )
         client.sync.extensions += ephemeral.sync_extensions()
         client.sync.hooks.append(ephemeral.presence.sync_started)
         client.sync.end_hooks.append(ephemeral.presence.sync_ended)

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from homeserver.errors import MatrixError
+from homeserver.sliding_sync.extensions import ExtensionsState
 from homeserver.sliding_sync.required_state import RequiredState
 from homeserver.streams import SyncToken
 
@@ -51,6 +52,8 @@ class ConnectionState:
     rooms: dict[str, RoomStatus] = field(default_factory=dict)
     # the room IDs of each list's windows as last sent (a change is worth a response)
     lists: dict[str, tuple[tuple[str, ...], int]] = field(default_factory=dict)
+    # what the extensions sent (account data and receipts by room)
+    extensions: ExtensionsState = field(default_factory=ExtensionsState)
 
 
 @dataclass

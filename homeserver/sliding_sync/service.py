@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from homeserver.clock import Clock
 from homeserver.notifier import Notifier
@@ -24,6 +24,7 @@ from homeserver.sliding_sync.connections import (
     format_pos,
     parse_pos,
 )
+from homeserver.sliding_sync.extensions import SlidingSyncExtensions, has_news
 from homeserver.sliding_sync.request import RoomParams, SlidingSyncRequest, parse_request
 from homeserver.sliding_sync.required_state import RequiredState
 from homeserver.sliding_sync.room_list import ListResult, RoomLists, UserRoom
@@ -39,32 +40,13 @@ from storage.stores import Stores
 _UNCOMMITTED_PAUSE_S = 0.005
 
 
-class Extensions(Protocol):
-    def parse(self, raw: object) -> Any: ...
-
-    async def compute(
-        self,
-        user_id: str,
-        device_id: str,
-        request: Any,
-        from_token: SyncToken | None,
-        to_token: SyncToken,
-        list_rooms: Mapping[str, list[str]],
-        subscribed_rooms: list[str],
-        all_rooms: Mapping[str, str],
-    ) -> dict[str, Any]: ...
-
-    def has_updates(
-        self, user_id: str, request: Any, room_ids: list[str], since: SyncToken
-    ) -> bool: ...
-
-
 @dataclass
 class _Pass:
     body: dict[str, Any]
     state: ConnectionState
     joined: list[str]
     news: bool
+    scope: list[str]  # the rooms of the windows and subscriptions
 
 
 class SlidingSyncService:
@@ -91,7 +73,7 @@ class SlidingSyncService:
             TimelineReader(stores, stores.sync, visibility),
             self._unread,
         )
-        self.extensions: Extensions | None = None
+        self.extensions: SlidingSyncExtensions | None = None
 
     def use_unread_counter(self, counter: UnreadCounter) -> None:
         self._unread["counter"] = counter
@@ -131,15 +113,22 @@ class SlidingSyncService:
                 break
             joined = result.joined
 
+            scope = result.scope
+
             def is_ready(
-                mark: int = mark, rooms: list[str] = joined, token: SyncToken = to_token
+                mark: int = mark,
+                rooms: list[str] = joined,
+                token: SyncToken = to_token,
+                scope: list[str] = scope,
             ) -> bool:
                 if self._notifier.user_change_position(user_id) != mark:
                     return True
                 if self._notifier.rooms_changed_since(rooms, token.events):
                     return True
-                return self.extensions is not None and self.extensions.has_updates(
-                    user_id, ext_request, rooms, token
+                return (
+                    self.extensions is not None
+                    and ext_request is not None
+                    and self.extensions.has_updates(user_id, ext_request, scope, token)
                 )
 
             if is_ready():
@@ -184,8 +173,9 @@ class SlidingSyncService:
             body["lists"] = list_bodies
         body["rooms"] = room_bodies
         extensions: dict[str, Any] = {}
+        ext_state = previous.extensions
         if self.extensions is not None and ext_request is not None:
-            extensions = await self.extensions.compute(
+            extensions, ext_state = await self.extensions.compute_with_state(
                 user_id,
                 device_id,
                 ext_request,
@@ -194,14 +184,20 @@ class SlidingSyncService:
                 {name: result.room_ids for name, result in lists.items()},
                 [r for r in request.room_subscriptions if r in rooms],
                 {room_id: room.membership for room_id, room in rooms.items()},
+                state=previous.extensions if from_token is not None else None,
+                initial_rooms=[r for r, b in room_bodies.items() if b.get("initial")],
+                timelines={
+                    r: [e["event_id"] for e in b.get("timeline", [])]
+                    for r, b in room_bodies.items()
+                },
             )
         body["extensions"] = extensions
         list_state = {name: (tuple(r.room_ids), r.count) for name, r in lists.items()}
         lists_changed = any(previous.lists.get(name) != value for name, value in list_state.items())
-        state = ConnectionState(to_token, {**previous.rooms, **statuses}, list_state)
-        news = bool(room_bodies) or bool(extensions) or lists_changed
+        state = ConnectionState(to_token, {**previous.rooms, **statuses}, list_state, ext_state)
+        news = bool(room_bodies) or has_news(extensions) or lists_changed
         joined = [room_id for room_id, room in rooms.items() if room.membership == "join"]
-        return _Pass(body, state, joined, news)
+        return _Pass(body, state, joined, news, list(wants))
 
     def _wants(
         self,
