@@ -13,6 +13,7 @@
 // first, as the server should order them.
 //
 // Checks:
+//   advertised      /versions offers org.matrix.simplified_msc3575 (as Element Web asks it)
 //   initial_list    the first response's list holds exactly A's joined rooms, ordered by
 //                   bump_stamp as expected, and its count is their number
 //   e2ee            the e2ee extension answered (device_one_time_keys_count)
@@ -157,6 +158,10 @@ async function main() {
     await client.initRustCrypto({ useIndexedDB: false });
     // initRustCrypto turns the crypto's tracing on at debug level; warnings are enough here.
     new RustCrypto.Tracing(RustCrypto.LoggerLevel.Warn).turnOn();
+
+    // advertised: what Element Web checks before it turns simplified sliding sync on.
+    const advertised = await client.doesServerSupportUnstableFeature("org.matrix.simplified_msc3575");
+    record("advertised", advertised === true, { feature: "org.matrix.simplified_msc3575" });
 
     const slidingSync = new SlidingSync(
         baseUrl,
@@ -326,7 +331,7 @@ async function main() {
     client.stopClient();
 }
 
-const REQUIRED = ["initial_list", "e2ee", "timeline", "moved_to_top", "state", "to_device"];
+const REQUIRED = ["advertised", "initial_list", "e2ee", "timeline", "moved_to_top", "state", "to_device"];
 main()
     .catch((err) => {
         result.error = String(err?.stack ?? err);

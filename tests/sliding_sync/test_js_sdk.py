@@ -34,7 +34,7 @@ V3 = "/_matrix/client/v3"
 WAIT_MS = 10_000
 # The bound on the subprocess, above the script's own.
 RUN_TIMEOUT_S = 6 * WAIT_MS / 1000 + 30
-CHECKS = ("initial_list", "e2ee", "timeline", "moved_to_top", "state", "to_device")
+CHECKS = ("advertised", "initial_list", "e2ee", "timeline", "moved_to_top", "state", "to_device")
 
 
 @dataclass
