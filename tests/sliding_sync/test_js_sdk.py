@@ -103,21 +103,13 @@ def node_or_fail() -> str:
     return node
 
 
-async def run_check(node: str, base: str, accounts: Accounts) -> tuple[dict[str, Any], str]:
-    """Run the Node script; return its JSON result and its stderr."""
+async def run_script(node: str, *args: str) -> tuple[dict[str, Any], str]:
+    """Run the Node script with `args`; return its JSON result (with its exit code) and
+    its stderr."""
     proc = await asyncio.create_subprocess_exec(
         node,
         str(SCRIPT),
-        "--base-url",
-        base,
-        "--token-a",
-        accounts.token_a,
-        "--token-b",
-        accounts.token_b,
-        "--expect-order",
-        ",".join(accounts.rooms_most_recent_first),
-        "--timeout-ms",
-        str(WAIT_MS),
+        *args,
         cwd=JS_DIR,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -137,6 +129,22 @@ async def run_check(node: str, base: str, accounts: Accounts) -> tuple[dict[str,
     result: dict[str, Any] = json.loads(lines[-1])
     result["exit_code"] = proc.returncode
     return result, stderr
+
+
+async def run_check(node: str, base: str, accounts: Accounts) -> tuple[dict[str, Any], str]:
+    return await run_script(
+        node,
+        "--base-url",
+        base,
+        "--token-a",
+        accounts.token_a,
+        "--token-b",
+        accounts.token_b,
+        "--expect-order",
+        ",".join(accounts.rooms_most_recent_first),
+        "--timeout-ms",
+        str(WAIT_MS),
+    )
 
 
 async def test_js_sdk_sliding_sync_keeps_list_and_receives_events(
@@ -162,6 +170,32 @@ async def test_js_sdk_sliding_sync_keeps_list_and_receives_events(
     assert result["checks"]["initial_list"]["rooms"] == accounts.rooms_most_recent_first
     third = accounts.rooms_most_recent_first[2]
     assert result["checks"]["moved_to_top"]["rooms"][0] == third
+
+
+def test_missing_sdk_fails_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "JS_DIR", tmp_path)
+    with pytest.raises(pytest.fail.Exception, match=r"npm ci --prefix tests/js"):
+        node_or_fail()
+
+
+async def test_script_reports_bad_input_and_exits_non_zero(
+    make_homeserver: HarnessFactory,
+) -> None:
+    node = node_or_fail()
+    hs = await make_homeserver()
+    base = str(hs.client.make_url("")).rstrip("/")
+
+    missing, _ = await run_script(node, "--base-url", base, "--token-a", "x")
+    assert missing["ok"] is False and missing["exit_code"] == 2
+    assert missing["error"] == "missing --token-b"
+
+    bad, _ = await run_script(
+        node, "--base-url", base, "--token-a", "nope", "--token-b", "nope", "--timeout-ms", "5000"
+    )
+    assert bad["ok"] is False and bad["exit_code"] == 1
+    assert "401" in bad["error"] and "M_UNKNOWN_TOKEN" in bad["error"]
 
 
 async def _main(base: str) -> int:
