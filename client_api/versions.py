@@ -10,6 +10,13 @@ from homeserver.http.middleware import compact_dumps
 # Spec versions whose client-server API this server implements.
 SUPPORTED_VERSIONS = [f"v1.{minor}" for minor in range(1, 13)]
 
+# Unstable features this server offers. Element X (matrix-rust-sdk) and Element Web
+# (matrix-js-sdk) decide on native simplified sliding sync (MSC4186) from this flag
+# alone, with or without an access token, as Synapse advertises it; they read nothing
+# about sliding sync from .well-known (the old `org.matrix.msc3575.proxy` key pointed
+# at the retired proxy, and Synapse does not serve it).
+UNSTABLE_FEATURES = {"org.matrix.simplified_msc3575": True}
+
 
 def json_response(body: object, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=compact_dumps)
@@ -25,7 +32,9 @@ class DiscoveryHandlers:
 
     async def get_versions(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/versions (client-server API: Support)."""
-        return json_response({"versions": SUPPORTED_VERSIONS, "unstable_features": {}})
+        return json_response(
+            {"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
+        )
 
     async def get_wellknown_client(self, request: web.Request) -> web.Response:
         """GET /.well-known/matrix/client (client-server API: Server discovery)."""
