@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from homeserver.server import Homeserver
 from homeserver.sliding_sync.summaries import (
     BUMP_EVENT_TYPES,
     RoomSummaries,
@@ -22,7 +23,6 @@ from homeserver.sliding_sync.summaries import (
     served_content,
     summary_from_state,
 )
-from homeserver.server import Homeserver
 from storage.room_summaries import RoomSummary
 from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.rooms.helpers import User, make_user
@@ -190,9 +190,7 @@ async def test_messages_bump_and_other_events_do_not(hs: HomeserverHarness) -> N
     assert summary.bump_stamp == after_other
     # encrypted messages and stickers bump
     encrypted = await alice.send(room_id, event_type="m.room.encrypted", ciphertext="x")
-    assert (await summary_of(hs.server, room_id)).bump_stamp == await position(
-        hs.server, encrypted
-    )
+    assert (await summary_of(hs.server, room_id)).bump_stamp == await position(hs.server, encrypted)
     sticker = await alice.send(room_id, event_type="m.sticker", url="mxc://a/b")
     assert (await summary_of(hs.server, room_id)).bump_stamp == await position(hs.server, sticker)
 
@@ -321,9 +319,7 @@ async def test_a_missing_row_is_made_by_the_next_write(hs: HomeserverHarness) ->
     message = await alice.send(rooms[0], "hi")
     await put_state(alice, rooms[1], "m.room.name", {"name": "renamed"})
     await bob.join(rooms[2])
-    assert (await summary_of(hs.server, rooms[0])).bump_stamp == await position(
-        hs.server, message
-    )
+    assert (await summary_of(hs.server, rooms[0])).bump_stamp == await position(hs.server, message)
     assert (await summary_of(hs.server, rooms[1])).name == "renamed"
     assert (await summary_of(hs.server, rooms[2])).joined_count == 2
 
