@@ -84,6 +84,7 @@ from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.sessions import SessionService
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
+from homeserver.sliding_sync.summaries import RoomSummaries
 from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
@@ -137,6 +138,7 @@ class Homeserver:
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     guest_evictor: GuestEvictor | None = None
     appservice_delivery: AppServiceDelivery | None = None
+    room_summaries: RoomSummaries | None = None
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -188,6 +190,10 @@ class Homeserver:
             StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
         )
         stores.sync.recent.start(persister.events_stream.current())
+        room_summaries = RoomSummaries(stores)
+        await room_summaries.fill_missing()  # rooms held from before the summaries
+        persister.current_state_hooks.append(room_summaries.on_current_state_txn)
+        persister.txn_hooks.append(room_summaries.on_event_txn)
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
@@ -414,6 +420,7 @@ class Homeserver:
             message_expiry=message_expiry,
             guest_evictor=guest_evictor,
             appservice_delivery=appservice_delivery,
+            room_summaries=room_summaries,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:

@@ -26,6 +26,7 @@ from storage.receipts import ReceiptStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
+from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore
 from storage.state import StateStore
@@ -66,6 +67,7 @@ class Stores:
     openid_tokens: OpenIdTokenStore
     event_expiry: EventExpiryStore
     appservice: AppServiceStore
+    room_summaries: RoomSummaryStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -99,4 +101,5 @@ class Stores:
             openid_tokens=OpenIdTokenStore(db),
             event_expiry=EventExpiryStore(db),
             appservice=AppServiceStore(db),
+            room_summaries=RoomSummaryStore(db),
         )

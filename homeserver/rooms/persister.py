@@ -36,6 +36,25 @@ PersistedHook = Callable[[StoredEvent], Awaitable[None]]
 TxnHook = Callable[[Transaction, StoredEvent], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class CurrentStateChange:
+    """A room's current state moving from ``old`` to ``new`` in an event's transaction
+    (a state event, a fork resolved by a later event, a remote join replacing it)."""
+
+    room_id: str
+    old: StateMap
+    new: StateMap
+    # the membership of each member event of ``new`` that is not in ``old``
+    memberships: dict[str, str]
+    # the event being persisted (its content is not read back from the database)
+    event: Event
+
+
+# Called inside the transaction, right after the current_state rows changed, for
+# rows derived from the current state (sliding sync's room summaries).
+CurrentStateHook = Callable[[Transaction, CurrentStateChange], Awaitable[None]]
+
+
 @dataclass
 class EventContext:
     """What is known of an event when it is persisted."""
@@ -86,6 +105,9 @@ class EventPersister:
         # run inside the transaction of each accepted event that enters the timeline
         # (out-of-band memberships included; stored.outlier tells those apart)
         self.txn_hooks: list[TxnHook] = []
+        # run inside the transaction of each event that changes a room's current state
+        # (before its txn_hooks)
+        self.current_state_hooks: list[CurrentStateHook] = []
         # committed events waiting for every earlier position to finish, so that a
         # woken long-poll finds them readable (heap of (position, room, users))
         self._unannounced: list[tuple[int, str, list[str]]] = []
@@ -364,6 +386,10 @@ class EventPersister:
             return
         memberships = await self._memberships_of(new_state, old_state, event)
         await stores.state.set_current_state_txn(txn, room_id, old_state, new_state, memberships)
+        if self.current_state_hooks:
+            change = CurrentStateChange(room_id, old_state, new_state, memberships, event)
+            for hook in self.current_state_hooks:
+                await hook(txn, change)
 
     async def _memberships_of(
         self, new_state: StateMap, old_state: StateMap, event: Event
