@@ -246,3 +246,56 @@ async def test_versions_advertise_it(hs: HomeserverHarness) -> None:
     resp = await hs.client.get("/_matrix/client/versions")
     data = await resp.json()
     assert data["unstable_features"].get("org.matrix.simplified_msc3575") is True
+
+
+async def test_extensions_through_the_endpoint(hs: HomeserverHarness) -> None:
+    alice, bob, rooms = await three_rooms(hs)
+    body = {
+        **one_list(),
+        "extensions": {
+            "to_device": {"enabled": True},
+            "e2ee": {"enabled": True},
+            "account_data": {"enabled": True},
+            "receipts": {"enabled": True},
+            "typing": {"enabled": True},
+        },
+    }
+    first = await ss(hs, alice, body)
+    ext = first["extensions"]
+    assert ext["to_device"]["events"] == []
+    assert "device_one_time_keys_count" in ext["e2ee"]
+    assert isinstance(ext["account_data"]["global"], list)
+    # bob reads, types, and sends alice a to-device message
+    last = await bob.send(rooms[0], "read me")
+    await bob.request("POST", f"/rooms/{rooms[0]}/receipt/m.read/{last}", {}, expect=200)
+    await bob.request(
+        "PUT", f"/rooms/{rooms[0]}/typing/{bob.user_id}", {"typing": True, "timeout": 30000}
+    )
+    await bob.request(
+        "PUT",
+        "/sendToDevice/m.test/t1",
+        {"messages": {alice.user_id: {alice.device_id: {"hi": "alice"}}}},
+        expect=200,
+    )
+    body["extensions"]["to_device"]["since"] = ext["to_device"]["next_batch"]
+    later = await ss(hs, alice, body, pos=first["pos"])
+    ext = later["extensions"]
+    assert [m["content"] for m in ext["to_device"]["events"]] == [{"hi": "alice"}]
+    assert last in ext["receipts"]["rooms"][rooms[0]]["content"]
+    assert ext["typing"]["rooms"][rooms[0]]["content"]["user_ids"] == [bob.user_id]
+
+
+async def test_knocks_carry_their_stripped_state(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room_id = await alice.create_room(room_version="10")
+    await alice.request(
+        "PUT", f"/rooms/{room_id}/state/m.room.join_rules/", {"join_rule": "knock"}, expect=200
+    )
+    await bob.request("POST", f"/knock/{room_id}", {"reason": "let me in"}, expect=200)
+    data = await ss(hs, bob, one_list())
+    room = data["rooms"][room_id]
+    assert room["knock_state"][-1]["content"]["membership"] == "knock"
+    assert room["initial"] is True
+    again = await ss(hs, bob, one_list(), pos=data["pos"])
+    assert room_id not in again["rooms"]  # held as it is
