@@ -93,14 +93,9 @@ class RoomSummaryStore:
     async def get_many(self, room_ids: Collection[str]) -> dict[str, RoomSummary]:
         """The summaries of those of ``room_ids`` that have one (rooms this server
         holds current state for), cached; one query per 500 rooms not cached."""
-        result: dict[str, RoomSummary] = {}
-        missing: list[str] = []
-        for room_id in room_ids:
-            cached = self._cache.get(room_id)
-            if cached is not None:
-                result[room_id] = cached
-            else:
-                missing.append(room_id)
+        cache = self._cache
+        result = {r: c for r in room_ids if (c := cache.get(r)) is not None}
+        missing = [r for r in room_ids if r not in result] if len(result) < len(room_ids) else []
         for start in range(0, len(missing), _IN_CHUNK):
             chunk = missing[start : start + _IN_CHUNK]
             generations = {r: self._generation.get(r, 0) for r in chunk}

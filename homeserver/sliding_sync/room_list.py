@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from homeserver.sliding_sync.request import ListFilters, ListRequest
 from homeserver.sync.memberships import RoomMemberships
+from storage.room_summaries import RoomSummary
 from storage.stores import Stores
+from storage.sync import MembershipRow
 
 DIRECT = "m.direct"
 TAG = "m.tag"
@@ -27,9 +29,9 @@ CREATE = "m.room.create"
 ENCRYPTION = "m.room.encryption"
 
 
-@dataclass(frozen=True)
-class UserRoom:
-    """A room of the user's, as of the response's token."""
+class UserRoom(NamedTuple):
+    """A room of the user's, as of the response's token (a named tuple: an account
+    in thousands of rooms makes one per room on every request)."""
 
     room_id: str
     membership: str
@@ -51,6 +53,108 @@ class ListResult:
     room_ids: list[str]  # the rooms in its windows, in order
 
 
+_STRIPPED = ("invite", "knock")
+
+
+class UserRooms:
+    """The user's rooms as of a response: membership rows, summaries, and the
+    stripped state of invites; each room's ``UserRoom`` made when first asked for."""
+
+    def __init__(
+        self,
+        rows: dict[str, MembershipRow],
+        summaries: Mapping[str, RoomSummary],
+        stripped: Mapping[str, list[dict[str, Any]]],
+        newly: Mapping[str, tuple[bool, bool]],
+    ) -> None:
+        self._rows = rows
+        self._summaries = summaries
+        self._stripped = stripped
+        self._newly = newly
+        self._made: dict[str, UserRoom] = {}
+        self._ordered: list[str] | None = None
+        # the newest bump stamp seen: beyond the response's token, an event is
+        # committed whose position the stream has not reached yet
+        self.newest_bump = 0
+
+    def __contains__(self, room_id: object) -> bool:
+        return room_id in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def ids(self) -> Collection[str]:
+        return self._rows.keys()
+
+    def membership(self, room_id: str) -> str | None:
+        row = self._rows.get(room_id)
+        return None if row is None else row.membership
+
+    def memberships(self) -> dict[str, str]:
+        return {room_id: row.membership for room_id, row in self._rows.items()}
+
+    def joined(self) -> list[str]:
+        return [room_id for room_id, row in self._rows.items() if row.membership == "join"]
+
+    def bump_stamp(self, room_id: str) -> int:
+        row = self._rows[room_id]
+        if row.membership == "join":
+            summary = self._summaries.get(room_id)
+            if summary is not None and summary.bump_stamp:
+                return summary.bump_stamp
+        return row.stream
+
+    def ordered(self) -> list[str]:
+        """Room IDs by bump stamp, newest first (ties by room ID)."""
+        if self._ordered is None:
+            summaries = self._summaries
+            bumps: dict[str, int] = {}
+            for room_id, row in self._rows.items():
+                stamp = row.stream
+                if row.membership == "join":
+                    summary = summaries.get(room_id)
+                    if summary is not None and summary.bump_stamp:
+                        stamp = summary.bump_stamp
+                bumps[room_id] = stamp
+            self.newest_bump = max(bumps.values(), default=0)
+            # a stable sort keeps the room ID order among equal stamps
+            self._ordered = sorted(sorted(bumps), key=bumps.__getitem__, reverse=True)
+        return self._ordered
+
+    def get(self, room_id: str) -> UserRoom:
+        made = self._made.get(room_id)
+        if made is not None:
+            return made
+        row = self._rows[room_id]
+        membership = row.membership
+        summary = self._summaries.get(room_id)
+        room_type: str | None = None
+        encrypted = False
+        name: str | None = None
+        if membership in _STRIPPED:
+            room_type, encrypted, name = _from_stripped(self._stripped.get(row.event_id, []))
+        elif summary is not None:
+            room_type, encrypted, name = summary.room_type, summary.is_encrypted, summary.name
+        newly_joined, newly_left = self._newly.get(room_id, (False, False))
+        made = UserRoom(
+            room_id,
+            membership,
+            row.event_id,
+            row.stream,
+            self.bump_stamp(room_id),
+            room_type,
+            encrypted,
+            name,
+            newly_joined,
+            newly_left,
+        )
+        self._made[room_id] = made
+        return made
+
+
 class RoomLists:
     def __init__(self, stores: Stores) -> None:
         self._stores = stores
@@ -61,32 +165,27 @@ class RoomLists:
         histories: Mapping[str, RoomMemberships],
         since: int | None,
         upto: int,
-    ) -> dict[str, UserRoom]:
-        """Every room a list may show, with what its filters and order need."""
-        chosen: dict[str, tuple[str, str, int, bool, bool]] = {}
+    ) -> UserRooms:
+        """Every room a list may show (an index: rooms are looked at one by one only
+        where a filter or a window needs them)."""
+        chosen: dict[str, MembershipRow] = {}
         left_rows: dict[str, str] = {}
+        newly: dict[str, tuple[bool, bool]] = {}
         for room_id, history in histories.items():
-            current = history.at(upto)
+            rows = history.rows
+            current = rows[-1] if rows and rows[-1].stream <= upto else history.at(upto)
             if current is None:
                 continue
             membership = current.membership
-            newly_left = False
-            newly_joined = False
-            if since is not None:
+            if since is not None and current.stream > since:
                 at_since = history.at(since)
                 if membership == "join":
-                    newly_joined = at_since is None or at_since.membership != "join"
+                    newly[room_id] = (at_since is None or at_since.membership != "join", False)
                 elif membership in ("leave", "ban"):
-                    newly_left = current.stream > since
-            if membership == "leave" and not newly_left:
+                    newly[room_id] = (False, True)
+            if membership == "leave" and room_id not in newly:
                 left_rows[room_id] = current.event_id
-            chosen[room_id] = (
-                membership,
-                current.event_id,
-                current.stream,
-                newly_joined,
-                newly_left,
-            )
+            chosen[room_id] = current
         if left_rows:
             # a room left by the user's own choice stays out; one they were kicked
             # from is shown (as Synapse: the sender of the leave is someone else)
@@ -95,55 +194,26 @@ class RoomLists:
                 stored = events.get(event_id)
                 if stored is None or stored.event.sender == user_id:
                     del chosen[room_id]
-        if not chosen:
-            return {}
-        forgotten = await self._stores.rooms.forgotten_rooms(user_id)
-        for room_id in forgotten:
-            if room_id in chosen and chosen[room_id][0] in ("leave", "ban"):
-                del chosen[room_id]
-        summaries = await self._stores.room_summaries.get_many(list(chosen))
-        invites = [row[1] for row in chosen.values() if row[0] in ("invite", "knock")]
+        if chosen:
+            forgotten = await self._stores.rooms.forgotten_rooms(user_id)
+            for room_id in forgotten:
+                row = chosen.get(room_id)
+                if row is not None and row.membership in ("leave", "ban"):
+                    del chosen[room_id]
+        summaries = await self._stores.room_summaries.get_many(chosen) if chosen else {}
+        invites = [row.event_id for row in chosen.values() if row.membership in _STRIPPED]
         stripped = await self._stores.sync.stripped_states(invites) if invites else {}
-        rooms: dict[str, UserRoom] = {}
-        for room_id, (membership, event_id, stream, newly_joined, newly_left) in chosen.items():
-            summary = summaries.get(room_id)
-            room_type: str | None = None
-            encrypted = False
-            name: str | None = None
-            if membership == "join" and summary is not None:
-                bump = summary.bump_stamp or stream
-                room_type, encrypted, name = summary.room_type, summary.is_encrypted, summary.name
-            else:
-                bump = stream
-                if membership in ("invite", "knock"):
-                    room_type, encrypted, name = _from_stripped(stripped.get(event_id, []))
-                elif summary is not None:
-                    room_type, encrypted, name = (
-                        summary.room_type,
-                        summary.is_encrypted,
-                        summary.name,
-                    )
-            rooms[room_id] = UserRoom(
-                room_id,
-                membership,
-                event_id,
-                stream,
-                bump,
-                room_type,
-                encrypted,
-                name,
-                newly_joined,
-                newly_left,
-            )
-        return rooms
+        return UserRooms(chosen, summaries, stripped, newly)
 
     async def compute(
         self,
         user_id: str,
         lists: Mapping[str, ListRequest],
-        rooms: Mapping[str, UserRoom],
+        rooms: UserRooms,
     ) -> dict[str, ListResult]:
-        ordered = sorted(rooms.values(), key=lambda r: (-r.bump_stamp, r.room_id))
+        if not lists:
+            return {}
+        ordered = rooms.ordered()
         needs = _filter_needs(lists.values())
         dm_rooms = await self._dm_rooms(user_id) if "is_dm" in needs else set()
         tags = (
@@ -155,13 +225,13 @@ class RoomLists:
         for name, request in lists.items():
             filters = request.filters
             if filters is None:
-                matching = [r.room_id for r in ordered]
+                matching = ordered
             else:
                 spaces = await self._space_children(filters.spaces, rooms)
                 matching = [
-                    r.room_id
-                    for r in ordered
-                    if _passes(r, filters, dm_rooms, tags.get(r.room_id), spaces)
+                    room_id
+                    for room_id in ordered
+                    if _passes(rooms.get(room_id), filters, dm_rooms, tags.get(room_id), spaces)
                 ]
             results[name] = _windows(name, matching, request)
         return results
@@ -178,7 +248,7 @@ class RoomLists:
         return found
 
     async def _space_children(
-        self, spaces: tuple[str, ...] | None, rooms: Mapping[str, UserRoom]
+        self, spaces: tuple[str, ...] | None, rooms: UserRooms
     ) -> set[str] | None:
         """The rooms named by ``m.space.child`` state of the listed spaces the user is
         joined to (None: no space filter). Sub-spaces are not followed (MSC4186)."""
@@ -186,8 +256,7 @@ class RoomLists:
             return None
         children: set[str] = set()
         for space_id in spaces:
-            room = rooms.get(space_id)
-            if room is None or room.membership != "join":
+            if rooms.membership(space_id) != "join":
                 continue
             state = await self._stores.state.get_current_state(space_id)
             keys = [(t, k) for (t, k) in state if t == SPACE_CHILD]

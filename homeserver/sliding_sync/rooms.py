@@ -118,10 +118,11 @@ class RoomResults:
         counts = await self._stores.state.member_counts([w.want.room.room_id for w in works])
         unread = await self._unread_counts(user_id, works)
         heroes = await self._heroes(user_id, works, events)
+        rendered = await self._serialize_all(user_id, device_id, works, events)
         for work in works:
             room_id = work.want.room.room_id
-            body = await self._render(
-                user_id, device_id, work, events, counts, unread, heroes, from_token, to_token
+            body = self._render(
+                work, rendered, events, counts, unread, heroes, from_token, to_token
             )
             if body is None:
                 continue
@@ -239,11 +240,45 @@ class RoomResults:
 
     # -- rendering ------------------------------------------------------------------
 
-    async def _render(
+    async def _serialize_all(
         self,
         user_id: str,
         device_id: str,
+        works: Sequence[_Work],
+        events: Mapping[str, StoredEvent],
+    ) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Every room's (timeline, required_state) in client format, in one pass (so
+        bundled aggregations cost one set of queries for the whole response)."""
+        batch: list[StoredEvent] = []
+        slices: dict[str, tuple[int, int, int]] = {}
+        bundled: set[str] = set()
+        for work in works:
+            timeline = work.read.events if work.read is not None else []
+            state = [events[e] for e in work.state_ids if e in events]
+            start = len(batch)
+            batch += timeline
+            batch += state
+            slices[work.want.room.room_id] = (start, start + len(timeline), len(batch))
+            if work.read is not None and work.read.limited:
+                bundled.update(e.event_id for e in timeline)
+        if not batch:
+            return {}
+        rendered = await self._serializer.serialize(
+            batch,
+            user_id=user_id,
+            device_id=device_id,
+            include_room_id=False,
+            bundle_aggregations=bundled,
+        )
+        return {
+            room_id: (rendered[start:middle], rendered[middle:end])
+            for room_id, (start, middle, end) in slices.items()
+        }
+
+    def _render(
+        self,
         work: _Work,
+        rendered: Mapping[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]],
         events: Mapping[str, StoredEvent],
         counts: Mapping[str, tuple[int, int]],
         unread: Mapping[str, tuple[int, int]],
@@ -282,19 +317,11 @@ class RoomResults:
                     body["avatar"] = url
         if room_id in heroes and (work.initial or "name" not in body):
             body["heroes"] = heroes[room_id]
-        if state:
-            body["required_state"] = await self._serializer.serialize(
-                state, user_id=user_id, device_id=device_id, include_room_id=False
-            )
-        if timeline:
-            bundled = {e.event_id for e in timeline} if read is not None and read.limited else set()
-            body["timeline"] = await self._serializer.serialize(
-                timeline,
-                user_id=user_id,
-                device_id=device_id,
-                include_room_id=False,
-                bundle_aggregations=bundled,
-            )
+        timeline_json, state_json = rendered.get(room_id, ([], []))
+        if state_json:
+            body["required_state"] = state_json
+        if timeline_json:
+            body["timeline"] = timeline_json
         limited = bool(read is not None and read.limited)
         body["limited"] = limited
         first_pos = timeline[0].stream_ordering if timeline else None

@@ -27,7 +27,7 @@ from homeserver.sliding_sync.connections import (
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions, has_news
 from homeserver.sliding_sync.request import RoomParams, SlidingSyncRequest, parse_request
 from homeserver.sliding_sync.required_state import RequiredState
-from homeserver.sliding_sync.room_list import ListResult, RoomLists, UserRoom
+from homeserver.sliding_sync.room_list import ListResult, RoomLists, UserRooms
 from homeserver.sliding_sync.rooms import RoomResults, RoomWant
 from homeserver.streams import SyncToken
 from homeserver.sync.extensions import UnreadCounter
@@ -44,8 +44,9 @@ _UNCOMMITTED_PAUSE_S = 0.005
 class _Pass:
     body: dict[str, Any]
     state: ConnectionState
-    joined: list[str]
+    rooms: UserRooms
     news: bool
+    ahead: bool  # a room's bump stamp is beyond the token: look again shortly
     scope: list[str]  # the rooms of the windows and subscriptions
 
 
@@ -109,9 +110,14 @@ class SlidingSyncService:
                 user_id, device_id, request, ext_request, previous, from_token, to_token
             )
             remaining = deadline - loop.time()
+            if from_token is not None and remaining > 0 and result.ahead:
+                # an event is committed (its room moved up the list) but not readable
+                # yet: answer once it is, so the room comes with its event
+                await asyncio.sleep(_UNCOMMITTED_PAUSE_S)
+                continue
             if result.news or from_token is None or remaining <= 0:
                 break
-            joined = result.joined
+            joined = result.rooms.joined()
 
             scope = result.scope
 
@@ -174,7 +180,7 @@ class SlidingSyncService:
         body["rooms"] = room_bodies
         extensions: dict[str, Any] = {}
         ext_state = previous.extensions
-        if self.extensions is not None and ext_request is not None:
+        if self.extensions is not None and ext_request is not None and ext_request.any_enabled:
             extensions, ext_state = await self.extensions.compute_with_state(
                 user_id,
                 device_id,
@@ -183,7 +189,7 @@ class SlidingSyncService:
                 to_token,
                 {name: result.room_ids for name, result in lists.items()},
                 [r for r in request.room_subscriptions if r in rooms],
-                {room_id: room.membership for room_id, room in rooms.items()},
+                rooms.memberships(),
                 state=previous.extensions if from_token is not None else None,
                 initial_rooms=[r for r, b in room_bodies.items() if b.get("initial")],
                 timelines={
@@ -196,15 +202,15 @@ class SlidingSyncService:
         lists_changed = any(previous.lists.get(name) != value for name, value in list_state.items())
         state = ConnectionState(to_token, {**previous.rooms, **statuses}, list_state, ext_state)
         news = bool(room_bodies) or has_news(extensions) or lists_changed
-        joined = [room_id for room_id, room in rooms.items() if room.membership == "join"]
-        return _Pass(body, state, joined, news, list(wants))
+        ahead = bool(lists) and rooms.newest_bump > to_token.events
+        return _Pass(body, state, rooms, news, ahead, list(wants))
 
     def _wants(
         self,
         user_id: str,
         request: SlidingSyncRequest,
         lists: Mapping[str, ListResult],
-        rooms: Mapping[str, UserRoom],
+        rooms: UserRooms,
         dm_rooms: set[str],
     ) -> dict[str, RoomWant]:
         """Every room in a window or subscribed to, with the union of what asks for it."""
@@ -222,7 +228,7 @@ class SlidingSyncService:
             for params in all_params:
                 required = required.union(RequiredState.parse(params.required_state, user_id))
             wants[room_id] = RoomWant(
-                rooms[room_id],
+                rooms.get(room_id),
                 required,
                 max(p.timeline_limit for p in all_params),
                 room_id in dm_rooms,
