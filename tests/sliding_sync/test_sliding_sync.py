@@ -299,3 +299,60 @@ async def test_knocks_carry_their_stripped_state(hs: HomeserverHarness) -> None:
     assert room["initial"] is True
     again = await ss(hs, bob, one_list(), pos=data["pos"])
     assert room_id not in again["rooms"]  # held as it is
+
+
+async def test_heroes_for_rooms_without_a_name(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    await bob.request("PUT", f"/profile/{bob.user_id}/displayname", {"displayname": "Bob"})
+    room_id = await alice.create_room(invite=[bob.user_id])
+    await bob.join(room_id)
+    data = await ss(hs, alice, one_list())
+    room = data["rooms"][room_id]
+    assert "name" not in room
+    assert room["heroes"] == [{"user_id": bob.user_id, "displayname": "Bob"}]
+    assert room["joined_count"] == 2 and room["invited_count"] == 0
+
+
+async def test_encrypted_tags_and_spaces_filters(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    secret = await alice.create_room(
+        initial_state=[
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            }
+        ]
+    )
+    favourite = await alice.create_room()
+    child = await alice.create_room()
+    space = await alice.create_room(creation_content={"type": "m.space"})
+    await alice.request(
+        "PUT", f"/rooms/{space}/state/m.space.child/{child}", {"via": ["test.local"]}, expect=200
+    )
+    await alice.request(
+        "PUT", f"/user/{alice.user_id}/rooms/{favourite}/tags/m.favourite", {}, expect=200
+    )
+
+    async def listed(**filters: Any) -> list[str]:
+        data = await ss(hs, alice, one_list(filters=filters))
+        return list(data["lists"]["all"]["ops"][0]["room_ids"])
+
+    assert await listed(is_encrypted=True) == [secret]
+    assert secret not in await listed(is_encrypted=False)
+    assert await listed(tags=["m.favourite"]) == [favourite]
+    assert favourite not in await listed(not_tags=["m.favourite"])
+    assert await listed(spaces=[space]) == [child]
+    assert await listed(spaces=["!unknown:test.local"]) == []
+
+
+async def test_timeline_limit_zero_and_ranges(hs: HomeserverHarness) -> None:
+    alice, _bob, rooms = await three_rooms(hs)
+    body = one_list(limit=0)
+    body["lists"]["all"]["ranges"] = [[0, 0], [2, 5]]
+    data = await ss(hs, alice, body)
+    ops = data["lists"]["all"]["ops"]
+    assert [op["room_ids"] for op in ops] == [[rooms[2]], [rooms[0]]]
+    assert set(data["rooms"]) == {rooms[2], rooms[0]}
+    assert all("timeline" not in r for r in data["rooms"].values())
