@@ -318,6 +318,7 @@ class Homeserver:
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         sliding_sync.use_unread_counter(client.sync.unread_counter)
+        sessions.device_removed_hooks.append(sliding_sync.on_devices_removed_txn)
         sliding_sync.extensions = SlidingSyncExtensions.build(
             ephemeral.to_device,
             e2ee.keys,

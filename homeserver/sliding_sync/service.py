@@ -33,6 +33,7 @@ from homeserver.streams import SyncToken
 from homeserver.sync.extensions import UnreadCounter
 from homeserver.sync.service import SyncService
 from homeserver.sync.timelines import TimelineReader, VisibleEvents
+from storage.database import Transaction
 from storage.stores import Stores
 
 # A change committed but not yet readable (a later position finished first): look
@@ -75,6 +76,18 @@ class SlidingSyncService:
             self._unread,
         )
         self.extensions: SlidingSyncExtensions | None = None
+
+    async def on_devices_removed_txn(
+        self, txn: Transaction, user_id: str, device_ids: list[str]
+    ) -> None:
+        """``SessionService.device_removed_hooks`` entry: a deleted device's (or a
+        logged-out session's) connections go once the deletion commits."""
+
+        def forget() -> None:
+            for device_id in device_ids:
+                self.connections.forget_device(user_id, device_id)
+
+        txn.call_after_commit(forget)
 
     def use_unread_counter(self, counter: UnreadCounter) -> None:
         self._unread["counter"] = counter

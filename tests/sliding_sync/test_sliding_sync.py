@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from homeserver.sliding_sync.connections import UnknownPos
 from tests.conftest import HomeserverHarness
 from tests.rooms.helpers import User, make_user
 
@@ -356,3 +359,26 @@ async def test_timeline_limit_zero_and_ranges(hs: HomeserverHarness) -> None:
     assert [op["room_ids"] for op in ops] == [[rooms[2]], [rooms[0]]]
     assert set(data["rooms"]) == {rooms[2], rooms[0]}
     assert all("timeline" not in r for r in data["rooms"].values())
+
+
+async def test_a_logged_out_device_loses_its_connections(hs: HomeserverHarness) -> None:
+    alice, _bob, _rooms = await three_rooms(hs)
+    first = await ss(hs, alice, one_list())
+    second_login = await hs.client.post(
+        "/_matrix/client/v3/login",
+        json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": alice.user_id},
+            "password": "correct horse",
+        },
+    )
+    other = User(hs, alice.user_id, (await second_login.json())["access_token"], "")
+    await alice.request("POST", "/logout", {}, expect=200)
+    # the same user on another device cannot take over the logged-out one's position
+    gone = await ss(hs, other, one_list(), pos=first["pos"], expect=400)
+    assert gone["errcode"] == "M_UNKNOWN_POS"
+    # and the logged-out device's connection state is gone, not kept until it ages out
+    connections = hs.server.client.sliding_sync.connections
+    position = int(first["pos"].split("/")[0])
+    with pytest.raises(UnknownPos):
+        connections.get(alice.user_id, alice.device_id, "", position, hs.clock.time_ms())
