@@ -69,14 +69,18 @@ async def insert_local_txn(txn: Transaction, user_id: str, display_name: str | N
     await txn.execute(_INSERT_MISSING, *_row(user_id, display_name, None, True))
 
 
-# The user is joined to a room that is public, or that the searcher is joined to.
+# The user is joined to a public room that a local user is still joined to ($6: the
+# LIKE pattern of local user IDs; a room this server left is no longer followed), or
+# is another user joined to a room the searcher ($1) is joined to.
 _MEMBER = "m.type = 'm.room.member' AND m.state_key = d.user_id AND m.membership = 'join'"
 _VISIBLE = (
     "EXISTS (SELECT 1 FROM current_state m JOIN user_directory_public_rooms p"
-    f" ON p.room_id = m.room_id WHERE {_MEMBER})"
-    " OR EXISTS (SELECT 1 FROM current_state m JOIN current_state s ON s.room_id = m.room_id"
-    f" WHERE {_MEMBER} AND s.type = 'm.room.member' AND s.state_key = $1"
-    " AND s.membership = 'join')"
+    f" ON p.room_id = m.room_id WHERE {_MEMBER} AND EXISTS (SELECT 1 FROM current_state l"
+    " WHERE l.room_id = m.room_id AND l.type = 'm.room.member' AND l.membership = 'join'"
+    " AND l.state_key LIKE $6 ESCAPE '\\'))"
+    " OR (d.user_id <> $1 AND EXISTS (SELECT 1 FROM current_state m JOIN current_state s"
+    f" ON s.room_id = m.room_id WHERE {_MEMBER} AND s.type = 'm.room.member'"
+    " AND s.state_key = $1 AND s.membership = 'join'))"
 )
 
 
@@ -158,6 +162,7 @@ class UserDirectoryStore:
     async def search(
         self,
         searcher: str,
+        server_name: str,
         terms: Sequence[str],
         whole_term: str,
         *,
@@ -170,6 +175,7 @@ class UserDirectoryStore:
         args: list[object] = [searcher, whole_term, escape_like(whole_term) + "%"]
         args.append("@" + escape_like(whole_term) + "%")
         args.append("@" + escape_like(whole_term) + ":%")
+        args.append("%:" + escape_like(server_name))
         matches = []
         for term in terms:
             args.append("% " + escape_like(term) + "%")

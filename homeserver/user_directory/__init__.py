@@ -1,9 +1,11 @@
 """The user directory: ``POST /user_directory/search`` (client-server "User
 directory"), as Synapse answers it, kept current on write.
 
-Whom a searcher finds: users joined to a room the searcher is joined to, users joined
-to a public room (join rule ``public`` or history visibility ``world_readable``), and
-with ``search_all_users`` every local user; never a deactivated user. The directory
+Whom a searcher finds: other users joined to a room the searcher is joined to, users
+joined to a public room (join rule ``public`` or history visibility
+``world_readable``) that a local user is joined to, and with ``search_all_users``
+every local user; never a deactivated user. As in Synapse, searchers find themselves
+only through a public room (or ``search_all_users``). The directory
 (``storage/user_directory.py``) holds each user's name and the words a search matches,
 written when they change:
 
@@ -81,6 +83,7 @@ class UserDirectory:
             return {"results": [], "limited": False}
         entries = await self._stores.user_directory.search(
             searcher,
+            self._server_name,
             words_of(whole),
             whole,
             limit=limit + 1,

@@ -136,9 +136,12 @@ async def test_exact_and_prefix_matches_rank_first(hs: HomeserverHarness) -> Non
     assert ids[2] == users[1].user_id
 
 
-async def test_searcher_finds_themself(hs: HomeserverHarness) -> None:
+async def test_searcher_finds_themself_only_through_a_public_room(hs: HomeserverHarness) -> None:
+    """As Synapse: sharing a private room with oneself does not count."""
     alice = await make_user(hs, "alice")
     await alice.create_room(preset="private_chat")
+    assert await found(alice, "alice") == []
+    await alice.create_room(preset="public_chat")
     assert await found(alice, "alice") == [alice.user_id]
 
 
