@@ -47,6 +47,7 @@ from homeserver.sync.service import SyncService
 from homeserver.to_device import ToDeviceService
 from homeserver.typing import TypingService
 from homeserver.uia import UserInteractiveAuth
+from homeserver.user_directory import UserDirectory
 from storage.stores import Stores
 
 
@@ -92,6 +93,7 @@ class ClientContext:
     thirdparty: ThirdPartyLookups
     appservice_users: AppServiceUsers
     sliding_sync: SlidingSyncService
+    user_directory: UserDirectory
 
     @property
     def server_name(self) -> str:

@@ -41,6 +41,7 @@ from client_api.sso import sso_routes
 from client_api.sync import SyncHandlers
 from client_api.to_device import ToDeviceHandlers
 from client_api.typing import TypingHandlers
+from client_api.user_directory import UserDirectoryHandlers
 from client_api.versions import DiscoveryHandlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,6 +81,7 @@ def client_routes(
     room_upgrades = RoomUpgradeHandlers(ctx)
     legacy = LegacyHandlers(ctx)
     openid = OpenIdHandlers(ctx)
+    user_directory = UserDirectoryHandlers(ctx)
     appservice = AppServiceHandlers(ctx)
 
     versioned: list[Route] = [
@@ -159,6 +161,7 @@ def client_routes(
         ("GET", "/sync", sync.sync),
         ("POST", "/user/{userId}/filter", filters.define_filter),
         ("POST", "/user/{userId}/openid/request_token", openid.request_token),
+        ("POST", "/user_directory/search", user_directory.search),
         ("GET", "/user/{userId}/filter/{filterId}", filters.get_filter),
         ("GET", "/rooms/{roomId}/messages", messages.get_messages),
         ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),

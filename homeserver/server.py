@@ -89,6 +89,7 @@ from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_conf
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
 from homeserver.uia import UserInteractiveAuth
+from homeserver.user_directory import UserDirectory
 from storage.connect import open_postgres, open_sqlite
 from storage.database import Database
 from storage.stores import Stores
@@ -194,6 +195,9 @@ class Homeserver:
         await room_summaries.fill_missing()  # rooms held from before the summaries
         persister.current_state_hooks.append(room_summaries.on_current_state_txn)
         persister.txn_hooks.append(room_summaries.on_event_txn)
+        user_directory = UserDirectory(config.server_name, stores, config.user_directory)
+        await user_directory.fill()  # users and rooms held from before the directory
+        persister.current_state_hooks.append(user_directory.on_current_state_txn)
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
@@ -314,8 +318,10 @@ class Homeserver:
             thirdparty=ThirdPartyLookups(appservices, clock),
             appservice_users=appservice_users,
             sliding_sync=sliding_sync,
+            user_directory=user_directory,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
+        client.profiles.change_hooks.append(user_directory.on_profile_change)
         client.sync.unread_counter = SyncUnreadCounter(push.evaluator)
         sliding_sync.use_unread_counter(client.sync.unread_counter)
         sessions.device_removed_hooks.append(sliding_sync.on_devices_removed_txn)

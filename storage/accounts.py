@@ -6,6 +6,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
+from storage.user_directory import insert_local_txn
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class AccountStore:
             user_id,
             displayname,
         )
+        await insert_local_txn(txn, user_id, displayname)
 
     async def ensure_user(self, user_id: str, *, created_ts: int, displayname: str) -> bool:
         """Create a passwordless user (and its profile) unless it exists; True when
@@ -67,6 +69,7 @@ class AccountStore:
                     user_id,
                     displayname,
                 )
+                await insert_local_txn(txn, user_id, displayname)
             return created > 0
 
         return await self.db.run_transaction("ensure_user", txn_func)

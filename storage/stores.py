@@ -34,6 +34,7 @@ from storage.sync import SyncStore
 from storage.to_device import ToDeviceStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
+from storage.user_directory import UserDirectoryStore
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Stores:
     event_expiry: EventExpiryStore
     appservice: AppServiceStore
     room_summaries: RoomSummaryStore
+    user_directory: UserDirectoryStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -102,4 +104,5 @@ class Stores:
             event_expiry=EventExpiryStore(db),
             appservice=AppServiceStore(db),
             room_summaries=RoomSummaryStore(db),
+            user_directory=UserDirectoryStore(db),
         )

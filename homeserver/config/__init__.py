@@ -41,6 +41,7 @@ from homeserver.config.sections import (
     ResourceName,
     ThumbnailSize,
     TrustedKeyServer,
+    UserDirectoryConfig,
 )
 from homeserver.config.sso import CasConfig, SsoConfig
 from homeserver.config.template import render_config
@@ -70,6 +71,7 @@ __all__ = [
     "SsoConfig",
     "ThumbnailSize",
     "TrustedKeyServer",
+    "UserDirectoryConfig",
     "database_from_url",
     "generate_config",
     "load_config",

@@ -48,6 +48,7 @@ from homeserver.config.sections import (
     RedisConfig,
     ThumbnailSize,
     TrustedKeyServer,
+    UserDirectoryConfig,
     parse_directory_rules,
     parse_listeners,
     parse_old_signing_keys,
@@ -183,6 +184,7 @@ class HomeserverConfig:
     # presence, push, caches, redis
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    user_directory: UserDirectoryConfig = field(default_factory=UserDirectoryConfig)
     caches: CachesConfig = field(default_factory=CachesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     # federation and outbound requests
@@ -342,6 +344,7 @@ class HomeserverConfig:
             turn_allow_guests=reader.get("turn_allow_guests", to_bool, True),
             presence=PresenceConfig.parse(reader.child("presence")),
             push=PushConfig.parse(reader.child("push")),
+            user_directory=UserDirectoryConfig.parse(reader.child("user_directory")),
             caches=CachesConfig.parse(reader.child("caches")),
             redis=RedisConfig.parse(reader.child("redis")),
             federation_verify_certificates=reader.get(

@@ -352,6 +352,29 @@ class PushConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UserDirectoryConfig:
+    """``user_directory`` (Synapse's names): whether ``/user_directory/search`` answers,
+    whether it finds every local user rather than only those sharing a room with the
+    searcher or in a public room, and whether local users rank above remote ones."""
+
+    enabled: bool = True
+    search_all_users: bool = False
+    prefer_local_users: bool = False
+
+    @staticmethod
+    def parse(reader: Reader) -> UserDirectoryConfig:
+        enabled = reader.get("enabled", to_bool, True)
+        search_all_users = reader.get("search_all_users", to_bool, False)
+        prefer_local_users = reader.get("prefer_local_users", to_bool, False)
+        reader.finish()
+        return UserDirectoryConfig(
+            enabled=enabled,
+            search_all_users=search_all_users,
+            prefer_local_users=prefer_local_users,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CachesConfig:
     """``caches``: every in-memory cache's size is multiplied by `global_factor`."""
 

@@ -134,6 +134,7 @@ SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "database": frozenset({"name", "args", "txn_limit", "allow_unsafe_locale", "data_stores"}),
     "presence": frozenset({"enabled", "include_offline_users_on_sync", "presence_router"}),
     "push": frozenset({"enabled", "include_content", "group_unread_count_by_room", "jitter_delay"}),
+    "user_directory": frozenset({"exclude_remote_users", "show_locked_users"}),
     "redis": frozenset(
         {
             "enabled",

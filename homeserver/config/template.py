@@ -324,6 +324,17 @@ push:
   # default, as in Synapse (default true).
   legacy_mention_rules: true
 
+## User directory ##
+
+user_directory:
+  # Answer POST /user_directory/search (default true); when false it finds no one.
+  enabled: true
+  # Find every local user, not only those who share a room with the searcher or are
+  # in a public room (default false).
+  search_all_users: false
+  # Rank local users above remote ones (default false).
+  prefer_local_users: false
+
 ## Media ##
 
 # Serve the media repository (default true).
