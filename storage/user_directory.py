@@ -60,7 +60,9 @@ _INSERT_MISSING = (
 )
 
 
-def _row(user_id: str, display_name: str | None, avatar_url: str | None, local: bool) -> tuple:
+def _row(
+    user_id: str, display_name: str | None, avatar_url: str | None, local: bool
+) -> tuple[str, str | None, str | None, bool, str]:
     return (user_id, display_name, avatar_url, local, search_words(user_id, display_name))
 
 
