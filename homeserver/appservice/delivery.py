@@ -38,6 +38,7 @@ from homeserver.appservice.ephemeral import (
 from homeserver.appservice.interest import ServiceInterest
 from homeserver.appservice.registration import ApplicationService
 from homeserver.appservice.service import AppServices
+from homeserver.backoff_worker import BackoffWorker
 from homeserver.clock import Clock
 from homeserver.rooms.serializer import EventSerializer
 from storage.appservice import EVENTS, StoredTransaction
@@ -51,13 +52,17 @@ INITIAL_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 300.0
 MAX_WAIT_S = 30.0  # a backoff is re-checked against the Clock at least this often
 POSITION_FLUSH_EVERY = 1000
-STOP_TIMEOUT_S = 2.0
 
 
-class ServiceQueue:
+class ServiceQueue(BackoffWorker):
     """The delivery queue of one application service."""
 
+    initial_backoff_s = INITIAL_BACKOFF_S
+    max_backoff_s = MAX_BACKOFF_S
+    max_wait_s = MAX_WAIT_S
+
     def __init__(self, delivery: AppServiceDelivery, service: ApplicationService) -> None:
+        super().__init__(delivery.clock)
         self.service = service
         self._delivery = delivery
         self.positions: dict[str, int] = {}
@@ -65,11 +70,6 @@ class ServiceQueue:
         self.pending_ephemeral = PendingEphemeral()
         self._pending: StoredTransaction | None = None
         self._recovering = True  # stored transactions may be waiting
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._backoff_s = 0.0
-        self.next_attempt_ms: int | None = None
-        self.failures = 0
         self.sent = 0
 
     async def load(self) -> None:
@@ -85,24 +85,8 @@ class ServiceQueue:
         self.positions = dict(stored)
         self._stored_positions = dict(stored)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
-
-    def wake(self) -> None:
-        self._wake.set()
-
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            self._wake.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-            except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self._stop_task()
         with contextlib.suppress(Exception):
             await self._flush_positions(force=True)
 
@@ -110,30 +94,8 @@ class ServiceQueue:
     def pending_txn_id(self) -> int | None:
         return None if self._pending is None else self._pending.txn_id
 
-    async def _sleep(self, seconds: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
-
-    async def _run(self) -> None:
-        clock = self._delivery.clock
-        while self._task is not None:
-            if self.next_attempt_ms is not None:
-                remaining_ms = self.next_attempt_ms - clock.time_ms()
-                if remaining_ms > 0:
-                    await self._sleep(min(remaining_ms / 1000, MAX_WAIT_S))
-                    continue
-            self._wake.clear()
-            try:
-                more = await self._step()
-            except Exception:
-                logger.exception("delivery to application service %s failed", self.service.id)
-                self._fail()
-                continue
-            if self._task is None:
-                return
-            if not more and self.next_attempt_ms is None:
-                await self._sleep(None)
+    def _describe(self) -> str:
+        return f"application service {self.service.id}"
 
     async def _step(self) -> bool:
         """Send one transaction (the pending one, or the next); True when there may be
@@ -157,8 +119,7 @@ class ServiceQueue:
         await store.delete_transaction(self.service.id, txn.txn_id)
         self._pending = None
         self.sent += 1
-        self._backoff_s = 0.0
-        self.next_attempt_ms = None
+        self._succeeded()
         return True
 
     async def _make_transaction(self) -> tuple[StoredTransaction | None, bool]:
@@ -230,11 +191,6 @@ class ServiceQueue:
         await self._delivery.stores.appservice.set_positions(self.service.id, changed)
         self._stored_positions.update(changed)
 
-    def _fail(self) -> None:
-        self.failures += 1
-        self._backoff_s = min(max(self._backoff_s * 2, INITIAL_BACKOFF_S), MAX_BACKOFF_S)
-        self.next_attempt_ms = self._delivery.clock.time_ms() + int(self._backoff_s * 1000)
-
 
 class AppServiceDelivery:
     """Every service's delivery queue, and the hooks that wake them."""
@@ -285,9 +241,8 @@ class AppServiceDelivery:
         """The service answered a ping: a queue backing off retries at once (as
         Synapse does when a ping succeeds)."""
         queue = self.queues.get(service.id)
-        if queue is not None and queue.next_attempt_ms is not None:
-            queue.next_attempt_ms = None
-            queue.wake()
+        if queue is not None:
+            queue.retry_now()
 
     # -- hooks ------------------------------------------------------------------
 

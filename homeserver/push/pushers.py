@@ -21,6 +21,7 @@ from typing import Any
 
 from yarl import URL
 
+from homeserver.backoff_worker import BackoffWorker
 from homeserver.clock import Clock
 from homeserver.errors import InvalidParam
 from homeserver.push.gateway import (
@@ -45,7 +46,6 @@ MAX_WAIT_S = 60.0
 FETCH_LIMIT = 20
 MAX_PUSHKEY_BYTES = 512
 MAX_APP_ID_CHARS = 64
-STOP_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -103,31 +103,23 @@ def pusher_json(pusher: PusherRecord) -> dict[str, Any]:
     return body
 
 
-class HttpPusher:
+class HttpPusher(BackoffWorker):
     """The delivery queue of one pusher."""
 
+    initial_backoff_s = INITIAL_BACKOFF_S
+    max_backoff_s = MAX_BACKOFF_S
+    max_wait_s = MAX_WAIT_S
+
     def __init__(self, pool: PusherPool, record: PusherRecord) -> None:
+        super().__init__(pool.clock)
         self.record = record
         self._pool = pool
-        self._wake = asyncio.Event()
-        self._backoff_s = 0.0
-        self._next_attempt_ms: int | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.failures = 0
         # the unread count the gateway last heard from us, and whether a read receipt
         # asks to check it again (a badge-only push when it changed, as Synapse sends);
         # badges go out from their own task, so a slow one never holds up the queue
         self.last_badge: int | None = None
         self._badge_due = False
         self._badge_task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def badge_changed(self) -> None:
         """The user read something: tell the gateway the new unread count."""
@@ -150,43 +142,12 @@ class HttpPusher:
             badge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await badge
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT_S)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._stop_task()
 
-    async def _sleep(self, seconds: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._wake.clear()
+    def _describe(self) -> str:
+        return f"pusher {self.record.app_id}/{self.record.user_id}"
 
-    async def _run(self) -> None:
-        clock = self._pool.clock
-        while self._task is not None:
-            if self._next_attempt_ms is not None:
-                remaining_ms = self._next_attempt_ms - clock.time_ms()
-                if remaining_ms > 0:
-                    await self._sleep(min(remaining_ms / 1000, MAX_WAIT_S))
-                    continue
-            self._wake.clear()
-            try:
-                more = await self._deliver_some()
-            except Exception:
-                logger.exception("pusher %s/%s failed", self.record.app_id, self.record.user_id)
-                more = False
-                self._fail()
-            if self._task is None:
-                return  # removed
-            if not more and self._next_attempt_ms is None:
-                await self._sleep(None)
-
-    async def _deliver_some(self) -> bool:
+    async def _step(self) -> bool:
         """Send the next notifications; True when there may be more right away."""
         pool, record = self._pool, self.record
         actions = await pool.stores.push_actions.unread_after(
@@ -249,12 +210,9 @@ class HttpPusher:
         self.last_badge = unread
 
     def _fail(self) -> None:
-        now = self._pool.clock.time_ms()
-        self.failures += 1
-        self._backoff_s = min(max(self._backoff_s * 2, INITIAL_BACKOFF_S), MAX_BACKOFF_S)
-        self._next_attempt_ms = now + int(self._backoff_s * 1000)
+        super()._fail()
         if self.record.failing_since_ms is None:
-            self.record = _with(self.record, failing_since_ms=now)
+            self.record = _with(self.record, failing_since_ms=self._pool.clock.time_ms())
 
     def _give_up(self) -> bool:
         since = self.record.failing_since_ms
@@ -262,13 +220,8 @@ class HttpPusher:
 
     async def _advance(self, position: int) -> None:
         self.record = _with(self.record, last_stream_ordering=position, failing_since_ms=None)
-        self._backoff_s = 0.0
-        self._next_attempt_ms = None
+        self._succeeded()
         await self._pool.stores.pushers.set_delivery_state(self.record.key, position, None)
-
-    @property
-    def next_attempt_ms(self) -> int | None:
-        return self._next_attempt_ms
 
 
 def _with(record: PusherRecord, **changes: Any) -> PusherRecord:
