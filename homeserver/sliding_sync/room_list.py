@@ -42,7 +42,6 @@ class UserRoom(NamedTuple):
     is_encrypted: bool = False
     name: str | None = None
     newly_joined: bool = False
-    newly_left: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,12 +64,12 @@ class UserRooms:
         rows: dict[str, MembershipRow],
         summaries: Mapping[str, RoomSummary],
         stripped: Mapping[str, list[dict[str, Any]]],
-        newly: Mapping[str, tuple[bool, bool]],
+        newly_joined: set[str],
     ) -> None:
         self._rows = rows
         self._summaries = summaries
         self._stripped = stripped
-        self._newly = newly
+        self._newly_joined = newly_joined
         self._made: dict[str, UserRoom] = {}
         self._ordered: list[str] | None = None
         # the newest bump stamp seen: beyond the response's token, an event is
@@ -80,14 +79,8 @@ class UserRooms:
     def __contains__(self, room_id: object) -> bool:
         return room_id in self._rows
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
     def __bool__(self) -> bool:
         return bool(self._rows)
-
-    def ids(self) -> Collection[str]:
-        return self._rows.keys()
 
     def membership(self, room_id: str) -> str | None:
         row = self._rows.get(room_id)
@@ -138,7 +131,6 @@ class UserRooms:
             room_type, encrypted, name = _from_stripped(self._stripped.get(row.event_id, []))
         elif summary is not None:
             room_type, encrypted, name = summary.room_type, summary.is_encrypted, summary.name
-        newly_joined, newly_left = self._newly.get(room_id, (False, False))
         made = UserRoom(
             room_id,
             membership,
@@ -148,8 +140,7 @@ class UserRooms:
             room_type,
             encrypted,
             name,
-            newly_joined,
-            newly_left,
+            room_id in self._newly_joined,
         )
         self._made[room_id] = made
         return made
@@ -170,7 +161,7 @@ class RoomLists:
         where a filter or a window needs them)."""
         chosen: dict[str, MembershipRow] = {}
         left_rows: dict[str, str] = {}
-        newly: dict[str, tuple[bool, bool]] = {}
+        newly_joined: set[str] = set()
         for room_id, history in histories.items():
             rows = history.rows
             current = rows[-1] if rows and rows[-1].stream <= upto else history.at(upto)
@@ -178,12 +169,12 @@ class RoomLists:
                 continue
             membership = current.membership
             if since is not None and current.stream > since:
-                at_since = history.at(since)
                 if membership == "join":
-                    newly[room_id] = (at_since is None or at_since.membership != "join", False)
-                elif membership in ("leave", "ban"):
-                    newly[room_id] = (False, True)
-            if membership == "leave" and room_id not in newly:
+                    at_since = history.at(since)
+                    if at_since is None or at_since.membership != "join":
+                        newly_joined.add(room_id)
+            elif membership == "leave":
+                # left before the connection's last response: shown only if kicked
                 left_rows[room_id] = current.event_id
             chosen[room_id] = current
         if left_rows:
@@ -203,22 +194,21 @@ class RoomLists:
         summaries = await self._stores.room_summaries.get_many(chosen) if chosen else {}
         invites = [row.event_id for row in chosen.values() if row.membership in _STRIPPED]
         stripped = await self._stores.sync.stripped_states(invites) if invites else {}
-        return UserRooms(chosen, summaries, stripped, newly)
+        return UserRooms(chosen, summaries, stripped, newly_joined)
 
     async def compute(
         self,
         user_id: str,
         lists: Mapping[str, ListRequest],
         rooms: UserRooms,
+        dm_rooms: set[str],
     ) -> dict[str, ListResult]:
         if not lists:
             return {}
         ordered = rooms.ordered()
-        needs = _filter_needs(lists.values())
-        dm_rooms = await self._dm_rooms(user_id) if "is_dm" in needs else set()
         tags = (
             await self._stores.account_data.per_room_of_type(user_id, TAG)
-            if "tags" in needs
+            if _filters_tags(lists.values())
             else {}
         )
         results: dict[str, ListResult] = {}
@@ -237,9 +227,7 @@ class RoomLists:
         return results
 
     async def dm_rooms(self, user_id: str) -> set[str]:
-        return await self._dm_rooms(user_id)
-
-    async def _dm_rooms(self, user_id: str) -> set[str]:
+        """The rooms of the user's ``m.direct`` account data."""
         content = await self._stores.account_data.get(user_id, None, DIRECT) or {}
         found: set[str] = set()
         for room_ids in content.values():
@@ -270,17 +258,12 @@ class RoomLists:
         return children
 
 
-def _filter_needs(lists: Collection[ListRequest]) -> set[str]:
-    needs: set[str] = set()
-    for request in lists:
-        f = request.filters
-        if f is None:
-            continue
-        if f.is_dm is not None:
-            needs.add("is_dm")
-        if f.tags is not None or f.not_tags is not None:
-            needs.add("tags")
-    return needs
+def _filters_tags(lists: Collection[ListRequest]) -> bool:
+    """Whether a list filters on tags (then every room's tags are read, once)."""
+    return any(
+        r.filters is not None and (r.filters.tags is not None or r.filters.not_tags is not None)
+        for r in lists
+    )
 
 
 def _passes(

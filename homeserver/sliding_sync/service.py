@@ -25,7 +25,7 @@ from homeserver.sliding_sync.connections import (
     parse_pos,
 )
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions, has_news
-from homeserver.sliding_sync.request import RoomParams, SlidingSyncRequest, parse_request
+from homeserver.sliding_sync.request import SlidingSyncRequest, parse_request
 from homeserver.sliding_sync.required_state import RequiredState
 from homeserver.sliding_sync.room_list import ListResult, RoomLists, UserRooms
 from homeserver.sliding_sync.rooms import RoomResults, RoomWant
@@ -172,8 +172,8 @@ class SlidingSyncService:
         histories = await self._sync.memberships.get(user_id)
         since = from_token.events if from_token is not None else None
         rooms = await self._lists.user_rooms(user_id, histories, since, to_token.events)
-        lists = await self._lists.compute(user_id, request.lists, rooms)
         dm_rooms = await self._lists.dm_rooms(user_id) if rooms else set()
+        lists = await self._lists.compute(user_id, request.lists, rooms, dm_rooms)
         wants = self._wants(user_id, request, lists, rooms, dm_rooms)
         room_bodies, statuses = await self._rooms.build(
             user_id,
@@ -226,24 +226,28 @@ class SlidingSyncService:
         rooms: UserRooms,
         dm_rooms: set[str],
     ) -> dict[str, RoomWant]:
-        """Every room in a window or subscribed to, with the union of what asks for it."""
-        asked: dict[str, list[RoomParams]] = {}
+        """Every room in a window or subscribed to, with the union of what asks for it
+        (each list's and subscription's ``required_state`` parsed once)."""
+        asked: dict[str, list[tuple[RequiredState, int]]] = {}
         for name, result in lists.items():
             params = request.lists[name].params
+            wanted = (RequiredState.parse(params.required_state, user_id), params.timeline_limit)
             for room_id in result.room_ids:
-                asked.setdefault(room_id, []).append(params)
+                asked.setdefault(room_id, []).append(wanted)
         for room_id, params in request.room_subscriptions.items():
             if room_id in rooms:
-                asked.setdefault(room_id, []).append(params)
+                asked.setdefault(room_id, []).append(
+                    (RequiredState.parse(params.required_state, user_id), params.timeline_limit)
+                )
         wants: dict[str, RoomWant] = {}
-        for room_id, all_params in asked.items():
+        for room_id, all_asked in asked.items():
             required = RequiredState()
-            for params in all_params:
-                required = required.union(RequiredState.parse(params.required_state, user_id))
+            for one, _limit in all_asked:
+                required = required.union(one)
             wants[room_id] = RoomWant(
                 rooms.get(room_id),
                 required,
-                max(p.timeline_limit for p in all_params),
+                max(limit for _one, limit in all_asked),
                 room_id in dm_rooms,
             )
         return wants
