@@ -145,21 +145,19 @@ class AppServiceClient:
 
     async def query_user(self, service: ApplicationService, user_id: str) -> bool:
         """``GET /users/{userId}``: whether the service says it made the user."""
-        try:
-            await self.request(service, "GET", f"/users/{quote(user_id, safe='')}")
-        except AppServiceUnreachable as exc:
-            if exc.status != 404:
-                logger.warning("user query: %s", exc)
-            return False
-        return True
+        return await self._query_exists(service, f"/users/{quote(user_id, safe='')}", "user")
 
     async def query_alias(self, service: ApplicationService, alias: str) -> bool:
         """``GET /rooms/{roomAlias}``: whether the service says it made the alias."""
+        return await self._query_exists(service, f"/rooms/{quote(alias, safe='')}", "alias")
+
+    async def _query_exists(self, service: ApplicationService, path: str, what: str) -> bool:
+        """A 2xx answer is yes; 404 is no; any other failure is logged and is no."""
         try:
-            await self.request(service, "GET", f"/rooms/{quote(alias, safe='')}")
+            await self.request(service, "GET", path)
         except AppServiceUnreachable as exc:
             if exc.status != 404:
-                logger.warning("alias query: %s", exc)
+                logger.warning("%s query: %s", what, exc)
             return False
         return True
 

@@ -42,23 +42,12 @@ class AppServices:
                 return service
         return None
 
-    def exclusive_owner_of_alias(self, alias: str) -> ApplicationService | None:
-        for service in self.services:
-            if service.is_exclusive_alias(alias):
-                return service
-        return None
-
     def check_user_allowed(self, user_id: str, service: ApplicationService | None) -> None:
         """M_EXCLUSIVE unless ``user_id`` is in no other service's exclusive namespace
         (``service``: the one acting, if any, which may use its own)."""
         for other in self.services:
             if other is not service and other.is_exclusive_user(user_id):
                 raise exclusive_error("user ID")
-
-    def check_alias_allowed(self, alias: str, service: ApplicationService | None) -> None:
-        for other in self.services:
-            if other is not service and other.is_exclusive_alias(alias):
-                raise exclusive_error("room alias")
 
     def interested_in_user(self, user_id: str) -> list[ApplicationService]:
         return [s for s in self.services if s.is_interested_in_user(user_id)]
