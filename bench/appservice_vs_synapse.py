@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,10 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from appservice_delivery import run as run_delivery
 from bench_client import call, print_result, register
-from bench_server import Instance, free_port
+from bench_server import Instance, free_port, fresh_synapse, require_synapse_harness
 
-REPO = Path(__file__).resolve().parent.parent
-SYNAPSE_TOOLS = REPO.parent / "shared" / "tools" / "synapse"
 SYNAPSE_NAME = "benchas"
 SYNAPSE_PORT = 18050
 HS_TOKEN = "bench_hs_token_0123456789"
@@ -113,21 +110,8 @@ def measure_synapse(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     extra.write_text(
         json.dumps({"app_service_config_files": [str(write_registration(root, port))]})
     )
-    env = dict(os.environ, FRESH="1", EXTRA_YAML=str(extra))
-    started = subprocess.run(
-        [str(SYNAPSE_TOOLS / "start.sh"), SYNAPSE_NAME, str(SYNAPSE_PORT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if started.returncode != 0:
-        sys.exit(f"Synapse did not start:\n{started.stdout}{started.stderr}")
-    base = started.stdout.strip().splitlines()[-1]
-    try:
+    with fresh_synapse(SYNAPSE_NAME, SYNAPSE_PORT, extra) as (base, _pid):
         return asyncio.run(measure(base, port, args))
-    finally:
-        subprocess.run([str(SYNAPSE_TOOLS / "stop.sh"), SYNAPSE_NAME], check=False)
 
 
 def main() -> None:
@@ -138,8 +122,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", default=None, help="also write both results here (JSON)")
     args = parser.parse_args()
-    if not (SYNAPSE_TOOLS / "start.sh").exists():
-        sys.exit(f"no Synapse harness at {SYNAPSE_TOOLS}")
+    require_synapse_harness()
     root = Path(tempfile.mkdtemp(prefix="bench-as-"))
     try:
         ours = asyncio.run(measure_ours(args, root))

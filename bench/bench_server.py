@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,50 @@ import aiohttp
 from homeserver.selfsigned import make_self_signed_certificate
 
 STARTUP_TIMEOUT_S = 60.0
+
+_REPO = Path(__file__).resolve().parent.parent
+# The Synapse reference harness beside the checkout (../shared), also found from a
+# worktree deeper down.
+SYNAPSE_TOOLS = next(
+    (
+        parent / "shared" / "tools" / "synapse"
+        for parent in _REPO.parents
+        if (parent / "shared" / "tools" / "synapse" / "start.sh").exists()
+    ),
+    _REPO.parent / "shared" / "tools" / "synapse",
+)
+
+
+def require_synapse_harness() -> None:
+    if not (SYNAPSE_TOOLS / "start.sh").exists():
+        sys.exit(f"no Synapse harness at {SYNAPSE_TOOLS}")
+
+
+@contextmanager
+def fresh_synapse(
+    name: str, port: int, extra_yaml: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """A fresh Synapse from the harness (``start.sh`` with ``FRESH=1``, and
+    ``EXTRA_YAML`` when given): its client base URL and process ID; stopped after."""
+    env = dict(os.environ, FRESH="1")
+    if extra_yaml is not None:
+        env["EXTRA_YAML"] = str(extra_yaml)
+    started = subprocess.run(
+        [str(SYNAPSE_TOOLS / "start.sh"), name, str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        sys.exit(f"Synapse did not start:\n{started.stdout}{started.stderr}")
+    base = started.stdout.strip().splitlines()[-1]
+    synharness = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
+    pid = int((synharness / "data" / name / "pid").read_text().strip())
+    try:
+        yield base, pid
+    finally:
+        subprocess.run([str(SYNAPSE_TOOLS / "stop.sh"), name], check=False)
 
 
 def free_port() -> int:

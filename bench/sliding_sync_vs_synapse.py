@@ -36,7 +36,6 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,18 +48,8 @@ import aiohttp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_client import Client, call, gather_limited, percentile, print_result, register
-from bench_server import Instance
+from bench_server import Instance, fresh_synapse, require_synapse_harness
 
-REPO = Path(__file__).resolve().parent.parent
-# the harness beside the checkout (../shared), also from a worktree deeper down
-SYNAPSE_TOOLS = next(
-    (
-        parent / "shared" / "tools" / "synapse"
-        for parent in REPO.parents
-        if (parent / "shared" / "tools" / "synapse" / "start.sh").exists()
-    ),
-    REPO.parent / "shared" / "tools" / "synapse",
-)
 SYNAPSE_NAME = "benchslidingsync"
 SYNAPSE_PORT = 18150
 SLIDING_SYNC = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
@@ -264,21 +253,8 @@ async def measure_ours(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def measure_synapse(args: argparse.Namespace) -> dict[str, Any]:
-    env = dict(os.environ, FRESH="1")
-    started = subprocess.run(
-        [str(SYNAPSE_TOOLS / "start.sh"), SYNAPSE_NAME, str(SYNAPSE_PORT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if started.returncode != 0:
-        sys.exit(f"Synapse did not start:\n{started.stdout}{started.stderr}")
-    base = started.stdout.strip().splitlines()[-1]
-    try:
+    with fresh_synapse(SYNAPSE_NAME, SYNAPSE_PORT) as (base, _pid):
         return asyncio.run(run_against(args, base))
-    finally:
-        subprocess.run([str(SYNAPSE_TOOLS / "stop.sh"), SYNAPSE_NAME], check=False)
 
 
 ROWS = [
@@ -331,8 +307,7 @@ def main() -> None:
         finally:
             shutil.rmtree(root, ignore_errors=True)
     if args.only != "ours":
-        if not (SYNAPSE_TOOLS / "start.sh").exists():
-            sys.exit(f"no Synapse harness at {SYNAPSE_TOOLS}")
+        require_synapse_harness()
         synapse = measure_synapse(args)
     print_result({"ours": ours, "synapse": synapse}, args.out)
     print_table(ours, synapse)

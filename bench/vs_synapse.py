@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -38,10 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_client import print_result
 from bench_ephemeral import run as run_ephemeral
 from bench_messaging import run as run_messaging
-from bench_server import Instance
+from bench_server import Instance, fresh_synapse, require_synapse_harness
 
-REPO = Path(__file__).resolve().parent.parent
-SYNAPSE_TOOLS = REPO.parent / "shared" / "tools" / "synapse"
 SYNAPSE_NAME = "benchvs"
 SYNAPSE_PORT = 18050
 
@@ -85,23 +82,8 @@ async def measure_ours(workload: Workload, args: argparse.Namespace, root: Path)
 
 
 def measure_synapse(workload: Workload, args: argparse.Namespace) -> dict[str, Any]:
-    env = dict(os.environ, FRESH="1")
-    started = subprocess.run(
-        [str(SYNAPSE_TOOLS / "start.sh"), SYNAPSE_NAME, str(SYNAPSE_PORT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if started.returncode != 0:
-        sys.exit(f"Synapse did not start:\n{started.stdout}{started.stderr}")
-    base = started.stdout.strip().splitlines()[-1]
-    synharness = Path(os.environ.get("SYNHARNESS", "/tmp/synharness"))
-    pid = int((synharness / "data" / SYNAPSE_NAME / "pid").read_text().strip())
-    try:
+    with fresh_synapse(SYNAPSE_NAME, SYNAPSE_PORT) as (base, pid):
         return asyncio.run(workload(workload_args(args, base, pid)))
-    finally:
-        subprocess.run([str(SYNAPSE_TOOLS / "stop.sh"), SYNAPSE_NAME], check=False)
 
 
 def memory_mib(result: dict[str, Any], key: str) -> str:
@@ -146,8 +128,7 @@ def main() -> None:
         workload, labels = run_messaging, MESSAGING_ROWS
     else:
         workload, labels = run_ephemeral, EPHEMERAL_ROWS
-    if not (SYNAPSE_TOOLS / "start.sh").exists():
-        sys.exit(f"no Synapse harness at {SYNAPSE_TOOLS}")
+    require_synapse_harness()
     root = Path(tempfile.mkdtemp(prefix="bench-vs-"))
     try:
         ours = asyncio.run(measure_ours(workload, args, root))
