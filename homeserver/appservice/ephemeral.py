@@ -125,12 +125,10 @@ class EphemeralCollector:
         """MSC3202: users whose device lists changed since the last transaction and
         who are the service's users or share a room it is interested in (as Synapse;
         ``left`` stays empty there too)."""
-        source = self.feeds.device_lists
-        if source is None or DEVICE_LISTS not in positions:
+        window = _unread_window(DEVICE_LISTS, self.feeds.device_lists, positions)
+        if window is None:
             return []
-        since, upto = positions[DEVICE_LISTS], source.current_position()
-        if since >= upto:
-            return []
+        since, upto = window
         batch.positions[DEVICE_LISTS] = upto
         users, _ = await self._stores.e2e_keys.users_with_device_changes(since, upto, "")
         changed = []
@@ -165,17 +163,11 @@ class EphemeralCollector:
         aliases: RoomAliases,
         batch: EphemeralBatch,
     ) -> list[dict[str, Any]]:
-        source = self.feeds.receipts
-        if source is None or RECEIPTS not in positions:
+        window = _unread_window(RECEIPTS, self.feeds.receipts, positions)
+        if window is None:
             return []
-        since, upto = positions[RECEIPTS], source.current_position()
-        if since >= upto:
-            return []
-        records = await self._stores.appservice.receipts_between(since, upto, EPHEMERAL_LIMIT)
-        if len(records) == EPHEMERAL_LIMIT:
-            upto = records[-1].stream_id
-            batch.more = True
-        batch.positions[RECEIPTS] = upto
+        records = await self._stores.appservice.receipts_between(*window, EPHEMERAL_LIMIT)
+        _moved(batch, RECEIPTS, window[1], [r.stream_id for r in records])
         wanted: list[ReceiptRecord] = []
         for record in records:
             if record.receipt_type == READ_PRIVATE and not service.is_interested_in_user(
@@ -208,17 +200,11 @@ class EphemeralCollector:
     async def _to_device(
         self, service: ApplicationService, positions: Mapping[str, int], batch: EphemeralBatch
     ) -> list[dict[str, Any]]:
-        source = self.feeds.to_device
-        if source is None or TO_DEVICE not in positions:
+        window = _unread_window(TO_DEVICE, self.feeds.to_device, positions)
+        if window is None:
             return []
-        since, upto = positions[TO_DEVICE], source.current_position()
-        if since >= upto:
-            return []
-        entries = await self._stores.appservice.inbox_between(since, upto, EPHEMERAL_LIMIT)
-        if len(entries) == EPHEMERAL_LIMIT:
-            upto = entries[-1].stream_id
-            batch.more = True
-        batch.positions[TO_DEVICE] = upto
+        entries = await self._stores.appservice.inbox_between(*window, EPHEMERAL_LIMIT)
+        _moved(batch, TO_DEVICE, window[1], [e.stream_id for e in entries])
         return [
             {
                 "type": entry.event_type,
@@ -230,6 +216,26 @@ class EphemeralCollector:
             for entry in entries
             if service.is_interested_in_user(entry.user_id)
         ]
+
+
+def _unread_window(
+    stream: str, source: PositionSource | None, positions: Mapping[str, int]
+) -> tuple[int, int] | None:
+    """(since, upto] of a stream the service has not had yet (None: nothing new, or a
+    stream not served)."""
+    if source is None or stream not in positions:
+        return None
+    since, upto = positions[stream], source.current_position()
+    return (since, upto) if since < upto else None
+
+
+def _moved(batch: EphemeralBatch, stream: str, upto: int, read: list[int]) -> None:
+    """Where the stream's position moves: to ``upto``, or to the last position read
+    when a full batch was read (then more follows at once)."""
+    if len(read) == EPHEMERAL_LIMIT:
+        upto = read[-1]
+        batch.more = True
+    batch.positions[stream] = upto
 
 
 def receipt_events(records: list[ReceiptRecord]) -> list[dict[str, Any]]:
