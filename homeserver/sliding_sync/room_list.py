@@ -86,9 +86,6 @@ class UserRooms:
         row = self._rows.get(room_id)
         return None if row is None else row.membership
 
-    def memberships(self) -> dict[str, str]:
-        return {room_id: row.membership for room_id, row in self._rows.items()}
-
     def joined(self) -> list[str]:
         return [room_id for room_id, row in self._rows.items() if row.membership == "join"]
 

@@ -202,7 +202,8 @@ class SlidingSyncService:
                 to_token,
                 {name: result.room_ids for name, result in lists.items()},
                 [r for r in request.room_subscriptions if r in rooms],
-                rooms.memberships(),
+                # extensions look up only rooms of their scope: the windows and subscriptions
+                {room_id: want.room.membership for room_id, want in wants.items()},
                 state=previous.extensions if from_token is not None else None,
                 initial_rooms=[r for r, b in room_bodies.items() if b.get("initial")],
                 timelines={
