@@ -152,5 +152,18 @@ async def as_hs(
     return await make_homeserver(app_service_config_files=[path])
 
 
+async def homeserver_with(
+    make_homeserver: HarnessFactory,
+    tmp_path: Path,
+    *registrations: dict[str, Any],
+    **config: Any,
+) -> HomeserverHarness:
+    """A homeserver with these registration files, and ``config`` options."""
+    files = [
+        write_registration(tmp_path, raw, f"reg{i}.yaml") for i, raw in enumerate(registrations)
+    ]
+    return await make_homeserver(app_service_config_files=files, **config)
+
+
 def as_headers(token: str = AS_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from homeserver.appservice.delivery import AppServiceDelivery, ServiceQueue
-from tests.appservice.conftest import AS_TOKEN, FakeAppService, registration, write_registration
-from tests.conftest import HarnessFactory, HomeserverHarness
+from tests.appservice.conftest import AS_TOKEN, FakeAppService, registration
+from tests.conftest import HomeserverHarness
 from tests.rooms.helpers import V3
 
 WAIT_S = 10.0
@@ -51,13 +50,6 @@ async def caught_up(hs: HomeserverHarness, as_id: str = "bridge") -> None:
     target = hs.server.client.persister.events_stream.current()
     one = queue(hs, as_id)
     await eventually(lambda: one.positions["events"] >= target and one.pending_txn_id is None)
-
-
-async def homeserver_with(
-    make_homeserver: HarnessFactory, tmp_path: Path, *raws: dict[str, Any]
-) -> HomeserverHarness:
-    paths = [write_registration(tmp_path, raw, f"reg{i}.yaml") for i, raw in enumerate(raws)]
-    return await make_homeserver(app_service_config_files=paths)
 
 
 def bridge(url: str, **overrides: Any) -> dict[str, Any]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.appservice.conftest import FakeAppService
+from tests.appservice.conftest import FakeAppService, homeserver_with
 from tests.appservice.delivery_support import (
     bridge,
     caught_up,
-    homeserver_with,
     make_ghost,
     queue,
     wait_for_events,

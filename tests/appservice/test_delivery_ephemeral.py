@@ -7,12 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.appservice.conftest import FakeAppService
+from tests.appservice.conftest import FakeAppService, homeserver_with
 from tests.appservice.delivery_support import (
     WAIT_S,
     bridge,
     caught_up,
-    homeserver_with,
     make_ghost,
     wait_for_events,
 )

@@ -10,13 +10,12 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
-from tests.appservice.conftest import FakeAppService
+from tests.appservice.conftest import FakeAppService, homeserver_with
 from tests.appservice.delivery_support import (
     WAIT_S,
     bridge,
     caught_up,
     eventually,
-    homeserver_with,
     make_ghost,
     queue,
     wait_for_events,

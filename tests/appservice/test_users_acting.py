@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.appservice.conftest import FakeAppService, as_headers, registration
-from tests.appservice.test_users_register import AS_TYPE, as_register, assert_error, homeserver_with
+from tests.appservice.conftest import FakeAppService, as_headers, homeserver_with, registration
+from tests.appservice.test_users_register import AS_TYPE, as_register, assert_error
 from tests.conftest import HarnessFactory, HomeserverHarness
 
 V3 = "/_matrix/client/v3"
@@ -220,8 +220,7 @@ async def limited_homeserver(
     return await homeserver_with(
         make_homeserver,
         tmp_path,
-        url,
-        [registration(url, rate_limited=rate_limited)],
+        registration(url, rate_limited=rate_limited),
         rc_message=TIGHT,
         rc_room_creation=TIGHT,
         rc_joins={"local": TIGHT, "remote": TIGHT},
@@ -394,7 +393,7 @@ async def test_as_requests_leave_no_ip_unless_tracked(
     tmp_path: Path,
 ) -> None:
     url = appservice[1]
-    untracked = await homeserver_with(make_homeserver, tmp_path, url)
+    untracked = await homeserver_with(make_homeserver, tmp_path, registration(url))
     body = await ghost(untracked, "_bridge_ip")
     params = {"user_id": body["user_id"], "device_id": body["device_id"]}
     resp = await untracked.client.get(f"{V3}/account/whoami", params=params, headers=as_headers())
@@ -407,7 +406,7 @@ async def test_as_requests_leave_no_ip_unless_tracked(
     tracked_dir = tmp_path / "tracked"
     tracked_dir.mkdir()
     tracked = await homeserver_with(
-        make_homeserver, tracked_dir, url, track_appservice_user_ips=True
+        make_homeserver, tracked_dir, registration(url), track_appservice_user_ips=True
     )
     other = await ghost(tracked, "_bridge_ip2")
     params = {"user_id": other["user_id"], "device_id": other["device_id"]}

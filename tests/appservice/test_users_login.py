@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from tests.appservice.conftest import AS_TOKEN, FakeAppService, as_headers, registration
-from tests.appservice.test_users_register import AS_TYPE, as_register, assert_error, homeserver_with
+from tests.appservice.conftest import (
+    AS_TOKEN,
+    FakeAppService,
+    as_headers,
+    homeserver_with,
+    registration,
+)
+from tests.appservice.test_users_register import AS_TYPE, as_register, assert_error
 from tests.conftest import HarnessFactory, HomeserverHarness
 
 LOGIN = "/_matrix/client/v3/login"
@@ -131,7 +137,7 @@ async def test_msc4190_services_cannot_log_in(
 ) -> None:
     url = appservice[1]
     hs = await homeserver_with(
-        make_homeserver, tmp_path, url, [registration(url, **{"io.element.msc4190": True})]
+        make_homeserver, tmp_path, registration(url, **{"io.element.msc4190": True})
     )
     user_id = await ghost(hs, "_bridge_e2ee")
     resp = await hs.client.post(LOGIN, json=login_body(user_id), headers=as_headers(AS_TOKEN))
@@ -147,7 +153,7 @@ async def test_login_limits_apply_only_to_rate_limited_services(
     url = appservice[1]
     tight = {"per_second": 0.001, "burst_count": 1}
     limits = {"address": tight, "account": tight, "failed_attempts": tight}
-    free = await homeserver_with(make_homeserver, tmp_path, url, rc_login=limits)
+    free = await homeserver_with(make_homeserver, tmp_path, registration(url), rc_login=limits)
     user_id = await ghost(free, "_bridge_busy")
     for _ in range(3):
         resp = await free.client.post(LOGIN, json=login_body(user_id), headers=as_headers())
@@ -155,7 +161,7 @@ async def test_login_limits_apply_only_to_rate_limited_services(
     limited_dir = tmp_path / "limited"
     limited_dir.mkdir()
     limited = await homeserver_with(
-        make_homeserver, limited_dir, url, [registration(url, rate_limited=True)], rc_login=limits
+        make_homeserver, limited_dir, registration(url, rate_limited=True), rc_login=limits
     )
     first = await limited.client.post(LOGIN, json=login_body(user_id), headers=as_headers())
     assert first.status == 200, await first.text()

@@ -14,28 +14,13 @@ from tests.appservice.conftest import (
     SERVER_NAME,
     FakeAppService,
     as_headers,
+    homeserver_with,
     registration,
-    write_registration,
 )
 from tests.conftest import HarnessFactory, HomeserverHarness
 
 REGISTER = "/_matrix/client/v3/register"
 AS_TYPE = "m.login.application_service"
-
-
-async def homeserver_with(
-    make_homeserver: HarnessFactory,
-    tmp_path: Path,
-    url: str,
-    registrations: list[dict[str, Any]] | None = None,
-    **config: Any,
-) -> HomeserverHarness:
-    """A homeserver with ``registrations`` (the bridge's by default) and ``config``."""
-    files = [
-        write_registration(tmp_path, raw, name=f"reg{i}.yaml")
-        for i, raw in enumerate(registrations or [registration(url)])
-    ]
-    return await make_homeserver(app_service_config_files=files, **config)
 
 
 async def as_register(hs: HomeserverHarness, body: dict[str, Any], token: str | None = AS_TOKEN):
@@ -93,7 +78,7 @@ async def test_as_registration_ignores_closed_registration_and_limits(
     hs = await homeserver_with(
         make_homeserver,
         tmp_path,
-        appservice[1],
+        registration(appservice[1]),
         enable_registration=False,
         registration_requires_token=True,
         rc_registration={"per_second": 0.001, "burst_count": 1},
@@ -127,7 +112,7 @@ async def test_another_services_exclusive_namespace_is_refused(
         sender_localpart="ircbot",
         namespaces={"users": [{"regex": r"@_irc_.*:test\.local", "exclusive": True}]},
     )
-    hs = await homeserver_with(make_homeserver, tmp_path, url, [wide, irc])
+    hs = await homeserver_with(make_homeserver, tmp_path, wide, irc)
     resp = await as_register(hs, {"type": AS_TYPE, "username": "_irc_nick"})
     await assert_error(resp, 400, "M_EXCLUSIVE")
     assert not await user_exists(hs, "@_irc_nick:test.local")
@@ -193,7 +178,7 @@ async def test_msc4190_services_must_inhibit_login(
 ) -> None:
     url = appservice[1]
     hs = await homeserver_with(
-        make_homeserver, tmp_path, url, [registration(url, **{"io.element.msc4190": True})]
+        make_homeserver, tmp_path, registration(url, **{"io.element.msc4190": True})
     )
     resp = await as_register(hs, {"type": AS_TYPE, "username": "_bridge_x"})
     await assert_error(resp, 400, "M_APPSERVICE_LOGIN_UNSUPPORTED")
@@ -250,7 +235,7 @@ async def test_non_exclusive_namespaces_stay_open(
     url = appservice[1]
     raw = registration(url)
     raw["namespaces"]["users"].append({"regex": r"@shared_.*:test\.local", "exclusive": False})
-    hs = await homeserver_with(make_homeserver, tmp_path, url, [raw])
+    hs = await homeserver_with(make_homeserver, tmp_path, raw)
     body = await hs.register("shared_eve")
     assert body["user_id"] == "@shared_eve:test.local"
     resp = await as_register(hs, {"type": AS_TYPE, "username": "shared_frank"})
@@ -273,7 +258,7 @@ async def test_guests_never_get_a_reserved_id(
     raw = registration(url)
     # every numeric ID but those starting with 9 is reserved
     raw["namespaces"]["users"].append({"regex": r"@[0-8][0-9]*:test\.local", "exclusive": True})
-    hs = await homeserver_with(make_homeserver, tmp_path, url, [raw], allow_guest_access=True)
+    hs = await homeserver_with(make_homeserver, tmp_path, raw, allow_guest_access=True)
     resp = await hs.client.post(REGISTER, params={"kind": "guest"}, json={})
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["user_id"].startswith("@9")
