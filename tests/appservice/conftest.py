@@ -148,8 +148,7 @@ async def as_hs(
 ) -> HomeserverHarness:
     """A homeserver with the fake service registered."""
     _, url = appservice
-    path = write_registration(tmp_path, registration(url))
-    return await make_homeserver(app_service_config_files=[path])
+    return await homeserver_with(make_homeserver, tmp_path, registration(url))
 
 
 async def homeserver_with(
