@@ -12,7 +12,6 @@ from aiohttp import web
 
 from client_api.account import AccountHandlers
 from client_api.account_data import AccountDataHandlers
-from client_api.admin import AdminHandlers
 from client_api.appservice import AppServiceHandlers
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
@@ -60,7 +59,6 @@ def client_routes(
     account = AccountHandlers(ctx)
     devices = DeviceHandlers(ctx)
     profile = ProfileHandlers(ctx)
-    admin = AdminHandlers(ctx)
     rooms = RoomHandlers(ctx)
     membership = MembershipHandlers(ctx)
     keys = KeyHandlers(ctx)
@@ -232,17 +230,6 @@ def client_routes(
             "GET",
             "/_matrix/client/v1/register/m.login.registration_token/validity",
             register.get_token_validity,
-        ),
-        ("GET", "/_synapse/admin/v1/register", admin.get_register_nonce),
-        ("POST", "/_synapse/admin/v1/register", admin.register_with_shared_secret),
-        ("GET", "/_synapse/admin/v1/registration_tokens", admin.list_registration_tokens),
-        ("POST", "/_synapse/admin/v1/registration_tokens/new", admin.create_registration_token),
-        ("GET", "/_synapse/admin/v1/registration_tokens/{token}", admin.get_registration_token),
-        ("PUT", "/_synapse/admin/v1/registration_tokens/{token}", admin.update_registration_token),
-        (
-            "DELETE",
-            "/_synapse/admin/v1/registration_tokens/{token}",
-            admin.delete_registration_token,
         ),
     ]
     return routes

@@ -301,6 +301,31 @@ class AccountService:
         assert updated is not None
         return updated
 
+    async def registration_tokens(self, *, valid: bool | None = None) -> list[RegistrationToken]:
+        """Every registration token, or only the valid (or invalid) ones."""
+        tokens = await self._stores.registration_tokens.list_all()
+        if valid is None:
+            return tokens
+        now = self._clock.time_ms()
+        return [t for t in tokens if t.is_valid(now) == valid]
+
+    async def registration_token(self, token: str) -> RegistrationToken:
+        """One token; M_NOT_FOUND if there is no such token."""
+        found = await self._stores.registration_tokens.get(token)
+        if found is None:
+            raise NotFound("No such registration token")
+        return found
+
+    async def delete_registration_token(self, token: str) -> None:
+        """Delete a token; M_NOT_FOUND if there is no such token."""
+        if not await self._stores.registration_tokens.delete(token):
+            raise NotFound("No such registration token")
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Whether ``user_id`` is a server admin (a deactivated account is not)."""
+        record = await self._stores.accounts.get_user(user_id)
+        return record is not None and record.is_admin and not record.deactivated
+
     @staticmethod
     def _check_token_limits(uses_allowed: int | None, expiry_time: int | None) -> None:
         if uses_allowed is not None and uses_allowed < 0:

@@ -14,8 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from signedjson.types import SigningKey
 
-from client_api.admin_federation import federation_admin_routes
-from client_api.admin_media import media_admin_routes
+from client_api.admin.routes import admin_routes
 from client_api.context import ClientContext
 from client_api.media import media_routes
 from client_api.routes import Route, client_routes
@@ -35,6 +34,8 @@ from federation.remote_media import FederationMediaFetcher
 from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
+from homeserver.admin import AdminServices
+from homeserver.admin.destinations import DestinationAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -129,6 +130,7 @@ class Homeserver:
     client: ClientContext
     media: MediaService
     federation: FederationContext
+    admin: AdminServices
     ephemeral: EphemeralServices | None = None
     federation_events: FederationEventServices | None = None
     federation_membership: FederationMembership | None = None
@@ -408,6 +410,7 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
+        admin = AdminServices(media=media, destinations=DestinationAdmin(stores.federation_queue))
         return cls(
             config,
             clock,
@@ -417,6 +420,7 @@ class Homeserver:
             client,
             media,
             federation,
+            admin,
             ephemeral=ephemeral,
             federation_events=federation_events,
             federation_membership=federation_membership,
@@ -434,8 +438,7 @@ class Homeserver:
         routes: list[Route] = []
         if "client" in resources:
             routes += client_routes(self.client, room_versions(), self.config.default_room_version)
-            routes += media_admin_routes(self.client, self.media)
-            routes += federation_admin_routes(self.client, self.stores.federation_queue)
+            routes += admin_routes(self.client, self.admin)
         if "media" in resources and self.config.enable_media_repo:
             previewer = url_previewer_from_config(self.config, self.media)
             routes += media_routes(self.client, self.media, previewer)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.admin import require_admin
+from client_api.admin.auth import require_admin
 from client_api.context import ClientContext
 from client_api.routes import Route
 from client_api.versions import json_response

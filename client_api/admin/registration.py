@@ -1,4 +1,4 @@
-"""Admin endpoints in Synapse's shape, so existing admin tooling works.
+"""Registration admin endpoints in Synapse's shape.
 
 - ``/_synapse/admin/v1/register``: shared-secret registration (HMAC-SHA1 over
   nonce, user, password, admin flag), as Synapse's ``register_new_matrix_user`` uses.
@@ -15,12 +15,13 @@ from typing import Any
 
 from aiohttp import web
 
+from client_api.admin.auth import require_admin
 from client_api.context import ClientContext
 from client_api.register import session_body
+from client_api.routes import Route
 from client_api.versions import json_response
 from homeserver.accounts import DEFAULT_TOKEN_LENGTH
-from homeserver.auth import Requester
-from homeserver.errors import Forbidden, MatrixError, NotFound
+from homeserver.errors import Forbidden, MatrixError
 from homeserver.http.body import get_bool, get_int, get_str, json_object
 from storage.registration_tokens import RegistrationToken
 
@@ -50,16 +51,7 @@ def token_json(token: RegistrationToken) -> dict[str, Any]:
     }
 
 
-async def require_admin(ctx: ClientContext, request: web.Request) -> Requester:
-    """Authenticate the request and require a server admin (M_FORBIDDEN otherwise)."""
-    requester = await ctx.requester(request)
-    record = await ctx.stores.accounts.get_user(requester.user_id)
-    if record is None or not record.is_admin:
-        raise Forbidden("You are not a server admin")
-    return requester
-
-
-class AdminHandlers:
+class RegistrationAdminHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
         self._nonces: dict[str, int] = {}
@@ -110,12 +102,10 @@ class AdminHandlers:
     async def list_registration_tokens(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/registration_tokens."""
         await self._require_admin(request)
-        tokens = await self._ctx.stores.registration_tokens.list_all()
         valid = request.query.get("valid")
-        now = self._ctx.clock.time_ms()
-        if valid is not None:
-            want = valid == "true"
-            tokens = [t for t in tokens if t.is_valid(now) == want]
+        tokens = await self._ctx.accounts.registration_tokens(
+            valid=None if valid is None else valid == "true"
+        )
         return json_response({"registration_tokens": [token_json(t) for t in tokens]})
 
     async def create_registration_token(self, request: web.Request) -> web.Response:
@@ -133,9 +123,7 @@ class AdminHandlers:
     async def get_registration_token(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/registration_tokens/{token}."""
         await self._require_admin(request)
-        token = await self._ctx.stores.registration_tokens.get(request.match_info["token"])
-        if token is None:
-            raise NotFound("No such registration token")
+        token = await self._ctx.accounts.registration_token(request.match_info["token"])
         return json_response(token_json(token))
 
     async def update_registration_token(self, request: web.Request) -> web.Response:
@@ -143,9 +131,7 @@ class AdminHandlers:
         await self._require_admin(request)
         name = request.match_info["token"]
         body = await json_object(request, allow_empty=True)
-        current = await self._ctx.stores.registration_tokens.get(name)
-        if current is None:
-            raise NotFound("No such registration token")
+        current = await self._ctx.accounts.registration_token(name)
         # An absent key keeps the current value; null removes the limit.
         uses_allowed = get_int(body, "uses_allowed", None)
         if "uses_allowed" not in body:
@@ -161,6 +147,20 @@ class AdminHandlers:
     async def delete_registration_token(self, request: web.Request) -> web.Response:
         """DELETE /_synapse/admin/v1/registration_tokens/{token}."""
         await self._require_admin(request)
-        if not await self._ctx.stores.registration_tokens.delete(request.match_info["token"]):
-            raise NotFound("No such registration token")
+        await self._ctx.accounts.delete_registration_token(request.match_info["token"])
         return json_response({})
+
+
+def registration_admin_routes(ctx: ClientContext) -> list[Route]:
+    handlers = RegistrationAdminHandlers(ctx)
+    base = "/_synapse/admin/v1"
+    tokens = f"{base}/registration_tokens"
+    return [
+        ("GET", f"{base}/register", handlers.get_register_nonce),
+        ("POST", f"{base}/register", handlers.register_with_shared_secret),
+        ("GET", tokens, handlers.list_registration_tokens),
+        ("POST", f"{tokens}/new", handlers.create_registration_token),
+        ("GET", f"{tokens}/{{token}}", handlers.get_registration_token),
+        ("PUT", f"{tokens}/{{token}}", handlers.update_registration_token),
+        ("DELETE", f"{tokens}/{{token}}", handlers.delete_registration_token),
+    ]

@@ -12,28 +12,27 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from client_api.admin import require_admin
+from client_api.admin.auth import require_admin
 from client_api.context import ClientContext
 from client_api.routes import Route
 from client_api.versions import json_response
-from homeserver.errors import NotFound
+from homeserver.admin.destinations import DestinationAdmin
 from homeserver.http.body import query_int
-from storage.federation_queue import FederationQueueStore
 
 MAX_LIMIT = 1000
 
 
 class FederationAdminHandlers:
-    def __init__(self, ctx: ClientContext, queue: FederationQueueStore) -> None:
+    def __init__(self, ctx: ClientContext, destinations: DestinationAdmin) -> None:
         self._ctx = ctx
-        self._queue = queue
+        self._destinations = destinations
 
     async def list_destinations(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/federation/destinations."""
         await require_admin(self._ctx, request)
         start = query_int(request, "from", 0, minimum=0)
         limit = query_int(request, "limit", 100, minimum=0, maximum=MAX_LIMIT)
-        rows, total = await self._queue.list_health(limit, start)
+        rows, total = await self._destinations.list(limit, start)
         body: dict[str, object] = {"destinations": [r.to_json() for r in rows], "total": total}
         if start + len(rows) < total:
             body["next_token"] = str(start + len(rows))
@@ -42,14 +41,12 @@ class FederationAdminHandlers:
     async def get_destination(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/federation/destinations/{destination}."""
         await require_admin(self._ctx, request)
-        health = await self._queue.get_health(request.match_info["destination"])
-        if health is None:
-            raise NotFound("Unknown destination")
+        health = await self._destinations.get(request.match_info["destination"])
         return json_response(health.to_json())
 
 
-def federation_admin_routes(ctx: ClientContext, queue: FederationQueueStore) -> list[Route]:
-    handlers = FederationAdminHandlers(ctx, queue)
+def federation_admin_routes(ctx: ClientContext, destinations: DestinationAdmin) -> list[Route]:
+    handlers = FederationAdminHandlers(ctx, destinations)
     base = "/_synapse/admin/v1/federation/destinations"
     return [
         ("GET", base, handlers.list_destinations),
