@@ -158,8 +158,8 @@ class MembershipHandlers:
     async def joined_rooms(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/joined_rooms."""
         requester = await self._ctx.requester(request)
-        rooms = await self._ctx.stores.state.rooms_for_user(requester.user_id)
-        return json_response({"joined_rooms": sorted(r for r, m in rooms.items() if m == "join")})
+        rooms = await self._ctx.membership.joined_rooms(requester.user_id)
+        return json_response({"joined_rooms": sorted(rooms)})
 
     async def get_members(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/rooms/{roomId}/members."""

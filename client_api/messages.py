@@ -45,7 +45,7 @@ async def room_event_filter(
             raise InvalidParam("Query parameter 'filter' is not valid JSON") from exc
         return parse_room_event_filter(value)
     if raw.isdigit():
-        stored = await ctx.stores.rooms.get_filter(user_id, int(raw))
+        stored = await ctx.sync.get_filter(user_id, raw)
         if stored is not None:
             room = stored.get("room")
             timeline = room.get("timeline", {}) if isinstance(room, dict) else {}

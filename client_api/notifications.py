@@ -26,10 +26,9 @@ class NotificationHandlers:
         page, next_token = await self._ctx.push.evaluator.notifications(
             requester.user_id, request.query.get("from"), limit, only == "highlight"
         )
-        events = await self._ctx.stores.events.get_events([n.action.event_id for n in page])
-        present = [n for n in page if n.action.event_id in events]
+        present = [n for n, _event in page]
         serialized = await self._ctx.serializer.serialize(
-            [events[n.action.event_id] for n in present],
+            [event for _n, event in page],
             user_id=requester.user_id,
             device_id=requester.device_id,
             include_room_id=False,

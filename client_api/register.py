@@ -58,8 +58,7 @@ class RegisterHandlers:
         token = auth.get("token")
         if not isinstance(token, str):
             raise MatrixError(401, "M_MISSING_PARAM", "Missing registration token")
-        record = await self._ctx.stores.registration_tokens.get(token)
-        if record is None or not record.is_valid(self._ctx.clock.time_ms()):
+        if not await self._ctx.accounts.registration_token_valid(token):
             raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token")
         return token
 
@@ -214,6 +213,4 @@ class RegisterHandlers:
         token = request.query.get("token")
         if not token:
             raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
-        record = await self._ctx.stores.registration_tokens.get(token)
-        valid = record is not None and record.is_valid(self._ctx.clock.time_ms())
-        return json_response({"valid": valid})
+        return json_response({"valid": await self._ctx.accounts.registration_token_valid(token)})

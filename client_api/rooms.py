@@ -159,19 +159,19 @@ class RoomHandlers:
         """GET /_matrix/client/v3/rooms/{roomId}/state."""
         requester = await self._ctx.requester(request)
         room_id = request.match_info["roomId"]
-        state = await self._ctx.members.visible_state(requester.user_id, room_id)
-        events = await self._ctx.stores.events.get_events(list(state.values()))
-        ordered = [events[e] for e in state.values() if e in events]
-        return json_response(await self._ctx.serializer.serialize(ordered))
+        events = await self._ctx.members.visible_state_events(requester.user_id, room_id)
+        return json_response(await self._ctx.serializer.serialize(events))
 
     async def get_state_event(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}."""
         requester = await self._ctx.requester(request)
         room_id = request.match_info["roomId"]
-        state = await self._ctx.members.visible_state(requester.user_id, room_id)
-        key = (request.match_info["eventType"], request.match_info.get("stateKey", ""))
-        event_id = state.get(key)
-        stored = await self._ctx.stores.events.get_event(event_id) if event_id else None
+        stored = await self._ctx.members.visible_state_event(
+            requester.user_id,
+            room_id,
+            request.match_info["eventType"],
+            request.match_info.get("stateKey", ""),
+        )
         if stored is None:
             raise NotFound("Event not found")
         if request.query.get("format") == "event":

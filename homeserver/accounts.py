@@ -316,6 +316,11 @@ class AccountService:
             raise NotFound("No such registration token")
         return found
 
+    async def registration_token_valid(self, token: str) -> bool:
+        """Whether ``token`` exists and may still be used to register now."""
+        found = await self._stores.registration_tokens.get(token)
+        return found is not None and found.is_valid(self._clock.time_ms())
+
     async def delete_registration_token(self, token: str) -> None:
         """Delete a token; M_NOT_FOUND if there is no such token."""
         if not await self._stores.registration_tokens.delete(token):

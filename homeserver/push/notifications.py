@@ -467,8 +467,9 @@ class PushEvaluator:
 
     async def notifications(
         self, user_id: str, from_token: str | None, limit: int, only_highlight: bool
-    ) -> tuple[list[Notification], str | None]:
-        """A page of the user's notifications, newest first, and the next page's token."""
+    ) -> tuple[list[tuple[Notification, StoredEvent]], str | None]:
+        """A page of the user's notifications with their events, newest first, and the
+        next page's token. A notification whose event is gone is left out."""
         before: int | None = None
         if from_token is not None:
             try:
@@ -479,7 +480,9 @@ class PushEvaluator:
                 raise InvalidParam("Invalid 'from' token")
         page = await self._stores.push_actions.notifications(user_id, before, limit, only_highlight)
         next_token = str(page[-1].action.stream_ordering) if len(page) == limit else None
-        return page, next_token
+        events = await self._stores.events.get_events([n.action.event_id for n in page])
+        found = [(n, events[n.action.event_id]) for n in page if n.action.event_id in events]
+        return found, next_token
 
 
 class SyncUnreadCounter:

@@ -68,6 +68,20 @@ class MemberListService:
             return await self._stores.state.get_current_state(room_id)
         return dict(await self._stores.state.get_state(view.state_group))
 
+    async def visible_state_events(self, user_id: str, room_id: str) -> list[StoredEvent]:
+        """The events of ``visible_state``, in the state map's order."""
+        state = await self.visible_state(user_id, room_id)
+        events = await self._stores.events.get_events(list(state.values()))
+        return [events[e] for e in state.values() if e in events]
+
+    async def visible_state_event(
+        self, user_id: str, room_id: str, event_type: str, state_key: str
+    ) -> StoredEvent | None:
+        """One event of ``visible_state``, or None if the room has no such state."""
+        state = await self.visible_state(user_id, room_id)
+        event_id = state.get((event_type, state_key))
+        return await self._stores.events.get_event(event_id) if event_id else None
+
     async def members(
         self,
         user_id: str,

@@ -174,6 +174,11 @@ class MembershipService:
         if not guests_may_join(guest_access_in_stripped(stripped)):
             raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
 
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        """The rooms ``user_id`` is joined to."""
+        rooms = await self._stores.state.rooms_for_user(user_id)
+        return [room_id for room_id, membership in rooms.items() if membership == "join"]
+
     async def refresh_profile(self, user_id: str, _profile: Mapping[str, Any]) -> None:
         """After a change of ``user_id``'s displayname or avatar_url: a new join event
         carrying the new profile in every room they are joined to (client-server API,
@@ -181,8 +186,7 @@ class MembershipService:
         per-room name or avatar; a room that refuses the event is skipped."""
         if not self.is_mine(user_id):
             return
-        rooms = await self._stores.state.rooms_for_user(user_id)
-        for room_id in sorted(r for r, m in rooms.items() if m == "join"):
+        for room_id in sorted(await self.joined_rooms(user_id)):
             try:
                 await self.join(user_id, room_id)
             except MatrixError as exc:

@@ -119,8 +119,8 @@ async def test_invite_notifies_the_invitee(hs: HomeserverHarness) -> None:
     await alice.invite(room_id, bob.user_id)
     page, _ = await evaluator(hs).notifications(bob.user_id, None, 10, False)
     assert len(page) == 1
-    assert page[0].action.room_id == room_id
-    assert page[0].action.actions == ["notify", {"set_tweak": "sound", "value": "default"}]
+    assert page[0][0].action.room_id == room_id
+    assert page[0][0].action.actions == ["notify", {"set_tweak": "sound", "value": "default"}]
 
 
 async def test_display_name_condition_uses_room_member_names(hs: HomeserverHarness) -> None:
