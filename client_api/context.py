@@ -40,6 +40,7 @@ from homeserver.rooms.state_resolution import StateResolver
 from homeserver.rooms.third_party_invites import ThirdPartyInviteService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.search import SearchService
 from homeserver.sessions import SessionService
 from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sso import SsoService
@@ -94,6 +95,7 @@ class ClientContext:
     appservice_users: AppServiceUsers
     sliding_sync: SlidingSyncService
     user_directory: UserDirectory
+    search: SearchService
 
     @property
     def server_name(self) -> str:

@@ -34,6 +34,7 @@ from client_api.relations import RelationHandlers
 from client_api.room_keys import RoomKeyHandlers
 from client_api.room_upgrades import RoomUpgradeHandlers
 from client_api.rooms import RoomHandlers
+from client_api.search import SearchHandlers
 from client_api.sliding_sync import PATH as SLIDING_SYNC_PATH
 from client_api.sliding_sync import SlidingSyncHandlers
 from client_api.sso import sso_routes
@@ -80,6 +81,7 @@ def client_routes(
     legacy = LegacyHandlers(ctx)
     openid = OpenIdHandlers(ctx)
     user_directory = UserDirectoryHandlers(ctx)
+    search = SearchHandlers(ctx)
     appservice = AppServiceHandlers(ctx)
 
     versioned: list[Route] = [
@@ -160,6 +162,7 @@ def client_routes(
         ("POST", "/user/{userId}/filter", filters.define_filter),
         ("POST", "/user/{userId}/openid/request_token", openid.request_token),
         ("POST", "/user_directory/search", user_directory.search),
+        ("POST", "/search", search.search),
         ("GET", "/user/{userId}/filter/{filterId}", filters.get_filter),
         ("GET", "/rooms/{roomId}/messages", messages.get_messages),
         ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),

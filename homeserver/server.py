@@ -82,6 +82,7 @@ from homeserver.rooms.third_party_invites import ThirdPartyInviteService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.search import SearchService
 from homeserver.sessions import SessionService
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
@@ -229,6 +230,10 @@ class Homeserver:
         )
         visibility = HistoryVisibility(stores)
         history = RoomHistory(stores, visibility)
+        members = MemberListService(stores)
+        search = SearchService(stores, visibility, history, members)
+        persister.txn_hooks.append(search.index_txn)
+        persister.redaction_hooks.append(search.unindex_txn)
         relations = RelationsService(stores, visibility, history)
         e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
         push = PushService.build(config, stores, notifier, persister, clock)
@@ -281,7 +286,7 @@ class Homeserver:
             serializer=EventSerializer(stores, clock, relations),
             membership=membership,
             room_creation=room_creation,
-            members=MemberListService(stores),
+            members=members,
             room_events=RoomEventService(config.server_name, stores, creator, history),
             directory=DirectoryService(
                 config.server_name, stores, creator, directory_rules, appservices
@@ -321,6 +326,7 @@ class Homeserver:
             appservice_users=appservice_users,
             sliding_sync=sliding_sync,
             user_directory=user_directory,
+            search=search,
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.profiles.change_hooks.append(user_directory.on_profile_change)

@@ -28,6 +28,7 @@ from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
+from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
 from storage.state import StateStore
 from storage.sync import SyncStore
@@ -70,6 +71,7 @@ class Stores:
     appservice: AppServiceStore
     room_summaries: RoomSummaryStore
     user_directory: UserDirectoryStore
+    search: SearchStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -105,4 +107,5 @@ class Stores:
             appservice=AppServiceStore(db),
             room_summaries=RoomSummaryStore(db),
             user_directory=UserDirectoryStore(db),
+            search=SearchStore(db),
         )

@@ -53,6 +53,8 @@ class CurrentStateChange:
 # Called inside the transaction, right after the current_state rows changed, for
 # rows derived from the current state (sliding sync's room summaries).
 CurrentStateHook = Callable[[Transaction, CurrentStateChange], Awaitable[None]]
+# called with the ID of an event a redaction has just taken effect on
+RedactionHook = Callable[[Transaction, str], Awaitable[None]]
 
 
 @dataclass
@@ -108,6 +110,8 @@ class EventPersister:
         # run inside the transaction of each event that changes a room's current state
         # (before its txn_hooks)
         self.current_state_hooks: list[CurrentStateHook] = []
+        # run inside the transaction that marks an event redacted
+        self.redaction_hooks: list[RedactionHook] = []
         # committed events waiting for every earlier position to finish, so that a
         # woken long-poll finds them readable (heap of (position, room, users))
         self._unannounced: list[tuple[int, str, list[str]]] = []
@@ -236,7 +240,7 @@ class EventPersister:
                 event, target, context.state_before
             ):
                 # a rejected target of the batch (an accepted one is found below)
-                await stores.events.set_redacted_by_txn(txn, target.event_id, event.event_id)
+                await self._set_redacted_txn(txn, target.event_id, event.event_id)
         # Accepted redactions stored before, or in this batch, of the accepted events.
         redactions = await stores.events.redactions_of_many_txn(txn, list(contexts))
         for target_id, redaction_ids in redactions.items():
@@ -248,7 +252,7 @@ class EventPersister:
                 if redaction is not None and await self._resolver.may_redact(
                     redaction, everything[target_id], contexts[target_id].state_before
                 ):
-                    await stores.events.set_redacted_by_txn(txn, target_id, redaction_id)
+                    await self._set_redacted_txn(txn, target_id, redaction_id)
         return stored
 
     async def _persist_txn(
@@ -324,7 +328,7 @@ class EventPersister:
                 if redaction is not None and await self._resolver.may_redact(
                     redaction.event, event, context.state_before
                 ):
-                    await stores.events.set_redacted_by_txn(txn, event.event_id, redaction_id)
+                    await self._set_redacted_txn(txn, event.event_id, redaction_id)
         if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
             await self._update_extremities_and_state_txn(
                 txn, event, state_after, context.local, context.replaces_extremities
@@ -337,6 +341,11 @@ class EventPersister:
                     await hook(txn, stored)
         return stored
 
+    async def _set_redacted_txn(self, txn: Transaction, event_id: str, redaction_id: str) -> None:
+        await self._stores.events.set_redacted_by_txn(txn, event_id, redaction_id)
+        for hook in self.redaction_hooks:
+            await hook(txn, event_id)
+
     async def _apply_redaction_txn(
         self, txn: Transaction, redaction: Event, state: StateMap
     ) -> None:
@@ -347,7 +356,7 @@ class EventPersister:
         if target is None or target.event.room_id != redaction.room_id:
             return  # applied if the target arrives later (see _persist_txn)
         if await self._resolver.may_redact(redaction, target.event, state):
-            await self._stores.events.set_redacted_by_txn(txn, target_id, redaction.event_id)
+            await self._set_redacted_txn(txn, target_id, redaction.event_id)
 
     async def _update_extremities_and_state_txn(
         self,
