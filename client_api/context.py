@@ -14,6 +14,7 @@ from homeserver.appservice.ping import AppServicePinger
 from homeserver.appservice.thirdparty import ThirdPartyLookups
 from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator, Requester
+from homeserver.calls.turn import TurnService
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.e2ee import E2ee
@@ -96,6 +97,7 @@ class ClientContext:
     sliding_sync: SlidingSyncService
     user_directory: UserDirectory
     search: SearchService
+    turn: TurnService
 
     @property
     def server_name(self) -> str:

@@ -77,6 +77,8 @@ GUEST_ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/thirdparty/user/{protocol}"),
         ("GET", "/thirdparty/location"),
         ("GET", "/thirdparty/user"),
+        # calls (refused to guests unless turn_allow_guests)
+        ("GET", "/voip/turnServer"),
     }
 )
 

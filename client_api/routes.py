@@ -43,6 +43,7 @@ from client_api.to_device import ToDeviceHandlers
 from client_api.typing import TypingHandlers
 from client_api.user_directory import UserDirectoryHandlers
 from client_api.versions import DiscoveryHandlers
+from client_api.voip import VoipHandlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler]
@@ -82,6 +83,7 @@ def client_routes(
     openid = OpenIdHandlers(ctx)
     user_directory = UserDirectoryHandlers(ctx)
     search = SearchHandlers(ctx)
+    voip = VoipHandlers(ctx)
     appservice = AppServiceHandlers(ctx)
 
     versioned: list[Route] = [
@@ -163,6 +165,7 @@ def client_routes(
         ("POST", "/user/{userId}/openid/request_token", openid.request_token),
         ("POST", "/user_directory/search", user_directory.search),
         ("POST", "/search", search.search),
+        ("GET", "/voip/turnServer", voip.turn_server),
         ("GET", "/user/{userId}/filter/{filterId}", filters.get_filter),
         ("GET", "/rooms/{roomId}/messages", messages.get_messages),
         ("GET", "/rooms/{roomId}/context/{eventId}", messages.get_context),

@@ -44,6 +44,7 @@ from homeserver.appservice.ping import AppServicePinger
 from homeserver.appservice.thirdparty import ThirdPartyLookups
 from homeserver.appservice.users import AppServiceUsers
 from homeserver.auth import Authenticator
+from homeserver.calls.turn import TurnService, TurnSettings
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
 from homeserver.e2ee import E2ee
@@ -327,6 +328,17 @@ class Homeserver:
             sliding_sync=sliding_sync,
             user_directory=user_directory,
             search=search,
+            turn=TurnService(
+                TurnSettings(
+                    config.turn_uris,
+                    config.turn_shared_secret,
+                    config.turn_username,
+                    config.turn_password,
+                    config.turn_user_lifetime,
+                    config.turn_allow_guests,
+                ),
+                clock,
+            ),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.profiles.change_hooks.append(user_directory.on_profile_change)

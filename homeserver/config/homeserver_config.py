@@ -179,6 +179,8 @@ class HomeserverConfig:
     # VoIP
     turn_uris: tuple[str, ...] = ()
     turn_shared_secret: str | None = field(default=None, repr=False)
+    turn_username: str | None = None
+    turn_password: str | None = field(default=None, repr=False)
     turn_user_lifetime: int = 3_600_000
     turn_allow_guests: bool = True
     # presence, push, caches, redis
@@ -340,6 +342,8 @@ class HomeserverConfig:
             ),
             turn_uris=reader.get("turn_uris", list_of(to_nonempty_str), ()),
             turn_shared_secret=reader.optional("turn_shared_secret", to_nonempty_str),
+            turn_username=reader.optional("turn_username", to_nonempty_str),
+            turn_password=reader.optional("turn_password", to_nonempty_str),
             turn_user_lifetime=reader.get("turn_user_lifetime", to_duration_ms, 3_600_000),
             turn_allow_guests=reader.get("turn_allow_guests", to_bool, True),
             presence=PresenceConfig.parse(reader.child("presence")),

@@ -383,6 +383,9 @@ url_preview_ip_range_whitelist: []
 turn_uris: []
 #turn_uris: ["turn:turn.example.com:3478?transport=udp", "turn:turn.example.com:3478?transport=tcp"]
 #turn_shared_secret: "a secret"
+# Or fixed credentials, handed to every user as they are (when there is no secret).
+#turn_username: "turnuser"
+#turn_password: "turnpassword"
 # How long TURN credentials are valid (default 1h).
 turn_user_lifetime: 1h
 # Whether guests may use the TURN servers (default true).

@@ -1,0 +1,1 @@
+"""VoIP support: TURN server credentials for clients' calls."""
