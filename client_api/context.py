@@ -44,6 +44,7 @@ from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.search import SearchService
 from homeserver.sessions import SessionService
 from homeserver.sliding_sync.service import SlidingSyncService
+from homeserver.spaces.service import SpaceService
 from homeserver.sso import SsoService
 from homeserver.sync.service import SyncService
 from homeserver.to_device import ToDeviceService
@@ -98,6 +99,7 @@ class ClientContext:
     user_directory: UserDirectory
     search: SearchService
     turn: TurnService
+    spaces: SpaceService
 
     @property
     def server_name(self) -> str:

@@ -37,6 +37,7 @@ from client_api.rooms import RoomHandlers
 from client_api.search import SearchHandlers
 from client_api.sliding_sync import PATH as SLIDING_SYNC_PATH
 from client_api.sliding_sync import SlidingSyncHandlers
+from client_api.spaces import SpaceHandlers
 from client_api.sso import sso_routes
 from client_api.sync import SyncHandlers
 from client_api.to_device import ToDeviceHandlers
@@ -84,6 +85,7 @@ def client_routes(
     user_directory = UserDirectoryHandlers(ctx)
     search = SearchHandlers(ctx)
     voip = VoipHandlers(ctx)
+    spaces = SpaceHandlers(ctx)
     appservice = AppServiceHandlers(ctx)
 
     versioned: list[Route] = [
@@ -228,6 +230,8 @@ def client_routes(
         ("GET", v1_rooms + "/relations/{eventId}/{relType}", relations.get_relations),
         ("GET", v1_rooms + "/relations/{eventId}/{relType}/{eventType}", relations.get_relations),
         ("GET", v1_rooms + "/threads", relations.get_threads),
+        ("GET", v1_rooms + "/hierarchy", spaces.hierarchy),
+        ("GET", "/_matrix/client/v1/room_summary/{roomIdOrAlias}", spaces.room_summary),
         ("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping", appservice.ping),
         ("GET", "/_matrix/client/versions", discovery.get_versions),
         ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),

@@ -28,6 +28,7 @@ from federation.edu_wiring import (
     wire_typing_out,
 )
 from federation.event_services import FederationEventServices, event_routes
+from federation.hierarchy import FederationHierarchy
 from federation.membership import FederationMembership, membership_routes
 from federation.openid import OpenIdUserInfo
 from federation.remote_media import FederationMediaFetcher
@@ -88,6 +89,7 @@ from homeserver.sessions import SessionService
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sliding_sync.summaries import RoomSummaries
+from homeserver.spaces.service import SpaceService
 from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
@@ -139,6 +141,7 @@ class Homeserver:
     federation_e2ee: FederationE2ee | None = None
     fork_healer: ForkHealer | None = None
     federation_third_party_invites: FederationThirdPartyInvites | None = None
+    federation_hierarchy: FederationHierarchy | None = None
     identity: IdentityServerClient | None = None
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     guest_evictor: GuestEvictor | None = None
@@ -328,6 +331,7 @@ class Homeserver:
             sliding_sync=sliding_sync,
             user_directory=user_directory,
             search=search,
+            spaces=SpaceService(config.server_name, stores, clock),
             turn=TurnService(
                 TurnSettings(
                     config.turn_uris,
@@ -403,6 +407,9 @@ class Homeserver:
             transactions=federation_events.transactions,
             persister=persister,
         )
+        federation_hierarchy = FederationHierarchy(
+            client.spaces, federation.client, federation_events.acl
+        )
         federation_tpi = FederationThirdPartyInvites(
             client.third_party_invites,
             federation.client,
@@ -445,6 +452,7 @@ class Homeserver:
             federation_e2ee=federation_e2ee,
             fork_healer=fork_healer,
             federation_third_party_invites=federation_tpi,
+            federation_hierarchy=federation_hierarchy,
             identity=identity,
             message_expiry=message_expiry,
             guest_evictor=guest_evictor,
@@ -473,6 +481,8 @@ class Homeserver:
                 routes += self.federation_e2ee.routes(self.federation.authenticator)
             if self.federation_third_party_invites is not None:
                 routes += self.federation_third_party_invites.routes(self.federation.authenticator)
+            if self.federation_hierarchy is not None:
+                routes += self.federation_hierarchy.routes(self.federation.authenticator)
         if "federation" in resources or "openid" in resources:
             routes += OpenIdUserInfo(self.client.openid).routes()
         if "keys" in resources:
