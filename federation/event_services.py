@@ -116,6 +116,8 @@ def event_routes(auth: FederationAuthenticator, services: FederationEventService
         ("POST", f"{v1}/get_missing_events/{{roomId}}", a(reads.on_get_missing_events)),
         ("GET", f"{v1}/query/directory", a(queries.on_query_directory)),
         ("GET", f"{v1}/query/profile", a(queries.on_query_profile)),
+        ("GET", f"{v1}/query/{{queryType}}", a(queries.on_query_other)),
+        ("GET", f"{v1}/timestamp_to_event/{{roomId}}", a(reads.on_timestamp_to_event)),
         ("GET", f"{v1}/publicRooms", a(queries.on_get_public_rooms)),
         ("POST", f"{v1}/publicRooms", a(queries.on_post_public_rooms)),
     ]

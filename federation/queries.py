@@ -57,6 +57,12 @@ class QueryHandlers:
         self._directory = directory
         self._allow_public_rooms = allow_public_rooms
 
+    async def on_query_other(self, origin: str, request: web.Request) -> web.Response:
+        """GET /_matrix/federation/v1/query/{queryType}: a query type this server has
+        no handler for (directory and profile have their own routes)."""
+        query_type = request.match_info["queryType"]
+        raise NotFound(f"No handler for Query type '{query_type}'")
+
     async def on_query_directory(self, origin: str, request: web.Request) -> web.Response:
         """GET /_matrix/federation/v1/query/directory (s2s: queryRoomDirectory)."""
         alias = request.query.get("room_alias")

@@ -25,10 +25,11 @@ from aiohttp import web
 
 from federation.server_acl import ServerAclChecker
 from homeserver.clock import Clock
-from homeserver.errors import BadJson, Forbidden, MissingParam, NotFound
+from homeserver.errors import BadJson, Forbidden, InvalidParam, MissingParam, NotFound
 from homeserver.events import KNOWN_ROOM_VERSIONS
 from homeserver.http.body import get_int, get_str_list, json_object, query_int
 from homeserver.http.middleware import compact_dumps
+from homeserver.rooms.history import closest_visible_event
 from homeserver.rooms.visibility import HISTORY_VISIBILITY, MEMBER, visibility_value
 from storage.events import StoredEvent
 from storage.state import StateMap
@@ -202,6 +203,29 @@ class RoomReadHandlers:
                 "pdus": [_pdu(s, True) for s in events.values()],
                 "auth_chain": [_pdu(s, True) for s in chain],
             },
+            dumps=compact_dumps,
+        )
+
+    async def on_timestamp_to_event(self, origin: str, request: web.Request) -> web.Response:
+        """GET /_matrix/federation/v1/timestamp_to_event/{roomId} (s2s:
+        getEventByTimestamp): the closest event the origin may see."""
+        room_id = request.match_info["roomId"]
+        await self._room_access(origin, room_id)
+        if "ts" not in request.query:
+            raise MissingParam("Missing query parameter: ts")
+        ts = query_int(request, "ts", 0)
+        direction = request.query.get("dir")
+        if direction not in ("f", "b"):
+            raise InvalidParam("Query parameter 'dir' must be 'f' or 'b'")
+
+        async def visible(events: list[StoredEvent]) -> list[StoredEvent]:
+            return [
+                e for e, shown in await self._visibility.filter_for_server(origin, events) if shown
+            ]
+
+        stored = await closest_visible_event(self._stores, room_id, ts, direction == "f", visible)
+        return web.json_response(
+            {"event_id": stored.event_id, "origin_server_ts": stored.event.origin_server_ts},
             dumps=compact_dumps,
         )
 

@@ -15,7 +15,7 @@ whose rows are all filtered out is refilled a few times before it is returned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -320,32 +320,46 @@ class RoomHistory:
     async def event_at_timestamp(
         self, user_id: str, room_id: str, ts: int, *, forwards: bool
     ) -> StoredEvent:
-        """The closest event the user may see at or after (``f``) / before (``b``) ``ts``.
-
-        Candidates are read closest first in pages; a page the user may see none of
-        moves the search on to the timestamp of its farthest event, until a visible
-        one turns up or the room has no more. Events at that timestamp already read
-        are skipped (several events can share a millisecond), and the next page is
-        made big enough to get past them.
-        """
+        """The closest event the user may see at or after (``f``) / before (``b``) ``ts``."""
         await self._visibility.room_access(user_id, room_id)
-        cursor = ts
-        seen_at_cursor: set[str] = set()
-        while True:
-            limit = len(seen_at_cursor) + TIMESTAMP_PAGE
-            candidates = await self._stores.events.events_by_timestamp(
-                room_id, cursor, forwards=forwards, limit=limit
-            )
-            fresh = [c for c in candidates if c.event_id not in seen_at_cursor]
-            visible = await self._visibility.filter_events_for_user(user_id, fresh)
-            if visible:
-                return visible[0]
-            if len(candidates) < limit:
-                direction = "forward" if forwards else "backward"
-                raise NotFound(f"Unable to find event from {ts} in {direction} direction")
-            farthest = candidates[-1].event.origin_server_ts
-            if farthest != cursor:
-                cursor, seen_at_cursor = farthest, set()
-            seen_at_cursor.update(
-                c.event_id for c in candidates if c.event.origin_server_ts == cursor
-            )
+
+        async def visible(events: list[StoredEvent]) -> list[StoredEvent]:
+            return await self._visibility.filter_events_for_user(user_id, events)
+
+        return await closest_visible_event(self._stores, room_id, ts, forwards, visible)
+
+
+async def closest_visible_event(
+    stores: Stores,
+    room_id: str,
+    ts: int,
+    forwards: bool,
+    visible: Callable[[list[StoredEvent]], Awaitable[list[StoredEvent]]],
+) -> StoredEvent:
+    """The closest event at or after (``forwards``) / before ``ts`` that ``visible``
+    keeps (``/timestamp_to_event``, for a user or a server); M_NOT_FOUND if none.
+
+    Candidates are read closest first in pages; a page with nothing visible moves the
+    search on to the timestamp of its farthest event, until a visible one turns up or
+    the room has no more. Events at that timestamp already read are skipped (several
+    events can share a millisecond), and the next page is made big enough to get past
+    them.
+    """
+    cursor = ts
+    seen_at_cursor: set[str] = set()
+    while True:
+        limit = len(seen_at_cursor) + TIMESTAMP_PAGE
+        candidates = await stores.events.events_by_timestamp(
+            room_id, cursor, forwards=forwards, limit=limit
+        )
+        fresh = [c for c in candidates if c.event_id not in seen_at_cursor]
+        shown = await visible(fresh)
+        if shown:
+            return shown[0]
+        if len(candidates) < limit:
+            direction = "forward" if forwards else "backward"
+            raise NotFound(f"Unable to find event from {ts} in {direction} direction")
+        farthest = candidates[-1].event.origin_server_ts
+        if farthest != cursor:
+            cursor, seen_at_cursor = farthest, set()
+        seen_at_cursor.update(c.event_id for c in candidates if c.event.origin_server_ts == cursor)
