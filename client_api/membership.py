@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
 from homeserver.auth import Requester
-from homeserver.errors import BadJson, InvalidParam
+from homeserver.errors import BadJson, InvalidParam, MissingParam
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_str, json_object
 from homeserver.ratelimit import RateLimit
@@ -160,6 +162,20 @@ class MembershipHandlers:
         requester = await self._ctx.requester(request)
         rooms = await self._ctx.membership.joined_rooms(requester.user_id)
         return json_response({"joined_rooms": sorted(rooms)})
+
+    async def mutual_rooms(self, request: web.Request) -> web.Response:
+        """GET /_matrix/client/v1/mutual_rooms?user_id= (getMutualRooms)."""
+        requester = await self._ctx.requester(request)
+        other = request.query.get("user_id")
+        if other is None:
+            raise MissingParam("Missing query parameter: user_id")
+        rooms, count, following = await self._ctx.membership.mutual_rooms(
+            requester.user_id, other, request.query.get("from")
+        )
+        body: dict[str, Any] = {"joined": rooms, "count": count}
+        if following is not None:
+            body["next_batch"] = following
+        return json_response(body)
 
     async def get_members(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/rooms/{roomId}/members."""

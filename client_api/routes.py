@@ -232,10 +232,12 @@ def client_routes(
         ("GET", v1_rooms + "/threads", relations.get_threads),
         ("GET", v1_rooms + "/hierarchy", spaces.hierarchy),
         ("GET", "/_matrix/client/v1/room_summary/{roomIdOrAlias}", spaces.room_summary),
+        ("GET", "/_matrix/client/v1/mutual_rooms", membership.mutual_rooms),
         ("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping", appservice.ping),
         ("GET", "/_matrix/client/versions", discovery.get_versions),
         ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),
         ("GET", "/.well-known/matrix/server", discovery.get_wellknown_server),
+        ("GET", "/.well-known/matrix/support", discovery.get_wellknown_support),
         (
             "GET",
             "/_matrix/client/v1/register/m.login.registration_token/validity",

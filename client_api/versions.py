@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from client_api.context import ClientContext
+from homeserver.errors import NotFound
 from homeserver.http.middleware import compact_dumps
 
 # Spec versions whose client-server API this server implements.
@@ -52,6 +55,14 @@ class DiscoveryHandlers:
             host = f"{host}:443"
         return json_response({"m.server": host})
 
+    async def get_wellknown_support(self, request: web.Request) -> web.Response:
+        """GET /.well-known/matrix/support (client-server API: Server discovery), from
+        ``admin_contact``; 404 when it is not set."""
+        document = support_document(self._ctx.config.admin_contact)
+        if document is None:
+            raise NotFound("No support information is configured")
+        return json_response(document)
+
     async def get_capabilities(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/capabilities."""
         await self._ctx.requester(request)
@@ -71,3 +82,19 @@ class DiscoveryHandlers:
                 }
             }
         )
+
+
+def support_document(admin_contact: str | None) -> dict[str, Any] | None:
+    """The support document for Synapse's ``admin_contact``: a ``mailto:`` or bare
+    address is the admin's email, a user ID their Matrix ID, an http(s) URL the
+    support page."""
+    if not admin_contact:
+        return None
+    if admin_contact.startswith(("https://", "http://")):
+        return {"support_page": admin_contact}
+    contact: dict[str, str] = {"role": "m.role.admin"}
+    if admin_contact.startswith("@"):
+        contact["matrix_id"] = admin_contact
+    else:
+        contact["email_address"] = admin_contact.removeprefix("mailto:")
+    return {"contacts": [contact]}

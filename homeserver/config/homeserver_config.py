@@ -123,6 +123,7 @@ class HomeserverConfig:
     public_baseurl: str | None = None
     client_base_url: str | None = None
     serve_server_wellknown: bool = False
+    admin_contact: str | None = None
     listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     signing_key_path: Path = Path("data/signing.key")
@@ -261,6 +262,7 @@ class HomeserverConfig:
             public_baseurl=reader.optional("public_baseurl", to_http_url),
             client_base_url=reader.optional("client_base_url", to_http_url),
             serve_server_wellknown=reader.get("serve_server_wellknown", to_bool, False),
+            admin_contact=reader.optional("admin_contact", to_nonempty_str),
             listeners=listeners,
             database=database,
             signing_key_path=reader.get("signing_key_path", to_path, default_key_path),

@@ -52,6 +52,11 @@ server_name: $server_name
 # listener (default false).
 serve_server_wellknown: false
 
+# How users reach the server's admin, served at /.well-known/matrix/support: an
+# email address (mailto: or bare), a user ID, or the URL of a support page.
+# Default: unset (the document is not served).
+#admin_contact: "mailto:admin@example.com"
+
 # Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).
 log_level: INFO
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from homeserver.appservice import AppServices
-from homeserver.errors import BadJson, Forbidden, MatrixError, NotFound
-from homeserver.events import PowerLevels, server_name_of
+from homeserver.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound
+from homeserver.events import InvalidIdentifier, PowerLevels, UserID, server_name_of
 from homeserver.profiles import MAX_AVATAR_URL_LENGTH, MAX_DISPLAYNAME_LENGTH
 from homeserver.rooms.creator import Countersign, EventCreator, TxnKey
 from homeserver.rooms.guest_access import GUEST_ACCESS, guest_access_in_stripped, guests_may_join
@@ -21,6 +21,8 @@ from storage.events import StoredEvent
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
+
+MUTUAL_ROOMS_PAGE = 100
 
 # State keys copied, stripped, into invites and knocks (client-server: stripped state).
 STRIPPED_STATE_KEYS = [
@@ -178,6 +180,30 @@ class MembershipService:
         """The rooms ``user_id`` is joined to."""
         rooms = await self._stores.state.rooms_for_user(user_id)
         return [room_id for room_id, membership in rooms.items() if membership == "join"]
+
+    async def mutual_rooms(
+        self, user_id: str, other: str, from_token: str | None, limit: int = MUTUAL_ROOMS_PAGE
+    ) -> tuple[list[str], int, str | None]:
+        """``GET /mutual_rooms``: the rooms both users are joined to (by room ID), a
+        page of them from ``from_token``, their count and the next page's token."""
+        if other == user_id:
+            raise InvalidParam("user_id must be another user than yourself")
+        try:
+            UserID.parse(other, strict=True)
+        except InvalidIdentifier as exc:
+            raise InvalidParam("The user ID provided was invalid") from exc
+        start = 0
+        if from_token is not None:
+            if not (from_token.isascii() and from_token.isdigit()) or len(from_token) > 9:
+                raise InvalidParam("Invalid from token")
+            start = int(from_token)
+        theirs = await self._stores.state.rooms_for_user(other)
+        mutual = sorted(
+            room_id for room_id in await self.joined_rooms(user_id) if theirs.get(room_id) == "join"
+        )
+        page = mutual[start : start + limit]
+        following = str(start + limit) if start + limit < len(mutual) else None
+        return page, len(mutual), following
 
     async def refresh_profile(self, user_id: str, _profile: Mapping[str, Any]) -> None:
         """After a change of ``user_id``'s displayname or avatar_url: a new join event
