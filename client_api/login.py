@@ -11,9 +11,12 @@ from client_api.register import session_body
 from client_api.sso import sso_login_flows
 from client_api.versions import json_response
 from homeserver.appservice.users import LOGIN_TYPE as APPSERVICE_TYPE
-from homeserver.errors import Forbidden, MatrixError, UnknownToken
+from homeserver.errors import Forbidden, MatrixError, UnknownToken, Unrecognized
 from homeserver.http.body import get_bool, get_dict, get_str, json_object
 from homeserver.ratelimit import RateLimit
+
+# POST /login/get_token: one a minute, five at once (Synapse's)
+GET_LOGIN_TOKEN_LIMIT = RateLimit(per_second=1 / 60, burst_count=5)
 
 
 def login_identifier(body: dict[str, Any]) -> str:
@@ -50,9 +53,35 @@ class LoginHandlers:
     async def get_login_flows(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/login."""
         flows = [*sso_login_flows(self._ctx.sso), {"type": "m.login.password"}]
+        if self._ctx.config.login_via_existing_session.enabled:
+            # tokens a logged-in client gets at POST /login/get_token (spec v1.7)
+            flows = [f for f in flows if f["type"] != "m.login.token"]
+            flows.append({"type": "m.login.token", "get_login_token": True})
         if self._ctx.appservices:
             flows.append({"type": APPSERVICE_TYPE})
         return json_response({"flows": flows})
+
+    async def get_login_token(self, request: web.Request) -> web.Response:
+        """POST /_matrix/client/v1/login/get_token (generateLoginToken): a login token
+        for signing in another device, behind ``login_via_existing_session``."""
+        settings = self._ctx.config.login_via_existing_session
+        if not settings.enabled:
+            raise Unrecognized()
+        requester = await self._ctx.requester(request)
+        self._ctx.limiter.check("get_login_token", requester.user_id, GET_LOGIN_TOKEN_LIMIT)
+        body = await json_object(request, allow_empty=True)
+        session_id = None
+        if settings.require_ui_auth:
+            result = await self._ctx.uia.authenticate_user(
+                "POST /login/get_token", body, requester.user_id
+            )
+            session_id = result.session_id
+        token = await self._ctx.sso.login_tokens.create(
+            requester.user_id, None, settings.token_timeout
+        )
+        if session_id is not None:
+            await self._ctx.uia.finish(session_id)
+        return json_response({"login_token": token, "expires_in_ms": settings.token_timeout})
 
     async def login(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/login."""

@@ -233,6 +233,7 @@ def client_routes(
         ("GET", v1_rooms + "/hierarchy", spaces.hierarchy),
         ("GET", "/_matrix/client/v1/room_summary/{roomIdOrAlias}", spaces.room_summary),
         ("GET", "/_matrix/client/v1/mutual_rooms", membership.mutual_rooms),
+        ("POST", "/_matrix/client/v1/login/get_token", login.get_login_token),
         ("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping", appservice.ping),
         ("GET", "/_matrix/client/versions", discovery.get_versions),
         ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),

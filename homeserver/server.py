@@ -255,12 +255,13 @@ class Homeserver:
         )
         profiles = ProfileService(config.server_name, stores)
         uia = UserInteractiveAuth(stores, clock)
+        login_tokens = LoginTokenService(stores, clock)
         sso = SsoService(
             config,
             stores,
             accounts,
             uia,
-            LoginTokenService(stores, clock),
+            login_tokens,
             cas_provider_from_config(config),
         )
         sync = SyncService(

@@ -41,6 +41,7 @@ from homeserver.config.sections import (
     JoinRateLimits,
     ListenerConfig,
     LoginRateLimits,
+    LoginViaExistingSessionConfig,
     OldSigningKey,
     PresenceConfig,
     PushConfig,
@@ -188,6 +189,9 @@ class HomeserverConfig:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     push: PushConfig = field(default_factory=PushConfig)
     user_directory: UserDirectoryConfig = field(default_factory=UserDirectoryConfig)
+    login_via_existing_session: LoginViaExistingSessionConfig = field(
+        default_factory=LoginViaExistingSessionConfig
+    )
     caches: CachesConfig = field(default_factory=CachesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     # federation and outbound requests
@@ -351,6 +355,9 @@ class HomeserverConfig:
             presence=PresenceConfig.parse(reader.child("presence")),
             push=PushConfig.parse(reader.child("push")),
             user_directory=UserDirectoryConfig.parse(reader.child("user_directory")),
+            login_via_existing_session=LoginViaExistingSessionConfig.parse(
+                reader.child("login_via_existing_session")
+            ),
             caches=CachesConfig.parse(reader.child("caches")),
             redis=RedisConfig.parse(reader.child("redis")),
             federation_verify_certificates=reader.get(

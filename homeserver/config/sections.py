@@ -375,6 +375,25 @@ class UserDirectoryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginViaExistingSessionConfig:
+    """``login_via_existing_session`` (Synapse's names): whether a logged-in client may
+    get a login token for another device (``POST /login/get_token``), whether it must
+    authenticate again first, and how long the token lives."""
+
+    enabled: bool = False
+    require_ui_auth: bool = True
+    token_timeout: int = 300_000
+
+    @staticmethod
+    def parse(reader: Reader) -> LoginViaExistingSessionConfig:
+        enabled = reader.get("enabled", to_bool, False)
+        require_ui_auth = reader.get("require_ui_auth", to_bool, True)
+        token_timeout = reader.get("token_timeout", to_duration_ms, 300_000)
+        reader.finish()
+        return LoginViaExistingSessionConfig(enabled, require_ui_auth, token_timeout)
+
+
+@dataclass(frozen=True, slots=True)
 class CachesConfig:
     """``caches``: every in-memory cache's size is multiplied by `global_factor`."""
 

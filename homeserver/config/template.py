@@ -172,6 +172,15 @@ allow_guest_access: false
 # bcrypt cost of stored password hashes, 4 to 31 (default 12).
 bcrypt_rounds: 12
 
+# Let a logged-in client get a login token for signing in another device (for
+# example by QR code): POST /_matrix/client/v1/login/get_token. With
+# require_ui_auth the user confirms with their password first. Tokens live
+# token_timeout.
+login_via_existing_session:
+  enabled: false
+  require_ui_auth: true
+  token_timeout: 5m
+
 ## Application services ##
 
 # Registration files of application services (bridges, bots), each a YAML file

@@ -30,12 +30,17 @@ class LoginTokenService:
         self._stores = stores
         self._clock = clock
 
-    async def create(self, user_id: str, auth_provider: str | None) -> str:
-        """A new token that logs in as ``user_id``."""
+    async def create(
+        self,
+        user_id: str,
+        auth_provider: str | None,
+        lifetime_ms: int = LOGIN_TOKEN_LIFETIME_MS,
+    ) -> str:
+        """A new token that logs in as ``user_id`` for ``lifetime_ms``."""
         token = new_token("syl")
         now = self._clock.time_ms()
         await self._stores.login_tokens.add(
-            token_hash(token), user_id, auth_provider, now + LOGIN_TOKEN_LIFETIME_MS, now
+            token_hash(token), user_id, auth_provider, now + lifetime_ms, now
         )
         return token
 
