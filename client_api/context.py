@@ -17,6 +17,7 @@ from homeserver.auth import Authenticator, Requester
 from homeserver.calls.turn import TurnService
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.delayed_events import DelayedEventService
 from homeserver.e2ee import E2ee
 from homeserver.errors import Forbidden, MissingToken
 from homeserver.legacy import LegacyApi
@@ -100,6 +101,7 @@ class ClientContext:
     search: SearchService
     turn: TurnService
     spaces: SpaceService
+    delayed_events: DelayedEventService
 
     @property
     def server_name(self) -> str:

@@ -9,9 +9,18 @@ from aiohttp import web
 from client_api.context import ClientContext
 from client_api.versions import json_response
 from homeserver.auth import Requester
+from homeserver.delayed_events.service import DELAY_PARAM
 from homeserver.errors import BadJson, InvalidParam, NotFound
 from homeserver.events import is_valid_user_id
-from homeserver.http.body import get_bool, get_dict, get_list, get_str, get_str_list, json_object
+from homeserver.http.body import (
+    get_bool,
+    get_dict,
+    get_list,
+    get_str,
+    get_str_list,
+    json_object,
+    query_int,
+)
 from homeserver.ratelimit import RateLimit
 from homeserver.rooms.creation import RoomCreationRequest
 from homeserver.rooms.creator import TxnKey
@@ -67,6 +76,14 @@ def _txn_of(request: web.Request, device_id: str) -> TxnKey | None:
     return None if txn_id is None else TxnKey(device_id, txn_id)
 
 
+def _delay_of(request: web.Request) -> int | None:
+    """The MSC4140 ``org.matrix.msc4140.delay`` query parameter (milliseconds), or
+    None to send at once. 400 M_INVALID_PARAM unless a non-negative integer."""
+    if DELAY_PARAM not in request.query:
+        return None
+    return query_int(request, DELAY_PARAM, 0)
+
+
 def _appservice_ts(request: web.Request, requester: Requester) -> int | None:
     """The ``ts`` query parameter: the event's origin_server_ts when an application
     service sends (it bridges a message made earlier); ignored for anyone else, as
@@ -110,6 +127,19 @@ class RoomHandlers:
         room_id = request.match_info["roomId"]
         self._ctx.limiter.check_requester("message", requester, self._message_limit)
         txn = _txn_of(request, requester.device_id)
+        delay = _delay_of(request)
+        if delay is not None:
+            delay_id = await self._ctx.delayed_events.schedule(
+                requester.user_id,
+                requester.device_id,
+                room_id,
+                request.match_info["eventType"],
+                None,
+                content,
+                delay,
+                _appservice_ts(request, requester),
+            )
+            return json_response({"delay_id": delay_id})
         if request.match_info["eventType"] == "m.room.redaction":
             # Redactions through /send (spec v1.18): ``redacts`` is in the content.
             stored = await self._ctx.room_events.redact(
@@ -134,6 +164,19 @@ class RoomHandlers:
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
         ts = _appservice_ts(request, requester)
+        delay = _delay_of(request)
+        if delay is not None:
+            delay_id = await self._ctx.delayed_events.schedule(
+                requester.user_id,
+                requester.device_id,
+                room_id,
+                event_type,
+                state_key,
+                content,
+                delay,
+                ts,
+            )
+            return json_response({"delay_id": delay_id})
         if event_type == "m.room.member":
             if not is_valid_user_id(state_key):
                 raise InvalidParam(f"Invalid user ID: {state_key}")

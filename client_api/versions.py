@@ -36,7 +36,13 @@ class DiscoveryHandlers:
     async def get_versions(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/versions (client-server API: Support)."""
         return json_response(
-            {"versions": SUPPORTED_VERSIONS, "unstable_features": UNSTABLE_FEATURES}
+            {
+                "versions": SUPPORTED_VERSIONS,
+                "unstable_features": {
+                    **UNSTABLE_FEATURES,
+                    "org.matrix.msc4140": self._ctx.delayed_events.enabled,
+                },
+            }
         )
 
     async def get_wellknown_client(self, request: web.Request) -> web.Response:

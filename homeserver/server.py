@@ -16,6 +16,7 @@ from signedjson.types import SigningKey
 
 from client_api.admin.routes import admin_routes
 from client_api.context import ClientContext
+from client_api.delayed_events import delayed_event_routes
 from client_api.media import media_routes
 from client_api.routes import Route, client_routes
 from federation.context import FederationContext
@@ -48,6 +49,8 @@ from homeserver.auth import Authenticator
 from homeserver.calls.turn import TurnService, TurnSettings
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig, ListenerConfig, load_or_create_signing_key
+from homeserver.delayed_events import DelayedEventService
+from homeserver.delayed_events.sending import RoomEventSender
 from homeserver.e2ee import E2ee
 from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.ephemeral import EphemeralServices
@@ -274,6 +277,17 @@ class Homeserver:
         sliding_sync = SlidingSyncService(
             stores, notifier, sync, EventSerializer(stores, clock, relations), visibility, clock
         )
+        directory = DirectoryService(
+            config.server_name, stores, creator, directory_rules, appservices
+        )
+        delayed_events = DelayedEventService(
+            stores,
+            clock,
+            RoomEventSender(creator, membership, directory),
+            max_delay_ms=config.max_event_delay_duration,
+        )
+        if delayed_events.enabled:
+            persister.current_state_hooks.append(delayed_events.on_current_state_txn)
         client = ClientContext(
             config=config,
             clock=clock,
@@ -293,9 +307,7 @@ class Homeserver:
             room_creation=room_creation,
             members=members,
             room_events=RoomEventService(config.server_name, stores, creator, history),
-            directory=DirectoryService(
-                config.server_name, stores, creator, directory_rules, appservices
-            ),
+            directory=directory,
             visibility=visibility,
             history=history,
             relations=relations,
@@ -333,6 +345,7 @@ class Homeserver:
             user_directory=user_directory,
             search=search,
             spaces=SpaceService(config.server_name, stores, clock),
+            delayed_events=delayed_events,
             turn=TurnService(
                 TurnSettings(
                     config.turn_uris,
@@ -466,6 +479,7 @@ class Homeserver:
         if "client" in resources:
             routes += client_routes(self.client, room_versions(), self.config.default_room_version)
             routes += admin_routes(self.client, self.admin)
+            routes += delayed_event_routes(self.client)
         if "media" in resources and self.config.enable_media_repo:
             previewer = url_previewer_from_config(self.config, self.media)
             routes += media_routes(self.client, self.media, previewer)
@@ -518,6 +532,8 @@ class Homeserver:
     async def _start_background(self, _app: web.Application) -> None:
         """Start background work (idempotent: every listener's app calls it)."""
         await self.client.push.start()
+        if self.client.delayed_events.enabled:
+            self.client.delayed_events.start()
         if self.ephemeral is not None:
             self.ephemeral.start()
         if self.message_expiry is not None:
@@ -531,6 +547,7 @@ class Homeserver:
 
     async def _stop_background(self, _app: web.Application) -> None:
         await self.client.push.stop()
+        await self.client.delayed_events.stop()
         await self.client.sso.close()
         if self.guest_evictor is not None:
             await self.guest_evictor.stop()

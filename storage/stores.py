@@ -8,6 +8,7 @@ from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore
 from storage.appservice import AppServiceStore
 from storage.database import Database
+from storage.delayed_events import DelayedEventStore
 from storage.devices import DeviceStore
 from storage.e2e_keys import E2eKeyStore
 from storage.event_expiry import EventExpiryStore
@@ -72,6 +73,7 @@ class Stores:
     room_summaries: RoomSummaryStore
     user_directory: UserDirectoryStore
     search: SearchStore
+    delayed_events: DelayedEventStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -108,4 +110,5 @@ class Stores:
             room_summaries=RoomSummaryStore(db),
             user_directory=UserDirectoryStore(db),
             search=SearchStore(db),
+            delayed_events=DelayedEventStore(db),
         )

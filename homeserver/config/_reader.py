@@ -293,6 +293,14 @@ def to_duration_ms(value: object) -> int:
     return int(match.group(1)) * _DURATION_UNITS_MS[match.group(2)]
 
 
+def to_positive_duration_ms(value: object) -> int:
+    """A duration (as ``to_duration_ms``) longer than zero."""
+    duration = to_duration_ms(value)
+    if duration <= 0:
+        raise Invalid("expected a positive duration")
+    return duration
+
+
 def to_http_url(value: object) -> str:
     """An absolute http(s) URL; a trailing slash is added (as Synapse does)."""
     text = to_nonempty_str(value)

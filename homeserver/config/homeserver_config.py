@@ -29,6 +29,7 @@ from homeserver.config._reader import (
     to_non_negative_int,
     to_nonempty_str,
     to_path,
+    to_positive_duration_ms,
     to_server_name,
     to_size,
 )
@@ -93,6 +94,7 @@ DEFAULT_RC_MESSAGE: Final = RateLimitConfig(per_second=0.2, burst_count=10)
 DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
 DEFAULT_RC_FEDERATION: Final = RateLimitConfig(per_second=50, burst_count=500)
 DEFAULT_RC_ROOM_CREATION: Final = RateLimitConfig(per_second=0.016, burst_count=10)
+DEFAULT_RC_DELAYED_EVENT_MGMT: Final = RateLimitConfig(per_second=1, burst_count=5)
 DEFAULT_RC_PRESENCE: Final = RateLimitConfig(per_second=0.1, burst_count=1)
 # Synapse's defaults: anyone may create an alias; nobody may publish a room to the
 # directory unless a rule allows it.
@@ -155,6 +157,7 @@ class HomeserverConfig:
     rc_federation: RateLimitConfig = DEFAULT_RC_FEDERATION
     rc_joins: JoinRateLimits = field(default_factory=JoinRateLimits)
     rc_room_creation: RateLimitConfig = DEFAULT_RC_ROOM_CREATION
+    rc_delayed_event_mgmt: RateLimitConfig = DEFAULT_RC_DELAYED_EVENT_MGMT
     rc_presence: RateLimitConfig = DEFAULT_RC_PRESENCE
     # rooms
     default_room_version: str = DEFAULT_ROOM_VERSION
@@ -185,6 +188,8 @@ class HomeserverConfig:
     turn_password: str | None = field(default=None, repr=False)
     turn_user_lifetime: int = 3_600_000
     turn_allow_guests: bool = True
+    # MSC4140 delayed events: off unless set (Synapse's max_event_delay_duration)
+    max_event_delay_duration: int | None = None
     # presence, push, caches, redis
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     push: PushConfig = field(default_factory=PushConfig)
@@ -308,6 +313,9 @@ class HomeserverConfig:
                 reader.child("rc_federation"), DEFAULT_RC_FEDERATION
             ),
             rc_joins=JoinRateLimits.parse(reader.child("rc_joins")),
+            rc_delayed_event_mgmt=RateLimitConfig.parse(
+                reader.child("rc_delayed_event_mgmt"), DEFAULT_RC_DELAYED_EVENT_MGMT
+            ),
             rc_room_creation=RateLimitConfig.parse(
                 reader.child("rc_room_creation"), DEFAULT_RC_ROOM_CREATION
             ),
@@ -352,6 +360,9 @@ class HomeserverConfig:
             turn_password=reader.optional("turn_password", to_nonempty_str),
             turn_user_lifetime=reader.get("turn_user_lifetime", to_duration_ms, 3_600_000),
             turn_allow_guests=reader.get("turn_allow_guests", to_bool, True),
+            max_event_delay_duration=reader.optional(
+                "max_event_delay_duration", to_positive_duration_ms
+            ),
             presence=PresenceConfig.parse(reader.child("presence")),
             push=PushConfig.parse(reader.child("push")),
             user_directory=UserDirectoryConfig.parse(reader.child("user_directory")),

@@ -405,6 +405,11 @@ turn_user_lifetime: 1h
 # Whether guests may use the TURN servers (default true).
 turn_allow_guests: true
 
+# Delayed events (MSC4140, which Element Call uses to leave a call when a client
+# dies): the longest delay a client may ask for. Default: unset, meaning delayed
+# events are refused.
+#max_event_delay_duration: 24h
+
 ## Federation ##
 
 # Check the TLS certificates of other servers (default true). Only for tests.
