@@ -336,7 +336,7 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
             cas_config: {enabled: false, service_url: "https://hs.example.org"}
             caches: {global_factor: 1.0, sync_response_cache_duration: 0}
             rc_federation: {window_size: 1000, sleep_limit: 100}
-            rc_delayed_event_mgmt: {per_second: 1, burst_count: 1}
+            rc_3pid_validation: {per_second: 1, burst_count: 1}
             report_stats: false
         """),
     )
@@ -351,7 +351,7 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
             "email",
             "recaptcha_public_key",
             "cas_config.service_url",
-            "rc_delayed_event_mgmt",
+            "rc_3pid_validation",
         ]
     )
     assert all("does not implement" in warning for warning in config.ignored_options)

@@ -276,6 +276,12 @@ rc_room_creation:
   per_second: 0.016
   burst_count: 10
 
+# Management of delayed events (list, cancel, restart, send), per user or per
+# address when unauthenticated (default 1 per second, burst 5).
+rc_delayed_event_mgmt:
+  per_second: 1
+  burst_count: 5
+
 # Presence updates (PUT /presence), per user (default 0.1 per second, burst 1).
 rc_presence:
   per_user:
