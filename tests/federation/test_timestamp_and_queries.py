@@ -14,10 +14,10 @@ async def test_timestamp_to_event_for_a_server_in_the_room(
 ) -> None:
     a, b, c = await federation_servers(3)
     room_id, alice, _bob = await share_room(a, b)
-    a.clock.advance(10_000)
+    a.clock.advance(10)
     first = await alice.send(room_id, "first")
     first_ts = (await a.server.stores.events.get_event(first)).event.origin_server_ts
-    a.clock.advance(10_000)
+    a.clock.advance(10)
     second = await alice.send(room_id, "second")
     answer = await get(b, a, f"{V1}/timestamp_to_event/{q(room_id)}", ts=str(first_ts + 1), dir="f")
     second_ts = (await a.server.stores.events.get_event(second)).event.origin_server_ts
