@@ -26,6 +26,7 @@ from homeserver.profiles import ProfileService
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
+from homeserver.reports import ReportService
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryService
@@ -94,6 +95,7 @@ class ClientContext:
     appservice_users: AppServiceUsers
     sliding_sync: SlidingSyncService
     user_directory: UserDirectory
+    reports: ReportService
 
     @property
     def server_name(self) -> str:

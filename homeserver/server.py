@@ -36,6 +36,7 @@ from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.media import RoomMediaAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -63,6 +64,7 @@ from homeserver.profiles import ProfileService
 from homeserver.push.notifications import SyncUnreadCounter
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.reports import ReportService
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
@@ -321,6 +323,9 @@ class Homeserver:
             appservice_users=appservice_users,
             sliding_sync=sliding_sync,
             user_directory=user_directory,
+            reports=ReportService(
+                config.server_name, stores.reports, stores.rooms, stores.accounts, history, clock
+            ),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.profiles.change_hooks.append(user_directory.on_profile_change)
@@ -410,7 +415,12 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
-        admin = AdminServices(media=media, destinations=DestinationAdmin(stores.federation_queue))
+        admin = AdminServices(
+            media=media,
+            destinations=DestinationAdmin(stores.federation_queue),
+            room_media=RoomMediaAdmin(config.server_name, stores.rooms, stores.events, media),
+            reports=client.reports,
+        )
         return cls(
             config,
             clock,

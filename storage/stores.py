@@ -26,6 +26,7 @@ from storage.receipts import ReceiptStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
+from storage.reports import ReportStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore
@@ -70,6 +71,7 @@ class Stores:
     appservice: AppServiceStore
     room_summaries: RoomSummaryStore
     user_directory: UserDirectoryStore
+    reports: ReportStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -105,4 +107,5 @@ class Stores:
             appservice=AppServiceStore(db),
             room_summaries=RoomSummaryStore(db),
             user_directory=UserDirectoryStore(db),
+            reports=ReportStore(db),
         )

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.media import RoomMediaAdmin
 from homeserver.media.service import MediaService
+from homeserver.reports import ReportService
 
 
 @dataclass(frozen=True)
 class AdminServices:
     media: MediaService
     destinations: DestinationAdmin
+    room_media: RoomMediaAdmin
+    reports: ReportService
