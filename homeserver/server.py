@@ -35,6 +35,7 @@ from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
+from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
 from homeserver.admin.media import RoomMediaAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
@@ -84,6 +85,7 @@ from homeserver.rooms.third_party_invites import ThirdPartyInviteService
 from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
+from homeserver.server_notices import ServerNotices
 from homeserver.sessions import SessionService
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
@@ -417,9 +419,23 @@ class Homeserver:
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
         admin = AdminServices(
             media=media,
-            destinations=DestinationAdmin(stores.federation_queue),
+            destinations=DestinationAdmin(
+                stores.federation_queue, federation_events.sender.retry_now
+            ),
             room_media=RoomMediaAdmin(config.server_name, stores.rooms, stores.events, media),
             reports=client.reports,
+            server_notices=ServerNotices(
+                config.server_name,
+                config.server_notices,
+                stores,
+                accounts,
+                client.profiles,
+                room_creation,
+                membership,
+                creator,
+                ephemeral.account_data,
+            ),
+            background_updates=BackgroundUpdates(),
         )
         return cls(
             config,

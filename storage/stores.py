@@ -30,6 +30,7 @@ from storage.reports import ReportStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore
+from storage.server_notices import ServerNoticeStore
 from storage.state import StateStore
 from storage.sync import SyncStore
 from storage.to_device import ToDeviceStore
@@ -72,6 +73,7 @@ class Stores:
     room_summaries: RoomSummaryStore
     user_directory: UserDirectoryStore
     reports: ReportStore
+    server_notices: ServerNoticeStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -108,4 +110,5 @@ class Stores:
             room_summaries=RoomSummaryStore(db),
             user_directory=UserDirectoryStore(db),
             reports=ReportStore(db),
+            server_notices=ServerNoticeStore(db),
         )

@@ -12,20 +12,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from client_api.admin.auth import require_admin
+from client_api.admin.paging import direction_of
 from client_api.context import ClientContext
 from client_api.routes import Route
 from client_api.versions import json_response
 from homeserver.errors import InvalidParam
 from homeserver.http.body import query_int
 from homeserver.reports import ReportService
-
-
-def direction_of(request: web.Request, default: str) -> str:
-    """The ``dir`` query parameter: ``f`` (forwards) or ``b`` (backwards)."""
-    direction = request.query.get("dir", default)
-    if direction not in ("f", "b"):
-        raise InvalidParam("Query parameter 'dir' must be one of ['b', 'f']")
-    return direction
 
 
 def report_id_of(request: web.Request) -> int:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
 from homeserver.admin.media import RoomMediaAdmin
 from homeserver.media.service import MediaService
 from homeserver.reports import ReportService
+from homeserver.server_notices import ServerNotices
 
 
 @dataclass(frozen=True)
@@ -20,3 +22,5 @@ class AdminServices:
     destinations: DestinationAdmin
     room_media: RoomMediaAdmin
     reports: ReportService
+    server_notices: ServerNotices
+    background_updates: BackgroundUpdates

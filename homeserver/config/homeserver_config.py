@@ -46,6 +46,7 @@ from homeserver.config.sections import (
     PushConfig,
     RateLimitConfig,
     RedisConfig,
+    ServerNoticesConfig,
     ThumbnailSize,
     TrustedKeyServer,
     UserDirectoryConfig,
@@ -185,6 +186,8 @@ class HomeserverConfig:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     push: PushConfig = field(default_factory=PushConfig)
     user_directory: UserDirectoryConfig = field(default_factory=UserDirectoryConfig)
+    # None: server notices are off
+    server_notices: ServerNoticesConfig | None = None
     caches: CachesConfig = field(default_factory=CachesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     # federation and outbound requests
@@ -345,6 +348,11 @@ class HomeserverConfig:
             presence=PresenceConfig.parse(reader.child("presence")),
             push=PushConfig.parse(reader.child("push")),
             user_directory=UserDirectoryConfig.parse(reader.child("user_directory")),
+            server_notices=(
+                ServerNoticesConfig.parse(reader.child("server_notices"))
+                if reader.raw("server_notices") is not None
+                else None
+            ),
             caches=CachesConfig.parse(reader.child("caches")),
             redis=RedisConfig.parse(reader.child("redis")),
             federation_verify_certificates=reader.get(
