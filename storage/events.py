@@ -429,7 +429,7 @@ class EventStore:
         rows = await self.db.fetchall(
             "event_contents_containing",
             "SELECT json FROM events WHERE room_id = $1 AND json LIKE $2"
-            " AND redacted_by IS NULL AND rejected_reason IS NULL",
+            " AND redacted_by IS NULL AND rejected_reason IS NULL ORDER BY stream_ordering",
             room_id,
             f"%{needle}%",
         )

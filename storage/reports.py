@@ -41,6 +41,32 @@ class EventReport:
         }
 
 
+@dataclass(frozen=True)
+class UserReport:
+    id: int
+    received_ts: int
+    target_user_id: str
+    user_id: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """An entry of ``GET /_synapse/admin/v1/user_reports``, and the detail."""
+        return {
+            "id": self.id,
+            "received_ts": self.received_ts,
+            "target_user_id": self.target_user_id,
+            "user_id": self.user_id,
+            "reason": self.reason,
+        }
+
+
+_USER_REPORT_COLUMNS = "id, received_ts, target_user_id, user_id, reason"
+
+
+def _user_report(row: Row) -> UserReport:
+    return UserReport(int(row[0]), int(row[1]), row[2], row[3], row[4])
+
+
 _REPORT_SELECT = (
     "SELECT r.id, r.received_ts, r.room_id, r.event_id, r.user_id, r.reason, r.content,"
     " e.sender, s.name, s.canonical_alias{extra} FROM event_reports AS r"
@@ -208,5 +234,53 @@ class ReportStore:
     async def delete_event_report(self, report_id: int) -> bool:
         changed = await self.db.execute(
             "delete_event_report", "DELETE FROM event_reports WHERE id = $1", report_id
+        )
+        return changed > 0
+
+    # -- reading and closing user reports -----------------------------------------------
+
+    async def user_reports(
+        self,
+        start: int,
+        limit: int,
+        *,
+        newest_first: bool,
+        user_id: str | None = None,
+        target_user_id: str | None = None,
+    ) -> tuple[list[UserReport], int]:
+        """A page of user reports (by time received) and how many match in all."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        for column, value in (("user_id", user_id), ("target_user_id", target_user_id)):
+            if value is not None:
+                args.append(value)
+                conditions.append(f"{column} = ${len(args)}")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        order = "DESC" if newest_first else "ASC"
+        rows = await self.db.fetchall(
+            "get_user_reports",
+            f"SELECT {_USER_REPORT_COLUMNS} FROM user_reports{where}"
+            f" ORDER BY received_ts {order}, id {order}"
+            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+            *args,
+            limit,
+            start,
+        )
+        total = await self.db.fetchval(
+            "count_user_reports", f"SELECT COUNT(*) FROM user_reports{where}", *args
+        )
+        return [_user_report(r) for r in rows], int(total or 0)
+
+    async def user_report(self, report_id: int) -> UserReport | None:
+        row = await self.db.fetchone(
+            "get_user_report",
+            f"SELECT {_USER_REPORT_COLUMNS} FROM user_reports WHERE id = $1",
+            report_id,
+        )
+        return None if row is None else _user_report(row)
+
+    async def delete_user_report(self, report_id: int) -> bool:
+        changed = await self.db.execute(
+            "delete_user_report", "DELETE FROM user_reports WHERE id = $1", report_id
         )
         return changed > 0

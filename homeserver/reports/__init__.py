@@ -19,7 +19,7 @@ from homeserver.errors import BadJson, InvalidParam, NotFound
 from homeserver.events import is_valid_user_id, server_name_of
 from homeserver.rooms.history import RoomHistory
 from storage.accounts import AccountStore
-from storage.reports import EventReport, ReportStore
+from storage.reports import EventReport, ReportStore, UserReport
 from storage.rooms import RoomStore
 
 MAX_REASON_LENGTH = 1000
@@ -115,3 +115,26 @@ class ReportService:
     async def delete_event_report(self, report_id: int) -> None:
         if not await self._reports.delete_event_report(report_id):
             raise NotFound("Event report not found")
+
+    async def user_reports(
+        self,
+        start: int,
+        limit: int,
+        *,
+        newest_first: bool,
+        user_id: str | None,
+        target_user_id: str | None,
+    ) -> tuple[list[UserReport], int]:
+        return await self._reports.user_reports(
+            start, limit, newest_first=newest_first, user_id=user_id, target_user_id=target_user_id
+        )
+
+    async def user_report(self, report_id: int) -> UserReport:
+        report = await self._reports.user_report(report_id)
+        if report is None:
+            raise NotFound("User report not found")
+        return report
+
+    async def delete_user_report(self, report_id: int) -> None:
+        if not await self._reports.delete_user_report(report_id):
+            raise NotFound("User report not found")

@@ -265,3 +265,59 @@ async def test_event_reports_admin_needs_an_admin(hs: HomeserverHarness) -> None
     ):
         await check_admin_only(hs, user, method, path)
     assert len(await rows(hs, "event_reports")) == 1
+
+
+async def test_user_reports_are_listed_read_and_deleted(hs: HomeserverHarness) -> None:
+    admin, user = await admin_and_user(hs)
+    other = str((await hs.register("other"))["access_token"])
+    await hs.register("target")
+    for token, target, reason in (
+        (user, "@target:test.local", "first"),
+        (other, "@target:test.local", "second"),
+        (user, "@other:test.local", "third"),
+    ):
+        hs.clock.advance(1)
+        response = await hs.client.post(
+            f"{CLIENT}/users/{target}/report", json={"reason": reason}, headers=auth(token)
+        )
+        assert response.status == 200
+
+    async def page(query: str) -> dict[str, Any]:
+        response = await hs.client.get(f"{ADMIN}/user_reports{query}", headers=auth(admin))
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
+
+    listed = await page("?limit=2")
+    assert listed["total"] == 3 and listed["next_token"] == 2
+    assert [r["reason"] for r in listed["user_reports"]] == ["third", "second"]
+    assert [r["reason"] for r in (await page("?dir=f"))["user_reports"]] == [
+        "first",
+        "second",
+        "third",
+    ]
+    by_target = await page("?target_user_id=@target:test.local")
+    assert by_target["total"] == 2
+    by_reporter = await page("?user_id=@other:test.local")
+    [entry] = by_reporter["user_reports"]
+    assert entry == {
+        "id": entry["id"],
+        "received_ts": entry["received_ts"],
+        "target_user_id": "@target:test.local",
+        "user_id": "@other:test.local",
+        "reason": "second",
+    }
+    response = await hs.client.get(f"{ADMIN}/user_reports/{entry['id']}", headers=auth(admin))
+    assert await response.json() == entry
+    await check_admin_only(hs, user, "GET", f"{ADMIN}/user_reports")
+    await check_admin_only(hs, user, "GET", f"{ADMIN}/user_reports/{entry['id']}")
+    await check_admin_only(hs, user, "DELETE", f"{ADMIN}/user_reports/{entry['id']}")
+    assert len(await rows(hs, "user_reports")) == 3
+    response = await hs.client.delete(f"{ADMIN}/user_reports/{entry['id']}", headers=auth(admin))
+    assert (response.status, await response.json()) == (200, {})
+    assert [r[3] for r in await rows(hs, "user_reports")] == ["first", "third"]
+    response = await hs.client.get(f"{ADMIN}/user_reports/{entry['id']}", headers=auth(admin))
+    await expect_error(response, 404, "M_NOT_FOUND")
+    response = await hs.client.get(f"{ADMIN}/user_reports/x", headers=auth(admin))
+    await expect_error(response, 400, "M_INVALID_PARAM")
+    response = await hs.client.get(f"{ADMIN}/user_reports?dir=z", headers=auth(admin))
+    await expect_error(response, 400, "M_INVALID_PARAM")
