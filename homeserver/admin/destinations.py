@@ -7,6 +7,9 @@ from collections.abc import Callable
 from homeserver.errors import MatrixError, NotFound
 from storage.federation_queue import DestinationHealth, FederationQueueStore
 
+# a page of (room ID, stream ordering) and the total (named here: ``list`` below is a method)
+RoomPage = tuple[list[tuple[str, int]], int]
+
 
 class DestinationAdmin:
     def __init__(
@@ -27,9 +30,7 @@ class DestinationAdmin:
             raise NotFound("Unknown destination")
         return health
 
-    async def rooms(
-        self, destination: str, limit: int, offset: int, *, forwards: bool
-    ) -> tuple[list[tuple[str, int]], int]:
+    async def rooms(self, destination: str, limit: int, offset: int, *, forwards: bool) -> RoomPage:
         """A page of the rooms whose events went to ``destination``; M_NOT_FOUND if this
         server never had anything to do with it."""
         if not await self._queue.is_known(destination):
