@@ -37,7 +37,7 @@ from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
 from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
-from homeserver.admin.media import RoomMediaAdmin
+from homeserver.admin.media import MediaAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -422,7 +422,7 @@ class Homeserver:
             destinations=DestinationAdmin(
                 stores.federation_queue, federation_events.sender.retry_now
             ),
-            room_media=RoomMediaAdmin(config.server_name, stores.rooms, stores.events, media),
+            media_admin=MediaAdmin(config.server_name, stores.rooms, stores.events, media),
             reports=client.reports,
             server_notices=ServerNotices(
                 config.server_name,

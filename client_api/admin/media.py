@@ -19,58 +19,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from client_api.admin.auth import require_admin
 from client_api.context import ClientContext
 from client_api.routes import Route
 from client_api.versions import json_response
-from homeserver.admin.media import RoomMediaAdmin
+from homeserver.admin.media import MediaAdmin
 from homeserver.errors import InvalidParam, MatrixError, MissingParam
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import query_bool, query_int
 from homeserver.media.service import MediaService
-from storage.media import MediaRecord
 
 # Synapse's guard against a timestamp given in seconds: 30000000000 ms is Dec 1970.
 EARLIEST_BEFORE_TS = 30_000_000_000
 
 
-def media_info_json(record: MediaRecord, local: bool) -> dict[str, Any]:
-    """The ``media_info`` of ``GET /_synapse/admin/v1/media/{serverName}/{mediaId}``."""
-    return {
-        "media_origin": None if local else record.origin,
-        "user_id": record.user_id,
-        "media_id": record.media_id,
-        "media_type": record.content_type,
-        "media_length": record.size,
-        "upload_name": record.upload_name,
-        "created_ts": record.created_ts,
-        "filesystem_id": None if local else record.sha256,
-        "url_cache": None,
-        "last_access_ts": record.last_access_ts,
-        "quarantined_by": (record.quarantined_by or "") if record.quarantined else None,
-        "authenticated": True,
-        "safe_from_quarantine": record.safe_from_quarantine if local else None,
-        "sha256": record.sha256,
-    }
-
-
 class MediaAdminHandlers:
-    def __init__(self, ctx: ClientContext, media: MediaService, rooms: RoomMediaAdmin) -> None:
+    def __init__(self, ctx: ClientContext, media: MediaService, media_admin: MediaAdmin) -> None:
         self._ctx = ctx
         self._media = media
-        self._rooms = rooms
+        self._media_admin = media_admin
 
     async def get_media_info(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/media/{serverName}/{mediaId}."""
         await require_admin(self._ctx, request)
-        server_name = request.match_info["serverName"]
-        record = await self._media.info(server_name, request.match_info["mediaId"])
-        local = server_name == self._ctx.server_name
-        return json_response({"media_info": media_info_json(record, local)})
+        info = await self._media_admin.media_info(
+            request.match_info["serverName"], request.match_info["mediaId"]
+        )
+        return json_response({"media_info": info})
 
     async def quarantine(self, request: web.Request) -> web.Response:
         """POST /_synapse/admin/v1/media/quarantine/{serverName}/{mediaId}."""
@@ -94,7 +71,9 @@ class MediaAdminHandlers:
     async def quarantine_room_media(self, request: web.Request) -> web.Response:
         """POST /_synapse/admin/v1/room/{roomId}/media/quarantine."""
         requester = await require_admin(self._ctx, request)
-        count = await self._rooms.quarantine_room(request.match_info["roomId"], requester.user_id)
+        count = await self._media_admin.quarantine_room(
+            request.match_info["roomId"], requester.user_id
+        )
         return json_response({"num_quarantined": count})
 
     async def quarantine_user_media(self, request: web.Request) -> web.Response:
@@ -121,7 +100,7 @@ class MediaAdminHandlers:
     async def list_room_media(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/room/{roomId}/media."""
         await require_admin(self._ctx, request)
-        local, remote = await self._rooms.media_of_room(request.match_info["roomId"])
+        local, remote = await self._media_admin.media_of_room(request.match_info["roomId"])
         return json_response({"local": local, "remote": remote})
 
     async def delete_media(self, request: web.Request) -> web.Response:
@@ -164,9 +143,9 @@ class MediaAdminHandlers:
 
 
 def media_admin_routes(
-    ctx: ClientContext, media: MediaService, rooms: RoomMediaAdmin
+    ctx: ClientContext, media: MediaService, media_admin: MediaAdmin
 ) -> list[Route]:
-    handlers = MediaAdminHandlers(ctx, media, rooms)
+    handlers = MediaAdminHandlers(ctx, media, media_admin)
     base = "/_synapse/admin/v1"
     return [
         ("POST", f"{base}/media/quarantine/{{serverName}}/{{mediaId}}", handlers.quarantine),

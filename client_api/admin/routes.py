@@ -16,7 +16,7 @@ from homeserver.admin import AdminServices
 def admin_routes(ctx: ClientContext, admin: AdminServices) -> list[Route]:
     return [
         *registration_admin_routes(ctx),
-        *media_admin_routes(ctx, admin.media, admin.room_media),
+        *media_admin_routes(ctx, admin.media, admin.media_admin),
         *report_admin_routes(ctx, admin.reports),
         *server_notice_admin_routes(ctx, admin.server_notices),
         *server_admin_routes(ctx, admin.background_updates),

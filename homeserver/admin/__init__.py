@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
-from homeserver.admin.media import RoomMediaAdmin
+from homeserver.admin.media import MediaAdmin
 from homeserver.media.service import MediaService
 from homeserver.reports import ReportService
 from homeserver.server_notices import ServerNotices
@@ -20,7 +20,7 @@ from homeserver.server_notices import ServerNotices
 class AdminServices:
     media: MediaService
     destinations: DestinationAdmin
-    room_media: RoomMediaAdmin
+    media_admin: MediaAdmin
     reports: ReportService
     server_notices: ServerNotices
     background_updates: BackgroundUpdates

@@ -1,6 +1,7 @@
-"""Media of a room, as the admin API sees it: the mxc:// URIs its events refer to,
-listed (``GET /_synapse/admin/v1/room/{roomId}/media``) and quarantined in bulk
-(``POST /_synapse/admin/v1/room/{roomId}/media/quarantine``).
+"""Media as the admin API sees it: what is stored of one media
+(``GET /_synapse/admin/v1/media/{serverName}/{mediaId}``), and the media of a room,
+the mxc:// URIs its events refer to, listed (``GET /_synapse/admin/v1/room/{roomId}/media``)
+and quarantined in bulk (``POST /_synapse/admin/v1/room/{roomId}/media/quarantine``).
 
 As in Synapse, a room's media is what the ``url`` and ``info.thumbnail_url`` of its
 unredacted events name; media sent in encrypted events cannot be seen.
@@ -35,7 +36,7 @@ def media_uris_of(content: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-class RoomMediaAdmin:
+class MediaAdmin:
     def __init__(
         self, server_name: str, rooms: RoomStore, events: EventStore, media: MediaService
     ) -> None:
@@ -43,6 +44,27 @@ class RoomMediaAdmin:
         self._rooms = rooms
         self._events = events
         self._media = media
+
+    async def media_info(self, server_name: str, media_id: str) -> dict[str, Any]:
+        """The ``media_info`` of local or cached remote media, in Synapse's shape."""
+        record = await self._media.info(server_name, media_id)
+        local = server_name == self._server_name
+        return {
+            "media_origin": None if local else record.origin,
+            "user_id": record.user_id,
+            "media_id": record.media_id,
+            "media_type": record.content_type,
+            "media_length": record.size,
+            "upload_name": record.upload_name,
+            "created_ts": record.created_ts,
+            "filesystem_id": None if local else record.sha256,
+            "url_cache": None,
+            "last_access_ts": record.last_access_ts,
+            "quarantined_by": (record.quarantined_by or "") if record.quarantined else None,
+            "authenticated": True,
+            "safe_from_quarantine": record.safe_from_quarantine if local else None,
+            "sha256": record.sha256,
+        }
 
     async def _uris(self, room_id: str) -> list[tuple[str, str]]:
         seen: dict[tuple[str, str], None] = {}
