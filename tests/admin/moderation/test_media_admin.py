@@ -309,3 +309,23 @@ async def test_media_admin_endpoints_need_an_admin(hs: HomeserverHarness) -> Non
     assert await downloadable(hs, user, media_id)
     row = await media_row(hs, "test.local", media_id)
     assert (bool(row[0]), bool(row[2])) == (False, False)
+
+
+async def test_delete_by_id_removes_row_thumbnails_and_files(hs: HomeserverHarness) -> None:
+    admin, user = await admin_and_user(hs)
+    media_id = await upload(hs, user, png_bytes(120, 120, (4, 4, 4)), "image/png")
+    for method in ("crop", "scale"):
+        thumb = (
+            f"/_matrix/client/v1/media/thumbnail/test.local/{media_id}"
+            f"?width=32&height=32&method={method}"
+        )
+        assert (await hs.client.get(thumb, headers=auth(user))).status == 200
+    assert await thumbnail_count(hs, media_id) == 2
+    assert len(stored_blobs(hs)) == 3
+    await check_admin_only(hs, user, "DELETE", f"{ADMIN}/media/test.local/{media_id}")
+    assert len(stored_blobs(hs)) == 3
+    response = await hs.client.delete(f"{ADMIN}/media/test.local/{media_id}", headers=auth(admin))
+    assert await response.json() == {"deleted_media": [media_id], "total": 1}
+    assert await media_row(hs, "test.local", media_id) is None
+    assert await thumbnail_count(hs, media_id) == 0
+    assert stored_blobs(hs) == []
