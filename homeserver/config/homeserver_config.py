@@ -93,6 +93,7 @@ DEFAULT_RC_MESSAGE: Final = RateLimitConfig(per_second=0.2, burst_count=10)
 DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
 DEFAULT_RC_FEDERATION: Final = RateLimitConfig(per_second=50, burst_count=500)
 DEFAULT_RC_ROOM_CREATION: Final = RateLimitConfig(per_second=0.016, burst_count=10)
+DEFAULT_RC_REPORTS: Final = RateLimitConfig(per_second=1.0, burst_count=5)
 DEFAULT_RC_PRESENCE: Final = RateLimitConfig(per_second=0.1, burst_count=1)
 # Synapse's defaults: anyone may create an alias; nobody may publish a room to the
 # directory unless a rule allows it.
@@ -154,6 +155,7 @@ class HomeserverConfig:
     rc_federation: RateLimitConfig = DEFAULT_RC_FEDERATION
     rc_joins: JoinRateLimits = field(default_factory=JoinRateLimits)
     rc_room_creation: RateLimitConfig = DEFAULT_RC_ROOM_CREATION
+    rc_reports: RateLimitConfig = DEFAULT_RC_REPORTS
     rc_presence: RateLimitConfig = DEFAULT_RC_PRESENCE
     # rooms
     default_room_version: str = DEFAULT_ROOM_VERSION
@@ -306,6 +308,7 @@ class HomeserverConfig:
             rc_room_creation=RateLimitConfig.parse(
                 reader.child("rc_room_creation"), DEFAULT_RC_ROOM_CREATION
             ),
+            rc_reports=RateLimitConfig.parse(reader.child("rc_reports"), DEFAULT_RC_REPORTS),
             rc_presence=_rc_presence(reader.child("rc_presence")),
             default_room_version=reader.get(
                 "default_room_version", _to_room_version, DEFAULT_ROOM_VERSION

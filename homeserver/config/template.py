@@ -262,6 +262,11 @@ rc_room_creation:
   per_second: 0.016
   burst_count: 10
 
+# Reports of events, rooms and users, per user (default 1 per second, burst 5).
+rc_reports:
+  per_second: 1.0
+  burst_count: 5
+
 # Presence updates (PUT /presence), per user (default 0.1 per second, burst 1).
 rc_presence:
   per_user:

@@ -18,7 +18,7 @@ from tests.admin.moderation.helpers import (
     join,
     send,
 )
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 
 
 async def rows(hs: HomeserverHarness, table: str) -> list[Any]:
@@ -321,3 +321,26 @@ async def test_user_reports_are_listed_read_and_deleted(hs: HomeserverHarness) -
     await expect_error(response, 400, "M_INVALID_PARAM")
     response = await hs.client.get(f"{ADMIN}/user_reports?dir=z", headers=auth(admin))
     await expect_error(response, 400, "M_INVALID_PARAM")
+
+
+async def test_reports_are_rate_limited(make_homeserver: HarnessFactory) -> None:
+    hs = await make_homeserver(rc_reports={"per_second": 0.1, "burst_count": 2})
+    _, user = await admin_and_user(hs)
+    room_id = await create_room(hs, user)
+    body = {"reason": "again"}
+    for _ in range(2):
+        response = await hs.client.post(
+            f"{CLIENT}/rooms/{room_id}/report", json=body, headers=auth(user)
+        )
+        assert response.status == 200
+    response = await hs.client.post(
+        f"{CLIENT}/users/@admin:test.local/report", json=body, headers=auth(user)
+    )
+    await expect_error(response, 429, "M_LIMIT_EXCEEDED")
+    hs.clock.advance(10)
+    response = await hs.client.post(
+        f"{CLIENT}/users/@admin:test.local/report", json=body, headers=auth(user)
+    )
+    assert response.status == 200
+    assert len(await rows(hs, "room_reports")) == 2
+    assert len(await rows(hs, "user_reports")) == 1
