@@ -190,15 +190,22 @@ class MediaStore:
     async def set_quarantined(
         self, origin: str, media_id: str, quarantined: bool, quarantined_by: str | None = None
     ) -> bool:
-        """Quarantine (or release) media that has a row; False if it has none."""
-        changed = await self.db.execute(
-            "set_media_quarantined",
-            "UPDATE media SET quarantined = $3, quarantined_by = $4"
-            " WHERE origin = $1 AND media_id = $2",
+        """Quarantine (or release) media that has a row; False if it has none, or if
+        it is protected from quarantine (as in Synapse, even quarantine by ID spares it)."""
+        protected = " AND safe_from_quarantine = $5" if quarantined else ""
+        args: list[object] = [
             origin,
             media_id,
             quarantined,
             quarantined_by if quarantined else None,
+        ]
+        if quarantined:
+            args.append(False)
+        changed = await self.db.execute(
+            "set_media_quarantined",
+            "UPDATE media SET quarantined = $3, quarantined_by = $4"
+            f" WHERE origin = $1 AND media_id = $2{protected}",
+            *args,
         )
         return changed > 0
 

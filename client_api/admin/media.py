@@ -7,8 +7,9 @@
   media can be quarantined before it is cached: it is then never fetched.
 - ``POST /_synapse/admin/v1/room/{roomId}/media/quarantine`` (and the legacy
   ``/quarantine_media/{roomId}``), ``POST /_synapse/admin/v1/user/{userId}/media/quarantine``:
-  quarantine in bulk, except local media protected with
-  ``POST /_synapse/admin/v1/media/protect/{mediaId}`` (``.../unprotect/...`` lifts it).
+  quarantine in bulk. Local media protected with
+  ``POST /_synapse/admin/v1/media/protect/{mediaId}`` (``.../unprotect/...`` lifts it)
+  is spared by every quarantine, by ID too, as in Synapse.
 - ``GET /_synapse/admin/v1/room/{roomId}/media``: the local and remote mxc:// URIs of
   a room's events.
 - ``DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}``: local media only.

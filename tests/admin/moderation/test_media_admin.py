@@ -118,6 +118,20 @@ async def test_quarantine_of_a_room_spares_protected_media(hs: HomeserverHarness
     assert not await downloadable(hs, user, sticker)
 
 
+async def test_protected_media_is_spared_by_quarantine_by_id(hs: HomeserverHarness) -> None:
+    admin, user = await admin_and_user(hs)
+    media_id = await upload(hs, user, b"sticker", "text/plain")
+    await hs.client.post(f"{ADMIN}/media/protect/{media_id}", headers=auth(admin))
+    response = await hs.client.post(
+        f"{ADMIN}/media/quarantine/test.local/{media_id}", headers=auth(admin)
+    )
+    assert (response.status, await response.json()) == (200, {})
+    assert await downloadable(hs, user, media_id)
+    await hs.client.post(f"{ADMIN}/media/unprotect/{media_id}", headers=auth(admin))
+    await hs.client.post(f"{ADMIN}/media/quarantine/test.local/{media_id}", headers=auth(admin))
+    assert not await downloadable(hs, user, media_id)
+
+
 async def test_quarantine_of_a_user_takes_only_their_unprotected_media(
     hs: HomeserverHarness,
 ) -> None:
