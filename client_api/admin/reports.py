@@ -23,10 +23,13 @@ from homeserver.errors import InvalidParam
 from homeserver.http.body import query_int
 from homeserver.reports import ReportService
 
+# report IDs are 64-bit database integers
+MAX_REPORT_ID = 2**63 - 1
+
 
 def report_id_of(request: web.Request) -> int:
     raw = request.match_info["reportId"]
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_REPORT_ID:
         raise InvalidParam(
             "The report_id parameter must be a string representing a positive integer."
         )

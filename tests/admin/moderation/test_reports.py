@@ -148,7 +148,7 @@ async def test_event_reports_list_refuses_bad_parameters(hs: HomeserverHarness, 
 async def test_event_report_ids_must_be_numbers(hs: HomeserverHarness) -> None:
     admin, _ = await admin_and_user(hs)
     for method in ("GET", "DELETE"):
-        for report_id in ("abc", "-1"):
+        for report_id in ("abc", "-1", "1.5", str(2**63)):
             response = await hs.client.request(
                 method, f"{ADMIN}/event_reports/{report_id}", headers=auth(admin)
             )
