@@ -52,3 +52,36 @@ async def test_background_updates(hs: HomeserverHarness) -> None:
         f"{ADMIN}/background_updates/enabled", json={}, headers=auth(admin)
     )
     assert await response.json() == {"enabled": True}
+
+
+async def test_a_deactivated_admin_is_refused(hs: HomeserverHarness) -> None:
+    admin, _ = await admin_and_user(hs)
+    first = await hs.client.post(
+        "/_matrix/client/v3/account/deactivate", json={}, headers=auth(admin)
+    )
+    session = (await first.json())["session"]
+    response = await hs.client.post(
+        "/_matrix/client/v3/account/deactivate",
+        json={
+            "auth": {
+                "type": "m.login.password",
+                "user": "admin",
+                "password": "correct horse",
+                "session": session,
+            }
+        },
+        headers=auth(admin),
+    )
+    assert response.status == 200
+    record = await hs.server.stores.accounts.get_user("@admin:test.local")
+    assert record is not None and record.is_admin and record.deactivated  # still flagged
+    for method, path in (
+        ("GET", f"{ADMIN}/background_updates/status"),
+        ("GET", f"{ADMIN}/event_reports"),
+        ("GET", f"{ADMIN}/user_reports"),
+        ("POST", f"{ADMIN}/media/delete?before_ts=99999999999999"),
+        ("POST", f"{ADMIN}/user/@user:test.local/media/quarantine"),
+        ("POST", f"{ADMIN}/send_server_notice"),
+    ):
+        response = await hs.client.request(method, path, headers=auth(admin), json={})
+        await expect_error(response, 401, "M_UNKNOWN_TOKEN")
