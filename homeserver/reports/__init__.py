@@ -1,7 +1,7 @@
 """Reporting content (client-server API "Reporting content"): users report events,
-rooms and users to this server's admins, who read and close the event reports
-through Synapse's admin API (``homeserver.reports`` stores, ``client_api/reports.py``
-and ``client_api/admin/reports.py`` serve).
+rooms and users to this server's admins, who read and close the event and user
+reports through Synapse's admin API (``storage/reports.py`` keeps them;
+``client_api/reports.py`` and ``client_api/admin/reports.py`` serve them).
 
 - An event is reported only by a user who may see it (history visibility) and while
   it is not redacted; otherwise M_NOT_FOUND, as the spec asks.
