@@ -28,6 +28,7 @@ from homeserver.profiles import ProfileService
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
+from homeserver.reports import ReportService
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryService
@@ -102,6 +103,7 @@ class ClientContext:
     turn: TurnService
     spaces: SpaceService
     delayed_events: DelayedEventService
+    reports: ReportService
 
     @property
     def server_name(self) -> str:

@@ -31,6 +31,7 @@ from client_api.pushrules import PushRuleHandlers
 from client_api.receipts import ReceiptHandlers
 from client_api.register import RegisterHandlers
 from client_api.relations import RelationHandlers
+from client_api.reports import ReportHandlers
 from client_api.room_keys import RoomKeyHandlers
 from client_api.room_upgrades import RoomUpgradeHandlers
 from client_api.rooms import RoomHandlers
@@ -87,6 +88,7 @@ def client_routes(
     voip = VoipHandlers(ctx)
     spaces = SpaceHandlers(ctx)
     appservice = AppServiceHandlers(ctx)
+    reports = ReportHandlers(ctx)
 
     versioned: list[Route] = [
         ("GET", "/capabilities", discovery.get_capabilities),
@@ -182,6 +184,7 @@ def client_routes(
         ("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", rooms.redact),
         ("POST", "/rooms/{roomId}/redact/{eventId}", rooms.redact),
         ("POST", "/rooms/{roomId}/upgrade", room_upgrades.upgrade_room),
+        ("POST", "/rooms/{roomId}/report/{eventId}", reports.report_event),
         ("GET", "/directory/room/{roomAlias}", directory.get_room_alias),
         ("PUT", "/directory/room/{roomAlias}", directory.set_room_alias),
         ("DELETE", "/directory/room/{roomAlias}", directory.delete_room_alias),
@@ -235,6 +238,8 @@ def client_routes(
         ("GET", "/_matrix/client/v1/mutual_rooms", membership.mutual_rooms),
         ("POST", "/_matrix/client/v1/login/get_token", login.get_login_token),
         ("POST", "/_matrix/client/v1/appservice/{appserviceId}/ping", appservice.ping),
+        ("POST", "/_matrix/client/v3/rooms/{roomId}/report", reports.report_room),
+        ("POST", "/_matrix/client/v3/users/{userId}/report", reports.report_user),
         ("GET", "/_matrix/client/versions", discovery.get_versions),
         ("GET", "/.well-known/matrix/client", discovery.get_wellknown_client),
         ("GET", "/.well-known/matrix/server", discovery.get_wellknown_server),

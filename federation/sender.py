@@ -234,6 +234,12 @@ class FederationSender:
             self._retry_at.pop(destination, None)
             self.run_soon(self._resume(destination))
 
+    def retry_now(self, destination: str) -> None:
+        """Its stored backoff was just cleared (an admin's reset_connection): send what
+        is queued for ``destination`` now."""
+        self._retry_at.pop(destination, None)
+        self._wake(destination)
+
     async def _resume(self, destination: str) -> None:
         health = await self._queue.get_health(destination)
         if health is not None and health.retry_interval:

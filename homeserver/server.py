@@ -37,7 +37,9 @@ from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
+from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.media import MediaAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -68,6 +70,7 @@ from homeserver.profiles import ProfileService
 from homeserver.push.notifications import SyncUnreadCounter
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.reports import ReportService
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
@@ -88,6 +91,7 @@ from homeserver.rooms.upgrade import RoomUpgradeService
 from homeserver.rooms.upgrade_transfer import UpgradeTransfer
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.search import SearchService
+from homeserver.server_notices import ServerNotices
 from homeserver.sessions import SessionService
 from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
@@ -357,6 +361,9 @@ class Homeserver:
                 ),
                 clock,
             ),
+            reports=ReportService(
+                config.server_name, stores.reports, stores.rooms, stores.accounts, history, clock
+            ),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)
         client.profiles.change_hooks.append(user_directory.on_profile_change)
@@ -449,7 +456,26 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
-        admin = AdminServices(media=media, destinations=DestinationAdmin(stores.federation_queue))
+        admin = AdminServices(
+            media=media,
+            destinations=DestinationAdmin(
+                stores.federation_queue, federation_events.sender.retry_now
+            ),
+            media_admin=MediaAdmin(config.server_name, stores.rooms, stores.events, media),
+            reports=client.reports,
+            server_notices=ServerNotices(
+                config.server_name,
+                config.server_notices,
+                stores,
+                accounts,
+                client.profiles,
+                room_creation,
+                membership,
+                creator,
+                ephemeral.account_data,
+            ),
+            background_updates=BackgroundUpdates(),
+        )
         return cls(
             config,
             clock,

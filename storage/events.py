@@ -422,6 +422,24 @@ class EventStore:
         )
         return None if value is None else str(value)
 
+    async def contents_containing(self, room_id: str, needle: str) -> list[dict[str, Any]]:
+        """The content of each unredacted, accepted event of the room whose JSON contains
+        ``needle`` (a cheap prefilter: the caller looks at the content itself). ``needle``
+        is plain text, without the LIKE wildcards ``%`` and ``_``."""
+        rows = await self.db.fetchall(
+            "event_contents_containing",
+            "SELECT json FROM events WHERE room_id = $1 AND json LIKE $2"
+            " AND redacted_by IS NULL AND rejected_reason IS NULL ORDER BY stream_ordering",
+            room_id,
+            f"%{needle}%",
+        )
+        contents: list[dict[str, Any]] = []
+        for (raw,) in rows:
+            content = json.loads(raw).get("content")
+            if isinstance(content, dict):
+                contents.append(content)
+        return contents
+
     async def get_forward_extremities(self, room_id: str) -> list[str]:
         cached = self._extremities.get(room_id)
         if cached is not None:

@@ -83,6 +83,14 @@ class FederationQueueStore:
                     for new_id, dest in zip(ids, destinations, strict=True)
                 ],
             )
+            if stream_ordering is not None:
+                # the rooms each destination shares with us, as Synapse records them
+                await txn.executemany(
+                    "INSERT INTO federation_destination_rooms (destination, room_id,"
+                    " stream_ordering) VALUES ($1, $2, $3) ON CONFLICT (destination, room_id)"
+                    " DO UPDATE SET stream_ordering = excluded.stream_ordering",
+                    [(dest, room_id, stream_ordering) for dest in destinations],
+                )
 
     async def queue_edu(
         self,
@@ -222,6 +230,37 @@ class FederationQueueStore:
             "count_destinations", "SELECT COUNT(*) FROM federation_destinations"
         )
         return [_health(r) for r in rows], int(total or 0)
+
+    async def is_known(self, destination: str) -> bool:
+        """Whether this server ever queued anything for ``destination`` or tried it."""
+        row = await self.db.fetchone(
+            "is_destination_known",
+            "SELECT 1 FROM federation_destinations WHERE destination = $1"
+            " UNION ALL SELECT 1 FROM federation_destination_rooms WHERE destination = $1",
+            destination,
+        )
+        return row is not None
+
+    async def destination_rooms(
+        self, destination: str, limit: int, offset: int, *, forwards: bool
+    ) -> tuple[list[tuple[str, int]], int]:
+        """A page of (room ID, stream ordering of the latest event queued there) of the
+        rooms whose events went to ``destination``, by room ID; and how many in all."""
+        order = "ASC" if forwards else "DESC"
+        rows = await self.db.fetchall(
+            "get_destination_rooms",
+            "SELECT room_id, stream_ordering FROM federation_destination_rooms"
+            f" WHERE destination = $1 ORDER BY room_id {order} LIMIT $2 OFFSET $3",
+            destination,
+            limit,
+            offset,
+        )
+        total = await self.db.fetchval(
+            "count_destination_rooms",
+            "SELECT COUNT(*) FROM federation_destination_rooms WHERE destination = $1",
+            destination,
+        )
+        return [(r[0], int(r[1])) for r in rows], int(total or 0)
 
     # -- received transactions ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ The bytes are not here: rows name them by SHA-256 and the service keeps them on 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from storage.database import Database, Row, Transaction
@@ -27,6 +28,9 @@ class MediaRecord:
     unused_expires_ts: int | None
     quarantined: bool
     last_access_ts: int
+    # never quarantined by the bulk (room, user) admin operations
+    safe_from_quarantine: bool = False
+    quarantined_by: str | None = None
 
     @property
     def uploaded(self) -> bool:
@@ -49,7 +53,7 @@ class ThumbnailRecord:
 
 _MEDIA_COLUMNS = (
     "origin, media_id, user_id, content_type, upload_name, size, sha256, created_ts,"
-    " unused_expires_ts, quarantined, last_access_ts"
+    " unused_expires_ts, quarantined, last_access_ts, safe_from_quarantine, quarantined_by"
 )
 _THUMBNAIL_COLUMNS = "origin, media_id, width, height, method, animated, content_type, size, sha256"
 
@@ -57,6 +61,7 @@ _THUMBNAIL_COLUMNS = "origin, media_id, width, height, method, animated, content
 def _media(row: Row) -> MediaRecord:
     values = list(row)
     values[9] = bool(values[9])
+    values[11] = bool(values[11])
     return MediaRecord(*values)
 
 
@@ -182,29 +187,115 @@ class MediaStore:
             now_ms,
         )
 
-    async def set_quarantined(self, origin: str, media_id: str, quarantined: bool) -> bool:
-        """Quarantine (or release) media that has a row; False if it has none."""
-        changed = await self.db.execute(
-            "set_media_quarantined",
-            "UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2",
+    async def set_quarantined(
+        self, origin: str, media_id: str, quarantined: bool, quarantined_by: str | None = None
+    ) -> bool:
+        """Quarantine (or release) media that has a row; False if it has none, or if
+        it is protected from quarantine (as in Synapse, even quarantine by ID spares it)."""
+        protected = " AND safe_from_quarantine = $5" if quarantined else ""
+        args: list[object] = [
             origin,
             media_id,
             quarantined,
+            quarantined_by if quarantined else None,
+        ]
+        if quarantined:
+            args.append(False)
+        changed = await self.db.execute(
+            "set_media_quarantined",
+            "UPDATE media SET quarantined = $3, quarantined_by = $4"
+            f" WHERE origin = $1 AND media_id = $2{protected}",
+            *args,
         )
         return changed > 0
 
-    async def quarantine_remote(self, origin: str, media_id: str, now_ms: int) -> None:
+    async def set_protected(self, origin: str, media_id: str, protected: bool) -> bool:
+        """Protect media from the bulk quarantines (or lift that); False if unknown."""
+        changed = await self.db.execute(
+            "set_media_protected",
+            "UPDATE media SET safe_from_quarantine = $3 WHERE origin = $1 AND media_id = $2",
+            origin,
+            media_id,
+            protected,
+        )
+        return changed > 0
+
+    async def quarantine_unprotected(
+        self, origin: str, media_ids: Collection[str], quarantined_by: str
+    ) -> int:
+        """Quarantine those of ``media_ids`` (of ``origin``) that have a row and are not
+        protected; return how many rows that covers."""
+        count = 0
+        ids = sorted(set(media_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join(f"${i + 5}" for i in range(len(chunk)))
+            count += await self.db.execute(
+                "quarantine_media_many",
+                "UPDATE media SET quarantined = $2, quarantined_by = $3 WHERE origin = $1"
+                f" AND safe_from_quarantine = $4 AND media_id IN ({marks})",
+                origin,
+                True,
+                quarantined_by,
+                False,
+                *chunk,
+            )
+        return count
+
+    async def quarantine_of_user(self, origin: str, user_id: str, quarantined_by: str) -> int:
+        """Quarantine every unprotected media the user uploaded; return how many."""
+        return await self.db.execute(
+            "quarantine_media_of_user",
+            "UPDATE media SET quarantined = $3, quarantined_by = $4 WHERE origin = $1"
+            " AND user_id = $2 AND safe_from_quarantine = $5",
+            origin,
+            user_id,
+            True,
+            quarantined_by,
+            False,
+        )
+
+    async def local_media_before(
+        self, origin: str, before_ts: int, size_gt: int, *, keep_profiles: bool
+    ) -> list[str]:
+        """Uploaded media of ``origin`` last accessed before ``before_ts`` and larger than
+        ``size_gt`` bytes, neither quarantined nor protected; with ``keep_profiles``,
+        not the avatar of a user (profile, user directory) or of a room."""
+        sql = (
+            "SELECT media_id FROM media WHERE origin = $1 AND sha256 IS NOT NULL"
+            " AND last_access_ts < $2 AND size > $3 AND quarantined = $4"
+            " AND safe_from_quarantine = $4"
+        )
+        if keep_profiles:
+            uri = "CAST($5 AS TEXT) || media.media_id"
+            sql += (
+                f" AND NOT EXISTS (SELECT 1 FROM profiles WHERE profiles.avatar_url = {uri})"
+                " AND NOT EXISTS (SELECT 1 FROM user_directory"
+                f" WHERE user_directory.avatar_url = {uri})"
+                " AND NOT EXISTS (SELECT 1 FROM room_summaries"
+                f" WHERE room_summaries.avatar = {uri})"
+            )
+        args: list[object] = [origin, before_ts, size_gt, False]
+        if keep_profiles:
+            args.append(f"mxc://{origin}/")
+        rows = await self.db.fetchall("get_local_media_before", sql + " ORDER BY media_id", *args)
+        return [r[0] for r in rows]
+
+    async def quarantine_remote(
+        self, origin: str, media_id: str, now_ms: int, quarantined_by: str | None = None
+    ) -> None:
         """Quarantine remote media whether or not it is cached: an uncached one gets a
         marker row (no content), which also keeps a later fetch from caching it."""
         await self.db.execute(
             "quarantine_remote_media",
-            "INSERT INTO media (origin, media_id, created_ts, last_access_ts, quarantined)"
-            " VALUES ($1, $2, $3, $3, $4)"
-            " ON CONFLICT (origin, media_id) DO UPDATE SET quarantined = $4",
+            "INSERT INTO media (origin, media_id, created_ts, last_access_ts, quarantined,"
+            " quarantined_by) VALUES ($1, $2, $3, $3, $4, $5)"
+            " ON CONFLICT (origin, media_id) DO UPDATE SET quarantined = $4, quarantined_by = $5",
             origin,
             media_id,
             now_ms,
             True,
+            quarantined_by,
         )
 
     async def release_remote(self, origin: str, media_id: str) -> None:
@@ -218,7 +309,8 @@ class MediaStore:
                 media_id,
             )
             await txn.execute(
-                "UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2",
+                "UPDATE media SET quarantined = $3, quarantined_by = NULL"
+                " WHERE origin = $1 AND media_id = $2",
                 origin,
                 media_id,
                 False,

@@ -27,10 +27,12 @@ from storage.receipts import ReceiptStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
+from storage.reports import ReportStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
+from storage.server_notices import ServerNoticeStore
 from storage.state import StateStore
 from storage.sync import SyncStore
 from storage.to_device import ToDeviceStore
@@ -74,6 +76,8 @@ class Stores:
     user_directory: UserDirectoryStore
     search: SearchStore
     delayed_events: DelayedEventStore
+    reports: ReportStore
+    server_notices: ServerNoticeStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -111,4 +115,6 @@ class Stores:
             user_directory=UserDirectoryStore(db),
             search=SearchStore(db),
             delayed_events=DelayedEventStore(db),
+            reports=ReportStore(db),
+            server_notices=ServerNoticeStore(db),
         )

@@ -97,6 +97,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> HomeserverConfig:
         "rc_login": {"address": UNLIMITED, "account": UNLIMITED, "failed_attempts": UNLIMITED},
         "rc_joins": {"local": UNLIMITED, "remote": UNLIMITED},
         "rc_room_creation": UNLIMITED,
+        "rc_reports": UNLIMITED,
         "rc_presence": {"per_user": UNLIMITED},
         "room_list_publication_rules": [{"action": "allow"}],
     }

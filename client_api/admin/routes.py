@@ -5,6 +5,9 @@ from __future__ import annotations
 from client_api.admin.federation import federation_admin_routes
 from client_api.admin.media import media_admin_routes
 from client_api.admin.registration import registration_admin_routes
+from client_api.admin.reports import report_admin_routes
+from client_api.admin.server import server_admin_routes
+from client_api.admin.server_notices import server_notice_admin_routes
 from client_api.context import ClientContext
 from client_api.routes import Route
 from homeserver.admin import AdminServices
@@ -13,6 +16,9 @@ from homeserver.admin import AdminServices
 def admin_routes(ctx: ClientContext, admin: AdminServices) -> list[Route]:
     return [
         *registration_admin_routes(ctx),
-        *media_admin_routes(ctx, admin.media),
+        *media_admin_routes(ctx, admin.media, admin.media_admin),
+        *report_admin_routes(ctx, admin.reports),
+        *server_notice_admin_routes(ctx, admin.server_notices),
+        *server_admin_routes(ctx, admin.background_updates),
         *federation_admin_routes(ctx, admin.destinations),
     ]

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.media import MediaAdmin
 from homeserver.media.service import MediaService
+from homeserver.reports import ReportService
+from homeserver.server_notices import ServerNotices
 
 
 @dataclass(frozen=True)
 class AdminServices:
     media: MediaService
     destinations: DestinationAdmin
+    media_admin: MediaAdmin
+    reports: ReportService
+    server_notices: ServerNotices
+    background_updates: BackgroundUpdates

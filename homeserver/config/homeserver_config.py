@@ -48,6 +48,7 @@ from homeserver.config.sections import (
     PushConfig,
     RateLimitConfig,
     RedisConfig,
+    ServerNoticesConfig,
     ThumbnailSize,
     TrustedKeyServer,
     UserDirectoryConfig,
@@ -95,6 +96,7 @@ DEFAULT_RC_REGISTRATION: Final = RateLimitConfig(per_second=0.17, burst_count=3)
 DEFAULT_RC_FEDERATION: Final = RateLimitConfig(per_second=50, burst_count=500)
 DEFAULT_RC_ROOM_CREATION: Final = RateLimitConfig(per_second=0.016, burst_count=10)
 DEFAULT_RC_DELAYED_EVENT_MGMT: Final = RateLimitConfig(per_second=1, burst_count=5)
+DEFAULT_RC_REPORTS: Final = RateLimitConfig(per_second=1.0, burst_count=5)
 DEFAULT_RC_PRESENCE: Final = RateLimitConfig(per_second=0.1, burst_count=1)
 # Synapse's defaults: anyone may create an alias; nobody may publish a room to the
 # directory unless a rule allows it.
@@ -158,6 +160,7 @@ class HomeserverConfig:
     rc_joins: JoinRateLimits = field(default_factory=JoinRateLimits)
     rc_room_creation: RateLimitConfig = DEFAULT_RC_ROOM_CREATION
     rc_delayed_event_mgmt: RateLimitConfig = DEFAULT_RC_DELAYED_EVENT_MGMT
+    rc_reports: RateLimitConfig = DEFAULT_RC_REPORTS
     rc_presence: RateLimitConfig = DEFAULT_RC_PRESENCE
     # rooms
     default_room_version: str = DEFAULT_ROOM_VERSION
@@ -197,6 +200,8 @@ class HomeserverConfig:
     login_via_existing_session: LoginViaExistingSessionConfig = field(
         default_factory=LoginViaExistingSessionConfig
     )
+    # None: server notices are off
+    server_notices: ServerNoticesConfig | None = None
     caches: CachesConfig = field(default_factory=CachesConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     # federation and outbound requests
@@ -319,6 +324,7 @@ class HomeserverConfig:
             rc_room_creation=RateLimitConfig.parse(
                 reader.child("rc_room_creation"), DEFAULT_RC_ROOM_CREATION
             ),
+            rc_reports=RateLimitConfig.parse(reader.child("rc_reports"), DEFAULT_RC_REPORTS),
             rc_presence=_rc_presence(reader.child("rc_presence")),
             default_room_version=reader.get(
                 "default_room_version", _to_room_version, DEFAULT_ROOM_VERSION
@@ -368,6 +374,11 @@ class HomeserverConfig:
             user_directory=UserDirectoryConfig.parse(reader.child("user_directory")),
             login_via_existing_session=LoginViaExistingSessionConfig.parse(
                 reader.child("login_via_existing_session")
+            ),
+            server_notices=(
+                ServerNoticesConfig.parse(reader.child("server_notices"))
+                if reader.raw("server_notices") is not None
+                else None
             ),
             caches=CachesConfig.parse(reader.child("caches")),
             redis=RedisConfig.parse(reader.child("redis")),

@@ -394,6 +394,43 @@ class LoginViaExistingSessionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerNoticesConfig:
+    """``server_notices`` (Synapse's names): the user server notices come from, the
+    room they arrive in, and whether users are joined to it rather than invited."""
+
+    system_mxid_localpart: str
+    system_mxid_display_name: str | None = None
+    system_mxid_avatar_url: str | None = None
+    room_name: str = "Server Notices"
+    room_avatar_url: str | None = None
+    room_topic: str | None = None
+    auto_join: bool = False
+
+    @staticmethod
+    def parse(reader: Reader) -> ServerNoticesConfig | None:
+        """None when the section is absent (server notices are off)."""
+        localpart = reader.require("system_mxid_localpart", to_nonempty_str)
+        config = ServerNoticesConfig(
+            system_mxid_localpart=localpart or "server",
+            system_mxid_display_name=reader.optional("system_mxid_display_name", to_str),
+            system_mxid_avatar_url=reader.optional("system_mxid_avatar_url", to_mxc_uri),
+            room_name=reader.get("room_name", to_str, "Server Notices"),
+            room_avatar_url=reader.optional("room_avatar_url", to_mxc_uri),
+            room_topic=reader.optional("room_topic", to_str),
+            auto_join=reader.get("auto_join", to_bool, False),
+        )
+        reader.finish()
+        return config if localpart is not None else None
+
+
+def to_mxc_uri(value: object) -> str:
+    text = to_nonempty_str(value)
+    if not text.startswith("mxc://"):
+        raise Invalid("expected an mxc:// URI")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
 class CachesConfig:
     """``caches``: every in-memory cache's size is multiplied by `global_factor`."""
 

@@ -280,6 +280,9 @@ rc_room_creation:
 # address when unauthenticated (default 1 per second, burst 5).
 rc_delayed_event_mgmt:
   per_second: 1
+# Reports of events, rooms and users, per user (default 1 per second, burst 5).
+rc_reports:
+  per_second: 1.0
   burst_count: 5
 
 # Presence updates (PUT /presence), per user (default 0.1 per second, burst 1).
@@ -354,6 +357,21 @@ user_directory:
   search_all_users: false
   # Rank local users above remote ones (default false).
   prefer_local_users: false
+
+## Server notices ##
+
+# Messages from the admins (POST /_synapse/admin/v1/send_server_notice) reach each
+# user in a room of their own, created at the first notice, which they can neither
+# write in nor leave. Off unless this section is set; system_mxid_localpart is the
+# one required key (the user notices come from, created if missing).
+#server_notices:
+#  system_mxid_localpart: server
+#  system_mxid_display_name: "Server Notices"
+#  system_mxid_avatar_url: "mxc://example.org/abcdef"
+#  room_name: "Server Notices"    # the default
+#  room_avatar_url: "mxc://example.org/abcdef"
+#  room_topic: "Messages from the administrators of this server"
+#  auto_join: false               # true: the user is joined rather than invited
 
 ## Media ##
 

@@ -421,7 +421,13 @@ class MediaService:
 
     # -- admin --------------------------------------------------------------------------
 
-    async def set_quarantined(self, server_name: str, media_id: str, quarantined: bool) -> bool:
+    async def set_quarantined(
+        self,
+        server_name: str,
+        media_id: str,
+        quarantined: bool,
+        quarantined_by: str | None = None,
+    ) -> bool:
         """Quarantine (or release) media: quarantined media is answered with 404.
 
         Remote media is quarantined whether or not it is cached yet: later fetches
@@ -429,12 +435,48 @@ class MediaService:
         """
         check_media_location(server_name, media_id)
         if server_name == self.server_name:
-            return await self._store.set_quarantined(server_name, media_id, quarantined)
+            return await self._store.set_quarantined(
+                server_name, media_id, quarantined, quarantined_by
+            )
         if quarantined:
-            await self._store.quarantine_remote(server_name, media_id, self._clock.time_ms())
+            await self._store.quarantine_remote(
+                server_name, media_id, self._clock.time_ms(), quarantined_by
+            )
         else:
             await self._store.release_remote(server_name, media_id)
         return True
+
+    async def quarantine_many(self, uris: Sequence[tuple[str, str]], quarantined_by: str) -> int:
+        """Quarantine media by (server name, media ID), as a bulk operation: local media
+        protected from quarantine is left alone, unknown local media is skipped,
+        remote media is quarantined cached or not. Return how many were quarantined."""
+        local = [media_id for origin, media_id in uris if origin == self.server_name]
+        count = await self._store.quarantine_unprotected(self.server_name, local, quarantined_by)
+        now = self._clock.time_ms()
+        for origin, media_id in sorted(set(uris)):
+            if origin != self.server_name:
+                await self._store.quarantine_remote(origin, media_id, now, quarantined_by)
+                count += 1
+        return count
+
+    async def quarantine_of_user(self, user_id: str, quarantined_by: str) -> int:
+        """Quarantine every unprotected local media the user uploaded; return how many."""
+        return await self._store.quarantine_of_user(self.server_name, user_id, quarantined_by)
+
+    async def set_protected(self, media_id: str, protected: bool) -> None:
+        """Protect local media from the bulk quarantines (or lift that)."""
+        check_media_location(self.server_name, media_id)
+        if not await self._store.set_protected(self.server_name, media_id, protected):
+            raise NotFound("Unknown media")
+
+    async def info(self, server_name: str, media_id: str) -> MediaRecord:
+        """The row of local or cached remote media (M_NOT_FOUND if there is none, or
+        only the quarantine marker of uncached remote media)."""
+        check_media_location(server_name, media_id)
+        record = await self._store.get_media(server_name, media_id)
+        if record is None or (server_name != self.server_name and not record.uploaded):
+            raise NotFound("Unknown media")
+        return record
 
     async def delete_local(self, server_name: str, media_id: str) -> None:
         """Delete local media, its thumbnails, and the files nothing else uses."""
@@ -445,6 +487,23 @@ class MediaService:
         if digests is None:
             raise NotFound("Unknown media")
         await self._release(digests)
+
+    async def delete_local_older(
+        self, before_ts: int, size_gt: int, *, keep_profiles: bool
+    ) -> list[str]:
+        """Delete local media last accessed before ``before_ts`` and larger than
+        ``size_gt`` bytes (not quarantined or protected media; with ``keep_profiles``,
+        not avatars), with their thumbnails and files; return the deleted IDs."""
+        deleted: list[str] = []
+        candidates = await self._store.local_media_before(
+            self.server_name, before_ts, size_gt, keep_profiles=keep_profiles
+        )
+        for media_id in candidates:
+            digests = await self._store.delete_media(self.server_name, media_id)
+            if digests is not None:
+                deleted.append(media_id)
+                await self._release(digests)
+        return deleted
 
     async def purge_remote_cache(self, before_ts: int) -> int:
         """Drop cached remote media not accessed since ``before_ts``; return how many."""

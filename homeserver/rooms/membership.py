@@ -79,6 +79,9 @@ class MembershipService:
         # Called with the room ID after this server joined a room over federation
         # (a room upgrade's replacement brings its users' settings along).
         self.remote_join_hooks: list[Callable[[str], Awaitable[None]]] = []
+        # Called with (user ID, room ID) before a user leaves a room or rejects an
+        # invite themselves; raises to refuse (the server notices room).
+        self.leave_checks: list[Callable[[str, str], Awaitable[None]]] = []
 
     def is_mine(self, user_id: str) -> bool:
         return server_name_of(user_id) == self._server_name
@@ -390,6 +393,9 @@ class MembershipService:
         origin_server_ts: int | None = None,
     ) -> StoredEvent:
         membership = content.get("membership")
+        if membership == "leave" and sender == target:
+            for check in self.leave_checks:
+                await check(sender, room_id)
         stripped = None
         if membership in ("invite", "knock"):
             # and the sender's own membership, as Synapse gives (clients show the inviter)
