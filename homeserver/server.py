@@ -36,6 +36,9 @@ from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.purge import HistoryPurges, RoomPurger
+from homeserver.admin.room_deletion import RoomDeletion
+from homeserver.admin.rooms import RoomAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -410,7 +413,24 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
-        admin = AdminServices(media=media, destinations=DestinationAdmin(stores.federation_queue))
+        purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
+        admin = AdminServices(
+            media=media,
+            destinations=DestinationAdmin(stores.federation_queue),
+            rooms=RoomAdmin(
+                config.server_name,
+                stores,
+                creator,
+                membership,
+                client.directory,
+                history,
+                creator.lanes,
+            ),
+            room_deletion=RoomDeletion(
+                config.server_name, stores, creator, membership, room_creation, purger
+            ),
+            history_purges=HistoryPurges(stores, purger),
+        )
         return cls(
             config,
             clock,
@@ -501,6 +521,8 @@ class Homeserver:
             await self.appservice_delivery.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
+        await self.admin.history_purges.stop()
+        await self.admin.room_deletion.stop()
         await self.client.push.stop()
         await self.client.sso.close()
         if self.guest_evictor is not None:

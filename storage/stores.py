@@ -19,6 +19,7 @@ from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.openid_tokens import OpenIdTokenStore
 from storage.presence import PresenceStore
+from storage.purge import PurgeStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
 from storage.pushers import PusherStore
@@ -26,6 +27,7 @@ from storage.receipts import ReceiptStore
 from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
+from storage.room_admin import RoomAdminStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
 from storage.server_keys import ServerKeyStore
@@ -70,6 +72,8 @@ class Stores:
     appservice: AppServiceStore
     room_summaries: RoomSummaryStore
     user_directory: UserDirectoryStore
+    room_admin: RoomAdminStore
+    purge: PurgeStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -105,4 +109,6 @@ class Stores:
             appservice=AppServiceStore(db),
             room_summaries=RoomSummaryStore(db),
             user_directory=UserDirectoryStore(db),
+            room_admin=RoomAdminStore(db),
+            purge=PurgeStore(db),
         )

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.purge import HistoryPurges
+from homeserver.admin.room_deletion import RoomDeletion
+from homeserver.admin.rooms import RoomAdmin
 from homeserver.media.service import MediaService
 
 
@@ -16,3 +19,6 @@ from homeserver.media.service import MediaService
 class AdminServices:
     media: MediaService
     destinations: DestinationAdmin
+    rooms: RoomAdmin
+    room_deletion: RoomDeletion
+    history_purges: HistoryPurges
