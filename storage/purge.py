@@ -81,6 +81,8 @@ class HistoryPurgeResult:
     deleted: list[str] = field(default_factory=list)
     outliered: list[str] = field(default_factory=list)
     state_groups: list[int] = field(default_factory=list)
+    # kept groups rewritten as full snapshots (their parents went)
+    rewritten_groups: list[int] = field(default_factory=list)
 
 
 class PurgeStore:
@@ -128,9 +130,10 @@ class PurgeStore:
         (of remote senders only, unless ``delete_local_events``) are deleted with
         their edges, auth links, relations' rows, push actions and expiry; the others
         (state events, which later state still cites, and kept local events) become
-        outliers. Backward extremities are recomputed so the purged part can be
+        outliers, with no stream position or state group (as events known only as
+        auth or state are held, so backfill can bring them back into the timeline). Backward extremities are recomputed so the purged part can be
         backfilled again from other servers. State groups no remaining event
-        needs (directly or as the base of a delta) are deleted. The current state is
+        refers to are deleted (see :meth:`_prune_state_groups_txn`). The current state is
         untouched, and unread counts are recounted from the push actions left.
         """
 
@@ -198,7 +201,7 @@ class PurgeStore:
         for start in range(0, len(result.outliered), _CHUNK):
             chunk = result.outliered[start : start + _CHUNK]
             await txn.execute(
-                "UPDATE events SET outlier = TRUE, state_group = NULL"
+                "UPDATE events SET outlier = TRUE, state_group = NULL, stream_ordering = NULL"
                 f" WHERE event_id IN ({_marks(len(chunk))})",
                 *chunk,
             )
@@ -207,15 +210,20 @@ class PurgeStore:
             "INSERT INTO backward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)",
             new_backward,
         )
-        result.state_groups = await self._unneeded_state_groups_txn(txn, room_id)
-        await _delete_in_chunks(txn, "state_group_entries", "state_group", result.state_groups)
-        await _delete_in_chunks(txn, "state_groups", "id", result.state_groups)
+        await self._prune_state_groups_txn(txn, room_id, result)
         await self._recount_unread_txn(txn, room_id)
         return result
 
-    async def _unneeded_state_groups_txn(self, txn: Transaction, room_id: str) -> list[int]:
-        """The room's state groups that no event refers to, directly or as the base
-        of a delta chain of a group that one does."""
+    async def _prune_state_groups_txn(
+        self, txn: Transaction, room_id: str, result: HistoryPurgeResult
+    ) -> None:
+        """Delete the room's state groups that no remaining event refers to.
+
+        Groups are deltas over a parent, so a group an event needs keeps its chain of
+        parents. A needed group whose parent no event needs any more is rewritten as a
+        full snapshot first; then the groups no event refers to hold nothing anyone
+        needs, and go.
+        """
         rows = await txn.fetchall(
             "SELECT id, prev_group FROM state_groups WHERE room_id = $1", room_id
         )
@@ -225,16 +233,47 @@ class PurgeStore:
             " AND state_group IS NOT NULL",
             room_id,
         )
-        needed: set[int] = set()
-        for (group,) in rows:
-            current: int | None = int(group)
-            while current is not None and current not in needed:
-                needed.add(current)
-                current = parents.get(current)
-        # the newest group stays even if no event cites it yet (a write in flight)
-        if parents:
-            needed.add(max(parents))
-        return sorted(g for g in parents if g not in needed)
+        referenced = {int(r[0]) for r in rows}
+        for group in sorted(referenced):
+            parent = parents.get(group)
+            if parent is None or parent in referenced:
+                continue
+            state = await self._full_state_txn(txn, group, parents)
+            await txn.execute("DELETE FROM state_group_entries WHERE state_group = $1", group)
+            await txn.executemany(
+                "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
+                " VALUES ($1, $2, $3, $4)",
+                [(group, t, k, e) for (t, k), e in state.items()],
+            )
+            await txn.execute(
+                "UPDATE state_groups SET prev_group = NULL, chain_length = 0 WHERE id = $1", group
+            )
+            result.rewritten_groups.append(group)
+        result.state_groups = sorted(g for g in parents if g not in referenced)
+        await _delete_in_chunks(txn, "state_group_entries", "state_group", result.state_groups)
+        await _delete_in_chunks(txn, "state_groups", "id", result.state_groups)
+
+    @staticmethod
+    async def _full_state_txn(
+        txn: Transaction, group: int, parents: dict[int, int | None]
+    ) -> dict[tuple[str, str], str]:
+        chain: list[int] = []
+        current: int | None = group
+        while current is not None:
+            chain.append(current)
+            current = parents.get(current)
+        state: dict[tuple[str, str], str] = {}
+        for member in reversed(chain):
+            rows = await txn.fetchall(
+                "SELECT type, state_key, event_id FROM state_group_entries WHERE state_group = $1",
+                member,
+            )
+            for t, k, e in rows:
+                if e is None:
+                    state.pop((t, k), None)
+                else:
+                    state[(t, k)] = e
+        return state
 
     async def _recount_unread_txn(self, txn: Transaction, room_id: str) -> None:
         """Unread counts of the room's members from the push actions left (as migration

@@ -68,8 +68,9 @@ class RoomPurger:
             self._stores.events.forget_purged(
                 room_id, [*result.deleted, *result.outliered], whole_room=False
             )
-            self._stores.state.forget_purged(room_id, result.state_groups, (), whole_room=False)
-            self._stores.sync.forget_purged(room_id, result.state_groups)
+            groups = [*result.state_groups, *result.rewritten_groups]
+            self._stores.state.forget_purged(room_id, groups, (), whole_room=False)
+            self._stores.sync.forget_purged(room_id, groups)
             members = await self._stores.state.current_members(room_id)
             self._unread.forget_counts(list(members))
         logger.info(
