@@ -427,9 +427,9 @@ class Homeserver:
                 creator.lanes,
             ),
             room_deletion=RoomDeletion(
-                config.server_name, stores, creator, membership, room_creation, purger
+                config.server_name, stores, creator, membership, room_creation, purger, clock
             ),
-            history_purges=HistoryPurges(stores, purger),
+            history_purges=HistoryPurges(stores, purger, clock),
         )
         return cls(
             config,

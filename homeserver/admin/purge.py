@@ -5,7 +5,8 @@ Each purge runs in the room's lane, so no event of the room is persisted halfway
 through it, deletes its rows in one transaction (``storage/purge.py``), then drops
 what the stores and the push evaluator cached of what it deleted. History purges
 run in the background; their status is kept in memory (as Synapse does) under an
-opaque ``purge_id``: ``active``, then ``complete`` or ``failed``.
+opaque ``purge_id``: ``active``, then ``complete`` or ``failed``, for a day after it
+finished.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
+from homeserver.clock import Clock
 from homeserver.errors import MatrixError, NotFound
 from homeserver.rooms.lanes import RoomLanes
 from storage.purge import HistoryPurgeResult, RoomPurgeResult
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
+
+STATUS_KEPT_MS = 24 * 60 * 60 * 1000  # how long a finished task's status stays readable
 
 
 class UnreadCounts(Protocol):
@@ -90,6 +94,7 @@ class HistoryPurgeTask:
     status: str = "active"  # then "complete" or "failed"
     error: str | None = None
     task: asyncio.Task[None] | None = None
+    finished_ts: int | None = None
 
     def to_json(self) -> dict[str, object]:
         body: dict[str, object] = {"status": self.status}
@@ -101,9 +106,10 @@ class HistoryPurgeTask:
 class HistoryPurges:
     """``purge_history``: where to cut, the background run, and its status."""
 
-    def __init__(self, stores: Stores, purger: RoomPurger) -> None:
+    def __init__(self, stores: Stores, purger: RoomPurger, clock: Clock) -> None:
         self._stores = stores
         self._purger = purger
+        self._clock = clock
         self._tasks: dict[str, HistoryPurgeTask] = {}
 
     async def depth_of_event(self, room_id: str, event_id: str) -> int:
@@ -124,6 +130,9 @@ class HistoryPurges:
         return depth
 
     def start(self, room_id: str, depth: int, *, delete_local_events: bool) -> str:
+        self._forget_old()
+        if any(t.room_id == room_id and t.status == "active" for t in self._tasks.values()):
+            raise MatrixError(400, "M_UNKNOWN", f"History purge already in progress for {room_id}")
         purge_id = secrets.token_urlsafe(12)
         record = HistoryPurgeTask(purge_id, room_id)
         self._tasks[purge_id] = record
@@ -143,8 +152,16 @@ class HistoryPurges:
         except Exception as exc:
             logger.exception("purge %s of %s failed", record.purge_id, record.room_id)
             record.status, record.error = "failed", str(exc)
+        record.finished_ts = self._clock.time_ms()
+
+    def _forget_old(self) -> None:
+        horizon = self._clock.time_ms() - STATUS_KEPT_MS
+        for purge_id, record in list(self._tasks.items()):
+            if record.finished_ts is not None and record.finished_ts < horizon:
+                del self._tasks[purge_id]
 
     def status(self, purge_id: str) -> HistoryPurgeTask:
+        self._forget_old()
         record = self._tasks.get(purge_id)
         if record is None:
             raise NotFound(f"purge id '{purge_id}' not found")

@@ -18,7 +18,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.admin.purge import RoomPurger
+from homeserver.admin.purge import STATUS_KEPT_MS, RoomPurger
+from homeserver.clock import Clock
 from homeserver.errors import MatrixError, NotFound
 from homeserver.rooms.creation import RoomCreationRequest, RoomCreationService
 from homeserver.rooms.creator import EventCreator
@@ -69,6 +70,7 @@ class DeletionTask:
     error: str | None = None
     result: ShutdownResult = field(default_factory=ShutdownResult)
     task: asyncio.Task[None] | None = None
+    finished_ts: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -91,6 +93,7 @@ class RoomDeletion:
         membership: MembershipService,
         room_creation: RoomCreationService,
         purger: RoomPurger,
+        clock: Clock,
     ) -> None:
         self._server_name = server_name
         self._stores = stores
@@ -98,6 +101,7 @@ class RoomDeletion:
         self._membership = membership
         self._room_creation = room_creation
         self._purger = purger
+        self._clock = clock
         self._tasks: dict[str, DeletionTask] = {}
 
     def _is_mine(self, user_id: str) -> bool:
@@ -130,13 +134,14 @@ class RoomDeletion:
 
     async def start(self, admin_id: str, room_id: str, request: DeletionRequest) -> str:
         self.check_request(request)
+        self._forget_old()
         if not await self._stores.rooms.room_exists(room_id):
             raise NotFound(f"Unknown room id {room_id}")
         if any(
             t.room_id == room_id and t.status in ("scheduled", "active")
             for t in self._tasks.values()
         ):
-            raise MatrixError(400, "M_UNKNOWN", "History purge already in progress for this room")
+            raise MatrixError(400, "M_UNKNOWN", f"Room deletion already in progress for {room_id}")
         record = DeletionTask(secrets.token_urlsafe(12), room_id)
         self._tasks[record.delete_id] = record
         record.task = asyncio.get_running_loop().create_task(self._run(admin_id, record, request))
@@ -154,14 +159,23 @@ class RoomDeletion:
         except Exception as exc:
             logger.exception("deletion %s of %s failed", record.delete_id, record.room_id)
             record.status, record.error = "failed", str(exc)
+        record.finished_ts = self._clock.time_ms()
+
+    def _forget_old(self) -> None:
+        horizon = self._clock.time_ms() - STATUS_KEPT_MS
+        for delete_id, record in list(self._tasks.items()):
+            if record.finished_ts is not None and record.finished_ts < horizon:
+                del self._tasks[delete_id]
 
     def status(self, delete_id: str) -> DeletionTask:
+        self._forget_old()
         record = self._tasks.get(delete_id)
         if record is None:
             raise NotFound(f"delete id '{delete_id}' not found")
         return record
 
     def statuses_of_room(self, room_id: str) -> list[DeletionTask]:
+        self._forget_old()
         found = [t for t in self._tasks.values() if t.room_id == room_id]
         if not found:
             raise NotFound(f"No delete task for room_id '{room_id}' found")

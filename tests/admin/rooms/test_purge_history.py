@@ -241,3 +241,26 @@ async def test_purge_fails_past_the_forward_extremities(hs: HomeserverHarness) -
         "error": "topological_ordering is greater than forward extremities",
     }
     assert await events_of(hs, room) == before
+
+
+async def test_one_purge_at_a_time_and_status_kept_for_a_day(hs: HomeserverHarness) -> None:
+    admin, _alice, _bob, room, sent = await room_with_history(hs)
+    purges = hs.server.admin.history_purges
+    depth = await purges.depth_of_event(room, sent[3])
+    async with hs.server.client.creator.lanes.lane(room):  # holds the first one back
+        first = purges.start(room, depth, delete_local_events=False)
+        response = await hs.client.post(
+            f"{ADMIN_V1}/purge_history/{q(room)}/{q(sent[4])}", json={}, headers=auth(admin)
+        )
+        assert await error_of(response) == (400, "M_UNKNOWN")
+        response = await hs.client.get(
+            f"{ADMIN_V1}/purge_history_status/{first}", headers=auth(admin)
+        )
+        assert await response.json() == {"status": "active"}
+    assert (await purges.wait(first)).status == "complete"
+    hs.clock.advance(23 * 3600)
+    response = await hs.client.get(f"{ADMIN_V1}/purge_history_status/{first}", headers=auth(admin))
+    assert await response.json() == {"status": "complete"}
+    hs.clock.advance(3600 + 1)
+    response = await hs.client.get(f"{ADMIN_V1}/purge_history_status/{first}", headers=auth(admin))
+    assert await error_of(response) == (404, "M_NOT_FOUND")

@@ -297,6 +297,12 @@ async def test_delete_v2_runs_in_the_background(hs: HomeserverHarness) -> None:
     # blocked after the purge: the room cannot be joined again
     response = await hs.client.post(f"{CLIENT}/join/{q(room)}", json={}, headers=auth(alice))
     assert await error_of(response) == (403, "M_FORBIDDEN")
+    # the status is readable for a day
+    hs.clock.advance(24 * 3600 + 1)
+    response = await hs.client.get(
+        f"{ADMIN_V2}/rooms/delete_status/{delete_id}", headers=auth(admin)
+    )
+    assert await error_of(response) == (404, "M_NOT_FOUND")
 
 
 async def test_deletion_bad_input(hs: HomeserverHarness) -> None:
