@@ -128,13 +128,15 @@ class PurgeStore:
 
         Events before that depth are taken out of the timeline: non-state events
         (of remote senders only, unless ``delete_local_events``) are deleted with
-        their edges, auth links, relations' rows, push actions and expiry; the others
-        (state events, which later state still cites, and kept local events) become
-        outliers, with no stream position or state group (as events known only as
-        auth or state are held, so backfill can bring them back into the timeline). Backward extremities are recomputed so the purged part can be
-        backfilled again from other servers. State groups no remaining event
-        refers to are deleted (see :meth:`_prune_state_groups_txn`). The current state is
-        untouched, and unread counts are recounted from the push actions left.
+        their edges, auth links, memberships, push actions, queued federation sends
+        and expiry; the others (state events, which later state still cites, and
+        kept local events) become outliers, with no stream position or state group
+        (as events known only as auth or state are held, so backfill can bring them
+        back into the timeline). Backward extremities are recomputed so the purged
+        part can be backfilled again from other servers. State groups no remaining
+        event refers to are deleted (see :meth:`_prune_state_groups_txn`). The
+        current state is untouched; unread counts are recounted from the push
+        actions left.
         """
 
         async def purge(txn: Transaction) -> HistoryPurgeResult:
@@ -170,34 +172,21 @@ class PurgeStore:
         if not purged:
             return result
 
-        # Backward extremities: purged events that remaining timeline events cite.
-        rows = await txn.fetchall(
-            "SELECT ed.prev_event_id, MAX(e.depth) FROM event_edges ed"
-            " JOIN events e ON e.event_id = ed.event_id"
-            " WHERE e.room_id = $1 AND NOT e.outlier AND e.depth >= $2"
-            " GROUP BY ed.prev_event_id",
-            room_id,
-            depth,
-        )
-        new_backward = [(room_id, prev, int(d)) for prev, d in rows if prev in purged]
-
         for table, column in EVENT_TABLES:
             await _delete_in_chunks(txn, table, column, result.deleted)
         await _delete_in_chunks(txn, "events", "event_id", result.deleted)
         await _delete_in_chunks(txn, "room_memberships", "event_id", result.deleted)
         # Push actions of every event leaving the timeline: none notifies any more.
-        for start in range(0, len(purged), _CHUNK):
-            chunk = sorted(purged)[start : start + _CHUNK]
+        leaving = sorted(purged)
+        for start in range(0, len(leaving), _CHUNK):
+            chunk = leaving[start : start + _CHUNK]
             await txn.execute(
                 f"DELETE FROM event_push_actions WHERE room_id = $1"
                 f" AND event_id IN ({_marks(len(chunk), 2)})",
                 room_id,
                 *chunk,
             )
-            await txn.execute(
-                f"DELETE FROM federation_outbound_pdus WHERE event_id IN ({_marks(len(chunk))})",
-                *chunk,
-            )
+        await _delete_in_chunks(txn, "federation_outbound_pdus", "event_id", result.deleted)
         for start in range(0, len(result.outliered), _CHUNK):
             chunk = result.outliered[start : start + _CHUNK]
             await txn.execute(
@@ -205,10 +194,17 @@ class PurgeStore:
                 f" WHERE event_id IN ({_marks(len(chunk))})",
                 *chunk,
             )
+        # Backward extremities, afresh: what timeline events cite that is not in the
+        # timeline (never received, or purged just now), where backfill may start.
         await txn.execute("DELETE FROM backward_extremities WHERE room_id = $1", room_id)
-        await txn.executemany(
-            "INSERT INTO backward_extremities (room_id, event_id, depth) VALUES ($1, $2, $3)",
-            new_backward,
+        await txn.execute(
+            "INSERT INTO backward_extremities (room_id, event_id, depth)"
+            " SELECT e.room_id, ed.prev_event_id, MAX(e.depth)"
+            " FROM events e JOIN event_edges ed ON ed.event_id = e.event_id"
+            " WHERE e.room_id = $1 AND NOT e.outlier AND NOT EXISTS ("
+            "  SELECT 1 FROM events p WHERE p.event_id = ed.prev_event_id AND NOT p.outlier)"
+            " GROUP BY e.room_id, ed.prev_event_id",
+            room_id,
         )
         await self._prune_state_groups_txn(txn, room_id, result)
         await self._recount_unread_txn(txn, room_id)
