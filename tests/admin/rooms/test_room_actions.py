@@ -240,3 +240,18 @@ async def test_force_join_bad_input(hs: HomeserverHarness) -> None:
     response = await hs.client.post(f"{ADMIN_V1}/join/{q(room)}", data=b"x", headers=auth(admin))
     assert await error_of(response) == (400, "M_NOT_JSON")
     assert await hs.server.stores.state.current_members(room) == {"@alice:test.local": "join"}
+
+
+async def test_make_room_admin_in_a_room_whose_creator_has_infinite_power(
+    hs: HomeserverHarness,
+) -> None:
+    admin = await make_admin(hs)
+    alice = await make_user(hs, "alice")
+    room = await create_room(hs, alice, room_version="12", preset="public_chat")
+    response = await hs.client.post(
+        f"{ADMIN_V1}/rooms/{q(room)}/make_room_admin", json={}, headers=auth(admin)
+    )
+    assert response.status == 200, await response.text()
+    levels = await state_content(hs, room, "m.room.power_levels")
+    assert levels["users"] == {"@admin:test.local": 100}
+    assert (await hs.server.stores.state.current_members(room))["@admin:test.local"] == "join"
