@@ -347,13 +347,13 @@ class RoomAdmin:
         admin_level = levels.user_level(admin)
         if admin_level < levels.required_level("m.room.power_levels", True):
             raise MatrixError(400, "M_UNKNOWN", "No local admin user in room")
-        if user_id != admin and levels.user_level(user_id) < admin_level:
+        if levels.user_level(user_id) < admin_level:
+            # (never a creator of a room v12+: their power is already infinite)
             content = dict(levels_event.content) if levels_event is not None else {}
-            users = dict(content.get("users") or {})
-            if rv.privileged_creators and user_id in levels.creators:
-                pass  # a creator's power cannot be raised
-            elif admin_level == float("inf"):
-                # a creator of a room v12+: the most a user can hold in "users"
+            raw_users = content.get("users")
+            users = dict(raw_users) if isinstance(raw_users, dict) else {}
+            if admin_level == float("inf"):
+                # the admin is such a creator: give the most a user can hold in "users"
                 users[user_id] = max([100, *(v for v in users.values() if isinstance(v, int))])
             else:
                 users[user_id] = admin_level
