@@ -55,11 +55,14 @@ class RoomAdminHandlers:
         dir_value = request.query.get("dir", "f")
         if dir_value not in ("f", "b"):
             raise InvalidParam("Unknown direction: " + dir_value)
+        search_term = request.query.get("search_term")
+        if search_term == "":
+            raise InvalidParam("search_term cannot be empty")
         rooms = await self._rooms.list_rooms(
             RoomListQuery(
                 order_by=request.query.get("order_by", "name"),
                 backwards=dir_value == "b",
-                search_term=request.query.get("search_term"),
+                search_term=search_term,
                 public_rooms=_optional_bool(request, "public_rooms"),
                 empty_rooms=_optional_bool(request, "empty_rooms"),
             )

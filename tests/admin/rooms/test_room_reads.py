@@ -117,7 +117,7 @@ async def test_room_list_search_by_room_id_and_filters(hs: HomeserverHarness) ->
 
 async def test_room_list_bad_parameters(hs: HomeserverHarness) -> None:
     admin, _alice, _rooms = await three_rooms(hs)
-    for query in ("order_by=colour", "dir=x", "limit=-1", "from=abc"):
+    for query in ("order_by=colour", "dir=x", "limit=-1", "from=abc", "search_term="):
         response = await hs.client.get(f"{ADMIN_V1}/rooms?{query}", headers=auth(admin))
         assert await error_of(response) == (400, "M_INVALID_PARAM"), query
 
