@@ -125,6 +125,8 @@ class InviteHandlers:
             raise incompatible_room_version(version)
         # the room's ACL first: a banned server learns nothing more (as Synapse)
         await self._acl.check(origin, room_id)
+        if await self._stores.room_admin.is_blocked(room_id):
+            raise Forbidden("This room has been blocked on this server")
         parsed = parse_pdu(pdu, rv)
         if isinstance(parsed, DroppedPdu):
             raise BadJson(parsed.reason)

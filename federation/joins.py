@@ -173,6 +173,11 @@ class ResidentHandshakes:
             raise NotFound("This server is not in the room")
         return rv
 
+    async def _check_not_blocked(self, room_id: str, membership: str) -> None:
+        """No one joins or knocks on a room a server admin blocked (admin API)."""
+        if membership != "leave" and await self._stores.room_admin.is_blocked(room_id):
+            raise Forbidden("This room has been blocked on this server")
+
     async def _make(
         self, origin: str, request: web.Request, membership: str, versions: list[str] | None
     ) -> web.Response:
@@ -183,6 +188,7 @@ class ResidentHandshakes:
         if server_name_of(user_id) != origin:
             raise Forbidden(f"{user_id} does not belong to {origin}")
         rv = await self._room(origin, room_id)
+        await self._check_not_blocked(room_id, membership)
         if versions is not None and rv.identifier not in versions:
             raise incompatible_room_version(rv.identifier)
         if membership == "knock" and not rv.knocking:
@@ -234,6 +240,7 @@ class ResidentHandshakes:
         event_id = request.match_info["eventId"]
         body = await json_object(request)
         rv = await self._room(origin, room_id)
+        await self._check_not_blocked(room_id, membership)
         if not isinstance(body.get("signatures"), dict) or not isinstance(body.get("hashes"), dict):
             # unsigned or unhashed: it cannot be the origin's event (403, as Synapse
             # answers a signature check that fails)

@@ -40,6 +40,9 @@ from homeserver.admin import AdminServices
 from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
 from homeserver.admin.media import MediaAdmin
+from homeserver.admin.purge import HistoryPurges, RoomPurger
+from homeserver.admin.room_deletion import RoomDeletion
+from homeserver.admin.rooms import RoomAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -456,6 +459,7 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
+        purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
         admin = AdminServices(
             media=media,
             destinations=DestinationAdmin(
@@ -475,6 +479,19 @@ class Homeserver:
                 ephemeral.account_data,
             ),
             background_updates=BackgroundUpdates(),
+            rooms=RoomAdmin(
+                config.server_name,
+                stores,
+                creator,
+                membership,
+                client.directory,
+                history,
+                creator.lanes,
+            ),
+            room_deletion=RoomDeletion(
+                config.server_name, stores, creator, membership, room_creation, purger, clock
+            ),
+            history_purges=HistoryPurges(stores, purger, clock),
         )
         return cls(
             config,
@@ -572,6 +589,8 @@ class Homeserver:
             await self.appservice_delivery.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
+        await self.admin.history_purges.stop()
+        await self.admin.room_deletion.stop()
         await self.client.push.stop()
         await self.client.delayed_events.stop()
         await self.client.sso.close()

@@ -345,6 +345,15 @@ class EventStore:
     def _forget(self, event_id: str) -> None:
         self._cache.pop(event_id, None)
 
+    def forget_purged(self, room_id: str, event_ids: Iterable[str], *, whole_room: bool) -> None:
+        """Drop what is cached of events deleted or changed by a purge (and of the room
+        itself when it is gone)."""
+        for event_id in event_ids:
+            self._cache.pop(event_id, None)
+        if whole_room:
+            self._room_versions.pop(room_id, None)
+            self._extremities.pop(room_id, None)
+
     def remember_room_version(self, room_id: str, version: str) -> None:
         self._room_versions[room_id] = version
 

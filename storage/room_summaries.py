@@ -281,6 +281,10 @@ class RoomSummaryStore:
         self._changed_on_commit(txn, room_id, known=found)
         return found
 
+    def forget_room(self, room_id: str) -> None:
+        """Drop the cached row of a purged room."""
+        self._cache.pop(room_id, None)
+
     def forget_cache(self) -> None:
         """Drop every cached row (tests; another process wrote the table)."""
         self._cache.clear()

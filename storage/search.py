@@ -11,7 +11,7 @@ query is a list of words, each matched as a prefix, all of them required.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from storage.database import Database, Transaction
@@ -52,6 +52,10 @@ class FullTextDialect(abc.ABC):
         """Drop the event's row, if it has one."""
 
     @abc.abstractmethod
+    async def delete_room_txn(self, txn: Transaction, room_id: str) -> None:
+        """Drop every row of a room."""
+
+    @abc.abstractmethod
     def matching(self, scope: SearchScope) -> tuple[str, str, list[object]]:
         """(FROM ... WHERE ... clause, rank expression, arguments) of the scope's matches;
         the rows are aliased ``s``, the arguments numbered from $1."""
@@ -78,6 +82,14 @@ class SqliteFullText(FullTextDialect):
             return
         await txn.execute("DELETE FROM event_search_fts WHERE rowid = $1", row_id)
         await txn.execute("DELETE FROM event_search WHERE id = $1", row_id)
+
+    async def delete_room_txn(self, txn: Transaction, room_id: str) -> None:
+        await txn.execute(
+            "DELETE FROM event_search_fts WHERE rowid IN"
+            " (SELECT id FROM event_search WHERE room_id = $1)",
+            room_id,
+        )
+        await txn.execute("DELETE FROM event_search WHERE room_id = $1", room_id)
 
     def matching(self, scope: SearchScope) -> tuple[str, str, list[object]]:
         # every word a quoted prefix term: the user's text is never FTS5 syntax
@@ -108,6 +120,9 @@ class PostgresFullText(FullTextDialect):
 
     async def delete_txn(self, txn: Transaction, event_id: str) -> None:
         await txn.execute("DELETE FROM event_search WHERE event_id = $1", event_id)
+
+    async def delete_room_txn(self, txn: Transaction, room_id: str) -> None:
+        await txn.execute("DELETE FROM event_search WHERE room_id = $1", room_id)
 
     def matching(self, scope: SearchScope) -> tuple[str, str, list[object]]:
         # every word a prefix lexeme (the words are letters and digits only)
@@ -152,6 +167,21 @@ class SearchStore:
 
     async def remove_txn(self, txn: Transaction, event_id: str) -> None:
         await self._dialect.delete_txn(txn, event_id)
+
+    async def remove_events_txn(
+        self, txn: Transaction, room_id: str, event_ids: Collection[str]
+    ) -> None:
+        """Drop the rows of these events of a room (a history purge)."""
+        if not event_ids:
+            return
+        rows = await txn.fetchall("SELECT event_id FROM event_search WHERE room_id = $1", room_id)
+        indexed = {r[0] for r in rows} & set(event_ids)
+        for event_id in sorted(indexed):
+            await self._dialect.delete_txn(txn, event_id)
+
+    async def remove_room_txn(self, txn: Transaction, room_id: str) -> None:
+        """Drop every row of a room (a room purge)."""
+        await self._dialect.delete_room_txn(txn, room_id)
 
     async def count(self, scope: SearchScope) -> int:
         clause, _rank, args = self._dialect.matching(scope)

@@ -9,7 +9,7 @@ resolved groups are cached freely.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from storage.database import Database, Transaction
 
@@ -221,6 +221,25 @@ class StateStore:
                 members.pop(user_id, None)
 
         txn.call_after_commit(update_caches)
+
+    def forget_purged(
+        self, room_id: str, groups: Iterable[int], members: Iterable[str], *, whole_room: bool
+    ) -> None:
+        """Drop what is cached of state groups deleted by a purge, and of the room's
+        current state and memberships when the whole room is gone."""
+        for group in groups:
+            self._groups.pop(group, None)
+            self._chains.pop(group, None)
+            self._parents.pop(group, None)
+        if not whole_room:
+            return
+        self.forget_current_state(room_id)
+        self._member_generation[room_id] = self._member_generation.get(room_id, 0) + 1
+        self._counts.pop(room_id, None)
+        self._joined_servers.pop(room_id, None)
+        self._membership_epoch += 1
+        for user_id in members:
+            self._user_rooms.pop(user_id, None)
 
     def forget_current_state(self, room_id: str) -> None:
         self._current.pop(room_id, None)

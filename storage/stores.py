@@ -20,6 +20,7 @@ from storage.login_tokens import LoginTokenStore
 from storage.media import MediaStore
 from storage.openid_tokens import OpenIdTokenStore
 from storage.presence import PresenceStore
+from storage.purge import PurgeStore
 from storage.push_actions import PushActionStore
 from storage.push_rules import PushRuleStore
 from storage.pushers import PusherStore
@@ -28,6 +29,7 @@ from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
 from storage.reports import ReportStore
+from storage.room_admin import RoomAdminStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
 from storage.search import SearchStore
@@ -78,6 +80,8 @@ class Stores:
     delayed_events: DelayedEventStore
     reports: ReportStore
     server_notices: ServerNoticeStore
+    room_admin: RoomAdminStore
+    purge: PurgeStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -117,4 +121,6 @@ class Stores:
             delayed_events=DelayedEventStore(db),
             reports=ReportStore(db),
             server_notices=ServerNoticeStore(db),
+            room_admin=RoomAdminStore(db),
+            purge=PurgeStore(db),
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,10 @@ class RecentRoomEvents:
             self._rooms.popitem(last=False)
         self._high = max(self._high, event.stream)
 
+    def forget(self, room_id: str) -> None:
+        """Drop the room's entry (its history was purged: the database answers)."""
+        self._rooms.pop(room_id, None)
+
     def latest(self, room_id: str, after: int, upto: int, limit: int) -> list[EventPosition] | None:
         """The room's latest ``limit`` timeline events in (after, upto], oldest first,
         or None when the entry cannot tell (the caller asks the database)."""
@@ -136,6 +140,13 @@ class SyncStore:
         self._heroes: dict[str, tuple[tuple[int | None, int], list[str], list[str]]] = {}
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
         self._group_cache_size = group_cache_size
+
+    def forget_purged(self, room_id: str, groups: Iterable[int]) -> None:
+        """Drop what is cached of a room whose history (or whole self) was purged."""
+        self.recent.forget(room_id)
+        self._heroes.pop(room_id, None)
+        for group in groups:
+            self._groups.pop(group, None)
 
     # -- memberships -----------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from client_api.admin.federation import federation_admin_routes
 from client_api.admin.media import media_admin_routes
 from client_api.admin.registration import registration_admin_routes
 from client_api.admin.reports import report_admin_routes
+from client_api.admin.room_deletion import room_deletion_routes
+from client_api.admin.rooms import room_admin_routes
 from client_api.admin.server import server_admin_routes
 from client_api.admin.server_notices import server_notice_admin_routes
 from client_api.context import ClientContext
@@ -21,4 +23,6 @@ def admin_routes(ctx: ClientContext, admin: AdminServices) -> list[Route]:
         *server_notice_admin_routes(ctx, admin.server_notices),
         *server_admin_routes(ctx, admin.background_updates),
         *federation_admin_routes(ctx, admin.destinations),
+        *room_admin_routes(ctx, admin.rooms),
+        *room_deletion_routes(ctx, admin.room_deletion, admin.history_purges),
     ]

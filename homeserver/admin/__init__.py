@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from homeserver.admin.background_updates import BackgroundUpdates
 from homeserver.admin.destinations import DestinationAdmin
 from homeserver.admin.media import MediaAdmin
+from homeserver.admin.purge import HistoryPurges
+from homeserver.admin.room_deletion import RoomDeletion
+from homeserver.admin.rooms import RoomAdmin
 from homeserver.media.service import MediaService
 from homeserver.reports import ReportService
 from homeserver.server_notices import ServerNotices
@@ -24,3 +27,6 @@ class AdminServices:
     reports: ReportService
     server_notices: ServerNotices
     background_updates: BackgroundUpdates
+    rooms: RoomAdmin
+    room_deletion: RoomDeletion
+    history_purges: HistoryPurges

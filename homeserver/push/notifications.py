@@ -402,6 +402,10 @@ class PushEvaluator:
         for callback in self.on_read:
             callback({user_id})
 
+    def forget_counts(self, user_ids: Collection[str]) -> None:
+        """Drop the cached counts of users after their push actions were purged."""
+        self._counts_changed(user_ids)
+
     def _counts_changed(self, user_ids: Collection[str]) -> None:
         """Drop the cached counts of users whose notifications or read positions
         changed (called once the change is committed)."""

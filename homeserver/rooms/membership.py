@@ -131,6 +131,7 @@ class MembershipService:
             content.setdefault(key, value)
         if reason is not None:
             content["reason"] = reason
+        await self._check_not_blocked(room_id)
         if not await self._stores.rooms.room_exists(room_id) or not await self._in_room(room_id):
             if self.remote_join is None:
                 raise NotFound("Unknown room")
@@ -150,6 +151,11 @@ class MembershipService:
         return await self._creator.send(
             room_id, "m.room.member", user_id, content, state_key=user_id, txn=txn
         )
+
+    async def _check_not_blocked(self, room_id: str) -> None:
+        """403 for a join or invite into a room a server admin blocked (admin API)."""
+        if await self._stores.room_admin.is_blocked(room_id):
+            raise Forbidden("This room has been blocked on this server")
 
     async def _is_guest(self, user_id: str) -> bool:
         if not self.is_mine(user_id):
@@ -304,6 +310,8 @@ class MembershipService:
             left = await self._leave_from_outside(sender, room_id, reason)
             if left is not None:
                 return left
+        if membership == "invite":
+            await self._check_not_blocked(room_id)
         if membership == "invite" and self.is_mine(target):
             await self._ask_appservices_about(target)
         content: dict[str, Any] = {"membership": membership}
