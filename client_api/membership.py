@@ -102,6 +102,8 @@ class MembershipHandlers:
         ID (``id_server``, ``id_access_token``, ``medium``, ``address``)."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
+        if requester.shadow_banned:
+            return json_response({})  # as Synapse: a fake success, nobody is invited
         if "user_id" not in body and ("medium" in body or "address" in body):
             await self._ctx.third_party_invites.invite(
                 requester.user_id, request.match_info["roomId"], ThirdPartyId.parse(body)

@@ -23,6 +23,10 @@ class Requester:
     is_guest: bool = False
     token_hash: str = ""
     app_service: ApplicationService | None = None
+    # set by the admin API: sends, invites and state changes get a fake success
+    shadow_banned: bool = False
+    # the user's own message rate limit (per second, burst), set by the admin API
+    message_limit_override: tuple[int, int] | None = None
 
     @property
     def rate_limited(self) -> bool:
@@ -86,8 +90,23 @@ class Authenticator:
                 raise UnknownToken()
             if record.deactivated:
                 raise UnknownToken("User account has been deactivated")
+            if record.locked:
+                # (client-server API, "Account locking": a soft logout until unlocked)
+                raise MatrixError(
+                    401,
+                    "M_USER_LOCKED",
+                    "User account has been locked",
+                    extra={"soft_logout": True},
+                )
             cached = _Cached(
-                Requester(record.user_id, record.device_id, record.is_guest, hashed),
+                Requester(
+                    record.user_id,
+                    record.device_id,
+                    record.is_guest,
+                    hashed,
+                    shadow_banned=record.shadow_banned,
+                    message_limit_override=record.limit_override,
+                ),
                 record.expires_ts,
             )
             if record.refreshed_from is not None:

@@ -36,6 +36,7 @@ from federation.third_party_invites import FederationThirdPartyInvites
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.users import UserAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -410,7 +411,22 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
-        admin = AdminServices(media=media, destinations=DestinationAdmin(stores.federation_queue))
+        accounts.deactivation_hooks.append(membership.leave_all)
+        admin = AdminServices(
+            media=media,
+            destinations=DestinationAdmin(stores.federation_queue),
+            users=UserAdmin(
+                config.server_name,
+                stores,
+                accounts,
+                sessions,
+                profiles,
+                media,
+                push.pushers,
+                clock,
+                appservices,
+            ),
+        )
         return cls(
             config,
             clock,

@@ -34,6 +34,7 @@ from storage.sync import SyncStore
 from storage.to_device import ToDeviceStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
+from storage.user_admin import UserAdminStore
 from storage.user_directory import UserDirectoryStore
 
 
@@ -70,6 +71,7 @@ class Stores:
     appservice: AppServiceStore
     room_summaries: RoomSummaryStore
     user_directory: UserDirectoryStore
+    user_admin: UserAdminStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -105,4 +107,5 @@ class Stores:
             appservice=AppServiceStore(db),
             room_summaries=RoomSummaryStore(db),
             user_directory=UserDirectoryStore(db),
+            user_admin=UserAdminStore(db),
         )

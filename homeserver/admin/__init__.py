@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.admin.destinations import DestinationAdmin
+from homeserver.admin.users import UserAdmin
 from homeserver.media.service import MediaService
 
 
@@ -16,3 +17,4 @@ from homeserver.media.service import MediaService
 class AdminServices:
     media: MediaService
     destinations: DestinationAdmin
+    users: UserAdmin

@@ -1,0 +1,502 @@
+"""User admin endpoints in Synapse's shape (``docs/admin_api/user_admin_api.md``).
+
+- ``GET /_synapse/admin/v2/users`` (and ``v3``): the listing, filtered, ordered, paged;
+- ``GET/PUT /_synapse/admin/v2/users/{userId}``: query, create (201) or modify (200);
+- ``POST /_synapse/admin/v1/deactivate/{userId}`` (``erase``),
+  ``POST /_synapse/admin/v1/reset_password/{userId}``;
+- ``GET /_synapse/admin/v1/whois/{userId}`` and the client API's
+  ``GET /_matrix/client/v3/admin/whois/{userId}`` (a user may whois themselves);
+- devices: ``/_synapse/admin/v2/users/{userId}/devices[/{deviceId}]``, ``delete_devices``;
+- ``/_synapse/admin/v1/users/{userId}/``: ``joined_rooms``, ``media`` (GET, DELETE),
+  ``login``, ``shadow_ban``, ``override_ratelimit``, ``accountdata``, ``pushers``,
+  ``admin``; ``GET /_synapse/admin/v1/username_available``.
+
+Server admins only (``require_admin``), but for whois of oneself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from client_api.admin.auth import require_admin
+from client_api.context import ClientContext
+from client_api.routes import CLIENT_PREFIXES, Route
+from client_api.versions import json_response
+from homeserver.admin.users import MAX_PASSWORD_LENGTH, USER_TYPES, AccountChanges, UserAdmin
+from homeserver.errors import BadJson, InvalidParam, MatrixError, MissingParam
+from homeserver.http.body import (
+    get_bool,
+    get_list,
+    get_str,
+    json_object,
+    query_bool,
+    query_int,
+)
+from storage.devices import DeviceRecord
+from storage.media import MediaRecord
+from storage.pushers import PusherRecord
+from storage.user_admin import USER_ORDERS, AdminUserRow, UserFilter
+
+DEFAULT_LIMIT = 100
+
+# order_by of a user's media -> column of the media table (Synapse's names)
+MEDIA_ORDERS = {
+    "media_id": "media_id",
+    "upload_name": "upload_name",
+    "created_ts": "created_ts",
+    "last_access_ts": "last_access_ts",
+    "media_length": "size",
+    "media_type": "content_type",
+    "quarantined_by": "quarantined",
+    # nothing is kept safe from quarantine here: every media ties, by media ID
+    "safe_from_quarantine": "media_id",
+}
+
+
+def _one_of(request: web.Request, key: str, default: str, allowed: Any) -> str:
+    value = request.query.get(key, default)
+    if value not in allowed:
+        raise InvalidParam(f"Query parameter {key!r} must be one of [{', '.join(allowed)}]")
+    return value
+
+
+def _backwards(request: web.Request) -> bool:
+    return _one_of(request, "dir", "f", ("f", "b")) == "b"
+
+
+def _optional_bool(request: web.Request, key: str) -> bool | None:
+    return query_bool(request, key, False) if key in request.query else None
+
+
+def user_row_json(row: AdminUserRow) -> dict[str, Any]:
+    """One user of the listing."""
+    return {
+        "name": row.user_id,
+        "is_guest": row.is_guest,
+        "admin": row.is_admin,
+        "user_type": row.user_type,
+        "deactivated": row.deactivated,
+        "erased": row.erased,
+        "shadow_banned": row.shadow_banned,
+        "displayname": row.displayname,
+        "avatar_url": row.avatar_url,
+        "creation_ts": row.created_ts,
+        "last_seen_ts": row.last_seen_ts,
+        "locked": row.locked,
+    }
+
+
+def device_json(device: DeviceRecord) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "device_id": device.device_id,
+        "last_seen_ip": device.last_seen_ip,
+        "last_seen_user_agent": device.last_seen_user_agent,
+        "last_seen_ts": device.last_seen_ts,
+        "user_id": device.user_id,
+        "dehydrated": False,
+    }
+    if device.display_name is not None:
+        body["display_name"] = device.display_name
+    return body
+
+
+def media_json(record: MediaRecord) -> dict[str, Any]:
+    return {
+        "media_id": record.media_id,
+        "media_type": record.content_type,
+        "media_length": record.size,
+        "upload_name": record.upload_name,
+        "created_ts": record.created_ts,
+        "last_access_ts": record.last_access_ts,
+        # who quarantined is not recorded, only whether the media is
+        "quarantined_by": None,
+        "quarantined": record.quarantined,
+        "safe_from_quarantine": False,
+    }
+
+
+def pusher_json(record: PusherRecord) -> dict[str, Any]:
+    return {
+        "app_display_name": record.app_display_name,
+        "app_id": record.app_id,
+        "data": record.data,
+        "device_display_name": record.device_display_name,
+        "kind": record.kind,
+        "lang": record.lang,
+        "profile_tag": record.profile_tag or "",
+        "pushkey": record.pushkey,
+    }
+
+
+def _flag(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise MatrixError(400, "M_UNKNOWN", f"'{key}' parameter is not of type boolean")
+    return value
+
+
+def _pairs(body: dict[str, Any], key: str, first: str, second: str) -> list[tuple[str, str]] | None:
+    entries = body.get(key)
+    if entries is None:
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise BadJson(f"'{key}' must be an array of objects")
+    pairs: list[tuple[str, str]] = []
+    for entry in entries:
+        for name in (first, second):
+            if name not in entry:
+                raise MissingParam(f"Missing params: ['{name}']")
+            if not isinstance(entry[name], str):
+                raise BadJson(f"'{name}' must be a string")
+        pairs.append((entry[first], entry[second]))
+    return pairs
+
+
+def account_changes(body: dict[str, Any]) -> AccountChanges:
+    """The body of PUT /_synapse/admin/v2/users/{userId}, checked as Synapse does."""
+    threepids = _pairs(body, "threepids", "medium", "address")
+    external_ids = _pairs(body, "external_ids", "auth_provider", "external_id")
+    user_type = body.get("user_type")
+    if user_type is not None and user_type not in USER_TYPES:
+        raise MatrixError(400, "M_UNKNOWN", "Invalid user type")
+    admin = body.get("admin")
+    if admin is not None and not isinstance(admin, bool):
+        raise BadJson("Param 'admin' must be a boolean, if given")
+    password = body.get("password")
+    if password is not None and (
+        not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH
+    ):
+        raise MatrixError(400, "M_UNKNOWN", "Invalid password")
+    logout_devices = _flag(body, "logout_devices")
+    deactivated = _flag(body, "deactivated")
+    locked = _flag(body, "locked")
+    displayname = get_str(body, "displayname", None)
+    avatar_url = get_str(body, "avatar_url", None)
+    if avatar_url and not avatar_url.startswith("mxc://"):
+        raise BadJson("avatar_url must be an mxc:// URI string")
+    return AccountChanges(
+        password=password,
+        logout_devices=True if logout_devices is None else logout_devices,
+        displayname=displayname,
+        has_displayname="displayname" in body,
+        avatar_url=avatar_url,
+        has_avatar_url="avatar_url" in body,
+        admin=admin,
+        deactivated=deactivated,
+        locked=locked,
+        user_type=user_type,
+        has_user_type="user_type" in body,
+        threepids=None if threepids is None else set(threepids),
+        external_ids=external_ids,
+    )
+
+
+class UserAdminHandlers:
+    def __init__(self, ctx: ClientContext, users: UserAdmin) -> None:
+        self._ctx = ctx
+        self._users = users
+
+    # -- listing, query, create or modify -------------------------------------------
+
+    async def list_users_v2(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v2/users: ``deactivated=true`` includes deactivated users."""
+        return await self._list_users(request, v3=False)
+
+    async def list_users_v3(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v3/users: ``deactivated`` true/false selects; absent, all."""
+        return await self._list_users(request, v3=True)
+
+    async def _list_users(self, request: web.Request, *, v3: bool) -> web.Response:
+        await require_admin(self._ctx, request)
+        start = query_int(request, "from", 0, minimum=0)
+        limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=0)
+        if v3:
+            deactivated = _optional_bool(request, "deactivated")
+        else:
+            deactivated = None if query_bool(request, "deactivated", False) else False
+        where = UserFilter(
+            user_id=request.query.get("user_id") or None,
+            name=request.query.get("name") or None,
+            guests=query_bool(request, "guests", True),
+            deactivated=deactivated,
+            admins=_optional_bool(request, "admins"),
+            locked=query_bool(request, "locked", False),
+            not_user_types=tuple(request.query.getall("not_user_type", [])),
+        )
+        order_by = _one_of(request, "order_by", "name", USER_ORDERS)
+        rows, total = await self._users.list_users(
+            where, order_by, _backwards(request), limit, start
+        )
+        body: dict[str, Any] = {"users": [user_row_json(r) for r in rows], "total": total}
+        if start + limit < total:
+            body["next_token"] = str(start + len(rows))
+        return json_response(body)
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v2/users/{userId}."""
+        await require_admin(self._ctx, request)
+        return json_response(await self._users.user_json(request.match_info["userId"]))
+
+    async def put_user(self, request: web.Request) -> web.Response:
+        """PUT /_synapse/admin/v2/users/{userId}: 201 when created, 200 when modified."""
+        requester = await require_admin(self._ctx, request)
+        user_id = request.match_info["userId"]
+        body = await json_object(request, allow_empty=True)
+        changes = account_changes(body)
+        created = await self._users.create_or_modify(requester.user_id, user_id, changes)
+        return json_response(await self._users.user_json(user_id), status=201 if created else 200)
+
+    # -- deactivation, password, whois -------------------------------------------------
+
+    async def deactivate(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/deactivate/{userId} (``erase``)."""
+        await require_admin(self._ctx, request)
+        body = await json_object(request, allow_empty=True)
+        erase = body.get("erase", False)
+        if not isinstance(erase, bool):
+            raise BadJson("Param 'erase' must be a boolean, if given")
+        await self._users.deactivate(request.match_info["userId"], erase=erase)
+        # no third-party ID is bound at an identity server by this server
+        return json_response({"id_server_unbind_result": "success"})
+
+    async def reset_password(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/reset_password/{userId}."""
+        await require_admin(self._ctx, request)
+        body = await json_object(request)
+        new_password = self._ctx.accounts.check_password_shape(get_str(body, "new_password"))
+        logout_devices = get_bool(body, "logout_devices", True)
+        await self._users.reset_password(request.match_info["userId"], new_password, logout_devices)
+        return json_response({})
+
+    async def whois(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/whois/{userId}, GET /_matrix/client/v3/admin/whois/{userId}:
+        an admin about anyone, a user about themselves."""
+        user_id = request.match_info["userId"]
+        requester = await self._ctx.requester(request)
+        if requester.user_id != user_id:
+            await require_admin(self._ctx, request)
+        return json_response(await self._users.whois(user_id))
+
+    # -- devices ---------------------------------------------------------------------------
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v2/users/{userId}/devices."""
+        await require_admin(self._ctx, request)
+        devices = await self._users.devices(request.match_info["userId"])
+        return json_response({"devices": [device_json(d) for d in devices], "total": len(devices)})
+
+    async def create_device(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v2/users/{userId}/devices: nothing if it exists."""
+        await require_admin(self._ctx, request)
+        body = await json_object(request)
+        await self._users.create_device(request.match_info["userId"], get_str(body, "device_id"))
+        return json_response({})
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v2/users/{userId}/devices/{deviceId}."""
+        await require_admin(self._ctx, request)
+        device = await self._users.device(
+            request.match_info["userId"], request.match_info["deviceId"]
+        )
+        body = device_json(device)
+        body.pop("dehydrated")
+        return json_response(body)
+
+    async def update_device(self, request: web.Request) -> web.Response:
+        """PUT /_synapse/admin/v2/users/{userId}/devices/{deviceId} (``display_name``)."""
+        await require_admin(self._ctx, request)
+        body = await json_object(request, allow_empty=True)
+        await self._users.rename_device(
+            request.match_info["userId"],
+            request.match_info["deviceId"],
+            get_str(body, "display_name", None),
+        )
+        return json_response({})
+
+    async def delete_device(self, request: web.Request) -> web.Response:
+        """DELETE /_synapse/admin/v2/users/{userId}/devices/{deviceId}."""
+        await require_admin(self._ctx, request)
+        await self._users.delete_devices(
+            request.match_info["userId"], [request.match_info["deviceId"]]
+        )
+        return json_response({})
+
+    async def delete_devices(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v2/users/{userId}/delete_devices (``devices``)."""
+        await require_admin(self._ctx, request)
+        body = await json_object(request)
+        devices = get_list(body, "devices")
+        if not all(isinstance(d, str) for d in devices):
+            raise BadJson("'devices' must be an array of strings")
+        await self._users.delete_devices(request.match_info["userId"], list(devices))
+        return json_response({})
+
+    # -- rooms, media, login, account data, pushers ----------------------------------------
+
+    async def joined_rooms(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/joined_rooms."""
+        await require_admin(self._ctx, request)
+        rooms = await self._users.joined_rooms(request.match_info["userId"])
+        return json_response({"joined_rooms": rooms, "total": len(rooms)})
+
+    def _media_page(self, request: web.Request) -> tuple[str, bool, int, int]:
+        start = query_int(request, "from", 0, minimum=0)
+        limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=0)
+        if "order_by" not in request.query and "dir" not in request.query:
+            return "created_ts", True, limit, start  # newest first
+        order_by = _one_of(request, "order_by", "created_ts", MEDIA_ORDERS)
+        return MEDIA_ORDERS[order_by], _backwards(request), limit, start
+
+    async def list_media(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/media."""
+        await require_admin(self._ctx, request)
+        column, backwards, limit, start = self._media_page(request)
+        records, total = await self._users.media(
+            request.match_info["userId"], column, backwards, limit, start
+        )
+        body: dict[str, Any] = {"media": [media_json(r) for r in records], "total": total}
+        if start + limit < total:
+            body["next_token"] = start + len(records)
+        return json_response(body)
+
+    async def delete_media(self, request: web.Request) -> web.Response:
+        """DELETE /_synapse/admin/v1/users/{userId}/media: a page of it, rows and files."""
+        await require_admin(self._ctx, request)
+        column, backwards, limit, start = self._media_page(request)
+        deleted = await self._users.delete_media(
+            request.match_info["userId"], column, backwards, limit, start
+        )
+        return json_response({"deleted_media": deleted, "total": len(deleted)})
+
+    async def login_as(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/users/{userId}/login (``valid_until_ms``)."""
+        requester = await require_admin(self._ctx, request)
+        body = await json_object(request, allow_empty=True)
+        valid_until_ms = body.get("valid_until_ms")
+        if valid_until_ms is not None and (
+            not isinstance(valid_until_ms, int) or isinstance(valid_until_ms, bool)
+        ):
+            raise MatrixError(400, "M_UNKNOWN", "'valid_until_ms' parameter must be an int")
+        token = await self._users.login_as(
+            requester.user_id, request.match_info["userId"], valid_until_ms
+        )
+        return json_response({"access_token": token})
+
+    async def account_data(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/accountdata."""
+        await require_admin(self._ctx, request)
+        data = await self._users.account_data(request.match_info["userId"])
+        return json_response({"account_data": data})
+
+    async def pushers(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/pushers."""
+        await require_admin(self._ctx, request)
+        found = await self._users.pushers(request.match_info["userId"])
+        return json_response({"pushers": [pusher_json(p) for p in found], "total": len(found)})
+
+    # -- flags -------------------------------------------------------------------------------
+
+    async def get_admin(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/admin."""
+        await require_admin(self._ctx, request)
+        user_id = request.match_info["userId"]
+        row = await self._users.existing(
+            user_id, "Only local users can be admins of this homeserver"
+        )
+        return json_response({"admin": row.is_admin})
+
+    async def put_admin(self, request: web.Request) -> web.Response:
+        """PUT /_synapse/admin/v1/users/{userId}/admin (``admin``)."""
+        requester = await require_admin(self._ctx, request)
+        body = await json_object(request)
+        admin = get_bool(body, "admin")
+        await self._users.set_admin(requester.user_id, request.match_info["userId"], admin)
+        return json_response({})
+
+    async def shadow_ban(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/users/{userId}/shadow_ban."""
+        await require_admin(self._ctx, request)
+        await self._users.set_shadow_banned(request.match_info["userId"], True)
+        return json_response({})
+
+    async def unshadow_ban(self, request: web.Request) -> web.Response:
+        """DELETE /_synapse/admin/v1/users/{userId}/shadow_ban."""
+        await require_admin(self._ctx, request)
+        await self._users.set_shadow_banned(request.match_info["userId"], False)
+        return json_response({})
+
+    async def get_ratelimit(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/override_ratelimit: {} when none is set."""
+        await require_admin(self._ctx, request)
+        override = await self._users.ratelimit_override(request.match_info["userId"])
+        if override is None:
+            return json_response({})
+        return json_response({"messages_per_second": override[0], "burst_count": override[1]})
+
+    async def set_ratelimit(self, request: web.Request) -> web.Response:
+        """POST /_synapse/admin/v1/users/{userId}/override_ratelimit (0 and 0: no limit)."""
+        await require_admin(self._ctx, request)
+        body = await json_object(request, allow_empty=True)
+        values = []
+        for key in ("messages_per_second", "burst_count"):
+            value = body.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidParam(f"{key!r} parameter must be a positive int")
+            values.append(value)
+        await self._users.set_ratelimit_override(request.match_info["userId"], *values)
+        return json_response({"messages_per_second": values[0], "burst_count": values[1]})
+
+    async def delete_ratelimit(self, request: web.Request) -> web.Response:
+        """DELETE /_synapse/admin/v1/users/{userId}/override_ratelimit."""
+        await require_admin(self._ctx, request)
+        await self._users.delete_ratelimit_override(request.match_info["userId"])
+        return json_response({})
+
+    async def username_available(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/username_available?username= (open registration or not)."""
+        await require_admin(self._ctx, request)
+        username = request.query.get("username")
+        if username is None:
+            raise MissingParam("Missing string query parameter 'username'")
+        return json_response({"available": await self._users.username_available(username)})
+
+
+def user_admin_routes(ctx: ClientContext, users: UserAdmin) -> list[Route]:
+    h = UserAdminHandlers(ctx, users)
+    v1 = "/_synapse/admin/v1"
+    v2 = "/_synapse/admin/v2"
+    user = f"{v1}/users/{{userId}}"
+    routes: list[Route] = [
+        ("GET", f"{v2}/users", h.list_users_v2),
+        ("GET", "/_synapse/admin/v3/users", h.list_users_v3),
+        ("GET", f"{v2}/users/{{userId}}", h.get_user),
+        ("PUT", f"{v2}/users/{{userId}}", h.put_user),
+        ("POST", f"{v1}/deactivate/{{userId}}", h.deactivate),
+        ("POST", f"{v1}/reset_password/{{userId}}", h.reset_password),
+        ("GET", f"{v1}/whois/{{userId}}", h.whois),
+        ("GET", f"{v2}/users/{{userId}}/devices", h.list_devices),
+        ("POST", f"{v2}/users/{{userId}}/devices", h.create_device),
+        ("GET", f"{v2}/users/{{userId}}/devices/{{deviceId}}", h.get_device),
+        ("PUT", f"{v2}/users/{{userId}}/devices/{{deviceId}}", h.update_device),
+        ("DELETE", f"{v2}/users/{{userId}}/devices/{{deviceId}}", h.delete_device),
+        ("POST", f"{v2}/users/{{userId}}/delete_devices", h.delete_devices),
+        ("GET", f"{user}/joined_rooms", h.joined_rooms),
+        ("GET", f"{user}/media", h.list_media),
+        ("DELETE", f"{user}/media", h.delete_media),
+        ("POST", f"{user}/login", h.login_as),
+        ("GET", f"{user}/accountdata", h.account_data),
+        ("GET", f"{user}/pushers", h.pushers),
+        ("GET", f"{user}/admin", h.get_admin),
+        ("PUT", f"{user}/admin", h.put_admin),
+        ("POST", f"{user}/shadow_ban", h.shadow_ban),
+        ("DELETE", f"{user}/shadow_ban", h.unshadow_ban),
+        ("GET", f"{user}/override_ratelimit", h.get_ratelimit),
+        ("POST", f"{user}/override_ratelimit", h.set_ratelimit),
+        ("DELETE", f"{user}/override_ratelimit", h.delete_ratelimit),
+        ("GET", f"{v1}/username_available", h.username_available),
+    ]
+    for prefix in CLIENT_PREFIXES:
+        routes.append(("GET", f"{prefix}/admin/whois/{{userId}}", h.whois))
+    return routes
