@@ -10,7 +10,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.auth import Requester
+from homeserver.auth import Requester, require_not_suspended
 from homeserver.errors import BadJson, InvalidParam, NotFound
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_bool, get_dict, get_list, get_str, get_str_list, json_object
@@ -109,6 +109,7 @@ class RoomHandlers:
         """POST /_matrix/client/v3/createRoom."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
+        require_not_suspended(requester, "Creating rooms")
         self._ctx.limiter.check_requester("room_creation", requester, self._creation_limit)
         creation = _creation_request(body)
         invite_3pid = [ThirdPartyId.parse(entry) for entry in _objects(body, "invite_3pid")]
@@ -127,6 +128,8 @@ class RoomHandlers:
         requester = await self._ctx.requester(request)
         content = await json_object(request, allow_empty=False)
         room_id = request.match_info["roomId"]
+        if request.match_info["eventType"] != "m.room.redaction":
+            require_not_suspended(requester, "Sending messages")
         if requester.shadow_banned:
             return json_response({"event_id": fake_event_id()})
         self._ctx.limiter.check_requester("message", requester, self._message_limit_of(requester))
@@ -155,6 +158,7 @@ class RoomHandlers:
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
         ts = _appservice_ts(request, requester)
+        require_not_suspended(requester, "Sending state events")
         if event_type == "m.room.member":
             if not is_valid_user_id(state_key):
                 raise InvalidParam(f"Invalid user ID: {state_key}")

@@ -27,6 +27,8 @@ class Requester:
     shadow_banned: bool = False
     # the user's own message rate limit (per second, burst), set by the admin API
     message_limit_override: tuple[int, int] | None = None
+    # set by the admin API: may read, but not send, join, invite or change the profile
+    suspended: bool = False
 
     @property
     def rate_limited(self) -> bool:
@@ -106,6 +108,7 @@ class Authenticator:
                     hashed,
                     shadow_banned=record.shadow_banned,
                     message_limit_override=record.limit_override,
+                    suspended=record.suspended,
                 ),
                 record.expires_ts,
             )
@@ -162,6 +165,15 @@ class Authenticator:
         self._registered.pop(user_id, None)
         for hashed in [h for h, c in self._cache.items() if c.requester.user_id == user_id]:
             del self._cache[hashed]
+
+
+def require_not_suspended(requester: Requester, action: str) -> None:
+    """403 M_USER_SUSPENDED when an admin suspended the account (client-server API,
+    "Account suspension")."""
+    if requester.suspended:
+        raise Forbidden(
+            f"{action} while account is suspended is not allowed.", errcode="M_USER_SUSPENDED"
+        )
 
 
 def require_not_guest(requester: Requester) -> None:

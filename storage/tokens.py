@@ -18,6 +18,7 @@ class AccessTokenRecord:
     refreshed_from: str | None = None
     shadow_banned: bool = False
     locked: bool = False
+    suspended: bool = False
     # the user's own message rate limit (admin API override_ratelimit), if any
     limit_override: tuple[int, int] | None = None
 
@@ -62,7 +63,7 @@ class TokenStore:
             "SELECT t.user_id, t.device_id, t.expires_ts, u.is_guest, u.deactivated,"
             " (SELECT p.token_hash FROM refresh_tokens p"
             "   WHERE p.next_token_hash = t.refresh_token_hash),"
-            " u.shadow_banned, u.locked, r.messages_per_second, r.burst_count"
+            " u.shadow_banned, u.locked, r.messages_per_second, r.burst_count, u.suspended"
             " FROM access_tokens t JOIN users u USING (user_id)"
             " LEFT JOIN ratelimit_override r ON r.user_id = t.user_id"
             " WHERE t.token_hash = $1",
@@ -80,6 +81,7 @@ class TokenStore:
             shadow_banned=bool(row[6]),
             locked=bool(row[7]),
             limit_override=None if row[8] is None else (int(row[8]), int(row[9])),
+            suspended=bool(row[10]),
         )
 
     async def revoke_predecessor(self, predecessor_hash: str) -> None:

@@ -9,7 +9,8 @@
 - devices: ``/_synapse/admin/v2/users/{userId}/devices[/{deviceId}]``, ``delete_devices``;
 - ``/_synapse/admin/v1/users/{userId}/``: ``joined_rooms``, ``media`` (GET, DELETE),
   ``login``, ``shadow_ban``, ``override_ratelimit``, ``accountdata``, ``pushers``,
-  ``admin``; ``GET /_synapse/admin/v1/username_available``.
+  ``admin``; ``GET /_synapse/admin/v1/username_available``;
+  ``PUT /_synapse/admin/v1/suspend/{userId}``.
 
 Server admins only (``require_admin``), but for whois of oneself.
 """
@@ -427,6 +428,15 @@ class UserAdminHandlers:
         await self._users.set_shadow_banned(request.match_info["userId"], False)
         return json_response({})
 
+    async def suspend(self, request: web.Request) -> web.Response:
+        """PUT /_synapse/admin/v1/suspend/{userId} (``suspend``)."""
+        await require_admin(self._ctx, request)
+        user_id = request.match_info["userId"]
+        body = await json_object(request)
+        suspend = get_bool(body, "suspend")
+        await self._users.set_suspended(user_id, suspend)
+        return json_response({f"user_{user_id}_suspended": suspend})
+
     async def get_ratelimit(self, request: web.Request) -> web.Response:
         """GET /_synapse/admin/v1/users/{userId}/override_ratelimit: {} when none is set."""
         await require_admin(self._ctx, request)
@@ -475,6 +485,7 @@ def user_admin_routes(ctx: ClientContext, users: UserAdmin) -> list[Route]:
         ("PUT", f"{v2}/users/{{userId}}", h.put_user),
         ("POST", f"{v1}/deactivate/{{userId}}", h.deactivate),
         ("POST", f"{v1}/reset_password/{{userId}}", h.reset_password),
+        ("PUT", f"{v1}/suspend/{{userId}}", h.suspend),
         ("GET", f"{v1}/whois/{{userId}}", h.whois),
         ("GET", f"{v2}/users/{{userId}}/devices", h.list_devices),
         ("POST", f"{v2}/users/{{userId}}/devices", h.create_device),

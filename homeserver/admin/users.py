@@ -369,6 +369,13 @@ class UserAdmin:
         await self._stores.user_admin.set_flag(user_id, "shadow_banned", banned)
         self._sessions.forget_user(user_id)  # cached requesters carry the flag
 
+    async def set_suspended(self, user_id: str, suspended: bool) -> None:
+        """Suspend (or reinstate) the account: it may read but not send, join, invite
+        or change its profile (M_USER_SUSPENDED)."""
+        await self.existing(user_id, "Can only suspend local users")
+        await self._stores.user_admin.set_flag(user_id, "suspended", suspended)
+        self._sessions.forget_user(user_id)  # cached requesters carry the flag
+
     async def ratelimit_override(self, user_id: str) -> tuple[int, int] | None:
         await self.existing(user_id)
         return await self._stores.user_admin.ratelimit_override(user_id)

@@ -40,6 +40,7 @@ ENDPOINTS = [
     ("POST", user_path(V1, USER, "/override_ratelimit"), {}),
     ("DELETE", user_path(V1, USER, "/override_ratelimit"), None),
     ("GET", f"{V1}/username_available?username=free", None),
+    ("PUT", f"{V1}/suspend/{quote(USER)}", {"suspend": True}),
 ]
 
 

@@ -90,3 +90,44 @@ async def test_ratelimit_override(make_homeserver: HarnessFactory) -> None:
     assert await call(hs, "DELETE", path, admin) == (200, {})
     assert await call(hs, "GET", path, admin) == (200, {})
     assert await send(40) == 429  # back to rc_message's (empty) bucket
+
+
+async def test_suspended_users_may_read_but_not_act(hs: HomeserverHarness) -> None:
+    admin, user = await admin_and_user(hs)
+    room_id = (await ok(hs, "POST", f"{C}/createRoom", admin, {"preset": "public_chat"}))["room_id"]
+    await ok(hs, "POST", f"{C}/join/{room_id}", user, {})
+    path = f"{V1}/suspend/{USER}"
+    assert await call(hs, "PUT", path, admin, {"suspend": True}) == (
+        200,
+        {f"user_{USER}_suspended": True},
+    )
+    _, queried = await call(hs, "GET", f"/_synapse/admin/v2/users/{USER}", admin)
+    assert queried["suspended"] is True
+    suspended = (403, "M_USER_SUSPENDED")
+    send = f"{C}/rooms/{room_id}/send/m.room.message/s1"
+    assert await error_of(hs, "PUT", send, user, {"body": "x"}) == suspended
+    assert (
+        await error_of(hs, "PUT", f"{C}/rooms/{room_id}/state/m.room.topic/", user, {"topic": "t"})
+        == suspended
+    )
+    assert await error_of(hs, "POST", f"{C}/createRoom", user, {}) == suspended
+    assert await error_of(hs, "POST", f"{C}/join/{room_id}", user, {}) == suspended
+    assert (
+        await error_of(
+            hs, "POST", f"{C}/rooms/{room_id}/invite", user, {"user_id": "@admin:test.local"}
+        )
+        == suspended
+    )
+    assert (
+        await error_of(hs, "PUT", f"{C}/profile/{USER}/displayname", user, {"displayname": "z"})
+        == suspended
+    )
+    # reading still works
+    assert (await call(hs, "GET", f"{C}/rooms/{room_id}/messages?dir=b", user))[0] == 200
+    assert await error_of(hs, "PUT", path, admin, {"suspend": "yes"}) == (400, "M_BAD_JSON")
+    assert await error_of(hs, "PUT", path, admin, {}) == (400, "M_MISSING_PARAM")
+    assert await call(hs, "PUT", path, admin, {"suspend": False}) == (
+        200,
+        {f"user_{USER}_suspended": False},
+    )
+    assert (await call(hs, "PUT", send, user, {"body": "x"}))[0] == 200
