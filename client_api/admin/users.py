@@ -25,7 +25,18 @@ from client_api.admin.auth import require_admin
 from client_api.context import ClientContext
 from client_api.routes import CLIENT_PREFIXES, Route
 from client_api.versions import json_response
-from homeserver.admin.users import MAX_PASSWORD_LENGTH, USER_TYPES, AccountChanges, UserAdmin
+from homeserver.admin.users import (
+    MAX_PASSWORD_LENGTH,
+    USER_ORDER_NAMES,
+    USER_TYPES,
+    AccountChanges,
+    AdminUserRow,
+    DeviceRecord,
+    MediaRecord,
+    PusherRecord,
+    UserAdmin,
+    UserFilter,
+)
 from homeserver.errors import BadJson, InvalidParam, MatrixError, MissingParam
 from homeserver.http.body import (
     get_bool,
@@ -35,10 +46,6 @@ from homeserver.http.body import (
     query_bool,
     query_int,
 )
-from storage.devices import DeviceRecord
-from storage.media import MediaRecord
-from storage.pushers import PusherRecord
-from storage.user_admin import USER_ORDERS, AdminUserRow, UserFilter
 
 DEFAULT_LIMIT = 100
 
@@ -226,7 +233,7 @@ class UserAdminHandlers:
             locked=query_bool(request, "locked", False),
             not_user_types=tuple(request.query.getall("not_user_type", [])),
         )
-        order_by = _one_of(request, "order_by", "name", USER_ORDERS)
+        order_by = _one_of(request, "order_by", "name", USER_ORDER_NAMES)
         rows, total = await self._users.list_users(
             where, order_by, _backwards(request), limit, start
         )

@@ -22,9 +22,22 @@ from storage.devices import DeviceRecord
 from storage.media import MediaRecord
 from storage.pushers import PusherRecord
 from storage.stores import Stores
-from storage.user_admin import AdminUserRow, UserFilter
+from storage.user_admin import USER_ORDERS, AdminUserRow, UserFilter
 
 USER_TYPES = ("bot", "support")
+# the listing's order_by values
+USER_ORDER_NAMES = tuple(USER_ORDERS)
+# what the handlers show (the records of the stores this service reads)
+__all__ = [
+    "USER_ORDER_NAMES",
+    "AccountChanges",
+    "AdminUserRow",
+    "DeviceRecord",
+    "MediaRecord",
+    "PusherRecord",
+    "UserAdmin",
+    "UserFilter",
+]
 MAX_PASSWORD_LENGTH = 512
 
 
