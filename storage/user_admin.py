@@ -271,6 +271,15 @@ class UserAdminStore:
 
         await self.db.run_transaction("replace_user_threepids", txn_func)
 
+    async def user_of_threepid(self, medium: str, address: str) -> str | None:
+        value = await self.db.fetchval(
+            "get_user_by_threepid",
+            "SELECT user_id FROM user_threepids WHERE medium = $1 AND address = $2",
+            medium,
+            address,
+        )
+        return None if value is None else str(value)
+
     async def external_ids(self, user_id: str) -> list[tuple[str, str]]:
         rows = await self.db.fetchall(
             "get_user_external_ids",

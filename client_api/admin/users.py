@@ -7,10 +7,12 @@
 - ``GET /_synapse/admin/v1/whois/{userId}`` and the client API's
   ``GET /_matrix/client/v3/admin/whois/{userId}`` (a user may whois themselves);
 - devices: ``/_synapse/admin/v2/users/{userId}/devices[/{deviceId}]``, ``delete_devices``;
-- ``/_synapse/admin/v1/users/{userId}/``: ``joined_rooms``, ``media`` (GET, DELETE),
+- ``/_synapse/admin/v1/users/{userId}/``: ``joined_rooms``, ``memberships``, ``media``,
   ``login``, ``shadow_ban``, ``override_ratelimit``, ``accountdata``, ``pushers``,
   ``admin``; ``GET /_synapse/admin/v1/username_available``;
-  ``PUT /_synapse/admin/v1/suspend/{userId}``.
+  ``PUT /_synapse/admin/v1/suspend/{userId}``; the user of an SSO identity
+  (``auth_providers/{provider}/users/{externalId}``) or of a third-party ID
+  (``threepid/{medium}/users/{address}``).
 
 Server admins only (``require_admin``), but for whois of oneself.
 """
@@ -226,6 +228,28 @@ class UserAdminHandlers:
         rooms = await self._users.joined_rooms(request.match_info["userId"])
         return json_response({"joined_rooms": rooms, "total": len(rooms)})
 
+    async def memberships(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/users/{userId}/memberships."""
+        await require_admin(self._ctx, request)
+        found = await self._users.memberships(request.match_info["userId"])
+        return json_response({"memberships": found})
+
+    async def user_of_external_id(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/auth_providers/{provider}/users/{externalId}."""
+        await require_admin(self._ctx, request)
+        user_id = await self._users.user_of_external_id(
+            request.match_info["provider"], request.match_info["externalId"]
+        )
+        return json_response({"user_id": user_id})
+
+    async def user_of_threepid(self, request: web.Request) -> web.Response:
+        """GET /_synapse/admin/v1/threepid/{medium}/users/{address}."""
+        await require_admin(self._ctx, request)
+        user_id = await self._users.user_of_threepid(
+            request.match_info["medium"], request.match_info["address"]
+        )
+        return json_response({"user_id": user_id})
+
     def _media_page(self, request: web.Request) -> tuple[str, bool, int, int]:
         start = query_int(request, "from", 0, minimum=0)
         limit = query_int(request, "limit", DEFAULT_LIMIT, minimum=0)
@@ -378,6 +402,9 @@ def user_admin_routes(ctx: ClientContext, users: UserAdmin) -> list[Route]:
         ("DELETE", f"{v2}/users/{{userId}}/devices/{{deviceId}}", h.delete_device),
         ("POST", f"{v2}/users/{{userId}}/delete_devices", h.delete_devices),
         ("GET", f"{user}/joined_rooms", h.joined_rooms),
+        ("GET", f"{user}/memberships", h.memberships),
+        ("GET", f"{v1}/auth_providers/{{provider}}/users/{{externalId}}", h.user_of_external_id),
+        ("GET", f"{v1}/threepid/{{medium}}/users/{{address}}", h.user_of_threepid),
         ("GET", f"{user}/media", h.list_media),
         ("DELETE", f"{user}/media", h.delete_media),
         ("POST", f"{user}/login", h.login_as),

@@ -102,6 +102,13 @@ class UserAdmin:
         if server != self._server_name:
             raise NotLocal(message)
 
+    @staticmethod
+    def check_local_or_remote(user_id: str) -> None:
+        """400 M_INVALID_PARAM for a string that is no user ID."""
+        localpart, sep, server = user_id.partition(":")
+        if not localpart.startswith("@") or not sep or not server:
+            raise InvalidParam(f"Invalid user ID: {user_id}")
+
     async def existing(
         self, user_id: str, message: str = "Can only look up local users"
     ) -> AdminUserRow:
@@ -334,9 +341,28 @@ class UserAdmin:
     # -- rooms, media, account data, pushers ----------------------------------------------------
 
     async def joined_rooms(self, user_id: str) -> list[str]:
-        self.check_local(user_id)
+        """The rooms the user is joined to (a remote user: those this server knows)."""
+        self.check_local_or_remote(user_id)
         rooms = await self._stores.state.rooms_for_user(user_id)
         return sorted(room_id for room_id, membership in rooms.items() if membership == "join")
+
+    async def memberships(self, user_id: str) -> dict[str, str]:
+        """Room ID -> the user's current membership, for every room this server knows
+        the user in (local or remote users)."""
+        self.check_local_or_remote(user_id)
+        return dict(await self._stores.state.rooms_for_user(user_id))
+
+    async def user_of_external_id(self, auth_provider: str, external_id: str) -> str:
+        found = await self._stores.external_ids.get_user(auth_provider, external_id)
+        if found is None:
+            raise NotFound("User not found")
+        return found
+
+    async def user_of_threepid(self, medium: str, address: str) -> str:
+        found = await self._stores.user_admin.user_of_threepid(medium, address)
+        if found is None:
+            raise NotFound("User not found")
+        return found
 
     async def media(
         self, user_id: str, order_column: str, backwards: bool, limit: int, offset: int

@@ -41,6 +41,9 @@ ENDPOINTS = [
     ("DELETE", user_path(V1, USER, "/override_ratelimit"), None),
     ("GET", f"{V1}/username_available?username=free", None),
     ("PUT", f"{V1}/suspend/{quote(USER)}", {"suspend": True}),
+    ("GET", user_path(V1, USER, "/memberships"), None),
+    ("GET", f"{V1}/auth_providers/cas/users/someone", None),
+    ("GET", f"{V1}/threepid/email/users/a%40example.org", None),
 ]
 
 

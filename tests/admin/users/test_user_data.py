@@ -116,3 +116,49 @@ async def test_pushers(hs: HomeserverHarness) -> None:
         assert listed[key] == pusher[key]
     assert listed["data"]["url"] == pusher["data"]["url"]
     assert listed["profile_tag"] == ""
+
+
+async def test_memberships(hs: HomeserverHarness) -> None:
+    admin, user = await admin_and_user(hs)
+    path = user_path(V1, USER, "/memberships")
+    assert await call(hs, "GET", path, admin) == (200, {"memberships": {}})
+    joined = (await ok(hs, "POST", f"{C}/createRoom", user, {}))["room_id"]
+    left = (await ok(hs, "POST", f"{C}/createRoom", user, {}))["room_id"]
+    await ok(hs, "POST", f"{C}/rooms/{left}/leave", user, {})
+    invited = (await ok(hs, "POST", f"{C}/createRoom", admin, {"invite": [USER]}))["room_id"]
+    status, body = await call(hs, "GET", path, admin)
+    assert status == 200
+    assert body == {"memberships": {joined: "join", left: "leave", invited: "invite"}}
+    # a remote user: the rooms this server knows them in (none here)
+    remote = user_path(V1, "@bob:elsewhere.example", "/memberships")
+    assert await call(hs, "GET", remote, admin) == (200, {"memberships": {}})
+    assert await error_of(hs, "GET", f"{V1}/users/bob/memberships", admin) == (
+        400,
+        "M_INVALID_PARAM",
+    )
+
+
+async def test_find_user_by_external_id_and_threepid(hs: HomeserverHarness) -> None:
+    admin, _ = await admin_and_user(hs)
+    await ok(
+        hs,
+        "PUT",
+        f"/_synapse/admin/v2/users/{quote(USER)}",
+        admin,
+        {
+            "external_ids": [{"auth_provider": "oidc-x", "external_id": "a/b@c"}],
+            "threepids": [{"medium": "email", "address": "u@example.org"}],
+        },
+    )
+    by_sso = f"{V1}/auth_providers/oidc-x/users/{quote('a/b@c', safe='')}"
+    assert await call(hs, "GET", by_sso, admin) == (200, {"user_id": USER})
+    assert await error_of(hs, "GET", f"{V1}/auth_providers/oidc-x/users/zz", admin) == (
+        404,
+        "M_NOT_FOUND",
+    )
+    by_email = f"{V1}/threepid/email/users/{quote('u@example.org')}"
+    assert await call(hs, "GET", by_email, admin) == (200, {"user_id": USER})
+    assert await error_of(hs, "GET", f"{V1}/threepid/msisdn/users/u%40example.org", admin) == (
+        404,
+        "M_NOT_FOUND",
+    )
