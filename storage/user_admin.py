@@ -375,7 +375,6 @@ class UserAdminStore:
             "DELETE FROM user_directory WHERE user_id = $1",
             "DELETE FROM pushers WHERE user_id = $1",
             "DELETE FROM refresh_tokens WHERE user_id = $1",
-            "DELETE FROM login_tokens WHERE user_id = $1",
             "DELETE FROM openid_tokens WHERE user_id = $1",
         ):
             await txn.execute(sql, user_id)
