@@ -127,7 +127,10 @@ class ClientContext:
             requester.app_service is None or self.config.track_appservice_user_ips
         ):
             await self.sessions.note_seen(
-                requester.user_id, requester.device_id, client_ip(request)
+                requester.user_id,
+                requester.device_id,
+                client_ip(request),
+                request.headers.get("User-Agent", ""),
             )
         return requester
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.auth import Requester
+from homeserver.auth import Requester, require_not_suspended
 from homeserver.errors import BadJson, InvalidParam, MissingParam
 from homeserver.events import is_valid_user_id
 from homeserver.http.body import get_str, json_object
@@ -64,6 +64,7 @@ class MembershipHandlers:
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
+        require_not_suspended(requester, "Joining rooms")
         await self._limit_join(requester, room_id)
         signed = body.get("third_party_signed")
         if signed is not None:
@@ -86,6 +87,7 @@ class MembershipHandlers:
         body = await json_object(request, allow_empty=True)
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
+        require_not_suspended(requester, "Knocking on rooms")
         result = await self._ctx.membership.knock(
             requester.user_id, room_id, reason=reason, servers=servers
         )
@@ -104,6 +106,9 @@ class MembershipHandlers:
         ID (``id_server``, ``id_access_token``, ``medium``, ``address``)."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
+        require_not_suspended(requester, "Sending invites")
+        if requester.shadow_banned:
+            return json_response({})  # as Synapse: a fake success, nobody is invited
         if "user_id" not in body and ("medium" in body or "address" in body):
             await self._ctx.third_party_invites.invite(
                 requester.user_id, request.match_info["roomId"], ThirdPartyId.parse(body)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
+from homeserver.auth import require_not_suspended
 from homeserver.errors import MissingParam, NotFound
 from homeserver.http.body import json_object
 
@@ -31,6 +32,7 @@ class ProfileHandlers:
     async def set_profile_field(self, request: web.Request) -> web.Response:
         """PUT /_matrix/client/v3/profile/{userId}/{keyName}."""
         requester = await self._ctx.requester(request)
+        require_not_suspended(requester, "Changing the profile")
         key = request.match_info["keyName"]
         self._ctx.profiles.check_key(key)
         body = await json_object(request)
@@ -48,6 +50,7 @@ class ProfileHandlers:
     async def delete_profile_field(self, request: web.Request) -> web.Response:
         """DELETE /_matrix/client/v3/profile/{userId}/{keyName}."""
         requester = await self._ctx.requester(request)
+        require_not_suspended(requester, "Changing the profile")
         await self._ctx.profiles.delete_field(
             requester.user_id, request.match_info["userId"], request.match_info["keyName"]
         )

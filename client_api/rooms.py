@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from typing import Any
 
 from aiohttp import web
 
 from client_api.context import ClientContext
 from client_api.versions import json_response
-from homeserver.auth import Requester
+from homeserver.auth import Requester, require_not_suspended
 from homeserver.delayed_events.service import DELAY_PARAM
 from homeserver.errors import BadJson, InvalidParam, NotFound
 from homeserver.events import is_valid_user_id
@@ -99,6 +101,12 @@ def _appservice_ts(request: web.Request, requester: Requester) -> int | None:
     return ts
 
 
+def fake_event_id() -> str:
+    """What a shadow-banned user is told their event got (as Synapse: a random ID of
+    an event that was never made)."""
+    return "$" + secrets.token_urlsafe(32)
+
+
 class RoomHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
@@ -107,13 +115,25 @@ class RoomHandlers:
         rc = ctx.config.rc_room_creation
         self._creation_limit = RateLimit(rc.per_second, rc.burst_count)
 
+    def _message_limit_of(self, requester: Requester) -> RateLimit:
+        """rc_message, or the user's own limit set through the admin API (0/0: none)."""
+        override = requester.message_limit_override
+        if override is None:
+            return self._message_limit
+        return RateLimit(override[0], override[1])
+
     async def create_room(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/createRoom."""
         requester = await self._ctx.requester(request)
         body = await json_object(request)
+        require_not_suspended(requester, "Creating rooms")
         self._ctx.limiter.check_requester("room_creation", requester, self._creation_limit)
         creation = _creation_request(body)
         invite_3pid = [ThirdPartyId.parse(entry) for entry in _objects(body, "invite_3pid")]
+        if requester.shadow_banned:
+            # as Synapse: the room is made, but nobody is invited to it
+            creation = dataclasses.replace(creation, invite=[])
+            invite_3pid = []
         room_id, _ = await self._ctx.room_creation.create_room(requester.user_id, creation)
         for invitee in invite_3pid:
             await self._ctx.third_party_invites.invite(requester.user_id, room_id, invitee)
@@ -125,7 +145,11 @@ class RoomHandlers:
         requester = await self._ctx.requester(request)
         content = await json_object(request, allow_empty=False)
         room_id = request.match_info["roomId"]
-        self._ctx.limiter.check_requester("message", requester, self._message_limit)
+        if request.match_info["eventType"] != "m.room.redaction":
+            require_not_suspended(requester, "Sending messages")
+        if requester.shadow_banned:
+            return json_response({"event_id": fake_event_id()})
+        self._ctx.limiter.check_requester("message", requester, self._message_limit_of(requester))
         txn = _txn_of(request, requester.device_id)
         delay = _delay_of(request)
         if delay is not None:
@@ -164,6 +188,7 @@ class RoomHandlers:
         event_type = request.match_info["eventType"]
         state_key = request.match_info.get("stateKey", "")
         ts = _appservice_ts(request, requester)
+        require_not_suspended(requester, "Sending state events")
         delay = _delay_of(request)
         if delay is not None:
             delay_id = await self._ctx.delayed_events.schedule(
@@ -182,10 +207,14 @@ class RoomHandlers:
                 raise InvalidParam(f"Invalid user ID: {state_key}")
             if get_str(content, "membership") not in MEMBERSHIPS:
                 raise BadJson("Unknown membership")
+            if requester.shadow_banned and content["membership"] == "invite":
+                return json_response({"event_id": fake_event_id()})
             stored = await self._ctx.membership.set_member_state(
                 requester.user_id, room_id, state_key, content, origin_server_ts=ts
             )
             return json_response({"event_id": stored.event_id})
+        if requester.shadow_banned:
+            return json_response({"event_id": fake_event_id()})
         if event_type == "m.room.canonical_alias" and state_key == "":
             await self._ctx.directory.check_canonical_alias(room_id, content)
         stored = await self._ctx.creator.send(
@@ -243,7 +272,9 @@ class RoomHandlers:
         event_id = request.match_info["eventId"]
         if not event_id.startswith("$"):
             raise InvalidParam(f"Invalid event ID: {event_id}")
-        self._ctx.limiter.check_requester("message", requester, self._message_limit)
+        if requester.shadow_banned:
+            return json_response({"event_id": fake_event_id()})
+        self._ctx.limiter.check_requester("message", requester, self._message_limit_of(requester))
         content = dict(body)
         if reason is None:
             content.pop("reason", None)

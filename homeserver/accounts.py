@@ -438,14 +438,23 @@ class AccountService:
         self._sessions.forget_tokens(revoked)
 
     async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
-        """Deactivate the account; ``erase``: also mark the user erased, so their
-        events are served pruned to users who were not in the room to see them."""
+        """Deactivate the account as Synapse does: every device and token, third-party
+        ID, account data, push rule, pusher, end-to-end key and the user directory row
+        go (the hooks then leave the rooms). ``erase``: also mark the user erased, so
+        their events are served pruned to users who were not in the room to see them,
+        and remove the rest of the rows that only serve them (receipts, key backup,
+        to-device messages, filters, push counts, profile)."""
 
         async def txn_func(txn: Transaction) -> list[str]:
             await self._stores.accounts.set_deactivated_txn(txn, user_id)
+            revoked = await self._sessions.delete_other_devices_txn(txn, user_id, None)
+            # tokens of no device (an admin's login as the user) go too
+            revoked += await self._stores.tokens.delete_user_tokens_txn(txn, user_id)
+            await self._stores.user_admin.delete_deactivated_data_txn(txn, user_id)
             if erase:
                 await self._stores.accounts.mark_erased_txn(txn, user_id)
-            return await self._sessions.delete_other_devices_txn(txn, user_id, None)
+                await self._stores.user_admin.erase_user_data_txn(txn, user_id)
+            return revoked
 
         revoked = await self._stores.db.run_transaction("deactivate_account", txn_func)
         self._sessions.forget_tokens(revoked)

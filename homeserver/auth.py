@@ -23,6 +23,12 @@ class Requester:
     is_guest: bool = False
     token_hash: str = ""
     app_service: ApplicationService | None = None
+    # set by the admin API: sends, invites and state changes get a fake success
+    shadow_banned: bool = False
+    # the user's own message rate limit (per second, burst), set by the admin API
+    message_limit_override: tuple[int, int] | None = None
+    # set by the admin API: may read, but not send, join, invite or change the profile
+    suspended: bool = False
 
     @property
     def rate_limited(self) -> bool:
@@ -86,8 +92,24 @@ class Authenticator:
                 raise UnknownToken()
             if record.deactivated:
                 raise UnknownToken("User account has been deactivated")
+            if record.locked:
+                # (client-server API, "Account locking": a soft logout until unlocked)
+                raise MatrixError(
+                    401,
+                    "M_USER_LOCKED",
+                    "User account has been locked",
+                    extra={"soft_logout": True},
+                )
             cached = _Cached(
-                Requester(record.user_id, record.device_id, record.is_guest, hashed),
+                Requester(
+                    record.user_id,
+                    record.device_id,
+                    record.is_guest,
+                    hashed,
+                    shadow_banned=record.shadow_banned,
+                    message_limit_override=record.limit_override,
+                    suspended=record.suspended,
+                ),
                 record.expires_ts,
             )
             if record.refreshed_from is not None:
@@ -143,6 +165,15 @@ class Authenticator:
         self._registered.pop(user_id, None)
         for hashed in [h for h, c in self._cache.items() if c.requester.user_id == user_id]:
             del self._cache[hashed]
+
+
+def require_not_suspended(requester: Requester, action: str) -> None:
+    """403 M_USER_SUSPENDED when an admin suspended the account (client-server API,
+    "Account suspension")."""
+    if requester.suspended:
+        raise Forbidden(
+            f"{action} while account is suspended is not allowed.", errcode="M_USER_SUSPENDED"
+        )
 
 
 def require_not_guest(requester: Requester) -> None:

@@ -43,6 +43,7 @@ from homeserver.admin.media import MediaAdmin
 from homeserver.admin.purge import HistoryPurges, RoomPurger
 from homeserver.admin.room_deletion import RoomDeletion
 from homeserver.admin.rooms import RoomAdmin
+from homeserver.admin.users import UserAdmin
 from homeserver.appservice import AppServiceClient, AppServices, load_registrations
 from homeserver.appservice.delivery import AppServiceDelivery
 from homeserver.appservice.ephemeral import EphemeralCollector, EphemeralFeeds, PresenceFeed
@@ -459,6 +460,7 @@ class Homeserver:
                 clock,
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
+        accounts.deactivation_hooks.append(membership.leave_all)
         purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
         admin = AdminServices(
             media=media,
@@ -492,6 +494,17 @@ class Homeserver:
                 config.server_name, stores, creator, membership, room_creation, purger, clock
             ),
             history_purges=HistoryPurges(stores, purger, clock),
+            users=UserAdmin(
+                config.server_name,
+                stores,
+                accounts,
+                sessions,
+                profiles,
+                media,
+                push.pushers,
+                clock,
+                appservices,
+            ),
         )
         return cls(
             config,

@@ -60,8 +60,8 @@ class SessionService:
         self.device_removed_hooks: list[DeviceRemovedHook] = []
         self.device_added_hooks: list[DeviceAddedHook] = []
         self.device_renamed_hooks: list[DeviceRenamedHook] = []
-        # (user, device) -> (ip, when written): last-seen writes are throttled
-        self._seen: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+        # (user, device) -> ((ip, user agent), when written): last-seen writes are throttled
+        self._seen: OrderedDict[tuple[str, str], tuple[tuple[str, str], int]] = OrderedDict()
 
     async def devices(self, user_id: str) -> list[DeviceRecord]:
         return await self._stores.devices.get_devices(user_id)
@@ -81,23 +81,24 @@ class SessionService:
         for hook in self.device_renamed_hooks:
             await hook(user_id, device_id)
 
-    async def note_seen(self, user_id: str, device_id: str, ip: str) -> None:
-        """A request from the device: its last-seen time and IP (``GET /devices``),
-        written at most once per ``LAST_SEEN_GRANULARITY_MS`` unless the IP changed."""
+    async def note_seen(self, user_id: str, device_id: str, ip: str, user_agent: str = "") -> None:
+        """A request from the device: its last-seen time, IP and user agent (``GET
+        /devices``, the admin API's whois), written at most once per
+        ``LAST_SEEN_GRANULARITY_MS`` unless the IP or user agent changed."""
         key = (user_id, device_id)
         now = self._clock.time_ms()
         previous = self._seen.get(key)
         if (
             previous is not None
-            and previous[0] == ip
+            and previous[0] == (ip, user_agent)
             and now - previous[1] < LAST_SEEN_GRANULARITY_MS
         ):
             return
-        self._seen[key] = (ip, now)
+        self._seen[key] = ((ip, user_agent), now)
         self._seen.move_to_end(key)
         if len(self._seen) > SEEN_CACHE_SIZE:
             self._seen.popitem(last=False)
-        await self._stores.devices.update_last_seen(user_id, device_id, now, ip)
+        await self._stores.devices.update_last_seen(user_id, device_id, now, ip, user_agent)
 
     async def upsert_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
         """Create a device without a session (an application service manages its

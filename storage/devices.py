@@ -14,9 +14,10 @@ class DeviceRecord:
     display_name: str | None
     last_seen_ts: int | None
     last_seen_ip: str | None
+    last_seen_user_agent: str | None = None
 
 
-_COLUMNS = "user_id, device_id, display_name, last_seen_ts, last_seen_ip"
+_COLUMNS = "user_id, device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent"
 
 
 class DeviceStore:
@@ -73,14 +74,36 @@ class DeviceStore:
             "DELETE FROM devices WHERE user_id = $1 AND device_id = $2",
             [(user_id, d) for d in device_ids],
         )
-
-    async def update_last_seen(self, user_id: str, device_id: str, ts: int, ip: str | None) -> None:
-        await self.db.execute(
-            "update_device_last_seen",
-            "UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4"
-            " WHERE user_id = $1 AND device_id = $2",
-            user_id,
-            device_id,
-            ts,
-            ip,
+        await txn.executemany(
+            "DELETE FROM user_ips WHERE user_id = $1 AND device_id = $2",
+            [(user_id, d) for d in device_ids],
         )
+
+    async def update_last_seen(
+        self, user_id: str, device_id: str, ts: int, ip: str | None, user_agent: str = ""
+    ) -> None:
+        """The device was seen now from ``ip`` with ``user_agent`` (also kept per
+        (IP, user agent) pair for the admin API's whois)."""
+
+        async def txn_func(txn: Transaction) -> None:
+            await txn.execute(
+                "UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4,"
+                " last_seen_user_agent = $5 WHERE user_id = $1 AND device_id = $2",
+                user_id,
+                device_id,
+                ts,
+                ip,
+                user_agent,
+            )
+            await txn.execute(
+                "INSERT INTO user_ips (user_id, device_id, ip, user_agent, last_seen)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id, ip, user_agent)"
+                " DO UPDATE SET last_seen = excluded.last_seen",
+                user_id,
+                device_id,
+                ip or "",
+                user_agent,
+                ts,
+            )
+
+        await self.db.run_transaction("update_device_last_seen", txn_func)

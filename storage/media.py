@@ -423,3 +423,46 @@ class MediaStore:
             return changed > 0
 
         return await self.db.run_transaction("insert_media_thumbnail", txn_func)
+
+    # -- media of a user (the admin API) -----------------------------------------------
+
+    async def list_user_media(
+        self, origin: str, user_id: str, order_column: str, backwards: bool, limit: int, offset: int
+    ) -> tuple[list[MediaRecord], int]:
+        """A page of the uploaded local media of ``user_id`` ordered by
+        ``order_column`` (a column of ``media``; ties by ascending media ID), and how
+        many there are in all."""
+        if order_column not in USER_MEDIA_ORDER_COLUMNS:
+            raise ValueError(f"not a media order column: {order_column}")
+        direction = "DESC" if backwards else "ASC"
+        nulls = "NULLS LAST" if backwards else "NULLS FIRST"
+        total = await self.db.fetchval(
+            "count_user_media",
+            "SELECT COUNT(*) FROM media WHERE origin = $1 AND user_id = $2 AND sha256 IS NOT NULL",
+            origin,
+            user_id,
+        )
+        rows = await self.db.fetchall(
+            "list_user_media",
+            f"SELECT {_MEDIA_COLUMNS} FROM media"
+            " WHERE origin = $1 AND user_id = $2 AND sha256 IS NOT NULL"
+            f" ORDER BY {order_column} {direction} {nulls}, media_id ASC LIMIT $3 OFFSET $4",
+            origin,
+            user_id,
+            limit,
+            offset,
+        )
+        return [_media(r) for r in rows], int(total or 0)
+
+
+USER_MEDIA_ORDER_COLUMNS = frozenset(
+    {
+        "media_id",
+        "upload_name",
+        "created_ts",
+        "last_access_ts",
+        "size",
+        "content_type",
+        "quarantined",
+    }
+)

@@ -40,6 +40,7 @@ from storage.sync import SyncStore
 from storage.to_device import ToDeviceStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
+from storage.user_admin import UserAdminStore
 from storage.user_directory import UserDirectoryStore
 
 
@@ -82,6 +83,7 @@ class Stores:
     server_notices: ServerNoticeStore
     room_admin: RoomAdminStore
     purge: PurgeStore
+    user_admin: UserAdminStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -123,4 +125,5 @@ class Stores:
             server_notices=ServerNoticeStore(db),
             room_admin=RoomAdminStore(db),
             purge=PurgeStore(db),
+            user_admin=UserAdminStore(db),
         )

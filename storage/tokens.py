@@ -16,6 +16,11 @@ class AccessTokenRecord:
     deactivated: bool
     # the refresh token this access token was minted with, while its predecessor lives
     refreshed_from: str | None = None
+    shadow_banned: bool = False
+    locked: bool = False
+    suspended: bool = False
+    # the user's own message rate limit (admin API override_ratelimit), if any
+    limit_override: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,27 @@ class TokenStore:
             "get_access_token",
             "SELECT t.user_id, t.device_id, t.expires_ts, u.is_guest, u.deactivated,"
             " (SELECT p.token_hash FROM refresh_tokens p"
-            "   WHERE p.next_token_hash = t.refresh_token_hash)"
-            " FROM access_tokens t JOIN users u USING (user_id) WHERE t.token_hash = $1",
+            "   WHERE p.next_token_hash = t.refresh_token_hash),"
+            " u.shadow_banned, u.locked, r.messages_per_second, r.burst_count, u.suspended"
+            " FROM access_tokens t JOIN users u USING (user_id)"
+            " LEFT JOIN ratelimit_override r ON r.user_id = t.user_id"
+            " WHERE t.token_hash = $1",
             token_hash,
         )
         if row is None:
             return None
-        return AccessTokenRecord(row[0], row[1], row[2], bool(row[3]), bool(row[4]), row[5])
+        return AccessTokenRecord(
+            row[0],
+            row[1],
+            row[2],
+            bool(row[3]),
+            bool(row[4]),
+            row[5],
+            shadow_banned=bool(row[6]),
+            locked=bool(row[7]),
+            limit_override=None if row[8] is None else (int(row[8]), int(row[9])),
+            suspended=bool(row[10]),
+        )
 
     async def revoke_predecessor(self, predecessor_hash: str) -> None:
         """The successor of a refresh token was used: the old refresh token dies."""

@@ -10,6 +10,7 @@ from client_api.admin.room_deletion import room_deletion_routes
 from client_api.admin.rooms import room_admin_routes
 from client_api.admin.server import server_admin_routes
 from client_api.admin.server_notices import server_notice_admin_routes
+from client_api.admin.users import user_admin_routes
 from client_api.context import ClientContext
 from client_api.routes import Route
 from homeserver.admin import AdminServices
@@ -25,4 +26,5 @@ def admin_routes(ctx: ClientContext, admin: AdminServices) -> list[Route]:
         *federation_admin_routes(ctx, admin.destinations),
         *room_admin_routes(ctx, admin.rooms),
         *room_deletion_routes(ctx, admin.room_deletion, admin.history_purges),
+        *user_admin_routes(ctx, admin.users),
     ]

@@ -14,6 +14,7 @@ from homeserver.admin.media import MediaAdmin
 from homeserver.admin.purge import HistoryPurges
 from homeserver.admin.room_deletion import RoomDeletion
 from homeserver.admin.rooms import RoomAdmin
+from homeserver.admin.users import UserAdmin
 from homeserver.media.service import MediaService
 from homeserver.reports import ReportService
 from homeserver.server_notices import ServerNotices
@@ -30,3 +31,4 @@ class AdminServices:
     rooms: RoomAdmin
     room_deletion: RoomDeletion
     history_purges: HistoryPurges
+    users: UserAdmin

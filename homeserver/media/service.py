@@ -505,6 +505,14 @@ class MediaService:
                 await self._release(digests)
         return deleted
 
+    async def list_user_media(
+        self, user_id: str, order_column: str, backwards: bool, limit: int, offset: int
+    ) -> tuple[list[MediaRecord], int]:
+        """A page of the local media ``user_id`` uploaded, and how many in all."""
+        return await self._store.list_user_media(
+            self.server_name, user_id, order_column, backwards, limit, offset
+        )
+
     async def purge_remote_cache(self, before_ts: int) -> int:
         """Drop cached remote media not accessed since ``before_ts``; return how many."""
         deleted = 0

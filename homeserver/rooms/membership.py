@@ -96,6 +96,19 @@ class MembershipService:
                 content["avatar_url"] = profile[1]
         return content
 
+    async def leave_all(self, user_id: str) -> None:
+        """Leave every room the user is joined to, invited to or knocking on (a
+        deactivated account, as Synapse; pending invites are rejected). A room that
+        refuses the leave is logged and skipped."""
+        rooms = dict(await self._stores.state.rooms_for_user(user_id))
+        for room_id, membership in sorted(rooms.items()):
+            if membership not in ("join", "invite", "knock"):
+                continue
+            try:
+                await self.change(user_id, room_id, user_id, "leave")
+            except MatrixError as exc:
+                logger.warning("%s could not leave %s on deactivation: %s", user_id, room_id, exc)
+
     async def membership_of(self, room_id: str, user_id: str) -> str | None:
         state = await self._stores.state.get_current_state(room_id)
         event_id = state.get(("m.room.member", user_id))
