@@ -574,11 +574,15 @@ class Homeserver:
         context.load_cert_chain(self.config.tls_certificate_path, self.config.tls_private_key_path)
         return context
 
-    async def close(self) -> None:
-        """Stop listening, let open requests finish, then close the database."""
+    async def stop_listeners(self) -> None:
+        """Stop listening and let open requests finish."""
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+
+    async def close(self) -> None:
+        """Stop listening, let open requests finish, then close the database."""
+        await self.stop_listeners()
         await self.federation.close()
         await self.client.appservices.client.close()
         if self.identity is not None:

@@ -51,7 +51,7 @@ def loggable_path(request: web.Request) -> str:
     if not request.query_string:
         return path
     query = [(k, "<redacted>" if k in _SECRET_PARAMS else v) for k, v in request.query.items()]
-    return f"{path}?{urlencode(query)}"
+    return f"{path}?{urlencode(query, safe='<>')}"
 
 
 def make_middlewares(
