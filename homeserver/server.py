@@ -642,7 +642,7 @@ def wire_metrics(
     federation_events.transactions.metrics = metrics.federation
     metrics.federation.read_backlog = stores.federation_queue.pending_counts
     push.pushers.use_metrics(metrics.push)
-    metrics.caches.add(authenticator.cache_stats)
+    metrics.caches.add(authenticator.cache_stats, stores.sync.state_group_cache_stats)
 
 
 def room_versions() -> dict[str, str]:

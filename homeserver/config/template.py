@@ -76,6 +76,9 @@ log_level: INFO
 #   - port: 9000
 #     type: metrics
 #     bind_addresses: ["127.0.0.1"]
+# Synapse's Grafana dashboard (contrib/grafana/synapse.json) reads these series
+# unchanged; it also filters on the job and index labels, which come from the
+# Prometheus scrape config (as for Synapse).
 enable_metrics: false
 
 # Write the process ID to this file once started, and remove it at a clean exit.

@@ -59,6 +59,11 @@ async def test_the_metrics_listener_serves_prometheus_text(metered: Metered) -> 
     ):
         assert scraped.matching(name, {"server_name": SERVER}), name
     assert scraped.value("synapse_server_name_info", server_name=SERVER) == 1
+    # the series Synapse's dashboard lists server names from exists before any
+    # federation traffic
+    assert scraped.matching(
+        "synapse_util_metrics_block_ru_utime_seconds_total", {"server_name": SERVER}
+    )
     [build] = scraped.matching("synapse_build_info")
     assert build.value == 1 and build.labels["version"] and build.labels["pythonversion"]
     # server_name on every series, for the dashboard's filters and joins
@@ -147,6 +152,26 @@ async def test_the_access_token_cache_counts_hits(metered: Metered) -> None:
     )
     assert after.value("synapse_util_caches_cache_size", **name) >= 1
     assert after.value("synapse_util_caches_cache_max_size", **name) == 10_000
+
+
+async def test_the_state_group_cache_counts_lookups(metered: Metered) -> None:
+    alice = await make_user(metered.hs, "alice")
+    room_id = await alice.create_room()
+    await alice.send(room_id, "hello")
+    name = {"name": "*stateGroupCache*"}
+    before = await metered.scrape()
+    stats = metered.hs.server.stores.sync.state_group_cache_stats
+    lookups = stats.hits + stats.misses
+    await alice.sync()  # the initial sync reads the room's state
+    after = await metered.scrape()
+    assert stats.hits + stats.misses > lookups
+    grew = after.value("synapse_util_caches_cache", **name) - before.value(
+        "synapse_util_caches_cache", **name
+    )
+    assert grew == stats.hits + stats.misses - lookups
+    assert after.value("synapse_util_caches_cache_size", **name) == len(
+        metered.hs.server.stores.sync._groups
+    )
 
 
 async def test_the_metrics_resource_on_an_http_listener(make_homeserver: HarnessFactory) -> None:
