@@ -29,6 +29,7 @@ from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
 from homeserver.reports import ReportService
+from homeserver.request_context import note_requester
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryService
@@ -121,6 +122,7 @@ class ClientContext:
             user_id=query.get("user_id"),
             device_id=query.get("device_id") or query.get("org.matrix.msc3202.device_id"),
         )
+        note_requester(requester.user_id)
         if requester.is_guest and not guest_may_call(request):
             raise Forbidden("Guest access not allowed", errcode="M_GUEST_ACCESS_FORBIDDEN")
         if requester.device_id and (

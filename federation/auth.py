@@ -34,6 +34,7 @@ from homeserver.clock import Clock
 from homeserver.errors import Forbidden, MatrixError, NotJson
 from homeserver.events.errors import SignatureError
 from homeserver.events.identifiers import is_valid_server_name
+from homeserver.request_context import note_requester
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class FederationAuthenticator:
         @functools.wraps(handler)
         async def wrapped(request: web.Request) -> web.StreamResponse:
             origin = await self.authenticate(request)
+            note_requester(origin)
             return await handler(origin, request)
 
         return wrapped

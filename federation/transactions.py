@@ -34,6 +34,7 @@ from homeserver.errors import BadJson
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event
 from homeserver.http.body import json_object
 from homeserver.http.middleware import compact_dumps
+from homeserver.metrics.components import FederationMetrics
 from storage.federation_queue import FederationQueueStore
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class TransactionHandler:
         self._clock = clock
         self.edu_handlers: dict[str, EduHandler] = {}
         self._origin_locks: dict[str, asyncio.Lock] = {}
+        self.metrics: FederationMetrics | None = None  # set when metrics are on
 
     def register_edu_handler(self, edu_type: str, handler: EduHandler) -> None:
         """Route EDUs of ``edu_type`` to ``handler(origin, content)`` (one per type)."""
@@ -151,6 +153,8 @@ class TransactionHandler:
             previous = await self._store.get_received_transaction(origin, txn_id)
             if previous is not None:
                 return previous
+            if self.metrics is not None:
+                self.metrics.transaction_received(len(pdus), len(edus))
             results = await self._process_pdus(origin, pdus)
             await self._process_edus(origin, edus)
             answer = {"pdus": results}

@@ -16,16 +16,15 @@ import argparse
 import asyncio
 import getpass
 import logging
-import logging.config
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import yaml
-
 from homeserver.config import ConfigError, HomeserverConfig, generate_config, load_config
 from homeserver.errors import MatrixError
+from homeserver.log_config import DEFAULT_FORMAT, LogConfigError, apply_log_config
+from homeserver.request_context import install_record_factory
 from storage.database import DatabaseOpenError
 from storage.migrations import SchemaError
 
@@ -73,19 +72,19 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def configure_logging(level: str, log_config: Path | None = None) -> None:
-    """Logging to stderr at `level`, or as the dictConfig YAML file `log_config` says
-    (Synapse's ``log_config``)."""
+    """Logging to stderr at `level` in Synapse's default format, or as the dictConfig
+    YAML file `log_config` says (Synapse's ``log_config``, its class paths mapped to
+    ours: see homeserver/log_config.py). Every record carries ``request``."""
     if log_config is not None:
         try:
-            with open(log_config, encoding="utf-8") as stream:
-                settings = yaml.safe_load(stream)
-            logging.config.dictConfig(settings)
-        except (OSError, yaml.YAMLError, ValueError, TypeError, AttributeError) as error:
-            raise ConfigError(f"log_config: cannot use {log_config}: {error}") from None
+            apply_log_config(log_config)
+        except LogConfigError as error:
+            raise ConfigError(str(error)) from None
     else:
+        install_record_factory()
         logging.basicConfig(
             level=getattr(logging, level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            format=DEFAULT_FORMAT,
             stream=sys.stderr,
         )
     quiet_driver_loggers()

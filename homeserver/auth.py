@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from homeserver.appservice import ApplicationService, AppServices
 from homeserver.clock import Clock
 from homeserver.errors import Forbidden, MatrixError, UnknownToken
+from storage.cache_stats import CacheStats
 from storage.stores import Stores
 
 
@@ -69,6 +70,9 @@ class Authenticator:
         self._clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
+        self.cache_stats = CacheStats(
+            "get_user_by_access_token", lambda: len(self._cache), cache_size
+        )
         self.appservices = appservices
         self._server_name = server_name
         # users known to be registered (identity assertion checks each request's user)
@@ -87,6 +91,7 @@ class Authenticator:
         hashed = token_hash(token)
         cached = self._cache.get(hashed)
         if cached is None:
+            self.cache_stats.misses += 1
             record = await self._stores.tokens.get_access_token(hashed)
             if record is None:
                 raise UnknownToken()
@@ -118,7 +123,9 @@ class Authenticator:
             self._cache[hashed] = cached
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+                self.cache_stats.evictions += 1
         else:
+            self.cache_stats.hits += 1
             self._cache.move_to_end(hashed)
         if cached.expires_ts is not None and self._clock.time_ms() >= cached.expires_ts:
             raise UnknownToken("Access token has expired", soft_logout=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 from signedjson.types import SigningKey
 
 from client_api.admin.routes import admin_routes
@@ -67,6 +68,8 @@ from homeserver.identity.client import IdentityServerClient
 from homeserver.legacy import LegacyApi
 from homeserver.media.preview import AddressFilter, url_previewer_from_config
 from homeserver.media.service import MediaService, media_service_from_config
+from homeserver.metrics import METRICS_PATH, HomeserverMetrics, metrics_app, metrics_handler
+from homeserver.metrics.http import servlet_name
 from homeserver.notifier import Notifier
 from homeserver.openid import OpenIdService
 from homeserver.passwords import PasswordHasher
@@ -75,6 +78,7 @@ from homeserver.push.notifications import SyncUnreadCounter
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.reports import ReportService
+from homeserver.request_context import RequestIds
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
@@ -158,6 +162,8 @@ class Homeserver:
     guest_evictor: GuestEvictor | None = None
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
+    metrics: HomeserverMetrics | None = None
+    request_ids: RequestIds = field(default_factory=RequestIds)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
@@ -168,6 +174,9 @@ class Homeserver:
         signing_key = load_or_create_signing_key(Path(config.signing_key_path))
         registrations = load_registrations(config.app_service_config_files, config.server_name)
         db = db or await open_database(config)
+        metrics = HomeserverMetrics(config.server_name, enabled=config.enable_metrics)
+        if metrics.enabled:
+            db.transaction_observer = metrics.database.observe
         stores = Stores.over(db)
         appservices = AppServices(registrations, AppServiceClient(tls=client_tls(config)))
         authenticator = Authenticator(
@@ -506,6 +515,8 @@ class Homeserver:
                 appservices,
             ),
         )
+        if metrics.enabled:
+            wire_metrics(metrics, stores, authenticator, persister, push, federation_events)
         return cls(
             config,
             clock,
@@ -528,6 +539,7 @@ class Homeserver:
             guest_evictor=guest_evictor,
             appservice_delivery=appservice_delivery,
             room_summaries=room_summaries,
+            metrics=metrics,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -560,6 +572,8 @@ class Homeserver:
             routes += key_routes(self.federation)
         if "health" in resources:
             routes.append(("GET", "/health", health))
+        if "metrics" in resources and self.metrics is not None and self.metrics.enabled:
+            routes.append(("GET", METRICS_PATH, metrics_handler(self.metrics)))
         return routes
 
     def make_app(
@@ -571,16 +585,25 @@ class Homeserver:
     ) -> web.Application:
         """The app of one listener: the routes of ``resources``, JSON responses of the
         ``compressed`` ones gzipped, client addresses from X-Forwarded-For if asked."""
+        servlets: dict[AbstractRoute, str] = {}
+        metrics = self.metrics
         app = web.Application(
             middlewares=make_middlewares(
-                self.config.max_request_body_size, x_forwarded=x_forwarded
+                self.config.max_request_body_size,
+                x_forwarded=x_forwarded,
+                request_ids=self.request_ids,
+                http_metrics=metrics.http if metrics is not None and metrics.enabled else None,
+                servlets=servlets,
             ),
             client_max_size=self.config.max_request_body_size,
         )
         gzipped = resources & compressed
         for names, compress in ((resources - gzipped, False), (gzipped, True)):
             for method, path, handler in self.routes_for(names):
-                app.router.add_route(method, path, gzip_json(handler) if compress else handler)
+                route = app.router.add_route(
+                    method, path, gzip_json(handler) if compress else handler
+                )
+                servlets[route] = servlet_name(handler)
         app.on_startup.append(self._start_background)
         app.on_cleanup.append(self._stop_background)
         return app
@@ -629,7 +652,14 @@ class Homeserver:
         compressed: set[str] = {
             name for res in listener.resources if res.compress for name in res.names
         }
-        app = self.make_app(resources, compressed=compressed, x_forwarded=listener.x_forwarded)
+        if listener.type == "metrics":
+            if self.metrics is None or not self.metrics.enabled:
+                logger.warning("Metrics listener configured, but enable_metrics is not true")
+                return
+            app = metrics_app(self.metrics)
+            resources = {"metrics"}
+        else:
+            app = self.make_app(resources, compressed=compressed, x_forwarded=listener.x_forwarded)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         self._runners.append(runner)
@@ -648,11 +678,15 @@ class Homeserver:
         context.load_cert_chain(self.config.tls_certificate_path, self.config.tls_private_key_path)
         return context
 
-    async def close(self) -> None:
-        """Stop listening, let open requests finish, then close the database."""
+    async def stop_listeners(self) -> None:
+        """Stop listening and let open requests finish."""
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+
+    async def close(self) -> None:
+        """Stop listening, let open requests finish, then close the database."""
+        await self.stop_listeners()
         await self.federation.close()
         await self.client.appservices.client.close()
         if self.identity is not None:
@@ -696,6 +730,23 @@ def wire_appservice_delivery(
     ephemeral.to_device.inbox_listeners.append(delivery.on_to_device)
     e2ee.device_lists.change_listeners.append(delivery.on_device_list_change)
     return delivery
+
+
+def wire_metrics(
+    metrics: HomeserverMetrics,
+    stores: Stores,
+    authenticator: Authenticator,
+    persister: EventPersister,
+    push: PushService,
+    federation_events: FederationEventServices,
+) -> None:
+    """Hand each instrumented part its metrics (``enable_metrics``)."""
+    persister.metrics = metrics.events
+    federation_events.sender.metrics = metrics.federation
+    federation_events.transactions.metrics = metrics.federation
+    metrics.federation.read_backlog = stores.federation_queue.pending_counts
+    push.pushers.use_metrics(metrics.push)
+    metrics.caches.add(authenticator.cache_stats, stores.sync.state_group_cache_stats)
 
 
 def room_versions() -> dict[str, str]:

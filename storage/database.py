@@ -121,10 +121,17 @@ class Transaction(abc.ABC):
                 logger.exception("after-commit callback of %s failed", self.name)
 
 
+# Told the name and duration (seconds) of each transaction and single statement
+# once it ends (committed, rolled back or failed): the metrics' hook.
+TransactionObserver = Callable[[str, float], None]
+
+
 class Database(abc.ABC):
     """An open database: a pool of connections of one engine."""
 
     engine: Engine
+    # Set by the composition root when metrics are on; None costs nothing.
+    transaction_observer: TransactionObserver | None = None
     # run_transaction: how often a conflicting transaction is tried again, and the
     # wait before the first retry (doubled after each, up to retry_max_delay).
     max_retries = 5

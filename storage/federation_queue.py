@@ -162,6 +162,20 @@ class FederationQueueStore:
             )
             await self._upsert_health_txn(txn, destination, 0, 0, None, last_stream_ordering)
 
+    async def pending_counts(self) -> dict[str, tuple[int, int]]:
+        """Destination -> (queued PDUs, queued EDUs), for those with anything queued."""
+        async with self.db.transaction("federation_queue_pending_counts", readonly=True) as txn:
+            pdus = await txn.fetchall(
+                "SELECT destination, COUNT(*) FROM federation_outbound_pdus GROUP BY destination"
+            )
+            edus = await txn.fetchall(
+                "SELECT destination, COUNT(*) FROM federation_outbound_edus GROUP BY destination"
+            )
+        counts = {destination: (int(n), 0) for destination, n in pdus}
+        for destination, n in edus:
+            counts[destination] = (counts.get(destination, (0, 0))[0], int(n))
+        return counts
+
     async def destinations_with_queue(self) -> list[str]:
         rows = await self.db.fetchall(
             "federation_pending_destinations",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -191,17 +192,23 @@ class PostgresDatabase(Database):
     async def _open(self, name: str, *, readonly: bool) -> AsyncIterator[PostgresTransaction]:
         async with self._pool.connection() as conn:
             txn = PostgresTransaction(name, conn)
+            start = time.perf_counter()
             try:
-                await conn.execute("BEGIN READ ONLY" if readonly else "BEGIN")
-                yield txn
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):
+                try:
+                    await conn.execute("BEGIN READ ONLY" if readonly else "BEGIN")
+                    yield txn
+                except BaseException:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")
+                    raise
+                if readonly:
                     await conn.execute("ROLLBACK")
-                raise
-            if readonly:
-                await conn.execute("ROLLBACK")
-                return
-            await asyncio.shield(self._commit(conn, txn))
+                    return
+                await asyncio.shield(self._commit(conn, txn))
+            finally:
+                observer = self.transaction_observer
+                if observer is not None:
+                    observer(name, time.perf_counter() - start)
 
     async def _commit(self, conn: psycopg.AsyncConnection[Any], txn: PostgresTransaction) -> None:
         try:

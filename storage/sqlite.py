@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -295,13 +296,17 @@ class SqliteDatabase(Database):
     async def transaction(
         self, name: str, *, readonly: bool = False
     ) -> AsyncIterator[SqliteTransaction]:
+        observer = self.transaction_observer
         if readonly:
             conn = await self._readers.get()
             self._in_txn.add(conn)
             txn = SqliteTransaction(name, conn, "BEGIN")
+            start = time.perf_counter()
             try:
                 yield txn
             finally:
+                if observer is not None:
+                    observer(name, time.perf_counter() - start)
                 # Give the reader back once it has rolled back, without making the
                 # caller wait for that round trip.
                 task = asyncio.ensure_future(self._release_reader(conn, txn))
@@ -311,14 +316,19 @@ class SqliteDatabase(Database):
         assert self._writer is not None, "database is closed"
         async with self._write_lock:
             txn = SqliteTransaction(name, self._writer, "BEGIN IMMEDIATE")
+            start = time.perf_counter()
             try:
-                yield txn
-            except BaseException:
-                # Even when cancelled: the connection must leave the transaction.
-                await asyncio.shield(txn.rollback())
-                raise
-            # The commit and its callbacks finish even if the caller is cancelled.
-            await asyncio.shield(self._commit(txn))
+                try:
+                    yield txn
+                except BaseException:
+                    # Even when cancelled: the connection must leave the transaction.
+                    await asyncio.shield(txn.rollback())
+                    raise
+                # The commit and its callbacks finish even if the caller is cancelled.
+                await asyncio.shield(self._commit(txn))
+            finally:
+                if observer is not None:
+                    observer(name, time.perf_counter() - start)
 
     async def _commit(self, txn: SqliteTransaction) -> None:
         try:
@@ -361,6 +371,7 @@ class SqliteDatabase(Database):
         writer = self._writer
         assert writer is not None, "database is closed"
         outcomes: list[list[int] | Exception]
+        start = time.perf_counter()
         try:  # a busy database (at BEGIN or COMMIT) retries the whole group
             outcomes = await self.retrying(
                 f"{len(batch)} single writes",
@@ -373,6 +384,13 @@ class SqliteDatabase(Database):
                 if not write.future.done():
                     write.future.set_exception(exc)
             raise
+        finally:
+            observer = self.transaction_observer
+            if observer is not None:
+                # the group's time, shared by its writes
+                share = (time.perf_counter() - start) / len(batch)
+                for write in batch:
+                    observer(write.name, share)
         for write, outcome in zip(batch, outcomes, strict=True):
             if write.future.done():
                 continue  # its caller was cancelled; the write stands
@@ -393,18 +411,25 @@ class SqliteDatabase(Database):
             return [tuple(r) for r in raw.execute(text, args).fetchall()]
 
         free = [c for c in self._reader_conns if c not in self._in_txn]
+        observer = self.transaction_observer
         if not free:  # every reader is in a transaction: wait for one
             conn = await self._readers.get()
+            start = time.perf_counter()
             try:
                 return await _in_thread(conn, read)
             finally:
                 self._readers.put_nowait(conn)
+                if observer is not None:
+                    observer(name, time.perf_counter() - start)
         conn = min(free, key=self._queued.__getitem__)
         self._queued[conn] += 1
+        start = time.perf_counter()
         try:
             return await _in_thread(conn, read)
         finally:
             self._queued[conn] -= 1
+            if observer is not None:
+                observer(name, time.perf_counter() - start)
 
     async def fetchone(self, name: str, sql: str, *args: Any) -> Row | None:
         rows = await self.fetchall(name, sql, *args)

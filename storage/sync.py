@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from storage.cache_stats import CacheStats
 from storage.database import Database
 from storage.state import StateMap
 
@@ -140,6 +141,9 @@ class SyncStore:
         self._heroes: dict[str, tuple[tuple[int | None, int], list[str], list[str]]] = {}
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
         self._group_cache_size = group_cache_size
+        self.state_group_cache_stats = CacheStats(
+            "*stateGroupCache*", lambda: len(self._groups), group_cache_size
+        )
 
     def forget_purged(self, room_id: str, groups: Iterable[int]) -> None:
         """Drop what is cached of a room whose history (or whole self) was purged."""
@@ -223,6 +227,9 @@ class SyncStore:
                 result[group] = cached
             else:
                 missing.append(group)
+        stats = self.state_group_cache_stats
+        stats.hits += len(result)
+        stats.misses += len(missing)
         if not missing:
             return result
         prev: dict[int, int | None] = {}
@@ -283,6 +290,7 @@ class SyncStore:
         self._groups.move_to_end(group)
         while len(self._groups) > self._group_cache_size:
             self._groups.popitem(last=False)
+            self.state_group_cache_stats.evictions += 1
 
     async def room_versions(self, room_ids: Collection[str]) -> dict[str, str]:
         result: dict[str, str] = {}

@@ -136,6 +136,8 @@ class HomeserverConfig:
     key_refresh_interval: int = 86_400_000
     log_level: LogLevel = "INFO"
     log_config: Path | None = None
+    # Prometheus metrics on listeners of type "metrics" or with the "metrics" resource
+    enable_metrics: bool = False
     pid_file: Path | None = None
     # registration and login
     enable_registration: bool = False
@@ -291,6 +293,7 @@ class HomeserverConfig:
                 ),
             ),
             log_config=reader.optional("log_config", to_path),
+            enable_metrics=reader.get("enable_metrics", to_bool, False),
             pid_file=reader.optional("pid_file", to_path),
             enable_registration=reader.get("enable_registration", to_bool, False),
             enable_registration_without_verification=reader.get(

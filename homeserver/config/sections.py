@@ -37,7 +37,8 @@ from homeserver.config._reader import (
 
 # "openid": only /_matrix/federation/v1/openid/userinfo (which "federation" serves
 # too), for a listener that third parties reach but other homeservers do not.
-ResourceName = Literal["client", "federation", "keys", "media", "health", "openid"]
+# "metrics": /_synapse/metrics (Prometheus), served only with enable_metrics.
+ResourceName = Literal["client", "federation", "keys", "media", "health", "openid", "metrics"]
 RESOURCE_NAMES: tuple[ResourceName, ...] = (
     "client",
     "federation",
@@ -45,7 +46,10 @@ RESOURCE_NAMES: tuple[ResourceName, ...] = (
     "media",
     "health",
     "openid",
+    "metrics",
 )
+# A listener of type "metrics" serves only /_synapse/metrics, without resources.
+ListenerType = Literal["http", "metrics"]
 
 
 def to_resource_name(value: object) -> str:
@@ -80,7 +84,7 @@ class ListenerConfig:
 
     port: int
     bind_addresses: tuple[str, ...] = ("127.0.0.1",)
-    type: Literal["http"] = "http"
+    type: ListenerType = "http"
     tls: bool = False
     x_forwarded: bool = False
     resources: tuple[ListenerResource, ...] = DEFAULT_RESOURCES
@@ -100,13 +104,17 @@ class ListenerConfig:
         if not bind_addresses:
             reader.error("bind_addresses", "at least one address is required")
             bind_addresses = default_addresses
-        reader.get("type", one_of("http"), "http")
+        listener_type = cast("ListenerType", reader.get("type", one_of("http", "metrics"), "http"))
         tls = reader.get("tls", to_bool, False)
         x_forwarded = reader.get("x_forwarded", to_bool, False)
         children = reader.children("resources")
-        if children is None:
+        if listener_type == "metrics":
+            resources: tuple[ListenerResource, ...] = tuple(
+                ListenerResource.parse(child) for child in children or ()
+            )
+        elif children is None:
             reader.error("resources", "this option is required")
-            resources: tuple[ListenerResource, ...] = ()
+            resources = ()
         else:
             resources = tuple(ListenerResource.parse(child) for child in children)
             if not resources:
@@ -115,6 +123,7 @@ class ListenerConfig:
         return ListenerConfig(
             port=port,
             bind_addresses=bind_addresses,
+            type=listener_type,
             tls=tls,
             x_forwarded=x_forwarded,
             resources=resources,

@@ -61,8 +61,30 @@ serve_server_wellknown: false
 log_level: INFO
 
 # A logging configuration file (YAML, Python's logging dictConfig schema, as for
-# Synapse) used instead of log_level. Default: unset.
+# Synapse) used instead of log_level. Default: unset. Synapse's log configs work
+# as they are: synapse.logging.context.LoggingContextFilter,
+# synapse.logging.handlers.PeriodicallyFlushingMemoryHandler and
+# synapse.logging.TerseJsonFormatter are mapped to this server's equivalents.
+# Every record has the field request: the ID of the request that caused it
+# (Synapse's form, GET-42; "sentinel" outside requests), as in Synapse's format
+# '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s'.
+# Request log lines (logger homeserver.access) give the client address, method,
+# path (access tokens and other secrets replaced by <redacted>), status,
+# duration and the requester (user ID, or the origin server of a federation
+# request).
 #log_config: /etc/matrix/log.yaml
+
+# Collect Prometheus metrics (Synapse's metric names and labels, each series
+# labelled with server_name) and serve them at /_synapse/metrics on listeners of
+# type "metrics" and on http listeners with the "metrics" resource (default false).
+# Example listener:
+#   - port: 9000
+#     type: metrics
+#     bind_addresses: ["127.0.0.1"]
+# Synapse's Grafana dashboard (contrib/grafana/synapse.json) reads these series
+# unchanged; it also filters on the job and index labels, which come from the
+# Prometheus scrape config (as for Synapse).
+enable_metrics: false
 
 # Write the process ID to this file once started, and remove it at a clean exit.
 # The server refuses to start if the file names another running process.
@@ -79,7 +101,8 @@ listeners:
   - port: 8008
     # Addresses to bind (default ["127.0.0.1"]). Use "::" or "0.0.0.0" for all.
     bind_addresses: ["127.0.0.1"]
-    # Only "http" is supported (default "http").
+    # "http" (default), or "metrics": Prometheus metrics alone at /_synapse/metrics
+    # (needs enable_metrics: true; such a listener takes no resources).
     type: http
     # Serve HTTPS with tls_certificate_path / tls_private_key_path (default false).
     # Usually TLS is done by a reverse proxy instead.
@@ -90,8 +113,9 @@ listeners:
     # itself, replacing any sent by the client (default false).
     x_forwarded: false
     # Which APIs this listener serves. names: any of client, federation, keys,
-    # media, health (GET /health answers "OK") and openid (the OpenID userinfo
-    # endpoint alone, which federation serves too). compress: gzip the JSON
+    # media, health (GET /health answers "OK"), openid (the OpenID userinfo
+    # endpoint alone, which federation serves too) and metrics (/_synapse/metrics,
+    # with enable_metrics: true). compress: gzip the JSON
     # responses of these resources for clients that accept it (default false).
     resources:
       - names: [client, federation, keys, media]

@@ -24,6 +24,7 @@ from yarl import URL
 from homeserver.backoff_worker import BackoffWorker
 from homeserver.clock import Clock
 from homeserver.errors import InvalidParam
+from homeserver.metrics.components import PushMetrics
 from homeserver.push.gateway import (
     NOTIFY_PATH,
     GatewayError,
@@ -162,6 +163,8 @@ class HttpPusher(BackoffWorker):
                 try:
                     rejected = await pool.client.notify(record.data["url"], {"notification": body})
                 except GatewayError as exc:
+                    if pool.metrics is not None:
+                        pool.metrics.pushes_failed.inc()
                     if exc.blocked:
                         logger.warning(
                             "push to %s for %s refused: the gateway's address is blocked by"
@@ -181,6 +184,8 @@ class HttpPusher(BackoffWorker):
                         record.key, record.last_stream_ordering, record.failing_since_ms
                     )
                     return False
+                if pool.metrics is not None:
+                    pool.metrics.pushes_processed.inc()
                 if record.pushkey in rejected:
                     logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
                     await pool.remove(record.user_id, record.app_id, record.pushkey)
@@ -201,8 +206,12 @@ class HttpPusher(BackoffWorker):
                 record.data["url"], {"notification": badge_notification(record, unread)}
             )
         except GatewayError as exc:
+            if pool.metrics is not None:
+                pool.metrics.badge_updates_failed.inc()
             logger.info("badge update to %s failed: %s", record.data.get("url"), exc)
             return
+        if pool.metrics is not None:
+            pool.metrics.badge_updates_processed.inc()
         if record.pushkey in rejected:
             logger.info("gateway rejected pushkey of %s; removing pusher", record.user_id)
             await pool.remove(record.user_id, record.app_id, record.pushkey)
@@ -251,8 +260,22 @@ class PusherPool:
         self._pushers: dict[tuple[str, str, str], HttpPusher] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self._running = False
+        self.metrics: PushMetrics | None = None
         evaluator.on_notified.append(self.on_notified)
         evaluator.on_read.append(self.on_read)
+
+    def use_metrics(self, metrics: PushMetrics) -> None:
+        """Count pushes into ``metrics``, and report the running pushers there."""
+        self.metrics = metrics
+        metrics.count_pushers = self.count_by_app
+
+    def count_by_app(self) -> dict[tuple[str, str], int]:
+        """(kind, app_id) -> running pushers (Synapse's ``synapse_pushers`` labels)."""
+        counts: dict[tuple[str, str], int] = {}
+        for pusher in self._pushers.values():
+            key = (pusher.record.kind, pusher.record.app_id)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     async def start(self) -> None:
         """Load every pusher and resume its queue from the stored position."""

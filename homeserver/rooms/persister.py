@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from homeserver.clock import Clock
 from homeserver.events import Event
+from homeserver.metrics.components import EventMetrics
 from homeserver.notifier import Notifier
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.streams import StreamIdGenerator
@@ -115,6 +116,7 @@ class EventPersister:
         # committed events waiting for every earlier position to finish, so that a
         # woken long-poll finds them readable (heap of (position, room, users))
         self._unannounced: list[tuple[int, str, list[str]]] = []
+        self.metrics: EventMetrics | None = None  # set when metrics are on
 
     def _announce(self) -> None:
         """Wake the listeners of every committed event the stream has reached."""
@@ -138,6 +140,8 @@ class EventPersister:
             stored = await self._stores.db.run_transaction(
                 "persist_event", lambda txn: self._persist_txn(txn, event, context, position)
             )
+            if self.metrics is not None:
+                self.metrics.on_persisted(event.type, event.sender)
             if position is not None and not context.backfilled and stored.rejected_reason is None:
                 users = list(context.extra_notify)
                 if event.type == "m.room.member" and event.state_key is not None:
@@ -201,6 +205,9 @@ class EventPersister:
         stored = await self._stores.db.run_transaction(
             "persist_outliers", lambda txn: self._persist_outliers_txn(txn, items)
         )
+        if self.metrics is not None:
+            for event, _context in items:
+                self.metrics.on_persisted(event.type, event.sender)
         for one in stored:
             await self._after_persist(one)
         return stored
