@@ -156,20 +156,20 @@ async def test_single_reads_see_commits_while_read_transactions_hold_snapshots(
     async with database.transaction("t") as txn:
         await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)")
         await txn.execute("INSERT INTO kv (k, v) VALUES ('a', 1)")
-    started = asyncio.Event()
+    all_started = asyncio.Event()
     release = asyncio.Event()
     seen_in_txn: list[int] = []
 
     async def hold_snapshot() -> None:
         async with database.transaction("hold", readonly=True) as txn:
             seen_in_txn.append(await txn.fetchval("SELECT v FROM kv WHERE k = 'a'"))
-            started.set()
+            if len(seen_in_txn) == 3:
+                all_started.set()  # every holder has read: each holds its snapshot
             await release.wait()
             seen_in_txn.append(await txn.fetchval("SELECT v FROM kv WHERE k = 'a'"))
 
     holders = [asyncio.create_task(hold_snapshot()) for _ in range(3)]
-    await started.wait()
-    await asyncio.sleep(0.01)
+    await all_started.wait()
     async with database.transaction("w") as txn:
         await txn.execute("UPDATE kv SET v = 2 WHERE k = 'a'")
     # Many single reads at once, while three readers sit in older snapshots: every
