@@ -54,14 +54,12 @@ from homeserver.to_device import ToDeviceService
 from homeserver.typing import TypingService
 from homeserver.uia import UserInteractiveAuth
 from homeserver.user_directory import UserDirectory
-from storage.stores import Stores
 
 
 @dataclass(frozen=True)
 class ClientContext:
     config: HomeserverConfig
     clock: Clock
-    stores: Stores
     authenticator: Authenticator
     accounts: AccountService
     sessions: SessionService

@@ -308,7 +308,6 @@ class Homeserver:
         client = ClientContext(
             config=config,
             clock=clock,
-            stores=stores,
             authenticator=authenticator,
             accounts=accounts,
             sessions=sessions,

@@ -36,7 +36,7 @@ async def test_user_cannot_take_an_exclusive_alias(as_hs: HomeserverHarness) -> 
     resp = await as_hs.client.put(alias_path(ALIAS), json={"room_id": room_id}, headers=auth(alice))
     assert resp.status == 400
     assert (await resp.json())["errcode"] == "M_EXCLUSIVE"
-    assert await as_hs.server.client.stores.rooms.get_alias(ALIAS) is None
+    assert await as_hs.server.stores.rooms.get_alias(ALIAS) is None
 
 
 async def test_user_may_take_other_aliases(as_hs: HomeserverHarness) -> None:
@@ -67,7 +67,7 @@ async def test_service_makes_and_deletes_its_aliases_without_membership(
     # ... the service can
     resp = await as_hs.client.delete(alias_path(ALIAS), headers=as_headers())
     assert resp.status == 200, await resp.text()
-    assert await as_hs.server.client.stores.rooms.get_alias(ALIAS) is None
+    assert await as_hs.server.stores.rooms.get_alias(ALIAS) is None
     resp = await as_hs.client.delete(alias_path(ALIAS), headers=as_headers())
     assert resp.status == 404
 
@@ -82,14 +82,14 @@ async def test_service_cannot_make_aliases_outside_its_namespace(
     )
     assert resp.status == 400
     assert (await resp.json())["errcode"] == "M_EXCLUSIVE"
-    assert await as_hs.server.client.stores.rooms.get_alias("#other:test.local") is None
+    assert await as_hs.server.stores.rooms.get_alias("#other:test.local") is None
     await as_hs.client.put(
         alias_path("#mine:test.local"), json={"room_id": room_id}, headers=auth(alice)
     )
     resp = await as_hs.client.delete(alias_path("#mine:test.local"), headers=as_headers())
     assert resp.status == 400
     assert (await resp.json())["errcode"] == "M_EXCLUSIVE"
-    assert await as_hs.server.client.stores.rooms.get_alias("#mine:test.local") is not None
+    assert await as_hs.server.stores.rooms.get_alias("#mine:test.local") is not None
 
 
 async def test_service_alias_bad_inputs(as_hs: HomeserverHarness) -> None:
@@ -109,7 +109,7 @@ async def test_service_alias_bad_inputs(as_hs: HomeserverHarness) -> None:
         headers=as_headers(),
     )
     assert resp.status == 400
-    assert await as_hs.server.client.stores.rooms.get_alias(ALIAS) is None
+    assert await as_hs.server.stores.rooms.get_alias(ALIAS) is None
 
 
 async def test_unknown_alias_asks_the_service(
@@ -224,7 +224,7 @@ async def test_invite_of_unknown_namespace_user_asks_the_service(
     )
     assert resp.status == 200, await resp.text()
     assert ("GET", f"/_matrix/app/v1/users/{ghost}") in decoded(service)
-    assert await as_hs.server.client.stores.accounts.get_user(ghost) is not None
+    assert await as_hs.server.stores.accounts.get_user(ghost) is not None
     # a known user, and a user outside the namespace, ask nobody
     service.requests.clear()
     bob = await as_hs.register("bob")

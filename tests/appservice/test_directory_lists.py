@@ -97,7 +97,7 @@ async def test_only_services_edit_their_lists(as_hs: HomeserverHarness) -> None:
         )
         assert resp.status == 403
         assert (await resp.json())["errcode"] == "M_FORBIDDEN"
-    assert await as_hs.server.client.stores.rooms.appservice_public_room_ids() == []
+    assert await as_hs.server.stores.rooms.appservice_public_room_ids() == []
 
 
 async def test_list_bad_inputs(as_hs: HomeserverHarness) -> None:
@@ -118,7 +118,7 @@ async def test_list_bad_inputs(as_hs: HomeserverHarness) -> None:
         f"{V3}/directory/list/appservice/libera/{room_id}", data=b"{", headers=as_headers()
     )
     assert resp.status == 400
-    assert await as_hs.server.client.stores.rooms.appservice_public_room_ids() == []
+    assert await as_hs.server.stores.rooms.appservice_public_room_ids() == []
 
 
 async def test_public_rooms_bad_instance_ids(as_hs: HomeserverHarness) -> None:
