@@ -222,7 +222,9 @@ class Homeserver:
         await room_summaries.fill_missing()  # rooms held from before the summaries
         persister.current_state_hooks.append(room_summaries.on_current_state_txn)
         persister.txn_hooks.append(room_summaries.on_event_txn)
-        user_directory = UserDirectory(config.server_name, stores, config.user_directory)
+        user_directory = UserDirectory(
+            config.server_name, stores, config.user_directory, appservices
+        )
         await user_directory.fill()  # users and rooms held from before the directory
         persister.current_state_hooks.append(user_directory.on_current_state_txn)
         creator = EventCreator(

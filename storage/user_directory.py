@@ -171,9 +171,14 @@ class UserDirectoryStore:
         limit: int,
         search_all_users: bool,
         prefer_local_users: bool,
+        exclude_remote_users: bool = False,
+        show_locked_users: bool = False,
     ) -> list[DirectoryEntry]:
         """Up to ``limit`` users the searcher may find whose words start with every one
-        of ``terms`` (or one starting with ``whole_term``), best matches first."""
+        of ``terms`` (or one starting with ``whole_term``), best matches first.
+
+        Deactivated and support accounts are never found; locked accounts only with
+        ``show_locked_users``; remote users not with ``exclude_remote_users``."""
         args: list[object] = [searcher, whole_term, escape_like(whole_term) + "%"]
         args.append("@" + escape_like(whole_term) + "%")
         args.append("@" + escape_like(whole_term) + ":%")
@@ -187,6 +192,11 @@ class UserDirectoryStore:
         if matches:
             match = f"({match} OR ({' AND '.join(matches)}))"
         visible = f"(d.is_local OR {_VISIBLE})" if search_all_users else f"({_VISIBLE})"
+        if exclude_remote_users:
+            visible += " AND d.is_local"
+        hidden = "u.deactivated OR u.user_type = 'support'"
+        if not show_locked_users:
+            hidden += " OR u.locked"
         order = [
             "CASE WHEN lower(d.display_name) = $2 OR lower(d.user_id) = $2"
             " OR lower(d.user_id) LIKE $5 ESCAPE '\\' THEN 0"
@@ -206,7 +216,8 @@ class UserDirectoryStore:
             "search_user_directory",
             "SELECT d.user_id, d.display_name, d.avatar_url FROM user_directory d"
             f" WHERE {match} AND {visible}"
-            " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = d.user_id AND u.deactivated)"
+            " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = d.user_id"
+            f" AND ({hidden}))"
             f" ORDER BY {', '.join(order)} LIMIT ${len(args)}",
             *args,
         )

@@ -364,22 +364,29 @@ class PushConfig:
 class UserDirectoryConfig:
     """``user_directory`` (Synapse's names): whether ``/user_directory/search`` answers,
     whether it finds every local user rather than only those sharing a room with the
-    searcher or in a public room, and whether local users rank above remote ones."""
+    searcher or in a public room, whether local users rank above remote ones, whether
+    remote users are left out, and whether locked accounts are found."""
 
     enabled: bool = True
     search_all_users: bool = False
     prefer_local_users: bool = False
+    exclude_remote_users: bool = False
+    show_locked_users: bool = False
 
     @staticmethod
     def parse(reader: Reader) -> UserDirectoryConfig:
         enabled = reader.get("enabled", to_bool, True)
         search_all_users = reader.get("search_all_users", to_bool, False)
         prefer_local_users = reader.get("prefer_local_users", to_bool, False)
+        exclude_remote_users = reader.get("exclude_remote_users", to_bool, False)
+        show_locked_users = reader.get("show_locked_users", to_bool, False)
         reader.finish()
         return UserDirectoryConfig(
             enabled=enabled,
             search_all_users=search_all_users,
             prefer_local_users=prefer_local_users,
+            exclude_remote_users=exclude_remote_users,
+            show_locked_users=show_locked_users,
         )
 
 

@@ -381,6 +381,10 @@ user_directory:
   search_all_users: false
   # Rank local users above remote ones (default false).
   prefer_local_users: false
+  # Find only local users (default false).
+  exclude_remote_users: false
+  # Find locked accounts too (default false).
+  show_locked_users: false
 
 ## Server notices ##
 

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from homeserver.appservice import AppServices
 from homeserver.config import UserDirectoryConfig
 from homeserver.errors import BadJson, MissingParam
 from homeserver.rooms.persister import CurrentStateChange
@@ -67,10 +68,22 @@ def parse_search_body(body: Mapping[str, Any]) -> tuple[str, int]:
 
 
 class UserDirectory:
-    def __init__(self, server_name: str, stores: Stores, config: UserDirectoryConfig) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        stores: Stores,
+        config: UserDirectoryConfig,
+        appservices: AppServices | None = None,
+    ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._config = config
+        self._appservices = appservices
+
+    def _is_appservice_user(self, user_id: str) -> bool:
+        """An application service's sender or a user of its namespaces: left out of
+        the directory, as Synapse does (bridged users are found through the bridge)."""
+        return self._appservices is not None and bool(self._appservices.interested_in_user(user_id))
 
     def _is_mine(self, user_id: str) -> bool:
         return user_id.partition(":")[2] == self._server_name
@@ -81,15 +94,24 @@ class UserDirectory:
         whole = term.strip().lower()
         if not self._config.enabled or not whole or limit <= 0:
             return {"results": [], "limited": False}
+        # more than asked: application service users found are dropped below
+        wanted = limit + 1 + (limit if self._appservices else 0)
         entries = await self._stores.user_directory.search(
             searcher,
             self._server_name,
             words_of(whole),
             whole,
-            limit=limit + 1,
+            limit=wanted,
             search_all_users=self._config.search_all_users,
             prefer_local_users=self._config.prefer_local_users,
+            exclude_remote_users=self._config.exclude_remote_users,
+            show_locked_users=self._config.show_locked_users,
         )
+        entries = [
+            e
+            for e in entries
+            if not (self._is_mine(e.user_id) and self._is_appservice_user(e.user_id))
+        ]
         results = []
         for entry in entries[:limit]:
             result: dict[str, Any] = {"user_id": entry.user_id}
