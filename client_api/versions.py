@@ -71,25 +71,23 @@ class DiscoveryHandlers:
 
     async def get_capabilities(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/capabilities."""
-        await self._ctx.requester(request)
-        return json_response(
-            {
-                "capabilities": {
-                    "m.change_password": {"enabled": True},
-                    "m.room_versions": {
-                        "default": self._default_room_version,
-                        "available": self._room_versions,
-                    },
-                    "m.set_displayname": {"enabled": True},
-                    "m.set_avatar_url": {"enabled": True},
-                    "m.3pid_changes": {"enabled": False},
-                    "m.get_login_token": {
-                        "enabled": self._ctx.config.login_via_existing_session.enabled
-                    },
-                    "m.profile_fields": {"enabled": True},
-                }
-            }
-        )
+        requester = await self._ctx.requester(request)
+        capabilities: dict[str, Any] = {
+            "m.change_password": {"enabled": True},
+            "m.room_versions": {
+                "default": self._default_room_version,
+                "available": self._room_versions,
+            },
+            "m.set_displayname": {"enabled": True},
+            "m.set_avatar_url": {"enabled": True},
+            "m.3pid_changes": {"enabled": False},
+            "m.get_login_token": {"enabled": self._ctx.config.login_via_existing_session.enabled},
+            "m.profile_fields": {"enabled": True},
+        }
+        if await self._ctx.accounts.is_admin(requester.user_id):
+            # server admins suspend and lock accounts (spec v1.18); omitted for others
+            capabilities["m.account_moderation"] = {"suspend": True, "lock": True}
+        return json_response({"capabilities": capabilities})
 
 
 def support_document(admin_contact: str | None) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from client_api.admin.account_moderation import account_moderation_routes
 from client_api.admin.federation import federation_admin_routes
 from client_api.admin.media import media_admin_routes
 from client_api.admin.registration import registration_admin_routes
@@ -27,4 +28,5 @@ def admin_routes(ctx: ClientContext, admin: AdminServices) -> list[Route]:
         *room_admin_routes(ctx, admin.rooms),
         *room_deletion_routes(ctx, admin.room_deletion, admin.history_purges),
         *user_admin_routes(ctx, admin.users),
+        *account_moderation_routes(ctx, admin.users),
     ]

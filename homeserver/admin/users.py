@@ -12,7 +12,7 @@ from homeserver.accounts import AccountService
 from homeserver.appservice import AppServices
 from homeserver.auth import new_token, token_hash
 from homeserver.clock import Clock
-from homeserver.errors import InvalidParam, MatrixError, NotFound
+from homeserver.errors import Forbidden, InvalidParam, MatrixError, NotFound
 from homeserver.media.service import MediaService
 from homeserver.profiles import ProfileService
 from homeserver.push.pushers import PusherPool
@@ -414,6 +414,35 @@ class UserAdmin:
         await self.existing(user_id, "Can only suspend local users")
         await self._stores.user_admin.set_flag(user_id, "suspended", suspended)
         self._sessions.forget_user(user_id)  # cached requesters carry the flag
+
+    # -- account moderation (client-server API v1.18: /_matrix/client/v1/admin/...) -----------
+
+    async def moderated_account(self, user_id: str) -> AdminUserRow:
+        """A local, active account whose suspension or lock an admin reads or sets:
+        400 M_INVALID_PARAM for another server's user, 404 if unknown or deactivated."""
+        self.check_local_or_remote(user_id)
+        if user_id.partition(":")[2] != self._server_name:
+            raise InvalidParam("The user ID does not belong to this server")
+        row = await self._stores.user_admin.get_user(user_id)
+        if row is None or row.deactivated:
+            raise NotFound("User not found")
+        return row
+
+    async def moderate_account(
+        self, requester_id: str, user_id: str, flag: str, value: bool
+    ) -> None:
+        """Suspend or lock (``flag``) another, non-admin account, or lift it."""
+        row = await self.moderated_account(user_id)
+        if user_id == requester_id:
+            raise Forbidden("You may not suspend or lock your own account")
+        if row.is_admin:
+            raise Forbidden("You may not suspend or lock another server administrator")
+        if flag == "suspended":
+            await self.set_suspended(user_id, value)
+        else:
+            await self._stores.user_admin.set_flag(user_id, "locked", value)
+            # cached requesters go: a locked account is logged out softly (M_USER_LOCKED)
+            self._sessions.forget_user(user_id)
 
     async def ratelimit_override(self, user_id: str) -> tuple[int, int] | None:
         await self.existing(user_id)
