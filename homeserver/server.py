@@ -258,7 +258,7 @@ class Homeserver:
         history = RoomHistory(stores, visibility)
         members = MemberListService(stores)
         search = SearchService(stores, visibility, history, members)
-        persister.txn_hooks.append(search.index_txn)
+        persister.timeline_txn_hooks.append(search.index_txn)
         persister.redaction_hooks.append(search.unindex_txn)
         relations = RelationsService(stores, visibility, history)
         e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)

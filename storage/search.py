@@ -14,7 +14,7 @@ import abc
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from storage.database import Database, Transaction
+from storage.database import Database, Row, Transaction
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class SearchHit:
     room_id: str
     sender: str
     stream_ordering: int
+    origin_server_ts: int
     rank: float
 
 
@@ -137,6 +138,13 @@ class PostgresFullText(FullTextDialect):
         return clause, "ts_rank_cd(s.vector, to_tsquery('english', $1), 1)", args
 
 
+_HIT_COLUMNS = "s.event_id, s.room_id, s.sender, s.stream_ordering, s.origin_server_ts"
+
+
+def _hit(row: Row) -> SearchHit:
+    return SearchHit(row[0], row[1], row[2], int(row[3]), int(row[4]), float(row[5]))
+
+
 def _placeholders(args: list[object], values: Sequence[str]) -> str:
     start = len(args) + 1
     args.extend(values)
@@ -193,29 +201,35 @@ class SearchStore:
         n = len(args)
         rows = await self._db.fetchall(
             "search_by_rank",
-            f"SELECT s.event_id, s.room_id, s.sender, s.stream_ordering, {rank} AS rank {clause}"
-            f" ORDER BY rank DESC, s.stream_ordering DESC LIMIT ${n + 1} OFFSET ${n + 2}",
+            f"SELECT {_HIT_COLUMNS}, {rank} AS rank {clause}"
+            f" ORDER BY rank DESC, s.origin_server_ts DESC, s.stream_ordering DESC"
+            f" LIMIT ${n + 1} OFFSET ${n + 2}",
             *args,
             limit,
             offset,
         )
-        return [SearchHit(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+        return [_hit(r) for r in rows]
 
     async def by_recency(
-        self, scope: SearchScope, before: int | None, limit: int
+        self, scope: SearchScope, before: tuple[int, int] | None, limit: int
     ) -> list[SearchHit]:
-        """Matches, newest first, below the stream position ``before`` if given."""
+        """Matches, newest first (by origin_server_ts, then stream position: backfilled
+        history has stream positions out of time order), older than ``before``
+        (a match's (origin_server_ts, stream position)) if given."""
         clause, rank, args = self._dialect.matching(scope)
         n = len(args)
         if before is not None:
-            clause += f" AND s.stream_ordering < ${n + 1}"
-            args.append(before)
-            n += 1
+            clause += (
+                f" AND (s.origin_server_ts < ${n + 1}"
+                f" OR (s.origin_server_ts = ${n + 1} AND s.stream_ordering < ${n + 2}))"
+            )
+            args += [before[0], before[1]]
+            n += 2
         rows = await self._db.fetchall(
             "search_by_recency",
-            f"SELECT s.event_id, s.room_id, s.sender, s.stream_ordering, {rank} AS rank {clause}"
-            f" ORDER BY s.stream_ordering DESC LIMIT ${n + 1}",
+            f"SELECT {_HIT_COLUMNS}, {rank} AS rank {clause}"
+            f" ORDER BY s.origin_server_ts DESC, s.stream_ordering DESC LIMIT ${n + 1}",
             *args,
             limit,
         )
-        return [SearchHit(r[0], r[1], r[2], int(r[3]), float(r[4])) for r in rows]
+        return [_hit(r) for r in rows]

@@ -111,6 +111,9 @@ class EventPersister:
         # run inside the transaction of each event that changes a room's current state
         # (before its txn_hooks)
         self.current_state_hooks: list[CurrentStateHook] = []
+        # run inside the transaction of each accepted event that enters the timeline,
+        # backfilled history included (what indexes the whole timeline: search)
+        self.timeline_txn_hooks: list[TxnHook] = []
         # run inside the transaction that marks an event redacted
         self.redaction_hooks: list[RedactionHook] = []
         # committed events waiting for every earlier position to finish, so that a
@@ -340,6 +343,9 @@ class EventPersister:
             await self._update_extremities_and_state_txn(
                 txn, event, state_after, context.local, context.replaces_extremities
             )
+        if accepted and not context.soft_failed and not context.outlier:
+            for hook in self.timeline_txn_hooks:
+                await hook(txn, stored)
         if accepted and not context.soft_failed and not context.backfilled:
             if not context.outlier or context.out_of_band:
                 # (an out-of-band membership, e.g. an invite over federation, is news

@@ -160,23 +160,49 @@ def _group_by(raw: Any) -> tuple[str, ...]:
 # -- batch tokens: where the next page starts -------------------------------------
 
 
-def batch_token(order_by: str, position: int) -> str:
-    """``r<offset>`` into the ranked matches, or ``s<stream>``: older than a position."""
-    return f"{'r' if order_by == 'rank' else 's'}{position}"
+# where a page of recent matches stopped: the (origin_server_ts, stream position) of
+# its last match; the next page is older (Synapse's order: time, then stream)
+RecentPosition = tuple[int, int]
 
 
-def parse_batch(order_by: str, token: str | None) -> int | None:
-    """The position of a ``next_batch`` token; M_INVALID_PARAM if it is not one of
-    this ordering's."""
+def rank_token(offset: int) -> str:
+    """``r<offset>`` into the ranked matches."""
+    return f"r{offset}"
+
+
+def recent_token(position: RecentPosition) -> str:
+    """``s<ts>_<stream>``: matches older than this one (stream positions of
+    backfilled history are negative)."""
+    return f"s{position[0]}_{position[1]}"
+
+
+def parse_rank_batch(token: str | None) -> int | None:
+    """The offset of a ``next_batch`` token of rank order; M_INVALID_PARAM otherwise."""
     if token is None:
         return None
-    prefix = "r" if order_by == "rank" else "s"
-    digits = token[1:]
-    if not token.startswith(prefix) or not (digits.isascii() and digits.isdigit()):
+    if not token.startswith("r") or not _is_number(token[1:], signed=False):
         raise InvalidParam("Invalid next_batch token")
-    if len(digits) > 18:
+    return int(token[1:])
+
+
+def parse_recent_batch(token: str | None) -> RecentPosition | None:
+    """The position of a ``next_batch`` token of recent order; M_INVALID_PARAM otherwise."""
+    if token is None:
+        return None
+    ts, sep, stream = token[1:].partition("_")
+    if (
+        not token.startswith("s")
+        or not sep
+        or not _is_number(ts, signed=False)
+        or not _is_number(stream, signed=True)
+    ):
         raise InvalidParam("Invalid next_batch token")
-    return int(digits)
+    return int(ts), int(stream)
+
+
+def _is_number(text: str, *, signed: bool) -> bool:
+    digits = text.removeprefix("-") if signed else text
+    return digits.isascii() and digits.isdigit() and len(digits) <= 18
 
 
 # -- the shape of the results -----------------------------------------------------

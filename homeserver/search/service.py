@@ -14,10 +14,13 @@ from homeserver.rooms.history import RoomHistory, after, at, position_token
 from homeserver.rooms.member_lists import MemberListService
 from homeserver.rooms.visibility import HistoryVisibility
 from homeserver.search.request import (
+    RecentPosition,
     SearchRequest,
-    batch_token,
     indexed_text,
-    parse_batch,
+    parse_rank_batch,
+    parse_recent_batch,
+    rank_token,
+    recent_token,
 )
 from storage.database import Transaction
 from storage.events import StoredEvent
@@ -93,7 +96,10 @@ class SearchService:
     # -- POST /search ---------------------------------------------------------------
 
     async def search(self, user_id: str, request: SearchRequest, batch: str | None) -> SearchPage:
-        position = parse_batch(request.order_by, batch)
+        ranked = request.order_by == "rank"
+        # (checked before anything is read: a bad token is a bad request)
+        offset = parse_rank_batch(batch) if ranked else None
+        before = None if ranked else parse_recent_batch(batch)
         rooms = await self._stores.state.rooms_for_user(user_id)
         room_ids = sorted(
             room_id
@@ -105,8 +111,10 @@ class SearchService:
             return page
         scope = SearchScope(room_ids, request.keys, request.words)
         page.count = await self._stores.search.count(scope)
-        hits, page.next_batch = await self._visible_hits(user_id, request, scope, position)
-        page.results = hits
+        if ranked:
+            page.results, page.next_batch = await self._ranked(user_id, request, scope, offset or 0)
+        else:
+            page.results, page.next_batch = await self._recent(user_id, request, scope, before)
         if request.event_context is not None:
             for result in page.results:
                 result.context = await self._context(user_id, request, result.event)
@@ -115,43 +123,51 @@ class SearchService:
                 page.state[room_id] = await self._members.visible_state_events(user_id, room_id)
         return page
 
-    async def _visible_hits(
-        self, user_id: str, request: SearchRequest, scope: SearchScope, position: int | None
+    async def _ranked(
+        self, user_id: str, request: SearchRequest, scope: SearchScope, offset: int
     ) -> tuple[list[SearchResult], str | None]:
-        """Up to ``limit`` matches the user may see, and where the next page starts."""
-        limit = request.limit
+        """Up to ``limit`` visible matches, best first, from ``offset`` into the
+        ranked matches, and the token of the next page."""
         results: list[SearchResult] = []
-        if limit == 0:
-            return results, None
-        ranked = request.order_by == "rank"
-        cursor = position if position is not None else (0 if ranked else None)
-        exhausted = False
-        for _round in range(MAX_ROUNDS):
+        limit = request.limit
+        for _round in range(MAX_ROUNDS if limit else 0):
             fetch = max((limit - len(results)) * 2, 20)
-            hits = await self._fetch(scope, ranked, cursor, fetch)
+            hits = await self._stores.search.by_rank(scope, offset, fetch)
             shown = await self._shown(user_id, request, hits)
             for hit in hits:
-                cursor = (cursor or 0) + 1 if ranked else hit.stream_ordering
-                stored = shown.get(hit.event_id)
-                if stored is not None:
+                offset += 1
+                if (stored := shown.get(hit.event_id)) is not None:
                     results.append(SearchResult(stored, hit.rank))
                     if len(results) >= limit:
-                        break
-            if len(results) >= limit:
-                break
+                        return results, rank_token(offset)
             if len(hits) < fetch:
-                exhausted = True
-                break
-        if exhausted or cursor is None:
-            return results, None
-        return results, batch_token(request.order_by, cursor)
+                return results, None
+        return results, rank_token(offset) if limit else None
 
-    async def _fetch(
-        self, scope: SearchScope, ranked: bool, cursor: int | None, limit: int
-    ) -> list[SearchHit]:
-        if ranked:
-            return await self._stores.search.by_rank(scope, cursor or 0, limit)
-        return await self._stores.search.by_recency(scope, cursor, limit)
+    async def _recent(
+        self,
+        user_id: str,
+        request: SearchRequest,
+        scope: SearchScope,
+        before: RecentPosition | None,
+    ) -> tuple[list[SearchResult], str | None]:
+        """Up to ``limit`` visible matches, newest first, older than ``before``, and
+        the token of the next page."""
+        results: list[SearchResult] = []
+        limit = request.limit
+        for _round in range(MAX_ROUNDS if limit else 0):
+            fetch = max((limit - len(results)) * 2, 20)
+            hits = await self._stores.search.by_recency(scope, before, fetch)
+            shown = await self._shown(user_id, request, hits)
+            for hit in hits:
+                before = (hit.origin_server_ts, hit.stream_ordering)
+                if (stored := shown.get(hit.event_id)) is not None:
+                    results.append(SearchResult(stored, hit.rank))
+                    if len(results) >= limit:
+                        return results, recent_token(before)
+            if len(hits) < fetch:
+                return results, None
+        return results, recent_token(before) if limit and before is not None else None
 
     async def _shown(
         self, user_id: str, request: SearchRequest, hits: list[SearchHit]

@@ -7,12 +7,14 @@ import pytest
 from homeserver.errors import InvalidParam
 from homeserver.search.request import (
     Grouped,
-    batch_token,
     groups_of,
     highlights,
     indexed_text,
-    parse_batch,
+    parse_rank_batch,
+    parse_recent_batch,
     parse_search_request,
+    rank_token,
+    recent_token,
     words_of,
 )
 
@@ -32,19 +34,17 @@ def test_words_are_distinct_lowercase_letters_and_digits() -> None:
 
 
 def test_batch_tokens_round_trip_and_refuse_the_other_order() -> None:
-    assert parse_batch("rank", batch_token("rank", 20)) == 20
-    assert parse_batch("recent", batch_token("recent", 1234)) == 1234
-    assert parse_batch("rank", None) is None
-    for order, token in [
-        ("rank", "s5"),
-        ("recent", "r5"),
-        ("rank", "r-1"),
-        ("rank", "r"),
-        ("recent", "s٣"),
-        ("recent", "s" + "9" * 19),
-    ]:
+    assert parse_rank_batch(rank_token(20)) == 20
+    assert parse_recent_batch(recent_token((1_700_000_000_000, 1234))) == (1_700_000_000_000, 1234)
+    # backfilled history has negative stream positions
+    assert parse_recent_batch(recent_token((5, -42))) == (5, -42)
+    assert parse_rank_batch(None) is None and parse_recent_batch(None) is None
+    for token in ("s5_1", "r-1", "r", "r٣", "r" + "9" * 19):
         with pytest.raises(InvalidParam):
-            parse_batch(order, token)
+            parse_rank_batch(token)
+    for token in ("r5", "s5", "s-5_1", "s5_", "s_5", "s5_x", "s5_" + "9" * 19):
+        with pytest.raises(InvalidParam):
+            parse_recent_batch(token)
 
 
 def test_highlights_are_the_matched_words_of_the_results() -> None:
