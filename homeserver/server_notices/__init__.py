@@ -7,8 +7,9 @@ kept for that user.
   user cannot write in it; the user is invited (or, with ``auto_join``, joined) and
   the room tagged ``m.server_notice`` for them. Later notices reuse it while the
   user is still invited or joined and the system user still in it.
-- The user cannot reject the invite nor leave the room (403
-  ``M_CANNOT_LEAVE_SERVER_NOTICE_ROOM``, Synapse's error for that).
+- The user cannot reject the invite (403 ``M_CANNOT_LEAVE_SERVER_NOTICE_ROOM``), but
+  may leave the room once joined: the spec says servers should not prevent that, and
+  Synapse does not; the next notice then comes in a new room.
 - The system user is created, without a password, the first time it is needed.
 """
 
@@ -102,11 +103,14 @@ class ServerNotices:
         return stored.event_id
 
     async def check_leave(self, user_id: str, room_id: str) -> None:
-        """A leave hook of the membership service: a user keeps their notices room."""
-        if await self._rooms.room_of(user_id) == room_id:
+        """A leave hook of the membership service: the invite to a user's notices room
+        cannot be rejected (client-server API, "Server Notices")."""
+        if await self._rooms.room_of(user_id) != room_id:
+            return
+        members = await self._stores.state.current_members(room_id)
+        if members.get(user_id) == "invite":
             raise Forbidden(
-                "You cannot leave the server notices room",
-                errcode="M_CANNOT_LEAVE_SERVER_NOTICE_ROOM",
+                "You cannot reject this invite", errcode="M_CANNOT_LEAVE_SERVER_NOTICE_ROOM"
             )
 
     async def _room_for(self, user_id: str, config: ServerNoticesConfig, system: str) -> str:

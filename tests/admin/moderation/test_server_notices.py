@@ -61,7 +61,7 @@ async def test_notices_need_the_config(hs: HomeserverHarness) -> None:
     assert await hs.server.stores.accounts.get_user("@server:test.local") is None
 
 
-async def test_first_notice_makes_a_room_the_user_cannot_write_in_or_leave(
+async def test_first_notice_makes_a_room_the_user_cannot_write_in(
     make_homeserver: HarnessFactory,
 ) -> None:
     hs = await make_homeserver(server_notices=NOTICES)
@@ -94,22 +94,13 @@ async def test_first_notice_makes_a_room_the_user_cannot_write_in_or_leave(
     assert state[("m.room.topic", "")]["topic"] == "From your admins"
     assert state[("m.room.create", "")]["m.federate"] is False
 
-    # read-only for the user, and not to be left
+    # read-only for the user
     response = await hs.client.post(
         f"{CLIENT}/rooms/{room_id}/send/m.room.message",
         json={"msgtype": "m.text", "body": "reply"},
         headers=auth(user),
     )
     await expect_error(response, 403, "M_FORBIDDEN")
-    response = await hs.client.post(f"{CLIENT}/rooms/{room_id}/leave", json={}, headers=auth(user))
-    await expect_error(response, 403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
-    response = await hs.client.put(
-        f"{CLIENT}/rooms/{room_id}/state/m.room.member/@user:test.local",
-        json={"membership": "leave"},
-        headers=auth(user),
-    )
-    await expect_error(response, 403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
-    assert await membership(hs, room_id, "@user:test.local") == "join"
 
     # the next notice goes to the same room
     second = await send_notice(
@@ -117,6 +108,23 @@ async def test_first_notice_makes_a_room_the_user_cannot_write_in_or_leave(
     )
     assert await room_of(hs, second) == room_id
     assert len(await notice_rooms(hs)) == 1
+
+    # once joined the user may leave (the spec: servers should not prevent it; Synapse
+    # does not); the next notice comes in a new room, to which they are invited again
+    response = await hs.client.put(
+        f"{CLIENT}/rooms/{room_id}/state/m.room.member/@user:test.local",
+        json={"membership": "leave"},
+        headers=auth(user),
+    )
+    assert response.status == 200, await response.text()
+    third = await send_notice(
+        hs, admin, {"user_id": "@user:test.local", "content": {"msgtype": "m.text", "body": "3"}}
+    )
+    new_room = await room_of(hs, third)
+    assert new_room != room_id
+    assert await membership(hs, new_room, "@user:test.local") == "invite"
+    response = await hs.client.post(f"{CLIENT}/rooms/{new_room}/leave", json={}, headers=auth(user))
+    await expect_error(response, 403, "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM")
 
 
 async def test_auto_join_state_events_and_retries(make_homeserver: HarnessFactory) -> None:
