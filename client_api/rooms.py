@@ -167,7 +167,12 @@ class RoomHandlers:
         if request.match_info["eventType"] == "m.room.redaction":
             # Redactions through /send (spec v1.18): ``redacts`` is in the content.
             stored = await self._ctx.room_events.redact(
-                requester.user_id, room_id, get_str(content, "redacts"), content=content, txn=txn
+                requester.user_id,
+                room_id,
+                get_str(content, "redacts"),
+                content=content,
+                txn=txn,
+                own_only=requester.suspended,
             )
             return json_response({"event_id": stored.event_id})
         stored = await self._ctx.creator.send(
@@ -284,5 +289,6 @@ class RoomHandlers:
             event_id,
             content=content,
             txn=_txn_of(request, requester.device_id),
+            own_only=requester.suspended,
         )
         return json_response({"event_id": stored.event_id})

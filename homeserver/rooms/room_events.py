@@ -40,8 +40,12 @@ class RoomEventService:
         *,
         content: dict[str, Any],
         txn: TxnKey | None = None,
+        own_only: bool = False,
     ) -> StoredEvent:
         """Send an m.room.redaction of ``event_id`` (rooms: "Redactions").
+
+        ``own_only``: the sender is suspended, and may redact only their own events
+        (client-server API, "Account suspension"; 403 M_USER_SUSPENDED otherwise).
 
         The room version's auth rules check the power to send a redaction at all;
         redacting another user's event needs the room's ``redact`` level (checked
@@ -61,6 +65,11 @@ class RoomEventService:
         if target is not None and target.event.room_id != room_id:
             # as Synapse: a redaction names an event of its own room
             raise InvalidParam("Cannot redact an event of another room")
+        if own_only and (target is None or target.event.sender != user_id):
+            raise Forbidden(
+                "Redacting others' events while account is suspended is not allowed.",
+                errcode="M_USER_SUSPENDED",
+            )
         if target is None or target.event.sender != user_id:
             may_redact_others = await self._has_redact_power(user_id, room_id)
             if target is None and not may_redact_others:

@@ -96,6 +96,14 @@ async def test_suspended_users_may_read_but_not_act(hs: HomeserverHarness) -> No
     admin, user = await admin_and_user(hs)
     room_id = (await ok(hs, "POST", f"{C}/createRoom", admin, {"preset": "public_chat"}))["room_id"]
     await ok(hs, "POST", f"{C}/join/{room_id}", user, {})
+    own = (
+        await ok(hs, "PUT", f"{C}/rooms/{room_id}/send/m.room.message/o1", user, {"body": "mine"})
+    )["event_id"]
+    others = (
+        await ok(
+            hs, "PUT", f"{C}/rooms/{room_id}/send/m.room.message/a1", admin, {"body": "theirs"}
+        )
+    )["event_id"]
     path = f"{V1}/suspend/{USER}"
     assert await call(hs, "PUT", path, admin, {"suspend": True}) == (
         200,
@@ -122,6 +130,15 @@ async def test_suspended_users_may_read_but_not_act(hs: HomeserverHarness) -> No
         await error_of(hs, "PUT", f"{C}/profile/{USER}/displayname", user, {"displayname": "z"})
         == suspended
     )
+    # redactions: their own events only (as Synapse), by either path
+    redact = f"{C}/rooms/{room_id}/redact"
+    assert await error_of(hs, "PUT", f"{redact}/{others}/r1", user, {}) == suspended
+    redaction = {"redacts": others}
+    assert (
+        await error_of(hs, "PUT", f"{C}/rooms/{room_id}/send/m.room.redaction/r2", user, redaction)
+        == suspended
+    )
+    assert (await call(hs, "PUT", f"{redact}/{own}/r3", user, {}))[0] == 200
     # reading still works
     assert (await call(hs, "GET", f"{C}/rooms/{room_id}/messages?dir=b", user))[0] == 200
     assert await error_of(hs, "PUT", path, admin, {"suspend": "yes"}) == (400, "M_BAD_JSON")
