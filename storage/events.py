@@ -524,6 +524,21 @@ class EventStore:
         )
         return await self._rows_to_events(rows)
 
+    async def depth_from(self, room_id: str, depth: int, stream: int) -> int | None:
+        """The depth of the first timeline event at or after the position
+        (depth, stream), or None if the room has none there."""
+        return await self.db.fetchval(
+            "depth_from",
+            "SELECT depth FROM events WHERE room_id = $1"
+            " AND (depth > $2 OR (depth = $2 AND stream_ordering >= $3))"
+            " AND stream_ordering IS NOT NULL AND NOT outlier AND NOT soft_failed"
+            " AND rejected_reason IS NULL"
+            " ORDER BY depth ASC, stream_ordering ASC LIMIT 1",
+            room_id,
+            depth,
+            stream,
+        )
+
     async def paginate_room(
         self,
         room_id: str,

@@ -148,7 +148,12 @@ class RoomHistory:
             # the earliest event held, when it ran out): fetch it, then read again.
             floor = to[0] if to is not None else 0
             reached = floor if scan.exhausted else scan.position[0]
-            if await self.backfiller.backfill(room_id, reached, start[0]):
+            # A gap is recorded at the depth of the event that cites the missing one:
+            # the first event after the start may cite a gap the page runs into (a
+            # sync's prev_batch stands just before it, at an older depth).
+            following = await self._stores.events.depth_from(room_id, *start)
+            top = start[0] if following is None else max(start[0], following)
+            if await self.backfiller.backfill(room_id, reached, top):
                 scan = await self.scan(
                     user_id,
                     room_id,
