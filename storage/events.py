@@ -527,7 +527,7 @@ class EventStore:
     async def depth_from(self, room_id: str, depth: int, stream: int) -> int | None:
         """The depth of the first timeline event at or after the position
         (depth, stream), or None if the room has none there."""
-        return await self.db.fetchval(
+        value = await self.db.fetchval(
             "depth_from",
             "SELECT depth FROM events WHERE room_id = $1"
             " AND (depth > $2 OR (depth = $2 AND stream_ordering >= $3))"
@@ -538,6 +538,7 @@ class EventStore:
             depth,
             stream,
         )
+        return None if value is None else int(value)
 
     async def paginate_room(
         self,
