@@ -3,7 +3,6 @@ to-device; their /sync extensions and the background ticker of their timeouts.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -18,14 +17,13 @@ from homeserver.rooms.healing import DUMMY_EVENT
 from homeserver.rooms.persister import EventPersister
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncExtension
+from homeserver.ticker import Ticker
 from homeserver.to_device import ToDeviceService, ToDeviceSyncExtension
 from homeserver.typing import TypingService, TypingSyncExtension
 from storage.events import StoredEvent
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
-
-TICK_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -35,7 +33,10 @@ class EphemeralServices:
     typing: TypingService
     account_data: AccountDataService
     to_device: ToDeviceService
-    _ticker: asyncio.Task[None] | None = field(default=None, repr=False)
+    _ticker: Ticker = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ticker = Ticker(self.tick, "ephemeral tick")
 
     @classmethod
     async def build(
@@ -118,22 +119,9 @@ class EphemeralServices:
         await self.presence.tick()
 
     def start(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        await self._ticker.stop()
         with contextlib.suppress(Exception):
             await self.presence.flush()
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_INTERVAL_S)
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("ephemeral tick failed")

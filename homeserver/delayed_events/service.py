@@ -14,8 +14,6 @@ FakeClock), as their owner (and device), through the same path as a client's sen
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ from typing import Any, Protocol
 from homeserver.clock import Clock
 from homeserver.errors import Forbidden, LimitExceeded, MatrixError, NotFound
 from homeserver.rooms.persister import CurrentStateChange
+from homeserver.ticker import Ticker
 from storage.database import Transaction
 from storage.delayed_events import DelayedEvent
 from storage.stores import Stores
@@ -33,7 +32,6 @@ logger = logging.getLogger(__name__)
 DELAY_PARAM = "org.matrix.msc4140.delay"
 DEFAULT_MAX_PER_USER = 100
 DUE_BATCH = 100
-TICK_INTERVAL_S = 1.0
 
 
 class DelayedSend(Protocol):
@@ -82,7 +80,7 @@ class DelayedEventService:
         self._send = send
         self._max_delay_ms = max_delay_ms
         self._max_per_user = max_per_user
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker = Ticker(self.tick, "sending delayed events")
 
     @property
     def enabled(self) -> bool:
@@ -188,20 +186,7 @@ class DelayedEventService:
             )
 
     def start(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_INTERVAL_S)
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("sending delayed events failed")
+        await self._ticker.stop()

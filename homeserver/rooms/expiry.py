@@ -14,11 +14,10 @@ the database only when it has come.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from homeserver.clock import Clock
+from homeserver.ticker import Ticker
 from storage.database import Transaction
 from storage.events import StoredEvent
 from storage.stores import Stores
@@ -26,7 +25,6 @@ from storage.stores import Stores
 logger = logging.getLogger(__name__)
 
 SELF_DESTRUCT_AFTER = "org.matrix.self_destruct_after"
-TICK_INTERVAL_S = 1.0
 BATCH = 100
 
 
@@ -35,7 +33,7 @@ class MessageExpiry:
         self._stores = stores
         self._clock = clock
         self._next: int | None = None  # the soonest expiry known to be pending
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker = Ticker(self.tick, "expiring self-destructing messages")
 
     async def load(self) -> None:
         """At start-up: the soonest expiry stored."""
@@ -77,20 +75,7 @@ class MessageExpiry:
         logger.info("expired self-destructing message %s", event_id)
 
     def start(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
-
-    async def _tick_forever(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_INTERVAL_S)
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("expiring self-destructing messages failed")
+        await self._ticker.stop()
