@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
+from homeserver.admin.tasks import AdminTasks
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, NotFound
 from homeserver.rooms.lanes import RoomLanes
@@ -24,8 +25,6 @@ from storage.purge import HistoryPurgeResult, RoomPurgeResult
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
-
-STATUS_KEPT_MS = 24 * 60 * 60 * 1000  # how long a finished task's status stays readable
 
 
 class UnreadCounts(Protocol):
@@ -109,8 +108,7 @@ class HistoryPurges:
     def __init__(self, stores: Stores, purger: RoomPurger, clock: Clock) -> None:
         self._stores = stores
         self._purger = purger
-        self._clock = clock
-        self._tasks: dict[str, HistoryPurgeTask] = {}
+        self._tasks: AdminTasks[HistoryPurgeTask] = AdminTasks(clock, "purge")
 
     async def depth_of_event(self, room_id: str, event_id: str) -> int:
         """Purge before this event: 404 for an unknown event, 400 for one of another room."""
@@ -130,51 +128,24 @@ class HistoryPurges:
         return depth
 
     def start(self, room_id: str, depth: int, *, delete_local_events: bool) -> str:
-        self._forget_old()
-        if any(t.room_id == room_id and t.status == "active" for t in self._tasks.values()):
+        if any(t.room_id == room_id and t.status == "active" for t in self._tasks.records()):
             raise MatrixError(400, "M_UNKNOWN", f"History purge already in progress for {room_id}")
         purge_id = secrets.token_urlsafe(12)
-        record = HistoryPurgeTask(purge_id, room_id)
-        self._tasks[purge_id] = record
-        record.task = asyncio.get_running_loop().create_task(
-            self._run(record, depth, delete_local_events)
-        )
+
+        async def purge() -> None:
+            await self._purger.purge_history(
+                room_id, depth, delete_local_events=delete_local_events
+            )
+
+        self._tasks.launch(purge_id, HistoryPurgeTask(purge_id, room_id), purge)
         return purge_id
 
-    async def _run(self, record: HistoryPurgeTask, depth: int, delete_local_events: bool) -> None:
-        try:
-            await self._purger.purge_history(
-                record.room_id, depth, delete_local_events=delete_local_events
-            )
-            record.status = "complete"
-        except MatrixError as exc:
-            record.status, record.error = "failed", exc.message
-        except Exception as exc:
-            logger.exception("purge %s of %s failed", record.purge_id, record.room_id)
-            record.status, record.error = "failed", str(exc)
-        record.finished_ts = self._clock.time_ms()
-
-    def _forget_old(self) -> None:
-        horizon = self._clock.time_ms() - STATUS_KEPT_MS
-        for purge_id, record in list(self._tasks.items()):
-            if record.finished_ts is not None and record.finished_ts < horizon:
-                del self._tasks[purge_id]
-
     def status(self, purge_id: str) -> HistoryPurgeTask:
-        self._forget_old()
-        record = self._tasks.get(purge_id)
-        if record is None:
-            raise NotFound(f"purge id '{purge_id}' not found")
-        return record
+        return self._tasks.get(purge_id)
 
     async def wait(self, purge_id: str) -> HistoryPurgeTask:
         """The purge once it has finished (tests, and callers that must not race it)."""
-        record = self.status(purge_id)
-        if record.task is not None:
-            await asyncio.shield(record.task)
-        return record
+        return await self._tasks.wait(purge_id)
 
     async def stop(self) -> None:
-        for record in self._tasks.values():
-            if record.task is not None and not record.task.done():
-                record.task.cancel()
+        await self._tasks.stop()

@@ -18,7 +18,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.admin.purge import STATUS_KEPT_MS, RoomPurger
+from homeserver.admin.purge import RoomPurger
+from homeserver.admin.tasks import AdminTasks
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, NotFound
 from homeserver.rooms.creation import RoomCreationRequest, RoomCreationService
@@ -101,8 +102,7 @@ class RoomDeletion:
         self._membership = membership
         self._room_creation = room_creation
         self._purger = purger
-        self._clock = clock
-        self._tasks: dict[str, DeletionTask] = {}
+        self._tasks: AdminTasks[DeletionTask] = AdminTasks(clock, "delete")
 
     def _is_mine(self, user_id: str) -> bool:
         return user_id.endswith(":" + self._server_name)
@@ -134,63 +134,38 @@ class RoomDeletion:
 
     async def start(self, admin_id: str, room_id: str, request: DeletionRequest) -> str:
         self.check_request(request)
-        self._forget_old()
         if not await self._stores.rooms.room_exists(room_id):
             raise NotFound(f"Unknown room id {room_id}")
         if any(
             t.room_id == room_id and t.status in ("scheduled", "active")
-            for t in self._tasks.values()
+            for t in self._tasks.records()
         ):
             raise MatrixError(400, "M_UNKNOWN", f"Room deletion already in progress for {room_id}")
         record = DeletionTask(secrets.token_urlsafe(12), room_id)
-        self._tasks[record.delete_id] = record
-        record.task = asyncio.get_running_loop().create_task(self._run(admin_id, record, request))
+
+        async def delete() -> None:
+            record.status = "active"
+            await self._shutdown(admin_id, room_id, request, record.result)
+            if request.purge:
+                await self._purge(room_id, request)
+
+        self._tasks.launch(record.delete_id, record, delete)
         return record.delete_id
 
-    async def _run(self, admin_id: str, record: DeletionTask, request: DeletionRequest) -> None:
-        record.status = "active"
-        try:
-            await self._shutdown(admin_id, record.room_id, request, record.result)
-            if request.purge:
-                await self._purge(record.room_id, request)
-            record.status = "complete"
-        except MatrixError as exc:
-            record.status, record.error = "failed", exc.message
-        except Exception as exc:
-            logger.exception("deletion %s of %s failed", record.delete_id, record.room_id)
-            record.status, record.error = "failed", str(exc)
-        record.finished_ts = self._clock.time_ms()
-
-    def _forget_old(self) -> None:
-        horizon = self._clock.time_ms() - STATUS_KEPT_MS
-        for delete_id, record in list(self._tasks.items()):
-            if record.finished_ts is not None and record.finished_ts < horizon:
-                del self._tasks[delete_id]
-
     def status(self, delete_id: str) -> DeletionTask:
-        self._forget_old()
-        record = self._tasks.get(delete_id)
-        if record is None:
-            raise NotFound(f"delete id '{delete_id}' not found")
-        return record
+        return self._tasks.get(delete_id)
 
     def statuses_of_room(self, room_id: str) -> list[DeletionTask]:
-        self._forget_old()
-        found = [t for t in self._tasks.values() if t.room_id == room_id]
+        found = [t for t in self._tasks.records() if t.room_id == room_id]
         if not found:
             raise NotFound(f"No delete task for room_id '{room_id}' found")
         return found
 
     async def wait(self, delete_id: str) -> DeletionTask:
-        record = self.status(delete_id)
-        if record.task is not None:
-            await asyncio.shield(record.task)
-        return record
+        return await self._tasks.wait(delete_id)
 
     async def stop(self) -> None:
-        for record in self._tasks.values():
-            if record.task is not None and not record.task.done():
-                record.task.cancel()
+        await self._tasks.stop()
 
     # -- the steps ---------------------------------------------------------------------------
 
