@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from homeserver.push.rules import DefaultRuleOverride, UserPushRules, UserRule
 from storage.database import Database, Transaction
+from storage.push_rule_records import DefaultRuleOverride, UserPushRules, UserRule
 
 _KIND_ORDER = "CASE kind WHEN 'override' THEN 0 WHEN 'content' THEN 1 WHEN 'room' THEN 2 WHEN 'sender' THEN 3 ELSE 4 END"
 _CHUNK = 200

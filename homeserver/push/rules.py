@@ -13,7 +13,7 @@ never changed their rules share one ``CompiledRuleset`` and its condition object
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +37,7 @@ from homeserver.push.default_rules import (
     DefaultRules,
     rule_for_user,
 )
+from storage.push_rule_records import DefaultRuleOverride, UserPushRules, UserRule
 
 KINDS: tuple[str, ...] = ("override", "content", "room", "sender", "underride")
 LEGACY_ACTIONS = frozenset({"dont_notify", "coalesce"})
@@ -72,39 +73,7 @@ def is_notify(actions: Iterable[Any]) -> bool:
     return "notify" in actions
 
 
-# -- the stored form -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UserRule:
-    """A user-defined rule as stored; ``rules`` of a user are kept in priority order."""
-
-    kind: str
-    rule_id: str
-    actions: list[Any]
-    conditions: list[Any] | None = None
-    pattern: str | None = None
-    enabled: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DefaultRuleOverride:
-    """A user's change to a server-default rule (its enabled flag and/or actions)."""
-
-    enabled: bool | None = None
-    actions: list[Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UserPushRules:
-    """Everything a user changed: their own rules, and changes to default rules."""
-
-    rules: tuple[UserRule, ...] = ()
-    default_overrides: Mapping[str, DefaultRuleOverride] = field(default_factory=dict)
-
-    @property
-    def is_default(self) -> bool:
-        return not self.rules and not self.default_overrides
+# -- the stored form: storage.push_rule_records (UserRule, DefaultRuleOverride, UserPushRules)
 
 
 def user_rule_json(rule: UserRule) -> dict[str, Any]:
