@@ -230,7 +230,13 @@ class Homeserver:
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
-        membership = MembershipService(config.server_name, stores, creator, appservices)
+        membership = MembershipService(
+            config.server_name,
+            stores,
+            creator,
+            appservices,
+            forget_rooms_on_leave=config.forget_rooms_on_leave,
+        )
         persister.persisted_hooks.append(membership.on_event_persisted)
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:

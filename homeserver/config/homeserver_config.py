@@ -169,6 +169,7 @@ class HomeserverConfig:
     allow_public_rooms_without_auth: bool = False
     allow_public_rooms_over_federation: bool = False
     require_membership_for_aliases: bool = True
+    forget_rooms_on_leave: bool = False
     enable_ephemeral_messages: bool = False  # MSC2228 self-destructing messages
     alias_creation_rules: tuple[DirectoryRule, ...] = DEFAULT_ALIAS_CREATION_RULES
     room_list_publication_rules: tuple[DirectoryRule, ...] = DEFAULT_ROOM_LIST_PUBLICATION_RULES
@@ -341,6 +342,7 @@ class HomeserverConfig:
             require_membership_for_aliases=reader.get(
                 "require_membership_for_aliases", to_bool, True
             ),
+            forget_rooms_on_leave=reader.get("forget_rooms_on_leave", to_bool, False),
             enable_ephemeral_messages=reader.get("enable_ephemeral_messages", to_bool, False),
             alias_creation_rules=parse_directory_rules(
                 reader, "alias_creation_rules", DEFAULT_ALIAS_CREATION_RULES

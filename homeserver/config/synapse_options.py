@@ -44,7 +44,7 @@ _TOP_LEVEL: Final = frozenset(
     federation_rc_sleep_delay federation_rc_sleep_limit federation_rc_window_size
     federation_rr_transactions_per_room_per_second federation_sender_instances
     federation_verify_certificates federation_whitelist_endpoint_enabled
-    filter_timeline_limit forget_rooms_on_leave forgotten_room_retention_period form_secret
+    filter_timeline_limit forgotten_room_retention_period form_secret
     form_secret_path gc_min_interval gc_thresholds hs_disabled hs_disabled_message
     http_proxy https_proxy include_profile_data_on_invite inhibit_user_in_use_error
     instance_map ip_range_blacklist ip_range_whitelist jwt_config key_refresh_interval

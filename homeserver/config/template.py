@@ -331,6 +331,10 @@ allow_public_rooms_over_federation: false
 # (default true).
 require_membership_for_aliases: true
 
+# Forget a room for a local user as soon as they leave it, are kicked or banned, as
+# POST /rooms/{roomId}/forget would (default false).
+forget_rooms_on_leave: false
+
 # Self-destructing messages (MSC2228, experimental): a message whose content has an
 # integer org.matrix.self_destruct_after (a timestamp in milliseconds) is pruned
 # for good at that time, as a redaction leaves it (default false).

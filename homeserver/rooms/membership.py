@@ -66,8 +66,11 @@ class MembershipService:
         stores: Stores,
         creator: EventCreator,
         appservices: AppServices | None = None,
+        *,
+        forget_rooms_on_leave: bool = False,
     ) -> None:
         self._server_name = server_name
+        self._forget_on_leave = forget_rooms_on_leave
         self._stores = stores
         self._creator = creator
         self._appservices = appservices
@@ -521,15 +524,19 @@ class MembershipService:
         await self._stores.rooms.forget_room(user_id, room_id)
 
     async def on_event_persisted(self, stored: StoredEvent) -> None:
-        """After-persist hook: joining, being invited or knocking un-forgets a room."""
+        """After-persist hook: joining, being invited or knocking un-forgets a room;
+        with ``forget_rooms_on_leave``, leaving it (or a kick or ban) forgets it."""
         event = stored.event
         if (
-            event.type == "m.room.member"
-            and event.state_key is not None
-            and event.membership in ("join", "invite", "knock")
-            and stored.rejected_reason is None
-            and not stored.outlier
-            and self.is_mine(event.state_key)
+            event.type != "m.room.member"
+            or event.state_key is None
+            or stored.rejected_reason is not None
+            or stored.outlier
+            or not self.is_mine(event.state_key)
         ):
+            return
+        if event.membership in ("join", "invite", "knock"):
             async with self._stores.db.transaction("unforget_room") as t:
                 await self._stores.rooms.unforget_room_txn(t, event.state_key, event.room_id)
+        elif event.membership in ("leave", "ban") and self._forget_on_leave:
+            await self._stores.rooms.forget_room(event.state_key, event.room_id)

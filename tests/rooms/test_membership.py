@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tests.conftest import HomeserverHarness
+from tests.conftest import HarnessFactory, HomeserverHarness
 from tests.rooms.helpers import User, make_user
 
 
@@ -398,3 +398,39 @@ async def test_joined_members(hs: HomeserverHarness) -> None:
     await bob.leave(room)
     err = await bob.request("GET", f"/rooms/{room}/joined_members", expect=403)
     assert err["errcode"] == "M_FORBIDDEN"
+
+
+async def test_forget_rooms_on_leave(make_homeserver: HarnessFactory) -> None:
+    """``forget_rooms_on_leave``: leaving, a kick and a ban forget the room for a local
+    user at once; joining again brings it back."""
+    hs = await make_homeserver(forget_rooms_on_leave=True)
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    assert not await hs.server.stores.rooms.is_forgotten(bob.user_id, room)
+    await bob.leave(room)
+    assert await hs.server.stores.rooms.is_forgotten(bob.user_id, room)
+    # a forgotten room is left out of the leave section of an initial sync
+    sync = await bob.request("GET", '/sync?filter={"room":{"include_leave":true}}')
+    assert room not in sync.get("rooms", {}).get("leave", {})
+    await bob.join(room)
+    assert not await hs.server.stores.rooms.is_forgotten(bob.user_id, room)
+    await alice.request("POST", f"/rooms/{room}/kick", {"user_id": bob.user_id})
+    assert await hs.server.stores.rooms.is_forgotten(bob.user_id, room)
+    await bob.join(room)
+    await alice.request("POST", f"/rooms/{room}/ban", {"user_id": bob.user_id})
+    assert await hs.server.stores.rooms.is_forgotten(bob.user_id, room)
+    # the room stays remembered by those still in it
+    assert not await hs.server.stores.rooms.is_forgotten(alice.user_id, room)
+
+
+async def test_leaving_keeps_the_room_by_default(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    room = await alice.create_room(preset="public_chat")
+    await bob.join(room)
+    await bob.leave(room)
+    assert not await hs.server.stores.rooms.is_forgotten(bob.user_id, room)
+    sync = await bob.request("GET", '/sync?filter={"room":{"include_leave":true}}')
+    assert room in sync["rooms"]["leave"]
