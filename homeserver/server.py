@@ -79,6 +79,7 @@ from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
+from homeserver.rooms.censorship import RedactionCensor
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules, DirectoryService
@@ -159,6 +160,7 @@ class Homeserver:
     federation_hierarchy: FederationHierarchy | None = None
     identity: IdentityServerClient | None = None
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
+    redaction_censor: RedactionCensor | None = None  # redaction_retention_period
     guest_evictor: GuestEvictor | None = None
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
@@ -238,6 +240,9 @@ class Homeserver:
             forget_rooms_on_leave=config.forget_rooms_on_leave,
         )
         persister.persisted_hooks.append(membership.on_event_persisted)
+        redaction_censor: RedactionCensor | None = None
+        if config.redaction_retention_period is not None:
+            redaction_censor = RedactionCensor(stores, clock, config.redaction_retention_period)
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
             message_expiry = MessageExpiry(stores, clock)
@@ -543,6 +548,7 @@ class Homeserver:
             federation_hierarchy=federation_hierarchy,
             identity=identity,
             message_expiry=message_expiry,
+            redaction_censor=redaction_censor,
             guest_evictor=guest_evictor,
             appservice_delivery=appservice_delivery,
             room_summaries=room_summaries,
@@ -624,6 +630,8 @@ class Homeserver:
             self.ephemeral.start()
         if self.message_expiry is not None:
             self.message_expiry.start()
+        if self.redaction_censor is not None:
+            self.redaction_censor.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
         if self.fork_healer is not None:
@@ -643,6 +651,8 @@ class Homeserver:
             await self.ephemeral.stop()
         if self.message_expiry is not None:
             await self.message_expiry.stop()
+        if self.redaction_censor is not None:
+            await self.redaction_censor.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
         if self.fork_healer is not None:

@@ -217,13 +217,39 @@ class EventStore:
         )
         txn.call_after_commit(lambda: self._forget(event_id))
 
-    async def set_redacted_by_txn(self, txn: Transaction, event_id: str, redaction_id: str) -> None:
+    async def set_redacted_by_txn(
+        self, txn: Transaction, event_id: str, redaction_id: str, redacted_ts: int
+    ) -> None:
+        """Mark ``event_id`` redacted by ``redaction_id`` (the first redaction counts),
+        and queue its original JSON for censoring (``redaction_retention_period``)."""
         await txn.queue(
             "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",
             event_id,
             redaction_id,
         )
+        await txn.queue(
+            "INSERT INTO redactions_to_censor (event_id, redacted_ts) VALUES ($1, $2)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            event_id,
+            redacted_ts,
+        )
         txn.call_after_commit(lambda: self._forget(event_id))
+
+    async def redactions_due_for_censoring(self, before_ts: int, limit: int) -> list[str]:
+        """Redacted events whose redaction took effect before ``before_ts`` and whose
+        original JSON is still stored, oldest first."""
+        rows = await self.db.fetchall(
+            "redactions_due_for_censoring",
+            "SELECT event_id FROM redactions_to_censor WHERE redacted_ts < $1"
+            " ORDER BY redacted_ts LIMIT $2",
+            before_ts,
+            limit,
+        )
+        return [row[0] for row in rows]
+
+    async def censored_txn(self, txn: Transaction, event_id: str) -> None:
+        """``event_id``'s original JSON is gone: nothing left to censor."""
+        await txn.queue("DELETE FROM redactions_to_censor WHERE event_id = $1", event_id)
 
     async def redactions_of_txn(self, txn: Transaction, event_id: str) -> list[str]:
         """Accepted redactions already stored that target ``event_id``."""

@@ -51,6 +51,7 @@ EVENT_TABLES = (
     ("event_auth", "event_id"),
     ("invite_state", "event_id"),
     ("event_expiry", "event_id"),
+    ("redactions_to_censor", "event_id"),
 )
 # Tables with a room_id column that a purge leaves alone, and why.
 KEPT_ROOM_TABLES = {

@@ -170,6 +170,8 @@ class HomeserverConfig:
     allow_public_rooms_over_federation: bool = False
     require_membership_for_aliases: bool = True
     forget_rooms_on_leave: bool = False
+    # how long a redacted event's original JSON is kept (None: forever)
+    redaction_retention_period: int | None = 7 * 86_400_000
     enable_ephemeral_messages: bool = False  # MSC2228 self-destructing messages
     alias_creation_rules: tuple[DirectoryRule, ...] = DEFAULT_ALIAS_CREATION_RULES
     room_list_publication_rules: tuple[DirectoryRule, ...] = DEFAULT_ROOM_LIST_PUBLICATION_RULES
@@ -343,6 +345,12 @@ class HomeserverConfig:
                 "require_membership_for_aliases", to_bool, True
             ),
             forget_rooms_on_leave=reader.get("forget_rooms_on_leave", to_bool, False),
+            redaction_retention_period=(
+                None  # written as null: keep the originals forever, as Synapse
+                if "redaction_retention_period" in reader.keys()
+                and reader.raw("redaction_retention_period") is None
+                else reader.get("redaction_retention_period", to_duration_ms, 7 * 86_400_000)
+            ),
             enable_ephemeral_messages=reader.get("enable_ephemeral_messages", to_bool, False),
             alias_creation_rules=parse_directory_rules(
                 reader, "alias_creation_rules", DEFAULT_ALIAS_CREATION_RULES

@@ -65,7 +65,7 @@ _TOP_LEVEL: Final = frozenset(
     rc_registration rc_registration_token_validity rc_reports rc_room_creation
     rc_third_party_invite rc_user_directory recaptcha_private_key
     recaptcha_private_key_path recaptcha_public_key recaptcha_public_key_path
-    recaptcha_siteverify_api redaction_retention_period redis refresh_token_lifetime
+    recaptcha_siteverify_api redis refresh_token_lifetime
     refreshable_access_token_lifetime registration_requires_token
     registration_shared_secret registration_shared_secret_path registrations_require_3pid
     remote_media_download_burst_count remote_media_download_per_second

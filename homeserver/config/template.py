@@ -335,6 +335,11 @@ require_membership_for_aliases: true
 # POST /rooms/{roomId}/forget would (default false).
 forget_rooms_on_leave: false
 
+# How long the original content of a redacted event stays in the database (for
+# admins looking into abuse) before it is erased for good; null keeps it forever
+# (default 7d).
+redaction_retention_period: 7d
+
 # Self-destructing messages (MSC2228, experimental): a message whose content has an
 # integer org.matrix.self_destruct_after (a timestamp in milliseconds) is pruned
 # for good at that time, as a redaction leaves it (default false).

@@ -355,7 +355,9 @@ class EventPersister:
         return stored
 
     async def _set_redacted_txn(self, txn: Transaction, event_id: str, redaction_id: str) -> None:
-        await self._stores.events.set_redacted_by_txn(txn, event_id, redaction_id)
+        await self._stores.events.set_redacted_by_txn(
+            txn, event_id, redaction_id, self._clock.time_ms()
+        )
         for hook in self.redaction_hooks:
             await hook(txn, event_id)
 

@@ -34,7 +34,11 @@ async def busy_room(hs: HomeserverHarness, alice: str, bob: str, alias: str) -> 
     room = await create_room(hs, alice, name="Busy", room_alias_name=alias, visibility="public")
     await join(hs, bob, room)
     first = await send_text(hs, alice, room, "hello @bob")
-    await send_text(hs, bob, room, "hi")
+    hi = await send_text(hs, bob, room, "hi")
+    response = await hs.client.put(
+        f"{CLIENT}/rooms/{q(room)}/redact/{q(hi)}/r1", json={}, headers=auth(bob)
+    )
+    assert response.status == 200
     response = await hs.client.put(
         f"{CLIENT}/rooms/{q(room)}/send/m.reaction/t1",
         json={"m.relates_to": {"rel_type": "m.annotation", "event_id": first, "key": "+"}},
