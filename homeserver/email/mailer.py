@@ -84,7 +84,11 @@ class SmtpMailer:
         settings = self._config
         if settings.force_tls or not settings.enable_tls:
             return
-        await client.ehlo()
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            # an old server that only knows HELO: no extensions, so no STARTTLS
+            await client.helo()
         if client.supports_extension("starttls"):
             await client.starttls(server_hostname=tls_name, tls_context=self._tls)
         elif settings.require_transport_security:
