@@ -50,6 +50,7 @@ from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.spaces.service import SpaceService
 from homeserver.sso import SsoService
 from homeserver.sync.service import SyncService
+from homeserver.threepids import ThreepidService
 from homeserver.to_device import ToDeviceService
 from homeserver.typing import TypingService
 from homeserver.uia import UserInteractiveAuth
@@ -103,6 +104,7 @@ class ClientContext:
     spaces: SpaceService
     delayed_events: DelayedEventService
     reports: ReportService
+    threepids: ThreepidService
 
     @property
     def server_name(self) -> str:

@@ -14,6 +14,7 @@ from homeserver.appservice.users import LOGIN_TYPE as APPSERVICE_TYPE
 from homeserver.errors import Forbidden, MatrixError, UnknownToken, Unrecognized
 from homeserver.http.body import get_bool, get_dict, get_str, json_object
 from homeserver.ratelimit import RateLimit
+from homeserver.threepids.validation import phone_number_to_msisdn
 
 # POST /login/get_token: one a minute, five at once (Synapse's)
 GET_LOGIN_TOKEN_LIMIT = RateLimit(per_second=1 / 60, burst_count=5)
@@ -33,12 +34,33 @@ def login_identifier(body: dict[str, Any]) -> str:
     return str(user)
 
 
+def third_party_identifier(body: dict[str, Any]) -> tuple[str, str] | None:
+    """``(medium, address)`` of an ``m.id.thirdparty`` or ``m.id.phone`` identifier,
+    or of the deprecated top-level ``medium``/``address``; None for a user name."""
+    identifier = get_dict(body, "identifier", None)
+    if identifier is None:
+        if "medium" not in body and "address" not in body:
+            return None
+        return str(get_str(body, "medium")), str(get_str(body, "address"))
+    id_type = identifier.get("type")
+    if id_type == "m.id.thirdparty":
+        return str(get_str(identifier, "medium")), str(get_str(identifier, "address"))
+    if id_type == "m.id.phone":
+        country = str(get_str(identifier, "country"))
+        phone = str(get_str(identifier, "phone"))
+        return "msisdn", phone_number_to_msisdn(country, phone)
+    return None
+
+
 class LoginHandlers:
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
         rc = ctx.config.rc_login
         self._address_limit = RateLimit(rc.address.per_second, rc.address.burst_count)
         self._account_limit = RateLimit(rc.account.per_second, rc.account.burst_count)
+        self._failed_limit = RateLimit(
+            rc.failed_attempts.per_second, rc.failed_attempts.burst_count
+        )
         ctx.uia.register_stage("m.login.password", self._password_stage)
 
     async def _password_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
@@ -101,7 +123,7 @@ class LoginHandlers:
             user_id = record.user_id
             self._ctx.limiter.check("login_account", user_id, self._account_limit)
         elif login_type == "m.login.password":
-            identifier = login_identifier(body)
+            identifier = await self._password_login_name(body)
             password = get_str(body, "password")
             user_id = await self._ctx.accounts.login_with_password(identifier, password)
         else:
@@ -112,6 +134,21 @@ class LoginHandlers:
         response = session_body(user_id, session)
         response["home_server"] = self._ctx.server_name
         return json_response(response)
+
+    async def _password_login_name(self, body: dict[str, Any]) -> str:
+        """Who a password login names: a user (m.id.user, ``user``), or the holder of a
+        third-party ID (m.id.thirdparty, m.id.phone, legacy ``medium``/``address``);
+        an ID nobody holds is a failed login (403) like a wrong password."""
+        threepid = third_party_identifier(body)
+        if threepid is None:
+            return login_identifier(body)
+        user_id = await self._ctx.threepids.user_for_login(*threepid)
+        if user_id is None:
+            self._ctx.limiter.check(
+                "login_failed", f"{threepid[0]} {threepid[1]}", self._failed_limit
+            )
+            raise Forbidden("Invalid username or password")
+        return user_id
 
     async def _login_appservice_user(
         self,

@@ -41,6 +41,7 @@ from client_api.sliding_sync import SlidingSyncHandlers
 from client_api.spaces import SpaceHandlers
 from client_api.sso import sso_routes
 from client_api.sync import SyncHandlers
+from client_api.threepids import threepid_routes
 from client_api.to_device import ToDeviceHandlers
 from client_api.typing import TypingHandlers
 from client_api.user_directory import UserDirectoryHandlers
@@ -226,6 +227,7 @@ def client_routes(
     # Simplified sliding sync (MSC4186) where Synapse serves it.
     routes.append(("POST", SLIDING_SYNC_PATH, SlidingSyncHandlers(ctx).sync))
     routes += sso_routes(ctx, CLIENT_PREFIXES, LEGACY_PREFIX)
+    routes += threepid_routes(ctx, CLIENT_PREFIXES)
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
         ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),

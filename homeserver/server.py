@@ -36,6 +36,7 @@ from federation.openid import OpenIdUserInfo
 from federation.remote_media import FederationMediaFetcher
 from federation.routes import federation_routes, key_routes
 from federation.third_party_invites import FederationThirdPartyInvites
+from federation.xmatrix import sign_request
 from homeserver.accounts import AccountService, LoginLimits
 from homeserver.admin import AdminServices
 from homeserver.admin.background_updates import BackgroundUpdates
@@ -109,6 +110,7 @@ from homeserver.spaces.service import SpaceService
 from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
+from homeserver.threepids import ThreepidService
 from homeserver.uia import UserInteractiveAuth
 from homeserver.user_directory import UserDirectory
 from storage.connect import open_postgres, open_sqlite
@@ -388,6 +390,16 @@ class Homeserver:
             ),
             reports=ReportService(
                 config.server_name, stores.reports, stores.rooms, stores.accounts, history, clock
+            ),
+            threepids=ThreepidService(
+                config,
+                stores,
+                clock,
+                limiter,
+                identity,
+                lambda destination, method, uri, content: sign_request(
+                    config.server_name, signing_key, destination, method, uri, content
+                ),
             ),
         )
         client.profiles.change_hooks.append(membership.refresh_profile)

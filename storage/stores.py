@@ -37,6 +37,8 @@ from storage.server_keys import ServerKeyStore
 from storage.server_notices import ServerNoticeStore
 from storage.state import StateStore
 from storage.sync import SyncStore
+from storage.threepid_validation import ThreepidValidationStore
+from storage.threepids import ThreepidStore
 from storage.to_device import ToDeviceStore
 from storage.tokens import TokenStore
 from storage.uia import UiaStore
@@ -84,6 +86,8 @@ class Stores:
     room_admin: RoomAdminStore
     purge: PurgeStore
     user_admin: UserAdminStore
+    threepids: ThreepidStore
+    threepid_validation: ThreepidValidationStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -126,4 +130,6 @@ class Stores:
             room_admin=RoomAdminStore(db),
             purge=PurgeStore(db),
             user_admin=UserAdminStore(db),
+            threepids=ThreepidStore(db),
+            threepid_validation=ThreepidValidationStore(db),
         )

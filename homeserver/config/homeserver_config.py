@@ -34,6 +34,12 @@ from homeserver.config._reader import (
     to_size,
 )
 from homeserver.config.database import DatabaseConfig, database_override
+from homeserver.config.email import (
+    EmailConfig,
+    ThreepidDelegates,
+    ThreepidPattern,
+    parse_allowed_local_3pids,
+)
 from homeserver.config.sections import (
     DEFAULT_LISTENERS,
     DEFAULT_THUMBNAIL_SIZES,
@@ -98,6 +104,7 @@ DEFAULT_RC_ROOM_CREATION: Final = RateLimitConfig(per_second=0.016, burst_count=
 DEFAULT_RC_DELAYED_EVENT_MGMT: Final = RateLimitConfig(per_second=1, burst_count=5)
 DEFAULT_RC_REPORTS: Final = RateLimitConfig(per_second=1.0, burst_count=5)
 DEFAULT_RC_PRESENCE: Final = RateLimitConfig(per_second=0.1, burst_count=1)
+DEFAULT_RC_3PID_VALIDATION: Final = RateLimitConfig(per_second=0.003, burst_count=5)
 # Synapse's defaults: anyone may create an alias; nobody may publish a room to the
 # directory unless a rule allows it.
 DEFAULT_ALIAS_CREATION_RULES: Final = (DirectoryRule(action="allow"),)
@@ -146,6 +153,13 @@ class HomeserverConfig:
     registration_shared_secret: str | None = field(default=None, repr=False)
     allow_guest_access: bool = False
     bcrypt_rounds: int = 12
+    # third-party IDs: mail settings, who validates phone numbers, which addresses
+    # may be used, whether users may change theirs
+    email: EmailConfig = field(default_factory=EmailConfig)
+    account_threepid_delegates: ThreepidDelegates = field(default_factory=ThreepidDelegates)
+    # None: any address
+    allowed_local_3pids: tuple[ThreepidPattern, ...] | None = None
+    enable_3pid_changes: bool = True
     # application services: registration files; whether their users' IPs are recorded;
     # which worker pushes to them (accepted; one process does everything)
     app_service_config_files: tuple[Path, ...] = ()
@@ -164,6 +178,7 @@ class HomeserverConfig:
     rc_delayed_event_mgmt: RateLimitConfig = DEFAULT_RC_DELAYED_EVENT_MGMT
     rc_reports: RateLimitConfig = DEFAULT_RC_REPORTS
     rc_presence: RateLimitConfig = DEFAULT_RC_PRESENCE
+    rc_3pid_validation: RateLimitConfig = DEFAULT_RC_3PID_VALIDATION
     # rooms
     default_room_version: str = DEFAULT_ROOM_VERSION
     allow_public_rooms_without_auth: bool = False
@@ -308,6 +323,12 @@ class HomeserverConfig:
             ),
             allow_guest_access=reader.get("allow_guest_access", to_bool, False),
             bcrypt_rounds=reader.get("bcrypt_rounds", int_between(4, 31), 12),
+            email=EmailConfig.parse(reader.child("email")),
+            account_threepid_delegates=ThreepidDelegates.parse(
+                reader.child("account_threepid_delegates")
+            ),
+            allowed_local_3pids=parse_allowed_local_3pids(reader),
+            enable_3pid_changes=reader.get("enable_3pid_changes", to_bool, True),
             app_service_config_files=reader.get("app_service_config_files", list_of(to_path), ()),
             track_appservice_user_ips=reader.get("track_appservice_user_ips", to_bool, False),
             notify_appservices_from_worker=reader.optional(
@@ -332,6 +353,9 @@ class HomeserverConfig:
             ),
             rc_reports=RateLimitConfig.parse(reader.child("rc_reports"), DEFAULT_RC_REPORTS),
             rc_presence=_rc_presence(reader.child("rc_presence")),
+            rc_3pid_validation=RateLimitConfig.parse(
+                reader.child("rc_3pid_validation"), DEFAULT_RC_3PID_VALIDATION
+            ),
             default_room_version=reader.get(
                 "default_room_version", _to_room_version, DEFAULT_ROOM_VERSION
             ),

@@ -20,18 +20,18 @@ from typing import Final
 
 _TOP_LEVEL: Final = frozenset(
     """
-    account_threepid_delegates account_validity admin_contact alias_creation_rules
+    account_validity admin_contact alias_creation_rules
     allow_device_name_lookup_over_federation allow_guest_access allow_per_room_profiles
     allow_profile_lookup_over_federation allow_public_rooms_over_federation
     allow_public_rooms_without_auth allow_underscore_prefixed_registration
-    allowed_avatar_mimetypes allowed_local_3pids app_service_config_files
+    allowed_avatar_mimetypes app_service_config_files
     auto_accept_invites auto_join_mxid_localpart auto_join_rooms auto_join_rooms_for_guests
     autocreate_auto_join_room_preset autocreate_auto_join_rooms
     autocreate_auto_join_rooms_federated background_updates bcrypt_rounds
     block_non_admin_invites caches cas_config daemonize database databases
     default_identity_server default_power_level_content_override default_room_version
     delete_stale_devices_after disable_msisdn_registration dummy_events_threshold
-    dynamic_thumbnails email enable_3pid_changes enable_3pid_lookup
+    dynamic_thumbnails email enable_3pid_lookup
     enable_authenticated_media enable_ephemeral_messages enable_local_media_storage
     enable_media_repo enable_metrics enable_registration enable_registration_captcha
     enable_registration_without_verification enable_room_list_search enable_search
@@ -60,7 +60,7 @@ _TOP_LEVEL: Final = frozenset(
     notify_appservices_from_worker oembed oidc_providers old_signing_keys opentracing
     outbound_federation_restricted_to password_config password_providers pid_file presence
     prevent_media_downloads_from print_pidfile public_baseurl push pusher_instances
-    rc_3pid_validation rc_admin_redaction rc_delayed_event_mgmt rc_federation rc_invites
+    rc_admin_redaction rc_delayed_event_mgmt rc_federation rc_invites
     rc_joins rc_joins_per_room rc_login rc_media_create rc_message rc_presence
     rc_registration rc_registration_token_validity rc_reports rc_room_creation
     rc_third_party_invite rc_user_directory recaptcha_private_key
@@ -154,27 +154,15 @@ SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     # Synapse's legacy cas_config.service_url (it builds the service URL itself now)
     "cas_config": frozenset({"service_url"}),
     "sso": frozenset({"update_profile_information", "template_dir"}),
+    # notification mails and links are not sent yet
     "email": frozenset(
         {
-            "smtp_host",
-            "smtp_port",
-            "smtp_user",
-            "smtp_pass",
-            "force_tls",
-            "require_transport_security",
-            "enable_tls",
-            "tlsname",
-            "notif_from",
-            "app_name",
             "enable_notifs",
             "notif_for_new_users",
             "notif_delay_before_mail",
             "client_base_url",
             "riot_base_url",
-            "validation_token_lifetime",
             "invite_client_location",
-            "subjects",
-            "template_dir",
         }
     ),
 }

@@ -205,6 +205,57 @@ login_via_existing_session:
   require_ui_auth: true
   token_timeout: 5m
 
+## Email and third-party IDs ##
+
+# Sending mail. With this section set (and not empty) the server validates email
+# addresses itself: it mails a link to confirm an address for registration
+# (m.login.email.identity), password reset and adding an address to an account.
+# Without it those endpoints answer that email is not supported. notif_from is
+# then required. force_tls: TLS from the first byte (SMTPS, default port 465);
+# otherwise, with enable_tls (default true), STARTTLS when the SMTP server offers
+# it, and require_transport_security refuses to send without it. tlsname: the name
+# the SMTP server's certificate must carry (default: smtp_host). Links and
+# tokens last validation_token_lifetime (default 1h). subjects override the
+# mail subjects (password_reset, email_validation ...). Templates in
+# template_dir (Synapse's names: registration.html/.txt, password_reset.html/.txt,
+# add_threepid.html/.txt, *_success.html, *_failure.html) replace the built-in
+# ones. enable_notifs, notif_for_new_users, client_base_url and
+# invite_client_location are accepted; notification mails are not sent yet.
+#email:
+#  smtp_host: mail.example.com
+#  smtp_port: 587
+#  smtp_user: matrix
+#  smtp_pass: "secret"
+#  force_tls: false
+#  require_transport_security: true
+#  enable_tls: true
+#  tlsname: mail.example.com
+#  notif_from: "Your Matrix server <noreply@example.com>"
+#  app_name: Matrix
+#  validation_token_lifetime: 1h
+#  template_dir: /etc/matrix/templates
+#  subjects:
+#    password_reset: "[%(server_name)s] Password reset"
+#    email_validation: "[%(server_name)s] Validate your email"
+
+# The identity server that validates phone numbers for this server (texting the
+# code): m.login.msisdn and the msisdn requestToken endpoints. Without it phone
+# numbers are not supported. Default: unset.
+#account_threepid_delegates:
+#  msisdn: https://id.example.com
+
+# Which third-party IDs may be registered or added to accounts: each entry a medium
+# and a regular expression the address must match from its start. Default: unset
+# (any address).
+#allowed_local_3pids:
+#  - medium: email
+#    pattern: '^[^@]+@example\\.com$$'
+#  - medium: msisdn
+#    pattern: '^44'
+
+# Let users add and remove their email addresses and phone numbers (default true).
+enable_3pid_changes: true
+
 ## Application services ##
 
 # Registration files of application services (bridges, bots), each a YAML file
@@ -314,6 +365,12 @@ rc_presence:
   per_user:
     per_second: 0.1
     burst_count: 1
+
+# Requests for validation mails and texts (the requestToken endpoints), per client
+# address and per address validated (default 0.003 per second, burst 5).
+rc_3pid_validation:
+  per_second: 0.003
+  burst_count: 5
 
 ## Rooms ##
 

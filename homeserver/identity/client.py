@@ -26,14 +26,20 @@ from homeserver.media.preview import AddressFilter, FilteringResolver
 logger = logging.getLogger(__name__)
 
 TIMEOUT_S = 10.0
+UNBIND_PATH = "/_matrix/identity/v2/3pid/unbind"
 MAX_ANSWER_BYTES = 64 * 1024
 
 
 class IdentityServerError(MatrixError):
     """502: the identity server could not be reached or gave no usable answer."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self, message: str, *, remote_status: int | None = None, remote_errcode: str | None = None
+    ) -> None:
         super().__init__(502, "M_UNKNOWN", message)
+        # what the identity server answered, when it answered with an error
+        self.remote_status = remote_status
+        self.remote_errcode = remote_errcode
 
 
 def lookup_hash(address: str, medium: str, pepper: str) -> str:
@@ -79,6 +85,7 @@ class IdentityServerClient:
         token: str | None = None,
         body: Mapping[str, Any] | None = None,
         query: Mapping[str, str] | None = None,
+        authorization: str | None = None,
     ) -> Any:
         target = URL(url)
         if target.host is None or target.scheme not in ("https", "http"):
@@ -86,6 +93,8 @@ class IdentityServerClient:
         if not self._addresses.allows(target.host) and _is_ip_literal(target.host):
             raise IdentityServerError(f"{target.host} is not an address this server reaches")
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if authorization is not None:
+            headers["Authorization"] = authorization
         try:
             async with self._http().request(
                 method,
@@ -114,7 +123,11 @@ class IdentityServerClient:
                 status,
                 errcode,
             )
-            raise IdentityServerError(f"Identity server {target.host} answered {status}")
+            raise IdentityServerError(
+                f"Identity server {target.host} answered {status}",
+                remote_status=status,
+                remote_errcode=errcode if isinstance(errcode, str) else None,
+            )
         if not isinstance(answer, dict):
             raise IdentityServerError(f"{target.host} answered no JSON object")
         return answer
@@ -156,6 +169,51 @@ class IdentityServerClient:
             "POST", f"{base}/_matrix/identity/v2/store-invite", token=token, body=invite
         )
         return answer
+
+    async def bind(
+        self, id_server: str, token: str, sid: str, client_secret: str, mxid: str
+    ) -> dict[str, Any]:
+        """POST /3pid/bind: publish the binding of the third-party ID the identity
+        server validated in session ``sid`` to ``mxid``; its signed answer."""
+        base = identity_server_base(id_server)
+        answer: dict[str, Any] = await self._request(
+            "POST",
+            f"{base}/_matrix/identity/v2/3pid/bind",
+            token=token,
+            body={"sid": sid, "client_secret": client_secret, "mxid": mxid},
+        )
+        return answer
+
+    async def unbind(self, id_server: str, body: Mapping[str, Any], authorization: str) -> None:
+        """POST /3pid/unbind, signed by this server (``authorization`` is the
+        X-Matrix header over ``body``)."""
+        base = identity_server_base(id_server)
+        await self._request("POST", f"{base}{UNBIND_PATH}", body=body, authorization=authorization)
+
+    async def request_msisdn_token(self, base_url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask the msisdn delegate (``account_threepid_delegates.msisdn``) to text a
+        validation code; its answer (``sid``, ``msisdn``, ``submit_url`` ...)."""
+        answer: dict[str, Any] = await self._request(
+            "POST", f"{base_url}/_matrix/identity/api/v1/validate/msisdn/requestToken", body=body
+        )
+        return answer
+
+    async def validated_threepid(
+        self, base_url: str, sid: str, client_secret: str
+    ) -> dict[str, Any] | None:
+        """The third-party ID the delegate validated in session ``sid`` (``medium``,
+        ``address``, ``validated_at``), or None if it did not."""
+        try:
+            answer: dict[str, Any] = await self._request(
+                "GET",
+                f"{base_url}/_matrix/identity/api/v1/3pid/getValidated3pid",
+                query={"sid": sid, "client_secret": client_secret},
+            )
+        except IdentityServerError as exc:
+            if exc.remote_status is not None:
+                return None
+            raise
+        return answer if "medium" in answer else None
 
     async def key_is_valid(self, key_validity_url: str, public_key: str) -> bool:
         """Whether the identity server says ``public_key`` is still valid; raises
