@@ -283,7 +283,12 @@ class EventPersister:
             state_after = dict(context.state_before)
             state_after[state_key] = event.event_id
             group_after = await stores.state.store_state_group_txn(
-                txn, room_id, state_after, prev_group=group_before, prev_state=context.state_before
+                txn,
+                room_id,
+                state_after,
+                prev_group=group_before,
+                prev_state=context.state_before,
+                changes={state_key: event.event_id},
             )
         if context.de_outlier:
             assert position is not None  # not an outlier any more: in the timeline
