@@ -74,6 +74,8 @@ class StateStore:
         self._cache_size = cache_size
         self._group_ids = db.id_generator("state_group_id_seq", "SELECT MAX(id) FROM state_groups")
         self._current: dict[str, StateMap] = {}
+        # room -> a state group holding its current state, when known
+        self._current_groups: dict[str, int] = {}
         # room -> user -> membership, kept in step with committed current state
         self._members: dict[str, dict[str, str]] = {}
         self._member_generation: dict[str, int] = {}
@@ -201,6 +203,11 @@ class StateStore:
 
     # -- current state ------------------------------------------------------------
 
+    def current_group(self, room_id: str) -> int | None:
+        """A state group whose state is the room's current state, when this process
+        knows one (it wrote that state)."""
+        return self._current_groups.get(room_id)
+
     async def get_current_state(self, room_id: str) -> StateMap:
         """The room's current state (cached; do not mutate the result)."""
         cached = self._current.get(room_id)
@@ -225,13 +232,20 @@ class StateStore:
         old: Mapping[StateKey, str],
         new: Mapping[StateKey, str],
         memberships: Mapping[str, str],
+        *,
+        changes: Mapping[StateKey, str | None] | None = None,
+        group: int | None = None,
     ) -> None:
         """Write the difference between ``old`` and ``new`` current state.
 
-        ``memberships`` gives the membership of each member event ID in ``new``.
+        ``memberships`` gives the membership of each member event ID in ``new``;
+        ``changes``, when given, the difference (None: a removed key), so that the
+        maps are not compared; ``group``, when known, a state group holding ``new``.
         """
-        removed = [k for k in old if k not in new]
-        changed = [(k, e) for k, e in new.items() if old.get(k) != e]
+        if changes is None:
+            changes = state_delta(old, new)
+        removed = [k for k, e in changes.items() if e is None]
+        changed = [(k, e) for k, e in changes.items() if e is not None]
         await txn.executemany(
             "DELETE FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3",
             [(room_id, t, k) for t, k in removed],
@@ -248,6 +262,10 @@ class StateStore:
 
         def update_caches() -> None:
             self._current[room_id] = snapshot
+            if group is None:
+                self._current_groups.pop(room_id, None)
+            else:
+                self._current_groups[room_id] = group
             self._member_generation[room_id] = self._member_generation.get(room_id, 0) + 1
             if member_changes or member_removals:
                 self._membership_epoch += 1
@@ -289,6 +307,7 @@ class StateStore:
 
     def forget_current_state(self, room_id: str) -> None:
         self._current.pop(room_id, None)
+        self._current_groups.pop(room_id, None)
         self._members.pop(room_id, None)
 
     async def rooms_for_user(self, user_id: str) -> dict[str, str]:
