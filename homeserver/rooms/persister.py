@@ -441,9 +441,7 @@ class EventPersister:
             txn, room_id, old_state, new_state, memberships, changes=changes, group=new_group
         )
         if self.current_state_hooks:
-            change = CurrentStateChange(
-                room_id, old_state, new_state, memberships, event, changes
-            )
+            change = CurrentStateChange(room_id, old_state, new_state, memberships, event, changes)
             for hook in self.current_state_hooks:
                 await hook(txn, change)
 
