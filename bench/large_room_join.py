@@ -18,7 +18,8 @@ Prints figures; asserts nothing.
    the join time is until that request returns, and until B's current state of
    the room (``GET /rooms/{roomId}/state``) holds every state event. Then the
    joining user's initial ``/sync`` is timed (with lazy-loaded members, and without).
-   B's peak resident memory is its ``VmHWM`` from ``/proc``.
+   B's peak resident memory is its ``VmHWM`` from ``/proc``. With SQLite, the size
+   of A's database (with its WAL) after setup and at the end is printed, and B's.
 
 With ``--database postgres`` each instance gets a fresh database on
 ``--pg`` (dropped at the end).
@@ -113,6 +114,13 @@ async def timed_sync(
     return elapsed, len(room.get("state", {}).get("events", []))
 
 
+def sqlite_bytes(instance: Instance) -> int:
+    """Size of an instance's SQLite database with its write-ahead log."""
+    path = Path(instance.raw["database"]["args"]["database"])
+    files = [path, path.with_name(path.name + "-wal")]
+    return sum(f.stat().st_size for f in files if f.exists())
+
+
 def database_config(engine: str, name: str, pg: str) -> dict[str, Any]:
     if engine == "sqlite":
         return {"name": "sqlite3", "args": {"database": "homeserver.db"}}
@@ -156,6 +164,8 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
     result["setup_s"] = round(time.monotonic() - start, 1)
     result["room_state_events"] = state_size
     print(f"setup: {result['setup_s']} s for {state_size} state events", flush=True)
+    if args.database == "sqlite":
+        result["a_sqlite_bytes_after_setup"] = sqlite_bytes(a)
 
     try:
         a.start()
@@ -200,6 +210,9 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
     finally:
         b.stop()
         a.stop()
+    if args.database == "sqlite":
+        result["a_sqlite_bytes_end"] = sqlite_bytes(a)
+        result["b_sqlite_bytes_end"] = sqlite_bytes(b)
     return result
 
 

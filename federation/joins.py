@@ -309,9 +309,13 @@ class ResidentHandshakes:
         if omit_members:
             state = {k: e for k, e in state.items() if k[0] != MEMBER}
         state_events = await self._stores.events.get_events(list(state.values()))
-        chain = await self._reads.auth_chain(
-            [*state.values(), *stored.event.auth_event_ids], room_id
-        )
+        # The auth chains of the join and of the state: their auth events, recursively,
+        # not the state events themselves (as Synapse answers; one named in both is
+        # an auth event of another, the create event, the power levels, ...).
+        cited = dict.fromkeys(stored.event.auth_event_ids)
+        for state_event in state_events.values():
+            cited.update(dict.fromkeys(state_event.event.auth_event_ids))
+        chain = await self._reads.auth_chain(list(cited), room_id)
         if omit_members:
             chain = [c for c in chain if c.event_id not in state_events]
         answer: dict[str, Any] = {

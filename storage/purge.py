@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from storage.database import Database, Transaction
 from storage.search import SearchStore
+from storage.state import read_state_group_txn
 
 # Tables with a room_id column, deleted by room (``rooms`` last).
 ROOM_TABLES = (
@@ -250,7 +251,7 @@ class PurgeStore:
             parent = parents.get(group)
             if parent is None or parent in referenced:
                 continue
-            state = await self._full_state_txn(txn, group, parents)
+            state = await read_state_group_txn(txn, group)
             await txn.execute("DELETE FROM state_group_entries WHERE state_group = $1", group)
             await txn.executemany(
                 "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
@@ -258,34 +259,14 @@ class PurgeStore:
                 [(group, t, k, e) for (t, k), e in state.items()],
             )
             await txn.execute(
-                "UPDATE state_groups SET prev_group = NULL, chain_length = 0 WHERE id = $1", group
+                "UPDATE state_groups SET prev_group = NULL, chain_length = 0, chain_entries = 0"
+                " WHERE id = $1",
+                group,
             )
             result.rewritten_groups.append(group)
         result.state_groups = sorted(g for g in parents if g not in referenced)
         await _delete_in_chunks(txn, "state_group_entries", "state_group", result.state_groups)
         await _delete_in_chunks(txn, "state_groups", "id", result.state_groups)
-
-    @staticmethod
-    async def _full_state_txn(
-        txn: Transaction, group: int, parents: dict[int, int | None]
-    ) -> dict[tuple[str, str], str]:
-        chain: list[int] = []
-        current: int | None = group
-        while current is not None:
-            chain.append(current)
-            current = parents.get(current)
-        state: dict[tuple[str, str], str] = {}
-        for member in reversed(chain):
-            rows = await txn.fetchall(
-                "SELECT type, state_key, event_id FROM state_group_entries WHERE state_group = $1",
-                member,
-            )
-            for t, k, e in rows:
-                if e is None:
-                    state.pop((t, k), None)
-                else:
-                    state[(t, k)] = e
-        return state
 
     async def _recount_unread_txn(self, txn: Transaction, room_id: str) -> None:
         """Unread counts of the room's members from the push actions left (as migration

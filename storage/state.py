@@ -1,9 +1,22 @@
 """Room state: state groups stored as deltas, and the current state of each room.
 
 A state group is the full state of a room at some point. It is stored either as a
-full snapshot or as a delta over a previous group; chains of deltas are bounded so a
-lookup reads at most ``MAX_CHAIN`` groups. Groups never change once written, so
-resolved groups are cached freely.
+full snapshot or as a delta over an earlier group of the room (its base; the rows of a
+delta give the keys that changed, NULL for a removed key). Each group records
+``chain_entries``: the delta rows a read of it goes through above its snapshot. A new
+group is a delta over its base unless that count would exceed the size of its own
+state; then it is a snapshot. So:
+
+- reading a group reads at most about twice its state's size in rows (the snapshot,
+  no larger than the state was then, and the deltas, no more rows than the state), in
+  one query;
+- storage is linear in the changes: a snapshot of ``S`` keys is only written after
+  more than ``S`` delta rows since the last one, so snapshots cost at most as many
+  rows as the deltas (a room built one state event at a time: one delta row per
+  event, and snapshots at sizes that double).
+
+Groups never change once written, so resolved groups are cached freely. Groups
+written before migration 0039 (a snapshot every 50 groups) read the same way.
 """
 
 from __future__ import annotations
@@ -15,20 +28,54 @@ from storage.database import Database, Transaction
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
+StateDelta = dict[StateKey, str | None]
 
-MAX_CHAIN = 50
+# Read a group: its chain of bases down to a snapshot, then every row of the chain,
+# the snapshot first (rows of a later group win).
+_READ_GROUP_SQL = (
+    "WITH RECURSIVE chain(id, prev_group, hops) AS ("
+    " SELECT id, prev_group, 0 FROM state_groups WHERE id = $1"
+    " UNION ALL SELECT g.id, g.prev_group, c.hops + 1 FROM state_groups g"
+    " JOIN chain c ON g.id = c.prev_group)"
+    " SELECT c.hops, e.type, e.state_key, e.event_id FROM chain c"
+    " JOIN state_group_entries e ON e.state_group = c.id ORDER BY c.hops DESC"
+)
+
+
+async def read_state_group_txn(txn: Transaction, group: int) -> StateMap:
+    """The full state of a group, read from the database in one query."""
+    state: StateMap = {}
+    for _hops, event_type, state_key, event_id in await txn.fetchall(_READ_GROUP_SQL, group):
+        if event_id is None:
+            state.pop((event_type, state_key), None)
+        else:
+            state[(event_type, state_key)] = event_id
+    return state
+
+
+def state_delta(base: Mapping[StateKey, str], state: Mapping[StateKey, str]) -> StateDelta:
+    """What changed from ``base`` to ``state`` (None: the key was removed)."""
+    changed: StateDelta = dict(state.items() - base.items())
+    for key in base.keys() - state.keys():
+        changed[key] = None
+    return changed
 
 
 class StateStore:
     def __init__(self, db: Database, cache_size: int = 2_000) -> None:
         self.db = db
         self._groups: OrderedDict[int, StateMap] = OrderedDict()
-        self._chains: OrderedDict[int, int] = OrderedDict()
+        # group -> (hops down to its snapshot, delta rows on the way), committed ones
+        self._chains: OrderedDict[int, tuple[int, int]] = OrderedDict()
         # group -> (the group it was made from, the keys that changed), recent ones
-        self._parents: OrderedDict[int, tuple[int, dict[StateKey, str | None]]] = OrderedDict()
+        self._parents: OrderedDict[int, tuple[int, StateDelta]] = OrderedDict()
+        # room -> the last group this process wrote for it (committed)
+        self._latest: dict[str, int] = {}
         self._cache_size = cache_size
         self._group_ids = db.id_generator("state_group_id_seq", "SELECT MAX(id) FROM state_groups")
         self._current: dict[str, StateMap] = {}
+        # room -> a state group holding its current state, when known
+        self._current_groups: dict[str, int] = {}
         # room -> user -> membership, kept in step with committed current state
         self._members: dict[str, dict[str, str]] = {}
         self._member_generation: dict[str, int] = {}
@@ -48,67 +95,87 @@ class StateStore:
         *,
         prev_group: int | None = None,
         prev_state: Mapping[StateKey, str] | None = None,
+        changes: Mapping[StateKey, str | None] | None = None,
     ) -> int:
-        """Store ``state`` as a new group (a delta over ``prev_group`` when given)."""
-        group = await self._group_ids.next_id_txn(txn)
-        chain = 0
+        """The group holding ``state``: a new one, stored as a delta over a base group
+        or as a snapshot (see the module's docstring), or the base itself when the
+        state is the same.
+
+        The base is ``prev_group`` (whose state is ``prev_state``) when given, else the
+        last group this process wrote for the room if its state is at hand. A caller
+        that knows ``state`` is ``prev_state`` with ``changes`` applied passes them, so
+        that nothing compares the two whole maps.
+        """
+        base: int | None = None
+        base_state: Mapping[StateKey, str] | None = None
         if prev_group is not None and prev_state is not None:
-            known = self._chains.get(prev_group)
-            if known is None:
-                row = await txn.fetchone(
-                    "SELECT chain_length FROM state_groups WHERE id = $1", prev_group
-                )
-                known = int(row[0]) if row is not None else MAX_CHAIN
-            chain = known + 1
-        if prev_group is None or prev_state is None or chain > MAX_CHAIN:
-            await txn.queue(
-                "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1, $2, NULL, 0)",
-                group,
-                room_id,
-            )
-            entries: list[tuple[int, str, str, str | None]] = [
-                (group, t, k, e) for (t, k), e in state.items()
+            base, base_state = prev_group, prev_state
+        elif prev_group is None:
+            latest = self._latest.get(room_id)
+            if latest is not None:
+                base_state = self._groups.get(latest)
+                base = latest if base_state is not None else None
+        delta: StateDelta | None = None
+        if base is not None and base_state is not None:
+            if changes is not None and base == prev_group:
+                delta = {k: e for k, e in changes.items() if base_state.get(k) != e}
+            else:
+                delta = state_delta(base_state, state)
+            if not delta:
+                return base
+        group = await self._group_ids.next_id_txn(txn)
+        hops, entries_above = 0, 0
+        if base is not None and delta is not None:
+            chain = await self._chain_txn(txn, base)
+            if chain is not None and chain[1] + len(delta) <= len(state):
+                hops, entries_above = chain[0] + 1, chain[1] + len(delta)
+        if hops:
+            assert delta is not None
+            rows: list[tuple[int, str, str, str | None]] = [
+                (group, t, k, e) for (t, k), e in delta.items()
             ]
         else:
-            await txn.queue(
-                "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1, $2, $3, $4)",
-                group,
-                room_id,
-                prev_group,
-                chain,
-            )
-            entries = [
-                (group, t, k, e) for (t, k), e in state.items() if prev_state.get((t, k)) != e
-            ]
-            entries += [(group, t, k, None) for (t, k) in prev_state if (t, k) not in state]
-        await txn.executemany(
-            "INSERT INTO state_group_entries (state_group, type, state_key, event_id) VALUES ($1, $2, $3, $4)",
-            entries,
+            rows = [(group, t, k, e) for (t, k), e in state.items()]
+        await txn.queue(
+            "INSERT INTO state_groups (id, room_id, prev_group, chain_length, chain_entries)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            group,
+            room_id,
+            base if hops else None,
+            hops,
+            entries_above,
         )
-        snapshot = dict(state)
-        length = 0 if chain > MAX_CHAIN or prev_group is None or prev_state is None else chain
-        if prev_group is not None and prev_state is not None:
-            changes: dict[StateKey, str | None]
-            if length == 0:  # stored whole: the change from its parent is still useful
-                changes = {k: e for k, e in state.items() if prev_state.get(k) != e}
-                changes.update({k: None for k in prev_state if k not in state})
-            else:
-                changes = {(t, k): e for _g, t, k, e in entries}
-            self._parents[group] = (prev_group, changes)
+        await txn.executemany(
+            "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
+            " VALUES ($1, $2, $3, $4)",
+            rows,
+        )
+        if base is not None and delta is not None:
+            self._parents[group] = (base, delta)
             if len(self._parents) > self._cache_size:
                 self._parents.popitem(last=False)
-
         # Known at once, so code running inside this transaction (push evaluation) can
         # read it; a group whose transaction fails is never referenced, its ID never reused.
-        self._remember(group, snapshot)
+        self._remember(group, dict(state))
 
-        def remember_chain() -> None:
-            self._chains[group] = length
+        def committed() -> None:
+            self._chains[group] = (hops, entries_above)
             if len(self._chains) > self._cache_size * 10:
                 self._chains.popitem(last=False)
+            self._latest[room_id] = group
 
-        txn.call_after_commit(remember_chain)
+        txn.call_after_commit(committed)
         return group
+
+    async def _chain_txn(self, txn: Transaction, group: int) -> tuple[int, int] | None:
+        """(hops down to the snapshot, delta rows on the way) of a stored group."""
+        known = self._chains.get(group)
+        if known is not None:
+            return known
+        row = await txn.fetchone(
+            "SELECT chain_length, chain_entries FROM state_groups WHERE id = $1", group
+        )
+        return None if row is None else (int(row[0]), int(row[1]))
 
     def change_from_parent(self, group: int) -> tuple[int, Mapping[StateKey, str | None]] | None:
         """(the group it was made from, what changed: None for a removed key) for a
@@ -127,35 +194,19 @@ class StateStore:
             self._groups.move_to_end(group)
             return cached
         async with self.db.transaction("get_state_group", readonly=True) as txn:
-            chain: list[int] = []
-            current: int | None = group
-            base: StateMap = {}
-            while current is not None:
-                hit = self._groups.get(current)
-                if hit is not None:
-                    base = dict(hit)
-                    break
-                chain.append(current)
-                current = await txn.fetchval(
-                    "SELECT prev_group FROM state_groups WHERE id = $1", current
-                )
-            for member in reversed(chain):
-                rows = await txn.fetchall(
-                    "SELECT type, state_key, event_id FROM state_group_entries WHERE state_group = $1",
-                    member,
-                )
-                for t, k, e in rows:
-                    if e is None:
-                        base.pop((t, k), None)
-                    else:
-                        base[(t, k)] = e
-        self._remember(group, base)
-        return base
+            state = await read_state_group_txn(txn, group)
+        self._remember(group, state)
+        return state
 
     async def get_state_for_groups(self, groups: Collection[int]) -> dict[int, StateMap]:
         return {g: await self.get_state(g) for g in set(groups)}
 
     # -- current state ------------------------------------------------------------
+
+    def current_group(self, room_id: str) -> int | None:
+        """A state group whose state is the room's current state, when this process
+        knows one (it wrote that state)."""
+        return self._current_groups.get(room_id)
 
     async def get_current_state(self, room_id: str) -> StateMap:
         """The room's current state (cached; do not mutate the result)."""
@@ -181,13 +232,20 @@ class StateStore:
         old: Mapping[StateKey, str],
         new: Mapping[StateKey, str],
         memberships: Mapping[str, str],
+        *,
+        changes: Mapping[StateKey, str | None] | None = None,
+        group: int | None = None,
     ) -> None:
         """Write the difference between ``old`` and ``new`` current state.
 
-        ``memberships`` gives the membership of each member event ID in ``new``.
+        ``memberships`` gives the membership of each member event ID in ``new``;
+        ``changes``, when given, the difference (None: a removed key), so that the
+        maps are not compared; ``group``, when known, a state group holding ``new``.
         """
-        removed = [k for k in old if k not in new]
-        changed = [(k, e) for k, e in new.items() if old.get(k) != e]
+        if changes is None:
+            changes = state_delta(old, new)
+        removed = [k for k, e in changes.items() if e is None]
+        changed = [(k, e) for k, e in changes.items() if e is not None]
         await txn.executemany(
             "DELETE FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3",
             [(room_id, t, k) for t, k in removed],
@@ -204,6 +262,10 @@ class StateStore:
 
         def update_caches() -> None:
             self._current[room_id] = snapshot
+            if group is None:
+                self._current_groups.pop(room_id, None)
+            else:
+                self._current_groups[room_id] = group
             self._member_generation[room_id] = self._member_generation.get(room_id, 0) + 1
             if member_changes or member_removals:
                 self._membership_epoch += 1
@@ -231,6 +293,8 @@ class StateStore:
             self._groups.pop(group, None)
             self._chains.pop(group, None)
             self._parents.pop(group, None)
+        # (a rewritten group's chain changed; a dropped one is no base any more)
+        self._latest.pop(room_id, None)
         if not whole_room:
             return
         self.forget_current_state(room_id)
@@ -243,6 +307,7 @@ class StateStore:
 
     def forget_current_state(self, room_id: str) -> None:
         self._current.pop(room_id, None)
+        self._current_groups.pop(room_id, None)
         self._members.pop(room_id, None)
 
     async def rooms_for_user(self, user_id: str) -> dict[str, str]:

@@ -172,8 +172,8 @@ class DelayedEventService:
     async def on_current_state_txn(self, txn: Transaction, change: CurrentStateChange) -> None:
         """Persister current-state hook: a state key set by someone drops the other
         users' pending events for it."""
-        for key, event_id in change.new.items():
-            if change.old.get(key) == event_id:
+        for key, event_id in change.changes.items():
+            if event_id is None:
                 continue
             sender = change.event.sender if change.event.event_id == event_id else None
             if sender is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from homeserver.clock import Clock
@@ -24,7 +24,7 @@ from homeserver.rooms.state_resolution import StateResolver
 from homeserver.streams import StreamIdGenerator
 from storage.database import Transaction
 from storage.events import StoredEvent
-from storage.state import StateMap
+from storage.state import StateKey, StateMap, state_delta
 from storage.stores import Stores
 from storage.sync import EventPosition
 
@@ -49,6 +49,9 @@ class CurrentStateChange:
     memberships: dict[str, str]
     # the event being persisted (its content is not read back from the database)
     event: Event
+    # what differs from ``old`` to ``new`` (None: the key went): read this, not the
+    # whole maps, so that a change costs what changed, not the room's size
+    changes: Mapping[StateKey, str | None]
 
 
 # Called inside the transaction, right after the current_state rows changed, for
@@ -279,11 +282,19 @@ class EventPersister:
             )
         group_after = group_before
         state_after = context.state_before
+        # what the event changes of the state before it
+        changes: dict[StateKey, str | None] = {}
         if state_key is not None and accepted and not context.outlier:
             state_after = dict(context.state_before)
             state_after[state_key] = event.event_id
+            changes[state_key] = event.event_id
             group_after = await stores.state.store_state_group_txn(
-                txn, room_id, state_after, prev_group=group_before, prev_state=context.state_before
+                txn,
+                room_id,
+                state_after,
+                prev_group=group_before,
+                prev_state=context.state_before,
+                changes=changes,
             )
         if context.de_outlier:
             assert position is not None  # not an outlier any more: in the timeline
@@ -341,7 +352,12 @@ class EventPersister:
                     await self._set_redacted_txn(txn, event.event_id, redaction_id)
         if accepted and not context.soft_failed and not context.outlier and not context.backfilled:
             await self._update_extremities_and_state_txn(
-                txn, event, state_after, context.local, context.replaces_extremities
+                txn,
+                event,
+                state_after,
+                context.local,
+                context.replaces_extremities,
+                (group_before, changes, group_after),
             )
         if accepted and not context.soft_failed and not context.outlier:
             for hook in self.timeline_txn_hooks:
@@ -380,7 +396,12 @@ class EventPersister:
         state_after: StateMap,
         local: bool,
         replaces_extremities: bool = False,
+        groups: tuple[int | None, Mapping[StateKey, str | None], int | None] = (None, {}, None),
     ) -> None:
+        """Move the forward extremities, and the current state to what they resolve
+        to. ``groups``: (the group of the state before the event, what the event
+        changes of it, the group after it); when the current state is the group
+        before, the change of the current state is known without comparing maps."""
         stores = self._stores
         room_id = event.room_id
         old_extremities = await stores.events.get_forward_extremities_txn(txn, room_id)
@@ -400,29 +421,36 @@ class EventPersister:
             result=new_extremities,
         )
         old_state = await stores.state.get_current_state(room_id)
+        group_before, event_changes, group_after = groups
+        new_group: int | None = None
         if new_extremities == [event.event_id]:
             new_state = state_after
+            new_group = group_after
+            if group_before is not None and stores.state.current_group(room_id) == group_before:
+                # the current state is the state before the event
+                changes = {k: e for k, e in event_changes.items() if old_state.get(k) != e}
+            else:
+                changes = state_delta(old_state, new_state)
         else:
             new_state = await self._resolver.resolve_extremities(
                 room_id, new_extremities, event, state_after
             )
-        if new_state == old_state:
+            changes = state_delta(old_state, new_state)
+        if not changes:
             return
-        memberships = await self._memberships_of(new_state, old_state, event)
-        await stores.state.set_current_state_txn(txn, room_id, old_state, new_state, memberships)
+        memberships = await self._memberships_of(changes, event)
+        await stores.state.set_current_state_txn(
+            txn, room_id, old_state, new_state, memberships, changes=changes, group=new_group
+        )
         if self.current_state_hooks:
-            change = CurrentStateChange(room_id, old_state, new_state, memberships, event)
+            change = CurrentStateChange(room_id, old_state, new_state, memberships, event, changes)
             for hook in self.current_state_hooks:
                 await hook(txn, change)
 
     async def _memberships_of(
-        self, new_state: StateMap, old_state: StateMap, event: Event
+        self, changes: Mapping[StateKey, str | None], event: Event
     ) -> dict[str, str]:
-        changed = [
-            e
-            for (t, _k), e in new_state.items()
-            if t == "m.room.member" and old_state.get((t, _k)) != e
-        ]
+        changed = [e for (t, _k), e in changes.items() if t == "m.room.member" and e is not None]
         result: dict[str, str] = {}
         if event.event_id in changed and event.membership is not None:
             result[event.event_id] = event.membership

@@ -216,9 +216,7 @@ class RoomSummaries:
         """``current_state_hooks`` entry: the room's current state changed."""
         old, new = change.old, change.new
         changed_types = [t for t in SUMMARY_STATE_TYPES if old.get((t, "")) != new.get((t, ""))]
-        member_keys = [
-            k for k in {*old, *new} if k[0] == "m.room.member" and old.get(k) != new.get(k)
-        ]
+        member_keys = [k for k in change.changes if k[0] == "m.room.member"]
         if not changed_types and not member_keys:
             return
         store = self._stores.room_summaries

@@ -137,8 +137,8 @@ class UserDirectory:
         """``current_state_hooks`` entry: remote joins and public-ness of the room."""
         old, new = change.old, change.new
         joins: list[tuple[str, str]] = []
-        for key, event_id in new.items():
-            if key[0] != "m.room.member" or old.get(key) == event_id or self._is_mine(key[1]):
+        for key, event_id in change.changes.items():
+            if key[0] != "m.room.member" or event_id is None or self._is_mine(key[1]):
                 continue
             membership = change.memberships.get(event_id)
             if membership == "join":

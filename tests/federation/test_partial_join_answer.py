@@ -61,3 +61,40 @@ async def test_partial_join_answer_names_every_server_and_resync_reads_the_rest(
         a.server_name, f"{V1}/event_auth/{quote(room_id, safe='')}/{quote(join.event_id)}"
     )
     assert {e["type"] for e in chain["auth_chain"]} >= {"m.room.create", "m.room.power_levels"}
+
+
+async def test_full_join_answer_does_not_repeat_the_state_in_the_auth_chain(
+    federation_servers: ServerFactory,
+) -> None:
+    """Without ``omit_members``: the whole state, and the auth chains of the join and
+    of the state, i.e. their auth events recursively, not the state events themselves
+    (as Synapse answers). What is cited is in one or the other; b joins with it."""
+    a, b = await federation_servers(2)
+    alice = await make_user(a.harness, "alice")
+    room_id = await alice.create_room(preset="public_chat")
+    for n in range(3):
+        await alice.request("PUT", f"/rooms/{room_id}/state/m.bench/key{n}", {"n": n})
+    bob_id = f"@bob:{b.server_name}"
+    join = await build_pdu(
+        a.server, room_id, "m.room.member", bob_id, {"membership": "join"}, state_key=bob_id,
+        sign_as=(b.server_name, b.server.signing_key),
+    )  # fmt: skip
+    before = dict(await a.server.stores.state.get_current_state(room_id))
+    path = f"{V2}/send_join/{quote(room_id, safe='')}/{quote(join.event_id, safe='')}"
+    answer = await b.fed.client.put_json(a.server_name, path, dict(join.pdu))
+    assert answer["members_omitted"] is False
+    assert sorted((e["type"], e["state_key"]) for e in answer["state"]) == sorted(before)
+    chain_types = [e["type"] for e in answer["auth_chain"]]
+    assert {"m.room.create", "m.room.power_levels", "m.room.join_rules"} <= set(chain_types)
+    # the m.bench events are no one's auth events: in the state only
+    assert "m.bench" not in chain_types
+    # the chain is what the state and the join cite, recursively (and the create
+    # event, which v12 events no longer cite)
+    held = await a.server.stores.events.get_events(list(before.values()))
+    cited = {i for s in held.values() for i in s.event.auth_event_ids}
+    cited |= set(join.auth_event_ids)
+    assert cited <= set(before.values())  # (this room has no auth event outside its state)
+    keys = {k for k, e in before.items() if e in cited} | {("m.room.create", "")}
+    assert sorted((e["type"], e["state_key"]) for e in answer["auth_chain"]) == sorted(keys)
+    # b, taking such an answer, joins
+    await join_via(await make_user(b.harness, "bob"), room_id, a)

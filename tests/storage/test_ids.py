@@ -28,11 +28,15 @@ async def test_concurrent_transactions_get_distinct_increasing_ids(database: Dat
 async def test_ids_continue_after_the_stored_ones(database: Database) -> None:
     """A new generator (another process, or a restart) never repeats a stored ID."""
     state = StateStore(database)
+    # (distinct states: the same state again would be the same group)
     groups = [
         await database.run_transaction(
-            "g", lambda txn: state.store_state_group_txn(txn, "!r:x", {("m.room.create", ""): "$c"})
+            "g",
+            lambda txn, n=n: state.store_state_group_txn(
+                txn, "!r:x", {("m.room.create", ""): "$c", ("m.room.name", ""): f"$n{n}"}
+            ),
         )
-        for _ in range(3)
+        for n in range(3)
     ]
     assert len(set(groups)) == 3
     again = StateStore(database)
