@@ -68,6 +68,7 @@ from homeserver.http.outbound_tls import client_tls
 from homeserver.identity.client import IdentityServerClient
 from homeserver.legacy import LegacyApi
 from homeserver.media.preview import AddressFilter, url_previewer_from_config
+from homeserver.media.retention import MediaRetention
 from homeserver.media.service import MediaService, media_service_from_config
 from homeserver.metrics import METRICS_PATH, HomeserverMetrics, metrics_app, metrics_handler
 from homeserver.metrics.http import servlet_name
@@ -163,6 +164,7 @@ class Homeserver:
     identity: IdentityServerClient | None = None
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     redaction_censor: RedactionCensor | None = None  # redaction_retention_period
+    media_retention: MediaRetention | None = None  # media_retention
     guest_evictor: GuestEvictor | None = None
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
@@ -561,6 +563,11 @@ class Homeserver:
             identity=identity,
             message_expiry=message_expiry,
             redaction_censor=redaction_censor,
+            media_retention=(
+                MediaRetention(media, clock, config.media_retention)
+                if config.media_retention.enabled
+                else None
+            ),
             guest_evictor=guest_evictor,
             appservice_delivery=appservice_delivery,
             room_summaries=room_summaries,
@@ -644,6 +651,8 @@ class Homeserver:
             self.message_expiry.start()
         if self.redaction_censor is not None:
             self.redaction_censor.start()
+        if self.media_retention is not None:
+            self.media_retention.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
         if self.fork_healer is not None:
@@ -665,6 +674,8 @@ class Homeserver:
             await self.message_expiry.stop()
         if self.redaction_censor is not None:
             await self.redaction_censor.stop()
+        if self.media_retention is not None:
+            await self.media_retention.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
         if self.fork_healer is not None:

@@ -49,6 +49,7 @@ from homeserver.config.sections import (
     ListenerConfig,
     LoginRateLimits,
     LoginViaExistingSessionConfig,
+    MediaRetentionConfig,
     OldSigningKey,
     PresenceConfig,
     PushConfig,
@@ -199,6 +200,7 @@ class HomeserverConfig:
     max_image_pixels: int = 32 * 1024**2
     dynamic_thumbnails: bool = False
     thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
+    media_retention: MediaRetentionConfig = field(default_factory=MediaRetentionConfig)
     url_preview_enabled: bool = False
     # None: the general ip_range_blacklist / ip_range_whitelist
     url_preview_ip_range_blacklist: tuple[IPNetwork, ...] | None = None
@@ -389,6 +391,7 @@ class HomeserverConfig:
             max_image_pixels=reader.get("max_image_pixels", to_size, 32 * 1024**2),
             dynamic_thumbnails=reader.get("dynamic_thumbnails", to_bool, False),
             thumbnail_sizes=parse_thumbnail_sizes(reader),
+            media_retention=MediaRetentionConfig.parse(reader.child("media_retention")),
             url_preview_enabled=reader.get("url_preview_enabled", to_bool, False),
             url_preview_ip_range_blacklist=preview_blacklist,
             url_preview_ip_range_whitelist=reader.get(

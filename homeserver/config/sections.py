@@ -28,6 +28,7 @@ from homeserver.config._reader import (
     to_ip_address,
     to_nonempty_str,
     to_port,
+    to_positive_duration_ms,
     to_positive_float,
     to_server_name,
     to_str,
@@ -444,6 +445,25 @@ def to_mxc_uri(value: object) -> str:
     if not text.startswith("mxc://"):
         raise Invalid("expected an mxc:// URI")
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRetentionConfig:
+    """``media_retention``: media not accessed for a lifetime is deleted (None: kept)."""
+
+    local_media_lifetime: int | None = None
+    remote_media_lifetime: int | None = None
+
+    @staticmethod
+    def parse(reader: Reader) -> MediaRetentionConfig:
+        local = reader.optional("local_media_lifetime", to_positive_duration_ms)
+        remote = reader.optional("remote_media_lifetime", to_positive_duration_ms)
+        reader.finish()
+        return MediaRetentionConfig(local_media_lifetime=local, remote_media_lifetime=remote)
+
+    @property
+    def enabled(self) -> bool:
+        return self.local_media_lifetime is not None or self.remote_media_lifetime is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ _TOP_LEVEL: Final = frozenset(
     matrix_authentication_service matrix_rtc mau_appservice_trial_days mau_limit_alerting
     mau_limit_reserved_threepids mau_stats_only mau_trial_days max_avatar_size
     max_event_delay_duration max_image_pixels max_mau_value max_pending_media_uploads
-    max_spider_size max_upload_size media_instance_running_background_jobs media_retention
+    max_spider_size max_upload_size media_instance_running_background_jobs
     media_storage_providers media_store_path media_upload_limits metrics_flags modules
     next_link_domain_whitelist no_proxy_hosts nonrefreshable_access_token_lifetime
     notify_appservices_from_worker oembed oidc_providers old_signing_keys opentracing

@@ -493,6 +493,14 @@ thumbnail_sizes:
   - {width: 640, height: 480, method: scale}
   - {width: 800, height: 600, method: scale}
 
+# Delete media nobody has downloaded for a while (checked every hour; default: keep
+# forever). Local media: uploads of this server's users, except quarantined and
+# protected media and the avatars of users and rooms. Remote media: the cache of
+# other servers' media, fetched again when asked for.
+#media_retention:
+#  local_media_lifetime: 90d
+#  remote_media_lifetime: 14d
+
 # Generate URL previews for links (default false).
 url_preview_enabled: false
 
