@@ -26,6 +26,7 @@ from homeserver.config.homeserver_config import (
     load_config,
     parse_config,
 )
+from homeserver.config.oidc import AttributeRequirement, OidcMappingConfig, OidcProviderConfig
 from homeserver.config.sections import (
     CachesConfig,
     DirectoryRule,
@@ -51,6 +52,7 @@ __all__ = [
     "DATABASE_URL_VARIABLE",
     "DEFAULT_IP_RANGE_BLACKLIST",
     "DEFAULT_ROOM_VERSION",
+    "AttributeRequirement",
     "CachesConfig",
     "CasConfig",
     "ConfigError",
@@ -62,6 +64,8 @@ __all__ = [
     "ListenerResource",
     "LogLevel",
     "LoginRateLimits",
+    "OidcMappingConfig",
+    "OidcProviderConfig",
     "OldSigningKey",
     "PostgresArgs",
     "PresenceConfig",

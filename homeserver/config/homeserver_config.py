@@ -34,6 +34,7 @@ from homeserver.config._reader import (
     to_size,
 )
 from homeserver.config.database import DatabaseConfig, database_override
+from homeserver.config.oidc import OidcProviderConfig, parse_oidc_providers
 from homeserver.config.sections import (
     DEFAULT_LISTENERS,
     DEFAULT_THUMBNAIL_SIZES,
@@ -154,6 +155,8 @@ class HomeserverConfig:
     # single sign-on
     cas_config: CasConfig = field(default_factory=CasConfig)
     sso: SsoConfig = field(default_factory=SsoConfig)
+    # oidc_providers, then the legacy oidc_config
+    oidc_providers: tuple[OidcProviderConfig, ...] = ()
     # rate limits
     rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE
     rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
@@ -312,6 +315,7 @@ class HomeserverConfig:
             ),
             cas_config=CasConfig.parse(reader.child("cas_config")),
             sso=SsoConfig.parse(reader.child("sso")),
+            oidc_providers=parse_oidc_providers(reader),
             rc_message=RateLimitConfig.parse(reader.child("rc_message"), DEFAULT_RC_MESSAGE),
             rc_registration=RateLimitConfig.parse(
                 reader.child("rc_registration"), DEFAULT_RC_REGISTRATION
