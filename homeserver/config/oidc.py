@@ -247,7 +247,9 @@ class OidcProviderConfig:
         mapping_reader = reader.child("user_mapping_provider")
         mapping = OidcMappingConfig.parse(mapping_reader.child("config"))
         mapping_reader.finish()
-        requirements = reader.get("attribute_requirements", list_of(to_attribute_requirement), ())
+        requirements = (
+            reader.optional("attribute_requirements", list_of(to_attribute_requirement)) or ()
+        )
         config = OidcProviderConfig(
             idp_id=idp_id,
             idp_name=idp_name,
