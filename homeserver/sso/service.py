@@ -261,6 +261,7 @@ class SsoService:
             mapped.display_name,
             registration_enabled=config.enable_registration,
             take_over_existing=config.allow_existing_users,
+            email=mapped.email,
         )
         return await self._grant_login(
             user_id, provider.idp_id, session.client_redirect_url, new_user
@@ -315,6 +316,7 @@ class SsoService:
         *,
         registration_enabled: bool,
         take_over_existing: bool,
+        email: str | None = None,
     ) -> tuple[str, bool]:
         """The account ``remote_user`` logs in as, and whether it was just created.
 
@@ -364,7 +366,22 @@ class SsoService:
                 user_id, new_user = raced, False
             linked = await self._stores.external_ids.record(idp_id, remote_user, user_id)
             logger.info("SSO user %r of %s registered as %s", remote_user, idp_id, linked)
-            return linked, new_user and linked == user_id
+            created = new_user and linked == user_id
+            if created and email:
+                await self._add_email(user_id, email)
+            return linked, created
+
+    async def _add_email(self, user_id: str, email: str) -> None:
+        """A new SSO user's mapped email becomes their (validated) email address, as
+        Synapse binds it, unless another account already has it."""
+        address = email.lower()
+        holder = await self._stores.user_admin.user_of_threepid("email", address)
+        if holder is not None:
+            logger.info("SSO email of %s is already another account's; not added", user_id)
+            return
+        await self._stores.user_admin.replace_threepids(
+            user_id, {("email", address)}, self._clock.time_ms()
+        )
 
     async def _free_localpart(self, localpart: str) -> str:
         """``localpart``, or the first of ``localpart1``, ``localpart2`` ... nobody has."""

@@ -174,6 +174,26 @@ async def test_login_creates_the_user_and_a_one_time_login_token(
     assert all("code_verifier" in request for request in oidc.token_requests)
 
 
+async def test_email_template_gives_a_new_user_their_email(
+    make_homeserver: HarnessFactory, oidc: FakeOidc
+) -> None:
+    mapping = {
+        "config": {
+            "localpart_template": "{{ user.preferred_username }}",
+            "email_template": "{{ user.email }}",
+        }
+    }
+    hs = await oidc_homeserver(make_homeserver, oidc, user_mapping_provider=mapping)
+    oidc.user["email"] = "Alice@Example.COM"
+    login = await oidc_token_login(hs)
+    threepids = await hs.server.stores.user_admin.threepids(login["user_id"])
+    assert [(t.medium, t.address) for t in threepids] == [("email", "alice@example.com")]
+    # another user mapped to the same address does not take it
+    oidc.user = {"sub": "u-bob", "preferred_username": "bob", "email": "alice@example.com"}
+    bob = await oidc_token_login(hs)
+    assert await hs.server.stores.user_admin.threepids(bob["user_id"]) == []
+
+
 async def test_login_token_expires_after_two_minutes(
     make_homeserver: HarnessFactory, oidc: FakeOidc
 ) -> None:
