@@ -8,6 +8,8 @@ identity provider is configured.
     GET /login/cas/ticket?ticket=&redirectUrl=  -> the client, with a loginToken
     GET /login/cas/ticket?ticket=&session=      -> UIA stage done (or refused)
     GET /auth/m.login.sso/fallback/web?session= -> page sending the user to re-authenticate
+    GET /_synapse/client/pick_idp?redirectUrl=[&idp=]  -> provider picker (several providers)
+    GET|POST /_synapse/client/oidc/callback?code=&state= -> the client, with a loginToken
 """
 
 from __future__ import annotations
@@ -22,13 +24,30 @@ from client_api.sso_pages import (
     error_page,
     html_response,
     login_confirm_page,
+    pick_idp_page,
     redirect_response,
     uia_confirm_page,
     uia_success_page,
     uia_wrong_user_page,
 )
 from homeserver.errors import MissingParam, Unrecognized
-from homeserver.sso import SSO_STAGE, IdentityProvider, SsoError, SsoService, UiaChecked
+from homeserver.sso import (
+    PICK_IDP_PATH,
+    SSO_STAGE,
+    IdentityProvider,
+    LoginGranted,
+    SsoError,
+    SsoService,
+    UiaChecked,
+)
+from homeserver.sso.oidc import (
+    CALLBACK_PATH,
+    SESSION_COOKIE,
+    SESSION_COOKIE_NO_SAMESITE,
+    SESSION_COOKIE_PATH,
+    SESSION_LIFETIME_MS,
+)
+from homeserver.sso.redirect_urls import check_client_redirect_url
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,6 +70,7 @@ def sso_login_flows(sso: SsoService) -> list[dict[str, Any]]:
         return []
     flows: list[dict[str, Any]] = []
     if sso.cas is not None:
+        # only CAS has it (Synapse)
         flows.append({"type": "m.login.cas"})
     flows.append(
         {
@@ -60,6 +80,22 @@ def sso_login_flows(sso: SsoService) -> list[dict[str, Any]]:
     )
     flows.append({"type": "m.login.token"})
     return flows
+
+
+def set_session_cookies(response: web.Response, cookie: str) -> None:
+    """The OIDC session cookie, twice as Synapse sets it: with SameSite=None (so a
+    form_post callback from the provider's site carries it) and without (for
+    browsers that take SameSite=None for Strict)."""
+    for name, samesite in ((SESSION_COOKIE, "None"), (SESSION_COOKIE_NO_SAMESITE, None)):
+        response.set_cookie(
+            name,
+            cookie,
+            max_age=SESSION_LIFETIME_MS // 1000,
+            path=SESSION_COOKIE_PATH,
+            httponly=True,
+            secure=True,
+            samesite=samesite,
+        )
 
 
 def _query_param(request: web.Request, name: str) -> str | None:
@@ -73,14 +109,48 @@ class SsoHandlers:
 
     async def redirect(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/login/sso/redirect[/{idpId}] (and /login/cas/redirect):
-        send the browser to the identity provider."""
+        send the browser to the identity provider (or the picker, with several)."""
         client_redirect_url = _query_param(request, "redirectUrl")
         if client_redirect_url is None:
             raise MissingParam("Missing string query parameter redirectUrl")
-        location = self._ctx.sso.login_redirect(
-            client_redirect_url, request.match_info.get("idpId")
-        )
-        return redirect_response(location)
+        try:
+            target = await self._ctx.sso.login_redirect(
+                client_redirect_url, request.match_info.get("idpId")
+            )
+        except SsoError as exc:
+            return html_response(error_page(exc.error, exc.description), exc.status)
+        response = redirect_response(target.location)
+        if target.cookie is not None:
+            set_session_cookies(response, target.cookie)
+        return response
+
+    async def pick_idp(self, request: web.Request) -> web.Response:
+        """GET /_synapse/client/pick_idp?redirectUrl=[&idp=]: the page listing the
+        providers; with ``idp``, straight on to that provider."""
+        client_redirect_url = _query_param(request, "redirectUrl")
+        if client_redirect_url is None:
+            raise MissingParam("Missing string query parameter redirectUrl")
+        idp = _query_param(request, "idp")
+        if idp is None:
+            check_client_redirect_url(client_redirect_url)
+            return html_response(
+                pick_idp_page(
+                    client_redirect_url, self._ctx.sso.identity_providers, self._ctx.server_name
+                )
+            )
+        return await self.redirect_to(request, client_redirect_url, idp)
+
+    async def redirect_to(
+        self, request: web.Request, client_redirect_url: str, idp: str
+    ) -> web.Response:
+        try:
+            target = await self._ctx.sso.login_redirect(client_redirect_url, idp)
+        except SsoError as exc:
+            return html_response(error_page(exc.error, exc.description), exc.status)
+        response = redirect_response(target.location)
+        if target.cookie is not None:
+            set_session_cookies(response, target.cookie)
+        return response
 
     async def cas_ticket(self, request: web.Request) -> web.Response:
         """GET /_matrix/client/v3/login/cas/ticket: where CAS sends the browser back."""
@@ -95,6 +165,29 @@ class SsoHandlers:
             outcome = await self._ctx.sso.handle_cas_ticket(ticket, client_redirect_url, session_id)
         except SsoError as exc:
             return html_response(error_page(exc.error, exc.description), exc.status)
+        return self._outcome_page(outcome)
+
+    async def oidc_callback(self, request: web.Request) -> web.Response:
+        """GET|POST /_synapse/client/oidc/callback: where an OpenID provider sends the
+        browser back (POST for ``response_mode=form_post``). The session cookies are
+        cleared whatever happens: a code is only ever tried once."""
+        params: dict[str, str] = {k: v for k, v in request.query.items()}
+        if request.method == "POST":
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        cookie = request.cookies.get(SESSION_COOKIE) or request.cookies.get(
+            SESSION_COOKIE_NO_SAMESITE
+        )
+        try:
+            outcome = await self._ctx.sso.handle_oidc_callback(params, cookie)
+            response = self._outcome_page(outcome)
+        except SsoError as exc:
+            response = html_response(error_page(exc.error, exc.description), exc.status)
+        for name in (SESSION_COOKIE, SESSION_COOKIE_NO_SAMESITE):
+            response.del_cookie(name, path=SESSION_COOKIE_PATH)
+        return response
+
+    def _outcome_page(self, outcome: LoginGranted | UiaChecked) -> web.Response:
         if isinstance(outcome, UiaChecked):
             if outcome.proved:
                 return html_response(uia_success_page())
@@ -120,8 +213,16 @@ class SsoHandlers:
             raise MissingParam("No session supplied")
         if request.match_info["authType"] != SSO_STAGE:
             raise Unrecognized("Unknown auth stage type")
-        target = await self._ctx.sso.ui_auth_redirect(session_id)
-        return html_response(uia_confirm_page(target.request, target.redirect_url, target.provider))
+        try:
+            target = await self._ctx.sso.ui_auth_redirect(session_id)
+        except SsoError as exc:
+            return html_response(error_page(exc.error, exc.description), exc.status)
+        response = html_response(
+            uia_confirm_page(target.request, target.redirect_url, target.provider)
+        )
+        if target.cookie is not None:
+            set_session_cookies(response, target.cookie)
+        return response
 
 
 def sso_routes(
@@ -132,11 +233,12 @@ def sso_routes(
     if not ctx.sso.enabled:
         return []
     sso = SsoHandlers(ctx)
-    login: list[tuple[str, str, Handler]] = [
-        ("GET", "/login/sso/redirect", sso.redirect),
-        ("GET", "/login/cas/redirect", sso.redirect),
-        ("GET", "/login/cas/ticket", sso.cas_ticket),
-    ]
+    login: list[tuple[str, str, Handler]] = [("GET", "/login/sso/redirect", sso.redirect)]
+    if ctx.sso.cas is not None:
+        login += [
+            ("GET", "/login/cas/redirect", sso.redirect),
+            ("GET", "/login/cas/ticket", sso.cas_ticket),
+        ]
     routes = [
         (m, prefix + path, h) for prefix in (*prefixes, legacy_prefix) for m, path, h in login
     ]
@@ -145,4 +247,8 @@ def sso_routes(
         ("GET", "/auth/{authType}/fallback/web", sso.auth_fallback),
     ]
     routes += [(m, prefix + path, h) for prefix in prefixes for m, path, h in versioned]
+    routes.append(("GET", "/" + PICK_IDP_PATH, sso.pick_idp))
+    if ctx.sso.oidc:
+        routes.append(("GET", "/" + CALLBACK_PATH, sso.oidc_callback))
+        routes.append(("POST", "/" + CALLBACK_PATH, sso.oidc_callback))
     return routes

@@ -6,8 +6,10 @@ cached (some carry a login token).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from typing import Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -125,4 +127,23 @@ def uia_wrong_user_page(user_id: str, server_name: str) -> str:
         f"<p>You signed in with an account that is not {escape(user_id or 'the account')} on "
         f"{escape(server_name)}, the account this operation is for. The operation will be "
         "refused; start it again and sign in with the right account.</p>",
+    )
+
+
+def pick_idp_page(
+    client_redirect_url: str, providers: Sequence[IdentityProvider], server_name: str
+) -> str:
+    """Lists the providers; each link goes on to that provider (Synapse's
+    ``/_synapse/client/pick_idp``, which links to ``pick_idp?idp=...``)."""
+    items = []
+    for provider in providers:
+        query = urlencode({"redirectUrl": client_redirect_url, "idp": provider.id})
+        items.append(
+            f'<li><a href="pick_idp?{escape(query, quote=True)}">{escape(provider.name)}</a></li>'
+        )
+    return _page(
+        "Choose how to sign in",
+        f"<h1>Sign in to {escape(server_name)}</h1>\n"
+        "<p>Choose how you want to sign in:</p>\n"
+        f"<ul>\n{chr(10).join(items)}\n</ul>",
     )

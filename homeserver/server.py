@@ -108,7 +108,13 @@ from homeserver.sliding_sync.extensions import SlidingSyncExtensions
 from homeserver.sliding_sync.service import SlidingSyncService
 from homeserver.sliding_sync.summaries import RoomSummaries
 from homeserver.spaces.service import SpaceService
-from homeserver.sso import LoginTokenService, SsoService, cas_provider_from_config
+from homeserver.sso import (
+    LoginTokenService,
+    SsoService,
+    cas_provider_from_config,
+    oidc_providers_from_config,
+    session_signer_for,
+)
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.service import SyncService
 from homeserver.threepids import ThreepidService
@@ -300,6 +306,9 @@ class Homeserver:
             uia,
             login_tokens,
             cas_provider_from_config(config),
+            oidc_providers_from_config(config, clock),
+            session_signer_for(signing_key),
+            clock,
         )
         sync = SyncService(
             stores,

@@ -26,6 +26,7 @@ from homeserver.config.homeserver_config import (
     load_config,
     parse_config,
 )
+from homeserver.config.oidc import AttributeRequirement, OidcMappingConfig, OidcProviderConfig
 from homeserver.config.sections import (
     CachesConfig,
     DirectoryRule,
@@ -52,6 +53,7 @@ __all__ = [
     "DATABASE_URL_VARIABLE",
     "DEFAULT_IP_RANGE_BLACKLIST",
     "DEFAULT_ROOM_VERSION",
+    "AttributeRequirement",
     "CachesConfig",
     "CasConfig",
     "ConfigError",
@@ -64,6 +66,8 @@ __all__ = [
     "LogLevel",
     "LoginRateLimits",
     "MediaRetentionConfig",
+    "OidcMappingConfig",
+    "OidcProviderConfig",
     "OldSigningKey",
     "PostgresArgs",
     "PresenceConfig",

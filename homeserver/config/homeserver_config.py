@@ -40,6 +40,7 @@ from homeserver.config.email import (
     ThreepidPattern,
     parse_allowed_local_3pids,
 )
+from homeserver.config.oidc import OidcProviderConfig, parse_oidc_providers
 from homeserver.config.sections import (
     DEFAULT_LISTENERS,
     DEFAULT_THUMBNAIL_SIZES,
@@ -169,6 +170,8 @@ class HomeserverConfig:
     # single sign-on
     cas_config: CasConfig = field(default_factory=CasConfig)
     sso: SsoConfig = field(default_factory=SsoConfig)
+    # oidc_providers, then the legacy oidc_config
+    oidc_providers: tuple[OidcProviderConfig, ...] = ()
     # rate limits
     rc_message: RateLimitConfig = DEFAULT_RC_MESSAGE
     rc_registration: RateLimitConfig = DEFAULT_RC_REGISTRATION
@@ -338,6 +341,7 @@ class HomeserverConfig:
             ),
             cas_config=CasConfig.parse(reader.child("cas_config")),
             sso=SsoConfig.parse(reader.child("sso")),
+            oidc_providers=parse_oidc_providers(reader),
             rc_message=RateLimitConfig.parse(reader.child("rc_message"), DEFAULT_RC_MESSAGE),
             rc_registration=RateLimitConfig.parse(
                 reader.child("rc_registration"), DEFAULT_RC_REGISTRATION

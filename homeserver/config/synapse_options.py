@@ -57,7 +57,7 @@ _TOP_LEVEL: Final = frozenset(
     max_spider_size max_upload_size media_instance_running_background_jobs
     media_storage_providers media_store_path media_upload_limits metrics_flags modules
     next_link_domain_whitelist no_proxy_hosts nonrefreshable_access_token_lifetime
-    notify_appservices_from_worker oembed oidc_providers old_signing_keys opentracing
+    notify_appservices_from_worker oembed old_signing_keys opentracing
     outbound_federation_restricted_to password_config password_providers pid_file presence
     prevent_media_downloads_from print_pidfile public_baseurl push pusher_instances
     rc_admin_redaction rc_delayed_event_mgmt rc_federation rc_invites
@@ -92,6 +92,21 @@ _TOP_LEVEL: Final = frozenset(
 )
 
 _RATE_LIMIT: Final = frozenset({"per_second", "burst_count"})
+
+_OIDC_UNIMPLEMENTED: Final = frozenset(
+    {
+        "client_secret_jwt_key",
+        "id_token_signing_alg_values_supported",
+        "additional_authorization_parameters",
+        "passthrough_authorization_parameters",
+        "backchannel_logout_enabled",
+        "backchannel_logout_ignore_sub",
+        "redirect_uri",
+    }
+)
+_OIDC_MAPPING_UNIMPLEMENTED: Final = frozenset(
+    {"picture_template", "picture_claim", "extra_attributes"}
+)
 
 SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "": _TOP_LEVEL,
@@ -155,6 +170,13 @@ SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "cas_config": frozenset({"service_url"}),
     "sso": frozenset({"update_profile_information", "template_dir"}),
     # notification mails and links are not sent yet
+    # Synapse's OpenID Connect options this server does not implement
+    "oidc_providers[]": _OIDC_UNIMPLEMENTED,
+    "oidc_providers[].user_mapping_provider": frozenset({"module"}),
+    "oidc_providers[].user_mapping_provider.config": _OIDC_MAPPING_UNIMPLEMENTED,
+    "oidc_config": _OIDC_UNIMPLEMENTED | {"enabled"},
+    "oidc_config.user_mapping_provider": frozenset({"module"}),
+    "oidc_config.user_mapping_provider.config": _OIDC_MAPPING_UNIMPLEMENTED,
     "email": frozenset(
         {
             "enable_notifs",

@@ -298,6 +298,48 @@ notify_appservices_from_worker: null
 #  idp_icon: mxc://example.com/abcdef  # shown by clients (default: none)
 #  idp_brand: cas                      # shown by clients (default: none)
 
+# Log users in through OpenID Connect providers (default: none). Each provider is
+# listed to clients as oidc-<idp_id>; the browser comes back to
+# <public_baseurl>_synapse/client/oidc/callback, which the provider must allow as a
+# redirect URI. The provider is reached through the outbound address rules below.
+# A user is known by their subject claim; on first login an account is made from
+# localpart_template (taken names get 1, 2 ... appended, unless
+# allow_existing_users links the existing account). Templates are Jinja templates
+# over the provider's claims (user.<claim>), run in a sandbox. Synapse's single
+# legacy oidc_config section (the provider "oidc") is read too.
+#oidc_providers:
+#  - idp_id: example                   # required: A-Z a-z 0-9 . _ ~ -
+#    idp_name: Example                 # required: shown by clients
+#    idp_icon: mxc://example.com/abc   # shown by clients (default: none)
+#    idp_brand: example                # shown by clients (default: none)
+#    discover: true                    # read <issuer>/.well-known/openid-configuration
+#    issuer: https://id.example.com/
+#    client_id: matrix
+#    client_secret: a-secret           # or client_secret_path: /path/to/secret
+#    client_auth_method: client_secret_basic   # or client_secret_post, none
+#    pkce_method: auto                 # auto (if the provider supports it), always, never
+#    scopes: [openid, profile]         # must include openid (default [openid])
+#    authorization_endpoint: https://id.example.com/auth   # override or, without
+#    token_endpoint: https://id.example.com/token           # discovery, required
+#    userinfo_endpoint: https://id.example.com/userinfo
+#    jwks_uri: https://id.example.com/jwks
+#    skip_verification: false          # allow http:// and odd metadata (testing only)
+#    user_profile_method: auto         # auto: the ID token's claims; userinfo_endpoint
+#    allow_existing_users: false       # link a new identity to an existing account
+#    enable_registration: true         # create accounts on first login
+#    user_mapping_provider:
+#      config:
+#        subject_claim: sub            # or subject_template: "{{ user.sub }}"
+#        localpart_template: "{{ user.preferred_username }}"
+#        display_name_template: "{{ user.name }}"
+#        email_template: "{{ user.email }}"
+#        confirm_localpart: false      # asking the user is not supported
+#    attribute_requirements:           # all must hold for a login
+#      - attribute: groups
+#        value: staff
+#      - attribute: department
+#        one_of: [sales, support]
+
 # Settings of every single sign-on provider. client_whitelist: client URLs that
 # receive a login token straight away; the user confirms any other redirectUrl on
 # a page first. An entry matches URLs equal to it or continuing it after a "/".

@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlencode
 
 from homeserver.accounts import AccountService, UserInUse
+from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.errors import MatrixError, NotFound, Unrecognized
 from homeserver.sso.cas import CasError, CasProvider, meets_requirements
 from homeserver.sso.localparts import map_username_to_localpart
 from homeserver.sso.login_tokens import LoginTokenService
+from homeserver.sso.oidc import InvalidSession, OidcError, OidcProvider, SessionSigner
+from homeserver.sso.oidc.mapping import localpart_candidate
 from homeserver.sso.redirect_urls import (
     check_client_redirect_url,
     display_url,
@@ -37,6 +42,9 @@ from storage.stores import Stores
 logger = logging.getLogger(__name__)
 
 SSO_STAGE: Final = "m.login.sso"
+PICK_IDP_PATH: Final = "_synapse/client/pick_idp"
+# as Synapse: alice, alice1 ... alice999, then give up
+MAX_LOCALPART_ATTEMPTS: Final = 1000
 
 
 class SsoError(Exception):
@@ -90,6 +98,19 @@ class UiaRedirect:
     redirect_url: str
     provider: IdentityProvider
     request: str
+    cookie: str | None = None
+
+
+@dataclass(frozen=True)
+class SsoRedirect:
+    """Where to send the browser, and the session cookie to set with it (OIDC's
+    signed ``oidc_session``; None for CAS, which keeps its state in the URL)."""
+
+    location: str
+    cookie: str | None = None
+
+
+Provider = CasProvider | OidcProvider
 
 
 class SsoService:
@@ -101,6 +122,9 @@ class SsoService:
         uia: UserInteractiveAuth,
         login_tokens: LoginTokenService,
         cas: CasProvider | None,
+        oidc: Sequence[OidcProvider],
+        session_signer: SessionSigner,
+        clock: Clock,
     ) -> None:
         self._config = config
         self._stores = stores
@@ -108,41 +132,140 @@ class SsoService:
         self._uia = uia
         self.login_tokens = login_tokens
         self.cas = cas
+        self.oidc: dict[str, OidcProvider] = {provider.idp_id: provider for provider in oidc}
+        self._signer = session_signer
+        self._clock = clock
         # one mapping at a time: two first logins of one user make one account
         self._mapping_lock = asyncio.Lock()
-        if cas is not None:
+        if self.enabled:
             uia.register_out_of_band_stage(SSO_STAGE, self.user_can_reauthenticate)
 
     async def close(self) -> None:
         if self.cas is not None:
             await self.cas.close()
+        for provider in self.oidc.values():
+            await provider.close()
 
     @property
     def enabled(self) -> bool:
-        return self.cas is not None
+        return self.cas is not None or bool(self.oidc)
 
     @property
     def identity_providers(self) -> list[IdentityProvider]:
-        if self.cas is None:
-            return []
-        cas = self.cas
-        return [IdentityProvider(cas.idp_id, cas.idp_name, cas.idp_icon, cas.idp_brand)]
+        """Every provider, CAS first, then the OIDC ones in configuration order."""
+        described = []
+        if self.cas is not None:
+            cas = self.cas
+            described.append(
+                IdentityProvider(cas.idp_id, cas.idp_name, cas.idp_icon, cas.idp_brand)
+            )
+        for provider in self.oidc.values():
+            config = provider.config
+            described.append(
+                IdentityProvider(config.idp_id, config.idp_name, config.idp_icon, config.idp_brand)
+            )
+        return described
 
-    def _provider(self, idp_id: str | None) -> CasProvider:
-        if self.cas is None:
+    def _provider(self, idp_id: str | None) -> Provider:
+        """The provider ``idp_id`` (the only one when None)."""
+        if not self.enabled:
             raise Unrecognized("Homeserver not configured for SSO.", status=400)
-        if idp_id is not None and idp_id != self.cas.idp_id:
-            raise NotFound("Unknown identity provider")
-        return self.cas
+        if idp_id is None:
+            if self.cas is not None:
+                return self.cas
+            return next(iter(self.oidc.values()))
+        if self.cas is not None and idp_id == self.cas.idp_id:
+            return self.cas
+        if idp_id in self.oidc:
+            return self.oidc[idp_id]
+        raise NotFound("Unknown identity provider")
 
     # -- login -------------------------------------------------------------------
 
-    def login_redirect(self, client_redirect_url: str, idp_id: str | None = None) -> str:
-        """GET /login/sso/redirect: where to send the browser to log in, to come back
-        to ``client_redirect_url`` (M_INVALID_PARAM if no token may go there)."""
-        provider = self._provider(idp_id)
+    def picker_url(self, client_redirect_url: str) -> str:
+        """The page where the user picks a provider (``/_synapse/client/pick_idp``)."""
+        query = urlencode({"redirectUrl": client_redirect_url})
+        return f"{self._config.public_baseurl_effective}{PICK_IDP_PATH}?{query}"
+
+    async def login_redirect(
+        self, client_redirect_url: str, idp_id: str | None = None
+    ) -> SsoRedirect:
+        """GET /login/sso/redirect[/{idpId}]: where to send the browser to log in, to
+        come back to ``client_redirect_url`` (M_INVALID_PARAM if no token may go
+        there). With several providers and none named, the provider picker."""
         check_client_redirect_url(client_redirect_url)
-        return provider.redirect_url({"redirectUrl": client_redirect_url})
+        if idp_id is None and len(self.identity_providers) > 1:
+            return SsoRedirect(self.picker_url(client_redirect_url))
+        provider = self._provider(idp_id)
+        if isinstance(provider, CasProvider):
+            return SsoRedirect(provider.redirect_url({"redirectUrl": client_redirect_url}))
+        return await self._oidc_redirect(provider, client_redirect_url, "")
+
+    async def _oidc_redirect(
+        self, provider: OidcProvider, client_redirect_url: str, ui_auth_session_id: str
+    ) -> SsoRedirect:
+        try:
+            location, session = await provider.authorization_redirect(
+                client_redirect_url, ui_auth_session_id
+            )
+        except OidcError as exc:
+            raise SsoError(exc.status, exc.error, exc.description) from None
+        return SsoRedirect(location, self._signer.sign(session))
+
+    async def handle_oidc_callback(
+        self, params: Mapping[str, str], cookie: str | None
+    ) -> LoginGranted | UiaChecked:
+        """GET/POST /_synapse/client/oidc/callback: the provider sent the browser back
+        with a code (or an error) for the session of ``cookie``."""
+        error = params.get("error")
+        if error:
+            description = params.get("error_description", "")
+            logger.log(
+                logging.INFO if error == "access_denied" else logging.WARNING,
+                "OIDC callback with error %r: %s",
+                error,
+                description,
+            )
+            raise SsoError(400, error, description or "The identity provider refused the login")
+        if cookie is None:
+            logger.info("OIDC callback without a session cookie")
+            raise SsoError(400, "missing_session", "No session cookie found")
+        state = params.get("state")
+        if not state:
+            raise SsoError(400, "invalid_request", "State parameter is missing")
+        try:
+            session = self._signer.verify(cookie, state, self._clock.time_ms())
+        except InvalidSession as exc:
+            logger.info("OIDC callback refused: %s", exc.description)
+            raise SsoError(400, exc.error, exc.description) from None
+        provider = self.oidc.get(session.idp_id)
+        if provider is None:
+            raise SsoError(400, "unknown_idp", "Unknown IdP")
+        code = params.get("code")
+        if not code:
+            raise SsoError(400, "invalid_request", "Code parameter is missing")
+        try:
+            proved = await provider.complete(session, code)
+        except OidcError as exc:
+            raise SsoError(exc.status, exc.error, exc.description) from None
+        mapped = proved.user
+        if session.ui_auth_session_id:
+            return await self._complete_ui_auth(
+                provider.idp_id, mapped.remote_user_id, session.ui_auth_session_id
+            )
+        config = provider.config
+        user_id, new_user = await self._map_user(
+            provider.idp_id,
+            mapped.remote_user_id,
+            mapped.localpart,
+            mapped.display_name,
+            registration_enabled=config.enable_registration,
+            take_over_existing=config.allow_existing_users,
+            email=mapped.email,
+        )
+        return await self._grant_login(
+            user_id, provider.idp_id, session.client_redirect_url, new_user
+        )
 
     async def handle_cas_ticket(
         self, ticket: str, client_redirect_url: str | None, session_id: str | None
@@ -150,7 +273,9 @@ class SsoService:
         """GET /login/cas/ticket: validate the ticket for the service URL the browser
         came back to, then finish the UIA stage of ``session_id`` if given, else the
         login that goes back to ``client_redirect_url``."""
-        provider = self._provider(None)
+        if self.cas is None:
+            raise Unrecognized("Homeserver not configured for CAS.", status=400)
+        provider = self.cas
         if session_id is None and client_redirect_url is not None:
             try:
                 check_client_redirect_url(client_redirect_url)
@@ -178,6 +303,7 @@ class SsoService:
             map_username_to_localpart(response.username),
             provider.display_name(response),
             registration_enabled=provider.config.enable_registration,
+            take_over_existing=True,
         )
         return await self._grant_login(user_id, provider.idp_id, client_redirect_url, new_user)
 
@@ -185,21 +311,35 @@ class SsoService:
         self,
         idp_id: str,
         remote_user: str,
-        localpart: str,
+        localpart: str | None,
         display_name: str | None,
         *,
         registration_enabled: bool,
+        take_over_existing: bool,
+        email: str | None = None,
     ) -> tuple[str, bool]:
-        """The account ``remote_user`` logs in as, and whether it was just created."""
+        """The account ``remote_user`` logs in as, and whether it was just created.
+
+        An identity seen before keeps its account. Else, with ``take_over_existing``
+        (CAS; OIDC's ``allow_existing_users``), an account of the mapped localpart is
+        linked to it; without, a taken localpart gets 1, 2 ... appended (Synapse)."""
         async with self._mapping_lock:
             user_id = await self._stores.external_ids.get_user(idp_id, remote_user)
             if user_id is not None:
                 return user_id, False
-            existing = await self._existing_account(localpart)
-            if existing is not None:
-                await self._check_can_take_over(existing)
-                logger.info("SSO user %r of %s takes over %s", remote_user, idp_id, existing)
-                return await self._stores.external_ids.record(idp_id, remote_user, existing), False
+            if localpart is None:
+                raise SsoError(
+                    400, "mapping_error", "The identity provider gave no user name to register"
+                )
+            if take_over_existing:
+                existing = await self._existing_account(localpart)
+                if existing is not None:
+                    await self._check_can_take_over(existing)
+                    logger.info("SSO user %r of %s takes over %s", remote_user, idp_id, existing)
+                    linked = await self._stores.external_ids.record(idp_id, remote_user, existing)
+                    return linked, False
+            else:
+                localpart = await self._free_localpart(localpart)
             if not registration_enabled:
                 raise SsoError(
                     400, "mapping_error", "User does not exist and registrations are disabled"
@@ -216,15 +356,40 @@ class SsoService:
                 )
                 new_user = True
             except UserInUse:
-                # registered meanwhile (by another process): take it over
+                # registered meanwhile (by another process)
                 raced = await self._existing_account(localpart)
-                if raced is None:
-                    raise
+                if raced is None or not take_over_existing:
+                    raise SsoError(
+                        400, "mapping_error", "The Matrix ID was taken meanwhile; try again"
+                    ) from None
                 await self._check_can_take_over(raced)
                 user_id, new_user = raced, False
             linked = await self._stores.external_ids.record(idp_id, remote_user, user_id)
             logger.info("SSO user %r of %s registered as %s", remote_user, idp_id, linked)
-            return linked, new_user and linked == user_id
+            created = new_user and linked == user_id
+            if created and email:
+                await self._add_email(user_id, email)
+            return linked, created
+
+    async def _add_email(self, user_id: str, email: str) -> None:
+        """A new SSO user's mapped email becomes their (validated) email address, as
+        Synapse binds it, unless another account already has it."""
+        address = email.lower()
+        holder = await self._stores.user_admin.user_of_threepid("email", address)
+        if holder is not None:
+            logger.info("SSO email of %s is already another account's; not added", user_id)
+            return
+        await self._stores.user_admin.replace_threepids(
+            user_id, {("email", address)}, self._clock.time_ms()
+        )
+
+    async def _free_localpart(self, localpart: str) -> str:
+        """``localpart``, or the first of ``localpart1``, ``localpart2`` ... nobody has."""
+        for failures in range(MAX_LOCALPART_ATTEMPTS):
+            candidate = localpart_candidate(localpart, failures)
+            if await self._existing_account(candidate) is None:
+                return candidate
+        raise SsoError(400, "mapping_error", "Unable to generate a Matrix ID from the SSO response")
 
     async def _check_can_take_over(self, user_id: str) -> None:
         """A guest account is nobody's identity: an SSO user named like it does not
@@ -264,15 +429,23 @@ class SsoService:
         return any(idp.id in providers for idp in self.identity_providers)
 
     async def ui_auth_redirect(self, session_id: str) -> UiaRedirect:
-        """GET /auth/m.login.sso/fallback/web: where the session's user re-authenticates."""
+        """GET /auth/m.login.sso/fallback/web: where the session's user
+        re-authenticates (the first provider they have an identity with)."""
         session = await self._uia.live_session(session_id)
-        if session.user_id is None or not await self.user_can_reauthenticate(session.user_id):
+        if session.user_id is None:
             raise MatrixError(400, "M_UNKNOWN", "User has no SSO identities")
-        provider = self._provider(None)
-        described = self.identity_providers[0]
-        return UiaRedirect(
-            provider.redirect_url({"session": session_id}), described, session.request
-        )
+        linked = await self._stores.external_ids.get_providers_of_user(session.user_id)
+        choices = [idp for idp in self.identity_providers if idp.id in linked]
+        if not choices:
+            raise MatrixError(400, "M_UNKNOWN", "User has no SSO identities")
+        described = choices[0]
+        provider = self._provider(described.id)
+        if isinstance(provider, CasProvider):
+            return UiaRedirect(
+                provider.redirect_url({"session": session_id}), described, session.request
+            )
+        redirect = await self._oidc_redirect(provider, "", session_id)
+        return UiaRedirect(redirect.location, described, session.request, redirect.cookie)
 
     async def _complete_ui_auth(self, idp_id: str, remote_user: str, session_id: str) -> UiaChecked:
         try:

@@ -9,6 +9,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import HarnessFactory, HomeserverHarness
+from tests.sso.oidc_support import (
+    FakeOidc,
+    Walk,
+    authorize,
+    callback,
+    oidc_homeserver,
+    oidc_login_page,
+)
 from tests.sso.support import (
     CAS_FAILURE,
     V3,
@@ -17,6 +25,7 @@ from tests.sso.support import (
     cas_login_token,
     cas_success,
     link_of,
+    login_token_of,
     service_url,
     ticket_request,
     token_login,
@@ -207,3 +216,46 @@ async def test_bad_fallback_requests_are_refused(
     first = await hs.client.post(f"{V3}/register", json={"username": "zed", "password": "pw"})
     status, _ = await fallback(hs, "m.login.sso", session=(await first.json())["session"])
     assert status == 400
+
+
+# -- through an OpenID Connect provider -----------------------------------------------
+
+
+async def test_uia_through_an_oidc_provider(
+    make_homeserver: HarnessFactory, oidc: FakeOidc
+) -> None:
+
+    hs = await oidc_homeserver(make_homeserver, oidc)
+    status, page = await oidc_login_page(hs)
+    status, login = await token_login(hs, login_token_of(page), device_id=DEVICE)
+    assert status == 200, login
+    token, user_id = login["access_token"], login["user_id"]
+    status, body = await delete_device(hs, token, {})
+    assert status == 401 and body["flows"] == [{"stages": ["m.login.sso"]}]
+    session = body["session"]
+    # the fallback page links to the provider and sets the session cookie
+    resp = await hs.client.get(f"{V3}/auth/m.login.sso/fallback/web", params={"session": session})
+    page = await resp.text()
+    assert resp.status == 200 and "Provider test" in page
+    cookie = resp.cookies["oidc_session"].value
+
+    # someone else signs in at the provider: refused, the device stays
+    oidc.user = {"sub": "u-mallory", "preferred_username": "mallory"}
+    back = await authorize(Walk(link_of(page), cookie))
+    status, page, _ = await callback(hs, back, cookie)
+    assert status == 200 and "Wrong account" in page
+    status, body = await delete_device(hs, token, {"auth": {"session": session}})
+    assert status == 403 and await device_exists(hs, user_id)
+    # the session's user: done
+    oidc.user = {"sub": "u-alice", "preferred_username": "alice"}
+    status, body = await delete_device(hs, token, {})
+    session = body["session"]
+    resp = await hs.client.get(f"{V3}/auth/m.login.sso/fallback/web", params={"session": session})
+    page = await resp.text()
+    cookie = resp.cookies["oidc_session"].value
+    back = await authorize(Walk(link_of(page), cookie))
+    status, page, _ = await callback(hs, back, cookie)
+    assert status == 200 and "authDone" in page
+    status, body = await delete_device(hs, token, {"auth": {"session": session}})
+    assert status == 200, body
+    assert not await device_exists(hs, user_id)
