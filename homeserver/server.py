@@ -77,6 +77,7 @@ from homeserver.openid import OpenIdService
 from homeserver.passwords import PasswordHasher
 from homeserver.profiles import ProfileService
 from homeserver.push.notifications import SyncUnreadCounter
+from homeserver.push.pruning import PushActionPruner
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.reports import ReportService
@@ -171,6 +172,7 @@ class Homeserver:
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     redaction_censor: RedactionCensor | None = None  # redaction_retention_period
     media_retention: MediaRetention | None = None  # media_retention
+    push_action_pruner: PushActionPruner | None = None
     guest_evictor: GuestEvictor | None = None
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
@@ -572,6 +574,7 @@ class Homeserver:
             identity=identity,
             message_expiry=message_expiry,
             redaction_censor=redaction_censor,
+            push_action_pruner=PushActionPruner(stores, clock),
             media_retention=(
                 MediaRetention(media, clock, config.media_retention)
                 if config.media_retention.enabled
@@ -662,6 +665,8 @@ class Homeserver:
             self.redaction_censor.start()
         if self.media_retention is not None:
             self.media_retention.start()
+        if self.push_action_pruner is not None:
+            self.push_action_pruner.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
         if self.fork_healer is not None:
@@ -685,6 +690,8 @@ class Homeserver:
             await self.redaction_censor.stop()
         if self.media_retention is not None:
             await self.media_retention.stop()
+        if self.push_action_pruner is not None:
+            await self.push_action_pruner.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
         if self.fork_healer is not None:

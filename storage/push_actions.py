@@ -153,6 +153,38 @@ class PushActionStore:
         for sql, args in _mark_read(user_id, room_id, thread_id, position):
             await txn.queue(sql, *args)
 
+    # -- pruning -------------------------------------------------------------------------
+
+    async def prune_read(self, plain_before_ts: int, highlight_before_ts: int) -> int:
+        """Delete the actions their user has read that are older than
+        ``plain_before_ts`` (``highlight_before_ts`` for highlights); return how many.
+
+        Unread counts only ever count actions after the read positions, and read
+        positions only move forward, so a read action is never counted again: the
+        counts stay exact. Unread actions stay, whatever their age (a receipt for an
+        older event recounts from them)."""
+        users = [
+            r[0]
+            for r in await self.db.fetchall(
+                "push_readers", "SELECT DISTINCT user_id FROM push_read_positions"
+            )
+        ]
+        deleted = 0
+        for user_id in users:
+            deleted += await self.db.execute(
+                "prune_read_push_actions",
+                "DELETE FROM event_push_actions WHERE user_id = $1 AND ts < $2"
+                " AND (NOT highlight OR ts < $3)"
+                " AND stream_ordering <= COALESCE((SELECT MAX(r.stream_ordering)"
+                " FROM push_read_positions r WHERE r.user_id = event_push_actions.user_id"
+                " AND r.room_id = event_push_actions.room_id"
+                " AND r.thread_id IN ('', event_push_actions.thread_id)), 0)",
+                user_id,
+                plain_before_ts,
+                highlight_before_ts,
+            )
+        return deleted
+
     # -- counts and lists ----------------------------------------------------------------
 
     async def unread_by_thread(self, user_id: str) -> list[tuple[str, str, int, int]]:
