@@ -191,10 +191,14 @@ class Homeserver:
         metrics = HomeserverMetrics(config.server_name, enabled=config.enable_metrics)
         if metrics.enabled:
             db.transaction_observer = metrics.database.observe
-        stores = Stores.over(db)
+        stores = Stores.over(db, config.caches.sizes)
         appservices = AppServices(registrations, AppServiceClient(tls=client_tls(config)))
         authenticator = Authenticator(
-            stores, clock, appservices=appservices, server_name=config.server_name
+            stores,
+            clock,
+            config.caches.sizes.size("get_user_by_access_token"),
+            appservices=appservices,
+            server_name=config.server_name,
         )
         sessions = SessionService(stores, authenticator, clock)
         limiter = RateLimiter(clock)
@@ -277,7 +281,9 @@ class Homeserver:
             config.default_room_version,
             directory_rules,
         )
-        visibility = HistoryVisibility(stores)
+        visibility = HistoryVisibility(
+            stores, config.caches.sizes.size("history_visibility_by_state_group")
+        )
         history = RoomHistory(stores, visibility)
         members = MemberListService(stores)
         search = SearchService(stores, visibility, history, members)
@@ -802,7 +808,11 @@ def wire_metrics(
     federation_events.transactions.metrics = metrics.federation
     metrics.federation.read_backlog = stores.federation_queue.pending_counts
     push.pushers.use_metrics(metrics.push)
-    metrics.caches.add(authenticator.cache_stats, stores.sync.state_group_cache_stats)
+    metrics.caches.add(
+        authenticator.cache_stats,
+        stores.sync.state_group_cache_stats,
+        stores.events.cache_stats,
+    )
 
 
 def room_versions() -> dict[str, str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event
+from storage.cache_stats import CacheStats
 from storage.database import Database, Transaction
 
 _EVENT_COLUMNS = (
@@ -56,6 +57,7 @@ class EventStore:
         self.db = db
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
         self._cache_size = cache_size
+        self.cache_stats = CacheStats("*getEvent*", lambda: len(self._cache), cache_size)
         self._room_versions: dict[str, str] = {}
         # room -> forward extremities, kept in step with committed writes
         self._extremities: dict[str, list[str]] = {}
@@ -367,6 +369,7 @@ class EventStore:
         self._cache.move_to_end(stored.event_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+            self.cache_stats.evictions += 1
 
     def _forget(self, event_id: str) -> None:
         self._cache.pop(event_id, None)
@@ -432,6 +435,8 @@ class EventStore:
                 found[event_id] = cached
             else:
                 missing.append(event_id)
+        self.cache_stats.hits += len(found)
+        self.cache_stats.misses += len(missing)
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))

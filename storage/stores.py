@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore
 from storage.appservice import AppServiceStore
+from storage.cache_sizes import CacheSizes
 from storage.database import Database
 from storage.delayed_events import DelayedEventStore
 from storage.devices import DeviceStore
@@ -90,7 +91,9 @@ class Stores:
     threepid_validation: ThreepidValidationStore
 
     @classmethod
-    def over(cls, db: Database) -> Stores:
+    def over(cls, db: Database, caches: CacheSizes | None = None) -> Stores:
+        """Every store over ``db``, their caches sized by ``caches``."""
+        caches = caches or CacheSizes()
         return cls(
             db=db,
             accounts=AccountStore(db),
@@ -99,9 +102,11 @@ class Stores:
             registration_tokens=RegistrationTokenStore(db),
             uia=UiaStore(db),
             media=MediaStore(db),
-            events=EventStore(db),
-            state=StateStore(db),
-            sync=SyncStore(db),
+            events=EventStore(db, caches.size("*getEvent*")),
+            state=StateStore(db, caches.size("state_groups")),
+            sync=SyncStore(
+                db, caches.size("*stateGroupCache*"), heroes_cache_size=caches.size("room_heroes")
+            ),
             rooms=RoomStore(db),
             e2e_keys=E2eKeyStore(db),
             key_backup=KeyBackupStore(db),

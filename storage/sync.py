@@ -119,9 +119,6 @@ class RecentRoomEvents:
         return None
 
 
-_HEROES_CACHE = 10_000  # rooms
-
-
 def _heroes_without(active: list[str], inactive: list[str], user_id: str, limit: int) -> list[str]:
     """Joined or invited members other than the user, else departed ones."""
     return [u for u in active if u != user_id][:limit] or [u for u in inactive if u != user_id][
@@ -134,8 +131,11 @@ def _marks(start: int, count: int) -> str:
 
 
 class SyncStore:
-    def __init__(self, db: Database, group_cache_size: int = 10_000) -> None:
+    def __init__(
+        self, db: Database, group_cache_size: int = 10_000, *, heroes_cache_size: int = 10_000
+    ) -> None:
         self.db = db
+        self._heroes_cache_size = heroes_cache_size
         self.recent = RecentRoomEvents()
         # room -> ((state generation, limit), joined/invited candidates, departed ones)
         self._heroes: dict[str, tuple[tuple[int | None, int], list[str], list[str]]] = {}
@@ -334,7 +334,7 @@ class SyncStore:
             active, inactive = found.get(room_id, ([], []))
             result[room_id] = _heroes_without(active, inactive, exclude_user, limit)
             self._heroes[room_id] = ((generations[room_id], limit), active, inactive)
-            if len(self._heroes) > _HEROES_CACHE:
+            if len(self._heroes) > self._heroes_cache_size:
                 self._heroes.pop(next(iter(self._heroes)))
         return result
 

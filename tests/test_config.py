@@ -8,6 +8,7 @@ import re
 import stat
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from signedjson.key import decode_verify_key_bytes, get_verify_key, read_signing_keys
@@ -832,3 +833,44 @@ def test_load_or_create_signing_key_rejects_garbage(tmp_path: Path) -> None:
     path.write_text("ed25519 a_bc !!!notbase64\n")
     with pytest.raises(ConfigError, match="signing_key_path"):
         load_or_create_signing_key(path)
+
+
+def test_caches_section() -> None:
+    from homeserver.config import parse_config as parse
+    from storage.cache_sizes import BASE_SIZES
+
+    config = parse(
+        {
+            "server_name": "example.org",
+            "caches": {
+                "global_factor": 1.0,
+                "per_cache_factors": {"*stateGroupCache*": 2, "get_user_by_access_token": 0.1},
+            },
+        },
+        NO_ENV,
+    )
+    sizes = config.caches.sizes
+    assert sizes.size("*stateGroupCache*") == 2 * BASE_SIZES["*stateGroupCache*"]
+    assert sizes.size("get_user_by_access_token") == BASE_SIZES["get_user_by_access_token"] // 10
+    assert sizes.size("*getEvent*") == BASE_SIZES["*getEvent*"]
+    # the default: half of every base size, as Synapse's default global_factor
+    default = parse({"server_name": "example.org"}, NO_ENV).caches.sizes
+    assert default.size("*getEvent*") == BASE_SIZES["*getEvent*"] // 2
+
+
+@pytest.mark.parametrize(
+    ("caches", "message"),
+    [
+        ({"per_cache_factors": {"no_such_cache": 1}}, "caches.per_cache_factors.no_such_cache"),
+        ({"per_cache_factors": {"getEvent": 0}}, "caches.per_cache_factors.getEvent"),
+        ({"per_cache_factors": {"getEvent": "big"}}, "caches.per_cache_factors.getEvent"),
+        ({"per_cache_factors": ["getEvent"]}, "caches.per_cache_factors"),
+        ({"global_factor": -1}, "caches.global_factor"),
+    ],
+)
+def test_bad_caches_section(caches: dict[str, Any], message: str) -> None:
+    from homeserver.config import ConfigError
+    from homeserver.config import parse_config as parse
+
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse({"server_name": "example.org", "caches": caches}, NO_ENV)

@@ -33,6 +33,12 @@ from homeserver.config._reader import (
     to_server_name,
     to_str,
 )
+from storage.cache_sizes import (
+    BASE_SIZES,
+    DEFAULT_GLOBAL_FACTOR,
+    CacheSizes,
+    canonical_cache_name,
+)
 
 # --- listeners ----------------------------------------------------------------------
 
@@ -466,17 +472,45 @@ class MediaRetentionConfig:
         return self.local_media_lifetime is not None or self.remote_media_lifetime is not None
 
 
+def to_cache_factors(value: object) -> Mapping[str, float]:
+    """``per_cache_factors``: cache name -> factor, names made canonical as Synapse
+    does; an unknown cache name is an error (a typo would silently do nothing)."""
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a mapping of cache names to factors, got {describe(value)}")
+    known = {canonical_cache_name(name): name for name in BASE_SIZES}
+    factors: dict[str, float] = {}
+    for name, factor in value.items():
+        canonical = canonical_cache_name(str(name))
+        if canonical not in known:
+            raise Invalid(
+                f"unknown cache; known caches: {', '.join(sorted(BASE_SIZES))}", f".{name}"
+            )
+        try:
+            factors[canonical] = to_positive_float(factor)
+        except Invalid as invalid:
+            raise Invalid(invalid.message, f".{name}") from None
+    return MappingProxyType(factors)
+
+
 @dataclass(frozen=True, slots=True)
 class CachesConfig:
-    """``caches``: every in-memory cache's size is multiplied by `global_factor`."""
+    """``caches``: every in-memory cache's size is its base size multiplied by its
+    factor in `per_cache_factors`, else by `global_factor`."""
 
-    global_factor: float = 0.5
+    global_factor: float = DEFAULT_GLOBAL_FACTOR
+    per_cache_factors: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     @staticmethod
     def parse(reader: Reader) -> CachesConfig:
-        global_factor = reader.get("global_factor", to_positive_float, 0.5)
+        global_factor = reader.get("global_factor", to_positive_float, DEFAULT_GLOBAL_FACTOR)
+        no_factors: Mapping[str, float] = MappingProxyType({})
+        per_cache = reader.get("per_cache_factors", to_cache_factors, no_factors)
         reader.finish()
-        return CachesConfig(global_factor=global_factor)
+        return CachesConfig(global_factor=global_factor, per_cache_factors=per_cache)
+
+    @property
+    def sizes(self) -> CacheSizes:
+        return CacheSizes(self.global_factor, self.per_cache_factors)
 
 
 @dataclass(frozen=True, slots=True)

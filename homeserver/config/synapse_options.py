@@ -121,7 +121,6 @@ SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
     "caches": frozenset(
         {
             "global_factor",
-            "per_cache_factors",
             "expire_caches",
             "cache_entry_ttl",
             "sync_response_cache_duration",

@@ -149,10 +149,18 @@ database:
 #    cp_min: 2                   # connection pool size, default 2 to 10
 #    cp_max: 10
 
-# Caches held in memory: every cache's size is multiplied by global_factor
-# (default 0.5).
+# Caches held in memory: each cache holds its base size times its factor in
+# per_cache_factors, else times global_factor (default 0.5). Caches, with their base
+# sizes: *getEvent* (100000 events), state_groups (4000), *stateGroupCache* (20000),
+# room_heroes (20000 rooms), get_user_by_access_token (20000),
+# get_push_rules_for_user (40000 users), push_room_state (1024 rooms),
+# get_unread_event_push_actions_by_room_for_user (20000 users),
+# history_visibility_by_state_group (40000). Names are matched as Synapse matches
+# them (case and characters such as * ignored).
 caches:
   global_factor: 0.5
+  #per_cache_factors:
+  #  get_user_by_access_token: 2.0
 
 # Redis, for several processes sharing one PostgreSQL database (default off).
 redis:

@@ -82,8 +82,13 @@ class PushEvaluator:
         rules: PushRulesService,
         clock: Clock,
         ignored: IgnoredSenders | None = None,
+        *,
+        room_state_cache_size: int = ROOM_STATE_CACHE,
+        unread_cache_size: int = UNREAD_CACHE,
     ) -> None:
         self._suffix = ":" + server_name
+        self._room_state_cache_size = room_state_cache_size
+        self._unread_cache_size = unread_cache_size
         self._stores = stores
         self._rules = rules
         self._clock = clock
@@ -269,7 +274,7 @@ class PushEvaluator:
         if room is None:
             room = await self._load_room_state(room_id, state_group, pending)
         self._room_states[state_group] = room
-        while len(self._room_states) > ROOM_STATE_CACHE:
+        while len(self._room_states) > self._room_state_cache_size:
             self._room_states.popitem(last=False)
         return room
 
@@ -432,7 +437,7 @@ class PushEvaluator:
             per_room.setdefault(room_id, {})[thread_id] = (notes, highlights)
         if self._unread_epochs.get(user_id, 0) == epoch:  # nothing changed meanwhile
             self._unread_cache[user_id] = per_room
-            while len(self._unread_cache) > UNREAD_CACHE:
+            while len(self._unread_cache) > self._unread_cache_size:
                 self._unread_cache.popitem(last=False)
         return per_room
 

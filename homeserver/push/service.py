@@ -36,12 +36,21 @@ class PushService:
         persister: EventPersister,
         clock: Clock,
     ) -> PushService:
+        sizes = config.caches.sizes
         rules = PushRulesService(
             stores.push_rules,
             notifier,
+            cache_size=sizes.size("get_push_rules_for_user"),
             defaults=default_rules(config.push.legacy_mention_rules),
         )
-        evaluator = PushEvaluator(config.server_name, stores, rules, clock)
+        evaluator = PushEvaluator(
+            config.server_name,
+            stores,
+            rules,
+            clock,
+            room_state_cache_size=sizes.size("push_room_state"),
+            unread_cache_size=sizes.size("get_unread_event_push_actions_by_room_for_user"),
+        )
         persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(
             AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist),

@@ -242,3 +242,40 @@ async def test_a_request_in_flight_is_counted(metered: Metered) -> None:
     assert response.status == 200
     scraped = await metered.scrape()
     assert scraped.value("synapse_http_server_in_flight_requests_count", **in_flight) == 0
+
+
+async def test_cache_sizes_follow_the_caches_section(make_homeserver: HarnessFactory) -> None:
+    """``caches.per_cache_factors`` (names as Synapse matches them: case and ``*``
+    ignored) overrides ``global_factor`` for one cache; the others follow the global
+    factor. The sizes show in ``synapse_util_caches_cache_max_size``."""
+    port = free_port()
+    hs = await make_homeserver(
+        enable_metrics=True,
+        listeners=[{"port": port, "type": "metrics", "bind_addresses": ["127.0.0.1"]}],
+        caches={"global_factor": 2.0, "per_cache_factors": {"GETEVENT": 0.001}},
+    )
+    await hs.server.start_listeners()
+    try:
+        alice = await make_user(hs, "alice")
+        room_id = await alice.create_room()
+        for n in range(120):
+            await alice.send(room_id, f"message {n}")
+        status, _, text = await scrape(f"http://127.0.0.1:{port}/_synapse/metrics")
+        assert status == 200
+        scraped = Scrape.parse(text)
+        assert scraped.value("synapse_util_caches_cache_max_size", name="*getEvent*") == 100
+        assert scraped.value("synapse_util_caches_cache_size", name="*getEvent*") == 100
+        assert (
+            scraped.value(
+                "synapse_util_caches_cache_evicted_size", name="*getEvent*", reason="size"
+            )
+            > 0
+        )
+        token_cache = {"name": "get_user_by_access_token"}
+        assert scraped.value("synapse_util_caches_cache_max_size", **token_cache) == 40_000
+        # the evicted events are read back from the database
+        page = await alice.request("GET", f"/rooms/{room_id}/messages?dir=f&limit=30")
+        bodies = [e["content"]["body"] for e in page["chunk"] if e["type"] == "m.room.message"]
+        assert bodies[:2] == ["message 0", "message 1"]
+    finally:
+        await hs.server.stop_listeners()
