@@ -77,6 +77,7 @@ from homeserver.profiles import ProfileService
 from homeserver.push.notifications import SyncUnreadCounter
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.registration.stages import registration_stages_from_config
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.rooms.creation import RoomCreationService
@@ -277,6 +278,16 @@ class Homeserver:
         )
         profiles = ProfileService(config.server_name, stores)
         uia = UserInteractiveAuth(stores, clock)
+        registration = registration_stages_from_config(
+            config,
+            uia,
+            accounts,
+            stores,
+            clock,
+            # email / msisdn verification: connected when those stage checkers exist
+            email_available=False,
+            msisdn_available=False,
+        )
         login_tokens = LoginTokenService(stores, clock)
         sso = SsoService(
             config,
@@ -314,6 +325,7 @@ class Homeserver:
             accounts=accounts,
             sessions=sessions,
             uia=uia,
+            registration=registration,
             limiter=limiter,
             profiles=profiles,
             notifier=notifier,

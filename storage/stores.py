@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore
 from storage.appservice import AppServiceStore
+from storage.consent import ConsentStore
 from storage.database import Database
 from storage.delayed_events import DelayedEventStore
 from storage.devices import DeviceStore
@@ -84,6 +85,7 @@ class Stores:
     room_admin: RoomAdminStore
     purge: PurgeStore
     user_admin: UserAdminStore
+    consent: ConsentStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -126,4 +128,5 @@ class Stores:
             room_admin=RoomAdminStore(db),
             purge=PurgeStore(db),
             user_admin=UserAdminStore(db),
+            consent=ConsentStore(db),
         )

@@ -330,9 +330,9 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
         tmp_path,
         minimal("""
             macaroon_secret_key: "secret"
-            form_secret: "secret"
+            hs_disabled: false
             email: {smtp_host: localhost, smtp_port: 25, notif_from: "hs@localhost"}
-            recaptcha_public_key: "x"
+            auto_join_rooms: []
             cas_config: {enabled: false, service_url: "https://hs.example.org"}
             caches: {global_factor: 1.0, sync_response_cache_duration: 0}
             rc_federation: {window_size: 1000, sleep_limit: 100}
@@ -347,9 +347,9 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
             "rc_federation.window_size",
             "rc_federation.sleep_limit",
             "macaroon_secret_key",
-            "form_secret",
+            "hs_disabled",
             "email",
-            "recaptcha_public_key",
+            "auto_join_rooms",
             "cas_config.service_url",
             "rc_3pid_validation",
         ]
