@@ -99,12 +99,19 @@ class RegistrationStages:
         return True
 
     async def _token_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
-        token = auth.get("token")
-        if not isinstance(token, str):
+        return await self.check_registration_token(auth.get("token"))
+
+    async def check_registration_token(self, token: object) -> str:
+        """The token, if it may still be used; 401 M_MISSING_PARAM / M_UNAUTHORIZED."""
+        if not isinstance(token, str) or not token:
             raise MatrixError(401, "M_MISSING_PARAM", "Missing registration token")
         if not await self._accounts.registration_token_valid(token):
             raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token")
         return token
+
+    @property
+    def captcha_enabled(self) -> bool:
+        return self._captcha is not None
 
     async def check_captcha(self, response: object, client_ip: str) -> None:
         """Raise CaptchaNeeded without a response, CaptchaFailed unless it is good."""
