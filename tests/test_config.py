@@ -36,6 +36,7 @@ from homeserver.config import (
     parse_config,
     render_config,
 )
+from homeserver.config.registration import ConsentConfig
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -132,6 +133,7 @@ def test_example_config_comments_say_what_the_code_does() -> None:
         RedisConfig,
         JoinRateLimits,
         DirectoryRule,
+        ConsentConfig,
     ],
 )
 def test_example_config_documents_every_option(cls: type) -> None:

@@ -84,6 +84,9 @@ class RecaptchaVerifier:
         if len(raw) > MAX_ANSWER_BYTES:
             logger.warning("recaptcha siteverify at %s answered too much", host)
             return False
+        if status // 100 != 2:
+            logger.warning("recaptcha siteverify at %s answered %d", host, status)
+            return False
         try:
             answer: Any = json.loads(raw)
         except ValueError:
