@@ -28,6 +28,7 @@ from homeserver.profiles import ProfileService
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimiter
 from homeserver.receipts import ReceiptService
+from homeserver.registration import RegistrationStages
 from homeserver.reports import ReportService
 from homeserver.request_context import note_requester
 from homeserver.rooms.creation import RoomCreationService
@@ -65,6 +66,7 @@ class ClientContext:
     accounts: AccountService
     sessions: SessionService
     uia: UserInteractiveAuth
+    registration: RegistrationStages
     limiter: RateLimiter
     profiles: ProfileService
     notifier: Notifier

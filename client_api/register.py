@@ -18,6 +18,13 @@ from homeserver.sessions import Session
 TOKEN_STAGE = "m.login.registration_token"
 
 
+def _session_of(body: dict[str, Any]) -> str | None:
+    """The UIA session a request continues, if it names one."""
+    auth = body.get("auth")
+    session = auth.get("session") if isinstance(auth, dict) else None
+    return session if isinstance(session, str) and session else None
+
+
 def session_body(user_id: str, session: Session | None) -> dict[str, Any]:
     body: dict[str, Any] = {"user_id": user_id}
     if session is not None:
@@ -43,24 +50,6 @@ class RegisterHandlers:
         self._ctx = ctx
         cfg = ctx.config
         self._limit = RateLimit(cfg.rc_registration.per_second, cfg.rc_registration.burst_count)
-        ctx.uia.register_stage("m.login.dummy", self._dummy_stage)
-        ctx.uia.register_stage(TOKEN_STAGE, self._token_stage)
-
-    def _flows(self) -> list[list[str]]:
-        if self._ctx.config.registration_requires_token:
-            return [[TOKEN_STAGE]]
-        return [["m.login.dummy"]]
-
-    async def _dummy_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
-        return True
-
-    async def _token_stage(self, auth: dict[str, Any], user_id: str | None) -> Any:
-        token = auth.get("token")
-        if not isinstance(token, str):
-            raise MatrixError(401, "M_MISSING_PARAM", "Missing registration token")
-        if not await self._ctx.accounts.registration_token_valid(token):
-            raise MatrixError(401, "M_UNAUTHORIZED", "Invalid registration token")
-        return token
 
     async def register(self, request: web.Request) -> web.Response:
         """POST /_matrix/client/v3/register."""
@@ -93,18 +82,27 @@ class RegisterHandlers:
                 "An access token should not be provided on requests to /register "
                 f"(except if type is {APPSERVICE_TYPE})",
             )
-        if not cfg.enable_registration or not (
-            cfg.enable_registration_without_verification or cfg.registration_requires_token
-        ):
-            # Without email/captcha stages, open registration must be allowed explicitly.
+        if not cfg.enable_registration:
+            # (the config refuses open registration without any verification stage)
             raise Forbidden("Registration has been disabled")
+        # The account an earlier request of this session created: the same request
+        # again returns it, with a new login (registration is idempotent, as Synapse).
+        session_id = _session_of(body)
+        registered = await self._ctx.uia.registered_user(session_id) if session_id else None
         # Check the parameters before starting UIA, so a client learns of a bad
         # username or password on its first request.
         username = get_str(body, "username", None)
         guest_token = get_str(body, "guest_access_token", None)
         if username is not None:
             username = username.lower()
-            if guest_token is None:
+            if registered is not None:
+                if self._ctx.accounts.check_new_localpart(username) != registered:
+                    raise MatrixError(
+                        400,
+                        "M_UNKNOWN",
+                        "A different user ID has already been registered for this session",
+                    )
+            elif guest_token is None:
                 await self._check_available(username)
             else:
                 await self._check_guest_upgrade(username, guest_token)
@@ -113,8 +111,17 @@ class RegisterHandlers:
             self._ctx.accounts.check_password_shape(password)
         for key in ("device_id", "initial_device_display_name"):
             get_str(body, key, None)
-        result = await self._ctx.uia.authenticate("POST /register", body, self._flows())
+        stages = self._ctx.registration
+        result = await self._ctx.uia.authenticate(
+            "POST /register",
+            body,
+            stages.flows,
+            params=stages.params(),
+            client_ip=client_ip(request),
+        )
         params = result.clientdict
+        if result.registered_user_id is not None:
+            return await self._login_again(result.registered_user_id, params)
         username = params.get("username")
         if username is None and guest_token is not None:
             raise MissingParam("Upgrading a guest account needs its 'username'")
@@ -139,7 +146,7 @@ class RegisterHandlers:
                 refreshable=bool(params.get("refresh_token", False)),
                 registration_token=result.completed.get(TOKEN_STAGE),
             )
-            await self._ctx.uia.finish(result.session_id)
+            await self._registered(user_id, result.session_id, result.completed)
             return json_response(session_body(user_id, session))
         user_id, session = await self._ctx.accounts.register(
             username.lower(),
@@ -150,7 +157,33 @@ class RegisterHandlers:
             refreshable=bool(params.get("refresh_token", False)),
             registration_token=result.completed.get(TOKEN_STAGE),
         )
-        await self._ctx.uia.finish(result.session_id)
+        await self._registered(user_id, result.session_id, result.completed)
+        return json_response(session_body(user_id, session))
+
+    async def _registered(self, user_id: str, session_id: str, completed: dict[str, Any]) -> None:
+        """After a registration: the session keeps the account (until it expires) for
+        a repeated request; the stages' effects (the terms agreed) are recorded."""
+        await self._ctx.uia.remember_registered_user(session_id, user_id)
+        await self._ctx.registration.after_registration(user_id, completed)
+        # the address an m.login.email.identity / m.login.msisdn stage proved
+        await self._ctx.threepids.add_registration_threepids(user_id, completed)
+
+    async def _login_again(self, user_id: str, params: dict[str, Any]) -> web.Response:
+        """A repeated request of a session that registered ``user_id``: that account,
+        with a new session unless ``inhibit_login`` (as Synapse)."""
+        inhibit_login = params.get("inhibit_login", False)
+        if not isinstance(inhibit_login, bool):
+            raise BadJson("'inhibit_login' must be a boolean")
+        if inhibit_login:
+            return json_response(session_body(user_id, None))
+        device_id = params.get("device_id")
+        display_name = params.get("initial_device_display_name")
+        session = await self._ctx.accounts.login(
+            user_id,
+            device_id=device_id if isinstance(device_id, str) else None,
+            device_display_name=display_name if isinstance(display_name, str) else None,
+            refreshable=params.get("refresh_token") is True,
+        )
         return json_response(session_body(user_id, session))
 
     async def _register_appservice_user(

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from client_api.consent import require_consent
 from client_api.context import ClientContext
 from client_api.versions import json_response
 from homeserver.auth import Requester, require_not_suspended
@@ -147,6 +148,7 @@ class RoomHandlers:
         room_id = request.match_info["roomId"]
         if request.match_info["eventType"] != "m.room.redaction":
             require_not_suspended(requester, "Sending messages")
+        await require_consent(self._ctx, requester)
         if requester.shadow_banned:
             return json_response({"event_id": fake_event_id()})
         self._ctx.limiter.check_requester("message", requester, self._message_limit_of(requester))
@@ -194,6 +196,13 @@ class RoomHandlers:
         state_key = request.match_info.get("stateKey", "")
         ts = _appservice_ts(request, requester)
         require_not_suspended(requester, "Sending state events")
+        leaving = (
+            event_type == "m.room.member"
+            and state_key == requester.user_id
+            and content.get("membership") == "leave"
+        )
+        if not leaving:  # (leaving is always allowed)
+            await require_consent(self._ctx, requester)
         delay = _delay_of(request)
         if delay is not None:
             delay_id = await self._ctx.delayed_events.schedule(

@@ -13,6 +13,8 @@ from aiohttp import web
 from client_api.account import AccountHandlers
 from client_api.account_data import AccountDataHandlers
 from client_api.appservice import AppServiceHandlers
+from client_api.auth_fallback import auth_fallback_routes
+from client_api.consent import consent_routes
 from client_api.context import ClientContext
 from client_api.devices import DeviceHandlers
 from client_api.directory import DirectoryHandlers
@@ -228,6 +230,8 @@ def client_routes(
     routes.append(("POST", SLIDING_SYNC_PATH, SlidingSyncHandlers(ctx).sync))
     routes += sso_routes(ctx, CLIENT_PREFIXES, LEGACY_PREFIX)
     routes += threepid_routes(ctx, CLIENT_PREFIXES)
+    routes += auth_fallback_routes(ctx, CLIENT_PREFIXES)
+    routes += consent_routes(ctx)
     v1_rooms = "/_matrix/client/v1/rooms/{roomId}"
     routes += [
         ("GET", v1_rooms + "/timestamp_to_event", messages.timestamp_to_event),

@@ -244,7 +244,7 @@ def sso_routes(
     ]
     versioned: list[tuple[str, str, Handler]] = [
         ("GET", "/login/sso/redirect/{idpId}", sso.redirect),
-        ("GET", "/auth/{authType}/fallback/web", sso.auth_fallback),
+        # (its fallback page is routed by client_api/auth_fallback.py with the others)
     ]
     routes += [(m, prefix + path, h) for prefix in prefixes for m, path, h in versioned]
     routes.append(("GET", "/" + PICK_IDP_PATH, sso.pick_idp))

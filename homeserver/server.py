@@ -80,6 +80,7 @@ from homeserver.push.notifications import SyncUnreadCounter
 from homeserver.push.pruning import PushActionPruner
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.registration.stages import registration_stages_from_config
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.rooms.censorship import RedactionCensor
@@ -306,6 +307,16 @@ class Homeserver:
         )
         profiles = ProfileService(config.server_name, stores)
         uia = UserInteractiveAuth(stores, clock)
+        registration = registration_stages_from_config(
+            config,
+            uia,
+            accounts,
+            stores,
+            clock,
+            # the m.login.email.identity / m.login.msisdn checkers: homeserver/threepids
+            email_available=config.email.can_verify_email,
+            msisdn_available=config.account_threepid_delegates.msisdn is not None,
+        )
         login_tokens = LoginTokenService(stores, clock)
         sso = SsoService(
             config,
@@ -346,6 +357,7 @@ class Homeserver:
             accounts=accounts,
             sessions=sessions,
             uia=uia,
+            registration=registration,
             limiter=limiter,
             profiles=profiles,
             notifier=notifier,

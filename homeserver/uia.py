@@ -33,6 +33,8 @@ SECRET_KEYS = frozenset({"password", "new_password", "guest_access_token"})
 # A stage checker gets the ``auth`` dict and the session's user (if any); it returns
 # a JSON-able result to record, or raises MatrixError to refuse the stage.
 StageChecker = Callable[[dict[str, Any], str | None], Awaitable[Any]]
+# A checker that also needs the client's IP address (the captcha's ``remoteip``).
+IpStageChecker = Callable[[dict[str, Any], str | None, str], Awaitable[Any]]
 # Whether a user can do an out-of-band stage (e.g. has a single sign-on identity).
 StageOffer = Callable[[str], Awaitable[bool]]
 PASSWORD_STAGE = "m.login.password"
@@ -63,6 +65,8 @@ class UiaResult:
     session_id: str
     clientdict: dict[str, Any]
     completed: dict[str, Any] = field(default_factory=dict)
+    # the account an earlier request of this (registration) session created
+    registered_user_id: str | None = None
 
 
 class UserInteractiveAuth:
@@ -71,9 +75,22 @@ class UserInteractiveAuth:
         self._clock = clock
         self._checkers: dict[str, StageChecker] = {}
         self._out_of_band: dict[str, StageOffer] = {}
+        self._ip_checkers: dict[str, IpStageChecker] = {}
+        self._outside_flows: set[str] = set()
 
     def register_stage(self, stage: str, checker: StageChecker) -> None:
         self._checkers[stage] = checker
+
+    def register_ip_stage(
+        self, stage: str, checker: IpStageChecker, *, outside_flows: bool = False
+    ) -> None:
+        """A stage whose checker is also given the client's IP address. With
+        ``outside_flows`` the stage is checked and recorded even on a request whose
+        flows do not list it (as Synapse does with every enabled stage; it counts
+        only towards flows that list it)."""
+        self._ip_checkers[stage] = checker
+        if outside_flows:
+            self._outside_flows.add(stage)
 
     def register_out_of_band_stage(self, stage: str, offered_to: StageOffer) -> None:
         """A stage done outside the API (on its fallback page), whose result is the
@@ -125,6 +142,7 @@ class UserInteractiveAuth:
         *,
         user_id: str | None = None,
         params: dict[str, Any] | None = None,
+        client_ip: str = "",
     ) -> UiaResult:
         """Return once a flow is complete; otherwise raise UiaRequired (401)."""
         params = params or {}
@@ -160,8 +178,8 @@ class UserInteractiveAuth:
         if stage in self._out_of_band:
             stage = None  # done on the fallback page: only its recorded result counts
         if stage is not None:
-            allowed = {s for flow in flows for s in flow}
-            checker = self._checkers.get(stage)
+            allowed = {s for flow in flows for s in flow} | self._outside_flows
+            checker = self._stage_checker(stage, client_ip)
             if stage not in allowed or checker is None:
                 state = self._state(session_id, flows, params, completed)
                 state.update(errcode="M_UNRECOGNIZED", error=f"Unrecognised login type {stage}")
@@ -186,8 +204,40 @@ class UserInteractiveAuth:
             if all(s in completed for s in flow):
                 self._check_proved_user(completed, user_id)
                 merged = {**session.clientdict, **clientdict}
-                return UiaResult(session_id, merged, completed)
+                return UiaResult(session_id, merged, completed, session.registered_user_id)
         raise UiaRequired(self._state(session_id, flows, params, completed))
+
+    def _stage_checker(self, stage: str, client_ip: str) -> StageChecker | None:
+        ip_checker = self._ip_checkers.get(stage)
+        if ip_checker is None:
+            return self._checkers.get(stage)
+
+        async def check(auth: dict[str, Any], user_id: str | None) -> Any:
+            return await ip_checker(auth, user_id, client_ip)
+
+        return check
+
+    async def complete_stage(self, session_id: str, stage: str, result: Any) -> None:
+        """Record ``stage`` as done for ``session_id`` (by its fallback page); 400
+        M_UNKNOWN if the session is unknown or expired."""
+        await self.live_session(session_id)
+
+        async def complete(txn: Transaction) -> None:
+            await self._stores.uia.mark_stage_complete_txn(txn, session_id, stage, result)
+
+        await self._stores.db.run_transaction("uia_complete_fallback_stage", complete)
+
+    async def registered_user(self, session_id: str) -> str | None:
+        """The account an earlier request of a live session created, if any."""
+        session = await self._stores.uia.get_session(session_id)
+        if session is None or self._clock.time_ms() - session.created_ts > SESSION_LIFETIME_MS:
+            return None
+        return session.registered_user_id
+
+    async def remember_registered_user(self, session_id: str, user_id: str) -> None:
+        """Keep the session (until it expires) with the account it created, so a
+        repeated request returns that account (registration is idempotent)."""
+        await self._stores.uia.set_registered_user(session_id, user_id)
 
     def _check_proved_user(self, completed: dict[str, Any], user_id: str | None) -> None:
         """403 if an out-of-band stage of the session proved someone else than its

@@ -8,6 +8,7 @@ from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore
 from storage.appservice import AppServiceStore
 from storage.cache_sizes import CacheSizes
+from storage.consent import ConsentStore
 from storage.database import Database
 from storage.delayed_events import DelayedEventStore
 from storage.devices import DeviceStore
@@ -89,6 +90,7 @@ class Stores:
     user_admin: UserAdminStore
     threepids: ThreepidStore
     threepid_validation: ThreepidValidationStore
+    consent: ConsentStore
 
     @classmethod
     def over(cls, db: Database, caches: CacheSizes | None = None) -> Stores:
@@ -137,4 +139,5 @@ class Stores:
             user_admin=UserAdminStore(db),
             threepids=ThreepidStore(db),
             threepid_validation=ThreepidValidationStore(db),
+            consent=ConsentStore(db),
         )

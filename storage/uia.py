@@ -17,6 +17,8 @@ class UiaSession:
     clientdict: dict[str, Any]
     user_id: str | None
     completed: dict[str, Any]
+    # the account a registration session created (None before, or for other requests)
+    registered_user_id: str | None = None
 
 
 class UiaStore:
@@ -45,7 +47,7 @@ class UiaStore:
     async def get_session(self, session_id: str) -> UiaSession | None:
         async with self.db.transaction("get_uia_session", readonly=True) as txn:
             row = await txn.fetchone(
-                "SELECT session_id, created_ts, request, clientdict, user_id"
+                "SELECT session_id, created_ts, request, clientdict, user_id, registered_user_id"
                 " FROM ui_auth_sessions WHERE session_id = $1",
                 session_id,
             )
@@ -55,7 +57,7 @@ class UiaStore:
                 "SELECT stage_type, result FROM ui_auth_completed WHERE session_id = $1", session_id
             )
         completed = {s: json.loads(r) for s, r in stages}
-        return UiaSession(row[0], row[1], row[2], json.loads(row[3]), row[4], completed)
+        return UiaSession(row[0], row[1], row[2], json.loads(row[3]), row[4], completed, row[5])
 
     async def mark_stage_complete_txn(
         self, txn: Transaction, session_id: str, stage: str, result: Any
@@ -66,6 +68,14 @@ class UiaStore:
             session_id,
             stage,
             json.dumps(result),
+        )
+
+    async def set_registered_user(self, session_id: str, user_id: str) -> None:
+        await self.db.execute(
+            "set_uia_registered_user",
+            "UPDATE ui_auth_sessions SET registered_user_id = $1 WHERE session_id = $2",
+            user_id,
+            session_id,
         )
 
     async def delete_session_txn(self, txn: Transaction, session_id: str) -> None:

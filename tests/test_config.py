@@ -38,6 +38,7 @@ from homeserver.config import (
     render_config,
 )
 from homeserver.config.email import EmailConfig, ThreepidDelegates
+from homeserver.config.registration import ConsentConfig
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -136,6 +137,7 @@ def test_example_config_comments_say_what_the_code_does() -> None:
         DirectoryRule,
         EmailConfig,
         ThreepidDelegates,
+        ConsentConfig,
     ],
 )
 def test_example_config_documents_every_option(cls: type) -> None:
@@ -335,9 +337,9 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
         tmp_path,
         minimal("""
             macaroon_secret_key: "secret"
-            form_secret: "secret"
+            hs_disabled: false
             email: {smtp_host: localhost, notif_from: "hs@localhost", enable_notifs: false}
-            recaptcha_public_key: "x"
+            auto_join_rooms: []
             cas_config: {enabled: false, service_url: "https://hs.example.org"}
             caches: {global_factor: 1.0, sync_response_cache_duration: 0}
             rc_federation: {window_size: 1000, sleep_limit: 100}
@@ -351,9 +353,9 @@ def test_synapse_options_not_implemented_are_accepted_with_a_warning(tmp_path: P
             "rc_federation.window_size",
             "rc_federation.sleep_limit",
             "macaroon_secret_key",
-            "form_secret",
+            "hs_disabled",
             "email.enable_notifs",
-            "recaptcha_public_key",
+            "auto_join_rooms",
             "cas_config.service_url",
         ]
     )

@@ -30,10 +30,10 @@ _TOP_LEVEL: Final = frozenset(
     autocreate_auto_join_rooms_federated background_updates bcrypt_rounds
     block_non_admin_invites caches cas_config daemonize database databases
     default_identity_server default_power_level_content_override default_room_version
-    delete_stale_devices_after disable_msisdn_registration dummy_events_threshold
+    delete_stale_devices_after dummy_events_threshold
     dynamic_thumbnails email enable_3pid_lookup
     enable_authenticated_media enable_ephemeral_messages enable_local_media_storage
-    enable_media_repo enable_metrics enable_registration enable_registration_captcha
+    enable_media_repo enable_metrics enable_registration
     enable_registration_without_verification enable_room_list_search enable_search
     enable_set_avatar_url enable_set_displayname encryption_enabled_by_default_for_room_type
     event_cache_size exclude_rooms_from_presence exclude_rooms_from_sync
@@ -44,8 +44,8 @@ _TOP_LEVEL: Final = frozenset(
     federation_rc_sleep_delay federation_rc_sleep_limit federation_rc_window_size
     federation_rr_transactions_per_room_per_second federation_sender_instances
     federation_verify_certificates federation_whitelist_endpoint_enabled
-    filter_timeline_limit forgotten_room_retention_period form_secret
-    form_secret_path gc_min_interval gc_thresholds hs_disabled hs_disabled_message
+    filter_timeline_limit forgotten_room_retention_period
+    gc_min_interval gc_thresholds hs_disabled hs_disabled_message
     http_proxy https_proxy include_profile_data_on_invite inhibit_user_in_use_error
     instance_map ip_range_blacklist ip_range_whitelist jwt_config key_refresh_interval
     key_server_signing_keys_path limit_profile_requests_to_users_who_share_rooms
@@ -63,11 +63,10 @@ _TOP_LEVEL: Final = frozenset(
     rc_admin_redaction rc_delayed_event_mgmt rc_federation rc_invites
     rc_joins rc_joins_per_room rc_login rc_media_create rc_message rc_presence
     rc_registration rc_registration_token_validity rc_reports rc_room_creation
-    rc_third_party_invite rc_user_directory recaptcha_private_key
-    recaptcha_private_key_path recaptcha_public_key recaptcha_public_key_path
-    recaptcha_siteverify_api redis refresh_token_lifetime
+    rc_third_party_invite rc_user_directory
+    redis refresh_token_lifetime
     refreshable_access_token_lifetime registration_requires_token
-    registration_shared_secret registration_shared_secret_path registrations_require_3pid
+    registration_shared_secret registration_shared_secret_path
     remote_media_download_burst_count remote_media_download_per_second
     replication_torture_level report_stats report_stats_endpoint
     request_token_inhibit_3pid_errors require_auth_for_profile_requests
@@ -84,7 +83,7 @@ _TOP_LEVEL: Final = frozenset(
     url_preview_accept_language url_preview_enabled url_preview_ip_range_blacklist
     url_preview_ip_range_whitelist url_preview_url_blacklist
     use_appservice_legacy_authorization use_frozen_dicts
-    use_insecure_ssl_client_just_for_testing_do_not_use user_agent_suffix user_consent
+    use_insecure_ssl_client_just_for_testing_do_not_use user_agent_suffix
     user_directory user_ips_max_age user_types web_client_location worker_app
     worker_daemonize worker_listeners worker_log_config worker_manhole worker_name
     worker_pid_file worker_replication_secret worker_replication_secret_path

@@ -192,6 +192,50 @@ $registration
 # the registration-token command or the /_synapse/admin/v1/registration_tokens API.
 registration_requires_token: false
 
+# Require a third-party ID to register: a list of "email" and/or "msisdn"
+# (default: none). The server must be able to verify that kind of ID.
+registrations_require_3pid: []
+
+# Never offer registration flows with a phone number (default false).
+disable_msisdn_registration: false
+
+# Offer a flow with only a registration token, without the third-party IDs that
+# registrations_require_3pid asks for (default false).
+enable_registration_token_3pid_bypass: false
+
+# Require a Google reCAPTCHA (m.login.recaptcha) to register (default false). It
+# needs the site's recaptcha_public_key and recaptcha_private_key (or their
+# *_path variants: files holding them). Captcha responses are checked at
+# recaptcha_siteverify_api, through the outbound address rules below
+# (ip_range_blacklist / ip_range_whitelist).
+enable_registration_captcha: false
+#recaptcha_public_key: "<the site key>"
+#recaptcha_private_key: "<the secret key>"
+recaptcha_siteverify_api: "https://www.recaptcha.net/recaptcha/api/siteverify"
+
+# A secret that signs the links of forms this server serves (the consent page).
+# Needed by user_consent. Default: unset. form_secret_path: a file holding it.
+#form_secret: "<a long random string>"
+
+# A privacy policy users agree to at /_matrix/consent (default: none). version:
+# the current version; template_dir: folders per language (en/) holding
+# <version>.html and success.html (default: a built-in page);
+# require_at_registration: m.login.terms in every registration flow;
+# policy_name: how clients name it; block_events_error: refuse sending events
+# until the user has agreed, with this message (%(consent_uri)s is their link);
+# server_notice_content: a server notice asking for consent (also to guests with
+# send_server_notice_to_guests).
+#user_consent:
+#  version: "1.0"
+#  template_dir: /etc/matrix/privacy_policy_templates
+#  require_at_registration: false
+#  policy_name: Privacy Policy
+#  block_events_error: "Please review and agree to %(consent_uri)s before sending."
+#  server_notice_content:
+#    msgtype: m.text
+#    body: "Please review and agree to the privacy policy: %(consent_uri)s"
+#  send_server_notice_to_guests: false
+
 # A shared secret that lets admin tools create accounts through
 # /_synapse/admin/v1/register (such as Synapse's register_new_matrix_user),
 # whatever enable_registration says. The register-user command does not use it:

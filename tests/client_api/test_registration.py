@@ -152,7 +152,8 @@ async def test_registration_token_flow(make_homeserver: HarnessFactory) -> None:
     assert await validity.json() == {"valid": True}
     first = await hs.client.post(REGISTER, json={"username": "tok", "password": "pw"})
     state = await first.json()
-    assert state["flows"] == [{"stages": ["m.login.registration_token"]}]
+    # As Synapse: the token goes in front of every flow.
+    assert state["flows"] == [{"stages": ["m.login.registration_token", "m.login.dummy"]}]
     wrong = await hs.client.post(
         REGISTER,
         json={
@@ -174,7 +175,12 @@ async def test_registration_token_flow(make_homeserver: HarnessFactory) -> None:
             }
         },
     )
-    assert right.status == 200
+    assert right.status == 401
+    assert (await right.json())["completed"] == ["m.login.registration_token"]
+    done = await hs.client.post(
+        REGISTER, json={"auth": {"type": "m.login.dummy", "session": state["session"]}}
+    )
+    assert done.status == 200
     token = await hs.server.stores.registration_tokens.get("letmein")
     assert token is not None and token.completed == 1
     # The single use is spent.

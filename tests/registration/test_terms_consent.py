@@ -1,0 +1,229 @@
+"""m.login.terms and the privacy policy page (/_matrix/consent), with user_consent."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HarnessFactory, HomeserverHarness
+from tests.registration.support import V3, stage, start
+
+TERMS = "m.login.terms"
+FORM_SECRET = "form-secret"
+BASEURL = "https://matrix.example.org/"
+FALLBACK = f"{V3}/auth/{TERMS}/fallback/web"
+
+
+def mac(user: str, secret: str = FORM_SECRET) -> str:
+    return hmac.new(secret.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+
+async def consent_homeserver(make_homeserver: HarnessFactory, **consent: Any) -> HomeserverHarness:
+    section: dict[str, Any] = {"version": "1.0", "require_at_registration": True}
+    section.update(consent)
+    return await make_homeserver(
+        user_consent=section, form_secret=FORM_SECRET, public_baseurl=BASEURL
+    )
+
+
+async def consented_version(hs: HomeserverHarness, user_id: str) -> str | None:
+    record = await hs.server.stores.consent.get(user_id)
+    assert record is not None
+    return record.consent_version
+
+
+async def test_terms_stage_registers_and_records_consent(make_homeserver: HarnessFactory) -> None:
+    hs = await consent_homeserver(make_homeserver, policy_name="Our Policy")
+    state = await start(hs)
+    assert state["flows"] == [{"stages": [TERMS, "m.login.dummy"]}]
+    assert state["params"] == {
+        TERMS: {
+            "policies": {
+                "privacy_policy": {
+                    "version": "1.0",
+                    "en": {"name": "Our Policy", "url": f"{BASEURL}_matrix/consent?v=1.0"},
+                }
+            }
+        }
+    }
+    status, body = await stage(hs, state["session"], {"type": TERMS})
+    assert status == 401 and body["completed"] == [TERMS]
+    status, body = await stage(hs, state["session"], {"type": "m.login.dummy"})
+    assert status == 200, body
+    assert await consented_version(hs, body["user_id"]) == "1.0"
+
+
+async def test_consent_not_required_at_registration(make_homeserver: HarnessFactory) -> None:
+    hs = await consent_homeserver(make_homeserver, require_at_registration=False)
+    state = await start(hs)
+    assert state["flows"] == [{"stages": ["m.login.dummy"]}] and state["params"] == {}
+    status, body = await stage(hs, state["session"], {"type": "m.login.dummy"})
+    assert status == 200
+    assert await consented_version(hs, body["user_id"]) is None
+
+
+async def test_terms_fallback_page(make_homeserver: HarnessFactory) -> None:
+    hs = await consent_homeserver(make_homeserver)
+    state = await start(hs)
+    page = await hs.client.get(FALLBACK, params={"session": state["session"]})
+    assert page.status == 200
+    text = await page.text()
+    assert f'href="{BASEURL}_matrix/consent?v=1.0"' in text
+    missing = await hs.client.post(FALLBACK, data={})
+    assert missing.status == 400 and (await missing.json())["errcode"] == "M_MISSING_PARAM"
+    unknown = await hs.client.post(FALLBACK, data={"session": "nope"})
+    assert unknown.status == 400 and (await unknown.json())["errcode"] == "M_UNKNOWN"
+    done = await hs.client.post(FALLBACK, data={"session": state["session"]})
+    assert done.status == 200 and "authDone" in await done.text()
+    status, body = await stage(hs, state["session"], {"type": "m.login.dummy"})
+    assert status == 200, body
+    assert await consented_version(hs, body["user_id"]) == "1.0"
+
+
+async def test_without_user_consent_terms_are_unknown(hs: HomeserverHarness) -> None:
+    state = await start(hs)
+    status, body = await stage(hs, state["session"], {"type": TERMS})
+    assert status == 401 and body["errcode"] == "M_UNRECOGNIZED"
+    resp = await hs.client.get("/_matrix/consent")
+    assert resp.status == 404
+    resp = await hs.client.get(FALLBACK, params={"session": state["session"]})
+    assert resp.status == 404
+
+
+# -- the consent page ----------------------------------------------------------------
+
+
+async def test_builtin_consent_page_and_agreeing(make_homeserver: HarnessFactory) -> None:
+    hs = await consent_homeserver(make_homeserver, require_at_registration=False)
+    user = await hs.register("bob")
+    public = await hs.client.get("/_matrix/consent")
+    assert public.status == 200 and "Version 1.0" in await public.text()
+    assert "<form" not in await public.text()
+    page = await hs.client.get("/_matrix/consent", params={"u": "bob", "h": mac("bob")})
+    text = await page.text()
+    assert page.status == 200 and "<form" in text and mac("bob") in text
+    agreed = await hs.client.post(
+        "/_matrix/consent", data={"v": "1.0", "u": "bob", "h": mac("bob")}
+    )
+    assert agreed.status == 200 and "recorded" in await agreed.text()
+    assert await consented_version(hs, user["user_id"]) == "1.0"
+    page = await hs.client.get("/_matrix/consent", params={"u": "bob", "h": mac("bob")})
+    assert "You have agreed" in await page.text()
+    # a full user ID works too, with its own HMAC
+    full = "@bob:test.local"
+    agreed = await hs.client.post(
+        "/_matrix/consent", params={"v": "2.0", "u": full, "h": mac(full)}
+    )
+    assert agreed.status == 200
+    assert await consented_version(hs, full) == "2.0"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "status", "errcode"),
+    [
+        ("GET", {"u": "bob"}, 400, "M_MISSING_PARAM"),
+        ("GET", {"u": "bob", "h": mac("alice")}, 403, "M_FORBIDDEN"),
+        ("GET", {"u": "bob", "h": mac("bob", "other")}, 403, "M_FORBIDDEN"),
+        ("GET", {"u": "nobody", "h": mac("nobody")}, 404, "M_NOT_FOUND"),
+        ("GET", {"v": "../../etc/passwd"}, 404, "M_NOT_FOUND"),
+        ("POST", {"u": "bob", "h": mac("bob")}, 400, "M_MISSING_PARAM"),
+        ("POST", {"v": "1.0", "h": mac("bob")}, 400, "M_MISSING_PARAM"),
+        ("POST", {"v": "1.0", "u": "bob"}, 400, "M_MISSING_PARAM"),
+        ("POST", {"v": "1.0", "u": "bob", "h": "00"}, 403, "M_FORBIDDEN"),
+        ("POST", {"v": "1.0", "u": "bob", "h": "é"}, 403, "M_FORBIDDEN"),
+        ("POST", {"v": "1.0", "u": "nobody", "h": mac("nobody")}, 404, "M_NOT_FOUND"),
+        ("POST", {"v": "../x", "u": "bob", "h": mac("bob")}, 404, "M_NOT_FOUND"),
+    ],
+)
+async def test_bad_consent_requests(
+    make_homeserver: HarnessFactory,
+    method: str,
+    params: dict[str, str],
+    status: int,
+    errcode: str,
+) -> None:
+    hs = await consent_homeserver(make_homeserver, require_at_registration=False)
+    user = await hs.register("bob")
+    if method == "GET":
+        resp = await hs.client.get("/_matrix/consent", params=params)
+    else:
+        resp = await hs.client.post("/_matrix/consent", data=params)
+    assert resp.status == status, await resp.text()
+    assert (await resp.json())["errcode"] == errcode
+    assert await consented_version(hs, user["user_id"]) is None
+
+
+async def test_consent_templates_from_template_dir(
+    make_homeserver: HarnessFactory, tmp_path: Path
+) -> None:
+    templates = tmp_path / "policy"
+    (templates / "en").mkdir(parents=True)
+    (templates / "en" / "1.0.html").write_text(
+        "<p>Policy {{ version }} for {{ user }}: "
+        "{% if has_consented %}agreed{% else %}not yet{% endif %}</p>"
+    )
+    (templates / "en" / "success.html").write_text("<p>Sweet.</p>")
+    hs = await consent_homeserver(
+        make_homeserver, require_at_registration=False, template_dir=str(templates)
+    )
+    await hs.register("carol")
+    page = await hs.client.get("/_matrix/consent", params={"u": "<carol>", "h": mac("<carol>")})
+    assert page.status == 404  # (no such user; the name is never put in a page unescaped)
+    page = await hs.client.get("/_matrix/consent", params={"u": "carol", "h": mac("carol")})
+    assert await page.text() == "<p>Policy 1.0 for carol: not yet</p>"
+    agreed = await hs.client.post(
+        "/_matrix/consent", data={"v": "1.0", "u": "carol", "h": mac("carol")}
+    )
+    assert await agreed.text() == "<p>Sweet.</p>"
+    page = await hs.client.get("/_matrix/consent", params={"u": "carol", "h": mac("carol")})
+    assert await page.text() == "<p>Policy 1.0 for carol: agreed</p>"
+    unknown = await hs.client.get("/_matrix/consent", params={"v": "2.0"})
+    assert unknown.status == 404 and (await unknown.json())["errcode"] == "M_NOT_FOUND"
+
+
+# -- block_events_error ----------------------------------------------------------------
+
+
+async def test_block_events_until_consent(make_homeserver: HarnessFactory) -> None:
+    hs = await consent_homeserver(
+        make_homeserver,
+        require_at_registration=False,
+        block_events_error="Agree to %(consent_uri)s first",
+    )
+    user = await hs.register("dave")
+    auth = {"Authorization": f"Bearer {user['access_token']}"}
+    room = await hs.client.post(f"{V3}/createRoom", json={}, headers=auth)
+    assert room.status == 200, await room.text()
+    room_id = (await room.json())["room_id"]
+    send = f"{V3}/rooms/{room_id}/send/m.room.message/t1"
+    blocked = await hs.client.put(send, json={"msgtype": "m.text", "body": "hi"}, headers=auth)
+    assert blocked.status == 403
+    body = await blocked.json()
+    uri = f"{BASEURL}_matrix/consent?u=dave&h={mac('dave')}"
+    assert body == {
+        "errcode": "M_CONSENT_NOT_GIVEN",
+        "error": f"Agree to {uri} first",
+        "consent_uri": uri,
+    }
+    topic = await hs.client.put(
+        f"{V3}/rooms/{room_id}/state/m.room.topic", json={"topic": "x"}, headers=auth
+    )
+    assert topic.status == 403
+    agreed = await hs.client.post(
+        "/_matrix/consent", data={"v": "1.0", "u": "dave", "h": mac("dave")}
+    )
+    assert agreed.status == 200
+    sent = await hs.client.put(send, json={"msgtype": "m.text", "body": "hi"}, headers=auth)
+    assert sent.status == 200, await sent.text()
+    # leaving is always allowed
+    await hs.server.stores.consent.set_consent_version(user["user_id"], "0.9", 0)
+    leave = await hs.client.put(
+        f"{V3}/rooms/{room_id}/state/m.room.member/{user['user_id']}",
+        json={"membership": "leave"},
+        headers=auth,
+    )
+    assert leave.status == 200, await leave.text()
