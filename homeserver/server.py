@@ -16,6 +16,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from signedjson.types import SigningKey
 
 from client_api.admin.routes import admin_routes
+from client_api.consent import consent_routes
 from client_api.context import ClientContext
 from client_api.delayed_events import delayed_event_routes
 from client_api.media import media_routes
@@ -628,6 +629,8 @@ class Homeserver:
                 routes += self.federation_third_party_invites.routes(self.federation.authenticator)
             if self.federation_hierarchy is not None:
                 routes += self.federation_hierarchy.routes(self.federation.authenticator)
+        if "consent" in resources and "client" not in resources:
+            routes += consent_routes(self.client)
         if "federation" in resources or "openid" in resources:
             routes += OpenIdUserInfo(self.client.openid).routes()
         if "keys" in resources:

@@ -45,7 +45,10 @@ from storage.cache_sizes import (
 # "openid": only /_matrix/federation/v1/openid/userinfo (which "federation" serves
 # too), for a listener that third parties reach but other homeservers do not.
 # "metrics": /_synapse/metrics (Prometheus), served only with enable_metrics.
-ResourceName = Literal["client", "federation", "keys", "media", "health", "openid", "metrics"]
+# "consent": only the user_consent page /_matrix/consent (which "client" serves too).
+ResourceName = Literal[
+    "client", "federation", "keys", "media", "health", "openid", "metrics", "consent"
+]
 RESOURCE_NAMES: tuple[ResourceName, ...] = (
     "client",
     "federation",
@@ -54,6 +57,7 @@ RESOURCE_NAMES: tuple[ResourceName, ...] = (
     "health",
     "openid",
     "metrics",
+    "consent",
 )
 # A listener of type "metrics" serves only /_synapse/metrics, without resources.
 ListenerType = Literal["http", "metrics"]

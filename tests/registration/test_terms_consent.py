@@ -7,9 +7,11 @@ import hmac
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import HarnessFactory, HomeserverHarness
+from tests.observability.support import free_port
 from tests.registration.support import V3, stage, start
 
 TERMS = "m.login.terms"
@@ -227,3 +229,27 @@ async def test_block_events_until_consent(make_homeserver: HarnessFactory) -> No
         headers=auth,
     )
     assert leave.status == 200, await leave.text()
+
+
+async def test_a_consent_listener_serves_only_the_policy_page(
+    make_homeserver: HarnessFactory,
+) -> None:
+    """Synapse's ``consent`` listener resource: the policy page alone, on its own port."""
+    port = free_port()
+    hs = await make_homeserver(
+        user_consent={"version": "1.0"},
+        form_secret=FORM_SECRET,
+        public_baseurl=BASEURL,
+        listeners=[
+            {"port": port, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["consent"]}]}
+        ],
+    )
+    await hs.server.start_listeners()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/_matrix/consent") as page:
+                assert page.status == 200 and "Version 1.0" in await page.text()
+            async with session.get(f"http://127.0.0.1:{port}/_matrix/client/versions") as other:
+                assert other.status == 404
+    finally:
+        await hs.server.stop_listeners()
