@@ -123,26 +123,50 @@ class ThreepidService:
             raise self._email_disabled(purpose)
         check_client_secret(client_secret)
         address = canonical_email(address)
-        if purpose is not ValidationPurpose.PASSWORD_RESET and not allowed(
-            self._config.allowed_local_3pids, "email", address
-        ):
-            raise Forbidden(
-                "Your email domain is not authorized on this server", errcode="M_THREEPID_DENIED"
-            )
-        self._rate_limit("email", address, client_ip)
-        if next_link is not None:
-            check_next_link(next_link)
-        holder = await self._stores.threepids.user_of("email", address)
-        if purpose is ValidationPurpose.PASSWORD_RESET:
-            if holder is None:
-                raise MatrixError(400, "M_THREEPID_NOT_FOUND", "Email not found")
-        elif holder is not None:
-            raise MatrixError(400, "M_THREEPID_IN_USE", "Email is already in use")
+        await self._check_request(
+            purpose,
+            "email",
+            address,
+            client_ip,
+            next_link,
+            denied="Your email domain is not authorized on this server",
+            not_found="Email not found",
+            in_use="Email is already in use",
+        )
         sid = await self._send_validation(purpose, address, client_secret, send_attempt, next_link)
         submit_url = self._config.public_baseurl_effective + LINK_PATHS[purpose].replace(
             "_synapse/client/", "_matrix/client/unstable/"
         )
         return {"sid": sid, "submit_url": submit_url}
+
+    async def _check_request(
+        self,
+        purpose: ValidationPurpose,
+        medium: str,
+        address: str,
+        client_ip: str,
+        next_link: str | None,
+        *,
+        denied: str,
+        not_found: str,
+        in_use: str,
+    ) -> None:
+        """What every requestToken checks, in Synapse's order: the address is allowed
+        here (``allowed_local_3pids``; not for a reset), the rate limit, ``next_link``,
+        and that the address is someone's (a reset) or no one's (registering, adding)."""
+        if purpose is not ValidationPurpose.PASSWORD_RESET and not allowed(
+            self._config.allowed_local_3pids, medium, address
+        ):
+            raise Forbidden(denied, errcode="M_THREEPID_DENIED")
+        self._rate_limit(medium, address, client_ip)
+        if next_link is not None:
+            check_next_link(next_link)
+        holder = await self._stores.threepids.user_of(medium, address)
+        if purpose is ValidationPurpose.PASSWORD_RESET:
+            if holder is None:
+                raise MatrixError(400, "M_THREEPID_NOT_FOUND", not_found)
+        elif holder is not None:
+            raise MatrixError(400, "M_THREEPID_IN_USE", in_use)
 
     async def request_msisdn_token(
         self,
@@ -157,21 +181,16 @@ class ThreepidService:
         """POST .../msisdn/requestToken: the delegate texts the code; its answer."""
         check_client_secret(client_secret)
         msisdn = phone_number_to_msisdn(country, phone_number)
-        if purpose is not ValidationPurpose.PASSWORD_RESET and not allowed(
-            self._config.allowed_local_3pids, "msisdn", msisdn
-        ):
-            raise Forbidden(
-                "Phone numbers are not authorized on this server", errcode="M_THREEPID_DENIED"
-            )
-        self._rate_limit("msisdn", msisdn, client_ip)
-        if next_link is not None:
-            check_next_link(next_link)
-        holder = await self._stores.threepids.user_of("msisdn", msisdn)
-        if purpose is ValidationPurpose.PASSWORD_RESET:
-            if holder is None:
-                raise MatrixError(400, "M_THREEPID_NOT_FOUND", "Account phone number not found")
-        elif holder is not None:
-            raise MatrixError(400, "M_THREEPID_IN_USE", "Phone number is already in use")
+        await self._check_request(
+            purpose,
+            "msisdn",
+            msisdn,
+            client_ip,
+            next_link,
+            denied="Phone numbers are not authorized on this server",
+            not_found="Account phone number not found",
+            in_use="Phone number is already in use",
+        )
         delegate = self._config.account_threepid_delegates.msisdn
         if delegate is None:
             raise MatrixError(
