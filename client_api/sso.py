@@ -113,16 +113,7 @@ class SsoHandlers:
         client_redirect_url = _query_param(request, "redirectUrl")
         if client_redirect_url is None:
             raise MissingParam("Missing string query parameter redirectUrl")
-        try:
-            target = await self._ctx.sso.login_redirect(
-                client_redirect_url, request.match_info.get("idpId")
-            )
-        except SsoError as exc:
-            return html_response(error_page(exc.error, exc.description), exc.status)
-        response = redirect_response(target.location)
-        if target.cookie is not None:
-            set_session_cookies(response, target.cookie)
-        return response
+        return await self.redirect_to(request, client_redirect_url, request.match_info.get("idpId"))
 
     async def pick_idp(self, request: web.Request) -> web.Response:
         """GET /_synapse/client/pick_idp?redirectUrl=[&idp=]: the page listing the
@@ -141,7 +132,7 @@ class SsoHandlers:
         return await self.redirect_to(request, client_redirect_url, idp)
 
     async def redirect_to(
-        self, request: web.Request, client_redirect_url: str, idp: str
+        self, request: web.Request, client_redirect_url: str, idp: str | None
     ) -> web.Response:
         try:
             target = await self._ctx.sso.login_redirect(client_redirect_url, idp)
