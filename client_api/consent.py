@@ -73,10 +73,13 @@ def consent_routes(ctx: ClientContext) -> list[tuple[str, str, Handler]]:
     return [("GET", PATH, handlers.get_policy), ("POST", PATH, handlers.agree)]
 
 
-async def require_consent(ctx: ClientContext, requester: Requester) -> None:
+async def require_consent(
+    ctx: ClientContext, requester: Requester, membership_in: str | None = None
+) -> None:
     """With ``user_consent.block_events_error``: 403 M_CONSENT_NOT_GIVEN for a user
     who has not agreed to the current policy (an application service acting, and
-    the server notices user, are exempt, as in Synapse)."""
+    the server notices user, are exempt, as in Synapse); ``membership_in``: the room
+    of a join, knock or invite (the user's server notices room is exempt)."""
     consent = ctx.registration.consent
     if consent is None or consent.config.block_events_error is None:
         return
@@ -87,4 +90,4 @@ async def require_consent(ctx: ClientContext, requester: Requester) -> None:
         f"@{notices.system_mxid_localpart}:{ctx.server_name}"
     ):
         return
-    await consent.check_consented(requester.user_id)
+    await consent.check_consented(requester.user_id, membership_in)

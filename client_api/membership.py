@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from client_api.consent import require_consent
 from client_api.context import ClientContext
 from client_api.versions import json_response
 from homeserver.auth import Requester, require_not_suspended
@@ -65,6 +66,7 @@ class MembershipHandlers:
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
         require_not_suspended(requester, "Joining rooms")
+        await require_consent(self._ctx, requester, room_id)
         await self._limit_join(requester, room_id)
         signed = body.get("third_party_signed")
         if signed is not None:
@@ -88,6 +90,7 @@ class MembershipHandlers:
         reason = get_str(body, "reason", None)
         room_id, servers = await self._resolve_room(request)
         require_not_suspended(requester, "Knocking on rooms")
+        await require_consent(self._ctx, requester, room_id)
         result = await self._ctx.membership.knock(
             requester.user_id, room_id, reason=reason, servers=servers
         )
@@ -107,6 +110,7 @@ class MembershipHandlers:
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         require_not_suspended(requester, "Sending invites")
+        await require_consent(self._ctx, requester, request.match_info["roomId"])
         if requester.shadow_banned:
             return json_response({})  # as Synapse: a fake success, nobody is invited
         if "user_id" not in body and ("medium" in body or "address" in body):

@@ -128,6 +128,7 @@ class RoomHandlers:
         requester = await self._ctx.requester(request)
         body = await json_object(request)
         require_not_suspended(requester, "Creating rooms")
+        await require_consent(self._ctx, requester)
         self._ctx.limiter.check_requester("room_creation", requester, self._creation_limit)
         creation = _creation_request(body)
         invite_3pid = [ThirdPartyId.parse(entry) for entry in _objects(body, "invite_3pid")]

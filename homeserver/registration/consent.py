@@ -129,11 +129,15 @@ class ConsentService:
         ):
             raise NotFound("Unknown user")
 
-    async def check_consented(self, user_id: str) -> None:
+    async def check_consented(self, user_id: str, room_id: str | None = None) -> None:
         """With ``block_events_error``: 403 M_CONSENT_NOT_GIVEN unless ``user_id`` has
-        agreed to the current version."""
+        agreed to the current version. A membership change in the user's server
+        notices room (``room_id``) is always allowed, as Synapse: that is where the
+        notice asking for consent arrives."""
         message = self.config.block_events_error
         if message is None:
+            return
+        if room_id is not None and await self._stores.server_notices.room_of(user_id) == room_id:
             return
         record = await self._stores.consent.get(user_id)
         if record is None or record.consent_version == self.config.version:

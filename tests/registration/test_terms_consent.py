@@ -198,9 +198,15 @@ async def test_block_events_until_consent(make_homeserver: HarnessFactory) -> No
     )
     user = await hs.register("dave")
     auth = {"Authorization": f"Bearer {user['access_token']}"}
+    refused = await hs.client.post(f"{V3}/createRoom", json={}, headers=auth)
+    assert refused.status == 403
+    assert (await refused.json())["errcode"] == "M_CONSENT_NOT_GIVEN"
+    # dave agreed to an older version: he made a room then, and must agree again now
+    await hs.server.stores.consent.set_consent_version(user["user_id"], "1.0", 0)
     room = await hs.client.post(f"{V3}/createRoom", json={}, headers=auth)
     assert room.status == 200, await room.text()
     room_id = (await room.json())["room_id"]
+    await hs.server.stores.consent.set_consent_version(user["user_id"], "0.9", 0)
     send = f"{V3}/rooms/{room_id}/send/m.room.message/t1"
     blocked = await hs.client.put(send, json={"msgtype": "m.text", "body": "hi"}, headers=auth)
     assert blocked.status == 403
@@ -253,3 +259,51 @@ async def test_a_consent_listener_serves_only_the_policy_page(
                 assert other.status == 404
     finally:
         await hs.server.stop_listeners()
+
+
+async def test_joins_invites_and_knocks_wait_for_consent(make_homeserver: HarnessFactory) -> None:
+    """Without consent a user cannot join, knock or invite (as Synapse), except in
+    their server notices room, where the notice asking for consent arrives."""
+    hs = await make_homeserver(
+        user_consent={"version": "1.0", "block_events_error": "Agree to %(consent_uri)s"},
+        form_secret=FORM_SECRET,
+        public_baseurl=BASEURL,
+        server_notices={"system_mxid_localpart": "notices"},
+    )
+    owner = await hs.register("owner")
+    erin = await hs.register("erin")
+    owner_auth = {"Authorization": f"Bearer {owner['access_token']}"}
+    erin_auth = {"Authorization": f"Bearer {erin['access_token']}"}
+    await hs.server.stores.consent.set_consent_version(owner["user_id"], "1.0", 0)
+    room = await hs.client.post(
+        f"{V3}/createRoom", json={"preset": "public_chat"}, headers=owner_auth
+    )
+    room_id = (await room.json())["room_id"]
+    knock_room = await hs.client.post(
+        f"{V3}/createRoom",
+        json={"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}]},
+        headers=owner_auth,
+    )
+    knock_room_id = (await knock_room.json())["room_id"]
+    for method, path, body in (
+        ("POST", f"{V3}/join/{room_id}", {}),
+        ("POST", f"{V3}/rooms/{room_id}/join", {}),
+        ("POST", f"{V3}/knock/{knock_room_id}", {}),
+        ("POST", f"{V3}/rooms/{room_id}/invite", {"user_id": owner["user_id"]}),
+    ):
+        response = await hs.client.request(method, path, json=body, headers=erin_auth)
+        assert response.status == 403, path
+        assert (await response.json())["errcode"] == "M_CONSENT_NOT_GIVEN"
+    members = await hs.server.stores.state.current_members(room_id)
+    assert erin["user_id"] not in members
+    # the server notices room: erin can join it to read the notice
+    notices = hs.server.admin.server_notices
+    await notices.send(erin["user_id"], {"msgtype": "m.text", "body": "Please agree"})
+    notice_room = await hs.server.stores.server_notices.room_of(erin["user_id"])
+    assert notice_room is not None
+    joined = await hs.client.post(f"{V3}/rooms/{notice_room}/join", json={}, headers=erin_auth)
+    assert joined.status == 200, await joined.text()
+    # once agreed, the rest opens up
+    await hs.client.post("/_matrix/consent", data={"v": "1.0", "u": "erin", "h": mac("erin")})
+    joined = await hs.client.post(f"{V3}/join/{room_id}", json={}, headers=erin_auth)
+    assert joined.status == 200, await joined.text()
