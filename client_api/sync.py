@@ -39,6 +39,7 @@ class SyncHandlers:
         sync_filter = await self._ctx.sync.resolve_filter(requester.user_id, query.get("filter"))
         full_state = query_bool(request, "full_state", False)
         set_request_tag(sync_tag(since is not None, full_state))
+        await self._ctx.registration.on_user_syncing(requester.user_id)
         body = await self._ctx.sync.sync(
             SyncRequest(
                 user_id=requester.user_id,

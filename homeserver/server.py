@@ -81,6 +81,7 @@ from homeserver.push.notifications import SyncUnreadCounter
 from homeserver.push.pruning import PushActionPruner
 from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
+from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
@@ -526,6 +527,21 @@ class Homeserver:
             )
             client.appservice_ping.answered_hooks.append(appservice_delivery.retry_now)
         accounts.deactivation_hooks.append(membership.leave_all)
+        server_notices = ServerNotices(
+            config.server_name,
+            config.server_notices,
+            stores,
+            accounts,
+            client.profiles,
+            room_creation,
+            membership,
+            creator,
+            ephemeral.account_data,
+        )
+        if registration.consent is not None:
+            registration.consent_notices = ConsentServerNotices(
+                registration.consent, server_notices, stores
+            )
         purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
         admin = AdminServices(
             media=media,
@@ -534,17 +550,7 @@ class Homeserver:
             ),
             media_admin=MediaAdmin(config.server_name, stores.rooms, stores.events, media),
             reports=client.reports,
-            server_notices=ServerNotices(
-                config.server_name,
-                config.server_notices,
-                stores,
-                accounts,
-                client.profiles,
-                room_creation,
-                membership,
-                creator,
-                ephemeral.account_data,
-            ),
+            server_notices=server_notices,
             background_updates=BackgroundUpdates(),
             rooms=RoomAdmin(
                 config.server_name,

@@ -144,7 +144,7 @@ class ConsentService:
             return
         localpart = user_id[1:].split(":", 1)[0]
         uri = self.consent_uri(localpart)
-        raise ConsentNotGiven(_fill_consent_uri(message, uri), uri)
+        raise ConsentNotGiven(fill_consent_uri(message, uri), uri)
 
     def _render(self, name: str, **values: Any) -> str:
         if self._templates is None:
@@ -161,7 +161,7 @@ def _check_version(version: str) -> None:
         raise NotFound("Unknown policy version")
 
 
-def _fill_consent_uri(message: str, uri: str) -> str:
+def fill_consent_uri(message: str, uri: str) -> str:
     """``message`` with ``%(consent_uri)s`` replaced (Synapse's %-formatting); a
     message that is not a valid format string is used as written."""
     try:

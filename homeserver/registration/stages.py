@@ -17,6 +17,7 @@ from homeserver.http.outbound_tls import client_tls
 from homeserver.media.preview import AddressFilter
 from homeserver.registration.captcha import CaptchaFailed, CaptchaNeeded, RecaptchaVerifier
 from homeserver.registration.consent import ConsentService
+from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.flows import (
     DUMMY,
     RECAPTCHA,
@@ -60,6 +61,8 @@ class RegistrationStages:
         self._accounts = accounts
         self._captcha = captcha
         self.consent = consent
+        # set by the server once the server notices exist (user_consent's notice)
+        self.consent_notices: ConsentServerNotices | None = None
         self.flows = registration_flows(
             registration_policy(config),
             email_available=email_available,
@@ -82,6 +85,12 @@ class RegistrationStages:
         if TERMS in stages and self.consent is not None:
             params[TERMS] = self.consent.terms_params()
         return params
+
+    async def on_user_syncing(self, user_id: str) -> None:
+        """A user is syncing: the consent notice, if they owe consent (Synapse sends
+        its server notices from /sync too)."""
+        if self.consent_notices is not None:
+            await self.consent_notices.on_user_syncing(user_id)
 
     async def after_registration(self, user_id: str, completed: dict[str, Any]) -> None:
         """A new account whose session agreed to the terms has agreed to the current

@@ -307,3 +307,62 @@ async def test_joins_invites_and_knocks_wait_for_consent(make_homeserver: Harnes
     await hs.client.post("/_matrix/consent", data={"v": "1.0", "u": "erin", "h": mac("erin")})
     joined = await hs.client.post(f"{V3}/join/{room_id}", json={}, headers=erin_auth)
     assert joined.status == 200, await joined.text()
+
+
+async def notice_messages(hs: HomeserverHarness, user_id: str) -> list[dict[str, Any]]:
+    room_id = await hs.server.stores.server_notices.room_of(user_id)
+    if room_id is None:
+        return []
+    rows = await hs.server.db.fetchall(
+        "t",
+        "SELECT event_id FROM events WHERE room_id = $1 AND type = 'm.room.message'"
+        " ORDER BY stream_ordering",
+        room_id,
+    )
+    events = await hs.server.stores.events.get_events([r[0] for r in rows])
+    return [dict(events[r[0]].event.content) for r in rows]
+
+
+async def test_the_consent_server_notice(make_homeserver: HarnessFactory) -> None:
+    """``server_notice_content``: a user who owes consent gets it once per version when
+    they sync, with their own link; one who agreed, and guests (by default), do not."""
+    hs = await make_homeserver(
+        user_consent={
+            "version": "1.0",
+            "server_notice_content": {
+                "msgtype": "m.text",
+                "body": "Please agree: %(consent_uri)s",
+                "extra": {"link": "%(consent_uri)s"},
+            },
+        },
+        form_secret=FORM_SECRET,
+        public_baseurl=BASEURL,
+        server_notices={"system_mxid_localpart": "notices"},
+        allow_guest_access=True,
+    )
+    frank = await hs.register("frank")
+    auth = {"Authorization": f"Bearer {frank['access_token']}"}
+    first = await hs.client.get(f"{V3}/sync", headers=auth)
+    assert first.status == 200
+    uri = f"{BASEURL}_matrix/consent?u=frank&h={mac('frank')}"
+    notices = await notice_messages(hs, frank["user_id"])
+    assert notices == [
+        {"msgtype": "m.text", "body": f"Please agree: {uri}", "extra": {"link": uri}}
+    ]
+    # the invite to the notices room is in the sync after
+    body = await (await hs.client.get(f"{V3}/sync", headers=auth)).json()
+    notice_room = await hs.server.stores.server_notices.room_of(frank["user_id"])
+    assert notice_room in body["rooms"]["invite"]
+    assert len(await notice_messages(hs, frank["user_id"])) == 1  # once per version
+    # a user who agreed gets none
+    gina = await hs.register("gina")
+    await hs.client.post("/_matrix/consent", data={"v": "1.0", "u": "gina", "h": mac("gina")})
+    await hs.client.get(f"{V3}/sync", headers={"Authorization": f"Bearer {gina['access_token']}"})
+    assert await notice_messages(hs, gina["user_id"]) == []
+    # nor does a guest
+    guest = await hs.client.post(f"{V3}/register?kind=guest", json={})
+    guest_body = await guest.json()
+    await hs.client.get(
+        f"{V3}/sync", headers={"Authorization": f"Bearer {guest_body['access_token']}"}
+    )
+    assert await notice_messages(hs, guest_body["user_id"]) == []
