@@ -20,7 +20,7 @@ DEFAULT_GLOBAL_FACTOR = 0.5
 # name -> base size (entries at factor 1.0), for every cache sized through here
 BASE_SIZES: Mapping[str, int] = MappingProxyType(
     {
-        "*getEvent*": 100_000,  # events by ID (storage/events.py)
+        "*getEvent*": 20_000,  # events by ID (storage/events.py); ~3 KB each
         "state_groups": 4_000,  # resolved state groups (storage/state.py)
         "*stateGroupCache*": 20_000,  # state groups read by sync (storage/sync.py)
         "room_heroes": 20_000,  # rooms' summary heroes (storage/sync.py)

@@ -53,7 +53,7 @@ def _relation(event: Event) -> tuple[str | None, str | None]:
 
 
 class EventStore:
-    def __init__(self, db: Database, cache_size: int = 50_000) -> None:
+    def __init__(self, db: Database, cache_size: int = 10_000) -> None:
         self.db = db
         self._cache: OrderedDict[str, StoredEvent] = OrderedDict()
         self._cache_size = cache_size

@@ -151,7 +151,7 @@ database:
 
 # Caches held in memory: each cache holds its base size times its factor in
 # per_cache_factors, else times global_factor (default 0.5). Caches, with their base
-# sizes: *getEvent* (100000 events), state_groups (4000), *stateGroupCache* (20000),
+# sizes: *getEvent* (20000 events), state_groups (4000), *stateGroupCache* (20000),
 # room_heroes (20000 rooms), get_user_by_access_token (20000),
 # get_push_rules_for_user (40000 users), push_room_state (1024 rooms),
 # get_unread_event_push_actions_by_room_for_user (20000 users),

@@ -252,7 +252,7 @@ async def test_cache_sizes_follow_the_caches_section(make_homeserver: HarnessFac
     hs = await make_homeserver(
         enable_metrics=True,
         listeners=[{"port": port, "type": "metrics", "bind_addresses": ["127.0.0.1"]}],
-        caches={"global_factor": 2.0, "per_cache_factors": {"GETEVENT": 0.001}},
+        caches={"global_factor": 2.0, "per_cache_factors": {"GETEVENT": 0.005}},
     )
     await hs.server.start_listeners()
     try:
