@@ -29,6 +29,7 @@ from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
 from storage.reports import ReportStore
+from storage.retention import RetentionStore
 from storage.room_admin import RoomAdminStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
@@ -88,6 +89,7 @@ class Stores:
     user_admin: UserAdminStore
     threepids: ThreepidStore
     threepid_validation: ThreepidValidationStore
+    retention: RetentionStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -132,4 +134,5 @@ class Stores:
             user_admin=UserAdminStore(db),
             threepids=ThreepidStore(db),
             threepid_validation=ThreepidValidationStore(db),
+            retention=RetentionStore(db),
         )

@@ -41,6 +41,7 @@ from homeserver.config.email import (
     parse_allowed_local_3pids,
 )
 from homeserver.config.oidc import OidcProviderConfig, parse_oidc_providers
+from homeserver.config.retention import RetentionConfig
 from homeserver.config.sections import (
     DEFAULT_LISTENERS,
     DEFAULT_THUMBNAIL_SIZES,
@@ -204,6 +205,7 @@ class HomeserverConfig:
     dynamic_thumbnails: bool = False
     thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
     media_retention: MediaRetentionConfig = field(default_factory=MediaRetentionConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)  # message retention
     url_preview_enabled: bool = False
     # None: the general ip_range_blacklist / ip_range_whitelist
     url_preview_ip_range_blacklist: tuple[IPNetwork, ...] | None = None
@@ -396,6 +398,7 @@ class HomeserverConfig:
             dynamic_thumbnails=reader.get("dynamic_thumbnails", to_bool, False),
             thumbnail_sizes=parse_thumbnail_sizes(reader),
             media_retention=MediaRetentionConfig.parse(reader.child("media_retention")),
+            retention=RetentionConfig.parse(reader.child("retention")),
             url_preview_enabled=reader.get("url_preview_enabled", to_bool, False),
             url_preview_ip_range_blacklist=preview_blacklist,
             url_preview_ip_range_whitelist=reader.get(

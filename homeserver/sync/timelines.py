@@ -73,6 +73,10 @@ class VisibleEvents(Protocol):
         event) and whether that state event replaced another; unknown state left out."""
         ...
 
+    async def drop_expired(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """``events`` without those past their room's message retention policy."""
+        ...
+
 
 @dataclass
 class TimelineRead:
@@ -206,6 +210,10 @@ class TimelineReader:
         )
         ids = [e.event_id for events in found.values() for e in events]
         stored = await self._stores.events.get_events(ids) if ids else {}
+        # expired events (message retention) are never shown: as if not stored
+        kept = await self._visibility.drop_expired(list(stored.values()))
+        if len(kept) < len(stored):
+            stored = {e.event_id: e for e in kept}
         checked = [
             stored[e.event_id]
             for c in cursors
