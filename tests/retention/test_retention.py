@@ -294,3 +294,36 @@ async def test_retention_off_hides_and_purges_nothing(make_homeserver: HarnessFa
     assert set(sent) <= set(timeline_ids(body, room))
     assert await get_status(hs, alice, f"/rooms/{q(room)}/event/{q(sent[0])}") == 200
     assert await stored(hs, sent) == sent
+
+
+async def test_a_bad_policy_in_initial_state_refuses_the_room(hs: HomeserverHarness) -> None:
+    alice = await make_user(hs, "alice")
+    rooms_before = await count_rows(hs, "rooms", "TRUE")
+    response = await hs.client.post(
+        f"{CLIENT}/createRoom",
+        json={
+            "initial_state": [
+                {"type": "m.room.retention", "state_key": "", "content": {"max_lifetime": "1w"}}
+            ]
+        },
+        headers=auth(alice),
+    )
+    assert response.status == 400
+    assert (await response.json())["errcode"] == "M_BAD_JSON"
+    assert await count_rows(hs, "rooms", "TRUE") == rooms_before
+    # a good one is the room's policy from the start
+    response = await hs.client.post(
+        f"{CLIENT}/createRoom",
+        json={
+            "initial_state": [
+                {"type": "m.room.retention", "state_key": "", "content": {"max_lifetime": DAY_MS}}
+            ]
+        },
+        headers=auth(alice),
+    )
+    assert response.status == 200
+    room = (await response.json())["room_id"]
+    policy = await hs.client.get(
+        f"{CLIENT}/rooms/{q(room)}/state/m.room.retention/", headers=auth(alice)
+    )
+    assert await policy.json() == {"max_lifetime": DAY_MS}
