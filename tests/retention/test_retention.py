@@ -327,3 +327,44 @@ async def test_a_bad_policy_in_initial_state_refuses_the_room(hs: HomeserverHarn
         f"{CLIENT}/rooms/{q(room)}/state/m.room.retention/", headers=auth(alice)
     )
     assert await policy.json() == {"max_lifetime": DAY_MS}
+
+
+SLIDING_SYNC = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
+
+async def test_expired_messages_vanish_from_sliding_sync_search_and_relations(
+    make_homeserver: HarnessFactory,
+) -> None:
+    hs = await make_homeserver(retention={"enabled": True})
+    alice = await make_user(hs, "alice")
+    room = await create_room(hs, alice)
+    await set_policy(hs, alice, room, max_lifetime=DAY_MS)
+    old = await send_text(hs, alice, room, "kumquat old")
+    reaction = await hs.client.put(
+        f"{CLIENT}/rooms/{q(room)}/send/m.reaction/r1",
+        json={"m.relates_to": {"rel_type": "m.annotation", "event_id": old, "key": "+1"}},
+        headers=auth(alice),
+    )
+    assert reaction.status == 200
+    hs.clock.advance(2 * DAY_S)
+    new = await send_text(hs, alice, room, "kumquat new")
+
+    body = {"lists": {"all": {"ranges": [[0, 9]], "required_state": [], "timeline_limit": 10}}}
+    response = await hs.client.post(SLIDING_SYNC, json=body, headers=auth(alice))
+    assert response.status == 200, await response.text()
+    timeline = [e["event_id"] for e in (await response.json())["rooms"][room]["timeline"]]
+    assert new in timeline and old not in timeline
+
+    response = await hs.client.post(
+        f"{CLIENT}/search",
+        json={"search_categories": {"room_events": {"search_term": "kumquat"}}},
+        headers=auth(alice),
+    )
+    assert response.status == 200
+    results = (await response.json())["search_categories"]["room_events"]["results"]
+    assert [r["result"]["event_id"] for r in results] == [new]
+
+    response = await hs.client.get(
+        f"/_matrix/client/v1/rooms/{q(room)}/relations/{q(old)}", headers=auth(alice)
+    )
+    assert response.status == 404, await response.text()  # the expired event is not found
