@@ -157,8 +157,8 @@ class HistoryVisibility:
     ) -> list[StoredEvent]:
         """The events of ``events`` that ``user_id`` may see, in the same order.
 
-        Outliers and events without known state are never visible; events of
-        several rooms may be mixed. An event of a sender who asked to be erased comes
+        Outliers and events without known state are never visible, nor events past
+        their room's message retention policy; events of several rooms may be mixed. An event of a sender who asked to be erased comes
         back pruned (as a redaction leaves it) unless the user was joined at it: use
         the returned events, not the given ones.
         """

@@ -34,6 +34,9 @@ appears in the timeline of their rejoin).
 
 ``limited`` is set when events the user may see come before the returned ones, or
 may: when the rounds ran out before the earliest wanted event was read.
+
+Events past their room's message retention policy are never shown (read as if not
+stored), whatever the history visibility.
 """
 
 from __future__ import annotations
