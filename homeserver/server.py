@@ -85,6 +85,8 @@ from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
+from homeserver.retention.purge_jobs import RetentionPurgeJobs
+from homeserver.retention.service import RetentionPolicies
 from homeserver.rooms.censorship import RedactionCensor
 from homeserver.rooms.creation import RoomCreationService
 from homeserver.rooms.creator import EventCreator
@@ -175,6 +177,7 @@ class Homeserver:
     message_expiry: MessageExpiry | None = None  # enable_ephemeral_messages
     redaction_censor: RedactionCensor | None = None  # redaction_retention_period
     media_retention: MediaRetention | None = None  # media_retention
+    retention_purge_jobs: RetentionPurgeJobs | None = None  # retention (messages)
     push_action_pruner: PushActionPruner | None = None
     guest_evictor: GuestEvictor | None = None
     appservice_delivery: AppServiceDelivery | None = None
@@ -284,8 +287,13 @@ class Homeserver:
             config.default_room_version,
             directory_rules,
         )
+        retention_policies = (
+            RetentionPolicies(stores, clock, config.retention) if config.retention.enabled else None
+        )
         visibility = HistoryVisibility(
-            stores, config.caches.sizes.size("history_visibility_by_state_group")
+            stores,
+            config.caches.sizes.size("history_visibility_by_state_group"),
+            expired=retention_policies,
         )
         history = RoomHistory(stores, visibility)
         members = MemberListService(stores)
@@ -577,6 +585,11 @@ class Homeserver:
                 appservices,
             ),
         )
+        retention_purge_jobs = (
+            RetentionPurgeJobs(retention_policies, stores, admin.history_purges, purger, clock)
+            if retention_policies is not None
+            else None
+        )
         if metrics.enabled:
             wire_metrics(metrics, stores, authenticator, persister, push, federation_events)
         return cls(
@@ -609,6 +622,7 @@ class Homeserver:
             appservice_delivery=appservice_delivery,
             room_summaries=room_summaries,
             metrics=metrics,
+            retention_purge_jobs=retention_purge_jobs,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -692,6 +706,8 @@ class Homeserver:
             self.redaction_censor.start()
         if self.media_retention is not None:
             self.media_retention.start()
+        if self.retention_purge_jobs is not None:
+            self.retention_purge_jobs.start()
         if self.push_action_pruner is not None:
             self.push_action_pruner.start()
         if self.federation_events is not None:
@@ -717,6 +733,8 @@ class Homeserver:
             await self.redaction_censor.stop()
         if self.media_retention is not None:
             await self.media_retention.stop()
+        if self.retention_purge_jobs is not None:
+            await self.retention_purge_jobs.stop()
         if self.push_action_pruner is not None:
             await self.push_action_pruner.stop()
         if self.federation_events is not None:

@@ -31,6 +31,7 @@ from storage.registration_tokens import RegistrationTokenStore
 from storage.relations import RelationStore
 from storage.remote_devices import RemoteDeviceStore
 from storage.reports import ReportStore
+from storage.retention import RetentionStore
 from storage.room_admin import RoomAdminStore
 from storage.room_summaries import RoomSummaryStore
 from storage.rooms import RoomStore
@@ -91,6 +92,7 @@ class Stores:
     threepids: ThreepidStore
     threepid_validation: ThreepidValidationStore
     consent: ConsentStore
+    retention: RetentionStore
 
     @classmethod
     def over(cls, db: Database, caches: CacheSizes | None = None) -> Stores:
@@ -140,4 +142,5 @@ class Stores:
             threepids=ThreepidStore(db),
             threepid_validation=ThreepidValidationStore(db),
             consent=ConsentStore(db),
+            retention=RetentionStore(db),
         )

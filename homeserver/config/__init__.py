@@ -27,6 +27,7 @@ from homeserver.config.homeserver_config import (
     parse_config,
 )
 from homeserver.config.oidc import AttributeRequirement, OidcMappingConfig, OidcProviderConfig
+from homeserver.config.retention import RetentionConfig, RetentionPurgeJob
 from homeserver.config.sections import (
     CachesConfig,
     DirectoryRule,
@@ -75,6 +76,8 @@ __all__ = [
     "RateLimitConfig",
     "RedisConfig",
     "ResourceName",
+    "RetentionConfig",
+    "RetentionPurgeJob",
     "ServerNoticesConfig",
     "SsoConfig",
     "ThumbnailSize",

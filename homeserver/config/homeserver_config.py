@@ -46,6 +46,7 @@ from homeserver.config.registration import (
     ConsentConfig,
     RegistrationGuardsConfig,
 )
+from homeserver.config.retention import RetentionConfig
 from homeserver.config.sections import (
     DEFAULT_LISTENERS,
     DEFAULT_THUMBNAIL_SIZES,
@@ -219,6 +220,7 @@ class HomeserverConfig:
     dynamic_thumbnails: bool = False
     thumbnail_sizes: tuple[ThumbnailSize, ...] = DEFAULT_THUMBNAIL_SIZES
     media_retention: MediaRetentionConfig = field(default_factory=MediaRetentionConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)  # message retention
     url_preview_enabled: bool = False
     # None: the general ip_range_blacklist / ip_range_whitelist
     url_preview_ip_range_blacklist: tuple[IPNetwork, ...] | None = None
@@ -412,6 +414,7 @@ class HomeserverConfig:
             dynamic_thumbnails=reader.get("dynamic_thumbnails", to_bool, False),
             thumbnail_sizes=parse_thumbnail_sizes(reader),
             media_retention=MediaRetentionConfig.parse(reader.child("media_retention")),
+            retention=RetentionConfig.parse(reader.child("retention")),
             url_preview_enabled=reader.get("url_preview_enabled", to_bool, False),
             url_preview_ip_range_blacklist=preview_blacklist,
             url_preview_ip_range_whitelist=reader.get(

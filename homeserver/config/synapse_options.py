@@ -70,7 +70,7 @@ _TOP_LEVEL: Final = frozenset(
     remote_media_download_burst_count remote_media_download_per_second
     replication_torture_level report_stats report_stats_endpoint
     request_token_inhibit_3pid_errors require_auth_for_profile_requests
-    require_membership_for_aliases restrict_public_rooms_to_local_users retention
+    require_membership_for_aliases restrict_public_rooms_to_local_users
     room_invite_state_types room_list_publication_rules room_prejoin_state
     run_background_tasks_on saml2_config send_federation sentry serve_server_wellknown
     server_context server_name server_notices session_lifetime signing_key_path

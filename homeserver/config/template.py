@@ -595,6 +595,27 @@ thumbnail_sizes:
 #  local_media_lifetime: 90d
 #  remote_media_lifetime: 14d
 
+# Message retention policies (MSC1763, as Synapse; default: off). A room's policy is
+# its m.room.retention state event (max_lifetime, min_lifetime in milliseconds),
+# else default_policy. Non-state events older than max_lifetime are hidden from
+# clients at once and deleted by the purge jobs (state events and each room's
+# latest event stay). allowed_lifetime_min/max bound the max_lifetime the purge jobs
+# use. Each purge job handles the rooms whose max_lifetime is in
+# (shortest_max_lifetime, longest_max_lifetime], every interval; without
+# purge_jobs, one job handles every room daily.
+#retention:
+#  enabled: true
+#  default_policy:
+#    min_lifetime: 1d
+#    max_lifetime: 1y
+#  allowed_lifetime_min: 1d
+#  allowed_lifetime_max: 1y
+#  purge_jobs:
+#    - longest_max_lifetime: 3d
+#      interval: 12h
+#    - shortest_max_lifetime: 3d
+#      interval: 1d
+
 # Generate URL previews for links (default false).
 url_preview_enabled: false
 

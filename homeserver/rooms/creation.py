@@ -22,6 +22,7 @@ from homeserver.events import (
     is_valid_user_id,
     parse_power_level,
 )
+from homeserver.retention.policy import RETENTION, validate_retention_content
 from homeserver.rooms.creation_plan import InvalidRoomState, PlannedEvent, Step
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.directory import DirectoryRules
@@ -290,12 +291,15 @@ def plan_events(
 
 
 def check_initial_state(user_id: str, initial_state: list[dict[str, Any]]) -> None:
-    """``initial_state`` may not replace the create event or set others' membership."""
+    """``initial_state`` may not replace the create event or set others' membership;
+    a retention policy in it is checked as one sent later (400 M_BAD_JSON)."""
     for entry in initial_state:
         if entry["type"] == "m.room.create":
             raise InvalidRoomState("initial_state cannot hold m.room.create: use creation_content")
         if entry["type"] == "m.room.member" and entry.get("state_key", "") != user_id:
             raise InvalidRoomState("initial_state cannot set another user's membership: use invite")
+        if entry["type"] == RETENTION and isinstance(entry.get("content"), dict):
+            validate_retention_content(entry["content"], is_state=True)
 
 
 def check_power_levels_override(override: dict[str, Any], rv: RoomVersion) -> None:

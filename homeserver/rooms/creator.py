@@ -27,6 +27,7 @@ from homeserver.events import (
     check_auth,
     validate_pdu,
 )
+from homeserver.retention.policy import RETENTION, validate_retention_content
 from homeserver.rooms.creation_plan import PlannedEvent, check_planned_room
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.persister import EventContext, EventPersister
@@ -43,10 +44,16 @@ RECENT_TXNS = 10_000
 Countersign = Callable[[Event, StateMap], Awaitable[Event]]
 
 
-def check_local_content(room_id: str, event_type: str, content: Mapping[str, Any]) -> None:
+def check_local_content(
+    room_id: str, event_type: str, content: Mapping[str, Any], state_key: str | None = None
+) -> None:
     """Content rules for events this server's users send (400 M_BAD_JSON), beyond the
     event format: an ``m.room.tombstone`` names the room that replaces this one, so
-    never this room itself (client-server API, "Room Upgrades"; as Synapse)."""
+    never this room itself (client-server API, "Room Upgrades"; as Synapse); an
+    ``m.room.retention`` policy has integer lifetimes, the minimum not above the
+    maximum (MSC1763, as Synapse checks it whether retention is enabled or not)."""
+    if event_type == RETENTION:
+        validate_retention_content(content, is_state=state_key is not None)
     if event_type == "m.room.tombstone":
         replacement = content.get("replacement_room")
         if not isinstance(replacement, str):
@@ -205,7 +212,7 @@ class EventCreator:
         state event the sender already set to the same content, that event (sending
         the same state twice makes no new event, as in Synapse)."""
         rv = await self.room_version(room_id)
-        check_local_content(room_id, event_type, content)
+        check_local_content(room_id, event_type, content, state_key)
         state = await self._stores.state.get_current_state(room_id)
         if deduplicate and state_key is not None:
             same = await self._same_state(state.get((event_type, state_key)), sender, content)

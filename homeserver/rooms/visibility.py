@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from homeserver.errors import Forbidden
 from storage.events import StoredEvent
@@ -93,11 +94,21 @@ class RoomAccess:
         return self.membership in ("leave", "ban") and self.member_event is not None
 
 
+class ExpiredEvents(Protocol):
+    """Message retention (``homeserver/retention``): drops the events whose room's
+    retention policy says clients may no longer get them."""
+
+    async def drop_expired(self, events: Sequence[StoredEvent]) -> list[StoredEvent]: ...
+
+
 class HistoryVisibility:
     """Filters events by what a user may see; batches and caches state lookups."""
 
-    def __init__(self, stores: Stores, cache_size: int = 20_000) -> None:
+    def __init__(
+        self, stores: Stores, cache_size: int = 20_000, *, expired: ExpiredEvents | None = None
+    ) -> None:
         self._stores = stores
+        self._expired = expired
         self._cache_size = cache_size
         # state group -> history_visibility event ID in it (None: no such event)
         self._hv_by_group: OrderedDict[int, str | None] = OrderedDict()
@@ -146,12 +157,13 @@ class HistoryVisibility:
     ) -> list[StoredEvent]:
         """The events of ``events`` that ``user_id`` may see, in the same order.
 
-        Outliers and events without known state are never visible; events of
-        several rooms may be mixed. An event of a sender who asked to be erased comes
+        Outliers and events without known state are never visible, nor events past
+        their room's message retention policy; events of several rooms may be mixed. An event of a sender who asked to be erased comes
         back pruned (as a redaction leaves it) unless the user was joined at it: use
         the returned events, not the given ones.
         """
         candidates = [e for e in events if e.state_group is not None and not e.outlier]
+        candidates = await self.drop_expired(candidates)
         if not candidates:
             return []
         groups = {e.state_group for e in candidates if e.state_group is not None}
@@ -211,6 +223,13 @@ class HistoryVisibility:
                     stored = replace(stored, event=event.redacted())
                 visible.append(stored)
         return visible
+
+    async def drop_expired(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """``events`` without those past their room's retention policy (every
+        event when message retention is off)."""
+        if self._expired is None:
+            return list(events)
+        return await self._expired.drop_expired(events)
 
     async def may_see_event(self, user_id: str, stored: StoredEvent) -> bool:
         """Whether ``user_id`` may see this one event (for single event reads)."""

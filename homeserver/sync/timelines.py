@@ -34,6 +34,9 @@ appears in the timeline of their rejoin).
 
 ``limited`` is set when events the user may see come before the returned ones, or
 may: when the rounds ran out before the earliest wanted event was read.
+
+Events past their room's message retention policy are never shown (read as if not
+stored), whatever the history visibility.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ class VisibleEvents(Protocol):
     async def visibility_at(self, event_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
         """For each event: the history visibility in force at it (None: no such state
         event) and whether that state event replaced another; unknown state left out."""
+        ...
+
+    async def drop_expired(self, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+        """``events`` without those past their room's message retention policy."""
         ...
 
 
@@ -206,6 +213,10 @@ class TimelineReader:
         )
         ids = [e.event_id for events in found.values() for e in events]
         stored = await self._stores.events.get_events(ids) if ids else {}
+        # expired events (message retention) are never shown: as if not stored
+        kept = await self._visibility.drop_expired(list(stored.values()))
+        if len(kept) < len(stored):
+            stored = {e.event_id: e for e in kept}
         checked = [
             stored[e.event_id]
             for c in cursors
