@@ -3,7 +3,6 @@ context (its ID in every log line it causes), its metrics and the request log li
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -14,6 +13,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from homeserver.errors import MatrixError, TooLarge, Unrecognized
+from homeserver.events.json_codec import dumps_text
 from homeserver.http.listener import forwarded_middleware
 from homeserver.metrics.http import UNRECOGNISED, HttpMetrics
 from homeserver.request_context import RequestContext, RequestIds, enter_request, leave_request
@@ -42,7 +42,7 @@ def error_response(error: MatrixError) -> web.Response:
 
 
 def compact_dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return dumps_text(value)
 
 
 def loggable_path(request: web.Request) -> str:
