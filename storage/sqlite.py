@@ -9,7 +9,10 @@ Each aiosqlite connection is a thread, and every call to it is a round trip
 through the event loop. So a transaction batches: statements whose result is not
 needed (``executemany``, ``queue``) wait in memory and go to the thread together with
 the next statement that returns something, or with the COMMIT. A write
-transaction of inserts costs one round trip, however many statements it has.
+transaction of inserts costs one round trip, however many statements it has; run
+as a grouped transaction (``grouped_transaction``, ``run_transaction(...,
+group_commit=True)``), it shares that round trip and its COMMIT with the other
+writes waiting for the writer (group commit, each in its own savepoint).
 """
 
 from __future__ import annotations
