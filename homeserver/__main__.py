@@ -172,9 +172,10 @@ def _main(argv: Sequence[str] | None) -> int:
     configure_logging(config.log_level, config.log_config)
     warn_about_config(config)
     if command == "run":
+        from homeserver import event_loop
         from homeserver.server import run
 
-        asyncio.run(run(config))
+        event_loop.run(run(config))
         return 0
     if command == "register-user":
         password = args.password

@@ -19,10 +19,17 @@ RoomEventListener = Callable[[str, int, Collection[str]], Awaitable[None] | None
 
 
 class _Waiter:
-    __slots__ = ("event",)
+    """One long-poll's wake-up: a future woken by a change or by its timer (cheaper
+    than ``asyncio.wait_for``, which makes a task per wait)."""
 
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
+    __slots__ = ("future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def wake(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
 
 
 class Notifier:
@@ -59,7 +66,7 @@ class Notifier:
     @staticmethod
     def _wake(waiters: Collection[_Waiter]) -> None:
         for waiter in list(waiters):
-            waiter.event.set()
+            waiter.wake()
 
     # -- querying -------------------------------------------------------------------
 
@@ -103,17 +110,19 @@ class Notifier:
         """
         if timeout_s <= 0:
             return
-        waiter = _Waiter()
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop)
         self._by_user[user_id].add(waiter)
         for room_id in room_ids:
             self._by_room[room_id].add(waiter)
         try:
             if is_ready is not None and is_ready():
                 return
+            timer = loop.call_later(timeout_s, waiter.wake)
             try:
-                await asyncio.wait_for(waiter.event.wait(), timeout_s)
-            except TimeoutError:
-                pass
+                await waiter.future
+            finally:
+                timer.cancel()
         finally:
             self._discard(self._by_user, user_id, waiter)
             for room_id in room_ids:

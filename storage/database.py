@@ -144,6 +144,13 @@ class Database(abc.ABC):
     ) -> AbstractAsyncContextManager[Transaction]:
         """Open a transaction; it commits when the block exits normally."""
 
+    def grouped_transaction(self, name: str) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction whose COMMIT may be shared with other concurrent ones
+        (group commit), each still atomic on its own: an engine that groups does so
+        only for one whose statements all wait to be sent (it read nothing back), in
+        a savepoint of its own. Without group commit, a plain transaction."""
+        return self.transaction(name)
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Close every connection."""
@@ -159,16 +166,23 @@ class Database(abc.ABC):
         func: Callable[[Transaction], Awaitable[T]],
         *,
         readonly: bool = False,
+        group_commit: bool = False,
     ) -> T:
         """Run ``func`` in a transaction, retrying it on transient conflicts.
 
         A conflict (serialization failure, deadlock, busy or locked database) rolls
         the transaction back; ``func`` then runs again in a new one after a growing
         wait, at most ``max_retries`` times before the RetryableError is raised.
+        ``group_commit``: in a :meth:`grouped_transaction`.
         """
 
         async def attempt() -> T:
-            async with self.transaction(name, readonly=readonly) as txn:
+            context = (
+                self.grouped_transaction(name)
+                if group_commit and not readonly
+                else self.transaction(name, readonly=readonly)
+            )
+            async with context as txn:
                 return await func(txn)
 
         return await self.retrying(f"transaction {name}", attempt)

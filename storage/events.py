@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event
+from homeserver.events.json_codec import dumps_text, loads
 from storage.cache_stats import CacheStats
 from storage.database import Database, Transaction
 
@@ -135,7 +136,7 @@ class EventStore:
                     event.sender,
                     event.origin_server_ts,
                     received_ts,
-                    json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
+                    dumps_text(event.pdu),
                     stored.outlier,
                     stored.rejected_reason,
                     stored.soft_failed,
@@ -400,7 +401,7 @@ class EventStore:
         (event_id, _room, stream, _depth, raw, outlier, rejected, soft, group, redacted_by) = row[
             :10
         ]
-        event = Event(json.loads(raw), KNOWN_ROOM_VERSIONS[room_version], event_id=event_id)
+        event = Event(loads(raw), KNOWN_ROOM_VERSIONS[room_version], event_id=event_id)
         return StoredEvent(
             event,
             None if stream is None else int(stream),

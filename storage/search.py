@@ -66,16 +66,22 @@ class SqliteFullText(FullTextDialect):
     async def insert_txn(
         self, txn: Transaction, row: tuple[str, str, str, str, int, int], value: str
     ) -> None:
-        row_id = await txn.fetchval(
+        # Both statements are queued: they reach the database with the event's other
+        # writes and its COMMIT, in the transaction's one round trip. The text is
+        # indexed under the row's id once (an event indexed before keeps its entry).
+        await txn.queue(
             "INSERT INTO event_search"
             " (event_id, room_id, sender, key, stream_ordering, origin_server_ts)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING RETURNING id",
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
             *row,
         )
-        if row_id is not None:
-            await txn.execute(
-                "INSERT INTO event_search_fts (rowid, value) VALUES ($1, $2)", row_id, value
-            )
+        await txn.queue(
+            "INSERT INTO event_search_fts (rowid, value)"
+            " SELECT s.id, $2 FROM event_search s WHERE s.event_id = $1"
+            " AND NOT EXISTS (SELECT 1 FROM event_search_fts f WHERE f.rowid = s.id)",
+            row[0],
+            value,
+        )
 
     async def delete_txn(self, txn: Transaction, event_id: str) -> None:
         row_id = await txn.fetchval("SELECT id FROM event_search WHERE event_id = $1", event_id)
@@ -110,7 +116,7 @@ class PostgresFullText(FullTextDialect):
     async def insert_txn(
         self, txn: Transaction, row: tuple[str, str, str, str, int, int], value: str
     ) -> None:
-        await txn.execute(
+        await txn.queue(
             "INSERT INTO event_search"
             " (event_id, room_id, sender, key, stream_ordering, origin_server_ts, vector)"
             " VALUES ($1, $2, $3, $4, $5, $6, to_tsvector('english', $7))"

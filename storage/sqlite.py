@@ -9,7 +9,10 @@ Each aiosqlite connection is a thread, and every call to it is a round trip
 through the event loop. So a transaction batches: statements whose result is not
 needed (``executemany``, ``queue``) wait in memory and go to the thread together with
 the next statement that returns something, or with the COMMIT. A write
-transaction of inserts costs one round trip, however many statements it has.
+transaction of inserts costs one round trip, however many statements it has; run
+as a grouped transaction (``grouped_transaction``, ``run_transaction(...,
+group_commit=True)``), it shares that round trip and its COMMIT with the other
+writes waiting for the writer (group commit, each in its own savepoint).
 """
 
 from __future__ import annotations
@@ -93,11 +96,13 @@ def _run_pending(raw: sqlite3.Connection, begin: str | None, pending: Pending) -
 
 @dataclass(slots=True)
 class _SingleWrite:
-    """A write of one statement, or of a few that commit together."""
+    """A write of one statement, or of a few that commit together; or (``pending``)
+    the queued statements of a grouped transaction, which read nothing back."""
 
     name: str
     statements: list[tuple[str, tuple[Any, ...]]]
     future: asyncio.Future[list[int]]
+    pending: Pending | None = None
 
 
 def _run_single_writes(
@@ -111,7 +116,13 @@ def _run_single_writes(
         for write in batch:
             raw.execute("SAVEPOINT single_write")
             try:
-                outcomes.append([raw.execute(sql, args).rowcount for sql, args in write.statements])
+                if write.pending is not None:
+                    _run_pending(raw, None, write.pending)
+                    outcomes.append([])
+                else:
+                    outcomes.append(
+                        [raw.execute(sql, args).rowcount for sql, args in write.statements]
+                    )
             except sqlite3.Error as exc:
                 mapped = _map_error(exc)
                 if isinstance(mapped, RetryableError):
@@ -313,22 +324,61 @@ class SqliteDatabase(Database):
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
             return
+        async with self._write_transaction(name, group=False) as txn:
+            yield txn
+
+    @asynccontextmanager
+    async def grouped_transaction(self, name: str) -> AsyncIterator[SqliteTransaction]:
+        """A write transaction that, when its statements all wait to be sent (it read
+        nothing back: a message's), hands them to the group commit of single writes
+        (below) in a savepoint of their own, releasing the writer at once: the
+        transactions of concurrent senders then share a BEGIN, a COMMIT and a round
+        trip to the writer thread. One that read something commits alone."""
+        async with self._write_transaction(name, group=True) as txn:
+            yield txn
+
+    @asynccontextmanager
+    async def _write_transaction(
+        self, name: str, *, group: bool
+    ) -> AsyncIterator[SqliteTransaction]:
+        observer = self.transaction_observer
         assert self._writer is not None, "database is closed"
-        async with self._write_lock:
-            txn = SqliteTransaction(name, self._writer, "BEGIN IMMEDIATE")
-            start = time.perf_counter()
+        await self._write_lock.acquire()
+        locked = True
+        txn = SqliteTransaction(name, self._writer, "BEGIN IMMEDIATE")
+        start = time.perf_counter()
+        try:
             try:
-                try:
-                    yield txn
-                except BaseException:
-                    # Even when cancelled: the connection must leave the transaction.
-                    await asyncio.shield(txn.rollback())
-                    raise
+                yield txn
+            except BaseException:
+                # Even when cancelled: the connection must leave the transaction.
+                await asyncio.shield(txn.rollback())
+                raise
+            if group and not txn.begun and txn._pending:
+                # Nothing was sent: its statements join the next group commit, and the
+                # writer is free for the next transaction meanwhile.
+                self._write_lock.release()
+                locked = False
+                await asyncio.shield(self._commit_grouped(txn))
+            else:
                 # The commit and its callbacks finish even if the caller is cancelled.
                 await asyncio.shield(self._commit(txn))
-            finally:
-                if observer is not None:
-                    observer(name, time.perf_counter() - start)
+        finally:
+            if locked:
+                self._write_lock.release()
+            if observer is not None:
+                observer(name, time.perf_counter() - start)
+
+    async def _commit_grouped(self, txn: SqliteTransaction) -> None:
+        """Commit a transaction's queued statements with the next group of single
+        writes; its after-commit callbacks run once that group committed."""
+        pending, txn._pending = txn._pending, []
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._single_writes.append(_SingleWrite(txn.name, [], future, pending))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_single_writes())
+        await future
+        txn._run_after_commit()
 
     async def _commit(self, txn: SqliteTransaction) -> None:
         try:
@@ -390,7 +440,8 @@ class SqliteDatabase(Database):
                 # the group's time, shared by its writes
                 share = (time.perf_counter() - start) / len(batch)
                 for write in batch:
-                    observer(write.name, share)
+                    if write.pending is None:  # (a grouped transaction observes itself)
+                        observer(write.name, share)
         for write, outcome in zip(batch, outcomes, strict=True):
             if write.future.done():
                 continue  # its caller was cancelled; the write stands

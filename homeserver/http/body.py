@@ -7,19 +7,15 @@ M_BAD_JSON (wrong type) or M_MISSING_PARAM (absent but required) naming the key.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from homeserver.errors import BadJson, InvalidParam, MissingParam, NotJson, TooLarge
+from homeserver.events.json_codec import loads
 
 T = TypeVar("T")
 _MISSING: Any = object()
-
-
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"{value} is not valid JSON")
 
 
 async def json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -33,7 +29,7 @@ async def json_object(request: web.Request, *, allow_empty: bool = False) -> dic
             return {}
         raise NotJson("Content not JSON.")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = loads(raw, strict=True)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise NotJson("Content not JSON.") from exc
     if not isinstance(value, dict):

@@ -3,7 +3,6 @@ context (its ID in every log line it causes), its metrics and the request log li
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -14,6 +13,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from homeserver.errors import MatrixError, TooLarge, Unrecognized
+from homeserver.events.json_codec import dumps_text
 from homeserver.http.listener import forwarded_middleware
 from homeserver.metrics.http import UNRECOGNISED, HttpMetrics
 from homeserver.request_context import RequestContext, RequestIds, enter_request, leave_request
@@ -32,7 +32,8 @@ CORS_HEADERS = {
 
 _SECRET_PARAMS = frozenset({"access_token", "token", "password", "ticket", "loginToken"})
 # Path segments that are secrets: a registration token in the admin API's URLs.
-_SECRET_PATH = re.compile(r"^(/_synapse/admin/v1/registration_tokens/)(?!new$)[^/]+")
+_SECRET_PATH_PREFIX = "/_synapse/admin/v1/registration_tokens/"
+_SECRET_PATH = re.compile(rf"^({re.escape(_SECRET_PATH_PREFIX)})(?!new$)[^/]+")
 
 
 def error_response(error: MatrixError) -> web.Response:
@@ -42,14 +43,21 @@ def error_response(error: MatrixError) -> web.Response:
 
 
 def compact_dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return dumps_text(value)
 
 
 def loggable_path(request: web.Request) -> str:
-    """The path and query with every secret (parameter value or path segment) hidden."""
-    path = _SECRET_PATH.sub(r"\1<redacted>", request.path)
-    if not request.query_string:
+    """The path and query with every secret (parameter value or path segment) hidden:
+    the query as the client sent it when it has no secret parameter (as Synapse logs
+    it), else rebuilt with their values replaced."""
+    path = request.path
+    if path.startswith(_SECRET_PATH_PREFIX):
+        path = _SECRET_PATH.sub(r"\1<redacted>", path)
+    raw_query = request.rel_url.raw_query_string
+    if not raw_query:
         return path
+    if _SECRET_PARAMS.isdisjoint(request.query.keys()):
+        return f"{path}?{raw_query}"
     query = [(k, "<redacted>" if k in _SECRET_PARAMS else v) for k, v in request.query.items()]
     return f"{path}?{urlencode(query, safe='<>')}"
 

@@ -101,6 +101,8 @@ class PushEvaluator:
         # process sees the changes it commits; several writers would fan these out.)
         self._unread_cache: OrderedDict[str, dict[str, dict[str, tuple[int, int]]]] = OrderedDict()
         self._unread_epochs: dict[str, int] = {}
+        # the epoch at which each cached entry's read started (see _count_up)
+        self._unread_read_at: dict[str, int] = {}
         # told which users got new notifications (the pushers)
         self.on_notified: list[NotifiedCallback] = []
         # told which users sent a read receipt (the pushers update the badge)
@@ -131,9 +133,12 @@ class PushEvaluator:
             return
         await self._stores.push_actions.add_actions_txn(txn, actions)
         users = {a.user_id for a in actions}
+        # Before the COMMIT is sent: a count read starting from here on may or may not
+        # see these actions, so it is not brought up to date with them (_count_up).
+        committing = {user_id: self._bump_epoch(user_id) for user_id in users}
 
         def notified() -> None:
-            self._counts_changed(users)
+            self._count_up(actions, committing)
             for callback in self.on_notified:
                 callback(users)
 
@@ -415,8 +420,39 @@ class PushEvaluator:
         """Drop the cached counts of users whose notifications or read positions
         changed (called once the change is committed)."""
         for user_id in user_ids:
-            self._unread_epochs[user_id] = self._unread_epochs.get(user_id, 0) + 1
+            self._bump_epoch(user_id)
             self._unread_cache.pop(user_id, None)
+
+    def _bump_epoch(self, user_id: str) -> int:
+        epoch = self._unread_epochs.get(user_id, 0) + 1
+        self._unread_epochs[user_id] = epoch
+        return epoch
+
+    def _count_up(self, actions: Collection[PushAction], committing: Mapping[str, int]) -> None:
+        """Bring cached counts up to date with an event's committed push actions (each
+        adds one notification, and one highlight if it highlights, to its thread, as
+        the push_unread_counts row it counted up), so that the /sync of every woken
+        recipient finds its counts without reading them again.
+
+        Exact only for an entry read before the actions' transaction evaluated them
+        (``committing``: the epoch then), whose read cannot have seen them; an entry
+        read since may already count them, and is dropped."""
+        for user_id, epoch in committing.items():
+            self._bump_epoch(user_id)  # reads in flight now are not cached
+            cached = self._unread_cache.get(user_id)
+            if cached is None:
+                continue
+            if self._unread_read_at.get(user_id, epoch) >= epoch:
+                self._unread_cache.pop(user_id, None)
+                continue
+            updated = dict(cached)  # new dicts: a caller may still hold the old ones
+            for action in actions:
+                if action.user_id != user_id:
+                    continue
+                threads = updated[action.room_id] = dict(updated.get(action.room_id, {}))
+                notes, highlights = threads.get(action.thread_id, (0, 0))
+                threads[action.thread_id] = (notes + 1, highlights + int(action.highlight))
+            self._unread_cache[user_id] = updated
 
     async def _unread_by_room(self, user_id: str) -> Mapping[str, Mapping[str, tuple[int, int]]]:
         """room -> thread -> (notifications, highlights) of the user's unread
@@ -437,8 +473,10 @@ class PushEvaluator:
             per_room.setdefault(room_id, {})[thread_id] = (notes, highlights)
         if self._unread_epochs.get(user_id, 0) == epoch:  # nothing changed meanwhile
             self._unread_cache[user_id] = per_room
+            self._unread_read_at[user_id] = epoch
             while len(self._unread_cache) > self._unread_cache_size:
-                self._unread_cache.popitem(last=False)
+                dropped, _counts = self._unread_cache.popitem(last=False)
+                self._unread_read_at.pop(dropped, None)
         return per_room
 
     async def unread_counts(

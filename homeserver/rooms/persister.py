@@ -143,8 +143,12 @@ class EventPersister:
             stream = self._backfill_stream if context.backfilled else self.events_stream
             position = stream.allocate()
         try:
+            # Grouped: the transactions of concurrent senders (other rooms) share one
+            # commit when they read nothing back, as a message's does.
             stored = await self._stores.db.run_transaction(
-                "persist_event", lambda txn: self._persist_txn(txn, event, context, position)
+                "persist_event",
+                lambda txn: self._persist_txn(txn, event, context, position),
+                group_commit=True,
             )
             if self.metrics is not None:
                 self.metrics.on_persisted(event.type, event.sender)

@@ -5,6 +5,7 @@ that is in the response only for its ephemeral events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -93,3 +94,80 @@ async def test_a_room_shown_for_typing_or_a_receipt_has_its_real_counts(
     body = await alice.sync(since=body["next_batch"])
     room = await room_of(alice, body, room_id)
     assert room["unread_notifications"] == counts(1, 1)
+
+
+async def test_counts_kept_current_while_messages_arrive_match_a_recount(
+    hs: HomeserverHarness,
+) -> None:
+    """Counts a /sync has read are brought up to date as notifying messages commit
+    (not read again); with syncs racing the sends, in threads and with mentions,
+    they always equal a recount of the stored actions, and a receipt still resets."""
+    from tests.push.test_push_action_pruning import RECOUNT
+
+    alice = await make_user(hs, "alice")
+    bob = await make_user(hs, "bob")
+    carol = await make_user(hs, "carol")
+    room_id = await alice.create_room(preset="public_chat")
+    other_room = await bob.create_room(preset="public_chat")
+    for user in (bob, carol):
+        await user.join(room_id)
+    await alice.join(other_room)
+    root = await bob.send(room_id, "root")
+
+    async def recounted() -> dict[str, dict[str, Any]]:
+        """room -> (main counts, per-thread counts) as /sync must show them."""
+        rows = await hs.server.db.fetchall("t", RECOUNT)
+        shown: dict[str, dict[str, Any]] = {}
+        for room, user, thread, notes, highlights in rows:
+            if user != alice.user_id:
+                continue
+            entry = shown.setdefault(room, {"main": counts(0, 0), "threads": {}})
+            if thread == "main":
+                entry["main"] = counts(int(notes), int(highlights))
+            else:
+                entry["threads"][thread] = counts(int(notes), int(highlights))
+        return shown
+
+    async def shown_by_sync() -> dict[str, dict[str, Any]]:
+        body = await alice.sync(filter=THREADED)
+        return {
+            room: {
+                "main": joined["unread_notifications"],
+                "threads": joined.get("unread_thread_notifications", {}),
+            }
+            for room, joined in body["rooms"]["join"].items()
+        }
+
+    def sends(round_no: int) -> list[Any]:
+        mentions = {"m.mentions": {"user_ids": [alice.user_id]}}
+        return [
+            bob.send(room_id, f"plain {round_no}"),
+            carol.send(room_id, f"mention {round_no}", "m.room.message", **mentions),
+            bob.send(room_id, f"in thread {round_no}", "m.room.message", **threaded(root)),
+            carol.send(
+                room_id,
+                f"thread mention {round_no}",
+                "m.room.message",
+                **threaded(root),
+                **mentions,
+            ),
+            bob.send(other_room, f"elsewhere {round_no}"),
+        ]
+
+    await shown_by_sync()  # the counts are now held
+    for round_no in range(4):
+        # sends and syncs at once: reads race the commits
+        await asyncio.gather(*sends(round_no), shown_by_sync(), shown_by_sync())
+        expected = await recounted()
+        shown = await shown_by_sync()
+        for room in (room_id, other_room):
+            assert shown[room] == expected.get(room, {"main": counts(0, 0), "threads": {}})
+    assert (await shown_by_sync())[room_id] == {
+        "main": counts(9, 4),  # the root and 4 rounds of plain and mention
+        "threads": {root: counts(8, 4)},
+    }
+    last = await bob.send(room_id, "last")
+    await alice.request("POST", f"/rooms/{room_id}/receipt/m.read/{last}", {})
+    assert (await shown_by_sync())[room_id] == {"main": counts(0, 0), "threads": {}}
+    await carol.send(room_id, "after the receipt")
+    assert (await shown_by_sync())[room_id] == {"main": counts(1, 0), "threads": {}}

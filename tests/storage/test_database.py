@@ -384,3 +384,85 @@ async def test_a_cancelled_single_write_still_lands(database: Database) -> None:
     await database.execute("w", "INSERT INTO kv (k) VALUES ('after')")
     keys = {k for (k,) in await database.fetchall("r", "SELECT k FROM kv")}
     assert {"k0", "k1", "k3", "k4", "after"} <= keys
+
+
+async def test_grouped_transactions_are_each_atomic(database: Database) -> None:
+    """Transactions run with ``group_commit`` at the same time (on SQLite: those that
+    read nothing back share one commit, each in its own savepoint) each commit or fail
+    alone: a constraint violation undoes all of its own statements and none of the
+    others', and runs none of its after-commit callbacks; one that reads, or raises,
+    behaves as a plain transaction."""
+    async with database.transaction("setup") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)")
+        await txn.execute("INSERT INTO kv (k, v) VALUES ('taken', 0)")
+    committed: list[str] = []
+
+    def writer(name: str, keys: list[str]) -> Callable[[Transaction], Awaitable[str]]:
+        async def body(txn: Transaction) -> str:
+            await txn.queue("INSERT INTO kv (k, v) VALUES ($1, 1)", keys[0])
+            await txn.executemany("INSERT INTO kv (k, v) VALUES ($1, 2)", [(k,) for k in keys[1:]])
+            txn.call_after_commit(lambda: committed.append(name))
+            return name
+
+        return body
+
+    async def reader(txn: Transaction) -> str:
+        count = await txn.fetchval("SELECT COUNT(*) FROM kv WHERE k = 'taken'")
+        await txn.queue("INSERT INTO kv (k, v) VALUES ('read', $1)", count)
+        txn.call_after_commit(lambda: committed.append("reader"))
+        return "reader"
+
+    async def raiser(txn: Transaction) -> str:
+        await txn.queue("INSERT INTO kv (k, v) VALUES ('raised', 0)")
+        txn.call_after_commit(lambda: committed.append("raiser"))
+        raise RuntimeError("boom")
+
+    bodies = [writer(f"w{n}", [f"w{n}a", f"w{n}b", f"w{n}c"]) for n in range(20)]
+    bodies.insert(7, writer("dup", ["dup-first", "taken"]))
+    bodies.insert(12, reader)
+    bodies.insert(15, raiser)
+    outcomes = await asyncio.gather(
+        *(database.run_transaction("grouped", body, group_commit=True) for body in bodies),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[7], IntegrityError)
+    assert outcomes[12] == "reader"
+    assert isinstance(outcomes[15], RuntimeError)
+    writers = [o for i, o in enumerate(outcomes) if i not in (7, 12, 15)]
+    assert writers == [f"w{n}" for n in range(20)]
+    assert sorted(committed) == sorted([*writers, "reader"])
+    rows = dict(await database.fetchall("r", "SELECT k, v FROM kv"))
+    assert "dup-first" not in rows and "raised" not in rows
+    assert rows["taken"] == 0 and rows["read"] == 1
+    for n in range(20):
+        assert (rows[f"w{n}a"], rows[f"w{n}b"], rows[f"w{n}c"]) == (1, 2, 2)
+    assert len(rows) == 2 + 3 * 20
+
+
+async def test_a_cancelled_grouped_transaction_still_commits_whole(database: Database) -> None:
+    async with database.transaction("setup") as txn:
+        await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY)")
+    committed: list[int] = []
+
+    def body(n: int) -> Callable[[Transaction], Awaitable[None]]:
+        async def run(txn: Transaction) -> None:
+            await txn.executemany("INSERT INTO kv (k) VALUES ($1)", [(f"k{n}a",), (f"k{n}b",)])
+            txn.call_after_commit(lambda: committed.append(n))
+
+        return run
+
+    tasks = [
+        asyncio.ensure_future(database.run_transaction("g", body(n), group_commit=True))
+        for n in range(5)
+    ]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    tasks[2].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await database.execute("w", "INSERT INTO kv (k) VALUES ('after')")
+    keys = {k for (k,) in await database.fetchall("r", "SELECT k FROM kv")}
+    # Each transaction is whole or absent; the others are in; the database is usable.
+    for n in range(5):
+        assert (f"k{n}a" in keys) == (f"k{n}b" in keys)
+        assert (f"k{n}a" in keys) == (n in committed)
+    assert {"k0a", "k1a", "k3a", "k4a", "after"} <= keys
