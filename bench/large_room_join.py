@@ -23,6 +23,10 @@ Prints figures; asserts nothing.
 
 With ``--database postgres`` each instance gets a fresh database on
 ``--pg`` (dropped at the end).
+
+With ``--profile DIR``, ``py-spy`` (``pip install py-spy``) samples A and B from their
+start to their end and writes ``DIR/a.txt`` and ``DIR/b.txt`` (collapsed stacks, the
+idle wait included; ``--idle`` off).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +126,15 @@ def sqlite_bytes(instance: Instance) -> int:
     return sum(f.stat().st_size for f in files if f.exists())
 
 
+def start_profiler(instance: Instance, directory: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling an instance's process until it exits."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(instance.pid), "--format", "raw", "--rate", "250"]
+    command += ["--output", str(directory / f"{instance.name}.txt")]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def database_config(engine: str, name: str, pg: str) -> dict[str, Any]:
     if engine == "sqlite":
         return {"name": "sqlite3", "args": {"database": "homeserver.db"}}
@@ -167,9 +181,12 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
     if args.database == "sqlite":
         result["a_sqlite_bytes_after_setup"] = sqlite_bytes(a)
 
+    profilers: list[subprocess.Popen[bytes]] = []
     try:
         a.start()
         b.start()
+        if args.profile:
+            profilers = [start_profiler(i, Path(args.profile)) for i in (a, b)]
         timeout = aiohttp.ClientTimeout(total=JOIN_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await a.wait_ready(session)
@@ -210,6 +227,8 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
     finally:
         b.stop()
         a.stop()
+        for profiler in profilers:
+            profiler.wait(timeout=60)  # py-spy writes its output when its process exits
     if args.database == "sqlite":
         result["a_sqlite_bytes_end"] = sqlite_bytes(a)
         result["b_sqlite_bytes_end"] = sqlite_bytes(b)
@@ -225,6 +244,7 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg", default=PG_ADMIN, help="libpq conninfo of an admin database")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--profile", default=None, help="py-spy both servers into this dir")
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="large_room_join_"))
