@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver import json_codec
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event
 from storage.database import Database, Transaction
 
@@ -397,7 +398,7 @@ class EventStore:
         (event_id, _room, stream, _depth, raw, outlier, rejected, soft, group, redacted_by) = row[
             :10
         ]
-        event = Event(json.loads(raw), KNOWN_ROOM_VERSIONS[room_version], event_id=event_id)
+        event = Event(json_codec.loads(raw), KNOWN_ROOM_VERSIONS[room_version], event_id=event_id)
         return StoredEvent(
             event,
             None if stream is None else int(stream),

@@ -40,7 +40,9 @@ class Event:
     """
 
     __slots__ = (
+        "_auth_event_ids",
         "_pdu",
+        "_prev_event_ids",
         "_redacted",
         "_signing_bytes",
         "event_id",
@@ -61,6 +63,8 @@ class Event:
         self.rejected_reason = rejected_reason
         self._redacted: dict[str, Any] | None = None
         self._signing_bytes: bytes | None = None
+        self._prev_event_ids: tuple[str, ...] | None = None
+        self._auth_event_ids: tuple[str, ...] | None = None
         if event_id is None:
             if room_version.event_id_format is EventIdFormat.V1:
                 raw = pdu.get("event_id")
@@ -121,6 +125,8 @@ class Event:
         ev = Event(self._pdu, self.room_version, event_id=self.event_id, rejected_reason=reason)
         ev._redacted = self._redacted
         ev._signing_bytes = self._signing_bytes
+        ev._prev_event_ids = self._prev_event_ids
+        ev._auth_event_ids = self._auth_event_ids
         return ev
 
     # -- typed accessors --------------------------------------------------------
@@ -182,11 +188,17 @@ class Event:
 
     @property
     def prev_event_ids(self) -> Sequence[str]:
-        return _ids_from_refs(self._pdu.get("prev_events"), self.room_version.event_id_format)
+        if self._prev_event_ids is None:
+            refs = self._pdu.get("prev_events")
+            self._prev_event_ids = _ids_from_refs(refs, self.room_version.event_id_format)
+        return self._prev_event_ids
 
     @property
     def auth_event_ids(self) -> Sequence[str]:
-        return _ids_from_refs(self._pdu.get("auth_events"), self.room_version.event_id_format)
+        if self._auth_event_ids is None:
+            refs = self._pdu.get("auth_events")
+            self._auth_event_ids = _ids_from_refs(refs, self.room_version.event_id_format)
+        return self._auth_event_ids
 
     @property
     def redacts(self) -> str | None:
