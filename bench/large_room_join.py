@@ -16,7 +16,9 @@ Prints figures; asserts nothing.
    fixture ``tests/federation/servers.py`` does); the client API on plain HTTP.
 3. A user registered on B joins the room (``POST /join/{roomId}?server_name=A``):
    the join time is until that request returns, and until B's current state of
-   the room (``GET /rooms/{roomId}/state``) holds every state event. Then the
+   the room (``GET /rooms/{roomId}/state``) holds every state event; the CPU time
+   each server spent on the join request is printed too (on a busy machine it says
+   more than the wall clock). Then the
    joining user's initial ``/sync`` is timed (with lazy-loaded members, and without).
    B's peak resident memory is its ``VmHWM`` from ``/proc``. With SQLite, the size
    of A's database (with its WAL) after setup and at the end is printed, and B's.
@@ -126,6 +128,15 @@ def sqlite_bytes(instance: Instance) -> int:
     return sum(f.stat().st_size for f in files if f.exists())
 
 
+def cpu_s(pid: int | None) -> float:
+    """User and system CPU time a process has used (all its threads), from /proc."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_profiler(instance: Instance, directory: Path) -> subprocess.Popen[bytes]:
     """py-spy sampling an instance's process until it exits."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -194,6 +205,7 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
             joiner = await register(session, b.base, "joiner")
             result["b_rss_before_join_kib"] = rss_kib(b.pid)
 
+            cpu_before = cpu_s(a.pid), cpu_s(b.pid)
             start = time.monotonic()
             status, body = await call(
                 session,
@@ -204,6 +216,9 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
                 headers=joiner.headers,
             )
             result["join_request_s"] = round(time.monotonic() - start, 2)
+            # CPU the join cost each server (a fairer figure on a busy machine)
+            result["a_cpu_join_s"] = round(cpu_s(a.pid) - cpu_before[0], 2)
+            result["b_cpu_join_s"] = round(cpu_s(b.pid) - cpu_before[1], 2)
             if status != 200:
                 result["join_error"] = {"status": status, "body": body}
                 return result

@@ -4,8 +4,9 @@
 standard library takes (lone surrogate escapes, numbers out of a double's range) and
 reads integers beyond 64 bits as floats. Those inputs (any run of 19 digits, even in
 a string, may be such an integer) go to :func:`json.loads`, so the result is always
-what :func:`json.loads` gives: the fast path changes the speed, never the outcome. ``NaN`` and ``Infinity`` (not JSON)
-are refused on both paths when ``reject_constants`` is set.
+what :func:`json.loads` gives: the fast path changes the speed, never the outcome.
+``NaN`` and ``Infinity`` (not JSON) are refused on both paths when
+``reject_constants`` is set.
 """
 
 from __future__ import annotations

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from homeserver import json_codec
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event
 from storage.database import Database, Transaction
+
+
+def _pdu_json(pdu: Mapping[str, Any]) -> str:
+    """An event's PDU as stored: compact JSON, by ``orjson`` (several times faster)
+    unless it refuses the value (integers beyond 64 bits), else by :mod:`json`.
+    Where the two differ they write the same values: ``orjson`` spells some floats
+    otherwise (``1e16`` for ``1e+16``), and writes NaN and infinities as null, which
+    no event holds (canonical JSON refuses them, so no such PDU is ever hashed or
+    accepted)."""
+    try:
+        return orjson.dumps(pdu).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(pdu, separators=(",", ":"), ensure_ascii=False)
+
 
 _EVENT_COLUMNS = (
     "event_id, room_id, stream_ordering, depth, json, outlier, rejected_reason,"
@@ -134,7 +150,7 @@ class EventStore:
                     event.sender,
                     event.origin_server_ts,
                     received_ts,
-                    json.dumps(event.pdu, separators=(",", ":"), ensure_ascii=False),
+                    _pdu_json(event.pdu),
                     stored.outlier,
                     stored.rejected_reason,
                     stored.soft_failed,

@@ -29,7 +29,7 @@ def canonical_json(value: Any) -> bytes:
     Anything else, and whatever ``orjson`` refuses (lone surrogates), is left to
     ``canonicaljson``.
     """
-    if _plainly_strict(value):
+    if plainly_strict_json(value):
         try:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
@@ -67,12 +67,12 @@ def check_strict_json(value: Any, path: str = "") -> None:
     Spec: rooms v6 "Canonical JSON" (strict enforcement) and appendices: numbers must
     be integers within ``[-(2**53)+1, (2**53)-1]``; floats are not permitted.
     """
-    if _plainly_strict(value):
+    if plainly_strict_json(value):
         return
     _find_strict_error(value, path)
 
 
-def _plainly_strict(value: Any) -> bool:
+def plainly_strict_json(value: Any) -> bool:
     """Whether ``value`` is plain decoded JSON (dicts, lists, strings, booleans, None
     and integers) with every integer in range: the common case, checked without
     building the paths that an error message needs. False also for any other type,
