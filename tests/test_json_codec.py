@@ -12,7 +12,7 @@ import pytest
 from canonicaljson import encode_canonical_json
 
 from homeserver import json_codec
-from homeserver.events.canonical import canonical_json, check_strict_json
+from homeserver.events.canonical import canonical_json, canonical_json_size, check_strict_json
 from homeserver.events.errors import EventValidationError
 
 CHARS = [chr(i) for i in range(0x300)] + ["\u2028", "\u2029", "\ufeff", "\U0001f600", "é"]
@@ -38,6 +38,7 @@ def test_canonical_json_is_canonicaljson_on_random_values() -> None:
     for _ in range(3000):
         value = {"content": random_value(rng), "type": random_value(rng, 9)}
         assert canonical_json(value) == encode_canonical_json(value)
+        assert canonical_json_size(value) == len(encode_canonical_json(value))
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,7 @@ def test_canonical_json_is_canonicaljson_on_random_values() -> None:
 )
 def test_canonical_json_of_what_orjson_writes_otherwise(value: Any) -> None:
     assert canonical_json(value) == encode_canonical_json(value)
+    assert canonical_json_size(value) == len(encode_canonical_json(value))
 
 
 def test_canonical_json_refuses_what_canonicaljson_refuses() -> None:

@@ -72,6 +72,17 @@ def check_strict_json(value: Any, path: str = "") -> None:
     _find_strict_error(value, path)
 
 
+def canonical_json_size(value: Any) -> int:
+    """``len(canonical_json(value))``; for a plain value the key order does not change
+    the length, so ``orjson`` need not sort."""
+    if plainly_strict_json(value):
+        try:
+            return len(orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            pass
+    return len(encode_canonical_json(value))
+
+
 def plainly_strict_json(value: Any) -> bool:
     """Whether ``value`` is plain decoded JSON (dicts, lists, strings, booleans, None
     and integers) with every integer in range: the common case, checked without
