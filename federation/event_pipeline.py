@@ -487,9 +487,9 @@ class FederationEventPipeline:
                         events[item.event.event_id] = item.event  # the last good copy
                 items: list[tuple[Event, EventContext]] = []
                 for event_id in part:
-                    event = events.get(event_id)
-                    if event is None:
-                        continue
+                    if event_id not in events:
+                        continue  # its signatures failed
+                    event = events[event_id]
                     auth_ids = list(dict.fromkeys(event.auth_event_ids))
                     if any(a not in auth_view for a in auth_ids):
                         logger.info("outlier %s from %s: unknown auth events", event_id, origin)
