@@ -159,12 +159,12 @@ class RemoteMembership:
 
         async def attempt(destination: str) -> str:
             rv, event = await self._make(destination, "join", room_id, user_id, content)
-            # The answer is a big room's whole state: millions of objects to parse and
-            # check, with no cycles among them (see homeserver.gc_pause).
+            answer = await self._send_v2_or_v1(
+                destination, "send_join", event, timeout_s=JOIN_TIMEOUT_S
+            )
+            # The answer is a big room's whole state: millions of objects to check and
+            # store, with no cycles among them (see homeserver.gc_pause).
             with gc_paused():
-                answer = await self._send_v2_or_v1(
-                    destination, "send_join", event, timeout_s=JOIN_TIMEOUT_S
-                )
                 await self._complete_join(destination, room_id, rv, event, answer)
             return room_id
 
