@@ -31,9 +31,13 @@ def canonical_json(value: Any) -> bytes:
     """
     if plainly_strict_json(value):
         try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
             pass
+        else:
+            # a copy of the exact size: orjson's own result keeps kilobytes of spare
+            # room, and events keep these bytes (tens of thousands for a big room)
+            return bytes(memoryview(encoded))
     return encode_canonical_json(value)
 
 
