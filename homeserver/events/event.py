@@ -48,6 +48,8 @@ class Event:
         "event_id",
         "rejected_reason",
         "room_version",
+        "state_key",
+        "type",
     )
 
     def __init__(
@@ -60,6 +62,11 @@ class Event:
     ) -> None:
         self._pdu = pdu
         self.room_version = room_version
+        # read on every check and every hook: plain attributes, not properties
+        event_type = pdu.get("type")
+        self.type: str = event_type if isinstance(event_type, str) else ""
+        state_key = pdu.get("state_key")
+        self.state_key: str | None = state_key if isinstance(state_key, str) else None
         self.rejected_reason = rejected_reason
         self._redacted: dict[str, Any] | None = None
         self._signing_bytes: bytes | None = None
@@ -132,11 +139,6 @@ class Event:
     # -- typed accessors --------------------------------------------------------
 
     @property
-    def type(self) -> str:
-        value = self._pdu.get("type")
-        return value if isinstance(value, str) else ""
-
-    @property
     def sender(self) -> str:
         value = self._pdu.get("sender")
         return value if isinstance(value, str) else ""
@@ -151,13 +153,8 @@ class Event:
         return value if isinstance(value, str) else ""
 
     @property
-    def state_key(self) -> str | None:
-        value = self._pdu.get("state_key")
-        return value if isinstance(value, str) else None
-
-    @property
     def is_state(self) -> bool:
-        return isinstance(self._pdu.get("state_key"), str)
+        return self.state_key is not None
 
     @property
     def state_tuple(self) -> tuple[str, str] | None:
