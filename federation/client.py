@@ -43,9 +43,9 @@ from federation.discovery import (
 )
 from federation.errors import FederationDenied, FederationError
 from federation.xmatrix import sign_request
-from homeserver import json_codec
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.events import json_codec
 from homeserver.events.signing import SigningKey
 from homeserver.http.outbound_tls import federation_tls
 from homeserver.media.preview import AddressFilter, FilteringResolver

@@ -10,8 +10,7 @@ from typing import Any
 
 import orjson
 
-from homeserver import json_codec
-from homeserver.events import KNOWN_ROOM_VERSIONS, Event
+from homeserver.events import KNOWN_ROOM_VERSIONS, Event, json_codec
 from storage.database import Database, Transaction
 
 

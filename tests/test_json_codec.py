@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from canonicaljson import encode_canonical_json
 
-from homeserver import json_codec
+from homeserver.events import json_codec
 from homeserver.events.canonical import canonical_json, canonical_json_size, check_strict_json
 from homeserver.events.errors import EventValidationError
 

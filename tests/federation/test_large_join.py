@@ -157,7 +157,9 @@ async def test_the_send_join_answer_is_the_stored_json(
     state_ids = [Event.from_pdu(p, rv).event_id for p in answer["state"]]
     held = await a.server.stores.events.get_events(state_ids)
     assert len(held) == len(state_ids) == len(set(state_ids))
-    assert all(dict(held[i].event.pdu) == p for i, p in zip(state_ids, answer["state"], strict=True))
+    assert all(
+        dict(held[i].event.pdu) == p for i, p in zip(state_ids, answer["state"], strict=True)
+    )
     before_join = await a.server.stores.state.get_current_state(room_id)
     del before_join[("m.room.member", bob.user_id)]
     assert set(state_ids) == set(before_join.values())
