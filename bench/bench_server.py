@@ -140,11 +140,14 @@ class Instance:
 
     def start(self) -> None:
         log = open(self.directory / "homeserver.log", "wb")
+        # This checkout's code, whatever the interpreter has installed.
+        path = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "homeserver", "--config", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.directory,
+            env=dict(os.environ, PYTHONPATH=path),
         )
         log.close()
 

@@ -16,13 +16,19 @@ Prints figures; asserts nothing.
    fixture ``tests/federation/servers.py`` does); the client API on plain HTTP.
 3. A user registered on B joins the room (``POST /join/{roomId}?server_name=A``):
    the join time is until that request returns, and until B's current state of
-   the room (``GET /rooms/{roomId}/state``) holds every state event. Then the
+   the room (``GET /rooms/{roomId}/state``) holds every state event; the CPU time
+   each server spent on the join request is printed too (on a busy machine it says
+   more than the wall clock). Then the
    joining user's initial ``/sync`` is timed (with lazy-loaded members, and without).
    B's peak resident memory is its ``VmHWM`` from ``/proc``. With SQLite, the size
    of A's database (with its WAL) after setup and at the end is printed, and B's.
 
 With ``--database postgres`` each instance gets a fresh database on
 ``--pg`` (dropped at the end).
+
+With ``--profile DIR``, ``py-spy`` (``pip install py-spy``) samples A and B from their
+start to their end and writes ``DIR/a.txt`` and ``DIR/b.txt`` (collapsed stacks, the
+idle wait included; ``--idle`` off).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +128,24 @@ def sqlite_bytes(instance: Instance) -> int:
     return sum(f.stat().st_size for f in files if f.exists())
 
 
+def cpu_s(pid: int | None) -> float:
+    """User and system CPU time a process has used (all its threads), from /proc."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_profiler(instance: Instance, directory: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling an instance's process until it exits."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(instance.pid), "--format", "raw", "--rate", "250"]
+    command += ["--output", str(directory / f"{instance.name}.txt")]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def database_config(engine: str, name: str, pg: str) -> dict[str, Any]:
     if engine == "sqlite":
         return {"name": "sqlite3", "args": {"database": "homeserver.db"}}
@@ -167,9 +192,12 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
     if args.database == "sqlite":
         result["a_sqlite_bytes_after_setup"] = sqlite_bytes(a)
 
+    profilers: list[subprocess.Popen[bytes]] = []
     try:
         a.start()
         b.start()
+        if args.profile:
+            profilers = [start_profiler(i, Path(args.profile)) for i in (a, b)]
         timeout = aiohttp.ClientTimeout(total=JOIN_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await a.wait_ready(session)
@@ -177,6 +205,7 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
             joiner = await register(session, b.base, "joiner")
             result["b_rss_before_join_kib"] = rss_kib(b.pid)
 
+            cpu_before = cpu_s(a.pid), cpu_s(b.pid)
             start = time.monotonic()
             status, body = await call(
                 session,
@@ -187,6 +216,9 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
                 headers=joiner.headers,
             )
             result["join_request_s"] = round(time.monotonic() - start, 2)
+            # CPU the join cost each server (a fairer figure on a busy machine)
+            result["a_cpu_join_s"] = round(cpu_s(a.pid) - cpu_before[0], 2)
+            result["b_cpu_join_s"] = round(cpu_s(b.pid) - cpu_before[1], 2)
             if status != 200:
                 result["join_error"] = {"status": status, "body": body}
                 return result
@@ -210,6 +242,8 @@ async def run(args: argparse.Namespace, root: Path, pg_names: list[str]) -> dict
     finally:
         b.stop()
         a.stop()
+        for profiler in profilers:
+            profiler.wait(timeout=60)  # py-spy writes its output when its process exits
     if args.database == "sqlite":
         result["a_sqlite_bytes_end"] = sqlite_bytes(a)
         result["b_sqlite_bytes_end"] = sqlite_bytes(b)
@@ -225,6 +259,7 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg", default=PG_ADMIN, help="libpq conninfo of an admin database")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--profile", default=None, help="py-spy both servers into this dir")
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="large_room_join_"))

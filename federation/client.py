@@ -45,6 +45,7 @@ from federation.errors import FederationDenied, FederationError
 from federation.xmatrix import sign_request
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.events import json_codec
 from homeserver.events.signing import SigningKey
 from homeserver.http.outbound_tls import federation_tls
 from homeserver.media.preview import AddressFilter, FilteringResolver
@@ -392,13 +393,9 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int, destination
     return b"".join(chunks)
 
 
-def _reject_constant(value: str) -> Any:
-    raise ValueError(f"{value} is not valid JSON")
-
-
 def _json_answer(destination: str, status: int, raw: bytes) -> Any:
     try:
-        body = json.loads(raw, parse_constant=_reject_constant) if raw.strip() else None
+        body = json_codec.loads(raw, strict=True) if raw.strip() else None
     except (ValueError, UnicodeDecodeError):
         body = None
         if 200 <= status < 300:

@@ -74,8 +74,8 @@ class Rejection(str):
 # Above this many unknown state events, ask for /state at once instead of /event each.
 MAX_SINGLE_EVENT_FETCHES = 50
 FETCH_CONCURRENCY = 10
-# Outliers stored per transaction (a joined room's state comes in batches of these).
-OUTLIER_BATCH = 1000
+# Outliers stored per transaction (a joined room's state: a few big transactions).
+OUTLIER_BATCH = 5000
 
 
 class FederationEventPipeline:
@@ -445,10 +445,13 @@ class FederationEventPipeline:
     ) -> dict[str, StoredEvent]:
         """Steps 2-4 for a batch of parsed events, stored as outliers in batches.
 
-        Events already held are not checked again. The others are checked for
-        signatures (keys fetched once for the batch) and hashes, then in auth-chain
-        order against their auth events, read once from the database or taken
-        from the batch itself.
+        Events already held are not checked again. The others go in auth-chain order,
+        ``OUTLIER_BATCH`` at a time: checked for signatures (keys fetched once per
+        part) and hashes, then against their auth events (read once from the
+        database or taken from the batch itself), then stored, the storing of one
+        part overlapping the signature checks of the next (ed25519 and SQLite both
+        run off the GIL). An event whose signatures fail is left out, and so is every
+        event citing it.
         """
         copies: dict[str, list[Event]] = {}
         for event in parsed:
@@ -458,47 +461,67 @@ class FederationEventPipeline:
             if not any(c.pdu == event.pdu for c in same_id):
                 same_id.append(event)
         held = await self._stores.events.get_events(list(copies))
-        unchecked = [e for i, same_id in copies.items() if i not in held for e in same_id]
-        events: dict[str, Event] = {}
-        for item in await check_signatures_and_hashes(self._verifier, unchecked):
-            if isinstance(item, CheckedPdu):
-                events[item.event.event_id] = item.event  # the last good copy
+        unchecked = {i: same_id for i, same_id in copies.items() if i not in held}
         create_id = "$" + room_id[1:]
-        outside = {a for e in events.values() for a in e.auth_event_ids if a not in events}
-        if any(e.room_version.room_id_from_create_event for e in events.values()):
+        cited = {a for same_id in unchecked.values() for e in same_id for a in e.auth_event_ids}
+        outside = {a for a in cited if a not in unchecked and a not in held}
+        if any(e.room_version.room_id_from_create_event for e in parsed):
             outside.add(create_id)
         known = dict(held)
-        known.update(await self._stores.events.get_events([i for i in outside if i not in held]))
+        known.update(await self._stores.events.get_events(list(outside)))
         # auth events as the checks take them: marked with their rejection
         auth_view = {
             i: s.event.with_rejection(s.rejected_reason) if s.rejected_reason else s.event
             for i, s in known.items()
         }
         create = known[create_id].event if create_id in known else None
-        items: list[tuple[Event, EventContext]] = []
-        for event in _auth_order(events.values()):
-            auth_ids = list(dict.fromkeys(event.auth_event_ids))
-            if any(a not in auth_view for a in auth_ids):
-                logger.info("outlier %s from %s: unknown auth events", event.event_id, origin)
-                continue
-            rejected = _auth_events_error(
-                event,
-                [auth_view[a] for a in auth_ids],
-                create
-                if event.room_version.room_id_from_create_event and event.type != "m.room.create"
-                else None,
-            )
-            items.append(
-                (event, EventContext(state_before={}, outlier=True, rejected_reason=rejected))
-            )
-            auth_view[event.event_id] = event.with_rejection(rejected) if rejected else event
-            if event.event_id == create_id and create is None:
-                create = event
-        for start in range(0, len(items), OUTLIER_BATCH):
-            for stored in await self._persister.persist_outliers(
-                items[start : start + OUTLIER_BATCH]
-            ):
-                held[stored.event_id] = stored
+        order = [e.event_id for e in _auth_order(same_id[-1] for same_id in unchecked.values())]
+        storing: asyncio.Task[list[StoredEvent]] | None = None
+        try:
+            for start in range(0, len(order), OUTLIER_BATCH):
+                part = order[start : start + OUTLIER_BATCH]
+                events: dict[str, Event] = {}
+                batch = [e for i in part for e in unchecked[i]]
+                for item in await check_signatures_and_hashes(self._verifier, batch):
+                    if isinstance(item, CheckedPdu):
+                        events[item.event.event_id] = item.event  # the last good copy
+                items: list[tuple[Event, EventContext]] = []
+                for event_id in part:
+                    if event_id not in events:
+                        continue  # its signatures failed
+                    event = events[event_id]
+                    auth_ids = list(dict.fromkeys(event.auth_event_ids))
+                    if any(a not in auth_view for a in auth_ids):
+                        logger.info("outlier %s from %s: unknown auth events", event_id, origin)
+                        continue
+                    rejected = _auth_events_error(
+                        event,
+                        [auth_view[a] for a in auth_ids],
+                        create
+                        if event.room_version.room_id_from_create_event
+                        and event.type != "m.room.create"
+                        else None,
+                    )
+                    items.append(
+                        (
+                            event,
+                            EventContext(state_before={}, outlier=True, rejected_reason=rejected),
+                        )
+                    )
+                    auth_view[event_id] = event.with_rejection(rejected) if rejected else event
+                    if event_id == create_id and create is None:
+                        create = event
+                if storing is not None:
+                    held.update((s.event_id, s) for s in await storing)
+                    storing = None
+                if items:
+                    storing = asyncio.create_task(self._persister.persist_outliers(items))
+            if storing is not None:
+                held.update((s.event_id, s) for s in await storing)
+                storing = None
+        finally:
+            if storing is not None:  # failed meanwhile: the part being stored is awaited
+                await asyncio.gather(storing, return_exceptions=True)
         return held
 
     # -- the state before an event ------------------------------------------------------
@@ -638,22 +661,35 @@ def _may_de_outlier(held: StoredEvent) -> bool:
 
 
 def _auth_order(events: Sequence[Event] | Any) -> list[Event]:
-    """Events ordered so each comes after the batch's events it cites as auth events."""
+    """Events ordered so each comes after the batch's events it cites as auth events:
+    in waves (those citing none of the batch's pending events first), each wave in
+    depth order; what a cycle leaves is appended in depth order. Linear in the
+    batch's size (each event is counted down once per auth event it cites)."""
     pending = {e.event_id: e for e in sorted(events, key=lambda e: e.depth)}
+    position = {event_id: i for i, event_id in enumerate(pending)}
+    waiting_on: dict[str, int] = {}
+    dependants: dict[str, list[str]] = {}
+    wave: list[str] = []
+    for event_id, event in pending.items():
+        cited = {a for a in event.auth_event_ids if a in pending}
+        waiting_on[event_id] = len(cited)
+        for auth_id in cited:
+            dependants.setdefault(auth_id, []).append(event_id)
+        if not cited:
+            wave.append(event_id)
     ordered: list[Event] = []
-    done: set[str] = set()
-    while pending:
-        ready = [
-            e
-            for e in pending.values()
-            if all(a in done or a not in pending for a in e.auth_event_ids)
-        ]
-        if not ready:  # a cycle: fall back to depth order
-            ready = list(pending.values())
-        for e in ready:
-            ordered.append(e)
-            done.add(e.event_id)
-            del pending[e.event_id]
+    while wave:
+        following: list[str] = []
+        for event_id in wave:
+            ordered.append(pending[event_id])
+            for dependant in dependants.get(event_id, ()):
+                waiting_on[dependant] -= 1
+                if waiting_on[dependant] == 0:
+                    following.append(dependant)
+        wave = sorted(following, key=position.__getitem__)
+    if len(ordered) < len(pending):  # a cycle: the rest in depth order
+        placed = {e.event_id for e in ordered}
+        ordered += [e for i, e in pending.items() if i not in placed]
     return ordered
 
 

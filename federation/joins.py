@@ -34,7 +34,6 @@ from aiohttp import web
 
 from federation.event_pipeline import FederationEventPipeline
 from federation.pdu_checks import DroppedPdu, parse_pdu
-from federation.room_reads import RoomReadHandlers
 from federation.sender import FederationSender
 from federation.server_acl import ServerAclChecker
 from homeserver.clock import Clock
@@ -93,7 +92,6 @@ class ResidentHandshakes:
         acl: ServerAclChecker,
         pipeline: FederationEventPipeline,
         sender: FederationSender,
-        reads: RoomReadHandlers,
         authoriser: JoinAuthoriser,
         clock: Clock,
     ) -> None:
@@ -103,7 +101,6 @@ class ResidentHandshakes:
         self._acl = acl
         self._pipeline = pipeline
         self._sender = sender
-        self._reads = reads
         self._authoriser = authoriser
         self._clock = clock
 
@@ -128,15 +125,15 @@ class ResidentHandshakes:
         """PUT /_matrix/federation/v2/send_join/{roomId}/{eventId} (s2s: sendJoinV2)."""
         omit_members = query_bool(request, "omit_members", False)
         stored = await self._send(origin, request, "join")
-        return web.json_response(await self._join_answer(stored, omit_members), dumps=compact_dumps)
+        answer = await self._join_answer(stored, omit_members)
+        return _json_bytes_response(answer)
 
     async def on_send_join_v1(self, origin: str, request: web.Request) -> web.Response:
         """PUT /_matrix/federation/v1/send_join/{roomId}/{eventId} (s2s: sendJoinV1):
         as v2 with the whole state, answered in the historical ``[200, {...}]`` shape."""
         stored = await self._send(origin, request, "join")
-        answer = await self._join_answer(stored, False)
-        answer.pop("members_omitted", None)
-        return web.json_response([200, answer], dumps=compact_dumps)
+        answer = await self._join_answer(stored, False, v1=True)
+        return _json_bytes_response(b"[200," + answer + b"]")
 
     async def on_send_leave_v1(self, origin: str, request: web.Request) -> web.Response:
         """PUT /_matrix/federation/v1/send_leave/{roomId}/{eventId} (s2s: sendLeaveV1):
@@ -291,40 +288,56 @@ class ResidentHandshakes:
                 state[key] = stored.replaces_state
         return state
 
-    async def _join_answer(self, stored: StoredEvent, omit_members: bool) -> dict[str, Any]:
-        """The state before the join and the auth chains (s2s: sendJoinV2 200)."""
+    async def _join_answer(
+        self, stored: StoredEvent, omit_members: bool, *, v1: bool = False
+    ) -> bytes:
+        """The state before the join and the auth chains (s2s: sendJoinV2 200), as
+        JSON. The state and chain events are spliced in as stored, never parsed: a
+        big room's state is tens of thousands of them."""
         room_id = stored.event.room_id
         state = await self._state_before(stored)
-        members = {k: e for k, e in state.items() if k[0] == MEMBER}
-        member_events = await self._stores.events.get_events(list(members.values()))
-        servers = {
-            _server(s.event.state_key or "")
-            for s in member_events.values()
-            if s.event.membership == "join"
-        } | {self._server_name}
-        # and those that joined since the join's prev events (as Synapse answers: the
-        # room's current hosts): a partial-state joiner sends only to these until its
-        # resync completes
-        servers |= await self._stores.state.joined_servers(room_id) - {_server(stored.event.sender)}
+        answer: dict[str, Any] = {"origin": self._server_name}
         if omit_members:
+            # The servers of the state's joined members, and those that joined since
+            # the join's prev events (as Synapse answers: the room's current hosts): a
+            # partial-state joiner sends only to these until its resync completes.
+            members = [e for k, e in state.items() if k[0] == MEMBER]
+            memberships = await self._stores.rooms.memberships_of_events(members)
+            servers = {_server(k[1]) for k, e in state.items() if memberships.get(e) == "join"}
+            servers |= {self._server_name}
+            servers |= await self._stores.state.joined_servers(room_id) - {
+                _server(stored.event.sender)
+            }
             state = {k: e for k, e in state.items() if k[0] != MEMBER}
-        state_events = await self._stores.events.get_events(list(state.values()))
+            answer["servers_in_room"] = sorted(servers)
+        events = self._stores.events
+        state_json = await events.get_pdu_json(list(state.values()))
         # The auth chains of the join and of the state: their auth events, recursively,
         # not the state events themselves (as Synapse answers; one named in both is
         # an auth event of another, the create event, the power levels, ...).
-        cited = dict.fromkeys(stored.event.auth_event_ids)
-        for state_event in state_events.values():
-            cited.update(dict.fromkeys(state_event.event.auth_event_ids))
-        chain = await self._reads.auth_chain(list(cited), room_id)
+        cited = set(stored.event.auth_event_ids) | await events.auth_event_ids_of(state_json)
+        if stored.event.room_version.room_id_from_create_event:
+            cited.add("$" + room_id[1:])  # v12 events do not cite it: the receiver needs it
+        chain_ids = await events.auth_chain_ids(cited)
         if omit_members:
-            chain = [c for c in chain if c.event_id not in state_events]
-        answer: dict[str, Any] = {
-            "origin": self._server_name,
-            "state": [dict(s.event.pdu) for s in state_events.values()],
-            "auth_chain": [dict(s.event.pdu) for s in chain],
-            "event": dict(stored.event.pdu),
-            "members_omitted": omit_members,
-        }
-        if omit_members:
-            answer["servers_in_room"] = sorted(servers)
-        return answer
+            chain_ids -= state_json.keys()
+        chain_json = await events.get_pdu_json(chain_ids)
+        chain = sorted(chain_json.items(), key=lambda item: (item[1][0], item[0]))
+        answer["event"] = dict(stored.event.pdu)
+        if not v1:
+            answer["members_omitted"] = omit_members
+        head = compact_dumps(answer)[:-1].encode()  # without its closing brace
+        return b"".join(
+            (
+                head,
+                b',"state":[',
+                ",".join(raw for _depth, raw in state_json.values()).encode(),
+                b'],"auth_chain":[',
+                ",".join(raw for _id, (_depth, raw) in chain).encode(),
+                b"]}",
+            )
+        )
+
+
+def _json_bytes_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,6 +46,10 @@ from homeserver.events.signing import (
     verify_json,
 )
 from storage.server_keys import ServerKeyStore, StoredKeyResponse, StoredServerKey
+
+# Batches of events at least this big are verified in VERIFY_THREADS worker threads.
+PARALLEL_VERIFY_ABOVE = 1000
+VERIFY_THREADS = min(4, os.cpu_count() or 1)
 
 logger = logging.getLogger(__name__)
 
@@ -346,10 +351,21 @@ class KeyRing:
                     per_server[key_id] = max(per_server.get(key_id, 0), at_ts)
         known = await self.fetch_keys(requests) if requests else {}
 
-        def verify_all() -> list[list[SignatureFailure]]:
+        def verify_all(part: Sequence[Event]) -> list[list[SignatureFailure]]:
             return [
                 verify_event_signatures(event, lambda s, k: known.get(s, {}).get(k))
-                for event in events
+                for event in part
             ]
 
-        return await off_loop_if_large(len(events), verify_all)
+        if len(events) < PARALLEL_VERIFY_ABOVE:
+            return await off_loop_if_large(len(events), verify_all, events)
+        # ed25519 runs without the GIL (libsodium through cffi): a big batch (a
+        # room's state) is checked in parallel parts, one per core.
+        size = -(-len(events) // VERIFY_THREADS)
+        parts = await asyncio.gather(
+            *(
+                asyncio.to_thread(verify_all, events[start : start + size])
+                for start in range(0, len(events), size)
+            )
+        )
+        return [failures for part in parts for failures in part]

@@ -45,7 +45,6 @@ class FederationMembership:
             events.acl,
             events.pipeline,
             events.sender,
-            events.reads,
             membership,
             fed.clock,
         )

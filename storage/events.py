@@ -453,6 +453,48 @@ class EventStore:
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
 
+    async def get_pdu_json(self, event_ids: Collection[str]) -> dict[str, tuple[int, str]]:
+        """The stored PDU JSON (with the depth) of the events we hold among
+        ``event_ids``, unparsed: to be sent on as it is (a room's whole state)."""
+        found: dict[str, tuple[int, str]] = {}
+        wanted = list(event_ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "get_pdu_json",
+                f"SELECT event_id, depth, json FROM events WHERE event_id IN ({marks})",
+                *chunk,
+            )
+            for event_id, depth, raw in rows:
+                found[event_id] = (int(depth), raw)
+        return found
+
+    async def auth_event_ids_of(self, event_ids: Collection[str]) -> set[str]:
+        """The auth events the held events among ``event_ids`` cite (all of them)."""
+        found: set[str] = set()
+        wanted = list(event_ids)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "auth_event_ids_of",
+                f"SELECT DISTINCT auth_id FROM event_auth WHERE event_id IN ({marks})",
+                *chunk,
+            )
+            found.update(auth_id for (auth_id,) in rows)
+        return found
+
+    async def auth_chain_ids(self, event_ids: Collection[str]) -> set[str]:
+        """``event_ids`` and the auth events they cite, recursively, as far as we hold
+        them (without reading the events themselves)."""
+        chain = set(event_ids)
+        todo = set(chain)
+        while todo:
+            todo = await self.auth_event_ids_of(todo) - chain
+            chain |= todo
+        return chain
+
     async def get_event_id_for_txn(self, sender: str, device_id: str, txn_id: str) -> str | None:
         value = await self.db.fetchval(
             "get_event_for_txn",

@@ -64,6 +64,20 @@ class RoomStore:
             [(e.event_id, e.room_id, e.state_key, e.sender, e.membership, stream) for e in events],
         )
 
+    async def memberships_of_events(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The membership of each accepted member event among ``event_ids`` (by ID)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            rows = await self.db.fetchall(
+                "memberships_of_events",
+                f"SELECT event_id, membership FROM room_memberships WHERE event_id IN ({marks})",
+                *chunk,
+            )
+            found.update((event_id, membership) for event_id, membership in rows)
+        return found
+
     async def store_stripped_state_txn(
         self, txn: Transaction, event_id: str, stripped: list[dict[str, Any]]
     ) -> None:

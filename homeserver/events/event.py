@@ -40,12 +40,16 @@ class Event:
     """
 
     __slots__ = (
+        "_auth_event_ids",
         "_pdu",
+        "_prev_event_ids",
         "_redacted",
         "_signing_bytes",
         "event_id",
         "rejected_reason",
         "room_version",
+        "state_key",
+        "type",
     )
 
     def __init__(
@@ -58,9 +62,16 @@ class Event:
     ) -> None:
         self._pdu = pdu
         self.room_version = room_version
+        # read on every check and every hook: plain attributes, not properties
+        event_type = pdu.get("type")
+        self.type: str = event_type if isinstance(event_type, str) else ""
+        state_key = pdu.get("state_key")
+        self.state_key: str | None = state_key if isinstance(state_key, str) else None
         self.rejected_reason = rejected_reason
         self._redacted: dict[str, Any] | None = None
         self._signing_bytes: bytes | None = None
+        self._prev_event_ids: tuple[str, ...] | None = None
+        self._auth_event_ids: tuple[str, ...] | None = None
         if event_id is None:
             if room_version.event_id_format is EventIdFormat.V1:
                 raw = pdu.get("event_id")
@@ -121,14 +132,11 @@ class Event:
         ev = Event(self._pdu, self.room_version, event_id=self.event_id, rejected_reason=reason)
         ev._redacted = self._redacted
         ev._signing_bytes = self._signing_bytes
+        ev._prev_event_ids = self._prev_event_ids
+        ev._auth_event_ids = self._auth_event_ids
         return ev
 
     # -- typed accessors --------------------------------------------------------
-
-    @property
-    def type(self) -> str:
-        value = self._pdu.get("type")
-        return value if isinstance(value, str) else ""
 
     @property
     def sender(self) -> str:
@@ -145,13 +153,8 @@ class Event:
         return value if isinstance(value, str) else ""
 
     @property
-    def state_key(self) -> str | None:
-        value = self._pdu.get("state_key")
-        return value if isinstance(value, str) else None
-
-    @property
     def is_state(self) -> bool:
-        return isinstance(self._pdu.get("state_key"), str)
+        return self.state_key is not None
 
     @property
     def state_tuple(self) -> tuple[str, str] | None:
@@ -182,11 +185,17 @@ class Event:
 
     @property
     def prev_event_ids(self) -> Sequence[str]:
-        return _ids_from_refs(self._pdu.get("prev_events"), self.room_version.event_id_format)
+        if self._prev_event_ids is None:
+            refs = self._pdu.get("prev_events")
+            self._prev_event_ids = _ids_from_refs(refs, self.room_version.event_id_format)
+        return self._prev_event_ids
 
     @property
     def auth_event_ids(self) -> Sequence[str]:
-        return _ids_from_refs(self._pdu.get("auth_events"), self.room_version.event_id_format)
+        if self._auth_event_ids is None:
+            refs = self._pdu.get("auth_events")
+            self._auth_event_ids = _ids_from_refs(refs, self.room_version.event_id_format)
+        return self._auth_event_ids
 
     @property
     def redacts(self) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .canonical import canonical_json, check_strict_json
+from .canonical import canonical_json_size, check_strict_json
 from .errors import EventValidationError, InvalidIdentifier
 from .identifiers import MAX_ID_BYTES, EventID, RoomID, UserID
 from .room_versions import EventIdFormat, RoomVersion
@@ -102,7 +102,7 @@ def validate_pdu(pdu: Mapping[str, Any], room_version: RoomVersion) -> None:
     if rv.strict_canonical_json:
         check_strict_json(pdu)
     try:
-        size = len(canonical_json(pdu))
+        size = canonical_json_size(pdu)
     except (TypeError, ValueError) as exc:
         raise EventValidationError(f"not encodable as canonical JSON: {exc}") from exc
     if size > MAX_PDU_BYTES:

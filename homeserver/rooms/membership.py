@@ -271,7 +271,10 @@ class MembershipService:
         if not rv.restricted_joins:
             return None
         state = await self._stores.state.get_current_state(room_id)
-        events = await self._creator.state_events(state)
+        # Only the events read here, not the whole state (a big room's is huge).
+        wanted = [("m.room.join_rules", ""), ("m.room.member", user_id)]
+        wanted += [("m.room.create", ""), ("m.room.power_levels", "")]
+        events = await self._creator.state_events({k: state[k] for k in wanted if k in state})
         join_rules = events.get(("m.room.join_rules", ""))
         rule = join_rules.content.get("join_rule") if join_rules is not None else None
         if rule not in ("restricted", "knock_restricted"):
@@ -293,16 +296,17 @@ class MembershipService:
         levels = PowerLevels(
             events.get(("m.room.create", "")), events.get(("m.room.power_levels", "")), rv
         )
-        candidates = sorted(
-            (u for (t, u), e in state.items() if t == "m.room.member" and self.is_mine(u)),
-        )
-        for candidate in candidates:
-            member = events.get(("m.room.member", candidate))
-            if (
-                member is not None
-                and member.membership == "join"
-                and levels.user_level(candidate) >= levels.invite
-            ):
+        # local members with the power to invite (a level needs no event), then the
+        # member events of those alone
+        candidates = {
+            ("m.room.member", u): state[("m.room.member", u)]
+            for (t, u) in state
+            if t == "m.room.member" and self.is_mine(u) and levels.user_level(u) >= levels.invite
+        }
+        members = await self._creator.state_events(candidates)
+        for _type, candidate in sorted(candidates):
+            member = members.get(("m.room.member", candidate))
+            if member is not None and member.membership == "join":
                 return candidate
         raise MatrixError(
             400, "M_UNABLE_TO_AUTHORISE_JOIN", "No local user can authorise this join"
