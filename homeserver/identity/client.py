@@ -8,7 +8,6 @@ by an identity server, so every connection obeys the outbound address policy
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import ssl
@@ -90,7 +89,7 @@ class IdentityServerClient:
         target = URL(url)
         if target.host is None or target.scheme not in ("https", "http"):
             raise IdentityServerError(f"Not a usable identity server URL: {url}")
-        if not self._addresses.allows(target.host) and _is_ip_literal(target.host):
+        if self._addresses.refuses_literal(target.host):
             raise IdentityServerError(f"{target.host} is not an address this server reaches")
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         if authorization is not None:
@@ -220,11 +219,3 @@ class IdentityServerClient:
         IdentityServerError when it cannot be asked."""
         answer = await self._request("GET", key_validity_url, query={"public_key": public_key})
         return answer.get("valid") is True
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True

@@ -62,6 +62,17 @@ class AddressFilter:
             return True
         return not any(ip in net for net in self._blacklist)
 
+    def refuses_literal(self, host: str) -> bool:
+        """Whether ``host`` (of a URL, brackets allowed) is an IP address this filter
+        refuses. aiohttp connects to an IP literal without the resolver, so callers
+        check those themselves; a name is checked by the FilteringResolver."""
+        address = host.strip("[]")
+        try:
+            ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return not self.allows(address)
+
 
 class FilteringResolver(AbstractResolver):
     """Resolves like aiohttp's default resolver, dropping every blocked address."""

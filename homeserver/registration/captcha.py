@@ -61,7 +61,7 @@ class RecaptchaVerifier:
         """Whether the siteverify endpoint accepts ``response`` from ``client_ip``;
         False when it cannot be reached or answers no JSON object."""
         host = self._url.host or ""
-        if _is_ip_literal(host) and not self._addresses.allows(host):
+        if self._addresses.refuses_literal(host):
             logger.warning("recaptcha_siteverify_api %s is refused by ip_range_blacklist", host)
             return False
         form = {"secret": self._secret, "response": response, "remoteip": client_ip}
@@ -101,13 +101,3 @@ class RecaptchaVerifier:
             answer.get("hostname"),
         )
         return success
-
-
-def _is_ip_literal(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True

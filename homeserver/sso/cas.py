@@ -14,7 +14,6 @@ the same address rules as push gateways (``ip_range_blacklist`` / ``_whitelist``
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 from collections.abc import Mapping
@@ -125,7 +124,7 @@ class CasHttpClient:
 
     async def get(self, url: str, params: Mapping[str, str]) -> bytes:
         host = (urlsplit(url).hostname or "").strip("[]")
-        if _is_ip_literal(host) and not self._addresses.allows(host):
+        if self._addresses.refuses_literal(host):
             logger.warning(
                 "CAS server %s is refused by ip_range_blacklist (add it to ip_range_whitelist)",
                 host,
@@ -156,14 +155,6 @@ class CasHttpClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
 
 
 class CasProvider:

@@ -7,7 +7,6 @@ They go through the same address rules as push gateways and CAS
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import ssl
@@ -50,14 +49,6 @@ class OidcTransport(Protocol):
     async def close(self) -> None: ...
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
 class OidcHttpClient:
     def __init__(self, addresses: AddressFilter, *, tls: ssl.SSLContext | bool = True) -> None:
         self._addresses = addresses
@@ -73,7 +64,7 @@ class OidcHttpClient:
         form: Mapping[str, str] | None = None,
     ) -> Any:
         host = (urlsplit(url).hostname or "").strip("[]")
-        if _is_ip_literal(host) and not self._addresses.allows(host):
+        if self._addresses.refuses_literal(host):
             logger.warning(
                 "OIDC provider %s is refused by ip_range_blacklist (add it to ip_range_whitelist)",
                 host,
