@@ -10,6 +10,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
@@ -151,6 +152,14 @@ async def open_database(config: HomeserverConfig) -> Database:
 
 def _limit(cfg: object) -> RateLimit:
     return RateLimit(getattr(cfg, "per_second"), getattr(cfg, "burst_count"))  # noqa: B009
+
+
+class PeriodicJob(Protocol):
+    """Background work on a timer: started with the listeners, stopped with them."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -693,23 +702,25 @@ class Homeserver:
         app.on_cleanup.append(self._stop_background)
         return app
 
+    def _periodic_jobs(self) -> list[PeriodicJob]:
+        """The configured jobs that run on a timer (each over a Ticker)."""
+        jobs: tuple[PeriodicJob | None, ...] = (
+            self.ephemeral,
+            self.message_expiry,
+            self.redaction_censor,
+            self.media_retention,
+            self.retention_purge_jobs,
+            self.push_action_pruner,
+        )
+        return [job for job in jobs if job is not None]
+
     async def _start_background(self, _app: web.Application) -> None:
         """Start background work (idempotent: every listener's app calls it)."""
         await self.client.push.start()
         if self.client.delayed_events.enabled:
             self.client.delayed_events.start()
-        if self.ephemeral is not None:
-            self.ephemeral.start()
-        if self.message_expiry is not None:
-            self.message_expiry.start()
-        if self.redaction_censor is not None:
-            self.redaction_censor.start()
-        if self.media_retention is not None:
-            self.media_retention.start()
-        if self.retention_purge_jobs is not None:
-            self.retention_purge_jobs.start()
-        if self.push_action_pruner is not None:
-            self.push_action_pruner.start()
+        for job in self._periodic_jobs():
+            job.start()
         if self.federation_events is not None:
             await self.federation_events.sender.start()
         if self.fork_healer is not None:
@@ -725,18 +736,8 @@ class Homeserver:
         await self.client.sso.close()
         if self.guest_evictor is not None:
             await self.guest_evictor.stop()
-        if self.ephemeral is not None:
-            await self.ephemeral.stop()
-        if self.message_expiry is not None:
-            await self.message_expiry.stop()
-        if self.redaction_censor is not None:
-            await self.redaction_censor.stop()
-        if self.media_retention is not None:
-            await self.media_retention.stop()
-        if self.retention_purge_jobs is not None:
-            await self.retention_purge_jobs.stop()
-        if self.push_action_pruner is not None:
-            await self.push_action_pruner.stop()
+        for job in self._periodic_jobs():
+            await job.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
         if self.fork_healer is not None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 
 from homeserver.clock import Clock
+from homeserver.rooms.expiry import erase_content
 from homeserver.ticker import Ticker
-from storage.database import Transaction
 from storage.stores import Stores
 
 logger = logging.getLogger(__name__)
@@ -45,15 +45,9 @@ class RedactionCensor:
         return censored
 
     async def _censor(self, event_id: str) -> None:
-        stored = await self._stores.events.get_event(event_id)
-
-        async def prune(txn: Transaction) -> None:
-            if stored is not None:
-                pruned = stored.event.redacted_pdu()
-                await self._stores.events.store_pruned_txn(txn, event_id, dict(pruned))
-            await self._stores.events.censored_txn(txn, event_id)
-
-        await self._stores.db.run_transaction("censor_redacted_event", prune)
+        await erase_content(
+            self._stores, event_id, "censor_redacted_event", self._stores.events.censored_txn
+        )
 
     def start(self) -> None:
         self._ticker.start()

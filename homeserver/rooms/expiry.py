@@ -15,6 +15,7 @@ the database only when it has come.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from homeserver.clock import Clock
 from homeserver.ticker import Ticker
@@ -26,6 +27,26 @@ logger = logging.getLogger(__name__)
 
 SELF_DESTRUCT_AFTER = "org.matrix.self_destruct_after"
 BATCH = 100
+
+
+async def erase_content(
+    stores: Stores,
+    event_id: str,
+    name: str,
+    dequeue_txn: Callable[[Transaction, str], Awaitable[None]],
+) -> None:
+    """Replace ``event_id``'s stored JSON by its pruned form (the content is gone for
+    good, as a redaction leaves it), and in the same transaction take it off the
+    queue that asked for it (``dequeue_txn``), even if the event is gone."""
+    stored = await stores.events.get_event(event_id)
+
+    async def prune(txn: Transaction) -> None:
+        if stored is not None:
+            pruned = stored.event.redacted_pdu()
+            await stores.events.store_pruned_txn(txn, event_id, dict(pruned))
+        await dequeue_txn(txn, event_id)
+
+    await stores.db.run_transaction(name, prune)
 
 
 class MessageExpiry:
@@ -63,15 +84,9 @@ class MessageExpiry:
         self._next = await self._stores.event_expiry.earliest()
 
     async def _expire(self, event_id: str) -> None:
-        stored = await self._stores.events.get_event(event_id)
-
-        async def prune(txn: Transaction) -> None:
-            if stored is not None:
-                pruned = stored.event.redacted_pdu()
-                await self._stores.events.store_pruned_txn(txn, event_id, dict(pruned))
-            await self._stores.event_expiry.delete_txn(txn, event_id)
-
-        await self._stores.db.run_transaction("expire_event", prune)
+        await erase_content(
+            self._stores, event_id, "expire_event", self._stores.event_expiry.delete_txn
+        )
         logger.info("expired self-destructing message %s", event_id)
 
     def start(self) -> None:
