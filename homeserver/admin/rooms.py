@@ -220,16 +220,7 @@ class RoomAdmin:
         exhausted = False
         while len(chunk) < limit and not exhausted:
             fetch = max(limit * 2, 20)
-            depth, stream = position
-            rows = await self._stores.events.paginate_room(
-                room_id,
-                depth=depth,
-                stream=stream if backwards else stream - 1,
-                backwards=backwards,
-                limit=fetch,
-                to_depth=None if to is None else to[0],
-                to_stream=None if to is None else (to[1] if backwards else to[1] - 1),
-            )
+            rows = await self._history.rows_from(room_id, position, backwards, fetch, to)
             consumed = 0
             for stored in rows:
                 consumed += 1

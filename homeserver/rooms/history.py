@@ -178,6 +178,23 @@ class RoomHistory:
             return after(access.member_event)
         return None
 
+    async def rows_from(
+        self, room_id: str, start: Position, backwards: bool, limit: int, to: Position | None
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` timeline rows read from the boundary ``start`` (toward
+        ``to``), whoever may see them: a boundary stands before the event at its
+        position, so reading forwards starts with that event."""
+        depth, stream = start
+        return await self._stores.events.paginate_room(
+            room_id,
+            depth=depth,
+            stream=stream if backwards else stream - 1,
+            backwards=backwards,
+            limit=limit,
+            to_depth=None if to is None else to[0],
+            to_stream=None if to is None else (to[1] if backwards else to[1] - 1),
+        )
+
     async def scan(
         self,
         user_id: str,
@@ -203,16 +220,7 @@ class RoomHistory:
         for _round in range(MAX_ROUNDS):
             wanted = limit - len(scan.events)
             fetch = min(max(wanted * 2, 20), MAX_FETCH)
-            depth, stream = scan.position
-            rows = await self._stores.events.paginate_room(
-                room_id,
-                depth=depth,
-                stream=stream if backwards else stream - 1,
-                backwards=backwards,
-                limit=fetch,
-                to_depth=None if to is None else to[0],
-                to_stream=None if to is None else (to[1] if backwards else to[1] - 1),
-            )
+            rows = await self.rows_from(room_id, scan.position, backwards, fetch, to)
             visible = {
                 e.event_id: e for e in await self._visibility.filter_events_for_user(user_id, rows)
             }
