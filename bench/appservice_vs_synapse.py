@@ -29,7 +29,7 @@ import aiohttp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from appservice_delivery import run as run_delivery
-from bench_client import call, print_result, register
+from bench_client import call, print_result, print_side_by_side, register, side_by_side_rows
 from bench_server import Instance, free_port, fresh_synapse, require_synapse_harness
 
 SYNAPSE_NAME = "benchas"
@@ -130,11 +130,7 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print_result({"ours": ours, "synapse": synapse}, args.out)
-    width = max(len(label) for label, _ in ROWS)
-    print(f"\n| {'figure':<{width}} | ours | Synapse |")
-    print(f"|{'-' * (width + 2)}|------|---------|")
-    for label, key in ROWS:
-        print(f"| {label:<{width}} | {ours.get(key, '-')} | {synapse.get(key, '-')} |")
+    print_side_by_side(side_by_side_rows(ROWS, ours, synapse))
 
 
 if __name__ == "__main__":

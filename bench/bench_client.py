@@ -30,6 +30,22 @@ def print_result(result: dict[str, Any], out: str | None) -> None:
             file.write(text)
 
 
+def print_side_by_side(rows: list[tuple[str, str, str]]) -> None:
+    """A markdown table of (figure, ours, Synapse) rows."""
+    width = max(len(label) for label, _, _ in rows)
+    print(f"\n| {'figure':<{width}} | ours | Synapse |")
+    print(f"|{'-' * (width + 2)}|------|---------|")
+    for label, mine, theirs in rows:
+        print(f"| {label:<{width}} | {mine} | {theirs} |")
+
+
+def side_by_side_rows(
+    labels: list[tuple[str, str]], ours: dict[str, Any], synapse: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """(figure, ours, Synapse) for each (label, result key); "-" where one is missing."""
+    return [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in labels]
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")

@@ -40,7 +40,16 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_client import Client, call, gather_limited, percentile, print_result, register
+from bench_client import (
+    Client,
+    call,
+    gather_limited,
+    percentile,
+    print_result,
+    print_side_by_side,
+    register,
+    side_by_side_rows,
+)
 from bench_server import Instance, fresh_synapse, require_synapse_harness
 
 SYNAPSE_NAME = "benchsearch"
@@ -217,12 +226,7 @@ ROWS = [
 
 
 def print_table(ours: dict[str, Any], synapse: dict[str, Any]) -> None:
-    rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in ROWS]
-    width = max(len(label) for label, _, _ in rows)
-    print(f"\n| {'figure':<{width}} | ours | Synapse |")
-    print(f"|{'-' * (width + 2)}|------|---------|")
-    for label, mine, theirs in rows:
-        print(f"| {label:<{width}} | {mine} | {theirs} |")
+    print_side_by_side(side_by_side_rows(ROWS, ours, synapse))
 
 
 def main() -> None:

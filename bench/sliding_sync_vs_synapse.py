@@ -47,7 +47,16 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_client import Client, call, gather_limited, percentile, print_result, register
+from bench_client import (
+    Client,
+    call,
+    gather_limited,
+    percentile,
+    print_result,
+    print_side_by_side,
+    register,
+    side_by_side_rows,
+)
 from bench_server import Instance, fresh_synapse, require_synapse_harness
 
 SYNAPSE_NAME = "benchslidingsync"
@@ -272,12 +281,7 @@ ROWS = [
 
 
 def print_table(ours: dict[str, Any], synapse: dict[str, Any]) -> None:
-    rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in ROWS]
-    width = max(len(label) for label, _, _ in rows)
-    print(f"\n| {'figure':<{width}} | ours | Synapse |")
-    print(f"|{'-' * (width + 2)}|------|---------|")
-    for label, mine, theirs in rows:
-        print(f"| {label:<{width}} | {mine} | {theirs} |")
+    print_side_by_side(side_by_side_rows(ROWS, ours, synapse))
     for name, result in (("ours", ours), ("Synapse", synapse)):
         if "error" in result:
             print(f"\n{name}: {result['error']}")

@@ -34,7 +34,7 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_client import print_result
+from bench_client import print_result, print_side_by_side, side_by_side_rows
 from bench_ephemeral import run as run_ephemeral
 from bench_messaging import run as run_messaging
 from bench_server import Instance, fresh_synapse, require_synapse_harness
@@ -94,16 +94,12 @@ def memory_mib(result: dict[str, Any], key: str) -> str:
 def print_table(
     labels: list[tuple[str, str]], ours: dict[str, Any], synapse: dict[str, Any]
 ) -> None:
-    rows = [(label, str(ours.get(key, "-")), str(synapse.get(key, "-"))) for label, key in labels]
+    rows = side_by_side_rows(labels, ours, synapse)
     if "rss_end_kib" in ours:  # the workload measured memory
         for label, key in (("at end", "VmRSS"), ("peak", "VmHWM")):
             mine, theirs = memory_mib(ours, key), memory_mib(synapse, key)
             rows.append((f"resident memory, {label} (MiB)", mine, theirs))
-    width = max(len(label) for label, _, _ in rows)
-    print(f"\n| {'figure':<{width}} | ours | Synapse |")
-    print(f"|{'-' * (width + 2)}|------|---------|")
-    for label, mine, theirs in rows:
-        print(f"| {label:<{width}} | {mine} | {theirs} |")
+    print_side_by_side(rows)
 
 
 def main() -> None:
