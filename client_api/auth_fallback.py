@@ -64,7 +64,8 @@ class AuthFallbackHandlers:
         stage = request.match_info["authType"]
         stages = self._ctx.registration
         offered = {
-            RECAPTCHA: stages.captcha_enabled and self._ctx.config.recaptcha_public_key,
+            RECAPTCHA: stages.captcha_enabled
+            and self._ctx.config.registration_guards.recaptcha_public_key,
             TERMS: stages.consent is not None,
             REGISTRATION_TOKEN: True,
             SSO_STAGE: self._sso is not None,
@@ -77,7 +78,10 @@ class AuthFallbackHandlers:
         action = self._action(request)
         if stage == RECAPTCHA:
             return recaptcha_page(
-                session, action, self._ctx.config.recaptcha_public_key or "", error
+                session,
+                action,
+                self._ctx.config.registration_guards.recaptcha_public_key or "",
+                error,
             )
         if stage == TERMS:
             consent = self._ctx.registration.consent

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Final, Literal, cast
 
 import yaml
 
@@ -42,8 +42,6 @@ from homeserver.config.email import (
 )
 from homeserver.config.oidc import OidcProviderConfig, parse_oidc_providers
 from homeserver.config.registration import (
-    DEFAULT_SITEVERIFY_API,
-    ConsentConfig,
     RegistrationGuardsConfig,
 )
 from homeserver.config.retention import RetentionConfig
@@ -168,16 +166,8 @@ class HomeserverConfig:
     # None: any address
     allowed_local_3pids: tuple[ThreepidPattern, ...] | None = None
     enable_3pid_changes: bool = True
-    # registration guards (homeserver/config/registration.py)
-    enable_registration_captcha: bool = False
-    recaptcha_public_key: str | None = None
-    recaptcha_private_key: str | None = field(default=None, repr=False)
-    recaptcha_siteverify_api: str = DEFAULT_SITEVERIFY_API
-    registrations_require_3pid: tuple[str, ...] = ()
-    disable_msisdn_registration: bool = False
-    enable_registration_token_3pid_bypass: bool = False
-    form_secret: str | None = field(default=None, repr=False)
-    user_consent: ConsentConfig | None = None
+    # registration guards: top-level options, read together (config/registration.py)
+    registration_guards: RegistrationGuardsConfig = field(default_factory=RegistrationGuardsConfig)
     # application services: registration files; whether their users' IPs are recorded;
     # which worker pushes to them (accepted; one process does everything)
     app_service_config_files: tuple[Path, ...] = ()
@@ -351,7 +341,7 @@ class HomeserverConfig:
             ),
             allowed_local_3pids=parse_allowed_local_3pids(reader),
             enable_3pid_changes=reader.get("enable_3pid_changes", to_bool, True),
-            **_guard_fields(RegistrationGuardsConfig.parse(reader)),
+            registration_guards=RegistrationGuardsConfig.parse(reader),
             app_service_config_files=reader.get("app_service_config_files", list_of(to_path), ()),
             track_appservice_user_ips=reader.get("track_appservice_user_ips", to_bool, False),
             notify_appservices_from_worker=reader.optional(
@@ -472,8 +462,8 @@ class HomeserverConfig:
         if config.enable_registration and not (
             config.enable_registration_without_verification
             or config.registration_requires_token
-            or config.enable_registration_captcha
-            or config.registrations_require_3pid
+            or config.registration_guards.enable_registration_captcha
+            or config.registration_guards.registrations_require_3pid
         ):
             reader.error(
                 "enable_registration",
@@ -488,11 +478,6 @@ class HomeserverConfig:
             )
         reader.finish()
         return dataclasses.replace(config, ignored_options=tuple(reader.warnings))
-
-
-def _guard_fields(guards: RegistrationGuardsConfig) -> dict[str, Any]:
-    """The registration guards as keyword arguments (flat top-level options)."""
-    return {f.name: getattr(guards, f.name) for f in dataclasses.fields(guards)}
 
 
 def _rc_presence(reader: Reader) -> RateLimitConfig:

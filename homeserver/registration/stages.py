@@ -32,13 +32,13 @@ from storage.stores import Stores
 
 
 def registration_policy(config: HomeserverConfig) -> RegistrationPolicy:
-    consent = config.user_consent
+    consent = config.registration_guards.user_consent
     return RegistrationPolicy(
-        registrations_require_3pid=config.registrations_require_3pid,
-        disable_msisdn_registration=config.disable_msisdn_registration,
-        enable_registration_token_3pid_bypass=config.enable_registration_token_3pid_bypass,
+        registrations_require_3pid=config.registration_guards.registrations_require_3pid,
+        disable_msisdn_registration=config.registration_guards.disable_msisdn_registration,
+        enable_registration_token_3pid_bypass=config.registration_guards.enable_registration_token_3pid_bypass,
         user_consent_at_registration=consent is not None and consent.require_at_registration,
-        enable_registration_captcha=config.enable_registration_captcha,
+        enable_registration_captcha=config.registration_guards.enable_registration_captcha,
         registration_requires_token=config.registration_requires_token,
     )
 
@@ -81,7 +81,9 @@ class RegistrationStages:
         stages = {stage for flow in self.flows for stage in flow}
         params: dict[str, Any] = {}
         if RECAPTCHA in stages:
-            params[RECAPTCHA] = {"public_key": self._config.recaptcha_public_key}
+            params[RECAPTCHA] = {
+                "public_key": self._config.registration_guards.recaptcha_public_key
+            }
         if TERMS in stages and self.consent is not None:
             params[TERMS] = self.consent.terms_params()
         return params
@@ -151,18 +153,21 @@ def registration_stages_from_config(
     """The registration stages the config asks for; ConfigError when it requires a
     third-party ID the server cannot verify."""
     captcha = None
-    if config.recaptcha_private_key:
+    if config.registration_guards.recaptcha_private_key:
         captcha = RecaptchaVerifier(
-            config.recaptcha_siteverify_api,
-            config.recaptcha_private_key,
+            config.registration_guards.recaptcha_siteverify_api,
+            config.registration_guards.recaptcha_private_key,
             AddressFilter(config.ip_range_blacklist, config.ip_range_whitelist),
             tls=client_tls(config),
         )
     consent = None
-    if config.user_consent is not None and config.form_secret is not None:
+    if (
+        config.registration_guards.user_consent is not None
+        and config.registration_guards.form_secret is not None
+    ):
         consent = ConsentService(
-            config.user_consent,
-            config.form_secret,
+            config.registration_guards.user_consent,
+            config.registration_guards.form_secret,
             config.public_baseurl_effective,
             config.server_name,
             stores,

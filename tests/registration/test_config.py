@@ -26,11 +26,17 @@ def error_of(**options: Any) -> str:
 
 def test_defaults() -> None:
     c = config()
-    assert not c.enable_registration_captcha
-    assert c.recaptcha_public_key is None and c.recaptcha_private_key is None
-    assert c.recaptcha_siteverify_api == DEFAULT_SITEVERIFY_API
-    assert c.registrations_require_3pid == () and not c.disable_msisdn_registration
-    assert c.form_secret is None and c.user_consent is None
+    assert not c.registration_guards.enable_registration_captcha
+    assert (
+        c.registration_guards.recaptcha_public_key is None
+        and c.registration_guards.recaptcha_private_key is None
+    )
+    assert c.registration_guards.recaptcha_siteverify_api == DEFAULT_SITEVERIFY_API
+    assert (
+        c.registration_guards.registrations_require_3pid == ()
+        and not c.registration_guards.disable_msisdn_registration
+    )
+    assert c.registration_guards.form_secret is None and c.registration_guards.user_consent is None
 
 
 def test_secrets_from_files(tmp_path: Path) -> None:
@@ -44,7 +50,11 @@ def test_secrets_from_files(tmp_path: Path) -> None:
         enable_registration_captcha=True,
         enable_registration=True,
     )
-    assert (c.recaptcha_public_key, c.recaptcha_private_key, c.form_secret) == (
+    assert (
+        c.registration_guards.recaptcha_public_key,
+        c.registration_guards.recaptcha_private_key,
+        c.registration_guards.form_secret,
+    ) == (
         "pub-key",
         "priv-key",
         "form",
