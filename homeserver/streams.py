@@ -34,6 +34,11 @@ class StreamIdGenerator:
         heapq.heappush(self._unfinished, position * self._step)
         return position
 
+    async def allocate_async(self) -> int:
+        """``allocate``, under the signature of the generators whose positions come
+        from the database (several writers sharing a stream)."""
+        return self.allocate()
+
     def finish(self, position: int) -> None:
         """Mark ``position`` committed or abandoned."""
         self._finished_early.add(position * self._step)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signedjson.types import SigningKey
 
@@ -35,6 +35,9 @@ from storage.database import IntegrityError, Transaction
 from storage.events import StoredEvent
 from storage.state import StateMap
 from storage.stores import Stores
+
+if TYPE_CHECKING:
+    from homeserver.replication.forwarding import EventForwarder
 
 MAX_PREV_EVENTS = 10
 MAX_EVENT_BYTES = 65_536
@@ -88,6 +91,11 @@ class EventCreator:
         self._clock = clock
         self._last_create_ts: dict[str, int] = {}
         self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # with several event writers: sends of rooms another process writes go there
+        self.forwarder: EventForwarder | None = None
+
+    async def stored_event(self, event_id: str) -> StoredEvent | None:
+        return await self._stores.events.get_event(event_id)
 
     async def room_version(self, room_id: str) -> RoomVersion:
         version_id = await self._stores.events.room_version_id(room_id)
@@ -123,6 +131,22 @@ class EventCreator:
         ``origin_server_ts``: the event's time if not now (an application service's
         ``ts``, for messages it bridges).
         """
+        forwarder = self.forwarder
+        if forwarder is not None and countersign is None and forwarder.forwards(room_id):
+            return await forwarder.send(
+                room_id,
+                {
+                    "type": event_type,
+                    "sender": sender,
+                    "content": dict(content),
+                    "state_key": state_key,
+                    "redacts": redacts,
+                    "txn": {"device_id": txn.device_id, "txn_id": txn.txn_id} if txn else None,
+                    "extra": dict(extra) if extra is not None else None,
+                    "stripped_state_keys": stripped_state_keys,
+                    "origin_server_ts": origin_server_ts,
+                },
+            )
         async with self.lanes.lane(room_id):
             if txn is not None:
                 # A retry: recent ones are remembered; older ones hit the unique index

@@ -15,11 +15,13 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from homeserver.clock import Clock
 from homeserver.events import Event
 from homeserver.metrics.components import EventMetrics
 from homeserver.notifier import Notifier
+from homeserver.replication.notices import NoPublisher, NoticePublisher, RoomEventNotice
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.streams import StreamIdGenerator
 from storage.database import Transaction
@@ -27,6 +29,9 @@ from storage.events import StoredEvent
 from storage.state import StateKey, StateMap, state_delta
 from storage.stores import Stores
 from storage.sync import EventPosition
+
+if TYPE_CHECKING:
+    from homeserver.replication.forwarding import EventForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +128,11 @@ class EventPersister:
         # woken long-poll finds them readable (heap of (position, room, users))
         self._unannounced: list[tuple[int, str, list[str]]] = []
         self.metrics: EventMetrics | None = None  # set when metrics are on
+        # with workers: events of rooms another process writes are persisted there,
+        # and what this process commits is told to the others
+        self.forwarder: EventForwarder | None = None
+        self.publisher: NoticePublisher = NoPublisher()
+        self.instance_name = "master"
 
     def _announce(self) -> None:
         """Wake the listeners of every committed event the stream has reached."""
@@ -133,6 +143,8 @@ class EventPersister:
 
     async def persist(self, event: Event, context: EventContext) -> StoredEvent:
         """Store ``event``; the caller holds the room's lane."""
+        if self.forwarder is not None and self.forwarder.forwards(event.room_id):
+            return await self.forwarder.persist(event, context)
         if await self._withheld_redaction(event, context):
             logger.info("withholding redaction %s: it cannot act on its target", event.event_id)
             context = replace(context, soft_failed=True)
@@ -141,7 +153,7 @@ class EventPersister:
         position: int | None = None
         if in_timeline:
             stream = self._backfill_stream if context.backfilled else self.events_stream
-            position = stream.allocate()
+            position = await stream.allocate_async()
         try:
             # Grouped: the transactions of concurrent senders (other rooms) share one
             # commit when they read nothing back, as a message's does.
@@ -157,6 +169,18 @@ class EventPersister:
                 if event.type == "m.room.member" and event.state_key is not None:
                     users.append(event.state_key)
                 heapq.heappush(self._unannounced, (position, event.room_id, users))
+                self.publisher.publish(
+                    RoomEventNotice(
+                        self.instance_name,
+                        event.room_id,
+                        position,
+                        event.event_id,
+                        event.type,
+                        event.sender,
+                        event.state_key,
+                        tuple(users),
+                    )
+                )
         finally:
             if stream is not None and position is not None:
                 stream.finish(position)
