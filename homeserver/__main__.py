@@ -1,9 +1,12 @@
 """Command line: run the server, generate a config, register a user, manage registration tokens.
 
-    python -m homeserver --config FILE                     run until SIGINT/SIGTERM
+    python -m homeserver --config FILE [--config FILE ...] run until SIGINT/SIGTERM
     python -m homeserver generate-config --server-name NAME --config FILE
     python -m homeserver register-user --config FILE USER [--password P] [--admin]
     python -m homeserver registration-token --config FILE [--uses N] [--expiry-ts MS] [TOKEN]
+
+Several ``--config`` files (a shared one, then a worker's) are merged in order, a
+later file's top-level keys replacing an earlier one's, as in Synapse.
 
 Every problem (bad arguments, a missing file, an invalid config, a database that
 cannot be opened or reached) is one line on stderr and exit status 1, never a
@@ -40,35 +43,41 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="homeserver", description="A Matrix homeserver.")
-    parser.add_argument("--config", "-c", help="path of the YAML config file")
+    parser.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        help="path of a YAML config file; repeat to merge several, later keys winning",
+    )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the homeserver (the default)")
-    run.add_argument("--config", "-c", dest="sub_config")
+    run.add_argument("--config", "-c", dest="sub_config", action="append")
 
     gen = commands.add_parser("generate-config", help="write a new config and signing key")
     gen.add_argument("--server-name", required=True)
     gen.add_argument("--config", "-c", dest="sub_config", required=True)
 
     reg = commands.add_parser("register-user", help="create a user in the database")
-    reg.add_argument("--config", "-c", dest="sub_config")
+    reg.add_argument("--config", "-c", dest="sub_config", action="append")
     reg.add_argument("user", help="localpart or full user ID")
     reg.add_argument("--password", "-p")
     reg.add_argument("--admin", action="store_true")
 
     tok = commands.add_parser("registration-token", help="create a registration token")
-    tok.add_argument("--config", "-c", dest="sub_config")
+    tok.add_argument("--config", "-c", dest="sub_config", action="append")
     tok.add_argument("token", nargs="?", help="the token (random if omitted)")
     tok.add_argument("--uses", type=int, default=None, help="how many registrations it allows")
     tok.add_argument("--expiry-ts", type=int, default=None, help="expiry, ms since the epoch")
     return parser
 
 
-def _config_path(args: argparse.Namespace) -> str:
-    path = getattr(args, "sub_config", None) or args.config
-    if not path:
+def _config_paths(args: argparse.Namespace) -> list[str]:
+    """Every ``--config`` given, those before the command first."""
+    paths = [*(args.config or ()), *(getattr(args, "sub_config", None) or ())]
+    if not paths:
         raise UsageError("--config FILE is required")
-    return str(path)
+    return [str(path) for path in paths]
 
 
 def configure_logging(level: str, log_config: Path | None = None) -> None:
@@ -168,7 +177,7 @@ def _main(argv: Sequence[str] | None) -> int:
         generate_config(args.server_name, Path(args.sub_config))
         print(f"wrote {args.sub_config}")
         return 0
-    config = load_config(_config_path(args))
+    config = load_config(_config_paths(args))
     configure_logging(config.log_level, config.log_config)
     warn_about_config(config)
     if command == "run":
