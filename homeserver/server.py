@@ -84,6 +84,9 @@ from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
+from homeserver.replication.endpoints import ReplicationEndpoints
+from homeserver.replication.forwarding import EventForwarder
+from homeserver.replication.runtime import Replication
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.retention.purge_jobs import RetentionPurgeJobs
@@ -192,6 +195,7 @@ class Homeserver:
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
     metrics: HomeserverMetrics | None = None
+    replication: Replication | None = None  # with workers
     request_ids: RequestIds = field(default_factory=RequestIds)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
@@ -242,15 +246,33 @@ class Homeserver:
         await appservice_users.ensure_senders()
         notifier = Notifier()
         resolver = StateResolver(stores)
-        persister = EventPersister(
-            stores,
-            notifier,
-            resolver,
-            clock,
-            StreamIdGenerator(await stores.events.max_stream_ordering()),
-            StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
+        # with workers: positions shared through PostgreSQL, notices through Redis
+        replication = (
+            Replication.create(config, stores.stream_positions, clock)
+            if config.worker.multi_process
+            else None
         )
-        stores.sync.recent.start(persister.events_stream.current())
+        if replication is not None:
+            persister = EventPersister(
+                stores, notifier, resolver, clock, replication.events, replication.backfill
+            )
+            persister.publisher = replication.bus
+            persister.instance_name = replication.instance
+            await replication.prepare_events(
+                await stores.events.max_stream_ordering(),
+                await stores.events.min_stream_ordering(),
+            )
+        else:
+            persister = EventPersister(
+                stores,
+                notifier,
+                resolver,
+                clock,
+                StreamIdGenerator(await stores.events.max_stream_ordering()),
+                StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
+            )
+            # (one process writes: recent events are kept in step with its commits)
+            stores.sync.recent.start(persister.events_stream.current())
         room_summaries = RoomSummaries(stores)
         await room_summaries.fill_missing()  # rooms held from before the summaries
         persister.current_state_hooks.append(room_summaries.on_current_state_txn)
@@ -263,6 +285,14 @@ class Homeserver:
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
+        if replication is not None:
+            forwarder = EventForwarder(
+                replication.event_writers,
+                replication.client,
+                stores,
+                replication.wait_for_event_position,
+            )
+            creator.forwarder = persister.forwarder = forwarder
         membership = MembershipService(
             config.server_name,
             stores,
@@ -601,6 +631,8 @@ class Homeserver:
         )
         if metrics.enabled:
             wire_metrics(metrics, stores, authenticator, persister, push, federation_events)
+        if replication is not None:
+            await wire_replication(replication, notifier)
         return cls(
             config,
             clock,
@@ -632,6 +664,7 @@ class Homeserver:
             room_summaries=room_summaries,
             metrics=metrics,
             retention_purge_jobs=retention_purge_jobs,
+            replication=replication,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -664,6 +697,13 @@ class Homeserver:
             routes += OpenIdUserInfo(self.client.openid).routes()
         if "keys" in resources:
             routes += key_routes(self.federation)
+        if "replication" in resources and self.replication is not None:
+            routes += ReplicationEndpoints(
+                self.config.worker.replication_secret,
+                self.replication.event_writers,
+                self.client.creator,
+                self.client.persister,
+            ).routes()
         if "health" in resources:
             routes.append(("GET", "/health", health))
         if "metrics" in resources and self.metrics is not None and self.metrics.enabled:
@@ -791,9 +831,20 @@ class Homeserver:
         await self.stop_listeners()
         await self.federation.close()
         await self.client.appservices.client.close()
+        if self.replication is not None:
+            await self.replication.close()
         if self.identity is not None:
             await self.identity.close()
         await self.db.close()
+
+
+async def wire_replication(replication: Replication, notifier: Notifier) -> None:
+    """Subscribe to the other processes: their committed room events wake this
+    process's long-polls once readable; after Redis comes back every long-poll
+    wakes and re-reads its streams (notices may have been missed meanwhile)."""
+    receiver = await replication.connect()
+    receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
+    receiver.on_resync(lambda _positions: notifier.wake_all())
 
 
 def wire_appservice_delivery(
