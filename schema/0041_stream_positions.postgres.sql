@@ -1,3 +1,8 @@
+-- The high-water marks of streams whose rows get deleted (to-device), which 0008 called
+-- stream_positions, make way for Synapse's table of that name.
+ALTER TABLE stream_positions RENAME TO stream_high_water_marks;
+ALTER TABLE stream_high_water_marks RENAME CONSTRAINT stream_positions_pkey
+    TO stream_high_water_marks_pkey;
 -- Where each writer process of a stream has got to (homeserver/replication/positions.py):
 -- ``instance_name`` has persisted every position of ``stream_name`` it allocated up to
 -- ``stream_id``, and will never again allocate one at or below it. Read by every
