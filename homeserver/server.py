@@ -84,6 +84,8 @@ from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
+from homeserver.replication.invalidation import CacheInvalidator, CachePublisher
+from homeserver.replication.notices import NoticePublisher
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.retention.purge_jobs import RetentionPurgeJobs
@@ -192,14 +194,25 @@ class Homeserver:
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
     metrics: HomeserverMetrics | None = None
+    # applies the other processes' notices to this process's caches
+    cache_invalidator: CacheInvalidator | None = None
     request_ids: RequestIds = field(default_factory=RequestIds)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
     async def build(
-        cls, config: HomeserverConfig, *, clock: Clock | None = None, db: Database | None = None
+        cls,
+        config: HomeserverConfig,
+        *,
+        clock: Clock | None = None,
+        db: Database | None = None,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
     ) -> Homeserver:
+        """``publisher``: where this process's notices go (None: a single process,
+        nobody to tell); ``instance_name``: the name they carry."""
         clock = clock or Clock()
+        cache_publisher = CachePublisher(publisher, instance_name)
         signing_key = load_or_create_signing_key(Path(config.signing_key_path))
         registrations = load_registrations(config.app_service_config_files, config.server_name)
         db = db or await open_database(config)
@@ -215,7 +228,7 @@ class Homeserver:
             appservices=appservices,
             server_name=config.server_name,
         )
-        sessions = SessionService(stores, authenticator, clock)
+        sessions = SessionService(stores, authenticator, clock, cache_publisher=cache_publisher)
         limiter = RateLimiter(clock)
         rc = config.rc_login
         accounts = AccountService(
@@ -273,10 +286,12 @@ class Homeserver:
         persister.persisted_hooks.append(membership.on_event_persisted)
         redaction_censor: RedactionCensor | None = None
         if config.redaction_retention_period is not None:
-            redaction_censor = RedactionCensor(stores, clock, config.redaction_retention_period)
+            redaction_censor = RedactionCensor(
+                stores, clock, config.redaction_retention_period, cache_publisher=cache_publisher
+            )
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
-            message_expiry = MessageExpiry(stores, clock)
+            message_expiry = MessageExpiry(stores, clock, cache_publisher=cache_publisher)
             await message_expiry.load()
             persister.persisted_hooks.append(message_expiry.on_event_persisted)
         guest_evictor = GuestEvictor(
@@ -310,9 +325,15 @@ class Homeserver:
         persister.timeline_txn_hooks.append(search.index_txn)
         persister.redaction_hooks.append(search.unindex_txn)
         relations = RelationsService(stores, visibility, history)
-        e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
-        push = PushService.build(config, stores, notifier, persister, clock)
-        ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
+        e2ee = await E2ee.build(
+            config.server_name, stores, notifier, sessions, clock, cache_publisher=cache_publisher
+        )
+        push = PushService.build(
+            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+        )
+        ephemeral = await EphemeralServices.build(
+            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+        )
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
         push.use_sessions(sessions, accounts)
@@ -559,7 +580,13 @@ class Homeserver:
             registration.consent_notices = ConsentServerNotices(
                 registration.consent, server_notices, stores
             )
-        purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
+        purger = RoomPurger(
+            config.server_name,
+            stores,
+            creator.lanes,
+            push.evaluator,
+            cache_publisher=cache_publisher,
+        )
         admin = AdminServices(
             media=media,
             destinations=DestinationAdmin(
@@ -632,6 +659,22 @@ class Homeserver:
             room_summaries=room_summaries,
             metrics=metrics,
             retention_purge_jobs=retention_purge_jobs,
+            cache_invalidator=CacheInvalidator(
+                state=stores.state,
+                events=stores.events,
+                sync=stores.sync,
+                summaries=stores.room_summaries,
+                tokens=authenticator,
+                account_data=ephemeral.account_data,
+                push_rules=push.rules,
+                unread=push.evaluator,
+                memberships=sync.memberships,
+                presence=ephemeral.presence,
+                to_device=ephemeral.to_device,
+                pushers=push.pushers,
+                retention=retention_policies,
+                key_counts=e2ee.keys,
+            ),
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
