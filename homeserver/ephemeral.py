@@ -13,6 +13,7 @@ from homeserver.config import HomeserverConfig
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService, PresenceSyncExtension
 from homeserver.receipts import ReceiptService, ReceiptsSyncExtension
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.rooms.healing import DUMMY_EVENT
 from homeserver.rooms.persister import EventPersister
 from homeserver.streams import StreamIdGenerator
@@ -46,12 +47,15 @@ class EphemeralServices:
         notifier: Notifier,
         persister: EventPersister,
         clock: Clock,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> EphemeralServices:
         """Build every service with its stream seeded from the database."""
         account_data = AccountDataService(
             stores.account_data,
             notifier,
             StreamIdGenerator(await stores.account_data.max_stream_id()),
+            cache_publisher=cache_publisher,
         )
         receipts = ReceiptService(
             stores,

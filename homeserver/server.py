@@ -87,6 +87,8 @@ from homeserver.registration.stages import registration_stages_from_config
 from homeserver.replication.endpoints import ReplicationEndpoints
 from homeserver.replication.forwarding import EventForwarder
 from homeserver.replication.runtime import Replication
+from homeserver.replication.invalidation import CacheInvalidator, CachePublisher
+from homeserver.replication.notices import NoticePublisher
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.retention.purge_jobs import RetentionPurgeJobs
@@ -196,13 +198,23 @@ class Homeserver:
     room_summaries: RoomSummaries | None = None
     metrics: HomeserverMetrics | None = None
     replication: Replication | None = None  # with workers
+    # applies the other processes' notices to this process's caches
+    cache_invalidator: CacheInvalidator | None = None
     request_ids: RequestIds = field(default_factory=RequestIds)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
     async def build(
-        cls, config: HomeserverConfig, *, clock: Clock | None = None, db: Database | None = None
+        cls,
+        config: HomeserverConfig,
+        *,
+        clock: Clock | None = None,
+        db: Database | None = None,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
     ) -> Homeserver:
+        """``publisher``: where this process's notices go (None: a single process,
+        nobody to tell); ``instance_name``: the name they carry."""
         clock = clock or Clock()
         signing_key = load_or_create_signing_key(Path(config.signing_key_path))
         registrations = load_registrations(config.app_service_config_files, config.server_name)
@@ -211,6 +223,15 @@ class Homeserver:
         if metrics.enabled:
             db.transaction_observer = metrics.database.observe
         stores = Stores.over(db, config.caches.sizes)
+        # with workers: positions shared through PostgreSQL, notices through Redis
+        replication = (
+            Replication.create(config, stores.stream_positions, clock)
+            if config.worker.multi_process
+            else None
+        )
+        if replication is not None:
+            publisher, instance_name = replication.bus, replication.instance
+        cache_publisher = CachePublisher(publisher, instance_name)
         appservices = AppServices(registrations, AppServiceClient(tls=client_tls(config)))
         authenticator = Authenticator(
             stores,
@@ -219,7 +240,7 @@ class Homeserver:
             appservices=appservices,
             server_name=config.server_name,
         )
-        sessions = SessionService(stores, authenticator, clock)
+        sessions = SessionService(stores, authenticator, clock, cache_publisher=cache_publisher)
         limiter = RateLimiter(clock)
         rc = config.rc_login
         accounts = AccountService(
@@ -246,12 +267,6 @@ class Homeserver:
         await appservice_users.ensure_senders()
         notifier = Notifier()
         resolver = StateResolver(stores)
-        # with workers: positions shared through PostgreSQL, notices through Redis
-        replication = (
-            Replication.create(config, stores.stream_positions, clock)
-            if config.worker.multi_process
-            else None
-        )
         if replication is not None:
             persister = EventPersister(
                 stores, notifier, resolver, clock, replication.events, replication.backfill
@@ -303,10 +318,12 @@ class Homeserver:
         persister.persisted_hooks.append(membership.on_event_persisted)
         redaction_censor: RedactionCensor | None = None
         if config.redaction_retention_period is not None:
-            redaction_censor = RedactionCensor(stores, clock, config.redaction_retention_period)
+            redaction_censor = RedactionCensor(
+                stores, clock, config.redaction_retention_period, cache_publisher=cache_publisher
+            )
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
-            message_expiry = MessageExpiry(stores, clock)
+            message_expiry = MessageExpiry(stores, clock, cache_publisher=cache_publisher)
             await message_expiry.load()
             persister.persisted_hooks.append(message_expiry.on_event_persisted)
         guest_evictor = GuestEvictor(
@@ -340,9 +357,15 @@ class Homeserver:
         persister.timeline_txn_hooks.append(search.index_txn)
         persister.redaction_hooks.append(search.unindex_txn)
         relations = RelationsService(stores, visibility, history)
-        e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
-        push = PushService.build(config, stores, notifier, persister, clock)
-        ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
+        e2ee = await E2ee.build(
+            config.server_name, stores, notifier, sessions, clock, cache_publisher=cache_publisher
+        )
+        push = PushService.build(
+            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+        )
+        ephemeral = await EphemeralServices.build(
+            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+        )
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
         push.use_sessions(sessions, accounts)
@@ -589,7 +612,13 @@ class Homeserver:
             registration.consent_notices = ConsentServerNotices(
                 registration.consent, server_notices, stores
             )
-        purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
+        purger = RoomPurger(
+            config.server_name,
+            stores,
+            creator.lanes,
+            push.evaluator,
+            cache_publisher=cache_publisher,
+        )
         admin = AdminServices(
             media=media,
             destinations=DestinationAdmin(
@@ -631,8 +660,24 @@ class Homeserver:
         )
         if metrics.enabled:
             wire_metrics(metrics, stores, authenticator, persister, push, federation_events)
+        cache_invalidator = CacheInvalidator(
+            state=stores.state,
+            events=stores.events,
+            sync=stores.sync,
+            summaries=stores.room_summaries,
+            tokens=authenticator,
+            account_data=ephemeral.account_data,
+            push_rules=push.rules,
+            unread=push.evaluator,
+            memberships=sync.memberships,
+            presence=ephemeral.presence,
+            to_device=ephemeral.to_device,
+            pushers=push.pushers,
+            retention=retention_policies,
+            key_counts=e2ee.keys,
+        )
         if replication is not None:
-            await wire_replication(replication, notifier)
+            await wire_replication(replication, notifier, cache_invalidator)
         return cls(
             config,
             clock,
@@ -665,6 +710,7 @@ class Homeserver:
             metrics=metrics,
             retention_purge_jobs=retention_purge_jobs,
             replication=replication,
+            cache_invalidator=cache_invalidator,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -838,12 +884,18 @@ class Homeserver:
         await self.db.close()
 
 
-async def wire_replication(replication: Replication, notifier: Notifier) -> None:
-    """Subscribe to the other processes: their committed room events wake this
-    process's long-polls once readable; after Redis comes back every long-poll
-    wakes and re-reads its streams (notices may have been missed meanwhile)."""
+async def wire_replication(
+    replication: Replication, notifier: Notifier, caches: CacheInvalidator
+) -> None:
+    """Subscribe to the other processes: their committed room events drop what
+    they made stale here and wake this process's long-polls once readable; after
+    Redis comes back every long-poll wakes and re-reads its streams (notices may have
+    been missed meanwhile)."""
     receiver = await replication.connect()
+    receiver.on_room_event(caches.on_room_event)
     receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
+    receiver.on_user_stream(caches.on_user_stream)
+    receiver.on_cache(caches.on_cache)
     receiver.on_resync(lambda _positions: notifier.wake_all())
 
 

@@ -24,6 +24,7 @@ from homeserver.e2ee.device_lists import DeviceListChanges, DeviceListService
 from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import E2eKeyService
 from homeserver.notifier import Notifier
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.sessions import SessionService
 from homeserver.streams import StreamIdGenerator
 from storage.stores import Stores
@@ -44,6 +45,8 @@ class E2ee:
         notifier: Notifier,
         sessions: SessionService,
         clock: Clock,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> E2ee:
         """Build the services; seed the device list stream from the database, make
         device deletion drop the device's keys (``device_removed_hooks``) and a new
@@ -55,7 +58,9 @@ class E2ee:
         sessions.device_added_hooks.append(device_lists.on_device_added_txn)
         sessions.device_renamed_hooks.append(device_lists.on_device_renamed)
         return cls(
-            keys=E2eKeyService(server_name, stores, device_lists, clock),
+            keys=E2eKeyService(
+                server_name, stores, device_lists, clock, cache_publisher=cache_publisher
+            ),
             device_lists=device_lists,
             cross_signing=CrossSigningService(server_name, stores, device_lists),
             backup=KeyBackupService(stores),

@@ -27,6 +27,7 @@ from homeserver.push.rules import (
     place_rule,
     ruleset_json,
 )
+from homeserver.replication.invalidation import PUSH_RULES_CACHE, CachePublisher
 from storage.push_rules import PushRuleStore
 
 RULE_NOT_FOUND = "The push rule was not found."
@@ -39,11 +40,16 @@ class PushRulesService:
         notifier: Notifier,
         cache_size: int = 20_000,
         defaults: DefaultRules = SPEC_DEFAULTS,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> None:
         self._store = store
+        # tells the other processes whose compiled rules are stale
+        self._cache_publisher = cache_publisher or CachePublisher()
         self._notifier = notifier
         self._defaults = defaults
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
+        self._epoch = 0  # moves on each change, so a read racing one is not cached
         self._cache_size = cache_size
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # told of each user whose rules changed (after the change is stored)
@@ -63,16 +69,25 @@ class PushRulesService:
                 self._compiled.move_to_end(user_id)
                 result[user_id] = cached
         if missing:
+            epoch = self._epoch
             for user_id, stored in (await self._store.get_rules_for_users(missing)).items():
                 compiled = compile_ruleset(stored, self._defaults)
                 result[user_id] = compiled
-                self._compiled[user_id] = compiled
+                if self._epoch == epoch:  # no rules changed while we read
+                    self._compiled[user_id] = compiled
             while len(self._compiled) > self._cache_size:
                 self._compiled.popitem(last=False)
         return result
 
-    async def _changed(self, user_id: str) -> None:
+    def invalidate_user(self, user_id: str) -> None:
+        """The user's rules changed (here or in another process): recompile them on
+        the next use."""
         self._compiled.pop(user_id, None)
+        self._epoch += 1
+
+    async def _changed(self, user_id: str) -> None:
+        self.invalidate_user(user_id)
+        self._cache_publisher.stale(PUSH_RULES_CACHE, [user_id])
         # m.push_rules is account data: the listeners give the change its position in
         # the account-data stream (the next /sync carries the ruleset); wake long-polls.
         for listener in self.changed_listeners:

@@ -16,6 +16,7 @@ from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
 from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
 from homeserver.push.rules_service import PushRulesService
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.rooms.persister import EventPersister
 from homeserver.sessions import SessionService
 from storage.stores import Stores
@@ -35,6 +36,8 @@ class PushService:
         notifier: Notifier,
         persister: EventPersister,
         clock: Clock,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> PushService:
         sizes = config.caches.sizes
         rules = PushRulesService(
@@ -42,6 +45,7 @@ class PushService:
             notifier,
             cache_size=sizes.size("get_push_rules_for_user"),
             defaults=default_rules(config.push.legacy_mention_rules),
+            cache_publisher=cache_publisher,
         )
         evaluator = PushEvaluator(
             config.server_name,
@@ -50,6 +54,7 @@ class PushService:
             clock,
             room_state_cache_size=sizes.size("push_room_state"),
             unread_cache_size=sizes.size("get_unread_event_push_actions_by_room_for_user"),
+            cache_publisher=cache_publisher,
         )
         persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(
@@ -63,6 +68,7 @@ class PushService:
             client,
             NotificationBuilder(stores, config.push.include_content),
             persister.events_stream,
+            cache_publisher=cache_publisher,
         )
         return cls(rules, evaluator, pushers)
 
