@@ -30,6 +30,7 @@ PUBLIC_RESOURCES: Final = frozenset({"client", "federation", "keys", "media", "o
 PROXY_READ_TIMEOUT_S: Final = 600
 UPSTREAM_KEEPALIVE: Final = 32
 
+_CLIENT_PREFIX = "^/_matrix/client/(api/v1|r0|v3|unstable)"
 _NOT_FOUND = json.dumps({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
 _FORBIDDEN = json.dumps({"errcode": "M_FORBIDDEN", "error": "Internal endpoint"})
 
@@ -68,6 +69,10 @@ def _upstream_block(plan: WorkersPlan, target: str) -> list[str]:
     if len(processes) > 1:
         if target == "sync":
             lines.append("        hash $hs_access_token consistent;")
+        elif target == "events":
+            # nginx's plain hash over the writers in stream_writers order is the
+            # servers' own choice of a room's writer (room_writer_index)
+            lines.append("        hash $hs_room_id;")
         elif target == "federation_inbound":
             lines.append("        hash $remote_addr consistent;")
         else:
@@ -189,6 +194,13 @@ def render_nginx_conf(plan: WorkersPlan, config: HomeserverConfig, out_dir: Path
         "    map $http_authorization $hs_access_token {",
         "        default $arg_access_token;",
         '        "~^Bearer (?<hs_bearer>.+)$" $hs_bearer;',
+        "    }",
+        "",
+        "    # the room ID in the (decoded) path; other requests are spread at random",
+        "    map $uri $hs_room_id {",
+        "        default $request_id;",
+        f'        "~{_CLIENT_PREFIX}/rooms/(?<hs_room>[^/]+)/" $hs_room;',
+        f'        "~{_CLIENT_PREFIX}/(join|knock)/(?<hs_room_joined>![^/]+)$" $hs_room_joined;',
         "    }",
     ]
     for read, write in split_maps:

@@ -65,8 +65,15 @@ ROUTES: Final[tuple[Route, ...]] = (
     # --- streams of one writer: their endpoints go to the writer (reads too)
     _route(_CS + r"/rooms/[^/]+/typing/", "client", "typing", "typing"),
     _route(_CS3 + r"/sendToDevice/", "client", "to_device", "to_device"),
-    _route(_CS3 + r"/.*/tags", "client", "account_data client", "account_data"),
-    _route(_CS3 + r"/.*/account_data", "client", "account_data client", "account_data"),
+    _route(
+        _CS3 + r"/user/[^/]+/rooms/[^/]+/tags(/|$)", "client", "account_data client", "account_data"
+    ),
+    _route(
+        _CS3 + r"/user/[^/]+/(rooms/[^/]+/)?account_data/",
+        "client",
+        "account_data client",
+        "account_data",
+    ),
     _route(_CS3 + r"/rooms/[^/]+/receipt/", "client", "receipts", "receipts"),
     _route(_CS3 + r"/rooms/[^/]+/read_markers$", "client", "receipts", "receipts"),
     _route(_CS + r"/presence/", "client", "presence client", "presence"),

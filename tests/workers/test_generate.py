@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -264,6 +265,94 @@ def test_percent_signs_in_paths_are_refused(tmp_path: Path) -> None:
     )
 
 
+def _supervisorctl(conf: Path, *args: str) -> tuple[int, str]:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout
+
+
+def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _states(conf: Path) -> dict[str, str]:
+    _, out = _supervisorctl(conf, "status")
+    return {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+
+
+def test_supervisord_runs_and_restarts_the_programs(tmp_path: Path, nginx: str) -> None:
+    """supervisord starts every program from the generated file, supervisorctl
+    reaches it, and a program killed with SIGKILL is started again. The homeserver
+    processes are stand-ins here (the multi-process tests run the real ones)."""
+    import signal
+    import subprocess
+
+    pytest.importorskip("supervisor")
+    stand_in = tmp_path / "stand-in-python"
+    stand_in.write_text(
+        f"#!{sys.executable}\n"
+        "import signal, sys\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        "signal.pause()\n",
+        encoding="utf-8",
+    )
+    stand_in.chmod(0o755)
+    client_port = free_ports(2)
+    shared = shared_config(tmp_path, client_port=client_port, federation_port=client_port + 1)
+    deployment = generate_workers(
+        [shared],
+        "events=1,sync=1",
+        tmp_path / "out",
+        base_port=free_ports(3),
+        python=str(stand_in),
+        nginx=nginx,
+        environ=NO_ENV,
+    )
+    conf = deployment.out_dir / "supervisord.conf"
+    supervisord = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        programs = {"main", "events1", "sync1", "nginx"}
+
+        def all_running() -> bool:
+            states = _states(conf)
+            return set(states) == programs and set(states.values()) == {"RUNNING"}
+
+        _wait_for(all_running, "every program RUNNING")
+        _, pid_text = _supervisorctl(conf, "pid", "events1")
+        old_pid = int(pid_text.strip())
+        os.kill(old_pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            _, text = _supervisorctl(conf, "pid", "events1")
+            return text.strip().isdigit() and int(text) not in (0, old_pid) and all_running()
+
+        _wait_for(restarted, "events1 restarted")
+        assert (deployment.out_dir / "nginx" / "nginx.pid").is_file()
+        assert (deployment.out_dir / "logs" / "events1.log").is_file()
+        _supervisorctl(conf, "shutdown")
+        supervisord.wait(timeout=60)
+        assert not (deployment.out_dir / "nginx" / "nginx.pid").exists()
+    finally:
+        if supervisord.poll() is None:
+            supervisord.terminate()
+            supervisord.wait(timeout=60)
+
+
 # --- nginx, for real ----------------------------------------------------------------
 
 
@@ -437,6 +526,9 @@ ROUTED = [
     ("PUT", "/_matrix/client/v3/user/@a:example.org/account_data/m.direct"),
     ("GET", "/_matrix/client/v3/user/@a:example.org/account_data/m.direct"),
     ("PUT", "/_matrix/client/v3/user/@a:example.org/rooms/!a:example.org/tags/u.work"),
+    ("GET", "/_matrix/client/v3/user/@a:example.org/rooms/!a:example.org/tags"),
+    ("PUT", "/_matrix/client/v3/user/@a:example.org/rooms/!a:example.org/account_data/x"),
+    ("PUT", "/_matrix/client/v3/rooms/!a:example.org/send/tags/txn9"),
     ("POST", "/_matrix/client/v3/rooms/!a:example.org/receipt/m.read/$e"),
     ("POST", "/_matrix/client/v3/rooms/!a:example.org/read_markers"),
     ("PUT", "/_matrix/client/v3/presence/@a:example.org/status"),
@@ -478,6 +570,9 @@ def test_routing_table_examples() -> None:
         "/_matrix/key/v2/server": "federation_inbound",
         "/_synapse/replication/send_event/x": FORBIDDEN,
         "/_matrix/client/v3/login": MAIN,
+        "/_matrix/client/v3/user/@a:example.org/rooms/!a:example.org/tags": "client",
+        "/_matrix/client/v3/user/@a:example.org/rooms/!a:example.org/account_data/x": MAIN,
+        "/_matrix/client/v3/rooms/!a:example.org/send/tags/txn9": "events",
         "/_synapse/admin/v1/server_version": MAIN,
     }
     methods = dict((path, method) for method, path in ROUTED)
@@ -561,6 +656,26 @@ async def test_nginx_routes_each_path_where_the_table_says(tmp_path: Path, nginx
                         answer = json.loads(body)
                         assert answer["process"] in names[target], (where, target, answer)
                         assert answer["path"] == path, where  # passed on unchanged
+
+            # a room's events go straight to the writer the servers pick for it
+            writers = load_config([shared, deployment.out_dir / "main.yaml"], NO_ENV).worker
+            client = f"http://127.0.0.1:{client_port}/_matrix/client"
+            seen_writers = set()
+            for n in range(40):
+                room = f"!room{n}:example.org"
+                expected_writer = writers.events_writer_for(room)
+                seen_writers.add(expected_writer)
+                for written in (room, quote(room, safe="")):
+                    for method, url in (
+                        ("PUT", f"{client}/v3/rooms/{written}/send/m.room.message/t{n}"),
+                        ("PUT", f"{client}/r0/rooms/{written}/state/m.room.topic/"),
+                        ("POST", f"{client}/v3/rooms/{written}/invite"),
+                        ("POST", f"{client}/api/v1/join/{written}"),
+                    ):
+                        async with session.request(method, url, data=b"{}") as response:
+                            answer = await response.json()
+                        assert answer["process"] == expected_writer, (method, url)
+            assert seen_writers == {"events1", "events2"}
 
             # sync is sticky by access token, from the header or the query string
             sync = f"http://127.0.0.1:{client_port}/_matrix/client/v3/sync"
