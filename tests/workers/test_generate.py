@@ -308,13 +308,13 @@ def test_supervisord_runs_and_restarts_the_programs(tmp_path: Path, nginx: str) 
         encoding="utf-8",
     )
     stand_in.chmod(0o755)
-    client_port = free_ports(2)
+    client_port = free_ports(2 + 3)
     shared = shared_config(tmp_path, client_port=client_port, federation_port=client_port + 1)
     deployment = generate_workers(
         [shared],
         "events=1,sync=1",
         tmp_path / "out",
-        base_port=free_ports(3),
+        base_port=client_port + 2,
         python=str(stand_in),
         nginx=nginx,
         environ=NO_ENV,
@@ -433,7 +433,9 @@ async def stub_processes(plan: WorkersPlan) -> AsyncIterator[None]:
 
     def answer(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
-            await request.read()
+            body = await request.read()
+            if request.path.endswith("/big"):  # a large download, or the upload echoed
+                return web.Response(body=body or b"y" * (3 * 1024**2))
             return web.json_response(
                 {
                     "process": name,
@@ -617,13 +619,13 @@ def test_routing_table_is_well_formed() -> None:
 
 
 async def test_nginx_routes_each_path_where_the_table_says(tmp_path: Path, nginx: str) -> None:
-    client_port = free_ports(2)
-    base = free_ports(11)
+    client_port = free_ports(2 + 11)
+    base = client_port + 2
     shared = shared_config(
         tmp_path,
         client_port=client_port,
         federation_port=client_port + 1,
-        extra="max_upload_size: 2K\nmax_request_body_size: 1K\n",
+        extra="max_upload_size: 2M\nmax_request_body_size: 1K\n",
     )
     deployment = generate(tmp_path, shared=shared, base_port=base)
     plan = deployment.plan
@@ -699,11 +701,18 @@ async def test_nginx_routes_each_path_where_the_table_says(tmp_path: Path, nginx
             assert answer["host"] == f"127.0.0.1:{client_port}"
 
             # bodies above the larger of max_upload_size and max_request_body_size
-            upload = f"http://127.0.0.1:{client_port}/_matrix/media/v3/upload"
-            async with session.post(upload, data=b"x" * 2048) as response:
+            # are refused; large bodies pass both ways (no temporary files, which
+            # nginx's unprivileged workers might not be allowed to write)
+            media = f"http://127.0.0.1:{client_port}/_matrix/media/v3"
+            upload = b"".join(bytes([n % 251]) for n in range(2 * 1024**2))
+            async with session.post(f"{media}/upload/big", data=upload) as response:
                 assert response.status == 200
-            async with session.post(upload, data=b"x" * 2049) as response:
+                assert await response.read() == upload
+            async with session.post(f"{media}/upload", data=upload + b"x") as response:
                 assert response.status == 413
+            async with session.get(f"{media}/download/example.org/big") as response:
+                assert response.status == 200
+                assert await response.read() == b"y" * (3 * 1024**2)
 
 
 # --- bad requests -------------------------------------------------------------------
