@@ -4,6 +4,7 @@
     python -m homeserver generate-config --server-name NAME --config FILE
     python -m homeserver register-user --config FILE USER [--password P] [--admin]
     python -m homeserver registration-token --config FILE [--uses N] [--expiry-ts MS] [TOKEN]
+    python -m homeserver generate-workers --config FILE --workers events=2,sync=2 --out DIR
 
 Several ``--config`` files (a shared one, then a worker's) are merged in order, a
 later file's top-level keys replacing an earlier one's, as in Synapse.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from homeserver.config import ConfigError, HomeserverConfig, generate_config, load_config
+from homeserver.deploy.workers import DEFAULT_BASE_PORT, DeployError
 from homeserver.errors import MatrixError
 from homeserver.log_config import DEFAULT_FORMAT, LogConfigError, apply_log_config
 from homeserver.request_context import install_record_factory
@@ -69,6 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("token", nargs="?", help="the token (random if omitted)")
     tok.add_argument("--uses", type=int, default=None, help="how many registrations it allows")
     tok.add_argument("--expiry-ts", type=int, default=None, help="expiry, ms since the epoch")
+
+    workers = commands.add_parser(
+        "generate-workers",
+        help="write worker configs, nginx.conf and supervisord.conf for several processes",
+    )
+    workers.add_argument("--config", "-c", dest="sub_config", action="append")
+    workers.add_argument(
+        "--workers",
+        required=True,
+        help="roles and counts, like events=2,sync=2,client=1,federation_inbound=1 "
+        "(a+b=2: two processes holding both roles)",
+    )
+    workers.add_argument("--out", required=True, help="the directory to write to")
+    workers.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        help=f"the main process's internal port; workers take the next ones "
+        f"(default {DEFAULT_BASE_PORT})",
+    )
     return parser
 
 
@@ -154,10 +176,29 @@ async def _create_token(
         await server.close()
 
 
+def _generate_workers(args: argparse.Namespace) -> int:
+    from homeserver.deploy.generate import generate_workers
+
+    deployment = generate_workers(
+        [Path(path) for path in _config_paths(args)],
+        args.workers,
+        Path(args.out),
+        base_port=args.base_port,
+    )
+    for path in deployment.files:
+        print(f"wrote {path}")
+    names = ", ".join(process.name for process in deployment.plan.processes)
+    print(f"processes: {names}")
+    if deployment.database_from_environment:
+        print("the database is HOMESERVER_DATABASE_URL: start supervisord with it set")
+    print(f"run: supervisord -c {deployment.out_dir / 'supervisord.conf'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
-    except (UsageError, ConfigError, SchemaError, DatabaseOpenError) as exc:
+    except (UsageError, ConfigError, DeployError, SchemaError, DatabaseOpenError) as exc:
         print(f"homeserver: {exc}", file=sys.stderr)
         return 1
     except MatrixError as exc:
@@ -177,6 +218,8 @@ def _main(argv: Sequence[str] | None) -> int:
         generate_config(args.server_name, Path(args.sub_config))
         print(f"wrote {args.sub_config}")
         return 0
+    if command == "generate-workers":
+        return _generate_workers(args)
     config = load_config(_config_paths(args))
     configure_logging(config.log_level, config.log_config)
     warn_about_config(config)

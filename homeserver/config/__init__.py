@@ -26,6 +26,7 @@ from homeserver.config.homeserver_config import (
     LogLevel,
     load_config,
     parse_config,
+    read_config_files,
 )
 from homeserver.config.oidc import AttributeRequirement, OidcMappingConfig, OidcProviderConfig
 from homeserver.config.retention import RetentionConfig, RetentionPurgeJob
@@ -93,5 +94,6 @@ __all__ = [
     "load_config",
     "load_or_create_signing_key",
     "parse_config",
+    "read_config_files",
     "render_config",
 ]

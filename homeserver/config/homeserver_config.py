@@ -556,12 +556,19 @@ def load_config(
     pass ``{}`` to ignore the environment). Raises ConfigError with a one-line
     message for a missing or unreadable file, invalid YAML or invalid settings.
     """
+    return parse_config(read_config_files(paths), environ)
+
+
+def read_config_files(paths: ConfigPath | Sequence[ConfigPath]) -> object:
+    """The YAML document of one file, or of several merged in order (a later file's
+    top-level keys replacing an earlier one's), not yet validated. ConfigError for
+    a missing or unreadable file, invalid YAML, or a file that is not a mapping."""
     if isinstance(paths, str | os.PathLike):
-        return parse_config(_read_yaml(paths), environ)
+        return _read_yaml(paths)
     if not paths:
         raise ConfigError("no config file given")
     if len(paths) == 1:
-        return parse_config(_read_yaml(paths[0]), environ)
+        return _read_yaml(paths[0])
     merged: dict[object, object] = {}
     for path in paths:
         raw = _read_yaml(path)
@@ -572,7 +579,7 @@ def load_config(
                 f"{os.fspath(path)}: expected a mapping of options, got {describe(raw)}"
             )
         merged.update(raw)
-    return parse_config(merged, environ)
+    return merged
 
 
 def _read_yaml(path: ConfigPath) -> object:

@@ -125,6 +125,14 @@ def is_worker_app(value: object) -> bool | None:
         return None
 
 
+def room_writer_index(room_id: str, writers: int) -> int:
+    """The index of a room's event writer among `writers` of them: nginx's ``hash``
+    (non-consistent, the Cache::Memcached formula over CRC-32), so that an nginx
+    upstream ``hash $room_id;`` over the writers in the same order sends a room's
+    events straight to its writer. The same in every process and every run."""
+    return ((zlib.crc32(room_id.encode("utf-8")) >> 16) & 0x7FFF) % writers
+
+
 def shard_for(instances: tuple[str, ...], key: str) -> str | None:
     """The instance of `instances` that handles `key` (a room ID, a destination, a
     user ID): the same in every process and every run (CRC-32, not ``hash()``)."""
@@ -275,10 +283,9 @@ class WorkerConfig:
         return self.instance_name in self.stream_writers.writers(stream)
 
     def events_writer_for(self, room_id: str) -> str:
-        """The event writer of the room: a stable hash of its ID over the writers."""
-        writer = shard_for(self.stream_writers.events, room_id)
-        assert writer is not None  # stream_writers.events is never empty
-        return writer
+        """The event writer of the room: `room_writer_index` over the writers."""
+        writers = self.stream_writers.events
+        return writers[room_writer_index(room_id, len(writers))]
 
     def federation_sender_for(self, destination: str) -> str | None:
         """The instance that sends to `destination` (None: no known instance does)."""

@@ -24,7 +24,7 @@ from homeserver.config import (
     load_config,
     parse_config,
 )
-from homeserver.config.workers import STREAMS, shard_for
+from homeserver.config.workers import STREAMS, room_writer_index, shard_for
 
 REPO = Path(__file__).resolve().parents[2]
 NO_ENV: dict[str, str] = {}
@@ -272,15 +272,22 @@ def test_stream_writers_string_or_list() -> None:
 
 
 def test_events_writer_for_a_room_is_a_stable_hash() -> None:
-    """CRC-32 of the room ID over the writers in the order listed: the same in every
-    process and every run (Python's hash() is salted per process)."""
+    """nginx's hash (Cache::Memcached over CRC-32) of the room ID over the writers
+    in the order listed: the same in every process and every run (Python's hash()
+    is salted per process), and what an nginx ``hash $room_id`` upstream picks."""
     worker = parse_config(shared_raw(), NO_ENV).worker
     rooms = [f"!room{n}:example.org" for n in range(200)]
     for room in rooms:
-        expected = ("writer1", "writer2")[zlib.crc32(room.encode()) % 2]
-        assert worker.events_writer_for(room) == expected
+        index = ((zlib.crc32(room.encode()) >> 16) & 0x7FFF) % 2
+        assert worker.events_writer_for(room) == ("writer1", "writer2")[index]
+        assert room_writer_index(room, 2) == index
     chosen = {worker.events_writer_for(room) for room in rooms}
     assert chosen == {"writer1", "writer2"}
+    # known values, so that a change of formula is seen
+    assert (
+        room_writer_index("!a:example.org", 7)
+        == ((zlib.crc32(b"!a:example.org") >> 16) & 0x7FFF) % 7
+    )
     assert shard_for((), "x") is None
     assert worker.federation_sender_for("matrix.org") in ("sender1", "sender2")
     assert worker.pusher_for("@alice:example.org") == "pusher1"
