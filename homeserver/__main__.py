@@ -138,8 +138,9 @@ def warn_about_config(config: HomeserverConfig) -> None:
 
 def quiet_driver_loggers() -> None:
     """Drivers log statement arguments (token and password hashes) at DEBUG: never show them."""
+    level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
     for noisy in ("aiosqlite", "psycopg", "psycopg.pool"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
+        logging.getLogger(noisy).setLevel(level)
 
 
 async def _register_user(config: HomeserverConfig, user: str, password: str, admin: bool) -> str:

@@ -86,9 +86,9 @@ from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
 from homeserver.replication.endpoints import ReplicationEndpoints
 from homeserver.replication.forwarding import EventForwarder
-from homeserver.replication.runtime import Replication
 from homeserver.replication.invalidation import CacheInvalidator, CachePublisher
 from homeserver.replication.notices import NoticePublisher
+from homeserver.replication.runtime import Replication
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.retention.purge_jobs import RetentionPurgeJobs
@@ -895,7 +895,7 @@ async def wire_replication(
     receiver.on_room_event(caches.on_room_event)
     receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
     receiver.on_user_stream(caches.on_user_stream)
-    receiver.on_cache(caches.on_cache)
+    receiver.on_cache(lambda n: replication.run_soon(caches.on_cache(n)))
     receiver.on_resync(lambda _positions: notifier.wake_all())
 
 

@@ -23,7 +23,7 @@ from homeserver.config import HomeserverConfig
 from homeserver.replication.bus import RedisBus
 from homeserver.replication.client import InstanceAddress, ReplicationClient
 from homeserver.replication.event_writers import EventWriters
-from homeserver.replication.notices import EVENTS, CacheNotice, RoomEventNotice
+from homeserver.replication.notices import EVENTS, RoomEventNotice
 from homeserver.replication.positions import (
     MultiWriterStreamIdGenerator,
     ReplicatedStream,
@@ -102,6 +102,7 @@ class Replication:
     streams: dict[str, SingleWriterStreamIdGenerator] = field(default_factory=dict)
     receiver: NoticeReceiver | None = None
     events_waiter: PositionWaiter | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def create(
@@ -163,11 +164,23 @@ class Replication:
         assert self.events_waiter is not None
         await self.events_waiter.wait(position)
 
+    def run_soon(self, work: Awaitable[None]) -> None:
+        """Run the async part of applying a notice (held, and awaited on close)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("replication: applying a notice failed")
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         for stream in (self.events, *self.streams.values()):
             await stream.close()
         await self.bus.stop()
         await self.client.close()
-
-
-CacheHandler = Callable[[CacheNotice], Awaitable[None] | None]

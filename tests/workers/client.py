@@ -10,6 +10,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+# every message of the tests in one response: no limited timelines
+TIMELINE_FILTER = json.dumps({"room": {"timeline": {"limit": 100}}})
+
 
 @dataclass
 class User:
@@ -75,7 +78,7 @@ async def sync(
     since: str | None = None,
     timeout_ms: int = 0,
 ) -> dict[str, Any]:
-    params = {"timeout": str(timeout_ms)}
+    params = {"timeout": str(timeout_ms), "filter": TIMELINE_FILTER}
     if since is not None:
         params["since"] = since
     status, answer = await call(

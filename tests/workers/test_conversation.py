@@ -81,9 +81,7 @@ async def test_conversation_across_processes(deployment: Deployment) -> None:
                 seen = [b for r in responses for b in timeline_bodies(r, room)]  # type: ignore[arg-type]
                 return len(seen) >= len(texts)
 
-            _, responses = await sync_until(
-                session, _url(deployment, worker), user, since, got_all
-            )
+            _, responses = await sync_until(session, _url(deployment, worker), user, since, got_all)
             seen = [b for r in responses for b in timeline_bodies(r, room)]
             assert seen == texts
 
@@ -127,9 +125,7 @@ async def test_rooms_shared_out_between_two_writers(deployment: Deployment) -> N
                 )
                 assert status == 200, answer
                 bodies = [
-                    e["content"]["body"]
-                    for e in answer["chunk"]
-                    if e["type"] == "m.room.message"
+                    e["content"]["body"] for e in answer["chunk"] if e["type"] == "m.room.message"
                 ]
                 assert bodies == [f"{n}-1", f"{n}-0"], worker
 
