@@ -74,6 +74,15 @@ def parse_notice(payload: bytes) -> Notice:
     return notice
 
 
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task is being cancelled: redis-py, cancelled
+    during some of its awaits, tidies up and returns (or raises another error)
+    instead of letting the cancellation through."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisBus:
     """Publishes this process's notices and hands the others' to the subscribers.
 
@@ -204,6 +213,7 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _raise_if_cancelled()
                 # a dead connection, or a reconnect callback that failed
                 level = logging.WARNING if attempt == 0 else logging.DEBUG
                 logger.log(level, "replication: Redis connection lost: %s", exc)
@@ -235,6 +245,7 @@ class RedisBus:
         silent = 0
         while True:
             message = await pubsub.get_message(timeout=self.idle_ping_s)
+            _raise_if_cancelled()
             if message is None:
                 silent += 1
                 if silent > 1:
@@ -272,6 +283,7 @@ class RedisBus:
                 self._outbox.clear()
                 self._warned_backlog = False
                 await self._send(batch)
+                _raise_if_cancelled()
 
     async def _send(self, batch: list[bytes]) -> None:
         if not self._subscribed or self._client is None:

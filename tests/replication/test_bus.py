@@ -11,6 +11,7 @@ from homeserver.config.sections import RedisConfig
 from homeserver.replication.bus import CHANNEL_PREFIX, RedisBus
 from homeserver.replication.notices import (
     CacheNotice,
+    Notice,
     RoomEventNotice,
     RoomsStreamNotice,
     StreamPosition,
@@ -53,7 +54,7 @@ async def test_every_kind_of_notice_crosses(make_bus: BusFactory) -> None:
     received = Received()
     await make_bus("reader", setup=lambda bus: bus.subscribe(received))
     writer = await make_bus("writer")
-    sent = [
+    sent: list[Notice] = [
         StreamPosition("events", "writer", 3),
         RoomEventNotice("writer", "!r:t", 3, "$e", "m.room.member", "@a:t", "@b:t", ("@b:t",)),
         UserStreamNotice("writer", "to_device", 4, ("@a:t", "@b:t")),
@@ -117,8 +118,7 @@ BAD_PAYLOADS = [
     b'{"k": "pos", "stream": "events", "instance": null, "position": 1}',
     b'{"k": "user", "instance": "w", "stream": "to_device", "position": 1, "users": "@a:t"}',
     b'{"k": "user", "instance": "w", "stream": "to_device", "position": 1, "users": [1]}',
-    b'{"k": "rooms", "instance": "w", "stream": "typing", "position": 1, "rooms": [],'
-    b' "data": [1]}',
+    b'{"k": "rooms", "instance": "w", "stream": "typing", "position": 1, "rooms": [], "data": [1]}',
     b'{"k": "ev", "instance": "w", "room_id": "!r:t", "position": 1, "event_id": "$e",'
     b' "type": "m.x", "sender": "@a:t", "state_key": 5}',
     b'{"k": "cache", "instance": "w", "cache": "c", "keys": {"a": 1}}',
