@@ -29,6 +29,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from homeserver.config.sections import RedisConfig
 from homeserver.replication.notices import Notice, NoticeHandler, decode_notice, encode_notice
@@ -124,7 +126,6 @@ class RedisBus:
         self._warned_backlog = False
         self.dropped = 0  # notices dropped while disconnected
         self.connections = 0  # successful (re)subscribes so far
-        self.backoffs: list[float] = []  # the waits before each reconnect, in order
 
     # -- the surface ------------------------------------------------------------------
 
@@ -140,6 +141,8 @@ class RedisBus:
 
     def publish(self, notice: Notice) -> None:
         if not self._subscribed:
+            # Nobody would hear it. Nothing is lost: every process re-reads the
+            # positions from the database once it is connected again.
             self.dropped += 1
             return
         try:
@@ -228,7 +231,6 @@ class RedisBus:
                     await self._client.connection_pool.disconnect()
             delay = min(self.backoff_initial_s * 2**attempt, self.backoff_max_s)
             attempt += 1
-            self.backoffs.append(delay)
             await self._sleep(delay)
 
     async def _confirmed(self, pubsub: Any) -> None:
@@ -299,7 +301,8 @@ class RedisBus:
             # this process resync and publish its positions again.
             self.dropped += len(batch)
             logger.warning("replication: publishing to Redis failed: %s", exc)
-            if self._subscribed:  # else the reader is reconnecting already
+            lost = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
+            if lost and self._subscribed:  # (else the reader is reconnecting already)
                 self._restart_reader()
 
     def _restart_reader(self) -> None:
@@ -314,6 +317,5 @@ class RedisBus:
     async def _reconnect_after_failure(self, old: asyncio.Task[None]) -> None:
         await asyncio.wait([old])
         delay = self.backoff_initial_s
-        self.backoffs.append(delay)
         await self._sleep(delay)
         await self._read_forever()

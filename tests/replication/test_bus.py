@@ -268,3 +268,24 @@ async def test_stop_ends_every_task(make_bus: BusFactory) -> None:
     assert not bus.connected
     bus.publish(StreamPosition("events", "reader", 1))  # after stop: dropped quietly
     await bus.stop()  # twice is fine
+
+
+async def test_a_refused_publish_is_dropped_and_the_bus_goes_on(
+    make_bus: BusFactory, private_redis: PrivateRedis
+) -> None:
+    received = Received()
+    config = private_redis.config
+    reader = await make_bus("reader", config=config, setup=lambda bus: bus.subscribe(received))
+    writer = await make_bus("writer", config=config)
+    admin = aioredis.Redis(host="127.0.0.1", port=private_redis.port)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "default", "-publish")
+        writer.publish(StreamPosition("events", "writer", 1))
+        await wait_for(lambda: writer.dropped == 1, "the refused notice to be dropped")
+        await admin.execute_command("ACL", "SETUSER", "default", "+publish")
+    finally:
+        await admin.aclose()
+    writer.publish(StreamPosition("events", "writer", 2))
+    await wait_for(lambda: len(received.notices) == 1, "the next notice")
+    assert received.notices == [StreamPosition("events", "writer", 2)]
+    assert writer.connections == reader.connections == 1
