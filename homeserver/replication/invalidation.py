@@ -1,4 +1,147 @@
-"""AUDIT_PLACEHOLDER"""
+"""Every process's caches, invalidated from the other processes' writes (issue 17).
+
+With workers, several processes share one PostgreSQL. Each keeps in-memory caches
+that its own writes keep in step (after-commit callbacks); a write in *another*
+process reaches them only through the notices of ``notices.py``. ``CacheInvalidator``
+applies those notices to one process's caches; ``CachePublisher`` is what a writing
+service calls for the writes no stream carries. Invalidation only drops entries (or
+raises a "changed at" mark): the next read goes to the database. Reads that race an
+invalidation are not cached (each owner keeps a generation or epoch for that).
+
+Audit (``grep -rn "OrderedDict()\\|lru_cache\\|_cache\\b\\|self\\._.*: dict"`` over
+``homeserver storage client_api federation``, then each hit read). "RoomEvent",
+"UserStream" and "Cache" name the notice that invalidates; ``invalidate_*`` the owner's
+method it calls.
+
+A. Stale after another process's room event: ``on_room_event(RoomEventNotice)``
+
+=================================  ==================  =======================================
+cache (owner)                      key                 stale after -> invalidated by
+=================================  ==================  =======================================
+StateStore._current,               room                any state event (state_key set) ->
+``_current_groups``, ``_members``,                     ``StateStore.invalidate_room(room,
+``_counts``, ``_joined_servers``                       members)``: also bumps
+(storage/state.py)                                     ``member_generation``, which every cache
+                                                       below keyed by it follows
+StateStore._user_rooms             user                a membership of the user -> the same
+                                                       call, ``members=(state_key,)``
+SyncStore._heroes                  room (generation)   state change -> generation moved, and
+(storage/sync.py)                                      ``SyncStore.invalidate_room`` drops it
+RecentRoomEvents._rooms,           room                any event of the room (this process
+``_member_changes``                                    cannot follow another writer's commits)
+(storage/sync.py)                                      -> ``SyncStore.invalidate_room``: entry
+                                                       dropped; a membership is recorded for
+                                                       ``memberships_unchanged``
+RoomSummaryStore._cache            room                any event (bump stamp), state (name,
+(storage/room_summaries.py)                            counts ...) -> ``invalidate_room``
+EventStore._cache                  event ID            de-outliered (same ID) -> dropped on
+(storage/events.py)                                    every notice; redacted ->
+                                                       ``RoomEventNotice.redacts`` dropped
+EventStore._extremities            room                any event -> ``invalidate_room`` (only
+                                                       the room's writer reads them)
+MembershipCache._entries           user                a membership of the user ->
+(homeserver/sync/memberships.py)                       ``invalidate_user`` (not only the
+                                                       notifier's per-user marker)
+PresenceService._rooms_of          user                a membership of the user ->
+(homeserver/presence.py)                               ``membership_changed``
+ServiceInterest._members           (service, room)     keyed by ``member_generation``: follows
+(homeserver/appservice/interest)                       ``StateStore.invalidate_room``
+RetentionPolicies._by_event        event ID            the m.room.retention event redacted ->
+(homeserver/retention/service.py)                      ``invalidate_event``
+Notifier._room_last_change         room                any event -> the lead's notifier fan-out
+=================================  ==================  =======================================
+
+B. Stale after another writer's per-user stream: ``on_user_stream(UserStreamNotice)``
+
+=================================  ==================  =======================================
+AccountDataService._user_last,     user                account_data stream ->
+``_ignored``                                           ``invalidate_user(user, position)``
+ToDeviceService._user_last         user                to_device stream -> ``invalidate_user``
+PushRulesService._compiled         user                push_rules stream -> ``invalidate_user``
+=================================  ==================  =======================================
+
+C. Stale after a write no stream carries: ``on_cache(CacheNotice)``, published by the
+writing service through its ``CachePublisher`` (``cache_publisher=`` keyword, default a
+no-op: single-process behaviour unchanged)
+
+=================================  ==================  =======================================
+Authenticator._cache               token hash          logout, logout/all, device deletion,
+(homeserver/auth.py)                                   login replacing a device, refresh,
+                                                       password change logging out, guest
+                                                       upgrade, deactivation -> ACCESS_TOKENS
+                                                       from ``SessionService.forget_tokens``
+                                                       (every revocation goes through it):
+                                                       ``Authenticator.forget``
+Authenticator._cache (by user),    user                deactivation, lock, suspension, shadow
+``_registered``                                        ban, rate-limit override (flags the
+                                                       cached requesters carry) -> USERS from
+                                                       ``SessionService.forget_user``:
+                                                       ``Authenticator.forget_user``
+AccountDataService._ignored        user                m.ignored_user_list written ->
+(homeserver/account_data.py)                           IGNORED_USERS: ``invalidate_user``
+PushRulesService._compiled         user                a rule set, removed, enabled, actions
+(homeserver/push/rules_service)                        -> PUSH_RULES_CACHE: ``invalidate_user``
+PushEvaluator._unread_cache        user                notified by an event, sent an event
+(homeserver/push/notifications)                        (reads), read receipt, purge ->
+                                                       UNREAD_COUNTS: ``forget_counts``
+E2eKeyService._sync_keys           (user, device)      one-time/fallback keys uploaded or
+(homeserver/e2ee/keys.py)                              claimed -> ONE_TIME_KEYS:
+                                                       ``invalidate_devices``
+PusherPool._pushers                (user, app, key)    pusher set or removed, device deleted
+(homeserver/push/pushers.py)                           -> PUSHERS: ``reload_user`` (reads the
+                                                       user's pushers again)
+EventStore._cache                  event ID            expired self-destructing message,
+                                                       censored redaction -> EVENTS:
+                                                       ``invalidate_event``
+EventStore (events of the room,    room                history or whole-room purge ->
+``_room_versions``), StateStore                        ROOMS_PURGED: ``invalidate_purged_room``
+(room, its members' rooms),                            on both, ``SyncStore.invalidate_room``,
+SyncStore, RoomSummaryStore                            ``RoomSummaryStore.invalidate_room``
+=================================  ==================  =======================================
+
+D. Never stale: keyed by what never changes
+
+- state groups: ``StateStore._groups`` / ``_parents``, ``SyncStore._groups``,
+  ``HistoryVisibility._hv_by_group`` (homeserver/rooms/visibility.py),
+  ``PushEvaluator._room_states`` (push state per state group). A purge rewrites some
+  groups' delta chains (same state): ``StateStore._chains`` only sizes the next delta
+  on the room's writer, and ``invalidate_purged_room`` forgets the room's base group.
+- ``EventStore._room_versions`` (a room's version never changes; purge: C).
+- ``SyncService._filters``: a filter ID names one filter for good.
+- ``lru_cache`` of pure functions: push rule/condition compilation
+  (homeserver/push/rules.py, conditions.py), SQL placeholder translation
+  (storage/postgres.py, sqlite.py), server ACL patterns (federation/server_acl.py;
+  the ACL itself is room state: A).
+- ``EventCreator._recent_txns`` (transaction ID -> event ID: a room's sends all go to
+  its writer, and the database answers a miss).
+- profiles, room aliases and the directory, the user directory, appservice
+  registrations: not cached in memory (``RoomAliases`` lives for one delivery batch;
+  registrations are configuration).
+
+E. Per process by design (nothing another process writes can make them wrong)
+
+- sliding sync connections, lazy-loaded members sent per device (``SentMembers``),
+  to-device ``_unacked``/``_cleaned``, space hierarchy pagination sessions: per
+  connection or device; sync is routed sticky by access token (forgetting costs a
+  redundant member event or an initial response, which the spec allows).
+- ``SessionService._seen`` (last-seen write throttle), rate limit buckets (per process,
+  as Synapse), room lanes and healing, federation backoff (``_retry_at``, backfill
+  ``_failed``), well-known and server key caches (time-bounded, keyed by key ID), URL
+  preview cache (time-bounded), in-flight sets (media uploads and thumbnails, remote
+  device list resyncs, upgrades, guest eviction, consent notices).
+- admin task records (purge status) and shared-secret registration nonces: kept by
+  the process that serves ``/_synapse/admin`` (routed to main, as Synapse).
+
+F. Stream indices fed by stream notices (the core's positions and the lead's fan-out)
+
+- ``Notifier._room_last_change`` / ``_user_last_change``, receipts ``_room_last`` and
+  ``_recent``, typing, presence ``_states`` / ``_changes`` / ``_room_changed``,
+  device lists ``_room_last_change`` / ``_user_last_change``: they hold the stream
+  data itself (or where it last moved), so they are advanced by the stream notices
+  (``RoomsStreamNotice``, ``UserStreamNotice``, ``StreamPosition``) where the lead
+  wires the notifier, not dropped here. To-device and account data, whose index is
+  one number per user, are raised by ``on_user_stream`` (B).
+"""
 
 from __future__ import annotations
 
