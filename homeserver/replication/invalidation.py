@@ -34,9 +34,9 @@ RecentRoomEvents._rooms,           room                any event of the room (th
                                                        ``memberships_unchanged``
 RoomSummaryStore._cache            room                any event (bump stamp), state (name,
 (storage/room_summaries.py)                            counts ...) -> ``invalidate_room``
-EventStore._cache                  event ID            de-outliered (same ID) -> dropped on
-(storage/events.py)                                    every notice; redacted ->
-                                                       ``RoomEventNotice.redacts`` dropped
+EventStore._cache                  event ID            de-outliered (same ID) ->
+(storage/events.py)                                    ``invalidate_if_cached``; redacted ->
+                                                       ``invalidate_event(notice.redacts)``
 EventStore._extremities            room                any event -> ``invalidate_room`` (only
                                                        the room's writer reads them)
 MembershipCache._entries           user                a membership of the user ->
@@ -230,6 +230,8 @@ class RoomStateCaches(Protocol):  # storage.state.StateStore
 class EventCaches(Protocol):  # storage.events.EventStore
     def invalidate_event(self, event_id: str) -> None: ...
 
+    def invalidate_if_cached(self, event_id: str) -> None: ...
+
     def invalidate_room(self, room_id: str) -> None: ...
 
     def invalidate_purged_room(self, room_id: str) -> None: ...
@@ -336,7 +338,7 @@ class CacheInvalidator:
         """A room event another process committed."""
         room_id = notice.room_id
         # an event we hold as an outlier may have entered the timeline (de-outliered)
-        self._events.invalidate_event(notice.event_id)
+        self._events.invalidate_if_cached(notice.event_id)
         self._events.invalidate_room(room_id)
         self._summaries.invalidate_room(room_id)  # bump stamp, and state it shows
         is_member = notice.type == MEMBER and notice.state_key is not None
