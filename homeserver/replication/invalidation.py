@@ -158,6 +158,7 @@ from homeserver.replication.notices import (
     RoomEventNotice,
     UserStreamNotice,
 )
+from storage.events import StoredEvent
 
 # -- the caches other processes are told about (CacheNotice.cache) ---------------------
 
@@ -184,6 +185,11 @@ CACHE_NAMES = frozenset(
         PUSHERS,
     }
 )
+
+
+MEMBER = "m.room.member"
+REDACTION = "m.room.redaction"
+RETENTION = "m.room.retention"
 
 
 def device_key(user_id: str, device_id: str) -> str:
@@ -216,6 +222,30 @@ class CachePublisher:
         found = tuple(dict.fromkeys(keys))
         if found:
             self._publisher.publish(CacheNotice(self.instance, cache, found))
+
+
+def room_event_notice(
+    instance: str, stored: StoredEvent, users: Collection[str] = ()
+) -> RoomEventNotice:
+    """What an event writer publishes for an event it persisted at a stream position
+    (``users``: those it touches directly; a membership's target is always among
+    them), with ``redacts`` filled in so the readers drop the redacted event."""
+    event = stored.event
+    assert stored.stream_ordering is not None
+    touched = list(users)
+    if event.type == MEMBER and event.state_key is not None and event.state_key not in touched:
+        touched.append(event.state_key)
+    return RoomEventNotice(
+        instance,
+        event.room_id,
+        stored.stream_ordering,
+        event.event_id,
+        event.type,
+        event.sender,
+        event.state_key,
+        tuple(touched),
+        event.redacts if event.type == REDACTION else None,
+    )
 
 
 # -- what the invalidator needs of each owner (narrow, so tests can fake them) --------
@@ -285,11 +315,6 @@ class KeyCountCaches(Protocol):  # homeserver.e2ee.keys.E2eKeyService
 
 class ToDeviceCaches(Protocol):  # homeserver.to_device.ToDeviceService
     def invalidate_user(self, user_id: str, position: int) -> None: ...
-
-
-MEMBER = "m.room.member"
-REDACTION = "m.room.redaction"
-RETENTION = "m.room.retention"
 
 
 class CacheInvalidator:
