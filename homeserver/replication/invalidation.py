@@ -114,9 +114,11 @@ D. Never stale: keyed by what never changes
   the ACL itself is room state: A).
 - ``EventCreator._recent_txns`` (transaction ID -> event ID: a room's sends all go to
   its writer, and the database answers a miss).
-- profiles, room aliases and the directory, the user directory, appservice
-  registrations: not cached in memory (``RoomAliases`` lives for one delivery batch;
-  registrations are configuration).
+- not cached in memory at all: profiles, devices, remote device lists, account and
+  token rows, room aliases and the directory, the user directory (every store but
+  events, state, sync and room summaries reads the database each time);
+  ``RoomAliases`` lives for one appservice delivery batch; appservice registrations
+  are configuration.
 
 E. Per process by design (nothing another process writes can make them wrong)
 
@@ -131,6 +133,9 @@ E. Per process by design (nothing another process writes can make them wrong)
   device list resyncs, upgrades, guest eviction, consent notices).
 - admin task records (purge status) and shared-secret registration nonces: kept by
   the process that serves ``/_synapse/admin`` (routed to main, as Synapse).
+- appservice delivery positions (``AppServiceDelivery._stored_positions``: the one
+  instance of ``notify_appservices_from_worker``) and third-party protocol answers
+  (``ThirdPartyLookups._protocols``, time-bounded).
 
 F. Stream indices fed by stream notices (the core's positions and the lead's fan-out)
 
