@@ -671,6 +671,7 @@ class Homeserver:
                 memberships=sync.memberships,
                 presence=ephemeral.presence,
                 to_device=ephemeral.to_device,
+                receipts=ephemeral.receipts,
                 pushers=push.pushers,
                 retention=retention_policies,
                 key_counts=e2ee.keys,

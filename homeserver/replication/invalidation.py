@@ -139,13 +139,14 @@ E. Per process by design (nothing another process writes can make them wrong)
 
 F. Stream indices fed by stream notices (the core's positions and the lead's fan-out)
 
-- ``Notifier._room_last_change`` / ``_user_last_change``, receipts ``_room_last`` and
-  ``_recent``, typing, presence ``_states`` / ``_changes`` / ``_room_changed``,
-  device lists ``_room_last_change`` / ``_user_last_change``: they hold the stream
-  data itself (or where it last moved), so they are advanced by the stream notices
-  (``RoomsStreamNotice``, ``UserStreamNotice``, ``StreamPosition``) where the lead
-  wires the notifier, not dropped here. To-device and account data, whose index is
-  one number per user, are raised by ``on_user_stream`` (B).
+- ``Notifier._room_last_change`` / ``_user_last_change``, typing, presence
+  ``_states`` / ``_changes`` / ``_room_changed``, device lists ``_room_last_change`` /
+  ``_user_last_change``: they hold the stream data itself (or where it last moved),
+  so they are advanced by the stream notices (``RoomsStreamNotice``,
+  ``UserStreamNotice``, ``StreamPosition``) where the lead wires the notifier, not
+  dropped here. Those whose index is one number per user or room are raised here:
+  to-device and account data by ``on_user_stream`` (B), receipts
+  (``ReceiptService._room_last``, and ``_recent`` dropped) by ``on_rooms_stream``.
 """
 
 from __future__ import annotations
@@ -156,11 +157,13 @@ from typing import Protocol
 from homeserver.replication.notices import (
     ACCOUNT_DATA,
     PUSH_RULES,
+    RECEIPTS,
     TO_DEVICE,
     CacheNotice,
     NoPublisher,
     NoticePublisher,
     RoomEventNotice,
+    RoomsStreamNotice,
     UserStreamNotice,
 )
 from storage.events import StoredEvent
@@ -298,6 +301,10 @@ class UnreadCaches(Protocol):  # homeserver.push.notifications.PushEvaluator
     def forget_counts(self, user_ids: Collection[str]) -> None: ...
 
 
+class ReceiptCaches(Protocol):  # homeserver.receipts.ReceiptService
+    def invalidate_room(self, room_id: str, position: int) -> None: ...
+
+
 class PusherCaches(Protocol):  # homeserver.push.pushers.PusherPool
     async def reload_user(self, user_id: str) -> None: ...
 
@@ -345,6 +352,7 @@ class CacheInvalidator:
         memberships: MembershipHistoryCaches,
         presence: PresenceCaches,
         to_device: ToDeviceCaches | None = None,
+        receipts: ReceiptCaches | None = None,
         pushers: PusherCaches | None = None,
         retention: RetentionCaches | None = None,
         key_counts: KeyCountCaches | None = None,
@@ -360,6 +368,7 @@ class CacheInvalidator:
         self._memberships = memberships
         self._presence = presence
         self._to_device = to_device
+        self._receipts = receipts
         self._pushers = pushers
         self._retention = retention
         self._key_counts = key_counts
@@ -399,6 +408,14 @@ class CacheInvalidator:
                 self._push_rules.invalidate_user(user_id)
             elif notice.stream == TO_DEVICE and self._to_device is not None:
                 self._to_device.invalidate_user(user_id, notice.position)
+
+    def on_rooms_stream(self, notice: RoomsStreamNotice) -> None:
+        """A change of a per-room ephemeral stream another process wrote (receipts:
+        their recent receipts per room; typing lives in the writer's memory and is
+        carried by the notice's data, for the stream fan-out to apply)."""
+        if notice.stream == RECEIPTS and self._receipts is not None:
+            for room_id in notice.rooms:
+                self._receipts.invalidate_room(room_id, notice.position)
 
     async def on_cache(self, notice: CacheNotice) -> None:
         """Entries of a named cache another process made stale."""

@@ -35,9 +35,11 @@ from homeserver.replication.notices import (
     PUSH_RULES,
     RECEIPTS,
     TO_DEVICE,
+    TYPING,
     CacheNotice,
     Notice,
     RoomEventNotice,
+    RoomsStreamNotice,
     UserStreamNotice,
     decode_notice,
     encode_notice,
@@ -79,6 +81,7 @@ def invalidator(calls: Calls) -> CacheInvalidator:
         memberships=calls,
         presence=calls,
         to_device=calls,
+        receipts=calls,
         pushers=calls,
         retention=calls,
         key_counts=calls,
@@ -156,6 +159,14 @@ def test_user_streams_drop_the_users_entries() -> None:
         ("invalidate_user", "@a:hs"),
         ("invalidate_user", "@c:hs", 9),
     ]
+
+
+def test_receipts_drop_the_rooms_recent_receipts() -> None:
+    calls = Calls()
+    inv = invalidator(calls)
+    inv.on_rooms_stream(RoomsStreamNotice("A", RECEIPTS, 4, ("!r:hs", "!s:hs")))
+    inv.on_rooms_stream(RoomsStreamNotice("A", TYPING, 5, ("!r:hs",), {"!r:hs": ["@a:hs"]}))
+    assert calls.log == [("invalidate_room", "!r:hs", 4), ("invalidate_room", "!s:hs", 4)]
 
 
 @pytest.mark.parametrize(
