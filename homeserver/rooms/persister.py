@@ -21,7 +21,8 @@ from homeserver.clock import Clock
 from homeserver.events import Event
 from homeserver.metrics.components import EventMetrics
 from homeserver.notifier import Notifier
-from homeserver.replication.notices import NoPublisher, NoticePublisher, RoomEventNotice
+from homeserver.replication.invalidation import room_event_notice
+from homeserver.replication.notices import NoPublisher, NoticePublisher
 from homeserver.rooms.state_resolution import StateResolver
 from homeserver.streams import StreamPositions
 from storage.database import Transaction
@@ -178,19 +179,7 @@ class EventPersister:
                 if event.type == "m.room.member" and event.state_key is not None:
                     users.append(event.state_key)
                 heapq.heappush(self._unannounced, (position, event.room_id, users))
-                self.publisher.publish(
-                    RoomEventNotice(
-                        self.instance_name,
-                        event.room_id,
-                        position,
-                        event.event_id,
-                        event.type,
-                        event.sender,
-                        event.state_key,
-                        tuple(users),
-                        redacts=event.redacts,
-                    )
-                )
+                self.publisher.publish(room_event_notice(self.instance_name, stored, users))
         finally:
             if stream is not None:
                 for taken in allocated:
