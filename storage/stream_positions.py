@@ -69,11 +69,23 @@ class StreamPositionStore:
 
     async def next_stream_id(self, sequence: str) -> int:
         """A new position from ``sequence`` (its own short write transaction)."""
+        return (await self.next_stream_ids(sequence, 1))[0]
 
-        async def take(txn: Transaction) -> int:
-            return await self.next_stream_id_txn(txn, sequence)
+    async def next_stream_ids(self, sequence: str, count: int) -> list[int]:
+        """``count`` new positions from ``sequence``, in increasing order, in one
+        short write transaction."""
+        self._require_sequences()
+        name = _checked(sequence)
+        if count <= 0:
+            return []
 
-        return await self.db.run_transaction("next_stream_id", take)
+        async def take(txn: Transaction) -> list[int]:
+            rows = await txn.fetchall(
+                f"SELECT nextval('{name}') FROM generate_series(1, $1)", count
+            )
+            return sorted(int(r[0]) for r in rows)
+
+        return await self.db.run_transaction("next_stream_ids", take)
 
     async def next_stream_id_txn(self, txn: Transaction, sequence: str) -> int:
         self._require_sequences()

@@ -205,6 +205,9 @@ class MultiWriterStreamIdGenerator:
         # per allocation asked of the sequence and not answered yet, the highest
         # position known handed out when it was asked: its answer is above that
         self._fetch_floors: list[int] = []
+        # allocate_async's askers waiting for the next fetch, and the task fetching
+        self._wanted: list[asyncio.Future[int]] = []
+        self._fetcher: asyncio.Task[None] | None = None
         # the highest position known to be handed out by anyone
         self._max_seen = 0
         self._synced = False
@@ -219,8 +222,9 @@ class MultiWriterStreamIdGenerator:
     # -- allocating (writers) ---------------------------------------------------------
 
     async def allocate_async(self) -> int:
-        """A new position (the sequence's next value) in its own short transaction."""
-        return await self._allocate(lambda: self._store.next_stream_id(self._sequence))
+        """A new position (the sequence's next value). Allocations asked for while
+        another is being fetched are fetched together, in one short transaction."""
+        return await self._allocate(self._fetch_batched)
 
     async def allocate_txn(self, txn: Transaction) -> int:
         """A new position taken inside ``txn`` (``finish`` it once ``txn`` has ended)."""
@@ -253,6 +257,37 @@ class MultiWriterStreamIdGenerator:
         self._max_seen = max(self._max_seen, position)
         self._advance_own()
         return position
+
+    async def _fetch_batched(self) -> int:
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._wanted.append(waiter)
+        if self._fetcher is None:
+            self._fetcher = asyncio.get_running_loop().create_task(self._fetch_wanted())
+        return await waiter
+
+    async def _fetch_wanted(self) -> None:
+        """One fetch at a time, for every allocation asked for meanwhile (an asker
+        that gave up leaves a gap: its position is never persisted)."""
+        try:
+            while self._wanted:
+                batch, self._wanted = self._wanted, []
+                try:
+                    positions = await self._store.next_stream_ids(self._sequence, len(batch))
+                except BaseException as exc:
+                    for waiter in batch:
+                        if not waiter.done():
+                            if isinstance(exc, Exception):
+                                waiter.set_exception(exc)
+                            else:
+                                waiter.cancel()
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for waiter, position in zip(batch, positions, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(position)
+        finally:
+            self._fetcher = None
 
     def finish(self, position: int) -> None:
         """``position`` (allocated here) committed or was abandoned."""
@@ -347,7 +382,14 @@ class MultiWriterStreamIdGenerator:
         self._recompute()
 
     async def close(self) -> None:
-        """Stop recording (the task of a write in flight is cancelled)."""
+        """Stop fetching and recording (tasks in flight are cancelled)."""
+        fetcher, self._fetcher = self._fetcher, None
+        if fetcher is not None:
+            fetcher.cancel()
+            await asyncio.wait([fetcher])
+        for waiter in self._wanted:
+            waiter.cancel()
+        self._wanted = []
         if self._recorder is not None:
             await self._recorder.close()
 

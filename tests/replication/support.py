@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from homeserver.replication.notices import Notice, StreamPosition
-from storage.database import Database
+from storage.database import Database, Transaction
 from storage.stream_positions import StreamPositionStore
 
 
@@ -65,23 +65,45 @@ def positions_of(notices: list[Notice]) -> list[int]:
 
 
 class GatedStore(StreamPositionStore):
-    """A store whose allocations, once the sequence has handed the value out, wait
-    for the test to let them answer (``hold`` True)."""
+    """A store whose allocations, once the sequence has handed the values out, wait
+    for the test to let them answer: ``hold`` for the batches of ``allocate_async``,
+    ``hold_txn`` for ``allocate_txn``."""
 
-    def __init__(self, db: Database, *, hold: bool = False) -> None:
+    def __init__(self, db: Database, *, hold: bool = False, hold_txn: bool = False) -> None:
         super().__init__(db)
         self.hold = hold
-        self.waiting: list[tuple[int, asyncio.Future[None]]] = []
+        self.hold_txn = hold_txn
+        self.waiting: list[tuple[list[int], asyncio.Future[None]]] = []
 
-    async def next_stream_id(self, sequence: str) -> int:
-        position = await super().next_stream_id(sequence)
+    async def next_stream_ids(self, sequence: str, count: int) -> list[int]:
+        positions = await super().next_stream_ids(sequence, count)
         if self.hold:
-            gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.waiting.append((position, gate))
-            await gate
+            await self._gate(positions)
+        return positions
+
+    async def next_stream_id_txn(self, txn: Transaction, sequence: str) -> int:
+        position = await super().next_stream_id_txn(txn, sequence)
+        if self.hold_txn:
+            await self._gate([position])
         return position
 
-    def answer(self, index: int = 0) -> int:
-        position, gate = self.waiting.pop(index)
-        gate.set_result(None)
-        return position
+    async def _gate(self, positions: list[int]) -> None:
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((positions, gate))
+        await gate
+
+    def release_all(self) -> None:
+        """Answer everything, and hold nothing from now on (a test's teardown)."""
+        self.hold = self.hold_txn = False
+        while self.waiting:
+            self.answer()
+
+    def handed_out(self) -> list[int]:
+        """The values handed out and not answered yet."""
+        return [p for positions, _ in self.waiting for p in positions]
+
+    def answer(self, index: int = 0) -> list[int]:
+        positions, gate = self.waiting.pop(index)
+        if not gate.done():  # (done: its asker was cancelled)
+            gate.set_result(None)
+        return positions

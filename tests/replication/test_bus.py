@@ -279,10 +279,10 @@ async def test_a_refused_publish_is_dropped_and_the_bus_goes_on(
     writer = await make_bus("writer", config=config)
     admin = aioredis.Redis(host="127.0.0.1", port=private_redis.port)
     try:
-        await admin.execute_command("ACL", "SETUSER", "default", "-publish")
+        await admin.execute_command("ACL", "SETUSER", "default", "-publish")  # type: ignore[no-untyped-call]
         writer.publish(StreamPosition("events", "writer", 1))
         await wait_for(lambda: writer.dropped == 1, "the refused notice to be dropped")
-        await admin.execute_command("ACL", "SETUSER", "default", "+publish")
+        await admin.execute_command("ACL", "SETUSER", "default", "+publish")  # type: ignore[no-untyped-call]
     finally:
         await admin.aclose()
     writer.publish(StreamPosition("events", "writer", 2))

@@ -32,6 +32,7 @@ async def make_generators(pg: Database) -> AsyncIterator[MakeGenerators]:
     """Generators of the events stream for the named processes, joined in one
     Network; each resynced (writers before readers) unless told otherwise."""
     made: list[MultiWriterStreamIdGenerator] = []
+    gated: list[GatedStore] = []
 
     async def factory(
         network: Network,
@@ -45,6 +46,8 @@ async def make_generators(pg: Database) -> AsyncIterator[MakeGenerators]:
         generators: Generators = {}
         for name in names:
             store = (stores or {}).get(name) or StreamPositionStore(pg)
+            if isinstance(store, GatedStore):
+                gated.append(store)
             generator = MultiWriterStreamIdGenerator(
                 "events", name, writers, store, network.publisher(name), clock or FakeClock()
             )
@@ -57,6 +60,8 @@ async def make_generators(pg: Database) -> AsyncIterator[MakeGenerators]:
         return generators
 
     yield factory
+    for store in gated:
+        store.release_all()  # (a failed test may have left some held)
     for generator in made:
         await generator.close()
 
@@ -242,7 +247,7 @@ async def test_a_pending_allocation_stops_an_idle_claim(
     await wait_for(lambda: len(held.waiting) == 1, "w1's allocation to be handed out")
     w2.finish(await w2.allocate_async())
     await settle(network, gens)
-    pending = held.waiting[0][0]
+    pending = held.handed_out()[0]
     assert reader.current() < pending
     held.answer()
     position = await taking
@@ -291,31 +296,30 @@ async def test_a_writer_moves_the_sequence_past_what_one_process_stored(
 # -- random interleavings ----------------------------------------------------------------
 
 
-def handed_out(store: GatedStore, before: int) -> bool:
-    return len(store.waiting) > before
-
-
 @pytest.mark.parametrize("seed", range(6))
 async def test_no_process_passes_an_unpersisted_position(
     make_generators: MakeGenerators, pg: Database, seed: int
 ) -> None:
-    """Two writers allocating (some answers held back), finishing out of order, and
-    notices delivered in any order between links: no process's ``current()`` ever
-    reaches a position allocated and not finished, it never goes back, and once
-    everything has finished and been told every process reaches the last one."""
+    """Two writers allocating (in batches, or inside transactions; answers held back
+    and given in any order), finishing out of order, and notices delivered in any
+    order between links: no process's ``current()`` ever reaches a position handed
+    out and not finished, it never goes back, and once everything has finished and
+    been told every process reaches the last one."""
     rng = random.Random(seed)
     network = Network()
-    stores = {w: GatedStore(pg, hold=True) for w in WRITERS}
+    stores = {w: GatedStore(pg) for w in WRITERS}
     gens = await make_generators(network, stores=stores)
     for store in stores.values():
-        store.hold = True
+        store.hold = store.hold_txn = True
     in_flight: dict[str, set[int]] = {w: set() for w in WRITERS}
-    taking: dict[str, list[asyncio.Task[int]]] = {w: [] for w in WRITERS}
+    pending: dict[str, list[asyncio.Task[int]]] = {w: [] for w in WRITERS}
+    in_txn: list[asyncio.Task[int]] = []  # (one at a time: it holds a connection)
+    taken: list[int] = []
     seen = dict.fromkeys(gens, 0)
 
     def check() -> None:
         unfinished = [p for w in WRITERS for p in in_flight[w]]
-        unfinished += [p for w in WRITERS for p, _ in stores[w].waiting]
+        unfinished += [p for w in WRITERS for p in stores[w].handed_out()]
         for name, generator in gens.items():
             current = generator.current()
             assert current >= seen[name], f"{name} went back"
@@ -324,27 +328,45 @@ async def test_no_process_passes_an_unpersisted_position(
                 f"{name} at {current} passed unfinished {sorted(unfinished)}"
             )
 
-    async def answer(writer: str) -> None:
-        index = rng.randrange(len(stores[writer].waiting))
-        position = stores[writer].answer(index)
-        await wait_for(
-            lambda: any(t.done() and t.result() == position for t in taking[writer]),
-            "the allocation to return",
-        )
-        in_flight[writer].add(position)
+    def harvest(writer: str) -> int:
+        done = [t for t in pending[writer] if t.done()]
+        for task in done:
+            pending[writer].remove(task)
+            in_flight[writer].add(task.result())
+            taken.append(task.result())
+        return len(done)
+
+    async def answer(writer: str, index: int) -> None:
+        answered = len(stores[writer].answer(index))
+        got = 0
+
+        def returned() -> bool:
+            nonlocal got
+            got += harvest(writer)
+            return got >= answered
+
+        await wait_for(returned, "the answered allocations to return")
+
+    def allocate(writer: str) -> None:
+        loop = asyncio.get_running_loop()
+        generator = gens[writer]
+        if not in_txn and rng.random() < 0.3:
+            task = loop.create_task(
+                pg.run_transaction("allocate", lambda txn: generator.allocate_txn(txn))
+            )
+            in_txn.append(task)
+            task.add_done_callback(lambda _: in_txn.clear())
+        else:
+            task = loop.create_task(generator.allocate_async())
+        pending[writer].append(task)
 
     for _ in range(150):
         writer = rng.choice(WRITERS)
         action = rng.random()
-        if action < 0.25 and len(stores[writer].waiting) < 3:
-            count = len(stores[writer].waiting)
-            taking[writer].append(
-                asyncio.get_running_loop().create_task(gens[writer].allocate_async())
-            )
-            store = stores[writer]
-            await wait_for(partial(handed_out, store, count), "a value handed out")
+        if action < 0.25 and len(pending[writer]) < 4:
+            allocate(writer)
         elif action < 0.45 and stores[writer].waiting:
-            await answer(writer)
+            await answer(writer, rng.randrange(len(stores[writer].waiting)))
         elif action < 0.65 and in_flight[writer]:
             position = rng.choice(sorted(in_flight[writer]))
             in_flight[writer].discard(position)
@@ -353,21 +375,87 @@ async def test_no_process_passes_an_unpersisted_position(
             network.deliver_one(rng.choice(network.links_with_mail()))
         else:
             await gens["reader"].resync()
-        await asyncio.sleep(0)  # let recorded rows republish meanwhile
+        await asyncio.sleep(0)  # let allocations and recorded rows go on meanwhile
         check()
 
     for writer in WRITERS:
-        while stores[writer].waiting:
-            await answer(writer)
+        while pending[writer]:
+            await wait_for(
+                partial(lambda w: bool(stores[w].waiting) or not pending[w], writer),
+                "an allocation to answer",
+            )
+            if stores[writer].waiting:
+                await answer(writer, 0)
+            check()
         for position in sorted(in_flight[writer], reverse=True):
             in_flight[writer].discard(position)
             gens[writer].finish(position)
         check()
     await settle(network, gens)
     check()
-    last = max(t.result() for w in WRITERS for t in taking[w]) if any(taking.values()) else 0
     for name, generator in gens.items():
-        assert generator.current() >= last, name
+        assert generator.current() >= max(taken, default=0), name
+
+
+async def test_an_allocation_in_a_transaction_answered_late_holds_the_writer(
+    make_generators: MakeGenerators, pg: Database
+) -> None:
+    """Inside a transaction the sequence hands w1 a value; a batch allocated after it
+    comes back first and finishes: w1 must stay below the first value."""
+    network = Network()
+    held = GatedStore(pg, hold_txn=True)
+    gens = await make_generators(network, stores={"w1": held})
+    w1, reader = gens["w1"], gens["reader"]
+    first = asyncio.get_running_loop().create_task(
+        pg.run_transaction("allocate", lambda txn: w1.allocate_txn(txn))
+    )
+    await wait_for(lambda: bool(held.waiting), "the first value to be handed out")
+    late = held.handed_out()[0]
+    second = await w1.allocate_async()
+    assert second > late
+    w1.finish(second)
+    await settle(network, gens)
+    assert w1.positions()["w1"] < late and reader.current() < late
+    held.answer()
+    assert await first == late
+    await settle(network, gens)
+    assert reader.current() == late - 1
+    w1.finish(late)
+    await settle(network, gens)
+    assert reader.current() == second
+
+
+async def test_concurrent_allocations_are_fetched_together(
+    make_generators: MakeGenerators, pg: Database
+) -> None:
+    network = Network()
+    held = GatedStore(pg, hold=True)
+    gens = await make_generators(network, ("w1",), writers=("w1",), stores={"w1": held})
+    w1 = gens["w1"]
+    loop = asyncio.get_running_loop()
+    first = loop.create_task(w1.allocate_async())
+    await wait_for(lambda: bool(held.waiting), "the first fetch")
+    rest = [loop.create_task(w1.allocate_async()) for _ in range(5)]
+    await asyncio.sleep(0)
+    held.answer()
+    await first
+    await wait_for(lambda: bool(held.waiting), "the second fetch")
+    assert len(held.waiting[0][0]) == 5  # the five asked meanwhile, in one
+    held.answer()
+    positions = [await t for t in rest]
+    assert positions == sorted(positions) and positions[0] > first.result()
+
+
+async def test_closing_a_writer_ends_the_allocations_in_flight(
+    make_generators: MakeGenerators, pg: Database
+) -> None:
+    held = GatedStore(pg, hold=True)
+    gens = await make_generators(Network(), ("w1",), writers=("w1",), stores={"w1": held})
+    asking = asyncio.get_running_loop().create_task(gens["w1"].allocate_async())
+    await wait_for(lambda: bool(held.waiting), "the fetch")
+    await gens["w1"].close()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
 
 
 # -- one writer, readers elsewhere ----------------------------------------------------

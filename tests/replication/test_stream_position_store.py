@@ -127,3 +127,11 @@ async def test_the_migration_starts_the_sequences_after_the_stored_events(pg: Da
     assert await store.next_stream_id("events_backfill_stream_seq") == 8
     assert await store.positions("events") == {}
     assert await Stores.over(pg).to_device.max_stream_id() == 12
+
+
+async def test_several_positions_at_once(pg: Database) -> None:
+    store = StreamPositionStore(pg)
+    assert await store.next_stream_ids("events_stream_seq", 0) == []
+    taken = await store.next_stream_ids("events_stream_seq", 5)
+    assert taken == list(range(taken[0], taken[0] + 5))
+    assert await store.next_stream_id("events_stream_seq") == taken[-1] + 1
