@@ -273,6 +273,9 @@ class Homeserver:
             )
             persister.publisher = replication.bus
             persister.instance_name = replication.instance
+            # the stream also rises with the other writers' positions: this writer's
+            # own committed events wait for that before they are announced
+            replication.events.add_advance_listener(lambda _current: persister.announce())
             await replication.prepare_events(
                 await stores.events.max_stream_ordering(),
                 await stores.events.min_stream_ordering(),

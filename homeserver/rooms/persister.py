@@ -135,7 +135,7 @@ class EventPersister:
         self.publisher: NoticePublisher = NoPublisher()
         self.instance_name = "master"
 
-    def _announce(self) -> None:
+    def announce(self) -> None:
         """Wake the listeners of every committed event the stream has reached."""
         current = self.events_stream.current()
         while self._unannounced and self._unannounced[0][0] <= current:
@@ -184,7 +184,7 @@ class EventPersister:
             if stream is not None:
                 for taken in allocated:
                     stream.finish(taken)
-            self._announce()
+            self.announce()
         if context.backfilled:
             return stored  # history: nothing happens now because of it
         await self._after_persist(stored)
