@@ -17,6 +17,11 @@ a room of three servers (ours, Synapse, our second instance) where all send at o
 and every user sees every message (``--runs`` times); Synapse stopped and started
 again, and our backlog delivered once it is back; and finally runs ``fedcheck.py`` in
 both directions. Prints PASS/FAIL per step and exits non-zero if any failed.
+
+``--workers SPEC`` (e.g. ``events=2,sync=1,federation_inbound=1,federation_sender=1``)
+runs our first server as a deployment with workers instead: a new PostgreSQL database
+(``HOMESERVER_TEST_PG``), Redis on 127.0.0.1:6379, ``generate-workers`` and
+``supervisord``, with nginx on the same client and TLS federation ports.
 """
 
 from __future__ import annotations
@@ -553,6 +558,69 @@ def start_ours(workdir: Path, port: int) -> subprocess.Popen[bytes]:
         )
 
 
+class WorkersDeployment:
+    """Our server as main + workers behind nginx, under supervisord."""
+
+    def __init__(self, workdir: Path, port: int, spec: str) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        admin_conninfo = os.environ.get(
+            "HOMESERVER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+        )
+        self.admin_conninfo = admin_conninfo
+        self.database = f"hs_interop_{secrets.token_hex(4)}"
+        with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.database}"')
+        admin = conninfo_to_dict(admin_conninfo)
+        path = write_config(workdir, port)
+        config = json.loads(path.read_text())
+        config["database"] = {
+            "name": "psycopg",
+            "args": {
+                "user": admin.get("user", "postgres"),
+                "host": admin.get("host", "127.0.0.1"),
+                "port": int(admin.get("port", 5432)),
+                "dbname": self.database,
+            },
+        }
+        config["redis"] = {"enabled": True}
+        path.write_text(json.dumps(config, indent=2))
+        out = workdir / "deploy"
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "homeserver", "generate-workers", "-c", str(path)),
+                *("--workers", spec, "--out", str(out), "--base-port", str(port + 100)),
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        self.conf = out / "supervisord.conf"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.conf)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        import psycopg
+
+        subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.conf), "shutdown"],
+            capture_output=True,
+        )
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        with psycopg.connect(self.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
 def start_synapse(name: str, port: int, fresh: bool) -> None:
     env = dict(os.environ, SYN_LOG_LEVEL="INFO")
     if fresh:
@@ -587,11 +655,23 @@ def main() -> None:
         "--only-three", action="store_true", help="only the three-server room scenario"
     )
     parser.add_argument("--keep-synapse", action="store_true")
+    parser.add_argument(
+        "--workers", default=None, help="run our first server with these generate-workers roles"
+    )
     args = parser.parse_args()
     second_port = args.second_port or args.port + 2
     workdir = Path(tempfile.mkdtemp(prefix="interop-"))
     report = Report()
-    ours = start_ours(workdir / "a", args.port)
+    if args.workers:
+        deployment = WorkersDeployment(workdir / "a", args.port, args.workers)
+        stop_first: Callable[[], None] = deployment.stop
+        print(f"ours: main + workers {args.workers}, logs {workdir / 'a' / 'deploy' / 'logs'}")
+    else:
+        ours = start_ours(workdir / "a", args.port)
+
+        def stop_first() -> None:
+            stop_ours(ours)
+
     second = start_ours(workdir / "c", second_port)
     try:
         start_synapse(args.synapse_name, args.synapse_port, True)
@@ -610,7 +690,7 @@ def main() -> None:
             )
         )
     finally:
-        stop_ours(ours)
+        stop_first()
         stop_ours(second)
         if not args.keep_synapse:
             stop_synapse(args.synapse_name)
