@@ -12,15 +12,19 @@ through ``EventCreator.send`` (no HTTP), in this one process:
   any connection), background work of the server included. The proxy adds latency,
   so that phase is not timed.
 
-Run it on this checkout, or on another one (``--code DIR``, e.g. a ``git worktree``
-or ``git archive`` of main) for a before/after::
+Also printed: this process's CPU time per send (``time.process_time``), which a
+loaded machine disturbs less than the wall clock.
+
+Run it on this checkout, or on another one (``--code DIR``, e.g. a ``git archive`` of
+main), or on both with ``--against DIR``: their runs then alternate (each in its own
+process), so that both see about the same load of a shared machine::
 
     python bench/pg_round_trips.py [--messages 300] [--counted 50] [--runs 3]
                                    [--conninfo "host=127.0.0.1 port=5432 user=postgres"]
-                                   [--code DIR]
+                                   [--code DIR] [--against DIR]
 
-Each run uses a new database, dropped at the end; the best run of ``--runs`` is
-printed last. Asserts nothing.
+Each run uses a new database, dropped at the end; the best run (by ms per send) of
+each checkout is printed last. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import secrets
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -191,7 +196,9 @@ async def one_run(args: argparse.Namespace, params: dict[str, str]) -> dict[str,
             server = await Homeserver.build(config, clock=Clock())
             try:
                 await send_messages(server, room_id, user_id, 20)  # warm caches and pool
+                cpu_start = time.process_time()
                 durations = await send_messages(server, room_id, user_id, args.messages)
+                cpu = time.process_time() - cpu_start
             finally:
                 await server.close()
     finally:
@@ -202,9 +209,19 @@ async def one_run(args: argparse.Namespace, params: dict[str, str]) -> dict[str,
     return {
         "ms_per_send": round(1000 * statistics.fmean(durations), 2),
         "median_ms": round(1000 * statistics.median(durations), 2),
+        "cpu_ms_per_send": round(1000 * cpu / args.messages, 2),
         "statements_per_send": round((after[0] - before[0]) / args.counted, 1),
         "round_trips_per_send": round((after[1] - before[1]) / args.counted, 1),
     }
+
+
+def run_in_process(args: argparse.Namespace, code: str) -> dict[str, float]:
+    """One run on ``code``'s checkout, in a process of its own (its modules apart)."""
+    command = [sys.executable, os.path.abspath(__file__), "--runs", "1", "--code", code]
+    command += ["--messages", str(args.messages), "--counted", str(args.counted)]
+    command += ["--conninfo", args.conninfo]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out.strip().splitlines()[-1])["best"])
 
 
 def main() -> None:
@@ -216,8 +233,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--conninfo", default="host=127.0.0.1 port=5432 user=postgres")
     parser.add_argument("--code", default=ROOT, help="the checkout whose code runs")
+    parser.add_argument("--against", default=None, help="another checkout, run in turn")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(args.code).resolve()))
+    code = str(Path(args.code).resolve())
+    if args.against:
+        checkouts = [code, str(Path(args.against).resolve())]
+        results: dict[str, list[dict[str, float]]] = {c: [] for c in checkouts}
+        for run in range(args.runs):
+            for checkout in checkouts:
+                row = run_in_process(args, checkout)
+                print(json.dumps({"code": checkout, "run": run, **row}), flush=True)
+                results[checkout].append(row)
+        for checkout, done in results.items():
+            best = min(done, key=lambda r: r["ms_per_send"])
+            print(json.dumps({"code": checkout, "best": best}))
+        return
+    sys.path.insert(0, code)
     from psycopg.conninfo import conninfo_to_dict
 
     params = {k: str(v) for k, v in conninfo_to_dict(args.conninfo).items()}
@@ -227,7 +258,7 @@ def main() -> None:
         print(json.dumps({"run": run, **row}), flush=True)
         rows.append(row)
     best = min(rows, key=lambda r: r["ms_per_send"])
-    print(json.dumps({"code": str(Path(args.code).resolve()), "best": best}))
+    print(json.dumps({"code": code, "best": best}))
 
 
 if __name__ == "__main__":
