@@ -27,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -47,6 +47,8 @@ from storage.database import (
     translate_numbered,
 )
 from storage.ids import IdGenerator, SequenceIdGenerator
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=4096)
@@ -96,6 +98,7 @@ def _map_error(exc: psycopg.Error) -> Exception:
 
 Pending = list[tuple[str, list[tuple[Any, ...]]]]
 _OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+_PIPELINE_OFF = psycopg.pq.PipelineStatus.OFF
 
 
 class PostgresTransaction(Transaction):
@@ -157,6 +160,11 @@ class PostgresTransaction(Transaction):
                 raise failure
         except psycopg.Error as exc:
             raise _map_error(exc) from exc
+        finally:
+            if conn.pgconn.pipeline_status != _PIPELINE_OFF and not conn.closed:
+                # Still in pipeline mode: cancelled as it entered it (psycopg then never
+                # leaves it). Closed, the pool replaces it rather than lending it out.
+                await conn.close()
         if end is not None:
             self._ended = True
         return cursors
@@ -231,6 +239,25 @@ class PostgresTransaction(Transaction):
             with contextlib.suppress(psycopg.Error):
                 await self._conn.execute("ROLLBACK")
         self._ended = True
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s outcome, awaited to its end even if the caller is cancelled meanwhile
+    (the cancellation is raised after it). The end of a transaction must be: its
+    pipelined statements hold the connection's lock one at a time, so a connection
+    given back to the pool in between would be used by two at once."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # (retrieved: the cancellation wins)
+        raise asyncio.CancelledError
+    return task.result()
 
 
 async def _rows(cur: psycopg.AsyncCursor[Any]) -> list[Row]:
@@ -315,13 +342,13 @@ class PostgresDatabase(Database):
                     yield txn
                 except BaseException:
                     # Even when cancelled: the connection must leave the transaction.
-                    await asyncio.shield(txn.rollback())
+                    await _to_the_end(txn.rollback())
                     raise
                 if readonly:
-                    await asyncio.shield(txn.end_readonly())
+                    await _to_the_end(txn.end_readonly())
                     return
                 # The commit and its callbacks finish even if the caller is cancelled.
-                await asyncio.shield(self._commit(txn))
+                await _to_the_end(self._commit(txn))
             finally:
                 observer = self.transaction_observer
                 if observer is not None:

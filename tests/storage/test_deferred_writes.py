@@ -6,6 +6,7 @@ order, their errors, rollback and cancellation behave as if each had been sent a
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -230,6 +231,58 @@ async def test_cancelled_while_its_statements_wait_on_the_server(database: Datab
             await txn.queue("INSERT INTO kv (k, v) VALUES ($1, $2)", f"after{n}", n)
     stored = await rows(database)
     assert stored["taken"] == 6 and len(stored) == 7
+
+
+async def test_cancelled_while_its_commit_is_at_the_server(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled while its held writes and COMMIT are at the server (a write waiting for
+    a row lock): the commit was handed over, so it finishes (the write stands) before
+    the cancellation is raised, and only then does the connection go back to the pool
+    (the next transactions, on every connection, work and nothing is logged)."""
+    if database.engine != "postgres":
+        pytest.skip("SQLite runs a commit to its end on its thread")
+    await make_kv(database)
+    locked = asyncio.Event()
+    release = asyncio.Event()
+    committed: list[str] = []
+
+    async def lock_holder() -> None:
+        async with database.transaction("holder") as txn:
+            await txn.fetchall("SELECT v FROM kv WHERE k = 'taken' FOR UPDATE")
+            locked.set()
+            await release.wait()
+
+    async def victim() -> None:
+        async with database.transaction("victim") as txn:
+            txn.call_after_commit(lambda: committed.append("victim"))
+            await txn.queue("INSERT INTO kv (k, v) VALUES ('a', 1)")
+            await txn.queue("UPDATE kv SET v = 5 WHERE k = 'taken'")  # waits, at the commit
+
+    caplog.set_level(logging.WARNING)
+    holder = asyncio.create_task(lock_holder())
+    committing: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(locked.wait(), DEADLINE_S)
+        committing = asyncio.create_task(victim())
+        await wait_for_lock_waiters(database, 1)
+        committing.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(committing, DEADLINE_S)
+    finally:
+        release.set()
+        if committing is not None and not committing.done():
+            committing.cancel()
+            await asyncio.gather(committing, return_exceptions=True)
+        await holder
+    assert committed == ["victim"]
+    assert await rows(database) == {"taken": 5, "a": 1}
+    for n in range(6):
+        async with database.transaction("after") as txn:
+            await txn.queue("INSERT INTO kv (k, v) VALUES ($1, $2)", f"after{n}", n)
+    assert len(await rows(database)) == 8
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_conflict_raised_by_a_held_statement_is_retried(database: Database) -> None:
