@@ -16,7 +16,7 @@ pipeline mode: BEGIN and the statements whose result is not needed (``executeman
 ``queue``) wait in memory and go, pipelined, with the next statement that returns
 something, or with the COMMIT. A write transaction of inserts (a message's) costs one
 round trip for BEGIN, its statements and COMMIT; a single read (``Database.fetchall``)
-one for BEGIN READ ONLY, the query and ROLLBACK; a single write (``Database.execute``)
+one for BEGIN READ ONLY, the query and its end; a single write (``Database.execute``)
 one for BEGIN, the statement and COMMIT. An error of a held statement surfaces where it
 is sent (a later statement, or the commit), still inside its transaction, which is then
 rolled back.
@@ -99,6 +99,10 @@ def _map_error(exc: psycopg.Error) -> Exception:
 Pending = list[tuple[str, list[tuple[Any, ...]]]]
 _OPEN = (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
 _PIPELINE_OFF = psycopg.pq.PipelineStatus.OFF
+# A read-only transaction that went well ends with COMMIT, not ROLLBACK: the same for it
+# (it changed nothing), but psycopg forgets every prepared statement of a connection
+# that runs a ROLLBACK (sending DEALLOCATE ALL, and a Parse again for each next use).
+_END_READ_ONLY = "COMMIT"
 
 
 class PostgresTransaction(Transaction):
@@ -198,10 +202,10 @@ class PostgresTransaction(Transaction):
             raise _map_error(exc) from exc
 
     async def fetchall_and_end(self, sql: str, *args: Any) -> list[Row]:
-        """The rows of the transaction's last statement, sent with its ROLLBACK (a
+        """The rows of a read-only transaction's last statement, sent with its end (a
         read-only transaction of one query costs one round trip)."""
         text, order = _sql(sql)
-        (cur,) = await self._send([(text, _args(order, args))], end="ROLLBACK")
+        (cur,) = await self._send([(text, _args(order, args))], end=_END_READ_ONLY)
         return await _rows(cur)
 
     async def execute_and_commit(
@@ -223,10 +227,11 @@ class PostgresTransaction(Transaction):
         await self._send(end="COMMIT")
 
     async def end_readonly(self) -> None:
-        """ROLLBACK (with anything held, so that its errors still surface)."""
+        """End a read-only transaction (with anything held, so that its errors still
+        surface)."""
         if self._ended or (not self.begun and not self._pending):
             return
-        await self._send(end="ROLLBACK")
+        await self._send(end=_END_READ_ONLY)
 
     async def rollback(self) -> None:
         """Undo whatever was sent; the held statements are dropped."""
@@ -362,8 +367,8 @@ class PostgresDatabase(Database):
             raise
         txn._run_after_commit()
 
-    # Single statements: each the whole of its transaction, sent with its BEGIN and its
-    # ROLLBACK (a read, still READ ONLY) or COMMIT (writes) in one round trip.
+    # Single statements: each the whole of its transaction, sent with its BEGIN (a read's
+    # still READ ONLY) and its end, in one round trip.
 
     async def fetchall(self, name: str, sql: str, *args: Any) -> list[Row]:
         async with self.transaction(name, readonly=True) as txn:
