@@ -72,9 +72,15 @@ class ReplicatedStream(Protocol):
     def add_advance_listener(self, listener: AdvanceListener) -> None: ...
 
 
+# A busy writer's row is written at most this often: every rise is published at once,
+# the row only serves processes that (re)subscribe, so it may lag by this much.
+RECORD_INTERVAL_S = 0.1
+
+
 class _PositionRecorder:
     """Publishes one writer's rises of one stream and records them in
-    ``stream_positions`` (see the module docstring for the order of the two)."""
+    ``stream_positions`` (see the module docstring for the order of the two); under
+    load the rows are written at most every ``RECORD_INTERVAL_S``, coalesced."""
 
     def __init__(
         self, stream: str, instance: str, store: StreamPositionStore, publisher: NoticePublisher
@@ -87,6 +93,7 @@ class _PositionRecorder:
         # writer records its row before its first allocation, even at position 0)
         self._wanted = -1
         self._recorded = -1
+        self._last_write = float("-inf")  # loop time of the latest row write
         self._task: asyncio.Task[None] | None = None
 
     def rose(self, position: int) -> None:
@@ -126,8 +133,13 @@ class _PositionRecorder:
         self._publisher.publish(StreamPosition(self._stream, self._instance, position))
 
     async def _record(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._recorded < self._wanted:
+                wait = self._last_write + RECORD_INTERVAL_S - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._last_write = loop.time()
                 target = self._wanted
                 try:
                     await self._write(target)
