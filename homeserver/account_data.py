@@ -3,6 +3,10 @@ Room Tagging, Ignoring Users).
 
 Each write takes the next position of the account-data stream and wakes the user's
 long-polls; /sync reads what changed between two positions (``for_sync``).
+
+With workers one process writes account data (``stream_writers.account_data``) and
+publishes the users of each write; the others read the database and are told
+(``apply_replicated``) whom to wake.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 from homeserver.errors import BadJson, MatrixError, NotFound
 from homeserver.notifier import Notifier
+from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.notices import ACCOUNT_DATA, NoticePublisher, UserStreamNotice
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
 from homeserver.sync.result import JoinedRoom, LeftRoom, SyncResult
@@ -41,11 +47,22 @@ class AccountDataSync:
 
 class AccountDataService:
     def __init__(
-        self, store: AccountDataStore, notifier: Notifier, stream: StreamIdGenerator
+        self,
+        store: AccountDataStore,
+        notifier: Notifier,
+        stream: StreamSource,
+        *,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
     ) -> None:
         self._store = store
         self._notifier = notifier
         self._stream = stream
+        self._role = StreamRole.of(ACCOUNT_DATA, publisher, instance_name, writer)
+        # a reader may have missed changes at or before this position (has_updates
+        # then says yes once: the sync reads the database)
+        self._complete_from = 0
         self._ignored: dict[str, frozenset[str]] = {}
         # user -> position of their latest write in this process
         self._user_last: dict[str, int] = {}
@@ -89,12 +106,14 @@ class AccountDataService:
         self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
     ) -> int:
         """Store one entry (no checks: for the server's own types too); its position."""
+        stream = self._writing()
         async with self._locks[user_id]:
-            position = self._stream.allocate()
+            position = stream.allocate()
             try:
                 await self._store.put(user_id, room_id, data_type, content, position)
+                self._role.users_changed(position, (user_id,))
             finally:
-                self._stream.finish(position)
+                stream.finish(position)
             if room_id is None and data_type == IGNORED_USER_LIST:
                 self._ignored[user_id] = _ignored_of(content)
             self._user_last[user_id] = position
@@ -109,12 +128,15 @@ class AccountDataService:
         change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     ) -> dict[str, Any] | None:
         """Read-modify-write one entry atomically; ``change`` returns None to keep it."""
+        stream = self._writing()
         async with self._locks[user_id]:
-            position = self._stream.allocate()
+            position = stream.allocate()
             try:
                 new = await self._store.update(user_id, room_id, data_type, change, position)
+                if new is not None:
+                    self._role.users_changed(position, (user_id,))
             finally:
-                self._stream.finish(position)
+                stream.finish(position)
             if new is not None:
                 self._user_last[user_id] = position
         if new is not None:
@@ -199,7 +221,7 @@ class AccountDataService:
     # -- /sync ----------------------------------------------------------------------
 
     def has_updates(self, user_id: str, since: int) -> bool:
-        return self._user_last.get(user_id, 0) > since
+        return self._user_last.get(user_id, 0) > since or since < self._complete_from
 
     async def for_sync(
         self, user_id: str, since: int | None, upto: int, room_ids: set[str] | None = None
@@ -260,9 +282,37 @@ class AccountDataService:
 
     async def rooms_with_changes(self, user_id: str, since: int, upto: int) -> set[str]:
         """The rooms with account data of the user changed in (since, upto]."""
-        if since >= upto or self._user_last.get(user_id, since + 1) <= since:
+        if since >= upto or (
+            since >= self._complete_from and self._user_last.get(user_id, since + 1) <= since
+        ):
             return set()
         return await self._store.rooms_changed(user_id, since, upto)
+
+    # -- replication ------------------------------------------------------------------
+
+    def _writing(self) -> StreamIdGenerator:
+        """The stream's generator, or 500 when another process writes the stream."""
+        self._role.check_writes()
+        assert isinstance(self._stream, StreamIdGenerator)
+        return self._stream
+
+    def apply_replicated(self, notice: UserStreamNotice) -> None:
+        """The account-data writer changed the data of ``notice.users`` (readers only)."""
+        if self._role.writes:
+            return
+        for user_id in notice.users:
+            self._ignored.pop(user_id, None)
+            if notice.position > self._user_last.get(user_id, 0):
+                self._user_last[user_id] = notice.position
+            self._notifier.on_user_change(user_id)
+
+    def resync_replica(self) -> None:
+        """After missed notices (readers only): a sync from before now reads the
+        database once; cached ignored users are read again."""
+        if self._role.writes:
+            return
+        self._ignored.clear()
+        self._complete_from = self._stream.current()
 
 
 _NOBODY: frozenset[str] = frozenset()

@@ -1,0 +1,234 @@
+"""The non-event streams (typing, receipts, presence, account data, to-device, device
+lists, push rules) across processes.
+
+Each of these streams has exactly one writer process (``stream_writers.<stream>``).
+On the writer the stream's service works as in a single process and, for every
+change, publishes a notice *before* the change's position is finished (so a reader
+that sees the position has the notice too):
+
+- ``UserStreamNotice``: account data, to-device, device lists, push rules: the users
+  whose /sync changed;
+- ``RoomsStreamNotice``: receipts (``data``: the receipt, for the readers' in-memory
+  recent receipts), typing (``data``: ``{room_id: [typing user IDs]}``, since typing
+  lives only in memory) and presence (``rooms``: the joined rooms of the changed
+  users, ``data``: ``{"users": {user_id: [state, status_msg, last_active_ts,
+  last_user_sync_ts, currently_active, stream_id]}}``). Presence uses the rooms form
+  because a reader needs both the rooms to wake and the new states: it answers /sync
+  from memory, as the writer does, without reading the batch-persisted table.
+
+Every other process builds the same services with, in place of the stream's
+``StreamIdGenerator``, an object with only ``current()`` (:class:`StreamPositions`):
+their writes are refused (:meth:`StreamRole.check_writes`) unless forwarded to the
+writer (``ephemeral_endpoints``), and :class:`EphemeralMirror` applies the writer's
+notices once this process's view of the stream has reached their position: it updates
+the in-memory state and wakes the long-polls exactly as a local change does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TypedDict
+
+from homeserver.errors import MatrixError
+from homeserver.replication.notices import (
+    ACCOUNT_DATA,
+    DEVICE_LISTS,
+    PRESENCE,
+    PUSH_RULES,
+    RECEIPTS,
+    TO_DEVICE,
+    TYPING,
+    NoPublisher,
+    Notice,
+    NoticePublisher,
+    RoomEventNotice,
+    RoomsStreamNotice,
+    UserStreamNotice,
+)
+from homeserver.streams import StreamIdGenerator
+
+if TYPE_CHECKING:
+    from homeserver.account_data import AccountDataService
+    from homeserver.e2ee.device_lists import DeviceListService
+    from homeserver.presence import PresenceService
+    from homeserver.push.rules_service import PushRulesService
+    from homeserver.receipts import ReceiptService
+    from homeserver.to_device import ToDeviceService
+    from homeserver.typing import TypingService
+
+logger = logging.getLogger(__name__)
+
+# The main process's instance name (Synapse's default for every stream writer).
+MASTER = "master"
+
+
+class StreamPositions(Protocol):
+    """What a process that does not write a stream knows of it: how far it may read."""
+
+    def current(self) -> int: ...
+
+
+# A stream's position source: its generator on the writer, its positions elsewhere.
+StreamSource = StreamIdGenerator | StreamPositions
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRole:
+    """Where one stream is written, seen from one process."""
+
+    stream: str
+    instance: str = MASTER
+    writer: str = MASTER
+    publisher: NoticePublisher = field(default_factory=NoPublisher)
+
+    @classmethod
+    def of(
+        cls,
+        stream: str,
+        publisher: NoticePublisher | None,
+        instance_name: str,
+        writer: str | None,
+    ) -> StreamRole:
+        """The role from a service's arguments (``writer`` None: this process)."""
+        return cls(stream, instance_name, writer or instance_name, publisher or NoPublisher())
+
+    @property
+    def writes(self) -> bool:
+        return self.instance == self.writer
+
+    @property
+    def has_readers(self) -> bool:
+        """Whether other processes hear of this one's changes (not in one process)."""
+        return not isinstance(self.publisher, NoPublisher)
+
+    def check_writes(self) -> None:
+        """500 M_UNKNOWN when this process must not write the stream (its client
+        endpoints are routed to the writer; internal writes are forwarded)."""
+        if not self.writes:
+            raise MatrixError(500, "M_UNKNOWN", f"{self.stream} is written by {self.writer}")
+
+    def users_changed(self, position: int, users: tuple[str, ...]) -> None:
+        self.publisher.publish(UserStreamNotice(self.instance, self.stream, position, users))
+
+    def rooms_changed(
+        self, position: int, rooms: tuple[str, ...], data: dict[str, object] | None = None
+    ) -> None:
+        self.publisher.publish(RoomsStreamNotice(self.instance, self.stream, position, rooms, data))
+
+
+@dataclass(frozen=True)
+class EphemeralReplication:
+    """What the composition root gives the ephemeral services in a deployment with
+    workers: this process's name, each stream's writer, the publisher, and each
+    stream's position source (``streams(stream, seed)``: the writer's generator
+    seeded with ``seed``, the database's largest position, or a reader's positions)."""
+
+    instance_name: str
+    writer_of: Callable[[str], str]
+    publisher: NoticePublisher
+    streams: Callable[[str, int], StreamSource]
+
+    def writer(self, stream: str) -> str:
+        return self.writer_of(stream)
+
+
+def stream_source(replication: EphemeralReplication | None, stream: str, seed: int) -> StreamSource:
+    """The stream's position source: a plain generator in a single process."""
+    if replication is None:
+        return StreamIdGenerator(seed)
+    return replication.streams(stream, seed)
+
+
+class RoleArguments(TypedDict, total=False):
+    publisher: NoticePublisher
+    instance_name: str
+    writer: str
+
+
+def role_arguments(replication: EphemeralReplication | None, stream: str) -> RoleArguments:
+    """The ``publisher``, ``instance_name`` and ``writer`` arguments of a service
+    (none in a single process)."""
+    if replication is None:
+        return RoleArguments()
+    return RoleArguments(
+        publisher=replication.publisher,
+        instance_name=replication.instance_name,
+        writer=replication.writer(stream),
+    )
+
+
+class EphemeralMirror:
+    """Applies the writers' notices of the non-event streams to this process's
+    services (registered by the composition root with the notice receiver, which calls
+    these once the stream's position has reached the notice's). Notices of a stream
+    this process writes itself are its own and are ignored."""
+
+    def __init__(
+        self,
+        *,
+        typing: TypingService,
+        receipts: ReceiptService,
+        presence: PresenceService,
+        account_data: AccountDataService,
+        to_device: ToDeviceService,
+        device_lists: DeviceListService | None = None,
+        push_rules: PushRulesService | None = None,
+    ) -> None:
+        self.typing = typing
+        self.receipts = receipts
+        self.presence = presence
+        self.account_data = account_data
+        self.to_device = to_device
+        self.device_lists = device_lists
+        self.push_rules = push_rules
+
+    def on_notice(self, notice: Notice) -> None:
+        """Any notice: the stream notices of these streams are applied, others ignored."""
+        if isinstance(notice, UserStreamNotice):
+            self.on_user_stream(notice)
+        elif isinstance(notice, RoomsStreamNotice):
+            self.on_rooms_stream(notice)
+        elif isinstance(notice, RoomEventNotice):
+            self.on_room_event(notice)
+
+    def on_user_stream(self, notice: UserStreamNotice) -> None:
+        if notice.stream == ACCOUNT_DATA:
+            self.account_data.apply_replicated(notice)
+        elif notice.stream == TO_DEVICE:
+            self.to_device.apply_replicated(notice)
+        elif notice.stream == DEVICE_LISTS and self.device_lists is not None:
+            self.device_lists.apply_replicated(notice)
+        elif notice.stream == PUSH_RULES and self.push_rules is not None:
+            self.push_rules.apply_replicated(notice)
+
+    def on_rooms_stream(self, notice: RoomsStreamNotice) -> None:
+        if notice.stream == TYPING:
+            self.typing.apply_replicated(notice)
+        elif notice.stream == RECEIPTS:
+            self.receipts.apply_replicated(notice)
+        elif notice.stream == PRESENCE:
+            self.presence.apply_replicated(notice)
+
+    def on_room_event(self, notice: RoomEventNotice) -> None:
+        """A room event another process persisted: a member who leaves stops typing
+        (on the typing writer), and presence forgets the member's cached rooms."""
+        if notice.type != "m.room.member" or notice.state_key is None:
+            return
+        self.presence.membership_changed(notice.state_key)
+        self.typing.member_changed(notice.room_id, notice.state_key)
+
+    async def resync(self) -> None:
+        """After a (re)connect to Redis (the first one included): notices may have been
+        missed, so what is held in memory is rebuilt or marked incomplete below the
+        streams' current positions. Presence is read again from its table; typing
+        cannot be recovered (it lives only in the writer's memory) and is cleared: the
+        writer's next change of a room says it again, and typing times out anyway."""
+        self.typing.resync_replica()
+        self.receipts.resync_replica()
+        self.account_data.resync_replica()
+        self.to_device.resync_replica()
+        if self.device_lists is not None:
+            self.device_lists.resync_replica()
+        await self.presence.resync_replica()
