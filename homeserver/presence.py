@@ -329,7 +329,7 @@ class PresenceService:
             stream = self._stream
             assert isinstance(stream, StreamIdGenerator)  # only the writer applies
             position = stream.allocate()
-            if self._role.has_readers:
+            if self._role.publishes:
                 self._held.append(position)  # finished by flush, once published
             else:
                 stream.finish(position)
@@ -350,7 +350,7 @@ class PresenceService:
     async def flush(self) -> None:
         """Wake the long-polls of changed users' rooms; persist the batch of changes."""
         async with self._flush_lock:
-            if self._role.has_readers:
+            if self._role.publishes:
                 await self._flush_published()
                 return
             to_wake, self._to_wake = self._to_wake, set()

@@ -148,7 +148,7 @@ class ReceiptService:
                 now,
                 position,
             )
-            if changed and self._role.has_readers:
+            if changed and self._role.publishes:
                 receipt = [receipt_type, user_id, thread_id, stored.event_id, now]
                 self._role.rooms_changed(position, (room_id,), {room_id: [receipt]})
         finally:

@@ -214,7 +214,7 @@ class ToDeviceService:
         return self._stream
 
     def _published(self, local: list[tuple[str, str, dict[str, Any]]], position: int) -> None:
-        if local and self._role.has_readers:
+        if local and self._role.publishes:
             self._role.users_changed(position, tuple(sorted({u for u, _, _ in local})))
 
     def apply_replicated(self, notice: UserStreamNotice) -> None:

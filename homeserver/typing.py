@@ -146,7 +146,7 @@ class TypingService:
         try:
             for room_id in room_ids:
                 self._room_serial[room_id] = position
-            if self._role.has_readers:
+            if self._role.publishes:
                 data = {room_id: self.typing_users(room_id) for room_id in room_ids}
                 self._role.rooms_changed(position, tuple(room_ids), dict(data))
         finally:

@@ -126,7 +126,7 @@ class DeviceListService:
         devices = list(device_ids)
 
         def on_commit() -> None:
-            if self._role.has_readers:
+            if self._role.publishes:
                 self._role.users_changed(position.value, (only_for or user_id,))
             position.finish()
             if only_for is not None:

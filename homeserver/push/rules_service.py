@@ -88,7 +88,7 @@ class PushRulesService:
 
     async def _changed(self, user_id: str) -> None:
         self._compiled.pop(user_id, None)
-        if self._role.has_readers:
+        if self._role.publishes:
             stream = self._stream
             assert isinstance(stream, StreamIdGenerator)  # _check_writes passed
             position = stream.allocate()

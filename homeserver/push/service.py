@@ -16,6 +16,8 @@ from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
 from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
 from homeserver.push.rules_service import PushRulesService
+from homeserver.replication.ephemeral import EphemeralReplication, role_arguments, stream_source
+from homeserver.replication.notices import PUSH_RULES as PUSH_RULES_STREAM
 from homeserver.rooms.persister import EventPersister
 from homeserver.sessions import SessionService
 from storage.stores import Stores
@@ -35,13 +37,18 @@ class PushService:
         notifier: Notifier,
         persister: EventPersister,
         clock: Clock,
+        *,
+        replication: EphemeralReplication | None = None,
     ) -> PushService:
+        """``replication``: the push-rules stream across processes (None: one process)."""
         sizes = config.caches.sizes
         rules = PushRulesService(
             stores.push_rules,
             notifier,
             cache_size=sizes.size("get_push_rules_for_user"),
             defaults=default_rules(config.push.legacy_mention_rules),
+            stream=stream_source(replication, PUSH_RULES_STREAM, 0),
+            **role_arguments(replication, PUSH_RULES_STREAM),
         )
         evaluator = PushEvaluator(
             config.server_name,

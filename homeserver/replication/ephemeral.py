@@ -99,9 +99,10 @@ class StreamRole:
         return self.instance == self.writer
 
     @property
-    def has_readers(self) -> bool:
-        """Whether other processes hear of this one's changes (not in one process)."""
-        return not isinstance(self.publisher, NoPublisher)
+    def publishes(self) -> bool:
+        """Whether this process writes the stream and other processes hear of its
+        changes (never in a single process)."""
+        return self.writes and not isinstance(self.publisher, NoPublisher)
 
     def check_writes(self) -> None:
         """500 M_UNKNOWN when this process must not write the stream (its client

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -19,14 +20,16 @@ from federation.transactions import TransactionHandler
 from homeserver.account_data import AccountDataService
 from homeserver.clock import FakeClock
 from homeserver.config import PresenceConfig
+from homeserver.e2ee import E2ee
 from homeserver.e2ee.device_lists import DeviceListService
+from homeserver.ephemeral import EphemeralServices
 from homeserver.errors import MatrixError
 from homeserver.http.middleware import make_middlewares
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService
 from homeserver.push.rules_service import PushRulesService
 from homeserver.receipts import ReceiptService
-from homeserver.replication.ephemeral import EphemeralMirror
+from homeserver.replication.ephemeral import EphemeralMirror, EphemeralReplication
 from homeserver.replication.ephemeral_endpoints import (
     FEDERATION_EDU_PATH,
     PRESENCE_ACTIVITY_PATH,
@@ -38,9 +41,11 @@ from homeserver.replication.ephemeral_endpoints import (
 from homeserver.replication.notices import (
     Notice,
     RoomEventNotice,
+    RoomsStreamNotice,
     decode_notice,
     encode_notice,
 )
+from homeserver.rooms.persister import EventPersister
 from homeserver.streams import StreamIdGenerator
 from homeserver.to_device import ToDeviceService
 from homeserver.typing import TypingService
@@ -89,6 +94,7 @@ class Pair:
     reader: Side
     mirror: EphemeralMirror
     wire: Wire
+    reader_wire: Wire
     positions: dict[str, Positions] = field(default_factory=dict)
 
     def deliver(self) -> int:
@@ -162,7 +168,9 @@ async def _pair(hs: HomeserverHarness) -> Pair:
     def reader_stream(stream: str, _seed: int) -> Positions:
         return positions.setdefault(stream, Positions())
 
-    reader = _side(hs, READER, None, reader_stream)
+    # the composition root gives every service the bus: a reader never publishes
+    reader_wire = Wire()
+    reader = _side(hs, READER, reader_wire, reader_stream)
     mirror = EphemeralMirror(
         typing=reader.typing,
         receipts=reader.receipts,
@@ -173,7 +181,7 @@ async def _pair(hs: HomeserverHarness) -> Pair:
         push_rules=reader.push_rules,
     )
     await mirror.resync()
-    return Pair(writer, reader, mirror, wire, positions)
+    return Pair(writer, reader, mirror, wire, reader_wire, positions)
 
 
 async def _room(hs: HomeserverHarness) -> tuple[User, User, str]:
@@ -493,7 +501,8 @@ async def test_presence_writes_on_the_reader_are_refused(hs: HomeserverHarness) 
     pair.reader.presence.sync_ended(alice.user_id, "online")
     await pair.reader.presence.bump_active(alice.user_id)
     await pair.reader.presence.tick()
-    assert pair.wire.sent == []
+    await pair.reader.presence.flush()
+    assert pair.wire.sent == pair.reader_wire.sent == []
 
 
 # -- presence activity from a reader ---------------------------------------------------
@@ -756,3 +765,56 @@ async def test_inbound_edus_of_other_writers_streams_are_forwarded(
     ]
     presence = _presence(hs)
     assert (await presence.get(carol)).state == "offline"  # not handled here
+
+
+# -- the builders ---------------------------------------------------------------------
+
+
+async def test_the_builders_make_writers_and_readers(hs: HomeserverHarness) -> None:
+    """``replication`` given to the builders: each stream is written where its
+    writer is, read elsewhere."""
+    alice, _bob, room_id = await _room(hs)
+    wire = Wire()
+    positions = Positions(0)
+
+    def streams(stream: str, seed: int) -> StreamIdGenerator | Positions:
+        return StreamIdGenerator(seed) if stream == "typing" else positions
+
+    replication = EphemeralReplication(
+        instance_name=WRITER,
+        writer_of=lambda stream: WRITER if stream == "typing" else "elsewhere",
+        publisher=wire,
+        streams=streams,
+    )
+    persister = cast(EventPersister, SimpleNamespace(persisted_hooks=[]))
+    services = await EphemeralServices.build(
+        hs.server.config,
+        hs.server.stores,
+        Notifier(),
+        persister,
+        hs.clock,
+        replication=replication,
+    )
+    await services.typing.set_typing(alice.user_id, room_id, True, 1000)
+    [raw] = wire.sent
+    notice = decode_notice(raw)
+    assert isinstance(notice, RoomsStreamNotice)
+    assert (notice.stream, notice.rooms, notice.data) == (
+        "typing",
+        (room_id,),
+        {room_id: [alice.user_id]},
+    )
+    with pytest.raises(MatrixError) as caught:
+        await services.account_data.set_by_client(alice.user_id, None, "a.b", {})
+    assert caught.value.message == "account_data is written by elsewhere"
+    e2ee = await E2ee.build(
+        "test.local",
+        hs.server.stores,
+        Notifier(),
+        hs.server.client.sessions,
+        hs.clock,
+        replication=replication,
+    )
+    with pytest.raises(MatrixError):
+        await e2ee.device_lists.record_change(alice.user_id, [])
+    assert services.mirror(e2ee.device_lists).device_lists is e2ee.device_lists
