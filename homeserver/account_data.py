@@ -6,7 +6,9 @@ long-polls; /sync reads what changed between two positions (``for_sync``).
 
 With workers one process writes account data (``stream_writers.account_data``) and
 publishes the users of each write; the others read the database and are told
-(``apply_replicated``) whom to wake.
+(``apply_replicated``) whom to wake. A write made inside the server of another
+process (the fully-read marker of a read-markers request, the ``m.push_rules`` change
+of a push rule, a server notice's tag) goes to the writer through ``forwarder``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.errors import BadJson, MatrixError, NotFound
 from homeserver.notifier import Notifier
@@ -35,6 +37,19 @@ PUSH_RULES = "m.push_rules"
 TAG = "m.tag"
 FULLY_READ = "m.fully_read"
 MAX_TAG_BYTES = 255
+
+
+class AccountDataForwarding(Protocol):
+    """Where a process that does not write account data sends its writes
+    (``ephemeral_endpoints.AccountDataForwarder``)."""
+
+    async def put(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> int: ...
+
+    async def tag(
+        self, user_id: str, room_id: str, tag: str, info: dict[str, Any] | None
+    ) -> None: ...
 
 
 @dataclass
@@ -63,6 +78,8 @@ class AccountDataService:
         # a reader may have missed changes at or before this position (has_updates
         # then says yes once: the sync reads the database)
         self._complete_from = 0
+        # set by the composition root where another process writes the stream
+        self.forwarder: AccountDataForwarding | None = None
         self._ignored: dict[str, frozenset[str]] = {}
         # user -> position of their latest write in this process
         self._user_last: dict[str, int] = {}
@@ -105,7 +122,10 @@ class AccountDataService:
     async def put(
         self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
     ) -> int:
-        """Store one entry (no checks: for the server's own types too); its position."""
+        """Store one entry (no checks: for the server's own types too); its position
+        (on a process that does not write the stream: sent to the writer)."""
+        if self.forwarder is not None and not self._role.writes:
+            return await self.forwarder.put(user_id, room_id, data_type, content)
         stream = self._writing()
         async with self._locks[user_id]:
             position = stream.allocate()
@@ -201,6 +221,9 @@ class AccountDataService:
             info = {k: v for k, v in info.items() if k != "order"}
         if "order" in info and not _is_number(info["order"]):
             raise BadJson("'order' must be a number")
+        if self.forwarder is not None and not self._role.writes:
+            await self.forwarder.tag(user_id, room_id, tag, info)
+            return
 
         def add(current: dict[str, Any] | None) -> dict[str, Any]:
             tags = dict(_tags_of(current))
@@ -210,6 +233,10 @@ class AccountDataService:
         await self.update(user_id, room_id, TAG, add)
 
     async def remove_tag(self, user_id: str, room_id: str, tag: str) -> None:
+        if self.forwarder is not None and not self._role.writes:
+            await self.forwarder.tag(user_id, room_id, tag, None)
+            return
+
         def remove(current: dict[str, Any] | None) -> dict[str, Any] | None:
             tags = _tags_of(current)
             if tag not in tags:

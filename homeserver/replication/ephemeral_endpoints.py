@@ -9,9 +9,14 @@ sent to the writer over the replication HTTP API:
   transaction);
 - ``POST /_synapse/replication/presence_activity`` ``{instance, user_id,
   set_presence, active, reset}``: a user's /sync running on a sync worker (and its
-  ``set_presence``), or their activity (a message sent through an event writer).
+  ``set_presence``), or their activity (a message sent through an event writer);
+- ``POST /_synapse/replication/account_data`` ``{user_id, room_id, data_type,
+  content}`` (answered ``{"position": n}``) and ``.../room_tag`` ``{user_id, room_id,
+  tag, info}`` (``info`` null: removed): account data written inside the server of a
+  process that does not write the stream (the fully-read marker of read markers sent
+  to the receipts writer, the ``m.push_rules`` change of a push rule, a tag).
 
-Both are answered ``{}``; the caller's bearer token must be ``worker_replication_secret``
+The others are answered ``{}``; the caller's bearer token must be ``worker_replication_secret``
 (``endpoints.check_secret``).
 """
 
@@ -35,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 FEDERATION_EDU_PATH = "federation_edu"
 PRESENCE_ACTIVITY_PATH = "presence_activity"
+ACCOUNT_DATA_PATH = "account_data"
+ROOM_TAG_PATH = "room_tag"
 
 # The stream each inbound EDU type writes.
 EDU_STREAMS = {
@@ -77,6 +84,41 @@ class PresenceWriter(Protocol):
         *,
         reset: bool = False,
     ) -> None: ...
+
+
+class AccountDataWriter(Protocol):
+    """The account-data writer's service (``homeserver.account_data``)."""
+
+    async def put(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> int: ...
+
+    async def set_tag(self, user_id: str, room_id: str, tag: str, info: dict[str, Any]) -> None: ...
+
+    async def remove_tag(self, user_id: str, room_id: str, tag: str) -> None: ...
+
+
+class AccountDataForwarder:
+    """Account data written on a process that does not write the stream, sent to the
+    writer (``AccountDataService.forwarder``); answered once stored there."""
+
+    def __init__(self, client: ReplicationCaller, writer: str) -> None:
+        self._client = client
+        self._writer = writer
+
+    async def put(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> int:
+        body = {"user_id": user_id, "room_id": room_id, "data_type": data_type, "content": content}
+        answer = await self._client.call(self._writer, ACCOUNT_DATA_PATH, body)
+        position = answer.get("position")
+        if not isinstance(position, int):
+            raise MatrixError(502, "M_UNKNOWN", f"no position from {self._writer}")
+        return position
+
+    async def tag(self, user_id: str, room_id: str, tag: str, info: dict[str, Any] | None) -> None:
+        body = {"user_id": user_id, "room_id": room_id, "tag": tag, "info": info}
+        await self._client.call(self._writer, ROOM_TAG_PATH, body)
 
 
 class FederationEduForwarder:
@@ -244,15 +286,19 @@ class EphemeralEndpoints:
         secret: str | None,
         transactions: EduHandling | None,
         presence: PresenceWriter | None,
+        account_data: AccountDataWriter | None = None,
     ) -> None:
         self._secret = secret.encode("utf-8") if secret else None
         self._transactions = transactions
         self._presence = presence
+        self._account_data = account_data
 
     def routes(self) -> list[Route]:
         return [
             ("POST", f"{REPLICATION_PREFIX}/{FEDERATION_EDU_PATH}", self.federation_edu),
             ("POST", f"{REPLICATION_PREFIX}/{PRESENCE_ACTIVITY_PATH}", self.presence_activity),
+            ("POST", f"{REPLICATION_PREFIX}/{ACCOUNT_DATA_PATH}", self.account_data),
+            ("POST", f"{REPLICATION_PREFIX}/{ROOM_TAG_PATH}", self.room_tag),
         ]
 
     async def federation_edu(self, request: web.Request) -> web.Response:
@@ -289,6 +335,46 @@ class EphemeralEndpoints:
             raise MatrixError(500, "M_UNKNOWN", "presence is not written here")
         await self._presence.remote_activity(instance, user_id, set_presence, active, reset=reset)
         return _empty()
+
+    async def account_data(self, request: web.Request) -> web.Response:
+        """Account data another process wrote, for the account-data writer."""
+        check_secret(request, self._secret)
+        body = await json_body(request)
+        user_id, room_id = body.get("user_id"), body.get("room_id")
+        data_type, content = body.get("data_type"), body.get("content")
+        if not isinstance(user_id, str) or not isinstance(data_type, str):
+            raise MatrixError(400, "M_BAD_JSON", "user_id and data_type must be strings")
+        if room_id is not None and not isinstance(room_id, str):
+            raise MatrixError(400, "M_BAD_JSON", "room_id must be a string or null")
+        if not isinstance(content, dict):
+            raise MatrixError(400, "M_BAD_JSON", "content must be an object")
+        writer = self._account_writer()
+        position = await writer.put(user_id, room_id, data_type, content)
+        return web.Response(
+            body=dumps_bytes({"position": position}), content_type="application/json"
+        )
+
+    async def room_tag(self, request: web.Request) -> web.Response:
+        """A room tag another process set (or removed), for the account-data writer."""
+        check_secret(request, self._secret)
+        body = await json_body(request)
+        user_id, room_id, tag = body.get("user_id"), body.get("room_id"), body.get("tag")
+        info = body.get("info")
+        if not isinstance(user_id, str) or not isinstance(room_id, str) or not isinstance(tag, str):
+            raise MatrixError(400, "M_BAD_JSON", "user_id, room_id and tag must be strings")
+        if info is not None and not isinstance(info, dict):
+            raise MatrixError(400, "M_BAD_JSON", "info must be an object or null")
+        writer = self._account_writer()
+        if info is None:
+            await writer.remove_tag(user_id, room_id, tag)
+        else:
+            await writer.set_tag(user_id, room_id, tag, info)
+        return _empty()
+
+    def _account_writer(self) -> AccountDataWriter:
+        if self._account_data is None:
+            raise MatrixError(500, "M_UNKNOWN", "account data is not written here")
+        return self._account_data
 
 
 def _empty() -> web.Response:

@@ -31,9 +31,12 @@ from homeserver.push.rules_service import PushRulesService
 from homeserver.receipts import ReceiptService
 from homeserver.replication.ephemeral import EphemeralMirror, EphemeralReplication
 from homeserver.replication.ephemeral_endpoints import (
+    ACCOUNT_DATA_PATH,
     FEDERATION_EDU_PATH,
     PRESENCE_ACTIVITY_PATH,
+    ROOM_TAG_PATH,
     SYNC_STOP_LINGER_MS,
+    AccountDataForwarder,
     EphemeralEndpoints,
     FederationEduForwarder,
     PresenceActivityForwarder,
@@ -596,7 +599,10 @@ async def test_a_restarted_reader_ends_its_earlier_syncs(hs: HomeserverHarness) 
 async def endpoint_client(hs: HomeserverHarness) -> AsyncIterator[TestClient[Any, Any]]:
     transactions = hs.server.federation_events
     assert transactions is not None
-    endpoints = EphemeralEndpoints(SECRET, transactions.transactions, _presence(hs))
+    assert hs.server.ephemeral is not None
+    endpoints = EphemeralEndpoints(
+        SECRET, transactions.transactions, _presence(hs), hs.server.ephemeral.account_data
+    )
     app = web.Application(middlewares=make_middlewares(1 << 20))
     for method, path, handler in endpoints.routes():
         app.router.add_route(method, path, handler)
@@ -617,6 +623,9 @@ def _auth(secret: str = SECRET) -> dict[str, str]:
 
 EDU_URL = f"/_synapse/replication/{FEDERATION_EDU_PATH}"
 ACTIVITY_URL = f"/_synapse/replication/{PRESENCE_ACTIVITY_PATH}"
+ACCOUNT_DATA_URL = f"/_synapse/replication/{ACCOUNT_DATA_PATH}"
+ROOM_TAG_URL = f"/_synapse/replication/{ROOM_TAG_PATH}"
+URLS = [EDU_URL, ACTIVITY_URL, ACCOUNT_DATA_URL, ROOM_TAG_URL]
 
 
 async def test_federation_edu_reaches_the_writers_handler(
@@ -648,7 +657,7 @@ async def test_federation_edu_of_unknown_type_is_ignored(
     assert await response.json() == {}
 
 
-@pytest.mark.parametrize("url", [EDU_URL, ACTIVITY_URL])
+@pytest.mark.parametrize("url", URLS)
 @pytest.mark.parametrize("headers", [{}, _auth("wrong"), {"Authorization": SECRET}])
 async def test_a_bad_secret_is_forbidden(
     endpoint_client: TestClient[Any, Any], url: str, headers: dict[str, str]
@@ -658,7 +667,7 @@ async def test_a_bad_secret_is_forbidden(
     assert (await response.json())["errcode"] == "M_FORBIDDEN"
 
 
-@pytest.mark.parametrize("url", [EDU_URL, ACTIVITY_URL])
+@pytest.mark.parametrize("url", URLS)
 async def test_bad_json_is_refused(endpoint_client: TestClient[Any, Any], url: str) -> None:
     response = await endpoint_client.post(url, data=b"{not json", headers=_auth())
     assert response.status == 400
@@ -818,3 +827,75 @@ async def test_the_builders_make_writers_and_readers(hs: HomeserverHarness) -> N
     with pytest.raises(MatrixError):
         await e2ee.device_lists.record_change(alice.user_id, [])
     assert services.mirror(e2ee.device_lists).device_lists is e2ee.device_lists
+
+
+# -- account data written on a process that does not write it ---------------------------
+
+
+class HttpCaller:
+    """A ReplicationClient stand-in that posts to the test server of the endpoints."""
+
+    def __init__(self, client: TestClient[Any, Any]) -> None:
+        self.client = client
+
+    async def call(self, instance: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/_synapse/replication/{path}", json=dict(body), headers=_auth()
+        )
+        answer = await response.json()
+        if response.status != 200:
+            raise MatrixError(response.status, answer["errcode"], answer["error"])
+        return dict(answer)
+
+
+async def test_account_data_writes_are_forwarded_to_the_writer(
+    hs: HomeserverHarness, endpoint_client: TestClient[Any, Any]
+) -> None:
+    alice, _bob, room_id = await _room(hs)
+    pair = await _pair(hs)
+    reader = pair.reader.account_data
+    reader.forwarder = AccountDataForwarder(HttpCaller(endpoint_client), WRITER)
+    assert hs.server.ephemeral is not None
+    writer = hs.server.ephemeral.account_data
+    before = writer.current_position()
+    position = await reader.put(alice.user_id, room_id, "m.fully_read", {"event_id": "$e"})
+    assert position == before + 1 == writer.current_position()
+    assert await writer.get(alice.user_id, room_id, "m.fully_read") == {"event_id": "$e"}
+    await reader.set_tag(alice.user_id, room_id, "u.work", {"order": 0.5})
+    assert await writer.get_tags(alice.user_id, room_id) == {"u.work": {"order": 0.5}}
+    await reader.remove_tag(alice.user_id, room_id, "u.work")
+    assert await writer.get_tags(alice.user_id, room_id) == {}
+    # checked before it leaves
+    with pytest.raises(MatrixError):
+        await reader.set_tag(alice.user_id, room_id, "u.x", {"order": "high"})
+    # what cannot be sent is still refused
+    with pytest.raises(MatrixError) as caught:
+        await reader.update(alice.user_id, None, "m.direct", lambda current: current)
+    _refused(caught.value, "account_data")
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (ACCOUNT_DATA_URL, {"room_id": None, "data_type": "a.b", "content": {}}),
+        (ACCOUNT_DATA_URL, {"user_id": "@a:test.local", "content": {}}),
+        (ACCOUNT_DATA_URL, {"user_id": "@a:test.local", "data_type": "a.b", "content": 1}),
+        (
+            ACCOUNT_DATA_URL,
+            {"user_id": "@a:test.local", "room_id": 1, "data_type": "a.b", "content": {}},
+        ),
+        (ROOM_TAG_URL, {"room_id": "!r:test.local", "tag": "u.a", "info": {}}),
+        (ROOM_TAG_URL, {"user_id": "@a:test.local", "tag": "u.a", "info": {}}),
+        (ROOM_TAG_URL, {"user_id": "@a:test.local", "room_id": "!r:test.local", "info": {}}),
+        (
+            ROOM_TAG_URL,
+            {"user_id": "@a:test.local", "room_id": "!r:test.local", "tag": "u.a", "info": 1},
+        ),
+    ],
+)
+async def test_bad_account_data_bodies(
+    endpoint_client: TestClient[Any, Any], url: str, body: dict[str, Any]
+) -> None:
+    response = await endpoint_client.post(url, json=body, headers=_auth())
+    assert response.status == 400
+    assert (await response.json())["errcode"] == "M_BAD_JSON"
