@@ -150,8 +150,6 @@ class ToDeviceService:
         for user_id in users:
             self._user_last[user_id] = position
             self._notifier.on_user_change(user_id)
-        for listener in self.inbox_listeners:
-            listener(users)
 
     async def _send_remote(
         self, sender: str, event_type: str, remote: dict[str, dict[str, dict[str, Any]]]
@@ -226,8 +224,6 @@ class ToDeviceService:
             if notice.position > self._user_last.get(user_id, 0):
                 self._user_last[user_id] = notice.position
             self._notifier.on_user_change(user_id)
-        for listener in self.inbox_listeners:
-            listener(users)
 
     def resync_replica(self) -> None:
         """After missed notices (readers only): inboxes are read from the database

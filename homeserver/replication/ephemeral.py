@@ -26,8 +26,9 @@ the in-memory state and wakes the long-polls exactly as a local change does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
@@ -160,6 +161,28 @@ def role_arguments(replication: EphemeralReplication | None, stream: str) -> Rol
     )
 
 
+class EphemeralSink(Protocol):
+    """Told of the changes the mirror applies, as the services' own listeners are of
+    local ones (``homeserver.appservice.delivery.AppServiceDelivery``, on the process
+    that feeds the application services). The services' listener lists are not
+    called for replicated changes: they also hold what only the writer may do (send
+    EDUs to other servers, update unread counts)."""
+
+    async def on_typing(self, user_id: str, room_id: str, typing: bool) -> None: ...
+
+    async def on_receipt(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None
+    ) -> None: ...
+
+    def on_presence(self, user_id: str) -> None: ...
+
+    def on_to_device(self, user_ids: set[str]) -> None: ...
+
+    async def on_device_list_change(
+        self, user_id: str, device_ids: list[str], position: int
+    ) -> None: ...
+
+
 class EphemeralMirror:
     """Applies the writers' notices of the non-event streams to this process's
     services (registered by the composition root with the notice receiver, which calls
@@ -184,6 +207,8 @@ class EphemeralMirror:
         self.to_device = to_device
         self.device_lists = device_lists
         self.push_rules = push_rules
+        self.sinks: list[EphemeralSink] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def on_notice(self, notice: Notice) -> None:
         """Any notice: the stream notices of these streams are applied, others ignored."""
@@ -199,18 +224,56 @@ class EphemeralMirror:
             self.account_data.apply_replicated(notice)
         elif notice.stream == TO_DEVICE:
             self.to_device.apply_replicated(notice)
+            for sink in self.sinks:
+                sink.on_to_device(set(notice.users))
         elif notice.stream == DEVICE_LISTS and self.device_lists is not None:
             self.device_lists.apply_replicated(notice)
+            for sink in self.sinks:
+                for user_id in notice.users:
+                    self._spawn(sink.on_device_list_change(user_id, [], notice.position))
         elif notice.stream == PUSH_RULES and self.push_rules is not None:
             self.push_rules.apply_replicated(notice)
 
     def on_rooms_stream(self, notice: RoomsStreamNotice) -> None:
+        data = notice.data or {}
         if notice.stream == TYPING:
             self.typing.apply_replicated(notice)
+            for sink in self.sinks:
+                for room_id in notice.rooms:
+                    typists = data.get(room_id)
+                    typing = bool(typists)
+                    first = typists[0] if isinstance(typists, list) and typists else ""
+                    self._spawn(sink.on_typing(str(first), room_id, typing))
         elif notice.stream == RECEIPTS:
             self.receipts.apply_replicated(notice)
+            for sink in self.sinks:
+                for room_id in notice.rooms:
+                    for receipt in _list(data.get(room_id)):
+                        if isinstance(receipt, list) and len(receipt) == 5:
+                            _type, user_id, thread_id, event_id, _ts = receipt
+                            self._spawn(sink.on_receipt(user_id, room_id, event_id, thread_id))
         elif notice.stream == PRESENCE:
             self.presence.apply_replicated(notice)
+            users = data.get("users")
+            for sink in self.sinks:
+                for user_id in users if isinstance(users, dict) else ():
+                    sink.on_presence(user_id)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("replication: an ephemeral sink failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_sinks(self) -> None:
+        """Wait until the sinks were told of every change applied so far."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def on_room_event(self, notice: RoomEventNotice) -> None:
         """A room event another process persisted: a member who leaves stops typing
@@ -219,6 +282,12 @@ class EphemeralMirror:
             return
         self.presence.membership_changed(notice.state_key)
         self.typing.member_changed(notice.room_id, notice.state_key)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def resync(self) -> None:
         """After a (re)connect to Redis (the first one included): notices may have been
@@ -233,3 +302,7 @@ class EphemeralMirror:
         if self.device_lists is not None:
             self.device_lists.resync_replica()
         await self.presence.resync_replica()
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []

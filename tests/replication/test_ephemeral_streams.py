@@ -380,13 +380,13 @@ async def test_to_device_on_the_writer_shows_on_the_reader(hs: HomeserverHarness
     reader = pair.reader.to_device
     since = reader.current_position()
     inboxes: list[set[str]] = []
-    reader.inbox_listeners.append(inboxes.append)
+    reader.inbox_listeners.append(inboxes.append)  # the writer's listeners: not called
     content = {"algorithm": "m.olm.v1", "body": "hi"}
     await pair.writer.to_device.send(
         alice.user_id, alice.device_id, "m.room.encrypted", "t1", {bob.user_id: {"*": content}}
     )
     await _woken(pair.reader.notifier, bob.user_id, [], pair.deliver)
-    assert inboxes == [{bob.user_id}]
+    assert inboxes == []
     upto = reader.current_position()
     assert reader.has_updates(bob.user_id, since)
     events, position = await reader.to_device_for_sync(bob.user_id, bob.device_id, since, upto)
@@ -899,3 +899,59 @@ async def test_bad_account_data_bodies(
     response = await endpoint_client.post(url, json=body, headers=_auth())
     assert response.status == 400
     assert (await response.json())["errcode"] == "M_BAD_JSON"
+
+
+# -- what feeds the application services ------------------------------------------------
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    async def on_typing(self, user_id: str, room_id: str, typing: bool) -> None:
+        self.seen.append(("typing", user_id, room_id, typing))
+
+    async def on_receipt(
+        self, user_id: str, room_id: str, event_id: str, thread_id: str | None
+    ) -> None:
+        self.seen.append(("receipt", user_id, room_id, event_id, thread_id))
+
+    def on_presence(self, user_id: str) -> None:
+        self.seen.append(("presence", user_id))
+
+    def on_to_device(self, user_ids: set[str]) -> None:
+        self.seen.append(("to_device", sorted(user_ids)))
+
+    async def on_device_list_change(
+        self, user_id: str, device_ids: list[str], position: int
+    ) -> None:
+        self.seen.append(("device_lists", user_id))
+
+
+async def test_the_mirror_tells_its_sinks(hs: HomeserverHarness) -> None:
+    alice, bob, room_id = await _room(hs)
+    pair = await _pair(hs)
+    sink = RecordingSink()
+    pair.mirror.sinks.append(sink)
+    event_id = await alice.send(room_id, "hi")
+    await pair.writer.typing.set_typing(alice.user_id, room_id, True, 10_000)
+    await pair.writer.receipts.send_receipt(bob.user_id, room_id, "m.read", event_id)
+    await pair.writer.presence.set_state(alice.user_id, "online", "sinking")
+    await pair.writer.to_device.send(
+        alice.user_id, alice.device_id, "m.x", "t1", {bob.user_id: {"*": {"a": 1}}}
+    )
+    await pair.writer.device_lists.record_change(alice.user_id, [alice.device_id])
+    pair.deliver()
+    await pair.mirror.wait_sinks()
+    await pair.reader.device_lists.wait_replica()
+    assert sorted(sink.seen, key=repr) == sorted(
+        [
+            ("typing", alice.user_id, room_id, True),
+            ("receipt", bob.user_id, room_id, event_id, None),
+            ("presence", alice.user_id),
+            ("to_device", [bob.user_id]),
+            ("device_lists", alice.user_id),
+        ],
+        key=repr,
+    )
+    await pair.mirror.stop()
