@@ -380,6 +380,10 @@ class PresenceService:
         dirty, self._dirty = self._dirty, set()
         held, self._held = self._held, []
         records = [self._states[u].record() for u in dirty if u in self._states]
+        # what this batch announces, as it is now (a change made while it is written
+        # goes with the next batch)
+        states = {u: _state_json(self._states[u]) for u in sorted(to_wake)}
+        position = max((self._changes.get(u, 0) for u in to_wake), default=0)
         try:
             rooms: set[str] = set()
             for user_id in to_wake:
@@ -394,8 +398,6 @@ class PresenceService:
         stream = self._stream
         assert isinstance(stream, StreamIdGenerator)
         if to_wake:
-            position = max(self._changes.get(u, 0) for u in to_wake)
-            states = {u: _state_json(self._states[u]) for u in sorted(to_wake)}
             self._role.rooms_changed(position, tuple(sorted(rooms)), {"users": states})
             for room_id in rooms:
                 self._room_changed[room_id] = position
