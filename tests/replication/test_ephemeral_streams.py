@@ -955,3 +955,24 @@ async def test_the_mirror_tells_its_sinks(hs: HomeserverHarness) -> None:
         key=repr,
     )
     await pair.mirror.stop()
+
+
+class FailingClient:
+    async def call(self, instance: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        raise MatrixError(503, "M_UNKNOWN", f"{instance} is unavailable, try again")
+
+
+async def test_an_unreachable_writer_loses_the_edu_not_the_transaction(
+    hs: HomeserverHarness,
+) -> None:
+    events = hs.server.federation_events
+    assert events is not None
+    transactions = events.transactions
+    transactions.edu_forwarder = FederationEduForwarder(
+        FailingClient(), "master", lambda stream: "presence1"
+    )
+    edu = {"push": [{"user_id": "@carol:remote.example", "presence": "online"}]}
+    answer = await transactions.process_transaction(
+        "remote.example", "txn2", [], [{"edu_type": "m.presence", "content": edu}]
+    )
+    assert answer == {"pdus": {}}
