@@ -1,9 +1,13 @@
 """Command line: run the server, generate a config, register a user, manage registration tokens.
 
-    python -m homeserver --config FILE                     run until SIGINT/SIGTERM
+    python -m homeserver --config FILE [--config FILE ...] run until SIGINT/SIGTERM
     python -m homeserver generate-config --server-name NAME --config FILE
     python -m homeserver register-user --config FILE USER [--password P] [--admin]
     python -m homeserver registration-token --config FILE [--uses N] [--expiry-ts MS] [TOKEN]
+    python -m homeserver generate-workers --config FILE --workers events=2,sync=2 --out DIR
+
+Several ``--config`` files (a shared one, then a worker's) are merged in order, a
+later file's top-level keys replacing an earlier one's, as in Synapse.
 
 Every problem (bad arguments, a missing file, an invalid config, a database that
 cannot be opened or reached) is one line on stderr and exit status 1, never a
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from homeserver.config import ConfigError, HomeserverConfig, generate_config, load_config
+from homeserver.deploy.workers import DEFAULT_BASE_PORT, DeployError
 from homeserver.errors import MatrixError
 from homeserver.log_config import DEFAULT_FORMAT, LogConfigError, apply_log_config
 from homeserver.request_context import install_record_factory
@@ -40,35 +45,61 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="homeserver", description="A Matrix homeserver.")
-    parser.add_argument("--config", "-c", help="path of the YAML config file")
+    parser.add_argument(
+        "--config",
+        "-c",
+        action="append",
+        help="path of a YAML config file; repeat to merge several, later keys winning",
+    )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the homeserver (the default)")
-    run.add_argument("--config", "-c", dest="sub_config")
+    run.add_argument("--config", "-c", dest="sub_config", action="append")
 
     gen = commands.add_parser("generate-config", help="write a new config and signing key")
     gen.add_argument("--server-name", required=True)
     gen.add_argument("--config", "-c", dest="sub_config", required=True)
 
     reg = commands.add_parser("register-user", help="create a user in the database")
-    reg.add_argument("--config", "-c", dest="sub_config")
+    reg.add_argument("--config", "-c", dest="sub_config", action="append")
     reg.add_argument("user", help="localpart or full user ID")
     reg.add_argument("--password", "-p")
     reg.add_argument("--admin", action="store_true")
 
     tok = commands.add_parser("registration-token", help="create a registration token")
-    tok.add_argument("--config", "-c", dest="sub_config")
+    tok.add_argument("--config", "-c", dest="sub_config", action="append")
     tok.add_argument("token", nargs="?", help="the token (random if omitted)")
     tok.add_argument("--uses", type=int, default=None, help="how many registrations it allows")
     tok.add_argument("--expiry-ts", type=int, default=None, help="expiry, ms since the epoch")
+
+    workers = commands.add_parser(
+        "generate-workers",
+        help="write worker configs, nginx.conf and supervisord.conf for several processes",
+    )
+    workers.add_argument("--config", "-c", dest="sub_config", action="append")
+    workers.add_argument(
+        "--workers",
+        required=True,
+        help="roles and counts, like events=2,sync=2,client=1,federation_inbound=1 "
+        "(a+b=2: two processes holding both roles)",
+    )
+    workers.add_argument("--out", required=True, help="the directory to write to")
+    workers.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        help=f"the main process's internal port; workers take the next ones "
+        f"(default {DEFAULT_BASE_PORT})",
+    )
     return parser
 
 
-def _config_path(args: argparse.Namespace) -> str:
-    path = getattr(args, "sub_config", None) or args.config
-    if not path:
+def _config_paths(args: argparse.Namespace) -> list[str]:
+    """Every ``--config`` given, those before the command first."""
+    paths = [*(args.config or ()), *(getattr(args, "sub_config", None) or ())]
+    if not paths:
         raise UsageError("--config FILE is required")
-    return str(path)
+    return [str(path) for path in paths]
 
 
 def configure_logging(level: str, log_config: Path | None = None) -> None:
@@ -107,8 +138,9 @@ def warn_about_config(config: HomeserverConfig) -> None:
 
 def quiet_driver_loggers() -> None:
     """Drivers log statement arguments (token and password hashes) at DEBUG: never show them."""
+    level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
     for noisy in ("aiosqlite", "psycopg", "psycopg.pool"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
+        logging.getLogger(noisy).setLevel(level)
 
 
 async def _register_user(config: HomeserverConfig, user: str, password: str, admin: bool) -> str:
@@ -145,10 +177,29 @@ async def _create_token(
         await server.close()
 
 
+def _generate_workers(args: argparse.Namespace) -> int:
+    from homeserver.deploy.generate import generate_workers
+
+    deployment = generate_workers(
+        [Path(path) for path in _config_paths(args)],
+        args.workers,
+        Path(args.out),
+        base_port=args.base_port,
+    )
+    for path in deployment.files:
+        print(f"wrote {path}")
+    names = ", ".join(process.name for process in deployment.plan.processes)
+    print(f"processes: {names}")
+    if deployment.database_from_environment:
+        print("the database is HOMESERVER_DATABASE_URL: start supervisord with it set")
+    print(f"run: supervisord -c {deployment.out_dir / 'supervisord.conf'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv)
-    except (UsageError, ConfigError, SchemaError, DatabaseOpenError) as exc:
+    except (UsageError, ConfigError, DeployError, SchemaError, DatabaseOpenError) as exc:
         print(f"homeserver: {exc}", file=sys.stderr)
         return 1
     except MatrixError as exc:
@@ -168,7 +219,9 @@ def _main(argv: Sequence[str] | None) -> int:
         generate_config(args.server_name, Path(args.sub_config))
         print(f"wrote {args.sub_config}")
         return 0
-    config = load_config(_config_path(args))
+    if command == "generate-workers":
+        return _generate_workers(args)
+    config = load_config(_config_paths(args))
     configure_logging(config.log_level, config.log_config)
     warn_about_config(config)
     if command == "run":

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from homeserver.errors import BadJson, MatrixError, NotFound
 from homeserver.notifier import Notifier
 from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.invalidation import IGNORED_USERS, CachePublisher
 from homeserver.replication.notices import ACCOUNT_DATA, NoticePublisher, UserStreamNotice
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
@@ -67,6 +68,7 @@ class AccountDataService:
         notifier: Notifier,
         stream: StreamSource,
         *,
+        cache_publisher: CachePublisher | None = None,
         publisher: NoticePublisher | None = None,
         instance_name: str = "master",
         writer: str | None = None,
@@ -80,7 +82,10 @@ class AccountDataService:
         self._complete_from = 0
         # set by the composition root where another process writes the stream
         self.forwarder: AccountDataForwarding | None = None
+        # tells the other processes whose ignored users changed
+        self._cache_publisher = cache_publisher or CachePublisher()
         self._ignored: dict[str, frozenset[str]] = {}
+        self._ignored_epoch = 0  # moves on each invalidation from another process
         # user -> position of their latest write in this process
         self._user_last: dict[str, int] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -136,6 +141,7 @@ class AccountDataService:
                 stream.finish(position)
             if room_id is None and data_type == IGNORED_USER_LIST:
                 self._ignored[user_id] = _ignored_of(content)
+                self._cache_publisher.stale(IGNORED_USERS, [user_id])
             self._user_last[user_id] = position
         self._notifier.on_user_change(user_id)
         return position
@@ -159,9 +165,22 @@ class AccountDataService:
                 stream.finish(position)
             if new is not None:
                 self._user_last[user_id] = position
+                if room_id is None and data_type == IGNORED_USER_LIST:
+                    self._ignored.pop(user_id, None)
+                    self._ignored_epoch += 1
+                    self._cache_publisher.stale(IGNORED_USERS, [user_id])
         if new is not None:
             self._notifier.on_user_change(user_id)
         return new
+
+    def invalidate_user(self, user_id: str, position: int | None = None) -> None:
+        """Another process wrote the user's account data (at ``position`` of the
+        stream, when known): forget their cached ignored users, and let /sync see that
+        they have updates."""
+        self._ignored.pop(user_id, None)
+        self._ignored_epoch += 1
+        if position is not None and position > self._user_last.get(user_id, 0):
+            self._user_last[user_id] = position
 
     # -- reading --------------------------------------------------------------------
 
@@ -179,23 +198,27 @@ class AccountDataService:
         cached = self._ignored.get(user_id)
         if cached is not None:
             return cached
+        epoch = self._ignored_epoch
         content = await self._store.get(user_id, None, IGNORED_USER_LIST)
         ignored = _ignored_of(content or {})
-        self._ignored.setdefault(user_id, ignored)
+        if self._ignored_epoch == epoch:  # not invalidated while we read
+            self._ignored.setdefault(user_id, ignored)
         return ignored
 
     async def ignoring(self, user_ids: Collection[str], sender: str) -> set[str]:
         """Those of ``user_ids`` who ignore ``sender`` (push evaluation: one cached
         lookup per user, the uncached read from storage in one query)."""
-        missing = [u for u in user_ids if u not in self._ignored]
+        known = {u: i for u in user_ids if (i := self._ignored.get(u)) is not None}
+        missing = [u for u in user_ids if u not in known]
         if missing:
+            epoch = self._ignored_epoch
             found = await self._store.get_global_many(missing, IGNORED_USER_LIST)
             for user_id in missing:
                 content = found.get(user_id)
-                self._ignored.setdefault(
-                    user_id, _NOBODY if content is None else _ignored_of(content)
-                )
-        return {u for u in user_ids if sender in self._ignored[u]}
+                known[user_id] = _NOBODY if content is None else _ignored_of(content)
+                if self._ignored_epoch == epoch:  # not invalidated while we read
+                    self._ignored.setdefault(user_id, known[user_id])
+        return {u for u in user_ids if sender in known[u]}
 
     # -- tags (m.tag room account data) ----------------------------------------------
 
@@ -328,9 +351,7 @@ class AccountDataService:
         if self._role.writes:
             return
         for user_id in notice.users:
-            self._ignored.pop(user_id, None)
-            if notice.position > self._user_last.get(user_id, 0):
-                self._user_last[user_id] = notice.position
+            self.invalidate_user(user_id, notice.position)
             self._notifier.on_user_change(user_id)
 
     def resync_replica(self) -> None:
@@ -339,6 +360,7 @@ class AccountDataService:
         if self._role.writes:
             return
         self._ignored.clear()
+        self._ignored_epoch += 1
         self._complete_from = self._stream.current()
 
 

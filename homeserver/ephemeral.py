@@ -26,6 +26,7 @@ from homeserver.replication.ephemeral import (
     role_arguments,
     stream_source,
 )
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.replication.notices import (
     ACCOUNT_DATA,
     PRESENCE,
@@ -67,6 +68,7 @@ class EphemeralServices:
         clock: Clock,
         *,
         replication: EphemeralReplication | None = None,
+        cache_publisher: CachePublisher | None = None,
     ) -> EphemeralServices:
         """Build every service with its stream seeded from the database;
         ``replication``: the streams across processes (None: a single process)."""
@@ -75,6 +77,7 @@ class EphemeralServices:
             stores.account_data,
             notifier,
             stream_source(rep, ACCOUNT_DATA, await stores.account_data.max_stream_id()),
+            cache_publisher=cache_publisher,
             **role_arguments(rep, ACCOUNT_DATA),
         )
         receipts = ReceiptService(
@@ -103,13 +106,18 @@ class EphemeralServices:
             clock,
             **role_arguments(rep, TO_DEVICE),
         )
-        # typing has no table: its positions start at 0 with its writer
+        # typing has no table: in one process its positions start at 0; with workers
+        # its writer goes on from the position it last told the others (a lower one
+        # would be taken by readers for old news)
+        typing_seed = 0
+        if rep is not None:
+            typing_seed = max((await stores.stream_positions.positions(TYPING)).values(), default=0)
         typing = TypingService(
             config.server_name,
             stores,
             notifier,
             clock,
-            stream_source(rep, TYPING, 0),
+            stream_source(rep, TYPING, typing_seed),
             **role_arguments(rep, TYPING),
         )
         services = cls(presence, receipts, typing, account_data, to_device)

@@ -63,6 +63,13 @@ class Notifier:
         for room_id in room_ids:
             self._wake(self._by_room.get(room_id, ()))
 
+    def wake_all(self) -> None:
+        """Wake every long-poll (another process's changes may have been missed:
+        each re-reads its streams)."""
+        for index in (self._by_room, self._by_user):
+            for waiters in list(index.values()):
+                self._wake(waiters)
+
     @staticmethod
     def _wake(waiters: Collection[_Waiter]) -> None:
         for waiter in list(waiters):

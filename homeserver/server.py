@@ -84,6 +84,11 @@ from homeserver.push.service import PushService
 from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
+from homeserver.replication.endpoints import ReplicationEndpoints
+from homeserver.replication.forwarding import EventForwarder
+from homeserver.replication.invalidation import CacheInvalidator, CachePublisher
+from homeserver.replication.notices import NoticePublisher
+from homeserver.replication.runtime import Replication
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
 from homeserver.retention.purge_jobs import RetentionPurgeJobs
@@ -192,13 +197,24 @@ class Homeserver:
     appservice_delivery: AppServiceDelivery | None = None
     room_summaries: RoomSummaries | None = None
     metrics: HomeserverMetrics | None = None
+    replication: Replication | None = None  # with workers
+    # applies the other processes' notices to this process's caches
+    cache_invalidator: CacheInvalidator | None = None
     request_ids: RequestIds = field(default_factory=RequestIds)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
     @classmethod
     async def build(
-        cls, config: HomeserverConfig, *, clock: Clock | None = None, db: Database | None = None
+        cls,
+        config: HomeserverConfig,
+        *,
+        clock: Clock | None = None,
+        db: Database | None = None,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
     ) -> Homeserver:
+        """``publisher``: where this process's notices go (None: a single process,
+        nobody to tell); ``instance_name``: the name they carry."""
         clock = clock or Clock()
         signing_key = load_or_create_signing_key(Path(config.signing_key_path))
         registrations = load_registrations(config.app_service_config_files, config.server_name)
@@ -207,6 +223,15 @@ class Homeserver:
         if metrics.enabled:
             db.transaction_observer = metrics.database.observe
         stores = Stores.over(db, config.caches.sizes)
+        # with workers: positions shared through PostgreSQL, notices through Redis
+        replication = (
+            Replication.create(config, stores.stream_positions, clock)
+            if config.worker.multi_process
+            else None
+        )
+        if replication is not None:
+            publisher, instance_name = replication.bus, replication.instance
+        cache_publisher = CachePublisher(publisher, instance_name)
         appservices = AppServices(registrations, AppServiceClient(tls=client_tls(config)))
         authenticator = Authenticator(
             stores,
@@ -215,7 +240,7 @@ class Homeserver:
             appservices=appservices,
             server_name=config.server_name,
         )
-        sessions = SessionService(stores, authenticator, clock)
+        sessions = SessionService(stores, authenticator, clock, cache_publisher=cache_publisher)
         limiter = RateLimiter(clock)
         rc = config.rc_login
         accounts = AccountService(
@@ -242,15 +267,27 @@ class Homeserver:
         await appservice_users.ensure_senders()
         notifier = Notifier()
         resolver = StateResolver(stores)
-        persister = EventPersister(
-            stores,
-            notifier,
-            resolver,
-            clock,
-            StreamIdGenerator(await stores.events.max_stream_ordering()),
-            StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
-        )
-        stores.sync.recent.start(persister.events_stream.current())
+        if replication is not None:
+            persister = EventPersister(
+                stores, notifier, resolver, clock, replication.events, replication.backfill
+            )
+            persister.publisher = replication.bus
+            persister.instance_name = replication.instance
+            await replication.prepare_events(
+                await stores.events.max_stream_ordering(),
+                await stores.events.min_stream_ordering(),
+            )
+        else:
+            persister = EventPersister(
+                stores,
+                notifier,
+                resolver,
+                clock,
+                StreamIdGenerator(await stores.events.max_stream_ordering()),
+                StreamIdGenerator(await stores.events.min_stream_ordering(), step=-1),
+            )
+            # (one process writes: recent events are kept in step with its commits)
+            stores.sync.recent.start(persister.events_stream.current())
         room_summaries = RoomSummaries(stores)
         await room_summaries.fill_missing()  # rooms held from before the summaries
         persister.current_state_hooks.append(room_summaries.on_current_state_txn)
@@ -263,6 +300,14 @@ class Homeserver:
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
         )
+        if replication is not None:
+            forwarder = EventForwarder(
+                replication.event_writers,
+                replication.client,
+                stores,
+                replication.wait_for_event_position,
+            )
+            creator.forwarder = persister.forwarder = forwarder
         membership = MembershipService(
             config.server_name,
             stores,
@@ -273,10 +318,12 @@ class Homeserver:
         persister.persisted_hooks.append(membership.on_event_persisted)
         redaction_censor: RedactionCensor | None = None
         if config.redaction_retention_period is not None:
-            redaction_censor = RedactionCensor(stores, clock, config.redaction_retention_period)
+            redaction_censor = RedactionCensor(
+                stores, clock, config.redaction_retention_period, cache_publisher=cache_publisher
+            )
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
-            message_expiry = MessageExpiry(stores, clock)
+            message_expiry = MessageExpiry(stores, clock, cache_publisher=cache_publisher)
             await message_expiry.load()
             persister.persisted_hooks.append(message_expiry.on_event_persisted)
         guest_evictor = GuestEvictor(
@@ -310,9 +357,15 @@ class Homeserver:
         persister.timeline_txn_hooks.append(search.index_txn)
         persister.redaction_hooks.append(search.unindex_txn)
         relations = RelationsService(stores, visibility, history)
-        e2ee = await E2ee.build(config.server_name, stores, notifier, sessions, clock)
-        push = PushService.build(config, stores, notifier, persister, clock)
-        ephemeral = await EphemeralServices.build(config, stores, notifier, persister, clock)
+        e2ee = await E2ee.build(
+            config.server_name, stores, notifier, sessions, clock, cache_publisher=cache_publisher
+        )
+        push = PushService.build(
+            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+        )
+        ephemeral = await EphemeralServices.build(
+            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+        )
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
         push.use_sessions(sessions, accounts)
@@ -559,7 +612,13 @@ class Homeserver:
             registration.consent_notices = ConsentServerNotices(
                 registration.consent, server_notices, stores
             )
-        purger = RoomPurger(config.server_name, stores, creator.lanes, push.evaluator)
+        purger = RoomPurger(
+            config.server_name,
+            stores,
+            creator.lanes,
+            push.evaluator,
+            cache_publisher=cache_publisher,
+        )
         admin = AdminServices(
             media=media,
             destinations=DestinationAdmin(
@@ -601,6 +660,24 @@ class Homeserver:
         )
         if metrics.enabled:
             wire_metrics(metrics, stores, authenticator, persister, push, federation_events)
+        cache_invalidator = CacheInvalidator(
+            state=stores.state,
+            events=stores.events,
+            sync=stores.sync,
+            summaries=stores.room_summaries,
+            tokens=authenticator,
+            account_data=ephemeral.account_data,
+            push_rules=push.rules,
+            unread=push.evaluator,
+            memberships=sync.memberships,
+            presence=ephemeral.presence,
+            to_device=ephemeral.to_device,
+            pushers=push.pushers,
+            retention=retention_policies,
+            key_counts=e2ee.keys,
+        )
+        if replication is not None:
+            await wire_replication(replication, notifier, cache_invalidator)
         return cls(
             config,
             clock,
@@ -632,6 +709,8 @@ class Homeserver:
             room_summaries=room_summaries,
             metrics=metrics,
             retention_purge_jobs=retention_purge_jobs,
+            replication=replication,
+            cache_invalidator=cache_invalidator,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -664,6 +743,13 @@ class Homeserver:
             routes += OpenIdUserInfo(self.client.openid).routes()
         if "keys" in resources:
             routes += key_routes(self.federation)
+        if "replication" in resources and self.replication is not None:
+            routes += ReplicationEndpoints(
+                self.config.worker.replication_secret,
+                self.replication.event_writers,
+                self.client.creator,
+                self.client.persister,
+            ).routes()
         if "health" in resources:
             routes.append(("GET", "/health", health))
         if "metrics" in resources and self.metrics is not None and self.metrics.enabled:
@@ -791,9 +877,26 @@ class Homeserver:
         await self.stop_listeners()
         await self.federation.close()
         await self.client.appservices.client.close()
+        if self.replication is not None:
+            await self.replication.close()
         if self.identity is not None:
             await self.identity.close()
         await self.db.close()
+
+
+async def wire_replication(
+    replication: Replication, notifier: Notifier, caches: CacheInvalidator
+) -> None:
+    """Subscribe to the other processes: their committed room events drop what
+    they made stale here and wake this process's long-polls once readable; after
+    Redis comes back every long-poll wakes and re-reads its streams (notices may have
+    been missed meanwhile)."""
+    receiver = await replication.connect()
+    receiver.on_room_event(caches.on_room_event)
+    receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
+    receiver.on_user_stream(caches.on_user_stream)
+    receiver.on_cache(lambda n: replication.run_soon(caches.on_cache(n)))
+    receiver.on_resync(lambda _positions: notifier.wake_all())
 
 
 def wire_appservice_delivery(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from homeserver.auth import Authenticator, new_token, token_hash
 from homeserver.clock import Clock
 from homeserver.errors import NotFound, UnknownToken
+from homeserver.replication.invalidation import ACCESS_TOKENS, USERS, CachePublisher
 from storage.database import Transaction
 from storage.devices import DeviceRecord
 from storage.stores import Stores
@@ -52,9 +53,12 @@ class SessionService:
         clock: Clock,
         *,
         refreshable_token_lifetime_ms: int = 5 * 60 * 1000,
+        cache_publisher: CachePublisher | None = None,
     ) -> None:
         self._stores = stores
         self._authenticator = authenticator
+        # tells the other processes' token caches (a revoked token stops working there)
+        self._cache_publisher = cache_publisher or CachePublisher()
         self._clock = clock
         self._lifetime_ms = refreshable_token_lifetime_ms
         self.device_removed_hooks: list[DeviceRemovedHook] = []
@@ -201,7 +205,7 @@ class SessionService:
             return session, revoked
 
         session, revoked = await self._stores.db.run_transaction("refresh_token", txn_func)
-        self._authenticator.forget(revoked)
+        self.forget_tokens(revoked)
         return session
 
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
@@ -211,16 +215,20 @@ class SessionService:
             return await self.delete_devices_txn(txn, user_id, device_ids)
 
         revoked = await self._stores.db.run_transaction("delete_devices", txn_func)
-        self._authenticator.forget(revoked)
+        self.forget_tokens(revoked)
 
     def forget_tokens(self, token_hashes: list[str]) -> None:
-        """Tell the token cache about tokens revoked by a committed transaction."""
+        """Tell the token caches (this process's and the others') about tokens revoked
+        by a committed transaction."""
         self._authenticator.forget(token_hashes)
+        self._cache_publisher.stale(ACCESS_TOKENS, token_hashes)
 
     def forget_user(self, user_id: str) -> None:
         """Tell the caches that ``user_id`` was deactivated (an application service may
-        no longer act as it either)."""
+        no longer act as it either), or that its cached requesters' flags changed
+        (locked, suspended, shadow-banned ...), in every process."""
         self._authenticator.forget_user(user_id)
+        self._cache_publisher.stale(USERS, [user_id])
 
     async def delete_devices_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]

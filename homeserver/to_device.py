@@ -197,6 +197,12 @@ class ToDeviceService:
         events = [{"sender": m.sender, "type": m.event_type, "content": m.content} for m in pending]
         return events, position
 
+    def invalidate_user(self, user_id: str, position: int) -> None:
+        """Another process queued messages for the user up to ``position``: /sync of
+        their devices must read the inbox."""
+        if position > self._user_last.get(user_id, 0):
+            self._user_last[user_id] = position
+
     def has_updates(self, user_id: str, since: int) -> bool:
         return self._user_last.get(user_id, 0) > since
 

@@ -375,6 +375,22 @@ class EventStore:
     def _forget(self, event_id: str) -> None:
         self._cache.pop(event_id, None)
 
+    def invalidate_event(self, event_id: str) -> None:
+        """Another process changed the event (redacted, pruned, de-outliered)."""
+        self._cache.pop(event_id, None)
+
+    def invalidate_room(self, room_id: str) -> None:
+        """Another process wrote an event of the room: its forward extremities moved."""
+        self._extremities.pop(room_id, None)
+
+    def invalidate_purged_room(self, room_id: str) -> None:
+        """Another process purged the room's history (or the whole room): drop every
+        cached event of the room, its version and its extremities."""
+        for event_id in [e for e, s in self._cache.items() if s.event.room_id == room_id]:
+            del self._cache[event_id]
+        self._room_versions.pop(room_id, None)
+        self._extremities.pop(room_id, None)
+
     def forget_purged(self, room_id: str, event_ids: Iterable[str], *, whole_room: bool) -> None:
         """Drop what is cached of events deleted or changed by a purge (and of the room
         itself when it is gone)."""

@@ -281,6 +281,12 @@ class RoomSummaryStore:
         self._changed_on_commit(txn, room_id, known=found)
         return found
 
+    def invalidate_room(self, room_id: str) -> None:
+        """Another process wrote the room's row: drop it (a read racing this is not
+        cached)."""
+        self._cache.pop(room_id, None)
+        self._generation[room_id] = self._generation.get(room_id, 0) + 1
+
     def forget_room(self, room_id: str) -> None:
         """Drop the cached row of a purged room."""
         self._cache.pop(room_id, None)

@@ -305,6 +305,28 @@ class StateStore:
         for user_id in members:
             self._user_rooms.pop(user_id, None)
 
+    def invalidate_room(self, room_id: str, members: Collection[str] = ()) -> None:
+        """Another process changed the room's current state: drop what is cached of
+        it (current state, members, counts, joined servers; caches keyed by
+        ``member_generation`` follow), and the rooms of ``members``, whose membership
+        changed. A read racing this is not cached (the generation moved)."""
+        self.forget_current_state(room_id)
+        self._member_generation[room_id] = self._member_generation.get(room_id, 0) + 1
+        self._counts.pop(room_id, None)
+        self._joined_servers.pop(room_id, None)
+        if members:
+            self._membership_epoch += 1
+            for user_id in members:
+                self._user_rooms.pop(user_id, None)
+
+    def invalidate_purged_room(self, room_id: str) -> None:
+        """Another process purged the room: :meth:`invalidate_room`, and the rooms of
+        every user cached as having a membership in it."""
+        holders = [u for u, rooms in self._user_rooms.items() if room_id in rooms]
+        self.invalidate_room(room_id, holders)
+        self._membership_epoch += 1
+        self._latest.pop(room_id, None)
+
     def forget_current_state(self, room_id: str) -> None:
         self._current.pop(room_id, None)
         self._current_groups.pop(room_id, None)

@@ -39,6 +39,7 @@ from storage.search import SearchStore
 from storage.server_keys import ServerKeyStore
 from storage.server_notices import ServerNoticeStore
 from storage.state import StateStore
+from storage.stream_positions import StreamPositionStore
 from storage.sync import SyncStore
 from storage.threepid_validation import ThreepidValidationStore
 from storage.threepids import ThreepidStore
@@ -93,6 +94,7 @@ class Stores:
     threepid_validation: ThreepidValidationStore
     consent: ConsentStore
     retention: RetentionStore
+    stream_positions: StreamPositionStore
 
     @classmethod
     def over(cls, db: Database, caches: CacheSizes | None = None) -> Stores:
@@ -143,4 +145,5 @@ class Stores:
             threepid_validation=ThreepidValidationStore(db),
             consent=ConsentStore(db),
             retention=RetentionStore(db),
+            stream_positions=StreamPositionStore(db),
         )

@@ -106,6 +106,14 @@ class RecentRoomEvents:
         """Drop the room's entry (its history was purged: the database answers)."""
         self._rooms.pop(room_id, None)
 
+    def committed_elsewhere(self, room_id: str, stream: int, *, membership: bool) -> None:
+        """Another process committed an event of the room at ``stream``: the room's
+        entry cannot follow that writer's commits (dropped: the database answers),
+        and a membership change is remembered."""
+        self._rooms.pop(room_id, None)
+        if membership:
+            self.membership_changed(room_id, stream)
+
     def latest(self, room_id: str, after: int, upto: int, limit: int) -> list[EventPosition] | None:
         """The room's latest ``limit`` timeline events in (after, upto], oldest first,
         or None when the entry cannot tell (the caller asks the database)."""
@@ -144,6 +152,12 @@ class SyncStore:
         self.state_group_cache_stats = CacheStats(
             "*stateGroupCache*", lambda: len(self._groups), group_cache_size
         )
+
+    def invalidate_room(self, room_id: str, position: int, *, membership: bool) -> None:
+        """Another process committed an event of the room at ``position`` (0: purged
+        it): its recent events and heroes are not known here any more."""
+        self.recent.committed_elsewhere(room_id, position, membership=membership)
+        self._heroes.pop(room_id, None)
 
     def forget_purged(self, room_id: str, groups: Iterable[int]) -> None:
         """Drop what is cached of a room whose history (or whole self) was purged."""

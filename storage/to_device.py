@@ -29,7 +29,7 @@ class ToDeviceStore:
         """The highest position ever handed out (kept even when its messages are gone)."""
         value = await self.db.fetchval(
             "to_device_max_stream",
-            "SELECT position FROM stream_positions WHERE stream_name = $1",
+            "SELECT position FROM stream_high_water_marks WHERE stream_name = $1",
             STREAM_NAME,
         )
         return int(value or 0)
@@ -91,9 +91,9 @@ class ToDeviceStore:
             [(u, d, stream_id, sender, event_type, json.dumps(c)) for u, d, c in messages],
         )
         await txn.execute(
-            "INSERT INTO stream_positions (stream_name, position) VALUES ($1, $2)"
+            "INSERT INTO stream_high_water_marks (stream_name, position) VALUES ($1, $2)"
             " ON CONFLICT (stream_name) DO UPDATE SET position = excluded.position"
-            " WHERE stream_positions.position < excluded.position",
+            " WHERE stream_high_water_marks.position < excluded.position",
             STREAM_NAME,
             stream_id,
         )

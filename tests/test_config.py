@@ -145,8 +145,15 @@ def test_example_config_documents_every_option(cls: type) -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     # OldSigningKey.key_id is the mapping key, ignored_options what the file held,
     # EmailConfig.can_verify_email whether the email section is there, and
-    # registration_guards groups top-level options (RegistrationGuardsConfig's fields)
-    not_options = {"key_id", "ignored_options", "can_verify_email", "registration_guards"}
+    # registration_guards groups top-level options (RegistrationGuardsConfig's fields),
+    # and worker the worker options (tests/workers/test_worker_config.py checks them)
+    not_options = {
+        "key_id",
+        "ignored_options",
+        "can_verify_email",
+        "registration_guards",
+        "worker",
+    }
     for f in dataclasses.fields(cls):
         if f.name not in not_options:
             assert re.search(rf"\b{f.name}:", text), f"{f.name} is not in config.example.yaml"

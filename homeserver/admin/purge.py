@@ -20,6 +20,7 @@ from typing import Protocol
 from homeserver.admin.tasks import AdminTasks
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError, NotFound
+from homeserver.replication.invalidation import ROOMS_PURGED, UNREAD_COUNTS, CachePublisher
 from homeserver.rooms.lanes import RoomLanes
 from storage.purge import HistoryPurgeResult, RoomPurgeResult
 from storage.stores import Stores
@@ -35,9 +36,17 @@ class RoomPurger:
     """Deletes every row of a room, or its history before a depth, then the caches."""
 
     def __init__(
-        self, server_name: str, stores: Stores, lanes: RoomLanes, unread: UnreadCounts
+        self,
+        server_name: str,
+        stores: Stores,
+        lanes: RoomLanes,
+        unread: UnreadCounts,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> None:
         self._server_name = server_name
+        # tells the other processes what they cached of the room is stale
+        self._cache_publisher = cache_publisher or CachePublisher()
         self._stores = stores
         self._lanes = lanes
         self._unread = unread
@@ -52,6 +61,8 @@ class RoomPurger:
             self._stores.sync.forget_purged(room_id, result.state_groups)
             self._stores.room_summaries.forget_room(room_id)
             self._unread.forget_counts(result.members)
+            self._cache_publisher.stale(ROOMS_PURGED, [room_id])
+            self._cache_publisher.stale(UNREAD_COUNTS, result.members)
         logger.info("purged room %s: %d events", room_id, len(result.event_ids))
         return result
 
@@ -76,6 +87,8 @@ class RoomPurger:
             self._stores.sync.forget_purged(room_id, groups)
             members = await self._stores.state.current_members(room_id)
             self._unread.forget_counts(list(members))
+            self._cache_publisher.stale(ROOMS_PURGED, [room_id])
+            self._cache_publisher.stale(UNREAD_COUNTS, members)
         logger.info(
             "purged history of %s before depth %d: %d deleted, %d made outliers",
             room_id,

@@ -6,7 +6,8 @@ is reported as ``<dotted key path>: <message>`` in one `ConfigError`, e.g.
 There is no global config: the composition root loads it once and passes it on.
 
 Modules: ``_reader`` (the key-path reader and value converters), ``sections`` and
-``database`` (nested sections), ``homeserver_config`` (the top level and loading),
+``database`` (nested sections), ``workers`` (which process does what),
+``homeserver_config`` (the top level and loading),
 ``template`` (the commented YAML file), ``generate`` (new config and signing key).
 """
 
@@ -25,6 +26,7 @@ from homeserver.config.homeserver_config import (
     LogLevel,
     load_config,
     parse_config,
+    read_config_files,
 )
 from homeserver.config.oidc import AttributeRequirement, OidcMappingConfig, OidcProviderConfig
 from homeserver.config.retention import RetentionConfig, RetentionPurgeJob
@@ -49,6 +51,7 @@ from homeserver.config.sections import (
 )
 from homeserver.config.sso import CasConfig, SsoConfig
 from homeserver.config.template import render_config
+from homeserver.config.workers import InstanceLocation, StreamWriters, WorkerConfig
 
 __all__ = [
     "DATABASE_URL_VARIABLE",
@@ -61,6 +64,7 @@ __all__ = [
     "DatabaseConfig",
     "DirectoryRule",
     "HomeserverConfig",
+    "InstanceLocation",
     "JoinRateLimits",
     "ListenerConfig",
     "ListenerResource",
@@ -80,13 +84,16 @@ __all__ = [
     "RetentionPurgeJob",
     "ServerNoticesConfig",
     "SsoConfig",
+    "StreamWriters",
     "ThumbnailSize",
     "TrustedKeyServer",
     "UserDirectoryConfig",
+    "WorkerConfig",
     "database_from_url",
     "generate_config",
     "load_config",
     "load_or_create_signing_key",
     "parse_config",
+    "read_config_files",
     "render_config",
 ]

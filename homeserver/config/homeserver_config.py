@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, cast
@@ -19,6 +19,7 @@ from homeserver.config._reader import (
     ConfigError,
     IPNetwork,
     Reader,
+    describe,
     int_between,
     list_of,
     one_of,
@@ -70,6 +71,7 @@ from homeserver.config.sections import (
     parse_thumbnail_sizes,
 )
 from homeserver.config.sso import CasConfig, SsoConfig
+from homeserver.config.workers import WorkerConfig, is_worker_app
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ROOM_VERSIONS: Final = tuple(str(n) for n in range(1, 13))
@@ -168,11 +170,9 @@ class HomeserverConfig:
     enable_3pid_changes: bool = True
     # registration guards: top-level options, read together (config/registration.py)
     registration_guards: RegistrationGuardsConfig = field(default_factory=RegistrationGuardsConfig)
-    # application services: registration files; whether their users' IPs are recorded;
-    # which worker pushes to them (accepted; one process does everything)
+    # application services: registration files; whether their users' IPs are recorded
     app_service_config_files: tuple[Path, ...] = ()
     track_appservice_user_ips: bool = False
-    notify_appservices_from_worker: str | None = None
     # single sign-on
     cas_config: CasConfig = field(default_factory=CasConfig)
     sso: SsoConfig = field(default_factory=SsoConfig)
@@ -253,6 +253,9 @@ class HomeserverConfig:
     suppress_key_server_warning: bool = False
     tls_certificate_path: Path | None = None
     tls_private_key_path: Path | None = None
+    # which process this is and which process does what (one main process by default);
+    # on a worker, listeners, log_config and pid_file are its worker_* options
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
     # Synapse options in the file that this server does not implement (warned at start)
     ignored_options: tuple[str, ...] = ()
 
@@ -282,14 +285,8 @@ class HomeserverConfig:
         listeners = parse_listeners(reader)
         tls_certificate_path = reader.optional("tls_certificate_path", to_path)
         tls_private_key_path = reader.optional("tls_private_key_path", to_path)
-        if tls_certificate_path is None or tls_private_key_path is None:
-            for index, listener in enumerate(listeners):
-                if listener.tls:
-                    reader.error(
-                        f"listeners[{index}].tls",
-                        "tls_certificate_path and tls_private_key_path must be set "
-                        "when a listener has tls: true",
-                    )
+        has_tls_files = tls_certificate_path is not None and tls_private_key_path is not None
+        _check_tls_files(reader, "listeners", listeners, has_tls_files)
 
         ip_blacklist = reader.get(
             "ip_range_blacklist", list_of(to_cidr), _networks(DEFAULT_IP_RANGE_BLACKLIST)
@@ -344,9 +341,6 @@ class HomeserverConfig:
             registration_guards=RegistrationGuardsConfig.parse(reader),
             app_service_config_files=reader.get("app_service_config_files", list_of(to_path), ()),
             track_appservice_user_ips=reader.get("track_appservice_user_ips", to_bool, False),
-            notify_appservices_from_worker=reader.optional(
-                "notify_appservices_from_worker", to_nonempty_str
-            ),
             cas_config=CasConfig.parse(reader.child("cas_config")),
             sso=SsoConfig.parse(reader.child("sso")),
             oidc_providers=parse_oidc_providers(reader),
@@ -472,12 +466,63 @@ class HomeserverConfig:
                 "registrations_require_3pid, or "
                 "enable_registration_without_verification: true if you really want that",
             )
+        config = _with_worker_options(reader, config, has_tls_files)
         if reader.get("report_stats", to_bool, False):
             reader.warnings.append(
                 "report_stats: this server does not report usage statistics; ignored"
             )
         reader.finish()
         return dataclasses.replace(config, ignored_options=tuple(reader.warnings))
+
+
+def _check_tls_files(
+    reader: Reader, key: str, listeners: tuple[ListenerConfig, ...], has_tls_files: bool
+) -> None:
+    if has_tls_files:
+        return
+    for index, listener in enumerate(listeners):
+        if listener.tls:
+            reader.error(
+                f"{key}[{index}].tls",
+                "tls_certificate_path and tls_private_key_path must be set "
+                "when a listener has tls: true",
+            )
+
+
+_WORKER_ONLY_OPTIONS: Final = (
+    ("worker_listeners", "listeners"),
+    ("worker_log_config", "log_config"),
+    ("worker_pid_file", "pid_file"),
+)
+
+
+def _with_worker_options(
+    reader: Reader, config: HomeserverConfig, has_tls_files: bool
+) -> HomeserverConfig:
+    """Read the worker options. On a worker, ``worker_listeners``,
+    ``worker_log_config`` and ``worker_pid_file`` take the place of the shared
+    file's ``listeners``, ``log_config`` and ``pid_file`` (as in Synapse)."""
+    worker = WorkerConfig.parse(
+        reader,
+        postgres=config.database.engine == "postgres",
+        redis_enabled=config.redis.enabled,
+    )
+    if not worker.is_worker:
+        app = reader.raw("worker_app")
+        app_known = app is None or is_worker_app(app) is not None
+        for key, main_key in _WORKER_ONLY_OPTIONS:
+            if reader.raw(key) is not None and app_known:
+                reader.error(key, f"only read by a worker; the main process uses {main_key}")
+        return dataclasses.replace(config, worker=worker)
+    listeners = parse_listeners(reader, "worker_listeners", default=())
+    _check_tls_files(reader, "worker_listeners", listeners, has_tls_files)
+    return dataclasses.replace(
+        config,
+        worker=worker,
+        listeners=listeners,
+        log_config=worker.log_config,
+        pid_file=reader.optional("worker_pid_file", to_path),
+    )
 
 
 def _rc_presence(reader: Reader) -> RateLimitConfig:
@@ -497,15 +542,47 @@ def parse_config(raw: object, environ: Mapping[str, str] | None = None) -> Homes
     return config
 
 
+ConfigPath = str | os.PathLike[str]
+
+
 def load_config(
-    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    paths: ConfigPath | Sequence[ConfigPath], environ: Mapping[str, str] | None = None
 ) -> HomeserverConfig:
-    """Read and validate the YAML config file at `path`.
+    """Read and validate the YAML config file at `paths`, or several files merged in
+    order: a top-level key of a later file replaces the same key of an earlier one
+    (as Synapse merges its ``--config-path`` files; sections are not merged).
 
     `environ` is where ``HOMESERVER_DATABASE_URL`` is looked up (None: ``os.environ``;
     pass ``{}`` to ignore the environment). Raises ConfigError with a one-line
     message for a missing or unreadable file, invalid YAML or invalid settings.
     """
+    return parse_config(read_config_files(paths), environ)
+
+
+def read_config_files(paths: ConfigPath | Sequence[ConfigPath]) -> object:
+    """The YAML document of one file, or of several merged in order (a later file's
+    top-level keys replacing an earlier one's), not yet validated. ConfigError for
+    a missing or unreadable file, invalid YAML, or a file that is not a mapping."""
+    if isinstance(paths, str | os.PathLike):
+        return _read_yaml(paths)
+    if not paths:
+        raise ConfigError("no config file given")
+    if len(paths) == 1:
+        return _read_yaml(paths[0])
+    merged: dict[object, object] = {}
+    for path in paths:
+        raw = _read_yaml(path)
+        if raw is None:
+            continue  # an empty file
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{os.fspath(path)}: expected a mapping of options, got {describe(raw)}"
+            )
+        merged.update(raw)
+    return merged
+
+
+def _read_yaml(path: ConfigPath) -> object:
     try:
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
@@ -514,10 +591,9 @@ def load_config(
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {os.fspath(path)}: {error}") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"invalid YAML in {os.fspath(path)}: {_yaml_problem(error)}") from None
-    return parse_config(raw, environ)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

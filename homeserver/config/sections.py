@@ -26,6 +26,7 @@ from homeserver.config._reader import (
     to_duration_ms,
     to_int,
     to_ip_address,
+    to_non_negative_int,
     to_nonempty_str,
     to_port,
     to_positive_duration_ms,
@@ -46,8 +47,18 @@ from storage.cache_sizes import (
 # too), for a listener that third parties reach but other homeservers do not.
 # "metrics": /_synapse/metrics (Prometheus), served only with enable_metrics.
 # "consent": only the user_consent page /_matrix/consent (which "client" serves too).
+# "replication": /_synapse/replication, what the processes of one homeserver ask each
+# other (workers); on an internal address only.
 ResourceName = Literal[
-    "client", "federation", "keys", "media", "health", "openid", "metrics", "consent"
+    "client",
+    "federation",
+    "keys",
+    "media",
+    "health",
+    "openid",
+    "metrics",
+    "consent",
+    "replication",
 ]
 RESOURCE_NAMES: tuple[ResourceName, ...] = (
     "client",
@@ -58,6 +69,7 @@ RESOURCE_NAMES: tuple[ResourceName, ...] = (
     "openid",
     "metrics",
     "consent",
+    "replication",
 )
 # A listener of type "metrics" serves only /_synapse/metrics, without resources.
 ListenerType = Literal["http", "metrics"]
@@ -144,15 +156,18 @@ class ListenerConfig:
 DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (ListenerConfig(port=8008),)
 
 
-def parse_listeners(reader: Reader) -> tuple[ListenerConfig, ...]:
+def parse_listeners(
+    reader: Reader, key: str = "listeners", default: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
+) -> tuple[ListenerConfig, ...]:
+    """``listeners`` (or a worker's ``worker_listeners``); `default` when absent."""
     errors_before = len(reader.errors)
-    children = reader.children("listeners")
+    children = reader.children(key)
     if children is None:
-        return DEFAULT_LISTENERS
+        return default
     listeners = tuple(ListenerConfig.parse(child) for child in children)
     if not listeners:
-        reader.error("listeners", "at least one listener is required")
-        return DEFAULT_LISTENERS
+        reader.error(key, "at least one listener is required")
+        return default
     if len(reader.errors) > errors_before:
         return listeners  # ports may be placeholders: do not report clashes between them
     seen: dict[tuple[str, int], int] = {}
@@ -161,7 +176,7 @@ def parse_listeners(reader: Reader) -> tuple[ListenerConfig, ...]:
             first = seen.setdefault((address, listener.port), index)
             if first != index:
                 reader.error(
-                    f"listeners[{index}].port",
+                    f"{key}[{index}].port",
                     f"{address}:{listener.port} is already used by listeners[{first}]",
                 )
     return listeners
@@ -525,6 +540,7 @@ class RedisConfig:
     host: str = "localhost"
     port: int = 6379
     password: str | None = field(default=None, repr=False)
+    dbid: int | None = None  # the Redis database number (None: the server's default, 0)
 
     @staticmethod
     def parse(reader: Reader) -> RedisConfig:
@@ -533,6 +549,7 @@ class RedisConfig:
             host=reader.get("host", to_nonempty_str, "localhost"),
             port=reader.get("port", to_port, 6379),
             password=reader.optional("password", to_str),
+            dbid=reader.optional("dbid", to_non_negative_int),
         )
         reader.finish()
         return config

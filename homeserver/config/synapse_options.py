@@ -42,24 +42,24 @@ _TOP_LEVEL: Final = frozenset(
     federation_custom_ca_list federation_domain_whitelist federation_ip_range_blacklist
     federation_metrics_domains federation_rc_concurrent federation_rc_reject_limit
     federation_rc_sleep_delay federation_rc_sleep_limit federation_rc_window_size
-    federation_rr_transactions_per_room_per_second federation_sender_instances
+    federation_rr_transactions_per_room_per_second
     federation_verify_certificates federation_whitelist_endpoint_enabled
     filter_timeline_limit forgotten_room_retention_period
     gc_min_interval gc_thresholds hs_disabled hs_disabled_message
     http_proxy https_proxy include_profile_data_on_invite inhibit_user_in_use_error
-    instance_map ip_range_blacklist ip_range_whitelist jwt_config key_refresh_interval
+    ip_range_blacklist ip_range_whitelist jwt_config key_refresh_interval
     key_server_signing_keys_path limit_profile_requests_to_users_who_share_rooms
     limit_remote_rooms limit_usage_by_mau listeners log_config login_via_existing_session
     macaroon_secret_key macaroon_secret_key_path manhole manhole_settings
     matrix_authentication_service matrix_rtc mau_appservice_trial_days mau_limit_alerting
     mau_limit_reserved_threepids mau_stats_only mau_trial_days max_avatar_size
     max_event_delay_duration max_image_pixels max_mau_value max_pending_media_uploads
-    max_spider_size max_upload_size media_instance_running_background_jobs
+    max_spider_size max_upload_size
     media_storage_providers media_store_path media_upload_limits metrics_flags modules
     next_link_domain_whitelist no_proxy_hosts nonrefreshable_access_token_lifetime
-    notify_appservices_from_worker oembed old_signing_keys opentracing
+    oembed old_signing_keys opentracing
     outbound_federation_restricted_to password_config password_providers pid_file presence
-    prevent_media_downloads_from print_pidfile public_baseurl push pusher_instances
+    prevent_media_downloads_from print_pidfile public_baseurl push
     rc_admin_redaction rc_delayed_event_mgmt rc_federation rc_invites
     rc_joins rc_joins_per_room rc_login rc_media_create rc_message rc_presence
     rc_registration rc_registration_token_validity rc_reports rc_room_creation
@@ -72,25 +72,42 @@ _TOP_LEVEL: Final = frozenset(
     request_token_inhibit_3pid_errors require_auth_for_profile_requests
     require_membership_for_aliases restrict_public_rooms_to_local_users
     room_invite_state_types room_list_publication_rules room_prejoin_state
-    run_background_tasks_on saml2_config send_federation sentry serve_server_wellknown
+    saml2_config sentry serve_server_wellknown
     server_context server_name server_notices session_lifetime signing_key_path
-    soft_file_limit spam_checker sso start_pushers stats stream_writers
+    soft_file_limit spam_checker sso stats
     suppress_key_server_warning templates third_party_event_rules thumbnail_sizes
     tls_certificate_path tls_private_key_path track_appservice_user_ips
     track_puppeted_user_ips trusted_key_servers turn_allow_guests turn_password
     turn_shared_secret turn_shared_secret_path turn_uris turn_user_lifetime turn_username
-    ui_auth unused_expiration_time update_user_directory_from_worker
+    ui_auth unused_expiration_time
     url_preview_accept_language url_preview_enabled url_preview_ip_range_blacklist
     url_preview_ip_range_whitelist url_preview_url_blacklist
     use_appservice_legacy_authorization use_frozen_dicts
     use_insecure_ssl_client_just_for_testing_do_not_use user_agent_suffix
-    user_directory user_ips_max_age user_types web_client_location worker_app
-    worker_daemonize worker_listeners worker_log_config worker_manhole worker_name
-    worker_pid_file worker_replication_secret worker_replication_secret_path
+    user_directory user_ips_max_age user_types web_client_location
+    worker_daemonize worker_manhole
     """.split()
 )
 
 _RATE_LIMIT: Final = frozenset({"per_second", "burst_count"})
+
+_LISTENER: Final = frozenset(
+    {
+        "port",
+        "bind_addresses",
+        "bind_address",
+        "type",
+        "tls",
+        "x_forwarded",
+        "request_id_header",
+        "resources",
+        "additional_resources",
+        "tag",
+        "path",
+        "mode",
+    }
+)
+_LISTENER_RESOURCE: Final = frozenset({"names", "compress"})
 
 _OIDC_UNIMPLEMENTED: Final = frozenset(
     {
@@ -127,35 +144,19 @@ SYNAPSE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
             "track_memory_usage",
         }
     ),
-    "listeners[]": frozenset(
-        {
-            "port",
-            "bind_addresses",
-            "bind_address",
-            "type",
-            "tls",
-            "x_forwarded",
-            "request_id_header",
-            "resources",
-            "additional_resources",
-            "tag",
-            "path",
-            "mode",
-        }
-    ),
-    "listeners[].resources[]": frozenset({"names", "compress"}),
+    "listeners[]": _LISTENER,
+    "listeners[].resources[]": _LISTENER_RESOURCE,
+    "worker_listeners[]": _LISTENER,
+    "worker_listeners[].resources[]": _LISTENER_RESOURCE,
+    # Synapse's streams this server has no stream for (yet)
+    "stream_writers": frozenset({"thread_subscriptions", "quarantined_media_changes"}),
     "database": frozenset({"name", "args", "txn_limit", "allow_unsafe_locale", "data_stores"}),
     "presence": frozenset({"enabled", "include_offline_users_on_sync", "presence_router"}),
     "push": frozenset({"enabled", "include_content", "group_unread_count_by_room", "jitter_delay"}),
     "user_directory": frozenset({"exclude_remote_users", "show_locked_users"}),
     "redis": frozenset(
         {
-            "enabled",
-            "host",
-            "port",
             "path",
-            "dbid",
-            "password",
             "password_path",
             "use_tls",
             "certificate_file",

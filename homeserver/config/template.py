@@ -114,8 +114,9 @@ listeners:
     x_forwarded: false
     # Which APIs this listener serves. names: any of client, federation, keys,
     # media, health (GET /health answers "OK"), openid (the OpenID userinfo
-    # endpoint alone, which federation serves too) and metrics (/_synapse/metrics,
-    # with enable_metrics: true). compress: gzip the JSON
+    # endpoint alone, which federation serves too), metrics (/_synapse/metrics,
+    # with enable_metrics: true) and replication (what the processes of one
+    # homeserver ask each other: see Workers). compress: gzip the JSON
     # responses of these resources for clients that accept it (default false).
     resources:
       - names: [client, federation, keys, media]
@@ -162,12 +163,15 @@ caches:
   #per_cache_factors:
   #  get_user_by_access_token: 2.0
 
-# Redis, for several processes sharing one PostgreSQL database (default off).
+# Redis, through which several processes sharing one PostgreSQL database tell
+# each other about new data (default off; workers need it: see Workers).
 redis:
   enabled: false
   host: localhost
   port: 6379
   #password: secret
+  # The Redis database number (default: unset, Redis's default 0).
+  #dbid: 0
 
 ## Signing keys ##
 
@@ -321,11 +325,6 @@ app_service_config_files: []
 # Record the IP addresses and user agents of requests made by application services
 # for their users (default false).
 track_appservice_user_ips: false
-
-# The worker that pushes to application services (accepted for Synapse configs;
-# this process always pushes). Default: unset.
-#notify_appservices_from_worker: appservice1
-notify_appservices_from_worker: null
 
 ## Single sign-on ##
 
@@ -715,6 +714,92 @@ trusted_key_servers: []
 # Silence the warning logged when matrix.org is a trusted key server
 # (default false).
 suppress_key_server_warning: false
+
+## Workers ##
+
+# One process serves everything by default, and needs none of this. To use more
+# than one core, run the same homeserver as several processes sharing one
+# PostgreSQL database and one Redis (redis.enabled: true), as Synapse's workers:
+# every process reads this file plus a file of its own (python -m homeserver
+# --config homeserver.yaml --config worker1.yaml; a later file's top-level keys
+# replace an earlier one's), and a reverse proxy routes each path to a process.
+# `python -m homeserver generate-workers` writes all of that. SQLite is refused.
+#
+# Shared options (in this file). The main process is "master" in stream_writers and
+# the options below, and "main" in instance_map.
+#
+# Where each process serves its replication resource (host, port, tls). Every
+# worker needs main; every stream writer must be listed. Default: none.
+#instance_map:
+#  main: {host: 127.0.0.1, port: 18100}
+#  writer1: {host: 127.0.0.1, port: 18101}
+#  writer2: {host: 127.0.0.1, port: 18102}
+#
+# Which instances write each stream (an instance name or a list; default master).
+# events may have several writers: each room's events are written by one of them,
+# chosen by its room ID. typing, to_device, account_data, receipts, presence,
+# push_rules and device_lists have exactly one writer each.
+#stream_writers:
+#  events: [writer1, writer2]
+#  typing: writer1
+#  to_device: master
+#  account_data: master
+#  receipts: master
+#  presence: master
+#  push_rules: master
+#  device_lists: master
+#
+# The instances that send to other servers, each a share of the destinations
+# (default [master]). Synapse's older send_federation: false, with a
+# synapse.app.federation_sender worker, is read too.
+#federation_sender_instances: [sender1]
+#
+# The instances that send push notifications, each for a share of the users
+# (default [master]). Synapse's older start_pushers: false is read too.
+#pusher_instances: [pusher1]
+#
+# The instance that runs the background jobs that must run once (default master).
+#run_background_tasks_on: background1
+#
+# The instance that runs the media repository's jobs (media retention, URL
+# preview cache). Default: unset, the main process.
+#media_instance_running_background_jobs: media1
+#
+# The instance that sends events to application services. Default: unset, the
+# main process.
+#notify_appservices_from_worker: appservice1
+#
+# The instance that keeps the user directory up to date. Default: unset, the
+# main process.
+#update_user_directory_from_worker: background1
+#
+# A shared secret the processes authenticate replication requests with. Default:
+# unset (replication listeners must then be reachable by the processes alone).
+#worker_replication_secret: "<a long random string>"
+# Or read it from a file:
+#worker_replication_secret_path: /etc/matrix/replication.secret
+#
+# A worker's own options (in its own file):
+#
+# synapse.app.generic_worker makes a worker; synapse.app.homeserver (the default)
+# the main process. Synapse's older specialised apps (synapse.app.pusher,
+# synapse.app.federation_sender, synapse.app.media_repository,
+# synapse.app.client_reader ...) are read as synapse.app.generic_worker.
+#worker_app: synapse.app.generic_worker
+# The worker's instance name (required for a worker).
+#worker_name: writer1
+# The worker's listeners, instead of listeners (same form), usually one on an
+# internal address serving what the proxy sends it and replication. Default: none.
+#worker_listeners:
+#  - port: 18101
+#    bind_addresses: ["127.0.0.1"]
+#    x_forwarded: true
+#    resources:
+#      - names: [client, replication]
+# The worker's logging configuration, instead of log_config. Default: unset.
+#worker_log_config: /etc/matrix/writer1.log.yaml
+# The worker's PID file, instead of pid_file. Default: unset.
+#worker_pid_file: /run/homeserver-writer1.pid
 """)
 
 

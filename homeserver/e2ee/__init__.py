@@ -29,6 +29,7 @@ from homeserver.replication.ephemeral import (
     role_arguments,
     stream_source,
 )
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.replication.notices import DEVICE_LISTS
 from homeserver.sessions import SessionService
 from storage.stores import Stores
@@ -51,6 +52,7 @@ class E2ee:
         clock: Clock,
         *,
         replication: EphemeralReplication | None = None,
+        cache_publisher: CachePublisher | None = None,
     ) -> E2ee:
         """Build the services; seed the device list stream from the database, make
         device deletion drop the device's keys (``device_removed_hooks``) and a new
@@ -68,7 +70,9 @@ class E2ee:
         sessions.device_added_hooks.append(device_lists.on_device_added_txn)
         sessions.device_renamed_hooks.append(device_lists.on_device_renamed)
         return cls(
-            keys=E2eKeyService(server_name, stores, device_lists, clock),
+            keys=E2eKeyService(
+                server_name, stores, device_lists, clock, cache_publisher=cache_publisher
+            ),
             device_lists=device_lists,
             cross_signing=CrossSigningService(server_name, stores, device_lists),
             backup=KeyBackupService(stores),

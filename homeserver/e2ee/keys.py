@@ -36,6 +36,7 @@ from homeserver.e2ee.validation import (
 )
 from homeserver.errors import InvalidParam
 from homeserver.events import server_name_of
+from homeserver.replication.invalidation import ONE_TIME_KEYS, CachePublisher, device_key
 from storage.database import IntegrityError, Transaction
 from storage.stores import Stores
 
@@ -61,12 +62,20 @@ W = TypeVar("W")
 
 class E2eKeyService:
     def __init__(
-        self, server_name: str, stores: Stores, device_lists: DeviceListService, clock: Clock
+        self,
+        server_name: str,
+        stores: Stores,
+        device_lists: DeviceListService,
+        clock: Clock,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._device_lists = device_lists
         self._clock = clock
+        # tells the other processes whose key counts changed (uploads, claims)
+        self._cache_publisher = cache_publisher or CachePublisher()
         self.remote_key_query: RemoteKeyQuery | None = None
         self.remote_key_claim: RemoteKeyClaim | None = None
         # (user, device) -> (one-time key counts, unused fallback types), for /sync;
@@ -78,12 +87,21 @@ class E2eKeyService:
         changed = list(devices)
 
         def forget() -> None:
-            for key in changed:
-                self._sync_keys.pop(key, None)
-                self._generation[key] = self._generation.get(key, 0) + 1
+            self.invalidate_devices(changed)
+
+        def committed() -> None:
+            forget()
+            self._cache_publisher.stale(ONE_TIME_KEYS, [device_key(u, d) for u, d in changed])
 
         forget()
-        txn.call_after_commit(forget)
+        txn.call_after_commit(committed)
+
+    def invalidate_devices(self, devices: Collection[tuple[str, str]]) -> None:
+        """The one-time and fallback keys of ``devices`` changed (here or in another
+        process): /sync reads their counts again."""
+        for key in devices:
+            self._sync_keys.pop(key, None)
+            self._generation[key] = self._generation.get(key, 0) + 1
 
     def _remote_by_server(
         self, per_user: Mapping[str, V], convert: Callable[[V], W]

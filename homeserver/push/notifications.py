@@ -25,6 +25,7 @@ from homeserver.errors import InvalidParam
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, PowerLevels, parse_power_level
 from homeserver.push.conditions import MessageContext, Recipient
 from homeserver.push.rules_service import PushRulesService
+from homeserver.replication.invalidation import UNREAD_COUNTS, CachePublisher
 from homeserver.rooms.healing import DUMMY_EVENT
 from homeserver.streams import MAX_POSITION
 from homeserver.sync.extensions import UnreadCount
@@ -85,8 +86,11 @@ class PushEvaluator:
         *,
         room_state_cache_size: int = ROOM_STATE_CACHE,
         unread_cache_size: int = UNREAD_CACHE,
+        cache_publisher: CachePublisher | None = None,
     ) -> None:
         self._suffix = ":" + server_name
+        # tells the other processes whose unread counts changed
+        self._cache_publisher = cache_publisher or CachePublisher()
         self._room_state_cache_size = room_state_cache_size
         self._unread_cache_size = unread_cache_size
         self._stores = stores
@@ -128,11 +132,15 @@ class PushEvaluator:
                 stored.stream_ordering,
             )
             txn.call_after_commit(lambda: self._counts_changed((sender,)))
+            if self._cache_publisher.publishes:
+                txn.call_after_commit(lambda: self._cache_publisher.stale(UNREAD_COUNTS, [sender]))
         actions = await self.evaluate_event(stored)
         if not actions:
             return
         await self._stores.push_actions.add_actions_txn(txn, actions)
         users = {a.user_id for a in actions}
+        if self._cache_publisher.publishes:
+            txn.call_after_commit(lambda: self._cache_publisher.stale(UNREAD_COUNTS, users))
         # Before the COMMIT is sent: a count read starting from here on may or may not
         # see these actions, so it is not brought up to date with them (_count_up).
         committing = {user_id: self._bump_epoch(user_id) for user_id in users}
@@ -409,11 +417,13 @@ class PushEvaluator:
             stored.stream_ordering,
         )
         self._counts_changed((user_id,))
+        self._cache_publisher.stale(UNREAD_COUNTS, [user_id])
         for callback in self.on_read:
             callback({user_id})
 
     def forget_counts(self, user_ids: Collection[str]) -> None:
-        """Drop the cached counts of users after their push actions were purged."""
+        """Drop the cached counts of users after their push actions were purged, or
+        another process changed them."""
         self._counts_changed(user_ids)
 
     def _counts_changed(self, user_ids: Collection[str]) -> None:

@@ -33,6 +33,7 @@ from homeserver.push.gateway import (
     badge_notification,
 )
 from homeserver.push.notifications import PushEvaluator
+from homeserver.replication.invalidation import PUSHERS, CachePublisher
 from homeserver.streams import StreamIdGenerator
 from storage.database import Transaction
 from storage.pushers import PusherRecord
@@ -250,10 +251,14 @@ class PusherPool:
         client: PushGatewayClient,
         builder: NotificationBuilder,
         events_stream: StreamIdGenerator,
+        *,
+        cache_publisher: CachePublisher | None = None,
     ) -> None:
         self.stores = stores
         self.clock = clock
         self.evaluator = evaluator
+        # tells the other processes (the pusher instance) whose pushers changed
+        self._cache_publisher = cache_publisher or CachePublisher()
         self.client = client
         self.builder = builder
         self._stream = events_stream
@@ -355,6 +360,15 @@ class PusherPool:
         for other in removed:
             await self._drop(other.key)
         self._add(stored)
+        self._cache_publisher.stale(PUSHERS, [user_id])
+
+    async def reload_user(self, user_id: str) -> None:
+        """Another process set or removed pushers of the user: run what is stored."""
+        stored = {r.key: r for r in await self.stores.pushers.get_pushers(user_id)}
+        for key in [k for k in self._pushers if k[0] == user_id and k not in stored]:
+            await self._drop(key)
+        for record in stored.values():
+            self._add(record)
 
     async def on_devices_removed_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]
@@ -365,6 +379,7 @@ class PusherPool:
         keys = await self.stores.pushers.delete_device_pushers_txn(txn, user_id, device_ids)
         if keys:
             txn.call_after_commit(lambda: self._stop_soon(keys))
+            txn.call_after_commit(lambda: self._cache_publisher.stale(PUSHERS, [user_id]))
 
     def _stop_soon(self, keys: list[tuple[str, str, str]]) -> None:
         """Stop the queues of deleted pushers (from a synchronous after-commit hook)."""
@@ -384,6 +399,7 @@ class PusherPool:
     async def remove(self, user_id: str, app_id: str, pushkey: str) -> None:
         await self.stores.pushers.delete_pusher(user_id, app_id, pushkey)
         await self._drop((user_id, app_id, pushkey))
+        self._cache_publisher.stale(PUSHERS, [user_id])
 
     async def _drop(self, key: tuple[str, str, str]) -> None:
         pusher = self._pushers.pop(key, None)

@@ -33,6 +33,7 @@ from homeserver.push.rules import (
     ruleset_json,
 )
 from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.invalidation import PUSH_RULES_CACHE, CachePublisher
 from homeserver.replication.notices import PUSH_RULES, NoticePublisher, UserStreamNotice
 from homeserver.streams import StreamIdGenerator
 from storage.push_rules import PushRuleStore
@@ -49,6 +50,7 @@ class PushRulesService:
         defaults: DefaultRules = SPEC_DEFAULTS,
         stream: StreamSource | None = None,
         *,
+        cache_publisher: CachePublisher | None = None,
         publisher: NoticePublisher | None = None,
         instance_name: str = "master",
         writer: str | None = None,
@@ -56,9 +58,12 @@ class PushRulesService:
         self._store = store
         self._stream = stream if stream is not None else StreamIdGenerator(0)
         self._role = StreamRole.of(PUSH_RULES, publisher, instance_name, writer)
+        # tells the other processes whose compiled rules are stale
+        self._cache_publisher = cache_publisher or CachePublisher()
         self._notifier = notifier
         self._defaults = defaults
         self._compiled: OrderedDict[str, CompiledRuleset] = OrderedDict()
+        self._epoch = 0  # moves on each change, so a read racing one is not cached
         self._cache_size = cache_size
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # told of each user whose rules changed (after the change is stored)
@@ -78,19 +83,28 @@ class PushRulesService:
                 self._compiled.move_to_end(user_id)
                 result[user_id] = cached
         if missing:
+            epoch = self._epoch
             for user_id, stored in (await self._store.get_rules_for_users(missing)).items():
                 compiled = compile_ruleset(stored, self._defaults)
                 result[user_id] = compiled
-                self._compiled[user_id] = compiled
+                if self._epoch == epoch:  # no rules changed while we read
+                    self._compiled[user_id] = compiled
             while len(self._compiled) > self._cache_size:
                 self._compiled.popitem(last=False)
         return result
 
-    async def _changed(self, user_id: str) -> None:
+    def invalidate_user(self, user_id: str) -> None:
+        """The user's rules changed (here or in another process): recompile them on
+        the next use."""
         self._compiled.pop(user_id, None)
+        self._epoch += 1
+
+    async def _changed(self, user_id: str) -> None:
+        self.invalidate_user(user_id)
+        self._cache_publisher.stale(PUSH_RULES_CACHE, [user_id])
         if self._role.publishes:
             stream = self._stream
-            assert isinstance(stream, StreamIdGenerator)  # _check_writes passed
+            assert isinstance(stream, StreamIdGenerator)  # check_writes passed
             position = stream.allocate()
             try:
                 self._role.users_changed(position, (user_id,))
@@ -213,7 +227,7 @@ class PushRulesService:
         if self._role.writes:
             return
         for user_id in notice.users:
-            self._compiled.pop(user_id, None)
+            self.invalidate_user(user_id)
             self._notifier.on_user_change(user_id)
 
     def _is_default(self, kind: str, rule_id: str) -> bool:

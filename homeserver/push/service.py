@@ -17,6 +17,7 @@ from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
 from homeserver.push.rules_service import PushRulesService
 from homeserver.replication.ephemeral import EphemeralReplication, role_arguments, stream_source
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.replication.notices import PUSH_RULES as PUSH_RULES_STREAM
 from homeserver.rooms.persister import EventPersister
 from homeserver.sessions import SessionService
@@ -39,6 +40,7 @@ class PushService:
         clock: Clock,
         *,
         replication: EphemeralReplication | None = None,
+        cache_publisher: CachePublisher | None = None,
     ) -> PushService:
         """``replication``: the push-rules stream across processes (None: one process)."""
         sizes = config.caches.sizes
@@ -48,6 +50,7 @@ class PushService:
             cache_size=sizes.size("get_push_rules_for_user"),
             defaults=default_rules(config.push.legacy_mention_rules),
             stream=stream_source(replication, PUSH_RULES_STREAM, 0),
+            cache_publisher=cache_publisher,
             **role_arguments(replication, PUSH_RULES_STREAM),
         )
         evaluator = PushEvaluator(
@@ -57,6 +60,7 @@ class PushService:
             clock,
             room_state_cache_size=sizes.size("push_room_state"),
             unread_cache_size=sizes.size("get_unread_event_push_actions_by_room_for_user"),
+            cache_publisher=cache_publisher,
         )
         persister.txn_hooks.append(evaluator.evaluate_in_txn)
         client = PushGatewayClient(
@@ -70,6 +74,7 @@ class PushService:
             client,
             NotificationBuilder(stores, config.push.include_content),
             persister.events_stream,
+            cache_publisher=cache_publisher,
         )
         return cls(rules, evaluator, pushers)
 

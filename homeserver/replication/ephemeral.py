@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from homeserver.presence import PresenceService
     from homeserver.push.rules_service import PushRulesService
     from homeserver.receipts import ReceiptService
+    from homeserver.replication.runtime import Replication
     from homeserver.to_device import ToDeviceService
     from homeserver.typing import TypingService
 
@@ -134,6 +135,18 @@ class EphemeralReplication:
 
     def writer(self, stream: str) -> str:
         return self.writer_of(stream)
+
+    @classmethod
+    def of(cls, runtime: Replication) -> EphemeralReplication:
+        """The ephemeral streams of a process of a deployment with workers (each
+        stream's one writer from ``stream_writers``; generators from the runtime)."""
+        writers = runtime.config.worker.stream_writers
+
+        def writer_of(stream: str) -> str:
+            (writer,) = writers.writers(stream)
+            return writer
+
+        return cls(runtime.instance, writer_of, runtime.bus, runtime.single_writer_stream)
 
 
 def stream_source(replication: EphemeralReplication | None, stream: str, seed: int) -> StreamSource:

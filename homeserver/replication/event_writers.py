@@ -13,13 +13,9 @@ writer; a request that lands elsewhere (a writer was down) is forwarded.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
-
-def writer_index(room_id: str, writers: int) -> int:
-    """The index of ``room_id``'s writer among ``writers`` (nginx's ``hash``)."""
-    return ((zlib.crc32(room_id.encode("utf-8")) >> 16) & 0x7FFF) % writers
+from homeserver.config.workers import room_writer_index
 
 
 class EventWriters:
@@ -34,7 +30,7 @@ class EventWriters:
     def writer_for(self, room_id: str) -> str:
         if len(self.writers) == 1:
             return self.writers[0]
-        return self.writers[writer_index(room_id, len(self.writers))]
+        return self.writers[room_writer_index(room_id, len(self.writers))]
 
     def is_local(self, room_id: str) -> bool:
         """Whether this process persists ``room_id``'s events itself."""

@@ -42,7 +42,8 @@ class StreamPosition:
 class RoomEventNotice:
     """A room event an event writer committed at ``position`` of the events stream
     (backfilled history is not announced). ``users`` are the users it touches directly
-    (a membership's target, an invite's invitee ...)."""
+    (a membership's target, an invite's invitee ...). ``redacts``: the event a
+    redaction redacts (its cached copies are stale)."""
 
     instance: str
     room_id: str
@@ -52,6 +53,7 @@ class RoomEventNotice:
     sender: str
     state_key: str | None
     users: tuple[str, ...] = ()
+    redacts: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

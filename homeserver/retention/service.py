@@ -36,6 +36,10 @@ class RetentionPolicies:
         # event ID of an m.room.retention event -> the policy it sets (None: none)
         self._by_event: OrderedDict[str, RetentionPolicy | None] = OrderedDict()
 
+    def invalidate_event(self, event_id: str) -> None:
+        """The ``m.room.retention`` event changed (redacted): read its policy again."""
+        self._by_event.pop(event_id, None)
+
     async def room_policy(self, room_id: str) -> RetentionPolicy:
         """The room's policy: its own, completed by the default policy."""
         state = await self._stores.state.get_current_state(room_id)

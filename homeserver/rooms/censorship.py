@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from homeserver.clock import Clock
+from homeserver.replication.invalidation import CachePublisher
 from homeserver.rooms.expiry import erase_content
 from homeserver.ticker import Ticker
 from storage.stores import Stores
@@ -23,8 +24,16 @@ BATCH = 100
 
 
 class RedactionCensor:
-    def __init__(self, stores: Stores, clock: Clock, retention_ms: int) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        clock: Clock,
+        retention_ms: int,
+        *,
+        cache_publisher: CachePublisher | None = None,
+    ) -> None:
         self._stores = stores
+        self._cache_publisher = cache_publisher
         self._clock = clock
         self._retention_ms = retention_ms
         self._ticker = Ticker(self.tick, "censoring redacted events", INTERVAL_S)
@@ -46,7 +55,11 @@ class RedactionCensor:
 
     async def _censor(self, event_id: str) -> None:
         await erase_content(
-            self._stores, event_id, "censor_redacted_event", self._stores.events.censored_txn
+            self._stores,
+            event_id,
+            "censor_redacted_event",
+            self._stores.events.censored_txn,
+            self._cache_publisher,
         )
 
     def start(self) -> None:

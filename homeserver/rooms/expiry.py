@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from homeserver.clock import Clock
+from homeserver.replication.invalidation import EVENTS, CachePublisher
 from homeserver.ticker import Ticker
 from storage.database import Transaction
 from storage.events import StoredEvent
@@ -34,10 +35,12 @@ async def erase_content(
     event_id: str,
     name: str,
     dequeue_txn: Callable[[Transaction, str], Awaitable[None]],
+    cache_publisher: CachePublisher | None = None,
 ) -> None:
     """Replace ``event_id``'s stored JSON by its pruned form (the content is gone for
     good, as a redaction leaves it), and in the same transaction take it off the
-    queue that asked for it (``dequeue_txn``), even if the event is gone."""
+    queue that asked for it (``dequeue_txn``), even if the event is gone. The other
+    processes are told (``cache_publisher``) that their cached copy is stale."""
     stored = await stores.events.get_event(event_id)
 
     async def prune(txn: Transaction) -> None:
@@ -47,12 +50,17 @@ async def erase_content(
         await dequeue_txn(txn, event_id)
 
     await stores.db.run_transaction(name, prune)
+    if cache_publisher is not None and stored is not None:
+        cache_publisher.stale(EVENTS, [event_id])
 
 
 class MessageExpiry:
-    def __init__(self, stores: Stores, clock: Clock) -> None:
+    def __init__(
+        self, stores: Stores, clock: Clock, *, cache_publisher: CachePublisher | None = None
+    ) -> None:
         self._stores = stores
         self._clock = clock
+        self._cache_publisher = cache_publisher
         self._next: int | None = None  # the soonest expiry known to be pending
         self._ticker = Ticker(self.tick, "expiring self-destructing messages")
 
@@ -85,7 +93,11 @@ class MessageExpiry:
 
     async def _expire(self, event_id: str) -> None:
         await erase_content(
-            self._stores, event_id, "expire_event", self._stores.event_expiry.delete_txn
+            self._stores,
+            event_id,
+            "expire_event",
+            self._stores.event_expiry.delete_txn,
+            self._cache_publisher,
         )
         logger.info("expired self-destructing message %s", event_id)
 

@@ -96,6 +96,11 @@ class MembershipCache:
         self._max_users = max_users
         self._entries: OrderedDict[str, tuple[int, dict[str, RoomMemberships]]] = OrderedDict()
 
+    def invalidate_user(self, user_id: str) -> None:
+        """A membership of the user changed in another process: read the history
+        again on the next use."""
+        self._entries.pop(user_id, None)
+
     async def get(self, user_id: str) -> dict[str, RoomMemberships]:
         mark = self._notifier.user_change_position(user_id)
         cached = self._entries.get(user_id)
