@@ -150,6 +150,8 @@ class ToDeviceService:
         for user_id in users:
             self._user_last[user_id] = position
             self._notifier.on_user_change(user_id)
+        for listener in self.inbox_listeners:
+            listener(users)
 
     async def _send_remote(
         self, sender: str, event_type: str, remote: dict[str, dict[str, dict[str, Any]]]
