@@ -30,11 +30,13 @@ def print_result(result: dict[str, Any], out: str | None) -> None:
             file.write(text)
 
 
-def print_side_by_side(rows: list[tuple[str, str, str]]) -> None:
-    """A markdown table of (figure, ours, Synapse) rows."""
+def print_side_by_side(
+    rows: list[tuple[str, str, str]], headers: tuple[str, str] = ("ours", "Synapse")
+) -> None:
+    """A markdown table of (figure, ours, Synapse) rows (or other two columns)."""
     width = max(len(label) for label, _, _ in rows)
-    print(f"\n| {'figure':<{width}} | ours | Synapse |")
-    print(f"|{'-' * (width + 2)}|------|---------|")
+    print(f"\n| {'figure':<{width}} | {headers[0]} | {headers[1]} |")
+    print(f"|{'-' * (width + 2)}|{'-' * (len(headers[0]) + 2)}|{'-' * (len(headers[1]) + 2)}|")
     for label, mine, theirs in rows:
         print(f"| {label:<{width}} | {mine} | {theirs} |")
 

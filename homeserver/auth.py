@@ -77,6 +77,9 @@ class Authenticator:
         self._server_name = server_name
         # users known to be registered (identity assertion checks each request's user)
         self._registered: OrderedDict[str, None] = OrderedDict()
+        # moves on each revocation, so that a read racing one is not cached (a revoked
+        # token must stop working at once, here and in every other process)
+        self._epoch = 0
 
     async def authenticate(
         self, token: str, *, user_id: str | None = None, device_id: str | None = None
@@ -92,6 +95,7 @@ class Authenticator:
         cached = self._cache.get(hashed)
         if cached is None:
             self.cache_stats.misses += 1
+            epoch = self._epoch
             record = await self._stores.tokens.get_access_token(hashed)
             if record is None:
                 raise UnknownToken()
@@ -120,10 +124,11 @@ class Authenticator:
             if record.refreshed_from is not None:
                 # First use of a refreshed token: its predecessor may no longer be used.
                 await self._stores.tokens.revoke_predecessor(record.refreshed_from)
-            self._cache[hashed] = cached
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-                self.cache_stats.evictions += 1
+            if self._epoch == epoch:
+                self._cache[hashed] = cached
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+                    self.cache_stats.evictions += 1
         else:
             self.cache_stats.hits += 1
             self._cache.move_to_end(hashed)
@@ -164,11 +169,15 @@ class Authenticator:
         return True
 
     def forget(self, token_hashes: list[str]) -> None:
-        """Drop revoked tokens from the cache (call after the revoking commit)."""
+        """Drop revoked tokens from the cache (call after the revoking commit, in this
+        process or another)."""
+        self._epoch += 1
         for hashed in token_hashes:
             self._cache.pop(hashed, None)
 
     def forget_user(self, user_id: str) -> None:
+        """Drop the user's cached requesters (deactivated, locked, flags changed)."""
+        self._epoch += 1
         self._registered.pop(user_id, None)
         for hashed in [h for h, c in self._cache.items() if c.requester.user_id == user_id]:
             del self._cache[hashed]

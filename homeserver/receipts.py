@@ -212,6 +212,15 @@ class ReceiptService:
 
     # -- /sync ----------------------------------------------------------------------
 
+    def invalidate_room(self, room_id: str, position: int) -> None:
+        """Another process stored a receipt in the room at ``position``: this process's
+        recent receipts of the room miss it (dropped: the database answers), and /sync
+        must see that the room changed."""
+        self._recent.pop(room_id, None)
+        self._recent_floor.pop(room_id, None)
+        if position > self._room_last.get(room_id, 0):
+            self._room_last[room_id] = position
+
     def has_updates(self, room_ids: Collection[str], since: int) -> bool:
         if self._stream.current() <= since:
             return False

@@ -672,6 +672,7 @@ class Homeserver:
             memberships=sync.memberships,
             presence=ephemeral.presence,
             to_device=ephemeral.to_device,
+            receipts=ephemeral.receipts,
             pushers=push.pushers,
             retention=retention_policies,
             key_counts=e2ee.keys,
@@ -895,6 +896,7 @@ async def wire_replication(
     receiver.on_room_event(caches.on_room_event)
     receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
     receiver.on_user_stream(caches.on_user_stream)
+    receiver.on_rooms_stream(caches.on_rooms_stream)
     receiver.on_cache(lambda n: replication.run_soon(caches.on_cache(n)))
     receiver.on_resync(lambda _positions: notifier.wake_all())
 

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, fields, replace
+from typing import Any, Protocol
 
 from homeserver.errors import MatrixError
 
 # The largest stream position or depth a token may carry (what the database stores:
 # a 64-bit integer); a token beyond it names nothing and is refused as invalid.
 MAX_POSITION = 2**63 - 1
+
+
+class StreamPositions(Protocol):
+    """What persists at a stream's positions needs: one process's StreamIdGenerator,
+    or with workers the generator whose positions come from the database."""
+
+    async def allocate_txn(self, txn: Any) -> int: ...
+
+    def finish(self, position: int) -> None: ...
+
+    def current(self) -> int: ...
 
 
 class StreamIdGenerator:
@@ -34,9 +46,9 @@ class StreamIdGenerator:
         heapq.heappush(self._unfinished, position * self._step)
         return position
 
-    async def allocate_async(self) -> int:
-        """``allocate``, under the signature of the generators whose positions come
-        from the database (several writers sharing a stream)."""
+    async def allocate_txn(self, txn: Any) -> int:
+        """``allocate``, under the signature of the generators that take positions
+        inside the transaction that uses them (the database's sequence)."""
         return self.allocate()
 
     def finish(self, position: int) -> None:

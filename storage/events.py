@@ -62,6 +62,8 @@ class EventStore:
         self._room_versions: dict[str, str] = {}
         # room -> forward extremities, kept in step with committed writes
         self._extremities: dict[str, list[str]] = {}
+        # moves whenever a cached event is dropped because it changed
+        self._epoch = 0
 
     # -- positions ---------------------------------------------------------------
 
@@ -374,10 +376,18 @@ class EventStore:
 
     def _forget(self, event_id: str) -> None:
         self._cache.pop(event_id, None)
+        self._epoch += 1
 
     def invalidate_event(self, event_id: str) -> None:
         """Another process changed the event (redacted, pruned, de-outliered)."""
-        self._cache.pop(event_id, None)
+        self._forget(event_id)
+
+    def invalidate_if_cached(self, event_id: str) -> None:
+        """Another process committed the event: drop a copy held from before (an
+        outlier it de-outliered). Reads in flight are not disturbed: a new event's ID
+        is seldom being read already, so this stays free on the hot path."""
+        if self._cache.pop(event_id, None) is not None:
+            self._epoch += 1
 
     def invalidate_room(self, room_id: str) -> None:
         """Another process wrote an event of the room: its forward extremities moved."""
@@ -388,6 +398,7 @@ class EventStore:
         cached event of the room, its version and its extremities."""
         for event_id in [e for e, s in self._cache.items() if s.event.room_id == room_id]:
             del self._cache[event_id]
+        self._epoch += 1
         self._room_versions.pop(room_id, None)
         self._extremities.pop(room_id, None)
 
@@ -431,14 +442,17 @@ class EventStore:
             row[12],
         )
 
-    async def _rows_to_events(self, rows: list[tuple[Any, ...]]) -> list[StoredEvent]:
+    async def _rows_to_events(self, rows: list[tuple[Any, ...]], epoch: int) -> list[StoredEvent]:
+        """The events of ``rows``, cached unless an event was invalidated since
+        ``epoch`` (``self._epoch`` read before the rows were)."""
         result: list[StoredEvent] = []
         for row in rows:
             version = await self.room_version_id(row[1])
             if version is None or version not in KNOWN_ROOM_VERSIONS:
                 continue
             stored = self._from_row(row, version)
-            self._remember(stored)
+            if self._epoch == epoch:
+                self._remember(stored)
             result.append(stored)
         return result
 
@@ -457,12 +471,13 @@ class EventStore:
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            epoch = self._epoch  # (a read racing an invalidation is not cached)
             rows = await self.db.fetchall(
                 "get_events",
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id IN ({marks})",
                 *chunk,
             )
-            for stored in await self._rows_to_events(rows):
+            for stored in await self._rows_to_events(rows, epoch):
                 found[stored.event_id] = stored
         return found
 
@@ -558,6 +573,7 @@ class EventStore:
             return []
         ids = list(room_ids)
         marks = ", ".join(f"${i + 4}" for i in range(len(ids)))
+        epoch = self._epoch  # (a read racing an invalidation is not cached)
         rows = await self.db.fetchall(
             "room_events_between",
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > $1 AND stream_ordering <= $2"
@@ -568,7 +584,7 @@ class EventStore:
             limit,
             *ids,
         )
-        events = await self._rows_to_events(rows)
+        events = await self._rows_to_events(rows, epoch)
         events.reverse()
         return events
 
@@ -582,6 +598,7 @@ class EventStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ", ".join(f"${i + 4}" for i in range(len(chunk)))
+            epoch = self._epoch  # (a read racing an invalidation is not cached)
             rows = await self.db.fetchall(
                 "room_events_after",
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > $1"
@@ -593,7 +610,7 @@ class EventStore:
                 limit,
                 *chunk,
             )
-            found += await self._rows_to_events(rows)
+            found += await self._rows_to_events(rows, epoch)
         if len(ids) > 500:
             found.sort(key=lambda e: e.stream_ordering or 0)
             del found[limit:]
@@ -603,6 +620,7 @@ class EventStore:
         """The earliest ``limit`` events of every room that entered the live timeline in
         (after, upto], in stream order: accepted, not soft-failed, out-of-band
         memberships included (application service delivery reads these)."""
+        epoch = self._epoch  # (a read racing an invalidation is not cached)
         rows = await self.db.fetchall(
             "timeline_after",
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > $1"
@@ -612,7 +630,7 @@ class EventStore:
             upto,
             limit,
         )
-        return await self._rows_to_events(rows)
+        return await self._rows_to_events(rows, epoch)
 
     async def depth_from(self, room_id: str, depth: int, stream: int) -> int | None:
         """The depth of the first timeline event at or after the position
@@ -656,6 +674,7 @@ class EventStore:
             order = "ASC"
         if to_depth is None or to_stream is None:
             bound = "AND $5 = $5 AND $6 = $6"
+        epoch = self._epoch  # (a read racing an invalidation is not cached)
         rows = await self.db.fetchall(
             "paginate_room",
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = $1 AND {cond} {bound}"
@@ -669,7 +688,7 @@ class EventStore:
             to_depth if to_depth is not None else 0,
             to_stream if to_stream is not None else 0,
         )
-        return await self._rows_to_events(rows)
+        return await self._rows_to_events(rows, epoch)
 
     async def topological_position(self, stream_position: int, room_id: str) -> tuple[int, int]:
         """The (depth, stream) position of the latest event of the room at or before a stream position."""
@@ -715,6 +734,7 @@ class EventStore:
         cond, order = (
             ("origin_server_ts >= $2", "ASC") if forwards else ("origin_server_ts <= $2", "DESC")
         )
+        epoch = self._epoch  # (a read racing an invalidation is not cached)
         rows = await self.db.fetchall(
             "events_by_timestamp",
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = $1 AND {cond}"
@@ -725,4 +745,4 @@ class EventStore:
             ts,
             limit,
         )
-        return await self._rows_to_events(rows)
+        return await self._rows_to_events(rows, epoch)

@@ -34,7 +34,7 @@ from homeserver.push.gateway import (
 )
 from homeserver.push.notifications import PushEvaluator
 from homeserver.replication.invalidation import PUSHERS, CachePublisher
-from homeserver.streams import StreamIdGenerator
+from homeserver.streams import StreamPositions
 from storage.database import Transaction
 from storage.pushers import PusherRecord
 from storage.stores import Stores
@@ -250,7 +250,7 @@ class PusherPool:
         evaluator: PushEvaluator,
         client: PushGatewayClient,
         builder: NotificationBuilder,
-        events_stream: StreamIdGenerator,
+        events_stream: StreamPositions,
         *,
         cache_publisher: CachePublisher | None = None,
     ) -> None:

@@ -29,6 +29,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from homeserver.config.sections import RedisConfig
 from homeserver.replication.notices import Notice, NoticeHandler, decode_notice, encode_notice
@@ -74,6 +76,15 @@ def parse_notice(payload: bytes) -> Notice:
     return notice
 
 
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task is being cancelled: redis-py, cancelled
+    during some of its awaits, tidies up and returns (or raises another error)
+    instead of letting the cancellation through."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisBus:
     """Publishes this process's notices and hands the others' to the subscribers.
 
@@ -115,7 +126,6 @@ class RedisBus:
         self._warned_backlog = False
         self.dropped = 0  # notices dropped while disconnected
         self.connections = 0  # successful (re)subscribes so far
-        self.backoffs: list[float] = []  # the waits before each reconnect, in order
 
     # -- the surface ------------------------------------------------------------------
 
@@ -131,6 +141,8 @@ class RedisBus:
 
     def publish(self, notice: Notice) -> None:
         if not self._subscribed:
+            # Nobody would hear it. Nothing is lost: every process re-reads the
+            # positions from the database once it is connected again.
             self.dropped += 1
             return
         try:
@@ -204,6 +216,7 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _raise_if_cancelled()
                 # a dead connection, or a reconnect callback that failed
                 level = logging.WARNING if attempt == 0 else logging.DEBUG
                 logger.log(level, "replication: Redis connection lost: %s", exc)
@@ -218,7 +231,6 @@ class RedisBus:
                     await self._client.connection_pool.disconnect()
             delay = min(self.backoff_initial_s * 2**attempt, self.backoff_max_s)
             attempt += 1
-            self.backoffs.append(delay)
             await self._sleep(delay)
 
     async def _confirmed(self, pubsub: Any) -> None:
@@ -235,6 +247,7 @@ class RedisBus:
         silent = 0
         while True:
             message = await pubsub.get_message(timeout=self.idle_ping_s)
+            _raise_if_cancelled()
             if message is None:
                 silent += 1
                 if silent > 1:
@@ -272,6 +285,7 @@ class RedisBus:
                 self._outbox.clear()
                 self._warned_backlog = False
                 await self._send(batch)
+                _raise_if_cancelled()
 
     async def _send(self, batch: list[bytes]) -> None:
         if not self._subscribed or self._client is None:
@@ -287,7 +301,8 @@ class RedisBus:
             # this process resync and publish its positions again.
             self.dropped += len(batch)
             logger.warning("replication: publishing to Redis failed: %s", exc)
-            if self._subscribed:  # else the reader is reconnecting already
+            lost = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
+            if lost and self._subscribed:  # (else the reader is reconnecting already)
                 self._restart_reader()
 
     def _restart_reader(self) -> None:
@@ -302,6 +317,5 @@ class RedisBus:
     async def _reconnect_after_failure(self, old: asyncio.Task[None]) -> None:
         await asyncio.wait([old])
         delay = self.backoff_initial_s
-        self.backoffs.append(delay)
         await self._sleep(delay)
         await self._read_forever()

@@ -1,4 +1,153 @@
-"""AUDIT_PLACEHOLDER"""
+"""Every process's caches, invalidated from the other processes' writes (issue 17).
+
+With workers, several processes share one PostgreSQL. Each keeps in-memory caches
+that its own writes keep in step (after-commit callbacks); a write in *another*
+process reaches them only through the notices of ``notices.py``. ``CacheInvalidator``
+applies those notices to one process's caches; ``CachePublisher`` is what a writing
+service calls for the writes no stream carries. Invalidation only drops entries (or
+raises a "changed at" mark): the next read goes to the database. Reads that race an
+invalidation are not cached (each owner keeps a generation or epoch for that).
+
+Audit (``grep -rn "OrderedDict()\\|lru_cache\\|_cache\\b\\|self\\._.*: dict"`` over
+``homeserver storage client_api federation``, then each hit read). "RoomEvent",
+"UserStream" and "Cache" name the notice that invalidates; ``invalidate_*`` the owner's
+method it calls.
+
+A. Stale after another process's room event: ``on_room_event(RoomEventNotice)``
+
+=================================  ==================  =======================================
+cache (owner)                      key                 stale after -> invalidated by
+=================================  ==================  =======================================
+StateStore._current,               room                any state event (state_key set) ->
+``_current_groups``, ``_members``,                     ``StateStore.invalidate_room(room,
+``_counts``, ``_joined_servers``                       members)``: also bumps
+(storage/state.py)                                     ``member_generation``, which every cache
+                                                       below keyed by it follows
+StateStore._user_rooms             user                a membership of the user -> the same
+                                                       call, ``members=(state_key,)``
+SyncStore._heroes                  room (generation)   state change -> generation moved, and
+(storage/sync.py)                                      ``SyncStore.invalidate_room`` drops it
+RecentRoomEvents._rooms,           room                any event of the room (this process
+``_member_changes``                                    cannot follow another writer's commits)
+(storage/sync.py)                                      -> ``SyncStore.invalidate_room``: entry
+                                                       dropped; a membership is recorded for
+                                                       ``memberships_unchanged``
+RoomSummaryStore._cache            room                any event (bump stamp), state (name,
+(storage/room_summaries.py)                            counts ...) -> ``invalidate_room``
+EventStore._cache                  event ID            de-outliered (same ID) ->
+(storage/events.py)                                    ``invalidate_if_cached``; redacted ->
+                                                       ``invalidate_event(notice.redacts)``
+EventStore._extremities            room                any event -> ``invalidate_room`` (only
+                                                       the room's writer reads them)
+MembershipCache._entries           user                a membership of the user ->
+(homeserver/sync/memberships.py)                       ``invalidate_user`` (not only the
+                                                       notifier's per-user marker)
+PresenceService._rooms_of          user                a membership of the user ->
+(homeserver/presence.py)                               ``membership_changed``
+ServiceInterest._members           (service, room)     keyed by ``member_generation``: follows
+(homeserver/appservice/interest)                       ``StateStore.invalidate_room``
+RetentionPolicies._by_event        event ID            the m.room.retention event redacted ->
+(homeserver/retention/service.py)                      ``invalidate_event``
+Notifier._room_last_change         room                any event -> the lead's notifier fan-out
+=================================  ==================  =======================================
+
+B. Stale after another writer's per-user stream: ``on_user_stream(UserStreamNotice)``
+
+=================================  ==================  =======================================
+AccountDataService._user_last,     user                account_data stream ->
+``_ignored``                                           ``invalidate_user(user, position)``
+ToDeviceService._user_last         user                to_device stream -> ``invalidate_user``
+PushRulesService._compiled         user                push_rules stream -> ``invalidate_user``
+=================================  ==================  =======================================
+
+C. Stale after a write no stream carries: ``on_cache(CacheNotice)``, published by the
+writing service through its ``CachePublisher`` (``cache_publisher=`` keyword, default a
+no-op: single-process behaviour unchanged)
+
+=================================  ==================  =======================================
+Authenticator._cache               token hash          logout, logout/all, device deletion,
+(homeserver/auth.py)                                   login replacing a device, refresh,
+                                                       password change logging out, guest
+                                                       upgrade, deactivation -> ACCESS_TOKENS
+                                                       from ``SessionService.forget_tokens``
+                                                       (every revocation goes through it):
+                                                       ``Authenticator.forget``
+Authenticator._cache (by user),    user                deactivation, lock, suspension, shadow
+``_registered``                                        ban, rate-limit override (flags the
+                                                       cached requesters carry) -> USERS from
+                                                       ``SessionService.forget_user``:
+                                                       ``Authenticator.forget_user``
+AccountDataService._ignored        user                m.ignored_user_list written ->
+(homeserver/account_data.py)                           IGNORED_USERS: ``invalidate_user``
+PushRulesService._compiled         user                a rule set, removed, enabled, actions
+(homeserver/push/rules_service)                        -> PUSH_RULES_CACHE: ``invalidate_user``
+PushEvaluator._unread_cache        user                notified by an event, sent an event
+(homeserver/push/notifications)                        (reads), read receipt, purge ->
+                                                       UNREAD_COUNTS: ``forget_counts``
+E2eKeyService._sync_keys           (user, device)      one-time/fallback keys uploaded or
+(homeserver/e2ee/keys.py)                              claimed -> ONE_TIME_KEYS:
+                                                       ``invalidate_devices``
+PusherPool._pushers                (user, app, key)    pusher set or removed, device deleted
+(homeserver/push/pushers.py)                           -> PUSHERS: ``reload_user`` (reads the
+                                                       user's pushers again)
+EventStore._cache                  event ID            expired self-destructing message,
+                                                       censored redaction -> EVENTS:
+                                                       ``invalidate_event``
+EventStore (events of the room,    room                history or whole-room purge ->
+``_room_versions``), StateStore                        ROOMS_PURGED: ``invalidate_purged_room``
+(room, its members' rooms),                            on both, ``SyncStore.invalidate_room``,
+SyncStore, RoomSummaryStore                            ``RoomSummaryStore.invalidate_room``
+=================================  ==================  =======================================
+
+D. Never stale: keyed by what never changes
+
+- state groups: ``StateStore._groups`` / ``_parents``, ``SyncStore._groups``,
+  ``HistoryVisibility._hv_by_group`` (homeserver/rooms/visibility.py),
+  ``PushEvaluator._room_states`` (push state per state group). A purge rewrites some
+  groups' delta chains (same state): ``StateStore._chains`` only sizes the next delta
+  on the room's writer, and ``invalidate_purged_room`` forgets the room's base group.
+- ``EventStore._room_versions`` (a room's version never changes; purge: C).
+- ``SyncService._filters``: a filter ID names one filter for good.
+- ``lru_cache`` of pure functions: push rule/condition compilation
+  (homeserver/push/rules.py, conditions.py), SQL placeholder translation
+  (storage/postgres.py, sqlite.py), server ACL patterns (federation/server_acl.py;
+  the ACL itself is room state: A).
+- ``EventCreator._recent_txns`` (transaction ID -> event ID: a room's sends all go to
+  its writer, and the database answers a miss).
+- not cached in memory at all: profiles, devices, remote device lists, account and
+  token rows, room aliases and the directory, the user directory (every store but
+  events, state, sync and room summaries reads the database each time);
+  ``RoomAliases`` lives for one appservice delivery batch; appservice registrations
+  are configuration.
+
+E. Per process by design (nothing another process writes can make them wrong)
+
+- sliding sync connections, lazy-loaded members sent per device (``SentMembers``),
+  to-device ``_unacked``/``_cleaned``, space hierarchy pagination sessions: per
+  connection or device; sync is routed sticky by access token (forgetting costs a
+  redundant member event or an initial response, which the spec allows).
+- ``SessionService._seen`` (last-seen write throttle), rate limit buckets (per process,
+  as Synapse), room lanes and healing, federation backoff (``_retry_at``, backfill
+  ``_failed``), well-known and server key caches (time-bounded, keyed by key ID), URL
+  preview cache (time-bounded), in-flight sets (media uploads and thumbnails, remote
+  device list resyncs, upgrades, guest eviction, consent notices).
+- admin task records (purge status) and shared-secret registration nonces: kept by
+  the process that serves ``/_synapse/admin`` (routed to main, as Synapse).
+- appservice delivery positions (``AppServiceDelivery._stored_positions``: the one
+  instance of ``notify_appservices_from_worker``) and third-party protocol answers
+  (``ThirdPartyLookups._protocols``, time-bounded).
+
+F. Stream indices fed by stream notices (the core's positions and the lead's fan-out)
+
+- ``Notifier._room_last_change`` / ``_user_last_change``, typing, presence
+  ``_states`` / ``_changes`` / ``_room_changed``, device lists ``_room_last_change`` /
+  ``_user_last_change``: they hold the stream data itself (or where it last moved),
+  so they are advanced by the stream notices (``RoomsStreamNotice``,
+  ``UserStreamNotice``, ``StreamPosition``) where the lead wires the notifier, not
+  dropped here. Those whose index is one number per user or room are raised here:
+  to-device and account data by ``on_user_stream`` (B), receipts
+  (``ReceiptService._room_last``, and ``_recent`` dropped) by ``on_rooms_stream``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +157,16 @@ from typing import Protocol
 from homeserver.replication.notices import (
     ACCOUNT_DATA,
     PUSH_RULES,
+    RECEIPTS,
     TO_DEVICE,
     CacheNotice,
     NoPublisher,
     NoticePublisher,
     RoomEventNotice,
+    RoomsStreamNotice,
     UserStreamNotice,
 )
+from storage.events import StoredEvent
 
 # -- the caches other processes are told about (CacheNotice.cache) ---------------------
 
@@ -41,6 +193,11 @@ CACHE_NAMES = frozenset(
         PUSHERS,
     }
 )
+
+
+MEMBER = "m.room.member"
+REDACTION = "m.room.redaction"
+RETENTION = "m.room.retention"
 
 
 def device_key(user_id: str, device_id: str) -> str:
@@ -75,6 +232,30 @@ class CachePublisher:
             self._publisher.publish(CacheNotice(self.instance, cache, found))
 
 
+def room_event_notice(
+    instance: str, stored: StoredEvent, users: Collection[str] = ()
+) -> RoomEventNotice:
+    """What an event writer publishes for an event it persisted at a stream position
+    (``users``: those it touches directly; a membership's target is always among
+    them), with ``redacts`` filled in so the readers drop the redacted event."""
+    event = stored.event
+    assert stored.stream_ordering is not None
+    touched = list(users)
+    if event.type == MEMBER and event.state_key is not None and event.state_key not in touched:
+        touched.append(event.state_key)
+    return RoomEventNotice(
+        instance,
+        event.room_id,
+        stored.stream_ordering,
+        event.event_id,
+        event.type,
+        event.sender,
+        event.state_key,
+        tuple(touched),
+        event.redacts if event.type == REDACTION else None,
+    )
+
+
 # -- what the invalidator needs of each owner (narrow, so tests can fake them) --------
 
 
@@ -86,6 +267,8 @@ class RoomStateCaches(Protocol):  # storage.state.StateStore
 
 class EventCaches(Protocol):  # storage.events.EventStore
     def invalidate_event(self, event_id: str) -> None: ...
+
+    def invalidate_if_cached(self, event_id: str) -> None: ...
 
     def invalidate_room(self, room_id: str) -> None: ...
 
@@ -118,6 +301,10 @@ class UnreadCaches(Protocol):  # homeserver.push.notifications.PushEvaluator
     def forget_counts(self, user_ids: Collection[str]) -> None: ...
 
 
+class ReceiptCaches(Protocol):  # homeserver.receipts.ReceiptService
+    def invalidate_room(self, room_id: str, position: int) -> None: ...
+
+
 class PusherCaches(Protocol):  # homeserver.push.pushers.PusherPool
     async def reload_user(self, user_id: str) -> None: ...
 
@@ -140,11 +327,6 @@ class KeyCountCaches(Protocol):  # homeserver.e2ee.keys.E2eKeyService
 
 class ToDeviceCaches(Protocol):  # homeserver.to_device.ToDeviceService
     def invalidate_user(self, user_id: str, position: int) -> None: ...
-
-
-MEMBER = "m.room.member"
-REDACTION = "m.room.redaction"
-RETENTION = "m.room.retention"
 
 
 class CacheInvalidator:
@@ -170,6 +352,7 @@ class CacheInvalidator:
         memberships: MembershipHistoryCaches,
         presence: PresenceCaches,
         to_device: ToDeviceCaches | None = None,
+        receipts: ReceiptCaches | None = None,
         pushers: PusherCaches | None = None,
         retention: RetentionCaches | None = None,
         key_counts: KeyCountCaches | None = None,
@@ -185,6 +368,7 @@ class CacheInvalidator:
         self._memberships = memberships
         self._presence = presence
         self._to_device = to_device
+        self._receipts = receipts
         self._pushers = pushers
         self._retention = retention
         self._key_counts = key_counts
@@ -193,7 +377,7 @@ class CacheInvalidator:
         """A room event another process committed."""
         room_id = notice.room_id
         # an event we hold as an outlier may have entered the timeline (de-outliered)
-        self._events.invalidate_event(notice.event_id)
+        self._events.invalidate_if_cached(notice.event_id)
         self._events.invalidate_room(room_id)
         self._summaries.invalidate_room(room_id)  # bump stamp, and state it shows
         is_member = notice.type == MEMBER and notice.state_key is not None
@@ -224,6 +408,14 @@ class CacheInvalidator:
                 self._push_rules.invalidate_user(user_id)
             elif notice.stream == TO_DEVICE and self._to_device is not None:
                 self._to_device.invalidate_user(user_id, notice.position)
+
+    def on_rooms_stream(self, notice: RoomsStreamNotice) -> None:
+        """A change of a per-room ephemeral stream another process wrote (receipts:
+        their recent receipts per room; typing lives in the writer's memory and is
+        carried by the notice's data, for the stream fan-out to apply)."""
+        if notice.stream == RECEIPTS and self._receipts is not None:
+            for room_id in notice.rooms:
+                self._receipts.invalidate_room(room_id, notice.position)
 
     async def on_cache(self, notice: CacheNotice) -> None:
         """Entries of a named cache another process made stale."""

@@ -30,6 +30,7 @@ from homeserver.replication.positions import (
     SingleWriterStreamIdGenerator,
 )
 from homeserver.replication.receiver import NoticeReceiver
+from storage.database import Transaction
 from storage.stream_positions import StreamPositionStore
 
 logger = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ class BackfillPositions:
     def __init__(self, store: StreamPositionStore) -> None:
         self._store = store
 
-    async def allocate_async(self) -> int:
-        return -await self._store.next_stream_id(BACKFILL_SEQUENCE)
+    async def allocate_txn(self, txn: Transaction) -> int:
+        return -await self._store.next_stream_id_txn(txn, BACKFILL_SEQUENCE)
 
     def finish(self, position: int) -> None:
         return None

@@ -21,9 +21,10 @@ from homeserver.clock import Clock
 from homeserver.events import Event
 from homeserver.metrics.components import EventMetrics
 from homeserver.notifier import Notifier
-from homeserver.replication.notices import NoPublisher, NoticePublisher, RoomEventNotice
+from homeserver.replication.invalidation import room_event_notice
+from homeserver.replication.notices import NoPublisher, NoticePublisher
 from homeserver.rooms.state_resolution import StateResolver
-from homeserver.streams import StreamIdGenerator
+from homeserver.streams import StreamPositions
 from storage.database import Transaction
 from storage.events import StoredEvent
 from storage.state import StateKey, StateMap, state_delta
@@ -103,8 +104,8 @@ class EventPersister:
         notifier: Notifier,
         resolver: StateResolver,
         clock: Clock,
-        events_stream: StreamIdGenerator,
-        backfill_stream: StreamIdGenerator,
+        events_stream: StreamPositions,
+        backfill_stream: StreamPositions,
     ) -> None:
         self._stores = stores
         self._notifier = notifier
@@ -149,19 +150,28 @@ class EventPersister:
             logger.info("withholding redaction %s: it cannot act on its target", event.event_id)
             context = replace(context, soft_failed=True)
         in_timeline = not context.outlier or context.out_of_band
-        stream: StreamIdGenerator | None = None
-        position: int | None = None
+        stream: StreamPositions | None = None
         if in_timeline:
             stream = self._backfill_stream if context.backfilled else self.events_stream
-            position = await stream.allocate_async()
+        # the position is taken inside the transaction (with several writers, from the
+        # database's sequence: no round trip of its own); a retried transaction takes
+        # a new one, and every one taken is finished below
+        allocated: list[int] = []
+
+        async def persist_txn(txn: Transaction) -> StoredEvent:
+            position = None
+            if stream is not None:
+                position = await stream.allocate_txn(txn)
+                allocated.append(position)
+            return await self._persist_txn(txn, event, context, position)
+
         try:
             # Grouped: the transactions of concurrent senders (other rooms) share one
             # commit when they read nothing back, as a message's does.
             stored = await self._stores.db.run_transaction(
-                "persist_event",
-                lambda txn: self._persist_txn(txn, event, context, position),
-                group_commit=True,
+                "persist_event", persist_txn, group_commit=True
             )
+            position = allocated[-1] if allocated else None
             if self.metrics is not None:
                 self.metrics.on_persisted(event.type, event.sender)
             if position is not None and not context.backfilled and stored.rejected_reason is None:
@@ -169,21 +179,11 @@ class EventPersister:
                 if event.type == "m.room.member" and event.state_key is not None:
                     users.append(event.state_key)
                 heapq.heappush(self._unannounced, (position, event.room_id, users))
-                self.publisher.publish(
-                    RoomEventNotice(
-                        self.instance_name,
-                        event.room_id,
-                        position,
-                        event.event_id,
-                        event.type,
-                        event.sender,
-                        event.state_key,
-                        tuple(users),
-                    )
-                )
+                self.publisher.publish(room_event_notice(self.instance_name, stored, users))
         finally:
-            if stream is not None and position is not None:
-                stream.finish(position)
+            if stream is not None:
+                for taken in allocated:
+                    stream.finish(taken)
             self._announce()
         if context.backfilled:
             return stored  # history: nothing happens now because of it

@@ -95,11 +95,13 @@ class MembershipCache:
         self._notifier = notifier
         self._max_users = max_users
         self._entries: OrderedDict[str, tuple[int, dict[str, RoomMemberships]]] = OrderedDict()
+        self._epoch = 0  # moves on each invalidation, so a read racing one is not cached
 
     def invalidate_user(self, user_id: str) -> None:
         """A membership of the user changed in another process: read the history
         again on the next use."""
         self._entries.pop(user_id, None)
+        self._epoch += 1
 
     async def get(self, user_id: str) -> dict[str, RoomMemberships]:
         mark = self._notifier.user_change_position(user_id)
@@ -107,6 +109,7 @@ class MembershipCache:
         if cached is not None and cached[0] == mark:
             self._entries.move_to_end(user_id)
             return cached[1]
+        epoch = self._epoch
         rows = await self._store.membership_history(user_id)
         by_room: dict[str, list[MembershipRow]] = {}
         for row in rows:
@@ -114,6 +117,8 @@ class MembershipCache:
         histories = {room: RoomMemberships(room, r) for room, r in by_room.items()}
         # ``mark`` was read before the query: a change committed meanwhile moved the
         # marker, so this entry is refreshed on the next use.
+        if self._epoch != epoch:
+            return histories
         self._entries[user_id] = (mark, histories)
         self._entries.move_to_end(user_id)
         while len(self._entries) > self._max_users:

@@ -20,7 +20,7 @@ from typing import Any
 from homeserver.errors import BadJson, InvalidParam
 from homeserver.notifier import Notifier
 from homeserver.rooms.serializer import EventSerializer
-from homeserver.streams import StreamIdGenerator, SyncToken
+from homeserver.streams import StreamPositions, SyncToken
 from homeserver.sync.extensions import SyncExtension, SyncHook, SyncPass, UnreadCounter
 from homeserver.sync.filters import Filter, parse_filter
 from homeserver.sync.memberships import MembershipCache
@@ -55,7 +55,7 @@ class SyncService:
         self,
         stores: Stores,
         notifier: Notifier,
-        events_stream: StreamIdGenerator,
+        events_stream: StreamPositions,
         serializer: EventSerializer,
         visibility: VisibleEvents,
     ) -> None:

@@ -11,6 +11,7 @@ from homeserver.config.sections import RedisConfig
 from homeserver.replication.bus import CHANNEL_PREFIX, RedisBus
 from homeserver.replication.notices import (
     CacheNotice,
+    Notice,
     RoomEventNotice,
     RoomsStreamNotice,
     StreamPosition,
@@ -53,7 +54,7 @@ async def test_every_kind_of_notice_crosses(make_bus: BusFactory) -> None:
     received = Received()
     await make_bus("reader", setup=lambda bus: bus.subscribe(received))
     writer = await make_bus("writer")
-    sent = [
+    sent: list[Notice] = [
         StreamPosition("events", "writer", 3),
         RoomEventNotice("writer", "!r:t", 3, "$e", "m.room.member", "@a:t", "@b:t", ("@b:t",)),
         UserStreamNotice("writer", "to_device", 4, ("@a:t", "@b:t")),
@@ -117,8 +118,7 @@ BAD_PAYLOADS = [
     b'{"k": "pos", "stream": "events", "instance": null, "position": 1}',
     b'{"k": "user", "instance": "w", "stream": "to_device", "position": 1, "users": "@a:t"}',
     b'{"k": "user", "instance": "w", "stream": "to_device", "position": 1, "users": [1]}',
-    b'{"k": "rooms", "instance": "w", "stream": "typing", "position": 1, "rooms": [],'
-    b' "data": [1]}',
+    b'{"k": "rooms", "instance": "w", "stream": "typing", "position": 1, "rooms": [], "data": [1]}',
     b'{"k": "ev", "instance": "w", "room_id": "!r:t", "position": 1, "event_id": "$e",'
     b' "type": "m.x", "sender": "@a:t", "state_key": 5}',
     b'{"k": "cache", "instance": "w", "cache": "c", "keys": {"a": 1}}',
@@ -268,3 +268,24 @@ async def test_stop_ends_every_task(make_bus: BusFactory) -> None:
     assert not bus.connected
     bus.publish(StreamPosition("events", "reader", 1))  # after stop: dropped quietly
     await bus.stop()  # twice is fine
+
+
+async def test_a_refused_publish_is_dropped_and_the_bus_goes_on(
+    make_bus: BusFactory, private_redis: PrivateRedis
+) -> None:
+    received = Received()
+    config = private_redis.config
+    reader = await make_bus("reader", config=config, setup=lambda bus: bus.subscribe(received))
+    writer = await make_bus("writer", config=config)
+    admin = aioredis.Redis(host="127.0.0.1", port=private_redis.port)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "default", "-publish")
+        writer.publish(StreamPosition("events", "writer", 1))
+        await wait_for(lambda: writer.dropped == 1, "the refused notice to be dropped")
+        await admin.execute_command("ACL", "SETUSER", "default", "+publish")
+    finally:
+        await admin.aclose()
+    writer.publish(StreamPosition("events", "writer", 2))
+    await wait_for(lambda: len(received.notices) == 1, "the next notice")
+    assert received.notices == [StreamPosition("events", "writer", 2)]
+    assert writer.connections == reader.connections == 1

@@ -7,7 +7,7 @@ server publishes (its CacheNotices, and a RoomEventNotice for each room event it
 persists, as the event writer will) and, when the test says so, hands them to the
 other server's ``CacheInvalidator``. Events of a room are only ever written by one of
 the two. Each test reads on B first (so B caches), writes on A, delivers, and reads
-on B again.
+on B again. PostgreSQL only: workers refuse SQLite (its IDs are allocated in-process).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from homeserver.clock import FakeClock
-from homeserver.replication.invalidation import CacheInvalidator
+from homeserver.replication.invalidation import CacheInvalidator, room_event_notice
 from homeserver.replication.notices import (
     CacheNotice,
     Notice,
@@ -90,23 +90,8 @@ def announce_room_events(server: Homeserver, bus: MemoryBus, instance: str) -> N
     publisher = bus.publisher(instance)
 
     async def persisted(stored: StoredEvent) -> None:
-        event = stored.event
-        if stored.stream_ordering is None or stored.stream_ordering <= 0:
-            return
-        users = (event.state_key,) if event.type == "m.room.member" and event.state_key else ()
-        publisher.publish(
-            RoomEventNotice(
-                instance,
-                event.room_id,
-                stored.stream_ordering,
-                event.event_id,
-                event.type,
-                event.sender,
-                event.state_key,
-                users,
-                event.redacts,
-            )
-        )
+        if stored.stream_ordering is not None and stored.stream_ordering > 0:
+            publisher.publish(room_event_notice(instance, stored))
 
     server.client.persister.persisted_hooks.append(persisted)
 

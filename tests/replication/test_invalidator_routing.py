@@ -3,12 +3,17 @@ owners), what ``CachePublisher`` sends, and the notice fields it relies on."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
+from homeserver.auth import Authenticator, token_hash
+from homeserver.clock import FakeClock
+from homeserver.errors import UnknownToken
 from homeserver.replication.invalidation import (
     ACCESS_TOKENS,
     CACHE_NAMES,
@@ -30,9 +35,11 @@ from homeserver.replication.notices import (
     PUSH_RULES,
     RECEIPTS,
     TO_DEVICE,
+    TYPING,
     CacheNotice,
     Notice,
     RoomEventNotice,
+    RoomsStreamNotice,
     UserStreamNotice,
     decode_notice,
     encode_notice,
@@ -74,6 +81,7 @@ def invalidator(calls: Calls) -> CacheInvalidator:
         memberships=calls,
         presence=calls,
         to_device=calls,
+        receipts=calls,
         pushers=calls,
         retention=calls,
         key_counts=calls,
@@ -97,7 +105,7 @@ def test_a_message_drops_the_room_events_caches_but_not_its_state() -> None:
     calls = Calls()
     invalidator(calls).on_room_event(event())
     assert calls.log == [
-        ("invalidate_event", "$e"),
+        ("invalidate_if_cached", "$e"),
         ("invalidate_room", "!r:hs"),  # extremities
         ("invalidate_room", "!r:hs"),  # summary
         ("invalidate_room", "!r:hs", 7, ("membership", False)),  # recent events
@@ -128,13 +136,13 @@ def test_a_redaction_drops_the_redacted_event() -> None:
 def test_a_redaction_without_a_target_drops_nothing_more() -> None:
     calls = Calls()
     invalidator(calls).on_room_event(event(type="m.room.redaction"))
-    assert [c for c in calls.log if c[0] == "invalidate_event"] == [("invalidate_event", "$e")]
+    assert [c for c in calls.log if c[0] == "invalidate_event"] == []
 
 
 def test_a_retention_event_drops_its_cached_policy() -> None:
     calls = Calls()
     invalidator(calls).on_room_event(event(type="m.room.retention", state_key=""))
-    assert calls.log.count(("invalidate_event", "$e")) == 2
+    assert ("invalidate_event", "$e") in calls.log
 
 
 def test_user_streams_drop_the_users_entries() -> None:
@@ -151,6 +159,14 @@ def test_user_streams_drop_the_users_entries() -> None:
         ("invalidate_user", "@a:hs"),
         ("invalidate_user", "@c:hs", 9),
     ]
+
+
+def test_receipts_drop_the_rooms_recent_receipts() -> None:
+    calls = Calls()
+    inv = invalidator(calls)
+    inv.on_rooms_stream(RoomsStreamNotice("A", RECEIPTS, 4, ("!r:hs", "!s:hs")))
+    inv.on_rooms_stream(RoomsStreamNotice("A", TYPING, 5, ("!r:hs",), {"!r:hs": ["@a:hs"]}))
+    assert calls.log == [("invalidate_room", "!r:hs", 4), ("invalidate_room", "!s:hs", 4)]
 
 
 @pytest.mark.parametrize(
@@ -275,3 +291,53 @@ def test_a_room_event_notice_without_redacts_still_decodes() -> None:
 def test_bad_cache_and_room_notices_are_refused(raw: bytes) -> None:
     with pytest.raises(ValueError):
         decode_notice(raw)
+
+
+# -- a read racing an invalidation is not cached ---------------------------------------
+
+
+class _SlowTokens:
+    """A token table whose reads wait for the test to let them finish."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, SimpleNamespace] = {}
+        self.reads = 0
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def get_access_token(self, hashed: str) -> SimpleNamespace | None:
+        self.reads += 1
+        row = self.rows.get(hashed)
+        self.started.set()
+        await self.gate.wait()
+        return row
+
+
+async def test_a_token_read_racing_its_revocation_is_not_cached() -> None:
+    tokens = _SlowTokens()
+    hashed = token_hash("syt_secret")
+    tokens.rows[hashed] = SimpleNamespace(
+        user_id="@a:hs",
+        device_id="D",
+        is_guest=False,
+        deactivated=False,
+        locked=False,
+        shadow_banned=False,
+        limit_override=None,
+        suspended=False,
+        expires_ts=None,
+        refreshed_from=None,
+    )
+    authenticator = Authenticator(SimpleNamespace(tokens=tokens), FakeClock())  # type: ignore[arg-type]
+    racing = asyncio.create_task(authenticator.authenticate("syt_secret"))
+    try:
+        await asyncio.wait_for(tokens.started.wait(), 5)  # the read has begun
+        del tokens.rows[hashed]  # revoked and committed (in another process) ...
+        authenticator.forget([hashed])  # ... and its notice arrived
+        tokens.gate.set()
+        assert (await racing).user_id == "@a:hs"  # it read the row before the delete
+    finally:
+        racing.cancel()
+    with pytest.raises(UnknownToken):
+        await authenticator.authenticate("syt_secret")
+    assert tokens.reads == 2

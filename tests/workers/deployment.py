@@ -209,6 +209,15 @@ class Deployment:
         await self.wait_healthy(name)
 
     def stop(self) -> None:
-        for name in reversed(list(self.instances)):
-            self.kill(name, signal.SIGTERM)
+        """SIGTERM to every process at once, then wait for each; drop the database."""
+        running = [i.process for i in self.instances.values() if i.process is not None]
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self.drop_database()

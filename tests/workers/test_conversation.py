@@ -4,9 +4,9 @@ writers, and a change made on one process seen by every other."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import aiohttp
@@ -29,11 +29,12 @@ from tests.workers.deployment import Deployment
 WRITERS = ("writer1", "writer2")
 
 
-@pytest.fixture
-async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
-    """main + two event writers + two sync workers."""
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """main + two event writers + two sync workers, shared by this module's tests
+    (each registers users of its own)."""
     deployment = Deployment(
-        tmp_path,
+        tmp_path_factory.mktemp("workers"),
         PG_ADMIN,
         workers=[
             ("writer1", ["client"]),
@@ -44,7 +45,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         events=WRITERS,
     )
     try:
-        await deployment.start()
+        asyncio.run(deployment.start())
         yield deployment
     finally:
         deployment.stop()
@@ -60,9 +61,9 @@ async def test_conversation_across_processes(deployment: Deployment) -> None:
     once, in the order sent."""
     async with aiohttp.ClientSession() as session:
         main = _url(deployment, "master")
-        alice = await register(session, main, "alice")
-        bob = await register(session, main, "bob")
-        carol = await register(session, main, "carol")
+        alice = await register(session, main, "conv-alice")
+        bob = await register(session, main, "conv-bob")
+        carol = await register(session, main, "conv-carol")
         room = await create_room(session, _url(deployment, "writer1"), alice, preset="public_chat")
         await join(session, _url(deployment, "writer2"), bob, room)
         await join(session, _url(deployment, "sync1"), carol, room)
@@ -92,7 +93,7 @@ async def test_rooms_shared_out_between_two_writers(deployment: Deployment) -> N
     process returns every room's history."""
     async with aiohttp.ClientSession() as session:
         main = _url(deployment, "master")
-        alice = await register(session, main, "alice")
+        alice = await register(session, main, "split-alice")
         rooms: dict[str, list[str]] = {w: [] for w in WRITERS}
         while not all(len(v) >= 2 for v in rooms.values()):
             room = await create_room(session, main, alice)
@@ -135,8 +136,8 @@ async def test_display_name_change_seen_by_every_process(deployment: Deployment)
     the profile, the member event in the room's state, and the sync of a member."""
     async with aiohttp.ClientSession() as session:
         main = _url(deployment, "master")
-        alice = await register(session, main, "alice")
-        bob = await register(session, main, "bob")
+        alice = await register(session, main, "name-alice")
+        bob = await register(session, main, "name-bob")
         room = await create_room(session, main, alice, preset="public_chat")
         await join(session, main, bob, room)
         # every process reads (and caches) the old state first
