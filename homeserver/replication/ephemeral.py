@@ -17,7 +17,7 @@ that sees the position has the notice too):
   from memory, as the writer does, without reading the batch-persisted table.
 
 Every other process builds the same services with, in place of the stream's
-``StreamIdGenerator``, an object with only ``current()`` (:class:`StreamPositions`):
+``StreamIdGenerator``, an object with only ``current()`` (:class:`StreamView`):
 their writes are refused (:meth:`StreamRole.check_writes`) unless forwarded to the
 writer (``ephemeral_endpoints``), and :class:`EphemeralMirror` applies the writer's
 notices once this process's view of the stream has reached their position: it updates
@@ -66,14 +66,15 @@ logger = logging.getLogger(__name__)
 MASTER = "master"
 
 
-class StreamPositions(Protocol):
-    """What a process that does not write a stream knows of it: how far it may read."""
+class StreamView(Protocol):
+    """What a process that does not write a stream knows of it: how far it may read
+    (``homeserver.streams.StreamPositions`` is what a writer allocates with)."""
 
     def current(self) -> int: ...
 
 
 # A stream's position source: its generator on the writer, its positions elsewhere.
-StreamSource = StreamIdGenerator | StreamPositions
+StreamSource = StreamIdGenerator | StreamView
 
 
 @dataclass(frozen=True, slots=True)
