@@ -41,6 +41,7 @@ from homeserver.replication.ephemeral_endpoints import (
     FederationEduForwarder,
     PresenceActivityForwarder,
 )
+from homeserver.replication.ephemeral_wiring import EphemeralWiring
 from homeserver.replication.notices import (
     Notice,
     RoomEventNotice,
@@ -976,3 +977,73 @@ async def test_an_unreachable_writer_loses_the_edu_not_the_transaction(
         "remote.example", "txn2", [], [{"edu_type": "m.presence", "content": edu}]
     )
     assert answer == {"pdus": {}}
+
+
+# -- the wiring -----------------------------------------------------------------------
+
+
+class FakeReceiver:
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[Callable[..., Any]]] = {}
+
+    def _add(self, kind: str, handler: Callable[..., Any]) -> None:
+        self.handlers.setdefault(kind, []).append(handler)
+
+    def on_room_event(self, handler: Callable[[RoomEventNotice], None]) -> None:
+        self._add("room_event", handler)
+
+    def on_user_stream(self, handler: Callable[..., None]) -> None:
+        self._add("user_stream", handler)
+
+    def on_rooms_stream(self, handler: Callable[..., None]) -> None:
+        self._add("rooms_stream", handler)
+
+    def on_resync(self, handler: Callable[..., Any]) -> None:
+        self._add("resync", handler)
+
+
+async def test_the_wiring_forwards_what_this_process_does_not_write(
+    hs: HomeserverHarness,
+) -> None:
+    alice = await make_user(hs, "alice")
+    assert hs.server.ephemeral is not None and hs.server.federation_events is not None
+    ephemeral = hs.server.ephemeral
+    transactions = hs.server.federation_events.transactions
+    client = RecordingClient()
+    writers = {"presence": "presence1", "account_data": "account1"}
+    streams = EphemeralReplication(
+        instance_name="sync1",
+        writer_of=lambda stream: writers.get(stream, "master"),
+        publisher=Wire(),
+        streams=lambda stream, seed: Positions(seed),
+    )
+    wiring = EphemeralWiring.build(
+        streams,
+        client,
+        SECRET,
+        ephemeral,
+        hs.server.client.e2ee.device_lists,
+        hs.server.client.push.rules,
+        transactions,
+        hs.clock,
+    )
+    try:
+        forwarder = transactions.edu_forwarder
+        assert isinstance(forwarder, FederationEduForwarder)
+        assert forwarder.writer("m.presence") == "presence1"
+        assert forwarder.writer("m.typing") == "master"
+        assert ephemeral.presence.activity_forwarder is wiring.presence_forwarder
+        assert ephemeral.account_data.forwarder is not None
+        paths = {path for _method, path, _handler in wiring.endpoints.routes()}
+        assert "/_synapse/replication/federation_edu" in paths
+        receiver = FakeReceiver()
+        wiring.subscribe(receiver)
+        assert sorted(receiver.handlers) == ["resync", "room_event", "rooms_stream", "user_stream"]
+        # (hs's own services write here: the forwarders only hold what was installed)
+        assert wiring.presence_forwarder is not None
+        wiring.presence_forwarder.active(alice.user_id)
+        await wiring.presence_forwarder.wait_idle()
+        assert client.calls[-1][0:2] == ("presence1", PRESENCE_ACTIVITY_PATH)
+    finally:
+        await wiring.stop()
+        transactions.edu_forwarder = None
