@@ -14,7 +14,9 @@
   signature checks, not the origin, decide), as the spec lets servers relay events;
 * EDUs go to the handler registered for their type (``register_edu_handler``), after
   :func:`edu_from_origin` dropped what the origin may not speak for: users of other
-  servers, rooms whose ACL denies the origin (typing, receipts).
+  servers, rooms whose ACL denies the origin (typing, receipts). With workers, an EDU
+  of a stream another process writes is sent there (``edu_forwarder``), whose
+  replication endpoint hands it to :meth:`TransactionHandler.handle_edu`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -45,6 +47,15 @@ RECEIVED_TXN_KEEP_MS = 24 * 3600 * 1000
 
 EduHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 """``handler(origin, content)`` for one EDU type; content already checked by origin."""
+
+
+class EduForwarder(Protocol):
+    """Sends EDUs of streams another process writes to that process."""
+
+    def forwards(self, edu_type: str) -> bool: ...
+
+    async def forward(self, origin: str, edu_type: str, content: dict[str, Any]) -> None: ...
+
 
 EDU_TYPES = (
     "m.typing",
@@ -128,6 +139,7 @@ class TransactionHandler:
         self.edu_handlers: dict[str, EduHandler] = {}
         self._origin_locks: dict[str, asyncio.Lock] = {}
         self.metrics: FederationMetrics | None = None  # set when metrics are on
+        self.edu_forwarder: EduForwarder | None = None  # set with workers
 
     def register_edu_handler(self, edu_type: str, handler: EduHandler) -> None:
         """Route EDUs of ``edu_type`` to ``handler(origin, content)`` (one per type)."""
@@ -213,20 +225,29 @@ class TransactionHandler:
             edu_type, content = edu.get("edu_type"), edu.get("content")
             if not isinstance(edu_type, str) or not isinstance(content, dict):
                 continue
-            handler = self.edu_handlers.get(edu_type)
-            if handler is None:
-                logger.debug("no handler for EDU %s from %s", edu_type, origin)
-                continue
             try:
-                allowed = await edu_from_origin(origin, edu_type, content, self._acl)
-                if allowed is None:
-                    logger.info(
-                        "ignoring %s EDU from %s: not the origin's to send", edu_type, origin
-                    )
-                    continue
-                await handler(origin, allowed)
+                await self.handle_edu(origin, edu_type, content)
             except Exception:
                 logger.exception("handling %s EDU from %s failed", edu_type, origin)
+
+    async def handle_edu(self, origin: str, edu_type: str, content: dict[str, Any]) -> None:
+        """One EDU of ``origin``: what the origin may send of it, to its handler here
+        or to the process that writes its stream; an EDU of a type nobody handles is
+        ignored."""
+        forwarder = self.edu_forwarder
+        forwarded = forwarder is not None and forwarder.forwards(edu_type)
+        handler = self.edu_handlers.get(edu_type)
+        if handler is None and not forwarded:
+            logger.debug("no handler for EDU %s from %s", edu_type, origin)
+            return
+        allowed = await edu_from_origin(origin, edu_type, content, self._acl)
+        if allowed is None:
+            logger.info("ignoring %s EDU from %s: not the origin's to send", edu_type, origin)
+            return
+        if forwarder is not None and forwarded:
+            await forwarder.forward(origin, edu_type, allowed)
+        elif handler is not None:
+            await handler(origin, allowed)
 
 
 def pdu_room_id(pdu: Any) -> str | None:

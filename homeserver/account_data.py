@@ -3,6 +3,12 @@ Room Tagging, Ignoring Users).
 
 Each write takes the next position of the account-data stream and wakes the user's
 long-polls; /sync reads what changed between two positions (``for_sync``).
+
+With workers one process writes account data (``stream_writers.account_data``) and
+publishes the users of each write; the others read the database and are told
+(``apply_replicated``) whom to wake. A write made inside the server of another
+process (the fully-read marker of a read-markers request, the ``m.push_rules`` change
+of a push rule, a server notice's tag) goes to the writer through ``forwarder``.
 """
 
 from __future__ import annotations
@@ -11,11 +17,13 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.errors import BadJson, MatrixError, NotFound
 from homeserver.notifier import Notifier
+from homeserver.replication.ephemeral import StreamRole, StreamSource
 from homeserver.replication.invalidation import IGNORED_USERS, CachePublisher
+from homeserver.replication.notices import ACCOUNT_DATA, NoticePublisher, UserStreamNotice
 from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
 from homeserver.sync.result import JoinedRoom, LeftRoom, SyncResult
@@ -32,6 +40,19 @@ FULLY_READ = "m.fully_read"
 MAX_TAG_BYTES = 255
 
 
+class AccountDataForwarding(Protocol):
+    """Where a process that does not write account data sends its writes
+    (``ephemeral_endpoints.AccountDataForwarder``)."""
+
+    async def put(
+        self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
+    ) -> int: ...
+
+    async def tag(
+        self, user_id: str, room_id: str, tag: str, info: dict[str, Any] | None
+    ) -> None: ...
+
+
 @dataclass
 class AccountDataSync:
     """What /sync shows of account data: global events and events per room."""
@@ -45,13 +66,22 @@ class AccountDataService:
         self,
         store: AccountDataStore,
         notifier: Notifier,
-        stream: StreamIdGenerator,
+        stream: StreamSource,
         *,
         cache_publisher: CachePublisher | None = None,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
     ) -> None:
         self._store = store
         self._notifier = notifier
         self._stream = stream
+        self._role = StreamRole.of(ACCOUNT_DATA, publisher, instance_name, writer)
+        # a reader may have missed changes at or before this position (has_updates
+        # then says yes once: the sync reads the database)
+        self._complete_from = 0
+        # set by the composition root where another process writes the stream
+        self.forwarder: AccountDataForwarding | None = None
         # tells the other processes whose ignored users changed
         self._cache_publisher = cache_publisher or CachePublisher()
         self._ignored: dict[str, frozenset[str]] = {}
@@ -97,13 +127,18 @@ class AccountDataService:
     async def put(
         self, user_id: str, room_id: str | None, data_type: str, content: dict[str, Any]
     ) -> int:
-        """Store one entry (no checks: for the server's own types too); its position."""
+        """Store one entry (no checks: for the server's own types too); its position
+        (on a process that does not write the stream: sent to the writer)."""
+        if self.forwarder is not None and not self._role.writes:
+            return await self.forwarder.put(user_id, room_id, data_type, content)
+        stream = self._writing()
         async with self._locks[user_id]:
-            position = self._stream.allocate()
+            position = stream.allocate()
             try:
                 await self._store.put(user_id, room_id, data_type, content, position)
+                self._role.users_changed(position, (user_id,))
             finally:
-                self._stream.finish(position)
+                stream.finish(position)
             if room_id is None and data_type == IGNORED_USER_LIST:
                 self._ignored[user_id] = _ignored_of(content)
                 self._cache_publisher.stale(IGNORED_USERS, [user_id])
@@ -119,12 +154,15 @@ class AccountDataService:
         change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     ) -> dict[str, Any] | None:
         """Read-modify-write one entry atomically; ``change`` returns None to keep it."""
+        stream = self._writing()
         async with self._locks[user_id]:
-            position = self._stream.allocate()
+            position = stream.allocate()
             try:
                 new = await self._store.update(user_id, room_id, data_type, change, position)
+                if new is not None:
+                    self._role.users_changed(position, (user_id,))
             finally:
-                self._stream.finish(position)
+                stream.finish(position)
             if new is not None:
                 self._user_last[user_id] = position
                 if room_id is None and data_type == IGNORED_USER_LIST:
@@ -206,6 +244,9 @@ class AccountDataService:
             info = {k: v for k, v in info.items() if k != "order"}
         if "order" in info and not _is_number(info["order"]):
             raise BadJson("'order' must be a number")
+        if self.forwarder is not None and not self._role.writes:
+            await self.forwarder.tag(user_id, room_id, tag, info)
+            return
 
         def add(current: dict[str, Any] | None) -> dict[str, Any]:
             tags = dict(_tags_of(current))
@@ -215,6 +256,10 @@ class AccountDataService:
         await self.update(user_id, room_id, TAG, add)
 
     async def remove_tag(self, user_id: str, room_id: str, tag: str) -> None:
+        if self.forwarder is not None and not self._role.writes:
+            await self.forwarder.tag(user_id, room_id, tag, None)
+            return
+
         def remove(current: dict[str, Any] | None) -> dict[str, Any] | None:
             tags = _tags_of(current)
             if tag not in tags:
@@ -226,7 +271,7 @@ class AccountDataService:
     # -- /sync ----------------------------------------------------------------------
 
     def has_updates(self, user_id: str, since: int) -> bool:
-        return self._user_last.get(user_id, 0) > since
+        return self._user_last.get(user_id, 0) > since or since < self._complete_from
 
     async def for_sync(
         self, user_id: str, since: int | None, upto: int, room_ids: set[str] | None = None
@@ -287,9 +332,36 @@ class AccountDataService:
 
     async def rooms_with_changes(self, user_id: str, since: int, upto: int) -> set[str]:
         """The rooms with account data of the user changed in (since, upto]."""
-        if since >= upto or self._user_last.get(user_id, since + 1) <= since:
+        if since >= upto or (
+            since >= self._complete_from and self._user_last.get(user_id, since + 1) <= since
+        ):
             return set()
         return await self._store.rooms_changed(user_id, since, upto)
+
+    # -- replication ------------------------------------------------------------------
+
+    def _writing(self) -> StreamIdGenerator:
+        """The stream's generator, or 500 when another process writes the stream."""
+        self._role.check_writes()
+        assert isinstance(self._stream, StreamIdGenerator)
+        return self._stream
+
+    def apply_replicated(self, notice: UserStreamNotice) -> None:
+        """The account-data writer changed the data of ``notice.users`` (readers only)."""
+        if self._role.writes:
+            return
+        for user_id in notice.users:
+            self.invalidate_user(user_id, notice.position)
+            self._notifier.on_user_change(user_id)
+
+    def resync_replica(self) -> None:
+        """After missed notices (readers only): a sync from before now reads the
+        database once; cached ignored users are read again."""
+        if self._role.writes:
+            return
+        self._ignored.clear()
+        self._ignored_epoch += 1
+        self._complete_from = self._stream.current()
 
 
 _NOBODY: frozenset[str] = frozenset()

@@ -1,5 +1,10 @@
 """The non-room streams built together: presence, receipts, typing, account data,
-to-device; their /sync extensions and the background ticker of their timeouts."""
+to-device; their /sync extensions and the background ticker of their timeouts.
+
+With workers (``replication`` given to ``build``) each stream is written by one
+process; the others build the same services as readers (see
+``homeserver.replication.ephemeral``) and apply the writers' notices through
+``mirror()``."""
 
 from __future__ import annotations
 
@@ -10,13 +15,27 @@ from dataclasses import dataclass, field
 from homeserver.account_data import AccountDataService, AccountDataSyncExtension
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.e2ee.device_lists import DeviceListService
 from homeserver.notifier import Notifier
 from homeserver.presence import PresenceService, PresenceSyncExtension
+from homeserver.push.rules_service import PushRulesService
 from homeserver.receipts import ReceiptService, ReceiptsSyncExtension
+from homeserver.replication.ephemeral import (
+    EphemeralMirror,
+    EphemeralReplication,
+    role_arguments,
+    stream_source,
+)
 from homeserver.replication.invalidation import CachePublisher
+from homeserver.replication.notices import (
+    ACCOUNT_DATA,
+    PRESENCE,
+    RECEIPTS,
+    TO_DEVICE,
+    TYPING,
+)
 from homeserver.rooms.healing import DUMMY_EVENT
 from homeserver.rooms.persister import EventPersister
-from homeserver.streams import StreamIdGenerator
 from homeserver.sync.extensions import SyncExtension
 from homeserver.ticker import Ticker
 from homeserver.to_device import ToDeviceService, ToDeviceSyncExtension
@@ -48,21 +67,26 @@ class EphemeralServices:
         persister: EventPersister,
         clock: Clock,
         *,
+        replication: EphemeralReplication | None = None,
         cache_publisher: CachePublisher | None = None,
     ) -> EphemeralServices:
-        """Build every service with its stream seeded from the database."""
+        """Build every service with its stream seeded from the database;
+        ``replication``: the streams across processes (None: a single process)."""
+        rep = replication
         account_data = AccountDataService(
             stores.account_data,
             notifier,
-            StreamIdGenerator(await stores.account_data.max_stream_id()),
+            stream_source(rep, ACCOUNT_DATA, await stores.account_data.max_stream_id()),
             cache_publisher=cache_publisher,
+            **role_arguments(rep, ACCOUNT_DATA),
         )
         receipts = ReceiptService(
             stores,
             notifier,
-            StreamIdGenerator(await stores.receipts.max_stream_id()),
+            stream_source(rep, RECEIPTS, await stores.receipts.max_stream_id()),
             clock,
             account_data,
+            **role_arguments(rep, RECEIPTS),
         )
         presence = PresenceService(
             config.presence,
@@ -70,25 +94,51 @@ class EphemeralServices:
             stores,
             notifier,
             clock,
-            StreamIdGenerator(await stores.presence.max_stream_id()),
+            stream_source(rep, PRESENCE, await stores.presence.max_stream_id()),
+            **role_arguments(rep, PRESENCE),
         )
         await presence.load()
         to_device = ToDeviceService(
             config.server_name,
             stores,
             notifier,
-            StreamIdGenerator(await stores.to_device.max_stream_id()),
+            stream_source(rep, TO_DEVICE, await stores.to_device.max_stream_id()),
             clock,
+            **role_arguments(rep, TO_DEVICE),
         )
-        services = cls(
-            presence,
-            receipts,
-            TypingService(config.server_name, stores, notifier, clock),
-            account_data,
-            to_device,
+        # typing has no table: in one process its positions start at 0; with workers
+        # its writer goes on from the position it last told the others (a lower one
+        # would be taken by readers for old news)
+        typing_seed = 0
+        if rep is not None:
+            typing_seed = max((await stores.stream_positions.positions(TYPING)).values(), default=0)
+        typing = TypingService(
+            config.server_name,
+            stores,
+            notifier,
+            clock,
+            stream_source(rep, TYPING, typing_seed),
+            **role_arguments(rep, TYPING),
         )
+        services = cls(presence, receipts, typing, account_data, to_device)
         persister.persisted_hooks.append(services.on_event_persisted)
         return services
+
+    def mirror(
+        self,
+        device_lists: DeviceListService | None = None,
+        push_rules: PushRulesService | None = None,
+    ) -> EphemeralMirror:
+        """What applies the other processes' notices of these streams here."""
+        return EphemeralMirror(
+            typing=self.typing,
+            receipts=self.receipts,
+            presence=self.presence,
+            account_data=self.account_data,
+            to_device=self.to_device,
+            device_lists=device_lists,
+            push_rules=push_rules,
+        )
 
     def sync_extensions(self) -> list[SyncExtension]:
         return [

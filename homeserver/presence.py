@@ -11,6 +11,13 @@ activity (sending, receipts, ``PUT /presence`` online) bumps ``last_active`` and
 the user online; ``tick()`` (a background task every second; tests call it with a
 FakeClock) makes an online user ``unavailable`` after ``idle_timeout`` without activity
 and ``offline`` when no /sync is running and none ended within ``offline_timeout``.
+
+With workers one process writes presence (``stream_writers.presence``). It finishes
+a change's position only once the batch holding it is persisted and published (the
+notice carries the new states and the rooms to wake), so a reader that reached the
+position has both in memory and in the table. The readers mirror the states
+(``apply_replicated``) and send what their users do (/sync running, activity) to the
+writer through ``activity_forwarder``, without waiting for it.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from homeserver.clock import Clock
 from homeserver.config import PresenceConfig
 from homeserver.errors import Forbidden, NotFound
 from homeserver.notifier import Notifier
-from homeserver.streams import StreamIdGenerator
+from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.notices import PRESENCE, NoticePublisher, RoomsStreamNotice
+from homeserver.streams import MAX_POSITION, StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
 from storage.presence import PresenceRecord
 from storage.stores import Stores
@@ -95,7 +104,11 @@ class PresenceService:
         stores: Stores,
         notifier: Notifier,
         clock: Clock,
-        stream: StreamIdGenerator,
+        stream: StreamSource,
+        *,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
     ) -> None:
         self.enabled = config.enabled
         self._idle_ms = config.idle_timeout
@@ -105,11 +118,19 @@ class PresenceService:
         self._notifier = notifier
         self._clock = clock
         self._stream = stream
+        self._role = StreamRole.of(PRESENCE, publisher, instance_name, writer)
+        # positions allocated but held until their batch is persisted and published
+        # (only when other processes read the stream)
+        self._held: list[int] = []
+        # instance -> user -> the set_presence of a /sync running there (the writer)
+        self._remote_syncing: dict[str, dict[str, str]] = {}
+        # where a reader sends its users' activity (set by the composition root)
+        self.activity_forwarder: PresenceActivitySink | None = None
         self._states: dict[str, UserPresence] = {}
         # user -> position of their latest visible change, in position order
         self._changes: dict[str, int] = {}
         # changes at or before this position are only known to the database
-        self._log_start = stream.current()
+        self._log_start = stream.current() if self._role.writes else MAX_POSITION
         self._syncing: dict[str, int] = {}
         self._not_offline: set[str] = set()
         self._dirty: set[str] = set()
@@ -168,6 +189,7 @@ class PresenceService:
         """PUT /presence/{userId}/status: durable before it returns."""
         if not self.enabled:
             return
+        self._role.check_writes()
         now = self._clock.time_ms()
         old = await self.get(user_id)
         new = replace(old, state=state, status_msg=status_msg, last_user_sync_ts=now)
@@ -183,6 +205,9 @@ class PresenceService:
         """The user did something (sent an event, a receipt): online and active now."""
         if not self.enabled or not self._is_local(user_id):
             return
+        if not self._role.writes:
+            self._forward_active(user_id)
+            return
         now = self._clock.time_ms()
         old = await self.get(user_id)
         new = replace(old, state=ONLINE, last_active_ts=now, currently_active=True)
@@ -192,6 +217,10 @@ class PresenceService:
     async def sync_started(self, user_id: str, set_presence: str) -> None:
         """Sync hook: a /sync began with ``set_presence``."""
         if not self.enabled or set_presence == OFFLINE:
+            return
+        if not self._role.writes:
+            if self.activity_forwarder is not None:
+                self.activity_forwarder.sync_started(user_id, set_presence)
             return
         now = self._clock.time_ms()
         self._syncing[user_id] = self._syncing.get(user_id, 0) + 1
@@ -207,6 +236,10 @@ class PresenceService:
         """Sync hook: a /sync returned; offline_timeout counts from now."""
         if not self.enabled or set_presence == OFFLINE:
             return
+        if not self._role.writes:
+            if self.activity_forwarder is not None:
+                self.activity_forwarder.sync_ended(user_id, set_presence)
+            return
         count = self._syncing.get(user_id, 0) - 1
         if count > 0:
             self._syncing[user_id] = count
@@ -218,8 +251,13 @@ class PresenceService:
             self._dirty.add(user_id)  # persisted with the next batch
 
     async def tick(self) -> None:
-        """Apply the idle and offline timeouts to every user who is not offline."""
+        """Apply the idle and offline timeouts to every user who is not offline (the
+        writer); a reader reports the users who stopped syncing there."""
         if not self.enabled:
+            return
+        if not self._role.writes:
+            if self.activity_forwarder is not None:
+                self.activity_forwarder.tick()
             return
         now = self._clock.time_ms()
         for user_id in list(self._not_offline):
@@ -253,6 +291,7 @@ class PresenceService:
         currently_active: bool,
     ) -> None:
         """A remote user's presence from their server (an ``m.presence`` EDU)."""
+        self._role.check_writes()
         if (
             not self.enabled
             or self._is_local(user_id)
@@ -287,8 +326,13 @@ class PresenceService:
             for listener in self.local_change_listeners:
                 listener(new)
         if visible:
-            position = self._stream.allocate()
-            self._stream.finish(position)
+            stream = self._stream
+            assert isinstance(stream, StreamIdGenerator)  # only the writer applies
+            position = stream.allocate()
+            if self._role.publishes:
+                self._held.append(position)  # finished by flush, once published
+            else:
+                stream.finish(position)
             new.stream_id = position
             self._changes.pop(user_id, None)
             self._changes[user_id] = position
@@ -306,6 +350,9 @@ class PresenceService:
     async def flush(self) -> None:
         """Wake the long-polls of changed users' rooms; persist the batch of changes."""
         async with self._flush_lock:
+            if self._role.publishes:
+                await self._flush_published()
+                return
             to_wake, self._to_wake = self._to_wake, set()
             dirty, self._dirty = self._dirty, set()
             if to_wake:
@@ -325,6 +372,122 @@ class PresenceService:
                 logger.exception("persisting presence failed; will retry")
                 self._dirty |= dirty
                 raise
+
+    async def _flush_published(self) -> None:
+        """``flush`` of a writer that others read: persist, publish (states and rooms
+        to wake), then finish the batch's positions and wake here."""
+        to_wake, self._to_wake = self._to_wake, set()
+        dirty, self._dirty = self._dirty, set()
+        held, self._held = self._held, []
+        records = [self._states[u].record() for u in dirty if u in self._states]
+        # what this batch announces, as it is now (a change made while it is written
+        # goes with the next batch)
+        states = {u: _state_json(self._states[u]) for u in sorted(to_wake)}
+        position = max((self._changes.get(u, 0) for u in to_wake), default=0)
+        try:
+            rooms: set[str] = set()
+            for user_id in to_wake:
+                rooms |= await self._joined_rooms(user_id)
+            await self._stores.presence.upsert_many(records)
+        except Exception:
+            logger.exception("persisting presence failed; will retry")
+            self._to_wake |= to_wake
+            self._dirty |= dirty
+            self._held = held + self._held
+            raise
+        stream = self._stream
+        assert isinstance(stream, StreamIdGenerator)
+        if to_wake:
+            self._role.rooms_changed(position, tuple(sorted(rooms)), {"users": states})
+            for room_id in rooms:
+                self._room_changed[room_id] = position
+        for position in held:
+            stream.finish(position)
+        for user_id in to_wake:
+            self._notifier.on_user_change(user_id)
+        self._notifier.on_rooms_change(rooms)
+
+    # -- replication ------------------------------------------------------------------
+
+    def apply_replicated(self, notice: RoomsStreamNotice) -> None:
+        """The presence writer changed the presence of some users (readers only)."""
+        if self._role.writes:
+            return
+        users = (notice.data or {}).get("users")
+        if not isinstance(users, dict):
+            return
+        for user_id, fields in users.items():
+            state = _state_of(user_id, fields)
+            if state is None:
+                self._states.pop(user_id, None)  # read again from the table
+                continue
+            self._states[user_id] = state
+            self._changes.pop(user_id, None)
+            self._changes[user_id] = notice.position
+            if state.state == OFFLINE:
+                self._not_offline.discard(user_id)
+            else:
+                self._not_offline.add(user_id)
+        for room_id in notice.rooms:
+            self._room_changed[room_id] = notice.position
+        for user_id in users:
+            self._notifier.on_user_change(user_id)
+        self._notifier.on_rooms_change(notice.rooms)
+
+    async def resync_replica(self) -> None:
+        """After missed notices (readers only): presence is read again from its table
+        (complete up to the current position, which the writer reaches only once a
+        change is persisted); changes before now are read from the table."""
+        if self._role.writes:
+            return
+        position = self._stream.current()
+        records = await self._stores.presence.not_offline()
+        self._states.clear()
+        self._changes.clear()
+        self._not_offline.clear()
+        for record in records:
+            self._states[record.user_id] = UserPresence.of(record)
+            self._not_offline.add(record.user_id)
+        self._log_start = position
+        rooms = set(self._room_changed)
+        for room_id in rooms:
+            self._room_changed[room_id] = position
+        self._notifier.on_rooms_change(rooms)
+
+    def _forward_active(self, user_id: str) -> None:
+        if self.activity_forwarder is not None:
+            self.activity_forwarder.active(user_id)
+
+    async def remote_activity(
+        self,
+        instance: str,
+        user_id: str,
+        set_presence: str | None,
+        active: bool,
+        *,
+        reset: bool = False,
+    ) -> None:
+        """What a user did on another process (the writer; see ``activity_forwarder``):
+        ``set_presence`` of the /sync running there (None: none is), ``active`` (they
+        sent something); ``reset``: that process (re)started, its earlier syncs ended."""
+        self._role.check_writes()
+        if not self.enabled:
+            return
+        syncing = self._remote_syncing.setdefault(instance, {})
+        if reset:
+            for other, ended in list(syncing.items()):
+                del syncing[other]
+                self.sync_ended(other, ended)
+        previous = syncing.get(user_id)
+        if previous != set_presence:
+            if previous is not None:
+                del syncing[user_id]
+                self.sync_ended(user_id, previous)
+            if set_presence is not None and set_presence in PRESENCE_STATES:
+                syncing[user_id] = set_presence
+                await self.sync_started(user_id, set_presence)
+        if active:
+            await self.bump_active(user_id)
 
     # -- reading --------------------------------------------------------------------
 
@@ -433,6 +596,45 @@ class PresenceService:
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(":" + self._server_name)
+
+
+class PresenceActivitySink(Protocol):
+    """Where a process that does not write presence sends what its users do
+    (``ephemeral_endpoints.PresenceActivityForwarder``); never waits for the writer."""
+
+    def sync_started(self, user_id: str, set_presence: str) -> None: ...
+
+    def sync_ended(self, user_id: str, set_presence: str) -> None: ...
+
+    def active(self, user_id: str) -> None: ...
+
+    def tick(self) -> None: ...
+
+
+def _state_json(state: UserPresence) -> list[Any]:
+    return [
+        state.state,
+        state.status_msg,
+        state.last_active_ts,
+        state.last_user_sync_ts,
+        state.currently_active,
+        state.stream_id,
+    ]
+
+
+def _state_of(user_id: str, fields: Any) -> UserPresence | None:
+    """The presence ``_state_json`` wrote, or None when it is not that."""
+    if not isinstance(fields, list) or len(fields) != 6:
+        return None
+    state, status_msg, last_active, last_sync, active, stream_id = fields
+    if (
+        state not in PRESENCE_STATES
+        or not (status_msg is None or isinstance(status_msg, str))
+        or not all(isinstance(n, int) for n in (last_active, last_sync, stream_id))
+        or not isinstance(active, bool)
+    ):
+        return None
+    return UserPresence(user_id, state, status_msg, last_active, last_sync, active, stream_id)
 
 
 class PresenceSyncExtension:

@@ -5,6 +5,10 @@ forward: a receipt for an event at or before the current one (in stream order) i
 ignored. Each stored receipt takes the next position of the receipts stream and wakes
 the room's long-polls; /sync shows them as ``m.receipt`` in each room's ``ephemeral``,
 ``m.read.private`` only to its owner.
+
+With workers one process writes receipts (``stream_writers.receipts``): it publishes
+each stored receipt (the room, and the receipt itself for the readers' in-memory
+recent receipts); the other processes mirror it (``apply_replicated``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from homeserver.account_data import FULLY_READ, AccountDataService
 from homeserver.clock import Clock
 from homeserver.errors import Forbidden, InvalidParam, NotFound
 from homeserver.notifier import Notifier
-from homeserver.streams import StreamIdGenerator
+from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.notices import RECEIPTS, NoticePublisher, RoomsStreamNotice
+from homeserver.streams import MAX_POSITION, StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
 from storage.events import StoredEvent
 from storage.receipts import ReceiptRecord
@@ -43,13 +49,18 @@ class ReceiptService:
         self,
         stores: Stores,
         notifier: Notifier,
-        stream: StreamIdGenerator,
+        stream: StreamSource,
         clock: Clock,
         account_data: AccountDataService,
+        *,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
     ) -> None:
         self._stores = stores
         self._notifier = notifier
         self._stream = stream
+        self._role = StreamRole.of(RECEIPTS, publisher, instance_name, writer)
         self._clock = clock
         self._account_data = account_data
         # room -> position of its latest receipt, for receipts after start-up
@@ -58,7 +69,9 @@ class ReceiptService:
         # the position below which that list is incomplete
         self._recent: dict[str, list[ReceiptRecord]] = {}
         self._recent_floor: dict[str, int] = {}
-        self._started_at = stream.current()
+        # receipts after this position are all in _room_last (a reader knows of none
+        # until its first resync)
+        self._started_at = stream.current() if self._role.writes else MAX_POSITION
         # push rules' on_read_receipt(user_id, room_id, event_id, thread_id) is added here
         self.read_receipt_listeners: list[ReadReceiptListener] = []
         # Public receipts of local users, for other servers (federation installs one):
@@ -81,6 +94,7 @@ class ReceiptService:
         """POST /rooms/{roomId}/receipt/{receiptType}/{eventId} (m.read, m.read.private)."""
         if receipt_type not in RECEIPT_TYPES:
             raise InvalidParam(f"Unknown receipt type: {receipt_type}")
+        self._role.check_writes()
         await self._require_joined(user_id, room_id)
         stored = await self._event_in_room(room_id, event_id)
         _check_thread(stored, thread_id)
@@ -95,6 +109,7 @@ class ReceiptService:
         read_private: str | None,
     ) -> None:
         """POST /rooms/{roomId}/read_markers: the fully read marker and/or read receipts."""
+        self._role.check_writes()
         await self._require_joined(user_id, room_id)
         events: dict[str, StoredEvent] = {}
         for event_id in (fully_read, read, read_private):
@@ -118,8 +133,10 @@ class ReceiptService:
         remote: bool = False,
     ) -> None:
         assert stored.stream_ordering is not None
+        stream = self._stream
+        assert isinstance(stream, StreamIdGenerator)  # check_writes passed
         now = self._clock.time_ms()
-        position = self._stream.allocate()
+        position = stream.allocate()
         try:
             changed = await self._stores.receipts.upsert_if_newer(
                 room_id,
@@ -131,8 +148,11 @@ class ReceiptService:
                 now,
                 position,
             )
+            if changed and self._role.publishes:
+                receipt = [receipt_type, user_id, thread_id, stored.event_id, now]
+                self._role.rooms_changed(position, (room_id,), {room_id: [receipt]})
         finally:
-            self._stream.finish(position)
+            stream.finish(position)
         if not changed:
             return
         self._room_last[room_id] = position
@@ -156,6 +176,7 @@ class ReceiptService:
         self, user_id: str, room_id: str, event_id: str, thread_id: str | None
     ) -> None:
         """A public read receipt of a remote user (an ``m.receipt`` EDU)."""
+        self._role.check_writes()
         stored = await self._stores.events.get_event(event_id)
         if stored is None or stored.event.room_id != room_id or stored.stream_ordering is None:
             return  # an event we do not hold (yet): nothing to show it against
@@ -259,6 +280,41 @@ class ReceiptService:
             for r in await self._stores.receipts.for_user_in_rooms(user_id, rooms, upto):
                 records[(r.room_id, r.receipt_type, r.user_id, r.thread_id)] = r
         return receipt_events(list(records.values()), user_id)
+
+    # -- replication ------------------------------------------------------------------
+
+    def apply_replicated(self, notice: RoomsStreamNotice) -> None:
+        """The receipts writer stored receipts in ``notice.rooms`` (readers only)."""
+        if self._role.writes:
+            return
+        data = notice.data or {}
+        for room_id in notice.rooms:
+            self._room_last[room_id] = notice.position
+            receipts = data.get(room_id)
+            if not isinstance(receipts, list):
+                # a receipt this process cannot show from memory: read the room's again
+                self._recent.pop(room_id, None)
+                continue
+            for receipt in receipts:
+                try:
+                    receipt_type, user_id, thread_id, event_id, ts = receipt
+                    record = ReceiptRecord(
+                        room_id, receipt_type, user_id, thread_id, event_id, ts, notice.position
+                    )
+                except (TypeError, ValueError):
+                    self._recent.pop(room_id, None)
+                    continue
+                self._remember(record)
+        self._notifier.on_rooms_change(notice.rooms)
+
+    def resync_replica(self) -> None:
+        """After missed notices (readers only): what memory holds is complete only
+        from the current position on."""
+        if self._role.writes:
+            return
+        self._recent.clear()
+        self._recent_floor.clear()
+        self._started_at = self._stream.current()
 
     def _remember(self, record: ReceiptRecord) -> None:
         """Keep the room's latest receipts in memory, so incremental syncs skip the DB."""

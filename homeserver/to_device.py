@@ -6,6 +6,11 @@ to-device stream per request and delivered by /sync in order of arrival, at most
 acknowledges it and it is deleted. A request is handled once per (sender, device,
 txnId). Messages for remote users go to ``remote_to_device_sender`` (federation
 installs it; until then they are dropped with a warning).
+
+With workers one process writes the stream (``stream_writers.to_device``): it
+publishes the recipients of each request; the others read the inbox from the
+database and are told (``apply_replicated``) whom to wake. Deleting acknowledged
+messages is not a write of the stream: any process serving the device's /sync does it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from homeserver.clock import Clock
 from homeserver.errors import BadJson
 from homeserver.events import is_valid_user_id
 from homeserver.notifier import Notifier
-from homeserver.streams import StreamIdGenerator
+from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.notices import TO_DEVICE, NoticePublisher, UserStreamNotice
+from homeserver.streams import MAX_POSITION, StreamIdGenerator
 from homeserver.sync.extensions import SyncPass
 from storage.stores import Stores
 
@@ -40,15 +47,22 @@ class ToDeviceService:
         server_name: str,
         stores: Stores,
         notifier: Notifier,
-        stream: StreamIdGenerator,
+        stream: StreamSource,
         clock: Clock,
+        *,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
     ) -> None:
         self._server_name = server_name
         self._stores = stores
         self._notifier = notifier
         self._stream = stream
+        self._role = StreamRole.of(TO_DEVICE, publisher, instance_name, writer)
         self._clock = clock
-        self._started_at = stream.current()
+        # messages after this position are all in _user_last (a reader knows of none
+        # until its first resync)
+        self._started_at = stream.current() if self._role.writes else MAX_POSITION
         # user -> position of their latest message queued since start-up
         self._user_last: dict[str, int] = {}
         # (user, device) -> highest position delivered and not yet acknowledged
@@ -71,6 +85,7 @@ class ToDeviceService:
         messages: dict[str, Any],
     ) -> None:
         """PUT /sendToDevice/{eventType}/{txnId}."""
+        stream = self._writing()
         local: list[tuple[str, str, dict[str, Any]]] = []
         remote: dict[str, dict[str, dict[str, Any]]] = {}
         for user_id, by_device in messages.items():
@@ -86,13 +101,15 @@ class ToDeviceService:
             else:
                 server = user_id.split(":", 1)[1]
                 remote.setdefault(server, {})[user_id] = by_device
-        position = self._stream.allocate()
+        position = stream.allocate()
         try:
             fresh = await self._stores.to_device.add_messages(
                 sender, sender_device, txn_id, event_type, local, position, self._clock.time_ms()
             )
+            if fresh:
+                self._published(local, position)
         finally:
-            self._stream.finish(position)
+            stream.finish(position)
         if not fresh:
             return
         self._announce({user_id for user_id, _, _ in local}, position)
@@ -103,17 +120,19 @@ class ToDeviceService:
         self, sender: str, event_type: str, messages: dict[str, dict[str, Any]]
     ) -> None:
         """Queue messages that arrived over federation for local users."""
+        stream = self._writing()
         local: list[tuple[str, str, dict[str, Any]]] = []
         for user_id, by_device in messages.items():
             if self._is_local(user_id) and isinstance(by_device, dict):
                 local += await self._expand_local(user_id, by_device)
         if not local:
             return
-        position = self._stream.allocate()
+        position = stream.allocate()
         try:
             await self._stores.to_device.add_remote_messages(sender, event_type, local, position)
+            self._published(local, position)
         finally:
-            self._stream.finish(position)
+            stream.finish(position)
         self._announce({user_id for user_id, _, _ in local}, position)
 
     async def _expand_local(
@@ -191,6 +210,35 @@ class ToDeviceService:
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(":" + self._server_name)
+
+    # -- replication ------------------------------------------------------------------
+
+    def _writing(self) -> StreamIdGenerator:
+        """The stream's generator, or 500 when another process writes the stream."""
+        self._role.check_writes()
+        assert isinstance(self._stream, StreamIdGenerator)
+        return self._stream
+
+    def _published(self, local: list[tuple[str, str, dict[str, Any]]], position: int) -> None:
+        if local and self._role.publishes:
+            self._role.users_changed(position, tuple(sorted({u for u, _, _ in local})))
+
+    def apply_replicated(self, notice: UserStreamNotice) -> None:
+        """The to-device writer queued messages for ``notice.users`` (readers only)."""
+        if self._role.writes:
+            return
+        users = set(notice.users)
+        for user_id in users:
+            if notice.position > self._user_last.get(user_id, 0):
+                self._user_last[user_id] = notice.position
+            self._notifier.on_user_change(user_id)
+
+    def resync_replica(self) -> None:
+        """After missed notices (readers only): inboxes are read from the database
+        for tokens from before now."""
+        if self._role.writes:
+            return
+        self._started_at = self._stream.current()
 
 
 class ToDeviceSyncExtension:

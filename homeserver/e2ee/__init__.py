@@ -24,9 +24,14 @@ from homeserver.e2ee.device_lists import DeviceListChanges, DeviceListService
 from homeserver.e2ee.key_backup import KeyBackupService
 from homeserver.e2ee.keys import E2eKeyService
 from homeserver.notifier import Notifier
+from homeserver.replication.ephemeral import (
+    EphemeralReplication,
+    role_arguments,
+    stream_source,
+)
 from homeserver.replication.invalidation import CachePublisher
+from homeserver.replication.notices import DEVICE_LISTS
 from homeserver.sessions import SessionService
-from homeserver.streams import StreamIdGenerator
 from storage.stores import Stores
 
 
@@ -46,14 +51,21 @@ class E2ee:
         sessions: SessionService,
         clock: Clock,
         *,
+        replication: EphemeralReplication | None = None,
         cache_publisher: CachePublisher | None = None,
     ) -> E2ee:
         """Build the services; seed the device list stream from the database, make
         device deletion drop the device's keys (``device_removed_hooks``) and a new
         device and a renamed one a device list change (``device_added_hooks``,
-        ``device_renamed_hooks``)."""
-        stream = StreamIdGenerator(await stores.e2e_keys.max_device_list_stream())
-        device_lists = DeviceListService(stores, notifier, stream)
+        ``device_renamed_hooks``). ``replication``: the device list stream across
+        processes (None: a single process)."""
+        seed = await stores.e2e_keys.max_device_list_stream()
+        device_lists = DeviceListService(
+            stores,
+            notifier,
+            stream_source(replication, DEVICE_LISTS, seed),
+            **role_arguments(replication, DEVICE_LISTS),
+        )
         sessions.device_removed_hooks.append(device_lists.on_devices_removed_txn)
         sessions.device_added_hooks.append(device_lists.on_device_added_txn)
         sessions.device_renamed_hooks.append(device_lists.on_device_renamed)

@@ -10,6 +10,11 @@ writing transaction commits (or is dropped after a rollback), so a reader never
 skips a change that commits late. On commit the users sharing a room with the
 changed user are woken through the notifier, and ``change_listeners`` (federation:
 ``m.device_list_update`` / ``m.signing_key_update`` EDUs) are told.
+
+With workers one process writes the stream (``stream_writers.device_lists``): it
+publishes the changed user of each change (or, for a change only one user sees,
+that user) before the position is finished; the others read the changes from the
+database and are told (``apply_replicated``) whom to wake.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from homeserver.notifier import Notifier
+from homeserver.replication.ephemeral import StreamRole, StreamSource
+from homeserver.replication.notices import DEVICE_LISTS, NoticePublisher, UserStreamNotice
 from homeserver.streams import StreamIdGenerator, SyncToken
 from storage.database import Transaction
 from storage.stores import Stores
@@ -56,10 +63,23 @@ class _Position:
 
 
 class DeviceListService:
-    def __init__(self, stores: Stores, notifier: Notifier, stream: StreamIdGenerator) -> None:
+    def __init__(
+        self,
+        stores: Stores,
+        notifier: Notifier,
+        stream: StreamSource,
+        *,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
+    ) -> None:
         self._stores = stores
         self._notifier = notifier
         self.stream = stream
+        self._role = StreamRole.of(DEVICE_LISTS, publisher, instance_name, writer)
+        # a reader may have missed changes at or before this position
+        self._complete_from = 0
+        self._replica_tasks: set[asyncio.Task[None]] = set()
         self.change_listeners: list[DeviceListListener] = []
         self._listener_tasks: set[asyncio.Task[None]] = set()
         self._announcing: dict[int, asyncio.Task[None]] = {}
@@ -86,6 +106,8 @@ class DeviceListService:
         ``only_for``: the change is visible to that user alone (their user-signing key
         signed ``user_id``'s master key); nobody else is woken or told.
         """
+        self._role.check_writes()
+        assert isinstance(self.stream, StreamIdGenerator)
         position = _Position(self.stream)
         # A rolled-back transaction never runs its after-commit callbacks: finish the
         # position when the transaction object goes away instead.
@@ -104,6 +126,8 @@ class DeviceListService:
         devices = list(device_ids)
 
         def on_commit() -> None:
+            if self._role.publishes:
+                self._role.users_changed(position.value, (only_for or user_id,))
             position.finish()
             if only_for is not None:
                 self._user_last_change[only_for] = position.value
@@ -131,6 +155,7 @@ class DeviceListService:
 
     async def record_change(self, user_id: str, device_ids: Collection[str]) -> int:
         """Record a change in a transaction of its own (e.g. a remote user's update)."""
+        self._role.check_writes()
         return await self._stores.db.run_transaction(
             "record_device_list_change",
             lambda txn: self.record_change_txn(txn, user_id, device_ids),
@@ -183,11 +208,53 @@ class DeviceListService:
             except Exception:
                 logger.exception("device list listener failed for %s", user_id)
 
+    # -- replication --------------------------------------------------------------------
+
+    def apply_replicated(self, notice: UserStreamNotice) -> None:
+        """The device-list writer recorded changes of ``notice.users`` (readers only):
+        wake them, and the users sharing a room with them once their rooms are read."""
+        if self._role.writes:
+            return
+        for user_id in notice.users:
+            self._user_last_change[user_id] = max(
+                notice.position, self._user_last_change.get(user_id, 0)
+            )
+            self._notifier.on_user_change(user_id)
+        task = asyncio.get_running_loop().create_task(
+            self._wake_rooms(notice.users, notice.position)
+        )
+        self._replica_tasks.add(task)
+        task.add_done_callback(self._replica_tasks.discard)
+
+    async def _wake_rooms(self, user_ids: Collection[str], position: int) -> None:
+        """(A sync that runs before this reads the change from the database anyway.)"""
+        try:
+            rooms: set[str] = set()
+            for user_id in user_ids:
+                memberships = await self._stores.state.rooms_for_user(user_id)
+                rooms.update(r for r, m in memberships.items() if m == "join")
+        except Exception:
+            logger.exception("reading the rooms of %s failed", list(user_ids))
+            return
+        for room_id in rooms:
+            self._room_last_change[room_id] = max(position, self._room_last_change.get(room_id, 0))
+        self._notifier.on_rooms_change(rooms)
+
+    async def wait_replica(self) -> None:
+        """Wait until the rooms of every change heard so far were woken (tests)."""
+        while self._replica_tasks:
+            await asyncio.gather(*self._replica_tasks, return_exceptions=True)
+
+    def resync_replica(self) -> None:
+        """After missed notices (readers only): a sync from before now reads once."""
+        if not self._role.writes:
+            self._complete_from = self.stream.current()
+
     # -- reading changes --------------------------------------------------------------
 
     def has_updates(self, user_id: str, room_ids: Collection[str], since: int) -> bool:
         """Whether a device list change after ``since`` concerns the user (no IO)."""
-        if self._user_last_change.get(user_id, 0) > since:
+        if self._user_last_change.get(user_id, 0) > since or since < self._complete_from:
             return True
         return any(self._room_last_change.get(r, 0) > since for r in room_ids)
 

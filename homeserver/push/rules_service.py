@@ -2,6 +2,11 @@
 
 Compiled rulesets are cached per user (bounded) and dropped whenever the user changes
 a rule; users who changed nothing share the compiled default ruleset.
+
+With workers one process writes push rules (``stream_writers.push_rules``): each
+change takes a position of the push-rules stream (held in memory; the ruleset itself
+reaches /sync as ``m.push_rules`` account data) and is published with its user; the
+other processes drop that user's compiled rules and wake them (``apply_replicated``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from homeserver.push.rules import (
     place_rule,
     ruleset_json,
 )
+from homeserver.replication.ephemeral import StreamRole, StreamSource
 from homeserver.replication.invalidation import PUSH_RULES_CACHE, CachePublisher
+from homeserver.replication.notices import PUSH_RULES, NoticePublisher, UserStreamNotice
+from homeserver.streams import StreamIdGenerator
 from storage.push_rules import PushRuleStore
 
 RULE_NOT_FOUND = "The push rule was not found."
@@ -40,10 +48,16 @@ class PushRulesService:
         notifier: Notifier,
         cache_size: int = 20_000,
         defaults: DefaultRules = SPEC_DEFAULTS,
+        stream: StreamSource | None = None,
         *,
         cache_publisher: CachePublisher | None = None,
+        publisher: NoticePublisher | None = None,
+        instance_name: str = "master",
+        writer: str | None = None,
     ) -> None:
         self._store = store
+        self._stream = stream if stream is not None else StreamIdGenerator(0)
+        self._role = StreamRole.of(PUSH_RULES, publisher, instance_name, writer)
         # tells the other processes whose compiled rules are stale
         self._cache_publisher = cache_publisher or CachePublisher()
         self._notifier = notifier
@@ -88,6 +102,14 @@ class PushRulesService:
     async def _changed(self, user_id: str) -> None:
         self.invalidate_user(user_id)
         self._cache_publisher.stale(PUSH_RULES_CACHE, [user_id])
+        if self._role.publishes:
+            stream = self._stream
+            assert isinstance(stream, StreamIdGenerator)  # check_writes passed
+            position = stream.allocate()
+            try:
+                self._role.users_changed(position, (user_id,))
+            finally:
+                stream.finish(position)
         # m.push_rules is account data: the listeners give the change its position in
         # the account-data stream (the next /sync carries the ruleset); wake long-polls.
         for listener in self.changed_listeners:
@@ -131,6 +153,7 @@ class PushRulesService:
         check_kind(kind)
         check_new_rule_id(kind, rule_id)
         new = parse_rule_body(kind, rule_id, body)
+        self._role.check_writes()
         async with self._locks[user_id]:
             stored = await self._store.get_rules(user_id)
             placed = place_rule(stored.rules, new, before=before, after=after)
@@ -141,6 +164,7 @@ class PushRulesService:
         """Server-default rules cannot be deleted: like any rule the user did not
         define, they are M_NOT_FOUND here."""
         check_kind(kind)
+        self._role.check_writes()
         async with self._locks[user_id]:
             if not await self._store.delete_rule(user_id, kind, rule_id):
                 raise NotFound(RULE_NOT_FOUND)
@@ -151,6 +175,7 @@ class PushRulesService:
         room rule; a rule with a ``room_id`` condition on it) again for the new room,
         first of its kind as any new rule (push.md: servers copy a user's settings to
         the replacement room; Synapse copies these rules)."""
+        self._role.check_writes()
         async with self._locks[user_id]:
             stored = await self._store.get_rules(user_id)
             copies = [
@@ -176,6 +201,7 @@ class PushRulesService:
 
     async def set_enabled(self, user_id: str, kind: str, rule_id: str, enabled: bool) -> None:
         check_kind(kind)
+        self._role.check_writes()
         async with self._locks[user_id]:
             if self._is_default(kind, rule_id):
                 await self._store.set_default_enabled(user_id, rule_id, enabled)
@@ -186,12 +212,23 @@ class PushRulesService:
     async def set_actions(self, user_id: str, kind: str, rule_id: str, raw: object) -> None:
         check_kind(kind)
         actions = parse_actions(raw)
+        self._role.check_writes()
         async with self._locks[user_id]:
             if self._is_default(kind, rule_id):
                 await self._store.set_default_actions(user_id, rule_id, actions)
             elif not await self._store.set_user_rule_actions(user_id, kind, rule_id, actions):
                 raise NotFound(RULE_NOT_FOUND)
             await self._changed(user_id)
+
+    # -- replication ------------------------------------------------------------------
+
+    def apply_replicated(self, notice: UserStreamNotice) -> None:
+        """The push-rules writer changed the rules of ``notice.users`` (readers only)."""
+        if self._role.writes:
+            return
+        for user_id in notice.users:
+            self.invalidate_user(user_id)
+            self._notifier.on_user_change(user_id)
 
     def _is_default(self, kind: str, rule_id: str) -> bool:
         entry = self._defaults.by_id.get(rule_id)

@@ -16,7 +16,9 @@ from homeserver.push.gateway import NotificationBuilder, PushGatewayClient
 from homeserver.push.notifications import PushEvaluator
 from homeserver.push.pushers import PusherPool
 from homeserver.push.rules_service import PushRulesService
+from homeserver.replication.ephemeral import EphemeralReplication, role_arguments, stream_source
 from homeserver.replication.invalidation import CachePublisher
+from homeserver.replication.notices import PUSH_RULES as PUSH_RULES_STREAM
 from homeserver.rooms.persister import EventPersister
 from homeserver.sessions import SessionService
 from storage.stores import Stores
@@ -37,15 +39,19 @@ class PushService:
         persister: EventPersister,
         clock: Clock,
         *,
+        replication: EphemeralReplication | None = None,
         cache_publisher: CachePublisher | None = None,
     ) -> PushService:
+        """``replication``: the push-rules stream across processes (None: one process)."""
         sizes = config.caches.sizes
         rules = PushRulesService(
             stores.push_rules,
             notifier,
             cache_size=sizes.size("get_push_rules_for_user"),
             defaults=default_rules(config.push.legacy_mention_rules),
+            stream=stream_source(replication, PUSH_RULES_STREAM, 0),
             cache_publisher=cache_publisher,
+            **role_arguments(replication, PUSH_RULES_STREAM),
         )
         evaluator = PushEvaluator(
             config.server_name,

@@ -40,6 +40,28 @@ def _answer(stored: StoredEvent) -> web.Response:
     return web.Response(body=dumps_bytes(body), content_type="application/json")
 
 
+def check_secret(request: web.Request, secret: bytes | None) -> None:
+    """403 M_FORBIDDEN unless the request carries ``secret`` as its bearer token
+    (compared in constant time); anything goes when no secret is set."""
+    if secret is None:
+        return
+    header = request.headers.get("Authorization", "")
+    given = header.removeprefix("Bearer ").encode("utf-8")
+    if not header.startswith("Bearer ") or not hmac.compare_digest(given, secret):
+        raise MatrixError(403, "M_FORBIDDEN", "Bad replication secret")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; 400 M_NOT_JSON / M_BAD_JSON otherwise."""
+    try:
+        body = loads(await request.read())
+    except ValueError:
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
+    if not isinstance(body, dict):
+        raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
+    return body
+
+
 def _optional_str(body: Mapping[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
@@ -68,23 +90,13 @@ class ReplicationEndpoints:
 
     async def _request(self, request: web.Request) -> tuple[str, dict[str, Any]]:
         """Check the caller and the room; the room ID and the JSON body."""
-        if self._secret is not None:
-            header = request.headers.get("Authorization", "")
-            given = header.removeprefix("Bearer ").encode("utf-8")
-            if not header.startswith("Bearer ") or not hmac.compare_digest(given, self._secret):
-                raise MatrixError(403, "M_FORBIDDEN", "Bad replication secret")
+        check_secret(request, self._secret)
         room_id = request.match_info["room_id"]
         if not self._writers.is_local(room_id):
             raise MatrixError(
                 400, "M_UNKNOWN", f"{self._writers.instance} is not the event writer of {room_id}"
             )
-        try:
-            body = loads(await request.read())
-        except ValueError:
-            raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
-        if not isinstance(body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
-        return room_id, body
+        return room_id, await json_body(request)
 
     async def send_event(self, request: web.Request) -> web.Response:
         """Build and persist a local event for another process (its client's send)."""
