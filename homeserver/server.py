@@ -85,6 +85,8 @@ from homeserver.ratelimit import RateLimit, RateLimiter
 from homeserver.registration.consent_notices import ConsentServerNotices
 from homeserver.registration.stages import registration_stages_from_config
 from homeserver.replication.endpoints import ReplicationEndpoints
+from homeserver.replication.ephemeral import EphemeralReplication
+from homeserver.replication.ephemeral_wiring import EphemeralWiring
 from homeserver.replication.forwarding import EventForwarder
 from homeserver.replication.invalidation import CacheInvalidator, CachePublisher
 from homeserver.replication.notices import NoticePublisher
@@ -198,6 +200,7 @@ class Homeserver:
     room_summaries: RoomSummaries | None = None
     metrics: HomeserverMetrics | None = None
     replication: Replication | None = None  # with workers
+    ephemeral_wiring: EphemeralWiring | None = None  # with workers
     # applies the other processes' notices to this process's caches
     cache_invalidator: CacheInvalidator | None = None
     request_ids: RequestIds = field(default_factory=RequestIds)
@@ -360,14 +363,34 @@ class Homeserver:
         persister.timeline_txn_hooks.append(search.index_txn)
         persister.redaction_hooks.append(search.unindex_txn)
         relations = RelationsService(stores, visibility, history)
+        # with workers: each non-event stream has one writer; the others read it
+        streams = EphemeralReplication.of(replication) if replication is not None else None
         e2ee = await E2ee.build(
-            config.server_name, stores, notifier, sessions, clock, cache_publisher=cache_publisher
+            config.server_name,
+            stores,
+            notifier,
+            sessions,
+            clock,
+            cache_publisher=cache_publisher,
+            replication=streams,
         )
         push = PushService.build(
-            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+            config,
+            stores,
+            notifier,
+            persister,
+            clock,
+            cache_publisher=cache_publisher,
+            replication=streams,
         )
         ephemeral = await EphemeralServices.build(
-            config, stores, notifier, persister, clock, cache_publisher=cache_publisher
+            config,
+            stores,
+            notifier,
+            persister,
+            clock,
+            cache_publisher=cache_publisher,
+            replication=streams,
         )
         ephemeral.receipts.read_receipt_listeners.append(push.evaluator.on_read_receipt)
         push.use_account_data(ephemeral.account_data)
@@ -680,8 +703,20 @@ class Homeserver:
             retention=retention_policies,
             key_counts=e2ee.keys,
         )
+        ephemeral_wiring: EphemeralWiring | None = None
         if replication is not None:
-            await wire_replication(replication, notifier, cache_invalidator)
+            assert streams is not None
+            ephemeral_wiring = EphemeralWiring.build(
+                streams,
+                replication.client,
+                config.worker.replication_secret,
+                ephemeral,
+                e2ee.device_lists,
+                push.rules,
+                federation_events.transactions,
+                clock,
+            )
+            await wire_replication(replication, notifier, cache_invalidator, ephemeral_wiring)
         return cls(
             config,
             clock,
@@ -714,6 +749,7 @@ class Homeserver:
             metrics=metrics,
             retention_purge_jobs=retention_purge_jobs,
             replication=replication,
+            ephemeral_wiring=ephemeral_wiring,
             cache_invalidator=cache_invalidator,
         )
 
@@ -747,6 +783,8 @@ class Homeserver:
             routes += OpenIdUserInfo(self.client.openid).routes()
         if "keys" in resources:
             routes += key_routes(self.federation)
+        if "replication" in resources and self.ephemeral_wiring is not None:
+            routes += self.ephemeral_wiring.endpoints.routes()
         if "replication" in resources and self.replication is not None:
             routes += ReplicationEndpoints(
                 self.config.worker.replication_secret,
@@ -881,6 +919,8 @@ class Homeserver:
         await self.stop_listeners()
         await self.federation.close()
         await self.client.appservices.client.close()
+        if self.ephemeral_wiring is not None:
+            await self.ephemeral_wiring.stop()
         if self.replication is not None:
             await self.replication.close()
         if self.identity is not None:
@@ -889,13 +929,18 @@ class Homeserver:
 
 
 async def wire_replication(
-    replication: Replication, notifier: Notifier, caches: CacheInvalidator
+    replication: Replication,
+    notifier: Notifier,
+    caches: CacheInvalidator,
+    ephemeral: EphemeralWiring,
 ) -> None:
     """Subscribe to the other processes: their committed room events drop what
     they made stale here and wake this process's long-polls once readable; after
     Redis comes back every long-poll wakes and re-reads its streams (notices may have
     been missed meanwhile)."""
     receiver = await replication.connect()
+    # (the mirror of the non-event streams first: a woken long-poll sees its state)
+    ephemeral.subscribe(receiver)
     receiver.on_room_event(caches.on_room_event)
     receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
     receiver.on_user_stream(caches.on_user_stream)
