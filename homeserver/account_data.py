@@ -182,6 +182,14 @@ class AccountDataService:
         if position is not None and position > self._user_last.get(user_id, 0):
             self._user_last[user_id] = position
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: forget every
+        user's ignored users and latest write (/sync asks the database whether
+        their account data changed)."""
+        self._ignored.clear()
+        self._ignored_epoch += 1
+        self._user_last.clear()
+
     # -- reading --------------------------------------------------------------------
 
     async def get(self, user_id: str, room_id: str | None, data_type: str) -> dict[str, Any]:

@@ -175,6 +175,13 @@ class Authenticator:
         for hashed in token_hashes:
             self._cache.pop(hashed, None)
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: drop every cached
+        requester and registered user (a read in flight is not cached)."""
+        self._epoch += 1
+        self._cache.clear()
+        self._registered.clear()
+
     def forget_user(self, user_id: str) -> None:
         """Drop the user's cached requesters (deactivated, locked, flags changed)."""
         self._epoch += 1

@@ -39,6 +39,7 @@ class Notifier:
         self._room_last_change: dict[str, int] = {}
         self._user_last_change: dict[str, int] = {}
         self._user_change_counter = 0
+        self._changes_epoch = 0  # moves on forget_changes: older seeds are ignored
 
     # -- publishing -----------------------------------------------------------------
 
@@ -85,10 +86,25 @@ class Notifier:
     def rooms_changed_since(self, room_ids: Collection[str], stream_ordering: int) -> list[str]:
         return [r for r in room_ids if self.room_changed_since(r, stream_ordering)]
 
-    def seed_room(self, room_id: str, stream_ordering: int) -> None:
-        """Record a room's latest position known from storage (at start-up or first use)."""
+    def seed_room(self, room_id: str, stream_ordering: int, epoch: int | None = None) -> None:
+        """Record a room's latest position known from storage (at start-up or first
+        use); ``epoch``: :meth:`changes_epoch` before storage was read (a seed read
+        before :meth:`forget_changes` is ignored: it may miss what was forgotten)."""
+        if epoch is not None and epoch != self._changes_epoch:
+            return
         if stream_ordering > self._room_last_change.get(room_id, 0):
             self._room_last_change[room_id] = stream_ordering
+
+    def changes_epoch(self) -> int:
+        """Read before the positions given to :meth:`seed_room` are read."""
+        return self._changes_epoch
+
+    def forget_changes(self) -> None:
+        """Changes of other processes may have been missed: forget where every room
+        last changed, so that each reads as "maybe changed" until seeded again from
+        storage."""
+        self._room_last_change.clear()
+        self._changes_epoch += 1
 
     def knows_room(self, room_id: str) -> bool:
         return room_id in self._room_last_change

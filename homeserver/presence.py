@@ -584,6 +584,11 @@ class PresenceService:
         self._rooms_of[user_id] = joined
         return joined
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: forget every
+        user's cached rooms."""
+        self._rooms_of.clear()
+
     def membership_changed(self, user_id: str) -> None:
         """A membership of the user changed: forget their cached rooms."""
         self._rooms_of.pop(user_id, None)

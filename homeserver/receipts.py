@@ -221,9 +221,20 @@ class ReceiptService:
         if position > self._room_last.get(room_id, 0):
             self._room_last[room_id] = position
 
+    def forget_changes(self) -> None:
+        """Notices from the other processes may have been missed: drop every room's
+        recent receipts, and answer from the database for any position below the
+        stream's current one (resynced); above it, notices tell again."""
+        self._recent.clear()
+        self._recent_floor.clear()
+        self._room_last.clear()
+        self._started_at = max(self._started_at, self._stream.current())
+
     def has_updates(self, room_ids: Collection[str], since: int) -> bool:
         if self._stream.current() <= since:
             return False
+        if since < self._started_at:  # (before start-up or a resync: not known here)
+            return True
         return any(self._room_last.get(r, 0) > since for r in room_ids)
 
     async def receipts_for_sync(

@@ -702,6 +702,7 @@ class Homeserver:
             pushers=push.pushers,
             retention=retention_policies,
             key_counts=e2ee.keys,
+            changes=notifier,
         )
         ephemeral_wiring: EphemeralWiring | None = None
         if replication is not None:
@@ -936,8 +937,9 @@ async def wire_replication(
 ) -> None:
     """Subscribe to the other processes: their committed room events drop what
     they made stale here and wake this process's long-polls once readable; after
-    Redis comes back every long-poll wakes and re-reads its streams (notices may have
-    been missed meanwhile)."""
+    Redis comes back every cache a missed notice could have made stale is dropped, then
+    every long-poll wakes and re-reads its streams (notices may have been missed
+    meanwhile)."""
     receiver = await replication.connect()
     # (the mirror of the non-event streams first: a woken long-poll sees its state)
     ephemeral.subscribe(receiver)
@@ -946,6 +948,7 @@ async def wire_replication(
     receiver.on_user_stream(caches.on_user_stream)
     receiver.on_rooms_stream(caches.on_rooms_stream)
     receiver.on_cache(lambda n: replication.run_soon(caches.on_cache(n)))
+    receiver.on_resync(lambda _positions: caches.on_resync())  # first drop, then wake
     receiver.on_resync(lambda _positions: notifier.wake_all())
 
 

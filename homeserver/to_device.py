@@ -205,8 +205,17 @@ class ToDeviceService:
         if position > self._user_last.get(user_id, 0):
             self._user_last[user_id] = position
 
+    def forget_changes(self) -> None:
+        """Notices from the other processes may have been missed: messages queued
+        up to the stream's current position (resynced) may be anywhere, so /sync
+        reads the inbox for any older position; above it, notices tell again."""
+        self._started_at = max(self._started_at, self._stream.current())
+        self._user_last.clear()
+
     def has_updates(self, user_id: str, since: int) -> bool:
-        return self._user_last.get(user_id, 0) > since
+        """False when no message was queued for the user after ``since`` (positions
+        before start-up or a resync are not known here: True)."""
+        return since < self._started_at or self._user_last.get(user_id, 0) > since
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(":" + self._server_name)

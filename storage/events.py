@@ -393,6 +393,13 @@ class EventStore:
         """Another process wrote an event of the room: its forward extremities moved."""
         self._extremities.pop(room_id, None)
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: drop every cached
+        event and every room's extremities (room versions never change: kept)."""
+        self._cache.clear()
+        self._epoch += 1
+        self._extremities.clear()
+
     def invalidate_purged_room(self, room_id: str) -> None:
         """Another process purged the room's history (or the whole room): drop every
         cached event of the room, its version and its extremities."""

@@ -84,6 +84,7 @@ class RoomSummaryStore:
         self._cache_size = cache_size
         # room -> count of committed writes, so a read racing a write is not cached
         self._generation: dict[str, int] = {}
+        self._cleared = 0  # moves on clear_caches: reads in flight then are not cached
         # rooms known to have a row (rows are never deleted): their updates need no
         # row count, so they can be queued with the rest of the event's writes
         self._known: set[str] = set()
@@ -98,6 +99,7 @@ class RoomSummaryStore:
         missing = [r for r in room_ids if r not in result] if len(result) < len(room_ids) else []
         for start in range(0, len(missing), _IN_CHUNK):
             chunk = missing[start : start + _IN_CHUNK]
+            cleared = self._cleared
             generations = {r: self._generation.get(r, 0) for r in chunk}
             rows = await self.db.fetchall(
                 "get_room_summaries",
@@ -108,7 +110,10 @@ class RoomSummaryStore:
                 summary = _summary(row)
                 result[summary.room_id] = summary
                 self._known.add(summary.room_id)
-                if self._generation.get(summary.room_id, 0) == generations[summary.room_id]:
+                if (
+                    self._generation.get(summary.room_id, 0) == generations[summary.room_id]
+                    and self._cleared == cleared
+                ):
                     self._cache[summary.room_id] = summary
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -286,6 +291,12 @@ class RoomSummaryStore:
         cached)."""
         self._cache.pop(room_id, None)
         self._generation[room_id] = self._generation.get(room_id, 0) + 1
+
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: drop every cached
+        row (a read in flight is not cached)."""
+        self._cache.clear()
+        self._cleared += 1
 
     def forget_room(self, room_id: str) -> None:
         """Drop the cached row of a purged room."""

@@ -79,6 +79,7 @@ class StateStore:
         # room -> user -> membership, kept in step with committed current state
         self._members: dict[str, dict[str, str]] = {}
         self._member_generation: dict[str, int] = {}
+        self._cleared = 0  # added to every room's generation: moves on clear_caches
         # user -> room -> membership (current state), dropped when one of them changes
         self._user_rooms: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._membership_epoch = 0
@@ -213,7 +214,7 @@ class StateStore:
         cached = self._current.get(room_id)
         if cached is not None:
             return cached
-        generation = self._member_generation.get(room_id, 0)
+        generation = self.member_generation(room_id)
         rows = await self.db.fetchall(
             "get_current_state",
             "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1",
@@ -221,7 +222,7 @@ class StateStore:
         )
         state = {(t, k): e for t, k, e in rows}
         # Cache only if no write to the room committed while we were reading.
-        if self._member_generation.get(room_id, 0) == generation:
+        if self.member_generation(room_id) == generation:
             self._current.setdefault(room_id, state)
         return state
 
@@ -327,6 +328,20 @@ class StateStore:
         self._membership_epoch += 1
         self._latest.pop(room_id, None)
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: drop the current
+        state, members, counts and joined servers of every room, and every user's
+        rooms (state groups never change: kept). Every room's generation moves, so
+        reads in flight are not cached and caches keyed by it follow."""
+        self._current.clear()
+        self._current_groups.clear()
+        self._members.clear()
+        self._counts.clear()
+        self._joined_servers.clear()
+        self._user_rooms.clear()
+        self._cleared += 1
+        self._membership_epoch += 1
+
     def forget_current_state(self, room_id: str) -> None:
         self._current.pop(room_id, None)
         self._current_groups.pop(room_id, None)
@@ -358,7 +373,7 @@ class StateStore:
 
     def member_generation(self, room_id: str) -> int:
         """Changes whenever the room's current state changes (for caches built on it)."""
-        return self._member_generation.get(room_id, 0)
+        return self._member_generation.get(room_id, 0) + self._cleared
 
     async def joined_servers(self, room_id: str) -> frozenset[str]:
         """Servers with a joined member in the room's current state (cached until the
@@ -406,7 +421,7 @@ class StateStore:
                 missing.append(room_id)
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
-            generations = {r: self._member_generation.get(r, 0) for r in chunk}
+            generations = {r: self.member_generation(r) for r in chunk}
             marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
             rows = await self.db.fetchall(
                 "current_members",
@@ -420,6 +435,6 @@ class StateStore:
             for room_id, members in fresh.items():
                 result[room_id] = members
                 # Cache only if no write to the room committed while we were reading.
-                if self._member_generation.get(room_id, 0) == generations[room_id]:
+                if self.member_generation(room_id) == generations[room_id]:
                     self._members.setdefault(room_id, members)
         return result

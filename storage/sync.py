@@ -106,6 +106,15 @@ class RecentRoomEvents:
         """Drop the room's entry (its history was purged: the database answers)."""
         self._rooms.pop(room_id, None)
 
+    def forget_all(self) -> None:
+        """Commits of other processes may have been missed: drop every room's entry
+        and what is known of memberships, and answer "not known" for every position
+        up to the highest seen so far (entries start again above it)."""
+        self._rooms.clear()
+        self._member_changes.clear()
+        if self._high is not None:
+            self._start = self._high
+
     def committed_elsewhere(self, room_id: str, stream: int, *, membership: bool) -> None:
         """Another process committed an event of the room at ``stream``: the room's
         entry cannot follow that writer's commits (dropped: the database answers),
@@ -158,6 +167,12 @@ class SyncStore:
         it): its recent events and heroes are not known here any more."""
         self.recent.committed_elsewhere(room_id, position, membership=membership)
         self._heroes.pop(room_id, None)
+
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: drop every room's
+        heroes and recent events (state groups never change: kept)."""
+        self._heroes.clear()
+        self.recent.forget_all()
 
     def forget_purged(self, room_id: str, groups: Iterable[int]) -> None:
         """Drop what is cached of a room whose history (or whole self) was purged."""

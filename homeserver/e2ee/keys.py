@@ -82,6 +82,7 @@ class E2eKeyService:
         # each change bumps the device's generation so a read racing it is not cached.
         self._sync_keys: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
         self._generation: dict[tuple[str, str], int] = {}
+        self._cleared = 0  # moves on clear_caches, for the reads in flight then
 
     def _keys_changed_txn(self, txn: Transaction, devices: Collection[tuple[str, str]]) -> None:
         changed = list(devices)
@@ -102,6 +103,12 @@ class E2eKeyService:
         for key in devices:
             self._sync_keys.pop(key, None)
             self._generation[key] = self._generation.get(key, 0) + 1
+
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: /sync reads every
+        device's counts again."""
+        self._sync_keys.clear()
+        self._cleared += 1
 
     def _remote_by_server(
         self, per_user: Mapping[str, V], convert: Callable[[V], W]
@@ -417,11 +424,11 @@ class E2eKeyService:
         cached = self._sync_keys.get(key)
         if cached is not None:
             return cached
-        generation = self._generation.get(key, 0)
+        generation = (self._generation.get(key, 0), self._cleared)
         counts = await self._stores.e2e_keys.count_one_time_keys(user_id, device_id)
         fallback = await self._stores.e2e_keys.unused_fallback_key_types(user_id, device_id)
         result = ({"signed_curve25519": 0, **counts}, list(fallback))
-        if self._generation.get(key, 0) == generation:
+        if (self._generation.get(key, 0), self._cleared) == generation:
             self._sync_keys[key] = result
             if len(self._sync_keys) > SYNC_KEYS_CACHE:
                 self._sync_keys.pop(next(iter(self._sync_keys)))

@@ -232,8 +232,9 @@ class EventStreamService:
         """The rooms with an event after ``after`` (the notifier tells, seeded on first use)."""
         unknown = [r for r in room_ids if not self._notifier.knows_room(r)]
         if unknown:
+            epoch = self._notifier.changes_epoch()
             for room_id, position in (await self._stores.sync.latest_positions(unknown)).items():
-                self._notifier.seed_room(room_id, position)
+                self._notifier.seed_room(room_id, position, epoch)
         return self._notifier.rooms_changed_since(room_ids, after)
 
     async def _serialize(

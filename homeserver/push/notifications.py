@@ -107,6 +107,7 @@ class PushEvaluator:
         self._unread_epochs: dict[str, int] = {}
         # the epoch at which each cached entry's read started (see _count_up)
         self._unread_read_at: dict[str, int] = {}
+        self._unread_cleared = 0  # moves on clear_caches, for the reads in flight then
         # told which users got new notifications (the pushers)
         self.on_notified: list[NotifiedCallback] = []
         # told which users sent a read receipt (the pushers update the badge)
@@ -426,6 +427,13 @@ class PushEvaluator:
         another process changed them."""
         self._counts_changed(user_ids)
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: read every user's
+        counts again (a read in flight is not cached)."""
+        self._unread_cleared += 1
+        self._unread_cache.clear()
+        self._unread_read_at.clear()
+
     def _counts_changed(self, user_ids: Collection[str]) -> None:
         """Drop the cached counts of users whose notifications or read positions
         changed (called once the change is committed)."""
@@ -473,6 +481,7 @@ class PushEvaluator:
             self._unread_cache.move_to_end(user_id)
             return cached
         epoch = self._unread_epochs.get(user_id, 0)
+        cleared = self._unread_cleared
         per_room: dict[str, dict[str, tuple[int, int]]] = {}
         for (
             room_id,
@@ -481,7 +490,8 @@ class PushEvaluator:
             highlights,
         ) in await self._stores.push_actions.unread_by_thread(user_id):
             per_room.setdefault(room_id, {})[thread_id] = (notes, highlights)
-        if self._unread_epochs.get(user_id, 0) == epoch:  # nothing changed meanwhile
+        # nothing changed meanwhile
+        if self._unread_epochs.get(user_id, 0) == epoch and self._unread_cleared == cleared:
             self._unread_cache[user_id] = per_room
             self._unread_read_at[user_id] = epoch
             while len(self._unread_cache) > self._unread_cache_size:

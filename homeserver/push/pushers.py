@@ -370,6 +370,15 @@ class PusherPool:
         for record in stored.values():
             self._add(record)
 
+    async def reload_all(self) -> None:
+        """Notices from the other processes may have been missed: run exactly the
+        pushers stored (each user's, as :meth:`reload_user`)."""
+        stored = {r.key: r for r in await self.stores.pushers.all_pushers()}
+        for key in [k for k in self._pushers if k not in stored]:
+            await self._drop(key)
+        for record in stored.values():
+            self._add(record)
+
     async def on_devices_removed_txn(
         self, txn: Transaction, user_id: str, device_ids: list[str]
     ) -> None:

@@ -99,6 +99,12 @@ class PushRulesService:
         self._compiled.pop(user_id, None)
         self._epoch += 1
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: recompile every
+        user's rules on their next use."""
+        self._compiled.clear()
+        self._epoch += 1
+
     async def _changed(self, user_id: str) -> None:
         self.invalidate_user(user_id)
         self._cache_publisher.stale(PUSH_RULES_CACHE, [user_id])

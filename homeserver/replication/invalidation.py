@@ -147,6 +147,17 @@ F. Stream indices fed by stream notices (the core's positions and the lead's fan
   dropped here. Those whose index is one number per user or room are raised here:
   to-device and account data by ``on_user_stream`` (B), receipts
   (``ReceiptService._room_last``, and ``_recent`` dropped) by ``on_rooms_stream``.
+
+G. After Redis comes back: ``on_resync()``
+
+Notices sent while Redis was away are lost (positions are re-read from the database,
+notices are not replayed). So after every reconnect ``on_resync`` empties every cache
+of A, B and C (each owner's ``clear_caches``: generations and epochs move too, so a
+read in flight is not cached), reloads the pushers stored, and makes the indices of
+F that answer "nothing changed" forget (``forget_changes``: the notifier's
+``_room_last_change``, re-seeded from storage on next use, to-device's and receipts'
+``_user_last``/``_room_last``, whose "known since" floor moves up to the resynced
+position; ``RecentRoomEvents`` likewise). D and E stay.
 """
 
 from __future__ import annotations
@@ -260,12 +271,16 @@ def room_event_notice(
 
 
 class RoomStateCaches(Protocol):  # storage.state.StateStore
+    def clear_caches(self) -> None: ...
+
     def invalidate_room(self, room_id: str, members: Collection[str] = ()) -> None: ...
 
     def invalidate_purged_room(self, room_id: str) -> None: ...
 
 
 class EventCaches(Protocol):  # storage.events.EventStore
+    def clear_caches(self) -> None: ...
+
     def invalidate_event(self, event_id: str) -> None: ...
 
     def invalidate_if_cached(self, event_id: str) -> None: ...
@@ -276,57 +291,87 @@ class EventCaches(Protocol):  # storage.events.EventStore
 
 
 class SyncCaches(Protocol):  # storage.sync.SyncStore
+    def clear_caches(self) -> None: ...
+
     def invalidate_room(self, room_id: str, position: int, *, membership: bool) -> None: ...
 
 
 class SummaryCaches(Protocol):  # storage.room_summaries.RoomSummaryStore
+    def clear_caches(self) -> None: ...
+
     def invalidate_room(self, room_id: str) -> None: ...
 
 
 class TokenCaches(Protocol):  # homeserver.auth.Authenticator
+    def clear_caches(self) -> None: ...
+
     def forget(self, token_hashes: list[str]) -> None: ...
 
     def forget_user(self, user_id: str) -> None: ...
 
 
 class AccountDataCaches(Protocol):  # homeserver.account_data.AccountDataService
+    def clear_caches(self) -> None: ...
+
     def invalidate_user(self, user_id: str, position: int | None = None) -> None: ...
 
 
 class PushRuleCaches(Protocol):  # homeserver.push.rules_service.PushRulesService
+    def clear_caches(self) -> None: ...
+
     def invalidate_user(self, user_id: str) -> None: ...
 
 
 class UnreadCaches(Protocol):  # homeserver.push.notifications.PushEvaluator
+    def clear_caches(self) -> None: ...
+
     def forget_counts(self, user_ids: Collection[str]) -> None: ...
 
 
 class ReceiptCaches(Protocol):  # homeserver.receipts.ReceiptService
+    def forget_changes(self) -> None: ...
+
     def invalidate_room(self, room_id: str, position: int) -> None: ...
 
 
 class PusherCaches(Protocol):  # homeserver.push.pushers.PusherPool
+    async def reload_all(self) -> None: ...
+
     async def reload_user(self, user_id: str) -> None: ...
 
 
 class MembershipHistoryCaches(Protocol):  # homeserver.sync.memberships.MembershipCache
+    def clear_caches(self) -> None: ...
+
     def invalidate_user(self, user_id: str) -> None: ...
 
 
 class PresenceCaches(Protocol):  # homeserver.presence.PresenceService
+    def clear_caches(self) -> None: ...
+
     def membership_changed(self, user_id: str) -> None: ...
 
 
 class RetentionCaches(Protocol):  # homeserver.retention.service.RetentionPolicies
+    def clear_caches(self) -> None: ...
+
     def invalidate_event(self, event_id: str) -> None: ...
 
 
 class KeyCountCaches(Protocol):  # homeserver.e2ee.keys.E2eKeyService
+    def clear_caches(self) -> None: ...
+
     def invalidate_devices(self, devices: Collection[tuple[str, str]]) -> None: ...
 
 
 class ToDeviceCaches(Protocol):  # homeserver.to_device.ToDeviceService
+    def forget_changes(self) -> None: ...
+
     def invalidate_user(self, user_id: str, position: int) -> None: ...
+
+
+class RoomChanges(Protocol):  # homeserver.notifier.Notifier
+    def forget_changes(self) -> None: ...
 
 
 class CacheInvalidator:
@@ -356,6 +401,7 @@ class CacheInvalidator:
         pushers: PusherCaches | None = None,
         retention: RetentionCaches | None = None,
         key_counts: KeyCountCaches | None = None,
+        changes: RoomChanges | None = None,
     ) -> None:
         self._state = state
         self._events = events
@@ -372,6 +418,7 @@ class CacheInvalidator:
         self._pushers = pushers
         self._retention = retention
         self._key_counts = key_counts
+        self._changes = changes
 
     def on_room_event(self, notice: RoomEventNotice) -> None:
         """A room event another process committed."""
@@ -450,3 +497,29 @@ class CacheInvalidator:
             if self._pushers is not None:
                 for user_id in keys:
                     await self._pushers.reload_user(user_id)
+
+    async def on_resync(self) -> None:
+        """This process was cut off from the other processes' notices (Redis went
+        away) and is connected again: drop every entry a notice could have dropped
+        meanwhile (A, B, C and the per-user and per-room indices of F above; D and E
+        stay), and forget where each room last changed. Everything read from here on
+        comes from the database. Called after the positions were resynced, before the
+        long-polls are woken."""
+        self._state.clear_caches()
+        self._events.clear_caches()
+        self._sync.clear_caches()
+        self._summaries.clear_caches()
+        self._tokens.clear_caches()
+        self._account_data.clear_caches()
+        self._push_rules.clear_caches()
+        self._unread.clear_caches()
+        self._memberships.clear_caches()
+        self._presence.clear_caches()
+        for owner in (self._retention, self._key_counts):
+            if owner is not None:
+                owner.clear_caches()
+        for index in (self._to_device, self._receipts, self._changes):
+            if index is not None:
+                index.forget_changes()
+        if self._pushers is not None:
+            await self._pushers.reload_all()  # last: it reads the database

@@ -40,6 +40,11 @@ class RetentionPolicies:
         """The ``m.room.retention`` event changed (redacted): read its policy again."""
         self._by_event.pop(event_id, None)
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed (redactions): read
+        every policy again."""
+        self._by_event.clear()
+
     async def room_policy(self, room_id: str) -> RetentionPolicy:
         """The room's policy: its own, completed by the default policy."""
         state = await self._stores.state.get_current_state(room_id)

@@ -150,8 +150,9 @@ class RoomResults:
         works: list[_Work] = []
         unknown = [w.room.room_id for w in wants if not self._notifier.knows_room(w.room.room_id)]
         if unknown:
+            epoch = self._notifier.changes_epoch()
             for room_id, position in (await self._stores.sync.latest_positions(unknown)).items():
-                self._notifier.seed_room(room_id, position)
+                self._notifier.seed_room(room_id, position, epoch)
         for want in wants:
             room = want.room
             upto = to_token.events if room.membership == "join" else room.membership_stream

@@ -103,6 +103,12 @@ class MembershipCache:
         self._entries.pop(user_id, None)
         self._epoch += 1
 
+    def clear_caches(self) -> None:
+        """Notices from the other processes may have been missed: read every user's
+        history again (a read in flight is not cached)."""
+        self._entries.clear()
+        self._epoch += 1
+
     async def get(self, user_id: str) -> dict[str, RoomMemberships]:
         mark = self._notifier.user_change_position(user_id)
         cached = self._entries.get(user_id)

@@ -205,8 +205,9 @@ class RoomSyncer:
         """Joined rooms with events after ``since`` (the notifier, seeded on first use)."""
         unknown = [r for r in rooms if not self._notifier.knows_room(r)]
         if unknown:
+            epoch = self._notifier.changes_epoch()
             for room_id, position in (await self._sync_store.latest_positions(unknown)).items():
-                self._notifier.seed_room(room_id, position)
+                self._notifier.seed_room(room_id, position, epoch)
         changed = self._notifier.rooms_changed_since(rooms, since)
         return [RoomPlan(r, True, since, upto, False, since) for r in changed]
 
