@@ -134,13 +134,18 @@ def with_workers(args: argparse.Namespace, root: Path, tls: tuple[Path, Path]) -
     )
     conf = str(out / "supervisord.conf")
     supervisord = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", conf], cwd=instance.directory, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "supervisor.supervisord", "-c", conf],
+        cwd=instance.directory,
+        stdout=subprocess.DEVNULL,
     )
     try:
         asyncio.run(wait_ready(instance.base))
         return asyncio.run(run_messaging(workload_args(args, instance.base, None)))
     finally:
-        subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", conf, "shutdown"], stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", conf, "shutdown"],
+            stdout=subprocess.DEVNULL,
+        )
         supervisord.wait(timeout=60)
         drop_database(name)
 

@@ -88,8 +88,8 @@ from homeserver.replication.endpoints import ReplicationEndpoints
 from homeserver.replication.ephemeral import EphemeralReplication
 from homeserver.replication.ephemeral_wiring import EphemeralWiring
 from homeserver.replication.forwarding import EventForwarder
-from homeserver.replication.invalidation import CacheInvalidator, CachePublisher
-from homeserver.replication.notices import NoticePublisher
+from homeserver.replication.invalidation import EVERYTHING, CacheInvalidator, CachePublisher
+from homeserver.replication.notices import CacheNotice, NoticePublisher
 from homeserver.replication.runtime import Replication
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
@@ -949,7 +949,20 @@ async def wire_replication(
     receiver.on_rooms_stream(caches.on_rooms_stream)
     receiver.on_cache(lambda n: replication.run_soon(caches.on_cache(n)))
     receiver.on_resync(lambda _positions: caches.on_resync())  # first drop, then wake
+    replication.dropped_told = replication.bus.dropped  # (before the first connect)
+    replication.bus.on_reconnect(lambda: tell_what_was_dropped(replication))
     receiver.on_resync(lambda _positions: notifier.wake_all())
+
+
+async def tell_what_was_dropped(replication: Replication) -> None:
+    """After a reconnect of this process's bus: if it dropped notices meanwhile (Redis
+    was away from it, maybe from it alone), every other process drops its caches."""
+    bus = replication.bus
+    if bus.dropped > replication.dropped_told:
+        replication.dropped_told = bus.dropped
+        asyncio.get_running_loop().call_soon(
+            bus.publish, CacheNotice(replication.instance, EVERYTHING)
+        )
 
 
 def wire_appservice_delivery(

@@ -190,6 +190,9 @@ ONE_TIME_KEYS = "one_time_keys"  # keys: device_key(user, device) (uploaded or c
 EVENTS = "events"  # keys: event IDs (content changed outside the stream: expiry, censoring)
 ROOMS_PURGED = "rooms_purged"  # keys: room IDs (history or the whole room purged)
 PUSHERS = "pushers"  # keys: user IDs (a pusher set or removed)
+# no keys: the sender lost notices while Redis was away from it alone (the others
+# stayed connected, so they never resynced): every process drops what may be stale
+EVERYTHING = "everything"
 
 CACHE_NAMES = frozenset(
     {
@@ -202,6 +205,7 @@ CACHE_NAMES = frozenset(
         EVENTS,
         ROOMS_PURGED,
         PUSHERS,
+        EVERYTHING,
     }
 )
 
@@ -467,7 +471,9 @@ class CacheInvalidator:
     async def on_cache(self, notice: CacheNotice) -> None:
         """Entries of a named cache another process made stale."""
         cache, keys = notice.cache, notice.keys
-        if cache == ACCESS_TOKENS:
+        if cache == EVERYTHING:
+            await self.on_resync()
+        elif cache == ACCESS_TOKENS:
             self._tokens.forget(list(keys))
         elif cache == USERS:
             for user_id in keys:

@@ -104,6 +104,7 @@ class Replication:
     receiver: NoticeReceiver | None = None
     events_waiter: PositionWaiter | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    dropped_told: int = 0  # the bus's dropped count the others were last told of
 
     @classmethod
     def create(

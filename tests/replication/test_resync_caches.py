@@ -18,7 +18,8 @@ from urllib.parse import quote
 import pytest
 
 from homeserver.notifier import Notifier
-from homeserver.replication.invalidation import CacheInvalidator
+from homeserver.replication.invalidation import EVERYTHING, CacheInvalidator
+from homeserver.replication.notices import CacheNotice
 from homeserver.retention.service import RetentionPolicies
 from homeserver.server import Homeserver
 from storage.sync import EventPosition, RecentRoomEvents
@@ -516,3 +517,19 @@ async def test_a_token_logged_out_while_b_was_cut_off_is_refused_after_resync(
     assert await whoami_status(alice_b) == 200  # B missed the notice
     await resync_b(pair)
     assert await whoami_status(alice_b) == 401
+
+
+async def test_a_process_that_lost_notices_alone_makes_the_others_drop_everything(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice a process publishes after its own reconnect when it dropped notices
+    (Redis was away from it alone): the others' caches go as on their own resync."""
+    counter = count_calls(monkeypatch, world.hs.server.stores.tokens, "get_access_token")
+    authenticator = world.hs.server.client.authenticator
+    await authenticator.authenticate(world.alice.token)
+    warm = counter.calls
+    await authenticator.authenticate(world.alice.token)
+    assert counter.calls == warm
+    await invalidator_of(world.hs.server).on_cache(CacheNotice("other", EVERYTHING))
+    await authenticator.authenticate(world.alice.token)
+    assert counter.calls > warm
