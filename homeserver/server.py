@@ -824,7 +824,7 @@ class Homeserver:
     def process_roles(self) -> ProcessRoles:
         return self.roles or ProcessRoles.from_config(self.config.worker)
 
-    def _periodic_jobs(self) -> list[PeriodicJob]:
+    def periodic_jobs(self) -> list[PeriodicJob]:
         """The configured jobs that run on a timer (each over a Ticker) in this
         process (see homeserver/replication/roles.py)."""
         roles = self.process_roles
@@ -847,7 +847,7 @@ class Homeserver:
             await self.client.push.start()
         if self.client.delayed_events.enabled and roles.runs_background_tasks:
             self.client.delayed_events.start()
-        for job in self._periodic_jobs():
+        for job in self.periodic_jobs():
             job.start()
         if self.federation_events is not None and roles.sends_federation:
             await self.federation_events.sender.start()
@@ -864,7 +864,7 @@ class Homeserver:
         await self.client.sso.close()
         if self.guest_evictor is not None:
             await self.guest_evictor.stop()
-        for job in self._periodic_jobs():
+        for job in self.periodic_jobs():
             await job.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
