@@ -311,6 +311,10 @@ class PusherPool:
             return  # another instance runs the user's pushers
         old = self._pushers.get(record.key)
         if old is not None:
+            # the stored row may not have caught up with what the queue just delivered
+            delivered = old.record.last_stream_ordering
+            if delivered > record.last_stream_ordering:
+                record = _with(record, last_stream_ordering=delivered)
             old.record = record
             old.wake()
             return
