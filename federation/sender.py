@@ -18,6 +18,13 @@ and callable by tests after moving a FakeClock) or at once when any request of i
 authenticates here (:meth:`on_remote_activity`, told by the X-Matrix authenticator:
 it is evidently back, so its backlog starts within a moment, not at the next tick). A transaction the
 destination refuses with a 4xx (other than 429) would never succeed: it is dropped.
+
+With workers (``shard`` set) any process may queue, but only a destination's
+sender instance drains its queue: a process queueing for, or hearing from, a
+destination another instance sends to tells that instance (``SenderShard``), and a
+sender (re)starting resumes the queues of its own destinations only. Rows are
+deleted only once the remote answered, so a sender killed mid-send sends the same
+items again (in a new transaction; the remote drops PDUs it already has).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine, Iterable
+from collections.abc import Collection, Coroutine, Iterable
 from contextlib import nullcontext
 from typing import Any, Protocol
 
@@ -62,6 +69,17 @@ class TransactionTransport(Protocol):
     ) -> Any: ...
 
 
+class SenderShard(Protocol):
+    """Which destinations this process sends to, and how the others' senders are
+    told (``homeserver.replication.roles.FederationShard``)."""
+
+    def owns(self, destination: str) -> bool: ...
+
+    def queued_elsewhere(self, destinations: Collection[str]) -> None: ...
+
+    def seen_elsewhere(self, destination: str, *, force: bool = False) -> None: ...
+
+
 class FederationSender:
     """Per-destination outbound queues with batching and backoff."""
 
@@ -91,6 +109,8 @@ class FederationSender:
         self._ticker: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Future[None]] = set()
         self.metrics: FederationMetrics | None = None  # set when metrics are on
+        # with workers: the destinations this process drains (None: every one)
+        self.shard: SenderShard | None = None
         # room -> (its state generation, the other servers with joined members)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -156,8 +176,7 @@ class FederationSender:
         )
         if self.metrics is not None:
             self.metrics.pdu_queued(len(dests))
-        for dest in dests:
-            self._wake(dest)
+        self.wake(dests, tell_others=True)
 
     async def send_edu(
         self, destination: str, edu_type: str, content: dict[str, Any], key: str | None = None
@@ -166,7 +185,7 @@ class FederationSender:
         if destination == self.server_name:
             return
         await self._queue.queue_edu(destination, edu_type, content, key, self._clock.time_ms())
-        self._wake(destination)
+        self.wake([destination], tell_others=True)
 
     async def send_edu_to_room(
         self, room_id: str, edu_type: str, content: dict[str, Any], key: str | None = None
@@ -233,15 +252,45 @@ class FederationSender:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
+    def owns(self, destination: str) -> bool:
+        """Whether this process drains ``destination``'s queue."""
+        return self.shard is None or self.shard.owns(destination)
+
+    def wake(self, destinations: Iterable[str], *, tell_others: bool = False) -> None:
+        """Something is queued for ``destinations``: drain those this process sends
+        to; with ``tell_others``, tell the senders of the rest."""
+        elsewhere: list[str] = []
+        for destination in destinations:
+            if self.owns(destination):
+                self._wake(destination)
+            else:
+                elsewhere.append(destination)
+        if elsewhere and tell_others and self.shard is not None:
+            self.shard.queued_elsewhere(elsewhere)
+
     def on_remote_activity(self, destination: str) -> None:
         """``destination`` just talked to us: if it was in backoff, try it now."""
-        if destination in self._retry_at:
+        if not self.owns(destination):
+            assert self.shard is not None
+            self.shard.seen_elsewhere(destination)
+        elif destination in self._retry_at:
+            self._retry_at.pop(destination, None)
+            self.run_soon(self._resume(destination))
+
+    def resume(self, destination: str) -> None:
+        """Another process heard from ``destination``: end its backoff (stored and
+        in memory) and send what is queued."""
+        if self.owns(destination):
             self._retry_at.pop(destination, None)
             self.run_soon(self._resume(destination))
 
     def retry_now(self, destination: str) -> None:
         """Its stored backoff was just cleared (an admin's reset_connection): send what
         is queued for ``destination`` now."""
+        if not self.owns(destination):
+            assert self.shard is not None
+            self.shard.seen_elsewhere(destination, force=True)
+            return
         self._retry_at.pop(destination, None)
         self._wake(destination)
 
@@ -257,6 +306,8 @@ class FederationSender:
         """Start draining every destination with queued items whose backoff passed."""
         now = self._clock.time_ms()
         for dest in await self._queue.destinations_with_queue():
+            if not self.owns(dest):
+                continue  # another instance's
             if dest not in self._retry_at:
                 health = await self._queue.get_health(dest)
                 if health is not None and health.retry_interval:
@@ -271,6 +322,8 @@ class FederationSender:
     # -- draining -----------------------------------------------------------------------
 
     def _wake(self, destination: str) -> None:
+        if not self.owns(destination):
+            return
         if destination in self._running:
             self._again.add(destination)
             return

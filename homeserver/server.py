@@ -90,6 +90,12 @@ from homeserver.replication.ephemeral_wiring import EphemeralWiring
 from homeserver.replication.forwarding import EventForwarder
 from homeserver.replication.invalidation import EVERYTHING, CacheInvalidator, CachePublisher
 from homeserver.replication.notices import CacheNotice, NoticePublisher
+from homeserver.replication.roles import (
+    FederationShard,
+    ProcessRoles,
+    PushWakePublisher,
+    RoleNotices,
+)
 from homeserver.replication.runtime import Replication
 from homeserver.reports import ReportService
 from homeserver.request_context import RequestIds
@@ -203,6 +209,10 @@ class Homeserver:
     ephemeral_wiring: EphemeralWiring | None = None  # with workers
     # applies the other processes' notices to this process's caches
     cache_invalidator: CacheInvalidator | None = None
+    # what this process runs (None: everything, a single process)
+    roles: ProcessRoles | None = None
+    # applies the other processes' role notices (queued federation, pusher wake-ups)
+    role_notices: RoleNotices | None = None
     request_ids: RequestIds = field(default_factory=RequestIds)
     _runners: list[web.AppRunner] = field(default_factory=list)
 
@@ -215,9 +225,11 @@ class Homeserver:
         db: Database | None = None,
         publisher: NoticePublisher | None = None,
         instance_name: str = "master",
+        roles: ProcessRoles | None = None,
     ) -> Homeserver:
         """``publisher``: where this process's notices go (None: a single process,
-        nobody to tell); ``instance_name``: the name they carry."""
+        nobody to tell); ``instance_name``: the name they carry; ``roles``: the
+        background work this process runs (None: as ``config.worker`` says)."""
         clock = clock or Clock()
         signing_key = load_or_create_signing_key(Path(config.signing_key_path))
         registrations = load_registrations(config.app_service_config_files, config.server_name)
@@ -235,6 +247,7 @@ class Homeserver:
         if replication is not None:
             publisher, instance_name = replication.bus, replication.instance
         cache_publisher = CachePublisher(publisher, instance_name)
+        roles = roles or ProcessRoles.from_config(config.worker)
         appservices = AppServices(registrations, AppServiceClient(tls=client_tls(config)))
         authenticator = Authenticator(
             stores,
@@ -301,7 +314,8 @@ class Homeserver:
         user_directory = UserDirectory(
             config.server_name, stores, config.user_directory, appservices
         )
-        await user_directory.fill()  # users and rooms held from before the directory
+        if roles.updates_user_directory:
+            await user_directory.fill()  # users and rooms held from before the directory
         persister.current_state_hooks.append(user_directory.on_current_state_txn)
         creator = EventCreator(
             config.server_name, signing_key, stores, persister, RoomLanes(), clock
@@ -330,6 +344,7 @@ class Homeserver:
         message_expiry: MessageExpiry | None = None
         if config.enable_ephemeral_messages:
             message_expiry = MessageExpiry(stores, clock, cache_publisher=cache_publisher)
+            message_expiry.reads_schedule = roles.worker.multi_process
             await message_expiry.load()
             persister.persisted_hooks.append(message_expiry.on_event_persisted)
         guest_evictor = GuestEvictor(
@@ -610,7 +625,9 @@ class Homeserver:
             federation_e2ee.to_device_ids,
         )
         appservice_delivery: AppServiceDelivery | None = None
-        if any(service.url is not None for service in appservices.services):
+        if roles.notifies_appservices and any(
+            service.url is not None for service in appservices.services
+        ):
             appservice_delivery = wire_appservice_delivery(
                 config.server_name,
                 appservices,
@@ -704,6 +721,19 @@ class Homeserver:
             key_counts=e2ee.keys,
             changes=notifier,
         )
+        role_notices = RoleNotices(
+            roles,
+            sender=federation_events.sender,
+            pushers=push.pushers,
+            appservices=appservice_delivery,
+        )
+        if publisher is not None:
+            # with workers: this process's share of federation sending and pushers
+            federation_events.sender.shard = FederationShard(roles, publisher, clock)
+            push.pushers.owns = roles.pushes_for
+            push_wakes = PushWakePublisher(roles, publisher)
+            push.evaluator.on_notified.append(push_wakes.on_notified)
+            push.evaluator.on_read.append(push_wakes.on_read)
         ephemeral_wiring: EphemeralWiring | None = None
         if replication is not None:
             assert streams is not None
@@ -717,7 +747,9 @@ class Homeserver:
                 federation_events.transactions,
                 clock,
             )
-            await wire_replication(replication, notifier, cache_invalidator, ephemeral_wiring)
+            await wire_replication(
+                replication, notifier, cache_invalidator, ephemeral_wiring, role_notices
+            )
         return cls(
             config,
             clock,
@@ -752,6 +784,8 @@ class Homeserver:
             replication=replication,
             ephemeral_wiring=ephemeral_wiring,
             cache_invalidator=cache_invalidator,
+            roles=roles,
+            role_notices=role_notices,
         )
 
     def routes_for(self, resources: set[str]) -> list[Route]:
@@ -831,30 +865,40 @@ class Homeserver:
         app.on_cleanup.append(self._stop_background)
         return app
 
-    def _periodic_jobs(self) -> list[PeriodicJob]:
-        """The configured jobs that run on a timer (each over a Ticker)."""
+    @property
+    def process_roles(self) -> ProcessRoles:
+        return self.roles or ProcessRoles.from_config(self.config.worker)
+
+    def periodic_jobs(self) -> list[PeriodicJob]:
+        """The configured jobs that run on a timer (each over a Ticker) in this
+        process (see homeserver/replication/roles.py)."""
+        roles = self.process_roles
+        background = roles.runs_background_tasks
         jobs: tuple[PeriodicJob | None, ...] = (
-            self.ephemeral,
-            self.message_expiry,
-            self.redaction_censor,
-            self.media_retention,
-            self.retention_purge_jobs,
-            self.push_action_pruner,
+            self.ephemeral,  # every process: the services know which streams they write
+            self.message_expiry if background else None,
+            self.redaction_censor if background else None,
+            self.media_retention if roles.runs_media_background_jobs else None,
+            self.retention_purge_jobs if background else None,
+            self.push_action_pruner if background else None,
         )
         return [job for job in jobs if job is not None]
 
     async def _start_background(self, _app: web.Application) -> None:
-        """Start background work (idempotent: every listener's app calls it)."""
-        await self.client.push.start()
-        if self.client.delayed_events.enabled:
+        """Start background work (idempotent: every listener's app calls it), the
+        jobs of this process's roles only."""
+        roles = self.process_roles
+        if roles.runs_pushers:
+            await self.client.push.start()
+        if self.client.delayed_events.enabled and roles.runs_background_tasks:
             self.client.delayed_events.start()
-        for job in self._periodic_jobs():
+        for job in self.periodic_jobs():
             job.start()
-        if self.federation_events is not None:
+        if self.federation_events is not None and roles.sends_federation:
             await self.federation_events.sender.start()
-        if self.fork_healer is not None:
+        if self.fork_healer is not None and roles.writes_events:
             self.fork_healer.start()
-        if self.appservice_delivery is not None:
+        if self.appservice_delivery is not None:  # built where appservices are notified
             await self.appservice_delivery.start()
 
     async def _stop_background(self, _app: web.Application) -> None:
@@ -865,7 +909,7 @@ class Homeserver:
         await self.client.sso.close()
         if self.guest_evictor is not None:
             await self.guest_evictor.stop()
-        for job in self._periodic_jobs():
+        for job in self.periodic_jobs():
             await job.stop()
         if self.federation_events is not None:
             await self.federation_events.sender.stop()
@@ -934,13 +978,17 @@ async def wire_replication(
     notifier: Notifier,
     caches: CacheInvalidator,
     ephemeral: EphemeralWiring,
+    roles: RoleNotices,
 ) -> None:
     """Subscribe to the other processes: their committed room events drop what
     they made stale here and wake this process's long-polls once readable; after
     Redis comes back every cache a missed notice could have made stale is dropped, then
     every long-poll wakes and re-reads its streams (notices may have been missed
-    meanwhile)."""
+    meanwhile). Role notices (queued federation, pusher wake-ups) go to this
+    process's sender and pushers."""
+    replication.bus.subscribe(roles.on_notice)
     receiver = await replication.connect()
+    receiver.on_room_event(roles.on_room_event)
     # (the mirror of the non-event streams first: a woken long-poll sees its state)
     ephemeral.subscribe(receiver)
     receiver.on_room_event(caches.on_room_event)

@@ -758,18 +758,22 @@ suppress_key_server_warning: false
 # (default [master]). Synapse's older start_pushers: false is read too.
 #pusher_instances: [pusher1]
 #
-# The instance that runs the background jobs that must run once (default master).
+# The instance that runs the background jobs that must run once (default master):
+# message expiry, redaction censoring, retention purges, pruning old push
+# actions, delayed events.
 #run_background_tasks_on: background1
 #
-# The instance that runs the media repository's jobs (media retention, URL
-# preview cache). Default: unset, the main process.
+# The instance that runs the media repository's jobs (media retention).
+# Default: unset, the main process.
 #media_instance_running_background_jobs: media1
 #
 # The instance that sends events to application services. Default: unset, the
 # main process.
 #notify_appservices_from_worker: appservice1
 #
-# The instance that keeps the user directory up to date. Default: unset, the
+# The instance that fills the user directory at start-up with the users and
+# rooms held from before it (later changes are written with each event by the
+# event writer, so the directory never lags the rooms). Default: unset, the
 # main process.
 #update_user_directory_from_worker: background1
 #

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,6 +267,8 @@ class PusherPool:
         self._stopping: set[asyncio.Task[None]] = set()
         self._running = False
         self.metrics: PushMetrics | None = None
+        # with workers: whether this process runs a user's pushers (None: every user's)
+        self.owns: Callable[[str], bool] | None = None
         evaluator.on_notified.append(self.on_notified)
         evaluator.on_read.append(self.on_read)
 
@@ -288,7 +291,8 @@ class PusherPool:
             return
         self._running = True
         for record in await self.stores.pushers.all_pushers():
-            self._add(record)
+            if self._owns(record.user_id):
+                self._add(record)
 
     async def stop(self) -> None:
         self._running = False
@@ -299,9 +303,18 @@ class PusherPool:
             await asyncio.gather(*self._stopping)
         await self.client.close()
 
+    def _owns(self, user_id: str) -> bool:
+        return self.owns is None or self.owns(user_id)
+
     def _add(self, record: PusherRecord) -> None:
+        if not self._owns(record.user_id):
+            return  # another instance runs the user's pushers
         old = self._pushers.get(record.key)
         if old is not None:
+            # the stored row may not have caught up with what the queue just delivered
+            delivered = old.record.last_stream_ordering
+            if delivered > record.last_stream_ordering:
+                record = _with(record, last_stream_ordering=delivered)
             old.record = record
             old.wake()
             return
@@ -363,7 +376,10 @@ class PusherPool:
         self._cache_publisher.stale(PUSHERS, [user_id])
 
     async def reload_user(self, user_id: str) -> None:
-        """Another process set or removed pushers of the user: run what is stored."""
+        """Another process set or removed pushers of the user: run what is stored
+        (if this process runs the user's pushers)."""
+        if not self._owns(user_id):
+            return
         stored = {r.key: r for r in await self.stores.pushers.get_pushers(user_id)}
         for key in [k for k in self._pushers if k[0] == user_id and k not in stored]:
             await self._drop(key)

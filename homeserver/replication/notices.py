@@ -89,7 +89,44 @@ class CacheNotice:
     keys: tuple[str, ...] = ()
 
 
-Notice = StreamPosition | RoomEventNotice | UserStreamNotice | RoomsStreamNotice | CacheNotice
+@dataclass(frozen=True, slots=True)
+class FederationQueued:
+    """``instance`` queued PDUs or EDUs (in the database) for ``destinations``: their
+    federation sender drains them."""
+
+    instance: str
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteServerUp:
+    """``destinations`` just talked to ``instance`` (or an admin reset their
+    backoff): their federation sender ends any backoff and sends what is queued."""
+
+    instance: str
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PushersWake:
+    """``notified`` users have new push actions (committed), ``read`` users read
+    some: the pusher instance wakes their pushers (badge updates for ``read``)."""
+
+    instance: str
+    notified: tuple[str, ...] = ()
+    read: tuple[str, ...] = ()
+
+
+Notice = (
+    StreamPosition
+    | RoomEventNotice
+    | UserStreamNotice
+    | RoomsStreamNotice
+    | CacheNotice
+    | FederationQueued
+    | RemoteServerUp
+    | PushersWake
+)
 
 _KINDS: dict[str, type[Any]] = {
     "pos": StreamPosition,
@@ -97,9 +134,12 @@ _KINDS: dict[str, type[Any]] = {
     "user": UserStreamNotice,
     "rooms": RoomsStreamNotice,
     "cache": CacheNotice,
+    "fedq": FederationQueued,
+    "fedup": RemoteServerUp,
+    "push": PushersWake,
 }
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
-_TUPLE_FIELDS = ("users", "rooms", "keys")
+_TUPLE_FIELDS = ("users", "rooms", "keys", "destinations", "notified", "read")
 
 
 def encode_notice(notice: Notice) -> bytes:

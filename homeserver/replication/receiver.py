@@ -14,12 +14,13 @@ its streams) and drops what caches may have gone stale.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from homeserver.replication.notices import (
     EVENTS,
@@ -65,6 +66,7 @@ class NoticeReceiver:
             name: [] for name in self._streams
         }
         self._arrivals = itertools.count()
+        self._tasks: set[asyncio.Future[Any]] = set()  # async handlers still running
         self._room_event_handlers: list[Callable[[RoomEventNotice], None]] = []
         self._user_stream_handlers: list[Callable[[UserStreamNotice], None]] = []
         self._rooms_stream_handlers: list[Callable[[RoomsStreamNotice], None]] = []
@@ -106,6 +108,8 @@ class NoticeReceiver:
         if isinstance(notice, CacheNotice):
             self._tell(self._cache_handlers, notice)
             return
+        if not isinstance(notice, RoomEventNotice | UserStreamNotice | RoomsStreamNotice):
+            return  # another kind (roles: federation, pushers), handled by its subscriber
         name = _stream_of(notice)
         tracked = self._streams.get(name)
         if tracked is None or notice.position <= tracked.current():
@@ -148,10 +152,19 @@ class NoticeReceiver:
         else:
             self._tell(self._rooms_stream_handlers, notice)
 
-    @staticmethod
-    def _tell(handlers: list[Callable[[N], None]], notice: N) -> None:
+    def _tell(self, handlers: list[Callable[[N], Any]], notice: N) -> None:
         for handler in handlers:
             try:
-                handler(notice)
+                result = handler(notice)
             except Exception:
                 logger.exception("replication: a handler failed on %r", notice)
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("replication: a handler failed", exc_info=task.exception())

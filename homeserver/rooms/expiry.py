@@ -62,6 +62,9 @@ class MessageExpiry:
         self._clock = clock
         self._cache_publisher = cache_publisher
         self._next: int | None = None  # the soonest expiry known to be pending
+        # with workers the event writers store the expiries (on_event_persisted there)
+        # and this process expires them: each tick reads the soonest from the database
+        self.reads_schedule = False
         self._ticker = Ticker(self.tick, "expiring self-destructing messages")
 
     async def load(self) -> None:
@@ -81,6 +84,8 @@ class MessageExpiry:
     async def tick(self) -> None:
         """Prune every message whose time has come."""
         now = self._clock.time_ms()
+        if self.reads_schedule:
+            self._next = await self._stores.event_expiry.earliest()
         if self._next is None or self._next > now:
             return
         while True:

@@ -61,6 +61,7 @@ class Deployment:
     instances: dict[str, Instance] = field(default_factory=dict)
     database: str = ""
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    extra: str = ""  # more top-level YAML of the shared file (duties, whitelists ...)
 
     def create_database(self) -> None:
         self.database = f"hs_workers_{os.getpid()}_{secrets.token_hex(4)}"
@@ -121,7 +122,8 @@ class Deployment:
                 instance_map:
                 """)
             + instance_map
-            + f"stream_writers:\n  events: [{writers}]\n",
+            + f"stream_writers:\n  events: [{writers}]\n"
+            + self.extra,
             encoding="utf-8",
         )
         main.config = shared
