@@ -22,7 +22,6 @@ from homeserver.notifier import Notifier
 from homeserver.push.default_rules import SPEC_DEFAULTS, DefaultRules
 from homeserver.push.rules import (
     CompiledRuleset,
-    UserRule,
     check_kind,
     check_new_rule_id,
     compile_ruleset,
@@ -36,6 +35,7 @@ from homeserver.replication.ephemeral import StreamRole, StreamSource
 from homeserver.replication.invalidation import PUSH_RULES_CACHE, CachePublisher
 from homeserver.replication.notices import PUSH_RULES, NoticePublisher, UserStreamNotice
 from homeserver.streams import StreamIdGenerator
+from storage.push_rule_records import UserRule
 from storage.push_rules import PushRuleStore
 
 RULE_NOT_FOUND = "The push rule was not found."

@@ -144,7 +144,7 @@ _TUPLE_FIELDS = ("users", "rooms", "keys", "destinations", "notified", "read")
 
 def encode_notice(notice: Notice) -> bytes:
     body: dict[str, Any] = {"k": _KIND_OF[type(notice)]}
-    for name in notice.__slots__:  # type: ignore[union-attr]
+    for name in notice.__slots__:
         value = getattr(notice, name)
         body[name] = list(value) if isinstance(value, tuple) else value
     return orjson.dumps(body)

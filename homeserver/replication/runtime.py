@@ -182,7 +182,8 @@ class Replication:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for stream in (self.events, *self.streams.values()):
+        await self.events.close()
+        for stream in self.streams.values():
             await stream.close()
         await self.bus.stop()
         await self.client.close()
