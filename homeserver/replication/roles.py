@@ -57,7 +57,7 @@ from homeserver.replication.notices import (
 logger = logging.getLogger(__name__)
 
 # how often one destination's activity is told to its sender (it only ends a backoff)
-REMOTE_UP_INTERVAL_MS = 10_000
+REMOTE_UP_INTERVAL_MS = 1_000
 # destinations remembered for that throttle before the oldest are forgotten
 REMOTE_UP_MEMORY = 10_000
 
