@@ -29,6 +29,37 @@ REDIS_PORT = int(os.environ.get("HOMESERVER_TEST_REDIS_PORT", "6379"))
 START_DEADLINE_S = 60.0
 
 
+def common_settings(pg_admin: str, database: str, data: Path) -> str:
+    """The part of a test deployment's shared config that every layout has: the
+    PostgreSQL database, keys and media under ``data``, fast password hashing, open
+    registration, no rate limits, and Redis."""
+    admin = conninfo_to_dict(pg_admin)
+    return textwrap.dedent(f"""\
+        database:
+          name: psycopg
+          args:
+            user: {admin.get("user", "postgres")}
+            host: {admin.get("host", "127.0.0.1")}
+            port: {admin.get("port", 5432)}
+            dbname: {database}
+            cp_min: 1
+            cp_max: 5
+        signing_key_path: "{data / "signing.key"}"
+        media_store_path: "{data / "media"}"
+        bcrypt_rounds: 4
+        log_level: WARNING
+        enable_registration: true
+        enable_registration_without_verification: true
+        rc_message: {{per_second: 10000, burst_count: 10000}}
+        rc_registration: {{per_second: 10000, burst_count: 10000}}
+        rc_login:
+          address: {{per_second: 10000, burst_count: 10000}}
+          account: {{per_second: 10000, burst_count: 10000}}
+          failed_attempts: {{per_second: 10000, burst_count: 10000}}
+        redis: {{enabled: true, host: {REDIS_HOST}, port: {REDIS_PORT}}}
+        """)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,7 +105,6 @@ class Deployment:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
     def write_configs(self) -> None:
-        admin = conninfo_to_dict(self.pg_admin)
         self.instances["master"] = Instance(
             "master", free_port(), ("client", "federation", "replication")
         )
@@ -96,28 +126,9 @@ class Deployment:
                   - port: {main.port}
                     bind_addresses: [127.0.0.1]
                     resources: [{{names: [{", ".join(main.resources)}]}}]
-                database:
-                  name: psycopg
-                  args:
-                    user: {admin.get("user", "postgres")}
-                    host: {admin.get("host", "127.0.0.1")}
-                    port: {admin.get("port", 5432)}
-                    dbname: {self.database}
-                    cp_min: 1
-                    cp_max: 5
-                signing_key_path: "{data / "signing.key"}"
-                media_store_path: "{data / "media"}"
-                bcrypt_rounds: 4
-                log_level: WARNING
-                enable_registration: true
-                enable_registration_without_verification: true
-                rc_message: {{per_second: 10000, burst_count: 10000}}
-                rc_registration: {{per_second: 10000, burst_count: 10000}}
-                rc_login:
-                  address: {{per_second: 10000, burst_count: 10000}}
-                  account: {{per_second: 10000, burst_count: 10000}}
-                  failed_attempts: {{per_second: 10000, burst_count: 10000}}
-                redis: {{enabled: true, host: {REDIS_HOST}, port: {REDIS_PORT}}}
+                """)
+            + common_settings(self.pg_admin, self.database, data)
+            + textwrap.dedent(f"""\
                 worker_replication_secret: {self.secret}
                 instance_map:
                 """)

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import aiohttp
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from homeserver.deploy.generate import generate_workers
-from tests.workers.deployment import REDIS_HOST, REDIS_PORT
+from tests.workers.deployment import common_settings
 
 START_DEADLINE_S = 90.0
 
@@ -33,7 +32,7 @@ def nginx_binary() -> str | None:
     )
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -46,7 +45,7 @@ def free_ports(count: int) -> int:
     """The first of ``count`` consecutive free ports."""
     for _ in range(200):
         base = random.randint(20000, 60000)
-        if all(_port_free(base + n) for n in range(count)):
+        if all(port_free(base + n) for n in range(count)):
             return base
     raise RuntimeError("no free ports")
 
@@ -73,7 +72,6 @@ class Supervised:
         self.database = f"hs_sup_{os.getpid()}_{secrets.token_hex(4)}"
         with psycopg.connect(self.pg_admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.database}"')
-        admin = conninfo_to_dict(self.pg_admin)
         base = free_ports(16)
         self.client_port = base
         data = self.root / "data"
@@ -86,29 +84,8 @@ class Supervised:
                   - port: {base}
                     bind_addresses: [127.0.0.1]
                     resources: [{{names: [client]}}]
-                database:
-                  name: psycopg
-                  args:
-                    user: {admin.get("user", "postgres")}
-                    host: {admin.get("host", "127.0.0.1")}
-                    port: {admin.get("port", 5432)}
-                    dbname: {self.database}
-                    cp_min: 1
-                    cp_max: 5
-                signing_key_path: "{data / "signing.key"}"
-                media_store_path: "{data / "media"}"
-                bcrypt_rounds: 4
-                log_level: WARNING
-                enable_registration: true
-                enable_registration_without_verification: true
-                rc_message: {{per_second: 10000, burst_count: 10000}}
-                rc_registration: {{per_second: 10000, burst_count: 10000}}
-                rc_login:
-                  address: {{per_second: 10000, burst_count: 10000}}
-                  account: {{per_second: 10000, burst_count: 10000}}
-                  failed_attempts: {{per_second: 10000, burst_count: 10000}}
-                redis: {{enabled: true, host: {REDIS_HOST}, port: {REDIS_PORT}}}
-                """),
+                """)
+            + common_settings(self.pg_admin, self.database, data),
             encoding="utf-8",
         )
         nginx = nginx_binary()

@@ -7,10 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import re
-import shutil
-import socket
 import stat
 import sys
 import textwrap
@@ -38,34 +35,11 @@ from homeserver.deploy.workers import (
     plan_workers,
 )
 from homeserver.selfsigned import make_self_signed_certificate
+from tests.workers.supervised import free_ports, nginx_binary
 
 NO_ENV: dict[str, str] = {}
 SPEC = "events=2,sync=2,client=1,federation_inbound=1,federation_sender=1,media=1,typing,receipts"
 CLIENT = frozenset({"client", "federation", "keys", "media"})
-
-
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next(
-        (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
-    )
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    for _ in range(100):
-        base = random.randint(20000, 60000)
-        if all(port_free(base + n) for n in range(count)):
-            return base
-    raise RuntimeError("no free ports")
 
 
 def shared_config(
