@@ -8,6 +8,7 @@ their own, named by HOMESERVER_DATABASE_URL as a container would).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import secrets
@@ -337,10 +338,48 @@ def _login(base: str, user: str, password: str) -> int:
         return int(response.status)
 
 
+def _start_on_a_free_port(
+    cli_config: Path, template: str, pid_file: Path, log_config: Path, log_file: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """Start the server on a free port; it is ours once its log says it listens there.
+    Another test's server may take the port between free_port() and the bind (this
+    process then exits, or another program answers): then again on another port."""
+    for _ in range(3):
+        port = free_port()
+        cli_config.write_text(
+            template.replace("port: 8008", f"port: {port}")
+            + f"\npid_file: {json.dumps(str(pid_file))}\nlog_config: {json.dumps(str(log_config))}\n"
+            + 'macaroon_secret_key: "a Synapse option"\n'
+        )
+        base = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "homeserver", "--config", str(cli_config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        deadline = time.monotonic() + 30
+        while process.poll() is None:
+            listening = log_file.exists() and f"127.0.0.1:{port}" in log_file.read_text()
+            try:
+                if listening and _get(f"{base}/_matrix/client/versions") == 200:
+                    return process, base
+            except (OSError, http.client.HTTPException):
+                pass
+            if time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"the server did not start: {process.communicate()[1]}")
+            time.sleep(0.1)
+        _, stderr = process.communicate()
+        assert "in use" in stderr or "Errno 98" in stderr, stderr  # only a lost port
+        log_file.unlink(missing_ok=True)
+    raise AssertionError("no free port in three tries")
+
+
 def test_server_runs_until_sigterm_and_closes_the_database(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, cli_config: Path
 ) -> None:
-    port = free_port()
     pid_file = tmp_path / "run" / "homeserver.pid"
     log_file = tmp_path / "server.log"
     log_config = tmp_path / "log.yaml"
@@ -363,30 +402,9 @@ def test_server_runs_until_sigterm_and_closes_the_database(
     assert run_cli(capsys, "register-user", "-c", cli_config, "alice", "-p", "pw1")[0] == 0
     # (log_config is only for the server process: in this one it would reconfigure
     # the test run's logging)
-    cli_config.write_text(
-        cli_config.read_text().replace("port: 8008", f"port: {port}")
-        + f"\npid_file: {json.dumps(str(pid_file))}\nlog_config: {json.dumps(str(log_config))}\n"
-        + 'macaroon_secret_key: "a Synapse option"\n'
-    )
-    base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "homeserver", "--config", str(cli_config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    template = cli_config.read_text()
+    process, base = _start_on_a_free_port(cli_config, template, pid_file, log_config, log_file)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                if _get(f"{base}/_matrix/client/versions") == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
         assert _login(base, "alice", "pw1") == 200  # a write: a new device and token
         assert pid_file.read_text() == f"{process.pid}\n"
         process.send_signal(signal.SIGTERM)
