@@ -995,7 +995,7 @@ async def wire_replication(
     receiver.on_room_event(lambda n: notifier.on_room_event(n.room_id, n.position, n.users))
     receiver.on_user_stream(caches.on_user_stream)
     receiver.on_rooms_stream(caches.on_rooms_stream)
-    receiver.on_cache(lambda n: replication.run_soon(caches.on_cache(n)))
+    receiver.on_cache(caches.on_cache)
     receiver.on_resync(lambda _positions: caches.on_resync())  # first drop, then wake
     replication.dropped_told = replication.bus.dropped  # (before the first connect)
     replication.bus.on_reconnect(lambda: tell_what_was_dropped(replication))

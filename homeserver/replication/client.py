@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from homeserver.config.workers import InstanceLocation
 from homeserver.errors import MatrixError
 from homeserver.events.json_codec import dumps_bytes, loads
 
@@ -27,28 +27,16 @@ logger = logging.getLogger(__name__)
 REPLICATION_PREFIX = "/_synapse/replication"
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceAddress:
-    host: str
-    port: int
-    tls: bool = False
-
-    def url(self, path: str) -> str:
-        scheme = "https" if self.tls else "http"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}{REPLICATION_PREFIX}/{path}"
-
-
 class ReplicationClient:
     def __init__(
         self,
-        addresses: Mapping[str, InstanceAddress],
+        locations: Mapping[str, InstanceLocation],
         secret: str | None,
         *,
         retry_for_s: float = 30.0,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
-        self._addresses = dict(addresses)
+        self._locations = dict(locations)
         self._headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._retry_for_s = retry_for_s
         self._sleep = sleep
@@ -64,10 +52,10 @@ class ReplicationClient:
 
     async def call(self, instance: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``instance``'s replication endpoint ``path``; its JSON answer."""
-        address = self._addresses.get(instance)
-        if address is None:
+        location = self._locations.get(instance)
+        if location is None:
             raise MatrixError(500, "M_UNKNOWN", f"no instance_map entry for {instance}")
-        url = address.url(path)
+        url = f"{location.base_url}{REPLICATION_PREFIX}/{path}"
         data = dumps_bytes(body)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for_s

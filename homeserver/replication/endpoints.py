@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from homeserver.errors import MatrixError
-from homeserver.events.json_codec import dumps_bytes, loads
+from homeserver.events.json_codec import dumps_bytes
+from homeserver.http.body import get_dict, get_int, get_str, json_object
 from homeserver.replication.client import REPLICATION_PREFIX
 from homeserver.replication.event_writers import EventWriters
 from homeserver.replication.forwarding import (
@@ -51,24 +51,6 @@ def check_secret(request: web.Request, secret: bytes | None) -> None:
         raise MatrixError(403, "M_FORBIDDEN", "Bad replication secret")
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object; 400 M_NOT_JSON / M_BAD_JSON otherwise."""
-    try:
-        body = loads(await request.read())
-    except ValueError:
-        raise MatrixError(400, "M_NOT_JSON", "Content not JSON") from None
-    if not isinstance(body, dict):
-        raise MatrixError(400, "M_BAD_JSON", "Content must be a JSON object")
-    return body
-
-
-def _optional_str(body: Mapping[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise MatrixError(400, "M_BAD_JSON", f"{key} must be a string")
-    return value
-
-
 class ReplicationEndpoints:
     def __init__(
         self,
@@ -96,7 +78,7 @@ class ReplicationEndpoints:
             raise MatrixError(
                 400, "M_UNKNOWN", f"{self._writers.instance} is not the event writer of {room_id}"
             )
-        return room_id, await json_body(request)
+        return room_id, await json_object(request)
 
     async def send_event(self, request: web.Request) -> web.Response:
         """Build and persist a local event for another process (its client's send)."""
@@ -108,18 +90,14 @@ class ReplicationEndpoints:
             raise MatrixError(400, "M_BAD_JSON", "type and sender must be strings")
         if not isinstance(content, dict):
             raise MatrixError(400, "M_BAD_JSON", "content must be an object")
-        txn = body.get("txn")
+        txn = get_dict(body, "txn", None)
         txn_key = None
         if txn is not None:
-            if not isinstance(txn, dict):
-                raise MatrixError(400, "M_BAD_JSON", "txn must be an object")
             device_id, txn_id = txn.get("device_id"), txn.get("txn_id")
             if not isinstance(device_id, str) or not isinstance(txn_id, str):
                 raise MatrixError(400, "M_BAD_JSON", "txn needs device_id and txn_id")
             txn_key = TxnKey(device_id, txn_id)
-        extra = body.get("extra")
-        if extra is not None and not isinstance(extra, dict):
-            raise MatrixError(400, "M_BAD_JSON", "extra must be an object")
+        extra = get_dict(body, "extra", None)
         stripped = body.get("stripped_state_keys")
         keys: list[tuple[str, str]] | None = None
         if stripped is not None:
@@ -127,16 +105,14 @@ class ReplicationEndpoints:
                 keys = [(str(t), str(k)) for t, k in stripped]
             except (TypeError, ValueError):
                 raise MatrixError(400, "M_BAD_JSON", "bad stripped_state_keys") from None
-        ts = body.get("origin_server_ts")
-        if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
-            raise MatrixError(400, "M_BAD_JSON", "origin_server_ts must be an integer")
+        ts = get_int(body, "origin_server_ts", None)
         stored = await self._creator.send(
             room_id,
             event_type,
             sender,
             content,
-            state_key=_optional_str(body, "state_key"),
-            redacts=_optional_str(body, "redacts"),
+            state_key=get_str(body, "state_key", None),
+            redacts=get_str(body, "redacts", None),
             txn=txn_key,
             extra=extra,
             stripped_state_keys=keys,
@@ -150,10 +126,7 @@ class ReplicationEndpoints:
         event = event_from_json(body)
         if event.room_id != room_id:
             raise MatrixError(400, "M_BAD_JSON", "the event is not in that room")
-        context_body = body.get("context")
-        if not isinstance(context_body, dict):
-            raise MatrixError(400, "M_BAD_JSON", "context must be an object")
-        context = context_from_json(context_body)
+        context = context_from_json(get_dict(body, "context"))
         async with self._creator.lanes.lane(room_id):
             existing = await self._creator.stored_event(event.event_id)
             if existing is not None and (

@@ -32,8 +32,9 @@ from aiohttp import web
 from homeserver.clock import Clock
 from homeserver.errors import MatrixError
 from homeserver.events.json_codec import dumps_bytes
+from homeserver.http.body import json_object
 from homeserver.replication.client import REPLICATION_PREFIX
-from homeserver.replication.endpoints import check_secret, json_body
+from homeserver.replication.endpoints import check_secret
 from homeserver.replication.notices import DEVICE_LISTS, PRESENCE, RECEIPTS, TO_DEVICE, TYPING
 
 logger = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ class EphemeralEndpoints:
     async def federation_edu(self, request: web.Request) -> web.Response:
         """An EDU another process received over federation, for a stream written here."""
         check_secret(request, self._secret)
-        body = await json_body(request)
+        body = await json_object(request)
         origin, edu_type, content = body.get("origin"), body.get("edu_type"), body.get("content")
         if not isinstance(origin, str) or not isinstance(edu_type, str):
             raise MatrixError(400, "M_BAD_JSON", "origin and edu_type must be strings")
@@ -318,7 +319,7 @@ class EphemeralEndpoints:
     async def presence_activity(self, request: web.Request) -> web.Response:
         """A user's /sync or activity on another process, for the presence writer."""
         check_secret(request, self._secret)
-        body = await json_body(request)
+        body = await json_object(request)
         instance, user_id = body.get("instance"), body.get("user_id")
         set_presence, active, reset = (
             body.get("set_presence"),
@@ -339,7 +340,7 @@ class EphemeralEndpoints:
     async def account_data(self, request: web.Request) -> web.Response:
         """Account data another process wrote, for the account-data writer."""
         check_secret(request, self._secret)
-        body = await json_body(request)
+        body = await json_object(request)
         user_id, room_id = body.get("user_id"), body.get("room_id")
         data_type, content = body.get("data_type"), body.get("content")
         if not isinstance(user_id, str) or not isinstance(data_type, str):
@@ -357,7 +358,7 @@ class EphemeralEndpoints:
     async def room_tag(self, request: web.Request) -> web.Response:
         """A room tag another process set (or removed), for the account-data writer."""
         check_secret(request, self._secret)
-        body = await json_body(request)
+        body = await json_object(request)
         user_id, room_id, tag = body.get("user_id"), body.get("room_id"), body.get("tag")
         info = body.get("info")
         if not isinstance(user_id, str) or not isinstance(room_id, str) or not isinstance(tag, str):

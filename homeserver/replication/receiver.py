@@ -70,7 +70,7 @@ class NoticeReceiver:
         self._room_event_handlers: list[Callable[[RoomEventNotice], None]] = []
         self._user_stream_handlers: list[Callable[[UserStreamNotice], None]] = []
         self._rooms_stream_handlers: list[Callable[[RoomsStreamNotice], None]] = []
-        self._cache_handlers: list[Callable[[CacheNotice], None]] = []
+        self._cache_handlers: list[Callable[[CacheNotice], Awaitable[None] | None]] = []
         self._resync_handlers: list[ResyncHandler] = []
         bus.subscribe(self.on_notice)
         bus.on_reconnect(self.resync)
@@ -86,7 +86,7 @@ class NoticeReceiver:
     def on_rooms_stream(self, handler: Callable[[RoomsStreamNotice], None]) -> None:
         self._rooms_stream_handlers.append(handler)
 
-    def on_cache(self, handler: Callable[[CacheNotice], None]) -> None:
+    def on_cache(self, handler: Callable[[CacheNotice], Awaitable[None] | None]) -> None:
         self._cache_handlers.append(handler)
 
     def on_resync(self, handler: ResyncHandler) -> None:
@@ -163,6 +163,11 @@ class NoticeReceiver:
                 task = asyncio.ensure_future(result)
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
+
+    async def close(self) -> None:
+        """Wait for the async handlers still running."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _finished(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)

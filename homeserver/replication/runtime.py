@@ -15,13 +15,14 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
+from homeserver.config.workers import MAIN_INSTANCE, MAIN_INSTANCE_MAP_NAME
 from homeserver.replication.bus import RedisBus
-from homeserver.replication.client import InstanceAddress, ReplicationClient
+from homeserver.replication.client import ReplicationClient
 from homeserver.replication.event_writers import EventWriters
 from homeserver.replication.notices import EVENTS, RoomEventNotice
 from homeserver.replication.positions import (
@@ -103,7 +104,6 @@ class Replication:
     streams: dict[str, SingleWriterStreamIdGenerator] = field(default_factory=dict)
     receiver: NoticeReceiver | None = None
     events_waiter: PositionWaiter | None = None
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     dropped_told: int = 0  # the bus's dropped count the others were last told of
 
     @classmethod
@@ -113,9 +113,10 @@ class Replication:
         worker = config.worker
         bus = RedisBus(config.redis, config.server_name, worker.instance_name)
         writers = worker.stream_writers.events
-        addresses = {
-            ("master" if name == "main" else name): InstanceAddress(loc.host, loc.port, loc.tls)
-            for name, loc in worker.instance_map.items()
+        # instance name -> where it serves replication ("main" is the master's entry)
+        locations = {
+            (MAIN_INSTANCE if name == MAIN_INSTANCE_MAP_NAME else name): location
+            for name, location in worker.instance_map.items()
         }
         replication = cls(
             config=config,
@@ -127,7 +128,7 @@ class Replication:
             ),
             backfill=BackfillPositions(store),
             event_writers=EventWriters(worker.instance_name, writers),
-            client=ReplicationClient(addresses, worker.replication_secret),
+            client=ReplicationClient(locations, worker.replication_secret),
         )
         replication.events_waiter = PositionWaiter(replication.events)
         return replication
@@ -166,22 +167,9 @@ class Replication:
         assert self.events_waiter is not None
         await self.events_waiter.wait(position)
 
-    def run_soon(self, work: Awaitable[None]) -> None:
-        """Run the async part of applying a notice (held, and awaited on close)."""
-
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                logger.exception("replication: applying a notice failed")
-
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def close(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.receiver is not None:
+            await self.receiver.close()
         await self.events.close()
         for stream in self.streams.values():
             await stream.close()
