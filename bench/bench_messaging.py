@@ -29,6 +29,17 @@ from urllib.parse import quote
 import aiohttp
 from bench_client import Client, call, gather_limited, percentile, print_result, register, rss_kib
 
+# (label, result key) of the figures ``run`` returns, for the side-by-side tables
+FIGURES = [
+    ("send throughput (msg/s)", "send_throughput_msg_s"),
+    ("PUT send p50 (ms)", "put_p50_ms"),
+    ("delivery p50 (ms)", "delivery_p50_ms"),
+    ("delivery p95 (ms)", "delivery_p95_ms"),
+    ("delivery p99 (ms)", "delivery_p99_ms"),
+    ("delivered (%)", "delivered_pct"),
+    ("initial sync, user in N rooms (ms, median)", "initial_sync_ms_median"),
+]
+
 
 @dataclass
 class Stats:

@@ -30,17 +30,12 @@ import aiohttp
 _REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_REPO / "bench"))
 
+from bench_messaging import FIGURES  # noqa: E402
 from bench_messaging import run as run_messaging  # noqa: E402
 from bench_server import Instance, free_port  # noqa: E402
 
 ROWS = [
-    ("send throughput (msg/s)", "send_throughput_msg_s"),
-    ("PUT send p50 (ms)", "put_p50_ms"),
-    ("delivery p50 (ms)", "delivery_p50_ms"),
-    ("delivery p95 (ms)", "delivery_p95_ms"),
-    ("delivery p99 (ms)", "delivery_p99_ms"),
-    ("delivered (%)", "delivered_pct"),
-    ("initial sync, user in N rooms (ms, median)", "initial_sync_ms_median"),
+    *FIGURES,
     ("server CPU (s, user + system)", "server_cpu_s"),
     ("scrapes", "scrapes"),
 ]

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_client import print_result, print_side_by_side, side_by_side_rows
 from bench_ephemeral import run as run_ephemeral
+from bench_messaging import FIGURES as MESSAGING_FIGURES
 from bench_messaging import run as run_messaging
 from bench_server import Instance, fresh_synapse, require_synapse_harness
 
@@ -44,15 +45,7 @@ SYNAPSE_PORT = 18050
 
 Workload = Callable[[argparse.Namespace], Awaitable[dict[str, Any]]]
 
-MESSAGING_ROWS = [
-    ("send throughput (msg/s)", "send_throughput_msg_s"),
-    ("PUT send p50 (ms)", "put_p50_ms"),
-    ("delivery p50 (ms)", "delivery_p50_ms"),
-    ("delivery p95 (ms)", "delivery_p95_ms"),
-    ("delivery p99 (ms)", "delivery_p99_ms"),
-    ("delivered (%)", "delivered_pct"),
-    ("initial sync, user in N rooms (ms, median)", "initial_sync_ms_median"),
-]
+MESSAGING_ROWS = MESSAGING_FIGURES
 EPHEMERAL_ROWS = [
     ("typing delivery p50 (ms)", "typing_p50_ms"),
     ("typing delivery p99 (ms)", "typing_p99_ms"),

@@ -36,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_client import print_result, print_side_by_side, side_by_side_rows
+from bench_messaging import FIGURES
 from bench_messaging import run as run_messaging
 from bench_server import Instance
 
@@ -44,15 +45,6 @@ from homeserver.selfsigned import make_self_signed_certificate
 PG_ADMIN = os.environ.get(
     "HOMESERVER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 )
-ROWS = [
-    ("send throughput (msg/s)", "send_throughput_msg_s"),
-    ("PUT send p50 (ms)", "put_p50_ms"),
-    ("delivery p50 (ms)", "delivery_p50_ms"),
-    ("delivery p95 (ms)", "delivery_p95_ms"),
-    ("delivery p99 (ms)", "delivery_p99_ms"),
-    ("delivered (%)", "delivered_pct"),
-    ("initial sync, user in N rooms (ms, median)", "initial_sync_ms_median"),
-]
 
 
 def new_database() -> tuple[str, dict[str, Any]]:
@@ -172,7 +164,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     print_result({"one_process": one, "workers": many}, args.out)
     print(f"\none process vs main + workers ({args.workers}), both on PostgreSQL:")
-    print_side_by_side(side_by_side_rows(ROWS, one, many), ("one process", "workers"))
+    print_side_by_side(side_by_side_rows(FIGURES, one, many), ("one process", "workers"))
 
 
 if __name__ == "__main__":
