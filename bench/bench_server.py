@@ -138,10 +138,12 @@ class Instance:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
 
-    def start(self) -> None:
+    def start(self, code: Path | str | None = None) -> None:
+        """Start the server on the code of checkout ``code`` (default: this one),
+        whatever the interpreter has installed."""
         log = open(self.directory / "homeserver.log", "wb")
-        # This checkout's code, whatever the interpreter has installed.
-        path = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)
+        checkout = str(code) if code is not None else str(_REPO)
+        path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "homeserver", "--config", str(self.config_path)],
             stdout=log,

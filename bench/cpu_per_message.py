@@ -51,16 +51,8 @@ def start_server(name: str, root: Path, code: str) -> Instance:
         rc_login={"address": unlimited, "account": unlimited, "failed_attempts": unlimited},
         rc_joins_per_room=unlimited,
     )
-    inherited = os.environ.get("PYTHONPATH")
     # The server process imports that checkout's code, not an installed copy.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [code, inherited]))
-    try:
-        instance.start()
-    finally:
-        if inherited is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = inherited
+    instance.start(code)
     return instance
 
 

@@ -49,7 +49,7 @@ from homeserver.events import (
 )
 from homeserver.events.errors import EventValidationError
 from homeserver.events.hashing import generate_v1_event_id
-from homeserver.gc_pause import gc_paused
+from homeserver.garbage.pause import gc_paused
 from homeserver.rooms.lanes import RoomLanes
 from homeserver.rooms.persister import EventContext, EventPersister
 from storage.events import StoredEvent
@@ -163,7 +163,7 @@ class RemoteMembership:
                 destination, "send_join", event, timeout_s=JOIN_TIMEOUT_S
             )
             # The answer is a big room's whole state: millions of objects to check and
-            # store, with no cycles among them (see homeserver.gc_pause).
+            # store, with no cycles among them (see homeserver.garbage.pause).
             with gc_paused():
                 await self._complete_join(destination, room_id, rv, event, answer)
             return room_id

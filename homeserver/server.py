@@ -64,6 +64,7 @@ from homeserver.delayed_events.sending import RoomEventSender
 from homeserver.e2ee import E2ee
 from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.ephemeral import EphemeralServices
+from homeserver.garbage.manager import ScheduledCollector
 from homeserver.http.listener import gzip_json, health
 from homeserver.http.middleware import make_middlewares
 from homeserver.http.outbound_tls import client_tls
@@ -1093,14 +1094,23 @@ async def run(config: HomeserverConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    collector = ScheduledCollector(
+        tuple(ms / 1000 for ms in config.gc_min_interval),
+        config.gc_thresholds,
+        observe=server.metrics.gc.observe
+        if server.metrics is not None and server.metrics.enabled
+        else None,
+    )
     try:
         if pid_file is not None:
             pid_file.write()
         await server.start_listeners()
+        collector.start()
         logger.info("homeserver %s started", config.server_name)
         await stop.wait()
         logger.info("shutting down")
     finally:
+        await collector.stop()
         await server.close()
         if pid_file is not None:
             pid_file.remove()

@@ -571,6 +571,34 @@ def test_bad_duration(tmp_path: Path) -> None:
     )
 
 
+def test_gc_schedule_as_synapse(tmp_path: Path) -> None:
+    default = load_text(tmp_path, minimal(""))
+    assert default.gc_thresholds is None
+    assert default.gc_min_interval == (1_000, 10_000, 30_000)
+    config = load_text(
+        tmp_path,
+        minimal('gc_thresholds: [1000, 20, 20]\ngc_min_interval: ["500ms", "1m", 60000]\n'),
+    )
+    assert config.gc_thresholds == (1000, 20, 20)
+    assert config.gc_min_interval == (500, 60_000, 60_000)
+    assert config.ignored_options == ()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("gc_thresholds: [700, 10]", "gc_thresholds: expected a list of 3 values"),
+        ("gc_thresholds: 700", "gc_thresholds: expected a list"),
+        ("gc_thresholds: [700, 10, 0]", "gc_thresholds[2]: expected an integer from 1"),
+        ("gc_thresholds: [700, ten, 10]", "gc_thresholds[1]: expected an integer"),
+        ('gc_min_interval: ["1s", "10s", "30s", "1m"]', "gc_min_interval: expected a list of 3"),
+        ('gc_min_interval: ["1s", "soon", "30s"]', "gc_min_interval[1]: expected a duration"),
+    ],
+)
+def test_bad_gc_schedule(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    assert error_of(tmp_path, minimal(yaml_text + "\n")).startswith(expected)
+
+
 def test_bad_log_level_and_room_version(tmp_path: Path) -> None:
     message = error_of(tmp_path, minimal("log_level: LOUD\ndefault_room_version: 13\n"))
     first, second = message.split("; ")

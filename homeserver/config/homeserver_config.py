@@ -17,6 +17,8 @@ import yaml
 
 from homeserver.config._reader import (
     ConfigError,
+    Converter,
+    Invalid,
     IPNetwork,
     Reader,
     describe,
@@ -126,6 +128,19 @@ def _to_room_version(value: object) -> str:
     return one_of(*ROOM_VERSIONS)(value)
 
 
+def _per_generation(convert: Converter[int]) -> Converter[tuple[int, int, int]]:
+    """A list of three values, one per garbage-collector generation (0, 1, 2)."""
+    as_list = list_of(convert)
+
+    def convert_three(value: object) -> tuple[int, int, int]:
+        items = as_list(value)
+        if len(items) != 3:
+            raise Invalid(f"expected a list of 3 values (one per generation), got {len(items)}")
+        return (items[0], items[1], items[2])
+
+    return convert_three
+
+
 def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(to_cidr(cidr) for cidr in cidrs)
 
@@ -154,6 +169,10 @@ class HomeserverConfig:
     # Prometheus metrics on listeners of type "metrics" or with the "metrics" resource
     enable_metrics: bool = False
     pid_file: Path | None = None
+    # the garbage collector's schedule (Synapse's names): thresholds per generation
+    # (None: CPython's), and the least time between two collections of each, in ms
+    gc_thresholds: tuple[int, int, int] | None = None
+    gc_min_interval: tuple[int, int, int] = (1_000, 10_000, 30_000)
     # registration and login
     enable_registration: bool = False
     enable_registration_without_verification: bool = False
@@ -322,6 +341,12 @@ class HomeserverConfig:
             log_config=reader.optional("log_config", to_path),
             enable_metrics=reader.get("enable_metrics", to_bool, False),
             pid_file=reader.optional("pid_file", to_path),
+            gc_thresholds=reader.optional(
+                "gc_thresholds", _per_generation(int_between(1, 2**31 - 1))
+            ),
+            gc_min_interval=reader.get(
+                "gc_min_interval", _per_generation(to_duration_ms), (1_000, 10_000, 30_000)
+            ),
             enable_registration=reader.get("enable_registration", to_bool, False),
             enable_registration_without_verification=reader.get(
                 "enable_registration_without_verification", to_bool, False

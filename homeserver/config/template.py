@@ -91,6 +91,15 @@ enable_metrics: false
 # Default: unset.
 #pid_file: /run/homeserver.pid
 
+# The garbage collector, as Synapse runs it: automatic collection is off once the
+# server is up (what start-up allocated is frozen out of collections), and every
+# 100 ms the oldest generation whose count passed its threshold is collected, unless
+# it was collected less than its minimum interval ago. gc_thresholds: per
+# generation (0, 1, 2); default: Python's (700, 10, 10). gc_min_interval: per
+# generation; default: ["1s", "10s", "30s"].
+#gc_thresholds: [700, 10, 10]
+#gc_min_interval: ["1s", "10s", "30s"]
+
 # Options of Synapse that this server does not implement yet are accepted, each
 # with a warning at start-up; an option nobody knows is an error.
 

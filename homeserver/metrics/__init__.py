@@ -27,6 +27,7 @@ from homeserver.metrics.components import (
     CacheMetrics,
     EventMetrics,
     FederationMetrics,
+    GcMetrics,
     PushMetrics,
     TransactionMetrics,
     families_of,
@@ -46,6 +47,7 @@ __all__ = [
     "CacheMetrics",
     "EventMetrics",
     "FederationMetrics",
+    "GcMetrics",
     "HomeserverMetrics",
     "HttpMetrics",
     "PushMetrics",
@@ -74,6 +76,7 @@ class HomeserverMetrics:
         self.federation = FederationMetrics(self.blocks)
         self.push = PushMetrics()
         self.caches = CacheMetrics()
+        self.gc = GcMetrics()
         # awaited before each scrape (values that must be read from the database)
         self.refreshers: list[Callable[[], Awaitable[None]]] = [self.federation.refresh]
         self.registry = CollectorRegistry(auto_describe=False)
@@ -126,6 +129,7 @@ class HomeserverMetrics:
                         self.push,
                         self.caches,
                         self.blocks,
+                        self.gc,
                     ),
                 ],
             )

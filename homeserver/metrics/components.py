@@ -13,9 +13,9 @@ import resource
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
-from homeserver.metrics.families import CounterFamily, Family, GaugeFamily
+from homeserver.metrics.families import CounterFamily, Family, GaugeFamily, HistogramFamily
 from storage.cache_stats import CacheStats
 
 # The calling thread's usage where the platform has it (Linux), else the process's.
@@ -301,6 +301,36 @@ class BlockMetrics:
             self.time.inc(key, time.perf_counter() - wall)
             self.ru_utime.inc(key, max(after.ru_utime - usage.ru_utime, 0.0))
             self.ru_stime.inc(key, max(after.ru_stime - usage.ru_stime, 0.0))
+
+
+GC_TIME_BUCKETS: Final = (
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 15.0, 30.0, 45.0, 60.0,
+)  # fmt: skip
+
+
+class GcMetrics:
+    """The scheduled garbage collections (`homeserver.garbage.manager`), as Synapse's
+    ``python_gc_time`` (seconds per collection, by generation) and
+    ``python_gc_unreachable_total`` (unreachable objects the last one found)."""
+
+    def __init__(self) -> None:
+        self.time = HistogramFamily(
+            "python_gc_time", "Time taken to GC (sec)", ("gen",), GC_TIME_BUCKETS
+        )
+        self._unreachable: dict[int, int] = {}
+        self.unreachable = GaugeFamily(
+            "python_gc_unreachable_total",
+            "Unreachable GC objects",
+            ("gen",),
+            lambda: [((str(gen),), count) for gen, count in sorted(self._unreachable.items())],
+        )
+
+    def observe(self, generation: int, seconds: float, unreachable: int) -> None:
+        self.time.observe((str(generation),), seconds)
+        self._unreachable[generation] = unreachable
+
+    def families(self) -> tuple[Family, ...]:
+        return (self.time, self.unreachable)
 
 
 def families_of(*parts: Any) -> list[Family]:

@@ -75,6 +75,21 @@ async def test_the_metrics_listener_serves_prometheus_text(metered: Metered) -> 
     assert status == 200 and "synapse_server_name_info" in text
 
 
+async def test_scheduled_collections_are_timed_by_generation(metered: Metered) -> None:
+    """What the running server's gc manager reports (its observer is this family's)."""
+    metrics = metered.hs.server.metrics
+    assert metrics is not None
+    metrics.gc.observe(2, 0.012, 7)
+    metrics.gc.observe(0, 0.0004, 0)
+    scraped = await metered.scrape()
+    assert scraped.types["python_gc_time"] == "histogram"
+    assert scraped.value("python_gc_time_count", gen="2", server_name=SERVER) == 1
+    assert scraped.value("python_gc_time_bucket", gen="2", le="0.025", server_name=SERVER) == 1
+    assert scraped.value("python_gc_time_bucket", gen="2", le="0.01", server_name=SERVER) == 0
+    assert scraped.value("python_gc_unreachable_total", gen="2", server_name=SERVER) == 7
+    assert scraped.value("python_gc_unreachable_total", gen="0", server_name=SERVER) == 0
+
+
 async def test_a_message_moves_the_request_event_and_database_series(metered: Metered) -> None:
     alice = await make_user(metered.hs, "alice")
     room_id = await alice.create_room()

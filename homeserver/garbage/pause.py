@@ -37,3 +37,9 @@ def gc_paused() -> Iterator[None]:
         _PauseCount.active -= 1
         if _PauseCount.active == 0 and _PauseCount.was_enabled:
             gc.enable()
+
+
+def is_paused() -> bool:
+    """Whether a pause is in progress (the manager, which runs with automatic
+    collection off, collects nothing then)."""
+    return _PauseCount.active > 0
