@@ -52,6 +52,15 @@ def _sql(sql: str) -> str:
     return translate_numbered(sql, "sqlite")[0]
 
 
+# WAL checkpoints run on a connection of their own, at most once a second after
+# writes, in PASSIVE mode: they copy committed pages into the database file without
+# blocking the writer or the readers. Left to the writer, a checkpoint ran inside a
+# commit (every ~40 MB of WAL) and every write queued behind it waited tens of
+# milliseconds: the tail of message delivery. The writer's own automatic checkpoint
+# stays, as a backstop, should the background ones fall behind.
+CHECKPOINT_INTERVAL_S = 1.0
+
+
 # Primary result codes of a database another connection holds (extended codes such
 # as SQLITE_BUSY_SNAPSHOT keep them in their low byte).
 _SQLITE_BUSY = 5
@@ -244,6 +253,10 @@ class SqliteDatabase(Database):
         # that commits them
         self._single_writes: list[_SingleWrite] = []
         self._flusher: asyncio.Task[None] | None = None
+        # the checkpoint connection, the checkpoint running (if any), when the last began
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
+        self._last_checkpoint = time.monotonic()
 
     @classmethod
     async def open(cls, path: Path, readers: int = 4) -> SqliteDatabase:
@@ -272,6 +285,9 @@ class SqliteDatabase(Database):
             # open leaves its worker thread to report to an event loop that may be gone.
             await asyncio.to_thread(_probe, self.path)
             self._writer = await self._new_connection()
+            self._checkpointer = await self._new_connection()
+            # it reads no table: the smallest page cache
+            await self._checkpointer.execute("PRAGMA cache_size=16")
             for _ in range(self._reader_count):
                 conn = await self._new_connection()
                 self._reader_conns.append(conn)
@@ -289,6 +305,8 @@ class SqliteDatabase(Database):
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._checkpoint_task is not None:
+            await asyncio.gather(self._checkpoint_task, return_exceptions=True)
         if self._releases:
             await asyncio.gather(*self._releases, return_exceptions=True)
         for conn in self._all:
@@ -369,6 +387,38 @@ class SqliteDatabase(Database):
             if observer is not None:
                 observer(name, time.perf_counter() - start)
 
+    def _committed(self) -> None:
+        """A write committed: start a background checkpoint if one is due."""
+        if self._checkpointer is None or self._checkpoint_task is not None:
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < CHECKPOINT_INTERVAL_S:
+            return
+        self._last_checkpoint = now
+        self._checkpoint_task = asyncio.get_running_loop().create_task(
+            self._checkpoint_in_background(), name="sqlite-checkpoint"
+        )
+
+    async def _checkpoint_in_background(self) -> None:
+        try:
+            await self.checkpoint()
+        except Exception:  # the writer's own checkpoints still bound the WAL
+            logger.warning("background WAL checkpoint failed", exc_info=True)
+        finally:
+            self._checkpoint_task = None
+
+    async def checkpoint(self) -> tuple[int, int, int]:
+        """A PASSIVE checkpoint now: (1 if it could not finish because of a lock
+        else 0, frames in the WAL, frames now in the database file)."""
+        conn = self._checkpointer
+        assert conn is not None, "database is closed"
+
+        def run(raw: sqlite3.Connection) -> tuple[int, int, int]:
+            busy, log, done = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(busy), int(log), int(done)
+
+        return await _in_thread(conn, run)
+
     async def _commit_grouped(self, txn: SqliteTransaction) -> None:
         """Commit a transaction's queued statements with the next group of single
         writes; its after-commit callbacks run once that group committed."""
@@ -386,6 +436,7 @@ class SqliteDatabase(Database):
         except BaseException:
             await txn.rollback()
             raise
+        self._committed()
         txn._run_after_commit()
 
     # Single-statement writes (``execute``) are committed in groups: those that arrive
@@ -427,6 +478,7 @@ class SqliteDatabase(Database):
                 f"{len(batch)} single writes",
                 lambda: _in_thread(writer, lambda raw: _run_single_writes(raw, batch)),
             )
+            self._committed()
         except RetryableError as exc:
             outcomes = [exc] * len(batch)
         except BaseException as exc:

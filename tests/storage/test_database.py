@@ -466,3 +466,33 @@ async def test_a_cancelled_grouped_transaction_still_commits_whole(database: Dat
         assert (f"k{n}a" in keys) == (f"k{n}b" in keys)
         assert (f"k{n}a" in keys) == (n in committed)
     assert {"k0a", "k1a", "k3a", "k4a", "after"} <= keys
+
+
+async def test_sqlite_checkpoints_the_wal_off_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a commit, a background PASSIVE checkpoint (not the writer, inside a
+    commit) copies the WAL into the database file."""
+    import storage.sqlite
+
+    monkeypatch.setattr(storage.sqlite, "CHECKPOINT_INTERVAL_S", 0.0)
+    db = await SqliteDatabase.open(tmp_path / "hs.db", readers=1)
+    try:
+        async with db.transaction("t") as txn:
+            await txn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v BIGINT)")
+        first = db._checkpoint_task  # (started by that commit)
+        assert first is not None
+        await first
+        await db.execute("w", "INSERT INTO kv (k, v) VALUES ($1, $2)", "a", 1)
+        task = db._checkpoint_task
+        assert task is not None
+        await task
+        # The database file alone (no WAL beside it) already holds the row.
+        alone = tmp_path / "alone.db"
+        alone.write_bytes((tmp_path / "hs.db").read_bytes())
+        with sqlite3.connect(alone) as copy:
+            assert copy.execute("SELECT k, v FROM kv").fetchall() == [("a", 1)]
+        busy, log, done = await db.checkpoint()
+        assert (busy, log) == (0, done)
+    finally:
+        await db.close()
