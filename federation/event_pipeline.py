@@ -243,13 +243,15 @@ class FederationEventPipeline:
         state_ids: Sequence[str],
         *,
         own_join: bool = False,
+        known: Mapping[str, StoredEvent] | None = None,
     ) -> tuple[StoredEvent | None, str | None]:
         """:meth:`persist_with_state` once the state's events are held: the state
         before the event is made of those of ``state_ids`` that are held and
         accepted. ``own_join``: our own join, made against the state a resident
         answered — never soft-failed against what this server held from before it
         left the room (that state is stale: an invite since, say, exists here only as
-        an outlier)."""
+        an outlier). ``known``: stored events the caller holds already (a join's
+        state, just persisted), not read again."""
         rv = await self.room_version(room_id)
         if rv is None:
             return None, "Unknown room"
@@ -259,7 +261,10 @@ class FederationEventPipeline:
             return None, item.reason
         event = item.event
         async with self.lanes.lane(room_id):
-            held = await self._stores.events.get_events(state_ids)
+            held = dict(known) if known is not None else {}
+            missing = [event_id for event_id in state_ids if event_id not in held]
+            if missing:
+                held.update(await self._stores.events.get_events(missing))
             state: StateMap = {}
             for event_id in state_ids:
                 stored = held.get(event_id)

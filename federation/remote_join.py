@@ -366,6 +366,7 @@ class RemoteMembership:
             destination, room_id, chain_events + state_events
         )
         named: list[str] = []
+        known: dict[str, StoredEvent] = {}
         for state_event in state_events:
             event_id = state_event.event_id
             stored = held.get(event_id) or await self._stores.events.get_event(event_id)
@@ -379,8 +380,9 @@ class RemoteMembership:
                     f"{destination} gave a bad state event {event_id}: {stored.rejected_reason}"
                 )
             named.append(event_id)
+            known[event_id] = stored
         stored, error = await self._pipeline.persist_with_held_state(
-            destination, room_id, pdu, named, own_join=True
+            destination, room_id, pdu, named, own_join=True, known=known
         )
         if error is not None or stored is None or stored.rejected_reason is not None:
             raise JoinFailed(f"our join was not accepted against the room state: {error}")

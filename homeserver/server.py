@@ -1104,8 +1104,9 @@ async def run(config: HomeserverConfig) -> None:
     try:
         if pid_file is not None:
             pid_file.write()
-        await server.start_listeners()
+        # (before listening: the start-up collection pauses no request)
         collector.start()
+        await server.start_listeners()
         logger.info("homeserver %s started", config.server_name)
         await stop.wait()
         logger.info("shutting down")

@@ -79,6 +79,11 @@ def test_canonical_json_refuses_what_canonicaljson_refuses() -> None:
         '{"f": 1.5e16, "g": -0.0, "h": 1E5}',
         '"1234567890123456789012345 digits in a string"',
         '  {"ws": [ ]}  ',
+        '{"\u00e9t\u00e9": "\u00e9", "n": 123456789012345678901234567890}',
+        '{"café": [1234567890123456789012, "éé"]}',
+        '{"ts": 1733600000000, "n18": 999999999999999999, "neg": -999999999999999999}',
+        '"' + "\uff11\uff12\uff13" * 7 + '"',  # fullwidth digits are no digits
+        "[12345678901234567890.5, 1e-400]",
     ],
 )
 def test_loads_is_json_loads(raw: str) -> None:

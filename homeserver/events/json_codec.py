@@ -12,7 +12,6 @@ cannot parse, so every input the standard library accepts still parses the same.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 orjson: Any
@@ -50,8 +49,12 @@ def dumps_text(value: Any) -> str:
 
 # orjson reads an integer beyond 64 bits as a float: a text with a run of 19 digits
 # or more (in a number or not) is left to the standard library, which keeps it exact.
-_LONG_DIGITS_TEXT = re.compile("[0-9]{19}")
-_LONG_DIGITS_BYTES = re.compile(b"[0-9]{19}")
+# The run is found by mapping every ASCII digit to "0" and every other byte to " "
+# and searching for nineteen "0"s: two passes in C over the text, where a regular
+# expression tried a match at every digit (it took longer than orjson's parse of a
+# big send_join answer). UTF-8 encodes no other character with a digit's byte.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def _reject_constant(value: str) -> Any:
@@ -59,9 +62,9 @@ def _reject_constant(value: str) -> Any:
 
 
 def _has_long_digits(raw: str | bytes) -> bool:
-    if isinstance(raw, bytes):
-        return _LONG_DIGITS_BYTES.search(raw) is not None
-    return _LONG_DIGITS_TEXT.search(raw) is not None
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    return raw.translate(_DIGITS_AS_ZEROS).find(_LONG_DIGITS) != -1
 
 
 def loads(raw: str | bytes, *, strict: bool = False) -> Any:

@@ -349,31 +349,39 @@ class PushEvaluator:
         self, room_id: str, state_group: int, pending: StoredEvent | None
     ) -> RoomPushState:
         state = await self._stores.state.get_state(state_group)
-        wanted = {k: e for k, e in state.items() if k[0] == "m.room.member"} | {
-            k: state[k] for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in state
-        }
-        events = dict(await self._stores.events.get_events(list(wanted.values())))
+        members = {k[1]: e for k, e in state.items() if k[0] == "m.room.member"}
+        # Memberships from the stored column; only the events whose content matters
+        # are read whole: local members' (display names), create and power levels.
+        # (A server joining a big room evaluates its join against thousands of
+        # members, nearly all remote.)
+        memberships = await self._stores.rooms.memberships_of_events(list(members.values()))
+        if pending is not None and pending.event.membership is not None:
+            memberships[pending.event_id] = pending.event.membership
+        unknown = [e for e in members.values() if e not in memberships]
+        events: dict[str, StoredEvent] = {}
+        if unknown:
+            events.update(await self._stores.events.get_events(unknown))
+            for event_id in unknown:
+                stored = events.get(event_id)
+                if stored is not None and stored.event.membership is not None:
+                    memberships[event_id] = stored.event.membership
+        joined = [u for u, e in members.items() if memberships.get(e) == "join"]
+        local = [u for u in joined if u.endswith(self._suffix)]
+        wanted = [members[u] for u in local] + [
+            state[k] for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in state
+        ]
+        missing = [e for e in wanted if e not in events]
+        if missing:
+            events.update(await self._stores.events.get_events(missing))
         if pending is not None:
             events[pending.event_id] = pending
-        joined: list[str] = []
         names: dict[str, str | None] = {}
-        for (event_type, user_id), event_id in wanted.items():
-            member = events.get(event_id)
-            if event_type != "m.room.member" or member is None:
-                continue
-            if member.event.membership == "join":
-                joined.append(user_id)
-                if user_id.endswith(self._suffix):
-                    name = member.event.content.get("displayname")
-                    names[user_id] = name if isinstance(name, str) else None
+        for user_id in local:
+            member = events.get(members[user_id])
+            name = member.event.content.get("displayname") if member is not None else None
+            names[user_id] = name if isinstance(name, str) else None
         power_levels, levels = await self._power_levels(room_id, state, events)
-        return RoomPushState(
-            tuple(sorted(u for u in joined if u.endswith(self._suffix))),
-            len(joined),
-            names,
-            power_levels,
-            levels,
-        )
+        return RoomPushState(tuple(sorted(local)), len(joined), names, power_levels, levels)
 
     async def _power_levels(
         self,
