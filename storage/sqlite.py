@@ -43,6 +43,16 @@ from storage.ids import CounterIdGenerator, IdGenerator
 
 logger = logging.getLogger(__name__)
 
+# The page cache of each connection, in KiB. Every connection caches pages of the same
+# file on its own, and a page it does not hold is one read from the OS page cache away.
+# A reader's cache is dropped whole when it begins a read after another connection
+# committed, so on a server taking writes a reader gains little from a large one; the
+# writer's stays valid, fills up with the pages it writes, and saves reads where one
+# transaction touches many pages (push actions for every member of a big room).
+WRITER_CACHE_KIB = 4_000
+READER_CACHE_KIB = 2_000  # SQLite's default
+CHECKPOINTER_CACHE_KIB = 64
+
 T = TypeVar("T")
 Pending = list[tuple[str, list[tuple[Any, ...]]]]
 
@@ -264,13 +274,13 @@ class SqliteDatabase(Database):
         await db._connect()
         return db
 
-    async def _new_connection(self) -> aiosqlite.Connection:
+    async def _new_connection(self, cache_kib: int) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA cache_size=-16000")
+        await conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         # Checkpoint the WAL every ~40 MB instead of SQLite's ~4 MB: a message into a
         # big room writes a page per notified member, and a checkpoint after nearly
         # every such commit doubled its cost.
@@ -284,12 +294,11 @@ class SqliteDatabase(Database):
             # Open it once on a plain thread first: a connection that aiosqlite fails to
             # open leaves its worker thread to report to an event loop that may be gone.
             await asyncio.to_thread(_probe, self.path)
-            self._writer = await self._new_connection()
-            self._checkpointer = await self._new_connection()
-            # it reads no table: the smallest page cache
-            await self._checkpointer.execute("PRAGMA cache_size=16")
+            self._writer = await self._new_connection(WRITER_CACHE_KIB)
+            # it reads no table: a small page cache
+            self._checkpointer = await self._new_connection(CHECKPOINTER_CACHE_KIB)
             for _ in range(self._reader_count):
-                conn = await self._new_connection()
+                conn = await self._new_connection(READER_CACHE_KIB)
                 self._reader_conns.append(conn)
                 self._queued[conn] = 0
                 self._readers.put_nowait(conn)

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Final, Literal, cast
+from typing import TYPE_CHECKING, Final, Literal, cast
 from urllib.parse import urlsplit
-
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 
 from homeserver.config._reader import (
     Invalid,
@@ -28,6 +26,10 @@ from homeserver.config._reader import (
     to_bool,
     to_nonempty_str,
 )
+
+# jinja2 is imported on first use: only by a server with OIDC providers.
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 LEGACY_IDP_ID: Final = "oidc"
 _IDP_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,250}")
@@ -45,17 +47,24 @@ def _finalize(value: object) -> object:
 def template_environment() -> SandboxedEnvironment:
     """The sandbox every mapping template is compiled in (no attribute access to
     Python internals, no file loading)."""
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(finalize=_finalize, autoescape=False)
 
 
-_TEMPLATES: Final = template_environment()
+@cache
+def _checking_environment() -> SandboxedEnvironment:
+    """The environment the config's templates are compiled in to check them."""
+    return template_environment()
 
 
 def to_template(value: object) -> str:
     """A Jinja template's source, checked to compile."""
+    from jinja2 import TemplateSyntaxError
+
     text = to_nonempty_str(value)
     try:
-        _TEMPLATES.from_string(text)
+        _checking_environment().from_string(text)
     except TemplateSyntaxError as exc:
         raise Invalid(f"invalid Jinja template: {exc.message}") from None
     return text

@@ -15,10 +15,13 @@ import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
-
-import aiosmtplib
+from typing import TYPE_CHECKING
 
 from homeserver.config.email import EmailConfig
+
+# aiosmtplib is imported when the first mail is sent.
+if TYPE_CHECKING:
+    import aiosmtplib
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class SmtpMailer:
         return message
 
     async def send(self, to: str, subject: str, text: str, html: str) -> None:
+        import aiosmtplib
+
         message = self.message(to, subject, text, html)
         settings = self._config
         tls_name = settings.tlsname or settings.smtp_host
@@ -84,6 +89,8 @@ class SmtpMailer:
         settings = self._config
         if settings.force_tls or not settings.enable_tls:
             return
+        import aiosmtplib
+
         try:
             await client.ehlo()
         except aiosmtplib.SMTPHeloError:

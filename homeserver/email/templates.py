@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+# jinja2 is imported when the first template is rendered, not by every server.
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 
@@ -42,12 +43,12 @@ class MailTemplates:
     def __init__(self, template_dir: Path | None) -> None:
         search = [str(template_dir)] if template_dir is not None else []
         search.append(str(BUILTIN_DIR))
-        self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(search),
-            autoescape=jinja2.select_autoescape(["html"]),
-        )
+        self._search = search
+        self._env: SandboxedEnvironment | None = None
 
     def render(self, name: str, **values: Any) -> str:
+        if self._env is None:
+            self._env = _environment(self._search)
         return self._env.get_template(name).render(**values)
 
     def validation_mail(
@@ -69,3 +70,13 @@ class MailTemplates:
 
     def failure_page(self, purpose: ValidationPurpose, reason: str) -> str:
         return self.render(f"{purpose.value}_failure.html", failure_reason=reason)
+
+
+def _environment(search: list[str]) -> SandboxedEnvironment:
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )

@@ -15,11 +15,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from typing import TYPE_CHECKING, Literal
 
 from homeserver.errors import MatrixError, TooLarge
+
+# Pillow is imported on first use (a few MB that a server which never makes a
+# thumbnail or previews an image does not pay for).
+if TYPE_CHECKING:
+    from PIL import Image
 
 Method = Literal["crop", "scale"]
 
@@ -172,6 +175,8 @@ def crop_box(
 def image_dimensions(data: bytes) -> tuple[int, int] | None:
     """(width, height) read from an image's header (nothing is decoded); None if it is
     not an image this server decodes."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -197,6 +202,8 @@ class Thumbnailer:
     # -- in the worker thread -----------------------------------------------------------
 
     def _open(self, path: Path) -> Image.Image:
+        from PIL import Image, UnidentifiedImageError
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -234,6 +241,8 @@ class Thumbnailer:
 
 
 def _resize(frame: Image.Image, target: TargetSize) -> Image.Image:
+    from PIL import Image
+
     if target.method == "crop":
         region, size = crop_box(frame.size, (target.width, target.height))
         return frame.resize(size, Image.Resampling.LANCZOS, box=region)
@@ -266,6 +275,8 @@ def _static_thumbnail(image: Image.Image, target: TargetSize) -> Thumbnail:
 
 
 def _animated_thumbnail(image: Image.Image, target: TargetSize) -> Thumbnail:
+    from PIL import ImageSequence
+
     frames: list[Image.Image] = []
     durations: list[int] = []
     for index, frame in enumerate(ImageSequence.Iterator(image)):

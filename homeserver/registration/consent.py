@@ -13,15 +13,17 @@ from __future__ import annotations
 import hmac
 from hashlib import sha256
 from html import escape
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
-
-import jinja2
 
 from homeserver.clock import Clock
 from homeserver.config.registration import ConsentConfig
 from homeserver.errors import Forbidden, MatrixError, NotFound
 from storage.stores import Stores
+
+# jinja2 is imported only when a template_dir is configured.
+if TYPE_CHECKING:
+    import jinja2
 
 # The language of the templates (Synapse picks "en" too).
 TEMPLATE_LANGUAGE: Final = "en"
@@ -52,6 +54,8 @@ class ConsentService:
         self._clock = clock
         self._templates: jinja2.Environment | None = None
         if config.template_dir is not None:
+            import jinja2
+
             self._templates = jinja2.Environment(
                 loader=jinja2.FileSystemLoader(str(config.template_dir)),
                 autoescape=jinja2.select_autoescape(["html", "htm", "xml"]),
@@ -149,6 +153,8 @@ class ConsentService:
     def _render(self, name: str, **values: Any) -> str:
         if self._templates is None:
             return _builtin_page(name, values)
+        import jinja2
+
         try:
             template = self._templates.get_template(f"{TEMPLATE_LANGUAGE}/{name}")
         except jinja2.TemplateNotFound:

@@ -17,11 +17,11 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.config.workers import MAIN_INSTANCE, MAIN_INSTANCE_MAP_NAME
-from homeserver.replication.bus import RedisBus
 from homeserver.replication.client import ReplicationClient
 from homeserver.replication.event_writers import EventWriters
 from homeserver.replication.notices import EVENTS, RoomEventNotice
@@ -33,6 +33,9 @@ from homeserver.replication.positions import (
 from homeserver.replication.receiver import NoticeReceiver
 from storage.database import Transaction
 from storage.stream_positions import StreamPositionStore
+
+if TYPE_CHECKING:
+    from homeserver.replication.bus import RedisBus
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +113,9 @@ class Replication:
     def create(
         cls, config: HomeserverConfig, store: StreamPositionStore, clock: Clock
     ) -> Replication:
+        # redis is imported only by a process that runs with workers
+        from homeserver.replication.bus import RedisBus
+
         worker = config.worker
         bus = RedisBus(config.redis, config.server_name, worker.instance_name)
         writers = worker.stream_writers.events

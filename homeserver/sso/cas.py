@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 from urllib.parse import urlencode, urlsplit
-from xml.etree import ElementTree
 
 import aiohttp
 
@@ -67,6 +66,8 @@ def parse_cas_response(body: bytes) -> CasResponse:
     head = body[:4096].lower()
     if b"<!doctype" in head or b"<!entity" in body.lower():
         raise CasError("invalid_response", "The CAS server's answer is not a CAS response")
+    from xml.etree import ElementTree  # loaded by the first CAS login
+
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError:

@@ -7,8 +7,6 @@ import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-import phonenumbers
-
 from homeserver.config.email import ThreepidPattern
 from homeserver.errors import InvalidParam, MatrixError
 
@@ -43,6 +41,8 @@ def canonical_address(medium: str, address: str) -> str:
 def phone_number_to_msisdn(country: str, phone_number: str) -> str:
     """The MSISDN (international digits, no ``+``) of a number written as in
     ``country`` (two-letter code), as Synapse's ``phone_number_to_msisdn``."""
+    import phonenumbers  # half a MB of metadata: loaded by the first phone number
+
     try:
         number = phonenumbers.parse(phone_number, country)
     except phonenumbers.NumberParseException:

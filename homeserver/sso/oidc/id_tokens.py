@@ -10,17 +10,13 @@ Synapse allows).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from joserfc import jwt
-from joserfc.errors import (
-    BadSignatureError,
-    ExpiredTokenError,
-    InvalidKeyIdError,
-    JoseError,
-    MissingKeyError,
-)
-from joserfc.jwk import KeySet
+# joserfc (and the cryptography it loads, several MB) is imported on first use, by a
+# server that logs users in with OpenID Connect, not by every server at start-up.
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySet
+    from joserfc.jwt import Token
 
 CLOCK_SKEW_S: Final = 120
 # asymmetric signatures only: never "none", never a MAC under a shared secret
@@ -40,6 +36,9 @@ def allowed_algorithms(announced: object) -> list[str]:
 
 
 def _import_key_set(jwks: object) -> KeySet:
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
         raise InvalidIdToken("the provider's JWKS is not a key set")
     usable = [
@@ -53,9 +52,12 @@ def _import_key_set(jwks: object) -> KeySet:
         raise InvalidIdToken(f"the provider's JWKS cannot be read ({exc})") from None
 
 
-def _decode(id_token: str, jwks: object, algorithms: Sequence[str]) -> jwt.Token:
+def _decode(id_token: str, jwks: object, algorithms: Sequence[str]) -> Token:
     """The token, its signature checked; InvalidKeyIdError/MissingKeyError when no
     key of ``jwks`` matches (the caller refetches the set once)."""
+    from joserfc import jwt
+    from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError, MissingKeyError
+
     key_set = _import_key_set(jwks)
     try:
         return jwt.decode(id_token, key_set, algorithms=list(algorithms))
@@ -80,6 +82,9 @@ async def verify_id_token(
     """The claims of ``id_token`` if it passes every check; InvalidIdToken if not.
     ``load_jwks(force)`` gives the provider's JWKS (``force``: fetch it anew, done
     once when the token's key is not in the cached set: keys rotate)."""
+    from joserfc import jwt
+    from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError, MissingKeyError
+
     if not algorithms:
         raise InvalidIdToken("the provider announces no signing algorithm this server supports")
     try:

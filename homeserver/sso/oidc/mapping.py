@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateError
-
 from homeserver.config import OidcMappingConfig
 from homeserver.config.oidc import template_environment
 from homeserver.sso.localparts import map_username_to_localpart
@@ -43,6 +41,8 @@ class ClaimsMapper:
 
     @staticmethod
     def _render(template: Any, claims: Mapping[str, Any]) -> str:
+        from jinja2 import TemplateError  # loaded by template_environment() already
+
         try:
             return str(template.render(user=claims)).strip()
         except TemplateError as exc:
