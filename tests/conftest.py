@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,38 @@ from aiohttp.test_utils import TestClient, TestServer
 from homeserver.clock import FakeClock
 from homeserver.config import HomeserverConfig, parse_config
 from homeserver.server import Homeserver
-from storage.connect import open_sqlite
 from storage.database import Database
 from tests.pg_schemas import PgSchemaPool
+from tests.sqlite_seed import SqliteSeed
 
 PG_ADMIN = os.environ.get(
     "HOMESERVER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    look_up_system_cas_lazily()
+
+
+def look_up_system_cas_lazily() -> None:
+    """Every ``ssl.create_default_context()`` parses the whole system CA bundle (about
+    40 ms), and building a homeserver makes four of them. Where the same authorities
+    are also in OpenSSL's hashed directory (Debian's /etc/ssl/certs), point the bundle
+    at an empty file: OpenSSL then reads from the directory only the authority a
+    verification needs, and trusts exactly the same ones. This process and the
+    servers it starts (which inherit the environment) build contexts in well under
+    a millisecond. Left alone where the bundle is not the system's one."""
+    paths = ssl.get_default_verify_paths()
+    bundle = os.environ.get(paths.openssl_cafile_env, paths.openssl_cafile)
+    directory = os.environ.get(paths.openssl_capath_env, paths.openssl_capath)
+    if os.path.realpath(bundle) != os.path.realpath(paths.openssl_cafile):
+        return  # a bundle of someone's choice: keep it
+    if not os.path.isdir(directory) or not any(
+        name.endswith(".0") for name in os.listdir(directory)
+    ):
+        return  # no hashed directory to look authorities up in
+    os.environ[paths.openssl_cafile_env] = os.devnull
+    os.environ[paths.openssl_capath_env] = directory
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +69,17 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_schemas(pg_database: str) -> PgSchemaPool:
+def pg_schemas(pg_database: str) -> Iterator[PgSchemaPool]:
     """Migrated schemas of this worker's database, reused from test to test."""
-    return PgSchemaPool(pg_database)
+    pool = PgSchemaPool(pg_database)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_seed(tmp_path_factory: pytest.TempPathFactory) -> SqliteSeed:
+    """This worker's migrated SQLite file, copied for each test."""
+    return SqliteSeed(tmp_path_factory.mktemp("sqlite-seed"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -57,10 +91,12 @@ def engine(request: pytest.FixtureRequest) -> str:
 async def database(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Database]:
-    """A freshly migrated database of the parametrised engine (on PostgreSQL, a
-    schema of this worker's pool, as the migrations left it)."""
+    """A freshly migrated database of the parametrised engine (a copy of this
+    worker's migrated SQLite file, or a schema of its PostgreSQL pool, as the
+    migrations left it)."""
     if engine == "sqlite":
-        db = await open_sqlite(tmp_path / "homeserver.db")
+        seed: SqliteSeed = request.getfixturevalue("sqlite_seed")
+        db = await seed.open(tmp_path / "homeserver.db")
         try:
             yield db
         finally:
@@ -149,6 +185,9 @@ async def make_homeserver(database: Database, tmp_path: Path) -> AsyncIterator[H
     yield factory
     for harness in started:
         await harness.client.close()
+        # its outbound HTTP clients (federation, appservices, identity servers) too;
+        # the database is closed again, harmlessly, by the database fixture
+        await harness.server.close()
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ class PgSchemaPool:
         self._tables: set[str] | None = None
         self._sequences: set[str] = set()
         self._seeded: list[str] = []
+        self._admin_conn: psycopg.Connection | None = None
 
     async def open(self) -> tuple[Database, str]:
         """A database on a clean migrated schema; give the schema back with release."""
@@ -71,24 +72,57 @@ class PgSchemaPool:
         """Put the schema back as migrated and into the pool (dropped if that fails)."""
         assert self._tables is not None
         try:
-            with psycopg.connect(self.conninfo) as conn, conn.transaction():
-                conn.execute("SET LOCAL session_replication_role = replica")
-                for table in _names(conn, schema, "r") - self._tables:
-                    conn.execute(f"DROP TABLE {schema}.{table} CASCADE")
-                for sequence in _names(conn, schema, "S") - self._sequences:
-                    conn.execute(f"DROP SEQUENCE {schema}.{sequence} CASCADE")
+            conn = self._admin()
+            with conn.transaction():
+                created = [
+                    *(
+                        f"DROP TABLE {schema}.{t} CASCADE"
+                        for t in _names(conn, schema, "r") - self._tables
+                    ),
+                    *(
+                        f"DROP SEQUENCE {schema}.{s} CASCADE"
+                        for s in _names(conn, schema, "S") - self._sequences
+                    ),
+                ]
+                if created:
+                    conn.execute(";".join(created))
                 if _names(conn, schema, "r") != self._tables:
                     raise RuntimeError(f"a test dropped a table of {schema}")
-                for table in sorted(self._tables):
-                    conn.execute(f"DELETE FROM {schema}.{table}")
-                for table in self._seeded:
-                    conn.execute(
-                        f"INSERT INTO {schema}.{table} SELECT * FROM {SEED_SCHEMA}.{table}"
-                    )
-                for sequence in sorted(self._sequences):
-                    conn.execute(f"ALTER SEQUENCE {schema}.{sequence} RESTART")
+                conn.execute(self._reset_script(schema))
         except Exception:
+            self._close_admin()
             with psycopg.connect(self.conninfo, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             return
         self._free.append(schema)
+
+    def _reset_script(self, schema: str) -> str:
+        """One round trip: every row deleted (foreign keys not checked meanwhile), the
+        migrations' rows restored, every sequence restarted."""
+        assert self._tables is not None
+        return ";".join(
+            [
+                "SET LOCAL session_replication_role = replica",
+                *(f"DELETE FROM {schema}.{t}" for t in sorted(self._tables)),
+                *(
+                    f"INSERT INTO {schema}.{t} SELECT * FROM {SEED_SCHEMA}.{t}"
+                    for t in self._seeded
+                ),
+                *(f"ALTER SEQUENCE {schema}.{s} RESTART" for s in sorted(self._sequences)),
+            ]
+        )
+
+    def _admin(self) -> psycopg.Connection:
+        """The connection that resets schemas, kept from one release to the next."""
+        if self._admin_conn is None or self._admin_conn.closed:
+            self._admin_conn = psycopg.connect(self.conninfo)
+        return self._admin_conn
+
+    def close(self) -> None:
+        """At the end of the run: close the connection kept for resets."""
+        self._close_admin()
+
+    def _close_admin(self) -> None:
+        if self._admin_conn is not None:
+            self._admin_conn.close()
+            self._admin_conn = None

@@ -33,10 +33,10 @@ from federation.context import FederationContext
 from homeserver.clock import FakeClock
 from homeserver.selfsigned import make_self_signed_certificate
 from homeserver.server import Homeserver
-from storage.connect import open_sqlite
 from storage.database import Database
 from tests.conftest import HomeserverHarness, make_config
 from tests.pg_schemas import PgSchemaPool
+from tests.sqlite_seed import SqliteSeed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,8 @@ async def _open_database(
     """A migrated database; on PostgreSQL a schema of the worker's pool, appended to
     ``schemas`` to be given back once the server is closed."""
     if engine == "sqlite":
-        return await open_sqlite(directory / "homeserver.db")
+        seed: SqliteSeed = request.getfixturevalue("sqlite_seed")
+        return await seed.open(directory / "homeserver.db")
     pool: PgSchemaPool = request.getfixturevalue("pg_schemas")
     db, schema = await pool.open()
     schemas.append(schema)

@@ -40,6 +40,7 @@ class Peer:
 @pytest.fixture
 async def peer(tls_files: TlsFiles) -> AsyncIterator[Peer]:
     seen: list[web.Request] = []
+    release = asyncio.Event()  # set at the end: the slow answer comes only then
 
     async def handler(request: web.Request) -> web.StreamResponse:
         seen.append(request)
@@ -59,7 +60,7 @@ async def peer(tls_files: TlsFiles) -> AsyncIterator[Peer]:
         if path == "/big":
             return web.json_response({"x": "a" * 10_000})
         if path == "/slow":
-            await asyncio.sleep(5)
+            await release.wait()
             return web.json_response({})
         if path == "/error":
             return web.json_response({"errcode": "M_FORBIDDEN", "error": "no"}, status=403)
@@ -80,6 +81,7 @@ async def peer(tls_files: TlsFiles) -> AsyncIterator[Peer]:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
     yield Peer(port, seen)
+    release.set()
     await runner.cleanup()
 
 

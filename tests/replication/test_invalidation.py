@@ -2,7 +2,8 @@
 caches forget (issue 17, "every process's caches ... are invalidated").
 
 Two real ``Homeserver``s are built on the same migrated schema, each with its own
-connection pool and caches. An in-memory bus stands for Redis: it collects what each
+connection pool and caches (tests/replication/two_processes.py). An in-memory bus
+stands for Redis: it collects what each
 server publishes (its CacheNotices, and a RoomEventNotice for each room event it
 persists, as the event writer will) and, when the test says so, hands them to the
 other server's ``CacheInvalidator``. Events of a room are only ever written by one of
@@ -19,72 +20,18 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from homeserver.clock import FakeClock
-from homeserver.replication.invalidation import CacheInvalidator, room_event_notice
-from homeserver.replication.notices import (
-    CacheNotice,
-    Notice,
-    RoomEventNotice,
-    UserStreamNotice,
-    decode_notice,
-    encode_notice,
-)
+from homeserver.replication.invalidation import room_event_notice
 from homeserver.rooms.expiry import SELF_DESTRUCT_AFTER
 from homeserver.server import Homeserver
-from storage.connect import open_postgres
-from storage.database import Database
 from storage.events import StoredEvent
-from tests.conftest import HomeserverHarness, make_config
 from tests.e2ee.helpers import KeyedDevice
 from tests.pg_schemas import PgSchemaPool
-from tests.rooms.helpers import User, make_user
+from tests.replication.two_processes import MemoryBus, TwoProcesses, two_processes
+from tests.rooms.helpers import User
 
 
-class MemoryBus:
-    """Redis pub/sub in a list: every server's notices wait here until delivered to
-    the others (through the wire form, as over Redis)."""
-
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-        self.invalidators: dict[str, CacheInvalidator] = {}
-        self.delivering = True  # False: notices are dropped (shows a test needs them)
-
-    def publisher(self, instance: str) -> _InstancePublisher:
-        return _InstancePublisher(self, instance)
-
-    async def deliver(self) -> None:
-        """Apply every pending notice to every server but its writer."""
-        while self.pending:
-            notice = decode_notice(self.pending.pop(0))
-            if not self.delivering:
-                continue
-            for instance, invalidator in self.invalidators.items():
-                if instance != notice.instance:
-                    await _apply(invalidator, notice)
-
-
-@dataclasses.dataclass
-class _InstancePublisher:
-    bus: MemoryBus
-    instance: str
-
-    def publish(self, notice: Notice) -> None:
-        assert notice.instance == self.instance
-        self.bus.pending.append(encode_notice(notice))
-
-
-async def _apply(invalidator: CacheInvalidator, notice: Notice) -> None:
-    if isinstance(notice, RoomEventNotice):
-        invalidator.on_room_event(notice)
-    elif isinstance(notice, UserStreamNotice):
-        invalidator.on_user_stream(notice)
-    elif isinstance(notice, CacheNotice):
-        await invalidator.on_cache(notice)
-
-
-def announce_room_events(server: Homeserver, bus: MemoryBus, instance: str) -> None:
+def announce_room_events(instance: str, server: Homeserver, bus: MemoryBus) -> None:
     """What the event writer will publish for each event it persists (the lead's
     integration does it for real)."""
     publisher = bus.publisher(instance)
@@ -96,59 +43,13 @@ def announce_room_events(server: Homeserver, bus: MemoryBus, instance: str) -> N
     server.client.persister.persisted_hooks.append(persisted)
 
 
-@dataclasses.dataclass
-class Pair:
-    a: HomeserverHarness
-    b: HomeserverHarness
-    bus: MemoryBus
-
-    async def user(self, localpart: str) -> tuple[User, User]:
-        """A user registered on A, and the same user (same token) talking to B."""
-        on_a = await make_user(self.a, localpart)
-        return on_a, dataclasses.replace(on_a, hs=self.b)
-
-
-async def _serve(server: Homeserver, clock: FakeClock) -> HomeserverHarness:
-    test_server = TestServer(server.make_app({"client"}))
-    await test_server.start_server(access_log=None)
-    client: TestClient[Any, Any] = TestClient(test_server)
-    await client.start_server()
-    return HomeserverHarness(server, client, clock)
+Pair = TwoProcesses
 
 
 @pytest.fixture
 async def pair(pg_schemas: PgSchemaPool, tmp_path: Path) -> AsyncIterator[Pair]:
-    db_a, schema = await pg_schemas.open()
-    databases: list[Database] = [db_a]
-    harnesses: list[HomeserverHarness] = []
-    try:
-        databases.append(
-            await open_postgres(pg_schemas.conninfo, min_size=1, max_size=4, search_path=schema)
-        )
-        bus = MemoryBus()
-        config = make_config(
-            tmp_path, enable_ephemeral_messages=True, ip_range_whitelist=["127.0.0.0/8"]
-        )
-        for instance, db in zip(("A", "B"), databases, strict=True):
-            clock = FakeClock()
-            server = await Homeserver.build(
-                config,
-                clock=clock,
-                db=db,
-                publisher=bus.publisher(instance),
-                instance_name=instance,
-            )
-            assert server.cache_invalidator is not None
-            bus.invalidators[instance] = server.cache_invalidator
-            announce_room_events(server, bus, instance)
-            harnesses.append(await _serve(server, clock))
-        yield Pair(harnesses[0], harnesses[1], bus)
-    finally:
-        for harness in harnesses:
-            await harness.client.close()
-        for db in databases:
-            await db.close()
-        pg_schemas.release(schema)
+    async with two_processes(pg_schemas, tmp_path, prepare=announce_room_events) as pair:
+        yield pair
 
 
 async def whoami_status(user: User) -> int:

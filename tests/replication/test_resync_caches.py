@@ -5,7 +5,7 @@ changed" forgets (issue 17).
 Each owner is tested on a real server (both engines): an entry is read twice (the
 second read is served from the cache), ``on_resync`` runs, and the next read goes to
 the database again. The end-to-end tests build two ``Homeserver``s on one PostgreSQL
-(``test_invalidation.Pair``) with B's notice delivery switched off while A writes.
+(``test_invalidation.Pair``, two_processes.TwoProcesses) with B's notice delivery switched off while A writes.
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ async def test_on_resync_without_the_optional_owners() -> None:
 async def resync_b(pair: Pair) -> None:
     await pair.bus.deliver()  # (dropped: B's Redis was away)
     pair.bus.delivering = True
-    await pair.bus.invalidators["B"].on_resync()
+    await invalidator_of(pair.b.server).on_resync()
 
 
 async def test_a_display_name_changed_while_b_was_cut_off_is_seen_after_resync(

@@ -2,7 +2,7 @@
 produced on one process reaches the process that runs it.
 
 Two real ``Homeserver``s share one migrated PostgreSQL schema, as processes "A" and
-"B" of one homeserver. Both are built with the default (single-process) options,
+"B" of one homeserver (tests/replication/two_processes.py). Both are built with the default (single-process) options,
 so that no Redis is needed, and given their roles explicitly: ``ProcessRoles`` of a
 deployment in which B sends federation, runs the pushers and the background tasks,
 and A does none of it. An in-memory bus stands for Redis: it carries what each
@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from federation.errors import FederationError
 from federation.sender import FederationSender
 from homeserver.clock import FakeClock
 from homeserver.config.workers import WorkerConfig
 from homeserver.events import Event
-from homeserver.replication.invalidation import CacheInvalidator
 from homeserver.replication.notices import (
     CacheNotice,
     FederationQueued,
@@ -35,18 +33,16 @@ from homeserver.replication.notices import (
     PushersWake,
     RemoteServerUp,
     RoomEventNotice,
-    UserStreamNotice,
     decode_notice,
     encode_notice,
 )
 from homeserver.replication.roles import FederationShard, ProcessRoles, RoleNotices
 from homeserver.rooms.expiry import SELF_DESTRUCT_AFTER
 from homeserver.server import Homeserver
-from storage.connect import open_postgres
-from storage.database import Database
-from tests.conftest import HomeserverHarness, make_config
+from tests.conftest import HomeserverHarness
 from tests.pg_schemas import PgSchemaPool
 from tests.push.support import Gateway, eventually, pusher_body, serve_gateway
+from tests.replication.two_processes import MemoryBus, two_processes
 from tests.rooms.helpers import User, make_user
 
 # B does the background work of the deployment; A serves clients and writes events
@@ -59,48 +55,6 @@ DEPLOYMENT = WorkerConfig(
     notify_appservices_from_worker="B",
     update_user_directory_from_worker="B",
 )
-
-
-class MemoryBus:
-    """Redis pub/sub in a list, delivered when the test says so."""
-
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-        self.published: list[Notice] = []
-        self.receivers: dict[str, tuple[CacheInvalidator, RoleNotices]] = {}
-
-    def publisher(self, instance: str) -> _InstancePublisher:
-        return _InstancePublisher(self, instance)
-
-    def kinds(self, kind: type[Any]) -> list[Any]:
-        return [n for n in self.published if isinstance(n, kind)]
-
-    async def deliver(self) -> None:
-        while self.pending:
-            notice = decode_notice(self.pending.pop(0))
-            for instance, (invalidator, roles) in self.receivers.items():
-                if instance == notice.instance:
-                    continue
-                if isinstance(notice, RoomEventNotice):
-                    invalidator.on_room_event(notice)
-                    roles.on_room_event(notice)
-                elif isinstance(notice, UserStreamNotice):
-                    invalidator.on_user_stream(notice)
-                elif isinstance(notice, CacheNotice):
-                    await invalidator.on_cache(notice)
-                else:
-                    roles.on_notice(notice)
-
-
-@dataclasses.dataclass
-class _InstancePublisher:
-    bus: MemoryBus
-    instance: str
-
-    def publish(self, notice: Notice) -> None:
-        assert notice.instance == self.instance
-        self.bus.published.append(notice)
-        self.bus.pending.append(encode_notice(notice))
 
 
 class Remote:
@@ -156,48 +110,18 @@ class Deployment:
         return harness.server.federation_events.sender
 
 
-async def _serve(server: Homeserver, clock: FakeClock) -> HomeserverHarness:
-    test_server = TestServer(server.make_app({"client"}))
-    await test_server.start_server(access_log=None)
-    client: TestClient[Any, Any] = TestClient(test_server)
-    await client.start_server()
-    return HomeserverHarness(server, client, clock)
-
-
 @pytest.fixture
 async def deployment(pg_schemas: PgSchemaPool, tmp_path: Path) -> AsyncIterator[Deployment]:
-    db_a, schema = await pg_schemas.open()
-    databases: list[Database] = [db_a]
-    harnesses: list[HomeserverHarness] = []
-    try:
-        databases.append(
-            await open_postgres(pg_schemas.conninfo, min_size=1, max_size=4, search_path=schema)
-        )
-        bus, remote = MemoryBus(), Remote()
-        config = make_config(
-            tmp_path, enable_ephemeral_messages=True, ip_range_whitelist=["127.0.0.0/8"]
-        )
-        for instance, db in zip(("A", "B"), databases, strict=True):
-            clock = FakeClock()
-            server = await Homeserver.build(
-                config,
-                clock=clock,
-                db=db,
-                publisher=bus.publisher(instance),
-                instance_name=instance,
-                roles=ProcessRoles.from_config(DEPLOYMENT, instance),
-            )
-            assert server.cache_invalidator is not None and server.role_notices is not None
-            bus.receivers[instance] = (server.cache_invalidator, server.role_notices)
-            server.federation.client.put_json = remote.transport(instance)  # type: ignore[method-assign]
-            harnesses.append(await _serve(server, clock))
-        yield Deployment(harnesses[0], harnesses[1], bus, remote)
-    finally:
-        for harness in harnesses:
-            await harness.client.close()
-        for db in databases:
-            await db.close()
-        pg_schemas.release(schema)
+    remote = Remote()
+
+    def roles(instance: str) -> ProcessRoles:
+        return ProcessRoles.from_config(DEPLOYMENT, instance)
+
+    def prepare(instance: str, server: Homeserver, _bus: MemoryBus) -> None:
+        server.federation.client.put_json = remote.transport(instance)  # type: ignore[method-assign]
+
+    async with two_processes(pg_schemas, tmp_path, roles=roles, prepare=prepare) as both:
+        yield Deployment(both.a, both.b, both.bus, remote)
 
 
 async def some_event(deployment: Deployment) -> Event:
