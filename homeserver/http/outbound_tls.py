@@ -11,8 +11,18 @@ off, for test setups whose servers have certificates of a throwaway authority.
 from __future__ import annotations
 
 import ssl
+from functools import cache
 
 from homeserver.config import ConfigError, HomeserverConfig
+
+
+@cache
+def system_tls() -> ssl.SSLContext:
+    """One context that checks certificates against the system's authorities, shared
+    by every outbound client: each context parses the whole CA bundle and keeps it in
+    memory (a server built five of them, ~35 ms each). A context is safe to share
+    between connections and event loops; nothing here changes it after it is made."""
+    return ssl.create_default_context()
 
 
 def federation_tls(config: HomeserverConfig) -> ssl.SSLContext | bool:
@@ -23,7 +33,7 @@ def federation_tls(config: HomeserverConfig) -> ssl.SSLContext | bool:
     ):
         return False
     if not config.federation_custom_ca_list:
-        return ssl.create_default_context()
+        return system_tls()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     for path in config.federation_custom_ca_list:
         try:
@@ -37,4 +47,4 @@ def client_tls(config: HomeserverConfig) -> ssl.SSLContext | bool:
     """The ``ssl`` argument for every other outbound HTTPS request."""
     if config.use_insecure_ssl_client_just_for_testing_do_not_use:
         return False
-    return ssl.create_default_context()
+    return system_tls()
