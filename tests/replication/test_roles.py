@@ -42,8 +42,7 @@ from homeserver.server import Homeserver
 from tests.conftest import HomeserverHarness
 from tests.pg_schemas import PgSchemaPool
 from tests.push.support import Gateway, eventually, pusher_body, serve_gateway
-from tests.replication.two_processes import MemoryBus, two_processes
-from tests.rooms.helpers import User, make_user
+from tests.replication.two_processes import MemoryBus, TwoProcesses, two_processes
 
 # B does the background work of the deployment; A serves clients and writes events
 DEPLOYMENT = WorkerConfig(
@@ -94,16 +93,8 @@ def pdu_id(pdu: Any) -> str:
 
 
 @dataclasses.dataclass
-class Deployment:
-    a: HomeserverHarness
-    b: HomeserverHarness
-    bus: MemoryBus
+class Deployment(TwoProcesses):
     remote: Remote
-
-    async def user(self, localpart: str) -> tuple[User, User]:
-        """A user registered on A, and the same user (same token) talking to B."""
-        on_a = await make_user(self.a, localpart)
-        return on_a, dataclasses.replace(on_a, hs=self.b)
 
     def sender(self, harness: HomeserverHarness) -> FederationSender:
         assert harness.server.federation_events is not None
