@@ -210,8 +210,8 @@ class Homeserver:
     ephemeral_wiring: EphemeralWiring | None = None  # with workers
     # applies the other processes' notices to this process's caches
     cache_invalidator: CacheInvalidator | None = None
-    # what this process runs (None: everything, a single process)
-    roles: ProcessRoles | None = None
+    # what this process runs (a single process: everything)
+    roles: ProcessRoles = field(kw_only=True)
     # applies the other processes' role notices (queued federation, pusher wake-ups)
     role_notices: RoleNotices | None = None
     request_ids: RequestIds = field(default_factory=RequestIds)
@@ -866,14 +866,10 @@ class Homeserver:
         app.on_cleanup.append(self._stop_background)
         return app
 
-    @property
-    def process_roles(self) -> ProcessRoles:
-        return self.roles or ProcessRoles.from_config(self.config.worker)
-
     def periodic_jobs(self) -> list[PeriodicJob]:
         """The configured jobs that run on a timer (each over a Ticker) in this
         process (see homeserver/replication/roles.py)."""
-        roles = self.process_roles
+        roles = self.roles
         background = roles.runs_background_tasks
         jobs: tuple[PeriodicJob | None, ...] = (
             self.ephemeral,  # every process: the services know which streams they write
@@ -888,7 +884,7 @@ class Homeserver:
     async def _start_background(self, _app: web.Application) -> None:
         """Start background work (idempotent: every listener's app calls it), the
         jobs of this process's roles only."""
-        roles = self.process_roles
+        roles = self.roles
         if roles.runs_pushers:
             await self.client.push.start()
         if self.client.delayed_events.enabled and roles.runs_background_tasks:
