@@ -1,7 +1,9 @@
-"""All stores over one database, composed as attributes (one store per concern)."""
+"""All stores over one database, composed as attributes (one store per concern), and
+the few reads that take two of them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.account_data import AccountDataStore
@@ -95,6 +97,18 @@ class Stores:
     consent: ConsentStore
     retention: RetentionStore
     stream_positions: StreamPositionStore
+
+    async def memberships_of(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The membership of each member event we hold among ``event_ids``: from the
+        membership column of recorded ones (a join to a big room asks for thousands,
+        nearly none of them worth parsing), else from the stored event itself."""
+        found = await self.rooms.memberships_of_events(event_ids)
+        unknown = [e for e in event_ids if e not in found]
+        if unknown:
+            for event_id, stored in (await self.events.get_events(unknown)).items():
+                if stored.event.membership is not None:
+                    found[event_id] = stored.event.membership
+        return found
 
     @classmethod
     def over(cls, db: Database, caches: CacheSizes | None = None) -> Stores:

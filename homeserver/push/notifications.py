@@ -350,29 +350,21 @@ class PushEvaluator:
     ) -> RoomPushState:
         state = await self._stores.state.get_state(state_group)
         members = {k[1]: e for k, e in state.items() if k[0] == "m.room.member"}
-        # Memberships from the stored column; only the events whose content matters
-        # are read whole: local members' (display names), create and power levels.
-        # (A server joining a big room evaluates its join against thousands of
-        # members, nearly all remote.)
-        memberships = await self._stores.rooms.memberships_of_events(list(members.values()))
+        # Only the events whose content matters are read whole: local members'
+        # (display names), create and power levels. (A server joining a big room
+        # evaluates its join against thousands of members, nearly all remote.)
+        pending_id = pending.event_id if pending is not None else None
+        memberships = await self._stores.memberships_of(
+            [e for e in members.values() if e != pending_id]
+        )
         if pending is not None and pending.event.membership is not None:
             memberships[pending.event_id] = pending.event.membership
-        unknown = [e for e in members.values() if e not in memberships]
-        events: dict[str, StoredEvent] = {}
-        if unknown:
-            events.update(await self._stores.events.get_events(unknown))
-            for event_id in unknown:
-                stored = events.get(event_id)
-                if stored is not None and stored.event.membership is not None:
-                    memberships[event_id] = stored.event.membership
         joined = [u for u, e in members.items() if memberships.get(e) == "join"]
         local = [u for u in joined if u.endswith(self._suffix)]
         wanted = [members[u] for u in local] + [
             state[k] for k in (("m.room.create", ""), ("m.room.power_levels", "")) if k in state
         ]
-        missing = [e for e in wanted if e not in events]
-        if missing:
-            events.update(await self._stores.events.get_events(missing))
+        events = dict(await self._stores.events.get_events(wanted))
         if pending is not None:
             events[pending.event_id] = pending
         names: dict[str, str | None] = {}

@@ -484,13 +484,5 @@ class EventPersister:
             result[event.event_id] = event.membership
         others = [e for e in changed if e not in result]
         if others:
-            # The membership column of stored member events, rather than every event
-            # parsed (a join to a big room changes thousands of member keys at once).
-            result.update(await self._stores.rooms.memberships_of_events(others))
-        unknown = [e for e in others if e not in result]
-        if unknown:
-            for event_id, stored in (await self._stores.events.get_events(unknown)).items():
-                membership = stored.event.membership
-                if membership is not None:
-                    result[event_id] = membership
+            result.update(await self._stores.memberships_of(others))
         return result
