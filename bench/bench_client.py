@@ -56,15 +56,16 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def rss_kib(pid: int | None) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, from /proc."""
+def rss_kib(pid: int | None, keys: tuple[str, ...] = ("VmRSS", "VmHWM")) -> dict[str, int]:
+    """Memory lines of a process's ``/proc/PID/status`` (by default VmRSS and VmHWM),
+    in KiB."""
     if pid is None:
         return {}
     result: dict[str, int] = {}
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in keys:
                 result[key] = int(value.split()[0])
     return result
 

@@ -30,6 +30,7 @@ import aiohttp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench_client import rss_kib
 from bench_server import Instance
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -76,17 +77,6 @@ print(json.dumps({"rows": _rows, "total_kib": _rss_kib(), "modules": len(sys.mod
 """
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """The memory lines of ``/proc/PID/status``, in KiB."""
-    wanted = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
-    figures: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in wanted:
-            figures[key] = int(value.split()[0])
-    return figures
-
-
 async def _ready(instance: Instance) -> None:
     async with aiohttp.ClientSession() as session:
         await instance.wait_ready(session)
@@ -100,7 +90,7 @@ def server_rss() -> dict[str, int]:
         try:
             asyncio.run(_ready(instance))
             assert instance.pid is not None
-            return proc_status(instance.pid)
+            return rss_kib(instance.pid, ("VmRSS", "RssAnon", "RssFile", "VmHWM"))
         finally:
             instance.stop()
     finally:
