@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.federation.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,12 +57,6 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_default_server_does_not_import_optional_dependencies(tmp_path: Path) -> None:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run(
@@ -70,7 +65,7 @@ def test_default_server_does_not_import_optional_dependencies(tmp_path: Path) ->
             "-c",
             _SCRIPT,
             str(tmp_path),
-            str(_free_port()),
+            str(free_port()),
             json.dumps(sorted(OPTIONAL_MODULES)),
         ],
         env=dict(os.environ, PYTHONPATH=path),

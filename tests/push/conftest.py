@@ -3,20 +3,7 @@ homeservers (for invites received over federation)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from tests.federation.servers import federation_servers, tls_files
-from tests.push.support import Gateway, serve_gateway
+from tests.push.support import gateway
 
 __all__ = ["federation_servers", "gateway", "tls_files"]
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    runner = await serve_gateway(gw)
-    yield gw
-    gw.release.set()
-    await runner.cleanup()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from homeserver.push.pushers import PusherPool
@@ -89,3 +90,13 @@ async def serve_gateway(gateway: Gateway, host: str = "127.0.0.1") -> web.AppRun
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     gateway.url = f"http://{host}:{port}/_matrix/push/v1/notify"
     return runner
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    """A push gateway on loopback, released and stopped after the test."""
+    gw = Gateway()
+    runner = await serve_gateway(gw)
+    yield gw
+    gw.release.set()
+    await runner.cleanup()

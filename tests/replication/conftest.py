@@ -24,6 +24,9 @@ from homeserver.replication.bus import RedisBus, Sleep
 from homeserver.replication.notices import Notice
 from storage.database import Database
 from tests.pg_schemas import PgSchemaPool
+from tests.push.support import gateway
+
+__all__ = ["gateway"]  # (a push gateway on loopback, for the pusher role's tests)
 
 REDIS_HOST = os.environ.get("HOMESERVER_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("HOMESERVER_TEST_REDIS_PORT", "6379"))

@@ -41,7 +41,7 @@ from homeserver.rooms.expiry import SELF_DESTRUCT_AFTER
 from homeserver.server import Homeserver
 from tests.conftest import HomeserverHarness
 from tests.pg_schemas import PgSchemaPool
-from tests.push.support import Gateway, eventually, pusher_body, serve_gateway
+from tests.push.support import Gateway, eventually, pusher_body
 from tests.replication.two_processes import MemoryBus, TwoProcesses, two_processes
 
 # B does the background work of the deployment; A serves clients and writes events
@@ -124,6 +124,19 @@ async def some_event(deployment: Deployment) -> Event:
     create = await stores.events.get_event(state[("m.room.create", "")])
     assert create is not None
     return create.event
+
+
+async def queued_while_remote_is_down(deployment: Deployment) -> Event:
+    """An event A queued for remote.example while it is down: B (its sender) tried,
+    failed and backs off; the remote is up again (nobody has told B yet)."""
+    event = await some_event(deployment)
+    deployment.remote.down = True
+    await deployment.sender(deployment.a).send_pdu(event, ["remote.example"])
+    await deployment.bus.deliver()
+    await deployment.sender(deployment.b).wait_idle()
+    assert deployment.sender(deployment.b).in_backoff("remote.example")
+    deployment.remote.down = False
+    return event
 
 
 def destinations_of(worker: WorkerConfig, owner: str, count: int) -> list[str]:
@@ -327,14 +340,8 @@ async def test_a_sender_killed_mid_send_loses_no_transaction(deployment: Deploym
 async def test_inbound_traffic_on_another_process_ends_the_senders_backoff(
     deployment: Deployment,
 ) -> None:
-    event = await some_event(deployment)
+    event = await queued_while_remote_is_down(deployment)
     remote, sender_b = deployment.remote, deployment.sender(deployment.b)
-    remote.down = True
-    await deployment.sender(deployment.a).send_pdu(event, ["remote.example"])
-    await deployment.bus.deliver()
-    await sender_b.wait_idle()
-    assert sender_b.in_backoff("remote.example")
-    remote.down = False
     # the remote talks to A (federation inbound): B hears of it and sends at once
     sender_a = deployment.sender(deployment.a)
     sender_a.on_remote_activity("remote.example")
@@ -350,13 +357,8 @@ async def test_inbound_traffic_on_another_process_ends_the_senders_backoff(
 async def test_an_admin_reset_on_another_process_reaches_the_sender(
     deployment: Deployment,
 ) -> None:
-    event = await some_event(deployment)
+    event = await queued_while_remote_is_down(deployment)
     remote, sender_b = deployment.remote, deployment.sender(deployment.b)
-    remote.down = True
-    await deployment.sender(deployment.a).send_pdu(event, ["remote.example"])
-    await deployment.bus.deliver()
-    await sender_b.wait_idle()
-    remote.down = False
     queue = deployment.a.server.stores.federation_queue
     await queue.clear_backoff("remote.example")
     deployment.sender(deployment.a).retry_now("remote.example")
@@ -366,15 +368,6 @@ async def test_an_admin_reset_on_another_process_reaches_the_sender(
 
 
 # -- pushers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    runner = await serve_gateway(gw)
-    yield gw
-    gw.release.set()
-    await runner.cleanup()
 
 
 async def test_pushers_run_on_the_pusher_instance_woken_by_events_committed_elsewhere(

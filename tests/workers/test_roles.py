@@ -18,20 +18,11 @@ from aiohttp import web
 
 from homeserver.selfsigned import make_self_signed_certificate
 from tests.conftest import PG_ADMIN
-from tests.push.support import Gateway, pusher_body, serve_gateway
+from tests.push.support import Gateway, pusher_body
 from tests.workers.client import User, call, create_room, join, register, send
 from tests.workers.deployment import Deployment
 
 DEADLINE_S = 30.0
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    runner = await serve_gateway(gw)
-    yield gw
-    gw.release.set()
-    await runner.cleanup()
 
 
 @pytest.fixture
