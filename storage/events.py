@@ -19,7 +19,7 @@ _EVENT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as this server holds it, with its local metadata."""
 
@@ -368,6 +368,7 @@ class EventStore:
     # -- reading -----------------------------------------------------------------
 
     def _remember(self, stored: StoredEvent) -> None:
+        stored.event.release_derived()
         self._cache[stored.event_id] = stored
         self._cache.move_to_end(stored.event_id)
         if len(self._cache) > self._cache_size:

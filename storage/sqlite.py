@@ -46,11 +46,13 @@ logger = logging.getLogger(__name__)
 # The page cache of each connection, in KiB. Every connection caches pages of the same
 # file on its own, and a page it does not hold is one read from the OS page cache away.
 # A reader's cache is dropped whole when it begins a read after another connection
-# committed, so on a server taking writes a reader gains little from a large one; the
-# writer's stays valid, fills up with the pages it writes, and saves reads where one
+# committed (WAL mode), so on a server taking writes a reader gains little from more
+# than one read's pages (a quarter of SQLite's default 2 MB: the same CPU per message
+# in bench/cpu_per_message.py, 1.5 MB less resident for four readers); the writer's
+# stays valid, fills up with the pages it writes, and saves reads where one
 # transaction touches many pages (push actions for every member of a big room).
-WRITER_CACHE_KIB = 4_000
-READER_CACHE_KIB = 2_000  # SQLite's default
+WRITER_CACHE_KIB = 2_000
+READER_CACHE_KIB = 500
 CHECKPOINTER_CACHE_KIB = 64
 
 T = TypeVar("T")

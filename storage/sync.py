@@ -32,7 +32,7 @@ class MembershipRow:
     stream: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventPosition:
     room_id: str
     event_id: str

@@ -6,6 +6,7 @@ event format (``pdu_v1``, ``pdu_v3``/``v4``, ``pdu_v6``, ``pdu_v11``, ``pdu_v12`
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -67,9 +68,11 @@ class EventBuilder:
         limit = MAX_DEPTH_STRICT if rv.strict_canonical_json else MAX_DEPTH_LEGACY
         content = dict(self.content)
         pdu: dict[str, Any] = dict(self.extra)
+        # The room ID and type come from the request path, a new string each time:
+        # interned, the events of a room held in caches share one of each.
         pdu.update(
             {
-                "type": self.type,
+                "type": sys.intern(self.type),
                 "sender": self.sender,
                 "content": content,
                 "depth": min(depth, limit),
@@ -82,7 +85,7 @@ class EventBuilder:
         if not is_v12_create:
             if self.room_id is None:
                 raise ValueError("room_id is required")
-            pdu["room_id"] = self.room_id
+            pdu["room_id"] = sys.intern(self.room_id)
         if self.state_key is not None:
             pdu["state_key"] = self.state_key
         if self.redacts is not None:

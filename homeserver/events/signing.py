@@ -11,6 +11,7 @@ caller-supplied ``key_lookup`` and returns the problems (empty list = valid).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,8 @@ class SignatureFailure:
 
 
 def key_id_of(signing_key: SigningKey) -> str:
-    return f"{signing_key.alg}:{signing_key.version}"
+    # one string shared by every signature the key makes (events keep theirs cached)
+    return sys.intern(f"{signing_key.alg}:{signing_key.version}")
 
 
 def sign_json(obj: Mapping[str, Any], entity: str, signing_key: SigningKey) -> dict[str, Any]:
