@@ -64,13 +64,21 @@ def _sql(sql: str) -> str:
     return translate_numbered(sql, "sqlite")[0]
 
 
-# WAL checkpoints run on a connection of their own, at most once a second after
+# WAL checkpoints run on a connection of their own, at most every 250 ms after
 # writes, in PASSIVE mode: they copy committed pages into the database file without
 # blocking the writer or the readers. Left to the writer, a checkpoint ran inside a
 # commit (every ~40 MB of WAL) and every write queued behind it waited tens of
 # milliseconds: the tail of message delivery. The writer's own automatic checkpoint
 # stays, as a backstop, should the background ones fall behind.
-CHECKPOINT_INTERVAL_S = 1.0
+#
+# The interval also bounds what the writer must sync itself: with synchronous=NORMAL,
+# the first commit into a WAL that restarts after a complete checkpoint syncs the
+# WAL file, that is every page written to it since the last checkpoint synced it.
+# At one checkpoint a second that was up to a second of writes (~20 MB at 400
+# messages/s), and a commit every half second took 40-50 ms, with every send in the
+# batch waiting on it (delivery p99 58 -> 40 ms in bench/cpu_per_message.py, at the
+# same CPU per message).
+CHECKPOINT_INTERVAL_S = 0.25
 
 
 # Primary result codes of a database another connection holds (extended codes such
