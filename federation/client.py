@@ -47,7 +47,7 @@ from homeserver.clock import Clock
 from homeserver.config import HomeserverConfig
 from homeserver.events import json_codec
 from homeserver.events.signing import SigningKey
-from homeserver.http.outbound_tls import federation_tls
+from homeserver.http.outbound_tls import SYSTEM_AUTHORITIES, federation_tls
 from homeserver.media.preview import AddressFilter, FilteringResolver
 
 logger = logging.getLogger(__name__)
@@ -132,12 +132,9 @@ class FederationClient:
     def session(self) -> aiohttp.ClientSession:
         """The shared HTTP session (made on first use, inside the event loop)."""
         if self._session is None or self._session.closed:
+            tls: ssl.SSLContext | bool = False
             if self._settings.verify_certificates:
-                tls: ssl.SSLContext | bool = (
-                    self._settings.tls_context or ssl.create_default_context()
-                )
-            else:
-                tls = False
+                tls = self._settings.tls_context or SYSTEM_AUTHORITIES
             connector = aiohttp.TCPConnector(
                 resolver=FilteringResolver(self._addresses), ssl=tls, limit_per_host=20
             )

@@ -64,6 +64,7 @@ from homeserver.delayed_events.sending import RoomEventSender
 from homeserver.e2ee import E2ee
 from homeserver.e2ee.sync_extension import DeviceListSyncExtension
 from homeserver.ephemeral import EphemeralServices
+from homeserver.garbage.arenas import limit_malloc_arenas
 from homeserver.garbage.manager import ScheduledCollector
 from homeserver.http.listener import gzip_json, health
 from homeserver.http.middleware import make_middlewares
@@ -1084,6 +1085,8 @@ async def run(config: HomeserverConfig) -> None:
     # Database threads hand results back through the GIL; the default 5 ms switch
     # interval would make each of those hand-offs wait behind the busy event loop.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # (before the database connections start their threads)
+    limit_malloc_arenas()
     server = await Homeserver.build(config)
     pid_file = PidFile(config.pid_file) if config.pid_file is not None else None
     stop = asyncio.Event()

@@ -26,6 +26,9 @@ OPTIONAL_MODULES = {
     "aiosmtplib": "sending email",
     "phonenumbers": "phone numbers (msisdn)",
     "xml.etree": "CAS logins",
+    # aiohttp's signal lists: homeserver/__init__.py picks frozenlist's pure-Python
+    # build, since the compiled one is C++ and maps libstdc++ (0.9 MB resident)
+    "frozenlist._frozenlist": "nothing",
 }
 
 # Generates the default config (as `generate-config` does), builds the server from

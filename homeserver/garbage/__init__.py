@@ -1,2 +1,3 @@
-"""The cyclic garbage collector: pausing it around big batches (`pause`), and running
-it on a schedule instead of automatically, as Synapse does (`manager`)."""
+"""Memory management: pausing the cyclic garbage collector around big batches
+(`pause`), running it on a schedule instead of automatically, as Synapse does
+(`manager`), and capping the C allocator's arenas (`arenas`)."""
