@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import sys
 from collections.abc import Sequence
@@ -235,6 +234,8 @@ def _main(argv: Sequence[str] | None) -> int:
         if password is None:
             if not sys.stdin.isatty():
                 raise UsageError("--password is required when not on a terminal")
+            import getpass  # (only here: it brings termios)
+
             password = getpass.getpass("Password: ")
         user_id = asyncio.run(_register_user(config, args.user, password, args.admin))
         print(f"registered {user_id}")

@@ -3,6 +3,9 @@
 A Synapse log config names a few of Synapse's own classes; each is replaced by
 this server's equivalent before the dictionary is applied:
 
+(The replacements live in `homeserver.log_handlers`, imported only by a log config
+that names them.)
+
 - ``synapse.logging.context.LoggingContextFilter`` -> `RequestContextFilter`
   (adds ``request``, the request ID, and ``requester``);
 - ``synapse.logging.handlers.PeriodicallyFlushingMemoryHandler`` ->
@@ -19,11 +22,6 @@ works with or without the filter.
 
 from __future__ import annotations
 
-import json
-import logging
-import logging.config
-import logging.handlers
-import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,12 +34,12 @@ SYNAPSE_CLASSES: Final[dict[str, str]] = {
         "homeserver.request_context.RequestContextFilter"
     ),
     "synapse.logging.handlers.PeriodicallyFlushingMemoryHandler": (
-        "homeserver.log_config.PeriodicallyFlushingMemoryHandler"
+        "homeserver.log_handlers.PeriodicallyFlushingMemoryHandler"
     ),
-    "synapse.logging.TerseJsonFormatter": "homeserver.log_config.JsonFormatter",
-    "synapse.logging.JsonFormatter": "homeserver.log_config.JsonFormatter",
-    "synapse.logging.terse_json.TerseJsonFormatter": "homeserver.log_config.JsonFormatter",
-    "synapse.logging.terse_json.JsonFormatter": "homeserver.log_config.JsonFormatter",
+    "synapse.logging.TerseJsonFormatter": "homeserver.log_handlers.JsonFormatter",
+    "synapse.logging.JsonFormatter": "homeserver.log_handlers.JsonFormatter",
+    "synapse.logging.terse_json.TerseJsonFormatter": "homeserver.log_handlers.JsonFormatter",
+    "synapse.logging.terse_json.JsonFormatter": "homeserver.log_handlers.JsonFormatter",
 }
 
 # The format of the default (no log_config) logging to stderr, as Synapse's.
@@ -86,57 +84,11 @@ def apply_log_config(path: Path) -> None:
             "formatter of class synapse.logging.TerseJsonFormatter instead"
         )
     install_record_factory()
+    # (only here: logging.config brings logging.handlers, pickle and socketserver,
+    # ~0.5 MB that a server logging to stderr by default does not need)
+    import logging.config
+
     try:
         logging.config.dictConfig(with_our_classes(settings))
     except (ValueError, TypeError, AttributeError, ImportError) as error:
         raise LogConfigError(f"log_config: cannot use {path}: {error}") from None
-
-
-class PeriodicallyFlushingMemoryHandler(logging.handlers.MemoryHandler):
-    """A MemoryHandler that also writes what it holds at least every ``period``
-    seconds (Synapse's handler of the same name): records wait at most that long."""
-
-    def __init__(
-        self,
-        capacity: int,
-        flushLevel: int = logging.ERROR,
-        target: logging.Handler | None = None,
-        flushOnClose: bool = True,
-        period: float = 5.0,
-    ) -> None:
-        super().__init__(capacity, flushLevel, target, flushOnClose)
-        self._period = period
-        self._stopped = threading.Event()
-        self._flusher = threading.Thread(
-            target=self._flush_periodically, name="log-flusher", daemon=True
-        )
-        self._flusher.start()
-
-    def _flush_periodically(self) -> None:
-        while not self._stopped.wait(self._period):
-            self.flush()
-
-    def close(self) -> None:
-        self._stopped.set()
-        super().close()
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: the message, its level, logger, time and the
-    request it belongs to (Synapse's terse JSON keys: log, level, namespace,
-    time, request)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "log": record.getMessage(),
-            "namespace": record.name,
-            "level": record.levelname,
-            "time": round(record.created, 2),
-            "request": getattr(record, "request", None),
-        }
-        requester = getattr(record, "requester", None)
-        if requester is not None:
-            entry["requester"] = requester
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)

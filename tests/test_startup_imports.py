@@ -29,6 +29,11 @@ OPTIONAL_MODULES = {
     # aiohttp's signal lists: homeserver/__init__.py picks frozenlist's pure-Python
     # build, since the compiled one is C++ and maps libstdc++ (0.9 MB resident)
     "frozenlist._frozenlist": "nothing",
+    "logging.config": "a log_config file",
+    "logging.handlers": "a log_config file (through logging.config)",
+    "html.parser": "URL previews of HTML pages",
+    "difflib": "the hint for a mistyped config option",
+    "getpass": "register-user's password prompt",
 }
 
 # Generates the default config (as `generate-config` does), builds the server from

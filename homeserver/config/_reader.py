@@ -11,7 +11,6 @@ option this server does not implement is a warning, any other key an error.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import re
@@ -150,6 +149,8 @@ class Reader:
                     "implement yet; ignored"
                 )
                 continue
+            import difflib  # (only for a config with a mistake)
+
             close = difflib.get_close_matches(key, sorted(self._seen | synapse), n=1, cutoff=0.7)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
             self.error(key, f"unknown option{hint}")

@@ -16,7 +16,6 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from html.parser import HTMLParser
 from typing import Any
 
 import aiohttp
@@ -37,7 +36,6 @@ MAX_REDIRECTS = 5
 FETCH_TIMEOUT_S = 10.0
 CACHE_ENTRIES = 1000
 CACHE_MS = 3600 * 1000
-_OG_KEYS = ("og:title", "og:description", "og:image", "og:type", "og:url", "og:site_name")
 
 
 class BlockedAddress(OSError):
@@ -94,51 +92,6 @@ class FilteringResolver(AbstractResolver):
         await self._inner.close()
 
 
-class _OpenGraphParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.og: dict[str, str] = {}
-        self.title: str | None = None
-        self.description: str | None = None
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "title" and self.title is None:
-            self._in_title = True
-        if tag != "meta":
-            return
-        values = dict(attrs)
-        key = values.get("property") or values.get("name") or ""
-        content = values.get("content")
-        if content is None:
-            return
-        if key in _OG_KEYS and key not in self.og:
-            self.og[key] = content.strip()
-        elif key == "description" and self.description is None:
-            self.description = content.strip()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title = (self.title or "") + data
-
-
-def parse_open_graph(html: str) -> dict[str, str]:
-    """The page's OpenGraph properties, falling back to <title> and meta description."""
-    parser = _OpenGraphParser()
-    parser.feed(html)
-    parser.close()
-    og = dict(parser.og)
-    if "og:title" not in og and parser.title and parser.title.strip():
-        og["og:title"] = parser.title.strip()
-    if "og:description" not in og and parser.description:
-        og["og:description"] = parser.description
-    return og
-
-
 class UrlPreviewer:
     def __init__(
         self, media: MediaService, addresses: AddressFilter, *, tls: ssl.SSLContext | bool = True
@@ -161,6 +114,9 @@ class UrlPreviewer:
             final_url, content_type, body = await self._fetch(session, url, MAX_PAGE_BYTES)
             result: dict[str, Any] = {}
             if base_content_type(content_type) in ("text/html", "application/xhtml+xml"):
+                # (the HTML parser is loaded by the first page previewed)
+                from homeserver.media.opengraph import parse_open_graph
+
                 result.update(parse_open_graph(body.decode(_charset(content_type), "replace")))
                 image = result.pop("og:image", None)
                 if image:

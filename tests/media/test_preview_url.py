@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from homeserver.media.preview import AddressFilter, parse_open_graph
+from homeserver.media.opengraph import parse_open_graph
+from homeserver.media.preview import AddressFilter
 from tests.conftest import HomeserverHarness
 from tests.media.helpers import auth, error_of, png_bytes, user_token
 
