@@ -7,7 +7,6 @@ the authorization rules of the event core against the current state, then persis
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 
 MAX_PREV_EVENTS = 10
 MAX_EVENT_BYTES = 65_536
-RECENT_TXNS = 10_000
 
 # Another server's signature added to a built event before persisting (remote invites).
 Countersign = Callable[[Event, StateMap], Awaitable[Event]]
@@ -90,7 +88,6 @@ class EventCreator:
         self.lanes = lanes
         self._clock = clock
         self._last_create_ts: dict[str, int] = {}
-        self._recent_txns: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         # with several event writers: sends of rooms another process writes go there
         self.forwarder: EventForwarder | None = None
 
@@ -148,15 +145,6 @@ class EventCreator:
                 },
             )
         async with self.lanes.lane(room_id):
-            if txn is not None:
-                # A retry: recent ones are remembered; older ones hit the unique index
-                # on (sender, device, txn) when persisted, handled below. So a new send
-                # costs no read here.
-                recent = self._recent_txns.get((sender, txn.device_id, txn.txn_id))
-                if recent is not None:
-                    stored = await self._stores.events.get_event(recent)
-                    if stored is not None:
-                        return stored
             prepared = await self._prepare(
                 room_id,
                 event_type,
@@ -176,6 +164,11 @@ class EventCreator:
             try:
                 stored = await self._persister.persist(event, context)
             except IntegrityError:
+                # A retry of a send that was stored: the unique index on (sender,
+                # device, txn) refuses the new copy, and the first is the answer. So
+                # a new send costs no read to find out it is new, and the server
+                # keeps no list of transaction IDs (10,000 were ~2.7 MB); a retry
+                # costs building the event again, as rare as it is.
                 if txn is None:
                     raise
                 existing = await self._stores.events.get_event_id_for_txn(
@@ -185,10 +178,6 @@ class EventCreator:
                 if found is None:
                     raise
                 stored = found
-            if txn is not None:
-                self._recent_txns[(sender, txn.device_id, txn.txn_id)] = stored.event_id
-                if len(self._recent_txns) > RECENT_TXNS:
-                    self._recent_txns.popitem(last=False)
             return stored
 
     async def build_unpersisted(

@@ -56,6 +56,19 @@ async def test_send_is_idempotent_per_txn(hs: HomeserverHarness) -> None:
     first = await alice.request("PUT", f"/rooms/{room_id}/send/m.room.message/same", {"body": "a"})
     again = await alice.request("PUT", f"/rooms/{room_id}/send/m.room.message/same", {"body": "a"})
     assert first == again
+    # The retry's new copy was refused whole: one message stored, and the room takes
+    # the next send on top of it.
+    then = await alice.request("PUT", f"/rooms/{room_id}/send/m.room.message/next", {"body": "b"})
+    assert then["event_id"] != first["event_id"]
+    page = await alice.request("GET", f"/rooms/{room_id}/messages?dir=b&limit=10")
+    messages = [e for e in page["chunk"] if e["type"] == "m.room.message"]
+    assert [e["event_id"] for e in messages] == [then["event_id"], first["event_id"]]
+    stored = await hs.server.db.fetchval(
+        "t",
+        "SELECT COUNT(*) FROM events WHERE room_id = $1 AND type = 'm.room.message'",
+        room_id,
+    )
+    assert stored == 2
 
 
 async def test_legacy_post_send_and_redact_without_a_transaction(hs: HomeserverHarness) -> None:
