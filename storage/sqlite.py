@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -55,13 +54,6 @@ logger = logging.getLogger(__name__)
 WRITER_CACHE_KIB = 2_000
 READER_CACHE_KIB = 500
 CHECKPOINTER_CACHE_KIB = 64
-
-# Reader connections, each a thread of its own: SQLite runs reads without the GIL,
-# so up to one per core reads in parallel with the event loop, and more only queue
-# for the cores (a cached database's reads are CPU, not disk). Each reader holds its
-# own page cache, parsed schema and statements (about 0.5 MB resident): four at
-# most, two at least (a read transaction held open leaves one for single reads).
-DEFAULT_READERS = min(4, max(2, os.cpu_count() or 2))
 
 T = TypeVar("T")
 Pending = list[tuple[str, list[tuple[Any, ...]]]]
@@ -265,7 +257,7 @@ def _probe(path: Path) -> None:
 class SqliteDatabase(Database):
     engine = "sqlite"
 
-    def __init__(self, path: Path, readers: int = DEFAULT_READERS) -> None:
+    def __init__(self, path: Path, readers: int = 4) -> None:
         self.path = path
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
@@ -287,7 +279,7 @@ class SqliteDatabase(Database):
         self._last_checkpoint = time.monotonic()
 
     @classmethod
-    async def open(cls, path: Path, readers: int = DEFAULT_READERS) -> SqliteDatabase:
+    async def open(cls, path: Path, readers: int = 4) -> SqliteDatabase:
         db = cls(path, readers)
         await db._connect()
         return db
