@@ -3,9 +3,6 @@
 A Synapse log config names a few of Synapse's own classes; each is replaced by
 this server's equivalent before the dictionary is applied:
 
-(The replacements live in `homeserver.log_handlers`, imported only by a log config
-that names them.)
-
 - ``synapse.logging.context.LoggingContextFilter`` -> `RequestContextFilter`
   (adds ``request``, the request ID, and ``requester``);
 - ``synapse.logging.handlers.PeriodicallyFlushingMemoryHandler`` ->
@@ -13,6 +10,9 @@ that names them.)
   flushLevel, period);
 - ``synapse.logging.TerseJsonFormatter`` and ``synapse.logging.JsonFormatter`` ->
   `JsonFormatter` (one JSON object per line).
+
+The handler and the formatter live in `homeserver.log_handlers`, imported only by a
+log config that names them.
 
 Every record carries ``request`` whatever the config (see
 `homeserver.request_context.install_record_factory`), so Synapse's usual format

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from homeserver.garbage.arenas import limit_malloc_arenas
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.child_python import run_python
 
 glibc_only = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="arenas are glibc's allocator's"
@@ -50,16 +46,9 @@ _SCRIPT = textwrap.dedent(
 
 
 def _arenas(cap: int) -> int:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(cap)],
-        env=dict(env, PYTHONPATH=path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_python(_SCRIPT, str(cap), env=env)
+    assert done.returncode == 0, done.stderr
     return sum(1 for line in done.stderr.splitlines() if line.startswith("Arena "))
 
 

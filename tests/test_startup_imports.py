@@ -6,15 +6,11 @@ does not carry their memory (several MB each; bench/startup_rss.py measures it).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+from tests.child_python import run_python
 from tests.federation.servers import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # top-level module -> the feature that needs it
 OPTIONAL_MODULES = {
@@ -66,21 +62,12 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_default_server_does_not_import_optional_dependencies(tmp_path: Path) -> None:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _SCRIPT,
-            str(tmp_path),
-            str(free_port()),
-            json.dumps(sorted(OPTIONAL_MODULES)),
-        ],
-        env=dict(os.environ, PYTHONPATH=path),
-        capture_output=True,
-        text=True,
+    done = run_python(
+        _SCRIPT,
+        str(tmp_path),
+        str(free_port()),
+        json.dumps(sorted(OPTIONAL_MODULES)),
         timeout=120,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     imported = json.loads(done.stdout.strip().splitlines()[-1])

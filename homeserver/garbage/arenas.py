@@ -4,8 +4,8 @@ glibc gives a thread that finds the shared arenas busy an arena of its own, up t
 eight per core, and each arena keeps its own free space. Every database connection
 here runs on a thread of its own, and SQLite allocates its page cache and statements
 there, so a server ended up with one arena per connection thread, most of them
-half empty. Two arenas (the main one and one for every other thread) held 1.2 MB
-less after ``bench/vs_synapse.py``'s messaging run, at the same throughput.
+half empty. Capped at two arenas, which every thread shares, the server held 1.2 MB
+less after the messaging workload of ``bench/vs_synapse.py``, at the same throughput.
 
 ``MALLOC_ARENA_MAX`` in the environment (read by glibc itself) wins; elsewhere than
 glibc there is no such setting and nothing changes.
